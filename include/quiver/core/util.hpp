@@ -1,0 +1,25 @@
+// Small shared helpers: files, hashing, timing.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace quiver {
+
+// Whole file as bytes; throws Error(NotFound/Parse) naming the file.
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, std::string_view bytes);
+std::string sha256_hex(std::string_view bytes);
+std::string sha256_file(const std::string& path);
+// Peak resident set size of this process in bytes (VmHWM).
+int64_t peak_rss_bytes();
+int64_t current_rss_bytes();
+
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace quiver
