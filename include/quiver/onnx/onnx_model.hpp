@@ -1,0 +1,41 @@
+// The direct ONNX engine behind the quiver::Model interface.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+
+#include "quiver/core/model.hpp"
+
+namespace quiver::onnx {
+
+struct CompileOptions {
+  bool fold_constants = true;
+  bool fuse = true;  // MatMul+Add, Gemm/Conv+activation, BatchNorm into Conv
+};
+
+// Load an .onnx file (external data resolved next to it). Throws quiver::Error naming the file,
+// node and tensor on malformed models and listing every unsupported operator by name.
+std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOptions& options = {},
+                                       const CompileOptions& compile = {});
+std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std::string& base_dir,
+                                             const LoadOptions& options = {}, const CompileOptions& compile = {});
+
+// Static facts for `quiver inspect`.
+struct ModelSummary {
+  int64_t ir_version = 0;
+  std::map<std::string, int64_t> opsets;    // domain ("" = ai.onnx) -> version
+  std::map<std::string, int> op_counts;     // op type -> count (including subgraphs)
+  int64_t parameter_count = 0;              // elements in initializers / Constant tensors
+  int64_t parameter_bytes = 0;
+  std::vector<std::string> unsupported_ops;  // op types with no kernel
+  std::string producer;
+};
+ModelSummary summarize_onnx(const std::string& path);
+
+// Names of all operators the engine implements ("Add", "ai.onnx.ml::TreeEnsembleRegressor", ...).
+std::vector<std::string> supported_ops();
+
+// Registers the "onnx" backend with quiver::register_backend.
+void register_backend();
+
+}  // namespace quiver::onnx

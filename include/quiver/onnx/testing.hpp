@@ -1,0 +1,29 @@
+// Comparison and conformance helpers shared by `quiver onnx-test`, `quiver infer --compare` and tests.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "quiver/core/tensor.hpp"
+
+namespace quiver::onnx {
+
+struct Tolerance {
+  double rtol = 1e-3;
+  double atol = 1e-7;
+};
+
+// Empty string when equal within |a-e| <= atol + rtol*|e| (NaN == NaN, exact for ints/bools/strings);
+// otherwise a description of the first mismatch and the max error.
+std::string compare_tensors(const Tensor& actual, const Tensor& expected, Tolerance tol);
+
+enum class CaseStatus { Passed, Failed, Skipped };
+struct CaseResult {
+  std::string name;
+  CaseStatus status = CaseStatus::Failed;
+  std::string message;  // why it failed / which op is unsupported
+};
+
+// Runs one ONNX backend test case folder (model.onnx + test_data_set_*/).
+CaseResult run_test_case(const std::string& dir, Tolerance tol = {});
+
+}  // namespace quiver::onnx

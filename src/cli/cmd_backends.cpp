@@ -1,0 +1,343 @@
+// quiver inspect / infer / bench / onnx-test: direct inference on any backend.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <random>
+#include <set>
+#include <sstream>
+#include <cstring>
+#include <thread>
+
+#include "cli/command.hpp"
+#include "quiver/backends/backends.hpp"
+#include "quiver/core/model.hpp"
+#include "quiver/core/util.hpp"
+#include "quiver/onnx/onnx_model.hpp"
+#include "quiver/onnx/tensor_proto.hpp"
+#include "quiver/onnx/testing.hpp"
+#ifdef QUIVER_HAVE_FOREST
+#include "quiver/forest/csv.hpp"
+#endif
+
+namespace fs = std::filesystem;
+using namespace quiver;
+
+namespace {
+
+bool is_onnx(const std::string& path) { return path.size() > 5 && path.substr(path.size() - 5) == ".onnx"; }
+
+std::shared_ptr<const Model> open_model(const std::string& path) {
+  register_builtin_backends();
+  return load_model(path);
+}
+
+// ---- inputs for bench: tile a reference data set along the batch dim, or synthesize ----
+std::vector<Tensor> tile_batch(const std::vector<Tensor>& src, int64_t batch) {
+  std::vector<Tensor> out;
+  for (const auto& t : src) {
+    if (t.rank() == 0 || t.dim(0) == batch || t.dim(0) == 0) { out.push_back(t); continue; }
+    std::vector<int64_t> d = t.dims();
+    const int64_t rows = d[0];
+    d[0] = batch;
+    Tensor n = Tensor::empty(t.dtype(), d);
+    const size_t row_bytes = t.nbytes() / static_cast<size_t>(rows);
+    for (int64_t b = 0; b < batch; ++b)
+      std::memcpy(static_cast<char*>(n.raw()) + b * row_bytes, static_cast<const char*>(t.raw()) + (b % rows) * row_bytes,
+                  row_bytes);
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
+std::vector<Tensor> synth_inputs(const ModelInfo& mi, int64_t batch, const std::map<std::string, int64_t>& dims) {
+  std::mt19937 rng(42);
+  std::normal_distribution<float> nd;
+  std::vector<Tensor> out;
+  for (const auto& ti : mi.inputs) {
+    std::vector<int64_t> d;
+    for (size_t i = 0; i < ti.shape.size(); ++i) {
+      const Dim& x = ti.shape[i];
+      if (x.is_fixed()) { d.push_back(x.value); continue; }
+      auto it = dims.find(x.symbol);
+      if (it != dims.end()) d.push_back(it->second);
+      else if (i == 0) d.push_back(batch);
+      else
+        throw Error(ErrorCode::InvalidArgument,
+                    "dynamic dim '" + x.symbol + "' at position " + std::to_string(i) + " needs --dim NAME=V",
+                    {mi.name, "", ti.name});
+    }
+    Tensor t = Tensor::zeros(ti.dtype, d);
+    if (ti.dtype == DType::F32)
+      for (auto& v : t.span<float>()) v = nd(rng);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+struct BenchResult {
+  int64_t calls = 0;
+  double seconds = 0;
+  std::vector<double> lat_us;
+};
+
+double pct(std::vector<double>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = static_cast<size_t>(std::min<double>(v.size() - 1, std::floor(p / 100.0 * v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+  return v[k];
+}
+
+void cmd_bench(const std::string& path, int64_t batch, int threads, const std::vector<std::string>& dim_args,
+               double seconds, const std::string& test_data, bool json) {
+  auto model = open_model(path);
+  const auto& mi = model->info();
+  std::map<std::string, int64_t> dims;
+  for (const auto& a : dim_args) {
+    auto eq = a.find('=');
+    if (eq == std::string::npos) throw Error(ErrorCode::InvalidArgument, "--dim expects NAME=V, got '" + a + "'");
+    dims[a.substr(0, eq)] = std::stoll(a.substr(eq + 1));
+  }
+  std::vector<Tensor> inputs;
+  std::string data_dir = test_data;
+  if (data_dir.empty() && dims.empty()) {
+    fs::path cand = fs::path(path).parent_path() / "test_data_set_0";
+    if (fs::exists(cand)) data_dir = cand.string();
+  }
+  if (!data_dir.empty()) {
+    std::vector<Tensor> src;
+    for (const auto& f : onnx::numbered_files(data_dir, "input")) src.push_back(onnx::read_tensor_file(f).tensor);
+    if (src.size() != mi.inputs.size())
+      throw Error(ErrorCode::InvalidArgument, data_dir + " has " + std::to_string(src.size()) + " inputs, model needs " +
+                                                  std::to_string(mi.inputs.size()));
+    bool fixed_batch = !mi.inputs.empty() && !mi.inputs[0].shape.empty() && mi.inputs[0].shape[0].is_fixed();
+    inputs = fixed_batch ? src : tile_batch(src, batch);
+  } else {
+    inputs = synth_inputs(mi, batch, dims);
+  }
+  const int64_t events = inputs.empty() || inputs[0].rank() == 0 ? 1 : inputs[0].dim(0);
+  {  // warm-up (and fail early with a clear error)
+    Session s(model);
+    std::vector<Tensor> out;
+    for (int i = 0; i < 3; ++i) s.run(inputs, out);
+  }
+  std::vector<BenchResult> res(static_cast<size_t>(threads));
+  std::atomic<bool> go{false};
+  std::vector<std::thread> th;
+  for (int t = 0; t < threads; ++t)
+    th.emplace_back([&, t] {
+      Session s(model);
+      std::vector<Tensor> out;
+      auto& r = res[static_cast<size_t>(t)];
+      r.lat_us.reserve(1 << 20);
+      while (!go.load()) std::this_thread::yield();
+      const int64_t start = now_ns();
+      const int64_t stop = start + static_cast<int64_t>(seconds * 1e9);
+      int64_t t0 = start;
+      while (true) {
+        s.run(inputs, out);
+        const int64_t t1 = now_ns();
+        r.lat_us.push_back((t1 - t0) / 1e3);
+        ++r.calls;
+        t0 = t1;
+        if (t1 >= stop) break;
+      }
+      r.seconds = (t0 - start) / 1e9;
+    });
+  go = true;
+  for (auto& x : th) x.join();
+  int64_t calls = 0;
+  double secs = 0;
+  std::vector<double> lat;
+  for (auto& r : res) {
+    calls += r.calls;
+    secs = std::max(secs, r.seconds);
+    lat.insert(lat.end(), r.lat_us.begin(), r.lat_us.end());
+  }
+  const double ips = calls / secs;
+  const double p50 = pct(lat, 50), p90 = pct(lat, 90), p99 = pct(lat, 99);
+  const int64_t rss = peak_rss_bytes();
+  if (json) {
+    nlohmann::json j = {{"model", mi.name},           {"path", path},
+                        {"backend", mi.backend},      {"batch", events},
+                        {"threads", threads},         {"seconds", secs},
+                        {"calls", calls},             {"inferences_per_s", ips},
+                        {"events_per_s", ips * events}, {"latency_us", {{"p50", p50}, {"p90", p90}, {"p99", p99}}},
+                        {"peak_rss_bytes", rss}};
+    std::cout << j.dump() << std::endl;
+  } else {
+    std::printf("model %s (%s), batch %lld, %d thread(s), %.2f s\n", mi.name.c_str(), mi.backend.c_str(),
+                static_cast<long long>(events), threads, secs);
+    std::printf("throughput: %.1f inferences/s, %.1f events/s\n", ips, ips * events);
+    std::printf("latency us: p50 %.2f  p90 %.2f  p99 %.2f\n", p50, p90, p99);
+    std::printf("peak RSS: %.1f MiB\n", rss / 1048576.0);
+  }
+}
+
+void cmd_infer(const std::string& path, const std::string& test_data, const std::vector<std::string>& input_args,
+               const std::string& out_dir, bool compare, const std::string& csv, const std::string& csv_out, bool margin) {
+  auto model = open_model(path);
+  const auto& mi = model->info();
+  if (!csv.empty()) {
+#ifdef QUIVER_HAVE_FOREST
+    forest::infer_csv(*model, csv, csv_out, margin, std::cout);
+    return;
+#else
+    throw Error(ErrorCode::Unsupported, "--csv needs the forest backend, which is not built");
+#endif
+  }
+  std::vector<NamedTensor> given;
+  if (!test_data.empty()) {
+    auto files = onnx::numbered_files(test_data, "input");
+    if (files.empty()) throw Error(ErrorCode::NotFound, "no input_<i>.pb files", {"", "", "", test_data});
+    for (size_t i = 0; i < files.size(); ++i) {
+      NamedTensor nt = onnx::read_tensor_file(files[i]);
+      if (nt.name.empty() && i < mi.inputs.size()) nt.name = mi.inputs[i].name;
+      given.push_back(std::move(nt));
+    }
+  }
+  for (const auto& a : input_args) {
+    auto eq = a.find('=');
+    if (eq == std::string::npos) throw Error(ErrorCode::InvalidArgument, "--input expects NAME=FILE.pb, got '" + a + "'");
+    NamedTensor nt = onnx::read_tensor_file(a.substr(eq + 1));
+    nt.name = a.substr(0, eq);
+    given.erase(std::remove_if(given.begin(), given.end(), [&](auto& g) { return g.name == nt.name; }), given.end());
+    given.push_back(std::move(nt));
+  }
+  if (given.empty()) throw Error(ErrorCode::InvalidArgument, "no inputs: give --test-data DIR or --input NAME=FILE.pb");
+  const int64_t t0 = now_ns();
+  auto outputs = model->run_named(given);
+  const double ms = (now_ns() - t0) / 1e6;
+  if (!out_dir.empty()) fs::create_directories(out_dir);
+  int failures = 0;
+  std::vector<std::string> expected_files;
+  if (compare && !test_data.empty()) expected_files = onnx::numbered_files(test_data, "output");
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const auto& name = mi.outputs[i].name;
+    const Tensor& t = outputs[i];
+    std::printf("output %zu '%s' %s %s", i, name.c_str(), std::string(dtype_name(t.dtype())).c_str(),
+                dims_to_string(t.dims()).c_str());
+    if (t.dtype() == DType::F32 && t.numel() > 0) {
+      std::printf(" [");
+      for (int64_t k = 0; k < std::min<int64_t>(t.numel(), 8); ++k) std::printf("%s%.6g", k ? ", " : "", t.data<float>()[k]);
+      std::printf("%s]", t.numel() > 8 ? ", ..." : "");
+    }
+    if (i < expected_files.size()) {
+      auto exp = onnx::read_tensor_file(expected_files[i]);
+      std::string diff = onnx::compare_tensors(t, exp.tensor, {1e-4, 1e-5});
+      std::printf("  %s", diff.empty() ? "matches reference (rtol 1e-4, atol 1e-5)" : ("MISMATCH: " + diff).c_str());
+      if (!diff.empty()) ++failures;
+    }
+    std::printf("\n");
+    if (!out_dir.empty()) onnx::write_tensor_file(out_dir + "/output_" + std::to_string(i) + ".pb", {name, t});
+  }
+  std::printf("inference took %.3f ms (first call, includes warm-up)\n", ms);
+  if (failures) cli::set_exit_code(2);
+}
+
+void cmd_inspect(const std::string& path) {
+  register_builtin_backends();
+  if (is_onnx(path)) {
+    // Inspect must work even when the model cannot be compiled: report unsupported ops by name.
+    auto s = onnx::summarize_onnx(path);
+    try {
+      auto m = load_model(path);
+      m->describe(std::cout);
+      return;
+    } catch (const Error& e) {
+      std::cout << "model: " << path << "\nir_version: " << s.ir_version << "\nopsets:";
+      for (const auto& [d, v] : s.opsets) std::cout << " " << (d.empty() ? "ai.onnx" : d) << "=" << v;
+      std::cout << "\nparameters: " << s.parameter_count << "\noperators:\n";
+      for (const auto& [op, n] : s.op_counts) std::cout << "  " << op << " " << n << "\n";
+      std::cout << "unsupported operators:" << (s.unsupported_ops.empty() ? " none" : "") << "\n";
+      for (const auto& u : s.unsupported_ops) std::cout << "  " << u << "\n";
+      std::cout << "load error: " << e.what() << "\n";
+      cli::set_exit_code(1);
+      return;
+    }
+  }
+  open_model(path)->describe(std::cout);
+}
+
+void cmd_onnx_test(const std::vector<std::string>& dirs, const std::string& list_file, bool verbose) {
+  std::vector<std::string> cases;
+  std::set<std::string> only;
+  if (!list_file.empty()) {
+    std::istringstream ss(read_file(list_file));
+    std::string line;
+    while (std::getline(ss, line))
+      if (!line.empty() && line[0] != '#') only.insert(line);
+  }
+  for (const auto& d : dirs) {
+    if (fs::exists(fs::path(d) / "model.onnx")) { cases.push_back(d); continue; }
+    if (!fs::is_directory(d)) throw Error(ErrorCode::NotFound, "not a test case or folder of test cases", {"", "", "", d});
+    for (const auto& e : fs::directory_iterator(d))
+      if (fs::exists(e.path() / "model.onnx") && (only.empty() || only.count(e.path().filename().string())))
+        cases.push_back(e.path().string());
+  }
+  std::sort(cases.begin(), cases.end());
+  int passed = 0, failed = 0, skipped = 0;
+  for (const auto& c : cases) {
+    auto r = onnx::run_test_case(c);
+    switch (r.status) {
+      case onnx::CaseStatus::Passed: ++passed; if (verbose) std::printf("PASS %s\n", r.name.c_str()); break;
+      case onnx::CaseStatus::Failed: ++failed; std::printf("FAIL %s: %s\n", r.name.c_str(), r.message.c_str()); break;
+      case onnx::CaseStatus::Skipped: ++skipped; std::printf("SKIP %s: %s\n", r.name.c_str(), r.message.c_str()); break;
+    }
+  }
+  std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+  if (failed) cli::set_exit_code(1);
+}
+
+cli::CommandRegistrar reg(10, [](CLI::App& app) {
+  {
+    auto* c = app.add_subcommand("inspect", "Show a model's inputs, outputs, operators and parameters");
+    auto path = std::make_shared<std::string>();
+    c->add_option("model", *path, "model file")->required();
+    c->callback([path] { cmd_inspect(*path); });
+  }
+  {
+    auto* c = app.add_subcommand("infer", "Run a model once on inputs from files");
+    struct A { std::string path, test_data, out, csv, csv_out; std::vector<std::string> inputs; bool compare = false, margin = false; };
+    auto a = std::make_shared<A>();
+    c->add_option("model", a->path, "model file")->required();
+    c->add_option("--test-data", a->test_data, "folder with input_<i>.pb (ONNX TensorProto)");
+    c->add_option("--input", a->inputs, "NAME=FILE.pb (repeatable)");
+    c->add_option("--output-dir", a->out, "write output_<i>.pb here");
+    c->add_flag("--compare", a->compare, "compare with output_<i>.pb in --test-data (rtol 1e-4, atol 1e-5)");
+    c->add_option("--csv", a->csv, "tree models: rows of features (header row optional)");
+    c->add_option("--output", a->csv_out, "with --csv: write predictions to this CSV");
+    c->add_flag("--margin", a->margin, "with --csv: raw margins instead of probabilities");
+    c->callback([a] { cmd_infer(a->path, a->test_data, a->inputs, a->out, a->compare, a->csv, a->csv_out, a->margin); });
+  }
+  {
+    auto* c = app.add_subcommand("bench", "Measure throughput, latency and memory of direct inference");
+    struct A { std::string path, data; int64_t batch = 1; int threads = 1; std::vector<std::string> dims; double seconds = 3; bool json = false; };
+    auto a = std::make_shared<A>();
+    c->add_option("model", a->path, "model file")->required();
+    c->add_option("--batch,-b", a->batch, "events per call");
+    c->add_option("--threads,-t", a->threads, "threads sharing the loaded model")->check(CLI::Range(1, 256));
+    c->add_option("--dim", a->dims, "NAME=V for a dynamic dimension (repeatable)");
+    c->add_option("--seconds,-s", a->seconds, "duration");
+    c->add_option("--test-data", a->data, "use these inputs (tiled to --batch); default: the model's test_data_set_0");
+    c->add_flag("--json", a->json, "print one JSON object");
+    c->callback([a] { cmd_bench(a->path, a->batch, a->threads, a->dims, a->seconds, a->data, a->json); });
+  }
+  {
+    auto* c = app.add_subcommand("onnx-test", "Run ONNX backend test cases; ends with 'N passed, M failed, K skipped'");
+    struct A { std::vector<std::string> dirs; std::string list; bool verbose = false; };
+    auto a = std::make_shared<A>();
+    c->add_option("dirs", a->dirs, "test case folders, or folders of them")->required();
+    c->add_option("--cases", a->list, "file listing case names to run (one per line, # comments)");
+    c->add_flag("--verbose,-v", a->verbose, "print passing cases too");
+    c->callback([a] { cmd_onnx_test(a->dirs, a->list, a->verbose); });
+  }
+});
+
+}  // namespace

@@ -1,0 +1,28 @@
+// Internal: the one GEMM entry point of the engine. Small shapes (the per-event HEP case) run on a
+// register-blocked kernel compiled for AVX2/FMA and a baseline (chosen at run time); large shapes go
+// to the BLAS library chosen at build time (OpenBLAS or oneDNN).
+#pragma once
+#include <cstdint>
+
+#include "onnx/fusion.hpp"
+
+namespace quiver::onnx {
+
+struct GemmArgs {
+  int64_t M = 0, N = 0, K = 0;
+  const float* A = nullptr; int64_t lda = 0; bool transA = false;
+  const float* B = nullptr; int64_t ldb = 0; bool transB = false;
+  float* C = nullptr; int64_t ldc = 0;
+  float alpha = 1.0f;
+  float beta = 0.0f;            // C = alpha*op(A)op(B) + beta*C
+  const float* bias = nullptr;  // optional, added per column n after alpha/beta (length N)
+  ActivationSpec act;           // optional fused activation
+};
+
+void gemm(const GemmArgs& g);
+// Apply activation in place on rows x cols with leading dimension ld.
+void apply_activation(float* C, int64_t rows, int64_t cols, int64_t ld, const ActivationSpec& act);
+// Name of the large-shape backend ("openblas" / "dnnl") for reports.
+const char* gemm_backend_name();
+
+}  // namespace quiver::onnx

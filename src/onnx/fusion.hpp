@@ -1,0 +1,36 @@
+// Internal: graph rewrites applied before kernels are built (they pay on the HEP models):
+//   Conv + BatchNormalization          -> Conv with folded weights/bias
+//   MatMul(x, W) + Add(bias)           -> MatMul with a bias input (one GEMM with fused epilogue)
+//   Gemm/Conv/MatMul + Relu/LeakyRelu/Sigmoid/Tanh/Clip -> same op with a fused activation
+#pragma once
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "quiver/core/tensor.hpp"
+
+namespace onnx { class GraphProto; class NodeProto; }
+
+namespace quiver::onnx {
+
+struct FusedGraph {
+  std::vector<const ::onnx::NodeProto*> nodes;
+  std::deque<::onnx::NodeProto> owned;  // rewritten nodes
+  std::vector<std::pair<std::string, std::shared_ptr<const Tensor>>> new_constants;
+  int fused_count = 0;
+};
+
+using ConstLookup = std::function<std::shared_ptr<const Tensor>(const std::string&)>;
+FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const);
+
+// Fused activation, carried on the rewritten node as attributes
+// "_quiver_act" (string) and "_quiver_alpha"/"_quiver_beta" (floats).
+enum class Activation { None, Relu, LeakyRelu, Sigmoid, Tanh, Clip };
+struct ActivationSpec {
+  Activation kind = Activation::None;
+  float alpha = 0, beta = 0;
+};
+
+}  // namespace quiver::onnx

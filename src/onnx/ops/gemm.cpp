@@ -1,0 +1,81 @@
+// Gemm: Y = alpha * op(A) op(B) + beta * C (C unidirectionally broadcast), optional fused activation.
+#include "onnx/blas.hpp"
+#include "onnx/ops/activation_attr.hpp"
+#include "onnx/ops/common.hpp"
+
+namespace quiver::onnx {
+
+namespace {
+
+class GemmKernel final : public Kernel {
+ public:
+  GemmKernel(float alpha, float beta, bool ta, bool tb, ActivationSpec act, std::shared_ptr<const Tensor> packed_b)
+      : alpha_(alpha), beta_(beta), ta_(ta), tb_(tb), act_(act), packed_b_(std::move(packed_b)) {}
+  void run(ExecContext& ec) const override {
+    const Tensor& a = ec.input(0);
+    const Tensor& b = packed_b_ ? *packed_b_ : ec.input(1);
+    const bool tb = packed_b_ ? false : tb_;
+    if (a.rank() != 2 || b.rank() != 2) ec.fail("A and B must be 2-D, got " + dims_to_string(a.dims()) + " and " + dims_to_string(b.dims()));
+    const int64_t M = ta_ ? a.dim(1) : a.dim(0), K = ta_ ? a.dim(0) : a.dim(1);
+    const int64_t Kb = tb ? b.dim(1) : b.dim(0), N = tb ? b.dim(0) : b.dim(1);
+    if (K != Kb) ec.fail("inner dimensions differ: " + dims_to_string(a.dims()) + " x " + dims_to_string(b.dims()));
+    Tensor& y = ec.output(0, DType::F32, {M, N});
+    GemmArgs g;
+    g.M = M; g.N = N; g.K = K;
+    g.A = a.data<float>(); g.lda = a.dim(1); g.transA = ta_;
+    g.B = b.data<float>(); g.ldb = b.dim(1); g.transB = tb;
+    g.C = y.data<float>(); g.ldc = N;
+    g.alpha = alpha_;
+    g.act = act_;
+    const Tensor* c = ec.input_ptr(2);
+    if (c && beta_ != 0.0f && c->numel() > 0) {
+      if (c->numel() == N && (c->rank() == 1 || (c->rank() == 2 && c->dim(0) == 1)) && beta_ == 1.0f) {
+        g.bias = c->data<float>();  // the usual bias row: fused epilogue
+      } else {
+        std::vector<int64_t> od;
+        if (!broadcast_dims(std::vector<int64_t>{M, N}, c->dims(), od) || od != std::vector<int64_t>{M, N})
+          ec.fail("C of shape " + dims_to_string(c->dims()) + " does not broadcast to " + dims_to_string(y.dims()));
+        broadcast_binary<float, float, float>(y, *c, y, [](float, float cv) { return cv; });
+        g.beta = beta_;
+      }
+    }
+    gemm(g);
+  }
+
+ private:
+  float alpha_, beta_;
+  bool ta_, tb_;
+  ActivationSpec act_;
+  std::shared_ptr<const Tensor> packed_b_;  // constant B stored as [K, N] row-major
+};
+
+}  // namespace
+
+QUIVER_REGISTER_OPS(gemm) {
+  registry.add({"", "Gemm", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+                  ctx.expect_inputs(2, 3);
+                  ctx.expect_dtype(0, {DType::F32});
+                  ctx.expect_dtype(1, {DType::F32});
+                  const auto& at = ctx.attrs();
+                  const bool ta = at.get_int("transA", 0) != 0, tb = at.get_int("transB", 0) != 0;
+                  std::shared_ptr<const Tensor> packed;
+                  // Constant transposed weights: transpose once at load so the per-call kernel streams rows.
+                  if (tb && ctx.input(1).constant && ctx.input(1).constant->rank() == 2) {
+                    const Tensor& w = *ctx.input(1).constant;
+                    const int64_t n = w.dim(0), k = w.dim(1);
+                    Tensor p = Tensor::empty(DType::F32, {k, n});
+                    for (int64_t i = 0; i < n; ++i)
+                      for (int64_t j = 0; j < k; ++j) p.data<float>()[j * n + i] = w.data<float>()[i * k + j];
+                    packed = std::make_shared<const Tensor>(std::move(p));
+                  }
+                  std::optional<std::vector<int64_t>> shape;
+                  if (ctx.input(0).shape && ctx.input(1).shape && ctx.input(0).shape->size() == 2 &&
+                      ctx.input(1).shape->size() == 2)
+                    shape = std::vector<int64_t>{(*ctx.input(0).shape)[ta ? 1 : 0], (*ctx.input(1).shape)[tb ? 0 : 1]};
+                  ctx.set_output(0, DType::F32, shape);
+                  return std::make_unique<GemmKernel>(at.get_float("alpha", 1.0f), at.get_float("beta", 1.0f), ta, tb,
+                                                      fused_activation(ctx), std::move(packed));
+                }});
+}
+
+}  // namespace quiver::onnx

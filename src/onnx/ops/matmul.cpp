@@ -1,0 +1,139 @@
+// MatMul (numpy semantics: 1-D promotion, broadcast batch dims). The fusion pass may add a bias
+// input (index 2, length N) and an activation; float runs on the engine GEMM, other types on a
+// plain loop.
+#include "onnx/blas.hpp"
+#include "onnx/ops/activation_attr.hpp"
+#include "onnx/ops/common.hpp"
+
+namespace quiver::onnx {
+
+namespace {
+
+struct MatMulShape {
+  std::vector<int64_t> out, batch;
+  int64_t M, N, K;
+  bool a1d, b1d;
+};
+
+bool matmul_shape(std::span<const int64_t> ad, std::span<const int64_t> bd, MatMulShape& s) {
+  if (ad.empty() || bd.empty()) return false;
+  s.a1d = ad.size() == 1;
+  s.b1d = bd.size() == 1;
+  std::vector<int64_t> a(ad.begin(), ad.end()), b(bd.begin(), bd.end());
+  if (s.a1d) a.insert(a.begin(), 1);
+  if (s.b1d) b.push_back(1);
+  s.M = a[a.size() - 2];
+  s.K = a.back();
+  s.N = b.back();
+  if (b[b.size() - 2] != s.K) return false;
+  std::span<const int64_t> ab(a.data(), a.size() - 2), bb(b.data(), b.size() - 2);
+  if (!broadcast_dims(ab, bb, s.batch)) return false;
+  s.out = s.batch;
+  if (!s.a1d) s.out.push_back(s.M);
+  if (!s.b1d) s.out.push_back(s.N);
+  return true;
+}
+
+template <class T>
+void naive_matmul(const T* A, const T* B, T* C, int64_t M, int64_t N, int64_t K) {
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) C[m * N + n] = T(0);
+    for (int64_t k = 0; k < K; ++k) {
+      const T a = A[m * K + k];
+      for (int64_t n = 0; n < N; ++n) C[m * N + n] += a * B[k * N + n];
+    }
+  }
+}
+
+class MatMulKernel final : public Kernel {
+ public:
+  MatMulKernel(DType t, ActivationSpec act, bool has_bias) : t_(t), act_(act), has_bias_(has_bias) {}
+  void run(ExecContext& ec) const override {
+    const Tensor& a = ec.input(0);
+    const Tensor& b = ec.input(1);
+    MatMulShape s;
+    if (!matmul_shape(a.dims(), b.dims(), s))
+      ec.fail("incompatible shapes " + dims_to_string(a.dims()) + " x " + dims_to_string(b.dims()));
+    Tensor& out = ec.output(0, t_, s.out);
+    if (out.numel() == 0) return;
+    const float* bias = nullptr;
+    if (has_bias_) {
+      const Tensor& bt = ec.input(2);
+      if (bt.numel() != s.N) ec.fail("fused bias has " + std::to_string(bt.numel()) + " values, N=" + std::to_string(s.N));
+      bias = bt.data<float>();
+    }
+    const int64_t nb = product(s.batch);
+    const size_t ar = std::max<size_t>(a.rank(), 2), br = std::max<size_t>(b.rank(), 2);
+    // Fast path: B has no batch dims (weights) -> one GEMM over all rows of A.
+    const bool b_flat = b.rank() <= 2;
+    int64_t sa[16], sb[16];
+    std::vector<int64_t> abatch(a.dims().begin(), a.dims().end() - std::min<size_t>(a.rank(), 2));
+    std::vector<int64_t> bbatch(b.dims().begin(), b.dims().end() - std::min<size_t>(b.rank(), 2));
+    if (s.batch.size() > 16) ec.fail("rank too large");
+    broadcast_strides(abatch, s.batch, sa);
+    broadcast_strides(bbatch, s.batch, sb);
+    (void)ar; (void)br;
+    visit_numeric(t_, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* A = a.data<T>();
+      const T* B = b.data<T>();
+      T* C = out.data<T>();
+      if (b_flat && a.numel() == nb * s.M * s.K) {
+        run_one<T>(A, B, C, nb * s.M, s.N, s.K, bias);
+        return;
+      }
+      std::vector<int64_t> idx(s.batch.size(), 0);
+      for (int64_t i = 0; i < nb; ++i) {
+        int64_t oa = 0, ob = 0;
+        for (size_t d = 0; d < s.batch.size(); ++d) { oa += idx[d] * sa[d]; ob += idx[d] * sb[d]; }
+        run_one<T>(A + oa * s.M * s.K, B + ob * s.K * s.N, C + i * s.M * s.N, s.M, s.N, s.K, bias);
+        for (size_t d = s.batch.size(); d-- > 0;) {
+          if (++idx[d] < s.batch[d]) break;
+          idx[d] = 0;
+        }
+      }
+    });
+  }
+
+ private:
+  template <class T>
+  void run_one(const T* A, const T* B, T* C, int64_t M, int64_t N, int64_t K, const float* bias) const {
+    if constexpr (std::is_same_v<T, float>) {
+      GemmArgs g;
+      g.M = M; g.N = N; g.K = K;
+      g.A = A; g.lda = K; g.B = B; g.ldb = N; g.C = C; g.ldc = N;
+      g.bias = bias;
+      g.act = act_;
+      gemm(g);
+    } else {
+      naive_matmul<T>(A, B, C, M, N, K);
+    }
+  }
+  DType t_;
+  ActivationSpec act_;
+  bool has_bias_;
+};
+
+}  // namespace
+
+QUIVER_REGISTER_OPS(matmul) {
+  registry.add({"", "MatMul", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+                  ctx.expect_inputs(2, 3);
+                  const DType t = ctx.input_dtype(0);
+                  if (ctx.input_dtype(1) != t) ctx.fail("input dtypes differ");
+                  if (!(t == DType::F32 || t == DType::F64 || t == DType::I32 || t == DType::I64 ||
+                        t == DType::U32 || t == DType::U64))
+                    ctx.fail("unsupported dtype " + std::string(dtype_name(t)), ctx.input_name(0), ErrorCode::Unsupported);
+                  std::optional<std::vector<int64_t>> shape;
+                  if (ctx.input(0).shape && ctx.input(1).shape) {
+                    MatMulShape s;
+                    if (matmul_shape(*ctx.input(0).shape, *ctx.input(1).shape, s)) shape = s.out;
+                  }
+                  ctx.set_output(0, t, shape);
+                  const bool bias = ctx.has_input(2);
+                  if (bias && t != DType::F32) ctx.fail("fused bias only for float");
+                  return std::make_unique<MatMulKernel>(t, fused_activation(ctx), bias);
+                }});
+}
+
+}  // namespace quiver::onnx

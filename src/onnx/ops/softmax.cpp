@@ -1,0 +1,86 @@
+// Softmax / LogSoftmax / Hardmax. Opset < 13: input coerced to 2-D at `axis` (default 1), normalised
+// over the flattened trailing block. Opset >= 13: along `axis` (default -1).
+#include "onnx/ops/common.hpp"
+
+namespace quiver::onnx {
+
+namespace {
+
+enum class Kind { Softmax, LogSoftmax, Hardmax };
+
+template <class T>
+void softmax_block(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, Kind kind) {
+  for (int64_t o = 0; o < outer; ++o) {
+    for (int64_t i = 0; i < inner; ++i) {
+      const T* px = x + o * n * inner + i;
+      T* py = y + o * n * inner + i;
+      T mx = px[0];
+      int64_t arg = 0;
+      for (int64_t k = 1; k < n; ++k)
+        if (px[k * inner] > mx) { mx = px[k * inner]; arg = k; }
+      if (kind == Kind::Hardmax) {
+        for (int64_t k = 0; k < n; ++k) py[k * inner] = k == arg ? T(1) : T(0);
+        continue;
+      }
+      T sum = 0;
+      for (int64_t k = 0; k < n; ++k) {
+        const T e = std::exp(px[k * inner] - mx);
+        py[k * inner] = e;
+        sum += e;
+      }
+      if (kind == Kind::Softmax) {
+        const T inv = T(1) / sum;
+        for (int64_t k = 0; k < n; ++k) py[k * inner] *= inv;
+      } else {
+        const T ls = std::log(sum);
+        for (int64_t k = 0; k < n; ++k) py[k * inner] = px[k * inner] - mx - ls;
+      }
+    }
+  }
+}
+
+KernelBuilder builder(Kind kind) {
+  return [kind](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+    ctx.expect_inputs(1, 1);
+    ctx.expect_dtype(0, {DType::F32, DType::F64, DType::F16});
+    const DType t = ctx.input_dtype(0);
+    const bool legacy = ctx.opset() < 13;
+    const int64_t axis = ctx.attrs().get_int("axis", legacy ? 1 : -1);
+    ctx.set_output(0, t, ctx.input(0).shape);
+    return make_kernel([kind, legacy, axis, t](ExecContext& ec) {
+      const Tensor& x = ec.input(0);
+      Tensor& y = ec.output(0, t, x.dims());
+      const int64_t r = static_cast<int64_t>(x.rank());
+      if (x.numel() == 0) return;
+      const int64_t a = r == 0 ? 0 : norm_axis(axis, r, &ec);
+      int64_t outer, n, inner;
+      if (legacy) {
+        outer = product(x.dims(), 0, static_cast<size_t>(a));
+        n = product(x.dims(), static_cast<size_t>(a));
+        inner = 1;
+      } else {
+        outer = product(x.dims(), 0, static_cast<size_t>(a));
+        n = r == 0 ? 1 : x.dim(static_cast<size_t>(a));
+        inner = product(x.dims(), static_cast<size_t>(a) + 1);
+      }
+      if (t == DType::F32) softmax_block(x.data<float>(), y.data<float>(), outer, n, inner, kind);
+      else if (t == DType::F64) softmax_block(x.data<double>(), y.data<double>(), outer, n, inner, kind);
+      else {
+        std::vector<float> xf(static_cast<size_t>(x.numel())), yf(xf.size());
+        for (size_t i = 0; i < xf.size(); ++i) xf[i] = static_cast<float>(x.data<Half>()[i]);
+        softmax_block(xf.data(), yf.data(), outer, n, inner, kind);
+        for (size_t i = 0; i < xf.size(); ++i) y.data<Half>()[i] = Half(yf[i]);
+      }
+    });
+  };
+}
+
+}  // namespace
+
+QUIVER_REGISTER_OPS(softmax) {
+  registry.add({"", "Softmax", builder(Kind::Softmax)});
+  registry.add({"", "LogSoftmax", builder(Kind::LogSoftmax)});
+  registry.add({"", "Hardmax", builder(Kind::Hardmax)});
+}
+
+}  // namespace quiver::onnx

@@ -1,0 +1,60 @@
+// Internal: the compiled, immutable execution plan of a graph and its per-call state.
+#pragma once
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "onnx/kernel.hpp"
+
+namespace quiver::onnx {
+
+struct ValueRef {
+  enum Kind : uint8_t { Absent, Input, Const, Slot };
+  Kind kind = Absent;
+  uint32_t index = 0;
+};
+
+struct Step {
+  std::unique_ptr<Kernel> kernel;
+  std::vector<ValueRef> inputs;
+  std::vector<int32_t> outputs;   // slot per output, -1 = not wanted
+  std::vector<uint8_t> view_out;  // output slot holds views (aliasing op)
+  std::string label;              // "name (OpType)" for errors
+  uint32_t first_sub = 0, num_subs = 0;  // range in Plan::subplans_
+};
+
+class PlanState {
+ public:
+  std::vector<Tensor> slots;
+  std::vector<std::unique_ptr<PlanState>> subs;
+  const Tensor* const* inputs = nullptr;
+  size_t num_inputs = 0;
+  Tensor scratch;  // grows, reused
+};
+
+class Plan {
+ public:
+  std::string model_name;
+  std::vector<std::shared_ptr<const Tensor>> constants;
+  std::vector<Step> steps;
+  size_t num_slots = 0;
+  size_t num_inputs = 0;
+  std::vector<ValueRef> outputs;
+  std::vector<std::shared_ptr<const Plan>> subplans;
+
+  std::unique_ptr<PlanState> make_state() const;
+  // Runs with `inputs` (formal inputs then outer-scope values for subgraphs). Results stay in the state.
+  void run(std::span<const Tensor* const> inputs, PlanState& st) const;
+  const Tensor& result(size_t i, const PlanState& st) const { return resolve(outputs[i], st); }
+
+  const Tensor& resolve(ValueRef r, const PlanState& st) const {
+    switch (r.kind) {
+      case ValueRef::Input: return *st.inputs[r.index];
+      case ValueRef::Const: return *constants[r.index];
+      default: return st.slots[r.index];
+    }
+  }
+};
+
+}  // namespace quiver::onnx
