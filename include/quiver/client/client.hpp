@@ -1,0 +1,176 @@
+// Quiver's inference client: reaches `quiver serve` or a Triton server (KServe v2 gRPC protocol),
+// spreads requests over many servers, fails over, and falls back to in-process inference.
+//
+//   quiver::client::ClientOptions o;
+//   o.discovery.endpoints = {"10.0.0.1:8001", "10.0.0.2:8001"};   // and/or servers_file, dns_names
+//   o.fallback = quiver::client::FallbackMode::OnFailure;
+//   o.fallback_repository = "/cvmfs/.../models";                  // same layout as the server's
+//   quiver::client::Client client(o);
+//
+//   // Asynchronous (event frameworks): returns at once; `done` runs exactly once, later, on a
+//   // client-owned thread, with outputs or an error. Park the event, resume it from `done`.
+//   client.infer_async("mlp", {{"x", x}}, {}, [](quiver::client::InferResult r) { ... });
+//   // Synchronous / futures for convenience:
+//   auto r = client.infer("mlp", {{"x", x}});   r.throw_if_error();
+//
+// Threads: one (configurable) completion-queue thread runs every gRPC completion and every
+// callback for server answers; no thread per request, no sleeping. A maintenance thread re-reads
+// discovery sources, probes server readiness (circuit breakers), and polls ModelStatistics for the
+// balancer's queue-time term. Local fallback runs on TBB worker threads.
+//
+// Delivery: every request completes exactly once: with outputs, or with a quiver::Error whose code
+// says what happened (InvalidArgument: bad request; NotFound: no server/fallback has the model;
+// DeadlineExceeded; ResourceExhausted: every server tried rejected it (queue full);
+// Unavailable: no server reachable and no fallback; Cancelled: client destroyed). Retries reuse the
+// request id. Inputs are copied into the request message at the call, so the caller's tensors may
+// be reused as soon as infer_async returns; outputs are zero-copy views into the response.
+#pragma once
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "quiver/client/balancer.hpp"
+#include "quiver/client/coalesce.hpp"
+#include "quiver/client/endpoints.hpp"
+#include "quiver/client/retry.hpp"
+#include "quiver/client/types.hpp"
+#include "quiver/core/model.hpp"
+
+namespace quiver::client {
+
+enum class FallbackMode {
+  Off,          // servers only
+  OnFailure,    // local inference when no server is healthy or none serves the model
+  AlwaysLocal,  // never use servers (same API, e.g. for a grid site without servers)
+};
+FallbackMode fallback_mode_from_string(const std::string& s);  // "off", "on-failure", "always-local"
+
+enum class Compression { None, Deflate, Gzip };
+
+struct TlsOptions {
+  bool enabled = false;
+  std::string root_certs_file;       // PEM; empty: system roots
+  std::string client_cert_file;      // PEM, for mTLS (with client_key_file)
+  std::string client_key_file;
+  std::string server_name_override;  // name checked against the server certificate
+};
+
+struct ClientOptions {
+  DiscoveryOptions discovery;
+  RetryPolicy retry;
+  BreakerOptions breaker;
+  BalancerOptions balancer;
+  FallbackMode fallback = FallbackMode::Off;
+  std::string fallback_repository;        // model repository (model/config.pbtxt, model/<version>/model.*)
+  Compression compression = Compression::None;
+  TlsOptions tls;
+  int64_t default_timeout_ns = 0;         // when InferOptions.timeout_ns is 0; 0: no deadline
+  int64_t health_interval_ns = 100'000'000;      // readiness probes
+  int64_t probe_timeout_ns = 500'000'000;
+  int64_t discovery_interval_ns = 1'000'000'000; // re-read servers file / re-resolve DNS
+  int64_t statistics_interval_ns = 1'000'000'000;  // ModelStatistics polling; 0: off
+  int completion_threads = 1;
+  int64_t startup_wait_ns = 2'000'000'000;  // constructor waits this long for first readiness probes
+};
+
+struct ServerReport {
+  std::string address;
+  bool serving = false, removed = false;
+  int outstanding = 0;
+  int64_t requests = 0, successes = 0, failures = 0, retries = 0, breaker_trips = 0;
+  int64_t queue_ns = 0;
+};
+
+struct ClientReport {
+  std::vector<ServerReport> servers;
+  int64_t requests = 0;   // infer calls
+  int64_t completed = 0;  // callbacks run with outputs
+  int64_t failed = 0;     // callbacks run with an error
+  int64_t retries = 0;    // extra attempts
+  int64_t fallbacks = 0;  // answered locally
+};
+
+// Cached model metadata + config (fetched once per model/version from a server, or from the local
+// repository). info.backend is "remote"; info.max_batch is the config's max_batch_size.
+struct ModelMeta {
+  ModelInfo info;
+  std::string platform;
+  std::string source;  // server address or "local:<repository>"
+};
+
+class Client {
+ public:
+  explicit Client(ClientOptions options);
+  ~Client();  // cancels what is in flight; every pending callback has run when it returns
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  void infer_async(const std::string& model, std::vector<NamedTensor> inputs, const InferOptions& options,
+                   InferCallback done);
+  std::future<InferResult> infer_future(const std::string& model, std::vector<NamedTensor> inputs,
+                                        const InferOptions& options = {});
+  // Blocks until completion; the error, if any, is in the result.
+  InferResult infer(const std::string& model, std::vector<NamedTensor> inputs, const InferOptions& options = {});
+
+  // Metadata + config, fetched once and cached; throws quiver::Error when no server and no local
+  // repository knows the model.
+  std::shared_ptr<const ModelMeta> model_metadata(const std::string& model, const std::string& version = "");
+
+  ClientReport report() const;
+  // Runs discovery and readiness probes now (instead of waiting for the maintenance thread).
+  void refresh_now();
+  // Waits (on a condition variable) until at least `n` servers are serving; false on timeout.
+  bool wait_for_serving(int n, int64_t timeout_ns);
+  const ClientOptions& options() const;
+  AsyncInferFn async_fn();
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// Cross-event coalescing over a Client (see coalesce.hpp): many threads' small requests for the
+// same model become one RPC along the batch dimension. The max batch defaults to the model's
+// max_batch_size from the cached config.
+class BatchingClient {
+ public:
+  explicit BatchingClient(Client& client, CoalesceOptions options = {});
+  void infer_async(const std::string& model, std::vector<NamedTensor> inputs, const InferOptions& options,
+                   InferCallback done) {
+    co_.infer_async(model, std::move(inputs), options, std::move(done));
+  }
+  std::future<InferResult> infer_future(const std::string& model, std::vector<NamedTensor> inputs,
+                                        const InferOptions& options = {});
+  InferResult infer(const std::string& model, std::vector<NamedTensor> inputs, const InferOptions& options = {});
+  CoalesceStats stats() const { return co_.stats(); }
+
+ private:
+  Coalescer co_;
+};
+
+// A remote model as a quiver::Model: code written against Model goes remote unchanged.
+// info() comes from the cached metadata; run() is a synchronous infer (throws quiver::Error).
+class RemoteModel : public Model {
+ public:
+  RemoteModel(std::shared_ptr<Client> client, std::string model, std::string version = "");
+  const ModelInfo& info() const override { return meta_->info; }
+  std::unique_ptr<RunState> make_state() const override;
+  void run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const override;
+  void describe(std::ostream& os) const override;
+  Client& client() const { return *client_; }
+
+ private:
+  std::shared_ptr<Client> client_;
+  std::string model_, version_;
+  std::shared_ptr<const ModelMeta> meta_;
+};
+
+// Registers backend "remote" with quiver::load_model for paths
+// "grpc://HOST:PORT[,HOST:PORT...]/MODEL[/VERSION]"; LoadOptions.params: "fallback"
+// (off|on-failure|always-local), "fallback_repository", "timeout_ms", "servers_file".
+void register_remote_backend();
+
+}  // namespace quiver::client

@@ -1,0 +1,88 @@
+// The client as a quiver::Model ("remote" backend).
+#include <mutex>
+#include <ostream>
+
+#include "quiver/client/client.hpp"
+
+namespace quiver::client {
+
+RemoteModel::RemoteModel(std::shared_ptr<Client> client, std::string model, std::string version)
+    : client_(std::move(client)), model_(std::move(model)), version_(std::move(version)) {
+  meta_ = client_->model_metadata(model_, version_);
+}
+
+std::unique_ptr<RunState> RemoteModel::make_state() const { return std::make_unique<RunState>(); }
+
+void RemoteModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState&) const {
+  const ModelInfo& mi = info();
+  if (inputs.size() != mi.inputs.size())
+    throw Error(ErrorCode::InvalidArgument,
+                "expected " + std::to_string(mi.inputs.size()) + " inputs, got " + std::to_string(inputs.size()),
+                {.model = model_});
+  std::vector<NamedTensor> named;
+  named.reserve(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) named.push_back({mi.inputs[i].name, inputs[i]});
+  InferOptions o;
+  o.model_version = version_;
+  InferResult r = client_->infer(model_, std::move(named), o);
+  r.throw_if_error();
+  outputs.resize(mi.outputs.size());
+  for (size_t i = 0; i < mi.outputs.size(); ++i) outputs[i] = r.output(mi.outputs[i].name);
+}
+
+void RemoteModel::describe(std::ostream& os) const {
+  os << "remote model '" << model_ << "'" << (version_.empty() ? "" : " version " + version_) << " via "
+     << meta_->source << " (platform " << meta_->platform << ", max batch " << meta_->info.max_batch << ")\n";
+}
+
+namespace {
+
+std::shared_ptr<const Model> load_remote(const std::string& path, const LoadOptions& lo) {
+  // grpc://HOST:PORT[,HOST:PORT...]/MODEL[/VERSION]
+  const std::string prefix = "grpc://";
+  std::string rest = path.substr(prefix.size());
+  size_t slash = rest.find('/');
+  if (slash == std::string::npos || slash + 1 >= rest.size())
+    throw Error(ErrorCode::InvalidArgument, "remote model path must be grpc://HOST:PORT[,...]/MODEL[/VERSION]",
+                {.file = path});
+  std::string hosts = rest.substr(0, slash), mv = rest.substr(slash + 1);
+  std::string model = mv, version;
+  if (size_t s2 = mv.find('/'); s2 != std::string::npos) {
+    model = mv.substr(0, s2);
+    version = mv.substr(s2 + 1);
+  }
+  ClientOptions co;
+  size_t pos = 0;
+  while (pos <= hosts.size()) {
+    size_t comma = hosts.find(',', pos);
+    std::string h = hosts.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (!h.empty()) co.discovery.endpoints.push_back(h);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  auto get = [&](const char* k) {
+    auto it = lo.params.find(k);
+    return it == lo.params.end() ? std::string() : it->second;
+  };
+  co.fallback = fallback_mode_from_string(get("fallback"));
+  co.fallback_repository = get("fallback_repository");
+  co.discovery.servers_file = get("servers_file");
+  if (!get("timeout_ms").empty()) co.default_timeout_ns = std::stoll(get("timeout_ms")) * 1'000'000;
+  auto client = std::make_shared<Client>(co);
+  return std::make_shared<RemoteModel>(client, lo.name.empty() ? model : model, version.empty() ? lo.version : version);
+}
+
+}  // namespace
+
+void register_remote_backend() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    Backend b;
+    b.name = "remote";
+    b.accepts = [](const std::string& path, std::string_view) { return path.rfind("grpc://", 0) == 0; };
+    b.load = load_remote;
+    register_backend(std::move(b));
+  });
+}
+
+}  // namespace quiver::client

@@ -1,0 +1,196 @@
+#include "client/wire.hpp"
+
+#include <cstring>
+
+#include "quiver/core/shape.hpp"
+
+namespace quiver::client::wire {
+
+namespace pb = inference;
+
+namespace {
+
+void encode_strings(const Tensor& t, std::string& out) {
+  const std::string* s = t.data<std::string>();
+  size_t total = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) total += 4 + s[i].size();
+  out.resize(total);
+  char* p = out.data();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    uint32_t n = static_cast<uint32_t>(s[i].size());
+    unsigned char len[4] = {static_cast<unsigned char>(n), static_cast<unsigned char>(n >> 8),
+                            static_cast<unsigned char>(n >> 16), static_cast<unsigned char>(n >> 24)};
+    std::memcpy(p, len, 4);
+    std::memcpy(p + 4, s[i].data(), n);
+    p += 4 + n;
+  }
+}
+
+Tensor decode_strings(std::span<const int64_t> dims, const std::string& raw, const ErrorWhere& where) {
+  Tensor t = Tensor::empty(DType::String, dims);
+  std::string* s = t.data<std::string>();
+  size_t pos = 0;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    if (pos + 4 > raw.size()) throw Error(ErrorCode::Parse, "truncated BYTES tensor contents", where);
+    const auto* b = reinterpret_cast<const unsigned char*>(raw.data() + pos);
+    uint32_t n = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<uint32_t>(b[3]) << 24);
+    pos += 4;
+    if (pos + n > raw.size()) throw Error(ErrorCode::Parse, "truncated BYTES element", where);
+    s[i].assign(raw.data() + pos, n);
+    pos += n;
+  }
+  return t;
+}
+
+template <class Dst, class Src>
+Tensor from_repeated(DType dt, std::span<const int64_t> dims, const Src& src, const ErrorWhere& where) {
+  Tensor t = Tensor::empty(dt, dims);
+  if (static_cast<int64_t>(src.size()) != t.numel())
+    throw Error(ErrorCode::Parse,
+                "typed contents have " + std::to_string(src.size()) + " elements, shape " + dims_to_string(dims) +
+                    " needs " + std::to_string(t.numel()),
+                where);
+  Dst* d = t.data<Dst>();
+  for (int i = 0; i < src.size(); ++i) d[i] = static_cast<Dst>(src.Get(i));
+  return t;
+}
+
+Tensor decode_tensor(const std::string& datatype, const google::protobuf::RepeatedField<int64_t>& shape,
+                     const std::string* raw, const pb::InferTensorContents& contents,
+                     const std::shared_ptr<const void>& keep, const ErrorWhere& where) {
+  auto dt = dtype_from_kserve(datatype);
+  if (!dt) throw Error(ErrorCode::Unsupported, "unknown datatype '" + datatype + "'", where);
+  std::vector<int64_t> dims(shape.begin(), shape.end());
+  for (auto d : dims)
+    if (d < 0) throw Error(ErrorCode::Parse, "negative dimension in shape " + dims_to_string(dims), where);
+  if (raw) {
+    if (*dt == DType::String) return decode_strings(dims, *raw, where);
+    const size_t need = static_cast<size_t>(numel(dims)) * dtype_size(*dt);
+    if (raw->size() != need)
+      throw Error(ErrorCode::Parse,
+                  "raw contents have " + std::to_string(raw->size()) + " bytes, " + std::string(datatype) +
+                      dims_to_string(dims) + " needs " + std::to_string(need),
+                  where);
+    return Tensor::view(*dt, dims, static_cast<const void*>(raw->data()), keep);
+  }
+  switch (*dt) {
+    case DType::F32: return from_repeated<float>(*dt, dims, contents.fp32_contents(), where);
+    case DType::F64: return from_repeated<double>(*dt, dims, contents.fp64_contents(), where);
+    case DType::I8: return from_repeated<int8_t>(*dt, dims, contents.int_contents(), where);
+    case DType::I16: return from_repeated<int16_t>(*dt, dims, contents.int_contents(), where);
+    case DType::I32: return from_repeated<int32_t>(*dt, dims, contents.int_contents(), where);
+    case DType::I64: return from_repeated<int64_t>(*dt, dims, contents.int64_contents(), where);
+    case DType::U8: return from_repeated<uint8_t>(*dt, dims, contents.uint_contents(), where);
+    case DType::U16: return from_repeated<uint16_t>(*dt, dims, contents.uint_contents(), where);
+    case DType::U32: return from_repeated<uint32_t>(*dt, dims, contents.uint_contents(), where);
+    case DType::U64: return from_repeated<uint64_t>(*dt, dims, contents.uint64_contents(), where);
+    case DType::Bool: return from_repeated<bool>(*dt, dims, contents.bool_contents(), where);
+    case DType::String: {
+      Tensor t = Tensor::empty(DType::String, dims);
+      if (contents.bytes_contents_size() != t.numel())
+        throw Error(ErrorCode::Parse, "BYTES contents count does not match shape", where);
+      for (int64_t i = 0; i < t.numel(); ++i) t.data<std::string>()[i] = contents.bytes_contents(static_cast<int>(i));
+      return t;
+    }
+    default:
+      throw Error(ErrorCode::Unsupported, datatype + " needs raw contents", where);
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<pb::ModelInferRequest> encode_request(const std::string& model, const std::vector<NamedTensor>& inputs,
+                                                      const InferOptions& o, int64_t timeout_ns) {
+  auto msg = std::make_shared<pb::ModelInferRequest>();
+  msg->set_model_name(model);
+  if (!o.model_version.empty()) msg->set_model_version(o.model_version);
+  msg->set_id(o.request_id);
+  if (o.priority) (*msg->mutable_parameters())["priority"].set_uint64_param(o.priority);
+  if (timeout_ns > 0) (*msg->mutable_parameters())["timeout"].set_int64_param(std::max<int64_t>(1, timeout_ns / 1000));
+  if (inputs.empty()) throw Error(ErrorCode::InvalidArgument, "request has no inputs", {.model = model});
+  for (const auto& in : inputs) {
+    const Tensor& t = in.tensor;
+    if (!t.defined()) throw Error(ErrorCode::InvalidArgument, "input tensor is undefined", {.model = model, .tensor = in.name});
+    if (in.name.empty()) throw Error(ErrorCode::InvalidArgument, "input has no name", {.model = model});
+    auto* pi = msg->add_inputs();
+    pi->set_name(in.name);
+    pi->set_datatype(std::string(dtype_kserve_name(t.dtype())));
+    for (auto d : t.dims()) pi->add_shape(d);
+    std::string* raw = msg->add_raw_input_contents();
+    if (t.dtype() == DType::String) encode_strings(t, *raw);
+    else raw->assign(static_cast<const char*>(t.raw()), t.nbytes());
+  }
+  for (const auto& name : o.outputs) msg->add_outputs()->set_name(name);
+  return msg;
+}
+
+std::vector<NamedTensor> decode_outputs(const std::shared_ptr<pb::ModelInferResponse>& resp) {
+  std::vector<NamedTensor> out;
+  out.reserve(resp->outputs_size());
+  const bool raw = resp->raw_output_contents_size() > 0;
+  if (raw && resp->raw_output_contents_size() != resp->outputs_size())
+    throw Error(ErrorCode::Parse, "response has " + std::to_string(resp->outputs_size()) + " outputs but " +
+                                      std::to_string(resp->raw_output_contents_size()) + " raw contents",
+                {.model = resp->model_name()});
+  std::shared_ptr<const void> keep = resp;
+  for (int i = 0; i < resp->outputs_size(); ++i) {
+    const auto& o = resp->outputs(i);
+    ErrorWhere where{.model = resp->model_name(), .tensor = o.name()};
+    out.push_back({o.name(), decode_tensor(o.datatype(), o.shape(), raw ? &resp->raw_output_contents(i) : nullptr,
+                                           o.contents(), keep, where)});
+  }
+  return out;
+}
+
+std::vector<NamedTensor> decode_inputs(const std::shared_ptr<pb::ModelInferRequest>& req) {
+  std::vector<NamedTensor> out;
+  std::shared_ptr<const void> keep = req;
+  const bool raw = req->raw_input_contents_size() > 0;
+  for (int i = 0; i < req->inputs_size(); ++i) {
+    const auto& in = req->inputs(i);
+    ErrorWhere where{.model = req->model_name(), .tensor = in.name()};
+    out.push_back({in.name(), decode_tensor(in.datatype(), in.shape(), raw ? &req->raw_input_contents(i) : nullptr,
+                                            in.contents(), keep, where)});
+  }
+  return out;
+}
+
+ModelMeta meta_from_server(const pb::ModelMetadataResponse& m, const pb::ModelConfig* config, const std::string& version) {
+  ModelMeta meta;
+  meta.platform = m.platform();
+  ModelInfo& info = meta.info;
+  info.name = m.name();
+  info.backend = "remote";
+  info.format = m.platform();
+  info.version = !version.empty() ? version : (m.versions_size() ? m.versions(m.versions_size() - 1) : "");
+  info.max_batch = config ? config->max_batch_size() : 0;
+  if (config) {
+    for (const char* k : {"sha256", "model_sha256", "checksum"}) {
+      auto it = config->parameters().find(k);
+      if (it != config->parameters().end()) {
+        info.sha256 = it->second.string_value();
+        break;
+      }
+    }
+  }
+  auto conv = [&](const pb::ModelMetadataResponse::TensorMetadata& t) {
+    TensorInfo ti;
+    ti.name = t.name();
+    auto dt = dtype_from_kserve(t.datatype());
+    if (!dt)
+      throw Error(ErrorCode::Unsupported, "unknown datatype '" + t.datatype() + "' in metadata",
+                  {.model = m.name(), .tensor = t.name()});
+    ti.dtype = *dt;
+    for (int i = 0; i < t.shape_size(); ++i) {
+      int64_t d = t.shape(i);
+      if (d >= 0) ti.shape.push_back(Dim(d));
+      else ti.shape.push_back(i == 0 && info.max_batch > 0 ? Dim::sym("batch") : Dim());
+    }
+    return ti;
+  };
+  for (auto& t : m.inputs()) info.inputs.push_back(conv(t));
+  for (auto& t : m.outputs()) info.outputs.push_back(conv(t));
+  return meta;
+}
+
+}  // namespace quiver::client::wire
