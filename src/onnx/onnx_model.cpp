@@ -120,11 +120,10 @@ void count_ops(const ::onnx::GraphProto& g, ModelSummary& s) {
 
 ::onnx::ModelProto parse_model(const std::string& bytes, const std::string& what) {
   ::onnx::ModelProto mp;
-  if (bytes.empty()) throw_error(ErrorCode::Parse, "model file is empty", {"", "", "", what});
+  if (bytes.empty()) throw_error(ErrorCode::Parse, "model file is empty", {what});
   if (!mp.ParseFromString(bytes))
-    throw_error(ErrorCode::Parse, "not a valid ONNX model (protobuf parse failed; truncated or corrupt?)",
-                {"", "", "", what});
-  if (!mp.has_graph()) throw_error(ErrorCode::Parse, "ONNX model has no graph", {"", "", "", what});
+    throw_error(ErrorCode::Parse, "not a valid ONNX model (protobuf parse failed; truncated or corrupt?)", {what});
+  if (!mp.has_graph()) throw_error(ErrorCode::Parse, "ONNX model has no graph", {what});
   return mp;
 }
 

@@ -1,0 +1,285 @@
+// Engine unit tests on small graphs built in code: loading, ordering, folding, fusion, errors,
+// concurrency, external data.
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "quiver/core/util.hpp"
+#include "quiver/onnx/onnx_model.hpp"
+#include "quiver/onnx/tensor_proto.hpp"
+
+namespace fs = std::filesystem;
+using namespace quiver;
+
+namespace {
+
+struct G {
+  ::onnx::ModelProto m;
+  ::onnx::GraphProto* g;
+  G(int opset = 13) {
+    m.set_ir_version(8);
+    auto* o = m.add_opset_import();
+    o->set_domain("");
+    o->set_version(opset);
+    g = m.mutable_graph();
+    g->set_name("t");
+  }
+  void io(::onnx::ValueInfoProto* v, const std::string& name, int elem, std::vector<int64_t> dims) {
+    v->set_name(name);
+    auto* tt = v->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(elem);
+    auto* s = tt->mutable_shape();
+    for (auto d : dims) {
+      auto* dim = s->add_dim();
+      if (d < 0) dim->set_dim_param("batch");
+      else dim->set_dim_value(d);
+    }
+  }
+  void input(const std::string& n, std::vector<int64_t> d, int elem = 1) { io(g->add_input(), n, elem, d); }
+  void output(const std::string& n, std::vector<int64_t> d, int elem = 1) { io(g->add_output(), n, elem, d); }
+  ::onnx::NodeProto* node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out,
+                          const std::string& name = "") {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name(name.empty() ? out[0] + "_node" : name);
+    for (auto& i : in) n->add_input(i);
+    for (auto& o : out) n->add_output(o);
+    return n;
+  }
+  void init(const std::string& name, const Tensor& t) {
+    std::string bytes = quiver::onnx::serialize_tensor({name, t});
+    g->add_initializer()->ParseFromString(bytes);
+  }
+  std::shared_ptr<const Model> load(quiver::onnx::CompileOptions co = {}) {
+    LoadOptions lo;
+    lo.name = "unit";
+    return quiver::onnx::load_onnx_bytes(m.SerializeAsString(), "", lo, co);
+  }
+};
+
+std::string steps_line(const Model& m) {
+  std::ostringstream os;
+  m.describe(os);
+  auto s = os.str();
+  auto p = s.find("steps after compilation: ");
+  return p == std::string::npos ? "" : s.substr(p, s.find(',', p) - p);
+}
+
+Error expect_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "expected quiver::Error";
+  return Error(ErrorCode::Internal, "none");
+}
+
+}  // namespace
+
+TEST(Engine, RunsUnsortedGraph) {
+  G g;
+  g.input("x", {-1, 4});
+  g.output("y", {-1, 4});
+  // y = relu(x + x) * x, nodes listed consumer-first.
+  g.node("Mul", {"r", "x"}, {"y"});
+  g.node("Relu", {"s"}, {"r"});
+  g.node("Add", {"x", "x"}, {"s"});
+  auto m = g.load();
+  auto x = Tensor::from_vector<float>({1, -2, 3, -4, 0.5f, 6, -7, 8}, {2, 4});
+  auto out = m->run_once(std::vector<Tensor>{x});
+  ASSERT_EQ(out.size(), 1u);
+  std::vector<float> want{2, 0, 18, 0, 0.5f, 72, 0, 128};
+  for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(out[0].data<float>()[i], want[static_cast<size_t>(i)]);
+  EXPECT_EQ(m->info().inputs[0].shape[0].symbol, "batch");
+}
+
+TEST(Engine, ReportsEveryUnsupportedOpByName) {
+  G g;
+  g.input("x", {2});
+  g.output("y", {2});
+  g.node("FancyOp", {"x"}, {"a"}, "first");
+  g.node("OtherOp", {"a"}, {"y"}, "second");
+  auto e = expect_error([&] { g.load(); });
+  EXPECT_EQ(e.code(), ErrorCode::Unsupported);
+  std::string w = e.what();
+  EXPECT_NE(w.find("FancyOp"), std::string::npos) << w;
+  EXPECT_NE(w.find("OtherOp"), std::string::npos) << w;
+  EXPECT_NE(w.find("first"), std::string::npos) << w;
+}
+
+TEST(Engine, MissingInitializerNamesTensorAndNode) {
+  G g;
+  g.input("x", {2});
+  g.output("y", {2});
+  g.node("Add", {"x", "weights_missing"}, {"y"}, "adder");
+  auto e = expect_error([&] { g.load(); });
+  std::string w = e.what();
+  EXPECT_NE(w.find("weights_missing"), std::string::npos) << w;
+  EXPECT_NE(w.find("adder"), std::string::npos) << w;
+}
+
+TEST(Engine, CorruptAndTruncatedFiles) {
+  G g;
+  g.input("x", {2});
+  g.output("y", {2});
+  g.node("Relu", {"x"}, {"y"});
+  g.init("w", Tensor::zeros(DType::F32, {64}));
+  std::string bytes = g.m.SerializeAsString();
+  auto dir = fs::temp_directory_path() / ("quiver_test_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "trunc.onnx").string();
+  write_file(path, bytes.substr(0, bytes.size() / 2));
+  auto e = expect_error([&] { quiver::onnx::load_onnx(path); });
+  EXPECT_EQ(e.code(), ErrorCode::Parse);
+  EXPECT_NE(std::string(e.what()).find("trunc.onnx"), std::string::npos) << e.what();
+  write_file(path, "this is not a protobuf at all \xff\xff\xff\xff");
+  EXPECT_THROW(quiver::onnx::load_onnx(path), Error);
+  write_file(path, "");
+  EXPECT_THROW(quiver::onnx::load_onnx(path), Error);
+  EXPECT_THROW(quiver::onnx::load_onnx((dir / "missing.onnx").string()), Error);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, WrongInputDtypeAndShapeNameTheTensor) {
+  G g;
+  g.input("features", {-1, 3});
+  g.output("y", {-1, 3});
+  g.node("Relu", {"features"}, {"y"});
+  auto m = g.load();
+  auto e = expect_error([&] { m->run_once(std::vector<Tensor>{Tensor::zeros(DType::F64, {1, 3})}); });
+  EXPECT_EQ(e.where().tensor, "features");
+  e = expect_error([&] { m->run_once(std::vector<Tensor>{Tensor::zeros(DType::F32, {1, 4})}); });
+  EXPECT_EQ(e.where().tensor, "features");
+  EXPECT_NE(std::string(e.what()).find("[batch, 3]"), std::string::npos) << e.what();
+  e = expect_error([&] { m->run_once(std::vector<Tensor>{}); });
+  EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+}
+
+TEST(Engine, RuntimeShapeErrorNamesNode) {
+  G g;
+  g.input("a", {-1});
+  g.input("b", {-1});
+  g.output("y", {-1});
+  g.node("Add", {"a", "b"}, {"y"}, "the_add");
+  auto m = g.load();
+  auto e = expect_error([&] {
+    m->run_once(std::vector<Tensor>{Tensor::zeros(DType::F32, {3}), Tensor::zeros(DType::F32, {4})});
+  });
+  EXPECT_NE(e.where().node.find("the_add"), std::string::npos) << e.what();
+}
+
+TEST(Engine, FoldsConstantSubgraphs) {
+  G g;
+  g.input("x", {-1, 4});
+  g.output("y", {-1, 4});
+  // (c1 + c2) is constant: only the final Add should remain.
+  g.init("c1", Tensor::from_vector<float>({1, 2, 3, 4}, {4}));
+  g.init("c2", Tensor::from_vector<float>({10, 20, 30, 40}, {4}));
+  g.node("Add", {"c1", "c2"}, {"c"});
+  g.node("Add", {"x", "c"}, {"y"});
+  auto m = g.load();
+  EXPECT_EQ(steps_line(*m), "steps after compilation: 1");
+  auto out = m->run_once(std::vector<Tensor>{Tensor::zeros(DType::F32, {1, 4})});
+  EXPECT_FLOAT_EQ(out[0].data<float>()[3], 44.0f);
+}
+
+TEST(Engine, SameResultsFromManyThreadsOnOneModel) {
+  G g;
+  g.input("x", {-1, 8});
+  g.output("y", {-1, 8});
+  g.init("w", Tensor::from_vector<float>(std::vector<float>(64, 0.5f), {8, 8}));
+  g.node("MatMul", {"x", "w"}, {"h"});
+  g.node("Relu", {"h"}, {"y"});
+  std::shared_ptr<const Model> m = g.load();
+  std::atomic<int> bad{0};
+  std::vector<std::thread> th;
+  for (int t = 0; t < 4; ++t)
+    th.emplace_back([&, t] {
+      Session s(m);
+      std::vector<Tensor> out;
+      for (int i = 0; i < 500; ++i) {
+        const int64_t b = 1 + (i + t) % 5;  // batch changes call to call
+        Tensor x = Tensor::empty(DType::F32, {b, 8});
+        for (int64_t k = 0; k < x.numel(); ++k) x.data<float>()[k] = static_cast<float>(t + 1);
+        s.run(std::span<const Tensor>(&x, 1), out);
+        if (out[0].dim(0) != b || out[0].data<float>()[0] != 4.0f * (t + 1)) bad++;
+      }
+    });
+  for (auto& x : th) x.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+TEST(Engine, ExternalDataNextToModel) {
+  auto dir = fs::temp_directory_path() / ("quiver_ext_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::vector<float> w{1, 2, 3, 4};
+  write_file((dir / "weights.bin").string(), std::string("PAD!") + std::string(reinterpret_cast<char*>(w.data()), 16));
+  G g;
+  g.input("x", {4});
+  g.output("y", {4});
+  auto* init = g.g->add_initializer();
+  init->set_name("w");
+  init->set_data_type(1);
+  init->add_dims(4);
+  init->set_data_location(::onnx::TensorProto::EXTERNAL);
+  auto kv = [&](const char* k, const char* v) {
+    auto* e = init->add_external_data();
+    e->set_key(k);
+    e->set_value(v);
+  };
+  kv("location", "weights.bin");
+  kv("offset", "4");
+  kv("length", "16");
+  g.node("Mul", {"x", "w"}, {"y"});
+  write_file((dir / "m.onnx").string(), g.m.SerializeAsString());
+  auto m = quiver::onnx::load_onnx((dir / "m.onnx").string());
+  auto out = m->run_once(std::vector<Tensor>{Tensor::from_vector<float>({1, 1, 1, 2}, {4})});
+  EXPECT_FLOAT_EQ(out[0].data<float>()[3], 8.0f);
+  // A location that escapes the folder is refused.
+  init->mutable_external_data(0)->set_value("../etc/passwd");
+  write_file((dir / "bad.onnx").string(), g.m.SerializeAsString());
+  EXPECT_THROW(quiver::onnx::load_onnx((dir / "bad.onnx").string()), Error);
+  fs::remove_all(dir);
+}
+
+TEST(Engine, ReusesActivationMemoryAcrossCalls) {
+  G g;
+  g.input("x", {-1, 16});
+  g.output("y", {-1, 16});
+  g.node("Relu", {"x"}, {"a"});
+  g.node("Relu", {"a"}, {"b"});
+  g.node("Relu", {"b"}, {"c"});
+  g.node("Relu", {"c"}, {"y"});
+  auto m = g.load();
+  std::ostringstream os;
+  m->describe(os);
+  // a, b, c, y alternate between two slots (liveness).
+  EXPECT_NE(os.str().find("activation slots: 2"), std::string::npos) << os.str();
+  Session s(m);
+  std::vector<Tensor> out;
+  Tensor x = Tensor::zeros(DType::F32, {2, 16});
+  s.run(std::span<const Tensor>(&x, 1), out);
+  const void* p = out[0].raw();
+  s.run(std::span<const Tensor>(&x, 1), out);
+  EXPECT_EQ(out[0].raw(), p);  // caller's output storage reused too
+}
+
+TEST(Engine, TensorProtoRoundTrip) {
+  for (DType t : {DType::F32, DType::I64, DType::Bool, DType::F16, DType::U8}) {
+    Tensor x = Tensor::zeros(t, {2, 3});
+    auto bytes = quiver::onnx::serialize_tensor({"n", x});
+    auto back = quiver::onnx::parse_tensor(bytes);
+    EXPECT_EQ(back.name, "n");
+    EXPECT_EQ(back.tensor.dtype(), t);
+    EXPECT_EQ(back.tensor.dims(), x.dims());
+  }
+  auto s = Tensor::from_vector<std::string>({"ab", ""}, {2});
+  auto back = quiver::onnx::parse_tensor(quiver::onnx::serialize_tensor({"s", s}));
+  EXPECT_EQ(back.tensor.data<std::string>()[0], "ab");
+  EXPECT_THROW(quiver::onnx::parse_tensor("\x08\x01\x10garbage"), Error);
+}

@@ -1,0 +1,48 @@
+// The 12 real CMS/HEP models reproduce ONNX Runtime's outputs on both reference data sets
+// (|actual - expected| <= 1e-5 + 1e-4 |expected|).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "quiver/onnx/onnx_model.hpp"
+#include "quiver/onnx/tensor_proto.hpp"
+#include "quiver/onnx/testing.hpp"
+
+namespace fs = std::filesystem;
+using namespace quiver;
+
+namespace {
+const std::string kHep = std::string(QUIVER_SHARED_DIR) + "/models/hep/";
+const char* kModels[] = {"deepboostedjet_resnet", "deepdoublex_bvl_102x", "deepdoublex_ddb_94x_unsorted",
+                         "deepjet_run3",          "deepvertex_phase1",    "higgs_interaction_net",
+                         "hls4ml_three_layer",    "part_ak4",             "particlenet_ak4_hlt",
+                         "particlenet_ak8_hlt",   "ticl_energy_id",       "ticl_supercls"};
+}  // namespace
+
+class HepModel : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(HepModel, ReproducesOnnxRuntime) {
+  const std::string dir = kHep + GetParam();
+  auto model = onnx::load_onnx(dir + "/model.onnx");
+  // One state reused across both data sets (different batch and particle counts) catches engines
+  // that bake shapes into the plan or state.
+  auto state = model->make_state();
+  for (const char* set : {"test_data_set_0", "test_data_set_1", "test_data_set_0"}) {
+    const std::string sd = dir + "/" + set;
+    std::vector<Tensor> inputs;
+    for (const auto& f : onnx::numbered_files(sd, "input")) inputs.push_back(onnx::read_tensor_file(f).tensor);
+    std::vector<Tensor> outputs;
+    model->run(inputs, outputs, *state);
+    auto expected = onnx::numbered_files(sd, "output");
+    ASSERT_EQ(outputs.size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      auto e = onnx::read_tensor_file(expected[i]);
+      EXPECT_EQ(e.name, model->info().outputs[i].name);
+      std::string diff = onnx::compare_tensors(outputs[i], e.tensor, {1e-4, 1e-5});
+      EXPECT_EQ(diff, "") << GetParam() << " " << set << " output " << e.name;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cms, HepModel, ::testing::ValuesIn(kModels),
+                         [](const auto& info) { return std::string(info.param); });
