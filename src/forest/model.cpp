@@ -1,0 +1,200 @@
+// Format detection, file loading, the Model adapter and backend registration.
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+
+#include "quiver/core/error.hpp"
+#include "quiver/core/util.hpp"
+#include "quiver/forest/forest.hpp"
+
+namespace quiver::forest {
+
+std::string gunzip(std::string_view bytes, const std::string& source, size_t limit) {
+  z_stream zs{};
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
+    throw_error(ErrorCode::Internal, "zlib inflateInit2 failed", {"", "", "", source});
+  std::string out;
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(bytes.data()));
+  zs.avail_in = static_cast<uInt>(std::min<size_t>(bytes.size(), UINT32_MAX));
+  char buf[1 << 16];
+  int rc = Z_OK;
+  while (true) {
+    zs.next_out = reinterpret_cast<Bytef*>(buf);
+    zs.avail_out = sizeof(buf);
+    rc = inflate(&zs, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      std::string msg = zs.msg ? zs.msg : "inflate error " + std::to_string(rc);
+      int64_t pos = static_cast<int64_t>(zs.total_in);
+      inflateEnd(&zs);
+      throw_error(ErrorCode::Parse, "corrupt gzip data: " + msg, {"", "", "", source, pos});
+    }
+    out.append(buf, sizeof(buf) - zs.avail_out);
+    if (out.size() > limit) {
+      inflateEnd(&zs);
+      throw_error(ErrorCode::ResourceExhausted, "decompressed model exceeds " + std::to_string(limit) + " bytes",
+                  {"", "", "", source});
+    }
+    if (rc == Z_STREAM_END) break;
+    if (zs.avail_in == 0 && zs.avail_out != 0) {
+      inflateEnd(&zs);
+      throw_error(ErrorCode::Parse, "truncated gzip data", {"", "", "", source, static_cast<int64_t>(zs.total_in)});
+    }
+  }
+  inflateEnd(&zs);
+  return out;
+}
+
+namespace {
+bool ends_with(const std::string& s, std::string_view suf) {
+  if (s.size() < suf.size()) return false;
+  for (size_t i = 0; i < suf.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(s[s.size() - suf.size() + i])) != suf[i]) return false;
+  return true;
+}
+bool contains(std::string_view h, std::string_view n) { return h.find(n) != std::string_view::npos; }
+}  // namespace
+
+Format detect_format(const std::string& path, std::string_view head) {
+  const bool gz = head.size() >= 2 && static_cast<unsigned char>(head[0]) == 0x1f && static_cast<unsigned char>(head[1]) == 0x8b;
+  if (gz) return (ends_with(path, ".xml.gz") || ends_with(path, ".xml")) ? Format::TmvaXml : Format::Auto;
+  size_t b = 0;
+  while (b < head.size() && std::isspace(static_cast<unsigned char>(head[b]))) ++b;
+  std::string_view h = head.substr(b);
+  if (h.empty()) return Format::Auto;
+  if (h[0] == '<') return contains(h, "MethodSetup") || ends_with(path, ".xml") ? Format::TmvaXml : Format::Auto;
+  if (h.rfind("tree\n", 0) == 0 || h.rfind("tree\r\n", 0) == 0 || (contains(h, "version=v") && contains(h, "max_feature_idx=")))
+    return Format::LightGBM;
+  if (h[0] == '{') {
+    // UBJSON object: '{' then a length marker ('i','U','I','l','L') of the first key; JSON: '{' then '"' or whitespace
+    size_t k = 1;
+    if (h.size() > 1 && std::strchr("iUIlL#$", h[1]) != nullptr) return Format::XGBoostUbj;
+    while (k < h.size() && std::isspace(static_cast<unsigned char>(h[k]))) ++k;
+    if (k < h.size() && (h[k] == '"' || h[k] == '}')) return Format::XGBoostJson;
+  }
+  return Format::Auto;
+}
+
+ForestSpec parse_forest(std::string_view bytes, Format format, const std::string& source) {
+  if (format == Format::Auto) format = detect_format(source, bytes.substr(0, 4096));
+  switch (format) {
+    case Format::XGBoostJson: return parse_xgboost_json(bytes, source);
+    case Format::XGBoostUbj: return parse_xgboost_ubj(bytes, source);
+    case Format::LightGBM: return parse_lightgbm(bytes, source);
+    case Format::TmvaXml: return parse_tmva_xml(bytes, source);
+    case Format::Auto: break;
+  }
+  throw_error(ErrorCode::Unsupported,
+              "not a recognised tree-ensemble file (XGBoost JSON/UBJSON, LightGBM text, TMVA BDT XML)", {"", "", "", source});
+}
+
+Forest load_forest(const std::string& path, Format format) {
+  std::string bytes = read_file(path);
+  return Forest::build(parse_forest(bytes, format, path), path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model adapter
+// ---------------------------------------------------------------------------------------------
+namespace {
+class ForestState : public RunState {};
+
+int64_t param_int(const LoadOptions& o, const char* key, int64_t def, const std::string& path) {
+  auto it = o.params.find(key);
+  if (it == o.params.end()) return def;
+  try {
+    size_t used = 0;
+    long long v = std::stoll(it->second, &used);
+    if (used != it->second.size()) throw std::invalid_argument("trailing");
+    return v;
+  } catch (const std::exception&) {
+    throw_error(ErrorCode::InvalidArgument, std::string("load parameter '") + key + "' is not an integer: '" + it->second + "'",
+                {"", "", "", path});
+  }
+}
+}  // namespace
+
+ForestModel::ForestModel(Forest forest, ModelInfo info) : forest_(std::move(forest)), info_(std::move(info)) {}
+
+std::shared_ptr<const ForestModel> ForestModel::load(const std::string& path, const LoadOptions& options) {
+  std::string bytes = read_file(path);
+  Format fmt = detect_format(path, std::string_view(bytes).substr(0, 4096));
+  ForestSpec spec = parse_forest(bytes, fmt, path);
+  if (fmt == Format::Auto) fmt = spec.format == "xgboost-ubj" ? Format::XGBoostUbj : Format::XGBoostJson;
+  // round range
+  int64_t rb = param_int(options, "round_begin", 0, path);
+  int64_t re = param_int(options, "round_end", -1, path);
+  auto bi = options.params.find("use_best_iteration");
+  if (bi != options.params.end() && (bi->second == "1" || bi->second == "true")) {
+    for (auto& [k, v] : spec.notes)
+      if (k == "best_iteration") re = std::stoll(v) + 1;
+  }
+  if (rb < 0 || rb > INT32_MAX || re > INT32_MAX)
+    throw_error(ErrorCode::InvalidArgument, "round range out of range", {"", "", "", path});
+  spec.default_round_begin = static_cast<int32_t>(rb);
+  spec.default_round_end = static_cast<int32_t>(re);
+  Forest forest = Forest::build(spec, path);
+
+  ModelInfo mi;
+  mi.name = options.name.empty() ? std::filesystem::path(path).filename().string() : options.name;
+  for (const char* suf : {".gz", ".xml", ".json", ".ubj", ".txt"}) {
+    if (options.name.empty() && ends_with(mi.name, suf)) mi.name.resize(mi.name.size() - std::strlen(suf));
+  }
+  mi.backend = "forest";
+  mi.format = spec.format;
+  mi.version = options.version;
+  mi.path = path;
+  mi.sha256 = sha256_hex(bytes);
+  mi.max_batch = param_int(options, "max_batch", int64_t(1) << 24, path);
+  mi.inputs.push_back({"input", DType::F32, {Dim::sym("batch"), Dim(forest.n_features())}});
+  mi.outputs.push_back({"prediction", DType::F32, {Dim::sym("batch"), Dim(forest.n_prediction_columns())}});
+  mi.outputs.push_back({"margin", DType::F32, {Dim::sym("batch"), Dim(forest.n_outputs())}});
+  return std::make_shared<const ForestModel>(std::move(forest), std::move(mi));
+}
+
+std::unique_ptr<RunState> ForestModel::make_state() const { return std::make_unique<ForestState>(); }
+
+void ForestModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const {
+  (void)state;
+  validate_inputs(info_, inputs);
+  const Tensor& x = inputs[0];
+  if (x.rank() != 2)
+    throw_error(ErrorCode::InvalidArgument, "expected a [batch, " + std::to_string(forest_.n_features()) + "] input, got " +
+                                                dims_to_string(x.dims()), {info_.name, "", "input"});
+  const int64_t n = x.dim(0);
+  if (x.dim(1) != forest_.n_features())
+    throw_error(ErrorCode::InvalidArgument, "row width " + std::to_string(x.dim(1)) + " does not match the model's " +
+                                                std::to_string(forest_.n_features()) + " features", {info_.name, "", "input"});
+  outputs.resize(2);
+  const int64_t pd[2] = {n, forest_.n_prediction_columns()};
+  const int64_t md[2] = {n, forest_.n_outputs()};
+  outputs[0].ensure(DType::F32, pd);
+  outputs[1].ensure(DType::F32, md);
+  forest_.predict_both(x.data<float>(), static_cast<size_t>(n), outputs[1].data<float>(), outputs[0].data<float>());
+}
+
+void ForestModel::describe(std::ostream& os) const {
+  Model::describe(os);
+  forest_.describe(os);
+}
+
+void register_backend() {
+  Backend b;
+  b.name = "forest";
+  b.accepts = [](const std::string& path, std::string_view head) {
+    const bool ext = ends_with(path, ".json") || ends_with(path, ".ubj") || ends_with(path, ".txt") ||
+                     ends_with(path, ".xml") || ends_with(path, ".xml.gz") || ends_with(path, ".model");
+    if (!ext) return false;
+    Format f = detect_format(path, head);
+    if (f == Format::XGBoostJson) return contains(head, "\"learner\"") || head.size() < 64;
+    if (f == Format::XGBoostUbj) return contains(head, "learner");
+    return f != Format::Auto;
+  };
+  b.load = [](const std::string& path, const LoadOptions& o) -> std::shared_ptr<const Model> {
+    return ForestModel::load(path, o);
+  };
+  quiver::register_backend(std::move(b));
+}
+
+}  // namespace quiver::forest
