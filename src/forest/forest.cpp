@@ -217,7 +217,7 @@ Forest Forest::build(const ForestSpec& spec, const std::string& source) {
     int n_copies = tr.leaf_width == 1 ? 1 : spec.n_outputs;
     for (int copy = 0; copy < n_copies; ++copy) {
       int out = tr.leaf_width == 1 ? tr.output : copy;
-      if (tr.leaf_width > 1) {  // skip outputs this vector-leaf tree never touches
+      if (tr.leaf_width > 1 && !spec.average) {  // skip outputs this vector-leaf tree never touches
         bool any = false;
         for (int32_t i : order)
           if (tr.mode[i] == SplitMode::Leaf && tr.leaf_value[static_cast<size_t>(i) * tr.leaf_width + copy] != 0.0) any = true;
@@ -321,7 +321,13 @@ Forest Forest::build(const ForestSpec& spec, const std::string& source) {
     throw_error(ErrorCode::InvalidArgument, "round range [" + std::to_string(spec.default_round_begin) + ", " +
                                                 std::to_string(spec.default_round_end) + ") is invalid for " +
                                                 std::to_string(nr) + " rounds", {"", "", "", source});
-  f.trees_per_output_.assign(static_cast<size_t>(f.n_outputs_), 0);
+  f.nodes_.shrink_to_fit();
+  f.tree_root_.shrink_to_fit();
+  f.tree_depth_.shrink_to_fit();
+  f.tree_output_.shrink_to_fit();
+  f.round_ptr_.shrink_to_fit();
+  f.cat_words_.shrink_to_fit();
+  f.cat_sets_.shrink_to_fit();
   f.single_output_ = f.n_outputs_ == 1;
   return f;
 }
@@ -338,7 +344,7 @@ size_t Forest::memory_bytes() const {
   size_t b = sizeof(Forest);
   b += nodes_.capacity() * sizeof(FlatNode) + tree_root_.capacity() * 4 + tree_depth_.capacity() +
        tree_output_.capacity() * 2 + round_ptr_.capacity() * 4 + cat_words_.capacity() * 4 + cat_sets_.capacity() * 4 +
-       base_margin_.capacity() * 8 + trees_per_output_.capacity() * 4;
+       base_margin_.capacity() * 8;
   auto strs = [](const std::vector<std::string>& v) {
     size_t s = v.capacity() * sizeof(std::string);
     for (auto& x : v) s += x.capacity() > 15 ? x.capacity() + 1 : 0;
@@ -519,11 +525,18 @@ void Forest::transform_row(const float* m, float* p) const {
 
 void Forest::finish(double* acc, size_t n, int32_t t0, int32_t t1, float* margin_out, float* pred_out) const {
   const size_t no = static_cast<size_t>(n_outputs_);
-  std::vector<double> scale(no, 1.0);
+  double sbuf[64];
+  std::vector<double> svec;
+  double* scale = sbuf;
+  if (no > 64) {
+    svec.resize(no);
+    scale = svec.data();
+  }
+  std::fill(scale, scale + no, 1.0);
   if (average_) {
-    std::vector<int32_t> cnt(no, 0);
-    for (int32_t t = t0; t < t1; ++t) cnt[tree_output_[t]]++;
-    for (size_t k = 0; k < no; ++k) scale[k] = cnt[k] > 0 ? 1.0 / cnt[k] : 1.0;
+    std::fill(scale, scale + no, 0.0);
+    for (int32_t t = t0; t < t1; ++t) scale[tree_output_[t]] += 1.0;
+    for (size_t k = 0; k < no; ++k) scale[k] = scale[k] > 0 ? 1.0 / scale[k] : 1.0;
   }
   float mbuf[64];
   std::vector<float> mvec;

@@ -22,7 +22,8 @@ struct Ctx {
 };
 
 const json& need(const Ctx& c, const json& obj, const char* key, const std::string& path) {
-  if (!obj.is_object()) c.fail("'" + path + "' is not an object");
+  if (!obj.is_object())
+    c.fail("expected an object at '" + (path.empty() ? std::string("<top level>") : path) + "' holding '" + key + "'");
   auto it = obj.find(key);
   if (it == obj.end()) c.fail("missing '" + path + (path.empty() ? "" : ".") + key + "'");
   return *it;

@@ -192,7 +192,6 @@ class Forest {
   std::vector<uint32_t> cat_words_;   // bitsets of CatIn nodes
   std::vector<uint32_t> cat_sets_;    // per set: word begin, n bits (pairs)
   std::vector<double> base_margin_;
-  std::vector<int32_t> trees_per_output_;  // for `average`
   int n_features_ = 0, n_outputs_ = 1, max_depth_ = 0;
   int32_t round_begin_ = 0, round_end_ = 0;
   bool has_special_ = false, single_output_ = true, average_ = false;
