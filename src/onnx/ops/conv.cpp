@@ -1,0 +1,131 @@
+// Conv (1-D/2-D/3-D, groups, dilations, strides, pads/auto_pad, optional bias, fused activation).
+// Per image and group: Y_g[M_g, L] = W_g[M_g, C_g*k] x col[C_g*k, L] on the engine GEMM. Pointwise
+// convolutions (1x..x1 kernel, stride 1, no padding) feed the input directly as the GEMM's B
+// operand (no im2col). The weight tensor [M, C/g, k...] is already the row-major A operand.
+#include "onnx/blas.hpp"
+#include "onnx/ops/activation_attr.hpp"
+#include "onnx/ops/nn_common.hpp"
+
+namespace quiver::onnx {
+
+namespace {
+
+class ConvKernel final : public Kernel {
+ public:
+  ConvKernel(WindowAttrs w, bool kernel_known, int64_t group, ActivationSpec act)
+      : w_(std::move(w)), kernel_known_(kernel_known), group_(group), act_(act) {}
+
+  void run(ExecContext& ec) const override {
+    const Tensor& x = ec.input(0);
+    const Tensor& wt = ec.input(1);
+    const size_t nd = w_.nd;
+    if (x.rank() != nd + 2) ec.fail("X must have rank " + std::to_string(nd + 2) + ", got " + dims_to_string(x.dims()));
+    if (wt.rank() != nd + 2) ec.fail("W must have rank " + std::to_string(nd + 2) + ", got " + dims_to_string(wt.dims()));
+    const int64_t N = x.dim(0), C = x.dim(1), M = wt.dim(0), Cg = wt.dim(1);
+    if (Cg * group_ != C)
+      ec.fail("input has " + std::to_string(C) + " channels but W expects " + std::to_string(Cg) + " x group " +
+              std::to_string(group_));
+    if (M % group_ != 0) ec.fail("output channels " + std::to_string(M) + " not divisible by group " + std::to_string(group_));
+    const WindowAttrs* wa = &w_;
+    WindowAttrs tmp;
+    if (!kernel_known_) {
+      tmp = w_;
+      tmp.kernel.assign(wt.dims().begin() + 2, wt.dims().end());
+      wa = &tmp;
+    } else {
+      for (size_t i = 0; i < nd; ++i)
+        if (wt.dim(2 + i) != w_.kernel[i]) ec.fail("W spatial dims " + dims_to_string(wt.dims()) + " differ from kernel_shape");
+    }
+    int64_t out[3], pads[6];
+    std::string err;
+    if (!window_output(*wa, x.dims().data() + 2, out, pads, &err)) ec.fail(err);
+    std::vector<int64_t> ydims;
+    ydims.reserve(nd + 2);
+    ydims.push_back(N);
+    ydims.push_back(M);
+    for (size_t i = 0; i < nd; ++i) ydims.push_back(out[i]);
+    Tensor& y = ec.output(0, DType::F32, ydims);
+    if (y.numel() == 0) return;
+    Geom3 g;
+    make_geom3(nd, x.dims().data() + 2, out, wa->kernel.data(), wa->strides.data(), wa->dilations.data(), pads, g);
+    bool pointwise = true;
+    for (size_t i = 0; i < nd; ++i)
+      pointwise = pointwise && wa->kernel[i] == 1 && wa->strides[i] == 1 && pads[i] == 0 && pads[i + nd] == 0;
+    const int64_t L = g.out_size(), Lin = g.in_size(), Mg = M / group_, Kc = Cg * g.k_size();
+    const float* bias = nullptr;
+    if (const Tensor* b = ec.has_input(2) ? ec.input_ptr(2) : nullptr) {
+      if (b->numel() != M) ec.fail("B has " + std::to_string(b->numel()) + " values, expected " + std::to_string(M));
+      bias = b->data<float>();
+    }
+    float* col = pointwise ? nullptr : static_cast<float*>(ec.scratch(static_cast<size_t>(Kc * L) * sizeof(float)));
+    const float* X = x.data<float>();
+    const float* W = wt.data<float>();
+    float* Y = y.data<float>();
+    for (int64_t n = 0; n < N; ++n) {
+      for (int64_t gi = 0; gi < group_; ++gi) {
+        const float* xg = X + (n * C + gi * Cg) * Lin;
+        float* yg = Y + (n * M + gi * Mg) * L;
+        if (bias)
+          for (int64_t m = 0; m < Mg; ++m) std::fill_n(yg + m * L, L, bias[gi * Mg + m]);
+        const float* B = xg;
+        if (!pointwise) {
+          im2col3(xg, Cg, g, col);
+          B = col;
+        }
+        GemmArgs ga;
+        ga.M = Mg; ga.N = L; ga.K = Kc;
+        ga.A = W + gi * Mg * Kc; ga.lda = Kc;
+        ga.B = B; ga.ldb = L;
+        ga.C = yg; ga.ldc = L;
+        ga.beta = bias ? 1.0f : 0.0f;
+        gemm(ga);
+      }
+    }
+    if (act_.kind != Activation::None) apply_activation(Y, 1, y.numel(), y.numel(), act_);
+  }
+
+ private:
+  WindowAttrs w_;
+  bool kernel_known_;
+  int64_t group_;
+  ActivationSpec act_;
+};
+
+}  // namespace
+
+QUIVER_REGISTER_OPS(conv) {
+  registry.add({"", "Conv", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+                  ctx.expect_inputs(2, 3);
+                  ctx.expect_dtype(0, {DType::F32});
+                  ctx.expect_dtype(1, {DType::F32});
+                  if (ctx.has_input(2)) ctx.expect_dtype(2, {DType::F32});
+                  const auto& at = ctx.attrs();
+                  WindowAttrs w;
+                  std::vector<int64_t> kernel = at.get_ints("kernel_shape");
+                  const ValueInfo& wi = ctx.input(1);
+                  const ValueInfo& xi = ctx.input(0);
+                  bool known = !kernel.empty();
+                  if (!known && wi.shape && wi.shape->size() >= 3) {
+                    kernel.assign(wi.shape->begin() + 2, wi.shape->end());
+                    known = std::all_of(kernel.begin(), kernel.end(), [](int64_t d) { return d > 0; });
+                  }
+                  size_t nd = 0;
+                  if (!kernel.empty()) nd = kernel.size();
+                  else if (wi.shape && wi.shape->size() >= 3) nd = wi.shape->size() - 2;
+                  else if (xi.shape && xi.shape->size() >= 3) nd = xi.shape->size() - 2;
+                  else ctx.unsupported("cannot tell the spatial rank (no kernel_shape, W and X shapes unknown)");
+                  if (nd > 3) ctx.unsupported("Conv with " + std::to_string(nd) + " spatial dims (at most 3 supported)");
+                  w.nd = nd;
+                  w.kernel = known ? kernel : std::vector<int64_t>(nd, 1);
+                  read_window_attrs(ctx, w);
+                  if (!known) w.kernel.clear();
+                  const int64_t group = at.get_int("group", 1);
+                  if (group < 1) ctx.fail("group must be >= 1");
+                  std::optional<std::vector<int64_t>> shape;
+                  if (known && wi.shape && !wi.shape->empty()) shape = window_static_shape(w, xi, (*wi.shape)[0]);
+                  ctx.set_output(0, DType::F32, shape);
+                  return std::make_unique<ConvKernel>(std::move(w), known, group, fused_activation(ctx));
+                }});
+}
+
+}  // namespace quiver::onnx
