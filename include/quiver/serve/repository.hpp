@@ -1,0 +1,131 @@
+// Triton-layout model repository: REPO/<model>/config.pbtxt + numeric version folders holding the
+// model file under its default name (model.onnx, xgboost.json, model.txt, ...). Parses
+// config.pbtxt with protobuf TextFormat, auto-completes missing configuration from the model,
+// applies the version policy, loads every version through quiver::load_model (or the built-in
+// identity backend) and owns one Scheduler per loaded version. Load / unload / reload swap
+// models atomically; requests already holding a version finish on it.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "model_config.pb.h"
+#include "quiver/core/model.hpp"
+#include "quiver/serve/scheduler.hpp"
+
+namespace quiver::serve {
+
+// One input or output as the server validates it.
+struct IOSpec {
+  std::string name;
+  DType dtype = DType::Undefined;
+  std::vector<int64_t> dims;  // from the config, without the batch dim; -1 = any
+  size_t model_index = 0;     // position in Model::info() inputs / outputs
+};
+
+struct ModelVersion {
+  std::string name;
+  int64_t version = 0;
+  std::string version_str;
+  std::string engine;  // "onnx", "forest", "identity"
+  std::shared_ptr<const inference::ModelConfig> config;  // completed config
+  std::shared_ptr<const Model> model;
+  std::string sha256, path;
+  int64_t max_batch = 0;
+  std::vector<IOSpec> inputs;   // model input order
+  std::vector<IOSpec> outputs;  // model output order
+  std::unique_ptr<Scheduler> scheduler;
+
+  const IOSpec* input(std::string_view n) const;
+  const IOSpec* output(std::string_view n) const;
+  ~ModelVersion();
+};
+
+enum class ModelControl { None, Poll, Explicit };
+
+struct RepositoryOptions {
+  std::string root;
+  ModelControl control = ModelControl::None;
+  std::vector<std::string> startup_models;  // explicit mode: models to load at start ("*": all)
+  int intra_op_threads = 1;
+};
+
+struct ModelState {
+  std::string name, version, state, reason;
+};
+
+class ModelRepository {
+ public:
+  explicit ModelRepository(RepositoryOptions opt);
+  ~ModelRepository();
+
+  // Startup loading according to the control mode. Failures are recorded (state UNAVAILABLE with
+  // the reason) and returned as messages; other models still load.
+  std::vector<std::string> load_startup();
+  // (Re)load one model: all versions the policy selects. Throws (NotFound, Parse, ...).
+  void load(const std::string& name, const std::string& config_override = "");
+  // Unload; in-flight requests on it complete first. Throws NotFound.
+  void unload(const std::string& name);
+  // Poll mode: load new / changed models, unload removed ones. Returns messages of failures.
+  std::vector<std::string> poll();
+  // Stop every scheduler and wait for in-flight requests (server shutdown).
+  void shutdown();
+
+  // The version to serve: empty `version` picks the highest loaded version. Throws NotFound /
+  // Unavailable naming the model.
+  std::shared_ptr<ModelVersion> get(const std::string& name, const std::string& version = "") const;
+  // All loaded versions of a model (ascending); empty when not loaded.
+  std::vector<std::shared_ptr<ModelVersion>> versions(const std::string& name) const;
+  std::vector<std::shared_ptr<ModelVersion>> all_versions() const;
+  // Models in the repository directory plus their states (RepositoryIndex).
+  std::vector<ModelState> index() const;
+  bool all_ready() const;
+  const RepositoryOptions& options() const { return opt_; }
+  // A model name must be a plain directory name inside the repository.
+  static void check_model_name(const std::string& name);
+
+ private:
+  struct Entry {
+    std::map<int64_t, std::shared_ptr<ModelVersion>> versions;
+    std::string fingerprint;
+    std::string state = "UNAVAILABLE";
+    std::string reason;
+  };
+  std::map<int64_t, std::shared_ptr<ModelVersion>> load_versions(const std::string& name,
+                                                                 const std::string& config_override);
+  std::string fingerprint(const std::string& name) const;
+  void retire(std::map<int64_t, std::shared_ptr<ModelVersion>>& old);
+
+  RepositoryOptions opt_;
+  mutable std::shared_mutex mu_;
+  std::map<std::string, Entry> models_;
+  std::mutex load_mu_;  // one load / unload at a time
+};
+
+// ---- config helpers (also used by tests and tools) ----
+// Parses config.pbtxt text; throws Parse naming `file` and the line.
+inference::ModelConfig parse_model_config(const std::string& text, const std::string& file);
+std::string model_config_to_text(const inference::ModelConfig& c);
+std::optional<DType> config_dtype(int data_type);  // inference::DataType -> DType
+int to_config_dtype(DType t);                       // DType -> inference::DataType
+// Which Quiver engine serves a Triton config: "onnx", "forest", "identity"; throws Unsupported.
+std::string engine_for_config(const inference::ModelConfig& c);
+// Model file for a config inside a version directory ("" for identity); throws NotFound.
+std::string find_model_file(const inference::ModelConfig& c, const std::string& version_dir);
+// Guess the config of a model folder without config.pbtxt from the files in `version_dir`.
+void guess_platform(inference::ModelConfig& c, const std::string& version_dir);
+// Fill missing inputs / outputs / max_batch_size / batching from the loaded model and check the
+// config against it; throws InvalidArgument naming the tensor.
+void complete_config(inference::ModelConfig& c, const ModelInfo& info);
+// Versions the policy selects among those present (ascending); throws NotFound for a missing
+// specific version.
+std::vector<int64_t> select_versions(const inference::ModelConfig& c, std::vector<int64_t> present);
+SchedulerOptions scheduler_options(const inference::ModelConfig& c);
+// Built-in "identity" backend: output i is a copy of input i (as Triton's identity backend).
+std::shared_ptr<const Model> make_identity_model(const inference::ModelConfig& c, const std::string& version);
+
+}  // namespace quiver::serve

@@ -1,0 +1,141 @@
+// Request scheduling for one loaded model version: a queue with priority levels and a queue
+// policy, an optional dynamic batcher (preferred sizes, max queue delay, shape-compatible
+// batching, preserve_ordering), and N execution instances (instance_group count) running in
+// parallel on one shared immutable Model, each with its own RunState. Also keeps the per-model
+// statistics reported by ModelStatistics and the metrics endpoint.
+#pragma once
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "quiver/core/model.hpp"
+#include "quiver/serve/status.hpp"
+
+namespace quiver::serve {
+
+struct QueuePolicy {
+  bool delay_on_timeout = false;  // TimeoutAction DELAY (else REJECT)
+  uint64_t default_timeout_us = 0;
+  bool allow_timeout_override = false;
+  uint32_t max_queue_size = 0;  // 0: unbounded
+};
+
+struct SchedulerOptions {
+  int instances = 1;
+  int64_t max_batch = 0;        // model max_batch_size; 0: no batch dim
+  bool dynamic_batching = false;
+  std::vector<int64_t> preferred_batch_sizes;
+  uint64_t max_queue_delay_us = 0;
+  bool preserve_ordering = false;
+  uint64_t priority_levels = 0;  // 0: one level
+  uint64_t default_priority = 0;
+  QueuePolicy default_policy;
+  std::map<uint64_t, QueuePolicy> priority_policy;
+};
+
+// One inference request after decoding and validation. Inputs are in model input order; they may
+// view memory owned by the transport (gRPC message, HTTP body, shared memory) that stays alive
+// until `complete` has been called.
+struct InferRequest {
+  std::vector<Tensor> inputs;
+  int64_t batch = 1;            // dim 0 when the model batches, else 1
+  uint64_t priority = 0;        // 0: the model's default level
+  uint64_t timeout_us = 0;      // 0: the policy's default
+  int64_t arrival_ns = 0;
+  // Called exactly once, on a scheduler thread (or the caller's thread for immediate rejection).
+  // `outputs` (model output order) are valid only during the call.
+  std::function<void(const Status&, FailReason, std::span<const Tensor> outputs)> complete;
+};
+
+struct Duration {
+  uint64_t count = 0;
+  uint64_t ns = 0;
+  void add(uint64_t n) { ++count; ns += n; }
+};
+
+struct StatsSnapshot {
+  uint64_t last_inference_ms = 0;
+  uint64_t inference_count = 0;
+  uint64_t execution_count = 0;
+  Duration success, fail, queue, compute_input, compute_infer, compute_output;
+  std::map<uint64_t, std::array<Duration, 3>> batch;  // size -> input, infer, output
+  std::map<FailReason, uint64_t> failures;
+  uint64_t pending = 0;  // requests queued or executing
+};
+
+class Scheduler {
+ public:
+  Scheduler(std::shared_ptr<const Model> model, SchedulerOptions opt, std::string label);
+  ~Scheduler();  // drains: finishes everything queued, then joins
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues the request (or rejects it through its callback: queue full, shutting down).
+  void enqueue(std::unique_ptr<InferRequest> req);
+  // Stop accepting; queued requests still run. Idempotent.
+  void stop();
+  // Blocks until no request is queued or executing.
+  void drain();
+  StatsSnapshot stats() const;
+  // A request that failed before reaching the queue (decoding / validation).
+  void count_failure(FailReason why, int64_t ns);
+  // True when called from one of this scheduler's instance threads.
+  bool on_worker_thread() const;
+  const SchedulerOptions& options() const { return opt_; }
+  const Model& model() const { return *model_; }
+
+ private:
+  struct Pending {
+    std::unique_ptr<InferRequest> req;
+    uint64_t seq = 0;
+    int64_t deadline_ns = 0;  // 0: none
+    bool delayed = false;     // timed out with DELAY action
+    size_t level = 0;
+  };
+  struct Instance;
+  void worker(Instance& inst);
+  // Picks the next batch under lock; may wait for the batching delay. Returns empty to exit.
+  std::vector<Pending> next_batch(std::unique_lock<std::mutex>& lk, std::vector<Pending>& rejected);
+  void execute(Instance& inst, std::vector<Pending>& batch);
+  void finish(Pending& p, const Status& st, FailReason why, std::span<const Tensor> outputs, int64_t exec_start);
+  void deliver_ordered(uint64_t seq, std::function<void()> fn);
+  const QueuePolicy& policy(size_t level) const;
+  bool compatible(const InferRequest& a, const InferRequest& b) const;
+
+  std::shared_ptr<const Model> model_;
+  SchedulerOptions opt_;
+  std::string label_;
+  size_t levels_ = 1;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;       // work available / stop
+  std::condition_variable idle_cv_;  // pending reached zero
+  std::vector<std::deque<Pending>> queues_;   // per priority level, then delayed
+  std::vector<std::deque<Pending>> delayed_;
+  size_t queued_ = 0;
+  uint64_t in_flight_ = 0;  // queued + executing
+  uint64_t next_seq_ = 0;
+  bool stopping_ = false;
+  std::vector<std::unique_ptr<Instance>> instances_;
+
+  // preserve_ordering
+  std::mutex order_mu_;
+  uint64_t next_deliver_ = 0;
+  std::map<uint64_t, std::function<void()>> ready_;
+
+  // statistics
+  mutable std::mutex stats_mu_;
+  StatsSnapshot stats_;
+};
+
+}  // namespace quiver::serve

@@ -1,0 +1,59 @@
+// `quiver serve`: KServe v2 / Triton-compatible inference server. gRPC (inference.GRPCInferenceService
+// + grpc.health.v1.Health), HTTP/REST v2 and Prometheus metrics on three ports, serving a Triton
+// layout model repository with dynamic batching and parallel instances.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "quiver/serve/repository.hpp"
+
+namespace quiver::serve {
+
+struct ServerOptions {
+  std::string repository;
+  std::string bind = "127.0.0.1";  // loopback unless told otherwise
+  int grpc_port = 8001;            // 0: pick a free port; -1: disabled
+  int http_port = 8000;
+  int metrics_port = 8002;
+  ModelControl control = ModelControl::None;
+  std::vector<std::string> load_models;  // explicit mode
+  int poll_seconds = 15;                 // poll mode
+  bool strict_startup = true;            // fail start when a model fails to load
+  int intra_op_threads = 1;
+  int http_threads = 8;
+  int64_t max_message_bytes = 64 << 20;
+  // gRPC TLS: server certificate + key (PEM files); root CA to verify clients with mutual TLS.
+  std::string grpc_server_cert, grpc_server_key, grpc_root_cert;
+  bool grpc_mutual_tls = false;
+};
+
+class ServerCore;
+
+class Server {
+ public:
+  explicit Server(ServerOptions opt);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Loads the startup models and starts listening. Throws on failure.
+  void start();
+  // Stop accepting, finish in-flight requests, stop. Idempotent.
+  void shutdown();
+
+  int grpc_port() const;
+  int http_port() const;
+  int metrics_port() const;
+  // "quiver serve ready grpc=HOST:PORT http=HOST:PORT metrics=HOST:PORT"
+  std::string ready_line() const;
+  ModelRepository& repository();
+  // Prometheus text exposition (what the metrics port serves).
+  std::string metrics_text();
+
+ private:
+  std::unique_ptr<ServerCore> core_;
+};
+
+}  // namespace quiver::serve

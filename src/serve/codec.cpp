@@ -1,0 +1,638 @@
+#include "quiver/serve/codec.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+
+#include "quiver/core/half.hpp"
+
+namespace quiver::serve {
+
+using nlohmann::json;
+
+namespace {
+[[noreturn]] void bad(const ModelVersion& mv, std::string_view tensor, const std::string& msg) {
+  throw Error(ErrorCode::InvalidArgument, msg, {mv.name, "", std::string(tensor)});
+}
+std::string dims_str(std::span<const int64_t> d) { return dims_to_string(d); }
+constexpr int64_t kMaxElements = int64_t(1) << 40;
+}  // namespace
+
+int64_t checked_numel(const ModelVersion& mv, std::string_view tensor, std::span<const int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0) bad(mv, tensor, "negative dimension in shape " + dims_str(shape));
+    if (d != 0 && n > kMaxElements / d) bad(mv, tensor, "shape " + dims_str(shape) + " is too large");
+    n *= d;
+  }
+  return n;
+}
+
+size_t check_input_header(const ModelVersion& mv, std::string_view name, std::string_view datatype,
+                          std::span<const int64_t> shape, int64_t& batch) {
+  size_t idx = mv.inputs.size();
+  for (size_t i = 0; i < mv.inputs.size(); ++i)
+    if (mv.inputs[i].name == name) idx = i;
+  if (idx == mv.inputs.size())
+    bad(mv, name, "unexpected inference input '" + std::string(name) + "' for model '" + mv.name + "'");
+  const IOSpec& s = mv.inputs[idx];
+  std::string_view expected = dtype_kserve_name(s.dtype);
+  if (datatype != expected)
+    bad(mv, name, "inference input '" + std::string(name) + "' data-type is '" + std::string(datatype) +
+                      "', but model '" + mv.name + "' expects '" + std::string(expected) + "'");
+  const size_t skip = mv.max_batch > 0 ? 1 : 0;
+  auto expect_str = [&] {
+    std::vector<int64_t> e;
+    if (skip) e.push_back(-1);
+    e.insert(e.end(), s.dims.begin(), s.dims.end());
+    return dims_str(e);
+  };
+  if (shape.size() != s.dims.size() + skip)
+    bad(mv, name, "unexpected shape for input '" + std::string(name) + "' for model '" + mv.name + "'. Expected " +
+                      expect_str() + ", got " + dims_str(shape));
+  for (size_t d = 0; d < s.dims.size(); ++d) {
+    int64_t got = shape[d + skip];
+    if (got < 0 || (s.dims[d] >= 0 && s.dims[d] != got))
+      bad(mv, name, "unexpected shape for input '" + std::string(name) + "' for model '" + mv.name + "'. Expected " +
+                        expect_str() + ", got " + dims_str(shape));
+  }
+  if (skip) {
+    int64_t b = shape[0];
+    if (b < 1 || b > mv.max_batch)
+      bad(mv, name, "inference request batch-size " + std::to_string(b) + " for input '" + std::string(name) +
+                        "' must be in [1, max_batch_size " + std::to_string(mv.max_batch) + "] for model '" +
+                        mv.name + "'");
+    if (batch >= 0 && batch != b)
+      bad(mv, name, "input '" + std::string(name) + "' has batch size " + std::to_string(b) +
+                        " but an earlier input has batch size " + std::to_string(batch));
+    batch = b;
+  }
+  return idx;
+}
+
+Tensor tensor_from_raw(const ModelVersion& mv, const IOSpec& spec, std::span<const int64_t> shape, const void* data,
+                       size_t size) {
+  const int64_t n = checked_numel(mv, spec.name, shape);
+  if (spec.dtype == DType::String) {
+    Tensor t = Tensor::empty(DType::String, shape);
+    std::string* out = t.data<std::string>();
+    const uint8_t* p = static_cast<const uint8_t*>(data);
+    size_t pos = 0;
+    for (int64_t e = 0; e < n; ++e) {
+      if (size - pos < 4)
+        bad(mv, spec.name, "BYTES input '" + spec.name + "' holds fewer than the " + std::to_string(n) +
+                               " elements its shape needs (element " + std::to_string(e) + " is missing)");
+      uint32_t len = uint32_t(p[pos]) | uint32_t(p[pos + 1]) << 8 | uint32_t(p[pos + 2]) << 16 | uint32_t(p[pos + 3]) << 24;
+      pos += 4;
+      if (size - pos < len)
+        bad(mv, spec.name, "BYTES input '" + spec.name + "' element " + std::to_string(e) + " length " +
+                               std::to_string(len) + " runs past the end of the data");
+      out[e].assign(reinterpret_cast<const char*>(p + pos), len);
+      pos += len;
+    }
+    if (pos != size)
+      bad(mv, spec.name, "BYTES input '" + spec.name + "' has " + std::to_string(size - pos) +
+                             " bytes after its " + std::to_string(n) + " elements");
+    return t;
+  }
+  const size_t esz = dtype_size(spec.dtype);
+  const size_t expected = static_cast<size_t>(n) * esz;
+  if (size != expected)
+    bad(mv, spec.name, "unexpected total byte size " + std::to_string(size) + " for input '" + spec.name +
+                           "', expecting " + std::to_string(expected) + " for shape " + dims_str(shape) + " " +
+                           std::string(dtype_kserve_name(spec.dtype)));
+  if (reinterpret_cast<uintptr_t>(data) % esz == 0) return Tensor::view(spec.dtype, shape, data);
+  Tensor t = Tensor::empty(spec.dtype, shape);
+  if (size) std::memcpy(t.raw(), data, size);
+  return t;
+}
+
+size_t wire_size(const Tensor& t) {
+  if (t.dtype() != DType::String) return t.nbytes();
+  size_t n = 0;
+  for (const auto& s : t.span<std::string>()) n += 4 + s.size();
+  return n;
+}
+
+void write_wire(const Tensor& t, uint8_t* dst) {
+  if (t.dtype() != DType::String) {
+    if (t.nbytes()) std::memcpy(dst, t.raw(), t.nbytes());
+    return;
+  }
+  for (const auto& s : t.span<std::string>()) {
+    uint32_t len = static_cast<uint32_t>(s.size());
+    dst[0] = uint8_t(len);
+    dst[1] = uint8_t(len >> 8);
+    dst[2] = uint8_t(len >> 16);
+    dst[3] = uint8_t(len >> 24);
+    if (len) std::memcpy(dst + 4, s.data(), len);
+    dst += 4 + len;
+  }
+}
+
+void check_all_inputs(const ModelVersion& mv, const std::vector<Tensor>& inputs) {
+  for (size_t i = 0; i < mv.inputs.size(); ++i)
+    if (!inputs[i].defined())
+      bad(mv, mv.inputs[i].name, "expected " + std::to_string(mv.inputs.size()) + " inputs for model '" + mv.name +
+                                     "' but input '" + mv.inputs[i].name + "' is missing");
+}
+
+std::vector<int64_t> response_shape(const Tensor& t) { return t.dims(); }
+
+// ---------------------------------------------------------------- gRPC
+namespace {
+template <class Param>
+bool param_u64(const Param& p, uint64_t& out) {
+  switch (p.parameter_choice_case()) {
+    case Param::kInt64Param:
+      if (p.int64_param() < 0) return false;
+      out = static_cast<uint64_t>(p.int64_param());
+      return true;
+    case Param::kUint64Param: out = p.uint64_param(); return true;
+    default: return false;
+  }
+}
+
+template <class Map>
+void read_shm_params(const ModelVersion& mv, std::string_view tensor, const Map& params, const ShmManager& shm,
+                     std::shared_ptr<const ShmRegion>& region, uint64_t& offset, uint64_t& size, bool& present) {
+  present = false;
+  auto it = params.find("shared_memory_region");
+  if (it == params.end()) return;
+  present = true;
+  if (it->second.parameter_choice_case() != inference::InferParameter::kStringParam)
+    bad(mv, tensor, "shared_memory_region of '" + std::string(tensor) + "' must be a string");
+  auto bs = params.find("shared_memory_byte_size");
+  if (bs == params.end() || !param_u64(bs->second, size))
+    bad(mv, tensor, "'" + std::string(tensor) + "' names a shared memory region but no valid shared_memory_byte_size");
+  offset = 0;
+  auto off = params.find("shared_memory_offset");
+  if (off != params.end() && !param_u64(off->second, offset))
+    bad(mv, tensor, "shared_memory_offset of '" + std::string(tensor) + "' must be a non-negative integer");
+  try {
+    region = shm.get(it->second.string_param());
+    region->at(offset, size, std::string(tensor));
+  } catch (const Error& e) {
+    throw e.with_context({mv.name, "", std::string(tensor)});
+  }
+}
+
+template <class T, class Src>
+Tensor typed(const ModelVersion& mv, const IOSpec& s, std::span<const int64_t> shape, const Src& src) {
+  int64_t n = checked_numel(mv, s.name, shape);
+  if (static_cast<int64_t>(src.size()) != n)
+    bad(mv, s.name, "input '" + s.name + "' has " + std::to_string(src.size()) + " values in contents, shape " +
+                        dims_str(shape) + " needs " + std::to_string(n));
+  Tensor t = Tensor::empty(s.dtype, shape);
+  T* p = t.data<T>();
+  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(src[static_cast<int>(i)]);
+  return t;
+}
+
+Tensor from_contents(const ModelVersion& mv, const IOSpec& s, std::span<const int64_t> shape,
+                     const inference::InferTensorContents& c) {
+  switch (s.dtype) {
+    case DType::Bool: return typed<bool>(mv, s, shape, c.bool_contents());
+    case DType::I8: return typed<int8_t>(mv, s, shape, c.int_contents());
+    case DType::I16: return typed<int16_t>(mv, s, shape, c.int_contents());
+    case DType::I32: return typed<int32_t>(mv, s, shape, c.int_contents());
+    case DType::I64: return typed<int64_t>(mv, s, shape, c.int64_contents());
+    case DType::U8: return typed<uint8_t>(mv, s, shape, c.uint_contents());
+    case DType::U16: return typed<uint16_t>(mv, s, shape, c.uint_contents());
+    case DType::U32: return typed<uint32_t>(mv, s, shape, c.uint_contents());
+    case DType::U64: return typed<uint64_t>(mv, s, shape, c.uint64_contents());
+    case DType::F32: return typed<float>(mv, s, shape, c.fp32_contents());
+    case DType::F64: return typed<double>(mv, s, shape, c.fp64_contents());
+    case DType::String: {
+      int64_t n = checked_numel(mv, s.name, shape);
+      if (c.bytes_contents_size() != n)
+        bad(mv, s.name, "input '" + s.name + "' has " + std::to_string(c.bytes_contents_size()) +
+                            " values in bytes_contents, shape " + dims_str(shape) + " needs " + std::to_string(n));
+      Tensor t = Tensor::empty(DType::String, shape);
+      for (int64_t i = 0; i < n; ++i) t.data<std::string>()[i] = c.bytes_contents(static_cast<int>(i));
+      return t;
+    }
+    default:
+      bad(mv, s.name, "input '" + s.name + "' of type " + std::string(dtype_kserve_name(s.dtype)) +
+                          " must be sent in raw_input_contents");
+  }
+}
+}  // namespace
+
+void decode_grpc_request(const inference::ModelInferRequest& msg, const ModelVersion& mv, const ShmManager& shm,
+                         InferRequest& req, std::vector<OutputTarget>& outputs) {
+  req.inputs.assign(mv.inputs.size(), Tensor());
+  const int nraw = msg.raw_input_contents_size();
+  if (nraw > msg.inputs_size())
+    bad(mv, "", "request has " + std::to_string(nraw) + " raw_input_contents entries but only " +
+                    std::to_string(msg.inputs_size()) + " inputs");
+  int64_t batch = -1;
+  for (int i = 0; i < msg.inputs_size(); ++i) {
+    const auto& in = msg.inputs(i);
+    std::span<const int64_t> shape(in.shape().data(), static_cast<size_t>(in.shape_size()));
+    size_t idx = check_input_header(mv, in.name(), in.datatype(), shape, batch);
+    const IOSpec& spec = mv.inputs[idx];
+    Tensor& dst = req.inputs[spec.model_index];
+    if (dst.defined()) bad(mv, in.name(), "input '" + in.name() + "' is given more than once");
+    std::shared_ptr<const ShmRegion> region;
+    uint64_t off = 0, size = 0;
+    bool use_shm = false;
+    read_shm_params(mv, in.name(), in.parameters(), shm, region, off, size, use_shm);
+    if (use_shm) {
+      if (in.has_contents() || (i < nraw && !msg.raw_input_contents(i).empty()))
+        bad(mv, in.name(), "input '" + in.name() + "' has both shared memory and inline data");
+      const uint8_t* p = region->at(off, size, in.name());
+      dst = tensor_from_raw(mv, spec, shape, p, size);
+      if (dst.is_view()) dst = Tensor::view(dst.dtype(), dst.dims(), dst.raw(), region);  // keep mapped
+    } else if (in.has_contents()) {
+      if (nraw > 0)
+        bad(mv, in.name(), "contents field must not be specified for input '" + in.name() +
+                               "' when using raw_input_contents");
+      dst = from_contents(mv, spec, shape, in.contents());
+    } else if (i < nraw) {
+      const std::string& raw = msg.raw_input_contents(i);
+      dst = tensor_from_raw(mv, spec, shape, raw.data(), raw.size());
+    } else {
+      bad(mv, in.name(), "input '" + in.name() + "' has no data (no raw_input_contents, contents or shared memory)");
+    }
+  }
+  check_all_inputs(mv, req.inputs);
+  req.batch = mv.max_batch > 0 ? batch : 1;
+  // Request parameters: priority (uint64), timeout (int64, microseconds).
+  for (const auto& [k, v] : msg.parameters()) {
+    if (k == "priority") {
+      if (!param_u64(v, req.priority)) bad(mv, "", "parameter 'priority' must be a non-negative integer");
+    } else if (k == "timeout") {
+      if (!param_u64(v, req.timeout_us)) bad(mv, "", "parameter 'timeout' must be a non-negative integer");
+    } else if (k == "sequence_id" || k == "sequence_start" || k == "sequence_end") {
+      bool set = (v.parameter_choice_case() == inference::InferParameter::kBoolParam && v.bool_param()) ||
+                 (v.parameter_choice_case() == inference::InferParameter::kInt64Param && v.int64_param() != 0) ||
+                 (v.parameter_choice_case() == inference::InferParameter::kUint64Param && v.uint64_param() != 0) ||
+                 (v.parameter_choice_case() == inference::InferParameter::kStringParam && !v.string_param().empty());
+      if (set)
+        throw Error(ErrorCode::Unsupported, "sequence batching is not supported (parameter '" + k + "')", {mv.name});
+    }
+  }
+  outputs.clear();
+  if (msg.outputs_size() == 0) {
+    for (size_t o = 0; o < mv.outputs.size(); ++o) outputs.push_back({o});
+  } else {
+    for (const auto& out : msg.outputs()) {
+      size_t idx = mv.outputs.size();
+      for (size_t o = 0; o < mv.outputs.size(); ++o)
+        if (mv.outputs[o].name == out.name()) idx = o;
+      if (idx == mv.outputs.size())
+        bad(mv, out.name(), "unexpected inference output '" + out.name() + "' for model '" + mv.name + "'");
+      if (out.parameters().count("classification"))
+        throw Error(ErrorCode::Unsupported, "classification outputs are not supported", {mv.name, "", out.name()});
+      OutputTarget t;
+      t.index = idx;
+      bool use_shm = false;
+      read_shm_params(mv, out.name(), out.parameters(), shm, t.shm, t.shm_offset, t.shm_size, use_shm);
+      outputs.push_back(std::move(t));
+    }
+  }
+}
+
+static void write_to_shm(const ModelVersion& mv, const OutputTarget& tg, const IOSpec& s, const Tensor& t) {
+  size_t n = wire_size(t);
+  if (n > tg.shm_size)
+    throw Error(ErrorCode::InvalidArgument,
+                "shared memory size " + std::to_string(tg.shm_size) + " for output '" + s.name +
+                    "' is too small for the " + std::to_string(n) + "-byte result",
+                {mv.name, "", s.name});
+  write_wire(t, tg.shm->at(tg.shm_offset, n, s.name));
+}
+
+void encode_grpc_response(const ModelVersion& mv, const std::vector<OutputTarget>& targets,
+                          std::span<const Tensor> outputs, inference::ModelInferResponse& resp) {
+  resp.set_model_name(mv.name);
+  resp.set_model_version(mv.version_str);
+  for (const auto& tg : targets) {
+    const IOSpec& s = mv.outputs[tg.index];
+    if (s.model_index >= outputs.size())
+      throw Error(ErrorCode::Internal, "model produced no output", {mv.name, "", s.name});
+    const Tensor& t = outputs[s.model_index];
+    auto* o = resp.add_outputs();
+    o->set_name(s.name);
+    o->set_datatype(std::string(dtype_kserve_name(t.dtype())));
+    for (int64_t d : t.dims()) o->add_shape(d);
+    // Exactly one raw_output_contents entry per output, even when the data went to shared memory.
+    std::string* raw = resp.add_raw_output_contents();
+    if (tg.shm) {
+      write_to_shm(mv, tg, s, t);
+      auto& params = *o->mutable_parameters();
+      params["shared_memory_region"].set_string_param(tg.shm->name());
+      params["shared_memory_byte_size"].set_int64_param(static_cast<int64_t>(wire_size(t)));
+      if (tg.shm_offset) params["shared_memory_offset"].set_int64_param(static_cast<int64_t>(tg.shm_offset));
+      continue;
+    }
+    size_t n = wire_size(t);
+    raw->resize(n);
+    write_wire(t, reinterpret_cast<uint8_t*>(raw->data()));
+  }
+}
+
+// ---------------------------------------------------------------- HTTP / JSON
+namespace {
+void flatten(const json& j, std::vector<const json*>& out) {
+  if (j.is_array()) {
+    for (const auto& e : j) flatten(e, out);
+  } else {
+    out.push_back(&j);
+  }
+}
+
+template <class T>
+void fill_numbers(const ModelVersion& mv, const IOSpec& s, const std::vector<const json*>& vals, T* dst) {
+  for (size_t i = 0; i < vals.size(); ++i) {
+    const json& v = *vals[i];
+    if constexpr (std::is_same_v<T, bool>) {
+      if (!v.is_boolean()) bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is not a boolean");
+      dst[i] = v.get<bool>();
+    } else {
+      if (!v.is_number()) bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is not a number");
+      if constexpr (std::is_integral_v<T>) {
+        if (v.is_number_float()) bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is not an integer");
+        if constexpr (std::is_signed_v<T>) {
+          if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<T>::max()))
+            bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is out of range");
+          int64_t x = v.get<int64_t>();
+          if (x < std::numeric_limits<T>::min() || x > std::numeric_limits<T>::max())
+            bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is out of range");
+          dst[i] = static_cast<T>(x);
+        } else {
+          if (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0)
+            bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is negative");
+          uint64_t x = v.get<uint64_t>();
+          if (x > std::numeric_limits<T>::max())
+            bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is out of range");
+          dst[i] = static_cast<T>(x);
+        }
+      } else {
+        dst[i] = static_cast<T>(v.get<double>());
+      }
+    }
+  }
+}
+
+Tensor tensor_from_json(const ModelVersion& mv, const IOSpec& s, std::span<const int64_t> shape, const json& data) {
+  std::vector<const json*> vals;
+  flatten(data, vals);
+  int64_t n = checked_numel(mv, s.name, shape);
+  if (static_cast<int64_t>(vals.size()) != n)
+    bad(mv, s.name, "input '" + s.name + "' has " + std::to_string(vals.size()) + " values in 'data', shape " +
+                        dims_str(shape) + " needs " + std::to_string(n));
+  Tensor t = Tensor::empty(s.dtype, shape);
+  switch (s.dtype) {
+    case DType::Bool: fill_numbers(mv, s, vals, t.data<bool>()); break;
+    case DType::I8: fill_numbers(mv, s, vals, t.data<int8_t>()); break;
+    case DType::I16: fill_numbers(mv, s, vals, t.data<int16_t>()); break;
+    case DType::I32: fill_numbers(mv, s, vals, t.data<int32_t>()); break;
+    case DType::I64: fill_numbers(mv, s, vals, t.data<int64_t>()); break;
+    case DType::U8: fill_numbers(mv, s, vals, t.data<uint8_t>()); break;
+    case DType::U16: fill_numbers(mv, s, vals, t.data<uint16_t>()); break;
+    case DType::U32: fill_numbers(mv, s, vals, t.data<uint32_t>()); break;
+    case DType::U64: fill_numbers(mv, s, vals, t.data<uint64_t>()); break;
+    case DType::F32: fill_numbers(mv, s, vals, t.data<float>()); break;
+    case DType::F64: fill_numbers(mv, s, vals, t.data<double>()); break;
+    case DType::String:
+      for (size_t i = 0; i < vals.size(); ++i) {
+        if (!vals[i]->is_string())
+          bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is not a string");
+        t.data<std::string>()[i] = vals[i]->get<std::string>();
+      }
+      break;
+    default:
+      bad(mv, s.name, "input '" + s.name + "' of type " + std::string(dtype_kserve_name(s.dtype)) +
+                          " must use the binary tensor data extension");
+  }
+  return t;
+}
+
+bool json_u64(const json& j, uint64_t& out) {
+  if (j.is_number_unsigned()) { out = j.get<uint64_t>(); return true; }
+  if (j.is_number_integer() && j.get<int64_t>() >= 0) { out = static_cast<uint64_t>(j.get<int64_t>()); return true; }
+  return false;
+}
+
+void json_shm(const ModelVersion& mv, const std::string& tensor, const json& params, const ShmManager& shm,
+              std::shared_ptr<const ShmRegion>& region, uint64_t& offset, uint64_t& size, bool& present) {
+  present = false;
+  if (!params.is_object() || !params.contains("shared_memory_region")) return;
+  present = true;
+  const json& r = params["shared_memory_region"];
+  if (!r.is_string()) bad(mv, tensor, "shared_memory_region of '" + tensor + "' must be a string");
+  if (!params.contains("shared_memory_byte_size") || !json_u64(params["shared_memory_byte_size"], size))
+    bad(mv, tensor, "'" + tensor + "' names a shared memory region but no valid shared_memory_byte_size");
+  offset = 0;
+  if (params.contains("shared_memory_offset") && !json_u64(params["shared_memory_offset"], offset))
+    bad(mv, tensor, "shared_memory_offset of '" + tensor + "' must be a non-negative integer");
+  try {
+    region = shm.get(r.get<std::string>());
+    region->at(offset, size, tensor);
+  } catch (const Error& e) {
+    throw e.with_context({mv.name, "", tensor});
+  }
+}
+}  // namespace
+
+void decode_http_request(std::string_view body, int64_t header_len, const ModelVersion& mv, const ShmManager& shm,
+                         InferRequest& req, HttpInferRequest& info) {
+  if (header_len > static_cast<int64_t>(body.size()) || header_len == 0)
+    bad(mv, "", "Inference-Header-Content-Length " + std::to_string(header_len) + " is not within the body size " +
+                    std::to_string(body.size()));
+  std::string_view head = header_len < 0 ? body : body.substr(0, static_cast<size_t>(header_len));
+  std::string_view binary = header_len < 0 ? std::string_view() : body.substr(static_cast<size_t>(header_len));
+  json j;
+  try {
+    j = json::parse(head);
+  } catch (const json::exception& e) {
+    bad(mv, "", std::string("malformed JSON inference request: ") + e.what());
+  }
+  if (!j.is_object()) bad(mv, "", "inference request must be a JSON object");
+  if (j.contains("id")) {
+    if (!j["id"].is_string()) bad(mv, "", "'id' must be a string");
+    info.id = j["id"].get<std::string>();
+  }
+  bool binary_out_default = false;
+  if (j.contains("parameters")) {
+    const json& p = j["parameters"];
+    if (!p.is_object()) bad(mv, "", "'parameters' must be an object");
+    for (auto it = p.begin(); it != p.end(); ++it) {
+      if (it.key() == "priority") {
+        if (!json_u64(it.value(), req.priority)) bad(mv, "", "parameter 'priority' must be a non-negative integer");
+      } else if (it.key() == "timeout") {
+        if (!json_u64(it.value(), req.timeout_us)) bad(mv, "", "parameter 'timeout' must be a non-negative integer");
+      } else if (it.key() == "binary_data_output") {
+        if (!it.value().is_boolean()) bad(mv, "", "parameter 'binary_data_output' must be a boolean");
+        binary_out_default = it.value().get<bool>();
+      } else if ((it.key() == "sequence_id" || it.key() == "sequence_start") && !it.value().is_null() &&
+                 it.value() != 0 && it.value() != false && it.value() != "") {
+        throw Error(ErrorCode::Unsupported, "sequence batching is not supported", {mv.name});
+      }
+    }
+  }
+  if (!j.contains("inputs") || !j["inputs"].is_array()) bad(mv, "", "inference request has no 'inputs' array");
+  req.inputs.assign(mv.inputs.size(), Tensor());
+  int64_t batch = -1;
+  size_t bin_pos = 0;
+  for (const json& in : j["inputs"]) {
+    if (!in.is_object() || !in.contains("name") || !in["name"].is_string())
+      bad(mv, "", "every input needs a string 'name'");
+    std::string name = in["name"].get<std::string>();
+    if (!in.contains("datatype") || !in["datatype"].is_string())
+      bad(mv, name, "input '" + name + "' needs a string 'datatype'");
+    if (!in.contains("shape") || !in["shape"].is_array()) bad(mv, name, "input '" + name + "' needs a 'shape' array");
+    std::vector<int64_t> shape;
+    for (const json& d : in["shape"]) {
+      if (!d.is_number_integer()) bad(mv, name, "shape of input '" + name + "' must hold integers");
+      shape.push_back(d.get<int64_t>());
+    }
+    size_t idx = check_input_header(mv, name, in["datatype"].get<std::string>(), shape, batch);
+    const IOSpec& spec = mv.inputs[idx];
+    Tensor& dst = req.inputs[spec.model_index];
+    if (dst.defined()) bad(mv, name, "input '" + name + "' is given more than once");
+    const json params = in.contains("parameters") ? in["parameters"] : json::object();
+    std::shared_ptr<const ShmRegion> region;
+    uint64_t off = 0, size = 0;
+    bool use_shm = false;
+    json_shm(mv, name, params, shm, region, off, size, use_shm);
+    uint64_t bsize = 0;
+    bool has_bin = params.is_object() && params.contains("binary_data_size");
+    if (has_bin && !json_u64(params["binary_data_size"], bsize))
+      bad(mv, name, "binary_data_size of input '" + name + "' must be a non-negative integer");
+    if ((use_shm ? 1 : 0) + (has_bin ? 1 : 0) + (in.contains("data") ? 1 : 0) != 1)
+      bad(mv, name, "input '" + name + "' must have exactly one of 'data', binary_data_size or shared memory");
+    if (use_shm) {
+      dst = tensor_from_raw(mv, spec, shape, region->at(off, size, name), size);
+      if (dst.is_view()) dst = Tensor::view(dst.dtype(), dst.dims(), dst.raw(), region);
+    } else if (has_bin) {
+      if (bsize > binary.size() - bin_pos)
+        bad(mv, name, "binary_data_size " + std::to_string(bsize) + " of input '" + name +
+                          "' runs past the end of the request body");
+      dst = tensor_from_raw(mv, spec, shape, binary.data() + bin_pos, bsize);
+      bin_pos += bsize;
+    } else {
+      dst = tensor_from_json(mv, spec, shape, in["data"]);
+    }
+  }
+  if (bin_pos != binary.size())
+    bad(mv, "", "request body has " + std::to_string(binary.size() - bin_pos) + " bytes of binary data that no input claims");
+  check_all_inputs(mv, req.inputs);
+  req.batch = mv.max_batch > 0 ? batch : 1;
+  info.outputs.clear();
+  if (j.contains("outputs")) {
+    if (!j["outputs"].is_array()) bad(mv, "", "'outputs' must be an array");
+    for (const json& out : j["outputs"]) {
+      if (!out.is_object() || !out.contains("name") || !out["name"].is_string())
+        bad(mv, "", "every requested output needs a string 'name'");
+      std::string name = out["name"].get<std::string>();
+      size_t idx = mv.outputs.size();
+      for (size_t o = 0; o < mv.outputs.size(); ++o)
+        if (mv.outputs[o].name == name) idx = o;
+      if (idx == mv.outputs.size())
+        bad(mv, name, "unexpected inference output '" + name + "' for model '" + mv.name + "'");
+      OutputTarget t;
+      t.index = idx;
+      t.binary = binary_out_default;
+      const json params = out.contains("parameters") ? out["parameters"] : json::object();
+      if (params.is_object() && params.contains("binary_data")) {
+        if (!params["binary_data"].is_boolean()) bad(mv, name, "binary_data of output '" + name + "' must be a boolean");
+        t.binary = params["binary_data"].get<bool>();
+      }
+      if (params.is_object() && params.contains("classification"))
+        throw Error(ErrorCode::Unsupported, "classification outputs are not supported", {mv.name, "", name});
+      bool use_shm = false;
+      json_shm(mv, name, params, shm, t.shm, t.shm_offset, t.shm_size, use_shm);
+      info.outputs.push_back(std::move(t));
+    }
+  }
+  if (info.outputs.empty()) {
+    for (size_t o = 0; o < mv.outputs.size(); ++o) {
+      OutputTarget t;
+      t.index = o;
+      t.binary = binary_out_default;
+      info.outputs.push_back(t);
+    }
+  }
+}
+
+namespace {
+template <class T>
+void to_json_array(const Tensor& t, json& arr) {
+  for (const T& v : t.span<T>()) arr.push_back(v);
+}
+}  // namespace
+
+std::string encode_http_response(const ModelVersion& mv, const HttpInferRequest& info, std::span<const Tensor> outputs,
+                                 int64_t& header_len) {
+  json j;
+  j["model_name"] = mv.name;
+  j["model_version"] = mv.version_str;
+  if (!info.id.empty()) j["id"] = info.id;
+  json outs = json::array();
+  std::vector<const Tensor*> binaries;
+  for (const auto& tg : info.outputs) {
+    const IOSpec& s = mv.outputs[tg.index];
+    if (s.model_index >= outputs.size())
+      throw Error(ErrorCode::Internal, "model produced no output", {mv.name, "", s.name});
+    const Tensor& t = outputs[s.model_index];
+    json o;
+    o["name"] = s.name;
+    o["datatype"] = std::string(dtype_kserve_name(t.dtype()));
+    o["shape"] = t.dims();
+    if (tg.shm) {
+      write_to_shm(mv, tg, s, t);
+      o["parameters"] = {{"shared_memory_region", tg.shm->name()},
+                         {"shared_memory_byte_size", wire_size(t)}};
+      if (tg.shm_offset) o["parameters"]["shared_memory_offset"] = tg.shm_offset;
+    } else if (tg.binary) {
+      o["parameters"] = {{"binary_data_size", wire_size(t)}};
+      binaries.push_back(&t);
+    } else {
+      json arr = json::array();
+      switch (t.dtype()) {
+        case DType::Bool: to_json_array<bool>(t, arr); break;
+        case DType::I8: to_json_array<int8_t>(t, arr); break;
+        case DType::I16: to_json_array<int16_t>(t, arr); break;
+        case DType::I32: to_json_array<int32_t>(t, arr); break;
+        case DType::I64: to_json_array<int64_t>(t, arr); break;
+        case DType::U8: to_json_array<uint8_t>(t, arr); break;
+        case DType::U16: to_json_array<uint16_t>(t, arr); break;
+        case DType::U32: to_json_array<uint32_t>(t, arr); break;
+        case DType::U64: to_json_array<uint64_t>(t, arr); break;
+        case DType::F32: to_json_array<float>(t, arr); break;
+        case DType::F64: to_json_array<double>(t, arr); break;
+        case DType::String: to_json_array<std::string>(t, arr); break;
+        case DType::F16:
+          for (uint16_t h : t.span<uint16_t>()) arr.push_back(Half::to_float(h));
+          break;
+        case DType::BF16:
+          for (uint16_t h : t.span<uint16_t>()) arr.push_back(BFloat16::to_float(h));
+          break;
+        default: throw Error(ErrorCode::Internal, "output dtype cannot be written as JSON", {mv.name, "", s.name});
+      }
+      o["data"] = std::move(arr);
+    }
+    outs.push_back(std::move(o));
+  }
+  j["outputs"] = std::move(outs);
+  std::string body = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (binaries.empty()) {
+    header_len = -1;
+    return body;
+  }
+  header_len = static_cast<int64_t>(body.size());
+  size_t total = body.size();
+  for (const Tensor* t : binaries) total += wire_size(*t);
+  size_t pos = body.size();
+  body.resize(total);
+  for (const Tensor* t : binaries) {
+    write_wire(*t, reinterpret_cast<uint8_t*>(body.data()) + pos);
+    pos += wire_size(*t);
+  }
+  return body;
+}
+
+}  // namespace quiver::serve

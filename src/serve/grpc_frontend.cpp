@@ -1,0 +1,407 @@
+// gRPC front end: inference.GRPCInferenceService and grpc.health.v1.Health on the callback API.
+// ModelInfer decodes the request in place (inputs view the request's raw bytes), queues it on the
+// model's scheduler and finishes the RPC from the completion callback: no thread blocks per call.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+
+#include <deque>
+
+#include "core.hpp"
+#include "grpc_service.grpc.pb.h"
+#include "health.grpc.pb.h"
+#include "quiver/core/util.hpp"
+#include "quiver/serve/codec.hpp"
+
+namespace quiver::serve {
+
+namespace {
+grpc::Status to_grpc(const Status& s) {
+  if (s.ok) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(grpc_status_code(s.code)), s.message);
+}
+grpc::Status to_grpc(const Error& e) { return to_grpc(Status::from(e)); }
+
+template <class F>
+grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* ctx, F&& f) {
+  auto* r = ctx->DefaultReactor();
+  try {
+    f();
+    r->Finish(grpc::Status::OK);
+  } catch (const Error& e) {
+    r->Finish(to_grpc(e));
+  } catch (const std::exception& e) {
+    r->Finish(grpc::Status(grpc::StatusCode::INTERNAL, e.what()));
+  }
+  return r;
+}
+
+std::string read_pem(const std::string& path) { return path.empty() ? std::string() : read_file(path); }
+
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+
+// Decodes and queues one request; `done` receives the final status after `resp` is filled.
+void submit(ServerCore& core, const ModelInferRequest* req, ModelInferResponse* resp,
+            std::function<void(const grpc::Status&)> done) {
+  const int64_t t0 = now_ns();
+  std::shared_ptr<ModelVersion> mv;
+  try {
+    mv = core.repo->get(req->model_name(), req->model_version());
+  } catch (const Error& e) {
+    done(to_grpc(e));
+    return;
+  }
+  auto ir = std::make_unique<InferRequest>();
+  ir->arrival_ns = t0;
+  std::vector<OutputTarget> targets;
+  try {
+    decode_grpc_request(*req, *mv, core.shm, *ir, targets);
+  } catch (const Error& e) {
+    mv->scheduler->count_failure(FailReason::Other, now_ns() - t0);
+    done(to_grpc(e));
+    return;
+  }
+  ir->complete = [mv, resp, req, targets = std::move(targets), done = std::move(done)](
+                     const Status& st, FailReason, std::span<const Tensor> outs) {
+    if (!st.ok) {
+      done(to_grpc(st));
+      return;
+    }
+    try {
+      encode_grpc_response(*mv, targets, outs, *resp);
+      if (!req->id().empty()) resp->set_id(req->id());
+      done(grpc::Status::OK);
+    } catch (const Error& e) {
+      done(to_grpc(e));
+    }
+  };
+  Scheduler* sched = mv->scheduler.get();
+  sched->enqueue(std::move(ir));
+}
+
+class StreamReactor final : public grpc::ServerBidiReactor<ModelInferRequest, inference::ModelStreamInferResponse> {
+ public:
+  explicit StreamReactor(ServerCore& core) : core_(core) { next_read(); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      std::lock_guard lk(mu_);
+      reading_ = false;
+      maybe_finish();
+      return;
+    }
+    auto req = std::move(reading_req_);
+    auto resp = std::make_shared<inference::ModelStreamInferResponse>();
+    {
+      std::lock_guard lk(mu_);
+      ++pending_;
+    }
+    const ModelInferRequest* rq = req.get();
+    std::shared_ptr<ModelInferRequest> hold(std::move(req));
+    submit(core_, rq, resp->mutable_infer_response(), [this, resp, hold](const grpc::Status& st) {
+      if (!st.ok()) {
+        resp->Clear();
+        resp->set_error_message(st.error_message());
+        resp->mutable_infer_response()->set_model_name(hold->model_name());
+        resp->mutable_infer_response()->set_model_version(hold->model_version());
+        resp->mutable_infer_response()->set_id(hold->id());
+      }
+      std::lock_guard lk(mu_);
+      --pending_;
+      writes_.push_back(resp);
+      if (!writing_) start_write();
+    });
+    next_read();
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lk(mu_);
+    writes_.pop_front();
+    writing_ = false;
+    if (!ok) write_failed_ = true;
+    if (!writes_.empty() && !write_failed_) start_write();
+    else maybe_finish();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void next_read() {
+    reading_req_ = std::make_unique<ModelInferRequest>();
+    StartRead(reading_req_.get());
+  }
+  void start_write() {  // mu_ held
+    if (write_failed_) {
+      writes_.clear();
+      maybe_finish();
+      return;
+    }
+    writing_ = true;
+    StartWrite(writes_.front().get());
+  }
+  void maybe_finish() {  // mu_ held
+    if (!reading_ && pending_ == 0 && !writing_ && (writes_.empty() || write_failed_) && !finished_) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  ServerCore& core_;
+  std::mutex mu_;
+  std::unique_ptr<ModelInferRequest> reading_req_;
+  std::deque<std::shared_ptr<inference::ModelStreamInferResponse>> writes_;
+  bool reading_ = true, writing_ = false, write_failed_ = false, finished_ = false;
+  int pending_ = 0;
+};
+
+class InferenceService final : public inference::GRPCInferenceService::CallbackService {
+ public:
+  explicit InferenceService(ServerCore& c) : core_(c) {}
+
+  grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx, const inference::ServerLiveRequest*,
+                                       inference::ServerLiveResponse* r) override {
+    return unary(ctx, [&] { r->set_live(core_.is_live()); });
+  }
+  grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* ctx, const inference::ServerReadyRequest*,
+                                        inference::ServerReadyResponse* r) override {
+    return unary(ctx, [&] { r->set_ready(core_.is_ready()); });
+  }
+  grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* ctx, const inference::ModelReadyRequest* q,
+                                       inference::ModelReadyResponse* r) override {
+    return unary(ctx, [&] {
+      bool ready = false;
+      try {
+        core_.repo->get(q->name(), q->version());
+        ready = !core_.stopping();
+      } catch (const Error&) {
+      }
+      r->set_ready(ready);
+    });
+  }
+  grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* ctx, const inference::ServerMetadataRequest*,
+                                           inference::ServerMetadataResponse* r) override {
+    return unary(ctx, [&] { core_.server_metadata(*r); });
+  }
+  grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* q,
+                                          inference::ModelMetadataResponse* r) override {
+    return unary(ctx, [&] { core_.model_metadata(q->name(), q->version(), *r); });
+  }
+  grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* ctx, const inference::ModelConfigRequest* q,
+                                        inference::ModelConfigResponse* r) override {
+    return unary(ctx, [&] { *r->mutable_config() = *core_.repo->get(q->name(), q->version())->config; });
+  }
+  grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx, const inference::ModelStatisticsRequest* q,
+                                            inference::ModelStatisticsResponse* r) override {
+    return unary(ctx, [&] { core_.model_statistics(q->name(), q->version(), *r); });
+  }
+  grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* ctx, const inference::RepositoryIndexRequest* q,
+                                            inference::RepositoryIndexResponse* r) override {
+    return unary(ctx, [&] { core_.repository_index(q->ready(), *r); });
+  }
+  grpc::ServerUnaryReactor* RepositoryModelLoad(grpc::CallbackServerContext* ctx,
+                                                const inference::RepositoryModelLoadRequest* q,
+                                                inference::RepositoryModelLoadResponse*) override {
+    return unary(ctx, [&] {
+      std::string config;
+      for (const auto& [k, v] : q->parameters()) {
+        if (k == "config") {
+          if (v.parameter_choice_case() != inference::ModelRepositoryParameter::kStringParam)
+            throw Error(ErrorCode::InvalidArgument, "parameter 'config' must be a string", {q->model_name()});
+          config = v.string_param();
+        } else if (k.rfind("file:", 0) == 0) {
+          throw Error(ErrorCode::Unsupported, "model file overrides ('" + k + "') are not supported", {q->model_name()});
+        }
+      }
+      core_.load_model(q->model_name(), config);
+    });
+  }
+  grpc::ServerUnaryReactor* RepositoryModelUnload(grpc::CallbackServerContext* ctx,
+                                                  const inference::RepositoryModelUnloadRequest* q,
+                                                  inference::RepositoryModelUnloadResponse*) override {
+    return unary(ctx, [&] { core_.unload_model(q->model_name()); });
+  }
+  grpc::ServerUnaryReactor* SystemSharedMemoryStatus(grpc::CallbackServerContext* ctx,
+                                                     const inference::SystemSharedMemoryStatusRequest* q,
+                                                     inference::SystemSharedMemoryStatusResponse* r) override {
+    return unary(ctx, [&] {
+      for (const auto& i : core_.shm.status(q->name())) {
+        auto& s = (*r->mutable_regions())[i.name];
+        s.set_name(i.name);
+        s.set_key(i.key);
+        s.set_offset(i.offset);
+        s.set_byte_size(i.byte_size);
+      }
+    });
+  }
+  grpc::ServerUnaryReactor* SystemSharedMemoryRegister(grpc::CallbackServerContext* ctx,
+                                                       const inference::SystemSharedMemoryRegisterRequest* q,
+                                                       inference::SystemSharedMemoryRegisterResponse*) override {
+    return unary(ctx, [&] { core_.shm.register_region(q->name(), q->key(), q->offset(), q->byte_size()); });
+  }
+  grpc::ServerUnaryReactor* SystemSharedMemoryUnregister(grpc::CallbackServerContext* ctx,
+                                                         const inference::SystemSharedMemoryUnregisterRequest* q,
+                                                         inference::SystemSharedMemoryUnregisterResponse*) override {
+    return unary(ctx, [&] { core_.shm.unregister(q->name()); });
+  }
+  grpc::ServerUnaryReactor* CudaSharedMemoryStatus(grpc::CallbackServerContext* ctx,
+                                                   const inference::CudaSharedMemoryStatusRequest*,
+                                                   inference::CudaSharedMemoryStatusResponse*) override {
+    return no_cuda(ctx);
+  }
+  grpc::ServerUnaryReactor* CudaSharedMemoryRegister(grpc::CallbackServerContext* ctx,
+                                                     const inference::CudaSharedMemoryRegisterRequest*,
+                                                     inference::CudaSharedMemoryRegisterResponse*) override {
+    return no_cuda(ctx);
+  }
+  grpc::ServerUnaryReactor* CudaSharedMemoryUnregister(grpc::CallbackServerContext* ctx,
+                                                       const inference::CudaSharedMemoryUnregisterRequest*,
+                                                       inference::CudaSharedMemoryUnregisterResponse*) override {
+    return no_cuda(ctx);
+  }
+  grpc::ServerUnaryReactor* TraceSetting(grpc::CallbackServerContext* ctx, const inference::TraceSettingRequest* q,
+                                         inference::TraceSettingResponse* r) override {
+    return unary(ctx, [&] {
+      std::map<std::string, std::vector<std::string>> upd;
+      for (const auto& [k, v] : q->settings()) upd[k] = {v.value().begin(), v.value().end()};
+      for (const auto& [k, v] : core_.trace_settings(upd)) {
+        auto& sv = (*r->mutable_settings())[k];
+        for (const auto& x : v) sv.add_value(x);
+      }
+    });
+  }
+  grpc::ServerUnaryReactor* LogSettings(grpc::CallbackServerContext* ctx, const inference::LogSettingsRequest* q,
+                                        inference::LogSettingsResponse* r) override {
+    return unary(ctx, [&] {
+      std::map<std::string, ServerCore::LogValue> upd;
+      for (const auto& [k, v] : q->settings()) {
+        ServerCore::LogValue x;
+        switch (v.parameter_choice_case()) {
+          case inference::LogSettingsRequest::SettingValue::kBoolParam: x.kind = 0; x.b = v.bool_param(); break;
+          case inference::LogSettingsRequest::SettingValue::kUint32Param: x.kind = 1; x.u = v.uint32_param(); break;
+          case inference::LogSettingsRequest::SettingValue::kStringParam: x.kind = 2; x.s = v.string_param(); break;
+          default: throw Error(ErrorCode::InvalidArgument, "log setting '" + k + "' has no value");
+        }
+        upd[k] = x;
+      }
+      for (const auto& [k, v] : core_.log_settings(upd)) {
+        auto& sv = (*r->mutable_settings())[k];
+        if (v.kind == 0) sv.set_bool_param(v.b);
+        else if (v.kind == 1) sv.set_uint32_param(v.u);
+        else sv.set_string_param(v.s);
+      }
+    });
+  }
+
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx, const ModelInferRequest* req,
+                                       ModelInferResponse* resp) override {
+    auto* r = ctx->DefaultReactor();
+    submit(core_, req, resp, [r](const grpc::Status& st) { r->Finish(st); });
+    return r;
+  }
+
+  grpc::ServerBidiReactor<ModelInferRequest, inference::ModelStreamInferResponse>* ModelStreamInfer(
+      grpc::CallbackServerContext*) override {
+    return new StreamReactor(core_);
+  }
+
+ private:
+  static grpc::ServerUnaryReactor* no_cuda(grpc::CallbackServerContext* ctx) {
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "CUDA shared memory is not supported: no GPU backend"));
+    return r;
+  }
+  ServerCore& core_;
+};
+
+class HealthService final : public grpc::health::v1::Health::CallbackService {
+ public:
+  explicit HealthService(ServerCore& c) : core_(c) {}
+  grpc::ServerUnaryReactor* Check(grpc::CallbackServerContext* ctx, const grpc::health::v1::HealthCheckRequest* q,
+                                  grpc::health::v1::HealthCheckResponse* r) override {
+    auto* re = ctx->DefaultReactor();
+    if (!q->service().empty() && q->service() != "inference.GRPCInferenceService") {
+      re->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "unknown service '" + q->service() + "'"));
+      return re;
+    }
+    r->set_status(core_.is_ready() ? grpc::health::v1::HealthCheckResponse::SERVING
+                                   : grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+    re->Finish(grpc::Status::OK);
+    return re;
+  }
+  // Watch answers the current status once and ends the stream.
+  grpc::ServerWriteReactor<grpc::health::v1::HealthCheckResponse>* Watch(
+      grpc::CallbackServerContext*, const grpc::health::v1::HealthCheckRequest* q) override {
+    class Once : public grpc::ServerWriteReactor<grpc::health::v1::HealthCheckResponse> {
+     public:
+      Once(bool known, bool ready) {
+        resp_.set_status(!known ? grpc::health::v1::HealthCheckResponse::SERVICE_UNKNOWN
+                         : ready ? grpc::health::v1::HealthCheckResponse::SERVING
+                                 : grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+        StartWriteAndFinish(&resp_, grpc::WriteOptions(), grpc::Status::OK);
+      }
+      void OnDone() override { delete this; }
+
+     private:
+      grpc::health::v1::HealthCheckResponse resp_;
+    };
+    bool known = q->service().empty() || q->service() == "inference.GRPCInferenceService";
+    return new Once(known, core_.is_ready());
+  }
+
+ private:
+  ServerCore& core_;
+};
+}  // namespace
+
+struct GrpcFrontend::Impl {
+  explicit Impl(ServerCore& c) : core(c), infer(c), health(c) {}
+  ServerCore& core;
+  InferenceService infer;
+  HealthService health;
+  std::unique_ptr<grpc::Server> server;
+};
+
+GrpcFrontend::GrpcFrontend(ServerCore& core) : impl_(std::make_unique<Impl>(core)) {}
+GrpcFrontend::~GrpcFrontend() { shutdown(); }
+
+int GrpcFrontend::start() {
+  const ServerOptions& o = impl_->core.opt;
+  std::shared_ptr<grpc::ServerCredentials> creds;
+  if (!o.grpc_server_cert.empty() || !o.grpc_server_key.empty()) {
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({read_pem(o.grpc_server_key), read_pem(o.grpc_server_cert)});
+    ssl.pem_root_certs = read_pem(o.grpc_root_cert);
+    if (o.grpc_mutual_tls) {
+      if (ssl.pem_root_certs.empty())
+        throw Error(ErrorCode::InvalidArgument, "mutual TLS needs --grpc-root-cert to verify client certificates");
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    creds = grpc::SslServerCredentials(ssl);
+  } else {
+    if (o.grpc_mutual_tls) throw Error(ErrorCode::InvalidArgument, "mutual TLS needs --grpc-server-cert and --grpc-server-key");
+    creds = grpc::InsecureServerCredentials();
+  }
+  grpc::ServerBuilder b;
+  std::string host = o.bind.find(':') != std::string::npos ? "[" + o.bind + "]" : o.bind;
+  int port = 0;
+  b.AddListeningPort(host + ":" + std::to_string(o.grpc_port), creds, &port);
+  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  b.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(o.max_message_bytes, INT32_MAX)));
+  b.SetMaxSendMessageSize(static_cast<int>(std::min<int64_t>(o.max_message_bytes, INT32_MAX)));
+  b.RegisterService(&impl_->infer);
+  b.RegisterService(&impl_->health);
+  impl_->server = b.BuildAndStart();
+  if (!impl_->server || port == 0)
+    throw Error(ErrorCode::Unavailable, "cannot listen for gRPC on " + host + ":" + std::to_string(o.grpc_port));
+  return port;
+}
+
+void GrpcFrontend::shutdown() {
+  if (!impl_->server) return;
+  // Stops accepting at once; waits up to 30 s for in-flight calls, then cancels what is left.
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  impl_->server->Wait();
+  impl_->server.reset();
+}
+
+}  // namespace quiver::serve

@@ -1,0 +1,393 @@
+// HTTP/REST front end (KServe v2 + Triton extensions) and the Prometheus metrics endpoint, on
+// cpp-httplib. Request bodies with Content-Encoding gzip / deflate are decompressed by the
+// library; JSON responses are compressed when the client accepts gzip.
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+#include <google/protobuf/util/json_util.h>
+
+#include <future>
+#include <regex>
+
+#include "core.hpp"
+#include "quiver/core/util.hpp"
+#include "quiver/serve/codec.hpp"
+
+namespace quiver::serve {
+
+using nlohmann::json;
+
+namespace {
+void send_error(httplib::Response& res, const Error& e) {
+  res.status = http_status(e.code());
+  res.set_content(json{{"error", e.what()}}.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+void send_json(httplib::Response& res, const json& j) {
+  res.status = 200;
+  res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+json stats_json(const inference::ModelStatisticsResponse& r) {
+  auto d = [](const inference::StatisticDuration& x) { return json{{"count", x.count()}, {"ns", x.ns()}}; };
+  json arr = json::array();
+  for (const auto& m : r.model_stats()) {
+    const auto& s = m.inference_stats();
+    json batches = json::array();
+    for (const auto& b : m.batch_stats())
+      batches.push_back({{"batch_size", b.batch_size()},
+                         {"compute_input", d(b.compute_input())},
+                         {"compute_infer", d(b.compute_infer())},
+                         {"compute_output", d(b.compute_output())}});
+    arr.push_back({{"name", m.name()},
+                   {"version", m.version()},
+                   {"last_inference", m.last_inference()},
+                   {"inference_count", m.inference_count()},
+                   {"execution_count", m.execution_count()},
+                   {"inference_stats",
+                    {{"success", d(s.success())},
+                     {"fail", d(s.fail())},
+                     {"queue", d(s.queue())},
+                     {"compute_input", d(s.compute_input())},
+                     {"compute_infer", d(s.compute_infer())},
+                     {"compute_output", d(s.compute_output())},
+                     {"cache_hit", d(s.cache_hit())},
+                     {"cache_miss", d(s.cache_miss())}}},
+                   {"batch_stats", batches}});
+  }
+  return json{{"model_stats", arr}};
+}
+
+json body_json(const httplib::Request& req) {
+  if (req.body.empty()) return json::object();
+  try {
+    json j = json::parse(req.body);
+    if (!j.is_object()) throw Error(ErrorCode::InvalidArgument, "request body must be a JSON object");
+    return j;
+  } catch (const json::exception& e) {
+    throw Error(ErrorCode::InvalidArgument, std::string("malformed JSON: ") + e.what());
+  }
+}
+
+template <class F>
+httplib::Server::Handler guarded(F f) {
+  return [f](const httplib::Request& req, httplib::Response& res) {
+    try {
+      f(req, res);
+    } catch (const Error& e) {
+      send_error(res, e);
+    } catch (const std::exception& e) {
+      send_error(res, Error(ErrorCode::Internal, e.what()));
+    }
+  };
+}
+
+// (model, version) from a /v2/models/<m>[/versions/<v>]/... match.
+std::pair<std::string, std::string> mv_of(const httplib::Request& req) {
+  return {req.matches[1].str(), req.matches.size() > 2 ? req.matches[2].str() : std::string()};
+}
+}  // namespace
+
+struct HttpFrontend::Impl {
+  explicit Impl(ServerCore& c) : core(c) {}
+  ServerCore& core;
+  httplib::Server http, metrics;
+  std::thread http_thread, metrics_thread;
+  bool http_on = false, metrics_on = false;
+
+  void infer(const httplib::Request& req, httplib::Response& res, const std::string& model, const std::string& version) {
+    const int64_t t0 = now_ns();
+    auto mv = core.repo->get(model, version);
+    int64_t header_len = -1;
+    if (req.has_header("Inference-Header-Content-Length")) {
+      const std::string v = req.get_header_value("Inference-Header-Content-Length");
+      try {
+        size_t pos = 0;
+        header_len = std::stoll(v, &pos);
+        if (pos != v.size() || header_len < 0) throw std::invalid_argument("bad");
+      } catch (const std::exception&) {
+        throw Error(ErrorCode::InvalidArgument, "Inference-Header-Content-Length '" + v + "' is not a byte count", {model});
+      }
+    }
+    auto ir = std::make_unique<InferRequest>();
+    ir->arrival_ns = t0;
+    HttpInferRequest info;
+    try {
+      decode_http_request(req.body, header_len, *mv, core.shm, *ir, info);
+    } catch (const Error& e) {
+      mv->scheduler->count_failure(FailReason::Other, now_ns() - t0);
+      throw;
+    }
+    std::promise<void> done;
+    auto fut = done.get_future();
+    std::string body;
+    int64_t out_header_len = -1;
+    std::optional<Error> err;
+    ir->complete = [&](const Status& st, FailReason, std::span<const Tensor> outs) {
+      try {
+        if (!st.ok) err = Error(st.code, st.message);
+        else body = encode_http_response(*mv, info, outs, out_header_len);
+      } catch (const Error& e) {
+        err = e;
+      }
+      done.set_value();
+    };
+    mv->scheduler->enqueue(std::move(ir));
+    fut.wait();
+    if (err) throw *err;
+    res.status = 200;
+    if (out_header_len >= 0) {
+      res.set_header("Inference-Header-Content-Length", std::to_string(out_header_len));
+      res.set_content(std::move(body), "application/octet-stream");
+    } else {
+      res.set_content(std::move(body), "application/json");
+    }
+  }
+
+  void routes() {
+    auto& s = http;
+    s.Get("/v2/health/live", [this](const httplib::Request&, httplib::Response& res) {
+      res.status = core.is_live() ? 200 : 400;
+    });
+    s.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
+      res.status = core.is_ready() ? 200 : 400;
+    });
+    s.Get("/v2", guarded([this](const httplib::Request&, httplib::Response& res) {
+      inference::ServerMetadataResponse m;
+      core.server_metadata(m);
+      send_json(res, {{"name", m.name()}, {"version", m.version()},
+                      {"extensions", std::vector<std::string>(m.extensions().begin(), m.extensions().end())}});
+    }));
+    const std::string M = R"(/v2/models/([^/]+)(?:/versions/([0-9]+))?)";
+    s.Get(M + "/ready", [this](const httplib::Request& req, httplib::Response& res) {
+      auto [m, v] = mv_of(req);
+      bool ok = false;
+      try {
+        core.repo->get(m, v);
+        ok = core.is_ready();
+      } catch (const Error&) {
+      }
+      res.status = ok ? 200 : 400;
+    });
+    s.Get(M, guarded([this](const httplib::Request& req, httplib::Response& res) {
+      auto [m, v] = mv_of(req);
+      inference::ModelMetadataResponse r;
+      core.model_metadata(m, v, r);
+      auto mv = core.repo->get(m, v);
+      auto tensors = [](const auto& list) {
+        json a = json::array();
+        for (const auto& t : list)
+          a.push_back({{"name", t.name()}, {"datatype", t.datatype()},
+                       {"shape", std::vector<int64_t>(t.shape().begin(), t.shape().end())}});
+        return a;
+      };
+      send_json(res, {{"name", r.name()},
+                      {"versions", std::vector<std::string>(r.versions().begin(), r.versions().end())},
+                      {"platform", r.platform()},
+                      {"inputs", tensors(r.inputs())},
+                      {"outputs", tensors(r.outputs())},
+                      {"parameters", {{"sha256", mv->sha256}, {"version", mv->version_str}}}});
+    }));
+    s.Get(M + "/config", guarded([this](const httplib::Request& req, httplib::Response& res) {
+      auto [m, v] = mv_of(req);
+      auto mv = core.repo->get(m, v);
+      std::string out;
+      google::protobuf::util::JsonPrintOptions po;
+      po.preserve_proto_field_names = true;
+      (void)google::protobuf::util::MessageToJsonString(*mv->config, &out, po);
+      res.set_content(out, "application/json");
+    }));
+    s.Get(M + "/stats", guarded([this](const httplib::Request& req, httplib::Response& res) {
+      auto [m, v] = mv_of(req);
+      inference::ModelStatisticsResponse r;
+      core.model_statistics(m, v, r);
+      send_json(res, stats_json(r));
+    }));
+    s.Get("/v2/models/stats", guarded([this](const httplib::Request&, httplib::Response& res) {
+      inference::ModelStatisticsResponse r;
+      core.model_statistics("", "", r);
+      send_json(res, stats_json(r));
+    }));
+    s.Post(M + "/infer", guarded([this](const httplib::Request& req, httplib::Response& res) {
+      auto [m, v] = mv_of(req);
+      infer(req, res, m, v);
+    }));
+    // Repository extension.
+    s.Post("/v2/repository/index", guarded([this](const httplib::Request& req, httplib::Response& res) {
+      json b = body_json(req);
+      bool ready = b.contains("ready") && b["ready"].is_boolean() && b["ready"].get<bool>();
+      inference::RepositoryIndexResponse r;
+      core.repository_index(ready, r);
+      json a = json::array();
+      for (const auto& m : r.models()) {
+        json e = {{"name", m.name()}};
+        if (!m.version().empty()) e["version"] = m.version();
+        if (!m.state().empty()) e["state"] = m.state();
+        if (!m.reason().empty()) e["reason"] = m.reason();
+        a.push_back(e);
+      }
+      send_json(res, a);
+    }));
+    s.Post(R"(/v2/repository/models/([^/]+)/load)", guarded([this](const httplib::Request& req, httplib::Response& res) {
+      json b = body_json(req);
+      std::string config;
+      if (b.contains("parameters") && b["parameters"].is_object()) {
+        for (auto it = b["parameters"].begin(); it != b["parameters"].end(); ++it) {
+          if (it.key() == "config") {
+            if (!it.value().is_string()) throw Error(ErrorCode::InvalidArgument, "parameter 'config' must be a string");
+            config = it.value().get<std::string>();
+          } else if (it.key().rfind("file:", 0) == 0) {
+            throw Error(ErrorCode::Unsupported, "model file overrides are not supported");
+          }
+        }
+      }
+      core.load_model(req.matches[1].str(), config);
+      res.status = 200;
+    }));
+    s.Post(R"(/v2/repository/models/([^/]+)/unload)", guarded([this](const httplib::Request& req, httplib::Response& res) {
+      core.unload_model(req.matches[1].str());
+      res.status = 200;
+    }));
+    // System shared memory extension.
+    auto shm_status = [this](const httplib::Request& req, httplib::Response& res) {
+      std::string name = req.matches.size() > 1 ? req.matches[1].str() : "";
+      json a = json::array();
+      for (const auto& i : core.shm.status(name))
+        a.push_back({{"name", i.name}, {"key", i.key}, {"offset", i.offset}, {"byte_size", i.byte_size}});
+      send_json(res, a);
+    };
+    s.Get("/v2/systemsharedmemory/status", guarded(shm_status));
+    s.Get(R"(/v2/systemsharedmemory/region/([^/]+)/status)", guarded(shm_status));
+    s.Post(R"(/v2/systemsharedmemory/region/([^/]+)/register)",
+           guarded([this](const httplib::Request& req, httplib::Response& res) {
+             json b = body_json(req);
+             if (!b.contains("key") || !b["key"].is_string() || !b.contains("byte_size") ||
+                 !b["byte_size"].is_number_unsigned())
+               throw Error(ErrorCode::InvalidArgument, "register needs a string 'key' and an unsigned 'byte_size'");
+             uint64_t off = 0;
+             if (b.contains("offset")) {
+               if (!b["offset"].is_number_unsigned()) throw Error(ErrorCode::InvalidArgument, "'offset' must be unsigned");
+               off = b["offset"].get<uint64_t>();
+             }
+             core.shm.register_region(req.matches[1].str(), b["key"].get<std::string>(), off,
+                                      b["byte_size"].get<uint64_t>());
+             res.status = 200;
+           }));
+    s.Post(R"(/v2/systemsharedmemory/region/([^/]+)/unregister)",
+           guarded([this](const httplib::Request& req, httplib::Response& res) {
+             core.shm.unregister(req.matches[1].str());
+             res.status = 200;
+           }));
+    s.Post("/v2/systemsharedmemory/unregister", guarded([this](const httplib::Request&, httplib::Response& res) {
+      core.shm.unregister("");
+      res.status = 200;
+    }));
+    auto no_cuda = [](const httplib::Request&, httplib::Response& res) {
+      send_error(res, Error(ErrorCode::Unsupported, "CUDA shared memory is not supported: no GPU backend"));
+    };
+    s.Get(R"(/v2/cudasharedmemory.*)", no_cuda);
+    s.Post(R"(/v2/cudasharedmemory.*)", no_cuda);
+    // Trace / logging settings (minimal: stored and reported).
+    auto trace = [this](const httplib::Request& req, httplib::Response& res) {
+      std::map<std::string, std::vector<std::string>> upd;
+      if (req.method == "POST") {
+        json b = body_json(req);
+        for (auto it = b.begin(); it != b.end(); ++it) {
+          std::vector<std::string> v;
+          if (it.value().is_array()) {
+            for (const auto& x : it.value()) v.push_back(x.is_string() ? x.get<std::string>() : x.dump());
+          } else {
+            v.push_back(it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+          }
+          upd[it.key()] = v;
+        }
+      }
+      json out = json::object();
+      for (const auto& [k, v] : core.trace_settings(upd)) out[k] = v;
+      send_json(res, out);
+    };
+    s.Get("/v2/trace/setting", guarded(trace));
+    s.Post("/v2/trace/setting", guarded(trace));
+    auto logging = [this](const httplib::Request& req, httplib::Response& res) {
+      std::map<std::string, ServerCore::LogValue> upd;
+      if (req.method == "POST") {
+        json b = body_json(req);
+        for (auto it = b.begin(); it != b.end(); ++it) {
+          ServerCore::LogValue x;
+          if (it.value().is_boolean()) { x.kind = 0; x.b = it.value().get<bool>(); }
+          else if (it.value().is_number_unsigned()) { x.kind = 1; x.u = it.value().get<uint32_t>(); }
+          else if (it.value().is_string()) { x.kind = 2; x.s = it.value().get<std::string>(); }
+          else throw Error(ErrorCode::InvalidArgument, "log setting '" + it.key() + "' has an unsupported value");
+          upd[it.key()] = x;
+        }
+      }
+      json out = json::object();
+      for (const auto& [k, v] : core.log_settings(upd)) {
+        if (v.kind == 0) out[k] = v.b;
+        else if (v.kind == 1) out[k] = v.u;
+        else out[k] = v.s;
+      }
+      send_json(res, out);
+    };
+    s.Get("/v2/logging", guarded(logging));
+    s.Post("/v2/logging", guarded(logging));
+    s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (res.body.empty()) {
+        std::string msg = res.status == 404 ? "no such endpoint: " + req.method + " " + req.path
+                                            : "HTTP error " + std::to_string(res.status);
+        res.set_content(json{{"error", msg}}.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+      }
+    });
+  }
+};
+
+HttpFrontend::HttpFrontend(ServerCore& core) : impl_(std::make_unique<Impl>(core)) {}
+HttpFrontend::~HttpFrontend() { shutdown(); }
+
+void HttpFrontend::start(int port, int metrics_port, int& bound_http, int& bound_metrics) {
+  const ServerOptions& o = impl_->core.opt;
+  auto bind = [&](httplib::Server& s, int p, const char* what) {
+    int got = p == 0 ? s.bind_to_any_port(o.bind) : (s.bind_to_port(o.bind, p) ? p : -1);
+    if (got <= 0)
+      throw Error(ErrorCode::Unavailable, std::string("cannot listen for ") + what + " on " + o.bind + ":" + std::to_string(p));
+    return got;
+  };
+  if (port >= 0) {
+    const int threads = std::max(1, o.http_threads);
+    impl_->http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+    impl_->http.set_payload_max_length(static_cast<size_t>(o.max_message_bytes));
+    impl_->http.set_read_timeout(30, 0);
+    impl_->http.set_keep_alive_max_count(1 << 30);
+    impl_->routes();
+    bound_http = bind(impl_->http, port, "HTTP");
+    impl_->http_on = true;
+    impl_->http_thread = std::thread([this] { impl_->http.listen_after_bind(); });
+  }
+  if (metrics_port >= 0) {
+    impl_->metrics.new_task_queue = [] { return new httplib::ThreadPool(2); };
+    impl_->metrics.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(impl_->core.metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    bound_metrics = bind(impl_->metrics, metrics_port, "metrics");
+    impl_->metrics_on = true;
+    impl_->metrics_thread = std::thread([this] { impl_->metrics.listen_after_bind(); });
+  }
+  for (int i = 0; i < 200; ++i) {
+    if ((!impl_->http_on || impl_->http.is_running()) && (!impl_->metrics_on || impl_->metrics.is_running())) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+void HttpFrontend::shutdown() {
+  if (impl_->http_on) {
+    impl_->http.stop();  // closes the listener; the pool finishes requests in progress
+    if (impl_->http_thread.joinable()) impl_->http_thread.join();
+    impl_->http_on = false;
+  }
+  if (impl_->metrics_on) {
+    impl_->metrics.stop();
+    if (impl_->metrics_thread.joinable()) impl_->metrics_thread.join();
+    impl_->metrics_on = false;
+  }
+}
+
+}  // namespace quiver::serve

@@ -1,0 +1,359 @@
+#include "quiver/serve/repository.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <thread>
+
+#include "quiver/backends/backends.hpp"
+#include "quiver/core/util.hpp"
+
+namespace fs = std::filesystem;
+
+namespace quiver::serve {
+
+const IOSpec* ModelVersion::input(std::string_view n) const {
+  for (const auto& s : inputs) if (s.name == n) return &s;
+  return nullptr;
+}
+const IOSpec* ModelVersion::output(std::string_view n) const {
+  for (const auto& s : outputs) if (s.name == n) return &s;
+  return nullptr;
+}
+ModelVersion::~ModelVersion() {
+  // The last reference can be dropped by a request finishing on one of this version's own
+  // instance threads; a thread cannot join itself, so the scheduler is released elsewhere.
+  if (scheduler && scheduler->on_worker_thread()) {
+    std::thread([s = std::move(scheduler)]() mutable { s.reset(); }).detach();
+  }
+}
+
+void ModelRepository::check_model_name(const std::string& name) {
+  bool bad = name.empty() || name == "." || name == ".." || name[0] == '.' || name.size() > 255;
+  for (char ch : name)
+    if (ch == '/' || ch == '\\' || ch == '\0' || static_cast<unsigned char>(ch) < 0x20) bad = true;
+  if (bad) throw Error(ErrorCode::InvalidArgument, "invalid model name (must be a plain directory name in the repository)",
+                       {name});
+}
+
+ModelRepository::ModelRepository(RepositoryOptions opt) : opt_(std::move(opt)) {
+  register_builtin_backends();
+  std::error_code ec;
+  if (!fs::is_directory(opt_.root, ec)) {
+    ErrorWhere w;
+    w.file = opt_.root;
+    throw Error(ErrorCode::NotFound, "model repository is not a directory", w);
+  }
+}
+
+ModelRepository::~ModelRepository() { shutdown(); }
+
+static std::vector<std::string> model_dirs(const std::string& root) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    std::string n = e.path().filename().string();
+    if (!n.empty() && n[0] != '.' && e.is_directory(ec)) out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string ModelRepository::fingerprint(const std::string& name) const {
+  std::string fp;
+  std::error_code ec;
+  fs::path dir = fs::path(opt_.root) / name;
+  std::vector<std::string> items;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code e2;
+    auto st = it->status(e2);
+    std::string s = it->path().lexically_relative(dir).string();
+    if (fs::is_regular_file(st)) {
+      s += ":" + std::to_string(it->file_size(e2)) + ":" +
+           std::to_string(it->last_write_time(e2).time_since_epoch().count());
+    }
+    items.push_back(s);
+  }
+  std::sort(items.begin(), items.end());
+  for (auto& s : items) fp += s + "\n";
+  return fp;
+}
+
+std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(const std::string& name,
+                                                                                const std::string& config_override) {
+  check_model_name(name);
+  fs::path dir = fs::path(opt_.root) / name;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw Error(ErrorCode::NotFound, "no such model in the repository", {name});
+  // Base config: override (RepositoryModelLoad "config" parameter), config.pbtxt, or empty.
+  inference::ModelConfig base;
+  fs::path cfg_path = dir / "config.pbtxt";
+  std::string cfg_text;
+  if (!config_override.empty()) {
+    // The override is JSON in Triton; Quiver accepts the text format here.
+    base = parse_model_config(config_override, "(load request config)");
+    cfg_text = config_override;
+  } else if (fs::exists(cfg_path, ec)) {
+    cfg_text = read_file(cfg_path.string());
+    base = parse_model_config(cfg_text, cfg_path.string());
+  }
+  if (!base.name().empty() && base.name() != name)
+    throw Error(ErrorCode::InvalidArgument, "config.pbtxt name '" + base.name() + "' does not match the directory name",
+                {name});
+  base.set_name(name);
+  // Version folders: numeric names only.
+  std::vector<int64_t> present;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (!e.is_directory() || n.empty() || n.size() > 18 || !std::all_of(n.begin(), n.end(), ::isdigit)) continue;
+    present.push_back(std::stoll(n));
+  }
+  if (present.empty()) {
+    ErrorWhere w;
+    w.model = name;
+    w.file = dir.string();
+    throw Error(ErrorCode::NotFound, "model has no numeric version directory", w);
+  }
+  std::vector<int64_t> chosen = select_versions(base, present);
+  std::map<int64_t, std::shared_ptr<ModelVersion>> out;
+  for (int64_t v : chosen) {
+    const std::string vs = std::to_string(v);
+    const std::string vdir = (dir / vs).string();
+    inference::ModelConfig c = base;
+    if (engine_for_config(c).empty()) guess_platform(c, vdir);
+    std::string engine = engine_for_config(c);
+    auto mv = std::make_shared<ModelVersion>();
+    mv->name = name;
+    mv->version = v;
+    mv->version_str = vs;
+    mv->engine = engine;
+    try {
+      if (engine == "identity") {
+        mv->model = make_identity_model(c, vs);
+        mv->sha256 = sha256_hex(cfg_text);
+        mv->path = cfg_path.string();
+      } else {
+        std::string file = find_model_file(c, vdir);
+        LoadOptions lo;
+        lo.name = name;
+        lo.version = vs;
+        lo.intra_op_threads = opt_.intra_op_threads;
+        for (const auto& [k, p] : c.parameters()) lo.params[k] = p.string_value();
+        mv->model = load_model(file, lo, engine);
+        mv->sha256 = mv->model->info().sha256.empty() ? sha256_file(file) : mv->model->info().sha256;
+        mv->path = file;
+      }
+      complete_config(c, mv->model->info());
+    } catch (const Error& e) {
+      throw e.with_context({name});
+    }
+    (*c.mutable_parameters())["quiver.sha256"].set_string_value(mv->sha256);
+    mv->max_batch = c.max_batch_size();
+    const ModelInfo& mi = mv->model->info();
+    for (const auto& in : c.input()) {
+      IOSpec s;
+      s.name = in.name();
+      s.dtype = *config_dtype(in.data_type());
+      s.dims.assign(in.dims().begin(), in.dims().end());
+      for (size_t i = 0; i < mi.inputs.size(); ++i) if (mi.inputs[i].name == s.name) s.model_index = i;
+      mv->inputs.push_back(std::move(s));
+    }
+    for (const auto& o : c.output()) {
+      IOSpec s;
+      s.name = o.name();
+      s.dtype = *config_dtype(o.data_type());
+      s.dims.assign(o.dims().begin(), o.dims().end());
+      for (size_t i = 0; i < mi.outputs.size(); ++i) if (mi.outputs[i].name == s.name) s.model_index = i;
+      mv->outputs.push_back(std::move(s));
+    }
+    std::sort(mv->inputs.begin(), mv->inputs.end(), [](auto& a, auto& b) { return a.model_index < b.model_index; });
+    std::sort(mv->outputs.begin(), mv->outputs.end(), [](auto& a, auto& b) { return a.model_index < b.model_index; });
+    mv->config = std::make_shared<inference::ModelConfig>(std::move(c));
+    mv->scheduler = std::make_unique<Scheduler>(mv->model, scheduler_options(*mv->config),
+                                                "model '" + name + "' version " + vs);
+    out[v] = std::move(mv);
+  }
+  return out;
+}
+
+void ModelRepository::retire(std::map<int64_t, std::shared_ptr<ModelVersion>>& old) {
+  // Stop accepting, let queued and executing requests finish, then release.
+  for (auto& [v, mv] : old) mv->scheduler->stop();
+  for (auto& [v, mv] : old) mv->scheduler->drain();
+  old.clear();
+}
+
+void ModelRepository::load(const std::string& name, const std::string& config_override) {
+  check_model_name(name);
+  std::lock_guard lg(load_mu_);
+  {
+    std::unique_lock lk(mu_);
+    models_[name].state = "LOADING";
+  }
+  std::map<int64_t, std::shared_ptr<ModelVersion>> fresh;
+  std::string fp = fingerprint(name);
+  try {
+    fresh = load_versions(name, config_override);
+  } catch (const Error& e) {
+    std::unique_lock lk(mu_);
+    auto& en = models_[name];
+    std::map<int64_t, std::shared_ptr<ModelVersion>> old;
+    old.swap(en.versions);
+    en.state = "UNAVAILABLE";
+    en.reason = e.what();
+    en.fingerprint = fp;
+    lk.unlock();
+    retire(old);
+    throw;
+  }
+  std::map<int64_t, std::shared_ptr<ModelVersion>> old;
+  {
+    std::unique_lock lk(mu_);
+    auto& en = models_[name];
+    old.swap(en.versions);
+    en.versions = std::move(fresh);
+    en.state = "READY";
+    en.reason.clear();
+    en.fingerprint = fp;
+  }
+  retire(old);
+}
+
+void ModelRepository::unload(const std::string& name) {
+  check_model_name(name);
+  std::lock_guard lg(load_mu_);
+  std::map<int64_t, std::shared_ptr<ModelVersion>> old;
+  {
+    std::unique_lock lk(mu_);
+    auto it = models_.find(name);
+    if (it == models_.end() || it->second.versions.empty()) {
+      throw Error(ErrorCode::NotFound, "model is not loaded", {name});
+    }
+    old.swap(it->second.versions);
+    it->second.state = "UNAVAILABLE";
+    it->second.reason = "unloaded";
+  }
+  retire(old);
+}
+
+std::vector<std::string> ModelRepository::load_startup() {
+  std::vector<std::string> names;
+  if (opt_.control == ModelControl::Explicit) {
+    for (const auto& n : opt_.startup_models) {
+      if (n == "*") {
+        auto all = model_dirs(opt_.root);
+        names.insert(names.end(), all.begin(), all.end());
+      } else {
+        names.push_back(n);
+      }
+    }
+  } else {
+    names = model_dirs(opt_.root);
+  }
+  std::vector<std::string> errors;
+  for (const auto& n : names) {
+    try {
+      load(n);
+    } catch (const Error& e) {
+      errors.push_back(e.what());
+    }
+  }
+  return errors;
+}
+
+std::vector<std::string> ModelRepository::poll() {
+  std::vector<std::string> errors;
+  auto dirs = model_dirs(opt_.root);
+  std::vector<std::string> to_unload, to_load;
+  {
+    std::shared_lock lk(mu_);
+    for (const auto& [n, e] : models_)
+      if (!std::binary_search(dirs.begin(), dirs.end(), n) && !e.versions.empty()) to_unload.push_back(n);
+    for (const auto& n : dirs) {
+      auto it = models_.find(n);
+      if (it == models_.end() || it->second.fingerprint != fingerprint(n)) to_load.push_back(n);
+    }
+  }
+  for (const auto& n : to_unload) {
+    try { unload(n); } catch (const Error& e) { errors.push_back(e.what()); }
+  }
+  for (const auto& n : to_load) {
+    try { load(n); } catch (const Error& e) { errors.push_back(e.what()); }
+  }
+  return errors;
+}
+
+void ModelRepository::shutdown() {
+  std::vector<std::shared_ptr<ModelVersion>> all;
+  {
+    std::shared_lock lk(mu_);
+    for (auto& [n, e] : models_)
+      for (auto& [v, mv] : e.versions) all.push_back(mv);
+  }
+  for (auto& mv : all) mv->scheduler->stop();
+  for (auto& mv : all) mv->scheduler->drain();
+}
+
+std::shared_ptr<ModelVersion> ModelRepository::get(const std::string& name, const std::string& version) const {
+  std::shared_lock lk(mu_);
+  auto it = models_.find(name);
+  if (it == models_.end() || it->second.versions.empty()) {
+    if (it != models_.end() && !it->second.reason.empty() && it->second.reason != "unloaded")
+      throw Error(ErrorCode::Unavailable, "model is not ready: " + it->second.reason, {name});
+    throw Error(ErrorCode::NotFound, "Request for unknown model: '" + name + "' is not found", {name});
+  }
+  const auto& vs = it->second.versions;
+  if (version.empty()) return vs.rbegin()->second;
+  int64_t v = -1;
+  if (!version.empty() && version.size() <= 18 && std::all_of(version.begin(), version.end(), ::isdigit))
+    v = std::stoll(version);
+  auto vit = vs.find(v);
+  if (vit == vs.end())
+    throw Error(ErrorCode::NotFound, "Request for unknown model: '" + name + "' version " + version + " is not found",
+                {name});
+  return vit->second;
+}
+
+std::vector<std::shared_ptr<ModelVersion>> ModelRepository::versions(const std::string& name) const {
+  std::shared_lock lk(mu_);
+  std::vector<std::shared_ptr<ModelVersion>> out;
+  auto it = models_.find(name);
+  if (it != models_.end())
+    for (auto& [v, mv] : it->second.versions) out.push_back(mv);
+  return out;
+}
+
+std::vector<std::shared_ptr<ModelVersion>> ModelRepository::all_versions() const {
+  std::shared_lock lk(mu_);
+  std::vector<std::shared_ptr<ModelVersion>> out;
+  for (auto& [n, e] : models_)
+    for (auto& [v, mv] : e.versions) out.push_back(mv);
+  return out;
+}
+
+std::vector<ModelState> ModelRepository::index() const {
+  std::vector<ModelState> out;
+  auto dirs = model_dirs(opt_.root);
+  std::shared_lock lk(mu_);
+  for (const auto& n : dirs) {
+    auto it = models_.find(n);
+    if (it == models_.end()) {
+      out.push_back({n, "", "", ""});
+      continue;
+    }
+    if (it->second.versions.empty()) {
+      out.push_back({n, "", it->second.state, it->second.reason});
+    } else {
+      for (auto& [v, mv] : it->second.versions) out.push_back({n, mv->version_str, it->second.state, ""});
+    }
+  }
+  return out;
+}
+
+bool ModelRepository::all_ready() const {
+  std::shared_lock lk(mu_);
+  for (auto& [n, e] : models_)
+    if (e.state == "LOADING") return false;
+  return true;
+}
+
+}  // namespace quiver::serve

@@ -1,0 +1,404 @@
+#include "quiver/serve/scheduler.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "quiver/core/util.hpp"
+
+namespace quiver::serve {
+
+struct Scheduler::Instance {
+  std::unique_ptr<RunState> state;
+  std::vector<Tensor> batch_inputs;
+  std::vector<Tensor> outputs;
+  std::vector<Tensor> slices;
+  std::thread thread;
+};
+
+static uint64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions opt, std::string label)
+    : model_(std::move(model)), opt_(std::move(opt)), label_(std::move(label)) {
+  levels_ = opt_.priority_levels > 0 ? opt_.priority_levels : 1;
+  queues_.resize(levels_);
+  delayed_.resize(levels_);
+  if (opt_.instances < 1) opt_.instances = 1;
+  if (opt_.max_batch <= 0) opt_.dynamic_batching = false;
+  std::sort(opt_.preferred_batch_sizes.begin(), opt_.preferred_batch_sizes.end());
+  for (int i = 0; i < opt_.instances; ++i) {
+    auto inst = std::make_unique<Instance>();
+    inst->state = model_->make_state();
+    instances_.push_back(std::move(inst));
+  }
+  for (auto& inst : instances_) {
+    Instance* p = inst.get();
+    p->thread = std::thread([this, p] { worker(*p); });
+  }
+}
+
+Scheduler::~Scheduler() {
+  stop();
+  for (auto& inst : instances_)
+    if (inst->thread.joinable()) inst->thread.join();
+}
+
+bool Scheduler::on_worker_thread() const {
+  for (const auto& inst : instances_)
+    if (inst->thread.get_id() == std::this_thread::get_id()) return true;
+  return false;
+}
+
+void Scheduler::stop() {
+  std::lock_guard lk(mu_);
+  stopping_ = true;
+  cv_.notify_all();
+}
+
+void Scheduler::drain() {
+  std::unique_lock lk(mu_);
+  idle_cv_.wait(lk, [&] { return in_flight_ == 0; });
+}
+
+const QueuePolicy& Scheduler::policy(size_t level) const {
+  auto it = opt_.priority_policy.find(level + 1);
+  return it != opt_.priority_policy.end() ? it->second : opt_.default_policy;
+}
+
+void Scheduler::enqueue(std::unique_ptr<InferRequest> req) {
+  if (req->arrival_ns == 0) req->arrival_ns = now_ns();
+  Status reject;
+  {
+    std::lock_guard lk(mu_);
+    size_t level;
+    if (opt_.priority_levels == 0 || req->priority == 0) {
+      level = opt_.default_priority > 0 ? opt_.default_priority - 1 : 0;
+    } else {
+      level = req->priority - 1;
+    }
+    if (level >= levels_) level = levels_ - 1;
+    const QueuePolicy& pol = policy(level);
+    if (stopping_) {
+      reject = Status::error(ErrorCode::Unavailable, label_ + " is unloading or the server is shutting down");
+    } else if (pol.max_queue_size > 0 && queues_[level].size() + delayed_[level].size() >= pol.max_queue_size) {
+      reject = Status::error(ErrorCode::Unavailable,
+                             "Exceeds maximum queue size (" + std::to_string(pol.max_queue_size) + ") of " + label_);
+    } else {
+      Pending p;
+      p.level = level;
+      p.seq = next_seq_++;
+      uint64_t timeout = pol.default_timeout_us;
+      if (req->timeout_us > 0 && (pol.allow_timeout_override || timeout == 0)) timeout = req->timeout_us;
+      if (timeout > 0) p.deadline_ns = req->arrival_ns + static_cast<int64_t>(timeout) * 1000;
+      p.req = std::move(req);
+      queues_[level].push_back(std::move(p));
+      ++queued_;
+      ++in_flight_;
+      cv_.notify_one();
+      return;
+    }
+  }
+  {
+    std::lock_guard lk(stats_mu_);
+    stats_.fail.add(static_cast<uint64_t>(now_ns() - req->arrival_ns));
+    stats_.failures[FailReason::Rejected]++;
+  }
+  req->complete(reject, FailReason::Rejected, {});
+}
+
+bool Scheduler::compatible(const InferRequest& a, const InferRequest& b) const {
+  if (a.inputs.size() != b.inputs.size()) return false;
+  for (size_t i = 0; i < a.inputs.size(); ++i) {
+    const auto& da = a.inputs[i].dims();
+    const auto& db = b.inputs[i].dims();
+    if (da.size() != db.size() || da.empty()) return false;
+    if (!std::equal(da.begin() + 1, da.end(), db.begin() + 1)) return false;
+  }
+  return true;
+}
+
+std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mutex>& lk,
+                                                      std::vector<Pending>& rejected) {
+  for (;;) {
+    if (queued_ == 0) {
+      if (stopping_) return {};
+      cv_.wait(lk);
+      continue;
+    }
+    int64_t now = now_ns();
+    // Queue policy: requests past their deadline are rejected or moved behind the others.
+    for (size_t l = 0; l < levels_; ++l) {
+      auto& q = queues_[l];
+      for (auto it = q.begin(); it != q.end();) {
+        if (it->deadline_ns > 0 && now >= it->deadline_ns) {
+          if (policy(l).delay_on_timeout) {
+            it->delayed = true;
+            delayed_[l].push_back(std::move(*it));
+          } else {
+            rejected.push_back(std::move(*it));
+            --queued_;
+          }
+          it = q.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    if (!rejected.empty()) return {};
+    if (queued_ == 0) continue;
+
+    // Candidate order: normal queues by priority, then the delayed ones.
+    std::vector<std::pair<std::deque<Pending>*, size_t>> order;
+    Pending* head = nullptr;
+    std::deque<Pending>* head_q = nullptr;
+    for (auto* qs : {&queues_, &delayed_})
+      for (auto& q : *qs)
+        if (!q.empty() && !head) { head = &q.front(); head_q = &q; }
+    if (!head) continue;
+
+    std::vector<Pending> batch;
+    if (!opt_.dynamic_batching) {
+      batch.push_back(std::move(head_q->front()));
+      head_q->pop_front();
+      --queued_;
+      return batch;
+    }
+    // Gather shape-compatible requests in priority order up to max_batch.
+    struct Pick { std::deque<Pending>* q; size_t idx; int64_t cum; };
+    std::vector<Pick> picks;
+    int64_t total = 0;
+    bool full = false;
+    for (auto* qs : {&queues_, &delayed_}) {
+      for (auto& q : *qs) {
+        for (size_t i = 0; i < q.size() && !full; ++i) {
+          if (!compatible(*head->req, *q[i].req)) continue;
+          if (total + q[i].req->batch > opt_.max_batch) { full = true; break; }
+          total += q[i].req->batch;
+          picks.push_back({&q, i, total});
+        }
+      }
+    }
+    if (total >= opt_.max_batch) full = true;
+    size_t take = picks.size();
+    bool run_now = full || stopping_ || opt_.max_queue_delay_us == 0;
+    int64_t deadline = head->req->arrival_ns + static_cast<int64_t>(opt_.max_queue_delay_us) * 1000;
+    if (!opt_.preferred_batch_sizes.empty() && !full) {
+      // Largest preferred size that a prefix of the candidates forms exactly: run it now.
+      size_t best = 0;
+      for (size_t k = 0; k < picks.size(); ++k)
+        if (std::binary_search(opt_.preferred_batch_sizes.begin(), opt_.preferred_batch_sizes.end(), picks[k].cum))
+          best = k + 1;
+      if (best > 0 && (best == picks.size() || opt_.max_queue_delay_us == 0 || now < deadline)) {
+        take = best;
+        run_now = true;
+      }
+    }
+    if (!run_now && now < deadline) {
+      cv_.wait_until(lk, std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline)));
+      continue;
+    }
+    // Remove picks (indices shift per queue: erase from the back).
+    batch.reserve(take);
+    for (size_t k = 0; k < take; ++k) batch.push_back(std::move((*picks[k].q)[picks[k].idx]));
+    for (size_t k = take; k-- > 0;) picks[k].q->erase(picks[k].q->begin() + static_cast<long>(picks[k].idx));
+    queued_ -= take;
+    if (queued_ > 0) cv_.notify_one();  // another instance may start on the rest
+    return batch;
+  }
+}
+
+void Scheduler::worker(Instance& inst) {
+  std::unique_lock lk(mu_);
+  for (;;) {
+    std::vector<Pending> rejected;
+    std::vector<Pending> batch = next_batch(lk, rejected);
+    if (batch.empty() && rejected.empty()) return;  // stopping and drained
+    lk.unlock();
+    for (auto& p : rejected)
+      finish(p, Status::error(ErrorCode::Unavailable, "Request timeout expired in the queue of " + label_),
+             FailReason::Rejected, {}, 0);
+    if (!batch.empty()) execute(inst, batch);
+    lk.lock();
+  }
+}
+
+void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
+  const int64_t t0 = now_ns();
+  int64_t total = 0;
+  for (auto& p : batch) total += p.req->batch;
+  std::span<const Tensor> inputs;
+  Status failure;
+  const ModelInfo& mi = model_->info();
+  try {
+    if (batch.size() == 1) {
+      inputs = batch[0].req->inputs;
+    } else {
+      const auto& first = batch[0].req->inputs;
+      inst.batch_inputs.resize(first.size());
+      for (size_t i = 0; i < first.size(); ++i) {
+        std::vector<int64_t> dims = first[i].dims();
+        dims[0] = total;
+        Tensor& dst = inst.batch_inputs[i];
+        dst.ensure(first[i].dtype(), dims);
+        size_t esz = dtype_size(first[i].dtype());
+        int64_t row_elems = total > 0 ? dst.numel() / total : 0;
+        size_t off = 0;  // in elements
+        for (auto& p : batch) {
+          const Tensor& src = p.req->inputs[i];
+          if (src.dtype() == DType::String) {
+            const std::string* s = src.data<std::string>();
+            std::string* d = dst.data<std::string>() + off;
+            for (int64_t e = 0; e < src.numel(); ++e) d[e] = s[e];
+          } else if (src.numel() > 0) {
+            std::memcpy(static_cast<uint8_t*>(dst.raw()) + off * esz, src.raw(), src.nbytes());
+          }
+          off += static_cast<size_t>(p.req->batch * row_elems);
+        }
+      }
+      inputs = inst.batch_inputs;
+    }
+  } catch (const Error& e) {
+    failure = Status::from(e);
+  } catch (const std::exception& e) {
+    failure = Status::error(ErrorCode::Internal, std::string("batching inputs: ") + e.what());
+  }
+  const int64_t t1 = now_ns();
+  if (failure.ok) {
+    try {
+      model_->run(inputs, inst.outputs, *inst.state);
+      if (batch.size() > 1) {
+        for (size_t o = 0; o < inst.outputs.size(); ++o) {
+          const Tensor& t = inst.outputs[o];
+          if (t.rank() == 0 || t.dim(0) != total)
+            throw Error(ErrorCode::Internal,
+                        "model returned an output whose first dimension is not the batch size " + std::to_string(total),
+                        {mi.name, "", o < mi.outputs.size() ? mi.outputs[o].name : ""});
+        }
+      }
+    } catch (const Error& e) {
+      failure = Status::from(e.with_context({mi.name}));
+    } catch (const std::exception& e) {
+      failure = Status::error(ErrorCode::Internal, label_ + ": " + e.what());
+    }
+  }
+  const int64_t t2 = now_ns();
+  if (!failure.ok) {
+    for (auto& p : batch) finish(p, failure, FailReason::Backend, {}, t0);
+    return;
+  }
+  // Hand each request its rows of every output (views, valid during the callback).
+  int64_t row = 0;
+  for (auto& p : batch) {
+    if (batch.size() == 1) {
+      finish(p, Status::success(), FailReason::Other, inst.outputs, t0);
+    } else {
+      inst.slices.resize(inst.outputs.size());
+      for (size_t o = 0; o < inst.outputs.size(); ++o) {
+        const Tensor& t = inst.outputs[o];
+        std::vector<int64_t> dims = t.dims();
+        int64_t row_elems = t.numel() / total;
+        dims[0] = p.req->batch;
+        size_t esz = dtype_size(t.dtype());
+        inst.slices[o] = Tensor::view(t.dtype(), dims,
+                                      static_cast<const uint8_t*>(t.raw()) + static_cast<size_t>(row * row_elems) * esz);
+      }
+      finish(p, Status::success(), FailReason::Other, inst.slices, t0);
+    }
+    row += p.req->batch;
+  }
+  const int64_t t3 = now_ns();
+  std::lock_guard lk(stats_mu_);
+  stats_.execution_count++;
+  stats_.inference_count += static_cast<uint64_t>(total);
+  stats_.last_inference_ms = wall_ms();
+  auto& b = stats_.batch[static_cast<uint64_t>(total)];
+  b[0].add(t1 - t0);
+  b[1].add(t2 - t1);
+  b[2].add(t3 - t2);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    stats_.compute_input.add(t1 - t0);
+    stats_.compute_infer.add(t2 - t1);
+    stats_.compute_output.add(t3 - t2);
+  }
+}
+
+void Scheduler::finish(Pending& p, const Status& st, FailReason why, std::span<const Tensor> outputs,
+                       int64_t exec_start) {
+  InferRequest& r = *p.req;
+  auto account = [this, &p, st, why, exec_start] {
+    int64_t end = now_ns();
+    std::lock_guard lk(stats_mu_);
+    if (exec_start > 0) stats_.queue.add(static_cast<uint64_t>(exec_start - p.req->arrival_ns));
+    if (st.ok) {
+      stats_.success.add(static_cast<uint64_t>(end - p.req->arrival_ns));
+    } else {
+      stats_.fail.add(static_cast<uint64_t>(end - p.req->arrival_ns));
+      stats_.failures[why]++;
+    }
+  };
+  auto call = [&r, st, why](std::span<const Tensor> outs) {
+    try {
+      r.complete(st, why, outs);
+    } catch (...) {
+      // A transport callback must not take the scheduler down.
+    }
+  };
+  if (!opt_.preserve_ordering) {
+    call(outputs);
+    account();
+  } else {
+    // Keep a copy of the outputs until every earlier request has been answered.
+    auto held = std::make_shared<std::vector<Tensor>>();
+    for (const auto& t : outputs) held->push_back(t.clone());
+    auto owned = std::make_shared<Pending>(std::move(p));
+    deliver_ordered(owned->seq, [owned, held, st, why, this]() mutable {
+      try {
+        owned->req->complete(st, why, *held);
+      } catch (...) {
+      }
+      int64_t end = now_ns();
+      std::lock_guard lk(stats_mu_);
+      if (st.ok) stats_.success.add(static_cast<uint64_t>(end - owned->req->arrival_ns));
+      else { stats_.fail.add(static_cast<uint64_t>(end - owned->req->arrival_ns)); stats_.failures[why]++; }
+    });
+    if (exec_start > 0) {
+      std::lock_guard lk(stats_mu_);
+      stats_.queue.add(static_cast<uint64_t>(exec_start - owned->req->arrival_ns));
+    }
+  }
+  std::lock_guard lk(mu_);
+  if (--in_flight_ == 0) idle_cv_.notify_all();
+}
+
+void Scheduler::deliver_ordered(uint64_t seq, std::function<void()> fn) {
+  std::lock_guard lk(order_mu_);
+  ready_.emplace(seq, std::move(fn));
+  while (!ready_.empty() && ready_.begin()->first == next_deliver_) {
+    auto f = std::move(ready_.begin()->second);
+    ready_.erase(ready_.begin());
+    ++next_deliver_;
+    f();
+  }
+}
+
+void Scheduler::count_failure(FailReason why, int64_t ns) {
+  std::lock_guard lk(stats_mu_);
+  stats_.fail.add(static_cast<uint64_t>(ns));
+  stats_.failures[why]++;
+}
+
+StatsSnapshot Scheduler::stats() const {
+  StatsSnapshot s;
+  {
+    std::lock_guard lk(stats_mu_);
+    s = stats_;
+  }
+  std::lock_guard lk(mu_);
+  s.pending = in_flight_;
+  return s;
+}
+
+}  // namespace quiver::serve
