@@ -1,5 +1,6 @@
 // XGBoost JSON / UBJSON models (schema of XGBoost 1.0 to 3.x), parsed with nlohmann::json.
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -36,6 +37,7 @@ const json* maybe(const json& obj, const char* key) {
 
 double to_double(const Ctx& c, const json& v, const std::string& what) {
   if (v.is_number()) return v.get<double>();
+  if (v.is_null()) return std::numeric_limits<double>::quiet_NaN();  // NaN written by XGBoost < 2
   if (v.is_boolean()) return v.get<bool>() ? 1.0 : 0.0;
   if (v.is_string()) {
     const std::string& s = v.get_ref<const std::string&>();
@@ -351,6 +353,28 @@ ForestSpec from_json_doc(const json& doc, const std::string& source, Format fmt)
   return spec;
 }
 
+// XGBoost < 2 writes non-JSON literals NaN / Infinity / -Infinity (e.g. split_conditions of categorical
+// nodes). Outside string literals, rewrite them to null / +-1e308 so a strict JSON parser accepts the file.
+std::string sanitize_nonfinite(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  bool in_str = false;
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (in_str) {
+      out.push_back(c);
+      if (c == '\\' && i + 1 < in.size()) out.push_back(in[++i]);
+      else if (c == '"') in_str = false;
+      continue;
+    }
+    if (c == '"') { in_str = true; out.push_back(c); continue; }
+    if (in.compare(i, 3, "NaN") == 0) { out += "null"; i += 2; continue; }
+    if (in.compare(i, 8, "Infinity") == 0) { out += "1e308"; i += 7; continue; }
+    out.push_back(c);
+  }
+  return out;
+}
+
 }  // namespace
 
 ForestSpec parse_xgboost_json(std::string_view bytes, const std::string& source) {
@@ -358,7 +382,16 @@ ForestSpec parse_xgboost_json(std::string_view bytes, const std::string& source)
   try {
     doc = json::parse(bytes.begin(), bytes.end());
   } catch (const json::exception& e) {
-    throw_error(ErrorCode::Parse, std::string("malformed JSON: ") + e.what(), {"", "", "", source});
+    bool retried = false;
+    if (bytes.find("NaN") != std::string_view::npos || bytes.find("Infinity") != std::string_view::npos) {
+      std::string clean = sanitize_nonfinite(bytes);
+      try {
+        doc = json::parse(clean);
+        retried = true;
+      } catch (const json::exception&) {
+      }
+    }
+    if (!retried) throw_error(ErrorCode::Parse, std::string("malformed JSON: ") + e.what(), {"", "", "", source});
   }
   try {
     return from_json_doc(doc, source, Format::XGBoostJson);
