@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -282,4 +283,60 @@ TEST(Engine, TensorProtoRoundTrip) {
   auto back = quiver::onnx::parse_tensor(quiver::onnx::serialize_tensor({"s", s}));
   EXPECT_EQ(back.tensor.data<std::string>()[0], "ab");
   EXPECT_THROW(quiver::onnx::parse_tensor("\x08\x01\x10garbage"), Error);
+}
+
+TEST(Engine, TreeEnsembleRegressorRunsOnTheForestEngine) {
+  G g(13);
+  auto* ml = g.m.add_opset_import();
+  ml->set_domain("ai.onnx.ml");
+  ml->set_version(3);
+  g.input("X", {-1, 2});
+  g.output("Y", {-1, 1});
+  auto* n = g.node("TreeEnsembleRegressor", {"X"}, {"Y"}, "trees");
+  n->set_domain("ai.onnx.ml");
+  auto ints = [&](const char* name, std::vector<int64_t> v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(::onnx::AttributeProto::INTS);
+    for (auto x : v) a->add_ints(x);
+  };
+  auto floats = [&](const char* name, std::vector<float> v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(::onnx::AttributeProto::FLOATS);
+    for (auto x : v) a->add_floats(x);
+  };
+  auto strings = [&](const char* name, std::vector<std::string> v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(::onnx::AttributeProto::STRINGS);
+    for (auto& x : v) a->add_strings(x);
+  };
+  // Tree 0: x0 <= 0.5 ? 1 : (x1 <= 2 ? 2 : 3); tree 1: x1 < 1 ? 10 : 20 (missing -> true branch).
+  ints("nodes_treeids", {0, 0, 0, 0, 0, 1, 1, 1});
+  ints("nodes_nodeids", {0, 1, 2, 3, 4, 0, 1, 2});
+  ints("nodes_featureids", {0, 0, 1, 0, 0, 1, 0, 0});
+  floats("nodes_values", {0.5f, 0, 2, 0, 0, 1, 0, 0});
+  strings("nodes_modes", {"BRANCH_LEQ", "LEAF", "BRANCH_LEQ", "LEAF", "LEAF", "BRANCH_LT", "LEAF", "LEAF"});
+  ints("nodes_truenodeids", {1, 0, 3, 0, 0, 1, 0, 0});
+  ints("nodes_falsenodeids", {2, 0, 4, 0, 0, 2, 0, 0});
+  ints("nodes_missing_value_tracks_true", {0, 0, 0, 0, 0, 1, 0, 0});
+  ints("target_treeids", {0, 0, 0, 1, 1});
+  ints("target_nodeids", {1, 3, 4, 1, 2});
+  ints("target_ids", {0, 0, 0, 0, 0});
+  floats("target_weights", {1, 2, 3, 10, 20});
+  floats("base_values", {100});
+  std::shared_ptr<const Model> m;
+  try {
+    m = g.load();
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Unsupported) GTEST_SKIP() << "forest engine not built: " << e.what();
+    throw;
+  }
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto x = Tensor::from_vector<float>({0, 0, 1, 1.5f, 1, 5, 0.2f, nan}, {4, 2});
+  auto out = m->run_once(std::vector<Tensor>{x});
+  ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{4, 1}));
+  const float want[] = {111, 122, 123, 111};
+  for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(out[0].data<float>()[i], want[i]) << i;
 }

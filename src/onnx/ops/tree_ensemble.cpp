@@ -1,0 +1,235 @@
+// ai.onnx.ml TreeEnsembleRegressor / TreeEnsembleClassifier, evaluated by the forest engine
+// (src/forest): the node attributes become a quiver::forest::ForestSpec, compiled once at load.
+#include "onnx/ops/common.hpp"
+
+#ifdef QUIVER_ONNX_HAVE_FOREST
+#include <map>
+
+#include "quiver/forest/forest.hpp"
+
+namespace quiver::onnx {
+
+namespace {
+
+using forest::ForestSpec;
+using forest::SplitMode;
+using forest::Transform;
+
+struct Leaves {
+  std::vector<int64_t> tree, node, target;
+  std::vector<float> weight;
+};
+
+// Builds the spec shared by both ops. Leaf values are vectors of width n_outputs.
+ForestSpec build_spec(BuildContext& ctx, const Leaves& lv, int n_outputs, int64_t n_features) {
+  const auto& a = ctx.attrs();
+  const auto tree_ids = a.get_ints("nodes_treeids");
+  const auto node_ids = a.get_ints("nodes_nodeids");
+  const auto features = a.get_ints("nodes_featureids");
+  auto values = a.get_floats("nodes_values");
+  if (values.empty() && a.has("nodes_values_as_tensor")) {
+    auto t = a.get_tensor("nodes_values_as_tensor");
+    for (int64_t i = 0; i < t->numel(); ++i)
+      values.push_back(t->dtype() == DType::F64 ? static_cast<float>(t->data<double>()[i]) : t->data<float>()[i]);
+  }
+  const auto modes = a.get_strings("nodes_modes");
+  const auto true_ids = a.get_ints("nodes_truenodeids");
+  const auto false_ids = a.get_ints("nodes_falsenodeids");
+  const auto missing_true = a.get_ints("nodes_missing_value_tracks_true");
+  const size_t n = tree_ids.size();
+  if (node_ids.size() != n || features.size() != n || values.size() != n || modes.size() != n ||
+      true_ids.size() != n || false_ids.size() != n || (!missing_true.empty() && missing_true.size() != n))
+    ctx.fail("nodes_* attributes have different lengths");
+  // (tree id, node id) -> dense index per tree.
+  std::map<int64_t, std::map<int64_t, int32_t>> index;
+  for (size_t i = 0; i < n; ++i) {
+    auto& m = index[tree_ids[i]];
+    if (!m.emplace(node_ids[i], static_cast<int32_t>(m.size())).second)
+      ctx.fail("duplicate node id " + std::to_string(node_ids[i]) + " in tree " + std::to_string(tree_ids[i]));
+  }
+  ForestSpec spec;
+  spec.n_features = static_cast<int>(n_features);
+  spec.n_outputs = n_outputs;
+  spec.format = "onnx-ml";
+  std::map<int64_t, size_t> tree_pos;
+  for (const auto& [t, m] : index) {
+    tree_pos[t] = spec.trees.size();
+    forest::TreeArrays ta;
+    const size_t sz = m.size();
+    ta.feature.assign(sz, 0);
+    ta.threshold.assign(sz, 0);
+    ta.left.assign(sz, 0);
+    ta.right.assign(sz, 0);
+    ta.default_left.assign(sz, 0);
+    ta.mode.assign(sz, SplitMode::Leaf);
+    ta.leaf_width = n_outputs;
+    ta.leaf_value.assign(sz * static_cast<size_t>(n_outputs), 0.0);
+    spec.trees.push_back(std::move(ta));
+  }
+  auto child = [&](int64_t tree, int64_t id, size_t i) -> int32_t {
+    auto& m = index[tree];
+    auto it = m.find(id);
+    if (it == m.end())
+      ctx.fail("node " + std::to_string(node_ids[i]) + " of tree " + std::to_string(tree) + " points to missing node " +
+               std::to_string(id));
+    return it->second;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    auto& ta = spec.trees[tree_pos[tree_ids[i]]];
+    const int32_t k = index[tree_ids[i]][node_ids[i]];
+    SplitMode mode;
+    try {
+      mode = forest::split_mode_from_onnx(modes[i]);
+    } catch (const Error& e) {
+      ctx.fail(std::string(e.message()) + " (node " + std::to_string(node_ids[i]) + ")");
+    }
+    ta.mode[k] = mode;
+    if (mode == SplitMode::Leaf) continue;
+    if (features[i] < 0 || features[i] >= n_features)
+      ctx.fail("feature index " + std::to_string(features[i]) + " out of range [0, " + std::to_string(n_features) +
+               ") at tree " + std::to_string(tree_ids[i]) + " node " + std::to_string(node_ids[i]));
+    ta.feature[k] = static_cast<int32_t>(features[i]);
+    ta.threshold[k] = values[i];
+    ta.left[k] = child(tree_ids[i], true_ids[i], i);
+    ta.right[k] = child(tree_ids[i], false_ids[i], i);
+    ta.default_left[k] = missing_true.empty() ? 0 : static_cast<uint8_t>(missing_true[i] != 0);
+  }
+  for (size_t j = 0; j < lv.tree.size(); ++j) {
+    auto it = tree_pos.find(lv.tree[j]);
+    if (it == tree_pos.end()) ctx.fail("leaf weight for unknown tree " + std::to_string(lv.tree[j]));
+    auto& ta = spec.trees[it->second];
+    const int32_t k = child(lv.tree[j], lv.node[j], 0);
+    if (lv.target[j] < 0 || lv.target[j] >= n_outputs)
+      ctx.fail("target/class id " + std::to_string(lv.target[j]) + " out of range");
+    ta.leaf_value[static_cast<size_t>(k) * n_outputs + static_cast<size_t>(lv.target[j])] += lv.weight[j];
+  }
+  return spec;
+}
+
+int64_t feature_count(BuildContext& ctx) {
+  const auto& sh = ctx.input(0).shape;
+  int64_t nf = 0;
+  for (auto f : ctx.attrs().get_ints("nodes_featureids")) nf = std::max(nf, f + 1);
+  if (sh && sh->size() == 2 && (*sh)[1] > 0) nf = std::max(nf, (*sh)[1]);
+  return nf;
+}
+
+// Rows as float32 (the forest compares in float, like ORT does for float inputs).
+const float* rows_f32(ExecContext& ec, const Tensor& x, int64_t nf, int64_t& n_rows) {
+  if (x.rank() != 2 && x.rank() != 1) ec.fail("input must be [N, F], got " + dims_to_string(x.dims()));
+  n_rows = x.rank() == 2 ? x.dim(0) : 1;
+  const int64_t cols = x.rank() == 2 ? x.dim(1) : x.dim(0);
+  if (cols < nf) ec.fail("input has " + std::to_string(cols) + " features, the trees use " + std::to_string(nf));
+  if (x.dtype() == DType::F32 && cols == nf) return x.data<float>();
+  float* buf = static_cast<float*>(ec.scratch(static_cast<size_t>(n_rows * nf) * sizeof(float)));
+  visit_numeric(x.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    for (int64_t r = 0; r < n_rows; ++r)
+      for (int64_t c = 0; c < nf; ++c) buf[r * nf + c] = static_cast<float>(x.data<T>()[r * cols + c]);
+  });
+  return buf;
+}
+
+void post_transform(BuildContext& ctx, ForestSpec& spec, const std::string& pt) {
+  if (pt == "NONE") spec.transform = Transform::Identity;
+  else if (pt == "LOGISTIC") spec.transform = Transform::Sigmoid;
+  else if (pt == "SOFTMAX") spec.transform = Transform::Softmax;
+  else ctx.unsupported("post_transform " + pt + " is not supported");
+}
+
+std::unique_ptr<Kernel> build_regressor(BuildContext& ctx) {
+  ctx.expect_inputs(1, 1);
+  const auto& a = ctx.attrs();
+  const int n_targets = static_cast<int>(a.get_int("n_targets", 1));
+  const std::string agg = a.get_string("aggregate_function", "SUM");
+  if (agg != "SUM" && agg != "AVERAGE") ctx.unsupported("aggregate_function " + agg + " is not supported");
+  Leaves lv{a.get_ints("target_treeids"), a.get_ints("target_nodeids"), a.get_ints("target_ids"),
+            a.get_floats("target_weights")};
+  if (lv.node.size() != lv.tree.size() || lv.target.size() != lv.tree.size() || lv.weight.size() != lv.tree.size())
+    ctx.fail("target_* attributes have different lengths");
+  const int64_t nf = feature_count(ctx);
+  ForestSpec spec = build_spec(ctx, lv, n_targets, nf);
+  spec.average = agg == "AVERAGE";
+  for (float b : a.get_floats("base_values")) spec.base_margin.push_back(b);
+  post_transform(ctx, spec, a.get_string("post_transform", "NONE"));
+  auto f = std::make_shared<const forest::Forest>(forest::Forest::build(spec, ctx.node_name()));
+  ctx.set_output(0, DType::F32);
+  return make_kernel([f, nf](ExecContext& ec) {
+    const Tensor& x = ec.input(0);
+    int64_t n;
+    const float* rows = rows_f32(ec, x, nf, n);
+    Tensor& y = ec.output(0, DType::F32, {n, f->n_outputs()});
+    f->predict(rows, static_cast<size_t>(n), y.data<float>(), f->transform() == Transform::Identity);
+  });
+}
+
+std::unique_ptr<Kernel> build_classifier(BuildContext& ctx) {
+  ctx.expect_inputs(1, 1);
+  const auto& a = ctx.attrs();
+  const auto labels_i = a.get_ints("classlabels_int64s");
+  const auto labels_s = a.get_strings("classlabels_strings");
+  const bool string_labels = labels_i.empty();
+  const int n_classes = static_cast<int>(string_labels ? labels_s.size() : labels_i.size());
+  if (n_classes == 0) ctx.fail("no class labels");
+  Leaves lv{a.get_ints("class_treeids"), a.get_ints("class_nodeids"), a.get_ints("class_ids"),
+            a.get_floats("class_weights")};
+  if (lv.node.size() != lv.tree.size() || lv.target.size() != lv.tree.size() || lv.weight.size() != lv.tree.size())
+    ctx.fail("class_* attributes have different lengths");
+  // Binary case with a single weight column (class id 0 only): score of the positive class.
+  bool binary_single = n_classes == 2;
+  for (auto c : lv.target) binary_single &= c == 0;
+  const int n_out = binary_single ? 1 : n_classes;
+  const int64_t nf = feature_count(ctx);
+  ForestSpec spec = build_spec(ctx, lv, n_out, nf);
+  for (float b : a.get_floats("base_values")) spec.base_margin.push_back(b);
+  if (binary_single && spec.base_margin.size() == 2) spec.base_margin = {spec.base_margin[1]};
+  const std::string pt = a.get_string("post_transform", "NONE");
+  post_transform(ctx, spec, pt);
+  auto f = std::make_shared<const forest::Forest>(forest::Forest::build(spec, ctx.node_name()));
+  ctx.set_output(0, string_labels ? DType::String : DType::I64);
+  ctx.set_output(1, DType::F32);
+  return make_kernel([=](ExecContext& ec) {
+    const Tensor& x = ec.input(0);
+    int64_t n;
+    const float* rows = rows_f32(ec, x, nf, n);
+    Tensor& probs = ec.output(1, DType::F32, {n, n_classes});
+    float* p = probs.data<float>();
+    if (binary_single) {
+      // ORT convention: column 1 = transformed score, column 0 = its complement (1 - p for
+      // LOGISTIC/NONE probabilities, -score for raw scores).
+      std::vector<float> s(static_cast<size_t>(n));
+      f->predict(rows, static_cast<size_t>(n), s.data(), pt == "NONE");
+      for (int64_t r = 0; r < n; ++r) {
+        p[r * 2 + 1] = s[static_cast<size_t>(r)];
+        p[r * 2] = pt == "LOGISTIC" ? 1.0f - s[static_cast<size_t>(r)] : -s[static_cast<size_t>(r)];
+      }
+    } else {
+      f->predict(rows, static_cast<size_t>(n), p, pt == "NONE");
+    }
+    Tensor& label = ec.output(0, string_labels ? DType::String : DType::I64, {n});
+    for (int64_t r = 0; r < n; ++r) {
+      int best = 0;
+      if (binary_single) best = p[r * 2 + 1] > (pt == "NONE" ? 0.0f : 0.5f) ? 1 : 0;
+      else
+        for (int c = 1; c < n_classes; ++c)
+          if (p[r * n_classes + c] > p[r * n_classes + best]) best = c;
+      if (string_labels) label.data<std::string>()[r] = labels_s[static_cast<size_t>(best)];
+      else label.data<int64_t>()[r] = labels_i[static_cast<size_t>(best)];
+    }
+  });
+}
+
+}  // namespace
+
+QUIVER_REGISTER_OPS(tree_ensemble) {
+  registry.add({"ai.onnx.ml", "TreeEnsembleRegressor", build_regressor});
+  registry.add({"ai.onnx.ml", "TreeEnsembleClassifier", build_classifier});
+}
+
+}  // namespace quiver::onnx
+
+#else
+namespace quiver::onnx {
+QUIVER_REGISTER_OPS(tree_ensemble) { (void)registry; }
+}  // namespace quiver::onnx
+#endif
