@@ -1,0 +1,152 @@
+// ML inference inside the event framework, in three modes chosen by a parameter:
+//
+//   <name>.mode = direct   one shared immutable model, per-call RunState; per item (default) or per event
+//               = batched  items (jets, ...) of many in-flight events gathered into one model call
+//               = service  asynchronous requests to a server (AsyncInferer); the event is parked while
+//                          the request is in flight; on failure falls back to direct (<name>.fallback)
+//
+// The physics code is written once: fill_inputs() writes the model inputs of each item of an event,
+// read_outputs() turns the model outputs into products. Outputs carry provenance.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "quiver/core/model.hpp"
+#include "quiver/core/tensor.hpp"
+#include "quiver/flow/batch.hpp"
+#include "quiver/flow/flow.hpp"
+
+namespace quiver::flow {
+
+struct Provenance {
+  std::string model;    // model name
+  std::string version;  // model version (may be empty)
+  std::string sha256;   // checksum of the model file
+  std::string mode;     // direct | batched | service | service-fallback-direct
+};
+
+// Minimal asynchronous inference interface, implemented by the gRPC client adapter and by the
+// in-process loopback service. infer_async returns at once; `done` is called exactly once, from any
+// thread, with the outputs (in the model's output order) or an error.
+class AsyncInferer {
+ public:
+  using Callback = std::function<void(std::vector<NamedTensor> outputs, std::exception_ptr error)>;
+  virtual ~AsyncInferer() = default;
+  virtual void infer_async(std::vector<NamedTensor> inputs, Callback done) = 0;
+  virtual Provenance provenance() const = 0;
+};
+
+// Creates an inferer for a service spec ("loopback:LATENCY_MS", "grpc://host:port", ...).
+// `model` is the locally loaded model when one is configured (may be null).
+using InfererMaker = std::function<std::shared_ptr<AsyncInferer>(const std::string& spec,
+                                                                 std::shared_ptr<const Model> model,
+                                                                 const std::string& model_name)>;
+void register_inferer_scheme(const std::string& scheme, InfererMaker maker);
+std::shared_ptr<AsyncInferer> make_inferer(const std::string& spec, std::shared_ptr<const Model> model,
+                                           const std::string& model_name);
+
+// An in-process "server": answers after `latency_ms`, computing on its own TBB arena. Used for
+// `service` mode without a network server, for tests and for the latency benchmark.
+std::shared_ptr<AsyncInferer> make_loopback_inferer(std::shared_ptr<const Model> model, double latency_ms,
+                                                    int threads = 1);
+
+// Inputs of the items of one event: input k is a tensor [n_items, item_dims(k)...], zero-filled.
+class InferenceInputs {
+ public:
+  size_t size() const { return n_; }
+  size_t num_inputs() const { return tensors_.size(); }
+  size_t input_index(const std::string& name) const;
+  // Start of item `item` in input `k` (item_numel(k) values of the input's dtype).
+  template <class T>
+  T* item(size_t k, size_t item) {
+    return tensors_[k].data<T>() + item * item_numel_[k];
+  }
+  float* f32(size_t k, size_t item) { return this->item<float>(k, item); }
+  int64_t item_numel(size_t k) const { return item_numel_[k]; }
+  const std::vector<int64_t>& item_dims(size_t k) const { return item_dims_[k]; }
+  const Tensor& tensor(size_t k) const { return tensors_[k]; }
+  // Declares the number of items of this event and zero-fills their inputs.
+  void resize(size_t n_items);
+
+ private:
+  friend class InferenceFactory;
+  size_t n_ = 0;
+  std::vector<std::string> names_;
+  std::vector<DType> dtypes_;
+  std::vector<std::vector<int64_t>> item_dims_;
+  std::vector<int64_t> item_numel_;
+  std::vector<Tensor> tensors_;
+};
+
+class InferenceOutputs {
+ public:
+  size_t size() const { return n_; }
+  size_t output_index(const std::string& name) const;
+  template <class T>
+  const T* item(size_t k, size_t item) const {
+    return tensors_[k].data<T>() + item * item_numel(k);
+  }
+  const float* f32(size_t k, size_t item) const { return this->item<float>(k, item); }
+  int64_t item_numel(size_t k) const { return n_ ? tensors_[k].numel() / static_cast<int64_t>(n_) : 0; }
+  const Tensor& tensor(size_t k) const { return tensors_[k]; }
+  const Provenance& provenance() const { return prov_; }
+
+ private:
+  friend class InferenceFactory;
+  size_t n_ = 0;
+  std::vector<std::string> names_;
+  std::vector<Tensor> tensors_;
+  Provenance prov_;
+};
+
+class InferenceFactory : public AsyncFactory {
+ public:
+  InferenceFactory();
+  ~InferenceFactory() override;
+  void init() final;
+  void finish() final;
+  void acquire(Event& e, Completion done) final;
+  void produce(Event& e) final;
+  const char* kind() const override { return "inference factory"; }
+
+  // Programmatic set-up (tests, embedding): a model instead of the `model` file parameter, an
+  // inferer instead of the `service` spec.
+  void set_model(std::shared_ptr<const Model> m) { model_override_ = std::move(m); }
+  void set_inferer(std::shared_ptr<AsyncInferer> s) { inferer_override_ = std::move(s); }
+  // Values of symbolic item dims (e.g. n_pf = 50), for building inputs from the model's metadata.
+  void set_dim(const std::string& symbol, int64_t value);
+  BatchStats batch_stats() const { return engine_.stats(); }
+  uint64_t fallbacks() const { return fallbacks_.load(); }
+
+ protected:
+  Parameter<std::string> mode_{this, "mode", "direct", "direct | batched | service"};
+  Parameter<std::string> model_path_{this, "model", "", "model file (direct, batched, service fallback)"};
+  Parameter<std::string> service_{this, "service", "loopback:0", "service: loopback[:LATENCY_MS] | grpc://HOST:PORT"};
+  Parameter<std::string> fallback_{this, "fallback", "direct", "on service failure: direct | fail"};
+  Parameter<std::string> granularity_{this, "direct_granularity", "item", "direct mode: one call per item | event"};
+  Parameter<int64_t> max_batch_{this, "max_batch", 64, "batched mode: items per model call"};
+  Parameter<double> max_wait_ms_{this, "max_wait_ms", 2.0, "batched mode: longest wait for a batch to fill"};
+
+  virtual void on_init() {}
+  // Physics code, mode-independent: resize `in` to the number of items and fill their inputs.
+  virtual void fill_inputs(const Event& e, InferenceInputs& in) = 0;
+  // Physics code: turn the outputs of the items into products (Outputs of this component).
+  virtual void read_outputs(Event& e, const InferenceOutputs& out) = 0;
+
+  const Model& model() const { return *model_; }
+
+ private:
+  struct PerEvent;
+  struct Impl;
+  void run_direct(PerEvent& s);
+  void run_batch(std::span<const BatchTicket> b);
+  std::shared_ptr<const Model> model_override_, model_;
+  std::shared_ptr<AsyncInferer> inferer_override_, inferer_;
+  std::unique_ptr<Impl> impl_;
+  BatchEngine engine_;
+  std::atomic<uint64_t> fallbacks_{0};
+};
+
+}  // namespace quiver::flow

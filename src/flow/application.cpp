@@ -1,0 +1,730 @@
+// The scheduler: a fixed pool of in-flight event slots, driven on a oneTBB arena.
+//
+// Life of an event: a free slot is filled by the source (one thread at a time), then the event's
+// async factories run in dependency order — acquire() starts the work and the event is parked
+// holding a deferred TBB task (tbb::task_group::defer), which completion() submits to the arena
+// from whatever thread it runs on — then processors run: parallel ones inline, sequential ones
+// through a non-blocking serializer (the thread that finds it idle drains it; in ordered mode a
+// ring buffer releases events in emission order). Lazy factories run inside Input access. When
+// the event is done its slot returns to the free queue and the source is pumped again.
+// No thread ever waits for an external reply; the main thread waits in task_group::wait(), which
+// also executes tasks.
+#include <oneapi/tbb/concurrent_queue.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/info.h>
+#include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_group.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <deque>
+#include <functional>
+#include <map>
+#include <thread>
+
+#include "flow/internal.hpp"
+#include "quiver/core/util.hpp"
+#include "quiver/flow/application.hpp"
+
+namespace quiver::flow {
+
+using detail::EventCtx;
+
+struct Runner;
+
+struct Completion::State {
+  Runner* runner = nullptr;
+  EventCtx* ctx = nullptr;
+  tbb::task_handle handle;
+  std::atomic<bool> fired{false};
+  void fire(std::exception_ptr e);
+  ~State() {
+    if (!fired.load())
+      fire(std::make_exception_ptr(Error(ErrorCode::Internal, "completion was dropped without being called")));
+  }
+};
+
+void Completion::operator()() const {
+  if (s_) s_->fire(nullptr);
+}
+void Completion::fail(std::exception_ptr error) const {
+  if (s_) s_->fire(error ? error : std::make_exception_ptr(Error(ErrorCode::Internal, "async work failed")));
+}
+
+namespace {
+thread_local bool tls_pumping = false;
+thread_local bool tls_repump = false;
+}  // namespace
+
+struct Sequencer {
+  std::mutex m;
+  bool busy = false;
+  bool ordered = true;
+  uint64_t next = 0;
+  std::vector<EventCtx*> ring;  // ordered: slot seq % size
+  std::deque<EventCtx*> fifo;   // unordered
+};
+
+struct Runner final : Runtime {
+  Application& app;
+  int threads = 1;
+  size_t pool_n = 1;
+  uint64_t max_events = 0;
+  uint64_t nskip = 0;
+  bool ordered = true;
+  bool abort_policy = true;
+
+  detail::Graph graph;
+  std::vector<Source*> sources;
+  std::vector<AsyncFactory*> asyncs;
+  std::vector<Processor*> procs;
+  std::vector<std::unique_ptr<Sequencer>> seqs;
+  std::vector<std::unique_ptr<EventCtx>> pool;
+
+  std::unique_ptr<tbb::global_control> gc;
+  std::unique_ptr<tbb::task_arena> arena;
+  std::unique_ptr<tbb::task_group> tg;
+
+  tbb::concurrent_queue<EventCtx*> free_q;
+  std::atomic<bool> source_busy{false};
+  std::atomic<bool> pump_requested{false};
+  std::atomic<bool> source_done{false};
+  std::atomic<bool> aborting{false};
+  std::atomic<int64_t> inflight{0};
+  size_t cur_source = 0;
+  uint64_t next_seq = 0;
+  uint64_t skipped = 0;
+  std::atomic<uint64_t> emitted{0};
+  std::atomic<uint64_t> processed{0};
+  std::atomic<uint64_t> failed{0};
+  uint64_t gen_base = 0;
+
+  std::mutex fail_m;
+  std::vector<EventFailure> failures;
+  std::optional<Error> fatal;
+
+  explicit Runner(Application& a) : app(a) {}
+
+  // ---- Runtime
+  void enqueue(std::function<void()> task) override {
+    arena->enqueue(tg->defer([this, task = std::move(task)] {
+      try {
+        task();
+      } catch (const std::exception& e) {
+        spdlog::error("[flow] task failed: {}", e.what());
+      } catch (...) {
+        spdlog::error("[flow] task failed with an unknown exception");
+      }
+    }));
+  }
+  int64_t in_flight() const override { return inflight.load(std::memory_order_relaxed); }
+  bool stopping() const override { return aborting.load() || app.stop_requested_.load(); }
+
+  // ---- failures
+  void fail_event(EventCtx* c, const std::string& component, std::exception_ptr e) {
+    Error err = detail::to_error(e, component);
+    if (c->failed) return;  // first failure of an event wins
+    c->failed = true;
+    const std::string& comp = err.where().node.empty() ? component : err.where().node;
+    std::string msg = "event " + std::to_string(c->event.number()) + " failed in component '" + comp + "': " + err.what();
+    c->error = Error(err.code(), msg, ErrorWhere{.node = comp, .offset = static_cast<int64_t>(c->event.number())});
+    failed.fetch_add(1);
+    {
+      std::lock_guard<std::mutex> lk(fail_m);
+      if (failures.size() < 1000) failures.push_back({c->event.number(), comp, err.code(), msg});
+      if (abort_policy && !fatal) fatal = *c->error;
+    }
+    if (abort_policy) {
+      aborting.store(true);
+      spdlog::error("[flow] {} (error_policy=abort: stopping after the events in flight)", msg);
+    } else {
+      spdlog::warn("[flow] {} (error_policy=skip)", msg);
+    }
+  }
+
+  // ---- source pump
+  void pump() {
+    bool outer = !tls_pumping;
+    tls_pumping = true;
+    for (;;) {
+      tls_repump = false;
+      EventCtx* last = emit_some();
+      if (last) {
+        run_event(last);
+        continue;
+      }
+      if (!tls_repump) break;
+    }
+    if (outer) tls_pumping = false;
+  }
+
+  // Emits events into free slots (spawning all but the last, which is returned to run inline).
+  EventCtx* emit_some() {
+    bool expected = false;
+    if (!source_busy.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
+      pump_requested.store(true);
+      // The holder may have just released; retry once so the request is not lost.
+      expected = false;
+      if (!source_busy.compare_exchange_strong(expected, true, std::memory_order_acquire)) return nullptr;
+    }
+    EventCtx* last = nullptr;
+    for (;;) {
+      pump_requested.store(false);
+      while (!source_done.load(std::memory_order_relaxed) && !stopping()) {
+        EventCtx* c = nullptr;
+        if (!free_q.try_pop(c)) break;
+        if (!fill(c)) {
+          free_q.push(c);
+          break;
+        }
+        if (last) {
+          EventCtx* l = last;
+          tg->run([this, l] { guarded_run(l); });
+        }
+        last = c;
+      }
+      source_busy.store(false, std::memory_order_release);
+      // Someone asked while we held the source: take it again if there is work.
+      if (!pump_requested.load() || source_done.load() || stopping() || free_q.empty()) break;
+      expected = false;
+      if (!source_busy.compare_exchange_strong(expected, true, std::memory_order_acquire)) break;
+    }
+    return last;
+  }
+
+  // Reads one event into c. False: no event (end of input, failure).
+  bool fill(EventCtx* c) {
+    for (;;) {
+      if (max_events && emitted.load(std::memory_order_relaxed) >= max_events) {
+        source_done.store(true);
+        return false;
+      }
+      if (cur_source >= sources.size()) {
+        source_done.store(true);
+        return false;
+      }
+      Source* src = sources[cur_source];
+      Event& e = c->event;
+      e.gen_ = ++gen_base;
+      e.sequence_ = next_seq;
+      e.number_ = next_seq + skipped;
+      c->next_async = 0;
+      c->failed = false;
+      c->error.reset();
+      c->async_error = nullptr;
+      bool ok;
+      try {
+        ok = src->emit(e);
+        if (ok)
+          for (auto* o : src->outputs()) o->publish(e);
+      } catch (...) {
+        Error err = detail::to_error(std::current_exception(), src->name());
+        std::string msg = "source '" + src->name() + "' failed after " + std::to_string(emitted.load()) +
+                          " events (reading event " + std::to_string(e.number()) + "): " + err.what();
+        spdlog::error("[flow] {}", msg);
+        std::lock_guard<std::mutex> lk(fail_m);
+        if (!fatal) fatal = Error(err.code(), msg, ErrorWhere{.node = src->name()});
+        source_done.store(true);
+        return false;
+      }
+      if (!ok) {
+        ++cur_source;
+        continue;
+      }
+      if (skipped < nskip) {
+        ++skipped;
+        continue;
+      }
+      ++next_seq;
+      emitted.fetch_add(1, std::memory_order_relaxed);
+      inflight.fetch_add(1, std::memory_order_relaxed);
+      return true;
+    }
+  }
+
+  void guarded_run(EventCtx* c) {
+    pump_guard([&] { run_event(c); });
+  }
+  // Runs f with the pump loop active on this thread, so that events finishing inside f restart
+  // the source iteratively instead of recursively.
+  template <class F>
+  void pump_guard(F&& f) {
+    if (tls_pumping) {
+      f();
+      return;
+    }
+    tls_pumping = true;
+    tls_repump = false;
+    f();
+    bool again = tls_repump;
+    tls_pumping = false;
+    if (again || pump_requested.load()) pump();
+  }
+
+  // ---- event steps
+  void run_event(EventCtx* c) {
+    if (c->next_async < asyncs.size() && !c->failed) {
+      AsyncFactory* af = asyncs[c->next_async];
+      auto st = std::make_shared<Completion::State>();
+      st->runner = this;
+      st->ctx = c;
+      st->handle = tg->defer([this, c] { resume(c); });
+      Completion keep(st);
+      st.reset();
+      try {
+        af->acquire(c->event, keep);
+      } catch (...) {
+        // The event resumes exactly once: with this error unless the component already completed.
+        std::exception_ptr e = std::current_exception();
+        if (!keep.s_->fired.load()) {
+          keep.fail(e);
+        } else {
+          Error err = detail::to_error(e, af->name());
+          spdlog::error("[{}] acquire threw after completing: {}", af->name(), err.what());
+        }
+      }
+      return;  // parked until completion
+    }
+    run_processors(c, 0);
+  }
+
+  void resume(EventCtx* c) {
+    pump_guard([&] {
+      AsyncFactory* af = asyncs[c->next_async];
+      if (c->async_error) {
+        fail_event(c, af->name(), c->async_error);
+      } else {
+        try {
+          af->produce(c->event);
+          for (auto* o : af->outputs()) o->publish(c->event);
+        } catch (...) {
+          fail_event(c, af->name(), std::current_exception());
+        }
+      }
+      c->async_error = nullptr;
+      c->next_async++;
+      run_event(c);
+    });
+  }
+
+  void run_processors(EventCtx* c, size_t from) {
+    for (size_t i = from; i < procs.size(); ++i) {
+      if (seqs[i]) {
+        submit_sequential(i, c);
+        return;
+      }
+      if (c->failed) continue;
+      try {
+        procs[i]->process(c->event);
+      } catch (...) {
+        fail_event(c, procs[i]->name(), std::current_exception());
+      }
+    }
+    finish_event(c);
+  }
+
+  void submit_sequential(size_t i, EventCtx* c) {
+    Sequencer& s = *seqs[i];
+    std::unique_lock<std::mutex> lk(s.m);
+    if (s.ordered) s.ring[c->event.sequence() % s.ring.size()] = c;
+    else s.fifo.push_back(c);
+    if (s.busy) return;
+    s.busy = true;
+    for (;;) {
+      EventCtx* x = nullptr;
+      if (s.ordered) {
+        EventCtx*& r = s.ring[s.next % s.ring.size()];
+        if (r && r->event.sequence() == s.next) {
+          x = r;
+          r = nullptr;
+          ++s.next;
+        }
+      } else if (!s.fifo.empty()) {
+        x = s.fifo.front();
+        s.fifo.pop_front();
+      }
+      if (!x) {
+        s.busy = false;
+        return;
+      }
+      lk.unlock();
+      Processor* p = procs[i];
+      if (!x->failed) {
+        try {
+          p->process(x->event);
+        } catch (...) {
+          fail_event(x, p->name(), std::current_exception());
+        }
+      }
+      if (x->failed) {  // failed upstream, or in this processor: let it record the failure
+        try {
+          p->failed(x->event, *x->error);
+        } catch (const std::exception& e) {
+          spdlog::error("[{}] failed() threw: {}", p->name(), e.what());
+        }
+      }
+      run_processors(x, i + 1);
+      lk.lock();
+    }
+  }
+
+  void finish_event(EventCtx* c) {
+    if (!c->failed) processed.fetch_add(1, std::memory_order_relaxed);
+    free_q.push(c);
+    inflight.fetch_sub(1, std::memory_order_release);
+    if (tls_pumping) tls_repump = true;
+    else pump();
+  }
+};
+
+void Completion::State::fire(std::exception_ptr e) {
+  if (fired.exchange(true)) return;
+  ctx->async_error = e;
+  runner->arena->enqueue(std::move(handle));
+}
+
+// ---------------------------------------------------------------- Application
+Application::Application() = default;
+Application::~Application() {
+  components_.clear();  // before the plugins that hold their code
+  // Plugins stay loaded: static objects of a plugin may still be referenced (loggers, types).
+}
+
+void Application::set_parameter(const std::string& key, const std::string& value) { params_[key] = value; }
+
+void Application::set_parameter_assignment(const std::string& a) {
+  auto eq = a.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw Error(ErrorCode::InvalidArgument, "parameter '" + a + "': expected -Pkey=value");
+  set_parameter(a.substr(0, eq), a.substr(eq + 1));
+}
+
+std::optional<std::string> Application::parameter(const std::string& key) const {
+  auto it = params_.find(key);
+  if (it == params_.end()) return std::nullopt;
+  return it->second;
+}
+
+void Application::mark_used(const std::string& key) const { used_.insert(key); }
+
+std::vector<std::string> Application::unused_parameters() const {
+  std::vector<std::string> out;
+  for (auto& [k, v] : params_)
+    if (!used_.count(k)) out.push_back(k);
+  return out;
+}
+
+void Application::add_component(std::string name, std::unique_ptr<Component> c) {
+  if (name.empty()) throw Error(ErrorCode::InvalidArgument, "component without a name");
+  if (find(name)) throw Error(ErrorCode::InvalidArgument, "two components are named '" + name + "'");
+  c->name_ = std::move(name);
+  c->app_ = this;
+  components_.push_back(std::move(c));
+}
+
+Component* Application::find(const std::string& name) const {
+  for (auto& c : components_)
+    if (c->name() == name) return c.get();
+  return nullptr;
+}
+
+void Application::request_stop() { stop_requested_.store(true); }
+
+namespace {
+std::atomic<Application*> g_signal_app{nullptr};
+std::atomic<int> g_signal_count{0};
+extern "C" void quiver_flow_on_signal(int sig) {
+  if (g_signal_count.fetch_add(1) >= 1) {
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+    return;
+  }
+  if (Application* a = g_signal_app.load()) a->request_stop();
+}
+}  // namespace
+
+void Application::install_signal_handlers() {
+  g_signal_app.store(this);
+  g_signal_count.store(0);
+  std::signal(SIGINT, quiver_flow_on_signal);
+  std::signal(SIGTERM, quiver_flow_on_signal);
+}
+void Application::remove_signal_handlers() {
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  g_signal_app.store(nullptr);
+}
+
+namespace {
+int default_threads() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
+}  // namespace
+
+RunSummary Application::run() {
+  auto R = std::make_unique<Runner>(*this);
+  Runner& r = *R;
+  RunSummary sum;
+
+  // ---- framework parameters
+  r.threads = get_parameter<int>("nthreads", default_threads());
+  if (r.threads < 1) throw Error(ErrorCode::InvalidArgument, "parameter 'nthreads' must be >= 1");
+  int64_t inflight = get_parameter<int64_t>("in_flight", 4 * r.threads);
+  if (inflight < 1) throw Error(ErrorCode::InvalidArgument, "parameter 'in_flight' must be >= 1");
+  r.pool_n = static_cast<size_t>(inflight);
+  r.max_events = get_parameter<uint64_t>("nevents", 0);
+  r.nskip = get_parameter<uint64_t>("nskip", 0);
+  r.ordered = get_parameter<bool>("ordered", true);
+  std::string policy = get_parameter<std::string>("error_policy", "abort");
+  if (policy != "abort" && policy != "skip")
+    throw Error(ErrorCode::InvalidArgument, "parameter 'error_policy': expected abort or skip, got '" + policy + "'");
+  r.abort_policy = policy == "abort";
+  double ticker_s = get_parameter<double>("ticker", 0.0);
+  LogLevel global_level = parse_log_level("log_level", get_parameter<std::string>("log_level", "info"));
+  spdlog::set_level(spdlog::level::trace);  // components filter by their own level
+
+  // ---- components: parameters, log levels, roles
+  for (auto& c : components_) {
+    c->app_ = this;
+    for (auto* p : c->params_) {
+      std::string key = c->name() + "." + p->name();
+      auto v = parameter(key);
+      mark_used(key);
+      if (v) p->set(key, *v);
+      else if (p->required())
+        throw Error(ErrorCode::InvalidArgument,
+                    "missing required parameter '" + key + "' (" + p->help() + ")", ErrorWhere{.node = c->name()});
+    }
+    std::string lk = c->name() + ".log_level";
+    auto lv = parameter(lk);
+    mark_used(lk);
+    c->level_ = lv ? parse_log_level(lk, *lv) : global_level;
+    if (auto* s = dynamic_cast<Source*>(c.get())) r.sources.push_back(s);
+    else if (auto* f = dynamic_cast<Factory*>(c.get())) r.graph.factories.push_back(f);
+    else if (auto* a = dynamic_cast<AsyncFactory*>(c.get())) r.asyncs.push_back(a);
+    else if (auto* p = dynamic_cast<Processor*>(c.get())) r.procs.push_back(p);
+    else throw Error(ErrorCode::InvalidArgument, "component '" + c->name() + "' has an unknown kind");
+  }
+  if (r.sources.empty()) throw Error(ErrorCode::InvalidArgument, "no event source: add a Source component");
+
+  // ---- products
+  detail::Graph& g = r.graph;
+  auto add_product = [&](OutputBase* o, Component* c, int64_t factory, bool may_share) {
+    auto it = g.index.find(o->key());
+    if (it != g.index.end()) {
+      if (may_share && g.producer_factory[it->second] < 0 && dynamic_cast<Source*>(find(g.producer_name[it->second]))) {
+        o->index_ = it->second;
+        return;
+      }
+      throw Error(ErrorCode::InvalidArgument,
+                  "product " + product_name(o->key()) + " is produced by both '" + g.producer_name[it->second] +
+                      "' and '" + c->name() + "'");
+    }
+    size_t idx = g.products.size();
+    g.products.push_back(o->key());
+    g.index.emplace(o->key(), idx);
+    g.slot_maker.push_back(o);
+    g.producer_name.push_back(c->name());
+    g.producer_factory.push_back(factory);
+    o->index_ = idx;
+  };
+  for (auto* s : r.sources)
+    for (auto* o : s->outputs_) add_product(o, s, -1, true);
+  for (size_t i = 0; i < g.factories.size(); ++i)
+    for (auto* o : g.factories[i]->outputs_) add_product(o, g.factories[i], static_cast<int64_t>(i), false);
+  for (auto* a : r.asyncs)
+    for (auto* o : a->outputs_) add_product(o, a, -1, false);
+  for (auto& c : components_)
+    for (auto* in : c->inputs_) {
+      auto it = g.index.find(in->key());
+      if (it == g.index.end())
+        throw Error(ErrorCode::InvalidArgument,
+                    "component '" + c->name() + "' needs " + product_name(in->key()) + " but no component produces it",
+                    ErrorWhere{.node = c->name()});
+      in->index_ = it->second;
+    }
+
+  // ---- lazy factory cycles, async factory order
+  std::map<const Component*, int> fac_index;
+  for (size_t i = 0; i < g.factories.size(); ++i) fac_index[g.factories[i]] = static_cast<int>(i);
+  {
+    std::vector<int> state(g.factories.size(), 0);
+    std::function<void(size_t)> dfs = [&](size_t f) {
+      state[f] = 1;
+      for (auto* in : g.factories[f]->inputs_) {
+        int64_t p = g.producer_factory[in->index_];
+        if (p < 0) continue;
+        if (state[p] == 1)
+          throw Error(ErrorCode::InvalidArgument, "factories '" + g.factories[f]->name() + "' and '" +
+                                                      g.factories[p]->name() + "' depend on each other (cycle)");
+        if (state[p] == 0) dfs(static_cast<size_t>(p));
+      }
+      state[f] = 2;
+    };
+    for (size_t i = 0; i < g.factories.size(); ++i)
+      if (state[i] == 0) dfs(i);
+  }
+  {
+    std::map<std::string, size_t> async_of;  // component name -> index in r.asyncs
+    for (size_t i = 0; i < r.asyncs.size(); ++i) async_of[r.asyncs[i]->name()] = i;
+    // deps[i]: async factories whose products async i needs (directly or through lazy factories)
+    std::vector<std::set<size_t>> deps(r.asyncs.size());
+    for (size_t i = 0; i < r.asyncs.size(); ++i) {
+      std::vector<size_t> stack;
+      std::set<size_t> seen;
+      for (auto* in : r.asyncs[i]->inputs_) stack.push_back(in->index_);
+      while (!stack.empty()) {
+        size_t p = stack.back();
+        stack.pop_back();
+        if (!seen.insert(p).second) continue;
+        auto ai = async_of.find(g.producer_name[p]);
+        if (ai != async_of.end()) deps[i].insert(ai->second);
+        if (g.producer_factory[p] >= 0)
+          for (auto* in : g.factories[g.producer_factory[p]]->inputs_) stack.push_back(in->index_);
+      }
+    }
+    std::vector<AsyncFactory*> order;
+    std::vector<bool> placed(r.asyncs.size(), false);
+    while (order.size() < r.asyncs.size()) {
+      bool progress = false;
+      for (size_t i = 0; i < r.asyncs.size(); ++i) {
+        if (placed[i]) continue;
+        bool ready = true;
+        for (size_t d : deps[i]) ready = ready && placed[d];
+        if (ready) {
+          placed[i] = true;
+          order.push_back(r.asyncs[i]);
+          progress = true;
+        }
+      }
+      if (!progress) throw Error(ErrorCode::InvalidArgument, "async factories depend on each other in a cycle");
+    }
+    r.asyncs = order;
+  }
+
+  // ---- event pool
+  r.pool.reserve(r.pool_n);
+  for (size_t s = 0; s < r.pool_n; ++s) {
+    auto c = std::unique_ptr<EventCtx>(new EventCtx());
+    c->event.slot_ = s;
+    c->event.graph_ = &g;
+    for (auto* maker : g.slot_maker) c->event.slots_.push_back(maker->make_slot());
+    c->event.fstate_ = std::make_unique<detail::FactoryState[]>(g.factories.size());
+    r.free_q.push(c.get());
+    r.pool.push_back(std::move(c));
+  }
+  r.seqs.resize(r.procs.size());
+  for (size_t i = 0; i < r.procs.size(); ++i)
+    if (r.procs[i]->mode() == Processor::Mode::Sequential) {
+      r.seqs[i] = std::make_unique<Sequencer>();
+      r.seqs[i]->ordered = r.ordered;
+      r.seqs[i]->ring.assign(r.pool_n, nullptr);
+    }
+
+  // ---- TBB
+  if (r.threads > static_cast<int>(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism)))
+    r.gc = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, r.threads);
+  r.arena = std::make_unique<tbb::task_arena>(r.threads);
+  r.arena->initialize();
+  r.tg = std::make_unique<tbb::task_group>();
+
+  // ---- init
+  std::vector<Component*> inited;
+  auto finish_all = [&] {
+    for (auto it = inited.rbegin(); it != inited.rend(); ++it) {
+      try {
+        (*it)->finish();
+      } catch (...) {
+        Error e = detail::to_error(std::current_exception(), (*it)->name());
+        spdlog::error("[flow] finish of '{}' failed: {}", (*it)->name(), e.what());
+        if (!r.fatal) r.fatal = Error(e.code(), std::string("finish failed: ") + e.what(), ErrorWhere{.node = (*it)->name()});
+      }
+      (*it)->runtime_ = nullptr;
+    }
+  };
+  for (auto& c : components_) {
+    c->runtime_ = &r;
+    c->pool_size_ = r.pool_n;
+    try {
+      c->init();
+    } catch (...) {
+      Error e = detail::to_error(std::current_exception(), c->name());
+      c->runtime_ = nullptr;
+      finish_all();
+      throw Error(e.code(), "init of component '" + c->name() + "' failed: " + e.what(), ErrorWhere{.node = c->name()});
+    }
+    inited.push_back(c.get());
+  }
+
+  // ---- ticker
+  std::mutex tick_m;
+  std::condition_variable tick_cv;
+  bool tick_stop = false;
+  std::thread ticker;
+  int64_t t0 = now_ns();
+  if (ticker_s > 0) {
+    ticker = std::thread([&] {
+      std::unique_lock<std::mutex> lk(tick_m);
+      uint64_t last = 0;
+      int64_t tl = t0;
+      while (!tick_cv.wait_for(lk, std::chrono::duration<double>(ticker_s), [&] { return tick_stop; })) {
+        uint64_t n = r.processed.load() + r.failed.load();
+        int64_t t = now_ns();
+        spdlog::info("[flow] {} events, {:.1f} events/s (avg {:.1f}), {} in flight, {} failed", n,
+                     (n - last) / ((t - tl) * 1e-9), n / ((t - t0) * 1e-9), r.inflight.load(), r.failed.load());
+        last = n;
+        tl = t;
+      }
+    });
+  }
+
+  // ---- run
+  try {
+    r.arena->execute([&] {
+      r.tg->run([&] { r.pump(); });
+      r.tg->wait();
+    });
+  } catch (...) {
+    Error e = detail::to_error(std::current_exception(), "scheduler");
+    spdlog::error("[flow] {}", e.what());
+    if (!r.fatal) r.fatal = e;
+  }
+  sum.seconds = (now_ns() - t0) * 1e-9;
+  if (ticker.joinable()) {
+    {
+      std::lock_guard<std::mutex> lk(tick_m);
+      tick_stop = true;
+    }
+    tick_cv.notify_all();
+    ticker.join();
+  }
+  finish_all();
+  if (r.inflight.load() != 0 && !r.fatal)
+    r.fatal = Error(ErrorCode::Internal, std::to_string(r.inflight.load()) + " events were lost in flight");
+
+  sum.emitted = r.emitted.load();
+  sum.processed = r.processed.load();
+  sum.failed = r.failed.load();
+  sum.failures = std::move(r.failures);
+  sum.threads = r.threads;
+  sum.interrupted = stop_requested_.load();
+  sum.fatal = r.fatal;
+  return sum;
+}
+
+std::vector<BenchmarkRow> Application::benchmark(const std::vector<int>& thread_counts) {
+  std::vector<BenchmarkRow> rows;
+  auto saved = parameter("nthreads");
+  for (int t : thread_counts) {
+    if (stop_requested_.load()) break;
+    set_parameter("nthreads", std::to_string(t));
+    RunSummary s = run();
+    if (s.fatal) throw *s.fatal;
+    rows.push_back({t, s.processed, s.seconds, s.rate()});
+  }
+  if (saved) set_parameter("nthreads", *saved);
+  else params_.erase("nthreads");
+  return rows;
+}
+
+}  // namespace quiver::flow

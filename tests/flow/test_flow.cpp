@@ -1,0 +1,727 @@
+// Unit tests of the event-processing framework: lazy factories, parameters, async completion,
+// batching across events, error policies, back-pressure, ordering, stop, plugins, config.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+
+#include "flow_test_util.hpp"
+#include "quiver/flow/application.hpp"
+#include "quiver/flow/batch.hpp"
+
+using namespace quiver::flow;
+using flowtest::run_with_timeout;
+
+namespace {
+
+class IntSource : public Source {
+ public:
+  Output<int> value_{this, "value"};
+  Parameter<int> fail_at_{this, "fail_at", -1, "throw when emitting this event"};
+  std::atomic<int>* live = nullptr;  // back-pressure probe
+  std::atomic<int> max_live{0};
+  int n = 0;
+  void init() override { n = 0; }
+  bool emit(Event& e) override {
+    if (n == *fail_at_) throw quiver::Error(quiver::ErrorCode::Parse, "corrupt record", {.file = "input.dat", .offset = n});
+    value_(e) = n++;
+    if (live) {
+      int l = ++*live;
+      int m = max_live.load();
+      while (l > m && !max_live.compare_exchange_weak(m, l)) {
+      }
+    }
+    return true;
+  }
+};
+
+class SquareFactory : public Factory {
+ public:
+  Input<int> in_{this, "value"};
+  Output<int64_t> out_{this, "square"};
+  Parameter<int> throw_at_{this, "throw_at", -1};
+  std::atomic<int> calls{0};
+  void process(Event& e) override {
+    calls++;
+    int v = in_(e);
+    if (v == *throw_at_) throw std::runtime_error("cannot square " + std::to_string(v));
+    out_(e) = int64_t(v) * v;
+  }
+};
+
+class UnusedFactory : public Factory {
+ public:
+  Input<int> in_{this, "value"};
+  Output<double> out_{this, "unused"};
+  std::atomic<int> calls{0};
+  void process(Event& e) override {
+    calls++;
+    out_(e) = 1;
+  }
+};
+
+struct Record {
+  uint64_t number, sequence;
+  int64_t square;
+  bool failed;
+  std::string error;
+};
+
+class Collector : public Processor {
+ public:
+  explicit Collector(Mode m = Mode::Sequential) : Processor(m) {}
+  Input<int64_t> sq_{this, "square"};
+  std::mutex m;
+  std::vector<Record> rows;
+  std::atomic<int>* live = nullptr;
+  int stop_after = -1;
+  void process(const Event& e) override {
+    int64_t s = sq_(e);
+    std::lock_guard<std::mutex> lk(m);
+    rows.push_back({e.number(), e.sequence(), s, false, ""});
+    if (live) --*live;
+    if (stop_after >= 0 && static_cast<int>(rows.size()) == stop_after) app().request_stop();
+  }
+  void failed(const Event& e, const quiver::Error& err) override {
+    std::lock_guard<std::mutex> lk(m);
+    rows.push_back({e.number(), e.sequence(), -1, true, err.what()});
+    if (live) --*live;
+  }
+};
+
+class SquareReader : public Processor {
+ public:
+  Input<int64_t> sq_{this, "square"};
+  std::atomic<int64_t> sum{0};
+  void process(const Event& e) override { sum += sq_(e); }
+};
+
+Application& basic(Application& app, int nevents, int threads = 2) {
+  app.set_parameter("nevents", std::to_string(nevents));
+  app.set_parameter("nthreads", std::to_string(threads));
+  return app;
+}
+
+}  // namespace
+
+TEST(Flow, LazyFactoryRunsOncePerEventAndOnlyWhenNeeded) {
+  Application app;
+  basic(app, 200);
+  app.add<IntSource>("source");
+  auto& sq = app.add<SquareFactory>("square");
+  auto& unused = app.add<UnusedFactory>("unused");
+  auto& r1 = app.add<SquareReader>("reader1");
+  auto& r2 = app.add<SquareReader>("reader2");
+  auto& col = app.add<Collector>("collector");
+  auto s = run_with_timeout(app);
+  ASSERT_FALSE(s.fatal) << s.fatal->what();
+  EXPECT_EQ(s.emitted, 200u);
+  EXPECT_EQ(s.processed, 200u);
+  EXPECT_EQ(sq.calls.load(), 200);  // three consumers, one evaluation per event
+  EXPECT_EQ(unused.calls.load(), 0);
+  int64_t expect = 0;
+  for (int i = 0; i < 200; ++i) expect += int64_t(i) * i;
+  EXPECT_EQ(r1.sum.load(), expect);
+  EXPECT_EQ(r2.sum.load(), expect);
+  ASSERT_EQ(col.rows.size(), 200u);
+  for (size_t i = 0; i < col.rows.size(); ++i) {  // ordered by default
+    EXPECT_EQ(col.rows[i].sequence, i);
+    EXPECT_EQ(col.rows[i].square, int64_t(i) * int64_t(i));
+  }
+}
+
+TEST(Flow, ParametersFromAssignmentsAndConfig) {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("quiver_flow_cfg_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  {
+    std::ofstream f(dir / "c.toml");
+    f << "nevents = 10\nnthreads = 1\nplugins = [\"a\", \"b\"]\n[square]\nthrow_at = 3\nratio = 0.5\n[square.sub]\nflag = true\n";
+  }
+  Application app;
+  app.set_parameter_assignment("nevents=7");
+  app.load_config((dir / "c.toml").string());
+  EXPECT_EQ(*app.parameter("nevents"), "7");  // -P wins over the file
+  EXPECT_EQ(*app.parameter("square.throw_at"), "3");
+  EXPECT_EQ(*app.parameter("square.sub.flag"), "true");
+  EXPECT_EQ(*app.parameter("plugins"), "a,b");
+  EXPECT_DOUBLE_EQ(app.get_parameter<double>("square.ratio", 0), 0.5);
+  EXPECT_EQ(app.config_dir(), fs::absolute(dir).string());
+  EXPECT_THROW(app.set_parameter_assignment("novalue"), quiver::Error);
+  EXPECT_THROW(parse_parameter<int>("k", "12x"), quiver::Error);
+  EXPECT_THROW(parse_parameter<bool>("k", "maybe"), quiver::Error);
+  EXPECT_EQ(parse_parameter<std::vector<double>>("k", "1, 2.5"), (std::vector<double>{1, 2.5}));
+
+  {
+    std::ofstream f(dir / "bad.toml");
+    f << "a = [1,\n";
+  }
+  try {
+    app.load_config((dir / "bad.toml").string());
+    FAIL() << "expected a parse error";
+  } catch (const quiver::Error& e) {
+    EXPECT_EQ(e.code(), quiver::ErrorCode::Parse);
+    EXPECT_NE(std::string(e.what()).find("bad.toml"), std::string::npos);
+  }
+  fs::remove_all(dir);
+}
+
+class NeedsParam : public Factory {
+ public:
+  Input<int> in_{this, "value"};
+  Output<int64_t> out_{this, "square"};
+  Parameter<double> scale_{this, "scale", Required{}, "scale factor"};
+  void process(Event& e) override { out_(e) = static_cast<int64_t>(in_(e) * *scale_); }
+};
+
+TEST(Flow, ComponentParametersAndMissingRequired) {
+  {
+    Application app;
+    basic(app, 5);
+    app.add<IntSource>("source");
+    app.add<NeedsParam>("scaler");
+    app.add<Collector>("out");
+    try {
+      app.run();
+      FAIL() << "expected missing parameter";
+    } catch (const quiver::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("scaler.scale"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("missing"), std::string::npos) << e.what();
+    }
+  }
+  {
+    Application app;
+    basic(app, 5);
+    app.set_parameter("scaler.scale", "3");
+    app.set_parameter("scaler.typo", "1");
+    app.add<IntSource>("source");
+    app.add<NeedsParam>("scaler");
+    auto& c = app.add<Collector>("out");
+    auto s = run_with_timeout(app);
+    ASSERT_FALSE(s.fatal);
+    ASSERT_EQ(c.rows.size(), 5u);
+    EXPECT_EQ(c.rows[4].square, 12);
+    auto unused = app.unused_parameters();
+    EXPECT_EQ(unused, std::vector<std::string>{"scaler.typo"});
+  }
+  {
+    Application app;
+    basic(app, 5);
+    app.set_parameter("scaler.scale", "three");
+    app.add<IntSource>("source");
+    app.add<NeedsParam>("scaler");
+    app.add<Collector>("out");
+    try {
+      app.run();
+      FAIL();
+    } catch (const quiver::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("scaler.scale"), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Flow, WiringErrors) {
+  {
+    Application app;
+    app.add<IntSource>("source");
+    app.add<Collector>("out");  // needs "square", nobody makes it
+    try {
+      app.run();
+      FAIL();
+    } catch (const quiver::Error& e) {
+      std::string w = e.what();
+      EXPECT_NE(w.find("'out'"), std::string::npos) << w;
+      EXPECT_NE(w.find("square"), std::string::npos) << w;
+    }
+  }
+  {
+    Application app;
+    app.add<SquareFactory>("square");
+    app.add<Collector>("out");
+    EXPECT_THROW(app.run(), quiver::Error);  // no source
+  }
+  {
+    Application app;
+    app.add<IntSource>("source");
+    app.add<SquareFactory>("a");
+    app.add<SquareFactory>("b");
+    try {
+      app.run();
+      FAIL();
+    } catch (const quiver::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("produced by both"), std::string::npos) << e.what();
+    }
+  }
+  {
+    Application app;
+    app.add<IntSource>("source");
+    EXPECT_THROW(app.add<IntSource>("source"), quiver::Error);  // duplicate name
+  }
+}
+
+// ---- async factories
+class DelayedDouble : public AsyncFactory {
+ public:
+  Input<int> in_{this, "value"};
+  Output<int64_t> out_{this, "square"};
+  flowtest::DelayTimer* timer = nullptr;
+  int delay_us = 2000;
+  bool random_delay = false;
+  int fail_at = -1;
+  EventLocal<int64_t> result_;
+  std::atomic<int> concurrent{0}, max_concurrent{0};
+  void init() override { result_.resize(pool_size()); }
+  void acquire(Event& e, Completion done) override {
+    int v = in_(e);
+    int64_t* slot = &result_[e];
+    int c = ++concurrent;
+    int m = max_concurrent.load();
+    while (c > m && !max_concurrent.compare_exchange_weak(m, c)) {
+    }
+    int d = random_delay ? (v * 7919) % 3000 : delay_us;
+    timer->after(std::chrono::microseconds(d), [this, v, slot, done] {
+      --concurrent;
+      if (v == fail_at) {
+        done.fail(std::make_exception_ptr(quiver::Error(quiver::ErrorCode::Unavailable, "server gone")));
+        return;
+      }
+      *slot = int64_t(v) * v;
+      done();  // from the timer thread
+    });
+  }
+  void produce(Event& e) override { out_(e) = result_[e]; }
+};
+
+TEST(Flow, AsyncCompletionFromAnotherThreadParksWithoutBlocking) {
+  flowtest::DelayTimer timer;
+  Application app;
+  basic(app, 64, 1);
+  app.set_parameter("in_flight", "16");
+  app.add<IntSource>("source");
+  auto& af = app.add<DelayedDouble>("remote");
+  af.timer = &timer;
+  af.delay_us = 20000;
+  auto& col = app.add<Collector>("out");
+  auto t0 = std::chrono::steady_clock::now();
+  auto s = run_with_timeout(app);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_FALSE(s.fatal) << s.fatal->what();
+  ASSERT_EQ(col.rows.size(), 64u);
+  for (size_t i = 0; i < 64; ++i) EXPECT_EQ(col.rows[i].square, int64_t(i) * int64_t(i));
+  // One thread, 16 events parked at once: ~4 rounds of 20 ms, not 64 x 20 ms.
+  EXPECT_EQ(af.max_concurrent.load(), 16);
+  EXPECT_LT(secs, 0.8) << "async work must not block the single worker";
+}
+
+TEST(Flow, OrderedAndUnorderedOutputWithRandomLatency) {
+  for (bool ordered : {true, false}) {
+    flowtest::DelayTimer timer;
+    Application app;
+    basic(app, 300, 2);
+    app.set_parameter("ordered", ordered ? "true" : "false");
+    app.set_parameter("in_flight", "12");
+    app.add<IntSource>("source");
+    auto& af = app.add<DelayedDouble>("remote");
+    af.timer = &timer;
+    af.random_delay = true;
+    auto& col = app.add<Collector>("out");
+    auto s = run_with_timeout(app);
+    ASSERT_FALSE(s.fatal);
+    ASSERT_EQ(col.rows.size(), 300u);
+    std::vector<uint64_t> seqs;
+    for (auto& r : col.rows) seqs.push_back(r.sequence);
+    bool sorted = std::is_sorted(seqs.begin(), seqs.end());
+    if (ordered) {
+      EXPECT_TRUE(sorted);
+    }
+    std::sort(seqs.begin(), seqs.end());
+    for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i], i);
+    if (!ordered) {
+      EXPECT_FALSE(sorted) << "random latencies should reorder unordered output";
+    }
+  }
+}
+
+TEST(Flow, BackPressureBoundsEventsInFlight) {
+  flowtest::DelayTimer timer;
+  std::atomic<int> live{0};
+  Application app;
+  basic(app, 100, 2);
+  app.set_parameter("in_flight", "3");
+  auto& src = app.add<IntSource>("source");
+  src.live = &live;
+  auto& af = app.add<DelayedDouble>("remote");
+  af.timer = &timer;
+  af.delay_us = 500;
+  auto& col = app.add<Collector>("out");
+  col.live = &live;
+  auto s = run_with_timeout(app);
+  ASSERT_FALSE(s.fatal);
+  EXPECT_EQ(col.rows.size(), 100u);
+  EXPECT_LE(src.max_live.load(), 3);
+  EXPECT_GE(src.max_live.load(), 2);
+}
+
+// ---- errors
+TEST(Flow, SkipPolicyReportsFailedEventsAndLosesNone) {
+  Application app;
+  basic(app, 50, 2);
+  app.set_parameter("error_policy", "skip");
+  app.set_parameter("square.throw_at", "7");
+  app.add<IntSource>("source");
+  app.add<SquareFactory>("square");
+  auto& reader = app.add<SquareReader>("reader");
+  auto& col = app.add<Collector>("out");
+  auto s = run_with_timeout(app);
+  EXPECT_FALSE(s.fatal);
+  EXPECT_EQ(s.emitted, 50u);
+  EXPECT_EQ(s.processed, 49u);
+  EXPECT_EQ(s.failed, 1u);
+  ASSERT_EQ(s.failures.size(), 1u);
+  EXPECT_EQ(s.failures[0].event, 7u);
+  EXPECT_EQ(s.failures[0].component, "square");  // the factory, not the processor that asked
+  EXPECT_NE(s.failures[0].message.find("cannot square 7"), std::string::npos);
+  EXPECT_NE(s.failures[0].message.find("event 7"), std::string::npos) << s.failures[0].message;
+  ASSERT_EQ(col.rows.size(), 50u);  // every event written or reported as failed, in order
+  for (size_t i = 0; i < 50; ++i) {
+    EXPECT_EQ(col.rows[i].number, i);
+    EXPECT_EQ(col.rows[i].failed, i == 7);
+  }
+  EXPECT_NE(col.rows[7].error.find("square"), std::string::npos);
+  int64_t expect = 0;
+  for (int i = 0; i < 50; ++i)
+    if (i != 7) expect += int64_t(i) * i;
+  EXPECT_EQ(reader.sum.load(), expect);
+}
+
+TEST(Flow, AbortPolicyStopsAndNamesComponentAndEvent) {
+  Application app;
+  basic(app, 100000, 2);
+  app.set_parameter("square.throw_at", "20");
+  app.add<IntSource>("source");
+  app.add<SquareFactory>("square");
+  auto& col = app.add<Collector>("out");
+  auto s = run_with_timeout(app);
+  ASSERT_TRUE(s.fatal);
+  std::string w = s.fatal->what();
+  EXPECT_NE(w.find("event 20"), std::string::npos) << w;
+  EXPECT_NE(w.find("'square'"), std::string::npos) << w;
+  EXPECT_LT(s.emitted, 1000u);  // stopped reading
+  EXPECT_EQ(s.processed + s.failed, s.emitted);  // in-flight events were finished
+  EXPECT_EQ(col.rows.size(), s.emitted);
+}
+
+TEST(Flow, AsyncFailureFailsTheEvent) {
+  flowtest::DelayTimer timer;
+  Application app;
+  basic(app, 30, 2);
+  app.set_parameter("error_policy", "skip");
+  app.add<IntSource>("source");
+  auto& af = app.add<DelayedDouble>("remote");
+  af.timer = &timer;
+  af.delay_us = 100;
+  af.fail_at = 11;
+  auto& col = app.add<Collector>("out");
+  auto s = run_with_timeout(app);
+  EXPECT_EQ(s.failed, 1u);
+  ASSERT_EQ(s.failures.size(), 1u);
+  EXPECT_EQ(s.failures[0].component, "remote");
+  EXPECT_EQ(s.failures[0].event, 11u);
+  EXPECT_NE(s.failures[0].message.find("server gone"), std::string::npos);
+  EXPECT_EQ(col.rows.size(), 30u);
+}
+
+class ThrowingAcquire : public AsyncFactory {
+ public:
+  Input<int> in_{this, "value"};
+  Output<int64_t> out_{this, "square"};
+  void acquire(Event& e, Completion done) override {
+    if (in_(e) % 2 == 1) throw std::runtime_error("odd value");
+    done();
+  }
+  void produce(Event& e) override { out_(e) = in_(e); }
+};
+
+class DroppingAcquire : public AsyncFactory {
+ public:
+  Input<int> in_{this, "value"};
+  Output<int64_t> out_{this, "square"};
+  void acquire(Event& e, Completion done) override {
+    if (in_(e) == 3) return;  // forgets to complete: the event must fail, not hang
+    done();
+  }
+  void produce(Event& e) override { out_(e) = in_(e); }
+};
+
+TEST(Flow, AcquireThatThrowsOrForgetsFailsTheEvent) {
+  {
+    Application app;
+    basic(app, 20, 2);
+    app.set_parameter("error_policy", "skip");
+    app.add<IntSource>("source");
+    app.add<ThrowingAcquire>("async");
+    auto& col = app.add<Collector>("out");
+    auto s = run_with_timeout(app);
+    EXPECT_EQ(s.failed, 10u);
+    EXPECT_EQ(s.processed, 10u);
+    EXPECT_EQ(col.rows.size(), 20u);
+    for (auto& f : s.failures) EXPECT_EQ(f.component, "async");
+  }
+  {
+    Application app;
+    basic(app, 10, 2);
+    app.set_parameter("error_policy", "skip");
+    app.add<IntSource>("source");
+    app.add<DroppingAcquire>("async");
+    auto& col = app.add<Collector>("out");
+    auto s = run_with_timeout(app);
+    EXPECT_EQ(s.failed, 1u);
+    ASSERT_EQ(s.failures.size(), 1u);
+    EXPECT_NE(s.failures[0].message.find("dropped"), std::string::npos);
+    EXPECT_EQ(col.rows.size(), 10u);
+  }
+}
+
+TEST(Flow, SourceFailureStopsReadingAndKeepsWhatWasRead) {
+  Application app;
+  basic(app, 0, 2);
+  app.set_parameter("source.fail_at", "25");
+  app.add<IntSource>("source");
+  app.add<SquareFactory>("square");
+  auto& col = app.add<Collector>("out");
+  auto s = run_with_timeout(app);
+  ASSERT_TRUE(s.fatal);
+  std::string w = s.fatal->what();
+  EXPECT_NE(w.find("source 'source'"), std::string::npos) << w;
+  EXPECT_NE(w.find("corrupt record"), std::string::npos) << w;
+  EXPECT_NE(w.find("input.dat"), std::string::npos) << w;
+  EXPECT_EQ(s.emitted, 25u);
+  EXPECT_EQ(col.rows.size(), 25u);
+}
+
+TEST(Flow, StopRequestFinishesEventsInFlight) {
+  flowtest::DelayTimer timer;
+  Application app;
+  basic(app, 0, 2);  // endless source
+  app.set_parameter("in_flight", "8");
+  app.add<IntSource>("source");
+  auto& af = app.add<DelayedDouble>("remote");
+  af.timer = &timer;
+  af.delay_us = 300;
+  auto& col = app.add<Collector>("out");
+  col.stop_after = 40;
+  auto s = run_with_timeout(app);
+  EXPECT_TRUE(s.interrupted);
+  EXPECT_FALSE(s.fatal);
+  EXPECT_GE(s.processed, 40u);
+  EXPECT_LE(s.processed, 40u + 8u);
+  EXPECT_EQ(s.processed, s.emitted);
+  EXPECT_EQ(col.rows.size(), s.emitted);
+}
+
+// ---- batching
+class BatchDoubler : public BatchFactory<int, int64_t> {
+ public:
+  Input<int> in_{this, "value"};
+  Output<int64_t> out_{this, "square"};
+  std::mutex m;
+  std::vector<size_t> sizes;
+  int mixed_batches = 0;
+  int fail_value = -1;
+  std::atomic<int> in_call{0}, max_in_call{0};
+
+ protected:
+  void unfold(Event& e, std::vector<int>& items) override {
+    int v = in_(e);
+    for (int k = 0; k < v % 5; ++k) items.push_back(v * 10 + k);
+  }
+  void process_batch(std::span<const int* const> items, std::span<int64_t* const> results) override {
+    int c = ++in_call;
+    int mc = max_in_call.load();
+    while (c > mc && !max_in_call.compare_exchange_weak(mc, c)) {
+    }
+    std::set<int> events;
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (*items[i] / 10 == fail_value) {
+        --in_call;
+        throw std::runtime_error("bad item");
+      }
+      *results[i] = 2 * *items[i];
+      events.insert(*items[i] / 10);
+    }
+    std::lock_guard<std::mutex> lk(m);
+    sizes.push_back(items.size());
+    if (events.size() > 1) ++mixed_batches;
+    --in_call;
+  }
+  void fold(Event& e, std::vector<int64_t>& results) override {
+    int64_t s = 0;
+    for (auto r : results) s += r;
+    out_(e) = s;
+  }
+};
+
+int64_t batch_expect(int v) {
+  int64_t s = 0;
+  for (int k = 0; k < v % 5; ++k) s += 2 * (v * 10 + k);
+  return s;
+}
+
+TEST(Flow, BatchStageGathersAcrossEventsAndScattersBack) {
+  Application app;
+  basic(app, 500, 2);
+  app.set_parameter("in_flight", "32");
+  app.set_parameter("batcher.max_batch", "16");
+  app.set_parameter("batcher.max_wait_ms", "5");
+  app.add<IntSource>("source");
+  auto& b = app.add<BatchDoubler>("batcher");
+  auto& col = app.add<Collector>("out");
+  auto s = run_with_timeout(app);
+  ASSERT_FALSE(s.fatal) << s.fatal->what();
+  ASSERT_EQ(col.rows.size(), 500u);
+  for (size_t i = 0; i < 500; ++i) EXPECT_EQ(col.rows[i].square, batch_expect(static_cast<int>(i))) << i;
+  size_t total = 0;
+  for (auto n : b.sizes) {
+    EXPECT_LE(n, 16u);
+    total += n;
+  }
+  size_t expect_items = 0;
+  for (int i = 0; i < 500; ++i) expect_items += i % 5;
+  EXPECT_EQ(total, expect_items);
+  EXPECT_GT(b.mixed_batches, 0);
+  auto st = b.stats();
+  EXPECT_EQ(st.items, expect_items);
+  EXPECT_EQ(st.largest, 16u);
+  EXPECT_LT(st.batches, expect_items / 4) << "batches should be well filled";
+}
+
+TEST(Flow, BatchStageFlushesOnTimerWhenBatchCannotFill) {
+  // One event in flight at a time: nothing else can fill the batch, and in-flight accounting
+  // flushes at once; with in_flight 4 and an async stage in front the timer is what flushes.
+  flowtest::DelayTimer timer;
+  Application app;
+  basic(app, 40, 2);
+  app.set_parameter("in_flight", "4");
+  app.set_parameter("batcher.max_batch", "1000");
+  app.set_parameter("batcher.max_wait_ms", "1");
+  app.add<IntSource>("source");
+  auto& b = app.add<BatchDoubler>("batcher");
+  auto& col = app.add<Collector>("out");
+  auto s = run_with_timeout(app, 20);
+  ASSERT_FALSE(s.fatal);
+  ASSERT_EQ(col.rows.size(), 40u);
+  for (size_t i = 0; i < 40; ++i) EXPECT_EQ(col.rows[i].square, batch_expect(static_cast<int>(i)));
+  EXPECT_GT(b.stats().batches, 0u);
+}
+
+TEST(Flow, BatchFailureFailsEveryEventInTheBatchOnly) {
+  Application app;
+  basic(app, 60, 2);
+  app.set_parameter("error_policy", "skip");
+  app.set_parameter("in_flight", "8");
+  app.set_parameter("batcher.max_batch", "4");
+  app.add<IntSource>("source");
+  auto& b = app.add<BatchDoubler>("batcher");
+  b.fail_value = 13;
+  auto& col = app.add<Collector>("out");
+  auto s = run_with_timeout(app);
+  EXPECT_FALSE(s.fatal);
+  EXPECT_GE(s.failed, 1u);
+  EXPECT_EQ(s.processed + s.failed, 60u);
+  EXPECT_EQ(col.rows.size(), 60u);
+  bool saw13 = false;
+  for (auto& f : s.failures) {
+    EXPECT_EQ(f.component, "batcher");
+    saw13 |= f.event == 13;
+  }
+  EXPECT_TRUE(saw13);
+  for (auto& r : col.rows)
+    if (!r.failed) {
+      EXPECT_EQ(r.square, batch_expect(static_cast<int>(r.number)));
+    }
+}
+
+class SplitSquare : public UnfoldFactory<int, int64_t> {
+ public:
+  Input<int> in_{this, "value"};
+  Output<int64_t> out_{this, "square"};
+
+ protected:
+  void unfold(Event& e, std::vector<int>& items) override {
+    int v = in_(e);
+    for (int k = 0; k < v % 7; ++k) items.push_back(v + k);
+  }
+  void process_item(const int& item, int64_t& r) override { r = int64_t(item) * item; }
+  void fold(Event& e, std::vector<int64_t>& rs) override {
+    int64_t s = 0;
+    for (auto x : rs) s += x;
+    out_(e) = s;
+  }
+};
+
+TEST(Flow, UnfoldFoldRunsItemsAsTasks) {
+  Application app;
+  basic(app, 200, 2);
+  app.add<IntSource>("source");
+  app.add<SplitSquare>("split");
+  auto& col = app.add<Collector>("out", Processor::Mode::Parallel);
+  auto s = run_with_timeout(app);
+  ASSERT_FALSE(s.fatal);
+  ASSERT_EQ(col.rows.size(), 200u);
+  for (auto& r : col.rows) {
+    int v = static_cast<int>(r.number);
+    int64_t e = 0;
+    for (int k = 0; k < v % 7; ++k) e += int64_t(v + k) * (v + k);
+    EXPECT_EQ(r.square, e);
+  }
+}
+
+TEST(Flow, RunsTwiceAndNskip) {
+  Application app;
+  basic(app, 10, 1);
+  app.set_parameter("nskip", "5");
+  app.add<IntSource>("source");
+  app.add<SquareFactory>("square");
+  auto& col = app.add<Collector>("out");
+  auto s1 = run_with_timeout(app);
+  auto s2 = run_with_timeout(app);
+  EXPECT_EQ(s1.processed, 10u);
+  EXPECT_EQ(s2.processed, 10u);
+  ASSERT_EQ(col.rows.size(), 20u);
+  EXPECT_EQ(col.rows[0].number, 5u);
+  EXPECT_EQ(col.rows[0].square, 25);
+  EXPECT_EQ(col.rows[10].square, 25);
+}
+
+// ---- plugins
+TEST(Flow, PluginLoadsFromPluginPathAndUnknownPluginIsNamed) {
+  ::setenv("QUIVER_PLUGIN_PATH", FLOW_TEST_PLUGIN_DIR, 1);
+  Application app;
+  basic(app, 25, 2);
+  app.set_parameter("plugins", "flow_test_plugin");
+  app.load_plugins();
+  ASSERT_NE(app.find("plugin_source"), nullptr);
+  ASSERT_NE(app.find("plugin_counter"), nullptr);
+  auto s = run_with_timeout(app);
+  EXPECT_FALSE(s.fatal);
+  EXPECT_EQ(s.processed, 25u);
+
+  Application app2;
+  try {
+    app2.load_plugin("no_such_plugin");
+    FAIL();
+  } catch (const quiver::Error& e) {
+    EXPECT_EQ(e.code(), quiver::ErrorCode::NotFound);
+    std::string w = e.what();
+    EXPECT_NE(w.find("no_such_plugin"), std::string::npos);
+    EXPECT_NE(w.find(FLOW_TEST_PLUGIN_DIR), std::string::npos) << w;
+  }
+  ::unsetenv("QUIVER_PLUGIN_PATH");
+}
