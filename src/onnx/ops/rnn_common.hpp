@@ -1,0 +1,418 @@
+// Shared implementation of the recurrent operators LSTM, GRU and RNN (ai.onnx).
+//
+// Directions forward/reverse/bidirectional, layout 0/1, sequence_lens, initial_h/initial_c,
+// LSTM peepholes and input_forget, GRU linear_before_reset, activations/activation_alpha/beta, clip.
+// Per direction: the input projection of all time steps is one GEMM
+// (X[T*B, I] x W^T[I, G*H] + biases), then each step runs H_{t-1}[B, H] x R^T[H, G*H] and the
+// elementwise gate update. W^T and R^T are packed at load when constant.
+#pragma once
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "onnx/blas.hpp"
+#include "onnx/ops/common.hpp"
+
+namespace quiver::onnx {
+
+enum class CellKind { RNN, GRU, LSTM };
+
+enum class RnnAct { Relu, Tanh, Sigmoid, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, Softsign, Softplus };
+
+struct RnnActivation {
+  RnnAct kind = RnnAct::Sigmoid;
+  float alpha = 0, beta = 0;
+};
+
+inline float rnn_act1(float x, const RnnActivation& a) {
+  switch (a.kind) {
+    case RnnAct::Relu: return x > 0 ? x : 0;
+    case RnnAct::Tanh: return std::tanh(x);
+    case RnnAct::Sigmoid: return 1.0f / (1.0f + std::exp(-x));
+    case RnnAct::Affine: return a.alpha * x + a.beta;
+    case RnnAct::LeakyRelu: return x >= 0 ? x : a.alpha * x;
+    case RnnAct::ThresholdedRelu: return x > a.alpha ? x : 0;
+    case RnnAct::ScaledTanh: return a.alpha * std::tanh(a.beta * x);
+    case RnnAct::HardSigmoid: return std::max(0.0f, std::min(1.0f, a.alpha * x + a.beta));
+    case RnnAct::Elu: return x >= 0 ? x : a.alpha * (std::exp(x) - 1);
+    case RnnAct::Softsign: return x / (1 + std::abs(x));
+    case RnnAct::Softplus: return std::log1p(std::exp(-std::abs(x))) + std::max(x, 0.0f);
+  }
+  return x;
+}
+
+// In-place activation over n values (sigmoid/tanh loops kept separate so they vectorise).
+inline void rnn_act(float* x, int64_t n, const RnnActivation& a) {
+  switch (a.kind) {
+    case RnnAct::Sigmoid:
+      for (int64_t i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + std::exp(-x[i]));
+      break;
+    case RnnAct::Tanh:
+      for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
+      break;
+    case RnnAct::Relu:
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0 ? x[i] : 0;
+      break;
+    default:
+      for (int64_t i = 0; i < n; ++i) x[i] = rnn_act1(x[i], a);
+  }
+}
+
+class RecurrentKernel final : public Kernel {
+ public:
+  struct Config {
+    CellKind kind = CellKind::LSTM;
+    int64_t hidden = 0, dirs = 1, gates = 4;
+    bool reverse_only = false;  // direction == "reverse"
+    int layout = 0;
+    float clip = 0;  // 0: none
+    bool input_forget = false, linear_before_reset = false;
+    std::vector<RnnActivation> acts;  // per direction: count_per_dir() entries
+    // Packed constant weights (empty when W/R are not constant): per direction W^T [I, G*H], R^T [H, G*H].
+    std::vector<float> wt, rt;
+    int64_t input_size = -1;
+  };
+
+  explicit RecurrentKernel(Config c) : c_(std::move(c)) {}
+
+  void run(ExecContext& ec) const override {
+    const Tensor& x = ec.input(0);
+    const Tensor& w = ec.input(1);
+    const Tensor& r = ec.input(2);
+    const int64_t H = c_.hidden, G = c_.gates, GH = G * H, D = c_.dirs;
+    if (x.rank() != 3) ec.fail("X must be 3-D, got " + dims_to_string(x.dims()));
+    const int64_t T = c_.layout == 0 ? x.dim(0) : x.dim(1);
+    const int64_t B = c_.layout == 0 ? x.dim(1) : x.dim(0);
+    const int64_t I = x.dim(2);
+    if (w.rank() != 3 || w.dim(0) != D || w.dim(1) != GH || w.dim(2) != I)
+      ec.fail("W must be [" + std::to_string(D) + ", " + std::to_string(GH) + ", " + std::to_string(I) + "], got " +
+              dims_to_string(w.dims()));
+    if (r.rank() != 3 || r.dim(0) != D || r.dim(1) != GH || r.dim(2) != H)
+      ec.fail("R must be [" + std::to_string(D) + ", " + std::to_string(GH) + ", " + std::to_string(H) + "], got " +
+              dims_to_string(r.dims()));
+    const Tensor* bias = opt(ec, 3);
+    if (bias && bias->numel() != D * 2 * GH)
+      ec.fail("B must be [" + std::to_string(D) + ", " + std::to_string(2 * GH) + "], got " + dims_to_string(bias->dims()));
+    const Tensor* seq = opt(ec, 4);
+    if (seq && seq->numel() != B) ec.fail("sequence_lens must have " + std::to_string(B) + " values");
+    const Tensor* h0 = opt(ec, 5);
+    if (h0 && h0->numel() != D * B * H) ec.fail("initial_h must have " + std::to_string(D * B * H) + " values");
+    const Tensor* c0 = c_.kind == CellKind::LSTM ? opt(ec, 6) : nullptr;
+    if (c0 && c0->numel() != D * B * H) ec.fail("initial_c must have " + std::to_string(D * B * H) + " values");
+    const Tensor* peep = c_.kind == CellKind::LSTM ? opt(ec, 7) : nullptr;
+    if (peep && peep->numel() != D * 3 * H) ec.fail("P must have " + std::to_string(D * 3 * H) + " values");
+
+    // Outputs.
+    Tensor* y = nullptr;
+    if (ec.wants_output(0)) {
+      if (c_.layout == 0) y = &ec.output(0, DType::F32, {T, D, B, H});
+      else y = &ec.output(0, DType::F32, {B, T, D, H});
+      std::fill_n(y->data<float>(), y->numel(), 0.0f);
+    }
+    Tensor* yh = nullptr;
+    Tensor* yc = nullptr;
+    if (ec.wants_output(1)) yh = c_.layout == 0 ? &ec.output(1, DType::F32, {D, B, H}) : &ec.output(1, DType::F32, {B, D, H});
+    if (c_.kind == CellKind::LSTM && ec.wants_output(2))
+      yc = c_.layout == 0 ? &ec.output(2, DType::F32, {D, B, H}) : &ec.output(2, DType::F32, {B, D, H});
+
+    std::vector<int64_t> lens(static_cast<size_t>(B), T);
+    if (seq) {
+      lens = read_ints(*seq);
+      for (int64_t l : lens)
+        if (l < 0 || l > T) ec.fail("sequence_lens value " + std::to_string(l) + " outside [0, " + std::to_string(T) + "]");
+    }
+
+    // Scratch: xw [T*B, GH], hp [B, GH], h [B, H], c [B, H], tmp [B, H], packed weights if needed.
+    const bool packed = !c_.wt.empty();
+    const size_t n_xw = T * B * GH, n_hp = B * GH, n_bh = B * H;
+    const size_t n_w = packed ? 0 : static_cast<size_t>(I * GH + H * GH);
+    float* base = static_cast<float*>(ec.scratch(sizeof(float) * (n_xw + n_hp + 3 * n_bh + n_w + 64)));
+    float* xw = base;
+    float* hp = xw + n_xw;
+    float* h = hp + n_hp;
+    float* c = h + n_bh;
+    float* tmp = c + n_bh;
+    float* wbuf = tmp + n_bh;
+
+    const float* X = x.data<float>();
+    const size_t per_dir_acts = c_.acts.size() / static_cast<size_t>(D);
+    for (int64_t d = 0; d < D; ++d) {
+      const bool reverse = c_.reverse_only || d == 1;
+      const float *wt, *rt;
+      if (packed) {
+        if (I != c_.input_size) ec.fail("X has input size " + std::to_string(I) + ", W was packed for " + std::to_string(c_.input_size));
+        wt = c_.wt.data() + d * I * GH;
+        rt = c_.rt.data() + d * H * GH;
+      } else {
+        float* wtp = wbuf;
+        float* rtp = wbuf + I * GH;
+        transpose_into(w.data<float>() + d * GH * I, GH, I, wtp);
+        transpose_into(r.data<float>() + d * GH * H, GH, H, rtp);
+        wt = wtp;
+        rt = rtp;
+      }
+      const float* wb = bias ? bias->data<float>() + d * 2 * GH : nullptr;
+      const float* rb = wb ? wb + GH : nullptr;
+      // Input projection for all steps: rows are X rows in memory order ([T,B] or [B,T]).
+      GemmArgs g;
+      g.M = T * B; g.N = GH; g.K = I;
+      g.A = X; g.lda = I; g.B = wt; g.ldb = GH; g.C = xw; g.ldc = GH;
+      gemm(g);
+      if (wb) {
+        // Fold W bias and (except GRU's h-gate with linear_before_reset) R bias into xw.
+        for (int64_t row = 0; row < T * B; ++row) {
+          float* p = xw + row * GH;
+          for (int64_t j = 0; j < GH; ++j) {
+            const bool keep_rb = c_.kind == CellKind::GRU && c_.linear_before_reset && j >= 2 * H;
+            p[j] += wb[j] + (keep_rb ? 0.0f : rb[j]);
+          }
+        }
+      }
+      // Initial state.
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t off = state_offset(d, b, D, B, H);
+        for (int64_t k = 0; k < H; ++k) {
+          h[b * H + k] = h0 ? h0->data<float>()[off + k] : 0.0f;
+          c[b * H + k] = c0 ? c0->data<float>()[off + k] : 0.0f;
+        }
+      }
+      const RnnActivation* acts = c_.acts.data() + d * per_dir_acts;
+      const float* pd = peep ? peep->data<float>() + d * 3 * H : nullptr;
+      const float* rbh = (c_.kind == CellKind::GRU && c_.linear_before_reset && rb) ? rb + 2 * H : nullptr;
+      for (int64_t s = 0; s < T; ++s) {
+        // Recurrent projection for all batch rows.
+        if (c_.kind == CellKind::GRU && !c_.linear_before_reset) {
+          mm(h, B, H, rt, GH, 2 * H, hp, GH);  // z, r gates only
+        } else {
+          mm(h, B, H, rt, GH, GH, hp, GH);
+        }
+        for (int64_t b = 0; b < B; ++b) {
+          if (s >= lens[b]) continue;
+          const int64_t t = reverse ? lens[b] - 1 - s : s;
+          const float* xr = xw + row_of(t, b, T, B) * GH;
+          float* hr = hp + b * GH;
+          float* hb = h + b * H;
+          float* cb = c + b * H;
+          const int64_t nx = c_.kind == CellKind::GRU ? 2 * H : GH;  // GRU's h gate is combined in step_row
+          for (int64_t j = 0; j < nx; ++j) hr[j] += xr[j];
+          step_row(hr, hb, cb, xr, rt, rbh, pd, acts, tmp + b * H);
+          if (y) {
+            float* yp = y->data<float>() + (c_.layout == 0 ? ((t * D + d) * B + b) * H : ((b * T + t) * D + d) * H);
+            std::copy_n(hb, H, yp);
+          }
+        }
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t off = state_offset(d, b, D, B, H);
+        if (yh) std::copy_n(h + b * H, H, yh->data<float>() + off);
+        if (yc) std::copy_n(c + b * H, H, yc->data<float>() + off);
+      }
+    }
+  }
+
+  static void transpose_into(const float* src, int64_t rows, int64_t cols, float* dst) {
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) dst[j * rows + i] = src[i * cols + j];
+  }
+
+ private:
+  static const Tensor* opt(ExecContext& ec, size_t i) {
+    if (!ec.has_input(i)) return nullptr;
+    const Tensor* t = ec.input_ptr(i);
+    return t && t->numel() > 0 ? t : nullptr;
+  }
+  int64_t state_offset(int64_t d, int64_t b, int64_t D, int64_t B, int64_t H) const {
+    return c_.layout == 0 ? (d * B + b) * H : (b * D + d) * H;
+  }
+  int64_t row_of(int64_t t, int64_t b, int64_t T, int64_t B) const { return c_.layout == 0 ? t * B + b : b * T + t; }
+
+  // C[B, n] = A[B, k] x Bm[k, n] with ldb.
+  static void mm(const float* a, int64_t m, int64_t k, const float* bm, int64_t ldb, int64_t n, float* cm, int64_t ldc) {
+    GemmArgs g;
+    g.M = m; g.N = n; g.K = k;
+    g.A = a; g.lda = k; g.B = bm; g.ldb = ldb; g.C = cm; g.ldc = ldc;
+    gemm(g);
+  }
+
+  float clipv(float v) const { return c_.clip > 0 ? std::min(std::max(v, -c_.clip), c_.clip) : v; }
+
+  // One batch row: `g` holds the gate pre-activations (x and h projections, biases); for GRU the
+  // h gate holds only h x Rh^T (linear_before_reset) or nothing yet. Updates h (and c).
+  void step_row(float* g, float* h, float* c, const float* xr, const float* rt, const float* rbh, const float* p,
+                const RnnActivation* acts, float* tmp) const {
+    const int64_t H = c_.hidden;
+    const bool clip = c_.clip > 0;
+    switch (c_.kind) {
+      case CellKind::RNN: {
+        if (clip) for (int64_t k = 0; k < H; ++k) g[k] = clipv(g[k]);
+        rnn_act(g, H, acts[0]);
+        std::copy_n(g, H, h);
+        break;
+      }
+      case CellKind::LSTM: {
+        float *gi = g, *go = g + H, *gf = g + 2 * H, *gc = g + 3 * H;
+        const RnnActivation &f = acts[0], &gg = acts[1], &hh = acts[2];
+        if (p) {
+          for (int64_t k = 0; k < H; ++k) {
+            gi[k] += p[k] * c[k];
+            gf[k] += p[2 * H + k] * c[k];
+          }
+        }
+        if (clip)
+          for (int64_t k = 0; k < H; ++k) {
+            gi[k] = clipv(gi[k]);
+            gf[k] = clipv(gf[k]);
+            gc[k] = clipv(gc[k]);
+          }
+        rnn_act(gi, H, f);
+        if (c_.input_forget) {
+          for (int64_t k = 0; k < H; ++k) gf[k] = 1.0f - gi[k];
+        } else {
+          rnn_act(gf, H, f);
+        }
+        rnn_act(gc, H, gg);
+        for (int64_t k = 0; k < H; ++k) c[k] = gf[k] * c[k] + gi[k] * gc[k];
+        if (p)
+          for (int64_t k = 0; k < H; ++k) go[k] += p[H + k] * c[k];
+        if (clip)
+          for (int64_t k = 0; k < H; ++k) go[k] = clipv(go[k]);
+        rnn_act(go, H, f);
+        std::copy_n(c, H, tmp);
+        rnn_act(tmp, H, hh);
+        for (int64_t k = 0; k < H; ++k) h[k] = go[k] * tmp[k];
+        break;
+      }
+      case CellKind::GRU: {
+        float *gz = g, *gr = g + H, *gh = g + 2 * H;
+        const RnnActivation &f = acts[0], &gg = acts[1];
+        if (clip)
+          for (int64_t k = 0; k < 2 * H; ++k) g[k] = clipv(g[k]);
+        rnn_act(gz, H, f);
+        rnn_act(gr, H, f);
+        const float* xh = xr + 2 * H;  // x projection (+ Wb, + Rb unless linear_before_reset) of the h gate
+        if (c_.linear_before_reset) {
+          for (int64_t k = 0; k < H; ++k) gh[k] = xh[k] + gr[k] * (gh[k] + (rbh ? rbh[k] : 0.0f));
+        } else {
+          // (r . h) x Rh^T
+          for (int64_t k = 0; k < H; ++k) tmp[k] = gr[k] * h[k];
+          const int64_t GH = c_.gates * H;
+          for (int64_t k = 0; k < H; ++k) gh[k] = xh[k];
+          for (int64_t j = 0; j < H; ++j) {
+            const float v = tmp[j];
+            const float* rrow = rt + j * GH + 2 * H;
+            for (int64_t k = 0; k < H; ++k) gh[k] += v * rrow[k];
+          }
+        }
+        if (clip)
+          for (int64_t k = 0; k < H; ++k) gh[k] = clipv(gh[k]);
+        rnn_act(gh, H, gg);
+        for (int64_t k = 0; k < H; ++k) h[k] = (1.0f - gz[k]) * gh[k] + gz[k] * h[k];
+        break;
+      }
+    }
+  }
+
+  Config c_;
+};
+
+inline RnnActivation parse_rnn_activation(const BuildContext& ctx, const std::string& name, const std::vector<float>& alphas,
+                                          const std::vector<float>& betas, size_t& ia, size_t& ib) {
+  RnnActivation a;
+  auto take = [&](const std::vector<float>& v, size_t& i, float def) { return i < v.size() ? v[i++] : def; };
+  std::string n = name;
+  for (auto& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (n == "relu") a.kind = RnnAct::Relu;
+  else if (n == "tanh") a.kind = RnnAct::Tanh;
+  else if (n == "sigmoid") a.kind = RnnAct::Sigmoid;
+  else if (n == "affine") { a.kind = RnnAct::Affine; a.alpha = take(alphas, ia, 1.0f); a.beta = take(betas, ib, 0.0f); }
+  else if (n == "leakyrelu") { a.kind = RnnAct::LeakyRelu; a.alpha = take(alphas, ia, 0.01f); }
+  else if (n == "thresholdedrelu") { a.kind = RnnAct::ThresholdedRelu; a.alpha = take(alphas, ia, 1.0f); }
+  else if (n == "scaledtanh") { a.kind = RnnAct::ScaledTanh; a.alpha = take(alphas, ia, 1.0f); a.beta = take(betas, ib, 1.0f); }
+  else if (n == "hardsigmoid") { a.kind = RnnAct::HardSigmoid; a.alpha = take(alphas, ia, 0.2f); a.beta = take(betas, ib, 0.5f); }
+  else if (n == "elu") { a.kind = RnnAct::Elu; a.alpha = take(alphas, ia, 1.0f); }
+  else if (n == "softsign") a.kind = RnnAct::Softsign;
+  else if (n == "softplus") a.kind = RnnAct::Softplus;
+  else ctx.fail("unknown activation '" + name + "'");
+  return a;
+}
+
+inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind) {
+  const size_t max_in = kind == CellKind::LSTM ? 8 : 6;
+  ctx.expect_inputs(3, max_in);
+  for (size_t i = 0; i < max_in; ++i) {
+    if (!ctx.has_input(i)) continue;
+    if (i == 4) ctx.expect_dtype(i, {DType::I32, DType::I64});
+    else ctx.expect_dtype(i, {DType::F32});
+  }
+  const auto& at = ctx.attrs();
+  RecurrentKernel::Config c;
+  c.kind = kind;
+  c.gates = kind == CellKind::LSTM ? 4 : kind == CellKind::GRU ? 3 : 1;
+  const std::string dir = at.get_string("direction", "forward");
+  if (dir == "forward") c.dirs = 1;
+  else if (dir == "reverse") { c.dirs = 1; c.reverse_only = true; }
+  else if (dir == "bidirectional") c.dirs = 2;
+  else ctx.fail("unknown direction '" + dir + "'");
+  c.layout = static_cast<int>(at.get_int("layout", 0));
+  if (c.layout != 0 && c.layout != 1) ctx.fail("layout must be 0 or 1");
+  c.clip = at.has("clip") ? at.get_float("clip", 0) : 0;
+  if (at.has("clip") && c.clip <= 0) ctx.fail("clip must be positive");
+  c.input_forget = at.get_int("input_forget", 0) != 0;
+  c.linear_before_reset = at.get_int("linear_before_reset", 0) != 0;
+  // hidden_size: attribute, else from R's shape.
+  c.hidden = at.get_int("hidden_size", -1);
+  const ValueInfo& ri = ctx.input(2);
+  if (c.hidden <= 0 && ri.shape && ri.shape->size() == 3) c.hidden = (*ri.shape)[2];
+  if (c.hidden <= 0) ctx.fail("hidden_size is missing and R's shape is unknown");
+  // Activations.
+  std::vector<std::string> defaults;
+  if (kind == CellKind::LSTM) defaults = {"Sigmoid", "Tanh", "Tanh"};
+  else if (kind == CellKind::GRU) defaults = {"Sigmoid", "Tanh"};
+  else defaults = {"Tanh"};
+  std::vector<std::string> names = at.get_strings("activations");
+  if (names.empty()) {
+    for (int64_t d = 0; d < c.dirs; ++d) names.insert(names.end(), defaults.begin(), defaults.end());
+  } else if (names.size() == defaults.size() && c.dirs == 2) {
+    std::vector<std::string> twice = names;
+    names.insert(names.end(), twice.begin(), twice.end());
+  } else if (names.size() != defaults.size() * static_cast<size_t>(c.dirs)) {
+    ctx.fail("activations has " + std::to_string(names.size()) + " entries, expected " +
+             std::to_string(defaults.size() * static_cast<size_t>(c.dirs)));
+  }
+  const auto alphas = at.get_floats("activation_alpha"), betas = at.get_floats("activation_beta");
+  size_t ia = 0, ib = 0;
+  for (const auto& n : names) c.acts.push_back(parse_rnn_activation(ctx, n, alphas, betas, ia, ib));
+  // Pack constant W/R.
+  const int64_t H = c.hidden, GH = c.gates * H;
+  if (ctx.input(1).constant && ctx.input(2).constant) {
+    const Tensor& w = *ctx.input(1).constant;
+    const Tensor& r = *ctx.input(2).constant;
+    if (w.rank() != 3 || w.dim(0) != c.dirs || w.dim(1) != GH) ctx.fail("W has shape " + dims_to_string(w.dims()), ctx.input_name(1));
+    if (r.rank() != 3 || r.dim(0) != c.dirs || r.dim(1) != GH || r.dim(2) != H)
+      ctx.fail("R has shape " + dims_to_string(r.dims()), ctx.input_name(2));
+    const int64_t I = w.dim(2);
+    c.input_size = I;
+    c.wt.resize(static_cast<size_t>(c.dirs * I * GH));
+    c.rt.resize(static_cast<size_t>(c.dirs * H * GH));
+    for (int64_t d = 0; d < c.dirs; ++d) {
+      RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, c.wt.data() + d * I * GH);
+      RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, c.rt.data() + d * H * GH);
+    }
+  }
+  // Output shapes.
+  const auto& xs = ctx.input(0).shape;
+  int64_t T = -1, B = -1;
+  if (xs && xs->size() == 3) {
+    T = c.layout == 0 ? (*xs)[0] : (*xs)[1];
+    B = c.layout == 0 ? (*xs)[1] : (*xs)[0];
+  }
+  if (c.layout == 0) ctx.set_output(0, DType::F32, std::vector<int64_t>{T, c.dirs, B, H});
+  else ctx.set_output(0, DType::F32, std::vector<int64_t>{B, T, c.dirs, H});
+  const std::vector<int64_t> st = c.layout == 0 ? std::vector<int64_t>{c.dirs, B, H} : std::vector<int64_t>{B, c.dirs, H};
+  ctx.set_output(1, DType::F32, st);
+  if (kind == CellKind::LSTM) ctx.set_output(2, DType::F32, st);
+  return std::make_unique<RecurrentKernel>(std::move(c));
+}
+
+}  // namespace quiver::onnx
