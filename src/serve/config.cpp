@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <climits>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "quiver/serve/repository.hpp"
 
@@ -307,11 +309,12 @@ SchedulerOptions scheduler_options(const inference::ModelConfig& c) {
 namespace {
 class IdentityModel final : public Model {
  public:
-  explicit IdentityModel(ModelInfo info) : info_(std::move(info)) {}
+  IdentityModel(ModelInfo info, int64_t delay_us) : info_(std::move(info)), delay_us_(delay_us) {}
   const ModelInfo& info() const override { return info_; }
   std::unique_ptr<RunState> make_state() const override { return std::make_unique<RunState>(); }
   void run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState&) const override {
     validate_inputs(info_, inputs);
+    if (delay_us_ > 0) std::this_thread::sleep_for(std::chrono::microseconds(delay_us_));
     outputs.resize(info_.outputs.size());
     for (size_t i = 0; i < outputs.size(); ++i) {
       const Tensor& in = inputs[i];
@@ -322,6 +325,7 @@ class IdentityModel final : public Model {
 
  private:
   ModelInfo info_;
+  int64_t delay_us_ = 0;
 };
 }  // namespace
 
@@ -353,7 +357,17 @@ std::shared_ptr<const Model> make_identity_model(const inference::ModelConfig& c
     info.inputs.push_back({in.name(), *dt, shape_of(in.dims())});
     info.outputs.push_back({out.name(), *dt, shape_of(in.dims())});
   }
-  return std::make_shared<IdentityModel>(std::move(info));
+  // Like Triton's identity backend: parameters { key: "execute_delay_ms" value: { string_value: "N" } }.
+  int64_t delay_us = 0;
+  std::string d = param(c, "execute_delay_ms");
+  if (!d.empty()) {
+    try {
+      delay_us = static_cast<int64_t>(std::stod(d) * 1000.0);
+    } catch (const std::exception&) {
+      throw Error(ErrorCode::InvalidArgument, "execute_delay_ms '" + d + "' is not a number", {c.name()});
+    }
+  }
+  return std::make_shared<IdentityModel>(std::move(info), delay_us);
 }
 
 }  // namespace quiver::serve

@@ -292,6 +292,7 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
   // Hand each request its rows of every output (views, valid during the callback).
   int64_t row = 0;
   for (auto& p : batch) {
+    const int64_t rows = p.req->batch;  // finish() may move the request away (preserve_ordering)
     if (batch.size() == 1) {
       finish(p, Status::success(), FailReason::Other, inst.outputs, t0);
     } else {
@@ -300,14 +301,14 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
         const Tensor& t = inst.outputs[o];
         std::vector<int64_t> dims = t.dims();
         int64_t row_elems = t.numel() / total;
-        dims[0] = p.req->batch;
+        dims[0] = rows;
         size_t esz = dtype_size(t.dtype());
         inst.slices[o] = Tensor::view(t.dtype(), dims,
                                       static_cast<const uint8_t*>(t.raw()) + static_cast<size_t>(row * row_elems) * esz);
       }
       finish(p, Status::success(), FailReason::Other, inst.slices, t0);
     }
-    row += p.req->batch;
+    row += rows;
   }
   const int64_t t3 = now_ns();
   std::lock_guard lk(stats_mu_);

@@ -1,0 +1,481 @@
+// Unit tests of the server's parts: config.pbtxt parsing and auto-complete, version policy,
+// the scheduler (dynamic batching, shape grouping, priorities, queue policy, ordering,
+// instances), request decoding / validation and shared-memory bounds.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "quiver/serve/codec.hpp"
+#include "quiver/serve/repository.hpp"
+#include "quiver/serve/scheduler.hpp"
+#include "quiver/serve/shm.hpp"
+
+using namespace quiver;
+using namespace quiver::serve;
+
+namespace {
+
+TEST(ServeConfig, ParsesTritonConfig) {
+  auto c = parse_model_config(R"(
+name: "jets"
+platform: "onnxruntime_onnx"
+max_batch_size: 32
+input [ { name: "x" data_type: TYPE_FP32 dims: [ -1, 16 ] } ]
+output [ { name: "y" data_type: TYPE_FP32 dims: [ 5 ] } ]
+version_policy: { specific: { versions: [ 1, 3 ] } }
+dynamic_batching {
+  preferred_batch_size: [ 8, 16 ]
+  max_queue_delay_microseconds: 500
+  preserve_ordering: true
+  priority_levels: 2
+  default_priority_level: 2
+  default_queue_policy { timeout_action: DELAY default_timeout_microseconds: 1000 allow_timeout_override: true max_queue_size: 7 }
+}
+instance_group [ { count: 3 kind: KIND_CPU } ]
+optimization { execution_accelerators { cpu_execution_accelerator : [ { name : "openvino" } ] } }
+parameters { key: "model_type" value: { string_value: "xgboost_json" } }
+)", "config.pbtxt");
+  EXPECT_EQ(c.name(), "jets");
+  EXPECT_EQ(engine_for_config(c), "onnx");
+  EXPECT_EQ(c.input(0).dims(0), -1);
+  auto o = scheduler_options(c);
+  EXPECT_EQ(o.instances, 3);
+  EXPECT_TRUE(o.dynamic_batching);
+  EXPECT_EQ(o.preferred_batch_sizes, (std::vector<int64_t>{8, 16}));
+  EXPECT_EQ(o.max_queue_delay_us, 500u);
+  EXPECT_TRUE(o.preserve_ordering);
+  EXPECT_EQ(o.priority_levels, 2u);
+  EXPECT_TRUE(o.default_policy.delay_on_timeout);
+  EXPECT_EQ(o.default_policy.max_queue_size, 7u);
+  EXPECT_EQ(select_versions(c, {1, 2, 3, 4}), (std::vector<int64_t>{1, 3}));
+  EXPECT_THROW(select_versions(c, {1, 2}), Error);
+}
+
+TEST(ServeConfig, ParseErrorNamesFileAndLine) {
+  try {
+    parse_model_config("name: \"a\"\nmax_batch_size: 4\ninput [ { nme: \"x\" } ]\n", "/repo/a/config.pbtxt");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Parse);
+    EXPECT_EQ(e.where().file, "/repo/a/config.pbtxt");
+    EXPECT_EQ(e.where().offset, 3);
+    EXPECT_NE(std::string(e.what()).find("nme"), std::string::npos);
+  }
+}
+
+TEST(ServeConfig, EngineMappingAndUnsupportedPlatforms) {
+  inference::ModelConfig c;
+  c.set_backend("onnxruntime");
+  EXPECT_EQ(engine_for_config(c), "onnx");
+  c.set_backend("fil");
+  EXPECT_EQ(engine_for_config(c), "forest");
+  c.set_backend("identity");
+  EXPECT_EQ(engine_for_config(c), "identity");
+  c.set_backend("");
+  c.set_platform("tensorflow_savedmodel");
+  EXPECT_THROW(engine_for_config(c), Error);
+}
+
+ModelInfo mlp_info(int64_t max_batch) {
+  ModelInfo mi;
+  mi.name = "mlp";
+  mi.max_batch = max_batch;
+  mi.inputs = {{"x", DType::F32, {Dim::sym("N"), 16}}};
+  mi.outputs = {{"y", DType::F32, {Dim::sym("N"), 5}}};
+  return mi;
+}
+
+TEST(ServeConfig, AutoCompleteFromModel) {
+  inference::ModelConfig c;
+  c.set_name("mlp");
+  complete_config(c, mlp_info(0));
+  EXPECT_EQ(c.max_batch_size(), 4);  // Triton's default for batching models
+  EXPECT_TRUE(c.has_dynamic_batching());
+  ASSERT_EQ(c.input_size(), 1);
+  EXPECT_EQ(c.input(0).data_type(), inference::TYPE_FP32);
+  ASSERT_EQ(c.input(0).dims_size(), 1);
+  EXPECT_EQ(c.input(0).dims(0), 16);
+  EXPECT_EQ(c.output(0).dims(0), 5);
+  EXPECT_EQ(c.instance_group(0).kind(), inference::ModelInstanceGroup::KIND_CPU);
+}
+
+TEST(ServeConfig, ConfigThatContradictsTheModelIsRejected) {
+  auto c = parse_model_config(
+      "max_batch_size: 8 input [ { name: \"x\" data_type: TYPE_FP64 dims: [ 16 ] } ]", "c");
+  c.set_name("mlp");
+  try {
+    complete_config(c, mlp_info(0));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.where().tensor, "x");
+  }
+  auto d = parse_model_config("max_batch_size: 8 input [ { name: \"x\" data_type: TYPE_FP32 dims: [ 17 ] } ]", "c");
+  EXPECT_THROW(complete_config(d, mlp_info(0)), Error);
+  auto e = parse_model_config("max_batch_size: 8 input [ { name: \"z\" data_type: TYPE_FP32 dims: [ 16 ] } ]", "c");
+  EXPECT_THROW(complete_config(e, mlp_info(0)), Error);
+  auto f = parse_model_config("max_batch_size: 64", "c");
+  EXPECT_THROW(complete_config(f, mlp_info(32)), Error);  // above the model's own limit
+  auto g = parse_model_config("instance_group [ { kind: KIND_GPU } ]", "c");
+  EXPECT_THROW(complete_config(g, mlp_info(0)), Error);
+}
+
+TEST(ServeConfig, VersionPolicies) {
+  inference::ModelConfig c;
+  EXPECT_EQ(select_versions(c, {3, 1, 2}), (std::vector<int64_t>{3}));
+  c.mutable_version_policy()->mutable_latest()->set_num_versions(2);
+  EXPECT_EQ(select_versions(c, {3, 1, 2}), (std::vector<int64_t>{2, 3}));
+  c.mutable_version_policy()->mutable_all();
+  EXPECT_EQ(select_versions(c, {3, 1, 2}), (std::vector<int64_t>{1, 2, 3}));
+}
+
+TEST(ServeRepository, ModelNamesCannotEscape) {
+  for (const char* bad : {"", ".", "..", "../x", "a/b", ".hidden", "a\\b"})
+    EXPECT_THROW(ModelRepository::check_model_name(bad), Error) << bad;
+  EXPECT_NO_THROW(ModelRepository::check_model_name("particlenet_ak4-v2.1"));
+}
+
+// ---- scheduler ----
+
+// Adds 1 to every element, records executed batch sizes; optional per-run delay and gate.
+class RecordingModel final : public Model {
+ public:
+  explicit RecordingModel(int64_t max_batch, int delay_ms = 0) : delay_ms_(delay_ms) {
+    info_.name = "rec";
+    info_.max_batch = max_batch;
+    info_.inputs = {{"x", DType::F32, {Dim::sym("N"), Dim::sym("w")}}};
+    info_.outputs = {{"y", DType::F32, {Dim::sym("N"), Dim::sym("w")}}};
+  }
+  const ModelInfo& info() const override { return info_; }
+  std::unique_ptr<RunState> make_state() const override { return std::make_unique<RunState>(); }
+  void run(std::span<const Tensor> in, std::vector<Tensor>& out, RunState&) const override {
+    int now = ++running_;
+    int prev = max_running_.load();
+    while (now > prev && !max_running_.compare_exchange_weak(prev, now)) {}
+    if (delay_ms_) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+    {
+      std::lock_guard lk(mu_);
+      batches_.push_back(in[0].dim(0));
+    }
+    out.resize(1);
+    out[0].ensure(DType::F32, in[0].dims());
+    for (int64_t i = 0; i < in[0].numel(); ++i) out[0].data<float>()[i] = in[0].data<float>()[i] + 1;
+    --running_;
+  }
+  std::vector<int64_t> batches() const {
+    std::lock_guard lk(mu_);
+    return batches_;
+  }
+  int max_running() const { return max_running_; }
+
+ private:
+  ModelInfo info_;
+  int delay_ms_;
+  mutable std::mutex mu_;
+  mutable std::vector<int64_t> batches_;
+  mutable std::atomic<int> running_{0}, max_running_{0};
+};
+
+struct Result {
+  Status st;
+  std::vector<float> values;
+  int order = -1;
+};
+
+struct Collector {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<Result> results;
+  int done = 0, seq = 0;
+  explicit Collector(size_t n) : results(n) {}
+  std::unique_ptr<InferRequest> make(size_t idx, int64_t batch, int64_t width, float value, uint64_t priority = 0,
+                                     uint64_t timeout_us = 0) {
+    auto r = std::make_unique<InferRequest>();
+    r->inputs.push_back(Tensor::from_vector(std::vector<float>(static_cast<size_t>(batch * width), value), {batch, width}));
+    r->batch = batch;
+    r->priority = priority;
+    r->timeout_us = timeout_us;
+    r->complete = [this, idx](const Status& st, FailReason, std::span<const Tensor> outs) {
+      std::lock_guard lk(mu);
+      results[idx].st = st;
+      if (st.ok) results[idx].values.assign(outs[0].data<float>(), outs[0].data<float>() + outs[0].numel());
+      results[idx].order = seq++;
+      ++done;
+      cv.notify_all();
+    };
+    return r;
+  }
+  bool wait(int n, int ms = 10000) {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, std::chrono::milliseconds(ms), [&] { return done >= n; });
+  }
+};
+
+TEST(ServeScheduler, DynamicBatchingFormsBatchesAndSplitsResults) {
+  auto model = std::make_shared<RecordingModel>(16, 30);
+  SchedulerOptions o;
+  o.max_batch = 16;
+  o.dynamic_batching = true;
+  o.max_queue_delay_us = 0;
+  Scheduler s(model, o, "rec");
+  Collector c(9);
+  // First request occupies the single instance; the next 8 (batch 1 + one of batch 2) queue up.
+  s.enqueue(c.make(0, 1, 3, 0.f));
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 1; i < 9; ++i) s.enqueue(c.make(static_cast<size_t>(i), i == 4 ? 2 : 1, 3, float(i)));
+  ASSERT_TRUE(c.wait(9));
+  for (int i = 0; i < 9; ++i) {
+    ASSERT_TRUE(c.results[i].st.ok) << c.results[i].st.message;
+    EXPECT_EQ(c.results[i].values.size(), i == 4 ? 6u : 3u);
+    for (float v : c.results[i].values) EXPECT_EQ(v, float(i) + 1);
+  }
+  auto b = model->batches();
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(b[0], 1);
+  EXPECT_EQ(b[1], 9);
+  auto st = s.stats();
+  EXPECT_EQ(st.execution_count, 2u);
+  EXPECT_EQ(st.inference_count, 10u);
+  EXPECT_EQ(st.success.count, 9u);
+  EXPECT_EQ(st.batch.count(9), 1u);
+}
+
+TEST(ServeScheduler, DifferentNonBatchShapesAreBatchedSeparately) {
+  auto model = std::make_shared<RecordingModel>(16, 30);
+  SchedulerOptions o;
+  o.max_batch = 16;
+  o.dynamic_batching = true;
+  Scheduler s(model, o, "rec");
+  Collector c(7);
+  s.enqueue(c.make(0, 1, 3, 0.f));
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 1; i < 7; ++i) s.enqueue(c.make(static_cast<size_t>(i), 1, i % 2 ? 3 : 5, float(i)));
+  ASSERT_TRUE(c.wait(7));
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_TRUE(c.results[i].st.ok);
+    EXPECT_EQ(c.results[i].values.size(), i == 0 || i % 2 ? 3u : 5u);
+    EXPECT_EQ(c.results[i].values[0], float(i) + 1);
+  }
+  auto b = model->batches();
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[1] + b[2], 6);
+  EXPECT_EQ(b[1], 3);
+}
+
+TEST(ServeScheduler, MaxBatchAndPreferredSizes) {
+  auto model = std::make_shared<RecordingModel>(4, 30);
+  SchedulerOptions o;
+  o.max_batch = 4;
+  o.dynamic_batching = true;
+  o.preferred_batch_sizes = {2};
+  o.max_queue_delay_us = 200000;  // long: only preferred / full batches start early
+  Scheduler s(model, o, "rec");
+  Collector c(3);
+  auto t0 = std::chrono::steady_clock::now();
+  s.enqueue(c.make(0, 1, 1, 0.f));
+  s.enqueue(c.make(1, 1, 1, 1.f));
+  s.enqueue(c.make(2, 1, 1, 2.f));
+  ASSERT_TRUE(c.wait(3));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto b = model->batches();
+  ASSERT_GE(b.size(), 2u);
+  EXPECT_EQ(b[0], 2);  // preferred size formed at once
+  EXPECT_EQ(b[1], 1);  // the leftover waited for the queue delay
+  EXPECT_GE(ms, 150);
+}
+
+TEST(ServeScheduler, QueueFullAndTimeoutAreRejected) {
+  auto model = std::make_shared<RecordingModel>(0, 50);
+  SchedulerOptions o;
+  o.default_policy.max_queue_size = 2;
+  o.default_policy.allow_timeout_override = true;
+  Scheduler s(model, o, "rec");
+  Collector c(5);
+  s.enqueue(c.make(0, 1, 1, 0.f));  // executes
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  s.enqueue(c.make(1, 1, 1, 1.f, 0, 1000));  // queued, 1 ms timeout -> rejected
+  s.enqueue(c.make(2, 1, 1, 2.f));            // queued
+  s.enqueue(c.make(3, 1, 1, 3.f));            // queue full
+  ASSERT_TRUE(c.wait(4));
+  {
+    std::lock_guard lk(c.mu);
+    EXPECT_FALSE(c.results[3].st.ok);
+    EXPECT_EQ(c.results[3].st.code, ErrorCode::Unavailable);
+    EXPECT_NE(c.results[3].st.message.find("queue size"), std::string::npos);
+  }
+  s.drain();
+  EXPECT_TRUE(c.results[0].st.ok);
+  EXPECT_FALSE(c.results[1].st.ok);
+  EXPECT_NE(c.results[1].st.message.find("timeout"), std::string::npos);
+  EXPECT_TRUE(c.results[2].st.ok);
+  auto st = s.stats();
+  EXPECT_EQ(st.failures[FailReason::Rejected], 2u);
+}
+
+TEST(ServeScheduler, HigherPriorityRunsFirst) {
+  auto model = std::make_shared<RecordingModel>(0, 20);
+  SchedulerOptions o;
+  o.priority_levels = 2;
+  o.default_priority = 2;
+  Scheduler s(model, o, "rec");
+  Collector c(4);
+  s.enqueue(c.make(0, 1, 1, 0.f));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  s.enqueue(c.make(1, 1, 1, 1.f));     // default level 2
+  s.enqueue(c.make(2, 1, 1, 2.f, 2));  // level 2
+  s.enqueue(c.make(3, 1, 1, 3.f, 1));  // level 1: overtakes
+  ASSERT_TRUE(c.wait(4));
+  EXPECT_LT(c.results[3].order, c.results[1].order);
+  EXPECT_LT(c.results[1].order, c.results[2].order);
+}
+
+TEST(ServeScheduler, InstancesRunInParallelAndPreserveOrdering) {
+  auto model = std::make_shared<RecordingModel>(0, 20);
+  SchedulerOptions o;
+  o.instances = 3;
+  o.preserve_ordering = true;
+  Scheduler s(model, o, "rec");
+  Collector c(9);
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 9; ++i) s.enqueue(c.make(static_cast<size_t>(i), 1, 1, float(i)));
+  ASSERT_TRUE(c.wait(9));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(model->max_running(), 3);
+  EXPECT_LT(ms, 9 * 20);
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_EQ(c.results[i].order, i);
+    EXPECT_EQ(c.results[i].values[0], float(i) + 1);
+  }
+}
+
+TEST(ServeScheduler, StopRejectsNewButFinishesQueued) {
+  auto model = std::make_shared<RecordingModel>(0, 10);
+  auto s = std::make_unique<Scheduler>(model, SchedulerOptions{}, "rec");
+  Collector c(4);
+  for (int i = 0; i < 3; ++i) s->enqueue(c.make(static_cast<size_t>(i), 1, 1, 0.f));
+  s->stop();
+  s->enqueue(c.make(3, 1, 1, 0.f));
+  s.reset();  // joins after draining
+  EXPECT_EQ(c.done, 4);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(c.results[i].st.ok);
+  EXPECT_FALSE(c.results[3].st.ok);
+}
+
+// ---- request decoding ----
+
+std::shared_ptr<ModelVersion> identity_version(const std::string& cfg) {
+  auto c = parse_model_config(cfg, "c");
+  c.set_name("m");
+  auto mv = std::make_shared<ModelVersion>();
+  mv->name = "m";
+  mv->version_str = "1";
+  mv->model = make_identity_model(c, "1");
+  complete_config(c, mv->model->info());
+  mv->max_batch = c.max_batch_size();
+  size_t i = 0;
+  for (const auto& in : c.input())
+    mv->inputs.push_back({in.name(), *config_dtype(in.data_type()), {in.dims().begin(), in.dims().end()}, i++});
+  i = 0;
+  for (const auto& o : c.output())
+    mv->outputs.push_back({o.name(), *config_dtype(o.data_type()), {o.dims().begin(), o.dims().end()}, i++});
+  mv->config = std::make_shared<inference::ModelConfig>(c);
+  return mv;
+}
+
+TEST(ServeCodec, RawViewsAndValidation) {
+  auto mv = identity_version(
+      "backend: \"identity\" max_batch_size: 4 input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 2 ] } ] "
+      "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 2 ] } ]");
+  ShmManager shm;
+  inference::ModelInferRequest r;
+  r.set_model_name("m");
+  auto* in = r.add_inputs();
+  in->set_name("I");
+  in->set_datatype("FP32");
+  in->add_shape(3);
+  in->add_shape(2);
+  std::vector<float> v = {1, 2, 3, 4, 5, 6};
+  r.add_raw_input_contents(std::string(reinterpret_cast<char*>(v.data()), 24));
+  InferRequest ir;
+  std::vector<OutputTarget> outs;
+  decode_grpc_request(r, *mv, shm, ir, outs);
+  EXPECT_EQ(ir.batch, 3);
+  ASSERT_EQ(outs.size(), 1u);
+  EXPECT_EQ(ir.inputs[0].data<float>()[5], 6.f);
+
+  auto expect_bad = [&](inference::ModelInferRequest q, const std::string& needle) {
+    InferRequest x;
+    std::vector<OutputTarget> o;
+    try {
+      decode_grpc_request(q, *mv, shm, x, o);
+      ADD_FAILURE() << "accepted: " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  auto q = r;
+  q.mutable_inputs(0)->set_shape(0, -1);
+  expect_bad(q, "I");
+  q = r;
+  q.mutable_inputs(0)->set_shape(0, 0);
+  expect_bad(q, "batch");
+  q = r;
+  q.add_raw_input_contents("x");
+  expect_bad(q, "raw_input_contents");
+  q = r;
+  q.clear_raw_input_contents();
+  expect_bad(q, "no data");
+  q = r;
+  (*q.mutable_parameters())["priority"].set_int64_param(-1);
+  expect_bad(q, "priority");
+  q = r;
+  (*q.mutable_inputs(0)->mutable_parameters())["shared_memory_region"].set_string_param("r");
+  expect_bad(q, "shared_memory_byte_size");
+}
+
+TEST(ServeCodec, BytesRoundTripAndHttpJson) {
+  auto mv = identity_version(
+      "backend: \"identity\" max_batch_size: 0 input [ { name: \"S\" data_type: TYPE_STRING dims: [ -1 ] } ] "
+      "output [ { name: \"T\" data_type: TYPE_STRING dims: [ -1 ] } ]");
+  ShmManager shm;
+  std::string raw = std::string("\x02\0\0\0hi\0\0\0\0", 10);
+  InferRequest ir;
+  HttpInferRequest info;
+  std::string body = R"({"inputs":[{"name":"S","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":10}}],"outputs":[{"name":"T","parameters":{"binary_data":true}}]})";
+  int64_t hl = static_cast<int64_t>(body.size());
+  body += raw;
+  decode_http_request(body, hl, *mv, shm, ir, info);
+  ASSERT_EQ(ir.inputs[0].numel(), 2);
+  EXPECT_EQ(ir.inputs[0].data<std::string>()[0], "hi");
+  EXPECT_EQ(ir.inputs[0].data<std::string>()[1], "");
+  int64_t out_hl = 0;
+  std::string resp = encode_http_response(*mv, info, ir.inputs, out_hl);
+  ASSERT_GT(out_hl, 0);
+  EXPECT_EQ(resp.substr(static_cast<size_t>(out_hl)), raw);
+
+  auto bad = [&](const std::string& b, int64_t h) {
+    InferRequest x;
+    HttpInferRequest i;
+    EXPECT_THROW(decode_http_request(b, h, *mv, shm, x, i), Error) << b;
+  };
+  bad(R"({"inputs":[{"name":"S","shape":[2],"datatype":"BYTES","data":["a"]}]})", -1);
+  bad(R"({"inputs":[{"name":"S","shape":[1],"datatype":"BYTES","data":[1]}]})", -1);
+  bad(R"({"inputs":[{"name":"S","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":100}}]})", -1);
+  bad(R"({"inputs":[]})", -1);
+  bad(R"([1,2,3])", -1);
+  bad(R"({"inputs":[{"name":"S","shape":[1],"datatype":"BYTES","data":["a"]}]})", 1000);
+}
+
+TEST(ServeShm, RegionBoundsChecked) {
+  ShmManager m;
+  EXPECT_THROW(m.register_region("r", "/quiver_no_such_key_xyz", 0, 16), Error);
+  EXPECT_THROW(m.get("r"), Error);
+  EXPECT_THROW(m.unregister("r"), Error);
+}
+
+}  // namespace
