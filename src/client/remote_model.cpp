@@ -2,7 +2,10 @@
 #include <mutex>
 #include <ostream>
 
+#include <nlohmann/json.hpp>
+
 #include "quiver/client/client.hpp"
+#include "quiver/core/util.hpp"
 
 namespace quiver::client {
 
@@ -37,20 +40,52 @@ void RemoteModel::describe(std::ostream& os) const {
 
 namespace {
 
-std::shared_ptr<const Model> load_remote(const std::string& path, const LoadOptions& lo) {
+std::shared_ptr<const Model> load_remote_file(const std::string& path, const LoadOptions& lo) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorCode::Parse, std::string("bad remote model file: ") + e.what(), {.file = path});
+  }
+  auto str = [&](const char* k) {
+    auto it = lo.params.find(k);  // LoadOptions.params override the file
+    if (it != lo.params.end()) return it->second;
+    return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
+  };
+  std::string url = str("url");
+  if (url.empty()) throw Error(ErrorCode::Parse, "remote model file has no \"url\"", {.file = path});
+  std::map<std::string, std::string> params = lo.params;
+  for (const char* k : {"fallback", "fallback_repository", "servers_file", "timeout_ms"})
+    if (!params.count(k) && j.contains(k))
+      params[k] = j[k].is_string() ? j[k].get<std::string>() : j[k].dump();
+  try {
+    return make_remote_model(url, params, lo.name, lo.version);
+  } catch (const Error& e) {
+    throw e.with_context({.file = path});
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const Model> make_remote_model(const std::string& url, const std::map<std::string, std::string>& params,
+                                               const std::string& name, const std::string& version_override) {
   // grpc://HOST:PORT[,HOST:PORT...]/MODEL[/VERSION]
   const std::string prefix = "grpc://";
-  std::string rest = path.substr(prefix.size());
+  if (url.rfind(prefix, 0) != 0)
+    throw Error(ErrorCode::InvalidArgument, "remote model URL must start with grpc:// ('" + url + "')");
+  std::string rest = url.substr(prefix.size());
   size_t slash = rest.find('/');
   if (slash == std::string::npos || slash + 1 >= rest.size())
-    throw Error(ErrorCode::InvalidArgument, "remote model path must be grpc://HOST:PORT[,...]/MODEL[/VERSION]",
-                {.file = path});
+    throw Error(ErrorCode::InvalidArgument,
+                "remote model URL must be grpc://HOST:PORT[,...]/MODEL[/VERSION] ('" + url + "')");
   std::string hosts = rest.substr(0, slash), mv = rest.substr(slash + 1);
   std::string model = mv, version;
   if (size_t s2 = mv.find('/'); s2 != std::string::npos) {
     model = mv.substr(0, s2);
     version = mv.substr(s2 + 1);
   }
+  (void)name;
+  if (!version_override.empty()) version = version_override;
   ClientOptions co;
   size_t pos = 0;
   while (pos <= hosts.size()) {
@@ -61,26 +96,28 @@ std::shared_ptr<const Model> load_remote(const std::string& path, const LoadOpti
     pos = comma + 1;
   }
   auto get = [&](const char* k) {
-    auto it = lo.params.find(k);
-    return it == lo.params.end() ? std::string() : it->second;
+    auto it = params.find(k);
+    return it == params.end() ? std::string() : it->second;
   };
   co.fallback = fallback_mode_from_string(get("fallback"));
   co.fallback_repository = get("fallback_repository");
   co.discovery.servers_file = get("servers_file");
   if (!get("timeout_ms").empty()) co.default_timeout_ns = std::stoll(get("timeout_ms")) * 1'000'000;
   auto client = std::make_shared<Client>(co);
-  return std::make_shared<RemoteModel>(client, lo.name.empty() ? model : model, version.empty() ? lo.version : version);
+  return std::make_shared<RemoteModel>(client, model, version);
 }
 
-}  // namespace
 
 void register_remote_backend() {
   static std::once_flag once;
   std::call_once(once, [] {
     Backend b;
     b.name = "remote";
-    b.accepts = [](const std::string& path, std::string_view) { return path.rfind("grpc://", 0) == 0; };
-    b.load = load_remote;
+    b.accepts = [](const std::string& path, std::string_view head) {
+      return (path.size() > 12 && path.substr(path.size() - 12) == ".remote.json") ||
+             head.find("\"quiver-remote\"") != std::string_view::npos;
+    };
+    b.load = load_remote_file;
     register_backend(std::move(b));
   });
 }

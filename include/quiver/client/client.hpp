@@ -27,6 +27,7 @@
 #pragma once
 #include <cstdint>
 #include <future>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -168,9 +169,18 @@ class RemoteModel : public Model {
   std::shared_ptr<const ModelMeta> meta_;
 };
 
-// Registers backend "remote" with quiver::load_model for paths
-// "grpc://HOST:PORT[,HOST:PORT...]/MODEL[/VERSION]"; LoadOptions.params: "fallback"
-// (off|on-failure|always-local), "fallback_repository", "timeout_ms", "servers_file".
+// A RemoteModel with its own Client, from a URL "grpc://HOST:PORT[,HOST:PORT...]/MODEL[/VERSION]".
+// params: "fallback" (off|on-failure|always-local), "fallback_repository", "servers_file",
+// "timeout_ms". `version_override` (non-empty) replaces the URL's version.
+std::shared_ptr<const Model> make_remote_model(const std::string& url,
+                                               const std::map<std::string, std::string>& params = {},
+                                               const std::string& name = "", const std::string& version_override = "");
+
+// Registers backend "remote" with quiver::load_model, for remote-model files: "*.remote.json" (or
+// any JSON file containing "quiver-remote") such as
+//   {"format": "quiver-remote", "url": "grpc://a:8001,b:8001/mlp", "fallback": "on-failure",
+//    "fallback_repository": "/models", "timeout_ms": 100}
+// LoadOptions.params override the file's keys. Code that loads models by path goes remote unchanged.
 void register_remote_backend();
 
 }  // namespace quiver::client

@@ -1,0 +1,370 @@
+// Client against real server processes on loopback (the fake KServe server of these tests, which
+// can be killed, delayed and overloaded on demand): failover with kill -9, exactly-once delivery,
+// fallback and return, discovery from file and DNS, clear errors, coalescing, remote Model.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <future>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "client/server_process.hpp"
+#include "quiver/client/client.hpp"
+#include "quiver/core/util.hpp"
+
+using namespace quiver;
+using namespace quiver::client;
+using quiver::testing::ServerProcess;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::unique_ptr<ServerProcess> fake(std::vector<std::string> extra = {}) {
+  std::vector<std::string> args{"--grpc-port", "0", "--model", "identity"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return std::make_unique<ServerProcess>(QUIVER_FAKE_SERVER, args);
+}
+
+Tensor row(float tag, int64_t rows = 1) {
+  Tensor t = Tensor::empty(DType::F32, {rows, 4});
+  for (int64_t i = 0; i < rows * 4; ++i) t.data<float>()[i] = tag + static_cast<float>(i);
+  return t;
+}
+
+bool same(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype() || a.dims() != b.dims()) return false;
+  return std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+}
+
+ClientOptions fast_options(std::vector<std::string> endpoints) {
+  ClientOptions o;
+  o.discovery.endpoints = std::move(endpoints);
+  o.health_interval_ns = 50'000'000;
+  o.probe_timeout_ns = 300'000'000;
+  o.breaker.failure_threshold = 2;
+  o.breaker.open_ns = 100'000'000;
+  o.breaker.max_open_ns = 400'000'000;
+  o.retry.attempts_per_server = 2;
+  o.retry.max_servers = 3;
+  o.retry.backoff_ns = 1'000'000;
+  o.default_timeout_ns = 20'000'000'000;
+  return o;
+}
+
+// Counts completions; wait() blocks on a condition variable until `n` arrived or the timeout.
+struct Waiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t done = 0;
+  void add() {
+    std::lock_guard lk(mu);
+    ++done;
+    cv.notify_all();
+  }
+  bool wait(int64_t n, std::chrono::milliseconds t) {
+    std::unique_lock lk(mu);
+    return cv.wait_for(lk, t, [&] { return done >= n; });
+  }
+  int64_t count() {
+    std::lock_guard lk(mu);
+    return done;
+  }
+};
+
+std::string make_identity_repo() {
+  fs::path dir = fs::temp_directory_path() / ("quiver_client_repo_" + std::to_string(::getpid()));
+  fs::create_directories(dir / "identity" / "1");
+  write_file((dir / "identity" / "config.pbtxt").string(),
+             "name: \"identity\"\nbackend: \"identity\"\nmax_batch_size: 64\n"
+             "input [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n"
+             "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n");
+  return dir.string();
+}
+
+}  // namespace
+
+TEST(ClientIntegration, KillNineOneOfThreeEveryRequestCompletesExactlyOnce) {
+  auto s0 = fake({"--delay-us", "200", "--name", "s0"});
+  auto s1 = fake({"--delay-us", "200", "--name", "s1"});
+  auto s2 = fake({"--delay-us", "200", "--name", "s2"});
+  Client client(fast_options({s0->grpc(), s1->grpc(), s2->grpc()}));
+  ASSERT_TRUE(client.wait_for_serving(3, 10'000'000'000));
+
+  const int N = 10000;
+  std::vector<std::atomic<int>> calls(N);
+  std::atomic<int> ok{0}, wrong{0}, errors{0};
+  std::mutex err_mu;
+  std::string first_error;
+  Waiter w;
+  for (int i = 0; i < N; ++i) {
+    Tensor x = row(static_cast<float>(i) * 8);
+    client.infer_async("identity", {{"INPUT0", x}}, {}, [&, i, x](InferResult r) {
+      calls[i].fetch_add(1);
+      if (r.ok()) {
+        if (r.outputs.size() == 1 && same(r.outputs[0].tensor, x)) ok++;
+        else wrong++;
+      } else {
+        errors++;
+        std::lock_guard lk(err_mu);
+        if (first_error.empty()) first_error = r.error->what();
+      }
+      w.add();
+    });
+    if (i == N / 5) {  // with ~2000 requests issued and many in flight, kill one server
+      s1->kill9();
+    }
+  }
+  ASSERT_TRUE(w.wait(N, std::chrono::seconds(45))) << "only " << w.count() << " of " << N << " completed";
+  EXPECT_EQ(ok, N) << "errors " << errors << " wrong " << wrong << " first error: " << first_error;
+  for (int i = 0; i < N; ++i) ASSERT_EQ(calls[i].load(), 1) << "request " << i;
+  auto rep = client.report();
+  EXPECT_EQ(rep.completed, N);
+  EXPECT_EQ(rep.failed, 0);
+  const ServerReport* killed = nullptr;
+  for (auto& s : rep.servers)
+    if (s.address == s1->grpc()) killed = &s;
+  ASSERT_NE(killed, nullptr);
+  EXPECT_FALSE(killed->serving);
+  EXPECT_GT(killed->failures, 0) << "the kill hit no request in flight";
+  EXPECT_GT(rep.retries, 0);
+
+  // The killed server comes back on the same port: traffic returns to it.
+  const std::string addr = s1->grpc();
+  s1->restart();
+  ASSERT_EQ(s1->grpc(), addr);
+  ASSERT_TRUE(client.wait_for_serving(3, 10'000'000'000));
+  const int M = 3000;
+  std::atomic<int> to_restarted{0}, ok2{0};
+  Waiter w2;
+  for (int i = 0; i < M; ++i)
+    client.infer_async("identity", {{"INPUT0", row(1)}}, {}, [&](InferResult r) {
+      ok2 += r.ok();
+      to_restarted += (r.ok() && r.provenance.server == addr);
+      w2.add();
+    });
+  ASSERT_TRUE(w2.wait(M, std::chrono::seconds(30)));
+  EXPECT_EQ(ok2, M);
+  EXPECT_GT(to_restarted, M / 10) << "traffic did not return to the restarted server";
+}
+
+TEST(ClientIntegration, AllServersDownFallbackThenBack) {
+  std::string repo = make_identity_repo();
+  auto s0 = fake();
+  auto s1 = fake();
+  ClientOptions o = fast_options({s0->grpc(), s1->grpc()});
+  o.fallback = FallbackMode::OnFailure;
+  o.fallback_repository = repo;
+  Client client(o);
+  ASSERT_TRUE(client.wait_for_serving(2, 10'000'000'000));
+
+  std::vector<Tensor> server_out;
+  for (int i = 0; i < 20; ++i) {
+    auto r = client.infer("identity", {{"INPUT0", row(static_cast<float>(i), 3)}});
+    ASSERT_TRUE(r.ok()) << r.error->what();
+    EXPECT_FALSE(r.provenance.fallback);
+    EXPECT_TRUE(r.provenance.server == s0->grpc() || r.provenance.server == s1->grpc());
+    EXPECT_EQ(r.provenance.model, "identity");
+    EXPECT_EQ(r.provenance.version, "1");
+    EXPECT_EQ(r.provenance.checksum.rfind("fake-", 0), 0u);
+    server_out.push_back(r.output("OUTPUT0").clone());
+  }
+  s0->kill9();
+  s1->kill9();
+  for (int i = 0; i < 20; ++i) {
+    auto r = client.infer("identity", {{"INPUT0", row(static_cast<float>(i), 3)}});
+    ASSERT_TRUE(r.ok()) << r.error->what();
+    EXPECT_TRUE(r.provenance.fallback);
+    EXPECT_EQ(r.provenance.server, "local:" + repo);
+    EXPECT_EQ(r.provenance.version, "1");
+    EXPECT_TRUE(same(r.output("OUTPUT0"), server_out[i])) << "fallback output differs at " << i;
+  }
+  EXPECT_GE(client.report().fallbacks, 20);
+  s0->restart();
+  s1->restart();
+  ASSERT_TRUE(client.wait_for_serving(2, 10'000'000'000));
+  int remote = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto r = client.infer("identity", {{"INPUT0", row(static_cast<float>(i), 3)}});
+    ASSERT_TRUE(r.ok());
+    remote += !r.provenance.fallback;
+    EXPECT_TRUE(same(r.output("OUTPUT0"), server_out[i]));
+  }
+  EXPECT_EQ(remote, 20) << "traffic did not move back to the servers";
+  fs::remove_all(repo);
+}
+
+TEST(ClientIntegration, AlwaysLocalNeedsNoServer) {
+  std::string repo = make_identity_repo() + "_local";
+  fs::create_directories(repo);
+  fs::rename(make_identity_repo() + "/identity", repo + "/identity");
+  ClientOptions o;
+  o.fallback = FallbackMode::AlwaysLocal;
+  o.fallback_repository = repo;
+  Client client(o);
+  auto r = client.infer("identity", {{"INPUT0", row(5, 2)}});
+  ASSERT_TRUE(r.ok()) << r.error->what();
+  EXPECT_TRUE(r.provenance.fallback);
+  EXPECT_TRUE(same(r.output("OUTPUT0"), row(5, 2)));
+  auto bad = client.infer("nope", {{"INPUT0", row(5, 2)}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error->code(), ErrorCode::NotFound);
+  auto meta = client.model_metadata("identity");
+  EXPECT_EQ(meta->info.max_batch, 64);
+  EXPECT_EQ(meta->info.inputs.at(0).name, "INPUT0");
+  fs::remove_all(repo);
+}
+
+TEST(ClientIntegration, ClearErrors) {
+  auto slow = fake({"--delay-us", "400000"});
+  {
+    Client c(fast_options({slow->grpc()}));
+    ASSERT_TRUE(c.wait_for_serving(1, 10'000'000'000));
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = c.infer("identity", {{"INPUT0", row(1)}}, {.timeout_ns = 50'000'000});
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error->code(), ErrorCode::DeadlineExceeded) << r.error->what();
+    EXPECT_NE(std::string(r.error->what()).find("deadline"), std::string::npos) << r.error->what();
+    EXPECT_LT(ms, 300);
+    // Wrong model name: NotFound naming the model.
+    auto nf = c.infer("no_such_model", {{"INPUT0", row(1)}});
+    ASSERT_FALSE(nf.ok());
+    EXPECT_EQ(nf.error->code(), ErrorCode::NotFound) << nf.error->what();
+    EXPECT_NE(std::string(nf.error->what()).find("no_such_model"), std::string::npos) << nf.error->what();
+    EXPECT_THROW(c.model_metadata("no_such_model"), Error);
+  }
+  // Overloaded: the queue policy rejects; with one server there is nowhere else to go.
+  auto busy = fake({"--delay-us", "100000", "--max-inflight", "1"});
+  {
+    Client c(fast_options({busy->grpc()}));
+    ASSERT_TRUE(c.wait_for_serving(1, 10'000'000'000));
+    std::vector<std::future<InferResult>> fs;
+    for (int i = 0; i < 6; ++i) fs.push_back(c.infer_future("identity", {{"INPUT0", row(1)}}));
+    int ok = 0, overloaded = 0;
+    std::string msg;
+    for (auto& f : fs) {
+      auto r = f.get();
+      ok += r.ok();
+      if (!r.ok() && r.error->code() == ErrorCode::ResourceExhausted) {
+        overloaded++;
+        msg = r.error->what();
+      }
+    }
+    EXPECT_GE(ok, 1);
+    EXPECT_GE(overloaded, 1);
+    EXPECT_NE(msg.find("overloaded"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("queue full"), std::string::npos) << msg;
+  }
+  // Every server down, no fallback: Unavailable, saying so.
+  {
+    auto gone = fake();
+    std::string addr = gone->grpc();
+    gone->kill9();
+    ClientOptions o = fast_options({addr});
+    Client c(o);
+    auto r = c.infer("identity", {{"INPUT0", row(1)}});
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error->code(), ErrorCode::Unavailable) << r.error->what();
+    EXPECT_NE(std::string(r.error->what()).find("fallback is off"), std::string::npos) << r.error->what();
+  }
+  // Bad request: an undefined tensor never leaves the client.
+  {
+    auto s = fake();
+    Client c(fast_options({s->grpc()}));
+    auto r = c.infer("identity", {{"INPUT0", Tensor()}});
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error->code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(std::string(r.error->what()).find("INPUT0"), std::string::npos) << r.error->what();
+  }
+}
+
+TEST(ClientIntegration, ServersFileAndDnsDiscovery) {
+  auto a = fake();
+  auto b = fake();
+  fs::path file = fs::temp_directory_path() / ("quiver_client_servers_" + std::to_string(::getpid()));
+  write_file(file.string(), a->grpc() + "\n");
+  ClientOptions o = fast_options({});
+  o.discovery.servers_file = file.string();
+  o.discovery_interval_ns = 100'000'000;
+  Client c(o);
+  ASSERT_TRUE(c.wait_for_serving(1, 10'000'000'000));
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(c.infer("identity", {{"INPUT0", row(1)}}).provenance.server, a->grpc());
+  write_file(file.string(), "# two now\n" + a->grpc() + "\n" + b->grpc() + "\n");
+  c.refresh_now();
+  ASSERT_TRUE(c.wait_for_serving(2, 10'000'000'000));
+  std::map<std::string, int> n;
+  for (int i = 0; i < 200; ++i) n[c.infer("identity", {{"INPUT0", row(1)}}).provenance.server]++;
+  EXPECT_GT(n[b->grpc()], 20);
+  write_file(file.string(), b->grpc() + "\n");  // a removed
+  c.refresh_now();
+  auto t0 = std::chrono::steady_clock::now();
+  bool removed = false;
+  while (!removed && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5)) {
+    for (auto& s : c.report().servers)
+      if (s.address == a->grpc()) removed = s.removed;
+    if (!removed) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(removed);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(c.infer("identity", {{"INPUT0", row(1)}}).provenance.server, b->grpc());
+  fs::remove(file);
+
+  // DNS: "localhost:PORT" resolves to 127.0.0.1 (and perhaps ::1, where nothing listens).
+  ClientOptions d = fast_options({});
+  d.discovery.dns_names = {"localhost:" + std::to_string(a->port())};
+  Client dc(d);
+  ASSERT_TRUE(dc.wait_for_serving(1, 10'000'000'000));
+  auto r = dc.infer("identity", {{"INPUT0", row(1)}});
+  ASSERT_TRUE(r.ok()) << r.error->what();
+  EXPECT_EQ(r.provenance.server, a->grpc());
+}
+
+TEST(ClientIntegration, CoalescingMergesConcurrentCallers) {
+  auto s = fake({"--max-batch", "32"});
+  Client c(fast_options({s->grpc()}));
+  ASSERT_TRUE(c.wait_for_serving(1, 10'000'000'000));
+  BatchingClient bc(c, CoalesceOptions{.max_delay_ns = 2'000'000});
+  const int threads = 32, per = 25;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      for (int i = 0; i < per; ++i) {
+        Tensor x = row(static_cast<float>(t * 1000 + i * 8));
+        auto r = bc.infer("identity", {{"INPUT0", x}});
+        ok += (r.ok() && same(r.output("OUTPUT0"), x) && r.provenance.server == s->grpc());
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(ok, threads * per);
+  auto st = bc.stats();
+  EXPECT_EQ(st.requests, threads * per);
+  EXPECT_LE(st.rpcs * 8, st.requests) << st.rpcs << " RPCs for " << st.requests << " requests";
+  EXPECT_EQ(c.report().requests, st.rpcs);
+}
+
+TEST(ClientIntegration, RemoteModelThroughLoadModel) {
+  auto s = fake();
+  register_remote_backend();
+  fs::path file = fs::temp_directory_path() / ("quiver_client_" + std::to_string(::getpid()) + ".remote.json");
+  write_file(file.string(), "{\"format\": \"quiver-remote\", \"url\": \"grpc://" + s->grpc() +
+                                "/identity\", \"timeout_ms\": 5000}");
+  auto m = load_model(file.string());
+  fs::remove(file);
+  EXPECT_EQ(m->info().backend, "remote");
+  ASSERT_EQ(m->info().inputs.size(), 1u);
+  EXPECT_EQ(m->info().inputs[0].name, "INPUT0");
+  EXPECT_EQ(m->info().max_batch, 64);
+  Tensor x = row(3, 2);
+  auto out = m->run_once(std::vector<Tensor>{x});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(same(out[0], x));
+  EXPECT_THROW(make_remote_model("grpc://" + s->grpc()), Error);  // no model in the URL
+  auto m2 = make_remote_model("grpc://" + s->grpc() + "/identity/1");
+  EXPECT_EQ(m2->info().version, "1");
+  EXPECT_TRUE(same(m2->run_once(std::vector<Tensor>{x})[0], x));
+}
