@@ -1,0 +1,75 @@
+// Concat: joins inputs along `axis` (negative allowed from opset 11). Each output row is a sequence
+// of contiguous memcpy runs, one per input.
+#include "onnx/ops/shape_ops.hpp"
+namespace quiver::onnx {
+
+QUIVER_REGISTER_OPS(concat) {
+  registry.add({"", "Concat", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+                  if (ctx.num_inputs() < 1) ctx.fail("expects at least one input");
+                  if (ctx.opset() >= 4 && !ctx.attrs().has("axis")) ctx.fail("required attribute 'axis' is missing");
+                  const int64_t axis = ctx.attrs().get_int("axis", 1);
+                  const DType t = ctx.input_dtype(0);
+                  for (size_t i = 1; i < ctx.num_inputs(); ++i)
+                    if (ctx.input_dtype(i) != t) ctx.fail("all inputs must have the same dtype", ctx.input_name(i));
+                  // Static shape when every input shape is known.
+                  std::optional<std::vector<int64_t>> shape;
+                  bool ranks_known = true;
+                  for (size_t i = 0; i < ctx.num_inputs(); ++i) ranks_known &= ctx.input(i).shape.has_value();
+                  if (ranks_known) {
+                    const int64_t r = static_cast<int64_t>(ctx.input(0).shape->size());
+                    if (r > 0) {
+                      const int64_t a = norm_axis(axis, r, nullptr, &ctx);
+                      std::vector<int64_t> s = *ctx.input(0).shape;
+                      for (size_t i = 1; i < ctx.num_inputs(); ++i) {
+                        const auto& si = *ctx.input(i).shape;
+                        if (static_cast<int64_t>(si.size()) != r) { s.assign(r, -1); break; }
+                        for (int64_t d = 0; d < r; ++d) {
+                          if (d == a) s[d] = (s[d] < 0 || si[d] < 0) ? -1 : s[d] + si[d];
+                          else if (s[d] < 0) s[d] = si[d];
+                        }
+                      }
+                      shape = s;
+                    }
+                  }
+                  ctx.set_output(0, t, shape);
+                  return make_kernel([axis, t](ExecContext& ec) {
+                    const size_t n = ec.num_inputs();
+                    const Tensor& x0 = ec.input(0);
+                    const int64_t r = static_cast<int64_t>(x0.rank());
+                    if (r == 0) ec.fail("cannot concatenate scalars");
+                    const int64_t a = norm_axis(axis, r, &ec);
+                    std::vector<int64_t> od = x0.dims();
+                    od[a] = 0;
+                    for (size_t i = 0; i < n; ++i) {
+                      const Tensor& x = ec.input(i);
+                      if (static_cast<int64_t>(x.rank()) != r) ec.fail("input rank mismatch", ec.node_name());
+                      for (int64_t d = 0; d < r; ++d)
+                        if (d != a && x.dim(d) != od[d])
+                          ec.fail("input " + std::to_string(i) + " has dims " + dims_to_string(x.dims()) +
+                                  ", incompatible with " + dims_to_string(x0.dims()) + " for concat on axis " +
+                                  std::to_string(a));
+                      od[a] += x.dim(a);
+                    }
+                    Tensor& y = ec.output(0, t, od);
+                    if (y.numel() == 0) return;
+                    const int64_t outer = product(od, 0, a);
+                    const int64_t row = product(od, a);
+                    visit_width(t, [&](auto tag) {
+                      using T = typename decltype(tag)::type;
+                      T* py = y.data<T>();
+                      int64_t col = 0;
+                      for (size_t i = 0; i < n; ++i) {
+                        const Tensor& x = ec.input(i);
+                        const int64_t blk = product(x.dims(), a);
+                        if (blk == 0) continue;
+                        const T* px = x.data<T>();
+                        if (outer == 1) copy_n_elems(px, py + col, blk);
+                        else
+                          for (int64_t o = 0; o < outer; ++o) copy_n_elems(px + o * blk, py + o * row + col, blk);
+                        col += blk;
+                      }
+                    });
+                  });
+                }});
+}
+}  // namespace quiver::onnx

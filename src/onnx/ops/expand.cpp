@@ -1,0 +1,42 @@
+// Expand: numpy-style (bidirectional) broadcast of the input to a shape. Broadcast dims are filled by
+// replicating already-written blocks with memcpy.
+#include "onnx/ops/shape_ops.hpp"
+namespace quiver::onnx {
+
+QUIVER_REGISTER_OPS(expand) {
+  registry.add({"", "Expand", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+                  ctx.expect_inputs(2, 2);
+                  ctx.expect_dtype(1, {DType::I64});
+                  const DType t = ctx.input_dtype(0);
+                  std::optional<std::vector<int64_t>> shape;
+                  auto spec = ctx.const_ints(1);
+                  if (spec && ctx.input(0).shape) {
+                    // Output rank is max(ranks); a spec dim of 1 takes the input dim, anything else is the spec dim.
+                    const auto& in = *ctx.input(0).shape;
+                    const size_t r = std::max(in.size(), spec->size());
+                    shape = std::vector<int64_t>(r);
+                    for (size_t i = 0; i < r; ++i) {
+                      const int64_t sv = i < r - spec->size() ? 1 : (*spec)[i - (r - spec->size())];
+                      const int64_t iv = i < r - in.size() ? 1 : in[i - (r - in.size())];
+                      (*shape)[i] = sv == 1 ? iv : sv;
+                    }
+                  } else if (ctx.input(1).shape && ctx.input(1).shape->size() == 1 && (*ctx.input(1).shape)[0] >= 0 &&
+                             ctx.input(0).shape) {
+                    shape = std::vector<int64_t>(std::max<size_t>((*ctx.input(1).shape)[0], ctx.input(0).shape->size()), -1);
+                  }
+                  ctx.set_output(0, t, shape);
+                  return make_kernel([t](ExecContext& ec) {
+                    const Tensor& x = ec.input(0);
+                    const std::vector<int64_t> spec = read_ints(ec.input(1));
+                    std::vector<int64_t> od;
+                    if (!broadcast_dims(x.dims(), spec, od))
+                      ec.fail("cannot broadcast " + dims_to_string(x.dims()) + " to " + dims_to_string(spec));
+                    Tensor& y = ec.output(0, t, od);
+                    visit_width(t, [&](auto tag) {
+                      using T = typename decltype(tag)::type;
+                      broadcast_copy(x.data<T>(), x.dims(), y.data<T>(), od);
+                    });
+                  });
+                }});
+}
+}  // namespace quiver::onnx

@@ -1,0 +1,55 @@
+// Range: start, start+delta, ... up to (excluding) limit; n = max(ceil((limit-start)/delta), 0).
+#include "onnx/ops/shape_ops.hpp"
+namespace quiver::onnx {
+
+QUIVER_REGISTER_OPS(range) {
+  registry.add({"", "Range", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+                  ctx.expect_inputs(3, 3);
+                  const DType t = ctx.input_dtype(0);
+                  ctx.expect_dtype(0, {DType::F32, DType::F64, DType::F16, DType::BF16, DType::I16, DType::I32, DType::I64});
+                  for (size_t i = 1; i < 3; ++i)
+                    if (ctx.input_dtype(i) != t) ctx.fail("start, limit and delta must have the same dtype", ctx.input_name(i));
+                  ctx.set_output(0, t, std::vector<int64_t>{-1});
+                  return make_kernel([t](ExecContext& ec) {
+                    for (size_t i = 0; i < 3; ++i)
+                      if (ec.input(i).numel() != 1) ec.fail("inputs must be scalars");
+                    if (t == DType::F16 || t == DType::BF16) {
+                      const float start = static_cast<float>(read_scalar_f64(ec.input(0)));
+                      const float limit = static_cast<float>(read_scalar_f64(ec.input(1)));
+                      const float delta = static_cast<float>(read_scalar_f64(ec.input(2)));
+                      if (delta == 0.f) ec.fail("delta must not be zero");
+                      const int64_t n = std::max<int64_t>(static_cast<int64_t>(std::ceil((limit - start) / delta)), 0);
+                      Tensor& y = ec.output(0, t, {n});
+                      float v = start;
+                      for (int64_t i = 0; i < n; ++i, v += delta) {
+                        if (t == DType::F16) y.data<Half>()[i] = Half(v);
+                        else y.data<BFloat16>()[i] = BFloat16(v);
+                      }
+                      return;
+                    }
+                    visit_numeric(t, [&](auto tag) {
+                      using T = typename decltype(tag)::type;
+                      const T start = ec.input(0).data<T>()[0], limit = ec.input(1).data<T>()[0],
+                              delta = ec.input(2).data<T>()[0];
+                      if (delta == T(0)) ec.fail("delta must not be zero");
+                      int64_t n;
+                      if constexpr (std::is_floating_point_v<T>)
+                        n = static_cast<int64_t>(std::ceil((static_cast<double>(limit) - start) / delta));
+                      else
+                        n = static_cast<int64_t>(std::ceil(static_cast<double>(static_cast<int64_t>(limit) - start) /
+                                                           static_cast<double>(delta)));
+                      n = std::max<int64_t>(n, 0);
+                      Tensor& y = ec.output(0, t, {n});
+                      T* p = y.data<T>();
+                      // Accumulate like the reference (start + i*delta for ints; repeated addition for floats).
+                      if constexpr (std::is_floating_point_v<T>) {
+                        T v = start;
+                        for (int64_t i = 0; i < n; ++i) { p[i] = v; v += delta; }
+                      } else {
+                        for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<T>(i) * delta);
+                      }
+                    });
+                  });
+                }});
+}
+}  // namespace quiver::onnx

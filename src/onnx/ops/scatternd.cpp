@@ -1,0 +1,60 @@
+// ScatterND: out = copy of data; for each index tuple in indices[..., :k], the slice
+// data[idx] (prod(data.shape[k:]) elements) is replaced/reduced with the matching updates slice.
+#include "onnx/ops/scatter_reduce.hpp"
+namespace quiver::onnx {
+
+QUIVER_REGISTER_OPS(scatternd) {
+  registry.add({"", "ScatterND", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+                  ctx.expect_inputs(3, 3);
+                  ctx.expect_dtype(1, {DType::I64});
+                  const DType t = ctx.input_dtype(0);
+                  if (ctx.input_dtype(2) != t) ctx.fail("updates must have the data's dtype", ctx.input_name(2));
+                  const ScatterReduce red = parse_scatter_reduction(ctx);
+                  ctx.set_output(0, t, ctx.input(0).shape);
+                  return make_kernel([t, red](ExecContext& ec) {
+                    const Tensor& x = ec.input(0);
+                    const Tensor& ind = ec.input(1);
+                    const Tensor& upd = ec.input(2);
+                    const int64_t r = static_cast<int64_t>(x.rank());
+                    const int64_t q = static_cast<int64_t>(ind.rank());
+                    if (q < 1) ec.fail("indices must have rank >= 1", "indices");
+                    const int64_t k = ind.dim(q - 1);
+                    if (k > r) ec.fail("indices last dim " + std::to_string(k) + " exceeds data rank " + std::to_string(r), "indices");
+                    // updates.shape must be indices.shape[:-1] + data.shape[k:]
+                    std::vector<int64_t> ud(ind.dims().begin(), ind.dims().end() - 1);
+                    ud.insert(ud.end(), x.dims().begin() + k, x.dims().end());
+                    if (ud != upd.dims())
+                      ec.fail("updates dims " + dims_to_string(upd.dims()) + " must be " + dims_to_string(ud), "updates");
+                    Tensor& y = ec.output(0, t, x.dims());
+                    const int64_t n = product(ind.dims(), 0, q - 1);
+                    const int64_t slice = product(x.dims(), k);
+                    const auto strides = contiguous_strides(x.dims());
+                    const int64_t* pi = ind.data<int64_t>();
+                    visit_dtype(t, [&](auto tag) {
+                      using T = typename decltype(tag)::type;
+                      const T* px = x.data<T>();
+                      T* py = y.data<T>();
+                      const T* pu = upd.data<T>();
+                      if (px != py) copy_n_elems(px, py, x.numel());
+                      for (int64_t j = 0; j < n; ++j) {
+                        int64_t off = 0;
+                        for (int64_t d = 0; d < k; ++d) {
+                          int64_t v = pi[j * k + d];
+                          const int64_t dim = x.dim(d);
+                          if (v < 0) v += dim;
+                          if (v < 0 || v >= dim)
+                            ec.fail("index " + std::to_string(pi[j * k + d]) + " out of range for dim " + std::to_string(d) +
+                                    " of size " + std::to_string(dim), "indices");
+                          off += v * strides[d];
+                        }
+                        T* dst = py + off;
+                        const T* src = pu + j * slice;
+                        if (red == ScatterReduce::None) copy_n_elems(src, dst, slice);
+                        else
+                          for (int64_t e = 0; e < slice; ++e) scatter_apply(dst[e], src[e], red);
+                      }
+                    });
+                  });
+                }});
+}
+}  // namespace quiver::onnx
