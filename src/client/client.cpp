@@ -643,8 +643,17 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
       const bool up = p->status.ok() && p->resp.ready();
       std::lock_guard lk(s.mu);
       if (p->was_serving) {
-        if (!up && s.breaker.serving()) {
+        // A serving server that says "not ready" (draining) is taken out at once; one that cannot
+        // be reached counts like a failed request; a slow answer (deadline) only means busy, which
+        // the balancer's load terms already handle.
+        bool opened = false;
+        if (p->status.ok() && !p->resp.ready() && s.breaker.serving()) {
           s.breaker.trip(t);
+          opened = true;
+        } else if (!p->status.ok() && p->status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
+          opened = s.breaker.record_failure(t);
+        }
+        if (opened) {
           s.serving.store(false);
           s.breaker_trips.fetch_add(1, std::memory_order_relaxed);
         }

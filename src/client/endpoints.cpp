@@ -146,6 +146,14 @@ bool EndpointFile::poll() {
     mtime_ns_ = -1;
     return false;
   }
+  if (list.empty() && !endpoints_.empty()) {
+    // Most likely caught mid-rewrite (truncated); emptying the server set would strand every
+    // request. Keep the last good list until the file lists servers again.
+    last_error_ = "servers file '" + path_ + "' lists no servers; keeping " + std::to_string(endpoints_.size()) +
+                  " known servers";
+    mtime_ns_ = -1;
+    return false;
+  }
   hash_ = h;
   last_error_.clear();
   bool changed = list != endpoints_;

@@ -86,6 +86,12 @@ std::string make_identity_repo() {
   return dir.string();
 }
 
+// Atomic rewrite, as a deployment tool would do it (write + rename).
+void replace_file(const std::string& path, const std::string& text) {
+  write_file(path + ".tmp", text);
+  fs::rename(path + ".tmp", path);
+}
+
 }  // namespace
 
 TEST(ClientIntegration, KillNineOneOfThreeEveryRequestCompletesExactlyOnce) {
@@ -294,13 +300,13 @@ TEST(ClientIntegration, ServersFileAndDnsDiscovery) {
   Client c(o);
   ASSERT_TRUE(c.wait_for_serving(1, 10'000'000'000));
   for (int i = 0; i < 10; ++i) EXPECT_EQ(c.infer("identity", {{"INPUT0", row(1)}}).provenance.server, a->grpc());
-  write_file(file.string(), "# two now\n" + a->grpc() + "\n" + b->grpc() + "\n");
+  replace_file(file.string(), "# two now\n" + a->grpc() + "\n" + b->grpc() + "\n");
   c.refresh_now();
   ASSERT_TRUE(c.wait_for_serving(2, 10'000'000'000));
   std::map<std::string, int> n;
   for (int i = 0; i < 200; ++i) n[c.infer("identity", {{"INPUT0", row(1)}}).provenance.server]++;
   EXPECT_GT(n[b->grpc()], 20);
-  write_file(file.string(), b->grpc() + "\n");  // a removed
+  replace_file(file.string(), b->grpc() + "\n");  // a removed
   c.refresh_now();
   auto t0 = std::chrono::steady_clock::now();
   bool removed = false;
@@ -310,7 +316,10 @@ TEST(ClientIntegration, ServersFileAndDnsDiscovery) {
     if (!removed) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   ASSERT_TRUE(removed);
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(c.infer("identity", {{"INPUT0", row(1)}}).provenance.server, b->grpc());
+  for (int i = 0; i < 20; ++i) {
+    auto r = c.infer("identity", {{"INPUT0", row(1)}});
+    EXPECT_EQ(r.provenance.server, b->grpc()) << (r.ok() ? "" : r.error->what());
+  }
   fs::remove(file);
 
   // DNS: "localhost:PORT" resolves to 127.0.0.1 (and perhaps ::1, where nothing listens).

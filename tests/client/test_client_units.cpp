@@ -80,6 +80,11 @@ TEST(Endpoints, FileReReadWhenChanged) {
   EXPECT_FALSE(f.poll());
   EXPECT_FALSE(f.last_error().empty());
   EXPECT_EQ(f.endpoints().size(), 2u);
+  write_file(p.string(), "# truncated\n");  // empty: keep the last good list
+  fs::last_write_time(p, fs::last_write_time(p) + std::chrono::seconds(3));
+  EXPECT_FALSE(f.poll());
+  EXPECT_NE(f.last_error().find("no servers"), std::string::npos);
+  EXPECT_EQ(f.endpoints().size(), 2u);
   fs::remove(p);
   EXPECT_FALSE(f.poll());
   EXPECT_NE(f.last_error().find("missing"), std::string::npos);

@@ -28,7 +28,8 @@ std::vector<std::string> resolve_dns(const std::string& name_port);
 
 // Watches a servers file: poll() re-reads it when its modification time, size or inode changed
 // (and also when the content hash changed for same-second rewrites) and reports whether the list
-// changed. A missing or unreadable file keeps the last good list (and sets last_error()).
+// changed. A missing, unreadable, malformed or empty file keeps the last good list (and sets
+// last_error()): rewrite it atomically (write + rename) to change it.
 class EndpointFile {
  public:
   explicit EndpointFile(std::string path);
