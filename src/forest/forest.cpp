@@ -401,8 +401,11 @@ inline __attribute__((always_inline)) int32_t step(const Ctx& c, const float* ro
   if constexpr (Special) {
     if (__builtin_expect((n.meta & Forest::kSpecial) != 0, 0)) return step_special(c, n, x);
   }
-  const bool left = (x < n.value) | ((x != x) & static_cast<bool>(n.meta >> 31));
-  return left ? n.left : n.right;
+  // Branch-free: NaN fails both comparisons, so !(x >= v) is "x < v or missing".
+  const uint32_t lt = x < n.value;
+  const uint32_t lt_or_nan = !(x >= n.value);
+  const uint32_t left = lt | (lt_or_nan & (n.meta >> 31));
+  return n.right + ((n.left - n.right) & -static_cast<int32_t>(left));
 }
 
 }  // namespace
@@ -417,14 +420,18 @@ std::pair<int32_t, int32_t> Forest::tree_range(int32_t rb, int32_t re) const {
   return {round_ptr_[static_cast<size_t>(rb)], round_ptr_[static_cast<size_t>(re)]};
 }
 
+namespace {
+// Trees per block in batch evaluation: a block's nodes (64 depth-6 trees = 128 KiB) stay in L2 while
+// every row of the batch walks them.
+constexpr int32_t kTreeBlock = 64;
+
+// Sum of the leaves of trees [t0, t1) for one row (single-output forests). Eight walks at a time:
+// their loads and compares are independent, so their latencies overlap.
 template <bool Special>
-double Forest::row_sum_single(const float* row, int32_t t0, int32_t t1) const {
-  const Ctx c{nodes_.data(), cat_words_.data(), cat_sets_.data()};
-  const int32_t* roots = tree_root_.data();
-  const uint8_t* depth = tree_depth_.data();
+inline double block_sum(const Ctx& c, const int32_t* roots, const uint8_t* depth, const float* row, int32_t t0,
+                        int32_t t1) {
   double s = 0.0;
   int32_t t = t0;
-  // eight independent walks at a time: their cache misses and compares overlap
   for (; t + 8 <= t1; t += 8) {
     int32_t i[8];
     int d = 0;
@@ -434,10 +441,11 @@ double Forest::row_sum_single(const float* row, int32_t t0, int32_t t1) const {
     }
     for (int level = 0; level < d; ++level)
       for (int k = 0; k < 8; ++k) i[k] = step<Special>(c, row, i[k]);
-    double e = static_cast<double>(c.nodes[i[4]].value) + c.nodes[i[5]].value;
-    double g = static_cast<double>(c.nodes[i[6]].value) + c.nodes[i[7]].value;
-    s += (static_cast<double>(c.nodes[i[0]].value) + c.nodes[i[1]].value) +
-         (static_cast<double>(c.nodes[i[2]].value) + c.nodes[i[3]].value) + (e + g);
+    double e = static_cast<double>(c.nodes[i[0]].value) + c.nodes[i[1]].value;
+    double g = static_cast<double>(c.nodes[i[2]].value) + c.nodes[i[3]].value;
+    double h = static_cast<double>(c.nodes[i[4]].value) + c.nodes[i[5]].value;
+    double j = static_cast<double>(c.nodes[i[6]].value) + c.nodes[i[7]].value;
+    s += (e + g) + (h + j);
   }
   for (; t < t1; ++t) {
     int32_t i = roots[t];
@@ -447,41 +455,58 @@ double Forest::row_sum_single(const float* row, int32_t t0, int32_t t1) const {
   return s;
 }
 
-// acc: n x n_outputs sums (zeroed by the caller).
+// Multi-output: adds each tree's leaf to acc[output(tree)].
+template <bool Special>
+inline void block_multi(const Ctx& c, const int32_t* roots, const uint8_t* depth, const uint16_t* outs, const float* row,
+                        int32_t t0, int32_t t1, double* acc) {
+  int32_t t = t0;
+  for (; t + 8 <= t1; t += 8) {
+    int32_t i[8];
+    int d = 0;
+    for (int k = 0; k < 8; ++k) {
+      i[k] = roots[t + k];
+      d = std::max<int>(d, depth[t + k]);
+    }
+    for (int level = 0; level < d; ++level)
+      for (int k = 0; k < 8; ++k) i[k] = step<Special>(c, row, i[k]);
+    for (int k = 0; k < 8; ++k) acc[outs[t + k]] += c.nodes[i[k]].value;
+  }
+  for (; t < t1; ++t) {
+    int32_t i = roots[t];
+    for (int level = 0, d = depth[t]; level < d; ++level) i = step<Special>(c, row, i);
+    acc[outs[t]] += c.nodes[i].value;
+  }
+}
+}  // namespace
+
+template <bool Special>
+double Forest::row_sum_single(const float* row, int32_t t0, int32_t t1) const {
+  const Ctx c{nodes_.data(), cat_words_.data(), cat_sets_.data()};
+  double s = 0.0;
+  for (int32_t b = t0; b < t1; b += kTreeBlock)
+    s += block_sum<Special>(c, tree_root_.data(), tree_depth_.data(), row, b, std::min(t1, b + kTreeBlock));
+  return s;
+}
+
+// acc: n x n_outputs sums (zeroed by the caller). Blocked: trees in L2-sized blocks, every row walks a
+// block before the next block is touched; per row, eight trees are walked at a time.
 template <bool Special>
 void Forest::accumulate(const float* rows, size_t n, double* acc, int32_t t0, int32_t t1) const {
   const Ctx c{nodes_.data(), cat_words_.data(), cat_sets_.data()};
   const size_t nf = static_cast<size_t>(n_features_);
   const size_t no = static_cast<size_t>(n_outputs_);
-  if (n == 1 && single_output_) {
-    acc[0] += row_sum_single<Special>(rows, t0, t1);
-    return;
-  }
-  constexpr size_t R = 8;           // rows walked together
-  constexpr size_t kBlock = 256;    // rows per block: the block's rows stay in L1/L2 while all trees pass
-  for (size_t b0 = 0; b0 < n; b0 += kBlock) {
-    const size_t b1 = std::min(n, b0 + kBlock);
-    for (int32_t t = t0; t < t1; ++t) {
-      const int32_t root = tree_root_[t];
-      const int d = tree_depth_[t];
-      const size_t out = tree_output_[t];
-      size_t r = b0;
-      for (; r + R <= b1; r += R) {
-        int32_t i[R];
-        const float* rp[R];
-        for (size_t k = 0; k < R; ++k) {
-          i[k] = root;
-          rp[k] = rows + (r + k) * nf;
-        }
-        for (int level = 0; level < d; ++level)
-          for (size_t k = 0; k < R; ++k) i[k] = step<Special>(c, rp[k], i[k]);
-        for (size_t k = 0; k < R; ++k) acc[(r + k) * no + out] += c.nodes[i[k]].value;
-      }
-      for (; r < b1; ++r) {
-        int32_t i = root;
-        const float* rp = rows + r * nf;
-        for (int level = 0; level < d; ++level) i = step<Special>(c, rp, i);
-        acc[r * no + out] += c.nodes[i].value;
+  const int32_t* roots = tree_root_.data();
+  const uint8_t* depth = tree_depth_.data();
+  constexpr size_t kRowBlock = 256;  // rows per block: their features stay in L1/L2 across tree blocks
+  for (size_t r0 = 0; r0 < n; r0 += kRowBlock) {
+    const size_t r1 = std::min(n, r0 + kRowBlock);
+    for (int32_t b = t0; b < t1; b += kTreeBlock) {
+      const int32_t e = std::min(t1, b + kTreeBlock);
+      if (single_output_) {
+        for (size_t r = r0; r < r1; ++r) acc[r] += block_sum<Special>(c, roots, depth, rows + r * nf, b, e);
+      } else {
+        for (size_t r = r0; r < r1; ++r)
+          block_multi<Special>(c, roots, depth, tree_output_.data(), rows + r * nf, b, e, acc + r * no);
       }
     }
   }
