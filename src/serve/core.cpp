@@ -75,10 +75,12 @@ void ServerCore::shutdown() {
   stopping_ = true;
   ready_ = false;
   if (poll_thread_.joinable()) poll_thread_.join();
-  // In-flight requests complete: the front ends wait for their calls, the schedulers still run.
+  // New inference requests are refused from here on (UNAVAILABLE); everything queued or
+  // executing finishes and is answered. Then the listeners close: calls still open after a short
+  // grace (idle streams, connections of clients that are not polling) are cancelled.
+  if (repo) repo->shutdown();
   if (grpc_) grpc_->shutdown();
   if (http_) http_->shutdown();
-  if (repo) repo->shutdown();
   live_ = false;
 }
 

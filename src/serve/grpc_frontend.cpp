@@ -44,6 +44,10 @@ using inference::ModelInferResponse;
 void submit(ServerCore& core, const ModelInferRequest* req, ModelInferResponse* resp,
             std::function<void(const grpc::Status&)> done) {
   const int64_t t0 = now_ns();
+  if (core.stopping()) {
+    done(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down"));
+    return;
+  }
   std::shared_ptr<ModelVersion> mv;
   try {
     mv = core.repo->get(req->model_name(), req->model_version());
@@ -398,8 +402,9 @@ int GrpcFrontend::start() {
 
 void GrpcFrontend::shutdown() {
   if (!impl_->server) return;
-  // Stops accepting at once; waits up to 30 s for in-flight calls, then cancels what is left.
-  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  // Inference work has drained already (ServerCore::shutdown); give calls still open a short
+  // grace, then cancel them.
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
   impl_->server->Wait();
   impl_->server.reset();
 }

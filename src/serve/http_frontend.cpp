@@ -96,6 +96,7 @@ struct HttpFrontend::Impl {
 
   void infer(const httplib::Request& req, httplib::Response& res, const std::string& model, const std::string& version) {
     const int64_t t0 = now_ns();
+    if (core.stopping()) throw Error(ErrorCode::Unavailable, "the server is shutting down", {model});
     auto mv = core.repo->get(model, version);
     int64_t header_len = -1;
     if (req.has_header("Inference-Header-Content-Length")) {
