@@ -97,7 +97,6 @@ struct Runner final : Runtime {
   uint64_t next_seq = 0;
   uint64_t skipped = 0;
   std::atomic<uint64_t> emitted{0};
-  std::atomic<uint64_t> processed{0};
   std::atomic<uint64_t> failed{0};
   uint64_t gen_base = 0;
 
@@ -171,7 +170,7 @@ struct Runner final : Runtime {
     }
     EventCtx* last = nullptr;
     for (;;) {
-      pump_requested.store(false);
+      if (pump_requested.load(std::memory_order_relaxed)) pump_requested.store(false);
       while (!source_done.load(std::memory_order_relaxed) && !stopping()) {
         EventCtx* c = nullptr;
         if (!free_q.try_pop(c)) break;
@@ -238,7 +237,7 @@ struct Runner final : Runtime {
         continue;
       }
       ++next_seq;
-      emitted.fetch_add(1, std::memory_order_relaxed);
+      emitted.store(emitted.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // source lock held
       inflight.fetch_add(1, std::memory_order_relaxed);
       return true;
     }
@@ -371,7 +370,6 @@ struct Runner final : Runtime {
   }
 
   void finish_event(EventCtx* c) {
-    if (!c->failed) processed.fetch_add(1, std::memory_order_relaxed);
     free_q.push(c);
     inflight.fetch_sub(1, std::memory_order_release);
     if (tls_pumping) tls_repump = true;
@@ -668,7 +666,7 @@ RunSummary Application::run() {
       uint64_t last = 0;
       int64_t tl = t0;
       while (!tick_cv.wait_for(lk, std::chrono::duration<double>(ticker_s), [&] { return tick_stop; })) {
-        uint64_t n = r.processed.load() + r.failed.load();
+        uint64_t n = r.emitted.load() - r.inflight.load();
         int64_t t = now_ns();
         spdlog::info("[flow] {} events, {:.1f} events/s (avg {:.1f}), {} in flight, {} failed", n,
                      (n - last) / ((t - tl) * 1e-9), n / ((t - t0) * 1e-9), r.inflight.load(), r.failed.load());
@@ -703,7 +701,7 @@ RunSummary Application::run() {
     r.fatal = Error(ErrorCode::Internal, std::to_string(r.inflight.load()) + " events were lost in flight");
 
   sum.emitted = r.emitted.load();
-  sum.processed = r.processed.load();
+  sum.processed = r.emitted.load() - r.failed.load() - static_cast<uint64_t>(std::max<int64_t>(0, r.inflight.load()));
   sum.failed = r.failed.load();
   sum.failures = std::move(r.failures);
   sum.threads = r.threads;

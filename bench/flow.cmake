@@ -1,0 +1,5 @@
+# Event framework benchmarks (docs/benchmarks.md, "Event framework").
+if(TARGET quiver_flow)
+  add_executable(bench_flow ${CMAKE_CURRENT_LIST_DIR}/flow_bench.cpp)
+  target_link_libraries(bench_flow PRIVATE quiver_flow quiver_core)
+endif()

@@ -1,0 +1,202 @@
+// Benchmarks of the event-processing framework (docs/benchmarks.md, section "Event framework").
+//
+//   bench_flow overhead [--events N]            empty pipeline: source -> trivial factory -> processor;
+//                                               ns/event on 1 thread, rate on 1 and 2 threads
+//   bench_flow service [--latency-ms 10] [--events N] [--in-flight 16,64,256]
+//                                               service mode against a server answering after 10 ms
+//   bench_flow batched MODEL [--events N] ...   see examples/jet_tagging (ParticleNet batched vs direct)
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "quiver/core/model.hpp"
+#include "quiver/flow/application.hpp"
+#include "quiver/flow/inference.hpp"
+
+using namespace quiver;
+using namespace quiver::flow;
+
+namespace {
+
+class CountSource : public Source {
+ public:
+  Output<int64_t> out_{this, "n"};
+  int64_t n = 0;
+  void init() override { n = 0; }
+  bool emit(Event& e) override {
+    out_(e) = n++;
+    return true;
+  }
+};
+class Trivial : public Factory {
+ public:
+  Input<int64_t> in_{this, "n"};
+  Output<int64_t> out_{this, "m"};
+  void process(Event& e) override { out_(e) = in_(e) * 3 + 1; }
+};
+class Sink : public Processor {
+ public:
+  explicit Sink(Mode m) : Processor(m) {}
+  Input<int64_t> in_{this, "m"};
+  std::atomic<int64_t> sum{0};
+  void process(const Event& e) override { sum.fetch_add(in_(e), std::memory_order_relaxed); }
+};
+
+// y [N, 4] = 2 x: cheap, so that the service benchmark is latency-bound.
+class Doubler final : public Model {
+ public:
+  Doubler() {
+    info_.name = "doubler";
+    info_.backend = "bench";
+    info_.inputs = {{"x", DType::F32, {Dim::sym("N"), 4}}};
+    info_.outputs = {{"y", DType::F32, {Dim::sym("N"), 4}}};
+    info_.max_batch = 4096;
+  }
+  const ModelInfo& info() const override { return info_; }
+  std::unique_ptr<RunState> make_state() const override { return std::make_unique<RunState>(); }
+  void run(std::span<const Tensor> in, std::vector<Tensor>& out, RunState&) const override {
+    out.resize(1);
+    out[0].ensure(DType::F32, in[0].dims());
+    for (int64_t i = 0; i < in[0].numel(); ++i) out[0].data<float>()[i] = 2 * in[0].data<float>()[i];
+  }
+
+ private:
+  ModelInfo info_;
+};
+
+class Tagger : public InferenceFactory {
+ public:
+  Input<int64_t> in_{this, "n"};
+  Output<float> out_{this, "score"};
+
+ protected:
+  void fill_inputs(const Event& e, InferenceInputs& in) override {
+    in.resize(2);
+    for (size_t i = 0; i < 2; ++i)
+      for (int k = 0; k < 4; ++k) in.f32(0, i)[k] = static_cast<float>(in_(e) % 100) + k;
+  }
+  void read_outputs(Event& e, const InferenceOutputs& out) override {
+    out_(e) = out.f32(0, 0)[0] + out.f32(0, 1)[3];
+  }
+};
+class ScoreSink : public Processor {
+ public:
+  Input<float> in_{this, "score"};
+  std::atomic<int64_t> n{0};
+  void process(const Event& e) override {
+    if (in_(e) >= 0) n.fetch_add(1, std::memory_order_relaxed);
+  }
+};
+
+std::string arg(int argc, char** argv, const char* name, const char* def) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (!std::strcmp(argv[i], name)) return argv[i + 1];
+  return def;
+}
+
+RunSummary run_empty(int threads, int64_t events, bool sequential, int64_t* sum_out) {
+  Application app;
+  app.set_parameter("nthreads", std::to_string(threads));
+  app.set_parameter("nevents", std::to_string(events));
+  app.add<CountSource>("source");
+  app.add<Trivial>("trivial");
+  auto& sink = app.add<Sink>("sink", sequential ? Processor::Mode::Sequential : Processor::Mode::Parallel);
+  auto s = app.run();
+  if (s.fatal) throw *s.fatal;
+  *sum_out = sink.sum.load();
+  return s;
+}
+
+int overhead(int argc, char** argv) {
+  int64_t events = std::atoll(arg(argc, argv, "--events", "2000000").c_str());
+  std::printf("empty pipeline: source -> trivial factory -> processor, %lld events\n", static_cast<long long>(events));
+  std::printf("%-12s %8s %12s %14s %10s\n", "processor", "threads", "seconds", "events/s", "ns/event");
+  int64_t expect = 0;
+  for (int64_t i = 0; i < events; ++i) expect += i * 3 + 1;
+  for (bool seq : {false, true}) {
+    double r1 = 0;
+    for (int t : {1, 2}) {
+      int64_t sum = 0;
+      run_empty(t, events / 10, seq, &sum);  // warm-up
+      auto s = run_empty(t, events, seq, &sum);
+      if (sum != expect) {
+        std::fprintf(stderr, "wrong sum\n");
+        return 1;
+      }
+      if (t == 1) r1 = s.rate();
+      std::printf("%-12s %8d %12.3f %14.0f %10.1f%s\n", seq ? "sequential" : "parallel", t, s.seconds, s.rate(),
+                  1e9 * s.seconds / s.processed, t == 2 ? (" (x" + std::to_string(s.rate() / r1).substr(0, 4) + ")").c_str() : "");
+    }
+  }
+  return 0;
+}
+
+int service(int argc, char** argv) {
+  double latency = std::atof(arg(argc, argv, "--latency-ms", "10").c_str());
+  int64_t events = std::atoll(arg(argc, argv, "--events", "20000").c_str());
+  std::string list = arg(argc, argv, "--in-flight", "16,64,256");
+  int threads = std::atoi(arg(argc, argv, "--threads", "2").c_str());
+  auto model = std::make_shared<Doubler>();
+  // CPU-bound rate: the same pipeline in direct mode.
+  double cpu_rate;
+  {
+    Application app;
+    app.set_parameter("nthreads", std::to_string(threads));
+    app.set_parameter("nevents", std::to_string(events * 5));
+    app.set_parameter("tagger.mode", "direct");
+    app.add<CountSource>("source");
+    app.add<Tagger>("tagger").set_model(model);
+    app.add<ScoreSink>("sink");
+    auto s = app.run();
+    if (s.fatal) throw *s.fatal;
+    cpu_rate = s.rate();
+  }
+  std::printf("service mode, server latency %.1f ms, %d threads; CPU-bound (direct) rate %.0f events/s\n", latency,
+              threads, cpu_rate);
+  std::printf("%10s %10s %14s %14s %10s\n", "in_flight", "events", "events/s", "bound", "fraction");
+  size_t p = 0;
+  while (p < list.size()) {
+    size_t c = list.find(',', p);
+    int inflight = std::atoi(list.substr(p, c - p).c_str());
+    p = c == std::string::npos ? list.size() : c + 1;
+    double bound = std::min(cpu_rate, inflight / (latency * 1e-3));
+    int64_t n = std::max<int64_t>(events, static_cast<int64_t>(bound * 2));  // >= ~2 s of work
+    Application app;
+    app.set_parameter("nthreads", std::to_string(threads));
+    app.set_parameter("nevents", std::to_string(n));
+    app.set_parameter("in_flight", std::to_string(inflight));
+    app.set_parameter("tagger.mode", "service");
+    app.set_parameter("tagger.service", "loopback:" + std::to_string(latency));
+    app.add<CountSource>("source");
+    app.add<Tagger>("tagger").set_model(model);
+    auto& sink = app.add<ScoreSink>("sink");
+    auto s = app.run();
+    if (s.fatal) throw *s.fatal;
+    if (sink.n.load() != n) {
+      std::fprintf(stderr, "lost events\n");
+      return 1;
+    }
+    std::printf("%10d %10lld %14.0f %14.0f %9.1f%%\n", inflight, static_cast<long long>(n), s.rate(), bound,
+                100 * s.rate() / bound);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string what = argc > 1 ? argv[1] : "overhead";
+  try {
+    if (what == "overhead") return overhead(argc, argv);
+    if (what == "service") return service(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_flow: %s\n", e.what());
+    return 1;
+  }
+  std::fprintf(stderr, "usage: bench_flow overhead|service [options]\n");
+  return 2;
+}
