@@ -1,0 +1,311 @@
+// Data-movement operators (Transpose, Slice, Expand, Tile, Gather, ScatterND, TopK, Split, Concat,
+// Pad, Squeeze) on small graphs built in code, checked against naive reference loops; bad indices
+// must give errors that name the node.
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <functional>
+#include <limits>
+#include <numeric>
+#include <random>
+
+#include "quiver/onnx/onnx_model.hpp"
+#include "quiver/onnx/tensor_proto.hpp"
+
+using namespace quiver;
+
+namespace {
+
+struct G {
+  ::onnx::ModelProto m;
+  ::onnx::GraphProto* g;
+  explicit G(int opset = 17) {
+    m.set_ir_version(8);
+    auto* o = m.add_opset_import();
+    o->set_domain("");
+    o->set_version(opset);
+    g = m.mutable_graph();
+    g->set_name("t");
+  }
+  void io(::onnx::ValueInfoProto* v, const std::string& name, int elem, std::vector<int64_t> dims) {
+    v->set_name(name);
+    auto* tt = v->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(elem);
+    auto* s = tt->mutable_shape();
+    for (auto d : dims) {
+      auto* dim = s->add_dim();
+      if (d < 0) dim->set_dim_param("n" + std::to_string(s->dim_size()));
+      else dim->set_dim_value(d);
+    }
+  }
+  void input(const std::string& n, std::vector<int64_t> d, int elem = 1) { io(g->add_input(), n, elem, d); }
+  void output(const std::string& n, std::vector<int64_t> d, int elem = 1) { io(g->add_output(), n, elem, d); }
+  ::onnx::NodeProto* node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out,
+                          const std::string& name = "") {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name(name.empty() ? out[0] + "_node" : name);
+    for (auto& i : in) n->add_input(i);
+    for (auto& o : out) n->add_output(o);
+    return n;
+  }
+  void init(const std::string& name, const Tensor& t) {
+    std::string bytes = quiver::onnx::serialize_tensor({name, t});
+    g->add_initializer()->ParseFromString(bytes);
+  }
+  std::shared_ptr<const Model> load() {
+    LoadOptions lo;
+    lo.name = "unit";
+    return quiver::onnx::load_onnx_bytes(m.SerializeAsString(), "", lo);
+  }
+};
+
+void attr_ints(::onnx::NodeProto* n, const std::string& name, std::vector<int64_t> v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(::onnx::AttributeProto::INTS);
+  for (auto x : v) a->add_ints(x);
+}
+void attr_int(::onnx::NodeProto* n, const std::string& name, int64_t v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(::onnx::AttributeProto::INT);
+  a->set_i(v);
+}
+void attr_str(::onnx::NodeProto* n, const std::string& name, const std::string& v) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(::onnx::AttributeProto::STRING);
+  a->set_s(v);
+}
+
+Tensor iota_f(std::vector<int64_t> dims) {
+  Tensor t = Tensor::empty(DType::F32, dims);
+  std::iota(t.data<float>(), t.data<float>() + t.numel(), 0.f);
+  return t;
+}
+
+std::vector<int64_t> strides_of(const std::vector<int64_t>& d) {
+  std::vector<int64_t> s(d.size());
+  int64_t a = 1;
+  for (size_t i = d.size(); i-- > 0;) { s[i] = a; a *= d[i]; }
+  return s;
+}
+
+// Calls f(index vector, flat offset) for every element of dims in row-major order.
+void for_each_index(const std::vector<int64_t>& dims, const std::function<void(const std::vector<int64_t>&, int64_t)>& f) {
+  int64_t n = 1;
+  for (auto d : dims) n *= d;
+  std::vector<int64_t> idx(dims.size(), 0);
+  for (int64_t o = 0; o < n; ++o) {
+    f(idx, o);
+    for (size_t d = dims.size(); d-- > 0;) {
+      if (++idx[d] < dims[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+Error expect_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "expected quiver::Error";
+  return Error(ErrorCode::Internal, "none");
+}
+
+}  // namespace
+
+TEST(ShapeOps, TransposeMatchesNaiveForManyPerms) {
+  const std::vector<std::vector<int64_t>> shapes{{67, 45}, {3, 67, 45}, {2, 5, 40, 36}, {1, 33, 1, 70}};
+  for (const auto& dims : shapes) {
+    std::vector<int64_t> perm(dims.size());
+    std::iota(perm.begin(), perm.end(), 0);
+    do {
+      G g;
+      g.input("x", dims);
+      g.output("y", std::vector<int64_t>(dims.size(), -1));
+      attr_ints(g.node("Transpose", {"x"}, {"y"}), "perm", perm);
+      auto m = g.load();
+      Tensor x = iota_f(dims);
+      auto out = m->run_once(std::vector<Tensor>{x});
+      std::vector<int64_t> od(dims.size());
+      for (size_t i = 0; i < dims.size(); ++i) od[i] = dims[perm[i]];
+      ASSERT_EQ(out[0].dims(), od);
+      const auto xs = strides_of(dims);
+      bool ok = true;
+      for_each_index(od, [&](const std::vector<int64_t>& idx, int64_t o) {
+        int64_t src = 0;
+        for (size_t i = 0; i < idx.size(); ++i) src += idx[i] * xs[perm[i]];
+        ok &= out[0].data<float>()[o] == x.data<float>()[src];
+      });
+      EXPECT_TRUE(ok) << "perm mismatch for rank " << dims.size();
+    } while (std::next_permutation(perm.begin(), perm.end()));
+  }
+}
+
+TEST(ShapeOps, SliceNegativeStepsAndClamping) {
+  G g;
+  g.input("x", {10, 6});
+  g.output("y", {-1, -1});
+  g.init("starts", Tensor::from_vector<int64_t>({8, 5}, {2}));
+  g.init("ends", Tensor::from_vector<int64_t>({-100, std::numeric_limits<int64_t>::min()}, {2}));
+  g.init("axes", Tensor::from_vector<int64_t>({0, -1}, {2}));
+  g.init("steps", Tensor::from_vector<int64_t>({-3, -2}, {2}));
+  g.node("Slice", {"x", "starts", "ends", "axes", "steps"}, {"y"});
+  auto out = g.load()->run_once(std::vector<Tensor>{iota_f({10, 6})});
+  ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{3, 3}));
+  const std::vector<float> want{53, 51, 49, 35, 33, 31, 17, 15, 13};  // rows 8,5,2; cols 5,3,1
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(out[0].data<float>()[i], want[i]);
+}
+
+TEST(ShapeOps, SliceStartPastEndIsEmptyAndDynamicInputsWork) {
+  G g;
+  g.input("x", {-1, 4});
+  g.input("s", {1}, 7);
+  g.input("e", {1}, 7);
+  g.output("y", {-1, -1});
+  g.node("Slice", {"x", "s", "e"}, {"y"});
+  auto m = g.load();
+  auto out = m->run_once(std::vector<Tensor>{iota_f({5, 4}), Tensor::from_vector<int64_t>({std::numeric_limits<int64_t>::max()}, {1}),
+                                             Tensor::from_vector<int64_t>({2}, {1})});
+  EXPECT_EQ(out[0].dims(), (std::vector<int64_t>{0, 4}));
+  out = m->run_once(std::vector<Tensor>{iota_f({5, 4}), Tensor::from_vector<int64_t>({-2}, {1}),
+                                        Tensor::from_vector<int64_t>({std::numeric_limits<int64_t>::max()}, {1})});
+  ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(out[0].data<float>()[0], 12.f);
+  EXPECT_EQ(out[0].data<float>()[7], 19.f);
+}
+
+TEST(ShapeOps, ExpandAndTileMatchNaive) {
+  {
+    G g;
+    g.input("x", {3, 1, 5});
+    g.output("y", {-1, -1, -1, -1});
+    g.init("shape", Tensor::from_vector<int64_t>({2, 1, 4, 1}, {4}));
+    g.node("Expand", {"x", "shape"}, {"y"});
+    Tensor x = iota_f({3, 1, 5});
+    auto out = g.load()->run_once(std::vector<Tensor>{x});
+    ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{2, 3, 4, 5}));
+    bool ok = true;
+    for_each_index(out[0].dims(), [&](const std::vector<int64_t>& i, int64_t o) {
+      ok &= out[0].data<float>()[o] == x.data<float>()[i[1] * 5 + i[3]];
+    });
+    EXPECT_TRUE(ok);
+  }
+  {
+    G g;
+    g.input("x", {2, 3, 4});
+    g.output("y", {-1, -1, -1});
+    g.init("rep", Tensor::from_vector<int64_t>({3, 1, 2}, {3}));
+    g.node("Tile", {"x", "rep"}, {"y"});
+    Tensor x = iota_f({2, 3, 4});
+    auto out = g.load()->run_once(std::vector<Tensor>{x});
+    ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{6, 3, 8}));
+    bool ok = true;
+    for_each_index(out[0].dims(), [&](const std::vector<int64_t>& i, int64_t o) {
+      ok &= out[0].data<float>()[o] == x.data<float>()[(i[0] % 2) * 12 + i[1] * 4 + (i[2] % 4)];
+    });
+    EXPECT_TRUE(ok);
+  }
+}
+
+TEST(ShapeOps, GatherNegativeIndicesAndOutOfRangeError) {
+  G g;
+  g.input("x", {4, 3});
+  g.input("i", {-1}, 7);
+  g.output("y", {-1, -1});
+  attr_int(g.node("Gather", {"x", "i"}, {"y"}, "pick_rows"), "axis", 0);
+  auto m = g.load();
+  auto out = m->run_once(std::vector<Tensor>{iota_f({4, 3}), Tensor::from_vector<int64_t>({-1, 0}, {2})});
+  ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(out[0].data<float>()[0], 9.f);
+  EXPECT_EQ(out[0].data<float>()[3], 0.f);
+  auto e = expect_error([&] { m->run_once(std::vector<Tensor>{iota_f({4, 3}), Tensor::from_vector<int64_t>({4}, {1})}); });
+  EXPECT_NE(std::string(e.what()).find("pick_rows"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+}
+
+TEST(ShapeOps, ScatterNDAddAccumulatesDuplicatesAndRejectsBadIndex) {
+  G g(18);
+  g.input("x", {4, 2});
+  g.input("i", {-1, 1}, 7);
+  g.input("u", {-1, 2});
+  g.output("y", {4, 2});
+  attr_str(g.node("ScatterND", {"x", "i", "u"}, {"y"}, "scatter_add"), "reduction", "add");
+  auto m = g.load();
+  auto out = m->run_once(std::vector<Tensor>{iota_f({4, 2}), Tensor::from_vector<int64_t>({1, 1, -1}, {3, 1}),
+                                             Tensor::from_vector<float>({10, 20, 1, 2, 5, 5}, {3, 2})});
+  const std::vector<float> want{0, 1, 13, 25, 4, 5, 11, 12};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(out[0].data<float>()[i], want[i]);
+  auto e = expect_error([&] {
+    m->run_once(std::vector<Tensor>{iota_f({4, 2}), Tensor::from_vector<int64_t>({7}, {1, 1}), Tensor::from_vector<float>({1, 1}, {1, 2})});
+  });
+  EXPECT_NE(std::string(e.what()).find("scatter_add"), std::string::npos) << e.what();
+}
+
+TEST(ShapeOps, TopKTiesPreferLowerIndex) {
+  for (int largest : {1, 0}) {
+    G g;
+    g.input("x", {2, 5});
+    g.output("v", {2, 2});
+    g.output("i", {2, 2}, 7);
+    g.init("k", Tensor::from_vector<int64_t>({2}, {1}));
+    attr_int(g.node("TopK", {"x", "k"}, {"v", "i"}), "largest", largest);
+    auto out = g.load()->run_once(std::vector<Tensor>{Tensor::from_vector<float>({1, 3, 3, 2, 3, 4, 4, 4, 4, 4}, {2, 5})});
+    const int64_t* idx = out[1].data<int64_t>();
+    if (largest) {
+      EXPECT_EQ(idx[0], 1);
+      EXPECT_EQ(idx[1], 2);
+      EXPECT_EQ(out[0].data<float>()[0], 3.f);
+    } else {
+      EXPECT_EQ(idx[0], 0);
+      EXPECT_EQ(idx[1], 3);
+      EXPECT_EQ(out[0].data<float>()[1], 2.f);
+    }
+    EXPECT_EQ(idx[2], 0);
+    EXPECT_EQ(idx[3], 1);
+  }
+}
+
+TEST(ShapeOps, SplitNumOutputsUnevenAndConcatRoundTrip) {
+  G g(18);
+  g.input("x", {2, 7});
+  g.output("y", {-1, -1});
+  auto* s = g.node("Split", {"x"}, {"a", "b", "c"});
+  attr_int(s, "axis", 1);
+  attr_int(s, "num_outputs", 3);
+  g.node("Concat", {"c", "a", "b"}, {"y"});
+  attr_int(g.g->mutable_node(1), "axis", -1);
+  auto out = g.load()->run_once(std::vector<Tensor>{iota_f({2, 7})});
+  ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{2, 7}));
+  const std::vector<float> want{6, 0, 1, 2, 3, 4, 5, 13, 7, 8, 9, 10, 11, 12};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(out[0].data<float>()[i], want[i]);
+}
+
+TEST(ShapeOps, PadReflectEdgeWrap) {
+  const std::vector<std::pair<std::string, std::vector<float>>> cases{
+      {"reflect", {2, 1, 0, 1, 2, 3, 2, 1}}, {"edge", {0, 0, 0, 1, 2, 3, 3, 3}}, {"wrap", {2, 3, 0, 1, 2, 3, 0, 1}}};
+  for (const auto& [mode, want] : cases) {
+    G g(19);
+    g.input("x", {1, 4});
+    g.output("y", {-1, -1});
+    g.init("pads", Tensor::from_vector<int64_t>({0, 2, 0, 2}, {4}));
+    attr_str(g.node("Pad", {"x", "pads"}, {"y"}), "mode", mode);
+    auto out = g.load()->run_once(std::vector<Tensor>{iota_f({1, 4})});
+    ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{1, 8})) << mode;
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(out[0].data<float>()[i], want[i]) << mode << " at " << i;
+  }
+}
+
+TEST(ShapeOps, SqueezeNonUnitAxisIsAnError) {
+  G g;
+  g.input("x", {2, 3});
+  g.output("y", {-1});
+  g.init("axes", Tensor::from_vector<int64_t>({1}, {1}));
+  g.node("Squeeze", {"x", "axes"}, {"y"}, "squeezer");
+  auto e = expect_error([&] { g.load(); });
+  EXPECT_NE(std::string(e.what()).find("squeezer"), std::string::npos) << e.what();
+}
