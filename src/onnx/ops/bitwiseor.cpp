@@ -1,0 +1,7 @@
+#include "onnx/ops/mathops.hpp"
+
+namespace quiver::onnx {
+QUIVER_REGISTER_OPS(bitwiseor) {
+  registry.add({"", "BitwiseOr", int_binary_builder([](auto a, auto b) { return a | b; })});
+}
+}  // namespace quiver::onnx

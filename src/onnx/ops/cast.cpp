@@ -1,0 +1,29 @@
+// Cast(to): between all Quiver element types (numeric, bool, F16/BF16, string). Target types Quiver
+// does not represent (FLOAT8*, INT4/UINT4, INT2, FLOAT4E2M1, complex) are reported as unsupported.
+// Float -> integer: NaN gives 0 and out-of-range values saturate (ONNX leaves both unspecified).
+#include "onnx/ops/mathops.hpp"
+
+namespace quiver::onnx {
+QUIVER_REGISTER_OPS(cast) {
+  registry.add({"", "Cast", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+                  ctx.expect_inputs(1, 1);
+                  const int64_t code = ctx.attrs().req_int("to");
+                  const auto to = dtype_from_onnx(static_cast<int32_t>(code));
+                  if (!to) ctx.unsupported("Cast to ONNX element type " + std::to_string(code) + " is not supported");
+                  const DType from = ctx.input_dtype(0);
+                  if (from == DType::Undefined) ctx.unsupported("Cast from an unsupported element type");
+                  const DType dst = *to;
+                  ctx.set_output(0, dst, ctx.input(0).shape);
+                  return make_kernel([from, dst](ExecContext& ec) {
+                    const Tensor& x = ec.input(0);
+                    if (x.dtype() != from) ec.fail("input dtype " + dt_str(x.dtype()) + " differs from the declared " + dt_str(from));
+                    Tensor& y = ec.output(0, dst, x.dims());
+                    try {
+                      convert_elements(from, x.raw(), dst, y.raw(), x.numel());
+                    } catch (const Error& e) {
+                      ec.fail(e.message());
+                    }
+                  });
+                }});
+}
+}  // namespace quiver::onnx

@@ -1,0 +1,7 @@
+#include "onnx/ops/binary.hpp"
+
+namespace quiver::onnx {
+QUIVER_REGISTER_OPS(lessorequal) {
+  registry.add({"", "LessOrEqual", compare_builder([](const auto& a, const auto& b) { return a <= b; })});
+}
+}  // namespace quiver::onnx

@@ -1,0 +1,14 @@
+// Min: variadic, numpy broadcasting; NaN propagates (like numpy.minimum).
+#include "onnx/ops/mathops.hpp"
+
+namespace quiver::onnx {
+QUIVER_REGISTER_OPS(min) {
+  registry.add({"", "Min", variadic_builder(
+                               [](auto a, auto b) {
+                                 if constexpr (std::is_floating_point_v<decltype(a)>)
+                                   if (std::isnan(a) || std::isnan(b)) return a + b;
+                                 return b < a ? b : a;
+                               },
+                               nullptr, /*allow_int=*/true)});
+}
+}  // namespace quiver::onnx

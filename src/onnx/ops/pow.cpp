@@ -1,0 +1,103 @@
+// Pow(X, Y): X ** Y with broadcasting; the output has X's type, Y may be of another numeric type.
+// Integer ** integer is exact (repeated squaring, wrapping like numpy); anything involving floats is
+// computed in double (float for F16/BF16 bases). A constant scalar exponent of 1, 2, 3, 0.5 or -1 gets
+// a fast path (x*x for the common Pow(x, 2)).
+#include "onnx/ops/mathops.hpp"
+
+namespace quiver::onnx {
+namespace {
+
+template <class T, class E>
+T int_pow(T base, E e) {
+  if (e < E(0)) {
+    // numpy refuses negative integer powers; give the value the real power truncates to.
+    if (base == T(1)) return T(1);
+    if constexpr (std::is_signed_v<T>)
+      if (base == T(-1)) return (static_cast<int64_t>(e) & 1) ? T(-1) : T(1);
+    return T(0);
+  }
+  using U = std::make_unsigned_t<T>;
+  U result = 1, b = static_cast<U>(base);
+  uint64_t n = static_cast<uint64_t>(e);
+  while (n) {
+    if (n & 1) result = static_cast<U>(result * b);
+    b = static_cast<U>(b * b);
+    n >>= 1;
+  }
+  return static_cast<T>(result);
+}
+
+template <class T, class E>
+T pow_value(T x, E y) {
+  if constexpr (std::is_integral_v<T> && std::is_integral_v<E>) {
+    return int_pow(x, y);
+  } else {
+    using C = std::conditional_t<is_half_v<T>, float, double>;
+    const C r = std::pow(static_cast<C>(to_compute(x)), static_cast<C>(to_compute(y)));
+    if constexpr (is_half_v<T>) return T(static_cast<float>(r));
+    else return convert_value<T>(r);
+  }
+}
+
+enum class Fast { None, One, Square, Cube, Sqrt, Recip };
+
+}  // namespace
+
+QUIVER_REGISTER_OPS(pow) {
+  registry.add({"", "Pow", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+                  ctx.expect_inputs(2, 2);
+                  const DType t = ctx.input_dtype(0), te = ctx.input_dtype(1);
+                  const auto numeric = [](DType d) { return dtype_is_float(d) || dtype_is_integer(d); };
+                  if (!numeric(t)) ctx.fail("unsupported base dtype " + dt_str(t), ctx.input_name(0), ErrorCode::Unsupported);
+                  if (!numeric(te)) ctx.fail("unsupported exponent dtype " + dt_str(te), ctx.input_name(1), ErrorCode::Unsupported);
+                  ctx.set_output(0, t, broadcast_static(ctx.input(0).shape, ctx.input(1).shape));
+                  Fast fast = Fast::None;
+                  const auto& ci = ctx.input(1);
+                  // A one-element exponent only adds leading 1-dims to the output, so the layout equals X's.
+                  if (ci.is_constant() && ci.constant->numel() == 1 && dtype_is_float(t)) {
+                    double e = 0;
+                    visit_numeric_half(te, [&](auto tag) {
+                      using E = typename decltype(tag)::type;
+                      e = static_cast<double>(to_compute(ci.constant->data<E>()[0]));
+                    });
+                    if (e == 1) fast = Fast::One;
+                    else if (e == 2) fast = Fast::Square;
+                    else if (e == 3) fast = Fast::Cube;
+                    else if (e == 0.5) fast = Fast::Sqrt;
+                    else if (e == -1) fast = Fast::Recip;
+                  }
+                  return make_kernel([t, te, fast](ExecContext& ec) {
+                    const Tensor& a = ec.input(0);
+                    const Tensor& b = ec.input(1);
+                    std::vector<int64_t> od;
+                    if (!broadcast_dims(a.dims(), b.dims(), od))
+                      ec.fail("shapes " + dims_to_string(a.dims()) + " and " + dims_to_string(b.dims()) + " cannot be broadcast");
+                    Tensor& out = ec.output(0, t, od);
+                    visit_numeric_half(t, [&](auto tag) {
+                      using T = typename decltype(tag)::type;
+                      if (fast != Fast::None && out.numel() == a.numel()) {
+                        if constexpr (!std::is_integral_v<T>) {
+                          using C = compute_t<T>;
+                          const T* px = a.data<T>();
+                          T* po = out.data<T>();
+                          const int64_t n = a.numel();
+                          switch (fast) {
+                            case Fast::One: for (int64_t i = 0; i < n; ++i) po[i] = px[i]; break;
+                            case Fast::Square: for (int64_t i = 0; i < n; ++i) { const C v = to_compute(px[i]); po[i] = from_compute<T>(v * v); } break;
+                            case Fast::Cube: for (int64_t i = 0; i < n; ++i) { const C v = to_compute(px[i]); po[i] = from_compute<T>(v * v * v); } break;
+                            case Fast::Sqrt: for (int64_t i = 0; i < n; ++i) po[i] = from_compute<T>(std::sqrt(to_compute(px[i]))); break;
+                            case Fast::Recip: for (int64_t i = 0; i < n; ++i) po[i] = from_compute<T>(C(1) / to_compute(px[i])); break;
+                            case Fast::None: break;
+                          }
+                          return;
+                        }
+                      }
+                      visit_numeric_half(te, [&](auto etag) {
+                        using E = typename decltype(etag)::type;
+                        broadcast_binary<T, E, T>(a, b, out, [](T x, E y) { return pow_value(x, y); });
+                      });
+                    });
+                  });
+                }});
+}
+}  // namespace quiver::onnx

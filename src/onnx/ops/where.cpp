@@ -1,0 +1,41 @@
+// Where(condition, X, Y): elementwise select with three-way numpy broadcasting; any element type.
+#include "onnx/ops/mathops.hpp"
+
+namespace quiver::onnx {
+QUIVER_REGISTER_OPS(where) {
+  registry.add({"", "Where", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+                  ctx.expect_inputs(3, 3);
+                  ctx.expect_dtype(0, {DType::Bool});
+                  const DType t = ctx.input_dtype(1);
+                  if (ctx.input_dtype(2) != t)
+                    ctx.fail("X and Y dtypes differ: " + dt_str(t) + " vs " + dt_str(ctx.input_dtype(2)), ctx.input_name(2));
+                  ctx.set_output(0, t, broadcast_static_many(ctx));
+                  return make_kernel([t](ExecContext& ec) {
+                    const Tensor& c = ec.input(0);
+                    const Tensor& x = ec.input(1);
+                    const Tensor& y = ec.input(2);
+                    std::vector<int64_t> od;
+                    if (!broadcast_many({&c.dims(), &x.dims(), &y.dims()}, od))
+                      ec.fail("shapes " + dims_to_string(c.dims()) + ", " + dims_to_string(x.dims()) + " and " +
+                              dims_to_string(y.dims()) + " cannot be broadcast");
+                    Tensor& out = ec.output(0, t, od);
+                    const int64_t n = out.numel();
+                    const bool* pc = c.data<bool>();
+                    visit_dtype(t, [&](auto tag) {
+                      using T = typename decltype(tag)::type;
+                      const T* px = x.data<T>();
+                      const T* py = y.data<T>();
+                      T* po = out.data<T>();
+                      if (c.numel() == n && x.numel() == n && y.numel() == n) {
+                        for (int64_t i = 0; i < n; ++i) po[i] = pc[i] ? px[i] : py[i];
+                        return;
+                      }
+                      broadcast_iterate<3>(od, {&c.dims(), &x.dims(), &y.dims()},
+                                           [&](int64_t o, const std::array<int64_t, 3>& off) {
+                                             po[o] = pc[off[0]] ? px[off[1]] : py[off[2]];
+                                           });
+                    });
+                  });
+                }});
+}
+}  // namespace quiver::onnx
