@@ -67,7 +67,8 @@ std::string engine_for_config(const inference::ModelConfig& c) {
   if (p == "onnxruntime_onnx" || b == "onnxruntime" || b == "onnx") return "onnx";
   if (b == "fil" || b == "forest") return "forest";
   if (b == "identity") return "identity";
-  if (p.empty() && (b.empty() || b == "quiver")) return "";
+  if (b == "quiver") return "auto";  // any file a registered Quiver backend accepts (default_model_filename)
+  if (p.empty() && b.empty()) return "";
   throw Error(ErrorCode::Unsupported,
               "platform '" + p + "' / backend '" + b +
                   "' is not supported (Quiver serves onnxruntime_onnx / onnxruntime, fil and identity models)",
@@ -93,6 +94,8 @@ std::string find_model_file(const inference::ModelConfig& c, const std::string& 
   std::vector<std::string> candidates;
   if (!c.default_model_filename().empty()) {
     candidates.push_back(c.default_model_filename());
+  } else if (engine == "auto") {
+    throw Error(ErrorCode::InvalidArgument, "backend \"quiver\" needs default_model_filename", {c.name()});
   } else if (engine == "onnx") {
     candidates.push_back("model.onnx");
   } else {

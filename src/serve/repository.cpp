@@ -138,7 +138,7 @@ std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(
         lo.version = vs;
         lo.intra_op_threads = opt_.intra_op_threads;
         for (const auto& [k, p] : c.parameters()) lo.params[k] = p.string_value();
-        mv->model = load_model(file, lo, engine);
+        mv->model = load_model(file, lo, engine == "auto" ? "" : engine);
         mv->sha256 = mv->model->info().sha256.empty() ? sha256_file(file) : mv->model->info().sha256;
         mv->path = file;
       }

@@ -72,7 +72,7 @@ void Scheduler::enqueue(std::unique_ptr<InferRequest> req) {
   if (req->arrival_ns == 0) req->arrival_ns = now_ns();
   Status reject;
   {
-    std::lock_guard lk(mu_);
+    std::unique_lock lk(mu_);
     size_t level;
     if (opt_.priority_levels == 0 || req->priority == 0) {
       level = opt_.default_priority > 0 ? opt_.default_priority - 1 : 0;
@@ -94,6 +94,32 @@ void Scheduler::enqueue(std::unique_ptr<InferRequest> req) {
       if (req->timeout_us > 0 && (pol.allow_timeout_override || timeout == 0)) timeout = req->timeout_us;
       if (timeout > 0) p.deadline_ns = req->arrival_ns + static_cast<int64_t>(timeout) * 1000;
       p.req = std::move(req);
+      // Inline fast path (see header): only for short executions, so that transport threads
+      // are not held for long.
+      constexpr int64_t kInlineMaxNs = 300000;
+      if (!opt_.dynamic_batching && !opt_.preserve_ordering && queued_ == 0 && busy_ < opt_.instances &&
+          avg_exec_ns_.load(std::memory_order_relaxed) < kInlineMaxNs) {
+        ++busy_;
+        ++in_flight_;
+        std::unique_ptr<Instance> inst;
+        if (!spare_.empty()) {
+          inst = std::move(spare_.back());
+          spare_.pop_back();
+        }
+        lk.unlock();
+        if (!inst) {
+          inst = std::make_unique<Instance>();
+          inst->state = model_->make_state();
+        }
+        std::vector<Pending> batch;
+        batch.push_back(std::move(p));
+        execute(*inst, batch);
+        lk.lock();
+        spare_.push_back(std::move(inst));
+        --busy_;
+        if (queued_ > 0) cv_.notify_one();
+        return;
+      }
       queues_[level].push_back(std::move(p));
       ++queued_;
       ++in_flight_;
@@ -123,8 +149,8 @@ bool Scheduler::compatible(const InferRequest& a, const InferRequest& b) const {
 std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mutex>& lk,
                                                       std::vector<Pending>& rejected) {
   for (;;) {
-    if (queued_ == 0) {
-      if (stopping_) return {};
+    if (queued_ == 0 || busy_ >= opt_.instances) {
+      if (stopping_ && queued_ == 0) return {};
       cv_.wait(lk);
       continue;
     }
@@ -164,6 +190,7 @@ std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mute
       batch.push_back(std::move(head_q->front()));
       head_q->pop_front();
       --queued_;
+      ++busy_;
       return batch;
     }
     // Gather shape-compatible requests in priority order up to max_batch.
@@ -205,6 +232,7 @@ std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mute
     for (size_t k = 0; k < take; ++k) batch.push_back(std::move((*picks[k].q)[picks[k].idx]));
     for (size_t k = take; k-- > 0;) picks[k].q->erase(picks[k].q->begin() + static_cast<long>(picks[k].idx));
     queued_ -= take;
+    ++busy_;
     if (queued_ > 0) cv_.notify_one();  // another instance may start on the rest
     return batch;
   }
@@ -220,8 +248,13 @@ void Scheduler::worker(Instance& inst) {
     for (auto& p : rejected)
       finish(p, Status::error(ErrorCode::Unavailable, "Request timeout expired in the queue of " + label_),
              FailReason::Rejected, {}, 0);
-    if (!batch.empty()) execute(inst, batch);
+    const bool ran = !batch.empty();
+    if (ran) execute(inst, batch);
     lk.lock();
+    if (ran) {
+      --busy_;
+      if (queued_ > 0) cv_.notify_one();
+    }
   }
 }
 
@@ -285,6 +318,10 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
     }
   }
   const int64_t t2 = now_ns();
+  {
+    int64_t avg = avg_exec_ns_.load(std::memory_order_relaxed);
+    avg_exec_ns_.store(avg == 0 ? (t2 - t1) : avg + ((t2 - t1) - avg) / 8, std::memory_order_relaxed);
+  }
   if (!failure.ok) {
     for (auto& p : batch) finish(p, failure, FailReason::Backend, {}, t0);
     return;

@@ -295,12 +295,14 @@ TEST(ServeScheduler, QueueFullAndTimeoutAreRejected) {
   o.default_policy.allow_timeout_override = true;
   Scheduler s(model, o, "rec");
   Collector c(5);
-  s.enqueue(c.make(0, 1, 1, 0.f));  // executes
+  // The first request may execute inline on the enqueuing thread: give it its own thread.
+  std::thread first([&] { s.enqueue(c.make(0, 1, 1, 0.f)); });  // executes
   std::this_thread::sleep_for(std::chrono::milliseconds(10));
   s.enqueue(c.make(1, 1, 1, 1.f, 0, 1000));  // queued, 1 ms timeout -> rejected
   s.enqueue(c.make(2, 1, 1, 2.f));            // queued
   s.enqueue(c.make(3, 1, 1, 3.f));            // queue full
   ASSERT_TRUE(c.wait(4));
+  first.join();
   {
     std::lock_guard lk(c.mu);
     EXPECT_FALSE(c.results[3].st.ok);
@@ -323,12 +325,13 @@ TEST(ServeScheduler, HigherPriorityRunsFirst) {
   o.default_priority = 2;
   Scheduler s(model, o, "rec");
   Collector c(4);
-  s.enqueue(c.make(0, 1, 1, 0.f));
+  std::thread first([&] { s.enqueue(c.make(0, 1, 1, 0.f)); });
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   s.enqueue(c.make(1, 1, 1, 1.f));     // default level 2
   s.enqueue(c.make(2, 1, 1, 2.f, 2));  // level 2
   s.enqueue(c.make(3, 1, 1, 3.f, 1));  // level 1: overtakes
   ASSERT_TRUE(c.wait(4));
+  first.join();
   EXPECT_LT(c.results[3].order, c.results[1].order);
   EXPECT_LT(c.results[1].order, c.results[2].order);
 }
@@ -350,6 +353,23 @@ TEST(ServeScheduler, InstancesRunInParallelAndPreserveOrdering) {
     EXPECT_EQ(c.results[i].order, i);
     EXPECT_EQ(c.results[i].values[0], float(i) + 1);
   }
+}
+
+TEST(ServeScheduler, IdleInstanceRunsShortRequestsOnTheCallersThread) {
+  auto model = std::make_shared<RecordingModel>(0, 0);
+  Scheduler s(model, SchedulerOptions{}, "rec");
+  Collector c(1);
+  std::thread::id ran_on;
+  auto r = c.make(0, 1, 2, 1.f);
+  auto inner = r->complete;
+  r->complete = [&, inner](const Status& st, FailReason w, std::span<const Tensor> o) {
+    ran_on = std::this_thread::get_id();
+    inner(st, w, o);
+  };
+  s.enqueue(std::move(r));
+  ASSERT_TRUE(c.wait(1));
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  EXPECT_EQ(c.results[0].values, (std::vector<float>{2.f, 2.f}));
 }
 
 TEST(ServeScheduler, StopRejectsNewButFinishesQueued) {

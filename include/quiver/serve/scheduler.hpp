@@ -126,7 +126,13 @@ class Scheduler {
   uint64_t in_flight_ = 0;  // queued + executing
   uint64_t next_seq_ = 0;
   bool stopping_ = false;
-  std::vector<std::unique_ptr<Instance>> instances_;
+  std::vector<std::unique_ptr<Instance>> instances_;  // one per worker thread
+  // Executions in progress (worker threads + inline on the caller's thread); at most
+  // opt_.instances. Without dynamic batching, a request that finds the queue empty and an
+  // instance free runs directly on the calling (transport) thread: no thread hand-off.
+  int busy_ = 0;
+  std::vector<std::unique_ptr<Instance>> spare_;  // states for inline execution
+  std::atomic<int64_t> avg_exec_ns_{0};
 
   // preserve_ordering
   std::mutex order_mu_;

@@ -1,0 +1,6 @@
+# Inference-server benchmarks: gRPC echo limit vs `quiver serve`, dynamic batching gain.
+if(TARGET quiver_serve)
+  add_executable(serve_bench serve_bench.cpp)
+  target_include_directories(serve_bench PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(serve_bench PRIVATE quiver_serve quiver_proto quiver_core)
+endif()

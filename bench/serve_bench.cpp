@@ -1,0 +1,284 @@
+// Server benchmarks (docs/benchmarks.md, "Inference server"):
+//  1. echo limit: a raw gRPC unary echo server (same gRPC, same callback API, same KServe
+//     messages and payload) vs `quiver serve` running the identity model; ratio of throughputs
+//     and the server-side overhead (p50 latency difference at concurrency 1).
+//  2. dynamic batching: a 16-64-32-32-5 MLP (the hls4ml jet-tagging architecture) served with
+//     and without the dynamic batcher at concurrency 64.
+// Everything runs in this process on loopback, clients and servers sharing the machine, in one
+// run so that ratios compare like with like.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "grpc_service.grpc.pb.h"
+#include "quiver/core/util.hpp"
+#include "quiver/serve/server.hpp"
+
+namespace fs = std::filesystem;
+using namespace quiver;
+
+namespace {
+
+// ---------------- raw echo server ----------------
+class EchoService final : public inference::GRPCInferenceService::CallbackService {
+  grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx, const inference::ModelInferRequest* req,
+                                       inference::ModelInferResponse* resp) override {
+    resp->set_model_name(req->model_name());
+    resp->set_model_version("1");
+    resp->set_id(req->id());
+    for (int i = 0; i < req->inputs_size(); ++i) {
+      auto* o = resp->add_outputs();
+      o->set_name("OUTPUT0");
+      o->set_datatype(req->inputs(i).datatype());
+      *o->mutable_shape() = req->inputs(i).shape();
+      *resp->add_raw_output_contents() = req->raw_input_contents(i);
+    }
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
+};
+
+// ---------------- synthetic MLP backend ----------------
+class Mlp final : public Model {
+ public:
+  Mlp() {
+    info_.name = "mlp";
+    info_.backend = "benchmlp";
+    info_.max_batch = 1024;
+    info_.inputs = {{"input_1_0", DType::F32, {Dim::sym("N"), 16}}};
+    info_.outputs = {{"output_softmax", DType::F32, {Dim::sym("N"), 5}}};
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.f, 0.3f);
+    for (size_t l = 0; l < 4; ++l) {
+      w_[l].resize(kDims[l] * kDims[l + 1]);
+      b_[l].resize(kDims[l + 1]);
+      for (auto& x : w_[l]) x = nd(rng);
+      for (auto& x : b_[l]) x = nd(rng);
+    }
+  }
+  const ModelInfo& info() const override { return info_; }
+  std::unique_ptr<RunState> make_state() const override { return std::make_unique<RunState>(); }
+  void run(std::span<const Tensor> in, std::vector<Tensor>& out, RunState&) const override {
+    validate_inputs(info_, in);
+    const int64_t n = in[0].dim(0);
+    out.resize(1);
+    std::vector<int64_t> od = {n, 5};
+    out[0].ensure(DType::F32, od);
+    float a[64], b[64];
+    for (int64_t r = 0; r < n; ++r) {
+      std::memcpy(a, in[0].data<float>() + r * 16, 16 * sizeof(float));
+      for (size_t l = 0; l < 4; ++l) {
+        const size_t ni = kDims[l], no = kDims[l + 1];
+        for (size_t o = 0; o < no; ++o) {
+          float s = b_[l][o];
+          const float* w = &w_[l][o * ni];
+          for (size_t i = 0; i < ni; ++i) s += w[i] * a[i];
+          b[o] = l < 3 ? std::max(s, 0.f) : s;
+        }
+        std::memcpy(a, b, no * sizeof(float));
+      }
+      float m = *std::max_element(a, a + 5), z = 0;
+      for (int k = 0; k < 5; ++k) z += (a[k] = std::exp(a[k] - m));
+      for (int k = 0; k < 5; ++k) out[0].data<float>()[r * 5 + k] = a[k] / z;
+    }
+  }
+
+ private:
+  static constexpr size_t kDims[5] = {16, 64, 32, 32, 5};
+  ModelInfo info_;
+  std::vector<float> w_[4], b_[4];
+};
+
+// ---------------- closed-loop load generator ----------------
+struct Result {
+  double rps = 0, p50 = 0, p90 = 0, p95 = 0, p99 = 0;
+  uint64_t errors = 0;
+};
+
+Result load(const std::string& addr, const std::string& model, int concurrency, double seconds, int width = 16) {
+  auto ch = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  auto stub = inference::GRPCInferenceService::NewStub(ch);
+  inference::ModelInferRequest req;
+  req.set_model_name(model);
+  auto* in = req.add_inputs();
+  in->set_name(model.rfind("mlp", 0) == 0 ? "input_1_0" : "INPUT0");
+  in->set_datatype("FP32");
+  in->add_shape(1);
+  in->add_shape(width);
+  std::vector<float> payload(static_cast<size_t>(width));
+  for (int i = 0; i < width; ++i) payload[i] = 0.1f * float(i);
+  req.add_raw_input_contents(std::string(reinterpret_cast<char*>(payload.data()), payload.size() * 4));
+
+  struct Slot {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    inference::ModelInferResponse resp;
+    int64_t t0 = 0;
+  };
+  std::vector<Slot> slots(static_cast<size_t>(concurrency));
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<int64_t> lat;
+  lat.reserve(1 << 20);
+  std::atomic<bool> measuring{false}, stop{false};
+  std::atomic<uint64_t> errors{0};
+  int active = concurrency;
+  std::function<void(size_t)> issue = [&](size_t i) {
+    Slot& s = slots[i];
+    s.ctx = std::make_unique<grpc::ClientContext>();
+    s.resp.Clear();
+    s.t0 = now_ns();
+    stub->async()->ModelInfer(s.ctx.get(), &req, &s.resp, [&, i](grpc::Status st) {
+      int64_t dt = now_ns() - slots[i].t0;
+      if (!st.ok() && errors++ == 0) std::fprintf(stderr, "first error: %s\n", st.error_message().c_str());
+      if (measuring.load()) {
+        std::lock_guard lk(mu);
+        lat.push_back(dt);
+      }
+      if (stop.load()) {
+        std::lock_guard lk(mu);
+        if (--active == 0) cv.notify_all();
+        return;
+      }
+      issue(i);
+    });
+  };
+  for (size_t i = 0; i < slots.size(); ++i) issue(i);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // warm-up
+  {
+    std::lock_guard lk(mu);
+    lat.clear();
+  }
+  errors = 0;
+  measuring = true;
+  int64_t t0 = now_ns();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  measuring = false;
+  int64_t t1 = now_ns();
+  stop = true;
+  {
+    std::unique_lock lk(mu);
+    cv.wait(lk, [&] { return active == 0; });
+  }
+  Result r;
+  std::sort(lat.begin(), lat.end());
+  r.rps = double(lat.size()) / (double(t1 - t0) * 1e-9);
+  auto pct = [&](double p) { return lat.empty() ? 0.0 : double(lat[static_cast<size_t>(p * double(lat.size() - 1))]) / 1000.0; };
+  r.p50 = pct(0.50);
+  r.p90 = pct(0.90);
+  r.p95 = pct(0.95);
+  r.p99 = pct(0.99);
+  r.errors = errors;
+  return r;
+}
+
+void print(const char* what, int conc, const Result& r) {
+  std::printf("| %-44s | %4d | %10.0f | %8.1f | %8.1f | %8.1f | %6llu |\n", what, conc, r.rps, r.p50, r.p99,
+              r.p95, static_cast<unsigned long long>(r.errors));
+  std::fflush(stdout);
+}
+
+std::string write_repo() {
+  std::string root = (fs::temp_directory_path() / ("quiver-serve-bench-" + std::to_string(getpid()))).string();
+  auto put = [&](const std::string& rel, const std::string& text) {
+    fs::create_directories((fs::path(root) / rel).parent_path());
+    std::ofstream(fs::path(root) / rel) << text;
+  };
+  put("ident/config.pbtxt", R"(backend: "identity"
+max_batch_size: 0
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1, 16 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1, 16 ] } ]
+instance_group [ { count: 2 kind: KIND_CPU } ]
+)");
+  fs::create_directories(fs::path(root) / "ident/1");
+  put("mlp_nobatch/config.pbtxt", R"(backend: "quiver"
+default_model_filename: "model.benchmlp"
+max_batch_size: 64
+instance_group [ { count: 1 kind: KIND_CPU } ]
+)");
+  put("mlp_nobatch/1/model.benchmlp", "synthetic");
+  put("mlp/config.pbtxt", R"(backend: "quiver"
+default_model_filename: "model.benchmlp"
+max_batch_size: 64
+dynamic_batching { max_queue_delay_microseconds: 100 }
+instance_group [ { count: 1 kind: KIND_CPU } ]
+)");
+  put("mlp/1/model.benchmlp", "synthetic");
+  return root;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  double secs = argc > 1 ? std::atof(argv[1]) : 3.0;
+  register_backend({"benchmlp", [](const std::string& p, std::string_view) { return p.ends_with(".benchmlp"); },
+                    [](const std::string&, const LoadOptions&) -> std::shared_ptr<const Model> {
+                      return std::make_shared<Mlp>();
+                    }});
+  std::string repo = write_repo();
+
+  // Echo limit.
+  EchoService echo;
+  grpc::ServerBuilder b;
+  int echo_port = 0;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &echo_port);
+  b.RegisterService(&echo);
+  auto echo_server = b.BuildAndStart();
+
+  serve::ServerOptions so;
+  so.repository = repo;
+  so.grpc_port = 0;
+  so.http_port = -1;
+  so.metrics_port = -1;
+  serve::Server server(so);
+  server.start();
+  const std::string qaddr = "127.0.0.1:" + std::to_string(server.grpc_port());
+  const std::string eaddr = "127.0.0.1:" + std::to_string(echo_port);
+
+  std::printf("cores: %u, window %.1f s per point, payload FP32[1,16]\n\n", std::thread::hardware_concurrency(), secs);
+  std::printf("| %-44s | %4s | %10s | %8s | %8s | %8s | %6s |\n", "server", "conc", "req/s", "p50 us", "p99 us",
+              "p95 us", "errors");
+  std::printf("|%s|------|------------|----------|----------|----------|--------|\n", std::string(46, '-').c_str());
+  Result e1 = load(eaddr, "ident", 1, secs);
+  print("raw gRPC echo (callback API)", 1, e1);
+  Result q1 = load(qaddr, "ident", 1, secs);
+  print("quiver serve, identity", 1, q1);
+  Result e16 = load(eaddr, "ident", 16, secs);
+  print("raw gRPC echo (callback API)", 16, e16);
+  Result q16 = load(qaddr, "ident", 16, secs);
+  print("quiver serve, identity", 16, q16);
+  Result n64 = load(qaddr, "mlp_nobatch", 64, secs);
+  print("quiver serve, MLP 16-64-32-32-5, no batching", 64, n64);
+  Result d64 = load(qaddr, "mlp", 64, secs);
+  print("quiver serve, MLP, dynamic batching", 64, d64);
+
+  auto stats = [&](const std::string& m) {
+    auto mv = server.repository().get(m);
+    auto s = mv->scheduler->stats();
+    return std::pair<double, double>(s.execution_count ? double(s.inference_count) / double(s.execution_count) : 0,
+                                     s.success.count ? double(s.success.ns) / double(s.success.count) / 1000.0 : 0);
+  };
+  auto [avg_batch, _] = stats("mlp");
+  std::printf("\nidentity / echo throughput: %.2f (concurrency 1), %.2f (concurrency 16)\n", q1.rps / e1.rps,
+              q16.rps / e16.rps);
+  std::printf("server-side overhead (p50 identity - p50 echo, concurrency 1): %.1f us\n", q1.p50 - e1.p50);
+  std::printf("dynamic batching gain at concurrency 64: %.2fx (mean executed batch %.1f)\n", d64.rps / n64.rps,
+              avg_batch);
+  server.shutdown();
+  echo_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  fs::remove_all(repo);
+  return 0;
+}
