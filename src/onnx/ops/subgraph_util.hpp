@@ -39,3 +39,19 @@ inline void copy_to_output(ExecContext& ec, size_t i, const Tensor& src) {
 }
 
 }  // namespace quiver::onnx
+
+namespace quiver::onnx {
+
+// dst = deep copy of src (storage reused when possible).
+inline void assign_tensor(Tensor& dst, const Tensor& src) {
+  dst.ensure(src.dtype(), src.dims());
+  copy_elements(src.dtype(), src.raw(), dst.raw(), static_cast<size_t>(src.numel()));
+}
+
+// Reads a one-element bool/numeric tensor as bool.
+inline bool scalar_truth(const Tensor& t) {
+  if (t.dtype() == DType::Bool) return t.data<bool>()[0];
+  return visit_numeric(t.dtype(), [&](auto tag) { return t.data<typename decltype(tag)::type>()[0] != 0; });
+}
+
+}  // namespace quiver::onnx
