@@ -29,7 +29,11 @@ decltype(auto) visit_width(DType dt, F&& f) {
 template <class T>
 inline void copy_n_elems(const T* src, T* dst, int64_t n) {
   if constexpr (std::is_trivially_copyable_v<T>) {
-    if (n > 0) std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(T));
+    if (n <= 8) {  // short runs (small channel counts): a loop beats a memcpy call
+      for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+    } else {
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(T));
+    }
   } else {
     for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
   }

@@ -9,6 +9,10 @@ void tile_rec(size_t d, const T* src, T* dst, const std::vector<int64_t>& in, co
               const std::vector<int64_t>& is, const std::vector<int64_t>& os) {
   const size_t r = in.size();
   if (d == r - 1) {
+    if (in[d] == 1) {  // broadcast a single element: one fill instead of rep tiny copies
+      std::fill_n(dst, rep[d], src[0]);
+      return;
+    }
     copy_n_elems(src, dst, in[d]);
   } else {
     for (int64_t i = 0; i < in[d]; ++i) tile_rec(d + 1, src + i * is[d], dst + i * os[d], in, rep, is, os);
@@ -47,7 +51,16 @@ QUIVER_REGISTER_OPS(tile) {
                     visit_width(t, [&](auto tag) {
                       using T = typename decltype(tag)::type;
                       if (x.rank() == 0) { y.data<T>()[0] = x.data<T>()[0]; return; }
-                      tile_rec<T>(0, x.data<T>(), y.data<T>(), x.dims(), rep, contiguous_strides(x.dims()), contiguous_strides(od));
+                      // Merge adjacent dims that are both not repeated (fewer, longer memcpy runs).
+                      std::vector<int64_t> in, rp;
+                      for (size_t i = 0; i < x.rank(); ++i) {
+                        if (!in.empty() && rp.back() == 1 && rep[i] == 1) { in.back() *= x.dim(i); continue; }
+                        in.push_back(x.dim(i));
+                        rp.push_back(rep[i]);
+                      }
+                      std::vector<int64_t> o(in.size());
+                      for (size_t i = 0; i < in.size(); ++i) o[i] = in[i] * rp[i];
+                      tile_rec<T>(0, x.data<T>(), y.data<T>(), in, rp, contiguous_strides(in), contiguous_strides(o));
                     });
                   });
                 }});
