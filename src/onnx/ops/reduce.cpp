@@ -5,8 +5,9 @@
 // from then on. No axes = reduce everything, unless noop_with_empty_axes=1 (then the op is an
 // identity). keepdims (default 1) keeps reduced dims as size 1.
 // Accumulation is in double for floating types (F16/BF16 included) and in 64-bit integers for integer
-// types. Empty reductions give the identity of the op: 0 (Sum, L1, L2, SumSquare), 1 (Prod),
-// -inf / +inf or the integer limits (Max / Min), -inf (LogSum, LogSumExp), NaN (Mean of floats).
+// types; bool ReduceMax / ReduceMin are any / all. Empty reductions give the identity of the op:
+// 0 (Sum, L1, L2, SumSquare), 1 (Prod), -inf / +inf or the integer limits (Max / Min), -inf (LogSum,
+// LogSumExp), NaN (Mean of floats).
 #include "onnx/ops/mathops.hpp"
 
 namespace quiver::onnx {
@@ -181,7 +182,9 @@ KernelBuilder reduce_builder(int axes_input_opset) {
     const bool axes_as_input = ctx.opset() >= axes_input_opset;
     ctx.expect_inputs(1, axes_as_input ? 2 : 1);
     const DType t = ctx.input_dtype(0);
-    if (!dtype_is_float(t) && !dtype_is_integer(t))
+    // Bool: ReduceMax (any) / ReduceMin (all) from opset 20.
+    const bool bool_ok = t == DType::Bool && (K == RKind::Max || K == RKind::Min);
+    if (!dtype_is_float(t) && !dtype_is_integer(t) && !bool_ok)
       ctx.fail("unsupported dtype " + dt_str(t), ctx.input_name(0), ErrorCode::Unsupported);
     const bool keepdims = ctx.attrs().get_int("keepdims", 1) != 0;
     const bool noop_empty = ctx.attrs().get_int("noop_with_empty_axes", 0) != 0;
@@ -225,6 +228,13 @@ KernelBuilder reduce_builder(int axes_input_opset) {
       Tensor& y = ec.output(0, t, od);
       if (!reduce) {  // noop_with_empty_axes: the input unchanged
         copy_elements(t, x.raw(), y.raw(), static_cast<size_t>(x.numel()));
+        return;
+      }
+      if (t == DType::Bool) {  // bools are single bytes holding 0 or 1: max = any, min = all
+        if constexpr (K == RKind::Max || K == RKind::Min) {
+          static_assert(sizeof(bool) == 1);
+          reduce_run<K, uint8_t>(ec, static_cast<const uint8_t*>(x.raw()), static_cast<uint8_t*>(y.raw()), x.dims(), red);
+        }
         return;
       }
       visit_numeric_half(t, [&](auto tag) {
