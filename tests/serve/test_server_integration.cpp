@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -730,6 +731,89 @@ TEST(ServeStartup, BrokenConfigFailsStartWithFileAndLine) {
       },
       std::runtime_error);
   fs::remove_all(repo);
+}
+
+TEST(ServePoll, NewChangedAndRemovedModelsFollowTheRepository) {
+  std::string repo = quiver::test::make_temp_dir("serve-poll");
+  write_text(fs::path(repo) / "ident/config.pbtxt", kIdent);
+  fs::create_directories(fs::path(repo) / "ident/1");
+  {
+    ServerProcess s(repo, {"--model-control-mode", "poll", "--repository-poll-secs", "1"});
+    auto stub = stub_for(s);
+    auto ready = [&](const std::string& m) {
+      inference::ModelReadyRequest r;
+      r.set_name(m);
+      inference::ModelReadyResponse resp;
+      return stub->ModelReady(ctx().get(), r, &resp).ok() && resp.ready();
+    };
+    auto wait_for = [&](auto pred) {
+      for (int i = 0; i < 100; ++i) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      return false;
+    };
+    EXPECT_TRUE(ready("ident"));
+    EXPECT_FALSE(ready("versioned"));
+    // Load RPCs are refused in poll mode.
+    inference::RepositoryModelLoadRequest lr;
+    lr.set_model_name("versioned");
+    inference::RepositoryModelLoadResponse lresp;
+    EXPECT_EQ(stub->RepositoryModelLoad(ctx().get(), lr, &lresp).error_code(), grpc::StatusCode::UNAVAILABLE);
+    // A new model appears.
+    write_text(fs::path(repo) / "versioned/config.pbtxt", kVersioned);
+    for (const char* v : {"1", "2"}) fs::create_directories(fs::path(repo) / "versioned" / v);
+    EXPECT_TRUE(wait_for([&] { return ready("versioned"); }));
+    // A new version folder appears: the policy (latest 2) now serves 2 and 3.
+    fs::create_directories(fs::path(repo) / "versioned/3");
+    EXPECT_TRUE(wait_for([&] {
+      inference::ModelMetadataRequest mr;
+      mr.set_name("versioned");
+      inference::ModelMetadataResponse mm;
+      return stub->ModelMetadata(ctx().get(), mr, &mm).ok() && mm.versions_size() == 2 && mm.versions(1) == "3";
+    }));
+    // A model folder disappears.
+    fs::remove_all(fs::path(repo) / "ident");
+    EXPECT_TRUE(wait_for([&] { return !ready("ident"); }));
+    EXPECT_EQ(s.stop(), 0);
+  }
+  fs::remove_all(repo);
+}
+
+TEST(ServeTls, ServerCertificateAndMutualTls) {
+  std::string dir = quiver::test::make_temp_dir("serve-tls");
+  auto sh = [&](const std::string& cmd) { return std::system(("cd " + dir + " && " + cmd + " >/dev/null 2>&1").c_str()); };
+  if (sh("openssl version") != 0) GTEST_SKIP() << "openssl not available";
+  ASSERT_EQ(sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=quiver-test-ca"), 0);
+  ASSERT_EQ(sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost"), 0);
+  write_text(fs::path(dir) / "ext.cnf", "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+  ASSERT_EQ(sh("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf"), 0);
+  ASSERT_EQ(sh("openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=client"), 0);
+  ASSERT_EQ(sh("openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 2"), 0);
+  auto read = [&](const char* f) {
+    std::ifstream in(fs::path(dir) / f);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  std::string repo = make_repo();
+  {
+    ServerProcess s(repo, {"--grpc-server-cert", dir + "/server.pem", "--grpc-server-key", dir + "/server.key",
+                           "--grpc-root-cert", dir + "/ca.pem", "--grpc-use-ssl-mutual"});
+    grpc::SslCredentialsOptions with_cert{read("ca.pem"), read("client.key"), read("client.pem")};
+    grpc::SslCredentialsOptions no_cert{read("ca.pem"), "", ""};
+    auto live = [&](std::shared_ptr<grpc::ChannelCredentials> creds) {
+      grpc::ChannelArguments a;
+      a.SetSslTargetNameOverride("localhost");
+      auto st = inference::GRPCInferenceService::NewStub(grpc::CreateCustomChannel(s.grpc_addr(), creds, a));
+      inference::ServerLiveResponse r;
+      return st->ServerLive(ctx(3000).get(), {}, &r).ok() && r.live();
+    };
+    EXPECT_TRUE(live(grpc::SslCredentials(with_cert)));
+    EXPECT_FALSE(live(grpc::SslCredentials(no_cert)));  // mTLS: a client certificate is required
+    EXPECT_FALSE(live(grpc::InsecureChannelCredentials()));
+    EXPECT_EQ(s.stop(), 0);
+  }
+  fs::remove_all(repo);
+  fs::remove_all(dir);
 }
 
 }  // namespace
