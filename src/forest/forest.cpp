@@ -502,10 +502,31 @@ void Forest::accumulate(const float* rows, size_t n, double* acc, int32_t t0, in
     const size_t r1 = std::min(n, r0 + kRowBlock);
     for (int32_t b = t0; b < t1; b += kTreeBlock) {
       const int32_t e = std::min(t1, b + kTreeBlock);
+      size_t r = r0;
+      if constexpr (!Special) {
+        // Eight rows walk the same tree together: exact per-tree depth (no steps wasted on shallow trees)
+        // and independent chains. (Forests with categorical / special nodes keep the per-row walk of
+        // eight trees at a time, which measured faster for them.)
+        const uint16_t* outs = tree_output_.data();
+        for (; r + 8 <= r1; r += 8) {
+          const float* rp[8];
+          for (int k = 0; k < 8; ++k) rp[k] = rows + (r + static_cast<size_t>(k)) * nf;
+          double* ar = acc + r * no;
+          for (int32_t t = b; t < e; ++t) {
+            int32_t i[8];
+            const int32_t root = roots[t];
+            for (int k = 0; k < 8; ++k) i[k] = root;
+            for (int level = 0, d = depth[t]; level < d; ++level)
+              for (int k = 0; k < 8; ++k) i[k] = step<Special>(c, rp[k], i[k]);
+            const size_t o = outs[t];
+            for (int k = 0; k < 8; ++k) ar[static_cast<size_t>(k) * no + o] += c.nodes[i[k]].value;
+          }
+        }
+      }
       if (single_output_) {
-        for (size_t r = r0; r < r1; ++r) acc[r] += block_sum<Special>(c, roots, depth, rows + r * nf, b, e);
+        for (; r < r1; ++r) acc[r] += block_sum<Special>(c, roots, depth, rows + r * nf, b, e);
       } else {
-        for (size_t r = r0; r < r1; ++r)
+        for (; r < r1; ++r)
           block_multi<Special>(c, roots, depth, tree_output_.data(), rows + r * nf, b, e, acc + r * no);
       }
     }

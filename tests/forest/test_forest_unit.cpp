@@ -150,9 +150,15 @@ TEST(ForestBuilder, RowPathBatchPathAndRoundsAgree) {
   const size_t n = 1000;
   std::vector<float> rows(n * 4);
   for (auto& v : rows) v = (rng() % 10 == 0) ? NAN : nd(rng);
-  std::vector<float> batch(n), part(n);
+  std::vector<float> batch(n);
   f.predict(rows.data(), n, batch.data(), false);
-  for (size_t r = 0; r < n; ++r) EXPECT_EQ(f.predict_row(&rows[r * 4]), batch[r]);
+  for (size_t r = 0; r < n; ++r) EXPECT_TRUE(close(f.predict_row(&rows[r * 4]), batch[r], 1e-6, 1e-7)) << r;
+  // the batch kernels (8 rows at a time + remainder rows) agree with one-row calls for every batch size
+  for (size_t m : {1, 7, 8, 9, 17, 300}) {
+    std::vector<float> part(m);
+    f.predict(rows.data(), m, part.data(), false);
+    for (size_t r = 0; r < m; ++r) EXPECT_TRUE(close(part[r], batch[r], 1e-6, 1e-7)) << m << " " << r;
+  }
   // rounds [0, 10) + [10, 60) margins add up (minus one base margin)
   std::vector<float> a(n), b(n), all(n);
   f.predict(rows.data(), n, a.data(), true, 0, 10);
