@@ -250,7 +250,7 @@ std::string write_repo() {
 max_batch_size: 0
 input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1, 16 ] } ]
 output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1, 16 ] } ]
-instance_group [ { count: 2 kind: KIND_CPU } ]
+instance_group [ { count: 8 kind: KIND_CPU } ]
 )");
   fs::create_directories(fs::path(root) / "ident/1");
   put("mlp_nobatch/config.pbtxt", R"(backend: "quiver"

@@ -319,8 +319,11 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
   }
   const int64_t t2 = now_ns();
   {
-    int64_t avg = avg_exec_ns_.load(std::memory_order_relaxed);
-    avg_exec_ns_.store(avg == 0 ? (t2 - t1) : avg + ((t2 - t1) - avg) / 8, std::memory_order_relaxed);
+    // Typical execution time, robust to preemption spikes on a busy machine: follows a faster
+    // sample at once, a slower one gradually (a genuinely slow model still crosses the inline
+    // threshold after its first execution).
+    int64_t avg = avg_exec_ns_.load(std::memory_order_relaxed), x = t2 - t1;
+    avg_exec_ns_.store(avg == 0 || x < avg ? x : avg + (x - avg) / 64, std::memory_order_relaxed);
   }
   if (!failure.ok) {
     for (auto& p : batch) finish(p, failure, FailReason::Backend, {}, t0);
