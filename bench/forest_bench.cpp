@@ -171,8 +171,8 @@ int main(int argc, char** argv) {
   {
     auto t0 = Clock::now();
     std::vector<float> x, y;
-    xgbref::synthetic(8000, nf, 0.05, 1, x, y, 2);
-    xgbref::DMatrix d(x, 8000, nf, &y);
+    xgbref::synthetic(4000, nf, 0.05, 1, x, y, 2);
+    xgbref::DMatrix d(x, 4000, nf, &y);
     xgbref::Booster b(d.h);
     b.set("objective", "binary:logistic");
     b.set("max_depth", "6");

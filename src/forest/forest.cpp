@@ -289,10 +289,25 @@ Forest Forest::build(const ForestSpec& spec, const std::string& source) {
           dl = !dl;
         }
         if (dl) meta |= kDefaultLeft;
-        if (meta & kSpecial) f.has_special_ = true;
+        if (meta & kSpecial) {
+          f.has_special_ = true;
+          nd.left = l;
+          nd.right = r;
+        } else {
+          // Plain node, one comparison: go to `right` iff (s * x) < value, else (and for NaN) `left`.
+          //   NaN -> right child: left iff x < t       => s = +1, value = t, (left, right) = (r, l)
+          //   NaN -> left child:  right iff x >= t, i.e. -x < -prev(t)
+          //                                             => s = -1 (sign bit in meta), value = -prev(t)
+          if (!dl) {
+            nd.left = r;
+            nd.right = l;
+          } else {
+            nd.value = -std::nextafter(nd.value, -std::numeric_limits<float>::infinity());
+            nd.left = l;
+            nd.right = r;
+          }
+        }
         nd.meta = meta;
-        nd.left = l;
-        nd.right = r;
         f.nodes_.push_back(nd);
       }
     }
@@ -401,11 +416,11 @@ inline __attribute__((always_inline)) int32_t step(const Ctx& c, const float* ro
   if constexpr (Special) {
     if (__builtin_expect((n.meta & Forest::kSpecial) != 0, 0)) return step_special(c, n, x);
   }
-  // Branch-free: NaN fails both comparisons, so !(x >= v) is "x < v or missing".
-  const uint32_t lt = x < n.value;
-  const uint32_t lt_or_nan = !(x >= n.value);
-  const uint32_t left = lt | (lt_or_nan & (n.meta >> 31));
-  return n.right + ((n.left - n.right) & -static_cast<int32_t>(left));
+  // Branch-free, one comparison: flip the sign of x when the node's sign bit is set (see build());
+  // NaN compares false and takes `left`, which build() made the node's missing-value child.
+  const float xs = std::bit_cast<float>(std::bit_cast<uint32_t>(x) ^ (n.meta & 0x80000000u));
+  const int32_t go = -static_cast<int32_t>(xs < n.value);
+  return n.left + ((n.right - n.left) & go);
 }
 
 }  // namespace

@@ -107,8 +107,12 @@ struct ForestSpec {
 
 // A node of the flat layout (16 bytes, four per cache line). Leaves loop to themselves, so a fixed
 // number of steps (the tree depth) reaches the leaf with no data-dependent branch.
+// Plain split: next = right if (s * x) < value else left, s = -1 when meta's top bit is set; NaN takes
+// `left` (build() orders the children and negates thresholds so this equals the model's test).
+// Special splits (categorical, ==, zero-as-missing): left/right are the true/false children, value is
+// the threshold or the category-set index, meta's top bit is default-left.
 struct FlatNode {
-  float value;      // threshold (go left iff x < value), leaf value, or CatIn: index of the category set
+  float value;      // threshold, leaf value, or CatIn: index of the category set
   uint32_t meta;    // feature index | flags
   int32_t left;     // absolute node index
   int32_t right;
