@@ -1,6 +1,6 @@
 #include <cmath>
 
-#include "onnx/ops/unary.hpp"
+#include "onnx/ops/mathops.hpp"
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(gelu) {
@@ -15,7 +15,8 @@ QUIVER_REGISTER_OPS(gelu) {
             const T k = T(0.7978845608028654);  // sqrt(2/pi)
             return T(0.5) * x * (T(1) + std::tanh(k * (x + T(0.044715) * x * x * x)));
           }
-          return T(0.5) * x * (T(1) + std::erf(x * T(0.7071067811865476)));
+          if constexpr (std::is_same_v<T, float>) return 0.5f * x * (1.f + fast_erf(x * 0.70710678f));
+          else return T(0.5) * x * (T(1) + std::erf(x * T(0.7071067811865476)));
         };
       })});
 }

@@ -69,6 +69,22 @@ struct Reducer {
       return {xd, a.s * std::exp(a.m - xd) + 1.0};
     }
   }
+  // Combines two partial results (not used for LogSumExp).
+  static Acc merge(Acc a, Acc b) {
+    if constexpr (K == RKind::Max) {
+      if constexpr (std::is_floating_point_v<B>) return (b > a || std::isnan(b)) ? b : a;
+      else return b > a ? b : a;
+    } else if constexpr (K == RKind::Min) {
+      if constexpr (std::is_floating_point_v<B>) return (b < a || std::isnan(b)) ? b : a;
+      else return b < a ? b : a;
+    } else if constexpr (K == RKind::Prod) {
+      return a * b;
+    } else if constexpr (K == RKind::LogSumExp) {
+      return a;
+    } else {
+      return a + b;
+    }
+  }
   static T finish(Acc a, int64_t count) {
     if constexpr (K == RKind::Mean) {
       if constexpr (std::is_floating_point_v<B>) return from_compute<T>(a / static_cast<double>(count));
@@ -124,7 +140,15 @@ void reduce_run(ExecContext& ec, const T* x, T* y, const std::vector<int64_t>& d
       for (int64_t o = 0; o < outer; ++o) {
         const T* px = x + o * rn;
         Acc a = R::init();
-        for (int64_t j = 0; j < rn; ++j) a = R::step(a, px[j]);
+        int64_t j = 0;
+        if constexpr (K != RKind::LogSumExp) {
+          // Four independent partial results so the loop is not one long dependency chain.
+          Acc a4[4] = {R::init(), R::init(), R::init(), R::init()};
+          for (; j + 4 <= rn; j += 4)
+            for (int k = 0; k < 4; ++k) a4[k] = R::step(a4[k], px[j + k]);
+          a = R::merge(R::merge(a4[0], a4[1]), R::merge(a4[2], a4[3]));
+        }
+        for (; j < rn; ++j) a = R::step(a, px[j]);
         y[o] = R::finish(a, rn);
       }
       return;
