@@ -272,6 +272,13 @@ instance_group [ { count: 1 kind: KIND_CPU } ]
 }  // namespace
 
 int main(int argc, char** argv) {
+  const bool soak = argc > 1 && std::string(argv[1]) == "soak";
+  if (soak) {
+    // serve_bench soak SECONDS: identity over gRPC at saturation (concurrency 16) in 10 s windows;
+    // RSS after each window, growth from the first window to the last.
+    --argc;
+    ++argv;
+  }
   double secs = argc > 1 ? std::atof(argv[1]) : 3.0;
   register_backend({"benchmlp", [](const std::string& p, std::string_view) { return p.ends_with(".benchmlp"); },
                     [](const std::string&, const LoadOptions&) -> std::shared_ptr<const Model> {
@@ -297,6 +304,26 @@ int main(int argc, char** argv) {
   const std::string qaddr = "127.0.0.1:" + std::to_string(server.grpc_port());
   const std::string eaddr = "127.0.0.1:" + std::to_string(echo_port);
 
+  if (soak) {
+    int windows = std::max(2, static_cast<int>(secs / 10));
+    int64_t first = 0, last = 0;
+    uint64_t total = 0;
+    for (int w = 0; w < windows; ++w) {
+      Result r = load(qaddr, "ident", 16, 10.0);
+      total += static_cast<uint64_t>(r.rps * 10);
+      last = current_rss_bytes();
+      if (w == 0) first = last;
+      std::printf("window %d: %.0f req/s, errors %llu, RSS %.1f MiB\n", w, r.rps,
+                  static_cast<unsigned long long>(r.errors), double(last) / 1048576.0);
+      std::fflush(stdout);
+    }
+    std::printf("soak: %llu requests, RSS growth after the first window: %+.2f%%\n",
+                static_cast<unsigned long long>(total), 100.0 * double(last - first) / double(first));
+    server.shutdown();
+    echo_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    fs::remove_all(repo);
+    return 0;
+  }
   std::printf("cores: %u, window %.1f s per point, median of %d alternating runs, payload FP32[1,16]\n\n",
               std::thread::hardware_concurrency(), secs, argc > 2 ? std::atoi(argv[2]) : 3);
   std::printf("| %-44s | %4s | %10s | %8s | %8s | %8s | %6s |\n", "server", "conc", "req/s", "p50 us", "p99 us",
