@@ -6,6 +6,7 @@
 //                                               service mode against a server answering after 10 ms
 //   bench_flow batched MODEL [--events N] ...   see examples/jet_tagging (ParticleNet batched vs direct)
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -32,11 +33,20 @@ class CountSource : public Source {
     return true;
   }
 };
+int64_t g_work_iters = 0;  // per-event busy work (0: empty pipeline)
+double spin(int64_t iters, double x) {
+  for (int64_t i = 0; i < iters; ++i) x = x * 0.999999 + 1e-7;
+  return x;
+}
 class Trivial : public Factory {
  public:
   Input<int64_t> in_{this, "n"};
   Output<int64_t> out_{this, "m"};
-  void process(Event& e) override { out_(e) = in_(e) * 3 + 1; }
+  void process(Event& e) override {
+    int64_t v = in_(e) * 3 + 1;
+    if (g_work_iters && spin(g_work_iters, static_cast<double>(v)) < -1) v = 0;
+    out_(e) = v;
+  }
 };
 class Sink : public Processor {
  public:
@@ -113,7 +123,18 @@ RunSummary run_empty(int threads, int64_t events, bool sequential, int64_t* sum_
 
 int overhead(int argc, char** argv) {
   int64_t events = std::atoll(arg(argc, argv, "--events", "2000000").c_str());
-  std::printf("empty pipeline: source -> trivial factory -> processor, %lld events\n", static_cast<long long>(events));
+  double work_ns = std::atof(arg(argc, argv, "--work-ns", "0").c_str());
+  if (work_ns > 0) {
+    int64_t probe = 10000000;
+    auto t0 = std::chrono::steady_clock::now();
+    volatile double sink = spin(probe, 1.0);
+    (void)sink;
+    double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    g_work_iters = static_cast<int64_t>(work_ns * probe / ns);
+  }
+  std::printf("pipeline: source -> factory (%s) -> processor, %lld events\n",
+              work_ns > 0 ? ("~" + std::to_string(static_cast<int>(work_ns)) + " ns of work").c_str() : "trivial",
+              static_cast<long long>(events));
   std::printf("%-12s %8s %12s %14s %10s\n", "processor", "threads", "seconds", "events/s", "ns/event");
   int64_t expect = 0;
   for (int64_t i = 0; i < events; ++i) expect += i * 3 + 1;

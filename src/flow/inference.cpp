@@ -53,12 +53,15 @@ class StatePool {
   tbb::concurrent_queue<std::unique_ptr<RunState>> q_;
 };
 
+// The in-process stand-in for a server: one service thread (like a server's completion thread)
+// answers each request `latency` after it arrived, computing with the local model. It only ever
+// sleeps on its own condition variable; callers never wait.
 class LoopbackInferer final : public AsyncInferer {
  public:
-  LoopbackInferer(std::shared_ptr<const Model> model, double latency_ms, int threads)
-      : model_(std::move(model)), states_(model_.get()), arena_(std::max(1, threads)),
+  LoopbackInferer(std::shared_ptr<const Model> model, double latency_ms)
+      : model_(std::move(model)), state_(model_->make_state()),
         latency_(std::chrono::nanoseconds(static_cast<int64_t>(latency_ms * 1e6))) {
-    if (latency_.count() > 0) timer_ = std::thread([this] { timer_loop(); });
+    thread_ = std::thread([this] { loop(); });
   }
   ~LoopbackInferer() override {
     {
@@ -66,93 +69,72 @@ class LoopbackInferer final : public AsyncInferer {
       stop_ = true;
     }
     cv_.notify_all();
-    if (timer_.joinable()) timer_.join();
-    // Jobs still waiting are answered now (with an error) so that no caller waits forever.
-    while (!due_.empty()) {
-      auto job = due_.top().job;
-      due_.pop();
-      (*job)(true);
-    }
-    arena_.execute([this] { tg_->wait(); });
+    thread_.join();  // answers everything still queued first
   }
   void infer_async(std::vector<NamedTensor> inputs, Callback done) override {
-    auto job = std::make_shared<std::function<void(bool)>>(
-        [this, in = std::move(inputs), done = std::move(done)](bool cancelled) mutable {
-          if (cancelled) {
-            done({}, std::make_exception_ptr(Error(ErrorCode::Cancelled, "loopback service stopped")));
-            return;
-          }
-          arena_.enqueue(tg_->defer([this, in = std::move(in), done = std::move(done)] {
-            std::vector<NamedTensor> out;
-            std::exception_ptr err;
-            try {
-              std::vector<Tensor> ins;
-              for (auto& t : in) ins.push_back(t.tensor);
-              std::vector<Tensor> outs;
-              auto st = states_.take();
-              model_->run(ins, outs, *st);
-              states_.give(std::move(st));
-              for (size_t k = 0; k < outs.size(); ++k) out.push_back({model_->info().outputs[k].name, std::move(outs[k])});
-            } catch (...) {
-              err = std::current_exception();
-            }
-            done(std::move(out), err);
-          }));
-        });
-    if (latency_.count() <= 0) {
-      (*job)(false);
-      return;
-    }
     auto when = std::chrono::steady_clock::now() + latency_;
     {
       std::lock_guard<std::mutex> lk(m_);
-      if (stop_) {
-        (*job)(true);
-        return;
-      }
-      due_.push({when, seq_++, job});
+      due_.push(Due{when, seq_++, std::make_shared<Job>(Job{std::move(inputs), std::move(done)})});
     }
     cv_.notify_one();
   }
   Provenance provenance() const override { return model_provenance(*model_, "service"); }
 
  private:
+  struct Job {
+    std::vector<NamedTensor> inputs;
+    Callback done;
+  };
   struct Due {
     std::chrono::steady_clock::time_point when;
     uint64_t seq;
-    std::shared_ptr<std::function<void(bool)>> job;
+    std::shared_ptr<Job> job;
     bool operator>(const Due& o) const { return when != o.when ? when > o.when : seq > o.seq; }
   };
-  void timer_loop() {
+  void answer(Job& job) {
+    std::vector<NamedTensor> out;
+    std::exception_ptr err;
+    try {
+      std::vector<Tensor> ins;
+      for (auto& t : job.inputs) ins.push_back(t.tensor);
+      std::vector<Tensor> outs;
+      model_->run(ins, outs, *state_);
+      for (size_t k = 0; k < outs.size(); ++k) out.push_back({model_->info().outputs[k].name, std::move(outs[k])});
+    } catch (...) {
+      err = std::current_exception();
+    }
+    job.done(std::move(out), err);
+  }
+  void loop() {
     std::unique_lock<std::mutex> lk(m_);
-    while (!stop_) {
+    for (;;) {
       if (due_.empty()) {
+        if (stop_) return;
         cv_.wait(lk);
         continue;
       }
       auto when = due_.top().when;
-      if (std::chrono::steady_clock::now() < when) {
+      if (!stop_ && std::chrono::steady_clock::now() < when) {
         cv_.wait_until(lk, when);
         continue;
       }
       auto job = due_.top().job;
       due_.pop();
       lk.unlock();
-      (*job)(false);  // only enqueues the computation on the service arena
+      answer(*job);
       lk.lock();
     }
   }
   std::shared_ptr<const Model> model_;
-  StatePool states_;
-  tbb::task_arena arena_;
-  std::unique_ptr<tbb::task_group> tg_ = std::make_unique<tbb::task_group>();
+  std::unique_ptr<RunState> state_;  // used by the service thread only
   std::chrono::nanoseconds latency_;
   std::mutex m_;
   std::condition_variable cv_;
   std::priority_queue<Due, std::vector<Due>, std::greater<Due>> due_;
   uint64_t seq_ = 0;
   bool stop_ = false;
-  std::thread timer_;
+  std::thread thread_;
 };
 }  // namespace
 
@@ -161,9 +143,9 @@ void register_inferer_scheme(const std::string& scheme, InfererMaker maker) {
   registry()[scheme] = std::move(maker);
 }
 
-std::shared_ptr<AsyncInferer> make_loopback_inferer(std::shared_ptr<const Model> model, double latency_ms, int threads) {
+std::shared_ptr<AsyncInferer> make_loopback_inferer(std::shared_ptr<const Model> model, double latency_ms) {
   if (!model) throw Error(ErrorCode::InvalidArgument, "loopback service needs a model");
-  return std::make_shared<LoopbackInferer>(std::move(model), latency_ms, threads);
+  return std::make_shared<LoopbackInferer>(std::move(model), latency_ms);
 }
 
 std::shared_ptr<AsyncInferer> make_inferer(const std::string& spec, std::shared_ptr<const Model> model,
@@ -173,7 +155,7 @@ std::shared_ptr<AsyncInferer> make_inferer(const std::string& spec, std::shared_
     double latency = 0;
     auto colon = spec.find(':');
     if (colon != std::string::npos) latency = parse_parameter<double>("service", spec.substr(colon + 1));
-    return make_loopback_inferer(std::move(model), latency, 1);
+    return make_loopback_inferer(std::move(model), latency);
   }
   InfererMaker maker;
   {

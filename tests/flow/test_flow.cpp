@@ -725,3 +725,32 @@ TEST(Flow, PluginLoadsFromPluginPathAndUnknownPluginIsNamed) {
   }
   ::unsetenv("QUIVER_PLUGIN_PATH");
 }
+
+class SleepyProcessor : public Processor {
+ public:
+  Input<int> in_{this, "value"};
+  std::mutex m;
+  std::set<std::thread::id> threads;
+  void process(const Event& e) override {
+    {
+      std::lock_guard<std::mutex> lk(m);
+      threads.insert(std::this_thread::get_id());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+};
+
+TEST(Flow, EventsRunConcurrentlyOnAllThreads) {
+  // 5 ms of (non-CPU) work per event: with 3 threads the 60 events take ~100 ms, not 300 ms.
+  Application app;
+  basic(app, 60, 3);
+  app.add<IntSource>("source");
+  auto& p = app.add<SleepyProcessor>("sleepy");
+  auto t0 = std::chrono::steady_clock::now();
+  auto s = run_with_timeout(app);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_FALSE(s.fatal);
+  EXPECT_EQ(s.processed, 60u);
+  EXPECT_EQ(p.threads.size(), 3u);
+  EXPECT_LT(secs, 0.2);
+}

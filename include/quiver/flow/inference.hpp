@@ -47,10 +47,10 @@ void register_inferer_scheme(const std::string& scheme, InfererMaker maker);
 std::shared_ptr<AsyncInferer> make_inferer(const std::string& spec, std::shared_ptr<const Model> model,
                                            const std::string& model_name);
 
-// An in-process "server": answers after `latency_ms`, computing on its own TBB arena. Used for
-// `service` mode without a network server, for tests and for the latency benchmark.
-std::shared_ptr<AsyncInferer> make_loopback_inferer(std::shared_ptr<const Model> model, double latency_ms,
-                                                    int threads = 1);
+// An in-process stand-in for a server: one service thread answers each request `latency_ms`
+// after it arrived, computing with `model`. For `service` mode without a network server, tests and
+// the latency benchmark (a real deployment points `service` at `quiver serve` / Triton).
+std::shared_ptr<AsyncInferer> make_loopback_inferer(std::shared_ptr<const Model> model, double latency_ms);
 
 // Inputs of the items of one event: input k is a tensor [n_items, item_dims(k)...], zero-filled.
 class InferenceInputs {
