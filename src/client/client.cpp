@@ -459,12 +459,20 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     r.provenance.model = resp->model_name();
     r.provenance.version = resp->model_version();
     r.provenance.attempts = req->attempts;
-    for (const char* k : {"sha256", "model_sha256", "checksum"}) {
+    for (const char* k : {"quiver.sha256", "sha256", "model_sha256", "checksum"}) {
       auto it = resp->parameters().find(k);
       if (it != resp->parameters().end() && it->second.has_string_param()) {
         r.provenance.checksum = it->second.string_param();
         break;
       }
+    }
+    if (r.provenance.checksum.empty()) {  // from the metadata cache, when this model was looked up
+      std::lock_guard lk(meta_mu);
+      auto it = meta.find(r.provenance.version.empty() ? r.provenance.model
+                                                       : r.provenance.model + ":" + r.provenance.version);
+      if (it == meta.end()) it = meta.find(req->model_key);
+      if (it != meta.end() && (r.provenance.version.empty() || it->second->info.version == r.provenance.version))
+        r.provenance.checksum = it->second->info.sha256;
     }
     try {
       r.outputs = wire::decode_outputs(resp);

@@ -80,8 +80,9 @@ std::shared_ptr<LocalRepository::Entry> LocalRepository::entry(const std::string
   fs::path mdir = fs::path(dir_) / model;
   inference::ModelConfig cfg;
   bool have_cfg = false;
+  std::string text;
   if (fs::exists(mdir / "config.pbtxt")) {
-    std::string text = read_file((mdir / "config.pbtxt").string());
+    text = read_file((mdir / "config.pbtxt").string());
     if (!google::protobuf::TextFormat::ParseFromString(text, &cfg))
       throw Error(ErrorCode::Parse, "cannot parse config.pbtxt", {.model = model, .file = (mdir / "config.pbtxt").string()});
     have_cfg = true;
@@ -108,7 +109,8 @@ std::shared_ptr<LocalRepository::Entry> LocalRepository::entry(const std::string
     ModelInfo info;
     info.name = model;
     info.version = v;
-    info.format = "identity";
+    info.format = "config";
+    info.sha256 = sha256_hex(text);  // as `quiver serve` reports an identity model: hash of its config
     info.max_batch = cfg.max_batch_size();
     for (auto& in : cfg.input())
       info.inputs.push_back({in.name(), config_dtype(in.data_type(), model, in.name()), config_shape(in.dims(), batched)});

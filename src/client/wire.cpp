@@ -165,7 +165,7 @@ ModelMeta meta_from_server(const pb::ModelMetadataResponse& m, const pb::ModelCo
   info.version = !version.empty() ? version : (m.versions_size() ? m.versions(m.versions_size() - 1) : "");
   info.max_batch = config ? config->max_batch_size() : 0;
   if (config) {
-    for (const char* k : {"sha256", "model_sha256", "checksum"}) {
+    for (const char* k : {"quiver.sha256", "sha256", "model_sha256", "checksum"}) {
       auto it = config->parameters().find(k);
       if (it != config->parameters().end()) {
         info.sha256 = it->second.string_value();

@@ -25,7 +25,8 @@ struct Provenance {
   std::string server;      // "host:port" of the answering server, or "local:<repository>" for fallback
   std::string model;       // model name as answered
   std::string version;     // model version as answered
-  std::string checksum;    // sha256 of the model file when the server reports one (local: always)
+  std::string checksum;    // sha256 of the model file: from the response or the cached model config
+                           // ("quiver.sha256"; after model_metadata() was called); local: always
   bool fallback = false;   // answered in-process by the direct engine
   int attempts = 0;        // RPC attempts made (0 when answered locally without trying a server)
 };
