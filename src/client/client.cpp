@@ -61,6 +61,15 @@ AttemptError classify(grpc::StatusCode c) {
   }
 }
 
+// "Exceeds maximum queue size (N) of model ..." (Triton, quiver serve), "queue full", ...: the
+// server is up but its queue policy rejected the request.
+bool is_queue_rejection(const std::string& msg) {
+  std::string m = msg;
+  for (auto& ch : m) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return m.find("queue size") != std::string::npos || m.find("queue full") != std::string::npos ||
+         m.find("queue is full") != std::string::npos;
+}
+
 const char* status_name(grpc::StatusCode c) {
   switch (c) {
     case grpc::StatusCode::OK: return "OK";
@@ -335,6 +344,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     s.failures.fetch_add(1, std::memory_order_relaxed);
     const auto code = a->status.error_code();
     AttemptError kind = classify(code);
+    if (kind == AttemptError::Transport && is_queue_rejection(a->status.error_message()))
+      kind = AttemptError::Overloaded;  // Triton and quiver serve send queue-full as UNAVAILABLE
     const int64_t now = now_ns();
     if (kind == AttemptError::Transport) s.on_transport_failure(now);
     if (kind == AttemptError::ModelNotFound) s.mark_missing(req->model_key);

@@ -1,0 +1,251 @@
+// The client against real `quiver serve` processes (identity and ONNX models) on loopback: kill -9
+// one of three servers under load, fallback with the same engine, clear errors from the server's
+// queue policy / deadlines / unknown models, and the `quiver perf` command end to end.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <random>
+
+#include "client/server_process.hpp"
+#include "quiver/client/client.hpp"
+#include "quiver/core/util.hpp"
+
+using namespace quiver;
+using namespace quiver::client;
+using quiver::testing::ServerProcess;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kQuiver = QUIVER_BINARY_DIR "/src/cli/quiver";
+const std::string kMlp = QUIVER_SHARED_DIR "/models/hep/hls4ml_three_layer/model.onnx";
+
+struct Repo {
+  fs::path dir;
+  Repo() {
+    dir = fs::temp_directory_path() / ("quiver_client_serve_repo_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    auto model = [&](const std::string& name, const std::string& cfg) {
+      fs::create_directories(dir / name / "1");
+      write_file((dir / name / "config.pbtxt").string(), cfg);
+    };
+    const std::string io =
+        "input [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n"
+        "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n";
+    model("identity", "name: \"identity\"\nbackend: \"identity\"\nmax_batch_size: 64\n" + io);
+    model("slow", "name: \"slow\"\nbackend: \"identity\"\nmax_batch_size: 64\n" + io +
+                      "parameters { key: \"execute_delay_ms\" value: { string_value: \"400\" } }\n");
+    model("busy", "name: \"busy\"\nbackend: \"identity\"\nmax_batch_size: 64\n" + io +
+                      "parameters { key: \"execute_delay_ms\" value: { string_value: \"100\" } }\n"
+                      "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
+                      "dynamic_batching { max_queue_delay_microseconds: 0 "
+                      "default_queue_policy { max_queue_size: 1 } }\n");
+    if (fs::exists(kMlp)) {
+      fs::create_directories(dir / "mlp" / "1");
+      fs::copy_file(kMlp, dir / "mlp" / "1" / "model.onnx");
+      write_file((dir / "mlp" / "config.pbtxt").string(), "name: \"mlp\"\nplatform: \"onnxruntime_onnx\"\n");
+    }
+  }
+  ~Repo() { fs::remove_all(dir); }
+};
+
+std::unique_ptr<ServerProcess> serve(const Repo& repo) {
+  return std::make_unique<ServerProcess>(
+      kQuiver, std::vector<std::string>{"serve", "--model-repository", repo.dir.string(), "--grpc-port", "0",
+                                        "--http-port", "-1", "--metrics-port", "-1"});
+}
+
+Tensor row(float tag, int64_t rows = 1) {
+  Tensor t = Tensor::empty(DType::F32, {rows, 4});
+  for (int64_t i = 0; i < rows * 4; ++i) t.data<float>()[i] = tag + static_cast<float>(i);
+  return t;
+}
+
+bool same(const Tensor& a, const Tensor& b) {
+  return a.dtype() == b.dtype() && a.dims() == b.dims() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
+}
+
+ClientOptions fast_options(std::vector<std::string> endpoints) {
+  ClientOptions o;
+  o.discovery.endpoints = std::move(endpoints);
+  o.health_interval_ns = 50'000'000;
+  o.probe_timeout_ns = 300'000'000;
+  o.breaker.failure_threshold = 2;
+  o.breaker.open_ns = 100'000'000;
+  o.breaker.max_open_ns = 400'000'000;
+  o.default_timeout_ns = 20'000'000'000;
+  return o;
+}
+
+}  // namespace
+
+TEST(ClientServe, KillNineOneOfThreeServeProcesses) {
+  Repo repo;
+  auto s0 = serve(repo), s1 = serve(repo), s2 = serve(repo);
+  Client client(fast_options({s0->grpc(), s1->grpc(), s2->grpc()}));
+  ASSERT_TRUE(client.wait_for_serving(3, 10'000'000'000));
+  const int N = 10000;
+  std::vector<std::atomic<int>> calls(N);
+  std::atomic<int> ok{0}, bad{0};
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  std::string first_error;
+  for (int i = 0; i < N; ++i) {
+    Tensor x = row(static_cast<float>(i) * 8);
+    client.infer_async("identity", {{"INPUT0", x}}, {}, [&, i, x](InferResult r) {
+      calls[i]++;
+      if (r.ok() && same(r.output("OUTPUT0"), x)) ok++;
+      else bad++;
+      std::lock_guard lk(mu);
+      if (!r.ok() && first_error.empty()) first_error = r.error->what();
+      if (++done == N) cv.notify_all();
+    });
+    if (i == N / 4) s2->kill9();
+  }
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(45), [&] { return done == N; })) << done << " of " << N;
+  }
+  EXPECT_EQ(ok, N) << first_error;
+  for (int i = 0; i < N; ++i) ASSERT_EQ(calls[i].load(), 1) << "request " << i;
+  auto rep = client.report();
+  EXPECT_EQ(rep.completed, N);
+  for (auto& s : rep.servers)
+    if (s.address == s2->grpc()) EXPECT_FALSE(s.serving);
+  // Restart on the same port: traffic returns.
+  const std::string addr = s2->grpc();
+  s2->restart();
+  ASSERT_TRUE(client.wait_for_serving(3, 10'000'000'000));
+  int back = 0;
+  std::vector<std::future<InferResult>> fs;
+  for (int i = 0; i < 600; ++i) fs.push_back(client.infer_future("identity", {{"INPUT0", row(1)}}));
+  for (auto& f : fs) {
+    auto r = f.get();
+    ASSERT_TRUE(r.ok()) << r.error->what();
+    back += r.provenance.server == addr;
+  }
+  EXPECT_GT(back, 60) << "traffic did not return to the restarted server";
+}
+
+TEST(ClientServe, FallbackRunsTheSameEngineThenServersTakeOver) {
+  Repo repo;
+  if (!fs::exists(repo.dir / "mlp")) GTEST_SKIP() << "shared MLP model missing: " << kMlp;
+  auto s0 = serve(repo), s1 = serve(repo);
+  ClientOptions o = fast_options({s0->grpc(), s1->grpc()});
+  o.fallback = FallbackMode::OnFailure;
+  o.fallback_repository = repo.dir.string();
+  Client client(o);
+  ASSERT_TRUE(client.wait_for_serving(2, 10'000'000'000));
+  auto meta = client.model_metadata("mlp");
+  ASSERT_EQ(meta->info.inputs.size(), 1u);
+  const std::string in_name = meta->info.inputs[0].name;
+  const std::string out_name = meta->info.outputs.at(0).name;
+  EXPECT_EQ(meta->info.sha256, sha256_file(kMlp));
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  std::vector<Tensor> xs, remote;
+  for (int i = 0; i < 10; ++i) {
+    Tensor x = Tensor::empty(DType::F32, {1, 16});
+    for (auto& v : x.span<float>()) v = nd(rng);
+    auto r = client.infer("mlp", {{in_name, x}});
+    ASSERT_TRUE(r.ok()) << r.error->what();
+    EXPECT_FALSE(r.provenance.fallback);
+    EXPECT_EQ(r.provenance.checksum, sha256_file(kMlp));
+    xs.push_back(x);
+    remote.push_back(r.output(out_name).clone());
+  }
+  s0->kill9();
+  s1->kill9();
+  for (int i = 0; i < 10; ++i) {
+    auto r = client.infer("mlp", {{in_name, xs[i]}});
+    ASSERT_TRUE(r.ok()) << r.error->what();
+    EXPECT_TRUE(r.provenance.fallback);
+    EXPECT_EQ(r.provenance.checksum, sha256_file(kMlp));
+    EXPECT_TRUE(same(r.output(out_name), remote[i])) << "fallback differs from the servers at " << i;
+  }
+  // Identity through fallback carries the same checksum as the server reports (hash of config).
+  auto rid = client.infer("identity", {{"INPUT0", row(1)}});
+  ASSERT_TRUE(rid.ok());
+  EXPECT_TRUE(rid.provenance.fallback);
+  s0->restart();
+  s1->restart();
+  ASSERT_TRUE(client.wait_for_serving(2, 10'000'000'000));
+  for (int i = 0; i < 10; ++i) {
+    auto r = client.infer("mlp", {{in_name, xs[i]}});
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(r.provenance.fallback) << "traffic did not move back";
+    EXPECT_TRUE(same(r.output(out_name), remote[i]));
+  }
+}
+
+TEST(ClientServe, ClearErrorsFromTheServer) {
+  Repo repo;
+  auto s = serve(repo);
+  Client client(fast_options({s->grpc()}));
+  ASSERT_TRUE(client.wait_for_serving(1, 10'000'000'000));
+  // Deadline.
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = client.infer("slow", {{"INPUT0", row(1)}}, {.timeout_ns = 50'000'000});
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error->code(), ErrorCode::DeadlineExceeded) << r.error->what();
+  EXPECT_LT(ms, 350);
+  // Wrong model name.
+  auto nf = client.infer("no_such_model", {{"INPUT0", row(1)}});
+  ASSERT_FALSE(nf.ok());
+  EXPECT_EQ(nf.error->code(), ErrorCode::NotFound) << nf.error->what();
+  EXPECT_NE(std::string(nf.error->what()).find("no_such_model"), std::string::npos);
+  // Wrong input name: the server's InvalidArgument, not retried.
+  auto bad = client.infer("identity", {{"WRONG", row(1)}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error->code(), ErrorCode::InvalidArgument) << bad.error->what();
+  EXPECT_EQ(bad.provenance.attempts, 1);
+  // Overloaded: queue of 1, one instance, 100 ms per request; 6 at once -> rejections.
+  std::vector<std::future<InferResult>> fs;
+  for (int i = 0; i < 6; ++i) fs.push_back(client.infer_future("busy", {{"INPUT0", row(1)}}));
+  int ok = 0, overloaded = 0;
+  std::string msg;
+  for (auto& f : fs) {
+    auto x = f.get();
+    ok += x.ok();
+    if (!x.ok()) {
+      EXPECT_EQ(x.error->code(), ErrorCode::ResourceExhausted) << x.error->what();
+      overloaded += x.error->code() == ErrorCode::ResourceExhausted;
+      msg = x.error->what();
+    }
+  }
+  EXPECT_GE(ok, 1);
+  EXPECT_GE(overloaded, 1);
+  EXPECT_NE(msg.find("overloaded"), std::string::npos) << msg;
+}
+
+TEST(ClientServe, PerfCommandReportsPerServerCsvAndPlot) {
+  Repo repo;
+  auto s0 = serve(repo), s1 = serve(repo);
+  fs::path csv = repo.dir / "perf.csv", svg = repo.dir / "perf.svg", log = repo.dir / "perf.log";
+  std::string cmd = kQuiver + " perf -m identity -u " + s0->grpc() + " -u " + s1->grpc() +
+                    " --concurrency-range 1:2:1 -b 2 -p 200 --max-trials 4 --fallback-repository " +
+                    repo.dir.string() + " -f " + csv.string() + " --plot " + svg.string() + " > " + log.string() +
+                    " 2>&1";
+  ASSERT_EQ(std::system(("timeout 60 " + cmd).c_str()), 0) << read_file(log.string());
+  std::string out = read_file(log.string());
+  EXPECT_NE(out.find("Concurrency: 2"), std::string::npos) << out;
+  EXPECT_NE(out.find(s0->grpc()), std::string::npos) << out;
+  EXPECT_NE(out.find(s1->grpc()), std::string::npos) << out;
+  EXPECT_NE(out.find("retries"), std::string::npos) << out;
+  std::string c = read_file(csv.string());
+  EXPECT_EQ(c.rfind("Concurrency,Inferences/Second", 0), 0u) << c;
+  EXPECT_EQ(std::count(c.begin(), c.end(), '\n'), 3) << c;
+  std::string p = read_file(svg.string());
+  EXPECT_NE(p.find("<svg"), std::string::npos);
+  EXPECT_NE(p.find("polyline"), std::string::npos);
+  // Bad usage: a clear error, non-zero exit.
+  EXPECT_NE(std::system((kQuiver + " perf -m identity > /dev/null 2>&1").c_str()), 0);
+}
