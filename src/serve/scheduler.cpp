@@ -329,6 +329,19 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
     for (auto& p : batch) finish(p, failure, FailReason::Backend, {}, t0);
     return;
   }
+  {
+    std::lock_guard lk(stats_mu_);
+    stats_.execution_count++;
+    stats_.inference_count += static_cast<uint64_t>(total);
+    stats_.last_inference_ms = wall_ms();
+    auto& b = stats_.batch[static_cast<uint64_t>(total)];
+    b[0].add(t1 - t0);
+    b[1].add(t2 - t1);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      stats_.compute_input.add(t1 - t0);
+      stats_.compute_infer.add(t2 - t1);
+    }
+  }
   // Hand each request its rows of every output (views, valid during the callback).
   int64_t row = 0;
   for (auto& p : batch) {
@@ -352,18 +365,8 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
   }
   const int64_t t3 = now_ns();
   std::lock_guard lk(stats_mu_);
-  stats_.execution_count++;
-  stats_.inference_count += static_cast<uint64_t>(total);
-  stats_.last_inference_ms = wall_ms();
-  auto& b = stats_.batch[static_cast<uint64_t>(total)];
-  b[0].add(t1 - t0);
-  b[1].add(t2 - t1);
-  b[2].add(t3 - t2);
-  for (size_t i = 0; i < batch.size(); ++i) {
-    stats_.compute_input.add(t1 - t0);
-    stats_.compute_infer.add(t2 - t1);
-    stats_.compute_output.add(t3 - t2);
-  }
+  stats_.batch[static_cast<uint64_t>(total)][2].add(t3 - t2);
+  for (size_t i = 0; i < batch.size(); ++i) stats_.compute_output.add(t3 - t2);
 }
 
 void Scheduler::finish(Pending& p, const Status& st, FailReason why, std::span<const Tensor> outputs,
@@ -388,22 +391,24 @@ void Scheduler::finish(Pending& p, const Status& st, FailReason why, std::span<c
     }
   };
   if (!opt_.preserve_ordering) {
+    account();  // before the response leaves: statistics never lag behind what clients saw
     call(outputs);
-    account();
   } else {
     // Keep a copy of the outputs until every earlier request has been answered.
     auto held = std::make_shared<std::vector<Tensor>>();
     for (const auto& t : outputs) held->push_back(t.clone());
     auto owned = std::make_shared<Pending>(std::move(p));
     deliver_ordered(owned->seq, [owned, held, st, why, this]() mutable {
+      {
+        int64_t end = now_ns();
+        std::lock_guard lk(stats_mu_);
+        if (st.ok) stats_.success.add(static_cast<uint64_t>(end - owned->req->arrival_ns));
+        else { stats_.fail.add(static_cast<uint64_t>(end - owned->req->arrival_ns)); stats_.failures[why]++; }
+      }
       try {
         owned->req->complete(st, why, *held);
       } catch (...) {
       }
-      int64_t end = now_ns();
-      std::lock_guard lk(stats_mu_);
-      if (st.ok) stats_.success.add(static_cast<uint64_t>(end - owned->req->arrival_ns));
-      else { stats_.fail.add(static_cast<uint64_t>(end - owned->req->arrival_ns)); stats_.failures[why]++; }
     });
     if (exec_start > 0) {
       std::lock_guard lk(stats_mu_);

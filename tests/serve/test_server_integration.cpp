@@ -816,4 +816,60 @@ TEST(ServeTls, ServerCertificateAndMutualTls) {
   fs::remove_all(dir);
 }
 
+TEST(ServeOnnx, AutoCompletedOnnxModelsServeThroughTheEngine) {
+#ifndef QUIVER_TEST_ONNX
+  GTEST_SKIP() << "built without the ONNX engine";
+#else
+  const fs::path models = fs::path(QUIVER_SHARED_DIR) / "models/hep";
+  if (!fs::exists(models / "hls4ml_three_layer/model.onnx")) GTEST_SKIP() << "shared models not present";
+  std::string repo = quiver::test::make_temp_dir("serve-onnx");
+  fs::create_directories(fs::path(repo) / "hls/1");
+  fs::copy_file(models / "hls4ml_three_layer/model.onnx", fs::path(repo) / "hls/1/model.onnx");
+  fs::create_directories(fs::path(repo) / "pn/1");
+  fs::copy_file(models / "particlenet_ak4_hlt/model.onnx", fs::path(repo) / "pn/1/model.onnx");
+  write_text(fs::path(repo) / "pn/config.pbtxt", "platform: \"onnxruntime_onnx\"\n");
+  {
+    ServerProcess s(repo);
+    auto stub = stub_for(s);
+    inference::ModelConfigRequest cr;
+    cr.set_name("hls");
+    inference::ModelConfigResponse cfg;
+    ASSERT_TRUE(stub->ModelConfig(ctx().get(), cr, &cfg).ok());
+    EXPECT_EQ(cfg.config().max_batch_size(), 0);  // fixed batch of 1 in the file
+    ASSERT_EQ(cfg.config().input_size(), 1);
+    EXPECT_EQ(cfg.config().parameters().at("quiver.sha256").string_value(),
+              "0f9e0ce651a9af2742c9fb2f3d2ec72347adaa388ad8bbc863ef00a545341d09");
+    inference::ModelInferRequest r;
+    r.set_model_name("hls");
+    auto* in = r.add_inputs();
+    in->set_name(cfg.config().input(0).name());
+    in->set_datatype("FP32");
+    in->add_shape(1);
+    in->add_shape(16);
+    std::vector<float> x(16);
+    for (int i = 0; i < 16; ++i) x[i] = 0.1f * float(i - 8);
+    r.add_raw_input_contents(std::string(reinterpret_cast<char*>(x.data()), 64));
+    inference::ModelInferResponse resp;
+    auto st = stub->ModelInfer(ctx().get(), r, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    auto y = as_floats(resp.raw_output_contents(0));
+    ASSERT_EQ(y.size(), 5u);
+    float sum = 0;
+    for (float v : y) sum += v;
+    EXPECT_NEAR(sum, 1.f, 1e-5f);  // softmax
+
+    cr.set_name("pn");
+    ASSERT_TRUE(stub->ModelConfig(ctx().get(), cr, &cfg).ok());
+    inference::ModelMetadataRequest mr;
+    mr.set_name("pn");
+    inference::ModelMetadataResponse mm;
+    ASSERT_TRUE(stub->ModelMetadata(ctx().get(), mr, &mm).ok());
+    EXPECT_EQ(mm.platform(), "onnxruntime_onnx");
+    EXPECT_GE(mm.inputs_size(), 2);
+    EXPECT_EQ(s.stop(), 0);
+  }
+  fs::remove_all(repo);
+#endif
+}
+
 }  // namespace
