@@ -95,7 +95,7 @@ double pct(std::vector<double>& v, double p) {
 }
 
 void cmd_bench(const std::string& path, int64_t batch, int threads, const std::vector<std::string>& dim_args,
-               double seconds, const std::string& test_data, bool json) {
+               double seconds, const std::string& test_data, bool json, bool profile) {
   auto model = open_model(path);
   const auto& mi = model->info();
   std::map<std::string, int64_t> dims;
@@ -127,6 +127,7 @@ void cmd_bench(const std::string& path, int64_t batch, int threads, const std::v
     std::vector<Tensor> out;
     for (int i = 0; i < 3; ++i) s.run(inputs, out);
   }
+  if (profile) onnx::enable_profiling(true);
   std::vector<BenchResult> res(static_cast<size_t>(threads));
   std::atomic<bool> go{false};
   std::vector<std::thread> th;
@@ -177,6 +178,15 @@ void cmd_bench(const std::string& path, int64_t batch, int threads, const std::v
     std::printf("throughput: %.1f inferences/s, %.1f events/s\n", ips, ips * events);
     std::printf("latency us: p50 %.2f  p90 %.2f  p99 %.2f\n", p50, p90, p99);
     std::printf("peak RSS: %.1f MiB\n", rss / 1048576.0);
+  }
+  if (profile) {
+    auto rows = onnx::profile_report();
+    double total = 0;
+    for (auto& [op, ms, n] : rows) total += ms;
+    std::printf("\nprofile (time in operators, all threads):\n%-28s %10s %7s %12s %12s\n", "op", "ms", "%", "calls", "us/call");
+    for (auto& [op, ms, n] : rows)
+      std::printf("%-28s %10.2f %6.1f%% %12lld %12.3f\n", op.c_str(), ms, 100 * ms / total, static_cast<long long>(n),
+                  1e3 * ms / static_cast<double>(n));
   }
 }
 
@@ -318,7 +328,7 @@ cli::CommandRegistrar reg(10, [](CLI::App& app) {
   }
   {
     auto* c = app.add_subcommand("bench", "Measure throughput, latency and memory of direct inference");
-    struct A { std::string path, data; int64_t batch = 1; int threads = 1; std::vector<std::string> dims; double seconds = 3; bool json = false; };
+    struct A { std::string path, data; int64_t batch = 1; int threads = 1; std::vector<std::string> dims; double seconds = 3; bool json = false, profile = false; };
     auto a = std::make_shared<A>();
     c->add_option("model", a->path, "model file")->required();
     c->add_option("--batch,-b", a->batch, "events per call");
@@ -327,7 +337,8 @@ cli::CommandRegistrar reg(10, [](CLI::App& app) {
     c->add_option("--seconds,-s", a->seconds, "duration");
     c->add_option("--test-data", a->data, "use these inputs (tiled to --batch); default: the model's test_data_set_0");
     c->add_flag("--json", a->json, "print one JSON object");
-    c->callback([a] { cmd_bench(a->path, a->batch, a->threads, a->dims, a->seconds, a->data, a->json); });
+    c->add_flag("--profile", a->profile, "ONNX models: time spent per operator type");
+    c->callback([a] { cmd_bench(a->path, a->batch, a->threads, a->dims, a->seconds, a->data, a->json, a->profile); });
   }
   {
     auto* c = app.add_subcommand("onnx-test", "Run ONNX backend test cases; ends with 'N passed, M failed, K skipped'");

@@ -6,6 +6,7 @@
 
 #ifdef QUIVER_BLAS_DNNL
 #include <dnnl.h>
+extern "C" void omp_set_num_threads(int);  // Debian's oneDNN runs on GNU OpenMP
 #else
 #include <cblas.h>
 extern "C" void openblas_set_num_threads(int);
@@ -14,6 +15,19 @@ extern "C" void openblas_set_num_threads(int);
 namespace quiver::onnx {
 
 namespace {
+
+#ifdef QUIVER_BLAS_DNNL
+// Parallelism is across events (the caller's threads): each caller thread runs oneDNN with one
+// OpenMP thread, so no OpenMP team is ever spun up behind the framework's back (with a team, a
+// loaded machine turns a 100 us GEMM into 30 ms of spin-waiting).
+inline void single_thread_omp() {
+  thread_local bool done = false;
+  if (!done) {
+    omp_set_num_threads(1);
+    done = true;
+  }
+}
+#endif
 
 #ifndef QUIVER_BLAS_DNNL
 // Intra-op parallelism is the caller's choice (event threads); BLAS must not spawn its own.
@@ -119,12 +133,19 @@ void gemm(const GemmArgs& g) {
     epilogue(g.C, g.M, g.N, g.ldc, g.bias, g.act);
     return;
   }
-  // Per-event shapes: a few rows. The library's dispatch overhead dominates there.
-  const bool small = !g.transA && !g.transB && g.alpha != 0.0f && (g.M <= 16 || g.M * g.N * g.K <= 32 * 32 * 32);
+  // Tiny products: the library's dispatch overhead dominates (bench/gemm_bench: the plain kernel
+  // wins up to ~1k multiply-adds; oneDNN's JIT kernels win above, even at M = 1).
+#ifdef QUIVER_BLAS_DNNL
+  const int64_t small_limit = 1536;
+#else
+  const int64_t small_limit = 32 * 32 * 32;
+#endif
+  const bool small = !g.transA && !g.transB && g.alpha != 0.0f && g.M * g.N * g.K <= small_limit;
   if (small) {
     small_gemm_nn(g.M, g.N, g.K, g.A, g.lda, g.B, g.ldb, g.C, g.ldc, g.alpha, g.beta);
   } else {
 #ifdef QUIVER_BLAS_DNNL
+    single_thread_omp();
     dnnl_sgemm(g.transA ? 'T' : 'N', g.transB ? 'T' : 'N', g.M, g.N, g.K, g.alpha, g.A, g.lda, g.B, g.ldb, g.beta,
                g.C, g.ldc);
 #else

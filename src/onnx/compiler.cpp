@@ -335,6 +335,10 @@ void GraphCompiler::build_node(const ::onnx::NodeProto& node) {
   Step step;
   step.kernel = std::move(kernel);
   step.label = label;
+  step.op_type = (node.domain().empty() || node.domain() == "ai.onnx" ? "" : node.domain() + "::") + node.op_type() +
+                 (node.op_type() == "Conv" || node.op_type() == "MatMul" || node.op_type() == "Gemm"
+                      ? (Attributes(&node).has("_quiver_act") ? "+" + Attributes(&node).get_string("_quiver_act", "") : "")
+                      : "");
   const int step_index = static_cast<int>(plan_->steps.size());
   for (int id : in_ids) {
     step.inputs.push_back(id < 0 ? ValueRef{} : values_[id].ref);

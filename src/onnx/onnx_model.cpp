@@ -242,3 +242,12 @@ void register_backend() {
 }
 
 }  // namespace quiver::onnx
+
+namespace quiver::onnx {
+void enable_profiling(bool on) { set_profiling(on); }
+std::vector<std::tuple<std::string, double, int64_t>> profile_report() {
+  std::vector<std::tuple<std::string, double, int64_t>> out;
+  for (const auto& e : profile_snapshot()) out.emplace_back(e.op_type, e.ns / 1e6, e.calls);
+  return out;
+}
+}  // namespace quiver::onnx

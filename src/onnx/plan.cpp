@@ -1,6 +1,12 @@
 #include "onnx/plan.hpp"
 
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+
 #include "quiver/core/shape.hpp"
+#include "quiver/core/util.hpp"
 
 namespace quiver::onnx {
 
@@ -78,17 +84,52 @@ std::unique_ptr<PlanState> Plan::make_state() const {
   return st;
 }
 
+namespace {
+std::atomic<bool> g_profiling{false};
+std::mutex g_profile_mutex;
+std::map<std::string, ProfileEntry> g_profile;
+}  // namespace
+
+void set_profiling(bool on) {
+  std::lock_guard lock(g_profile_mutex);
+  g_profile.clear();
+  g_profiling.store(on);
+}
+
+std::vector<ProfileEntry> profile_snapshot() {
+  std::lock_guard lock(g_profile_mutex);
+  std::vector<ProfileEntry> out;
+  for (auto& [k, v] : g_profile) out.push_back(v);
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.ns > b.ns; });
+  return out;
+}
+
 void Plan::run(std::span<const Tensor* const> inputs, PlanState& st) const {
   st.inputs = inputs.data();
   st.num_inputs = inputs.size();
-  for (const Step& step : steps) {
+  const bool profiling = g_profiling.load(std::memory_order_relaxed);
+  std::vector<int64_t> times;
+  if (profiling) times.assign(steps.size(), 0);
+  for (size_t si = 0; si < steps.size(); ++si) {
+    const Step& step = steps[si];
     StepContext ctx(*this, step, st);
+    const int64_t t0 = profiling ? now_ns() : 0;
     try {
       step.kernel->run(ctx);
+      if (profiling) times[si] = now_ns() - t0;
     } catch (const Error& e) {
       throw e.with_context({model_name, step.label});
     } catch (const std::exception& e) {
       throw Error(ErrorCode::Internal, e.what(), {model_name, step.label});
+    }
+  }
+  if (profiling) {
+    std::lock_guard lock(g_profile_mutex);
+    for (size_t si = 0; si < steps.size(); ++si) {
+      auto& e = g_profile[steps[si].op_type];
+      e.op_type = steps[si].op_type;
+      e.ns += times[si];
+      e.calls++;
     }
   }
 }

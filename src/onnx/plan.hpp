@@ -21,8 +21,19 @@ struct Step {
   std::vector<int32_t> outputs;   // slot per output, -1 = not wanted
   std::vector<uint8_t> view_out;  // output slot holds views (aliasing op)
   std::string label;              // "name (OpType)" for errors
+  std::string op_type;            // for profiles
   uint32_t first_sub = 0, num_subs = 0;  // range in Plan::subplans_
 };
+
+// Per-op-type timing of every Plan::run while enabled (quiver bench --profile). Off: one relaxed
+// atomic load per run.
+struct ProfileEntry {
+  std::string op_type;
+  int64_t ns = 0;
+  int64_t calls = 0;
+};
+void set_profiling(bool on);
+std::vector<ProfileEntry> profile_snapshot();  // sorted by time, descending
 
 class PlanState {
  public:

@@ -3,6 +3,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "quiver/core/model.hpp"
 
@@ -38,4 +40,12 @@ std::vector<std::string> supported_ops();
 // Registers the "onnx" backend with quiver::register_backend.
 void register_backend();
 
+}  // namespace quiver::onnx
+
+namespace quiver::onnx {
+// Time every operator of every ONNX model run in this process, grouped by op type (fused ops
+// show as e.g. "Conv+Relu"). For `quiver bench --profile`; costs two clock reads per step.
+void enable_profiling(bool on);
+// "op_type total_ms calls" rows, slowest first.
+std::vector<std::tuple<std::string, double, int64_t>> profile_report();
 }  // namespace quiver::onnx

@@ -1,0 +1,10 @@
+# GEMM backends on the shapes the HEP models use: the engine's small-shape kernel, OpenBLAS, oneDNN.
+find_package(benchmark REQUIRED)
+find_package(dnnl CONFIG)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(OPENBLAS_BENCH IMPORTED_TARGET openblas)
+if(TARGET quiver_onnx AND TARGET DNNL::dnnl AND OPENBLAS_BENCH_FOUND)
+  add_executable(gemm_bench gemm_bench.cpp)
+  target_include_directories(gemm_bench PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(gemm_bench PRIVATE quiver_onnx benchmark::benchmark DNNL::dnnl PkgConfig::OPENBLAS_BENCH)
+endif()
