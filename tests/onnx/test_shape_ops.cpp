@@ -309,3 +309,23 @@ TEST(ShapeOps, SqueezeNonUnitAxisIsAnError) {
   auto e = expect_error([&] { g.load(); });
   EXPECT_NE(std::string(e.what()).find("squeezer"), std::string::npos) << e.what();
 }
+
+TEST(ShapeOps, ScatterNDElementwiseFastPath) {
+  G g(13);
+  g.input("x", {3, 4});
+  g.input("i", {-1, 2}, 7);
+  g.input("u", {-1});
+  g.output("y", {3, 4});
+  g.node("ScatterND", {"x", "i", "u"}, {"y"}, "pairs");
+  auto m = g.load();
+  auto out = m->run_once(std::vector<Tensor>{iota_f({3, 4}), Tensor::from_vector<int64_t>({0, 1, 2, -1, -3, 3}, {3, 2}),
+                                             Tensor::from_vector<float>({100, 200, 300}, {3})});
+  const std::vector<float> want{0, 100, 2, 300, 4, 5, 6, 7, 8, 9, 10, 200};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(out[0].data<float>()[i], want[i]) << i;
+  auto e = expect_error([&] {
+    m->run_once(std::vector<Tensor>{iota_f({3, 4}), Tensor::from_vector<int64_t>({0, 1, 3, 0}, {2, 2}),
+                                    Tensor::from_vector<float>({1, 2}, {2})});
+  });
+  EXPECT_NE(std::string(e.what()).find("pairs"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+}

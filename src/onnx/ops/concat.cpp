@@ -57,6 +57,23 @@ QUIVER_REGISTER_OPS(concat) {
                     visit_width(t, [&](auto tag) {
                       using T = typename decltype(tag)::type;
                       T* py = y.data<T>();
+                      if (outer > 1 && row <= 64 && n <= 16) {
+                        // Narrow rows (e.g. concatenating [..., 1] features on the last axis): fill each
+                        // output row from all inputs in turn instead of n strided passes.
+                        const T* src[16];
+                        int64_t blk[16];
+                        for (size_t i = 0; i < n; ++i) {
+                          src[i] = ec.input(i).data<T>();
+                          blk[i] = product(ec.input(i).dims(), a);
+                        }
+                        for (int64_t o = 0; o < outer; ++o)
+                          for (size_t i = 0; i < n; ++i) {
+                            const int64_t b = blk[i];
+                            const T* s = src[i] + o * b;
+                            for (int64_t e = 0; e < b; ++e) *py++ = s[e];
+                          }
+                        return;
+                      }
                       int64_t col = 0;
                       for (size_t i = 0; i < n; ++i) {
                         const Tensor& x = ec.input(i);

@@ -36,6 +36,39 @@ QUIVER_REGISTER_OPS(scatternd) {
                       T* py = y.data<T>();
                       const T* pu = upd.data<T>();
                       if (px != py) copy_n_elems(px, py, x.numel());
+                      // Fast path (element-wise scatter, e.g. ParT's pair matrices: k == rank, no reduction):
+                      // unrolled offset computation, branch-free bounds check per tuple.
+                      if (slice == 1 && red == ScatterReduce::None && k >= 1 && k <= 4) {
+                        int64_t dims[4] = {1, 1, 1, 1}, st[4] = {0, 0, 0, 0};
+                        for (int64_t d = 0; d < k; ++d) { dims[d] = x.dim(d); st[d] = strides[d]; }
+                        auto run = [&](auto kc) {
+                          constexpr int K = decltype(kc)::value;
+                          for (int64_t j = 0; j < n; ++j) {
+                            const int64_t* tup = pi + j * K;
+                            int64_t off = 0;
+                            bool ok = true;
+                            for (int d = 0; d < K; ++d) {
+                              const int64_t v = tup[d] + (tup[d] < 0 ? dims[d] : 0);
+                              ok &= static_cast<uint64_t>(v) < static_cast<uint64_t>(dims[d]);
+                              off += v * st[d];
+                            }
+                            if (!ok) return j;
+                            py[off] = pu[j];
+                          }
+                          return n;
+                        };
+                        int64_t done;
+                        switch (k) {
+                          case 1: done = run(std::integral_constant<int, 1>{}); break;
+                          case 2: done = run(std::integral_constant<int, 2>{}); break;
+                          case 3: done = run(std::integral_constant<int, 3>{}); break;
+                          default: done = run(std::integral_constant<int, 4>{}); break;
+                        }
+                        if (done == n) return;
+                        ec.fail("index tuple " + std::to_string(done) + " of indices is out of range for data dims " +
+                                    dims_to_string(x.dims()),
+                                "indices");
+                      }
                       for (int64_t j = 0; j < n; ++j) {
                         int64_t off = 0;
                         for (int64_t d = 0; d < k; ++d) {
