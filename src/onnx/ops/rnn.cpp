@@ -45,6 +45,34 @@ void rnn_tanh_inplace(float* x, int64_t n) {
   }
 }
 
+__attribute__((target_clones("avx2,fma", "default")))
+void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N, float* y) {
+  int64_t n0 = 0;
+  for (; n0 + 32 <= N; n0 += 32) {
+    float acc[32] = {};
+    for (int64_t k = 0; k < K; ++k) {
+      const float xv = x[k];
+      const float* b = B + k * ldb + n0;
+      for (int j = 0; j < 32; ++j) acc[j] += xv * b[j];
+    }
+    for (int j = 0; j < 32; ++j) y[n0 + j] = acc[j];
+  }
+  for (; n0 + 8 <= N; n0 += 8) {
+    float acc[8] = {};
+    for (int64_t k = 0; k < K; ++k) {
+      const float xv = x[k];
+      const float* b = B + k * ldb + n0;
+      for (int j = 0; j < 8; ++j) acc[j] += xv * b[j];
+    }
+    for (int j = 0; j < 8; ++j) y[n0 + j] = acc[j];
+  }
+  for (; n0 < N; ++n0) {
+    float acc = 0;
+    for (int64_t k = 0; k < K; ++k) acc += x[k] * B[k * ldb + n0];
+    y[n0] = acc;
+  }
+}
+
 QUIVER_REGISTER_OPS(rnn) {
   registry.add({"", "RNN", [](BuildContext& ctx) { return build_recurrent(ctx, CellKind::RNN); }});
 }

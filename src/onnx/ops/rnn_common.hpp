@@ -46,6 +46,8 @@ inline float rnn_act1(float x, const RnnActivation& a) {
 // AVX2/FMA and baseline clones).
 void rnn_sigmoid_inplace(float* x, int64_t n);
 void rnn_tanh_inplace(float* x, int64_t n);
+// y[0:N] = x[0:K] x B[K, N] (row stride ldb): the batch-1 recurrent step, accumulating in registers.
+void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N, float* y);
 
 // In-place activation over n values.
 inline void rnn_act(float* x, int64_t n, const RnnActivation& a) {
@@ -234,6 +236,10 @@ class RecurrentKernel final : public Kernel {
 
   // C[B, n] = A[B, k] x Bm[k, n] with ldb.
   static void mm(const float* a, int64_t m, int64_t k, const float* bm, int64_t ldb, int64_t n, float* cm, int64_t ldc) {
+    if (m == 1) {
+      rnn_gemv(a, k, bm, ldb, n, cm);
+      return;
+    }
     GemmArgs g;
     g.M = m; g.N = n; g.K = k;
     g.A = a; g.lda = k; g.B = bm; g.ldb = ldb; g.C = cm; g.ldc = ldc;
