@@ -4,7 +4,7 @@
 //  2. coalescing: 64 caller threads, each a synchronous loop on the MLP (hls4ml three-layer with a
 //     dynamic batch dim), with and without BatchingClient: RPCs, throughput, p50/p99.
 //  3. scaling: closed-loop throughput with 1 vs 2 servers (CPU-bound MLP, and a latency-bound
-//     identity model whose execution sleeps 2 ms, one instance per server).
+//     identity model whose execution sleeps 10 ms, one instance per server).
 // Usage: client_bench [seconds-per-measurement]   (default 3)
 #include <grpcpp/grpcpp.h>
 #include <onnx/onnx_pb.h>
@@ -52,7 +52,7 @@ fs::path make_repo() {
              "input [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ 16 ] } ]\n"
              "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 16 ] } ]\n"
              "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
-             "parameters { key: \"execute_delay_ms\" value: { string_value: \"2\" } }\n");
+             "parameters { key: \"execute_delay_ms\" value: { string_value: \"10\" } }\n");
   // The hls4ml MLP with its fixed batch of 1 turned into a dynamic "batch" dim.
   onnx::ModelProto m;
   if (!m.ParseFromString(read_file(QUIVER_SHARED_DIR "/models/hep/hls4ml_three_layer/model.onnx")))

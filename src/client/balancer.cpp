@@ -84,10 +84,13 @@ void Balancer::set_servers(const std::vector<std::string>& endpoints, bool start
 }
 
 double Balancer::cost(const ServerState& s) const {
-  double c = s.outstanding.load(std::memory_order_relaxed);
-  if (opt_.queue_ns_per_request > 0)
-    c += static_cast<double>(s.queue_ns.load(std::memory_order_relaxed)) / opt_.queue_ns_per_request;
-  return c;
+  // (outstanding + 1) weighted by a bounded queue-time factor in [1, 2): the statistics are a
+  // second old, so an additive queue term would send everything to the server that looked idle
+  // last second (herding); a bounded multiplier only shifts the share between servers.
+  const double out = s.outstanding.load(std::memory_order_relaxed) + 1.0;
+  if (opt_.queue_ns_per_request <= 0) return out;
+  const double q = static_cast<double>(s.queue_ns.load(std::memory_order_relaxed));
+  return out * (1.0 + q / (q + static_cast<double>(opt_.queue_ns_per_request)));
 }
 
 std::shared_ptr<ServerState> Balancer::pick(const std::string& model,

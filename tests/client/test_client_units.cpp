@@ -168,9 +168,12 @@ TEST(Balancer, SpreadsAndNeverPicksTheWorstOfThree) {
 TEST(Balancer, QueueTimeCountsAsLoad) {
   Balancer bal(BalancerOptions{.queue_ns_per_request = 1'000'000});
   bal.set_servers({"a:1", "b:2"});
-  bal.find("a:1")->queue_ns = 5'000'000;  // 5 ms queued ~ 5 outstanding
-  bal.find("b:2")->outstanding = 3;
+  bal.find("a:1")->queue_ns = 5'000'000;  // 5 ms queued: each request counts ~1.83x
+  bal.find("a:1")->outstanding = 3;      // cost 4 * 1.83 = 7.3
+  bal.find("b:2")->outstanding = 4;      // cost 5
   for (int i = 0; i < 50; ++i) EXPECT_EQ(bal.pick("m")->address, "b:2");
+  bal.find("b:2")->outstanding = 7;      // cost 8 > 7.3: queue time is bounded, load still wins
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(bal.pick("m")->address, "a:1");
 }
 
 TEST(Balancer, SkipsOpenRemovedExcludedAndMissingModel) {

@@ -79,13 +79,15 @@ struct ServerState {
 };
 
 struct BalancerOptions {
-  // Server queue time worth one outstanding request in the cost (0 disables queue-time use).
+  // Queue-time scale: cost = (outstanding + 1) * (1 + q / (q + scale)), q = the server's recent
+  // average queue time from ModelStatistics; a server queueing `scale` ns counts each request
+  // 1.5 times. 0 disables the queue-time term.
   int64_t queue_ns_per_request = 1'000'000;
 };
 
 // Power-of-two-choices: pick two distinct random candidates among the servers that are serving,
 // not removed, not excluded and not known to lack the model; send to the one with the lower cost
-// outstanding + queue_ns / queue_ns_per_request. Thread-safe; picking takes a shared lock only.
+// (see BalancerOptions). Thread-safe; picking takes a shared lock only.
 class Balancer {
  public:
   explicit Balancer(BalancerOptions o = {}, BreakerOptions b = {}) : opt_(o), breaker_opt_(b) {}
