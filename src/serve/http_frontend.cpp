@@ -158,6 +158,12 @@ struct HttpFrontend::Impl {
       send_json(res, {{"name", m.name()}, {"version", m.version()},
                       {"extensions", std::vector<std::string>(m.extensions().begin(), m.extensions().end())}});
     }));
+    // Before the per-model routes: "stats" would otherwise match as a model name.
+    s.Get("/v2/models/stats", guarded([this](const httplib::Request&, httplib::Response& res) {
+      inference::ModelStatisticsResponse r;
+      core.model_statistics("", "", r);
+      send_json(res, stats_json(r));
+    }));
     const std::string M = R"(/v2/models/([^/]+)(?:/versions/([0-9]+))?)";
     s.Get(M + "/ready", [this](const httplib::Request& req, httplib::Response& res) {
       auto [m, v] = mv_of(req);
@@ -201,11 +207,6 @@ struct HttpFrontend::Impl {
       auto [m, v] = mv_of(req);
       inference::ModelStatisticsResponse r;
       core.model_statistics(m, v, r);
-      send_json(res, stats_json(r));
-    }));
-    s.Get("/v2/models/stats", guarded([this](const httplib::Request&, httplib::Response& res) {
-      inference::ModelStatisticsResponse r;
-      core.model_statistics("", "", r);
       send_json(res, stats_json(r));
     }));
     s.Post(M + "/infer", guarded([this](const httplib::Request& req, httplib::Response& res) {

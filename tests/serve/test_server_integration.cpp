@@ -604,6 +604,10 @@ TEST_F(ServeTest, HttpJsonBinaryGzipAndErrors) {
   r = cli.Post("/v2/repository/models/ident/load", "{}", "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503);
+  r = cli.Get("/v2/models/stats");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_GE(json::parse(r->body)["model_stats"].size(), 4u);
   r = cli.Get("/v2/models/ident/stats");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200);
