@@ -28,6 +28,18 @@
 #include "quiver/core/util.hpp"
 #include "quiver/flow/application.hpp"
 
+// oneTBB is not built with ThreadSanitizer, so TSAN cannot see the happens-before edges of its
+// task hand-offs; these annotations state them (no-ops in normal builds).
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#define QUIVER_TSAN_RELEASE(p) __tsan_release(const_cast<void*>(static_cast<const volatile void*>(p)))
+#define QUIVER_TSAN_ACQUIRE(p) __tsan_acquire(const_cast<void*>(static_cast<const volatile void*>(p)))
+#else
+#define QUIVER_TSAN_RELEASE(p) ((void)0)
+#define QUIVER_TSAN_ACQUIRE(p) ((void)0)
+#endif
+
 namespace quiver::flow {
 
 using detail::EventCtx;
@@ -108,7 +120,13 @@ struct Runner final : Runtime {
 
   // ---- Runtime
   void enqueue(std::function<void()> task) override {
+    QUIVER_TSAN_RELEASE(this);
     arena->enqueue(tg->defer([this, task = std::move(task)] {
+      QUIVER_TSAN_ACQUIRE(this);
+      struct Done {
+        Runner* r;
+        ~Done() { QUIVER_TSAN_RELEASE(r); }
+      } done_{this};
       try {
         task();
       } catch (const std::exception& e) {
@@ -174,13 +192,19 @@ struct Runner final : Runtime {
       while (!source_done.load(std::memory_order_relaxed) && !stopping()) {
         EventCtx* c = nullptr;
         if (!free_q.try_pop(c)) break;
+        QUIVER_TSAN_ACQUIRE(c);
         if (!fill(c)) {
           free_q.push(c);
           break;
         }
         if (last) {
           EventCtx* l = last;
-          tg->run([this, l] { guarded_run(l); });
+          QUIVER_TSAN_RELEASE(this);
+          tg->run([this, l] {
+            QUIVER_TSAN_ACQUIRE(this);
+            guarded_run(l);
+            QUIVER_TSAN_RELEASE(this);
+          });
         }
         last = c;
       }
@@ -269,7 +293,11 @@ struct Runner final : Runtime {
       auto st = std::make_shared<Completion::State>();
       st->runner = this;
       st->ctx = c;
-      st->handle = tg->defer([this, c] { resume(c); });
+      st->handle = tg->defer([this, c] {
+        QUIVER_TSAN_ACQUIRE(c);
+        resume(c);
+        QUIVER_TSAN_RELEASE(this);
+      });
       Completion keep(st);
       st.reset();
       try {
@@ -370,6 +398,7 @@ struct Runner final : Runtime {
   }
 
   void finish_event(EventCtx* c) {
+    QUIVER_TSAN_RELEASE(c);
     free_q.push(c);
     inflight.fetch_sub(1, std::memory_order_release);
     if (tls_pumping) tls_repump = true;
@@ -380,6 +409,7 @@ struct Runner final : Runtime {
 void Completion::State::fire(std::exception_ptr e) {
   if (fired.exchange(true)) return;
   ctx->async_error = e;
+  QUIVER_TSAN_RELEASE(ctx);
   runner->arena->enqueue(std::move(handle));
 }
 
@@ -679,8 +709,14 @@ RunSummary Application::run() {
   // ---- run
   try {
     r.arena->execute([&] {
-      r.tg->run([&] { r.pump(); });
+      QUIVER_TSAN_RELEASE(&r);
+      r.tg->run([&] {
+        QUIVER_TSAN_ACQUIRE(&r);
+        r.pump();
+        QUIVER_TSAN_RELEASE(&r);
+      });
       r.tg->wait();
+      QUIVER_TSAN_ACQUIRE(&r);
     });
   } catch (...) {
     Error e = detail::to_error(std::current_exception(), "scheduler");
