@@ -1,6 +1,7 @@
 // Softmax / LogSoftmax / Hardmax. Opset < 13: input coerced to 2-D at `axis` (default 1), normalised
 // over the flattened trailing block. Opset >= 13: along `axis` (default -1).
 #include "onnx/ops/common.hpp"
+#include "onnx/ops/vmath.hpp"
 
 namespace quiver::onnx {
 
@@ -8,8 +9,39 @@ namespace {
 
 enum class Kind { Softmax, LogSoftmax, Hardmax };
 
+// Contiguous rows (axis is the last dim): the common case; loops vectorise with vmath::exp.
+__attribute__((target_clones("avx2,fma", "default")))
+void softmax_rows_f32(const float* x, float* y, int64_t rows, int64_t n, Kind kind) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* px = x + r * n;
+    float* py = y + r * n;
+    float mx = px[0];
+    for (int64_t k = 1; k < n; ++k) mx = px[k] > mx ? px[k] : mx;
+    float sum = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      const float e = vmath::exp(px[k] - mx);
+      py[k] = e;
+      sum += e;
+    }
+    if (kind == Kind::Softmax) {
+      const float inv = 1.0f / sum;
+      for (int64_t k = 0; k < n; ++k) py[k] *= inv;
+    } else {
+      const float ls = std::log(sum);
+      for (int64_t k = 0; k < n; ++k) py[k] = px[k] - mx - ls;
+    }
+  }
+}
+
 template <class T>
 void softmax_block(const T* x, T* y, int64_t outer, int64_t n, int64_t inner, Kind kind) {
+  if constexpr (std::is_same_v<T, float>) {
+    // Same formula as below (inf/nan behave identically: vmath::exp(-inf) = 0, exp(nan) = nan).
+    if (inner == 1 && kind != Kind::Hardmax && n > 0) {
+      softmax_rows_f32(x, y, outer, n, kind);
+      return;
+    }
+  }
   for (int64_t o = 0; o < outer; ++o) {
     for (int64_t i = 0; i < inner; ++i) {
       const T* px = x + o * n * inner + i;
