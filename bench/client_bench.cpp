@@ -235,7 +235,32 @@ int main(int argc, char** argv) {
     std::printf("1. client CPU per async request (best of 3 x %d requests, 64 in flight, identity 1x16 fp32)\n", n);
     std::printf("   raw gRPC CQ loop : %6.2f us CPU/request, %8.0f requests/s\n", best_raw.cpu_us_per_req, best_raw.wall_rps);
     std::printf("   Quiver client    : %6.2f us CPU/request, %8.0f requests/s\n", best_q.cpu_us_per_req, best_q.wall_rps);
-    std::printf("   client overhead  : %6.2f us CPU/request on top of gRPC\n\n", best_q.cpu_us_per_req - best_raw.cpu_us_per_req);
+    std::printf("   client overhead  : %6.2f us CPU/request on top of gRPC\n", best_q.cpu_us_per_req - best_raw.cpu_us_per_req);
+    // The client's own per-request steps in isolation (no RPC): balancer pick over 3 servers and
+    // the request/response conversions that the raw loop also does.
+    Balancer bal;
+    bal.set_servers({"a:1", "b:2", "c:3"});
+    const int m = 1'000'000;
+    int64_t t0 = now_ns();
+    size_t sink = 0;
+    for (int i = 0; i < m; ++i) sink += bal.pick("identity")->address.size();
+    const double pick_ns = double(now_ns() - t0) / m;
+    auto resp = std::make_shared<inference::ModelInferResponse>();
+    auto* o = resp->add_outputs();
+    o->set_name("OUTPUT0");
+    o->set_datatype("FP32");
+    o->add_shape(1);
+    o->add_shape(16);
+    resp->add_raw_output_contents(std::string(64, '\0'));
+    t0 = now_ns();
+    for (int i = 0; i < m / 10; ++i) {
+      auto msg = wire::encode_request("identity", {{"INPUT0", x}}, {}, 0);
+      sink += msg->raw_input_contents(0).size();
+      sink += wire::decode_outputs(resp).size();
+    }
+    const double conv_ns = double(now_ns() - t0) / (m / 10);
+    std::printf("   in isolation     : balancer pick %.0f ns, encode+decode %.0f ns per request (%zu)\n\n", pick_ns,
+                conv_ns, sink % 10);
   }
   {
     // 2. Coalescing: 64 callers on the MLP.
