@@ -25,6 +25,9 @@ QUIVER_REGISTER_OPS(col2im) {
                     std::vector<int64_t> str = str_a.empty() ? std::vector<int64_t>(D, 1) : str_a;
                     std::vector<int64_t> pads = pads_a.empty() ? std::vector<int64_t>(2 * D, 0) : pads_a;
                     if (dil.size() != D || str.size() != D || pads.size() != 2 * D) ec.fail("dilations/strides/pads have the wrong length");
+                    for (size_t d = 0; d < D; ++d)
+                      if (dil[d] <= 0 || str[d] <= 0 || blk[d] <= 0 || img[d] < 0)
+                        ec.fail("dilations, strides and block_shape must be positive, image_shape non-negative");
                     if (x.rank() != 3) ec.fail("input must be [N, C * prod(block_shape), L]");
                     const int64_t K = product(blk);
                     if (K <= 0 || x.dim(1) % K != 0) ec.fail("input dim 1 is not a multiple of prod(block_shape)");

@@ -28,6 +28,8 @@ QUIVER_REGISTER_OPS(expand) {
                   return make_kernel([t](ExecContext& ec) {
                     const Tensor& x = ec.input(0);
                     const std::vector<int64_t> spec = read_ints(ec.input(1));
+                    for (auto v : spec)
+                      if (v < 0) ec.fail("negative dimension in shape " + dims_to_string(spec), "shape");
                     std::vector<int64_t> od;
                     if (!broadcast_dims(x.dims(), spec, od))
                       ec.fail("cannot broadcast " + dims_to_string(x.dims()) + " to " + dims_to_string(spec));

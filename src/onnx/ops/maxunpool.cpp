@@ -29,7 +29,11 @@ QUIVER_REGISTER_OPS(maxunpool) {
                     if (ec.has_input(2)) {
                       od = read_ints(ec.input(2));
                       if (od.size() != D + 2) ec.fail("output_shape must have rank entries", "output_shape");
+                      for (auto v : od)
+                        if (v < 0) ec.fail("negative dimension in output_shape", "output_shape");
                     }
+                    for (auto v : dd)
+                      if (v < 0) ec.fail("inferred output shape " + dims_to_string(dd) + " is invalid");
                     const bool remap = od != dd;
                     const auto ds = contiguous_strides(dd), os = contiguous_strides(od);
                     const int64_t dtotal = product(dd);

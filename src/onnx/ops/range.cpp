@@ -39,6 +39,7 @@ QUIVER_REGISTER_OPS(range) {
                         n = static_cast<int64_t>(std::ceil(static_cast<double>(static_cast<int64_t>(limit) - start) /
                                                            static_cast<double>(delta)));
                       n = std::max<int64_t>(n, 0);
+                      if (n > (int64_t{1} << 32)) ec.fail("Range would produce " + std::to_string(n) + " elements");
                       Tensor& y = ec.output(0, t, {n});
                       T* p = y.data<T>();
                       // Accumulate like the reference (start + i*delta for ints; repeated addition for floats).

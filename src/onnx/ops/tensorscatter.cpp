@@ -44,6 +44,7 @@ QUIVER_REGISTER_OPS(tensorscatter) {
                       if (pp != py) copy_n_elems(pp, py, past.numel());
                       for (int64_t b = 0; b < B; ++b) {
                         const int64_t start = wi[b];
+                        if (S > 0 && L == 0) ec.fail("cannot write into a cache of length 0", "past_cache");
                         if (start < 0 || (!circular && start + S > L) || (circular && start >= L && L > 0))
                           ec.fail("write index " + std::to_string(start) + " out of range for cache length " + std::to_string(L) +
                                       " and update length " + std::to_string(S),
