@@ -515,3 +515,72 @@ TEST(JetTagging, CliErrorsAreClear) {
   EXPECT_NE(quiver::read_file((dir / "e3").string()).find("inference.mode"), std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST(JetTagging, ServiceModeThroughQuiverServeWithFallback) {
+  // quiver serve on a free port with max_batch_size 4: events with <= 4 jets are answered by the
+  // server, larger ones are rejected and fall back to direct inference; every score equals direct.
+#ifndef JT_HAVE_SERVE_AND_CLIENT
+  GTEST_SKIP() << "built without quiver_serve / quiver_client (QUIVER_WITH_GRPC=OFF)";
+#endif
+  std::string why;
+  if (!engine_runs_particlenet(why)) GTEST_SKIP() << "ONNX engine cannot run ParticleNet-AK4 yet: " << why;
+  fs::path dir = temp_dir("serve");
+  fs::create_directories(dir / "repo/particlenet_ak4_hlt/1");
+  fs::copy_file(kModel, dir / "repo/particlenet_ak4_hlt/1/model.onnx");
+  std::ofstream(dir / "repo/particlenet_ak4_hlt/config.pbtxt") << "name: \"particlenet_ak4_hlt\"\nmax_batch_size: 4\n";
+  pid_t server = fork();
+  if (server == 0) {
+    FILE* o = std::freopen((dir / "serve.out").c_str(), "w", stdout);
+    FILE* e = std::freopen((dir / "serve.err").c_str(), "w", stderr);
+    (void)o;
+    (void)e;
+    std::string repo = (dir / "repo").string();
+    execl(kQuiver.c_str(), kQuiver.c_str(), "serve", "--model-repository", repo.c_str(), "--grpc-port", "0",
+          "--http-port", "-1", "--metrics-port", "-1", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  std::string port;
+  auto t0 = std::chrono::steady_clock::now();
+  while (port.empty() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream f(dir / "serve.out");
+    std::string s((std::istreambuf_iterator<char>(f)), {});
+    auto p = s.find("grpc=127.0.0.1:");
+    if (p != std::string::npos) {
+      auto q = p + std::string("grpc=127.0.0.1:").size();
+      auto end = s.find_first_not_of("0123456789", q);
+      if (end != std::string::npos) port = s.substr(q, end - q);
+    }
+  }
+  ASSERT_FALSE(port.empty()) << "server did not start: " << quiver::read_file((dir / "serve.err").string());
+  std::map<std::string, std::vector<Row>> rows;
+  for (std::string mode : {"direct", "service"}) {
+    fs::path csv = dir / (mode + ".csv");
+    pid_t pid = spawn_quiver({"run", kConfig, "-Pinference.mode=" + mode, "-Pnthreads=2", "-Pnevents=10",
+                              "-Pwriter.csv=" + csv.string(), "-Pwriter.hdf5=", "-Pticker=0",
+                              "-Pinference.service=grpc://127.0.0.1:" + port + "/particlenet_ak4_hlt",
+                              "-Pinference.log_level=error"},
+                             dir / "out.txt", dir / (mode + ".err"));
+    int rc = wait_quiver(pid, 120);
+    EXPECT_EQ(rc, 0) << quiver::read_file((dir / (mode + ".err")).string());
+    rows[mode] = read_csv(csv.string());
+  }
+  kill(server, SIGTERM);
+  int status = 0;
+  for (int i = 0; i < 200 && waitpid(server, &status, WNOHANG) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (waitpid(server, &status, WNOHANG) == 0) {
+    kill(server, SIGKILL);
+    waitpid(server, &status, 0);
+  }
+  expect_rows_close(rows["direct"], rows["service"], 1e-5);
+  int served = 0, fell_back = 0;
+  for (auto& r : rows["service"]) {
+    served += r.mode == "service";
+    fell_back += r.mode == "service-fallback-direct";
+  }
+  EXPECT_GT(served, 0);
+  EXPECT_GT(fell_back, 0);
+  EXPECT_EQ(served + fell_back, static_cast<int>(rows["service"].size()));
+  fs::remove_all(dir);
+}
