@@ -1,6 +1,8 @@
 // XGBoost JSON / UBJSON models (schema of XGBoost 1.0 to 3.x), parsed with nlohmann::json.
 #include <cmath>
 #include <limits>
+#include <new>
+#include <stdexcept>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -406,6 +408,10 @@ ForestSpec parse_xgboost_ubj(std::string_view bytes, const std::string& source) 
     doc = json::from_ubjson(bytes.begin(), bytes.end());
   } catch (const json::exception& e) {
     throw_error(ErrorCode::Parse, std::string("malformed UBJSON: ") + e.what(), {"", "", "", source});
+  } catch (const std::bad_alloc&) {
+    throw_error(ErrorCode::ResourceExhausted, "UBJSON document too large for memory", {"", "", "", source});
+  } catch (const std::length_error&) {
+    throw_error(ErrorCode::Parse, "malformed UBJSON: container size out of range", {"", "", "", source});
   }
   try {
     return from_json_doc(doc, source, Format::XGBoostUbj);
