@@ -101,7 +101,7 @@ AxisTaps make_taps(const Params& p, int64_t in, int64_t out, double scale, doubl
     const int64_t x0 = static_cast<int64_t>(fl) - (integral ? 1 : 0);
     const double ratio = integral ? 1.0 : xo - fl;
     if (p.mode == Mode::Nearest) {
-      bool right;
+      bool right = true;
       if (integral) right = true;
       else switch (p.nearest) {
         case NearestMode::RoundPreferFloor: right = ratio > 0.5; break;
