@@ -127,8 +127,18 @@ std::shared_ptr<const ForestModel> ForestModel::load(const std::string& path, co
   int64_t re = param_int(options, "round_end", -1, path);
   auto bi = options.params.find("use_best_iteration");
   if (bi != options.params.end() && (bi->second == "1" || bi->second == "true")) {
-    for (auto& [k, v] : spec.notes)
-      if (k == "best_iteration") re = std::stoll(v) + 1;
+    bool found = false;
+    for (auto& [k, v] : spec.notes) {
+      if (k != "best_iteration") continue;
+      char* end = nullptr;
+      long long b = std::strtoll(v.c_str(), &end, 10);
+      if (v.empty() || *end != '\0' || b < 0 || b >= INT32_MAX)
+        throw_error(ErrorCode::Parse, "best_iteration attribute is not a round number: '" + v + "'", {"", "", "", path});
+      re = b + 1;
+      found = true;
+    }
+    if (!found)
+      throw_error(ErrorCode::InvalidArgument, "use_best_iteration: the model has no best_iteration attribute", {"", "", "", path});
   }
   if (rb < 0 || rb > INT32_MAX || re > INT32_MAX)
     throw_error(ErrorCode::InvalidArgument, "round range out of range", {"", "", "", path});

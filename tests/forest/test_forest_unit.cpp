@@ -281,6 +281,8 @@ TEST(ForestModel, BestIterationParameter) {
   EXPECT_EQ(m->forest().default_rounds().second, 25);
   o.params = {{"round_end", "11"}};
   EXPECT_EQ(ForestModel::load(shared("xgboost/categorical/LinearRegressionAuto.json"), o)->forest().default_rounds().second, 11);
+  o.params = {{"use_best_iteration", "1"}};
+  expect_error([&] { ForestModel::load(shared("xgboost/compat-1.0/xgboost-1.0.0rc1.reg.json"), o); }, {"best_iteration"});
   o.params = {{"round_end", "x"}};
   expect_error([&] { ForestModel::load(shared("xgboost/categorical/LinearRegressionAuto.json"), o); }, {"round_end"});
 }
