@@ -352,3 +352,47 @@ TEST(ForestCsv, PositionalHeaderlessAndErrors) {
   EXPECT_EQ(q.header[0], "a,b");
   EXPECT_EQ(q.rows[0][0], "x \"y\"");
 }
+
+// LightGBM numeric splits: x <= threshold (double), missing types None (NaN -> 0), NaN, Zero; sigmoid:2.
+TEST(ForestLightGBM, NumericMissingTypesByHand) {
+  const std::string model = R"(tree
+version=v3
+num_class=1
+num_tree_per_iteration=1
+label_index=0
+max_feature_idx=1
+objective=binary sigmoid:2
+feature_names=a b
+feature_infos=[0:1] [-2:2]
+tree_sizes=1
+
+Tree=0
+num_leaves=4
+num_cat=0
+split_feature=0 1 1
+split_gain=1 1 1
+threshold=0.5 -1 1.0000000000000002
+decision_type=0 10 4
+left_child=1 -1 -3
+right_child=2 -2 -4
+leaf_value=1 2 3 4
+leaf_count=1 1 1 1
+internal_value=0 0 0
+internal_count=4 2 2
+shrinkage=1
+
+
+end of trees
+)";
+  Forest f = Forest::build(parse_lightgbm(model, "hand.txt"), "hand.txt");
+  EXPECT_EQ(f.feature_names(), (std::vector<std::string>{"a", "b"}));
+  struct C { float a, b, want; };
+  const float above1 = std::nextafter(1.0f, 2.0f);
+  const C cases[] = {{NAN, NAN, 1}, {0.7f, 0.0f, 4}, {0.7f, 1.0f, 3}, {0.7f, above1, 4}, {0.7f, NAN, 4},
+                     {0.5f, -1.0f, 1}, {0.5f, -0.5f, 2}, {0.7f, -1e-36f, 4}, {0.7f, 0.25f, 3}};
+  for (const auto& c : cases) {
+    float row[2] = {c.a, c.b};
+    EXPECT_EQ(f.predict_row(row, true), c.want) << "a=" << c.a << " b=" << c.b;
+    EXPECT_NEAR(f.predict_row(row, false), 1.0 / (1.0 + std::exp(-2.0 * c.want)), 1e-7);
+  }
+}
