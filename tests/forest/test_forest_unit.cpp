@@ -396,3 +396,33 @@ end of trees
     EXPECT_NEAR(f.predict_row(row, false), 1.0 / (1.0 + std::exp(-2.0 * c.want)), 1e-7);
   }
 }
+
+// TMVA node test: right iff (x >= Cut) == (cType == 1); NaN compares false. AdaBoost + YesNoLeaf:
+// sum(w * nType) / sum(w).
+TEST(ForestTmva, CutTypesAndAdaBoostByHand) {
+  const std::string xml = R"(
+   <?xml version="1.0"?>
+<MethodSetup Method="BDT::BDT"><GeneralInfo><Info name="AnalysisType" value="Classification"/></GeneralInfo>
+<Options><Option name="BoostType" modified="Yes">AdaBoost</Option><Option name="UseYesNoLeaf" modified="No">True</Option></Options>
+<Variables NVar="2"><Variable VarIndex="0" Expression="a" Label="a"/><Variable VarIndex="1" Expression="b/c" Label="b"/></Variables>
+<Weights NTrees="2" AnalysisType="0">
+<BinaryTree type="DecisionTree" boostWeight="0.75" itree="0"><Node pos="s" depth="0" NCoef="0" IVar="0" Cut="0.1" cType="0" res="-99" purity="0.5" nType="0">
+<Node pos="l" depth="1" NCoef="0" IVar="-1" Cut="0" cType="1" res="-99" purity="0.8" nType="1"/>
+<Node pos="r" depth="1" NCoef="0" IVar="-1" Cut="0" cType="1" res="-99" purity="0.2" nType="-1"/></Node></BinaryTree>
+<BinaryTree type="DecisionTree" boostWeight="0.25" itree="1"><Node pos="s" depth="0" NCoef="0" IVar="1" Cut="2" cType="1" res="-99" purity="0.5" nType="0">
+<Node pos="l" depth="1" NCoef="0" IVar="-1" Cut="0" cType="1" res="-99" purity="0.3" nType="-1"/>
+<Node pos="r" depth="1" NCoef="0" IVar="-1" Cut="0" cType="1" res="-99" purity="0.9" nType="1"/></Node></BinaryTree>
+</Weights></MethodSetup>)";
+  Forest f = Forest::build(parse_tmva_xml(xml, "hand.xml"), "hand.xml");
+  EXPECT_EQ(f.feature_names()[1], "b/c");
+  // tree 0 (cType 0): right iff a < 0.1 (0.1 is not a float: a = float(0.1) > 0.1 goes left); NaN -> right
+  // tree 1 (cType 1): right iff b >= 2; NaN -> left
+  struct C { float a, b; double want; };
+  const float a01 = 0.1f;  // 0.100000001 > 0.1
+  const C cases[] = {{0.5f, 3.0f, 0.75 * 1 + 0.25 * 1}, {0.0f, 3.0f, -0.75 + 0.25}, {a01, 1.0f, 0.75 - 0.25},
+                     {std::nextafter(a01, 0.0f), 2.0f, -0.75 + 0.25}, {NAN, NAN, -0.75 - 0.25}};
+  for (const auto& c : cases) {
+    float row[2] = {c.a, c.b};
+    EXPECT_NEAR(f.predict_row(row, false), c.want, 1e-7) << "a=" << c.a << " b=" << c.b;
+  }
+}
