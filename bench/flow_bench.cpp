@@ -10,6 +10,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -191,7 +194,8 @@ int service(int argc, char** argv) {
   }
   std::printf("service mode, server latency %.1f ms, %d threads; CPU-bound (direct) rate %.0f events/s\n", latency,
               threads, cpu_rate);
-  std::printf("%10s %10s %14s %14s %10s\n", "in_flight", "events", "events/s", "bound", "fraction");
+  std::printf("%10s %10s %14s %14s %10s %16s %12s\n", "in_flight", "events", "events/s", "bound", "fraction",
+              "no-framework/s", "vs control");
   size_t p = 0;
   while (p < list.size()) {
     size_t c = list.find(',', p);
@@ -214,8 +218,35 @@ int service(int argc, char** argv) {
       std::fprintf(stderr, "lost events\n");
       return 1;
     }
-    std::printf("%10d %10lld %14.0f %14.0f %9.1f%%\n", inflight, static_cast<long long>(n), s.rate(), bound,
-                100 * s.rate() / bound);
+    // Control: the same loopback service driven without the framework (each answer immediately
+    // sends the next request from the service thread), i.e. what this machine allows right now.
+    double control;
+    {
+      auto svc = make_loopback_inferer(model, latency);
+      std::atomic<int64_t> done{0};
+      std::mutex m;
+      std::condition_variable cv;
+      int64_t total = std::max<int64_t>(inflight * 50, 2000);
+      std::function<void()> send;
+      auto x = Tensor::zeros(DType::F32, {2, 4});
+      send = [&] {
+        svc->infer_async({{"x", x}}, [&](std::vector<NamedTensor>, std::exception_ptr) {
+          int64_t d = ++done;
+          if (d + inflight <= total) send();
+          if (d == total) {
+            std::lock_guard<std::mutex> lk(m);
+            cv.notify_all();
+          }
+        });
+      };
+      auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < inflight; ++i) send();
+      std::unique_lock<std::mutex> lk(m);
+      cv.wait(lk, [&] { return done.load() >= total; });
+      control = total / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    std::printf("%10d %10lld %14.0f %14.0f %9.1f%% %16.0f %11.1f%%\n", inflight, static_cast<long long>(n), s.rate(),
+                bound, 100 * s.rate() / bound, control, 100 * s.rate() / control);
   }
   return 0;
 }
