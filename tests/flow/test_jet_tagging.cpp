@@ -373,7 +373,9 @@ TEST(JetTagging, BadEventIsReportedNotLost) {
 }
 
 // ---------------------------------------------------------------- the real model, through `quiver run`
+#include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -398,21 +400,20 @@ bool engine_runs_particlenet(std::string& why) {
   }
 }
 
-// Starts `quiver run ...` with stdout/stderr to files; returns the pid.
+// Starts `quiver ARGS...` with stdout/stderr to files (posix_spawn: safe in a threaded process).
 pid_t spawn_quiver(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    FILE* o = std::freopen(out.c_str(), "w", stdout);
-    FILE* e = std::freopen(err.c_str(), "w", stderr);
-    (void)o;
-    (void)e;
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(kQuiver.c_str()));
-    for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(kQuiver.c_str(), argv.data());
-    _exit(127);
-  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(kQuiver.c_str()));
+  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, kQuiver.c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  EXPECT_EQ(rc, 0) << "cannot start " << kQuiver;
   return pid;
 }
 
@@ -528,17 +529,9 @@ TEST(JetTagging, ServiceModeThroughQuiverServeWithFallback) {
   fs::create_directories(dir / "repo/particlenet_ak4_hlt/1");
   fs::copy_file(kModel, dir / "repo/particlenet_ak4_hlt/1/model.onnx");
   std::ofstream(dir / "repo/particlenet_ak4_hlt/config.pbtxt") << "name: \"particlenet_ak4_hlt\"\nmax_batch_size: 4\n";
-  pid_t server = fork();
-  if (server == 0) {
-    FILE* o = std::freopen((dir / "serve.out").c_str(), "w", stdout);
-    FILE* e = std::freopen((dir / "serve.err").c_str(), "w", stderr);
-    (void)o;
-    (void)e;
-    std::string repo = (dir / "repo").string();
-    execl(kQuiver.c_str(), kQuiver.c_str(), "serve", "--model-repository", repo.c_str(), "--grpc-port", "0",
-          "--http-port", "-1", "--metrics-port", "-1", static_cast<char*>(nullptr));
-    _exit(127);
-  }
+  pid_t server = spawn_quiver({"serve", "--model-repository", (dir / "repo").string(), "--grpc-port", "0",
+                               "--http-port", "-1", "--metrics-port", "-1"},
+                              dir / "serve.out", dir / "serve.err");
   std::string port;
   auto t0 = std::chrono::steady_clock::now();
   while (port.empty() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30)) {
