@@ -5,6 +5,7 @@
 #include "onnx/blas.hpp"
 #include "onnx/ops/activation_attr.hpp"
 #include "onnx/ops/nn_common.hpp"
+#include "onnx/ops/norm_common.hpp"
 
 namespace quiver::onnx {
 
@@ -12,12 +13,41 @@ namespace {
 
 class ConvKernel final : public Kernel {
  public:
-  ConvKernel(WindowAttrs w, bool kernel_known, int64_t group, ActivationSpec act)
-      : w_(std::move(w)), kernel_known_(kernel_known), group_(group), act_(act) {}
+  ConvKernel(WindowAttrs w, bool kernel_known, int64_t group, ActivationSpec act, DType t)
+      : w_(std::move(w)), kernel_known_(kernel_known), group_(group), act_(act), t_(t) {}
 
   void run(ExecContext& ec) const override {
-    const Tensor& x = ec.input(0);
-    const Tensor& wt = ec.input(1);
+    const Tensor* b = ec.has_input(2) ? ec.input_ptr(2) : nullptr;
+    if (t_ == DType::F32) {
+      run_f32(ec, ec.input(0), ec.input(1), b, nullptr);
+      return;
+    }
+    // Other float types (float16/bfloat16/double): compute in float.
+    const Tensor x32 = to_f32(ec.input(0)), w32 = to_f32(ec.input(1));
+    Tensor b32, y32;
+    if (b) b32 = to_f32(*b);
+    run_f32(ec, x32, w32, b ? &b32 : nullptr, &y32);
+    Tensor& y = ec.output(0, t_, y32.dims());
+    visit_float_family(t_, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      T* yp = y.data<T>();
+      const float* s = y32.data<float>();
+      for (int64_t i = 0; i < y.numel(); ++i) yp[i] = static_cast<T>(s[i]);
+    });
+  }
+
+ private:
+  static Tensor to_f32(const Tensor& t) {
+    Tensor r = Tensor::empty(DType::F32, t.dims());
+    visit_float_family(t.dtype(), [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* p = t.data<T>();
+      for (int64_t i = 0; i < t.numel(); ++i) r.data<float>()[i] = static_cast<float>(to_double(p[i]));
+    });
+    return r;
+  }
+
+  void run_f32(ExecContext& ec, const Tensor& x, const Tensor& wt, const Tensor* b, Tensor* out32) const {
     const size_t nd = w_.nd;
     if (x.rank() != nd + 2) ec.fail("X must have rank " + std::to_string(nd + 2) + ", got " + dims_to_string(x.dims()));
     if (wt.rank() != nd + 2) ec.fail("W must have rank " + std::to_string(nd + 2) + ", got " + dims_to_string(wt.dims()));
@@ -44,7 +74,8 @@ class ConvKernel final : public Kernel {
     ydims.push_back(N);
     ydims.push_back(M);
     for (size_t i = 0; i < nd; ++i) ydims.push_back(out[i]);
-    Tensor& y = ec.output(0, DType::F32, ydims);
+    if (out32) out32->ensure(DType::F32, ydims);
+    Tensor& y = out32 ? *out32 : ec.output(0, DType::F32, ydims);
     if (y.numel() == 0) return;
     Geom3 g;
     make_geom3(nd, x.dims().data() + 2, out, wa->kernel.data(), wa->strides.data(), wa->dilations.data(), pads, g);
@@ -53,7 +84,7 @@ class ConvKernel final : public Kernel {
       pointwise = pointwise && wa->kernel[i] == 1 && wa->strides[i] == 1 && pads[i] == 0 && pads[i + nd] == 0;
     const int64_t L = g.out_size(), Lin = g.in_size(), Mg = M / group_, Kc = Cg * g.k_size();
     const float* bias = nullptr;
-    if (const Tensor* b = ec.has_input(2) ? ec.input_ptr(2) : nullptr) {
+    if (b) {
       if (b->numel() != M) ec.fail("B has " + std::to_string(b->numel()) + " values, expected " + std::to_string(M));
       bias = b->data<float>();
     }
@@ -84,11 +115,11 @@ class ConvKernel final : public Kernel {
     if (act_.kind != Activation::None) apply_activation(Y, 1, y.numel(), y.numel(), act_);
   }
 
- private:
   WindowAttrs w_;
   bool kernel_known_;
   int64_t group_;
   ActivationSpec act_;
+  DType t_;
 };
 
 }  // namespace
@@ -96,9 +127,10 @@ class ConvKernel final : public Kernel {
 QUIVER_REGISTER_OPS(conv) {
   registry.add({"", "Conv", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(2, 3);
-                  ctx.expect_dtype(0, {DType::F32});
-                  ctx.expect_dtype(1, {DType::F32});
-                  if (ctx.has_input(2)) ctx.expect_dtype(2, {DType::F32});
+                  const DType t = ctx.input_dtype(0);
+                  ctx.expect_dtype(0, {DType::F32, DType::F16, DType::BF16, DType::F64});
+                  ctx.expect_dtype(1, {t});
+                  if (ctx.has_input(2)) ctx.expect_dtype(2, {t});
                   const auto& at = ctx.attrs();
                   WindowAttrs w;
                   std::vector<int64_t> kernel = at.get_ints("kernel_shape");
@@ -123,8 +155,8 @@ QUIVER_REGISTER_OPS(conv) {
                   if (group < 1) ctx.fail("group must be >= 1");
                   std::optional<std::vector<int64_t>> shape;
                   if (known && wi.shape && !wi.shape->empty()) shape = window_static_shape(w, xi, (*wi.shape)[0]);
-                  ctx.set_output(0, DType::F32, shape);
-                  return std::make_unique<ConvKernel>(std::move(w), known, group, fused_activation(ctx));
+                  ctx.set_output(0, t, shape);
+                  return std::make_unique<ConvKernel>(std::move(w), known, group, fused_activation(ctx), t);
                 }});
 }
 

@@ -49,8 +49,8 @@ QUIVER_REGISTER_OPS(if) {
                   for (size_t i = 0; i < ctx.num_outputs(); ++i) {
                     if (subgraph_output_non_tensor(ctx, "then_branch", i) || subgraph_output_non_tensor(ctx, "else_branch", i))
                       ctx.unsupported("If with non-tensor (sequence/optional) outputs");
-                    DType dt = subgraph_output_dtype(ctx, "then_branch", i);
-                    if (dt == DType::Undefined) dt = subgraph_output_dtype(ctx, "else_branch", i);
+                    DType dt = subgraph_output_dtype_any(ctx, "then_branch", i);
+                    if (dt == DType::Undefined) dt = subgraph_output_dtype_any(ctx, "else_branch", i);
                     if (dt == DType::Undefined) ctx.unsupported("branch output " + std::to_string(i) + " has no declared tensor type");
                     ctx.set_output(i, dt);
                   }

@@ -106,7 +106,7 @@ QUIVER_REGISTER_OPS(loop) {
                   for (size_t i = 0; i < nc; ++i) ctx.set_output(i, ctx.input_dtype(2 + i));
                   std::vector<DType> sd;
                   for (size_t j = 0; j < ns; ++j) {
-                    DType dt = subgraph_output_dtype(ctx, "body", 1 + nc + j);
+                    DType dt = subgraph_output_dtype_any(ctx, "body", 1 + nc + j, formal);
                     if (dt == DType::Undefined) ctx.unsupported("scan output " + std::to_string(j) + " has no declared tensor type");
                     sd.push_back(dt);
                     ctx.set_output(nc + j, dt);

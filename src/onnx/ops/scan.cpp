@@ -113,7 +113,7 @@ QUIVER_REGISTER_OPS(scan) {
                   }
                   for (size_t i = 0; i < nst; ++i) ctx.set_output(i, ctx.input_dtype(i));
                   for (size_t k = 0; k < nout; ++k) {
-                    DType dt = subgraph_output_dtype(ctx, "body", nst + k);
+                    DType dt = subgraph_output_dtype_any(ctx, "body", nst + k, formal);
                     if (dt == DType::Undefined) ctx.unsupported("scan output without declared tensor type");
                     ctx.set_output(nst + k, dt);
                   }
