@@ -6,21 +6,23 @@
 namespace quiver::onnx {
 
 namespace {
-// Copies src (strided by in-view `strides` over `dims`) into contiguous dst, tile-transposing the
-// last dim against dim `k` (the one with source stride 1).
-template <class T>
-void tiled_transpose(const T* src, T* dst, const std::vector<int64_t>& dims, const std::vector<int64_t>& strides, size_t k) {
+// Copies src into contiguous dst where the copy unit is a run of `run` contiguous elements: `dims`
+// and element `strides` describe the units; the last unit dim (source stride sl) and unit dim `k`
+// (source stride == run, i.e. adjacent in the source) are moved in cache-sized tiles so that both
+// the reads and the writes stay local. run == 1 is a plain element transpose.
+template <class T, bool Runs>
+void tiled_transpose(const T* src, T* dst, const std::vector<int64_t>& dims, const std::vector<int64_t>& strides, size_t k,
+                     int64_t run) {
   const size_t r = dims.size();
-  const auto os = contiguous_strides(dims);
-  const int64_t nk = dims[k], nl = dims[r - 1], sl = strides[r - 1], ok = os[k];
-  // Odometer over all dims except k and r-1.
+  const auto os = contiguous_strides(dims);  // in units
+  const int64_t nk = dims[k], nl = dims[r - 1], sl = strides[r - 1], ok = os[k] * run;
   std::vector<size_t> rest;
   for (size_t d = 0; d + 1 < r; ++d)
     if (d != k) rest.push_back(d);
   std::vector<int64_t> idx(rest.size(), 0);
   int64_t outer = 1;
   for (auto d : rest) outer *= dims[d];
-  constexpr int64_t B = 32;
+  constexpr int64_t B = Runs ? 16 : 32;
   int64_t soff = 0, doff = 0;
   for (int64_t o = 0; o < outer; ++o) {
     const T* s = src + soff;
@@ -31,16 +33,20 @@ void tiled_transpose(const T* src, T* dst, const std::vector<int64_t>& dims, con
         const int64_t l1 = std::min(nl, l0 + B);
         for (int64_t kk = k0; kk < k1; ++kk) {
           T* drow = dd + kk * ok;
-          const T* scol = s + kk;
-          for (int64_t ll = l0; ll < l1; ++ll) drow[ll] = scol[ll * sl];
+          const T* scol = s + kk * run;
+          if constexpr (!Runs) {
+            for (int64_t ll = l0; ll < l1; ++ll) drow[ll] = scol[ll * sl];
+          } else {
+            for (int64_t ll = l0; ll < l1; ++ll) copy_n_elems(scol + ll * sl, drow + ll * run, run);
+          }
         }
       }
     }
     for (size_t j = rest.size(); j-- > 0;) {
       const size_t d = rest[j];
-      if (++idx[j] < dims[d]) { soff += strides[d]; doff += os[d]; break; }
+      if (++idx[j] < dims[d]) { soff += strides[d]; doff += os[d] * run; break; }
       soff -= strides[d] * (dims[d] - 1);
-      doff -= os[d] * (dims[d] - 1);
+      doff -= os[d] * run * (dims[d] - 1);
       idx[j] = 0;
     }
   }
@@ -53,7 +59,17 @@ void transpose(const T* src, T* dst, std::vector<int64_t> dims, std::vector<int6
   if (r >= 2 && strides[r - 1] != 1 && dims[r - 1] >= 4) {
     for (size_t k = 0; k + 1 < r; ++k)
       if (strides[k] == 1 && dims[k] >= 4) {
-        tiled_transpose(src, dst, dims, strides, k);
+        tiled_transpose<T, false>(src, dst, dims, strides, k, 1);
+        return;
+      }
+  }
+  // Short contiguous runs (e.g. [S, B*H, 16] -> [B*H, S, 16]): tile the runs.
+  if (r >= 3 && strides[r - 1] == 1 && dims[r - 1] <= 64 && dims[r - 2] >= 4) {
+    const int64_t run = dims[r - 1];
+    for (size_t k = 0; k + 2 < r; ++k)
+      if (strides[k] == run && dims[k] >= 4) {
+        std::vector<int64_t> ud(dims.begin(), dims.end() - 1), us(strides.begin(), strides.end() - 1);
+        tiled_transpose<T, true>(src, dst, ud, us, k, run);
         return;
       }
   }
