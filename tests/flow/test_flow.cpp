@@ -756,3 +756,36 @@ TEST(Flow, EventsRunConcurrentlyOnAllThreads) {
   EXPECT_GE(p.threads.size(), 2u);
   EXPECT_LT(secs, 0.32);
 }
+
+TEST(Flow, LogLevelsAndTicker) {
+  {
+    Application app;
+    basic(app, 5);
+    app.set_parameter("out.log_level", "loud");
+    app.add<IntSource>("source");
+    app.add<SquareFactory>("square");
+    app.add<Collector>("out");
+    try {
+      app.run();
+      FAIL();
+    } catch (const quiver::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("out.log_level"), std::string::npos) << e.what();
+    }
+  }
+  flowtest::DelayTimer timer;
+  Application app;
+  basic(app, 40, 2);
+  app.set_parameter("ticker", "0.01");  // a progress line every 10 ms
+  app.set_parameter("log_level", "warn");
+  app.set_parameter("square.log_level", "debug");
+  app.add<IntSource>("source");
+  auto& af = app.add<DelayedDouble>("remote");
+  af.timer = &timer;
+  af.delay_us = 2000;
+  auto& col = app.add<Collector>("out");
+  auto s = run_with_timeout(app);
+  EXPECT_FALSE(s.fatal);
+  EXPECT_EQ(col.rows.size(), 40u);
+  EXPECT_FALSE(col.log_enabled(LogLevel::Info));
+  EXPECT_TRUE(col.log_enabled(LogLevel::Warn));
+}
