@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "grpc_service.grpc.pb.h"
+#include "quiver/backends/backends.hpp"
 #include "quiver/core/util.hpp"
 #include "quiver/serve/server.hpp"
 
@@ -116,7 +117,7 @@ Result load(const std::string& addr, const std::string& model, int concurrency, 
   inference::ModelInferRequest req;
   req.set_model_name(model);
   auto* in = req.add_inputs();
-  in->set_name(model.rfind("mlp", 0) == 0 ? "input_1_0" : "INPUT0");
+  in->set_name(model.rfind("mlp", 0) == 0 || model == "hls4ml" ? "input_1_0" : "INPUT0");
   in->set_datatype("FP32");
   in->add_shape(1);
   in->add_shape(width);
@@ -266,6 +267,14 @@ dynamic_batching { max_queue_delay_microseconds: 100 }
 instance_group [ { count: 1 kind: KIND_CPU } ]
 )");
   put("mlp/1/model.benchmlp", "synthetic");
+  // The real hls4ml MLP on the ONNX engine (fixed batch 1: no batching possible), when present.
+  fs::path hls = fs::path(QUIVER_SHARED_DIR) / "models/hep/hls4ml_three_layer/model.onnx";
+  auto backends = quiver::registered_backends();
+  if (fs::exists(hls) && std::find(backends.begin(), backends.end(), "onnx") != backends.end()) {
+    fs::create_directories(fs::path(root) / "hls4ml/1");
+    fs::copy_file(hls, fs::path(root) / "hls4ml/1/model.onnx");
+    put("hls4ml/config.pbtxt", "platform: \"onnxruntime_onnx\"\ninstance_group [ { count: 8 kind: KIND_CPU } ]\n");
+  }
   return root;
 }
 
@@ -284,6 +293,7 @@ int main(int argc, char** argv) {
                     [](const std::string&, const LoadOptions&) -> std::shared_ptr<const Model> {
                       return std::make_shared<Mlp>();
                     }});
+  register_builtin_backends();
   std::string repo = write_repo();
 
   // Echo limit.
@@ -353,6 +363,18 @@ int main(int argc, char** argv) {
   print("quiver serve gRPC, identity", 1, q1);
   print("raw gRPC echo (callback API)", 16, e16);
   print("quiver serve gRPC, identity", 16, q16);
+  if (fs::exists(fs::path(repo) / "hls4ml")) {
+    std::vector<Result> H1, H16;
+    for (int r = 0; r < reps; ++r) {
+      H1.push_back(load(qaddr, "hls4ml", 1, secs));
+      H16.push_back(load(qaddr, "hls4ml", 16, secs));
+    }
+    Result x1 = median(H1), x16 = median(H16);
+    print("quiver serve gRPC, hls4ml MLP (ONNX engine)", 1, x1);
+    print("quiver serve gRPC, hls4ml MLP (ONNX engine)", 16, x16);
+    std::printf("hls4ml / echo throughput: %.2f (concurrency 1), %.2f (concurrency 16); p50 overhead %.1f us\n",
+                x1.rps / e1.rps, x16.rps / e16.rps, x1.p50 - e1.p50);
+  }
   Result h1 = http_load(server.http_port(), 1, secs);
   print("quiver serve HTTP (binary ext.), identity", 1, h1);
   Result h16 = http_load(server.http_port(), 16, secs);
