@@ -118,6 +118,10 @@ void Scheduler::enqueue(std::unique_ptr<InferRequest> req) {
         spare_.push_back(std::move(inst));
         --busy_;
         if (queued_ > 0) cv_.notify_one();
+        lk.unlock();
+        // The request (its completion may hold the last reference to this model version, when
+        // it was unloaded meanwhile) is released only after the last use of `this`.
+        batch.clear();
         return;
       }
       queues_[level].push_back(std::move(p));
