@@ -114,7 +114,7 @@ class ExecContext {
  public:
   virtual ~ExecContext() = default;
   virtual size_t num_inputs() const = 0;
-  // nullptr for an absent optional input.
+  // nullptr for an absent optional input (also for i >= num_inputs()).
   virtual const Tensor* input_ptr(size_t i) const = 0;
   const Tensor& input(size_t i) const {
     const Tensor* t = i < num_inputs() ? input_ptr(i) : nullptr;

@@ -18,6 +18,7 @@ class StepContext final : public ExecContext {
 
   size_t num_inputs() const override { return step_.inputs.size(); }
   const Tensor* input_ptr(size_t i) const override {
+    if (i >= step_.inputs.size()) return nullptr;  // trailing optional inputs may be left off
     const ValueRef r = step_.inputs[i];
     switch (r.kind) {
       case ValueRef::Absent: return nullptr;

@@ -56,6 +56,25 @@ class MatMulKernel final : public Kernel {
       ec.fail("incompatible shapes " + dims_to_string(a.dims()) + " x " + dims_to_string(b.dims()));
     Tensor& out = ec.output(0, t_, s.out);
     if (out.numel() == 0) return;
+    if (t_ == DType::F16 || t_ == DType::BF16) {
+      // Half precision: compute in float (as ORT's CPU provider does), round once at the end.
+      auto widen = [&](const Tensor& x) {
+        Tensor f = Tensor::empty(DType::F32, x.dims());
+        for (int64_t i = 0; i < x.numel(); ++i)
+          f.data<float>()[i] = t_ == DType::F16 ? Half::to_float(x.data<uint16_t>()[i]) : BFloat16::to_float(x.data<uint16_t>()[i]);
+        return f;
+      };
+      Tensor a32 = widen(a), b32 = widen(b), o32 = Tensor::empty(DType::F32, s.out);
+      compute(ec, a32, b32, o32, s, DType::F32);
+      for (int64_t i = 0; i < o32.numel(); ++i)
+        out.data<uint16_t>()[i] = t_ == DType::F16 ? Half::from_float(o32.data<float>()[i]) : BFloat16::from_float(o32.data<float>()[i]);
+      return;
+    }
+    compute(ec, a, b, out, s, t_);
+  }
+
+ private:
+  void compute(ExecContext& ec, const Tensor& a, const Tensor& b, Tensor& out, const MatMulShape& s, DType t) const {
     const float* bias = nullptr;
     if (has_bias_) {
       const Tensor& bt = ec.input(2);
@@ -73,7 +92,7 @@ class MatMulKernel final : public Kernel {
     broadcast_strides(abatch, s.batch, sa);
     broadcast_strides(bbatch, s.batch, sb);
     (void)ar; (void)br;
-    visit_numeric(t_, [&](auto tag) {
+    visit_numeric(t, [&](auto tag) {
       using T = typename decltype(tag)::type;
       const T* A = a.data<T>();
       const T* B = b.data<T>();
@@ -95,7 +114,6 @@ class MatMulKernel final : public Kernel {
     });
   }
 
- private:
   template <class T>
   void run_one(const T* A, const T* B, T* C, int64_t M, int64_t N, int64_t K, const float* bias) const {
     if constexpr (std::is_same_v<T, float>) {
@@ -122,7 +140,7 @@ QUIVER_REGISTER_OPS(matmul) {
                   const DType t = ctx.input_dtype(0);
                   if (ctx.input_dtype(1) != t) ctx.fail("input dtypes differ");
                   if (!(t == DType::F32 || t == DType::F64 || t == DType::I32 || t == DType::I64 ||
-                        t == DType::U32 || t == DType::U64))
+                        t == DType::U32 || t == DType::U64 || t == DType::F16 || t == DType::BF16))
                     ctx.fail("unsupported dtype " + std::string(dtype_name(t)), ctx.input_name(0), ErrorCode::Unsupported);
                   std::optional<std::vector<int64_t>> shape;
                   if (ctx.input(0).shape && ctx.input(1).shape) {
