@@ -6,13 +6,13 @@
 #include <map>
 
 #include "quiver/forest/forest.hpp"
+#include "quiver/forest/onnx_trees.hpp"
 
 namespace quiver::onnx {
 
 namespace {
 
 using forest::ForestSpec;
-using forest::SplitMode;
 using forest::Transform;
 
 struct Leaves {
@@ -20,90 +20,37 @@ struct Leaves {
   std::vector<float> weight;
 };
 
-// Builds the spec shared by both ops. Leaf values are vectors of width n_outputs.
-ForestSpec build_spec(BuildContext& ctx, const Leaves& lv, int n_outputs, int64_t n_features) {
+// The node attributes shared by both ops, in the forest engine's adapter (quiver/forest/onnx_trees.hpp).
+ForestSpec build_spec(BuildContext& ctx, const Leaves& lv, int n_outputs, int64_t n_features, const std::string& agg,
+                      const std::string& post) {
   const auto& a = ctx.attrs();
-  const auto tree_ids = a.get_ints("nodes_treeids");
-  const auto node_ids = a.get_ints("nodes_nodeids");
-  const auto features = a.get_ints("nodes_featureids");
-  auto values = a.get_floats("nodes_values");
-  if (values.empty() && a.has("nodes_values_as_tensor")) {
+  forest::OnnxTreeEnsemble e;
+  e.nodes_treeids = a.get_ints("nodes_treeids");
+  e.nodes_nodeids = a.get_ints("nodes_nodeids");
+  e.nodes_featureids = a.get_ints("nodes_featureids");
+  for (float v : a.get_floats("nodes_values")) e.nodes_values.push_back(v);
+  if (e.nodes_values.empty() && a.has("nodes_values_as_tensor")) {
     auto t = a.get_tensor("nodes_values_as_tensor");
     for (int64_t i = 0; i < t->numel(); ++i)
-      values.push_back(t->dtype() == DType::F64 ? static_cast<float>(t->data<double>()[i]) : t->data<float>()[i]);
+      e.nodes_values.push_back(t->dtype() == DType::F64 ? t->data<double>()[i] : t->data<float>()[i]);
   }
-  const auto modes = a.get_strings("nodes_modes");
-  const auto true_ids = a.get_ints("nodes_truenodeids");
-  const auto false_ids = a.get_ints("nodes_falsenodeids");
-  const auto missing_true = a.get_ints("nodes_missing_value_tracks_true");
-  const size_t n = tree_ids.size();
-  if (node_ids.size() != n || features.size() != n || values.size() != n || modes.size() != n ||
-      true_ids.size() != n || false_ids.size() != n || (!missing_true.empty() && missing_true.size() != n))
-    ctx.fail("nodes_* attributes have different lengths");
-  // (tree id, node id) -> dense index per tree.
-  std::map<int64_t, std::map<int64_t, int32_t>> index;
-  for (size_t i = 0; i < n; ++i) {
-    auto& m = index[tree_ids[i]];
-    if (!m.emplace(node_ids[i], static_cast<int32_t>(m.size())).second)
-      ctx.fail("duplicate node id " + std::to_string(node_ids[i]) + " in tree " + std::to_string(tree_ids[i]));
+  e.nodes_modes = a.get_strings("nodes_modes");
+  e.nodes_truenodeids = a.get_ints("nodes_truenodeids");
+  e.nodes_falsenodeids = a.get_ints("nodes_falsenodeids");
+  e.nodes_missing_value_tracks_true = a.get_ints("nodes_missing_value_tracks_true");
+  e.leaf_treeids = lv.tree;
+  e.leaf_nodeids = lv.node;
+  e.leaf_ids = lv.target;
+  e.leaf_weights.assign(lv.weight.begin(), lv.weight.end());
+  e.n_outputs = n_outputs;
+  e.n_features = n_features;
+  e.aggregate_function = agg;
+  e.post_transform = post;
+  try {
+    return forest::forest_spec_from_onnx(e, ctx.node_name());
+  } catch (const Error& err) {
+    ctx.fail(err.message(), "", err.code());
   }
-  ForestSpec spec;
-  spec.n_features = static_cast<int>(n_features);
-  spec.n_outputs = n_outputs;
-  spec.format = "onnx-ml";
-  std::map<int64_t, size_t> tree_pos;
-  for (const auto& [t, m] : index) {
-    tree_pos[t] = spec.trees.size();
-    forest::TreeArrays ta;
-    const size_t sz = m.size();
-    ta.feature.assign(sz, 0);
-    ta.threshold.assign(sz, 0);
-    ta.left.assign(sz, 0);
-    ta.right.assign(sz, 0);
-    ta.default_left.assign(sz, 0);
-    ta.mode.assign(sz, SplitMode::Leaf);
-    ta.leaf_width = n_outputs;
-    ta.leaf_value.assign(sz * static_cast<size_t>(n_outputs), 0.0);
-    spec.trees.push_back(std::move(ta));
-  }
-  auto child = [&](int64_t tree, int64_t id, size_t i) -> int32_t {
-    auto& m = index[tree];
-    auto it = m.find(id);
-    if (it == m.end())
-      ctx.fail("node " + std::to_string(node_ids[i]) + " of tree " + std::to_string(tree) + " points to missing node " +
-               std::to_string(id));
-    return it->second;
-  };
-  for (size_t i = 0; i < n; ++i) {
-    auto& ta = spec.trees[tree_pos[tree_ids[i]]];
-    const int32_t k = index[tree_ids[i]][node_ids[i]];
-    SplitMode mode;
-    try {
-      mode = forest::split_mode_from_onnx(modes[i]);
-    } catch (const Error& e) {
-      ctx.fail(std::string(e.message()) + " (node " + std::to_string(node_ids[i]) + ")");
-    }
-    ta.mode[k] = mode;
-    if (mode == SplitMode::Leaf) continue;
-    if (features[i] < 0 || features[i] >= n_features)
-      ctx.fail("feature index " + std::to_string(features[i]) + " out of range [0, " + std::to_string(n_features) +
-               ") at tree " + std::to_string(tree_ids[i]) + " node " + std::to_string(node_ids[i]));
-    ta.feature[k] = static_cast<int32_t>(features[i]);
-    ta.threshold[k] = values[i];
-    ta.left[k] = child(tree_ids[i], true_ids[i], i);
-    ta.right[k] = child(tree_ids[i], false_ids[i], i);
-    ta.default_left[k] = missing_true.empty() ? 0 : static_cast<uint8_t>(missing_true[i] != 0);
-  }
-  for (size_t j = 0; j < lv.tree.size(); ++j) {
-    auto it = tree_pos.find(lv.tree[j]);
-    if (it == tree_pos.end()) ctx.fail("leaf weight for unknown tree " + std::to_string(lv.tree[j]));
-    auto& ta = spec.trees[it->second];
-    const int32_t k = child(lv.tree[j], lv.node[j], 0);
-    if (lv.target[j] < 0 || lv.target[j] >= n_outputs)
-      ctx.fail("target/class id " + std::to_string(lv.target[j]) + " out of range");
-    ta.leaf_value[static_cast<size_t>(k) * n_outputs + static_cast<size_t>(lv.target[j])] += lv.weight[j];
-  }
-  return spec;
 }
 
 int64_t feature_count(BuildContext& ctx) {
@@ -130,13 +77,6 @@ const float* rows_f32(ExecContext& ec, const Tensor& x, int64_t nf, int64_t& n_r
   return buf;
 }
 
-void post_transform(BuildContext& ctx, ForestSpec& spec, const std::string& pt) {
-  if (pt == "NONE") spec.transform = Transform::Identity;
-  else if (pt == "LOGISTIC") spec.transform = Transform::Sigmoid;
-  else if (pt == "SOFTMAX") spec.transform = Transform::Softmax;
-  else ctx.unsupported("post_transform " + pt + " is not supported");
-}
-
 std::unique_ptr<Kernel> build_regressor(BuildContext& ctx) {
   ctx.expect_inputs(1, 1);
   const auto& a = ctx.attrs();
@@ -148,10 +88,9 @@ std::unique_ptr<Kernel> build_regressor(BuildContext& ctx) {
   if (lv.node.size() != lv.tree.size() || lv.target.size() != lv.tree.size() || lv.weight.size() != lv.tree.size())
     ctx.fail("target_* attributes have different lengths");
   const int64_t nf = feature_count(ctx);
-  ForestSpec spec = build_spec(ctx, lv, n_targets, nf);
-  spec.average = agg == "AVERAGE";
+  ForestSpec spec = build_spec(ctx, lv, n_targets, nf, agg, a.get_string("post_transform", "NONE"));
+  spec.base_margin.clear();
   for (float b : a.get_floats("base_values")) spec.base_margin.push_back(b);
-  post_transform(ctx, spec, a.get_string("post_transform", "NONE"));
   auto f = std::make_shared<const forest::Forest>(forest::Forest::build(spec, ctx.node_name()));
   ctx.set_output(0, DType::F32);
   return make_kernel([f, nf](ExecContext& ec) {
@@ -180,11 +119,11 @@ std::unique_ptr<Kernel> build_classifier(BuildContext& ctx) {
   for (auto c : lv.target) binary_single &= c == 0;
   const int n_out = binary_single ? 1 : n_classes;
   const int64_t nf = feature_count(ctx);
-  ForestSpec spec = build_spec(ctx, lv, n_out, nf);
+  const std::string pt = a.get_string("post_transform", "NONE");
+  ForestSpec spec = build_spec(ctx, lv, n_out, nf, "SUM", pt);
+  spec.base_margin.clear();
   for (float b : a.get_floats("base_values")) spec.base_margin.push_back(b);
   if (binary_single && spec.base_margin.size() == 2) spec.base_margin = {spec.base_margin[1]};
-  const std::string pt = a.get_string("post_transform", "NONE");
-  post_transform(ctx, spec, pt);
   auto f = std::make_shared<const forest::Forest>(forest::Forest::build(spec, ctx.node_name()));
   ctx.set_output(0, string_labels ? DType::String : DType::I64);
   ctx.set_output(1, DType::F32);
