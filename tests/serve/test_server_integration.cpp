@@ -632,6 +632,58 @@ TEST_F(ServeTest, PrometheusMetrics) {
     EXPECT_NE(r->body.find(name), std::string::npos) << name;
 }
 
+TEST_F(ServeTest, TraceAndLogSettingsAndHttpSharedMemoryEndpoints) {
+  auto stub = stub_for(*server_);
+  inference::LogSettingsRequest lr;
+  (*lr.mutable_settings())["log_verbose_level"].set_uint32_param(2);
+  inference::LogSettingsResponse lresp;
+  ASSERT_TRUE(stub->LogSettings(ctx().get(), lr, &lresp).ok());
+  EXPECT_EQ(lresp.settings().at("log_verbose_level").uint32_param(), 2u);
+  EXPECT_TRUE(lresp.settings().at("log_info").bool_param());
+  (*lr.mutable_settings())["no_such_setting"].set_bool_param(true);
+  EXPECT_EQ(stub->LogSettings(ctx().get(), lr, &lresp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  inference::TraceSettingRequest tr;
+  (*tr.mutable_settings())["trace_rate"].add_value("50");
+  inference::TraceSettingResponse tresp;
+  ASSERT_TRUE(stub->TraceSetting(ctx().get(), tr, &tresp).ok());
+  EXPECT_EQ(tresp.settings().at("trace_rate").value(0), "50");
+
+  httplib::Client cli(server_->http_host(), server_->http_port);
+  auto r = cli.Get("/v2/logging");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(json::parse(r->body)["log_verbose_level"], 2);
+  // Shared memory over HTTP: register, status, bounds, unregister.
+  std::string key = "/quiver_http_" + std::to_string(getpid());
+  int fd = shm_open(key.c_str(), O_CREAT | O_RDWR, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 32), 0);
+  r = cli.Post("/v2/systemsharedmemory/region/h0/register", json({{"key", key}, {"byte_size", 32}}).dump(),
+               "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  r = cli.Post("/v2/systemsharedmemory/region/h1/register", json({{"key", key}, {"offset", 16}, {"byte_size", 32}}).dump(),
+               "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;  // region larger than the object
+  r = cli.Get("/v2/systemsharedmemory/status");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(json::parse(r->body).size(), 1u);
+  json req = {{"inputs", {{{"name", "INPUT0"}, {"shape", {1, 4}}, {"datatype", "FP32"},
+                           {"parameters", {{"shared_memory_region", "h0"}, {"shared_memory_byte_size", 16},
+                                           {"shared_memory_offset", 24}}}}}}};
+  r = cli.Post("/v2/models/ident/infer", req.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400);
+  EXPECT_NE(r->body.find("INPUT0"), std::string::npos) << r->body;
+  r = cli.Post("/v2/systemsharedmemory/region/h0/unregister", "", "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  close(fd);
+  shm_unlink(key.c_str());
+}
+
 // ---- servers of their own: explicit control mode, SIGTERM with requests in flight ----
 
 TEST(ServeExplicit, LoadUnloadWhileServingAndNamesCannotEscape) {
