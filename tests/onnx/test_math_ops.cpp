@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <numbers>
 #include <numeric>
 #include <random>
 
@@ -36,7 +37,11 @@ struct G {
     auto* s = tt->mutable_shape();
     for (auto d : dims) {
       auto* dim = s->add_dim();
-      if (d < 0) dim->set_dim_param("n" + std::to_string(s->dim_size()));
+      if (d < 0) {
+        std::string param = "n";
+        param += std::to_string(s->dim_size());
+        dim->set_dim_param(param);
+      }
       else dim->set_dim_value(d);
     }
   }
@@ -403,4 +408,136 @@ TEST(MathOps, EinsumBatchMatmulTraceAndEllipsis) {
         EXPECT_NEAR(out[2].data<float>()[(bb * 5 + k) * 3 + i], e, 1e-5);
       }
   EXPECT_NEAR(out[1].data<float>()[0], s.data<float>()[0] + s.data<float>()[4] + s.data<float>()[8], 1e-6);
+}
+
+TEST(MathOps, QuantizeRoundsHalfToEvenAndSaturates) {
+  G g(21);
+  g.input("x", {6});
+  g.output("q", {6}, DType::I8);
+  g.output("d", {6});
+  g.init("s", Tensor::scalar<float>(0.5f));
+  g.init("z", Tensor::scalar<int8_t>(1));
+  g.node("QuantizeLinear", {"x", "s", "z"}, {"q"});
+  g.node("DequantizeLinear", {"q", "s", "z"}, {"d"});
+  auto out = g.load()->run_once(std::vector<Tensor>{vec<float>({0.25f, 0.75f, 1.25f, -0.25f, 100.f, -100.f})});
+  // x / 0.5 = 0.5, 1.5, 2.5, -0.5, 200, -200 -> 0, 2, 2, -0 (+1 zero point), saturated at 127 / -128
+  const std::vector<int8_t> eq{1, 3, 3, 1, 127, -128};
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(out[0].data<int8_t>()[i], eq[i]) << i;
+    EXPECT_FLOAT_EQ(out[1].data<float>()[i], (eq[i] - 1) * 0.5f) << i;
+  }
+}
+
+TEST(MathOps, AttentionCausalWithPastAndGqaMatchesNaive) {
+  const int64_t B = 2, Hq = 4, Hkv = 2, Sq = 3, past = 2, D = 5;
+  const int64_t T = past + Sq;
+  G g(23);
+  g.input("q", {B, Hq, Sq, D});
+  g.input("k", {B, Hkv, Sq, D});
+  g.input("v", {B, Hkv, Sq, D});
+  g.input("pk", {B, Hkv, past, D});
+  g.input("pv", {B, Hkv, past, D});
+  g.output("y", {B, Hq, Sq, D});
+  g.output("present_k", {B, Hkv, T, D});
+  g.output("present_v", {B, Hkv, T, D});
+  attr_int(g.node("Attention", {"q", "k", "v", "", "pk", "pv"}, {"y", "present_k", "present_v"}), "is_causal", 1);
+  auto m = g.load();
+  std::mt19937 rng(5);
+  Tensor q = random_f({B, Hq, Sq, D}, rng), k = random_f({B, Hkv, Sq, D}, rng), v = random_f({B, Hkv, Sq, D}, rng);
+  Tensor pk = random_f({B, Hkv, past, D}, rng), pv = random_f({B, Hkv, past, D}, rng);
+  auto out = m->run_once(std::vector<Tensor>{q, k, v, pk, pv});
+  ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{B, Hq, Sq, D}));
+  ASSERT_EQ(out[1].dims(), (std::vector<int64_t>{B, Hkv, T, D}));
+  auto key = [&](int64_t b, int64_t h, int64_t j, int64_t d) {
+    return j < past ? pk.data<float>()[((b * Hkv + h) * past + j) * D + d] : k.data<float>()[((b * Hkv + h) * Sq + j - past) * D + d];
+  };
+  auto val = [&](int64_t b, int64_t h, int64_t j, int64_t d) {
+    return j < past ? pv.data<float>()[((b * Hkv + h) * past + j) * D + d] : v.data<float>()[((b * Hkv + h) * Sq + j - past) * D + d];
+  };
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < Hq; ++h)
+      for (int64_t i = 0; i < Sq; ++i) {
+        const int64_t kh = h / (Hq / Hkv);
+        std::vector<double> p(static_cast<size_t>(T), 0.0);
+        double mx = -1e300, sum = 0;
+        for (int64_t j = 0; j <= i + past; ++j) {  // causal: keys up to the query's own position
+          double s = 0;
+          for (int64_t d = 0; d < D; ++d) s += q.data<float>()[((b * Hq + h) * Sq + i) * D + d] * key(b, kh, j, d);
+          p[static_cast<size_t>(j)] = s / std::sqrt(static_cast<double>(D));
+          mx = std::max(mx, p[static_cast<size_t>(j)]);
+        }
+        for (int64_t j = 0; j <= i + past; ++j) sum += (p[static_cast<size_t>(j)] = std::exp(p[static_cast<size_t>(j)] - mx));
+        for (int64_t d = 0; d < D; ++d) {
+          double e = 0;
+          for (int64_t j = 0; j <= i + past; ++j) e += p[static_cast<size_t>(j)] / sum * val(b, kh, j, d);
+          EXPECT_NEAR(out[0].data<float>()[((b * Hq + h) * Sq + i) * D + d], e, 1e-5);
+        }
+      }
+  for (int64_t j = 0; j < T; ++j) EXPECT_EQ(out[1].data<float>()[((1 * Hkv + 1) * T + j) * D + 2], key(1, 1, j, 2));
+}
+
+TEST(MathOps, DftMatchesNaiveAndIrfftInverts) {
+  const int64_t N = 7;
+  G g(20);
+  g.input("x", {1, N, 1});
+  g.output("X", {1, N, 2});
+  g.output("half", {1, N / 2 + 1, 2});
+  g.output("back", {1, N, 1});
+  g.init("axis", Tensor::scalar<int64_t>(1));
+  g.init("n", Tensor::scalar<int64_t>(N));
+  g.node("DFT", {"x", "", "axis"}, {"X"});
+  attr_int(g.node("DFT", {"x", "", "axis"}, {"half"}), "onesided", 1);
+  auto* inv = g.node("DFT", {"half", "n", "axis"}, {"back"});
+  attr_int(inv, "onesided", 1);
+  attr_int(inv, "inverse", 1);
+  std::mt19937 rng(9);
+  Tensor x = random_f({1, N, 1}, rng);
+  auto out = g.load()->run_once(std::vector<Tensor>{x});
+  for (int64_t k = 0; k < N; ++k) {
+    double re = 0, im = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const double a = -2 * std::numbers::pi * static_cast<double>(k * n) / N;
+      re += x.data<float>()[n] * std::cos(a);
+      im += x.data<float>()[n] * std::sin(a);
+    }
+    EXPECT_NEAR(out[0].data<float>()[2 * k], re, 1e-5);
+    EXPECT_NEAR(out[0].data<float>()[2 * k + 1], im, 1e-5);
+    if (k <= N / 2) {
+      EXPECT_NEAR(out[1].data<float>()[2 * k], re, 1e-5);
+    }
+    EXPECT_NEAR(out[2].data<float>()[k], x.data<float>()[k], 1e-5);
+  }
+}
+
+TEST(MathOps, StringSplitLikePythonAndRegexFullMatch) {
+  G g(20);
+  g.input("s", {3}, DType::String);
+  g.output("parts", {3, -1}, DType::String);
+  g.output("n", {3}, DType::I64);
+  g.output("ws", {3, -1}, DType::String);
+  g.output("m", {3}, DType::Bool);
+  attr_str(g.node("StringSplit", {"s"}, {"parts", "n"}), "delimiter", ",");
+  g.node("StringSplit", {"s"}, {"ws", "ws_n"});
+  attr_str(g.node("RegexFullMatch", {"s"}, {"m"}), "pattern", "[a-z]+,,?[a-z]*");
+  g.g->mutable_node(1)->set_output(1, "");
+  auto m = g.load();
+  Tensor s = Tensor::empty(DType::String, {3});
+  s.data<std::string>()[0] = "a,,b";
+  s.data<std::string>()[1] = "  x  y ";
+  s.data<std::string>()[2] = "abc";
+  auto out = m->run_once(std::vector<Tensor>{s});
+  ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{3, 3}));
+  EXPECT_EQ(out[0].data<std::string>()[0], "a");
+  EXPECT_EQ(out[0].data<std::string>()[1], "");
+  EXPECT_EQ(out[0].data<std::string>()[2], "b");
+  EXPECT_EQ(out[0].data<std::string>()[3], "  x  y ");
+  EXPECT_EQ(out[1].data<int64_t>()[0], 3);
+  EXPECT_EQ(out[1].data<int64_t>()[2], 1);
+  ASSERT_EQ(out[2].dims(), (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(out[2].data<std::string>()[2], "x");
+  EXPECT_EQ(out[2].data<std::string>()[3], "y");
+  EXPECT_EQ(out[2].data<std::string>()[5], "");
+  EXPECT_TRUE(out[3].data<bool>()[0]);
+  EXPECT_FALSE(out[3].data<bool>()[1]);
+  EXPECT_FALSE(out[3].data<bool>()[2]);
 }
