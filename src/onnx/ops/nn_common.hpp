@@ -115,13 +115,17 @@ struct Geom3 {
   int64_t k_size() const { return k[0] * k[1] * k[2]; }
 };
 
-// Fills g from nd-dim values (nd <= 3).
+// Fills g from nd-dim values (nd <= 3). Trivial dims (in = out = kernel = 1, no leading pad, e.g.
+// the trailing 1 of [N, C, L, 1]) are dropped so the innermost loop runs over a real dim.
 inline void make_geom3(size_t nd, const int64_t* in, const int64_t* out, const int64_t* kernel, const int64_t* strides,
                        const int64_t* dil, const int64_t* pads_begin, Geom3& g) {
-  const size_t off = 3 - nd;
+  size_t keep[3], nk = 0;
+  for (size_t j = 0; j < nd; ++j)
+    if (!(in[j] == 1 && out[j] == 1 && kernel[j] == 1 && pads_begin[j] == 0)) keep[nk++] = j;
+  const size_t off = 3 - nk;
   for (size_t i = 0; i < 3; ++i) {
     const bool real = i >= off;
-    const size_t j = i - off;
+    const size_t j = real ? keep[i - off] : 0;
     g.in[i] = real ? in[j] : 1;
     g.out[i] = real ? out[j] : 1;
     g.k[i] = real ? kernel[j] : 1;
