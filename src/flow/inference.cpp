@@ -297,8 +297,13 @@ void InferenceFactory::init() {
   }
   inferer_.reset();
   if (I.mode == Mode::Service) inferer_ = inferer_override_ ? inferer_override_ : make_inferer(*service_, model_, info.name);
+  int64_t max_batch = *max_batch_;
+  if (info.max_batch > 0 && info.max_batch < max_batch) {
+    log(LogLevel::Info, "max_batch " + std::to_string(max_batch) + " capped to the model's " + std::to_string(info.max_batch));
+    max_batch = info.max_batch;
+  }
   if (I.mode == Mode::Batched)
-    engine_.start(runtime(), pool_size(), *max_batch_, *max_wait_ms_,
+    engine_.start(runtime(), pool_size(), max_batch, *max_wait_ms_,
                   [this](std::span<const BatchTicket> b) { run_batch(b); }, name());
   on_init();
 }

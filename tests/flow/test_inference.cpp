@@ -20,14 +20,14 @@ namespace {
 // x [N, 4], p [N, 2, n]  ->  y [N, 3] = tanh(W x + b),  z [N, 1] = sum(p)
 class TinyModel final : public Model {
  public:
-  TinyModel() {
+  explicit TinyModel(int64_t max_batch = 1024) {
     info_.name = "tiny";
     info_.backend = "test";
     info_.version = "7";
     info_.sha256 = "abc123";
     info_.inputs = {{"x", DType::F32, {Dim::sym("N"), 4}}, {"p", DType::F32, {Dim::sym("N"), 2, Dim::sym("n")}}};
     info_.outputs = {{"y", DType::F32, {Dim::sym("N"), 3}}, {"z", DType::F32, {Dim::sym("N"), 1}}};
-    info_.max_batch = 1024;
+    info_.max_batch = max_batch;
   }
   const ModelInfo& info() const override { return info_; }
   std::unique_ptr<RunState> make_state() const override { return std::make_unique<RunState>(); }
@@ -213,6 +213,13 @@ TEST(FlowInference, AllModesGiveTheSameScores) {
   EXPECT_EQ(batched.batch.items, 180u);
   EXPECT_LE(m->largest.load(), 32);
   EXPECT_GT(m->largest.load(), 3) << "batches gather items of several events";
+
+  auto small = std::make_shared<TinyModel>(8);  // the model's own batch limit caps max_batch
+  auto capped = run_mode("batched", small, {}, {{"tagger.max_batch", "64"}});
+  ASSERT_FALSE(capped.summary.fatal);
+  expect_same(direct, capped);
+  EXPECT_LE(small->largest.load(), 8);
+  EXPECT_LE(capped.batch.largest, 8u);
 
   auto loop = run_mode("service", m, {}, {{"tagger.service", "loopback:2"}});
   ASSERT_FALSE(loop.summary.fatal) << loop.summary.fatal->what();
