@@ -122,7 +122,7 @@ struct Request {
   std::atomic<bool> finished{false};
 };
 
-struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
+struct Client::Impl {
   ClientOptions opt;
   Balancer balancer;
   Discovery discovery;
@@ -131,6 +131,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
   std::vector<std::thread> cq_threads;
   std::thread maintenance;
   tbb::task_group local_tasks;
+  std::mutex local_tasks_mu;  // run() from the CQ thread and callers' threads
   uint64_t client_id = 0;
   std::atomic<uint64_t> next_id{1};
 
@@ -440,6 +441,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
 
   void run_local(const std::shared_ptr<Request>& req) {
     n_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard tlk(local_tasks_mu);
     local_tasks.run([this, req] {
       InferResult r;
       try {
