@@ -1,4 +1,5 @@
 #include "onnx/blas.hpp"
+#include "onnx/simd.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -50,7 +51,7 @@ inline float act1(float v, const ActivationSpec& a) {
 // Small GEMM: C[m, :] = sum_k A[m,k] * B[k, :] with B row-major [K, N] (transB handled by the
 // caller packing or by the strided path below). Inner loop over n vectorises; 4 rows of A at once
 // reuse each B row from registers/L1.
-__attribute__((target_clones("avx2,fma", "default")))
+QUIVER_HOT
 void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb,
                    float* C, int64_t ldc, float alpha, float beta) {
   int64_t m = 0;
@@ -88,7 +89,7 @@ void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
   }
 }
 
-__attribute__((target_clones("avx2,fma", "default")))
+QUIVER_HOT
 void epilogue(float* C, int64_t M, int64_t N, int64_t ldc, const float* bias, ActivationSpec act) {
   for (int64_t m = 0; m < M; ++m) {
     float* c = C + m * ldc;

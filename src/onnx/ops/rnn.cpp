@@ -3,6 +3,7 @@
 #include <bit>
 
 #include "onnx/ops/rnn_common.hpp"
+#include "onnx/simd.hpp"
 
 namespace quiver::onnx {
 
@@ -26,12 +27,12 @@ inline float fast_exp(float x) {
 
 }  // namespace
 
-__attribute__((target_clones("avx2,fma", "default")))
+QUIVER_HOT
 void rnn_sigmoid_inplace(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + fast_exp(-x[i]));
 }
 
-__attribute__((target_clones("avx2,fma", "default")))
+QUIVER_HOT
 void rnn_tanh_inplace(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
@@ -45,7 +46,7 @@ void rnn_tanh_inplace(float* x, int64_t n) {
   }
 }
 
-__attribute__((target_clones("avx2,fma", "default")))
+QUIVER_HOT
 void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N, float* y) {
   int64_t n0 = 0;
   for (; n0 + 32 <= N; n0 += 32) {

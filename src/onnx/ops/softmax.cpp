@@ -2,6 +2,7 @@
 // over the flattened trailing block. Opset >= 13: along `axis` (default -1).
 #include "onnx/ops/common.hpp"
 #include "onnx/ops/vmath.hpp"
+#include "onnx/simd.hpp"
 
 namespace quiver::onnx {
 
@@ -10,7 +11,7 @@ namespace {
 enum class Kind { Softmax, LogSoftmax, Hardmax };
 
 // Contiguous rows (axis is the last dim): the common case; loops vectorise with vmath::exp.
-__attribute__((target_clones("avx2,fma", "default")))
+QUIVER_HOT
 void softmax_rows_f32(const float* x, float* y, int64_t rows, int64_t n, Kind kind) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* px = x + r * n;
