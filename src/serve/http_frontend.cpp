@@ -7,6 +7,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <future>
+#include <set>
 #include <regex>
 
 #include "core.hpp"
@@ -55,6 +56,35 @@ json stats_json(const inference::ModelStatisticsResponse& r) {
                    {"batch_stats", batches}});
   }
   return json{{"model_stats", arr}};
+}
+
+// Protobuf's JSON prints 64-bit integers as strings; Triton's HTTP model configuration has them as
+// numbers (clients read dims etc. as integers), so convert the 64-bit fields of ModelConfig back.
+void int64_fields_to_numbers(json& j) {
+  static const std::set<std::string> k64 = {
+      "dims", "shape", "versions", "max_queue_delay_microseconds", "default_timeout_microseconds",
+      "priority_levels", "default_priority_level", "max_sequence_idle_microseconds", "device_id",
+      "model_version", "dim"};
+  auto to_num = [](json& v) {
+    if (!v.is_string()) return;
+    const std::string& t = v.get_ref<const std::string&>();
+    if (t.empty() || t.size() > 20 || t.find_first_not_of("-0123456789") != std::string::npos) return;
+    try {
+      v = t[0] == '-' ? json(std::stoll(t)) : json(std::stoull(t));
+    } catch (const std::exception&) {
+    }
+  };
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      if (k64.count(it.key())) {
+        if (it.value().is_array()) for (auto& e : it.value()) to_num(e);
+        else to_num(it.value());
+      }
+      int64_fields_to_numbers(it.value());
+    }
+  } else if (j.is_array()) {
+    for (auto& e : j) int64_fields_to_numbers(e);
+  }
 }
 
 json body_json(const httplib::Request& req) {
@@ -201,7 +231,9 @@ struct HttpFrontend::Impl {
       google::protobuf::util::JsonPrintOptions po;
       po.preserve_proto_field_names = true;
       (void)google::protobuf::util::MessageToJsonString(*mv->config, &out, po);
-      res.set_content(out, "application/json");
+      json j = json::parse(out);
+      int64_fields_to_numbers(j);
+      send_json(res, j);
     }));
     s.Get(M + "/stats", guarded([this](const httplib::Request& req, httplib::Response& res) {
       auto [m, v] = mv_of(req);

@@ -619,6 +619,13 @@ TEST_F(ServeTest, HttpJsonBinaryGzipAndErrors) {
   r = cli.Post("/v2/repository/models/ident/load", "{}", "application/json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 503);
+  r = cli.Get("/v2/models/ident/config");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  json cfg = json::parse(r->body);
+  EXPECT_EQ(cfg["max_batch_size"], 8);
+  EXPECT_EQ(cfg["input"][0]["dims"], json({4}));  // numbers, as Triton prints them
+  EXPECT_EQ(cfg["dynamic_batching"]["max_queue_delay_microseconds"], 200);
   r = cli.Get("/v2/models/stats");
   ASSERT_TRUE(r);
   ASSERT_EQ(r->status, 200) << r->body;
