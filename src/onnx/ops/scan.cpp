@@ -87,11 +87,123 @@ class ScanKernel final : public Kernel {
   std::vector<int64_t> in_axes_, in_dirs_, out_axes_, out_dirs_;
 };
 
+// Scan-8: every input has a leading batch dim; optional sequence_lens (input 0) gives each batch
+// row's length (scan outputs are zero beyond it); the scan axis is 1 and `directions` reverses inputs.
+class Scan8Kernel final : public Kernel {
+ public:
+  Scan8Kernel(Subgraph body, size_t n_state, size_t n_in, size_t n_out, std::vector<int64_t> dirs)
+      : body_(std::move(body)), nst_(n_state), nin_(n_in), nout_(n_out), dirs_(std::move(dirs)) {}
+
+  void run(ExecContext& ec) const override {
+    const size_t base = 1;  // input 0: sequence_lens (may be absent)
+    const Tensor* sl = ec.has_input(0) ? ec.input_ptr(0) : nullptr;
+    if (nin_ == 0) ec.fail("Scan needs at least one scan input");
+    const Tensor& first = ec.input(base + nst_);
+    if (first.rank() < 2) ec.fail("scan inputs must be [batch, sequence, ...]");
+    const int64_t B = first.dim(0), T = first.dim(1);
+    std::vector<int64_t> lens(static_cast<size_t>(B), T);
+    if (sl && sl->numel() > 0) {
+      lens = read_ints(*sl);
+      if (static_cast<int64_t>(lens.size()) != B) ec.fail("sequence_lens must have one value per batch row");
+      for (int64_t l : lens)
+        if (l < 0 || l > T) ec.fail("sequence_lens value " + std::to_string(l) + " outside [0, " + std::to_string(T) + "]");
+    }
+    for (size_t i = 0; i < nst_ + nin_; ++i) {
+      const Tensor& t = ec.input(base + i);
+      if (t.rank() < 1 || t.dim(0) != B) ec.fail("input " + std::to_string(base + i) + " must have batch dim " + std::to_string(B));
+      if (i >= nst_ && (t.rank() < 2 || t.dim(1) != T)) ec.fail("scan inputs must share the sequence length " + std::to_string(T));
+    }
+    std::vector<Tensor> cur(nst_), next(nst_), slices(nin_);
+    std::vector<const Tensor*> in(nst_ + nin_ + body_.outer_inputs.size());
+    for (size_t i = 0; i < body_.outer_inputs.size(); ++i) in[nst_ + nin_ + i] = ec.input_ptr(body_.outer_inputs[i]);
+    PlanState& st = ec.subgraph_state(0);
+    std::vector<Tensor*> outs(nout_, nullptr);
+    std::vector<Tensor*> state_out(nst_, nullptr);
+    for (int64_t b = 0; b < B; ++b) {
+      for (size_t i = 0; i < nst_; ++i) row(ec.input(base + i), b, cur[i]);
+      for (int64_t t = 0; t < lens[b]; ++t) {
+        for (size_t j = 0; j < nin_; ++j) {
+          const Tensor& s = ec.input(base + nst_ + j);
+          const int64_t tt = dirs_[j] ? lens[b] - 1 - t : t;
+          row2(s, b, tt, slices[j]);
+          in[nst_ + j] = &slices[j];
+        }
+        for (size_t i = 0; i < nst_; ++i) in[i] = &cur[i];
+        body_.plan->run(in, st);
+        for (size_t i = 0; i < nst_; ++i) assign_tensor(next[i], body_.plan->result(i, st));
+        std::swap(cur, next);
+        for (size_t k = 0; k < nout_; ++k) {
+          const Tensor& e = body_.plan->result(nst_ + k, st);
+          if (!outs[k]) {
+            std::vector<int64_t> od = {B, T};
+            od.insert(od.end(), e.dims().begin(), e.dims().end());
+            outs[k] = &ec.output(nst_ + k, e.dtype(), od);
+            std::memset(outs[k]->raw(), 0, outs[k]->nbytes());
+          }
+          if (e.numel() * T * B != outs[k]->numel()) ec.fail("scan output " + std::to_string(k) + " changes shape");
+          const size_t esz = dtype_size(e.dtype());
+          copy_elements(e.dtype(), e.raw(), static_cast<char*>(outs[k]->raw()) + ((b * T + t) * e.numel()) * esz,
+                        static_cast<size_t>(e.numel()));
+        }
+      }
+      for (size_t i = 0; i < nst_; ++i) {
+        if (!state_out[i]) {
+          std::vector<int64_t> od = {B};
+          od.insert(od.end(), cur[i].dims().begin(), cur[i].dims().end());
+          state_out[i] = &ec.output(i, cur[i].dtype(), od);
+        }
+        const size_t esz = dtype_size(cur[i].dtype());
+        if (cur[i].numel() * B != state_out[i]->numel()) ec.fail("state " + std::to_string(i) + " changes shape");
+        copy_elements(cur[i].dtype(), cur[i].raw(), static_cast<char*>(state_out[i]->raw()) + b * cur[i].numel() * esz,
+                      static_cast<size_t>(cur[i].numel()));
+      }
+    }
+  }
+
+ private:
+  // dst = t[b]
+  static void row(const Tensor& t, int64_t b, Tensor& dst) {
+    std::vector<int64_t> d(t.dims().begin() + 1, t.dims().end());
+    dst.ensure(t.dtype(), d);
+    const size_t esz = dtype_size(t.dtype());
+    copy_elements(t.dtype(), static_cast<const char*>(t.raw()) + b * dst.numel() * esz, dst.raw(), static_cast<size_t>(dst.numel()));
+  }
+  // dst = t[b, i]
+  static void row2(const Tensor& t, int64_t b, int64_t i, Tensor& dst) {
+    std::vector<int64_t> d(t.dims().begin() + 2, t.dims().end());
+    dst.ensure(t.dtype(), d);
+    const size_t esz = dtype_size(t.dtype());
+    copy_elements(t.dtype(), static_cast<const char*>(t.raw()) + (b * t.dim(1) + i) * dst.numel() * esz, dst.raw(),
+                  static_cast<size_t>(dst.numel()));
+  }
+  Subgraph body_;
+  size_t nst_, nin_, nout_;
+  std::vector<int64_t> dirs_;
+};
+
 }  // namespace
 
 QUIVER_REGISTER_OPS(scan) {
   registry.add({"", "Scan", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
-                  if (ctx.opset() < 9) ctx.unsupported("Scan-8 (batched form with sequence_lens)");
+                  if (ctx.opset() < 9) {
+                    const int64_t m8 = ctx.attrs().req_int("num_scan_inputs");
+                    if (m8 < 1 || static_cast<size_t>(m8) + 1 > ctx.num_inputs()) ctx.fail("num_scan_inputs out of range");
+                    const size_t nin8 = static_cast<size_t>(m8), nst8 = ctx.num_inputs() - 1 - nin8;
+                    const size_t nbo8 = subgraph_num_outputs(ctx, "body");
+                    if (nbo8 < nst8) ctx.fail("body has fewer outputs than state variables");
+                    auto dirs = ctx.attrs().get_ints("directions", std::vector<int64_t>(nin8, 0));
+                    if (dirs.size() != nin8) ctx.fail("directions must have num_scan_inputs values");
+                    std::vector<ValueInfo> formal(nst8 + nin8);
+                    for (size_t i = 0; i < nst8 + nin8; ++i) formal[i].dtype = ctx.input_dtype(1 + i);
+                    for (size_t i = 0; i < nst8; ++i) ctx.set_output(i, ctx.input_dtype(1 + i));
+                    for (size_t k = 0; k < nbo8 - nst8; ++k) {
+                      DType dt = subgraph_output_dtype_any(ctx, "body", nst8 + k, formal);
+                      if (dt == DType::Undefined) ctx.unsupported("scan output without declared tensor type");
+                      ctx.set_output(nst8 + k, dt);
+                    }
+                    Subgraph body = ctx.compile_subgraph("body", formal);
+                    return std::make_unique<Scan8Kernel>(std::move(body), nst8, nin8, nbo8 - nst8, std::move(dirs));
+                  }
                   const auto& at = ctx.attrs();
                   const int64_t m = at.req_int("num_scan_inputs");
                   const size_t nin = static_cast<size_t>(m);
