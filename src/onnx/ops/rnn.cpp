@@ -7,29 +7,32 @@
 
 namespace quiver::onnx {
 
-namespace {
-
-// exp(x) for x in [-87.3, 88.7]: 2^n * p(r), r = x - n ln2 (Cody-Waite), degree-6 polynomial.
-inline float fast_exp(float x) {
-  x = std::min(std::max(x, -87.3f), 88.7f);
-  const float fn = std::floor(x * 1.44269504088896341f + 0.5f);
-  const float r = (x - fn * 0.693359375f) + fn * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t e = static_cast<int32_t>(fn) + 127;
-  return p * std::bit_cast<float>(static_cast<uint32_t>(e) << 23);
-}
-
-}  // namespace
+// exp(x) for x clamped to [-87.3, 88.7]: 2^n * p(r), r = x - n ln2 (Cody-Waite), degree-6
+// polynomial. A macro, not a function: the target clones below (arch=...) would otherwise call an
+// un-inlined baseline function per element and lose vectorisation.
+#define QUIVER_FAST_EXP(xin, out)                                                  \
+  do {                                                                             \
+    const float x_ = std::min(std::max((xin), -87.3f), 88.7f);                     \
+    const float fn_ = std::floor(x_ * 1.44269504088896341f + 0.5f);                \
+    const float r_ = (x_ - fn_ * 0.693359375f) + fn_ * 2.12194440e-4f;             \
+    float p_ = 1.9875691500e-4f;                                                   \
+    p_ = p_ * r_ + 1.3981999507e-3f;                                               \
+    p_ = p_ * r_ + 8.3334519073e-3f;                                               \
+    p_ = p_ * r_ + 4.1665795894e-2f;                                               \
+    p_ = p_ * r_ + 1.6666665459e-1f;                                               \
+    p_ = p_ * r_ + 5.0000001201e-1f;                                               \
+    p_ = p_ * r_ * r_ + r_ + 1.0f;                                                 \
+    const int32_t e_ = static_cast<int32_t>(fn_) + 127;                            \
+    (out) = p_ * std::bit_cast<float>(static_cast<uint32_t>(e_) << 23);            \
+  } while (0)
 
 QUIVER_HOT
 void rnn_sigmoid_inplace(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + fast_exp(-x[i]));
+  for (int64_t i = 0; i < n; ++i) {
+    float e;
+    QUIVER_FAST_EXP(-x[i], e);
+    x[i] = 1.0f / (1.0f + e);
+  }
 }
 
 QUIVER_HOT
@@ -37,7 +40,8 @@ void rnn_tanh_inplace(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     const float a = std::abs(v);
-    const float e = fast_exp(-2.0f * a);
+    float e;
+    QUIVER_FAST_EXP(-2.0f * a, e);
     const float big = (1.0f - e) / (1.0f + e);
     const float v2 = a * a;
     const float small = a * (1.0f - v2 * (0.333333333f - v2 * 0.133333333f));  // |x| < 0.02: series
