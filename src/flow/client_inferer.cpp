@@ -36,6 +36,14 @@ class ClientInferer final : public AsyncInferer {
     o.fallback = client::FallbackMode::Off;
     client_ = std::make_unique<client::Client>(o);
     prov_ = Provenance{model_, version_, local ? local->info().sha256 : std::string(), "service"};
+    // The server's batch limit (requests above it are split); unknown when no server answers yet.
+    try {
+      auto meta = client_->model_metadata(model_, version_);
+      max_batch_ = meta->info.max_batch;
+      if (prov_.version.empty()) prov_.version = meta->info.version;
+    } catch (const Error&) {
+      max_batch_ = 0;
+    }
   }
   void infer_async(std::vector<NamedTensor> inputs, Callback done) override {
     client::InferOptions opt;
@@ -52,8 +60,10 @@ class ClientInferer final : public AsyncInferer {
     });
   }
   Provenance provenance() const override { return prov_; }
+  int64_t max_batch() const override { return max_batch_; }
 
  private:
+  int64_t max_batch_ = 0;
   std::string model_, version_;
   std::unique_ptr<client::Client> client_;
   Provenance prov_;

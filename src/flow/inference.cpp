@@ -422,55 +422,115 @@ void InferenceFactory::acquire(Event& e, Completion done) {
         done();
         return;
       }
-      std::vector<NamedTensor> req;
-      for (size_t k = 0; k < s.in.tensors_.size(); ++k)
-        req.push_back({I.in_names[k], Tensor::view(s.in.tensors_[k].dtype(), s.in.tensors_[k].dims(), s.in.tensors_[k].raw())});
+      // Requests of at most the server's max batch: an event with more items sends several and
+      // resumes when all have answered (outputs concatenated in item order).
+      const size_t n = s.in.size();
+      int64_t mb = inferer_->max_batch();
+      size_t per = mb > 0 ? static_cast<size_t>(mb) : n;
+      size_t chunks = (n + per - 1) / per;
+      struct Gather {
+        std::mutex m;
+        size_t left;
+        std::vector<std::vector<NamedTensor>> parts;
+        std::exception_ptr err;
+      };
+      auto g = std::make_shared<Gather>();
+      g->left = chunks;
+      g->parts.resize(chunks);
       PerEvent* sp = &s;
-      inferer_->infer_async(std::move(req), [this, sp, done](std::vector<NamedTensor> outs, std::exception_ptr err) {
-        if (!err) {
-          sp->out.tensors_.clear();
-          sp->out.names_.clear();
-          for (auto& o : outs) {
-            sp->out.names_.push_back(o.name);
-            sp->out.tensors_.push_back(std::move(o.tensor));
+      for (size_t c = 0; c < chunks; ++c) {
+        size_t first = c * per, count = std::min(per, n - first);
+        std::vector<NamedTensor> req;
+        for (size_t k = 0; k < s.in.tensors_.size(); ++k) {
+          const Tensor& t = s.in.tensors_[k];
+          std::vector<int64_t> d = t.dims();
+          d[0] = static_cast<int64_t>(count);
+          size_t item_bytes = static_cast<size_t>(s.in.item_numel_[k]) * dtype_size(t.dtype());
+          req.push_back({I.in_names[k], Tensor::view(t.dtype(), d, static_cast<const char*>(t.raw()) + first * item_bytes)});
+        }
+        inferer_->infer_async(std::move(req), [this, sp, done, g, c](std::vector<NamedTensor> outs, std::exception_ptr err) {
+          {
+            std::lock_guard<std::mutex> lk(g->m);
+            if (err && !g->err) g->err = err;
+            if (!err) g->parts[c] = std::move(outs);
+            if (--g->left != 0) return;
           }
-          done();
-          return;
-        }
-        if (!impl_->fallback_direct) {
-          done.fail(err);
-          return;
-        }
-        // Fall back to direct inference, on a framework thread (never on the client's thread).
-        fallbacks_.fetch_add(1);
-        try {
-          Error e = [&] {
-            try {
-              std::rethrow_exception(err);
-            } catch (const Error& x) {
-              return x;
-            } catch (const std::exception& x) {
-              return Error(ErrorCode::Internal, x.what());
-            } catch (...) {
-              return Error(ErrorCode::Internal, "unknown");
-            }
-          }();
-          log(LogLevel::Warn, std::string("service failed, falling back to direct inference: ") + e.what());
-          runtime().enqueue([this, sp, done] {
-            try {
-              sp->out.prov_ = model_provenance(*model_, "service-fallback-direct");
-              run_direct(*sp);
-              done();
-            } catch (...) {
-              done.fail(std::current_exception());
-            }
-          });
-        } catch (...) {
-          done.fail(std::current_exception());
-        }
-      });
+          service_answered(sp, done, g->parts, g->err);
+        });
+      }
       return;
     }
+  }
+}
+
+void InferenceFactory::service_answered(PerEvent* sp, const Completion& done,
+                                        std::vector<std::vector<NamedTensor>>& parts, std::exception_ptr err) {
+  if (!err) {
+    try {
+      sp->out.tensors_.clear();
+      sp->out.names_.clear();
+      if (parts.size() == 1) {
+        for (auto& o : parts[0]) {
+          sp->out.names_.push_back(o.name);
+          sp->out.tensors_.push_back(std::move(o.tensor));
+        }
+      } else {
+        for (size_t k = 0; k < parts[0].size(); ++k) {
+          int64_t rows = 0;
+          for (auto& p : parts) {
+            if (p.size() != parts[0].size() || p[k].tensor.rank() == 0)
+              throw Error(ErrorCode::Internal, "service answers of one event do not match", {.tensor = parts[0][k].name});
+            rows += p[k].tensor.dim(0);
+          }
+          std::vector<int64_t> d = parts[0][k].tensor.dims();
+          d[0] = rows;
+          Tensor all = Tensor::empty(parts[0][k].tensor.dtype(), d);
+          size_t off = 0;
+          for (auto& p : parts) {
+            std::memcpy(static_cast<char*>(all.raw()) + off, p[k].tensor.raw(), p[k].tensor.nbytes());
+            off += p[k].tensor.nbytes();
+          }
+          sp->out.names_.push_back(parts[0][k].name);
+          sp->out.tensors_.push_back(std::move(all));
+        }
+      }
+    } catch (...) {
+      done.fail(std::current_exception());
+      return;
+    }
+    done();
+    return;
+  }
+  if (!impl_->fallback_direct) {
+    done.fail(err);
+    return;
+  }
+  // Fall back to direct inference, on a framework thread (never on the client's thread).
+  fallbacks_.fetch_add(1);
+  try {
+    Error e = [&] {
+      try {
+        std::rethrow_exception(err);
+      } catch (const Error& x) {
+        return x;
+      } catch (const std::exception& x) {
+        return Error(ErrorCode::Internal, x.what());
+      } catch (...) {
+        return Error(ErrorCode::Internal, "unknown");
+      }
+    }();
+    log(LogLevel::Warn, std::string("service failed, falling back to direct inference: ") + e.what());
+    runtime().enqueue([this, sp, done] {
+      try {
+        sp->out.prov_ = model_provenance(*model_, "service-fallback-direct");
+        run_direct(*sp);
+        done();
+      } catch (...) {
+        done.fail(std::current_exception());
+      }
+    });
+  } catch (...) {
+    done.fail(std::current_exception());
   }
 }
 

@@ -120,10 +120,15 @@ class ScoreCollector : public Processor {
 // A fake remote server: answers from its own thread after a delay; fails every `fail_every`-th.
 class FakeService : public AsyncInferer {
  public:
-  FakeService(std::shared_ptr<const Model> m, int delay_us, int fail_every = 0)
-      : model_(std::move(m)), delay_us_(delay_us), fail_every_(fail_every) {}
+  FakeService(std::shared_ptr<const Model> m, int delay_us, int fail_every = 0, int64_t max_batch = 0)
+      : model_(std::move(m)), delay_us_(delay_us), fail_every_(fail_every), max_batch_(max_batch) {}
+  int64_t max_batch() const override { return max_batch_; }
   void infer_async(std::vector<NamedTensor> inputs, Callback done) override {
     int id = ++requests;
+    if (max_batch_ && inputs[0].tensor.dim(0) > max_batch_) {
+      done({}, std::make_exception_ptr(Error(ErrorCode::InvalidArgument, "batch too large")));
+      return;
+    }
     timer_.after(std::chrono::microseconds(delay_us_), [this, id, inputs = std::move(inputs), done] {
       if (fail_every_ && id % fail_every_ == 0) {
         done({}, std::make_exception_ptr(Error(ErrorCode::Unavailable, "no healthy server")));
@@ -143,6 +148,7 @@ class FakeService : public AsyncInferer {
  private:
   std::shared_ptr<const Model> model_;
   int delay_us_, fail_every_;
+  int64_t max_batch_;
   flowtest::DelayTimer timer_;
 };
 
@@ -231,6 +237,14 @@ TEST(FlowInference, AllModesGiveTheSameScores) {
   ASSERT_FALSE(svc.summary.fatal);
   expect_same(direct, svc);
   EXPECT_EQ(fake->requests.load(), 90);  // one request per event with items
+
+  // A server that accepts at most 2 items per request: events with 3 items send two requests.
+  auto narrow = std::make_shared<FakeService>(m, 800, 0, 2);
+  auto split = run_mode("service", m, narrow);
+  ASSERT_FALSE(split.summary.fatal);
+  expect_same(direct, split);
+  EXPECT_EQ(narrow->requests.load(), 30 + 30 + 2 * 30);
+  for (auto& [ev, sc] : split.rows) EXPECT_EQ(sc.prov.mode, "service") << ev;
 }
 
 TEST(FlowInference, ServiceFailureFallsBackOrFailsTheEvent) {

@@ -518,8 +518,9 @@ TEST(JetTagging, CliErrorsAreClear) {
 }
 
 TEST(JetTagging, ServiceModeThroughQuiverServeWithFallback) {
-  // quiver serve on a free port with max_batch_size 4: events with <= 4 jets are answered by the
-  // server, larger ones are rejected and fall back to direct inference; every score equals direct.
+  // quiver serve on a free port with max_batch_size 4: events with more jets are sent as several
+  // requests; a model the server does not have falls back to direct inference. Every score equals
+  // direct inference.
 #ifndef JT_HAVE_SERVE_AND_CLIENT
   GTEST_SKIP() << "built without quiver_serve / quiver_client (QUIVER_WITH_GRPC=OFF)";
 #endif
@@ -547,16 +548,18 @@ TEST(JetTagging, ServiceModeThroughQuiverServeWithFallback) {
   }
   ASSERT_FALSE(port.empty()) << "server did not start: " << quiver::read_file((dir / "serve.err").string());
   std::map<std::string, std::vector<Row>> rows;
-  for (std::string mode : {"direct", "service"}) {
-    fs::path csv = dir / (mode + ".csv");
+  for (std::string run : {"direct", "service", "missing"}) {
+    fs::path csv = dir / (run + ".csv");
+    std::string mode = run == "direct" ? "direct" : "service";
+    std::string model = run == "missing" ? "no_such_model" : "particlenet_ak4_hlt";
     pid_t pid = spawn_quiver({"run", kConfig, "-Pinference.mode=" + mode, "-Pnthreads=2", "-Pnevents=10",
                               "-Pwriter.csv=" + csv.string(), "-Pwriter.hdf5=", "-Pticker=0",
-                              "-Pinference.service=grpc://127.0.0.1:" + port + "/particlenet_ak4_hlt",
+                              "-Pinference.service=grpc://127.0.0.1:" + port + "/" + model,
                               "-Pinference.log_level=error"},
-                             dir / "out.txt", dir / (mode + ".err"));
+                             dir / "out.txt", dir / (run + ".err"));
     int rc = wait_quiver(pid, 120);
-    EXPECT_EQ(rc, 0) << quiver::read_file((dir / (mode + ".err")).string());
-    rows[mode] = read_csv(csv.string());
+    EXPECT_EQ(rc, 0) << quiver::read_file((dir / (run + ".err")).string());
+    rows[run] = read_csv(csv.string());
   }
   kill(server, SIGTERM);
   int status = 0;
@@ -567,13 +570,17 @@ TEST(JetTagging, ServiceModeThroughQuiverServeWithFallback) {
     waitpid(server, &status, 0);
   }
   expect_rows_close(rows["direct"], rows["service"], 1e-5);
-  int served = 0, fell_back = 0;
+  expect_rows_close(rows["direct"], rows["missing"], 1e-5);
+  bool big_event = false;
+  std::map<uint64_t, int> jets_per_event;
   for (auto& r : rows["service"]) {
-    served += r.mode == "service";
-    fell_back += r.mode == "service-fallback-direct";
+    EXPECT_EQ(r.mode, "service");  // served, split into requests of <= 4 jets where needed
+    big_event |= ++jets_per_event[r.event] > 4;
   }
+  EXPECT_TRUE(big_event) << "no event had more jets than the server's max batch";
+  for (auto& r : rows["missing"]) EXPECT_EQ(r.mode, "service-fallback-direct");
+  int served = static_cast<int>(rows["service"].size()), fell_back = static_cast<int>(rows["missing"].size());
   EXPECT_GT(served, 0);
   EXPECT_GT(fell_back, 0);
-  EXPECT_EQ(served + fell_back, static_cast<int>(rows["service"].size()));
   fs::remove_all(dir);
 }

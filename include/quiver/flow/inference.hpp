@@ -36,6 +36,8 @@ class AsyncInferer {
   virtual ~AsyncInferer() = default;
   virtual void infer_async(std::vector<NamedTensor> inputs, Callback done) = 0;
   virtual Provenance provenance() const = 0;
+  // Largest batch the service accepts per request (0: no limit); larger events are split.
+  virtual int64_t max_batch() const { return 0; }
 };
 
 // Creates an inferer for a service spec ("loopback:LATENCY_MS", "grpc://host:port", ...).
@@ -142,6 +144,8 @@ class InferenceFactory : public AsyncFactory {
   struct Impl;
   void run_direct(PerEvent& s);
   void run_batch(std::span<const BatchTicket> b);
+  void service_answered(PerEvent* sp, const Completion& done, std::vector<std::vector<NamedTensor>>& parts,
+                        std::exception_ptr err);
   std::shared_ptr<const Model> model_override_, model_;
   std::shared_ptr<AsyncInferer> inferer_override_, inferer_;
   std::unique_ptr<Impl> impl_;
