@@ -3,7 +3,15 @@
 #include <bit>
 
 #include "onnx/ops/rnn_common.hpp"
-#include "onnx/simd.hpp"
+
+// ISA-level clones. Not "arch=skylake-avx512"/"arch=haswell": GCC dispatches those by CPU model,
+// so on AMD EPYC (and any CPU that is not that model) the baseline SSE2 clone runs; x86-64-v4/v3
+// dispatch on the ISA level (checked on this machine's EPYC: v4 is chosen).
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define QUIVER_RNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define QUIVER_RNN_CLONES
+#endif
 
 namespace quiver::onnx {
 
@@ -26,7 +34,7 @@ namespace quiver::onnx {
     (out) = p_ * std::bit_cast<float>(static_cast<uint32_t>(e_) << 23);            \
   } while (0)
 
-QUIVER_HOT
+QUIVER_RNN_CLONES
 void rnn_sigmoid_inplace(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     float e;
@@ -35,7 +43,7 @@ void rnn_sigmoid_inplace(float* x, int64_t n) {
   }
 }
 
-QUIVER_HOT
+QUIVER_RNN_CLONES
 void rnn_tanh_inplace(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
@@ -50,7 +58,7 @@ void rnn_tanh_inplace(float* x, int64_t n) {
   }
 }
 
-QUIVER_HOT
+QUIVER_RNN_CLONES
 void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N, float* y) {
   int64_t n0 = 0;
   for (; n0 + 32 <= N; n0 += 32) {
