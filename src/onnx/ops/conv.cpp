@@ -48,7 +48,11 @@ class ConvKernel final : public Kernel {
   }
 
   void run_f32(ExecContext& ec, const Tensor& x, const Tensor& wt, const Tensor* b, Tensor* out32) const {
-    const size_t nd = w_.nd;
+    size_t nd = w_.nd;
+    if (nd == 0) {  // spatial rank unknown at load: from X
+      if (x.rank() < 3 || x.rank() > 5) ec.fail("Conv supports 1 to 3 spatial dims, X is " + dims_to_string(x.dims()));
+      nd = x.rank() - 2;
+    }
     if (x.rank() != nd + 2) ec.fail("X must have rank " + std::to_string(nd + 2) + ", got " + dims_to_string(x.dims()));
     if (wt.rank() != nd + 2) ec.fail("W must have rank " + std::to_string(nd + 2) + ", got " + dims_to_string(wt.dims()));
     const int64_t N = x.dim(0), C = x.dim(1), M = wt.dim(0), Cg = wt.dim(1);
@@ -61,6 +65,17 @@ class ConvKernel final : public Kernel {
     if (!kernel_known_) {
       tmp = w_;
       tmp.kernel.assign(wt.dims().begin() + 2, wt.dims().end());
+      if (w_.nd == 0) {  // attributes sized at run time
+        tmp.nd = nd;
+        if (tmp.strides.empty()) tmp.strides.assign(nd, 1);
+        if (tmp.dilations.empty()) tmp.dilations.assign(nd, 1);
+        if (tmp.pads.empty()) tmp.pads.assign(2 * nd, 0);
+        if (tmp.strides.size() != nd || tmp.dilations.size() != nd || tmp.pads.size() != 2 * nd)
+          ec.fail("strides/dilations/pads do not match the " + std::to_string(nd) + " spatial dims of X");
+        for (size_t i = 0; i < nd; ++i)
+          if (tmp.strides[i] < 1 || tmp.dilations[i] < 1 || tmp.pads[i] < 0 || tmp.pads[i + nd] < 0)
+            ec.fail("strides/dilations must be positive and pads non-negative");
+      }
       wa = &tmp;
     } else {
       for (size_t i = 0; i < nd; ++i)
@@ -145,7 +160,17 @@ QUIVER_REGISTER_OPS(conv) {
                   if (!kernel.empty()) nd = kernel.size();
                   else if (wi.shape && wi.shape->size() >= 3) nd = wi.shape->size() - 2;
                   else if (xi.shape && xi.shape->size() >= 3) nd = xi.shape->size() - 2;
-                  else ctx.unsupported("cannot tell the spatial rank (no kernel_shape, W and X shapes unknown)");
+                  if (nd == 0) {
+                    // Spatial rank unknown until run time (no kernel_shape, W and X shapes unknown).
+                    w.strides = at.get_ints("strides");
+                    w.dilations = at.get_ints("dilations");
+                    w.pads = at.get_ints("pads");
+                    w.auto_pad = parse_auto_pad(ctx);
+                    const int64_t group0 = at.get_int("group", 1);
+                    if (group0 < 1) ctx.fail("group must be >= 1");
+                    ctx.set_output(0, t);
+                    return std::make_unique<ConvKernel>(std::move(w), false, group0, fused_activation(ctx), t);
+                  }
                   if (nd > 3) ctx.unsupported("Conv with " + std::to_string(nd) + " spatial dims (at most 3 supported)");
                   w.nd = nd;
                   w.kernel = known ? kernel : std::vector<int64_t>(nd, 1);
