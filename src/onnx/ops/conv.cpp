@@ -103,6 +103,33 @@ class ConvKernel final : public Kernel {
       if (b->numel() != M) ec.fail("B has " + std::to_string(b->numel()) + " values, expected " + std::to_string(M));
       bias = b->data<float>();
     }
+    // Tap-wise path (one real spatial dim, stride 1, group 1, constant weights packed per tap):
+    // Y[:, lo:hi] += W_t [M, C] x X[:, shifted span] for each kernel tap t, no im2col copy.
+    if (!pointwise && tapw_ && group_ == 1 && g.in[0] == 1 && g.in[1] == 1 && g.k[0] == 1 && g.k[1] == 1 &&
+        g.out[0] == 1 && g.out[1] == 1 && g.s[2] == 1 && g.k[2] * M * C == static_cast<int64_t>(tapw_->size()) &&
+        wt.numel() == M * C * g.k[2]) {
+      const float* X = x.data<float>();
+      float* Y = y.data<float>();
+      for (int64_t n = 0; n < N; ++n) {
+        float* yn = Y + n * M * L;
+        const float* xn = X + n * C * Lin;
+        for (int64_t m = 0; m < M; ++m) std::fill_n(yn + m * L, L, bias ? bias[m] : 0.0f);
+        for (int64_t t = 0; t < g.k[2]; ++t) {
+          int64_t lo, hi;
+          valid_range(g.out[2], g.in[2], 1, g.pb[2], t * g.d[2], lo, hi);
+          if (hi <= lo) continue;
+          GemmArgs ga;
+          ga.M = M; ga.N = hi - lo; ga.K = C;
+          ga.A = tapw_->data() + t * M * C; ga.lda = C;
+          ga.B = xn + (lo - g.pb[2] + t * g.d[2]); ga.ldb = Lin;
+          ga.C = yn + lo; ga.ldc = L;
+          ga.beta = 1.0f;
+          gemm(ga);
+        }
+      }
+      if (act_.kind != Activation::None) apply_activation(Y, 1, y.numel(), y.numel(), act_);
+      return;
+    }
     float* col = pointwise ? nullptr : static_cast<float*>(ec.scratch(static_cast<size_t>(Kc * L) * sizeof(float)));
     const float* X = x.data<float>();
     const float* W = wt.data<float>();
@@ -135,6 +162,9 @@ class ConvKernel final : public Kernel {
   int64_t group_;
   ActivationSpec act_;
   DType t_;
+ public:
+  // Constant float weights [M, C, taps] repacked as [taps][M][C] (group 1 only).
+  std::shared_ptr<const std::vector<float>> tapw_;
 };
 
 }  // namespace
@@ -181,7 +211,19 @@ QUIVER_REGISTER_OPS(conv) {
                   std::optional<std::vector<int64_t>> shape;
                   if (known && wi.shape && !wi.shape->empty()) shape = window_static_shape(w, xi, (*wi.shape)[0]);
                   ctx.set_output(0, t, shape);
-                  return std::make_unique<ConvKernel>(std::move(w), known, group, fused_activation(ctx), t);
+                  auto k = std::make_unique<ConvKernel>(std::move(w), known, group, fused_activation(ctx), t);
+                  if (group == 1 && t == DType::F32 && wi.constant && wi.constant->rank() == nd + 2) {
+                    const Tensor& wc = *wi.constant;
+                    const int64_t M = wc.dim(0), C = wc.dim(1), T = product(wc.dims(), 2);
+                    if (T > 1) {
+                      auto p = std::make_shared<std::vector<float>>(static_cast<size_t>(wc.numel()));
+                      for (int64_t m = 0; m < M; ++m)
+                        for (int64_t c = 0; c < C; ++c)
+                          for (int64_t tt = 0; tt < T; ++tt) (*p)[(tt * M + m) * C + c] = wc.data<float>()[(m * C + c) * T + tt];
+                      k->tapw_ = std::move(p);
+                    }
+                  }
+                  return k;
                 }});
 }
 
