@@ -251,9 +251,8 @@ void write_svg(const std::string& path, const std::vector<Level>& levels, const 
 void run_perf(const PerfArgs& a) {
   if (a.protocol != "grpc")
     throw Error(ErrorCode::Unsupported, "quiver perf: -i " + a.protocol + " is not supported by the Quiver client; use -i grpc");
-  if (a.shared_memory != "none")
-    throw Error(ErrorCode::Unsupported, "quiver perf: --shared-memory " + a.shared_memory +
-                                            " is not implemented in the Quiver client yet; use none");
+  if (a.shared_memory != "none" && a.shared_memory != "system")
+    throw Error(ErrorCode::InvalidArgument, "--shared-memory must be none or system (cuda is not supported)");
   if (a.batch < 1) throw Error(ErrorCode::InvalidArgument, "-b must be >= 1");
   ClientOptions o;
   o.discovery.endpoints = a.urls;
@@ -267,6 +266,7 @@ void run_perf(const PerfArgs& a) {
   }
   o.default_timeout_ns = a.timeout_ms * 1'000'000;
   o.completion_threads = a.completion_threads;
+  o.shared_memory = a.shared_memory == "system";
   if (a.compression == "gzip") o.compression = Compression::Gzip;
   else if (a.compression == "deflate") o.compression = Compression::Deflate;
   else if (a.compression != "none") throw Error(ErrorCode::InvalidArgument, "--compression must be none, gzip or deflate");
@@ -469,7 +469,7 @@ quiver::cli::CommandRegistrar reg(45, [](CLI::App& app) {
   c->add_option("-i,--protocol", a->protocol, "grpc (http is not supported by the Quiver client)");
   c->add_option("--concurrency-range", a->concurrency, "A:B:STEP closed-loop concurrency sweep");
   c->add_option("-b,--batch-size", a->batch, "batch size of each request");
-  c->add_option("--shared-memory", a->shared_memory, "none (system: not implemented yet)");
+  c->add_option("--shared-memory", a->shared_memory, "none | system (inputs through shared memory; servers on this host)");
   c->add_option("--input-data", a->input_data, "random | zero | DIR with input_<i>.pb");
   c->add_option("--shape", a->shapes, "NAME:D1,D2 for dynamic non-batch dims (repeatable)");
   c->add_option("-f,--latency-report-file", a->csv, "CSV output");

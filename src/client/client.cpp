@@ -2,9 +2,12 @@
 // channels, circuit breakers, p2c balancing, retries, and the local fallback.
 #include "quiver/client/client.hpp"
 
+#include <fcntl.h>
 #include <grpcpp/alarm.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/mman.h>
 #include <tbb/task_group.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -103,6 +106,62 @@ struct Tag {
   Tag* next = nullptr;
 };
 
+// One system shared-memory region of fixed-size slots; a request holds a slot until it completes.
+class ShmPool {
+ public:
+  ShmPool(int slots, int64_t slot_bytes, uint64_t client_id) : slot_bytes_((slot_bytes + 63) / 64 * 64) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "/quiver_client_%d_%016llx", static_cast<int>(::getpid()),
+                  static_cast<unsigned long long>(client_id));
+    key_ = buf;
+    name_ = key_.substr(1);
+    bytes_ = static_cast<size_t>(slot_bytes_) * static_cast<size_t>(slots);
+    int fd = ::shm_open(key_.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0) throw Error(ErrorCode::Unavailable, "cannot create shared memory " + key_ + ": " + std::strerror(errno));
+    if (::ftruncate(fd, static_cast<off_t>(bytes_)) != 0) {
+      ::close(fd);
+      ::shm_unlink(key_.c_str());
+      throw Error(ErrorCode::ResourceExhausted, "cannot size shared memory " + key_ + ": " + std::strerror(errno));
+    }
+    void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) {
+      ::shm_unlink(key_.c_str());
+      throw Error(ErrorCode::ResourceExhausted, "cannot map shared memory " + key_ + ": " + std::strerror(errno));
+    }
+    base_ = static_cast<char*>(p);
+    for (int i = slots - 1; i >= 0; --i) free_.push_back(i);
+  }
+  ~ShmPool() {
+    ::munmap(base_, bytes_);
+    ::shm_unlink(key_.c_str());
+  }
+  int acquire() {
+    std::lock_guard lk(mu_);
+    if (free_.empty()) return -1;
+    int s = free_.back();
+    free_.pop_back();
+    return s;
+  }
+  void release(int s) {
+    std::lock_guard lk(mu_);
+    free_.push_back(s);
+  }
+  const std::string& name() const { return name_; }
+  const std::string& key() const { return key_; }
+  size_t bytes() const { return bytes_; }
+  int64_t slot_bytes() const { return slot_bytes_; }
+  char* base() const { return base_; }
+
+ private:
+  std::string name_, key_;
+  int64_t slot_bytes_;
+  size_t bytes_ = 0;
+  char* base_ = nullptr;
+  std::mutex mu_;
+  std::vector<int> free_;
+};
+
 }  // namespace
 
 struct Request {
@@ -119,6 +178,7 @@ struct Request {
   int attempts_on_server = 0;
   AttemptError last_kind = AttemptError::Transport;
   std::string log;  // "server CODE: message; ..." of failed attempts
+  int shm_slot = -1;  // inputs live in this shared-memory slot (released at completion)
   std::atomic<bool> finished{false};
 };
 
@@ -127,6 +187,7 @@ struct Client::Impl {
   Balancer balancer;
   Discovery discovery;
   std::unique_ptr<LocalRepository> local;
+  std::unique_ptr<ShmPool> shm;
   grpc::CompletionQueue cq;
   std::vector<std::thread> cq_threads;
   std::thread maintenance;
@@ -172,6 +233,8 @@ struct Client::Impl {
     if (opt.fallback != FallbackMode::AlwaysLocal && opt.discovery.endpoints.empty() &&
         opt.discovery.servers_file.empty() && opt.discovery.dns_names.empty())
       throw Error(ErrorCode::InvalidArgument, "no servers configured (endpoints, servers_file or dns_names)");
+    if (opt.shared_memory && opt.fallback != FallbackMode::AlwaysLocal)
+      shm = std::make_unique<ShmPool>(std::max(1, opt.shm_slots), std::max<int64_t>(64, opt.shm_slot_bytes), client_id);
     if (opt.retry.attempts_per_server < 1) opt.retry.attempts_per_server = 1;
     if (opt.retry.max_servers < 1) opt.retry.max_servers = 1;
   }
@@ -204,6 +267,17 @@ struct Client::Impl {
       drained_cv.wait(lk, [&] { return open_requests == 0; });
     }
     local_tasks.wait();
+    if (shm) {  // let servers unmap the region now rather than when they next see it
+      for (auto& sv : balancer.servers()) {
+        if (!sv->transport || !sv->serving.load()) continue;
+        grpc::ClientContext c;
+        c.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+        pb::SystemSharedMemoryUnregisterRequest q;
+        q.set_name(shm->name());
+        pb::SystemSharedMemoryUnregisterResponse r;
+        transport_of(*sv).stub->SystemSharedMemoryUnregister(&c, q, &r);
+      }
+    }
     cq.Shutdown();
     for (auto& t : cq_threads) t.join();
   }
@@ -236,6 +310,10 @@ struct Client::Impl {
     }
     r.request_id = req->opt.request_id;
     r.client_ns = now_ns() - req->start_ns;
+    if (req->shm_slot >= 0) {  // no attempt is in flight any more; local outputs are copies
+      shm->release(req->shm_slot);
+      req->shm_slot = -1;
+    }
     if (r.ok()) n_completed.fetch_add(1, std::memory_order_relaxed);
     else n_failed.fetch_add(1, std::memory_order_relaxed);
     InferCallback done = std::move(req->done);
@@ -445,8 +523,10 @@ struct Client::Impl {
     local_tasks.run([this, req] {
       InferResult r;
       try {
-        std::vector<NamedTensor> inputs = wire::decode_inputs(req->msg);
+        std::vector<NamedTensor> inputs = wire::decode_inputs(req->msg, req->shm_slot >= 0 ? shm->base() : nullptr);
         r.outputs = local->run(req->model, req->opt.model_version, inputs, req->opt.outputs);
+        for (auto& o : r.outputs)  // never views of the input slot, which is reused after completion
+          if (o.tensor.is_view()) o.tensor = o.tensor.clone();
         auto m = local->get(req->model, req->opt.model_version);
         r.provenance.server = "local:" + local->dir();
         r.provenance.model = m->info().name;
@@ -524,7 +604,23 @@ struct Client::Impl {
       return;
     }
     try {
-      req->msg = wire::encode_request(model, inputs, req->opt, timeout);
+      wire::ShmTarget target;
+      const wire::ShmTarget* tp = nullptr;
+      if (shm) {
+        int64_t need = 0;
+        bool ok = true;
+        for (auto& in : inputs) {
+          ok = ok && in.tensor.defined() && in.tensor.dtype() != DType::String;
+          need += (static_cast<int64_t>(in.tensor.nbytes()) + 63) / 64 * 64;
+        }
+        if (ok && need <= shm->slot_bytes() && (req->shm_slot = shm->acquire()) >= 0) {
+          target.region = shm->name();
+          target.base = shm->base();
+          target.offset = static_cast<uint64_t>(req->shm_slot) * static_cast<uint64_t>(shm->slot_bytes());
+          tp = &target;
+        }
+      }
+      req->msg = wire::encode_request(model, inputs, req->opt, timeout, tp);
     } catch (const Error& e) {
       InferResult r;
       r.provenance.model = model;
@@ -639,6 +735,7 @@ struct Client::Impl {
       probes.push_back(std::move(p));
     }
     bool any_up = false;
+    std::vector<std::shared_ptr<ServerState>> came_up;
     while (pending > 0) {
       void* tag;
       bool ok;
@@ -678,12 +775,23 @@ struct Client::Impl {
           s.serving.store(false);
           s.breaker_trips.fetch_add(1, std::memory_order_relaxed);
         }
+      } else if (up && shm) {
+        came_up.push_back(p->server);  // registers the shared-memory region first (below, unlocked)
       } else {
         s.breaker.probe_result(up, t);
         if (up) {
           s.serving.store(true);
           any_up = true;
         }
+      }
+    }
+    for (auto& sp : came_up) {
+      const bool ok = register_shm(*sp);
+      std::lock_guard lk(sp->mu);
+      sp->breaker.probe_result(ok, now_ns());
+      if (ok) {
+        sp->serving.store(true);
+        any_up = true;
       }
     }
     pcq.Shutdown();
@@ -695,6 +803,34 @@ struct Client::Impl {
       std::lock_guard lk(serving_mu);
       serving_cv.notify_all();
     }
+  }
+
+  // (Re-)registers the client's shared-memory region with a server coming in (a restarted server
+  // has forgotten it; a returning one may still have it, hence unregister first).
+  bool register_shm(ServerState& s) {
+    auto& stub = *transport_of(s).stub;
+    const auto dl = std::chrono::system_clock::now() + std::chrono::nanoseconds(opt.probe_timeout_ns);
+    {
+      grpc::ClientContext c;
+      c.set_deadline(dl);
+      pb::SystemSharedMemoryUnregisterRequest q;
+      q.set_name(shm->name());
+      pb::SystemSharedMemoryUnregisterResponse r;
+      stub.SystemSharedMemoryUnregister(&c, q, &r);  // NOT_FOUND is fine
+    }
+    grpc::ClientContext c;
+    c.set_deadline(dl);
+    pb::SystemSharedMemoryRegisterRequest q;
+    q.set_name(shm->name());
+    q.set_key(shm->key());
+    q.set_offset(0);
+    q.set_byte_size(shm->bytes());
+    pb::SystemSharedMemoryRegisterResponse r;
+    grpc::Status st = stub.SystemSharedMemoryRegister(&c, q, &r);
+    if (!st.ok())
+      std::fprintf(stderr, "quiver client: %s cannot register shared memory %s (%s: %s); server kept out\n",
+                   s.address.c_str(), shm->key().c_str(), status_name(st.error_code()), st.error_message().c_str());
+    return st.ok();
   }
 
   void maintenance_loop() {

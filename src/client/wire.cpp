@@ -100,7 +100,8 @@ Tensor decode_tensor(const std::string& datatype, const google::protobuf::Repeat
 }  // namespace
 
 std::shared_ptr<pb::ModelInferRequest> encode_request(const std::string& model, const std::vector<NamedTensor>& inputs,
-                                                      const InferOptions& o, int64_t timeout_ns) {
+                                                      const InferOptions& o, int64_t timeout_ns, const ShmTarget* shm) {
+  uint64_t shm_cursor = shm ? shm->offset : 0;
   auto msg = std::make_shared<pb::ModelInferRequest>();
   msg->set_model_name(model);
   if (!o.model_version.empty()) msg->set_model_version(o.model_version);
@@ -116,6 +117,15 @@ std::shared_ptr<pb::ModelInferRequest> encode_request(const std::string& model, 
     pi->set_name(in.name);
     pi->set_datatype(std::string(dtype_kserve_name(t.dtype())));
     for (auto d : t.dims()) pi->add_shape(d);
+    if (shm) {  // the caller checked: no BYTES inputs, everything fits the slot
+      std::memcpy(shm->base + shm_cursor, t.raw(), t.nbytes());
+      auto& params = *pi->mutable_parameters();
+      params["shared_memory_region"].set_string_param(shm->region);
+      params["shared_memory_byte_size"].set_int64_param(static_cast<int64_t>(t.nbytes()));
+      params["shared_memory_offset"].set_int64_param(static_cast<int64_t>(shm_cursor));
+      shm_cursor += (t.nbytes() + 63) / 64 * 64;
+      continue;
+    }
     std::string* raw = msg->add_raw_input_contents();
     if (t.dtype() == DType::String) encode_strings(t, *raw);
     else raw->assign(static_cast<const char*>(t.raw()), t.nbytes());
@@ -142,13 +152,20 @@ std::vector<NamedTensor> decode_outputs(const std::shared_ptr<pb::ModelInferResp
   return out;
 }
 
-std::vector<NamedTensor> decode_inputs(const std::shared_ptr<pb::ModelInferRequest>& req) {
+std::vector<NamedTensor> decode_inputs(const std::shared_ptr<pb::ModelInferRequest>& req, const char* shm_base) {
   std::vector<NamedTensor> out;
   std::shared_ptr<const void> keep = req;
   const bool raw = req->raw_input_contents_size() > 0;
   for (int i = 0; i < req->inputs_size(); ++i) {
     const auto& in = req->inputs(i);
     ErrorWhere where{.model = req->model_name(), .tensor = in.name()};
+    if (auto it = in.parameters().find("shared_memory_offset"); shm_base && it != in.parameters().end()) {
+      auto dt = dtype_from_kserve(in.datatype());
+      if (!dt) throw Error(ErrorCode::Unsupported, "unknown datatype '" + in.datatype() + "'", where);
+      std::vector<int64_t> dims(in.shape().begin(), in.shape().end());
+      out.push_back({in.name(), Tensor::view(*dt, dims, static_cast<const void*>(shm_base + it->second.int64_param()), keep)});
+      continue;
+    }
     out.push_back({in.name(), decode_tensor(in.datatype(), in.shape(), raw ? &req->raw_input_contents(i) : nullptr,
                                             in.contents(), keep, where)});
   }

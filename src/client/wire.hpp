@@ -11,14 +11,23 @@ namespace quiver::client::wire {
 
 // Builds a ModelInferRequest with raw contents (one copy of each tensor's bytes; BYTES as
 // 4-byte little-endian length + bytes). Sets "priority" and "timeout" (µs) parameters when given.
+// Where inputs go when they travel through a registered system shared-memory region.
+struct ShmTarget {
+  std::string region;  // registered name
+  char* base = nullptr;  // mapping of the region
+  uint64_t offset = 0;   // of this request's slot in the region
+};
 std::shared_ptr<inference::ModelInferRequest> encode_request(const std::string& model,
                                                              const std::vector<NamedTensor>& inputs,
-                                                             const InferOptions& o, int64_t timeout_ns);
+                                                             const InferOptions& o, int64_t timeout_ns,
+                                                             const ShmTarget* shm = nullptr);
 // Outputs of a response: zero-copy views into raw_output_contents (the response is kept alive by
 // the tensors), or copies from typed contents.
 std::vector<NamedTensor> decode_outputs(const std::shared_ptr<inference::ModelInferResponse>& resp);
 // Inputs of a request (for the local fallback): views into the request message.
-std::vector<NamedTensor> decode_inputs(const std::shared_ptr<inference::ModelInferRequest>& req);
+// Inputs in shared memory are viewed at shm_base + their offset (the slot must outlive the views).
+std::vector<NamedTensor> decode_inputs(const std::shared_ptr<inference::ModelInferRequest>& req,
+                                       const char* shm_base = nullptr);
 ModelMeta meta_from_server(const inference::ModelMetadataResponse& m, const inference::ModelConfig* config,
                            const std::string& version);
 

@@ -12,7 +12,10 @@
 #include <mutex>
 #include <random>
 
+#include <grpcpp/grpcpp.h>
+
 #include "client/server_process.hpp"
+#include "grpc_service.grpc.pb.h"
 #include "quiver/client/client.hpp"
 #include "quiver/core/util.hpp"
 
@@ -226,12 +229,55 @@ TEST(ClientServe, ClearErrorsFromTheServer) {
   EXPECT_NE(msg.find("overloaded"), std::string::npos) << msg;
 }
 
+TEST(ClientServe, SystemSharedMemoryInputs) {
+  Repo repo;
+  auto s = serve(repo);
+  ClientOptions o = fast_options({s->grpc()});
+  o.shared_memory = true;
+  o.shm_slots = 4;
+  o.shm_slot_bytes = 512;
+  {
+    Client client(o);
+    ASSERT_TRUE(client.wait_for_serving(1, 10'000'000'000));
+    // The server knows the client's region.
+    auto stub = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(s->grpc(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    inference::SystemSharedMemoryStatusRequest q;
+    inference::SystemSharedMemoryStatusResponse st;
+    ASSERT_TRUE(stub->SystemSharedMemoryStatus(&ctx, q, &st).ok());
+    ASSERT_EQ(st.regions_size(), 1);
+    EXPECT_EQ(st.regions().begin()->second.byte_size(), 4u * 512u);
+    // More requests in flight than slots: the rest travel in the message; all answers exact.
+    std::vector<std::pair<Tensor, std::future<InferResult>>> fs;
+    for (int i = 0; i < 64; ++i) {
+      Tensor x = row(static_cast<float>(i) * 100, 1 + i % 8);
+      fs.emplace_back(x, client.infer_future("identity", {{"INPUT0", x}}));
+    }
+    Tensor big = row(7, 64);  // 1024 bytes > one slot
+    auto rb = client.infer("identity", {{"INPUT0", big}});
+    ASSERT_TRUE(rb.ok()) << rb.error->what();
+    EXPECT_TRUE(same(rb.output("OUTPUT0"), big));
+    for (auto& [x, f] : fs) {
+      auto r = f.get();
+      ASSERT_TRUE(r.ok()) << r.error->what();
+      EXPECT_TRUE(same(r.output("OUTPUT0"), x));
+    }
+  }
+  // The client unregistered its region when it shut down.
+  auto stub = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(s->grpc(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  inference::SystemSharedMemoryStatusRequest q;
+  inference::SystemSharedMemoryStatusResponse st;
+  ASSERT_TRUE(stub->SystemSharedMemoryStatus(&ctx, q, &st).ok());
+  EXPECT_EQ(st.regions_size(), 0);
+}
+
 TEST(ClientServe, PerfCommandReportsPerServerCsvAndPlot) {
   Repo repo;
   auto s0 = serve(repo), s1 = serve(repo);
   fs::path csv = repo.dir / "perf.csv", svg = repo.dir / "perf.svg", log = repo.dir / "perf.log";
   std::string cmd = kQuiver + " perf -m identity -u " + s0->grpc() + " -u " + s1->grpc() +
-                    " --concurrency-range 1:2:1 -b 2 -p 200 --max-trials 4 --fallback-repository " +
+                    " --concurrency-range 1:2:1 -b 2 -p 200 --max-trials 4 --shared-memory system --fallback-repository " +
                     repo.dir.string() + " -f " + csv.string() + " --plot " + svg.string() + " > " + log.string() +
                     " 2>&1";
   ASSERT_EQ(std::system(("timeout 60 " + cmd).c_str()), 0) << read_file(log.string());

@@ -73,6 +73,14 @@ struct ClientOptions {
   int64_t discovery_interval_ns = 1'000'000'000; // re-read servers file / re-resolve DNS
   int64_t statistics_interval_ns = 1'000'000'000;  // ModelStatistics polling; 0: off
   int completion_threads = 1;
+  // System shared memory for inputs, for servers on this host (Triton's shared-memory extension):
+  // the client maps one region of shm_slots x shm_slot_bytes, registers it with each server when
+  // the server comes in, and sends inputs that fit one slot through it instead of inside the gRPC
+  // message (BYTES inputs, and requests when all slots are busy, travel in the message). Off by
+  // default: every server must be able to map the region, i.e. run on the same host.
+  bool shared_memory = false;
+  int64_t shm_slot_bytes = 1 << 20;
+  int shm_slots = 64;
   int64_t startup_wait_ns = 2'000'000'000;  // constructor waits this long for first readiness probes
 };
 
