@@ -1,8 +1,9 @@
-// Hot loops are compiled for AVX-512, AVX2+FMA and the x86-64 baseline; the loader picks the best
-// the CPU has at run time (grid nodes are heterogeneous, so no -march for the whole build).
+// Hot loops are compiled for x86-64-v4 (AVX-512), v3 (AVX2+FMA) and the baseline; the loader picks the best
+// the CPU has at run time (grid nodes are heterogeneous, so no -march for the whole build). ISA levels,
+// not CPU names: GCC resolves "arch=<cpu>" clones by CPU model, which misses AMD EPYC with AVX-512.
 #pragma once
 #if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define QUIVER_HOT __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define QUIVER_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define QUIVER_HOT
 #endif
