@@ -1,5 +1,7 @@
 #include "quiver/core/tensor.hpp"
 
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -9,12 +11,22 @@
 
 namespace quiver {
 
+namespace {
+std::atomic<size_t> g_byte_limit{SIZE_MAX};
+}
+void set_tensor_byte_limit(size_t bytes) { g_byte_limit.store(bytes ? bytes : SIZE_MAX); }
+size_t tensor_byte_limit() { return g_byte_limit.load(); }
+
 Storage::Storage(DType dtype, size_t elements) : elements_(elements), dtype_(dtype) {
   size_t bytes = elements * dtype_size(dtype);
+  if (bytes > g_byte_limit.load(std::memory_order_relaxed))
+    throw_error(ErrorCode::ResourceExhausted, "tensor of " + std::to_string(bytes) + " bytes exceeds the limit of " +
+                                                  std::to_string(g_byte_limit.load()) + " bytes");
   bytes_ = (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
   if (bytes_ == 0) bytes_ = kTensorAlignment;  // never hand out null: views of empty tensors stay valid
   data_ = std::aligned_alloc(kTensorAlignment, bytes_);
-  if (!data_) throw std::bad_alloc();
+  if (!data_)
+    throw_error(ErrorCode::ResourceExhausted, "cannot allocate " + std::to_string(bytes_) + " bytes for a tensor");
   if (dtype_ == DType::String) {
     auto* s = static_cast<std::string*>(data_);
     for (size_t i = 0; i < elements_; ++i) new (s + i) std::string();

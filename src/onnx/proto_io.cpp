@@ -69,8 +69,25 @@ Tensor tensor_from_proto(const ::onnx::TensorProto& p, const std::string& base_d
   for (auto d : dims)
     if (d < 0) bad(what, "negative dimension in " + dims_to_string(dims));
   if (p.has_segment()) bad(what, "segmented tensors are not supported", ErrorCode::Unsupported);
+  // Check the declared size against the data present before allocating anything: a corrupt file
+  // must not be able to ask for terabytes.
+  int64_t n = 1;
+  for (auto d : dims) {
+    if (d != 0 && n > (int64_t{1} << 40) / d) bad(what, "declared shape " + dims_to_string(dims) + " is too large");
+    n *= d;
+  }
+  const size_t need = static_cast<size_t>(n) * dtype_size(*dt);
+  if (p.data_location() != ::onnx::TensorProto::EXTERNAL) {
+    size_t have = 0;
+    if (*dt == DType::String) have = static_cast<size_t>(p.string_data_size());
+    else if (p.has_raw_data()) have = p.raw_data().size() / std::max<size_t>(1, dtype_size(*dt));
+    else have = static_cast<size_t>(std::max({p.float_data_size(), p.double_data_size(), p.int64_data_size(),
+                                              p.uint64_data_size(), p.int32_data_size()}));
+    if (have < static_cast<size_t>(n) && n > 0)
+      bad(what, "declared shape " + dims_to_string(dims) + " needs " + std::to_string(n) + " values (" +
+                    std::to_string(need) + " bytes), the tensor holds " + std::to_string(have));
+  }
   Tensor t = Tensor::empty(*dt, dims);
-  const int64_t n = t.numel();
   if (p.data_location() == ::onnx::TensorProto::EXTERNAL) {
     if (*dt == DType::String) bad(what, "external string data is not supported", ErrorCode::Unsupported);
     load_external(p, base_dir, what, t);

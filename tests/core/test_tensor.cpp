@@ -100,3 +100,16 @@ TEST(Error, NamesWhere) {
   EXPECT_EQ(f.where().model, "outer");
   EXPECT_EQ(f.where().offset, 12);
 }
+
+TEST(Tensor, ByteLimitIsACleanError) {
+  set_tensor_byte_limit(1 << 20);
+  try {
+    Tensor::empty(DType::F32, {1 << 20});
+    FAIL() << "expected ResourceExhausted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::ResourceExhausted);
+  }
+  EXPECT_NO_THROW(Tensor::empty(DType::F32, {1000}));
+  set_tensor_byte_limit(0);
+  EXPECT_EQ(tensor_byte_limit(), SIZE_MAX);
+}

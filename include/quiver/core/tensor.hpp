@@ -15,6 +15,11 @@ namespace quiver {
 
 inline constexpr size_t kTensorAlignment = 64;
 
+// Upper bound on one tensor's allocation (default: none beyond 2^40 elements). A server or fuzzer
+// sets it so that a hostile model or request gets an error (ResourceExhausted) instead of the OOM killer.
+void set_tensor_byte_limit(size_t bytes);
+size_t tensor_byte_limit();
+
 // Owned, aligned storage. String tensors hold constructed std::string objects.
 class Storage {
  public:
