@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #ifdef QUIVER_BLAS_DNNL
 #include <dnnl.h>
@@ -28,6 +30,19 @@ inline void single_thread_omp() {
     done = true;
   }
 }
+
+// Debian's oneDNN 2.6 AVX-512 GEMM kernels corrupt the heap when a signal handler runs in the
+// middle of a call (reproduced: a 0.7 ms SIGALRM timer during ParticleNet inference aborts in
+// free(); an event loop's Ctrl-C handler does the same). Its AVX2 kernels are safe and, measured
+// with bench/gemm_bench, as fast on the HEP shapes (~220 GFLOP/s on 64x400x64). Must run before the
+// first oneDNN call, hence a static initializer; QUIVER_DNNL_MAX_ISA=ALL opts back in.
+struct DnnlIsaCap {
+  DnnlIsaCap() {
+    const char* env = std::getenv("QUIVER_DNNL_MAX_ISA");
+    if (env && std::string(env) == "ALL") return;
+    dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx2);
+  }
+} dnnl_isa_cap;
 #endif
 
 #ifndef QUIVER_BLAS_DNNL

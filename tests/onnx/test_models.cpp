@@ -2,6 +2,9 @@
 // (|actual - expected| <= 1e-5 + 1e-4 |expected|).
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/time.h>
+
 #include <filesystem>
 
 #include "quiver/onnx/onnx_model.hpp"
@@ -46,3 +49,27 @@ TEST_P(HepModel, ReproducesOnnxRuntime) {
 
 INSTANTIATE_TEST_SUITE_P(Cms, HepModel, ::testing::ValuesIn(kModels),
                          [](const auto& info) { return std::string(info.param); });
+
+// Event loops install Ctrl-C / SIGTERM handlers; a signal landing in the middle of a GEMM must not
+// corrupt anything (Debian's oneDNN AVX-512 kernels did: see src/onnx/blas.cpp).
+extern "C" void quiver_test_on_alarm(int) {}
+
+TEST(HepModelSignals, InferenceSurvivesSignalHandlers) {
+  const std::string dir = kHep + "particlenet_ak4_hlt";
+  auto model = onnx::load_onnx(dir + "/model.onnx");
+  std::vector<Tensor> inputs;
+  for (const auto& f : onnx::numbered_files(dir + "/test_data_set_0", "input"))
+    inputs.push_back(onnx::read_tensor_file(f).tensor);
+  auto state = model->make_state();
+  std::vector<Tensor> ref, out;
+  model->run(inputs, ref, *state);
+  struct sigaction sa {}, old {};
+  sa.sa_handler = quiver_test_on_alarm;
+  sigaction(SIGALRM, &sa, &old);
+  itimerval tv{{0, 300}, {0, 300}}, off{};
+  setitimer(ITIMER_REAL, &tv, nullptr);
+  for (int i = 0; i < 400; ++i) model->run(inputs, out, *state);
+  setitimer(ITIMER_REAL, &off, nullptr);
+  sigaction(SIGALRM, &old, nullptr);
+  for (size_t k = 0; k < ref.size(); ++k) EXPECT_EQ(onnx::compare_tensors(out[k], ref[k], {0, 0}), "");
+}
