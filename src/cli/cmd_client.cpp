@@ -1,6 +1,7 @@
-// quiver perf: a perf_analyzer-like load generator over the Quiver client (many servers, failover,
-// fallback): closed-loop concurrency sweep, stable measurement windows, throughput, latency
-// percentiles, client vs server time split (ModelStatistics), CSV, and an SVG latency-throughput plot.
+// quiver perf: a perf_analyzer-like load generator over the Quiver client (gRPC: many servers,
+// failover, fallback) or KServe v2 HTTP/REST (-i http): closed-loop concurrency sweep, stable
+// measurement windows, throughput, latency percentiles, client vs server time split (model
+// statistics), CSV, and an SVG latency-throughput plot.
 #include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
 
@@ -15,11 +16,14 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include "cli/command.hpp"
 #include "grpc_service.grpc.pb.h"
 #include "quiver/client/client.hpp"
+#include "quiver/client/http.hpp"
 #include "quiver/core/half.hpp"
 #include "quiver/core/util.hpp"
 #ifdef QUIVER_CLIENT_HAVE_ONNX
@@ -248,119 +252,62 @@ void write_svg(const std::string& path, const std::vector<Level>& levels, const 
   write_file(path, o.str());
 }
 
-void run_perf(const PerfArgs& a) {
-  if (a.protocol != "grpc")
-    throw Error(ErrorCode::Unsupported, "quiver perf: -i " + a.protocol + " is not supported by the Quiver client; use -i grpc");
-  if (a.shared_memory != "none" && a.shared_memory != "system")
-    throw Error(ErrorCode::InvalidArgument, "--shared-memory must be none or system (cuda is not supported)");
-  if (a.batch < 1) throw Error(ErrorCode::InvalidArgument, "-b must be >= 1");
-  ClientOptions o;
-  o.discovery.endpoints = a.urls;
-  o.discovery.servers_file = a.servers_file;
-  o.discovery.dns_names = a.dns;
-  if (!a.fallback_repository.empty()) {
-    o.fallback_repository = a.fallback_repository;
-    o.fallback = a.fallback.empty() ? FallbackMode::OnFailure : fallback_mode_from_string(a.fallback);
-  } else if (!a.fallback.empty() && a.fallback != "off") {
-    throw Error(ErrorCode::InvalidArgument, "--fallback needs --fallback-repository");
-  }
-  o.default_timeout_ns = a.timeout_ms * 1'000'000;
-  o.completion_threads = a.completion_threads;
-  o.shared_memory = a.shared_memory == "system";
-  if (a.compression == "gzip") o.compression = Compression::Gzip;
-  else if (a.compression == "deflate") o.compression = Compression::Deflate;
-  else if (a.compression != "none") throw Error(ErrorCode::InvalidArgument, "--compression must be none, gzip or deflate");
-  o.tls.enabled = a.tls;
-  o.tls.root_certs_file = a.tls_root;
-  o.tls.client_cert_file = a.tls_cert;
-  o.tls.client_key_file = a.tls_key;
-  o.tls.server_name_override = a.tls_name;
-  Client client(o);
-  if (o.fallback != FallbackMode::AlwaysLocal) client.wait_for_serving(1, 5'000'000'000);
-  auto meta = client.model_metadata(a.model, a.version);
-  const ModelInfo& info = meta->info;
-  std::vector<NamedTensor> inputs = load_inputs(a, info);
-  int64_t rows = inputs.empty() || inputs[0].tensor.rank() == 0 || info.max_batch == 0 ? 1 : inputs[0].tensor.dim(0);
-  std::unique_ptr<BatchingClient> batching;
-  if (a.coalesce)
-    batching = std::make_unique<BatchingClient>(
-        client, CoalesceOptions{.max_batch = a.coalesce_max_batch, .max_delay_ns = a.coalesce_delay_us * 1000});
-  InferOptions io;
-  io.model_version = a.version;
-
-  std::vector<std::string> servers;
-  for (auto& s : client.report().servers) servers.push_back(s.address);
-  StatsPoller stats(servers, a.model);
-
-  std::printf("*** Measurement Settings ***\n  Model: %s%s (via %s)\n  Batch size: %lld\n  Servers: %zu\n  Window: %lld ms, stability %.0f%%%s\n\n",
-              a.model.c_str(), a.version.empty() ? "" : (" v" + a.version).c_str(), meta->source.c_str(),
-              static_cast<long long>(rows), servers.size(), static_cast<long long>(a.window_ms), a.stability,
-              a.coalesce ? ", client-side coalescing on" : "");
-
-  // Closed loop: each of `c` slots sends its next request from the previous one's callback.
+// What the measurement loop needs from a protocol: keep `c` requests in flight (closed loop) and
+// report each completion to the Sink; stop() returns once nothing is in flight.
+struct Sink {
   std::mutex mu;
-  std::condition_variable cv;
-  std::vector<int64_t> lat;
+  std::vector<int64_t> lat;  // ns of the requests completed in this window
   int64_t errors = 0;
   std::string first_error;
-  std::atomic<bool> stop{false};
-  int active = 0;
-  std::function<void()> issue = [&] {
-    const int64_t t0 = now_ns();
-    auto done = [&, t0](InferResult r) {
-      const int64_t dt = now_ns() - t0;
-      {
-        std::lock_guard lk(mu);
-        if (r.ok()) lat.push_back(dt);
-        else {
-          ++errors;
-          if (first_error.empty()) first_error = r.error->what();
-        }
-      }
-      if (!stop.load()) {
-        issue();
-      } else {
-        std::lock_guard lk(mu);
-        if (--active == 0) cv.notify_all();
-      }
-    };
-    if (batching) batching->infer_async(a.model, inputs, io, done);
-    else client.infer_async(a.model, inputs, io, done);
-  };
+  void record(const InferResult& r, int64_t dt) {
+    std::lock_guard lk(mu);
+    if (r.ok()) lat.push_back(dt);
+    else {
+      ++errors;
+      if (first_error.empty()) first_error = r.error->what();
+    }
+  }
+};
 
+class Load {
+ public:
+  virtual ~Load() = default;
+  virtual void start(int concurrency) = 0;
+  virtual void stop() = 0;
+};
+
+using StatsFn = std::function<std::optional<ServerTimes>()>;
+
+// The concurrency sweep: per level, windows until the last 3 agree within the stability limit.
+std::vector<Level> measure(const PerfArgs& a, Load& load, Sink& sink, const StatsFn& stats, int64_t rows) {
   std::vector<Level> levels;
   for (int c : parse_range(a.concurrency)) {
-    stop = false;
     {
-      std::lock_guard lk(mu);
-      active = c;
-      lat.clear();
-      errors = 0;
+      std::lock_guard lk(sink.mu);
+      sink.lat.clear();
+      sink.errors = 0;
     }
-    for (int i = 0; i < c; ++i) issue();
+    load.start(c);
     std::vector<Level> trials;
     Level best;
     for (int trial = 0; trial < a.max_trials; ++trial) {
-      auto s0 = stats.poll();
+      auto s0 = stats();
       {
-        std::lock_guard lk(mu);
-        lat.clear();
-        errors = 0;
+        std::lock_guard lk(sink.mu);
+        sink.lat.clear();
+        sink.errors = 0;
       }
       const int64_t t0 = now_ns();
-      {
-        std::unique_lock lk(mu);
-        cv.wait_for(lk, std::chrono::milliseconds(a.window_ms), [&] { return false; });
-      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(a.window_ms));
       std::vector<int64_t> v;
       int64_t errs;
       {
-        std::lock_guard lk(mu);
-        v.swap(lat);
-        errs = errors;
+        std::lock_guard lk(sink.mu);
+        v.swap(sink.lat);
+        errs = sink.errors;
       }
       const double secs = (now_ns() - t0) / 1e9;
-      auto s1 = stats.poll();
+      auto s1 = stats();
       std::sort(v.begin(), v.end());
       Level l;
       l.concurrency = c;
@@ -385,6 +332,7 @@ void run_perf(const PerfArgs& a) {
       trials.push_back(l);
       std::printf("  Pass [%d]: throughput: %.1f infer/sec. p99 latency: %.0f usec%s\n", trial + 1, l.infer_per_s, l.p99,
                   errs ? (" (" + std::to_string(errs) + " errors)").c_str() : "");
+      std::fflush(stdout);
       if (trials.size() >= 3) {
         auto last = std::vector<Level>(trials.end() - 3, trials.end());
         double mt = 0, ml = 0;
@@ -400,10 +348,11 @@ void run_perf(const PerfArgs& a) {
       }
       best = trials.back();
     }
-    stop = true;
+    load.stop();
+    std::string first_error;
     {
-      std::unique_lock lk(mu);
-      cv.wait_for(lk, std::chrono::seconds(60), [&] { return active == 0; });
+      std::lock_guard lk(sink.mu);
+      first_error = sink.first_error;
     }
     if (best.req_per_s == 0 && best.errors > 0)
       throw Error(ErrorCode::Unavailable, "every request failed at concurrency " + std::to_string(c) + ": " + first_error);
@@ -420,8 +369,12 @@ void run_perf(const PerfArgs& a) {
     }
     if (best.errors) std::printf("  Errors: %lld (first: %s)\n", static_cast<long long>(best.errors), first_error.c_str());
     std::printf("\n");
+    std::fflush(stdout);
   }
+  return levels;
+}
 
+void write_outputs(const PerfArgs& a, const std::vector<Level>& levels, int64_t rows) {
   if (!a.csv.empty()) {
     std::ostringstream f;
     f << "Concurrency,Inferences/Second,Requests/Second,Client+Network,Server Queue,Server Compute Input,"
@@ -434,7 +387,119 @@ void run_perf(const PerfArgs& a) {
     }
     write_file(a.csv, f.str());
   }
-  if (!a.plot.empty()) write_svg(a.plot, levels, "quiver perf: " + a.model + " (batch " + std::to_string(rows) + ")");
+  if (!a.plot.empty())
+    write_svg(a.plot, levels, "quiver perf: " + a.model + " (batch " + std::to_string(rows) + ", " + a.protocol + ")");
+}
+
+void print_settings(const PerfArgs& a, const ModelMeta& meta, int64_t rows, size_t servers) {
+  std::printf("*** Measurement Settings ***\n  Model: %s%s (via %s, %s)\n  Batch size: %lld\n  Servers: %zu\n  Window: %lld ms, stability %.0f%%%s\n\n",
+              a.model.c_str(), a.version.empty() ? "" : (" v" + a.version).c_str(), meta.source.c_str(),
+              a.protocol.c_str(), static_cast<long long>(rows), servers, static_cast<long long>(a.window_ms),
+              a.stability, a.coalesce ? ", client-side coalescing on" : "");
+  std::fflush(stdout);
+}
+
+int64_t rows_of(const std::vector<NamedTensor>& inputs, const ModelInfo& info) {
+  return inputs.empty() || inputs[0].tensor.rank() == 0 || info.max_batch == 0 ? 1 : inputs[0].tensor.dim(0);
+}
+
+// ---------------------------------------------------------------- gRPC, over the Quiver client
+class GrpcLoad final : public Load {
+ public:
+  GrpcLoad(Client& client, BatchingClient* batching, std::string model, std::vector<NamedTensor> inputs, InferOptions io,
+           Sink& sink)
+      : client_(client), batching_(batching), model_(std::move(model)), inputs_(std::move(inputs)), io_(std::move(io)),
+        sink_(sink) {}
+  void start(int c) override {
+    stop_ = false;
+    {
+      std::lock_guard lk(mu_);
+      active_ = c;
+    }
+    for (int i = 0; i < c; ++i) issue();
+  }
+  void stop() override {
+    stop_ = true;
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, std::chrono::seconds(60), [&] { return active_ == 0; });
+  }
+
+ private:
+  // Closed loop: each slot sends its next request from the previous one's callback.
+  void issue() {
+    const int64_t t0 = now_ns();
+    auto done = [this, t0](InferResult r) {
+      sink_.record(r, now_ns() - t0);
+      if (!stop_.load()) {
+        issue();
+      } else {
+        std::lock_guard lk(mu_);
+        if (--active_ == 0) cv_.notify_all();
+      }
+    };
+    if (batching_) batching_->infer_async(model_, inputs_, io_, done);
+    else client_.infer_async(model_, inputs_, io_, done);
+  }
+  Client& client_;
+  BatchingClient* batching_;
+  std::string model_;
+  std::vector<NamedTensor> inputs_;
+  InferOptions io_;
+  Sink& sink_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int active_ = 0;
+};
+
+void set_tls(const PerfArgs& a, ClientOptions& o) {
+  o.tls.enabled = a.tls || !a.tls_root.empty() || !a.tls_cert.empty() || !a.tls_key.empty();
+  o.tls.root_certs_file = a.tls_root;
+  o.tls.client_cert_file = a.tls_cert;
+  o.tls.client_key_file = a.tls_key;
+  o.tls.server_name_override = a.tls_name;
+}
+
+void run_perf_grpc(const PerfArgs& a) {
+  ClientOptions o;
+  o.discovery.endpoints = a.urls;
+  o.discovery.servers_file = a.servers_file;
+  o.discovery.dns_names = a.dns;
+  if (!a.fallback_repository.empty()) {
+    o.fallback_repository = a.fallback_repository;
+    o.fallback = a.fallback.empty() ? FallbackMode::OnFailure : fallback_mode_from_string(a.fallback);
+  } else if (!a.fallback.empty() && a.fallback != "off") {
+    throw Error(ErrorCode::InvalidArgument, "--fallback needs --fallback-repository");
+  }
+  o.default_timeout_ns = a.timeout_ms * 1'000'000;
+  o.completion_threads = a.completion_threads;
+  o.shared_memory = a.shared_memory == "system";
+  if (a.compression == "gzip") o.compression = Compression::Gzip;
+  else if (a.compression == "deflate") o.compression = Compression::Deflate;
+  else if (a.compression != "none") throw Error(ErrorCode::InvalidArgument, "--compression must be none, gzip or deflate");
+  set_tls(a, o);
+  Client client(o);
+  if (o.fallback != FallbackMode::AlwaysLocal) client.wait_for_serving(1, 5'000'000'000);
+  auto meta = client.model_metadata(a.model, a.version);
+  const ModelInfo& info = meta->info;
+  std::vector<NamedTensor> inputs = load_inputs(a, info);
+  const int64_t rows = rows_of(inputs, info);
+  std::unique_ptr<BatchingClient> batching;
+  if (a.coalesce)
+    batching = std::make_unique<BatchingClient>(
+        client, CoalesceOptions{.max_batch = a.coalesce_max_batch, .max_delay_ns = a.coalesce_delay_us * 1000});
+  InferOptions io;
+  io.model_version = a.version;
+
+  std::vector<std::string> servers;
+  for (auto& s : client.report().servers) servers.push_back(s.address);
+  StatsPoller stats(servers, a.model);
+  print_settings(a, *meta, rows, servers.size());
+
+  Sink sink;
+  GrpcLoad load(client, batching.get(), a.model, inputs, io, sink);
+  auto levels = measure(a, load, sink, [&] { return stats.poll(); }, rows);
+  write_outputs(a, levels, rows);
 
   auto rep = client.report();
   std::printf("*** Client report ***\n  Requests: %lld, completed: %lld, failed: %lld, retries: %lld, fallbacks: %lld\n",
@@ -456,6 +521,147 @@ void run_perf(const PerfArgs& a) {
     std::printf("  %-28s %10lld\n", ("local:" + a.fallback_repository).c_str(), static_cast<long long>(rep.fallbacks));
 }
 
+// ---------------------------------------------------------------- HTTP/REST
+struct HttpServerCounters {
+  std::string address;
+  std::atomic<int64_t> requests{0}, successes{0}, failures{0};
+};
+
+// One thread and one keep-alive connection per concurrent request; worker i talks to server
+// i mod N. Connections are kept across concurrency levels.
+class HttpLoad final : public Load {
+ public:
+  HttpLoad(const PerfArgs& a, std::vector<NamedTensor> inputs, HttpOptions ho, Sink& sink,
+           std::vector<std::unique_ptr<HttpServerCounters>>& servers)
+      : a_(a), inputs_(std::move(inputs)), ho_(ho), sink_(sink), servers_(servers) {
+    io_.model_version = a.version;
+    io_.timeout_ns = a.timeout_ms * 1'000'000;
+  }
+  ~HttpLoad() override { stop(); }
+  void start(int c) override {
+    stop_ = false;
+    while (static_cast<int>(clients_.size()) < c)
+      clients_.push_back(std::make_unique<HttpClient>(servers_[clients_.size() % servers_.size()]->address, ho_));
+    for (int i = 0; i < c; ++i)
+      threads_.emplace_back([this, i] {
+        HttpClient& cli = *clients_[static_cast<size_t>(i)];
+        HttpServerCounters& sc = *servers_[static_cast<size_t>(i) % servers_.size()];
+        while (!stop_.load(std::memory_order_relaxed)) {
+          sc.requests.fetch_add(1, std::memory_order_relaxed);
+          const int64_t t0 = now_ns();
+          InferResult r = cli.infer(a_.model, inputs_, io_);
+          sink_.record(r, now_ns() - t0);
+          (r.ok() ? sc.successes : sc.failures).fetch_add(1, std::memory_order_relaxed);
+        }
+      });
+  }
+  void stop() override {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  const PerfArgs& a_;
+  std::vector<NamedTensor> inputs_;
+  HttpOptions ho_;
+  InferOptions io_;
+  Sink& sink_;
+  std::vector<std::unique_ptr<HttpServerCounters>>& servers_;
+  std::vector<std::unique_ptr<HttpClient>> clients_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+};
+
+void run_perf_http(const PerfArgs& a) {
+  auto refuse = [](bool bad, const std::string& what) {
+    if (bad) throw Error(ErrorCode::Unsupported, "quiver perf -i http: " + what + " is only supported with -i grpc");
+  };
+  refuse(!a.servers_file.empty() || !a.dns.empty(), "--servers-file / --dns discovery");
+  refuse(!a.fallback_repository.empty() || (!a.fallback.empty() && a.fallback != "off"), "local fallback");
+  refuse(a.coalesce, "--coalesce");
+  refuse(a.shared_memory != "none", "--shared-memory");
+  refuse(a.tls || !a.tls_root.empty() || !a.tls_cert.empty() || !a.tls_key.empty(), "TLS (--ssl*)");
+  refuse(a.compression == "deflate", "--compression deflate (gzip is)");
+  if (a.compression != "none" && a.compression != "gzip" && a.compression != "deflate")
+    throw Error(ErrorCode::InvalidArgument, "--compression must be none, gzip or deflate");
+  if (a.urls.empty()) throw Error(ErrorCode::InvalidArgument, "quiver perf -i http: give at least one -u HOST:PORT");
+  HttpOptions ho;
+  ho.gzip = a.compression == "gzip";
+  if (a.timeout_ms > 0) ho.timeout_ns = a.timeout_ms * 1'000'000;
+
+  // Every server must answer readiness (5 s), then metadata comes from the first one.
+  std::vector<std::unique_ptr<HttpClient>> pollers;
+  std::vector<std::unique_ptr<HttpServerCounters>> servers;
+  for (const auto& u : a.urls) {
+    pollers.push_back(std::make_unique<HttpClient>(u, ho));
+    servers.push_back(std::make_unique<HttpServerCounters>());
+    servers.back()->address = u;
+  }
+  const int64_t until = now_ns() + 5'000'000'000;
+  for (auto& p : pollers) {
+    std::string why;
+    while (!p->server_ready(&why)) {
+      if (now_ns() > until) throw Error(ErrorCode::Unavailable, "quiver perf: HTTP server not ready after 5 s: " + why);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  ModelMeta meta = pollers[0]->model_metadata(a.model, a.version);
+  std::vector<NamedTensor> inputs = load_inputs(a, meta.info);
+  const int64_t rows = rows_of(inputs, meta.info);
+  print_settings(a, meta, rows, servers.size());
+
+  // A first request outside the measurement: a model that cannot run fails here, clearly.
+  {
+    InferOptions io;
+    io.model_version = a.version;
+    InferResult r = pollers[0]->infer(a.model, inputs, io);
+    if (!r.ok()) throw r.error->with_context({.model = a.model});
+  }
+  StatsFn stats = [&]() -> std::optional<ServerTimes> {
+    ServerTimes t;
+    bool any = false;
+    for (auto& p : pollers) {
+      try {
+        InferenceStats s = p->model_statistics(a.model, a.version);
+        t.count += s.success_count;
+        t.queue += s.queue_ns;
+        t.cin += s.compute_input_ns;
+        t.cinfer += s.compute_infer_ns;
+        t.cout += s.compute_output_ns;
+        any = true;
+      } catch (const Error&) {
+      }
+    }
+    if (!any) return std::nullopt;
+    return t;
+  };
+  Sink sink;
+  std::vector<Level> levels;
+  {
+    HttpLoad load(a, inputs, ho, sink, servers);
+    levels = measure(a, load, sink, stats, rows);
+  }
+  write_outputs(a, levels, rows);
+  int64_t req = 0, ok = 0, bad = 0;
+  for (auto& s : servers) req += s->requests, ok += s->successes, bad += s->failures;
+  std::printf("*** Client report ***\n  Requests: %lld, completed: %lld, failed: %lld, retries: 0, fallbacks: 0\n",
+              static_cast<long long>(req), static_cast<long long>(ok), static_cast<long long>(bad));
+  std::printf("  %-28s %10s %10s %9s\n", "server (http)", "requests", "successes", "failures");
+  for (auto& s : servers)
+    std::printf("  %-28s %10lld %10lld %9lld\n", s->address.c_str(), static_cast<long long>(s->requests.load()),
+                static_cast<long long>(s->successes.load()), static_cast<long long>(s->failures.load()));
+}
+
+void run_perf(const PerfArgs& a) {
+  if (a.shared_memory != "none" && a.shared_memory != "system")
+    throw Error(ErrorCode::InvalidArgument, "--shared-memory must be none or system (cuda is not supported)");
+  if (a.batch < 1) throw Error(ErrorCode::InvalidArgument, "-b must be >= 1");
+  if (a.protocol == "grpc") run_perf_grpc(a);
+  else if (a.protocol == "http") run_perf_http(a);
+  else throw Error(ErrorCode::InvalidArgument, "quiver perf: -i must be grpc or http, got '" + a.protocol + "'");
+}
+
 quiver::cli::CommandRegistrar reg(45, [](CLI::App& app) {
   auto a = std::make_shared<PerfArgs>();
   auto* c = app.add_subcommand("perf", "Load generator for inference servers (like perf_analyzer), over the Quiver client");
@@ -466,7 +672,7 @@ quiver::cli::CommandRegistrar reg(45, [](CLI::App& app) {
   c->add_option("--dns", a->dns, "NAME:PORT resolving to several servers (repeatable)");
   c->add_option("--fallback-repository", a->fallback_repository, "local model repository for fallback inference");
   c->add_option("--fallback", a->fallback, "off | on-failure | always-local (default on-failure with a repository)");
-  c->add_option("-i,--protocol", a->protocol, "grpc (http is not supported by the Quiver client)");
+  c->add_option("-i,--protocol", a->protocol, "grpc (Quiver client: many servers, fallback, shm, TLS) | http (KServe v2 REST, binary tensor data, one keep-alive connection per concurrent request)");
   c->add_option("--concurrency-range", a->concurrency, "A:B:STEP closed-loop concurrency sweep");
   c->add_option("-b,--batch-size", a->batch, "batch size of each request");
   c->add_option("--shared-memory", a->shared_memory, "none | system (inputs through shared memory; servers on this host)");

@@ -27,6 +27,9 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   const std::string& grpc() const { return grpc_; }
+  // HOST:PORT of the HTTP endpoint from the ready line ("off" when it has none; empty for the
+  // fake server).
+  const std::string& http() const { return http_; }
   int port() const { return std::stoi(grpc_.substr(grpc_.rfind(':') + 1)); }
   pid_t pid() const { return pid_; }
   bool running() const { return pid_ > 0; }
@@ -72,6 +75,7 @@ class ServerProcess {
     fcntl(in_fd_, F_SETFD, FD_CLOEXEC);
     out_.clear();
     grpc_.clear();
+    http_.clear();
     auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     while (grpc_.empty()) {
       int left = static_cast<int>(
@@ -90,10 +94,13 @@ class ServerProcess {
       }
       out_.append(buf, static_cast<size_t>(n));
       size_t p = out_.find("quiver serve ready grpc=");
-      if (p != std::string::npos) {
+      if (p != std::string::npos && out_.find('\n', p) != std::string::npos) {  // the whole line
         size_t s = p + std::string("quiver serve ready grpc=").size();
         size_t e = out_.find_first_of(" \n", s);
         if (e != std::string::npos) grpc_ = out_.substr(s, e - s);
+        size_t h = out_.find(" http=", p);
+        size_t he = h == std::string::npos ? h : out_.find_first_of(" \n", h + 6);
+        if (!grpc_.empty() && he != std::string::npos) http_ = out_.substr(h + 6, he - h - 6);
       }
     }
     // Keep draining stdout so a chatty server never blocks on a full pipe.
@@ -136,7 +143,7 @@ class ServerProcess {
   std::vector<std::string> args_;
   pid_t pid_ = -1;
   int out_fd_ = -1, in_fd_ = -1;
-  std::string out_, grpc_;
+  std::string out_, grpc_, http_;
   std::thread drain_;
 };
 
