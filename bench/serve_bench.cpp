@@ -7,6 +7,8 @@
 // Everything runs in this process on loopback, clients and servers sharing the machine, in one
 // run so that ratios compare like with like.
 #include <grpcpp/grpcpp.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <httplib.h>
 
 #include <algorithm>
@@ -109,6 +111,7 @@ class Mlp final : public Model {
 struct Result {
   double rps = 0, p50 = 0, p90 = 0, p95 = 0, p99 = 0;
   uint64_t errors = 0;
+  uint64_t requests = 0;  // completed inside the measured window
 };
 
 Result load(const std::string& addr, const std::string& model, int concurrency, double seconds, int width = 16) {
@@ -184,6 +187,7 @@ Result load(const std::string& addr, const std::string& model, int concurrency, 
   r.p95 = pct(0.95);
   r.p99 = pct(0.99);
   r.errors = errors;
+  r.requests = lat.size();
   return r;
 }
 
@@ -232,6 +236,7 @@ Result http_load(int port, int concurrency, double seconds) {
   r.p95 = pct(0.95);
   r.p99 = pct(0.99);
   r.errors = errors;
+  r.requests = lat.size();
   return r;
 }
 
@@ -278,22 +283,128 @@ instance_group [ { count: 1 kind: KIND_CPU } ]
   return root;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const bool soak = argc > 1 && std::string(argv[1]) == "soak";
-  if (soak) {
-    // serve_bench soak SECONDS: identity over gRPC at saturation (concurrency 16) in 10 s windows;
-    // RSS after each window, growth from the first window to the last.
-    --argc;
-    ++argv;
-  }
-  double secs = argc > 1 ? std::atof(argv[1]) : 3.0;
+void register_bench_backends() {
   register_backend({"benchmlp", [](const std::string& p, std::string_view) { return p.ends_with(".benchmlp"); },
                     [](const std::string&, const LoadOptions&) -> std::shared_ptr<const Model> {
                       return std::make_shared<Mlp>();
                     }});
   register_builtin_backends();
+}
+
+int64_t rss_of(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
+  return -1;
+}
+
+// serve_bench soak SECONDS. The server runs in a child process (forked before gRPC is touched)
+// so that its RSS is measured alone, without the load generator's. Each 10 s window runs three
+// closed loops at once, so every request path is exercised for the whole soak: gRPC identity
+// (inline execution path, concurrency 16), gRPC MLP through the dynamic batcher (concurrency 16)
+// and HTTP identity with the binary extension (concurrency 4). The server's RSS is printed before
+// any load, after every window and at the end. Warm-up = the first 6 windows (60 s); growth is
+// reported from the end of the warm-up to the last window, and also from the first window.
+// QUIVER_SOAK_PARTS=ident,mlp,http (default all three) restricts the mix, to bisect growth.
+int soak(double secs) {
+  int up[2], down[2];
+  if (pipe(up) != 0 || pipe(down) != 0) return 1;
+  const pid_t child = fork();
+  if (child < 0) return 1;
+  if (child == 0) {
+    close(up[0]);
+    close(down[1]);
+    register_bench_backends();
+    std::string repo = write_repo();
+    serve::ServerOptions so;
+    so.repository = repo;
+    so.grpc_port = 0;
+    so.http_port = 0;
+    so.metrics_port = -1;
+    int rc = 0;
+    {
+      serve::Server server(so);
+      server.start();
+      std::string ports = std::to_string(server.grpc_port()) + " " + std::to_string(server.http_port()) + "\n";
+      if (write(up[1], ports.data(), ports.size()) != static_cast<ssize_t>(ports.size())) rc = 1;
+      char c;
+      while (read(down[0], &c, 1) > 0) {  // until the parent closes the pipe (or dies)
+      }
+      auto st = server.repository().get("mlp")->scheduler->stats();
+      std::printf("server: mlp executions %llu, mean batch %.1f\n", static_cast<unsigned long long>(st.execution_count),
+                  st.execution_count ? double(st.inference_count) / double(st.execution_count) : 0.0);
+      std::fflush(stdout);
+      server.shutdown();
+    }
+    fs::remove_all(repo);
+    _exit(rc);
+  }
+  close(up[1]);
+  close(down[0]);
+  std::string ports;
+  char c;
+  while (read(up[0], &c, 1) == 1 && c != '\n') ports += c;
+  int gport = 0, hport = 0;
+  if (std::sscanf(ports.c_str(), "%d %d", &gport, &hport) != 2) {
+    std::fprintf(stderr, "soak: the server process did not start\n");
+    return 1;
+  }
+  const std::string qaddr = "127.0.0.1:" + std::to_string(gport);
+  const char* parts_env = std::getenv("QUIVER_SOAK_PARTS");
+  const std::string parts = parts_env ? parts_env : "ident,mlp,http";
+  const bool do_i = parts.find("ident") != std::string::npos, do_m = parts.find("mlp") != std::string::npos,
+             do_h = parts.find("http") != std::string::npos;
+  const int windows = std::max(2, static_cast<int>(secs / 10));
+  const int warm = std::min(6, windows - 1);
+  const int64_t rss0 = rss_of(child);
+  const int64_t t_start = now_ns();
+  std::printf("soak: server pid %d, %d windows of 10 s, parts %s; server RSS at start (no load yet) %.2f MiB\n",
+              static_cast<int>(child), windows, parts.c_str(), double(rss0) / 1048576.0);
+  std::fflush(stdout);
+  int64_t first = 0, after_warm = 0, last = 0, peak = 0;
+  uint64_t total = 0, errors = 0;
+  for (int w = 0; w < windows; ++w) {
+    Result ri, rm, rh;
+    std::thread tm([&] { if (do_m) rm = load(qaddr, "mlp", 16, 10.0); });
+    std::thread th([&] { if (do_h) rh = http_load(hport, 4, 10.0); });
+    if (do_i) ri = load(qaddr, "ident", 16, 10.0);
+    tm.join();
+    th.join();
+    const uint64_t n = ri.requests + rm.requests + rh.requests;
+    const uint64_t e = ri.errors + rm.errors + rh.errors;
+    total += n;
+    errors += e;
+    last = rss_of(child);
+    peak = std::max(peak, last);
+    if (w == 0) first = last;
+    if (w == warm - 1) after_warm = last;
+    std::printf("window %d t=%.0fs: %llu requests (grpc ident %.0f/s, grpc mlp batched %.0f/s, http %.0f/s), "
+                "errors %llu, server RSS %.2f MiB (load generator %.2f MiB)\n",
+                w, double(now_ns() - t_start) * 1e-9, static_cast<unsigned long long>(n), ri.rps, rm.rps, rh.rps,
+                static_cast<unsigned long long>(e), double(last) / 1048576.0, double(current_rss_bytes()) / 1048576.0);
+    std::fflush(stdout);
+  }
+  std::printf("soak: %.0f s, %llu requests, %llu errors\n", double(now_ns() - t_start) * 1e-9,
+              static_cast<unsigned long long>(total), static_cast<unsigned long long>(errors));
+  std::printf("soak: server RSS start %.2f MiB, first window %.2f, after warm-up (window %d) %.2f, last %.2f, peak %.2f\n",
+              double(rss0) / 1048576.0, double(first) / 1048576.0, warm - 1, double(after_warm) / 1048576.0,
+              double(last) / 1048576.0, double(peak) / 1048576.0);
+  std::printf("soak: server RSS growth after warm-up: %+.2f%%; after the first window: %+.2f%%\n",
+              100.0 * double(last - after_warm) / double(after_warm), 100.0 * double(last - first) / double(first));
+  std::fflush(stdout);
+  close(down[1]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 && errors == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc > 2 && std::string(argv[1]) == "soak") return soak(std::atof(argv[2]));
+  double secs = argc > 1 ? std::atof(argv[1]) : 3.0;
+  register_bench_backends();
   std::string repo = write_repo();
 
   // Echo limit.
@@ -314,26 +425,6 @@ int main(int argc, char** argv) {
   const std::string qaddr = "127.0.0.1:" + std::to_string(server.grpc_port());
   const std::string eaddr = "127.0.0.1:" + std::to_string(echo_port);
 
-  if (soak) {
-    int windows = std::max(2, static_cast<int>(secs / 10));
-    int64_t first = 0, last = 0;
-    uint64_t total = 0;
-    for (int w = 0; w < windows; ++w) {
-      Result r = load(qaddr, "ident", 16, 10.0);
-      total += static_cast<uint64_t>(r.rps * 10);
-      last = current_rss_bytes();
-      if (w == 0) first = last;
-      std::printf("window %d: %.0f req/s, errors %llu, RSS %.1f MiB\n", w, r.rps,
-                  static_cast<unsigned long long>(r.errors), double(last) / 1048576.0);
-      std::fflush(stdout);
-    }
-    std::printf("soak: %llu requests, RSS growth after the first window: %+.2f%%\n",
-                static_cast<unsigned long long>(total), 100.0 * double(last - first) / double(first));
-    server.shutdown();
-    echo_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
-    fs::remove_all(repo);
-    return 0;
-  }
   std::printf("cores: %u, window %.1f s per point, median of %d alternating runs, payload FP32[1,16]\n\n",
               std::thread::hardware_concurrency(), secs, argc > 2 ? std::atoi(argv[2]) : 3);
   std::printf("| %-44s | %4s | %10s | %8s | %8s | %8s | %6s |\n", "server", "conc", "req/s", "p50 us", "p99 us",
