@@ -163,9 +163,20 @@ std::vector<NamedTensor> load_inputs(const PerfArgs& a, const ModelInfo& info) {
 // ModelStatistics summed over the servers (a separate channel per server, not the client's).
 class StatsPoller {
  public:
-  StatsPoller(std::vector<std::string> servers, std::string model) : model_(std::move(model)) {
+  // Same credentials as the client's channels (TLS / mTLS servers answer nothing else).
+  StatsPoller(std::vector<std::string> servers, std::string model, const TlsOptions& tls) : model_(std::move(model)) {
+    std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+    grpc::ChannelArguments args;
+    if (tls.enabled) {
+      grpc::SslCredentialsOptions so;
+      if (!tls.root_certs_file.empty()) so.pem_root_certs = read_file(tls.root_certs_file);
+      if (!tls.client_cert_file.empty()) so.pem_cert_chain = read_file(tls.client_cert_file);
+      if (!tls.client_key_file.empty()) so.pem_private_key = read_file(tls.client_key_file);
+      creds = grpc::SslCredentials(so);
+      if (!tls.server_name_override.empty()) args.SetSslTargetNameOverride(tls.server_name_override);
+    }
     for (auto& s : servers)
-      stubs_.push_back(inference::GRPCInferenceService::NewStub(grpc::CreateChannel(s, grpc::InsecureChannelCredentials())));
+      stubs_.push_back(inference::GRPCInferenceService::NewStub(grpc::CreateCustomChannel(s, creds, args)));
   }
   std::optional<ServerTimes> poll() {
     ServerTimes t;
@@ -493,7 +504,7 @@ void run_perf_grpc(const PerfArgs& a) {
 
   std::vector<std::string> servers;
   for (auto& s : client.report().servers) servers.push_back(s.address);
-  StatsPoller stats(servers, a.model);
+  StatsPoller stats(servers, a.model, o.tls);
   print_settings(a, *meta, rows, servers.size());
 
   Sink sink;

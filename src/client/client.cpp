@@ -510,7 +510,38 @@ struct Client::Impl {
     else
       fail(req, ErrorCode::Unavailable,
            "no healthy server: " + std::to_string(known) + " known, " + std::to_string(serving) +
-               " serving" + (opt.fallback == FallbackMode::Off ? " (fallback is off)" : ""));
+               " serving" + (opt.fallback == FallbackMode::Off ? " (fallback is off)" : "") + down_servers());
+  }
+
+  // A TLS mismatch shows up as a closed socket (plaintext client, TLS server) or an SSL "wrong
+  // version number" (TLS client, plaintext server): say so.
+  std::string tls_hint(const std::string& msg) const {
+    if (!opt.tls.enabled && msg.find("Socket closed") != std::string::npos)
+      return " (if the server uses TLS, enable TLS in the client: TlsOptions / --ssl)";
+    if (opt.tls.enabled && msg.find("wrong version number") != std::string::npos)
+      return " (the server does not seem to use TLS)";
+    return "";
+  }
+
+  // "; HOST:PORT: why its last probe failed; ..." for the servers out of service (TLS handshake
+  // failures, refused connections, ...), so "no healthy server" says why.
+  std::string down_servers() const {
+    std::string out;
+    int n = 0;
+    for (auto& s : balancer.servers()) {
+      if (s->removed.load() || s->serving.load()) continue;
+      std::string why;
+      {
+        std::lock_guard lk(s->mu);
+        why = s->last_error;
+      }
+      if (++n > 4) {
+        out += "; ...";
+        break;
+      }
+      out += "; " + s->address + ": " + (why.empty() ? std::string("not probed yet") : why);
+    }
+    return out;
   }
 
   bool can_fallback(const std::shared_ptr<Request>& req) const {
@@ -760,6 +791,12 @@ struct Client::Impl {
       }
       const bool up = p->status.ok() && p->resp.ready();
       std::lock_guard lk(s.mu);
+      if (up) s.last_error.clear();
+      else if (!p->status.ok())
+        s.last_error = std::string(status_name(p->status.error_code())) + ": " + p->status.error_message() +
+                       tls_hint(p->status.error_message());
+      else
+        s.last_error = "server says it is not ready";
       if (p->was_serving) {
         // A serving server that says "not ready" (draining) is taken out at once; one that cannot
         // be reached counts like a failed request; a slow answer (deadline) only means busy, which
@@ -900,7 +937,8 @@ struct Client::Impl {
     }
     if (!m)
       throw Error(ErrorCode::NotFound,
-                  "cannot get metadata of model '" + key + "'" + (errors.empty() ? ": no serving server" : ": " + errors),
+                  "cannot get metadata of model '" + key + "'" +
+                      (errors.empty() ? ": no serving server" + down_servers() : ": " + errors),
                   {.model = model});
     std::lock_guard lk(meta_mu);
     auto [it, inserted] = meta.emplace(key, m);

@@ -65,9 +65,10 @@ struct ServerState {
   std::atomic<int64_t> breaker_trips{0};
   std::atomic<bool> any_missing{false};   // fast path of serves()
 
-  mutable std::mutex mu;                  // guards breaker and missing_models
+  mutable std::mutex mu;                  // guards breaker, missing_models and last_error
   CircuitBreaker breaker;
   std::set<std::string> missing_models;   // models this server said it does not serve
+  std::string last_error;                 // why its last readiness probe failed ("" after a success)
   std::shared_ptr<void> transport;        // the client's channel + stub (opaque here); set before serving
 
   void on_success();
