@@ -485,6 +485,7 @@ void run_perf_grpc(const PerfArgs& a) {
   o.default_timeout_ns = a.timeout_ms * 1'000'000;
   o.completion_threads = a.completion_threads;
   o.shared_memory = a.shared_memory == "system";
+  o.shared_memory_outputs = o.shared_memory;  // like perf_analyzer: inputs and outputs
   if (a.compression == "gzip") o.compression = Compression::Gzip;
   else if (a.compression == "deflate") o.compression = Compression::Deflate;
   else if (a.compression != "none") throw Error(ErrorCode::InvalidArgument, "--compression must be none, gzip or deflate");
@@ -686,7 +687,7 @@ quiver::cli::CommandRegistrar reg(45, [](CLI::App& app) {
   c->add_option("-i,--protocol", a->protocol, "grpc (Quiver client: many servers, fallback, shm, TLS) | http (KServe v2 REST, binary tensor data, one keep-alive connection per concurrent request)");
   c->add_option("--concurrency-range", a->concurrency, "A:B:STEP closed-loop concurrency sweep");
   c->add_option("-b,--batch-size", a->batch, "batch size of each request");
-  c->add_option("--shared-memory", a->shared_memory, "none | system (inputs through shared memory; servers on this host)");
+  c->add_option("--shared-memory", a->shared_memory, "none | system (inputs and outputs through shared memory; servers on this host)");
   c->add_option("--input-data", a->input_data, "random | zero | DIR with input_<i>.pb");
   c->add_option("--shape", a->shapes, "NAME:D1,D2 for dynamic non-batch dims (repeatable)");
   c->add_option("-f,--latency-report-file", a->csv, "CSV output");

@@ -13,7 +13,9 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <map>
+#include <set>
 #include <random>
 #include <thread>
 
@@ -106,7 +108,8 @@ struct Tag {
   Tag* next = nullptr;
 };
 
-// One system shared-memory region of fixed-size slots; a request holds a slot until it completes.
+// One system shared-memory region of fixed-size slots; a request holds a slot until it completes
+// (and, with shared-memory outputs, until the last output tensor viewing it is gone).
 class ShmPool {
  public:
   ShmPool(int slots, int64_t slot_bytes, uint64_t client_id) : slot_bytes_((slot_bytes + 63) / 64 * 64) {
@@ -138,14 +141,24 @@ class ShmPool {
   }
   int acquire() {
     std::lock_guard lk(mu_);
+    if (!quarantine_.empty()) {
+      const int64_t now = now_ns();
+      while (!quarantine_.empty() && quarantine_.front().first <= now) {
+        free_.push_back(quarantine_.front().second);
+        quarantine_.pop_front();
+      }
+    }
     if (free_.empty()) return -1;
     int s = free_.back();
     free_.pop_back();
     return s;
   }
-  void release(int s) {
+  // `hold_ns` > 0: the slot is reused only after that long (a server may still write outputs of a
+  // request the client gave up on).
+  void release(int s, int64_t hold_ns = 0) {
     std::lock_guard lk(mu_);
-    free_.push_back(s);
+    if (hold_ns > 0) quarantine_.emplace_back(now_ns() + hold_ns, s);
+    else free_.push_back(s);
   }
   const std::string& name() const { return name_; }
   const std::string& key() const { return key_; }
@@ -160,7 +173,19 @@ class ShmPool {
   char* base_ = nullptr;
   std::mutex mu_;
   std::vector<int> free_;
+  std::deque<std::pair<int64_t, int>> quarantine_;  // (reusable at ns, slot), in time order
 };
+
+// A request's hold on its slot; output tensors in the slot share it.
+struct SlotLease {
+  SlotLease(std::shared_ptr<ShmPool> p, int s) : pool(std::move(p)), slot(s) {}
+  ~SlotLease() { pool->release(slot, hold_ns.load()); }
+  std::shared_ptr<ShmPool> pool;
+  const int slot;
+  std::atomic<int64_t> hold_ns{0};
+};
+
+constexpr int64_t kShmQuarantineNs = 5'000'000'000;
 
 }  // namespace
 
@@ -178,7 +203,9 @@ struct Request {
   int attempts_on_server = 0;
   AttemptError last_kind = AttemptError::Transport;
   std::string log;  // "server CODE: message; ..." of failed attempts
-  int shm_slot = -1;  // inputs live in this shared-memory slot (released at completion)
+  int shm_slot = -1;  // inputs and/or outputs live in this shared-memory slot
+  std::shared_ptr<SlotLease> shm_lease;  // released at completion (outputs may keep it longer)
+  bool shm_inputs = false, shm_outputs = false;
   std::atomic<bool> finished{false};
 };
 
@@ -187,7 +214,7 @@ struct Client::Impl {
   Balancer balancer;
   Discovery discovery;
   std::unique_ptr<LocalRepository> local;
-  std::unique_ptr<ShmPool> shm;
+  std::shared_ptr<ShmPool> shm;  // output tensors viewing a slot keep the mapping
   grpc::CompletionQueue cq;
   std::vector<std::thread> cq_threads;
   std::thread maintenance;
@@ -217,6 +244,7 @@ struct Client::Impl {
   // Metadata cache.
   std::mutex meta_mu;
   std::map<std::string, std::shared_ptr<const ModelMeta>> meta;
+  std::set<std::string> meta_pending;  // background fetches for shared-memory output planning
 
   // Counters.
   std::atomic<int64_t> n_requests{0}, n_completed{0}, n_failed{0}, n_retries{0}, n_fallbacks{0};
@@ -234,7 +262,7 @@ struct Client::Impl {
         opt.discovery.servers_file.empty() && opt.discovery.dns_names.empty())
       throw Error(ErrorCode::InvalidArgument, "no servers configured (endpoints, servers_file or dns_names)");
     if (opt.shared_memory && opt.fallback != FallbackMode::AlwaysLocal)
-      shm = std::make_unique<ShmPool>(std::max(1, opt.shm_slots), std::max<int64_t>(64, opt.shm_slot_bytes), client_id);
+      shm = std::make_shared<ShmPool>(std::max(1, opt.shm_slots), std::max<int64_t>(64, opt.shm_slot_bytes), client_id);
     if (opt.retry.attempts_per_server < 1) opt.retry.attempts_per_server = 1;
     if (opt.retry.max_servers < 1) opt.retry.max_servers = 1;
   }
@@ -310,9 +338,10 @@ struct Client::Impl {
     }
     r.request_id = req->opt.request_id;
     r.client_ns = now_ns() - req->start_ns;
-    if (req->shm_slot >= 0) {  // no attempt is in flight any more; local outputs are copies
-      shm->release(req->shm_slot);
-      req->shm_slot = -1;
+    if (req->shm_lease) {  // no attempt is in flight any more; local outputs are copies
+      // A failed request's server may still write its outputs: keep the slot out of use a while.
+      if (!r.ok() && req->shm_outputs && req->attempts > 0) req->shm_lease->hold_ns = kShmQuarantineNs;
+      req->shm_lease.reset();
     }
     if (r.ok()) n_completed.fetch_add(1, std::memory_order_relaxed);
     else n_failed.fetch_add(1, std::memory_order_relaxed);
@@ -554,7 +583,7 @@ struct Client::Impl {
     local_tasks.run([this, req] {
       InferResult r;
       try {
-        std::vector<NamedTensor> inputs = wire::decode_inputs(req->msg, req->shm_slot >= 0 ? shm->base() : nullptr);
+        std::vector<NamedTensor> inputs = wire::decode_inputs(req->msg, req->shm_inputs ? shm->base() : nullptr);
         r.outputs = local->run(req->model, req->opt.model_version, inputs, req->opt.outputs);
         for (auto& o : r.outputs)  // never views of the input slot, which is reused after completion
           if (o.tensor.is_view()) o.tensor = o.tensor.clone();
@@ -599,13 +628,74 @@ struct Client::Impl {
         r.provenance.checksum = it->second->info.sha256;
     }
     try {
-      r.outputs = wire::decode_outputs(resp);
+      if (req->shm_outputs) {
+        wire::ShmOutputs so;
+        so.region = shm->name();
+        so.base = shm->base();
+        so.lo = static_cast<uint64_t>(req->shm_slot) * static_cast<uint64_t>(shm->slot_bytes());
+        so.hi = so.lo + static_cast<uint64_t>(shm->slot_bytes());
+        so.keep = req->shm_lease;
+        r.outputs = wire::decode_outputs(resp, &so);
+        r.outputs_in_shared_memory = true;
+      } else {
+        r.outputs = wire::decode_outputs(resp);
+      }
     } catch (const Error& e) {
       r.outputs.clear();
       r.error = Error(e.code(), "bad response from " + s.address + ": " + e.message(), e.where())
                     .with_context({.model = req->model});
     }
     deliver(req, std::move(r));
+  }
+
+  // Outputs through shared memory need their sizes before the request is sent: from the cached
+  // metadata (batch dimension = the first input's first dimension). Never blocks: when the
+  // metadata is not cached yet it is fetched in the background and this request's outputs travel
+  // in the message. False for BYTES outputs and dimensions other than the batch that are dynamic.
+  bool plan_shm_outputs(const std::string& model, const std::string& key, const InferOptions& o, const std::vector<NamedTensor>& inputs,
+                        std::vector<wire::ShmTarget::Output>& outs, int64_t& bytes) {
+    std::shared_ptr<const ModelMeta> m;
+    {
+      std::lock_guard lk(meta_mu);
+      if (auto it = meta.find(key); it != meta.end()) m = it->second;
+      else if (!meta_pending.insert(key).second) return false;  // a fetch is under way
+    }
+    if (!m) {
+      const std::string version = o.model_version;
+      std::lock_guard tlk(local_tasks_mu);
+      local_tasks.run([this, model, version, key] {
+        try {
+          model_metadata(model, version);
+        } catch (const std::exception&) {  // the request path reports errors; here only a cache miss
+        }
+        std::lock_guard lk(meta_mu);
+        meta_pending.erase(key);
+      });
+      return false;
+    }
+    const ModelInfo& info = m->info;
+    int64_t batch = 1;
+    if (info.max_batch > 0) {
+      if (inputs.empty() || !inputs[0].tensor.defined() || inputs[0].tensor.rank() == 0) return false;
+      batch = inputs[0].tensor.dim(0);
+    }
+    bytes = 0;
+    outs.clear();
+    for (const auto& ti : info.outputs) {
+      if (!o.outputs.empty() && std::find(o.outputs.begin(), o.outputs.end(), ti.name) == o.outputs.end()) continue;
+      if (ti.dtype == DType::String || ti.dtype == DType::Undefined) return false;
+      int64_t n = 1;
+      for (size_t i = 0; i < ti.shape.size(); ++i) {
+        if (i == 0 && info.max_batch > 0) n *= batch;
+        else if (ti.shape[i].is_fixed()) n *= ti.shape[i].value;
+        else return false;
+      }
+      const uint64_t b = static_cast<uint64_t>(n) * dtype_size(ti.dtype);
+      outs.push_back({ti.name, 0, b});
+      bytes += static_cast<int64_t>((b + 63) / 64 * 64);
+    }
+    if (!o.outputs.empty() && outs.size() != o.outputs.size()) return false;  // unknown names: the server says so
+    return !outs.empty();
   }
 
   // ---------------- entry ----------------
@@ -644,10 +734,28 @@ struct Client::Impl {
           ok = ok && in.tensor.defined() && in.tensor.dtype() != DType::String;
           need += (static_cast<int64_t>(in.tensor.nbytes()) + 63) / 64 * 64;
         }
-        if (ok && need <= shm->slot_bytes() && (req->shm_slot = shm->acquire()) >= 0) {
+        const bool use_in = ok && need <= shm->slot_bytes();
+        std::vector<wire::ShmTarget::Output> outs;
+        int64_t out_need = 0;
+        const bool use_out = opt.shared_memory_outputs &&
+                             plan_shm_outputs(model, req->model_key, req->opt, inputs, outs, out_need) &&
+                             (use_in ? need : 0) + out_need <= shm->slot_bytes();
+        if ((use_in || use_out) && (req->shm_slot = shm->acquire()) >= 0) {
+          req->shm_lease = std::make_shared<SlotLease>(shm, req->shm_slot);
+          req->shm_inputs = use_in;
+          req->shm_outputs = use_out;
           target.region = shm->name();
           target.base = shm->base();
           target.offset = static_cast<uint64_t>(req->shm_slot) * static_cast<uint64_t>(shm->slot_bytes());
+          target.inputs = use_in;
+          if (use_out) {
+            uint64_t at = target.offset + static_cast<uint64_t>(use_in ? need : 0);
+            for (auto& so : outs) {
+              so.offset = at;
+              at += (so.byte_size + 63) / 64 * 64;
+            }
+            target.outputs = std::move(outs);
+          }
           tp = &target;
         }
       }

@@ -117,7 +117,7 @@ std::shared_ptr<pb::ModelInferRequest> encode_request(const std::string& model, 
     pi->set_name(in.name);
     pi->set_datatype(std::string(dtype_kserve_name(t.dtype())));
     for (auto d : t.dims()) pi->add_shape(d);
-    if (shm) {  // the caller checked: no BYTES inputs, everything fits the slot
+    if (shm && shm->inputs) {  // the caller checked: no BYTES inputs, everything fits the slot
       std::memcpy(shm->base + shm_cursor, t.raw(), t.nbytes());
       auto& params = *pi->mutable_parameters();
       params["shared_memory_region"].set_string_param(shm->region);
@@ -130,11 +130,61 @@ std::shared_ptr<pb::ModelInferRequest> encode_request(const std::string& model, 
     if (t.dtype() == DType::String) encode_strings(t, *raw);
     else raw->assign(static_cast<const char*>(t.raw()), t.nbytes());
   }
-  for (const auto& name : o.outputs) msg->add_outputs()->set_name(name);
+  if (shm && !shm->outputs.empty()) {
+    for (const auto& so : shm->outputs) {
+      auto* po = msg->add_outputs();
+      po->set_name(so.name);
+      auto& params = *po->mutable_parameters();
+      params["shared_memory_region"].set_string_param(shm->region);
+      params["shared_memory_byte_size"].set_int64_param(static_cast<int64_t>(so.byte_size));
+      params["shared_memory_offset"].set_int64_param(static_cast<int64_t>(so.offset));
+    }
+  } else {
+    for (const auto& name : o.outputs) msg->add_outputs()->set_name(name);
+  }
   return msg;
 }
 
-std::vector<NamedTensor> decode_outputs(const std::shared_ptr<pb::ModelInferResponse>& resp) {
+namespace {
+// An output the server wrote into shared memory: a view into the client's slot, after checking
+// that the region, offset and size are the ones this client can vouch for.
+Tensor shm_output(const pb::ModelInferResponse::InferOutputTensor& o, const ShmOutputs* shm, const ErrorWhere& where) {
+  const auto& p = o.parameters();
+  const auto& region = p.at("shared_memory_region");
+  if (!shm || region.string_param() != shm->region)
+    throw Error(ErrorCode::Parse,
+                "output was written to shared memory region '" + region.string_param() + "', which this request did not give",
+                where);
+  auto num = [&](const char* k) -> uint64_t {
+    auto it = p.find(k);
+    if (it == p.end()) return 0;
+    if (it->second.has_int64_param() && it->second.int64_param() >= 0) return static_cast<uint64_t>(it->second.int64_param());
+    if (it->second.has_uint64_param()) return it->second.uint64_param();
+    throw Error(ErrorCode::Parse, std::string(k) + " of the output is not a non-negative integer", where);
+  };
+  const uint64_t off = num("shared_memory_offset"), size = num("shared_memory_byte_size");
+  auto dt = dtype_from_kserve(o.datatype());
+  if (!dt || *dt == DType::String)
+    throw Error(ErrorCode::Unsupported, "datatype '" + o.datatype() + "' cannot be read from shared memory", where);
+  std::vector<int64_t> dims(o.shape().begin(), o.shape().end());
+  for (auto d : dims)
+    if (d < 0) throw Error(ErrorCode::Parse, "negative dimension in shape " + dims_to_string(dims), where);
+  const uint64_t need = static_cast<uint64_t>(numel(dims)) * dtype_size(*dt);
+  if (size != need)
+    throw Error(ErrorCode::Parse,
+                "shared-memory output has " + std::to_string(size) + " bytes, " + o.datatype() + dims_to_string(dims) +
+                    " needs " + std::to_string(need),
+                where);
+  if (off < shm->lo || off > shm->hi || size > shm->hi - off)
+    throw Error(ErrorCode::Parse,
+                "shared-memory output at offset " + std::to_string(off) + " + " + std::to_string(size) +
+                    " bytes lies outside this request's slot [" + std::to_string(shm->lo) + ", " + std::to_string(shm->hi) + ")",
+                where);
+  return Tensor::view(*dt, dims, static_cast<const void*>(shm->base + off), shm->keep);
+}
+}  // namespace
+
+std::vector<NamedTensor> decode_outputs(const std::shared_ptr<pb::ModelInferResponse>& resp, const ShmOutputs* shm) {
   std::vector<NamedTensor> out;
   out.reserve(resp->outputs_size());
   const bool raw = resp->raw_output_contents_size() > 0;
@@ -146,6 +196,10 @@ std::vector<NamedTensor> decode_outputs(const std::shared_ptr<pb::ModelInferResp
   for (int i = 0; i < resp->outputs_size(); ++i) {
     const auto& o = resp->outputs(i);
     ErrorWhere where{.model = resp->model_name(), .tensor = o.name()};
+    if (o.parameters().count("shared_memory_region")) {
+      out.push_back({o.name(), shm_output(o, shm, where)});
+      continue;
+    }
     out.push_back({o.name(), decode_tensor(o.datatype(), o.shape(), raw ? &resp->raw_output_contents(i) : nullptr,
                                            o.contents(), keep, where)});
   }

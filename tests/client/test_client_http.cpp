@@ -98,7 +98,7 @@ TEST(ClientHttp, InferMetadataStatisticsAndErrors) {
   auto s = serve(repo);
   ASSERT_NE(s->http(), "off");
   ASSERT_FALSE(s->http().empty());
-  HttpClient c(s->http());
+  HttpClient c(s->http(), HttpOptions{.timeout_ns = 10'000'000'000});  // bounded, never a hang
   ASSERT_TRUE(c.server_ready());
   ModelMeta m = c.model_metadata("identity");
   EXPECT_EQ(m.info.max_batch, 64);
@@ -119,7 +119,7 @@ TEST(ClientHttp, InferMetadataStatisticsAndErrors) {
     EXPECT_EQ(r.provenance.version, "1");
   }
   // JSON "data" both ways, non-batching model with INT64.
-  HttpClient cj(s->http(), HttpOptions{.binary_data = false});
+  HttpClient cj(s->http(), HttpOptions{.timeout_ns = 10'000'000'000, .binary_data = false});
   Tensor xi = Tensor::from_vector<int64_t>({1, -2, 3, 1LL << 40, 5, -6}, {2, 3});
   auto ri = cj.infer("ints", {{"IN", xi}});
   ASSERT_TRUE(ri.ok()) << ri.error->what();
@@ -128,7 +128,7 @@ TEST(ClientHttp, InferMetadataStatisticsAndErrors) {
   ASSERT_TRUE(rj.ok()) << rj.error->what();
   EXPECT_TRUE(same(rj.output("OUTPUT0"), rows(0.5f, 3)));
   // gzip request bodies.
-  HttpClient cz(s->http(), HttpOptions{.gzip = true});
+  HttpClient cz(s->http(), HttpOptions{.timeout_ns = 10'000'000'000, .gzip = true});
   auto rz = cz.infer("identity", {{"INPUT0", rows(9, 8)}});
   ASSERT_TRUE(rz.ok()) << rz.error->what();
   EXPECT_TRUE(same(rz.output("OUTPUT0"), rows(9, 8)));

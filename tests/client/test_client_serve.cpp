@@ -11,6 +11,8 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <sstream>
+#include <thread>
 
 #include <grpcpp/grpcpp.h>
 
@@ -49,6 +51,11 @@ struct Repo {
                       "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
                       "dynamic_batching { max_queue_delay_microseconds: 0 "
                       "default_queue_policy { max_queue_size: 1 } }\n");
+    // Declares 4 output values per row but (identity) returns as many as it gets: a client that
+    // sizes shared-memory outputs from the metadata gets too little space for wider inputs.
+    model("widen", "name: \"widen\"\nbackend: \"identity\"\nmax_batch_size: 64\n"
+                   "input [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ -1 ] } ]\n"
+                   "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n");
     if (fs::exists(kMlp)) {
       fs::create_directories(dir / "mlp" / "1");
       fs::copy_file(kMlp, dir / "mlp" / "1" / "model.onnx");
@@ -270,6 +277,130 @@ TEST(ClientServe, SystemSharedMemoryInputs) {
   inference::SystemSharedMemoryStatusResponse st;
   ASSERT_TRUE(stub->SystemSharedMemoryStatus(&ctx, q, &st).ok());
   EXPECT_EQ(st.regions_size(), 0);
+}
+
+// True when `p` lies in a mapping of one of the client's POSIX shared-memory regions.
+bool in_client_shm(const void* p) {
+  std::stringstream maps(read_file("/proc/self/maps"));
+  std::string line;
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  while (std::getline(maps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &lo, &hi) != 2) continue;
+    if (a >= lo && a < hi) return line.find("/dev/shm/quiver_client_") != std::string::npos;
+  }
+  return false;
+}
+
+TEST(ClientServe, SystemSharedMemoryOutputs) {
+  Repo repo;
+  auto s = serve(repo);
+  ClientOptions o = fast_options({s->grpc()});
+  o.shared_memory = true;
+  o.shared_memory_outputs = true;
+  o.shm_slots = 4;
+  o.shm_slot_bytes = 1024;
+  Client client(o);
+  Client plain(fast_options({s->grpc()}));
+  ASSERT_TRUE(client.wait_for_serving(1, 10'000'000'000));
+  ASSERT_TRUE(plain.wait_for_serving(1, 10'000'000'000));
+  // Before the metadata is cached, outputs come in the message; the background fetch then lets
+  // later requests use the slot.
+  auto first = client.infer("identity", {{"INPUT0", row(1, 2)}});
+  ASSERT_TRUE(first.ok()) << first.error->what();
+  EXPECT_TRUE(same(first.output("OUTPUT0"), row(1, 2)));
+  bool via_shm = false;
+  for (int i = 0; i < 200 && !via_shm; ++i) {
+    auto r = client.infer("identity", {{"INPUT0", row(2, 2)}});
+    ASSERT_TRUE(r.ok()) << r.error->what();
+    EXPECT_TRUE(same(r.output("OUTPUT0"), row(2, 2)));
+    via_shm = r.outputs_in_shared_memory;
+    if (!via_shm) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(via_shm) << "outputs never went through shared memory";
+
+  // Outputs through shared memory equal outputs through raw contents; they view the region.
+  for (int i = 0; i < 40; ++i) {
+    Tensor x = row(static_cast<float>(i) * 10, 1 + i % 8);  // 1..8 rows: inputs + outputs <= 1024 bytes
+    auto a = client.infer("identity", {{"INPUT0", x}});
+    auto b = plain.infer("identity", {{"INPUT0", x}});
+    ASSERT_TRUE(a.ok()) << a.error->what();
+    ASSERT_TRUE(b.ok()) << b.error->what();
+    EXPECT_TRUE(a.outputs_in_shared_memory);
+    EXPECT_FALSE(b.outputs_in_shared_memory);
+    EXPECT_TRUE(same(a.output("OUTPUT0"), b.output("OUTPUT0"))) << i;
+    EXPECT_TRUE(same(a.output("OUTPUT0"), x)) << i;
+    EXPECT_TRUE(in_client_shm(a.output("OUTPUT0").raw())) << "output is not a view of the shared memory";
+    EXPECT_FALSE(in_client_shm(b.output("OUTPUT0").raw()));
+  }
+  // Held outputs keep their slots: with all 4 held, requests still work (in the message) and the
+  // held tensors are not overwritten; released, the slots serve again.
+  std::vector<InferResult> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(client.infer("identity", {{"INPUT0", row(100.f * i, 4)}}));
+    ASSERT_TRUE(held.back().ok());
+    ASSERT_TRUE(held.back().outputs_in_shared_memory);
+  }
+  for (int i = 0; i < 8; ++i) {
+    auto r = client.infer("identity", {{"INPUT0", row(-7.f * i, 4)}});
+    ASSERT_TRUE(r.ok()) << r.error->what();
+    EXPECT_FALSE(r.outputs_in_shared_memory);
+    EXPECT_TRUE(same(r.output("OUTPUT0"), row(-7.f * i, 4)));
+  }
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(same(held[i].output("OUTPUT0"), row(100.f * i, 4))) << i;
+  held.clear();
+  auto again = client.infer("identity", {{"INPUT0", row(5, 3)}});
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again.outputs_in_shared_memory);
+  // Async requests in flight > slots: every answer exact.
+  std::vector<std::pair<Tensor, std::future<InferResult>>> fs;
+  for (int i = 0; i < 64; ++i) {
+    Tensor x = row(static_cast<float>(i), 1 + i % 8);
+    fs.emplace_back(x, client.infer_future("identity", {{"INPUT0", x}}));
+  }
+  int shm_answers = 0;
+  for (auto& [x, f] : fs) {
+    auto r = f.get();
+    ASSERT_TRUE(r.ok()) << r.error->what();
+    EXPECT_TRUE(same(r.output("OUTPUT0"), x));
+    shm_answers += r.outputs_in_shared_memory;
+  }
+  EXPECT_GT(shm_answers, 0);
+
+  // Too small: the metadata promises 4 values per row, the model returns 8.
+  client.model_metadata("widen");
+  auto ok4 = client.infer("widen", {{"INPUT0", row(1, 2)}});
+  ASSERT_TRUE(ok4.ok()) << ok4.error->what();
+  EXPECT_TRUE(ok4.outputs_in_shared_memory);
+  Tensor wide = Tensor::empty(DType::F32, {2, 8});
+  for (int i = 0; i < 16; ++i) wide.data<float>()[i] = static_cast<float>(i);
+  auto small = client.infer("widen", {{"INPUT0", wide}});
+  ASSERT_FALSE(small.ok());
+  EXPECT_EQ(small.error->code(), ErrorCode::InvalidArgument) << small.error->what();
+  const std::string msg = small.error->what();
+  EXPECT_NE(msg.find("OUTPUT0"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("too small"), std::string::npos) << msg;
+  auto wide_plain = plain.infer("widen", {{"INPUT0", wide}});
+  ASSERT_TRUE(wide_plain.ok()) << wide_plain.error->what();
+  EXPECT_TRUE(same(wide_plain.output("OUTPUT0"), wide));
+
+  // The MLP (ONNX engine): shared-memory outputs equal raw ones.
+  if (fs::exists(repo.dir / "mlp")) {
+    auto meta = client.model_metadata("mlp");
+    const std::string in_name = meta->info.inputs[0].name, out_name = meta->info.outputs.at(0).name;
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    for (int i = 0; i < 5; ++i) {
+      Tensor x = Tensor::empty(DType::F32, {1, 16});
+      for (auto& v : x.span<float>()) v = nd(rng);
+      auto a = client.infer("mlp", {{in_name, x}});
+      auto b = plain.infer("mlp", {{in_name, x}});
+      ASSERT_TRUE(a.ok()) << a.error->what();
+      ASSERT_TRUE(b.ok()) << b.error->what();
+      EXPECT_TRUE(a.outputs_in_shared_memory);
+      EXPECT_TRUE(same(a.output(out_name), b.output(out_name)));
+    }
+  }
 }
 
 TEST(ClientServe, PerfCommandReportsPerServerCsvAndPlot) {

@@ -79,6 +79,14 @@ struct ClientOptions {
   // message (BYTES inputs, and requests when all slots are busy, travel in the message). Off by
   // default: every server must be able to map the region, i.e. run on the same host.
   bool shared_memory = false;
+  // With shared_memory: outputs too. The server writes each output into the request's slot (after
+  // its inputs) and the result's tensors are zero-copy views of the slot, which stays reserved
+  // until the last of them is gone. Output sizes come from the cached model metadata (batch
+  // dimension = the first input's first dimension): until a model's metadata is cached (fetched
+  // in the background on first use, or by model_metadata()), and for BYTES outputs, dynamic
+  // non-batch dimensions or outputs that do not fit the slot, outputs travel in the message.
+  // A server that finds the space too small fails the request (InvalidArgument naming the output).
+  bool shared_memory_outputs = false;
   int64_t shm_slot_bytes = 1 << 20;
   int shm_slots = 64;
   int64_t startup_wait_ns = 2'000'000'000;  // constructor waits this long for first readiness probes

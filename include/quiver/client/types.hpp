@@ -37,6 +37,7 @@ struct InferResult {
   std::optional<Error> error;         // set when the request failed
   Provenance provenance;
   int64_t client_ns = 0;              // time from call to completion as the client saw it
+  bool outputs_in_shared_memory = false;  // outputs are views of the client's shared-memory slot
 
   bool ok() const { return !error.has_value(); }
   void throw_if_error() const {
