@@ -2,6 +2,8 @@
 // typed contents from other servers, malformed responses, metadata -> ModelInfo.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "client/wire.hpp"
 
 using namespace quiver;
@@ -113,4 +115,66 @@ TEST(Wire, MetadataToModelInfo) {
   EXPECT_EQ(wire::meta_from_server(m, nullptr, "1").info.version, "1");
   i->set_datatype("WHAT");
   EXPECT_THROW(wire::meta_from_server(m, &c, ""), Error);
+}
+
+TEST(Wire, SharedMemoryOutputsRequestedAndCheckedOnTheWayBack) {
+  alignas(64) static char region[4096];
+  Tensor x = Tensor::from_vector<float>({1, 2, 3, 4}, {1, 4});
+  wire::ShmTarget target;
+  target.region = "r";
+  target.base = region;
+  target.offset = 1024;
+  target.inputs = false;
+  target.outputs = {{"y", 1024, 16}, {"z", 1088, 8}};
+  InferOptions o;
+  o.outputs = {"ignored"};
+  auto msg = wire::encode_request("m", {{"x", x}}, o, 0, &target);
+  ASSERT_EQ(msg->raw_input_contents_size(), 1);  // inputs in the message
+  ASSERT_EQ(msg->outputs_size(), 2);
+  EXPECT_EQ(msg->outputs(0).name(), "y");
+  EXPECT_EQ(msg->outputs(0).parameters().at("shared_memory_region").string_param(), "r");
+  EXPECT_EQ(msg->outputs(0).parameters().at("shared_memory_byte_size").int64_param(), 16);
+  EXPECT_EQ(msg->outputs(1).parameters().at("shared_memory_offset").int64_param(), 1088);
+
+  // The server's answer: y written at 1024 (16 bytes), one raw entry per output, empty.
+  auto resp = [&](const std::string& region_name, int64_t off, int64_t size, int64_t dim) {
+    auto r = std::make_shared<inference::ModelInferResponse>();
+    r->set_model_name("m");
+    auto* y = r->add_outputs();
+    y->set_name("y");
+    y->set_datatype("FP32");
+    y->add_shape(1);
+    y->add_shape(dim);
+    auto& p = *y->mutable_parameters();
+    p["shared_memory_region"].set_string_param(region_name);
+    p["shared_memory_byte_size"].set_int64_param(size);
+    p["shared_memory_offset"].set_int64_param(off);
+    r->add_raw_output_contents();
+    return r;
+  };
+  float vals[4] = {9, 8, 7, 6};
+  std::memcpy(region + 1024, vals, 16);
+  auto keep = std::make_shared<int>(1);
+  wire::ShmOutputs so{"r", region, 1024, 2048, keep};
+  auto out = wire::decode_outputs(resp("r", 1024, 16, 4), &so);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].tensor.raw(), static_cast<const void*>(region + 1024));
+  EXPECT_EQ(out[0].tensor.data<float>()[3], 6.f);
+  EXPECT_EQ(keep.use_count(), 3);  // the view holds the slot (so, out, keep)
+  out.clear();
+  EXPECT_EQ(keep.use_count(), 2);
+  auto fails = [&](std::shared_ptr<inference::ModelInferResponse> r, const wire::ShmOutputs* s, const char* what) {
+    try {
+      wire::decode_outputs(r, s);
+      ADD_FAILURE() << "accepted: " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("'y'"), std::string::npos) << e.what();
+    }
+  };
+  fails(resp("other", 1024, 16, 4), &so, "another region");
+  fails(resp("r", 1024, 16, 4), nullptr, "shm output nobody asked for");
+  fails(resp("r", 2040, 16, 4), &so, "past the slot");
+  fails(resp("r", 512, 16, 4), &so, "before the slot");
+  fails(resp("r", 1024, 12, 4), &so, "size does not match the shape");
+  fails(resp("r", 1024, -16, 4), &so, "negative size");
 }
