@@ -27,6 +27,9 @@
 #include <vector>
 
 #include "grpc_service.grpc.pb.h"
+#if QUIVER_BENCH_HAVE_ONNX
+#include <onnx/onnx_pb.h>
+#endif
 #include "quiver/backends/backends.hpp"
 #include "quiver/core/util.hpp"
 #include "quiver/serve/server.hpp"
@@ -120,7 +123,9 @@ Result load(const std::string& addr, const std::string& model, int concurrency, 
   inference::ModelInferRequest req;
   req.set_model_name(model);
   auto* in = req.add_inputs();
-  in->set_name(model.rfind("mlp", 0) == 0 || model == "hls4ml" ? "input_1_0" : "INPUT0");
+  in->set_name(model.rfind("ticl", 0) == 0 ? "input"
+               : model.rfind("mlp", 0) == 0 || model == "hls4ml" ? "input_1_0"
+                                                                  : "INPUT0");
   in->set_datatype("FP32");
   in->add_shape(1);
   in->add_shape(width);
@@ -246,6 +251,73 @@ void print(const char* what, int conc, const Result& r) {
   std::fflush(stdout);
 }
 
+#if QUIVER_BENCH_HAVE_ONNX
+// A wide dense net as an ONNX file for the ONNX engine: 16 -> 1024 -> 1024 -> 1024 -> 5 (Gemm +
+// Relu, Softmax), dynamic batch dimension "N". 2.1 M parameters = 8.3 MB of FP32 weights, far
+// beyond L1/L2, so one execution costs far more than one gRPC request: the case where the
+// dynamic batcher pays (each executed batch reads the weights once instead of once per row).
+void write_wide_mlp(const fs::path& file) {
+  constexpr int64_t kDims[5] = {16, 1024, 1024, 1024, 5};
+  ::onnx::ModelProto m;
+  m.set_ir_version(7);
+  m.set_producer_name("quiver serve_bench");
+  auto* op = m.add_opset_import();
+  op->set_domain("");
+  op->set_version(13);
+  auto* g = m.mutable_graph();
+  g->set_name("wide_mlp");
+  auto value_info = [](::onnx::ValueInfoProto* v, const char* name, int64_t width) {
+    v->set_name(name);
+    auto* tt = v->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(::onnx::TensorProto::FLOAT);
+    tt->mutable_shape()->add_dim()->set_dim_param("N");
+    tt->mutable_shape()->add_dim()->set_dim_value(width);
+  };
+  value_info(g->add_input(), "input_1_0", kDims[0]);
+  value_info(g->add_output(), "output_softmax", kDims[4]);
+  std::mt19937 rng(11);
+  std::string prev = "input_1_0";
+  for (int l = 0; l < 4; ++l) {
+    const int64_t ni = kDims[l], no = kDims[l + 1];
+    std::normal_distribution<float> nd(0.f, 1.0f / std::sqrt(float(ni)));
+    auto* w = g->add_initializer();
+    w->set_name("W" + std::to_string(l));
+    w->set_data_type(::onnx::TensorProto::FLOAT);
+    w->add_dims(no);
+    w->add_dims(ni);
+    std::vector<float> wv(static_cast<size_t>(no * ni));
+    for (auto& x : wv) x = nd(rng);
+    w->set_raw_data(std::string(reinterpret_cast<const char*>(wv.data()), wv.size() * 4));
+    auto* b = g->add_initializer();
+    b->set_name("B" + std::to_string(l));
+    b->set_data_type(::onnx::TensorProto::FLOAT);
+    b->add_dims(no);
+    std::vector<float> bv(static_cast<size_t>(no));
+    for (auto& x : bv) x = 0.1f * nd(rng);
+    b->set_raw_data(std::string(reinterpret_cast<const char*>(bv.data()), bv.size() * 4));
+    auto* n = g->add_node();
+    n->set_op_type("Gemm");
+    n->add_input(prev);
+    n->add_input(w->name());
+    n->add_input(b->name());
+    const std::string y = "gemm" + std::to_string(l);
+    n->add_output(y);
+    auto* a = n->add_attribute();
+    a->set_name("transB");
+    a->set_type(::onnx::AttributeProto::INT);
+    a->set_i(1);
+    prev = y;
+    auto* act = g->add_node();
+    act->set_op_type(l < 3 ? "Relu" : "Softmax");
+    act->add_input(y);
+    prev = l < 3 ? "relu" + std::to_string(l) : "output_softmax";
+    act->add_output(prev);
+  }
+  std::ofstream f(file, std::ios::binary);
+  m.SerializeToOstream(&f);
+}
+#endif
+
 std::string write_repo() {
   std::string root = (fs::temp_directory_path() / ("quiver-serve-bench-" + std::to_string(getpid()))).string();
   auto put = [&](const std::string& rel, const std::string& text) {
@@ -279,6 +351,33 @@ instance_group [ { count: 1 kind: KIND_CPU } ]
     fs::create_directories(fs::path(root) / "hls4ml/1");
     fs::copy_file(hls, fs::path(root) / "hls4ml/1/model.onnx");
     put("hls4ml/config.pbtxt", "platform: \"onnxruntime_onnx\"\ninstance_group [ { count: 8 kind: KIND_CPU } ]\n");
+  }
+  // Realistic per-execution cost for the batching comparison (see write_wide_mlp), and a real HEP
+  // MLP with a dynamic batch dimension (TICL superclustering DNN, 17-input 4-layer MLP, ONNX).
+  if (std::find(backends.begin(), backends.end(), "onnx") != backends.end()) {
+#if QUIVER_BENCH_HAVE_ONNX
+    for (const char* name : {"mlpwide", "mlpwide_nobatch"}) {
+      fs::create_directories(fs::path(root) / name / "1");
+      write_wide_mlp(fs::path(root) / name / "1/model.onnx");
+    }
+    put("mlpwide_nobatch/config.pbtxt", "platform: \"onnxruntime_onnx\"\nmax_batch_size: 64\n"
+                                         "instance_group [ { count: 1 kind: KIND_CPU } ]\n");
+    put("mlpwide/config.pbtxt", "platform: \"onnxruntime_onnx\"\nmax_batch_size: 64\n"
+                                 "dynamic_batching { max_queue_delay_microseconds: 100 }\n"
+                                 "instance_group [ { count: 1 kind: KIND_CPU } ]\n");
+#endif
+    fs::path ticl = fs::path(QUIVER_SHARED_DIR) / "models/hep/ticl_supercls/model.onnx";
+    if (fs::exists(ticl)) {
+      for (const char* name : {"ticl", "ticl_nobatch"}) {
+        fs::create_directories(fs::path(root) / name / "1");
+        fs::copy_file(ticl, fs::path(root) / name / "1/model.onnx");
+      }
+      put("ticl_nobatch/config.pbtxt", "platform: \"onnxruntime_onnx\"\nmax_batch_size: 64\n"
+                                        "instance_group [ { count: 1 kind: KIND_CPU } ]\n");
+      put("ticl/config.pbtxt", "platform: \"onnxruntime_onnx\"\nmax_batch_size: 64\n"
+                                "dynamic_batching { max_queue_delay_microseconds: 100 }\n"
+                                "instance_group [ { count: 1 kind: KIND_CPU } ]\n");
+    }
   }
   return root;
 }
@@ -403,6 +502,12 @@ int soak(double secs) {
 
 int main(int argc, char** argv) {
   if (argc > 2 && std::string(argv[1]) == "soak") return soak(std::atof(argv[2]));
+  // serve_bench batching [SECS [REPS]]: only the dynamic-batching comparisons.
+  const bool only_batching = argc > 1 && std::string(argv[1]) == "batching";
+  if (only_batching) {
+    --argc;
+    ++argv;
+  }
   double secs = argc > 1 ? std::atof(argv[1]) : 3.0;
   register_bench_backends();
   std::string repo = write_repo();
@@ -442,34 +547,37 @@ int main(int argc, char** argv) {
     m.p50 = p50[p50.size() / 2];
     return m;
   };
-  std::vector<Result> E1, Q1, E16, Q16;
-  for (int r = 0; r < reps; ++r) {
-    E1.push_back(load(eaddr, "ident", 1, secs));
-    Q1.push_back(load(qaddr, "ident", 1, secs));
-    E16.push_back(load(eaddr, "ident", 16, secs));
-    Q16.push_back(load(qaddr, "ident", 16, secs));
-  }
-  Result e1 = median(E1), q1 = median(Q1), e16 = median(E16), q16 = median(Q16);
-  print("raw gRPC echo (callback API)", 1, e1);
-  print("quiver serve gRPC, identity", 1, q1);
-  print("raw gRPC echo (callback API)", 16, e16);
-  print("quiver serve gRPC, identity", 16, q16);
-  if (fs::exists(fs::path(repo) / "hls4ml")) {
-    std::vector<Result> H1, H16;
+  Result e1, q1, e16, q16;
+  if (!only_batching) {
+    std::vector<Result> E1, Q1, E16, Q16;
     for (int r = 0; r < reps; ++r) {
-      H1.push_back(load(qaddr, "hls4ml", 1, secs));
-      H16.push_back(load(qaddr, "hls4ml", 16, secs));
+      E1.push_back(load(eaddr, "ident", 1, secs));
+      Q1.push_back(load(qaddr, "ident", 1, secs));
+      E16.push_back(load(eaddr, "ident", 16, secs));
+      Q16.push_back(load(qaddr, "ident", 16, secs));
     }
-    Result x1 = median(H1), x16 = median(H16);
-    print("quiver serve gRPC, hls4ml MLP (ONNX engine)", 1, x1);
-    print("quiver serve gRPC, hls4ml MLP (ONNX engine)", 16, x16);
-    std::printf("hls4ml / echo throughput: %.2f (concurrency 1), %.2f (concurrency 16); p50 overhead %.1f us\n",
-                x1.rps / e1.rps, x16.rps / e16.rps, x1.p50 - e1.p50);
+    e1 = median(E1), q1 = median(Q1), e16 = median(E16), q16 = median(Q16);
+    print("raw gRPC echo (callback API)", 1, e1);
+    print("quiver serve gRPC, identity", 1, q1);
+    print("raw gRPC echo (callback API)", 16, e16);
+    print("quiver serve gRPC, identity", 16, q16);
+    if (fs::exists(fs::path(repo) / "hls4ml")) {
+      std::vector<Result> H1, H16;
+      for (int r = 0; r < reps; ++r) {
+        H1.push_back(load(qaddr, "hls4ml", 1, secs));
+        H16.push_back(load(qaddr, "hls4ml", 16, secs));
+      }
+      Result x1 = median(H1), x16 = median(H16);
+      print("quiver serve gRPC, hls4ml MLP (ONNX engine)", 1, x1);
+      print("quiver serve gRPC, hls4ml MLP (ONNX engine)", 16, x16);
+      std::printf("hls4ml / echo throughput: %.2f (concurrency 1), %.2f (concurrency 16); p50 overhead %.1f us\n",
+                  x1.rps / e1.rps, x16.rps / e16.rps, x1.p50 - e1.p50);
+    }
+    Result h1 = http_load(server.http_port(), 1, secs);
+    print("quiver serve HTTP (binary ext.), identity", 1, h1);
+    Result h16 = http_load(server.http_port(), 16, secs);
+    print("quiver serve HTTP (binary ext.), identity", 16, h16);
   }
-  Result h1 = http_load(server.http_port(), 1, secs);
-  print("quiver serve HTTP (binary ext.), identity", 1, h1);
-  Result h16 = http_load(server.http_port(), 16, secs);
-  print("quiver serve HTTP (binary ext.), identity", 16, h16);
   std::vector<Result> N, D;
   for (int r = 0; r < reps; ++r) {
     N.push_back(load(qaddr, "mlp_nobatch", 64, secs));
@@ -479,6 +587,27 @@ int main(int argc, char** argv) {
   print("quiver serve, MLP 16-64-32-32-5, no batching", 64, n64);
   print("quiver serve, MLP, dynamic batching", 64, d64);
 
+  // The same comparison where one execution costs more than the transport: the wide MLP, and the
+  // real TICL MLP. Reported whether or not they reach the 5x target.
+  std::vector<std::pair<std::string, double>> gains;
+  auto batching_pair = [&](const std::string& base, const char* label, int width) {
+    if (!fs::exists(fs::path(repo) / base)) return;
+    std::vector<Result> NN, DD;
+    for (int r = 0; r < reps; ++r) {
+      NN.push_back(load(qaddr, base + "_nobatch", 64, secs, width));
+      DD.push_back(load(qaddr, base, 64, secs, width));
+    }
+    Result n = median(NN), d = median(DD);
+    print((std::string(label) + ", no batching").c_str(), 64, n);
+    print((std::string(label) + ", dynamic batching").c_str(), 64, d);
+    auto s = server.repository().get(base)->scheduler->stats();
+    std::printf("  %s: dynamic batching gain %.2fx (mean executed batch %.1f)\n", base.c_str(), d.rps / n.rps,
+                s.execution_count ? double(s.inference_count) / double(s.execution_count) : 0.0);
+    std::fflush(stdout);
+  };
+  batching_pair("mlpwide", "wide MLP 16-1024x3-5, ONNX", 16);
+  batching_pair("ticl", "TICL supercls MLP, ONNX", 17);
+
   auto stats = [&](const std::string& m) {
     auto mv = server.repository().get(m);
     auto s = mv->scheduler->stats();
@@ -486,10 +615,12 @@ int main(int argc, char** argv) {
                                      s.success.count ? double(s.success.ns) / double(s.success.count) / 1000.0 : 0);
   };
   auto [avg_batch, _] = stats("mlp");
-  std::printf("\nidentity / echo throughput: %.2f (concurrency 1), %.2f (concurrency 16)\n", q1.rps / e1.rps,
-              q16.rps / e16.rps);
-  std::printf("server-side overhead (p50 identity - p50 echo, concurrency 1): %.1f us\n", q1.p50 - e1.p50);
-  std::printf("dynamic batching gain at concurrency 64: %.2fx (mean executed batch %.1f)\n", d64.rps / n64.rps,
+  if (!only_batching) {
+    std::printf("\nidentity / echo throughput: %.2f (concurrency 1), %.2f (concurrency 16)\n", q1.rps / e1.rps,
+                q16.rps / e16.rps);
+    std::printf("server-side overhead (p50 identity - p50 echo, concurrency 1): %.1f us\n", q1.p50 - e1.p50);
+  }
+  std::printf("dynamic batching gain at concurrency 64, MLP 16-64-32-32-5: %.2fx (mean executed batch %.1f)\n", d64.rps / n64.rps,
               avg_batch);
   server.shutdown();
   echo_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));

@@ -1,6 +1,12 @@
 # Request decoding / validation of the inference server (gRPC ModelInferRequest and HTTP JSON +
-# binary bodies). Needs the gRPC build: configure with -DQUIVER_WITH_GRPC=ON.
-#   ninja -C build-fuzz fuzz_serve_request && build-fuzz/fuzz/fuzz_serve_request -max_total_time=60
+# binary bodies). Needs the gRPC build (scripts/fuzz configures without it), e.g.:
+#   CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz-serve -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+#     -DQUIVER_FUZZ=ON -DQUIVER_WITH_GRPC=ON -DQUIVER_BUILD_TESTS=OFF -DQUIVER_BUILD_BENCH=OFF \
+#     -DQUIVER_SANITIZE=address,undefined
+#   ninja -C build-fuzz-serve fuzz_serve_request
+#   cp -r fuzz/corpus/serve_request /tmp/c && build-fuzz-serve/fuzz/fuzz_serve_request -max_total_time=600 /tmp/c
+# Seeds: fuzz/corpus/serve_request (first byte selects model / gRPC or HTTP / binary section, see
+# serve_request_fuzz.cpp).
 if(TARGET quiver_serve)
   quiver_add_fuzzer(fuzz_serve_request serve_request_fuzz.cpp quiver_serve quiver_proto quiver_core)
 endif()

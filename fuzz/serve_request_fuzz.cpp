@@ -1,8 +1,13 @@
 // libFuzzer target: untrusted request bytes through the server's decoding and validation, the
 // way the gRPC and HTTP front ends feed them. Any input must either decode into tensors that
 // match the model, or throw quiver::Error; nothing may crash, hang or read out of bounds.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 #include <google/protobuf/stubs/logging.h>
@@ -48,18 +53,41 @@ output [ { name: "I_OUT" data_type: TYPE_INT64 dims: [ 2 ] }, { name: "B_OUT" da
   return *mv;
 }
 
+// Variable-length BYTES and UINT8 inputs (no batching): shapes are bounded only by the request.
+const ModelVersion& ragged() {
+  static auto mv = make_version(R"(backend: "identity" max_batch_size: 0
+input [ { name: "V" data_type: TYPE_STRING dims: [ -1 ] }, { name: "U" data_type: TYPE_UINT8 dims: [ -1, -1 ] } ]
+output [ { name: "V_OUT" data_type: TYPE_STRING dims: [ -1 ] }, { name: "U_OUT" data_type: TYPE_UINT8 dims: [ -1, -1 ] } ])");
+  return *mv;
+}
+
+// Two registered system shared-memory regions over one 64-byte POSIX object: "r" (all of it) and
+// "r2" (bytes 16..47), so that shared_memory_* parameters reach the bounds checks.
+ShmManager& shm_manager() {
+  static ShmManager* m = [] {
+    static std::string key = "/quiver-fuzz-serve-" + std::to_string(getpid());
+    int fd = shm_open(key.c_str(), O_CREAT | O_RDWR, 0600);
+    if (fd < 0 || ftruncate(fd, 64) != 0) std::abort();
+    close(fd);
+    std::atexit([] { shm_unlink(key.c_str()); });
+    auto* mgr = new ShmManager;
+    mgr->register_region("r", key, 0, 64);
+    mgr->register_region("r2", key, 16, 32);
+    return mgr;
+  }();
+  return *m;
+}
+
 void exercise(const ModelVersion& mv, InferRequest& req, const std::vector<OutputTarget>& targets) {
   // Decoded inputs must satisfy the model; run the identity model and encode the results.
   std::vector<Tensor> outs = mv.model->run_once(req.inputs);
   inference::ModelInferResponse resp;
-  std::vector<OutputTarget> t = targets;
-  for (auto& x : t) x.shm.reset();
-  encode_grpc_response(mv, t, outs, resp);
+  encode_grpc_response(mv, targets, outs, resp);  // shared-memory targets write into "r" / "r2"
 }
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static ShmManager shm;
+  ShmManager& shm = shm_manager();
   static const bool quiet = [] {
     google::protobuf::SetLogHandler(nullptr);  // invalid UTF-8 in string fields is logged otherwise
     return true;
@@ -68,7 +96,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const uint8_t selector = data[0];
   std::string_view bytes(reinterpret_cast<const char*>(data + 1), size - 1);
-  const ModelVersion& mv = (selector & 1) ? batched() : plain();
+  // selector bit 0: batched / plain model, bit 1: gRPC / HTTP, bit 2: HTTP binary section,
+  // bit 3: the ragged model instead.
+  const ModelVersion& mv = (selector & 8) ? ragged() : (selector & 1) ? batched() : plain();
   try {
     if (selector & 2) {
       inference::ModelInferRequest msg;
@@ -88,7 +118,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       HttpInferRequest info;
       decode_http_request(bytes, header_len, mv, shm, req, info);
       std::vector<Tensor> outs = mv.model->run_once(req.inputs);
-      for (auto& o : info.outputs) o.shm.reset();
       int64_t hl = 0;
       (void)encode_http_response(mv, info, outs, hl);
     }

@@ -74,6 +74,12 @@ Tensor tensor_from_raw(const ModelVersion& mv, const IOSpec& spec, std::span<con
                        size_t size) {
   const int64_t n = checked_numel(mv, spec.name, shape);
   if (spec.dtype == DType::String) {
+    // Every element needs at least its 4-byte length: check before allocating n strings, so that a
+    // tiny request cannot make the server allocate (and construct) billions of them.
+    if (static_cast<uint64_t>(n) > size / 4)
+      bad(mv, spec.name, "BYTES input '" + spec.name + "' has " + std::to_string(size) + " bytes, too few for the " +
+                             std::to_string(n) + " elements of shape " + dims_str(shape) +
+                             " (each needs at least a 4-byte length)");
     Tensor t = Tensor::empty(DType::String, shape);
     std::string* out = t.data<std::string>();
     const uint8_t* p = static_cast<const uint8_t*>(data);
@@ -101,6 +107,19 @@ Tensor tensor_from_raw(const ModelVersion& mv, const IOSpec& spec, std::span<con
     bad(mv, spec.name, "unexpected total byte size " + std::to_string(size) + " for input '" + spec.name +
                            "', expecting " + std::to_string(expected) + " for shape " + dims_str(shape) + " " +
                            std::string(dtype_kserve_name(spec.dtype)));
+  if (spec.dtype == DType::Bool) {
+    // Only 0 and 1 are bool values; any other byte would be undefined behaviour in every reader.
+    // Copied first and the copy checked, so that a client writing into its shared-memory region
+    // while the request is in flight cannot slip other values past the check.
+    Tensor t = Tensor::empty(DType::Bool, shape);
+    if (size) std::memcpy(t.raw(), data, size);
+    const uint8_t* b = static_cast<const uint8_t*>(t.raw());
+    for (size_t i = 0; i < size; ++i)
+      if (b[i] > 1)
+        bad(mv, spec.name, "BOOL input '" + spec.name + "' element " + std::to_string(i) + " has byte value " +
+                               std::to_string(b[i]) + " (must be 0 or 1)");
+    return t;
+  }
   if (reinterpret_cast<uintptr_t>(data) % esz == 0) return Tensor::view(spec.dtype, shape, data);
   Tensor t = Tensor::empty(spec.dtype, shape);
   if (size) std::memcpy(t.raw(), data, size);

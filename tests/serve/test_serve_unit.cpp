@@ -10,6 +10,7 @@
 #include <mutex>
 #include <thread>
 
+#include "quiver/core/util.hpp"
 #include "quiver/serve/codec.hpp"
 #include "quiver/serve/repository.hpp"
 #include "quiver/serve/scheduler.hpp"
@@ -512,6 +513,80 @@ TEST(ServeCodec, BytesRoundTripAndHttpJson) {
   bad(R"({"inputs":[]})", -1);
   bad(R"([1,2,3])", -1);
   bad(R"({"inputs":[{"name":"S","shape":[1],"datatype":"BYTES","data":["a"]}]})", 1000);
+}
+
+// Fuzzer finding (fuzz_serve_request, UBSan "load of value 5 ... for type 'const bool'"): BOOL
+// raw bytes other than 0/1 were accepted and later read as bool (HTTP JSON output, models).
+TEST(ServeCodec, BoolRawBytesMustBeZeroOrOne) {
+  auto mv = identity_version(
+      "backend: \"identity\" max_batch_size: 0 input [ { name: \"B\" data_type: TYPE_BOOL dims: [ -1 ] } ] "
+      "output [ { name: \"B_OUT\" data_type: TYPE_BOOL dims: [ -1 ] } ]");
+  ShmManager shm;
+  const std::string head = R"({"inputs":[{"name":"B","shape":[3],"datatype":"BOOL","parameters":{"binary_data_size":3}}]})";
+  for (const char* bytes : {"\x01\x00\x01", "\x01\x05\x01"}) {
+    InferRequest ir;
+    HttpInferRequest info;
+    std::string body = head + std::string(bytes, 3);
+    const bool valid = bytes[1] == 0;
+    try {
+      decode_http_request(body, static_cast<int64_t>(head.size()), *mv, shm, ir, info);
+      EXPECT_TRUE(valid);
+      EXPECT_TRUE(ir.inputs[0].data<bool>()[0]);
+      EXPECT_FALSE(ir.inputs[0].data<bool>()[1]);
+      int64_t hl = 0;
+      EXPECT_NE(encode_http_response(*mv, info, ir.inputs, hl).find("[true,false,true]"), std::string::npos);
+    } catch (const Error& e) {
+      EXPECT_FALSE(valid) << e.what();
+      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+      EXPECT_NE(std::string(e.what()).find("'B' element 1 has byte value 5"), std::string::npos) << e.what();
+    }
+  }
+  // Same over gRPC raw_input_contents.
+  inference::ModelInferRequest r;
+  auto* in = r.add_inputs();
+  in->set_name("B");
+  in->set_datatype("BOOL");
+  in->add_shape(2);
+  r.add_raw_input_contents(std::string("\x00\xff", 2));
+  InferRequest ir;
+  std::vector<OutputTarget> outs;
+  try {
+    decode_grpc_request(r, *mv, shm, ir, outs);
+    ADD_FAILURE() << "BOOL byte 255 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("byte value 255"), std::string::npos) << e.what();
+  }
+}
+
+// A BYTES input whose shape claims far more elements than its data can hold is rejected before
+// the server allocates one string per claimed element (a 100-byte request could otherwise make it
+// construct 10^9 strings, ~32 GB).
+TEST(ServeCodec, BytesShapeLargerThanDataIsRejectedBeforeAllocating) {
+  auto mv = identity_version(
+      "backend: \"identity\" max_batch_size: 0 input [ { name: \"S\" data_type: TYPE_STRING dims: [ -1 ] } ] "
+      "output [ { name: \"T\" data_type: TYPE_STRING dims: [ -1 ] } ]");
+  ShmManager shm;
+  const std::string head =
+      R"({"inputs":[{"name":"S","shape":[1000000000],"datatype":"BYTES","parameters":{"binary_data_size":4}}]})";
+  std::string body = head + std::string(4, '\0');
+  InferRequest ir;
+  HttpInferRequest info;
+  const int64_t rss0 = current_rss_bytes();
+  try {
+    decode_http_request(body, static_cast<int64_t>(head.size()), *mv, shm, ir, info);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("too few for the 1000000000 elements"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(current_rss_bytes() - rss0, int64_t(64) << 20);
+  // Exactly enough bytes for the elements (all empty) still decodes.
+  const std::string head2 = R"({"inputs":[{"name":"S","shape":[3],"datatype":"BYTES","parameters":{"binary_data_size":12}}]})";
+  std::string body2 = head2 + std::string(12, '\0');
+  InferRequest ir2;
+  HttpInferRequest info2;
+  decode_http_request(body2, static_cast<int64_t>(head2.size()), *mv, shm, ir2, info2);
+  EXPECT_EQ(ir2.inputs[0].numel(), 3);
 }
 
 TEST(ServeShm, RegionBoundsChecked) {
