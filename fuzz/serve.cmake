@@ -10,3 +10,8 @@
 if(TARGET quiver_serve)
   quiver_add_fuzzer(fuzz_serve_request serve_request_fuzz.cpp quiver_serve quiver_proto quiver_core)
 endif()
+# Coverage feedback from the code under test (the codec lives in libquiver_serve), not only from
+# the harness: without this libFuzzer is blind inside decode_*/encode_* and the JSON parser.
+if(TARGET quiver_serve AND TARGET fuzz_serve_request)
+  target_compile_options(quiver_serve PRIVATE -fsanitize=fuzzer-no-link)
+endif()
