@@ -7,6 +7,7 @@
 // Everything runs in this process on loopback, clients and servers sharing the machine, in one
 // run so that ratios compare like with like.
 #include <grpcpp/grpcpp.h>
+#include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <httplib.h>
@@ -117,8 +118,9 @@ struct Result {
   uint64_t requests = 0;  // completed inside the measured window
 };
 
-Result load(const std::string& addr, const std::string& model, int concurrency, double seconds, int width = 16) {
-  auto ch = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+Result load(const std::string& addr, const std::string& model, int concurrency, double seconds, int width = 16,
+            std::shared_ptr<grpc::Channel> ch = nullptr) {
+  if (!ch) ch = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
   auto stub = inference::GRPCInferenceService::NewStub(ch);
   inference::ModelInferRequest req;
   req.set_model_name(model);
@@ -390,13 +392,16 @@ void register_bench_backends() {
   register_builtin_backends();
 }
 
-int64_t rss_of(pid_t pid) {
+// A numeric field of /proc/PID/status ("VmRSS:" in kB, "Threads:").
+int64_t proc_status(pid_t pid, const char* field) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/status");
   std::string line;
+  const size_t n = std::strlen(field);
   while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6) * 1024;
+    if (line.compare(0, n, field) == 0) return std::atoll(line.c_str() + n);
   return -1;
 }
+int64_t rss_of(pid_t pid) { return proc_status(pid, "VmRSS:") * 1024; }
 
 // serve_bench soak SECONDS. The server runs in a child process (forked before gRPC is touched)
 // so that its RSS is measured alone, without the load generator's. Each 10 s window runs three
@@ -405,7 +410,10 @@ int64_t rss_of(pid_t pid) {
 // and HTTP identity with the binary extension (concurrency 4). The server's RSS is printed before
 // any load, after every window and at the end. Warm-up = the first 6 windows (60 s); growth is
 // reported from the end of the warm-up to the last window, and also from the first window.
-// QUIVER_SOAK_PARTS=ident,mlp,http (default all three) restricts the mix, to bisect growth.
+// Per window also the server's heap (glibc mallinfo2: bytes in use / held by the allocator) and
+// its thread count, to tell a leak from allocator or thread-pool growth.
+// QUIVER_SOAK_PARTS=ident,mlp,http,echo (default ident,mlp,http) restricts the mix, to bisect
+// growth; "echo" loads a raw gRPC echo server in the server process instead of quiver.
 int soak(double secs) {
   int up[2], down[2];
   if (pipe(up) != 0 || pipe(down) != 0) return 1;
@@ -425,15 +433,30 @@ int soak(double secs) {
     {
       serve::Server server(so);
       server.start();
-      std::string ports = std::to_string(server.grpc_port()) + " " + std::to_string(server.http_port()) + "\n";
+      // The raw gRPC echo server in the same process ("echo" part): tells gRPC's own per-connection
+      // memory from quiver's.
+      EchoService echo;
+      grpc::ServerBuilder eb;
+      int echo_port = 0;
+      eb.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &echo_port);
+      eb.RegisterService(&echo);
+      auto echo_server = eb.BuildAndStart();
+      std::string ports = std::to_string(server.grpc_port()) + " " + std::to_string(server.http_port()) + " " +
+                          std::to_string(echo_port) + "\n";
       if (write(up[1], ports.data(), ports.size()) != static_cast<ssize_t>(ports.size())) rc = 1;
+      // Each byte from the parent asks for the heap statistics (glibc mallinfo2 over all arenas):
+      // bytes in use vs bytes the allocator holds, to tell a leak from fragmentation.
       char c;
       while (read(down[0], &c, 1) > 0) {  // until the parent closes the pipe (or dies)
+        const struct mallinfo2 mi = mallinfo2();
+        const std::string line = std::to_string(mi.uordblks + mi.hblkhd) + " " + std::to_string(mi.arena + mi.hblkhd) + "\n";
+        if (write(up[1], line.data(), line.size()) != static_cast<ssize_t>(line.size())) break;
       }
       auto st = server.repository().get("mlp")->scheduler->stats();
       std::printf("server: mlp executions %llu, mean batch %.1f\n", static_cast<unsigned long long>(st.execution_count),
                   st.execution_count ? double(st.inference_count) / double(st.execution_count) : 0.0);
       std::fflush(stdout);
+      echo_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
       server.shutdown();
     }
     fs::remove_all(repo);
@@ -444,8 +467,8 @@ int soak(double secs) {
   std::string ports;
   char c;
   while (read(up[0], &c, 1) == 1 && c != '\n') ports += c;
-  int gport = 0, hport = 0;
-  if (std::sscanf(ports.c_str(), "%d %d", &gport, &hport) != 2) {
+  int gport = 0, hport = 0, eport = 0;
+  if (std::sscanf(ports.c_str(), "%d %d %d", &gport, &hport, &eport) != 3) {
     std::fprintf(stderr, "soak: the server process did not start\n");
     return 1;
   }
@@ -453,7 +476,7 @@ int soak(double secs) {
   const char* parts_env = std::getenv("QUIVER_SOAK_PARTS");
   const std::string parts = parts_env ? parts_env : "ident,mlp,http";
   const bool do_i = parts.find("ident") != std::string::npos, do_m = parts.find("mlp") != std::string::npos,
-             do_h = parts.find("http") != std::string::npos;
+             do_h = parts.find("http") != std::string::npos, do_e = parts.find("echo") != std::string::npos;
   const int windows = std::max(2, static_cast<int>(secs / 10));
   const int warm = std::min(6, windows - 1);
   const int64_t rss0 = rss_of(child);
@@ -463,11 +486,19 @@ int soak(double secs) {
   std::fflush(stdout);
   int64_t first = 0, after_warm = 0, last = 0, peak = 0;
   uint64_t total = 0, errors = 0;
+  // QUIVER_SOAK_REUSE_CHANNEL=1: one gRPC channel per load for the whole soak instead of a new
+  // connection per window.
+  std::shared_ptr<grpc::Channel> ch_i, ch_m;
+  if (std::getenv("QUIVER_SOAK_REUSE_CHANNEL")) {
+    ch_i = grpc::CreateChannel(qaddr, grpc::InsecureChannelCredentials());
+    ch_m = grpc::CreateChannel(qaddr, grpc::InsecureChannelCredentials());
+  }
   for (int w = 0; w < windows; ++w) {
     Result ri, rm, rh;
-    std::thread tm([&] { if (do_m) rm = load(qaddr, "mlp", 16, 10.0); });
+    std::thread tm([&] { if (do_m) rm = load(qaddr, "mlp", 16, 10.0, 16, ch_m); });
     std::thread th([&] { if (do_h) rh = http_load(hport, 4, 10.0); });
-    if (do_i) ri = load(qaddr, "ident", 16, 10.0);
+    if (do_i) ri = load(qaddr, "ident", 16, 10.0, 16, ch_i);
+    if (do_e) ri = load("127.0.0.1:" + std::to_string(eport), "ident", 16, 10.0, 16, ch_i);
     tm.join();
     th.join();
     const uint64_t n = ri.requests + rm.requests + rh.requests;
@@ -476,12 +507,21 @@ int soak(double secs) {
     errors += e;
     last = rss_of(child);
     peak = std::max(peak, last);
+    double heap_used = 0, heap_held = 0;
+    if (write(down[1], "m", 1) == 1) {
+      std::string l;
+      while (read(up[0], &c, 1) == 1 && c != '\n') l += c;
+      std::sscanf(l.c_str(), "%lf %lf", &heap_used, &heap_held);
+    }
     if (w == 0) first = last;
     if (w == warm - 1) after_warm = last;
     std::printf("window %d t=%.0fs: %llu requests (grpc ident %.0f/s, grpc mlp batched %.0f/s, http %.0f/s), "
-                "errors %llu, server RSS %.2f MiB (load generator %.2f MiB)\n",
+                "errors %llu, server RSS %.2f MiB, heap in use %.2f / held %.2f MiB, %lld threads "
+                "(load generator RSS %.2f MiB)\n",
                 w, double(now_ns() - t_start) * 1e-9, static_cast<unsigned long long>(n), ri.rps, rm.rps, rh.rps,
-                static_cast<unsigned long long>(e), double(last) / 1048576.0, double(current_rss_bytes()) / 1048576.0);
+                static_cast<unsigned long long>(e), double(last) / 1048576.0, heap_used / 1048576.0,
+                heap_held / 1048576.0, static_cast<long long>(proc_status(child, "Threads:")),
+                double(current_rss_bytes()) / 1048576.0);
     std::fflush(stdout);
   }
   std::printf("soak: %.0f s, %llu requests, %llu errors\n", double(now_ns() - t_start) * 1e-9,
