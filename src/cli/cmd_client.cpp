@@ -24,6 +24,7 @@
 #include "grpc_service.grpc.pb.h"
 #include "quiver/client/client.hpp"
 #include "quiver/client/http.hpp"
+#include "quiver/client/shm.hpp"
 #include "quiver/core/half.hpp"
 #include "quiver/core/util.hpp"
 #ifdef QUIVER_CLIENT_HAVE_ONNX
@@ -543,9 +544,10 @@ struct HttpServerCounters {
 // i mod N. Connections are kept across concurrency levels.
 class HttpLoad final : public Load {
  public:
+  // `slots` (optional): worker i sends its tensors through (*slots)[i].
   HttpLoad(const PerfArgs& a, std::vector<NamedTensor> inputs, HttpOptions ho, Sink& sink,
-           std::vector<std::unique_ptr<HttpServerCounters>>& servers)
-      : a_(a), inputs_(std::move(inputs)), ho_(ho), sink_(sink), servers_(servers) {
+           std::vector<std::unique_ptr<HttpServerCounters>>& servers, const std::vector<HttpShmSlot>* slots)
+      : a_(a), inputs_(std::move(inputs)), ho_(ho), sink_(sink), servers_(servers), slots_(slots) {
     io_.model_version = a.version;
     io_.timeout_ns = a.timeout_ms * 1'000'000;
   }
@@ -561,7 +563,8 @@ class HttpLoad final : public Load {
         while (!stop_.load(std::memory_order_relaxed)) {
           sc.requests.fetch_add(1, std::memory_order_relaxed);
           const int64_t t0 = now_ns();
-          InferResult r = cli.infer(a_.model, inputs_, io_);
+          InferResult r = slots_ ? cli.infer(a_.model, inputs_, io_, (*slots_)[static_cast<size_t>(i)])
+                                 : cli.infer(a_.model, inputs_, io_);
           sink_.record(r, now_ns() - t0);
           (r.ok() ? sc.successes : sc.failures).fetch_add(1, std::memory_order_relaxed);
         }
@@ -580,6 +583,7 @@ class HttpLoad final : public Load {
   InferOptions io_;
   Sink& sink_;
   std::vector<std::unique_ptr<HttpServerCounters>>& servers_;
+  const std::vector<HttpShmSlot>* slots_;
   std::vector<std::unique_ptr<HttpClient>> clients_;
   std::vector<std::thread> threads_;
   std::atomic<bool> stop_{false};
@@ -592,7 +596,6 @@ void run_perf_http(const PerfArgs& a) {
   refuse(!a.servers_file.empty() || !a.dns.empty(), "--servers-file / --dns discovery");
   refuse(!a.fallback_repository.empty() || (!a.fallback.empty() && a.fallback != "off"), "local fallback");
   refuse(a.coalesce, "--coalesce");
-  refuse(a.shared_memory != "none", "--shared-memory");
   refuse(a.tls || !a.tls_root.empty() || !a.tls_cert.empty() || !a.tls_key.empty(), "TLS (--ssl*)");
   refuse(a.compression == "deflate", "--compression deflate (gzip is)");
   if (a.compression != "none" && a.compression != "gzip" && a.compression != "deflate")
@@ -623,11 +626,63 @@ void run_perf_http(const PerfArgs& a) {
   const int64_t rows = rows_of(inputs, meta.info);
   print_settings(a, meta, rows, servers.size());
 
+  // --shared-memory system: one region, one slot per concurrent worker (inputs, then the outputs
+  // sized from the metadata), registered with every server; unregistered when done.
+  std::unique_ptr<SystemSharedMemory> region;
+  std::vector<HttpShmSlot> slots;
+  struct Unregister {
+    std::vector<std::unique_ptr<HttpClient>>& pollers;
+    const SystemSharedMemory* region = nullptr;
+    ~Unregister() {
+      if (!region) return;
+      for (auto& p : pollers) {
+        try {
+          p->unregister_system_shared_memory(region->name());
+        } catch (const Error& e) {
+          std::fprintf(stderr, "quiver perf: %s\n", e.what());
+        }
+      }
+    }
+  } unregister{pollers};
+  if (a.shared_memory == "system") {
+    uint64_t in_bytes = 0;
+    for (auto& in : inputs)
+      if (in.tensor.dtype() != DType::String) in_bytes += (in.tensor.nbytes() + 63) / 64 * 64;
+    std::vector<std::pair<std::string, uint64_t>> outs;
+    uint64_t out_bytes = 0;
+    for (const auto& ti : meta.info.outputs) {
+      int64_t n = 1;
+      bool known = ti.dtype != DType::String;
+      for (size_t i = 0; i < ti.shape.size() && known; ++i) {
+        if (i == 0 && meta.info.max_batch > 0) n *= rows;
+        else if (ti.shape[i].is_fixed()) n *= ti.shape[i].value;
+        else known = false;
+      }
+      if (!known) {  // sizes not known in advance: every output travels in the response
+        outs.clear();
+        out_bytes = 0;
+        std::printf("  (output '%s' has no fixed size: outputs travel in the HTTP response)\n", ti.name.c_str());
+        break;
+      }
+      const uint64_t b = static_cast<uint64_t>(n) * dtype_size(ti.dtype);
+      outs.emplace_back(ti.name, b);
+      out_bytes += (b + 63) / 64 * 64;
+    }
+    const uint64_t slot_bytes = std::max<uint64_t>(64, in_bytes + out_bytes);
+    int max_c = 1;
+    for (int c : parse_range(a.concurrency)) max_c = std::max(max_c, c);
+    region = std::make_unique<SystemSharedMemory>("quiver_perf", slot_bytes * static_cast<uint64_t>(max_c));
+    for (auto& p : pollers) p->register_system_shared_memory(region->name(), region->key(), 0, region->bytes());
+    unregister.region = region.get();
+    for (int i = 0; i < max_c; ++i)
+      slots.push_back({region->name(), region->base(), slot_bytes * static_cast<uint64_t>(i), slot_bytes, true, outs});
+  }
+
   // A first request outside the measurement: a model that cannot run fails here, clearly.
   {
     InferOptions io;
     io.model_version = a.version;
-    InferResult r = pollers[0]->infer(a.model, inputs, io);
+    InferResult r = slots.empty() ? pollers[0]->infer(a.model, inputs, io) : pollers[0]->infer(a.model, inputs, io, slots[0]);
     if (!r.ok()) throw r.error->with_context({.model = a.model});
   }
   StatsFn stats = [&]() -> std::optional<ServerTimes> {
@@ -651,7 +706,7 @@ void run_perf_http(const PerfArgs& a) {
   Sink sink;
   std::vector<Level> levels;
   {
-    HttpLoad load(a, inputs, ho, sink, servers);
+    HttpLoad load(a, inputs, ho, sink, servers, slots.empty() ? nullptr : &slots);
     levels = measure(a, load, sink, stats, rows);
   }
   write_outputs(a, levels, rows);

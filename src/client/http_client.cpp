@@ -167,6 +167,30 @@ uint64_t u64_at(const json& obj, const char* a, const char* b) {
   return 0;
 }
 
+// An output the server wrote into the request's shared-memory slot: checked, then viewed.
+Tensor shm_output(DType dt, const std::vector<int64_t>& dims, const json& p, const HttpShmSlot* slot,
+                  const ErrorWhere& w) {
+  if (!slot || !p["shared_memory_region"].is_string() || p["shared_memory_region"].get<std::string>() != slot->region)
+    throw Error(ErrorCode::Parse, "output was written to a shared-memory region this request did not give", w);
+  auto num = [&](const char* k) -> uint64_t {
+    if (!p.contains(k)) return 0;
+    if (!p[k].is_number_unsigned() && !(p[k].is_number_integer() && p[k].get<int64_t>() >= 0))
+      throw Error(ErrorCode::Parse, std::string(k) + " of the output is not a non-negative integer", w);
+    return p[k].get<uint64_t>();
+  };
+  const uint64_t off = num("shared_memory_offset"), size = num("shared_memory_byte_size");
+  if (dt == DType::String) throw Error(ErrorCode::Unsupported, "BYTES output in shared memory", w);
+  const uint64_t need = static_cast<uint64_t>(numel(dims)) * dtype_size(dt);
+  if (size != need)
+    throw Error(ErrorCode::Parse,
+                "shared-memory output has " + std::to_string(size) + " bytes, " + dims_to_string(dims) + " needs " +
+                    std::to_string(need),
+                w);
+  if (off < slot->offset || off - slot->offset > slot->byte_size || size > slot->byte_size - (off - slot->offset))
+    throw Error(ErrorCode::Parse, "shared-memory output at offset " + std::to_string(off) + " lies outside the slot", w);
+  return Tensor::view(dt, dims, static_cast<const void*>(slot->base + off));
+}
+
 }  // namespace
 
 struct HttpClient::Impl {
@@ -205,6 +229,9 @@ struct HttpClient::Impl {
       throw Error(code_of_http(res->status), address + " GET " + path + ": " + error_message(*res), where);
     return std::move(res->body);
   }
+
+  InferResult infer(const std::string& model, const std::vector<NamedTensor>& inputs, const InferOptions& o,
+                    const HttpShmSlot* slot);
 
   void post_ok(const std::string& path, const std::string& body, const ErrorWhere& where) {
     set_timeout(opt.timeout_ns);
@@ -267,10 +294,20 @@ ModelMeta HttpClient::model_metadata(const std::string& model, const std::string
 
 InferResult HttpClient::infer(const std::string& model, const std::vector<NamedTensor>& inputs,
                               const InferOptions& o) {
+  return impl_->infer(model, inputs, o, nullptr);
+}
+
+InferResult HttpClient::infer(const std::string& model, const std::vector<NamedTensor>& inputs,
+                              const InferOptions& o, const HttpShmSlot& slot) {
+  return impl_->infer(model, inputs, o, &slot);
+}
+
+InferResult HttpClient::Impl::infer(const std::string& model, const std::vector<NamedTensor>& inputs,
+                                    const InferOptions& o, const HttpShmSlot* slot) {
   const int64_t t0 = now_ns();
   InferResult r;
   r.request_id = o.request_id;
-  r.provenance.server = impl_->address;
+  r.provenance.server = address;
   r.provenance.model = model;
   r.provenance.attempts = 1;
   auto fail = [&](Error e) {
@@ -279,7 +316,7 @@ InferResult HttpClient::infer(const std::string& model, const std::vector<NamedT
     r.client_ns = now_ns() - t0;
     return std::move(r);
   };
-  const bool bin = impl_->opt.binary_data;
+  const bool bin = opt.binary_data;
   // Header JSON, then the tensors' bytes.
   json head;
   if (!o.request_id.empty()) head["id"] = o.request_id;
@@ -290,14 +327,31 @@ InferResult HttpClient::infer(const std::string& model, const std::vector<NamedT
   head["parameters"] = params;
   json ins = json::array();
   size_t bin_bytes = 0;
+  uint64_t cursor = slot ? slot->offset : 0;  // next free byte of the slot (region offset)
+  const uint64_t slot_end = slot ? slot->offset + slot->byte_size : 0;
+  std::vector<bool> in_shm(inputs.size(), false);
+  bool any_shm_out = false;
   try {
+    if (slot && !slot->base) throw Error(ErrorCode::InvalidArgument, "shared-memory slot without a mapping", {.model = model});
     if (inputs.empty()) throw Error(ErrorCode::InvalidArgument, "request has no inputs", {.model = model});
     for (const auto& in : inputs) {
       const Tensor& t = in.tensor;
       if (!t.defined()) throw Error(ErrorCode::InvalidArgument, "input tensor is undefined", {.model = model, .tensor = in.name});
       if (in.name.empty()) throw Error(ErrorCode::InvalidArgument, "input has no name", {.model = model});
       json j = {{"name", in.name}, {"datatype", std::string(dtype_kserve_name(t.dtype()))}, {"shape", t.dims()}};
-      if (bin) {
+      if (slot && slot->inputs && t.dtype() != DType::String) {
+        if (t.nbytes() > slot_end - cursor)
+          throw Error(ErrorCode::InvalidArgument,
+                      "input needs " + std::to_string(t.nbytes()) + " bytes at offset " + std::to_string(cursor) +
+                          " of the shared-memory slot, which ends at " + std::to_string(slot_end),
+                      {.model = model, .tensor = in.name});
+        std::memcpy(slot->base + cursor, t.raw(), t.nbytes());
+        j["parameters"] = {{"shared_memory_region", slot->region},
+                           {"shared_memory_byte_size", t.nbytes()},
+                           {"shared_memory_offset", cursor}};
+        cursor += (t.nbytes() + 63) / 64 * 64;
+        in_shm[&in - inputs.data()] = true;
+      } else if (bin) {
         const size_t n = t.dtype() == DType::String ? strings_wire_size(t) : t.nbytes();
         j["parameters"] = {{"binary_data_size", n}};
         bin_bytes += n;
@@ -331,7 +385,23 @@ InferResult HttpClient::infer(const std::string& model, const std::vector<NamedT
     return fail(e);
   }
   head["inputs"] = std::move(ins);
-  if (!o.outputs.empty()) {
+  if (slot && !slot->outputs.empty()) {
+    json outs = json::array();
+    for (const auto& [name, bytes] : slot->outputs) {
+      if (cursor > slot_end || bytes > slot_end - cursor)
+        return fail(Error(ErrorCode::InvalidArgument,
+                          "output needs " + std::to_string(bytes) + " bytes at offset " + std::to_string(cursor) +
+                              " of the shared-memory slot, which ends at " + std::to_string(slot_end),
+                          {.model = model, .tensor = name}));
+      outs.push_back({{"name", name},
+                      {"parameters",
+                       {{"shared_memory_region", slot->region},
+                        {"shared_memory_byte_size", bytes},
+                        {"shared_memory_offset", cursor}}}});
+      cursor += (bytes + 63) / 64 * 64;
+    }
+    head["outputs"] = std::move(outs);
+  } else if (!o.outputs.empty()) {
     json outs = json::array();
     for (const auto& n : o.outputs) outs.push_back({{"name", n}, {"parameters", {{"binary_data", bin}}}});
     head["outputs"] = std::move(outs);
@@ -339,25 +409,27 @@ InferResult HttpClient::infer(const std::string& model, const std::vector<NamedT
   std::string body = head.dump(-1, ' ', false, json::error_handler_t::replace);
   const size_t header_len = body.size();
   httplib::Headers headers;
-  if (bin) {
+  if (bin && bin_bytes > 0) {
     body.reserve(header_len + bin_bytes);
-    for (const auto& in : inputs) {
-      if (in.tensor.dtype() == DType::String) encode_strings(in.tensor, body);
-      else body.append(static_cast<const char*>(in.tensor.raw()), in.tensor.nbytes());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (in_shm[i]) continue;
+      const Tensor& t = inputs[i].tensor;
+      if (t.dtype() == DType::String) encode_strings(t, body);
+      else body.append(static_cast<const char*>(t.raw()), t.nbytes());
     }
     headers.emplace("Inference-Header-Content-Length", std::to_string(header_len));
   }
-  impl_->set_timeout(o.timeout_ns > 0 ? o.timeout_ns : impl_->opt.timeout_ns);
+  set_timeout(o.timeout_ns > 0 ? o.timeout_ns : opt.timeout_ns);
   const std::string path = path_of(model, o.model_version) + "/infer";
-  auto res = impl_->cli.Post(path, headers, body, bin ? "application/octet-stream" : "application/json");
+  auto res = cli.Post(path, headers, body, bin && bin_bytes > 0 ? "application/octet-stream" : "application/json");
   const ErrorWhere where{.model = model};
   if (!res) {
     const auto e = res.error();
     const ErrorCode c = e == httplib::Error::Read && o.timeout_ns > 0 ? ErrorCode::DeadlineExceeded : ErrorCode::Unavailable;
-    return fail(Error(c, impl_->transport_error(e) + " (POST " + path + ")", where));
+    return fail(Error(c, transport_error(e) + " (POST " + path + ")", where));
   }
   if (res->status != 200)
-    return fail(Error(code_of_http(res->status), impl_->address + ": " + error_message(*res), where));
+    return fail(Error(code_of_http(res->status), address + ": " + error_message(*res), where));
   // Response: JSON header (all of the body without the extension header), then binary outputs.
   auto rbody = std::make_shared<std::string>(std::move(res->body));
   size_t rhead = rbody->size();
@@ -370,7 +442,7 @@ InferResult HttpClient::infer(const std::string& model, const std::vector<NamedT
       rhead = static_cast<size_t>(n);
     } catch (const std::exception&) {
       return fail(Error(ErrorCode::Parse,
-                        "bad Inference-Header-Content-Length '" + v + "' in the response from " + impl_->address +
+                        "bad Inference-Header-Content-Length '" + v + "' in the response from " + address +
                             " (body " + std::to_string(rbody->size()) + " bytes)",
                         where));
     }
@@ -378,7 +450,7 @@ InferResult HttpClient::infer(const std::string& model, const std::vector<NamedT
   try {
     json j = json::parse(std::string_view(*rbody).substr(0, rhead));
     if (!j.is_object() || !j.contains("outputs") || !j["outputs"].is_array())
-      throw Error(ErrorCode::Parse, "response from " + impl_->address + " has no 'outputs' array", where);
+      throw Error(ErrorCode::Parse, "response from " + address + " has no 'outputs' array", where);
     if (j.contains("model_name") && j["model_name"].is_string()) r.provenance.model = j["model_name"].get<std::string>();
     if (j.contains("model_version") && j["model_version"].is_string())
       r.provenance.version = j["model_version"].get<std::string>();
@@ -424,8 +496,8 @@ InferResult HttpClient::infer(const std::string& model, const std::vector<NamedT
       } else if (out.contains("data")) {
         r.outputs.push_back({name, tensor_from_json(*dt, dims, out["data"], w)});
       } else if (p && p->contains("shared_memory_region")) {
-        throw Error(ErrorCode::Unsupported,
-                    "output '" + name + "' was written to shared memory, which this HTTP client did not ask for", w);
+        r.outputs.push_back({name, shm_output(*dt, dims, *p, slot, w)});
+        any_shm_out = true;
       } else {
         throw Error(ErrorCode::Parse, "output '" + name + "' has neither data nor binary_data_size", w);
       }
@@ -434,10 +506,11 @@ InferResult HttpClient::infer(const std::string& model, const std::vector<NamedT
       throw Error(ErrorCode::Parse,
                   std::to_string(rbody->size() - pos) + " bytes of binary data in the response that no output claims", where);
   } catch (const json::exception& e) {
-    return fail(Error(ErrorCode::Parse, "bad JSON in the response from " + impl_->address + ": " + e.what(), where));
+    return fail(Error(ErrorCode::Parse, "bad JSON in the response from " + address + ": " + e.what(), where));
   } catch (const Error& e) {
     return fail(e);
   }
+  r.outputs_in_shared_memory = any_shm_out;
   r.client_ns = now_ns() - t0;
   return r;
 }

@@ -11,6 +11,7 @@
 
 #include "client/server_process.hpp"
 #include "quiver/client/http.hpp"
+#include "quiver/client/shm.hpp"
 #include "quiver/core/util.hpp"
 
 using namespace quiver;
@@ -242,4 +243,75 @@ TEST(ClientHttp, PerfOverHttpClearErrors) {
   auto [rc5, out5] = run(kQuiver + " perf -i tcp -m identity -u " + s->http(), log);
   EXPECT_NE(rc5, 0) << out5;
   EXPECT_NE(out5.find("grpc or http"), std::string::npos) << out5;
+}
+
+TEST(ClientHttp, SharedMemoryInputsAndOutputs) {
+  Repo repo;
+  auto s = serve(repo);
+  HttpClient c(s->http(), HttpOptions{.timeout_ns = 10'000'000'000});
+  SystemSharedMemory region("quiver_http_test", 4096);
+  // The server gets the first 3072 of the 4096 mapped bytes, so its bounds check can be exercised
+  // without the client writing outside its mapping.
+  c.register_system_shared_memory(region.name(), region.key(), 0, 3072);
+  Tensor x = rows(1.5f, 3);  // 48 bytes in, 48 out
+  HttpShmSlot slot{region.name(), region.base(), 1024, 1024, true, {{"OUTPUT0", 48}}};
+  auto r = c.infer("identity", {{"INPUT0", x}}, {}, slot);
+  ASSERT_TRUE(r.ok()) << r.error->what();
+  EXPECT_TRUE(r.outputs_in_shared_memory);
+  EXPECT_TRUE(same(r.output("OUTPUT0"), x));
+  EXPECT_EQ(r.output("OUTPUT0").raw(), static_cast<const void*>(region.base() + 1024 + 64));  // after the input
+  auto body = c.infer("identity", {{"INPUT0", x}});
+  ASSERT_TRUE(body.ok());
+  EXPECT_FALSE(body.outputs_in_shared_memory);
+  EXPECT_TRUE(same(body.output("OUTPUT0"), r.output("OUTPUT0")));
+  // Inputs only (outputs in the body), and outputs only.
+  HttpShmSlot in_only{region.name(), region.base(), 0, 1024, true, {}};
+  auto ri = c.infer("identity", {{"INPUT0", rows(2, 5)}}, {}, in_only);
+  ASSERT_TRUE(ri.ok()) << ri.error->what();
+  EXPECT_FALSE(ri.outputs_in_shared_memory);
+  EXPECT_TRUE(same(ri.output("OUTPUT0"), rows(2, 5)));
+  HttpShmSlot out_only{region.name(), region.base(), 2048, 1024, false, {{"OUTPUT0", 80}}};
+  auto ro = c.infer("identity", {{"INPUT0", rows(3, 5)}}, {}, out_only);
+  ASSERT_TRUE(ro.ok()) << ro.error->what();
+  EXPECT_TRUE(ro.outputs_in_shared_memory);
+  EXPECT_TRUE(same(ro.output("OUTPUT0"), rows(3, 5)));
+  // Too little output space: the server's InvalidArgument names the output.
+  HttpShmSlot small{region.name(), region.base(), 1024, 1024, true, {{"OUTPUT0", 16}}};
+  auto rs = c.infer("identity", {{"INPUT0", x}}, {}, small);
+  ASSERT_FALSE(rs.ok());
+  EXPECT_EQ(rs.error->code(), ErrorCode::InvalidArgument) << rs.error->what();
+  EXPECT_NE(std::string(rs.error->what()).find("OUTPUT0"), std::string::npos) << rs.error->what();
+  EXPECT_NE(std::string(rs.error->what()).find("too small"), std::string::npos) << rs.error->what();
+  // A slot too small for the inputs is refused before sending.
+  HttpShmSlot tiny{region.name(), region.base(), 0, 32, true, {}};
+  auto rt = c.infer("identity", {{"INPUT0", x}}, {}, tiny);
+  ASSERT_FALSE(rt.ok());
+  EXPECT_EQ(rt.error->code(), ErrorCode::InvalidArgument) << rt.error->what();
+  EXPECT_NE(std::string(rt.error->what()).find("INPUT0"), std::string::npos) << rt.error->what();
+  // Past the registered 3072 bytes: the server's bounds check.
+  HttpShmSlot past{region.name(), region.base(), 3040, 1024, true, {}};
+  auto rp = c.infer("identity", {{"INPUT0", x}}, {}, past);
+  ASSERT_FALSE(rp.ok());
+  EXPECT_EQ(rp.error->code(), ErrorCode::InvalidArgument) << rp.error->what();
+  EXPECT_NE(std::string(rp.error->what()).find("exceeds"), std::string::npos) << rp.error->what();
+  // Unregistered: the server no longer knows the region.
+  c.unregister_system_shared_memory(region.name());
+  auto ru = c.infer("identity", {{"INPUT0", x}}, {}, slot);
+  ASSERT_FALSE(ru.ok());
+  EXPECT_NE(std::string(ru.error->what()).find(region.name()), std::string::npos) << ru.error->what();
+  EXPECT_THROW(c.unregister_system_shared_memory(region.name()), Error);
+
+  // quiver perf -i http --shared-memory system.
+  fs::path log = repo.dir / "perf_shm.log";
+  auto [rc, out] = run(kQuiver + " perf -i http -m identity -u " + s->http() +
+                           " --shared-memory system --concurrency-range 1:2:1 -b 8 -p 200 --max-trials 3",
+                       log);
+  ASSERT_EQ(rc, 0) << out;
+  size_t p = out.find("Requests: ");
+  ASSERT_NE(p, std::string::npos) << out;
+  long long req = -1, done = -2, failed = -1;
+  ASSERT_EQ(std::sscanf(out.c_str() + p, "Requests: %lld, completed: %lld, failed: %lld", &req, &done, &failed), 3) << out;
+  EXPECT_GT(req, 10);
+  EXPECT_EQ(req, done);
+  EXPECT_EQ(failed, 0);
 }

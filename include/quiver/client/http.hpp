@@ -35,6 +35,20 @@ struct InferenceStats {
   uint64_t inference_count = 0, execution_count = 0;
 };
 
+// Where one request's tensors go in a system shared-memory region registered with the server
+// (SystemSharedMemory + register_system_shared_memory): inputs packed from `offset` (64-byte
+// aligned), then the named outputs, which the server writes there. Sizes of the outputs must be
+// known in advance (from the model metadata); a server that needs more space fails the request
+// (InvalidArgument naming the output).
+struct HttpShmSlot {
+  std::string region;                 // registered name
+  char* base = nullptr;               // this process's mapping of the region
+  uint64_t offset = 0, byte_size = 0; // this request's part of the region (inside the mapping:
+                                      // the client writes inputs there)
+  bool inputs = true;                 // inputs through the slot (BYTES inputs travel in the body)
+  std::vector<std::pair<std::string, uint64_t>> outputs;  // name, bytes; empty: outputs in the body
+};
+
 class HttpClient {
  public:
   // address: "HOST:PORT", "[V6]:PORT" or "http://HOST:PORT".
@@ -53,6 +67,11 @@ class HttpClient {
   // (and connection failures), 504 DeadlineExceeded, else Internal). Binary outputs are zero-copy
   // views into the response body.
   InferResult infer(const std::string& model, const std::vector<NamedTensor>& inputs, const InferOptions& options = {});
+  // The same through shared memory. Outputs in the slot are zero-copy views of it, valid while the
+  // mapping lives and the slot is not reused (clone() them to keep them longer);
+  // result.outputs_in_shared_memory says which way they came.
+  InferResult infer(const std::string& model, const std::vector<NamedTensor>& inputs, const InferOptions& options,
+                    const HttpShmSlot& slot);
   // GET /v2/models/<model>[/versions/<v>]/stats. Throws quiver::Error.
   InferenceStats model_statistics(const std::string& model, const std::string& version = "");
   // System shared-memory extension. Throw quiver::Error.
