@@ -138,6 +138,9 @@ struct Runner final : Runtime {
   }
   int64_t in_flight() const override { return inflight.load(std::memory_order_relaxed); }
   bool stopping() const override { return aborting.load() || app.stop_requested_.load(); }
+  int concurrency() const override { return threads; }
+  std::vector<std::function<void(const Event&)>> finish_listeners;  // registered during init, read-only after
+  void on_event_finished(std::function<void(const Event&)> cb) override { finish_listeners.push_back(std::move(cb)); }
 
   // ---- failures
   void fail_event(EventCtx* c, const std::string& component, std::exception_ptr e) {
@@ -399,8 +402,9 @@ struct Runner final : Runtime {
 
   void finish_event(EventCtx* c) {
     QUIVER_TSAN_RELEASE(c);
-    free_q.push(c);
     inflight.fetch_sub(1, std::memory_order_release);
+    for (auto& cb : finish_listeners) cb(c->event);  // before the slot can be reused
+    free_q.push(c);
     if (tls_pumping) tls_repump = true;
     else pump();
   }

@@ -23,6 +23,7 @@ struct BatchEngine::Impl {
   };
   Runtime* rt = nullptr;
   int64_t max_batch = 64;
+  bool spread = true;
   std::chrono::nanoseconds max_wait{0};
   ProcessFn fn;
   std::string owner;
@@ -32,13 +33,23 @@ struct BatchEngine::Impl {
   std::condition_variable cv;
   std::deque<Queued> queue;
   int64_t waiting_events = 0;  // events with sub-tasks not yet processed
+  // Events done with this stage but still in flight (e.g. held by an ordered writer): they cannot
+  // add sub-tasks, so they count as "waiting" for the idle-flush rule. Indexed by event slot.
+  std::vector<char> passed;
+  int64_t passed_events = 0;
+  void mark_passed_locked(const Event& e) {
+    if (!passed[e.slot()]) {
+      passed[e.slot()] = 1;
+      passed_events++;
+    }
+  }
   bool stop = false;
   std::thread timer;
   BatchStats stats;
 
   // Takes up to max_batch tickets from the queue (lock held).
-  std::vector<BatchTicket> take_locked() {
-    size_t n = std::min(queue.size(), static_cast<size_t>(max_batch));
+  std::vector<BatchTicket> take_locked(int64_t limit) {
+    size_t n = std::min(queue.size(), static_cast<size_t>(limit));
     std::vector<BatchTicket> b;
     b.reserve(n);
     for (size_t i = 0; i < n; ++i) {
@@ -66,6 +77,7 @@ struct BatchEngine::Impl {
         if (err && !p.error) p.error = err;
         if (p.remaining.fetch_sub(1) == 1) {
           waiting_events--;
+          mark_passed_locked(*t.event);
           done_now.emplace_back(std::move(p.done), p.error);
           p.done = Completion();
           p.error = nullptr;
@@ -76,6 +88,52 @@ struct BatchEngine::Impl {
       if (e) d.fail(e);
       else d();
     }
+  }
+
+  // Batches ready to run (lock held): full ones; and when every in-flight event waits on this stage
+  // (or a stop is requested) nothing else can fill the batch, so everything queued, split into one
+  // call per worker thread when `spread` is on (otherwise one thread runs the batch while the
+  // others have nothing to do).
+  std::vector<std::vector<BatchTicket>> collect_locked() {
+    std::vector<std::vector<BatchTicket>> ready;
+    for (;;) {
+      const int64_t queued = static_cast<int64_t>(queue.size());
+      if (queued == 0) break;
+      if (waiting_events + passed_events >= rt->in_flight() || rt->stopping()) {
+        int64_t parts = (queued + max_batch - 1) / max_batch;
+        if (spread) {
+          const int64_t c = std::max(1, rt->concurrency());
+          parts = std::min(queued, (parts + c - 1) / c * c);
+        }
+        const int64_t chunk = (queued + parts - 1) / parts;
+        while (!queue.empty()) ready.push_back(take_locked(chunk));
+        break;
+      }
+      if (queued < max_batch) break;
+      ready.push_back(take_locked(max_batch));
+    }
+    return ready;
+  }
+
+  void enqueue_batch(std::vector<BatchTicket>&& b) {
+    auto p = std::make_shared<std::vector<BatchTicket>>(std::move(b));
+    rt->enqueue([this, p] { run_batch(*p); });
+  }
+
+  // An event left the pipeline: in_flight() dropped, so the events queued here may now be all
+  // that is in flight. Runs on the finishing thread: batches go to the arena, never run here.
+  void on_event_finished(const Event& e) {
+    std::vector<std::vector<BatchTicket>> ready;
+    {
+      std::lock_guard<std::mutex> lk(m);
+      if (passed[e.slot()]) {
+        passed[e.slot()] = 0;
+        passed_events--;
+      }
+      if (stop || queue.empty()) return;
+      ready = collect_locked();
+    }
+    for (auto& b : ready) enqueue_batch(std::move(b));
   }
 
   void timer_loop() {
@@ -90,7 +148,7 @@ struct BatchEngine::Impl {
         cv.wait_until(lk, std::min(due, std::chrono::steady_clock::now() + std::chrono::milliseconds(50)));
         continue;
       }
-      auto b = std::make_shared<std::vector<BatchTicket>>(take_locked());
+      auto b = std::make_shared<std::vector<BatchTicket>>(take_locked(max_batch));
       stats.timer_flushes++;
       lk.unlock();
       rt->enqueue([this, b] { run_batch(*b); });
@@ -120,6 +178,9 @@ void BatchEngine::start(Runtime& rt, size_t pool_size, int64_t max_batch, double
   I.waiting_events = 0;
   I.stop = false;
   I.stats = {};
+  I.passed.assign(pool_size, 0);
+  I.passed_events = 0;
+  rt.on_event_finished([this](const Event& e) { impl_->on_event_finished(e); });
   I.timer = std::thread([this] { impl_->timer_loop(); });
 }
 
@@ -137,7 +198,16 @@ void BatchEngine::stop() {
 void BatchEngine::submit(Event& e, size_t n, Completion done) {
   auto& I = *impl_;
   if (n == 0) {
+    // Nothing to queue, but this event now counts as passed, which may make the events queued
+    // here all that can still add work: check the idle flush too.
+    std::vector<std::vector<BatchTicket>> ready;
+    {
+      std::lock_guard<std::mutex> lk(I.m);
+      I.mark_passed_locked(e);
+      ready = I.collect_locked();
+    }
     done();
+    for (auto& b : ready) I.enqueue_batch(std::move(b));
     return;
   }
   auto now = std::chrono::steady_clock::now();
@@ -149,15 +219,13 @@ void BatchEngine::submit(Event& e, size_t n, Completion done) {
   I.waiting_events++;
   bool was_empty = I.queue.empty();
   for (size_t i = 0; i < n; ++i) I.queue.push_back({BatchTicket{&e, static_cast<uint32_t>(i)}, now});
-  // Full batches run here, on this thread. When every in-flight event waits on this stage (or a
-  // stop is requested), nothing else can fill the batch: run what is queued now.
-  for (;;) {
-    bool full = static_cast<int64_t>(I.queue.size()) >= I.max_batch;
-    bool all_waiting = !I.queue.empty() && (I.waiting_events >= I.rt->in_flight() || I.rt->stopping());
-    if (!full && !all_waiting) break;
-    auto b = I.take_locked();
+  // Full batches run here, on this thread; an idle flush (see collect_locked) is spread over the
+  // arena: all but the last batch become tasks, the last runs here.
+  auto ready = I.collect_locked();
+  if (!ready.empty()) {
     lk.unlock();
-    I.run_batch(b);
+    for (size_t i = 0; i + 1 < ready.size(); ++i) I.enqueue_batch(std::move(ready[i]));
+    I.run_batch(ready.back());
     lk.lock();
   }
   if (was_empty && !I.queue.empty()) {
@@ -165,6 +233,8 @@ void BatchEngine::submit(Event& e, size_t n, Completion done) {
     I.cv.notify_all();
   }
 }
+
+void BatchEngine::set_spread(bool on) { impl_->spread = on; }
 
 BatchStats BatchEngine::stats() const {
   std::lock_guard<std::mutex> lk(impl_->m);
@@ -178,6 +248,7 @@ BatchStageBase::~BatchStageBase() = default;
 void BatchStageBase::init() {
   stage_resize(pool_size());
   on_init();
+  engine_.set_spread(*spread_);
   engine_.start(runtime(), pool_size(), *max_batch_, *max_wait_ms_,
                 [this](std::span<const BatchTicket> b) { stage_process(b); }, name());
 }

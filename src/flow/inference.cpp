@@ -302,6 +302,7 @@ void InferenceFactory::init() {
     log(LogLevel::Info, "max_batch " + std::to_string(max_batch) + " capped to the model's " + std::to_string(info.max_batch));
     max_batch = info.max_batch;
   }
+  engine_.set_spread(*spread_);
   if (I.mode == Mode::Batched)
     engine_.start(runtime(), pool_size(), max_batch, *max_wait_ms_,
                   [this](std::span<const BatchTicket> b) { run_batch(b); }, name());

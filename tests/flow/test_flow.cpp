@@ -11,6 +11,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "flow_test_util.hpp"
 #include "quiver/flow/application.hpp"
@@ -536,6 +537,7 @@ class BatchDoubler : public BatchFactory<int, int64_t> {
   std::vector<size_t> sizes;
   int mixed_batches = 0;
   int fail_value = -1;
+  int sleep_ms = 0;
   std::atomic<int> in_call{0}, max_in_call{0};
 
  protected:
@@ -548,6 +550,7 @@ class BatchDoubler : public BatchFactory<int, int64_t> {
     int mc = max_in_call.load();
     while (c > mc && !max_in_call.compare_exchange_weak(mc, c)) {
     }
+    if (sleep_ms) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
     std::set<int> events;
     for (size_t i = 0; i < items.size(); ++i) {
       if (*items[i] / 10 == fail_value) {
@@ -601,6 +604,32 @@ TEST(Flow, BatchStageGathersAcrossEventsAndScattersBack) {
   EXPECT_EQ(st.items, expect_items);
   EXPECT_EQ(st.largest, 16u);
   EXPECT_LT(st.batches, expect_items / 2) << "batches should gather several items";
+}
+
+// Batches never fill (max_batch 1000) and the timer never fires: every batch is an "all in-flight
+// events wait here" flush, including when the last event not waiting here leaves an ordered
+// writer (that used to wait for the timer). Spread on: the queued items become one call per
+// worker thread and the two calls overlap.
+TEST(Flow, BatchStageSpreadsIdleFlushesOverTheWorkerThreads) {
+  for (bool spread : {true, false}) {
+    Application app;
+    basic(app, 24, 2);
+    app.set_parameter("in_flight", "8");
+    app.set_parameter("batcher.max_batch", "1000");
+    app.set_parameter("batcher.max_wait_ms", "60000");
+    app.set_parameter("batcher.spread", spread ? "true" : "false");
+    app.add<IntSource>("source");
+    auto& b = app.add<BatchDoubler>("batcher");
+    b.sleep_ms = 40;  // long enough for the second worker to pick up its half
+    auto& col = app.add<Collector>("out");
+    auto s = run_with_timeout(app, 60);
+    ASSERT_FALSE(s.fatal) << s.fatal->what();
+    ASSERT_EQ(col.rows.size(), 24u);
+    for (size_t i = 0; i < 24; ++i) EXPECT_EQ(col.rows[i].square, batch_expect(static_cast<int>(i))) << i;
+    EXPECT_EQ(b.stats().timer_flushes, 0u);
+    // Off: each idle flush is one call (two may still overlap when flushes race).
+    if (spread) EXPECT_EQ(b.max_in_call.load(), 2) << "the idle flush should run on both threads";
+  }
 }
 
 TEST(Flow, BatchStageFlushesOnTimerWhenBatchCannotFill) {

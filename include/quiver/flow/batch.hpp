@@ -43,6 +43,10 @@ class BatchEngine {
   // Queues n sub-tasks of `e`; calls done() (or done.fail) once all n are processed. n == 0: done() now.
   void submit(Event& e, size_t n, Completion done);
   BatchStats stats() const;
+  // When every in-flight event waits on this stage, split what is queued into one call per worker
+  // thread (default) rather than one call: right for CPU models, off for an accelerator that wants
+  // the largest batches. Set before start().
+  void set_spread(bool on);
 
  private:
   struct Impl;
@@ -63,6 +67,9 @@ class BatchStageBase : public AsyncFactory {
  protected:
   Parameter<int64_t> max_batch_{this, "max_batch", 64, "largest number of sub-tasks per batch call"};
   Parameter<double> max_wait_ms_{this, "max_wait_ms", 2.0, "longest a sub-task waits for its batch to fill"};
+  Parameter<bool> spread_{this, "spread", true,
+                          "when all in-flight events wait here, split the queued items over the worker threads "
+                          "(off: one call, e.g. for an accelerator)"};
   virtual void on_init() {}
   virtual void on_finish() {}
 

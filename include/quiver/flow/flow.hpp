@@ -281,6 +281,12 @@ class Runtime {
   virtual int64_t in_flight() const = 0;
   // Stop requested (Ctrl-C, abort policy): flush what is pending.
   virtual bool stopping() const = 0;
+  // Worker threads of the arena (how many tasks can run at once).
+  virtual int concurrency() const { return 1; }
+  // `cb(event)` runs (on any thread, must be cheap and must not block) each time an event leaves
+  // the pipeline: in_flight() has just dropped and the event's slot is not reused yet. Register in
+  // init(); valid for this run only.
+  virtual void on_event_finished(std::function<void(const Event&)> cb) { (void)cb; }
 };
 
 class Component {

@@ -130,6 +130,9 @@ class InferenceFactory : public AsyncFactory {
   Parameter<std::string> granularity_{this, "direct_granularity", "item", "direct mode: one call per item | event"};
   Parameter<int64_t> max_batch_{this, "max_batch", 64, "batched mode: items per model call"};
   Parameter<double> max_wait_ms_{this, "max_wait_ms", 2.0, "batched mode: longest wait for a batch to fill"};
+  Parameter<bool> spread_{this, "spread", true,
+                          "when all in-flight events wait here, split the queued items over the worker threads "
+                          "(off: one call, e.g. for an accelerator)"};
 
   virtual void on_init() {}
   // Physics code, mode-independent: resize `in` to the number of items and fill their inputs.
