@@ -61,6 +61,11 @@ inline void rnn_act(float* x, int64_t n, const RnnActivation& a) {
     case RnnAct::Relu:
       for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0 ? x[i] : 0;
       break;
+    case RnnAct::HardSigmoid: {  // Keras GRU/LSTM gates (DeepDoubleX): a branch-free loop that vectorises
+      const float al = a.alpha, be = a.beta;
+      for (int64_t i = 0; i < n; ++i) x[i] = std::max(0.0f, std::min(1.0f, al * x[i] + be));
+      break;
+    }
     default:
       for (int64_t i = 0; i < n; ++i) x[i] = rnn_act1(x[i], a);
   }
@@ -190,7 +195,8 @@ class RecurrentKernel final : public Kernel {
       for (int64_t s = 0; s < T; ++s) {
         // Recurrent projection for all batch rows.
         if (c_.kind == CellKind::GRU && !c_.linear_before_reset) {
-          mm(h, B, H, rt, GH, 2 * H, hp, GH);  // z, r gates only
+          gru_step_batched(s, T, B, reverse, lens, xw, rt, hp, h, tmp, acts, y, d, D);
+          continue;
         } else {
           mm(h, B, H, rt, GH, GH, hp, GH);
         }
@@ -244,6 +250,51 @@ class RecurrentKernel final : public Kernel {
     g.M = m; g.N = n; g.K = k;
     g.A = a; g.lda = k; g.B = bm; g.ldb = ldb; g.C = cm; g.ldc = ldc;
     gemm(g);
+  }
+
+  // GRU with linear_before_reset = 0 (h gate = g(x Wh + (r . h) Rh + b)), one step for all batch
+  // rows: the (r . h) x Rh^T product is one [B, H] x [H, H] GEMM instead of B row-by-row products.
+  void gru_step_batched(int64_t s, int64_t T, int64_t B, bool reverse, const std::vector<int64_t>& lens,
+                        const float* xw, const float* rt, float* hp, float* h, float* tmp, const RnnActivation* acts,
+                        Tensor* y, int64_t d, int64_t D) const {
+    const int64_t H = c_.hidden, GH = c_.gates * H;
+    const RnnActivation &f = acts[0], &gg = acts[1];
+    mm(h, B, H, rt, GH, 2 * H, hp, GH);  // z, r gates
+    for (int64_t b = 0; b < B; ++b) {
+      float* hr = hp + b * GH;
+      float* tb = tmp + b * H;
+      if (s >= lens[b]) {
+        std::fill_n(tb, H, 0.0f);
+        continue;
+      }
+      const int64_t t = reverse ? lens[b] - 1 - s : s;
+      const float* xr = xw + row_of(t, b, T, B) * GH;
+      for (int64_t j = 0; j < 2 * H; ++j) hr[j] += xr[j];
+      if (c_.clip > 0)
+        for (int64_t j = 0; j < 2 * H; ++j) hr[j] = clipv(hr[j]);
+      rnn_act(hr, 2 * H, f);  // z and r
+      const float* hb = h + b * H;
+      for (int64_t k = 0; k < H; ++k) tb[k] = hr[H + k] * hb[k];
+    }
+    mm(tmp, B, H, rt + 2 * H, GH, H, hp + 2 * H, GH);  // (r . h) x Rh^T
+    for (int64_t b = 0; b < B; ++b) {
+      if (s >= lens[b]) continue;
+      const int64_t t = reverse ? lens[b] - 1 - s : s;
+      const float* xh = xw + row_of(t, b, T, B) * GH + 2 * H;
+      float* hr = hp + b * GH;
+      float* gz = hr;
+      float* gh = hr + 2 * H;
+      float* hb = h + b * H;
+      for (int64_t k = 0; k < H; ++k) gh[k] += xh[k];
+      if (c_.clip > 0)
+        for (int64_t k = 0; k < H; ++k) gh[k] = clipv(gh[k]);
+      rnn_act(gh, H, gg);
+      for (int64_t k = 0; k < H; ++k) hb[k] = (1.0f - gz[k]) * gh[k] + gz[k] * hb[k];
+      if (y) {
+        float* yp = y->data<float>() + (c_.layout == 0 ? ((t * D + d) * B + b) * H : ((b * T + t) * D + d) * H);
+        std::copy_n(hb, H, yp);
+      }
+    }
   }
 
   float clipv(float v) const { return c_.clip > 0 ? std::min(std::max(v, -c_.clip), c_.clip) : v; }
@@ -301,20 +352,9 @@ class RecurrentKernel final : public Kernel {
           for (int64_t k = 0; k < 2 * H; ++k) g[k] = clipv(g[k]);
         rnn_act(gz, H, f);
         rnn_act(gr, H, f);
-        const float* xh = xr + 2 * H;  // x projection (+ Wb, + Rb unless linear_before_reset) of the h gate
-        if (c_.linear_before_reset) {
-          for (int64_t k = 0; k < H; ++k) gh[k] = xh[k] + gr[k] * (gh[k] + (rbh ? rbh[k] : 0.0f));
-        } else {
-          // (r . h) x Rh^T
-          for (int64_t k = 0; k < H; ++k) tmp[k] = gr[k] * h[k];
-          const int64_t GH = c_.gates * H;
-          for (int64_t k = 0; k < H; ++k) gh[k] = xh[k];
-          for (int64_t j = 0; j < H; ++j) {
-            const float v = tmp[j];
-            const float* rrow = rt + j * GH + 2 * H;
-            for (int64_t k = 0; k < H; ++k) gh[k] += v * rrow[k];
-          }
-        }
+        // linear_before_reset = 1 only (the other form runs in gru_step_batched).
+        const float* xh = xr + 2 * H;  // x projection (+ Wb) of the h gate
+        for (int64_t k = 0; k < H; ++k) gh[k] = xh[k] + gr[k] * (gh[k] + (rbh ? rbh[k] : 0.0f));
         if (clip)
           for (int64_t k = 0; k < H; ++k) gh[k] = clipv(gh[k]);
         rnn_act(gh, H, gg);
