@@ -65,14 +65,14 @@ output [ { name: "V_OUT" data_type: TYPE_STRING dims: [ -1 ] }, { name: "U_OUT" 
 // "r2" (bytes 16..47), so that shared_memory_* parameters reach the bounds checks.
 ShmManager& shm_manager() {
   static ShmManager* m = [] {
-    static std::string key = "/quiver-fuzz-serve-" + std::to_string(getpid());
+    const std::string key = "/quiver-fuzz-serve-" + std::to_string(getpid());
     int fd = shm_open(key.c_str(), O_CREAT | O_RDWR, 0600);
     if (fd < 0 || ftruncate(fd, 64) != 0) std::abort();
     close(fd);
-    std::atexit([] { shm_unlink(key.c_str()); });
     auto* mgr = new ShmManager;
     mgr->register_region("r", key, 0, 64);
     mgr->register_region("r2", key, 16, 32);
+    shm_unlink(key.c_str());  // the regions keep their mappings; nothing is left in /dev/shm
     return mgr;
   }();
   return *m;
