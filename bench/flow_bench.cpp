@@ -120,8 +120,9 @@ std::string arg(int argc, char** argv, const char* name, const char* def) {
   return def;
 }
 
-RunSummary run_empty(int threads, int64_t events, bool sequential, int64_t* sum_out) {
+RunSummary run_empty(int threads, int64_t events, bool sequential, int64_t* sum_out, bool ordered = true) {
   Application app;
+  app.set_parameter("ordered", ordered ? "true" : "false");
   app.set_parameter("nthreads", std::to_string(threads));
   app.set_parameter("nevents", std::to_string(events));
   app.add<CountSource>("source");
@@ -147,25 +148,30 @@ int overhead(int argc, char** argv) {
   std::printf("pipeline: source -> factory (%s) -> processor, %lld events\n",
               work_ns > 0 ? ("~" + std::to_string(static_cast<int>(work_ns)) + " ns of work").c_str() : "trivial",
               static_cast<long long>(events));
-  std::printf("%-12s %8s %10s %12s %12s %14s\n", "processor", "threads", "seconds", "events/s", "wall ns/ev",
+  std::printf("%-14s %6s %10s %12s %12s %14s\n", "processor", "threads", "seconds", "events/s", "wall ns/ev",
               "CPU ns/event");
   int64_t expect = 0;
   for (int64_t i = 0; i < events; ++i) expect += i * 3 + 1;
-  for (bool seq : {false, true}) {
+  struct Variant {
+    const char* label;
+    bool seq, ordered;
+  };
+  for (const Variant& v : {Variant{"parallel", false, true}, Variant{"seq ordered", true, true},
+                           Variant{"seq unordered", true, false}}) {
     double r1 = 0;
     for (int t : {1, 2}) {
       int64_t sum = 0;
-      run_empty(t, events / 10, seq, &sum);  // warm-up
+      run_empty(t, events / 10, v.seq, &sum, v.ordered);  // warm-up
       double c0 = cpu_seconds();
-      auto s = run_empty(t, events, seq, &sum);
+      auto s = run_empty(t, events, v.seq, &sum, v.ordered);
       double cpu = cpu_seconds() - c0;
       if (sum != expect) {
         std::fprintf(stderr, "wrong sum\n");
         return 1;
       }
       if (t == 1) r1 = s.rate();
-      std::printf("%-12s %8d %10.3f %12.0f %12.1f %14.1f%s\n", seq ? "sequential" : "parallel", t, s.seconds,
-                  s.rate(), 1e9 * s.seconds / s.processed, 1e9 * cpu / s.processed,
+      std::printf("%-14s %6d %10.3f %12.0f %12.1f %14.1f%s\n", v.label, t, s.seconds, s.rate(),
+                  1e9 * s.seconds / s.processed, 1e9 * cpu / s.processed,
                   t == 2 ? (" (x" + std::to_string(s.rate() / r1).substr(0, 4) + " wall)").c_str() : "");
     }
   }

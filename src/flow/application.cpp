@@ -342,6 +342,15 @@ struct Runner final : Runtime {
   void run_processors(EventCtx* c, size_t from) {
     for (size_t i = from; i < procs.size(); ++i) {
       if (seqs[i]) {
+        // Lazy factories behind a sequential processor's declared inputs run here, in parallel,
+        // not inside the serialized stage (otherwise the work they do is serialized too).
+        if (!c->failed) {
+          try {
+            for (const InputBase* in : procs[i]->inputs()) (void)c->event.get_slot(in->index());
+          } catch (...) {
+            fail_event(c, procs[i]->name(), std::current_exception());
+          }
+        }
         submit_sequential(i, c);
         return;
       }

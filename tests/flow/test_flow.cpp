@@ -182,6 +182,38 @@ class NeedsParam : public Factory {
   void process(Event& e) override { out_(e) = static_cast<int64_t>(in_(e) * *scale_); }
 };
 
+// The lazy factory behind a sequential (writer-like) processor's input runs before the event
+// enters the serialized stage, so two threads run it at the same time.
+class SlowSquare : public Factory {
+ public:
+  Input<int> in_{this, "value"};
+  Output<int64_t> out_{this, "square"};
+  std::atomic<int> in_call{0}, max_in_call{0};
+  void process(Event& e) override {
+    int c = ++in_call;
+    int mc = max_in_call.load();
+    while (c > mc && !max_in_call.compare_exchange_weak(mc, c)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    int v = in_(e);
+    out_(e) = static_cast<int64_t>(v) * v;
+    --in_call;
+  }
+};
+
+TEST(Flow, SequentialProcessorInputsAreProducedInParallel) {
+  Application app;
+  basic(app, 40, 2);
+  app.add<IntSource>("source");
+  auto& f = app.add<SlowSquare>("square");
+  auto& col = app.add<Collector>("out");
+  auto s = run_with_timeout(app);
+  ASSERT_FALSE(s.fatal) << s.fatal->what();
+  ASSERT_EQ(col.rows.size(), 40u);
+  for (size_t i = 0; i < 40; ++i) EXPECT_EQ(col.rows[i].square, static_cast<int64_t>(i) * static_cast<int64_t>(i));
+  EXPECT_EQ(f.max_in_call.load(), 2) << "the factory should not run inside the sequential stage";
+}
+
 TEST(Flow, ComponentParametersAndMissingRequired) {
   {
     Application app;
