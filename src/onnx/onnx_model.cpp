@@ -1,5 +1,6 @@
 #include "quiver/onnx/onnx_model.hpp"
 
+#include <cstdint>
 #include <onnx/onnx_pb.h>
 
 #include <filesystem>
@@ -99,12 +100,17 @@ class OnnxModel final : public Model {
 };
 
 void count_ops(const ::onnx::GraphProto& g, ModelSummary& s) {
+  // Informational totals; dims are not validated yet (the loader rejects bad tensors with a clear
+  // error), so a negative or overflowing element count is simply not counted.
   auto count_tensor = [&](const ::onnx::TensorProto& t) {
     int64_t n = 1;
-    for (auto d : t.dims()) n *= d;
-    s.parameter_count += n;
+    for (auto d : t.dims())
+      if (d < 0 || __builtin_mul_overflow(n, d, &n)) return;
+    int64_t bytes = 0;
     auto dt = dtype_from_onnx(t.data_type());
-    if (dt) s.parameter_bytes += n * static_cast<int64_t>(dtype_size(*dt));
+    if (dt && __builtin_mul_overflow(n, static_cast<int64_t>(dtype_size(*dt)), &bytes)) return;
+    if (__builtin_add_overflow(s.parameter_count, n, &s.parameter_count)) s.parameter_count = INT64_MAX;
+    if (__builtin_add_overflow(s.parameter_bytes, bytes, &s.parameter_bytes)) s.parameter_bytes = INT64_MAX;
   };
   for (const auto& t : g.initializer()) count_tensor(t);
   for (const auto& n : g.node()) {

@@ -146,6 +146,29 @@ TEST(Engine, CorruptAndTruncatedFiles) {
   fs::remove_all(dir);
 }
 
+// Found by fuzz_onnx_loader: an initializer whose dims overflow int64 when multiplied must give a
+// clear error (and no signed overflow in the model summary, which UBSan reports).
+TEST(Engine, InitializerWithOverflowingDimsIsAClearError) {
+  G g;
+  g.input("x", {2});
+  g.output("y", {2});
+  g.node("Relu", {"x"}, {"y"});
+  for (int64_t big : {int64_t(1) << 40, int64_t(6952606551244800000)}) {
+    auto* t = g.m.mutable_graph()->add_initializer();
+    t->set_name("huge" + std::to_string(big));
+    t->set_data_type(::onnx::TensorProto::FLOAT);
+    t->add_dims(big);
+    t->add_dims(big);
+  }
+  auto dir = fs::temp_directory_path() / ("quiver_test_big_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  const std::string path = (dir / "big.onnx").string();
+  write_file(path, g.m.SerializeAsString());
+  auto e = expect_error([&] { quiver::onnx::load_onnx(path); });
+  EXPECT_NE(std::string(e.what()).find("huge"), std::string::npos) << e.what();
+  fs::remove_all(dir);
+}
+
 TEST(Engine, WrongInputDtypeAndShapeNameTheTensor) {
   G g;
   g.input("features", {-1, 3});
