@@ -32,6 +32,9 @@ class Fuser {
     for (size_t i = 0; i < nodes_.size(); ++i)
       if (alive_[i] && nodes_[i]->op_type() == "Add" && dom(i)) fuse_bias(i);
     rebuild_uses();
+    for (size_t i = 0; i < nodes_.size(); ++i)
+      if (alive_[i] && nodes_[i]->op_type() == "Gemm" && dom(i)) fuse_transposed_a(i);
+    rebuild_uses();
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const auto& op = nodes_[i]->op_type();
       if (alive_[i] && dom(i) && (op == "Relu" || op == "LeakyRelu" || op == "Sigmoid" || op == "Tanh" || op == "Clip"))
@@ -121,6 +124,59 @@ class Fuser {
       }
     }
     return t && t->dtype() == DType::F32 ? t : nullptr;
+  }
+
+  // Constant int64 tensor (initializer or Constant node), e.g. a Reshape target.
+  std::shared_ptr<const Tensor> i64_const(const std::string& name) const {
+    if (name.empty()) return nullptr;
+    auto t = lookup_(name);
+    if (!t) {
+      const int pi = producer(name);
+      if (pi < 0 || nodes_[pi]->op_type() != "Constant") return nullptr;
+      const auto* a = attr(*nodes_[pi], "value");
+      if (!a || !a->has_t()) return nullptr;
+      try {
+        t = std::make_shared<const Tensor>(tensor_from_proto(a->t(), "", name));
+      } catch (const Error&) {
+        return nullptr;
+      }
+    }
+    return t && t->dtype() == DType::I64 ? t : nullptr;
+  }
+
+  // Transpose(X [B, C, L], perm 0,2,1) -> Reshape(to 2-D) -> Gemm(A, transA = 0)  =>  Gemm reading X
+  // directly as B transposed blocks (attribute _quiver_a_btrans = the Reshape target; the kernel
+  // checks at run time that the target is [B*L, C] and otherwise materialises the transpose).
+  // Exporters of interaction networks and set transformers leave this pattern around every MLP.
+  void fuse_transposed_a(size_t gi) {
+    const auto& gm = *nodes_[gi];
+    if (gm.input_size() < 2 || gm.input(0).empty()) return;
+    if (const auto* ta = attr(gm, "transA"); ta && ta->i() != 0) return;
+    if (attr(gm, "_quiver_a_btrans")) return;
+    const int ri = producer(gm.input(0));
+    if (ri < 0 || nodes_[ri]->op_type() != "Reshape" || !dom(static_cast<size_t>(ri))) return;
+    if (!single_use(gm.input(0), gi)) return;
+    const auto& rs = *nodes_[ri];
+    if (rs.input_size() != 2) return;
+    if (const auto* az = attr(rs, "allowzero"); az && az->i() != 0) return;
+    auto target = i64_const(rs.input(1));
+    if (!target || target->rank() != 1 || target->numel() != 2) return;
+    const int ti = producer(rs.input(0));
+    if (ti < 0 || nodes_[ti]->op_type() != "Transpose" || !dom(static_cast<size_t>(ti))) return;
+    if (!single_use(rs.input(0), static_cast<size_t>(ri))) return;
+    const auto* perm = attr(*nodes_[ti], "perm");
+    if (!perm || perm->ints_size() != 3 || perm->ints(0) != 0 || perm->ints(1) != 2 || perm->ints(2) != 1) return;
+    const std::string x = nodes_[ti]->input(0);
+    auto* n = clone(gi);
+    n->set_input(0, x);
+    auto* a = n->add_attribute();
+    a->set_name("_quiver_a_btrans");
+    a->set_type(::onnx::AttributeProto::INTS);
+    a->add_ints(target->data<int64_t>()[0]);
+    a->add_ints(target->data<int64_t>()[1]);
+    alive_[static_cast<size_t>(ri)] = false;
+    alive_[static_cast<size_t>(ti)] = false;
+    ++out_.fused_count;
   }
 
   // Conv -> BatchNormalization(inference)  =>  Conv with W' = W*s, b' = (b-mean)*s + beta.

@@ -2,6 +2,7 @@
 //   Conv + BatchNormalization          -> Conv with folded weights/bias
 //   MatMul(x, W) + Add(bias)           -> MatMul with a bias input (one GEMM with fused epilogue)
 //   Gemm/Conv/MatMul + Relu/LeakyRelu/Sigmoid/Tanh/Clip -> same op with a fused activation
+//   Transpose(0,2,1) -> Reshape(2-D) -> Gemm  -> Gemm reading the untransposed input (transA per block)
 #pragma once
 #include <deque>
 #include <functional>

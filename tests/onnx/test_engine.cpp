@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -12,6 +13,7 @@
 #include "quiver/core/util.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
+#include "quiver/onnx/testing.hpp"
 
 namespace fs = std::filesystem;
 using namespace quiver;
@@ -144,6 +146,52 @@ TEST(Engine, CorruptAndTruncatedFiles) {
   EXPECT_THROW(quiver::onnx::load_onnx(path), Error);
   EXPECT_THROW(quiver::onnx::load_onnx((dir / "missing.onnx").string()), Error);
   fs::remove_all(dir);
+}
+
+// Transpose(0,2,1) -> Reshape -> Gemm(+Relu) is fused into one Gemm reading the untransposed input;
+// results must equal the unfused graph for the fast form ([-1, C]) and for a target that is not
+// [B*L, C] (the kernel materialises the transpose then), at several batch sizes.
+TEST(Engine, TransposeReshapeGemmFusionMatchesUnfused) {
+  const int64_t C = 6, L = 5, N = 7;
+  for (std::vector<int64_t> target : {std::vector<int64_t>{-1, C}, std::vector<int64_t>{0, -1}}) {
+    G g;
+    g.input("x", {-1, C, L});
+    g.output("y", {-1, -1});
+    auto* t = g.node("Transpose", {"x"}, {"xt"});
+    auto* perm = t->add_attribute();
+    perm->set_name("perm");
+    perm->set_type(::onnx::AttributeProto::INTS);
+    for (int64_t v : {0, 2, 1}) perm->add_ints(v);
+    Tensor shape = Tensor::empty(DType::I64, {2});
+    shape.data<int64_t>()[0] = target[0];
+    shape.data<int64_t>()[1] = target[1];
+    g.init("shape", shape);
+    g.node("Reshape", {"xt", "shape"}, {"a"});
+    const int64_t K = target[1] == C ? C : L * C;  // [0, -1] gives [B, L*C]
+    Tensor w = Tensor::empty(DType::F32, {N, K}), b = Tensor::empty(DType::F32, {N});
+    for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = std::sin(0.37f * static_cast<float>(i));
+    for (int64_t i = 0; i < N; ++i) b.data<float>()[i] = 0.1f * static_cast<float>(i) - 0.3f;
+    g.init("w", w);
+    g.init("b", b);
+    auto* gm = g.node("Gemm", {"a", "w", "b"}, {"g"});
+    auto* tb = gm->add_attribute();
+    tb->set_name("transB");
+    tb->set_type(::onnx::AttributeProto::INT);
+    tb->set_i(1);
+    g.node("Relu", {"g"}, {"y"});
+    quiver::onnx::CompileOptions nofuse;
+    nofuse.fuse = false;
+    auto fused = g.load(), plain = g.load(nofuse);
+    EXPECT_NE(steps_line(*fused), steps_line(*plain)) << "the three nodes should become one";
+    for (int64_t B : {1, 3}) {
+      Tensor x = Tensor::empty(DType::F32, {B, C, L});
+      for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::cos(0.11f * static_cast<float>(i)) * 2.0f;
+      auto yf = fused->run_once(std::vector<Tensor>{x});
+      auto yp = plain->run_once(std::vector<Tensor>{x});
+      ASSERT_EQ(yf[0].dims(), yp[0].dims()) << "target " << target[0] << "," << target[1] << " B=" << B;
+      EXPECT_EQ(quiver::onnx::compare_tensors(yf[0], yp[0], {1e-5, 1e-6}), "") << "B=" << B;
+    }
+  }
 }
 
 // Found by fuzz_onnx_loader: an initializer whose dims overflow int64 when multiplied must give a

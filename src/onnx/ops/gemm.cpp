@@ -3,6 +3,9 @@
 #include "onnx/ops/activation_attr.hpp"
 #include "onnx/ops/common.hpp"
 
+#include <array>
+#include <optional>
+
 namespace quiver::onnx {
 
 namespace {
@@ -11,8 +14,74 @@ class GemmKernel final : public Kernel {
  public:
   GemmKernel(float alpha, float beta, bool ta, bool tb, ActivationSpec act, std::shared_ptr<const Tensor> packed_b)
       : alpha_(alpha), beta_(beta), ta_(ta), tb_(tb), act_(act), packed_b_(std::move(packed_b)) {}
+  // Set by the Transpose -> Reshape -> Gemm fusion: input 0 is X [B, C, L] and A is
+  // reshape(transpose(X, 0,2,1), target).
+  std::optional<std::array<int64_t, 2>> a_btrans_;
+
   void run(ExecContext& ec) const override {
-    const Tensor& a = ec.input(0);
+    if (a_btrans_) {
+      run_btrans(ec);
+      return;
+    }
+    run_a(ec, ec.input(0));
+  }
+
+  void run_btrans(ExecContext& ec) const {
+    const Tensor& x = ec.input(0);
+    if (x.rank() != 3) ec.fail("input of the fused Transpose(0,2,1) must be 3-D, got " + dims_to_string(x.dims()));
+    const int64_t B = x.dim(0), C = x.dim(1), L = x.dim(2);
+    // The Reshape target against the transposed dims [B, L, C] (0 copies, -1 infers).
+    const int64_t td[3] = {B, L, C};
+    int64_t r[2], known = 1, infer = -1;
+    for (int i = 0; i < 2; ++i) {
+      const int64_t v = (*a_btrans_)[i];
+      if (v == 0) r[i] = td[i];
+      else if (v == -1 && infer < 0) { infer = i; r[i] = 1; }
+      else if (v > 0) r[i] = v;
+      else ec.fail("invalid Reshape target value " + std::to_string(v));
+      known *= r[i];
+    }
+    if (infer >= 0) {
+      if (known == 0 || (B * L * C) % known != 0)
+        ec.fail("cannot reshape " + dims_to_string(std::vector<int64_t>{B, L, C}) + " to a 2-D matrix of the requested shape");
+      r[infer] = B * L * C / known;
+    }
+    if (r[0] * r[1] != B * L * C) ec.fail("cannot reshape " + dims_to_string(std::vector<int64_t>{B, L, C}) + " to " + dims_to_string(std::vector<int64_t>{r[0], r[1]}));
+    const Tensor* c = ec.input_ptr(2);
+    const int64_t N = packed_b_ ? packed_b_->dim(1) : (tb_ ? ec.input(1).dim(0) : ec.input(1).dim(1));
+    const bool bias_row = !c || beta_ == 0.0f || c->numel() == 0 ||
+                          (c->numel() == N && (c->rank() == 1 || (c->rank() == 2 && c->dim(0) == 1)) && beta_ == 1.0f);
+    if (r[0] != B * L || r[1] != C || !bias_row) {
+      // General case: materialise the transpose, then the ordinary GEMM.
+      float* t = static_cast<float*>(ec.scratch(static_cast<size_t>(B * L * C) * sizeof(float)));
+      const float* xp = x.data<float>();
+      for (int64_t bb = 0; bb < B; ++bb)
+        for (int64_t cc = 0; cc < C; ++cc)
+          for (int64_t ll = 0; ll < L; ++ll) t[(bb * L + ll) * C + cc] = xp[(bb * C + cc) * L + ll];
+      run_a(ec, Tensor::view(DType::F32, std::vector<int64_t>{r[0], r[1]}, t));
+      return;
+    }
+    // Fast path: block b of A is X[b]^T, i.e. X[b] [C, L] read with transA.
+    const Tensor& w = packed_b_ ? *packed_b_ : ec.input(1);
+    const bool tb = packed_b_ ? false : tb_;
+    const int64_t Kb = tb ? w.dim(1) : w.dim(0);
+    if (w.rank() != 2 || Kb != C)
+      ec.fail("inner dimensions differ: " + dims_to_string(std::vector<int64_t>{B * L, C}) + " x " + dims_to_string(w.dims()));
+    Tensor& y = ec.output(0, DType::F32, {B * L, N});
+    for (int64_t bb = 0; bb < B; ++bb) {
+      GemmArgs g;
+      g.M = L; g.N = N; g.K = C;
+      g.A = x.data<float>() + bb * C * L; g.lda = L; g.transA = true;
+      g.B = w.data<float>(); g.ldb = w.dim(1); g.transB = tb;
+      g.C = y.data<float>() + bb * L * N; g.ldc = N;
+      g.alpha = alpha_;
+      g.act = act_;
+      if (c && beta_ != 0.0f && c->numel() > 0) g.bias = c->data<float>();
+      gemm(g);
+    }
+  }
+
+  void run_a(ExecContext& ec, const Tensor& a) const {
     const Tensor& b = packed_b_ ? *packed_b_ : ec.input(1);
     const bool tb = packed_b_ ? false : tb_;
     if (a.rank() != 2 || b.rank() != 2) ec.fail("A and B must be 2-D, got " + dims_to_string(a.dims()) + " and " + dims_to_string(b.dims()));
@@ -69,12 +138,19 @@ QUIVER_REGISTER_OPS(gemm) {
                     packed = std::make_shared<const Tensor>(std::move(p));
                   }
                   std::optional<std::vector<int64_t>> shape;
-                  if (ctx.input(0).shape && ctx.input(1).shape && ctx.input(0).shape->size() == 2 &&
+                  const bool btrans = at.has("_quiver_a_btrans");
+                  if (!btrans && ctx.input(0).shape && ctx.input(1).shape && ctx.input(0).shape->size() == 2 &&
                       ctx.input(1).shape->size() == 2)
                     shape = std::vector<int64_t>{(*ctx.input(0).shape)[ta ? 1 : 0], (*ctx.input(1).shape)[tb ? 0 : 1]};
                   ctx.set_output(0, DType::F32, shape);
-                  return std::make_unique<GemmKernel>(at.get_float("alpha", 1.0f), at.get_float("beta", 1.0f), ta, tb,
-                                                      fused_activation(ctx), std::move(packed));
+                  auto k = std::make_unique<GemmKernel>(at.get_float("alpha", 1.0f), at.get_float("beta", 1.0f), ta, tb,
+                                                        fused_activation(ctx), std::move(packed));
+                  if (btrans) {
+                    const auto v = at.get_ints("_quiver_a_btrans");
+                    if (v.size() != 2) ctx.fail("internal: _quiver_a_btrans needs 2 values");
+                    k->a_btrans_ = std::array<int64_t, 2>{v[0], v[1]};
+                  }
+                  return k;
                 }});
 }
 
