@@ -101,7 +101,9 @@ class Fuser {
     out_.new_constants.emplace_back(name, std::make_shared<const Tensor>(std::move(t)));
     return name;
   }
-  std::shared_ptr<const Tensor> f32_const(const std::string& name) const {
+  // Constant tensor of any dtype: a tensor made by an earlier fusion, an initializer, or a Constant
+  // node's value (parsed once and cached).
+  std::shared_ptr<const Tensor> const_tensor(const std::string& name) const {
     if (name.empty()) return nullptr;
     for (const auto& [n, t] : out_.new_constants)
       if (n == name) return t;
@@ -123,24 +125,15 @@ class Fuser {
         t = it->second;
       }
     }
+    return t;
+  }
+  std::shared_ptr<const Tensor> f32_const(const std::string& name) const {
+    auto t = const_tensor(name);
     return t && t->dtype() == DType::F32 ? t : nullptr;
   }
-
-  // Constant int64 tensor (initializer or Constant node), e.g. a Reshape target.
+  // e.g. a Reshape target
   std::shared_ptr<const Tensor> i64_const(const std::string& name) const {
-    if (name.empty()) return nullptr;
-    auto t = lookup_(name);
-    if (!t) {
-      const int pi = producer(name);
-      if (pi < 0 || nodes_[pi]->op_type() != "Constant") return nullptr;
-      const auto* a = attr(*nodes_[pi], "value");
-      if (!a || !a->has_t()) return nullptr;
-      try {
-        t = std::make_shared<const Tensor>(tensor_from_proto(a->t(), "", name));
-      } catch (const Error&) {
-        return nullptr;
-      }
-    }
+    auto t = const_tensor(name);
     return t && t->dtype() == DType::I64 ? t : nullptr;
   }
 

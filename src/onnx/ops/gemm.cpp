@@ -1,7 +1,7 @@
 // Gemm: Y = alpha * op(A) op(B) + beta * C (C unidirectionally broadcast), optional fused activation.
 #include "onnx/blas.hpp"
 #include "onnx/ops/activation_attr.hpp"
-#include "onnx/ops/common.hpp"
+#include "onnx/ops/shape_ops.hpp"
 
 #include <array>
 #include <optional>
@@ -26,39 +26,26 @@ class GemmKernel final : public Kernel {
     run_a(ec, ec.input(0));
   }
 
+  // The bias row case of C (broadcast along M, beta 1): added in the GEMM's fused epilogue.
+  bool bias_row(const Tensor* c, int64_t N) const {
+    return c->numel() == N && (c->rank() == 1 || (c->rank() == 2 && c->dim(0) == 1)) && beta_ == 1.0f;
+  }
+
   void run_btrans(ExecContext& ec) const {
     const Tensor& x = ec.input(0);
     if (x.rank() != 3) ec.fail("input of the fused Transpose(0,2,1) must be 3-D, got " + dims_to_string(x.dims()));
     const int64_t B = x.dim(0), C = x.dim(1), L = x.dim(2);
-    // The Reshape target against the transposed dims [B, L, C] (0 copies, -1 infers).
-    const int64_t td[3] = {B, L, C};
-    int64_t r[2], known = 1, infer = -1;
-    for (int i = 0; i < 2; ++i) {
-      const int64_t v = (*a_btrans_)[i];
-      if (v == 0) r[i] = td[i];
-      else if (v == -1 && infer < 0) { infer = i; r[i] = 1; }
-      else if (v > 0) r[i] = v;
-      else ec.fail("invalid Reshape target value " + std::to_string(v));
-      known *= r[i];
-    }
-    if (infer >= 0) {
-      if (known == 0 || (B * L * C) % known != 0)
-        ec.fail("cannot reshape " + dims_to_string(std::vector<int64_t>{B, L, C}) + " to a 2-D matrix of the requested shape");
-      r[infer] = B * L * C / known;
-    }
-    if (r[0] * r[1] != B * L * C) ec.fail("cannot reshape " + dims_to_string(std::vector<int64_t>{B, L, C}) + " to " + dims_to_string(std::vector<int64_t>{r[0], r[1]}));
+    // The Reshape target against the transposed dims [B, L, C].
+    const std::vector<int64_t> r = reshape_dims(std::vector<int64_t>{B, L, C},
+                                                std::vector<int64_t>{(*a_btrans_)[0], (*a_btrans_)[1]}, false, &ec, nullptr);
     const Tensor* c = ec.input_ptr(2);
+    const bool has_c = c && beta_ != 0.0f && c->numel() > 0;
     const int64_t N = packed_b_ ? packed_b_->dim(1) : (tb_ ? ec.input(1).dim(0) : ec.input(1).dim(1));
-    const bool bias_row = !c || beta_ == 0.0f || c->numel() == 0 ||
-                          (c->numel() == N && (c->rank() == 1 || (c->rank() == 2 && c->dim(0) == 1)) && beta_ == 1.0f);
-    if (r[0] != B * L || r[1] != C || !bias_row) {
+    if (r[0] != B * L || r[1] != C || (has_c && !bias_row(c, N))) {
       // General case: materialise the transpose, then the ordinary GEMM.
       float* t = static_cast<float*>(ec.scratch(static_cast<size_t>(B * L * C) * sizeof(float)));
-      const float* xp = x.data<float>();
-      for (int64_t bb = 0; bb < B; ++bb)
-        for (int64_t cc = 0; cc < C; ++cc)
-          for (int64_t ll = 0; ll < L; ++ll) t[(bb * L + ll) * C + cc] = xp[(bb * C + cc) * L + ll];
-      run_a(ec, Tensor::view(DType::F32, std::vector<int64_t>{r[0], r[1]}, t));
+      strided_copy(x.data<float>(), t, {B, L, C}, {C * L, 1, L});
+      run_a(ec, Tensor::view(DType::F32, r, t));
       return;
     }
     // Fast path: block b of A is X[b]^T, i.e. X[b] [C, L] read with transA.
@@ -76,7 +63,7 @@ class GemmKernel final : public Kernel {
       g.C = y.data<float>() + bb * L * N; g.ldc = N;
       g.alpha = alpha_;
       g.act = act_;
-      if (c && beta_ != 0.0f && c->numel() > 0) g.bias = c->data<float>();
+      if (has_c) g.bias = c->data<float>();
       gemm(g);
     }
   }
@@ -98,7 +85,7 @@ class GemmKernel final : public Kernel {
     g.act = act_;
     const Tensor* c = ec.input_ptr(2);
     if (c && beta_ != 0.0f && c->numel() > 0) {
-      if (c->numel() == N && (c->rank() == 1 || (c->rank() == 2 && c->dim(0) == 1)) && beta_ == 1.0f) {
+      if (bias_row(c, N)) {
         g.bias = c->data<float>();  // the usual bias row: fused epilogue
       } else {
         std::vector<int64_t> od;

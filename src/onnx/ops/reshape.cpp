@@ -1,8 +1,8 @@
 // Reshape: 0 copies the input dim (unless allowzero=1), -1 is inferred. Output views the input.
-#include "onnx/ops/common.hpp"
+#include "onnx/ops/shape_ops.hpp"
 namespace quiver::onnx {
 
-static std::vector<int64_t> reshape_dims(std::span<const int64_t> in, const std::vector<int64_t>& spec, bool allowzero,
+std::vector<int64_t> reshape_dims(std::span<const int64_t> in, const std::vector<int64_t>& spec, bool allowzero,
                                          const ExecContext* ec, const BuildContext* bc) {
   auto fail = [&](const std::string& m) {
     if (ec) ec->fail(m);

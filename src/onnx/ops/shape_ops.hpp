@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,11 @@ inline void collapse_strided(std::vector<int64_t>& dims, std::vector<int64_t>& s
   dims = std::move(d);
   strides = std::move(s);
 }
+
+// Reshape's target: `spec` against input dims `in` (0 copies the input dim unless allowzero, -1 is
+// inferred). Errors go through ec or bc (whichever is set). Defined in reshape.cpp.
+std::vector<int64_t> reshape_dims(std::span<const int64_t> in, const std::vector<int64_t>& spec, bool allowzero,
+                                  const ExecContext* ec, const BuildContext* bc);
 
 // dst (contiguous, row-major over `dims`) = src viewed with element `strides` (may be negative or 0).
 // Odometer over all but the innermost dim; the innermost run is a memcpy when its stride is 1.
