@@ -47,7 +47,7 @@ struct BatchEngine::Impl {
   std::thread timer;
   BatchStats stats;
 
-  // Takes up to max_batch tickets from the queue (lock held).
+  // Takes up to `limit` tickets from the queue (lock held).
   std::vector<BatchTicket> take_locked(int64_t limit) {
     size_t n = std::min(queue.size(), static_cast<size_t>(limit));
     std::vector<BatchTicket> b;
@@ -148,10 +148,10 @@ struct BatchEngine::Impl {
         cv.wait_until(lk, std::min(due, std::chrono::steady_clock::now() + std::chrono::milliseconds(50)));
         continue;
       }
-      auto b = std::make_shared<std::vector<BatchTicket>>(take_locked(max_batch));
+      auto b = take_locked(max_batch);
       stats.timer_flushes++;
       lk.unlock();
-      rt->enqueue([this, b] { run_batch(*b); });
+      enqueue_batch(std::move(b));
       lk.lock();
     }
   }

@@ -41,10 +41,10 @@ inline void single_thread_omp() {
 // delivered when the call returns, or to another thread); the mask costs ~0.3 us per call, paid only
 // by library-sized products. QUIVER_DNNL_MAX_ISA=AVX2 caps the ISA instead (no mask needed).
 // Must run before the first oneDNN call, hence a static initializer.
-struct DnnlIsaCap {
+struct DnnlIsaPolicy {
   bool mask_signals = true;
   sigset_t blocked;
-  DnnlIsaCap() {
+  DnnlIsaPolicy() {
     sigfillset(&blocked);
     // Synchronous faults cannot be deferred; blocking them would only turn a crash into a hang.
     for (int s : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS}) sigdelset(&blocked, s);
@@ -58,7 +58,7 @@ struct DnnlIsaCap {
   }
 } dnnl_isa;
 
-// Blocks asynchronous signals for the lifetime of the object (see DnnlIsaCap).
+// Blocks asynchronous signals for the lifetime of the object (see DnnlIsaPolicy).
 class SignalGuard {
  public:
   SignalGuard() : active_(dnnl_isa.mask_signals) {

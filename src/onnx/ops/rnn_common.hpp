@@ -197,9 +197,8 @@ class RecurrentKernel final : public Kernel {
         if (c_.kind == CellKind::GRU && !c_.linear_before_reset) {
           gru_step_batched(s, T, B, reverse, lens, xw, rt, hp, h, tmp, acts, y, d, D);
           continue;
-        } else {
-          mm(h, B, H, rt, GH, GH, hp, GH);
         }
+        mm(h, B, H, rt, GH, GH, hp, GH);
         for (int64_t b = 0; b < B; ++b) {
           if (s >= lens[b]) continue;
           const int64_t t = reverse ? lens[b] - 1 - s : s;
@@ -209,10 +208,9 @@ class RecurrentKernel final : public Kernel {
           float* cb = c + b * H;
           const int64_t nx = c_.kind == CellKind::GRU ? 2 * H : GH;  // GRU's h gate is combined in step_row
           for (int64_t j = 0; j < nx; ++j) hr[j] += xr[j];
-          step_row(hr, hb, cb, xr, rt, rbh, pd, acts, tmp + b * H);
+          step_row(hr, hb, cb, xr, rbh, pd, acts, tmp + b * H);
           if (y) {
-            float* yp = y->data<float>() + (c_.layout == 0 ? ((t * D + d) * B + b) * H : ((b * T + t) * D + d) * H);
-            std::copy_n(hb, H, yp);
+            std::copy_n(hb, H, y->data<float>() + y_offset(t, d, b, T, D, B, H));
           }
         }
       }
@@ -239,6 +237,10 @@ class RecurrentKernel final : public Kernel {
     return c_.layout == 0 ? (d * B + b) * H : (b * D + d) * H;
   }
   int64_t row_of(int64_t t, int64_t b, int64_t T, int64_t B) const { return c_.layout == 0 ? t * B + b : b * T + t; }
+  // Y is [T, D, B, H] (layout 0) or [B, T, D, H] (layout 1).
+  int64_t y_offset(int64_t t, int64_t d, int64_t b, int64_t T, int64_t D, int64_t B, int64_t H) const {
+    return c_.layout == 0 ? ((t * D + d) * B + b) * H : ((b * T + t) * D + d) * H;
+  }
 
   // C[B, n] = A[B, k] x Bm[k, n] with ldb.
   static void mm(const float* a, int64_t m, int64_t k, const float* bm, int64_t ldb, int64_t n, float* cm, int64_t ldc) {
@@ -291,8 +293,7 @@ class RecurrentKernel final : public Kernel {
       rnn_act(gh, H, gg);
       for (int64_t k = 0; k < H; ++k) hb[k] = (1.0f - gz[k]) * gh[k] + gz[k] * hb[k];
       if (y) {
-        float* yp = y->data<float>() + (c_.layout == 0 ? ((t * D + d) * B + b) * H : ((b * T + t) * D + d) * H);
-        std::copy_n(hb, H, yp);
+        std::copy_n(hb, H, y->data<float>() + y_offset(t, d, b, T, D, B, H));
       }
     }
   }
@@ -301,7 +302,7 @@ class RecurrentKernel final : public Kernel {
 
   // One batch row: `g` holds the gate pre-activations (x and h projections, biases); for GRU the
   // h gate holds only h x Rh^T (linear_before_reset) or nothing yet. Updates h (and c).
-  void step_row(float* g, float* h, float* c, const float* xr, const float* rt, const float* rbh, const float* p,
+  void step_row(float* g, float* h, float* c, const float* xr, const float* rbh, const float* p,
                 const RnnActivation* acts, float* tmp) const {
     const int64_t H = c_.hidden;
     const bool clip = c_.clip > 0;
