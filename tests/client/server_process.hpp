@@ -10,12 +10,42 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace quiver::testing {
+
+// Adds a Triton-layout model entry: REPO/NAME/config.pbtxt and the version folder REPO/NAME/1.
+inline void add_repo_model(const std::filesystem::path& repo, const std::string& name, const std::string& config) {
+  std::filesystem::create_directories(repo / name / "1");
+  std::ofstream(repo / name / "config.pbtxt") << config;
+}
+
+// config.pbtxt of the identity backend with INPUT0 / OUTPUT0 FP32[4] (`extra` appended).
+inline std::string identity_config(const std::string& name, int max_batch, const std::string& extra = "") {
+  return "name: \"" + name + "\"\nbackend: \"identity\"\nmax_batch_size: " + std::to_string(max_batch) +
+         "\ninput [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n"
+         "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n" + extra;
+}
+
+// A model repository in a fresh folder under the temp dir (named after `tag` and the pid), removed
+// with the object.
+struct TempRepository {
+  std::filesystem::path dir;
+  explicit TempRepository(const std::string& tag)
+      : dir(std::filesystem::temp_directory_path() / (tag + "_" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+  }
+  ~TempRepository() { std::filesystem::remove_all(dir); }
+  TempRepository(const TempRepository&) = delete;
+  TempRepository& operator=(const TempRepository&) = delete;
+  void add(const std::string& name, const std::string& config) const { add_repo_model(dir, name, config); }
+};
 
 class ServerProcess {
  public:

@@ -23,23 +23,13 @@ namespace {
 
 const std::string kQuiver = QUIVER_BINARY_DIR "/src/cli/quiver";
 
-struct Repo {
-  fs::path dir;
-  Repo() {
-    dir = fs::temp_directory_path() / ("quiver_client_http_repo_" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    auto model = [&](const std::string& name, const std::string& cfg) {
-      fs::create_directories(dir / name / "1");
-      write_file((dir / name / "config.pbtxt").string(), cfg);
-    };
-    model("identity", "name: \"identity\"\nbackend: \"identity\"\nmax_batch_size: 64\n"
-                      "input [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n"
-                      "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n");
-    model("ints", "name: \"ints\"\nbackend: \"identity\"\nmax_batch_size: 0\n"
-                  "input [ { name: \"IN\" data_type: TYPE_INT64 dims: [ 2, 3 ] } ]\n"
-                  "output [ { name: \"OUT\" data_type: TYPE_INT64 dims: [ 2, 3 ] } ]\n");
+struct Repo : quiver::testing::TempRepository {
+  Repo() : TempRepository("quiver_client_http_repo") {
+    add("identity", quiver::testing::identity_config("identity", 64));
+    add("ints", "name: \"ints\"\nbackend: \"identity\"\nmax_batch_size: 0\n"
+                "input [ { name: \"IN\" data_type: TYPE_INT64 dims: [ 2, 3 ] } ]\n"
+                "output [ { name: \"OUT\" data_type: TYPE_INT64 dims: [ 2, 3 ] } ]\n");
   }
-  ~Repo() { fs::remove_all(dir); }
 };
 
 std::unique_ptr<ServerProcess> serve(const Repo& repo) {

@@ -78,11 +78,7 @@ struct Waiter {
 
 std::string make_identity_repo() {
   fs::path dir = fs::temp_directory_path() / ("quiver_client_repo_" + std::to_string(::getpid()));
-  fs::create_directories(dir / "identity" / "1");
-  write_file((dir / "identity" / "config.pbtxt").string(),
-             "name: \"identity\"\nbackend: \"identity\"\nmax_batch_size: 64\n"
-             "input [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n"
-             "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n");
+  quiver::testing::add_repo_model(dir, "identity", quiver::testing::identity_config("identity", 64));
   return dir.string();
 }
 

@@ -31,38 +31,26 @@ namespace {
 const std::string kQuiver = QUIVER_BINARY_DIR "/src/cli/quiver";
 const std::string kMlp = QUIVER_SHARED_DIR "/models/hep/hls4ml_three_layer/model.onnx";
 
-struct Repo {
-  fs::path dir;
-  Repo() {
-    dir = fs::temp_directory_path() / ("quiver_client_serve_repo_" + std::to_string(::getpid()));
-    fs::remove_all(dir);
-    auto model = [&](const std::string& name, const std::string& cfg) {
-      fs::create_directories(dir / name / "1");
-      write_file((dir / name / "config.pbtxt").string(), cfg);
-    };
-    const std::string io =
-        "input [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n"
-        "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n";
-    model("identity", "name: \"identity\"\nbackend: \"identity\"\nmax_batch_size: 64\n" + io);
-    model("slow", "name: \"slow\"\nbackend: \"identity\"\nmax_batch_size: 64\n" + io +
-                      "parameters { key: \"execute_delay_ms\" value: { string_value: \"400\" } }\n");
-    model("busy", "name: \"busy\"\nbackend: \"identity\"\nmax_batch_size: 64\n" + io +
-                      "parameters { key: \"execute_delay_ms\" value: { string_value: \"100\" } }\n"
-                      "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
-                      "dynamic_batching { max_queue_delay_microseconds: 0 "
-                      "default_queue_policy { max_queue_size: 1 } }\n");
+struct Repo : quiver::testing::TempRepository {
+  Repo() : TempRepository("quiver_client_serve_repo") {
+    using quiver::testing::identity_config;
+    add("identity", identity_config("identity", 64));
+    add("slow", identity_config("slow", 64, "parameters { key: \"execute_delay_ms\" value: { string_value: \"400\" } }\n"));
+    add("busy", identity_config("busy", 64,
+                                "parameters { key: \"execute_delay_ms\" value: { string_value: \"100\" } }\n"
+                                "instance_group [ { count: 1 kind: KIND_CPU } ]\n"
+                                "dynamic_batching { max_queue_delay_microseconds: 0 "
+                                "default_queue_policy { max_queue_size: 1 } }\n"));
     // Declares 4 output values per row but (identity) returns as many as it gets: a client that
     // sizes shared-memory outputs from the metadata gets too little space for wider inputs.
-    model("widen", "name: \"widen\"\nbackend: \"identity\"\nmax_batch_size: 64\n"
-                   "input [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ -1 ] } ]\n"
-                   "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n");
+    add("widen", "name: \"widen\"\nbackend: \"identity\"\nmax_batch_size: 64\n"
+                 "input [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ -1 ] } ]\n"
+                 "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n");
     if (fs::exists(kMlp)) {
-      fs::create_directories(dir / "mlp" / "1");
+      add("mlp", "name: \"mlp\"\nplatform: \"onnxruntime_onnx\"\n");
       fs::copy_file(kMlp, dir / "mlp" / "1" / "model.onnx");
-      write_file((dir / "mlp" / "config.pbtxt").string(), "name: \"mlp\"\nplatform: \"onnxruntime_onnx\"\n");
     }
   }
-  ~Repo() { fs::remove_all(dir); }
 };
 
 std::unique_ptr<ServerProcess> serve(const Repo& repo) {

@@ -35,12 +35,8 @@ struct Env {
     fs::remove_all(dir);
     repo = dir / "repo";
     pki = dir / "pki";
-    fs::create_directories(repo / "identity" / "1");
+    quiver::testing::add_repo_model(repo, "identity", quiver::testing::identity_config("identity", 8));
     fs::create_directories(pki);
-    write_file((repo / "identity" / "config.pbtxt").string(),
-               "name: \"identity\"\nbackend: \"identity\"\nmax_batch_size: 8\n"
-               "input [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n"
-               "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n");
     if (sh("command -v openssl > /dev/null 2>&1") != 0) {
       why = "the openssl command is not installed";
       return;
