@@ -218,6 +218,9 @@ struct InferenceFactory::Impl {
   std::vector<std::string> in_names, out_names;
   std::vector<DType> in_dtypes;
   std::vector<std::vector<int64_t>> in_item_dims;
+  // Batched mode: the items of one event can be in two batches running at once (a split idle flush,
+  // a full batch beside a timer flush); the first one to finish shapes the event's outputs.
+  std::mutex out_alloc;
 };
 
 InferenceFactory::InferenceFactory() : impl_(std::make_unique<Impl>()) {}
@@ -378,18 +381,28 @@ void InferenceFactory::run_batch(std::span<const BatchTicket> b) {
   auto st = I.states->take();
   model_->run(ins, outs, *st);
   I.states->give(std::move(st));
-  for (size_t k = 0; k < outs.size(); ++k) {
-    size_t item_bytes = outs[k].nbytes() / B;
-    for (size_t j = 0; j < B; ++j) {
-      auto& pe = I.ev[*b[j].event];
-      Tensor& o = pe.out.tensors_[k];
-      size_t n = pe.in.size();
-      if (!o.defined() || o.nbytes() != item_bytes * n || o.dtype() != outs[k].dtype()) {
-        // first batch touching this event's output k (sizes are fixed per event)
-        std::vector<int64_t> d = outs[k].dims();
-        d[0] = static_cast<int64_t>(n);
-        o.ensure(outs[k].dtype(), d);
+  {
+    std::lock_guard<std::mutex> lk(I.out_alloc);
+    for (size_t k = 0; k < outs.size(); ++k) {
+      const size_t item_bytes = outs[k].nbytes() / B;
+      for (size_t j = 0; j < B; ++j) {
+        auto& pe = I.ev[*b[j].event];
+        Tensor& o = pe.out.tensors_[k];
+        const size_t n = pe.in.size();
+        if (!o.defined() || o.nbytes() != item_bytes * n || o.dtype() != outs[k].dtype()) {
+          // first batch touching this event's output k (sizes are fixed per event)
+          std::vector<int64_t> d = outs[k].dims();
+          d[0] = static_cast<int64_t>(n);
+          o.ensure(outs[k].dtype(), d);
+        }
       }
+    }
+  }
+  // Storage is fixed now; each item's row is written by exactly one batch.
+  for (size_t k = 0; k < outs.size(); ++k) {
+    const size_t item_bytes = outs[k].nbytes() / B;
+    for (size_t j = 0; j < B; ++j) {
+      Tensor& o = I.ev[*b[j].event].out.tensors_[k];
       std::memcpy(static_cast<char*>(o.raw()) + b[j].index * item_bytes,
                   static_cast<const char*>(outs[k].raw()) + j * item_bytes, item_bytes);
     }
