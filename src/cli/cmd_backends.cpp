@@ -33,9 +33,18 @@ namespace {
 
 bool is_onnx(const std::string& path) { return path.size() > 5 && path.substr(path.size() - 5) == ".onnx"; }
 
+// --device of inspect / infer / bench / onnx-test: where ONNX models run (cpu, cuda, auto, gpu-emulator).
+std::string g_device;
+
+LoadOptions device_options() {
+  LoadOptions o;
+  if (!g_device.empty()) o.params["device"] = g_device;
+  return o;
+}
+
 std::shared_ptr<const Model> open_model(const std::string& path) {
   register_builtin_backends();
-  return load_model(path);
+  return load_model(path, device_options());
 }
 
 // ---- inputs for bench: tile a reference data set along the batch dim, or synthesize ----
@@ -257,7 +266,7 @@ void cmd_inspect(const std::string& path) {
     // Inspect must work even when the model cannot be compiled: report unsupported ops by name.
     auto s = onnx::summarize_onnx(path);
     try {
-      auto m = load_model(path);
+      auto m = load_model(path, device_options());
       m->describe(std::cout);
       return;
     } catch (const Error& e) {
@@ -294,7 +303,7 @@ void cmd_onnx_test(const std::vector<std::string>& dirs, const std::string& list
   std::sort(cases.begin(), cases.end());
   int passed = 0, failed = 0, skipped = 0;
   for (const auto& c : cases) {
-    auto r = onnx::run_test_case(c);
+    auto r = onnx::run_test_case(c, {}, device_options());
     switch (r.status) {
       case onnx::CaseStatus::Passed: ++passed; if (verbose) std::printf("PASS %s\n", r.name.c_str()); break;
       case onnx::CaseStatus::Failed: ++failed; std::printf("FAIL %s: %s\n", r.name.c_str(), r.message.c_str()); break;
@@ -310,6 +319,7 @@ cli::CommandRegistrar reg(10, [](CLI::App& app) {
     auto* c = app.add_subcommand("inspect", "Show a model's inputs, outputs, operators and parameters");
     auto path = std::make_shared<std::string>();
     c->add_option("model", *path, "model file")->required();
+    c->add_option("--device", g_device, "ONNX models: cpu (default), cuda, cuda:N, auto or gpu-emulator");
     c->callback([path] { cmd_inspect(*path); });
   }
   {
@@ -320,6 +330,7 @@ cli::CommandRegistrar reg(10, [](CLI::App& app) {
     c->add_option("--test-data", a->test_data, "folder with input_<i>.pb (ONNX TensorProto)");
     c->add_option("--input", a->inputs, "NAME=FILE.pb (repeatable)");
     c->add_option("--output-dir", a->out, "write output_<i>.pb here");
+    c->add_option("--device", g_device, "ONNX models: cpu (default), cuda, cuda:N, auto or gpu-emulator");
     c->add_flag("--compare", a->compare, "compare with output_<i>.pb in --test-data (rtol 1e-4, atol 1e-5)");
     c->add_option("--csv", a->csv, "tree models: rows of features (header row optional)");
     c->add_option("--output", a->csv_out, "with --csv: write predictions to this CSV");
@@ -335,6 +346,7 @@ cli::CommandRegistrar reg(10, [](CLI::App& app) {
     c->add_option("--threads,-t", a->threads, "threads sharing the loaded model")->check(CLI::Range(1, 256));
     c->add_option("--dim", a->dims, "NAME=V for a dynamic dimension (repeatable)");
     c->add_option("--seconds,-s", a->seconds, "duration");
+    c->add_option("--device", g_device, "ONNX models: cpu (default), cuda, cuda:N, auto or gpu-emulator");
     c->add_option("--test-data", a->data, "use these inputs (tiled to --batch); default: the model's test_data_set_0");
     c->add_flag("--json", a->json, "print one JSON object");
     c->add_flag("--profile", a->profile, "ONNX models: time spent per operator type");
@@ -347,6 +359,7 @@ cli::CommandRegistrar reg(10, [](CLI::App& app) {
     c->add_option("dirs", a->dirs, "test case folders, or folders of them")->required();
     c->add_option("--cases", a->list, "file listing case names to run (one per line, # comments)");
     c->add_flag("--verbose,-v", a->verbose, "print passing cases too");
+    c->add_option("--device", g_device, "ONNX models: cpu (default), cuda, cuda:N, auto or gpu-emulator");
     c->callback([a] { cmd_onnx_test(a->dirs, a->list, a->verbose); });
   }
 });

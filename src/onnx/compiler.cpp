@@ -339,6 +339,11 @@ void GraphCompiler::build_node(const ::onnx::NodeProto& node) {
                  (node.op_type() == "Conv" || node.op_type() == "MatMul" || node.op_type() == "Gemm"
                       ? (Attributes(&node).has("_quiver_act") ? "+" + Attributes(&node).get_string("_quiver_act", "") : "")
                       : "");
+  if (env_.options.keep_nodes) {
+    step.node = std::make_shared<::onnx::NodeProto>(node);
+    step.opset = ctx.opset();
+    step.aliases = def->aliases_input0;
+  }
   const int step_index = static_cast<int>(plan_->steps.size());
   for (int id : in_ids) {
     step.inputs.push_back(id < 0 ? ValueRef{} : values_[id].ref);
@@ -447,7 +452,7 @@ std::shared_ptr<Plan> GraphCompiler::compile(const std::vector<ValueInfo>& input
   fused_ = fuse_graph(g_, env_.options.fuse, [this](const std::string& n) -> std::shared_ptr<const Tensor> {
     int id = names_.count(n) ? names_[n] : -1;
     return id >= 0 ? values_[id].info.constant : nullptr;
-  });
+  }, env_.options.fuse_transposed_gemm);
   for (auto& [name, t] : fused_.new_constants) add_constant(name, t);
 
   std::vector<const ::onnx::NodeProto*> nodes;

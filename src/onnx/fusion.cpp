@@ -19,7 +19,8 @@ struct Use {
 
 class Fuser {
  public:
-  Fuser(const ::onnx::GraphProto& g, const ConstLookup& lookup, FusedGraph& out) : g_(g), lookup_(lookup), out_(out) {
+  Fuser(const ::onnx::GraphProto& g, const ConstLookup& lookup, FusedGraph& out, bool transposed_gemm)
+      : g_(g), lookup_(lookup), out_(out), transposed_gemm_(transposed_gemm) {
     for (const auto& n : g.node()) nodes_.push_back(&n);
     alive_.assign(nodes_.size(), true);
   }
@@ -33,7 +34,7 @@ class Fuser {
       if (alive_[i] && nodes_[i]->op_type() == "Add" && dom(i)) fuse_bias(i);
     rebuild_uses();
     for (size_t i = 0; i < nodes_.size(); ++i)
-      if (alive_[i] && nodes_[i]->op_type() == "Gemm" && dom(i)) fuse_transposed_a(i);
+      if (transposed_gemm_ && alive_[i] && nodes_[i]->op_type() == "Gemm" && dom(i)) fuse_transposed_a(i);
     rebuild_uses();
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const auto& op = nodes_[i]->op_type();
@@ -297,6 +298,7 @@ class Fuser {
   const ::onnx::GraphProto& g_;
   const ConstLookup& lookup_;
   FusedGraph& out_;
+  bool transposed_gemm_;
   std::vector<const ::onnx::NodeProto*> nodes_;
   std::vector<bool> alive_;
   std::unordered_map<std::string, size_t> producer_;
@@ -307,13 +309,14 @@ class Fuser {
 
 }  // namespace
 
-FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const) {
+FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const,
+                      bool transposed_gemm) {
   FusedGraph out;
   if (!enabled) {
     for (const auto& n : g.node()) out.nodes.push_back(&n);
     return out;
   }
-  Fuser(g, lookup_const, out).run();
+  Fuser(g, lookup_const, out, transposed_gemm).run();
   return out;
 }
 

@@ -24,7 +24,8 @@ struct FusedGraph {
 };
 
 using ConstLookup = std::function<std::shared_ptr<const Tensor>(const std::string&)>;
-FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const);
+FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const,
+                      bool transposed_gemm = true);
 
 // Fused activation, carried on the rewritten node as attributes
 // "_quiver_act" (string) and "_quiver_alpha"/"_quiver_beta" (floats).

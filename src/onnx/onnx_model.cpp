@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include "onnx/compiler.hpp"
+#include "onnx/onnx_model_impl.hpp"
+#include "gpu/executor.hpp"
 #include "onnx/plan.hpp"
 #include "quiver/core/util.hpp"
 
@@ -39,65 +41,62 @@ class OnnxState final : public RunState {
   std::vector<const Tensor*> input_ptrs;
 };
 
-class OnnxModel final : public Model {
- public:
-  OnnxModel(ModelInfo info, std::shared_ptr<const Plan> plan, std::vector<bool> rank_known, ModelSummary summary)
-      : info_(std::move(info)), plan_(std::move(plan)), rank_known_(std::move(rank_known)), summary_(std::move(summary)) {}
+}  // namespace
 
-  const ModelInfo& info() const override { return info_; }
-  std::unique_ptr<RunState> make_state() const override {
-    auto st = std::make_unique<OnnxState>();
-    st->plan_state = plan_->make_state();
-    st->input_ptrs.resize(info_.inputs.size());
-    return st;
-  }
-  void run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const override {
-    if (inputs.size() != info_.inputs.size())
+std::unique_ptr<RunState> OnnxModel::make_state() const {
+  auto st = std::make_unique<OnnxState>();
+  st->plan_state = plan_->make_state();
+  st->input_ptrs.resize(info_.inputs.size());
+  return st;
+}
+
+void OnnxModel::check_inputs(std::span<const Tensor> inputs) const {
+  if (inputs.size() != info_.inputs.size())
+    throw_error(ErrorCode::InvalidArgument,
+                "expected " + std::to_string(info_.inputs.size()) + " inputs, got " + std::to_string(inputs.size()),
+                {info_.name});
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const TensorInfo& ti = info_.inputs[i];
+    const Tensor& t = inputs[i];
+    if (t.dtype() != ti.dtype)
       throw_error(ErrorCode::InvalidArgument,
-                  "expected " + std::to_string(info_.inputs.size()) + " inputs, got " + std::to_string(inputs.size()),
-                  {info_.name});
-    auto& st = static_cast<OnnxState&>(state);
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      const TensorInfo& ti = info_.inputs[i];
-      const Tensor& t = inputs[i];
-      if (t.dtype() != ti.dtype)
-        throw_error(ErrorCode::InvalidArgument,
-                    "expected dtype " + std::string(dtype_name(ti.dtype)) + ", got " + std::string(dtype_name(t.dtype())),
-                    {info_.name, "", ti.name});
-      if (rank_known_[i] && !shape_matches(ti.shape, t.dims()))
-        throw_error(ErrorCode::InvalidArgument,
-                    "expected shape " + shape_to_string(ti.shape) + ", got " + dims_to_string(t.dims()),
-                    {info_.name, "", ti.name});
-      st.input_ptrs[i] = &t;
-    }
-    plan_->run(st.input_ptrs, *st.plan_state);
-    outputs.resize(plan_->outputs.size());
-    for (size_t i = 0; i < outputs.size(); ++i) {
-      const Tensor& r = plan_->result(i, *st.plan_state);
-      outputs[i].ensure(r.dtype(), r.dims());
-      outputs[i].copy_from(r);
-    }
+                  "expected dtype " + std::string(dtype_name(ti.dtype)) + ", got " + std::string(dtype_name(t.dtype())),
+                  {info_.name, "", ti.name});
+    if (rank_known_[i] && !shape_matches(ti.shape, t.dims()))
+      throw_error(ErrorCode::InvalidArgument,
+                  "expected shape " + shape_to_string(ti.shape) + ", got " + dims_to_string(t.dims()),
+                  {info_.name, "", ti.name});
   }
-  void describe(std::ostream& os) const override {
-    Model::describe(os);
-    os << "ir_version: " << summary_.ir_version << "\n";
-    if (!summary_.producer.empty()) os << "producer: " << summary_.producer << "\n";
-    os << "opsets:";
-    for (const auto& [d, v] : summary_.opsets) os << " " << (d.empty() ? "ai.onnx" : d) << "=" << v;
-    os << "\nparameters: " << summary_.parameter_count << " (" << summary_.parameter_bytes << " bytes)\n";
-    os << "steps after compilation: " << plan_->steps.size() << ", activation slots: " << plan_->num_slots << "\n";
-    os << "operators:\n";
-    for (const auto& [op, n] : summary_.op_counts) os << "  " << op << " " << n << "\n";
-    os << "unsupported operators: " << (summary_.unsupported_ops.empty() ? "none" : "") << "\n";
-    for (const auto& u : summary_.unsupported_ops) os << "  " << u << "\n";
-  }
+}
 
- private:
-  ModelInfo info_;
-  std::shared_ptr<const Plan> plan_;
-  std::vector<bool> rank_known_;
-  ModelSummary summary_;
-};
+void OnnxModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const {
+  check_inputs(inputs);
+  auto& st = static_cast<OnnxState&>(state);
+  for (size_t i = 0; i < inputs.size(); ++i) st.input_ptrs[i] = &inputs[i];
+  plan_->run(st.input_ptrs, *st.plan_state);
+  outputs.resize(plan_->outputs.size());
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const Tensor& r = plan_->result(i, *st.plan_state);
+    outputs[i].ensure(r.dtype(), r.dims());
+    outputs[i].copy_from(r);
+  }
+}
+
+void OnnxModel::describe(std::ostream& os) const {
+  Model::describe(os);
+  os << "ir_version: " << summary_.ir_version << "\n";
+  if (!summary_.producer.empty()) os << "producer: " << summary_.producer << "\n";
+  os << "opsets:";
+  for (const auto& [d, v] : summary_.opsets) os << " " << (d.empty() ? "ai.onnx" : d) << "=" << v;
+  os << "\nparameters: " << summary_.parameter_count << " (" << summary_.parameter_bytes << " bytes)\n";
+  os << "steps after compilation: " << plan_->steps.size() << ", activation slots: " << plan_->num_slots << "\n";
+  os << "operators:\n";
+  for (const auto& [op, n] : summary_.op_counts) os << "  " << op << " " << n << "\n";
+  os << "unsupported operators: " << (summary_.unsupported_ops.empty() ? "none" : "") << "\n";
+  for (const auto& u : summary_.unsupported_ops) os << "  " << u << "\n";
+}
+
+namespace {
 
 void count_ops(const ::onnx::GraphProto& g, ModelSummary& s) {
   // Informational totals; dims are not validated yet (the loader rejects bad tensors with a clear
@@ -208,9 +207,17 @@ std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std
   env.base_dir = base_dir;
   env.options = compile;
   for (const auto& o : mp.opset_import()) env.opsets[o.domain() == "ai.onnx" ? "" : o.domain()] = o.version();
+  // Where the model runs: the GPU executor needs every step's node and no CPU-only fusion.
+  auto dev_it = options.params.find("device");
+  const gpu::DeviceSpec device = gpu::parse_device(dev_it == options.params.end() ? "cpu" : dev_it->second);
+  if (device.kind != gpu::DeviceSpec::Cpu) {
+    env.options.keep_nodes = true;
+    env.options.fuse_transposed_gemm = false;
+  }
   auto plan = compile_graph(g, env, input_infos);
-  // Fill output dtypes the file left out from what the compiler inferred.
-  return std::make_shared<OnnxModel>(std::move(info), std::move(plan), std::move(rank_known), std::move(summary));
+  auto model = std::make_shared<OnnxModel>(std::move(info), std::move(plan), std::move(rank_known), std::move(summary));
+  if (device.kind == gpu::DeviceSpec::Cpu) return model;
+  return gpu::make_device_model(std::move(model), device);
 }
 
 std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOptions& options,

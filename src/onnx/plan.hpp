@@ -23,6 +23,11 @@ struct Step {
   std::string label;              // "name (OpType)" for errors
   std::string op_type;            // for profiles
   uint32_t first_sub = 0, num_subs = 0;  // range in Plan::subplans_
+  // For executors other than the CPU kernels (src/gpu): the node after fusion (attributes), its
+  // domain's opset, and whether output 0 may view input 0. Kept only when CompileOptions::keep_nodes.
+  std::shared_ptr<const ::onnx::NodeProto> node;
+  int opset = 0;
+  bool aliases = false;
 };
 
 // Per-op-type timing of every Plan::run while enabled (quiver bench --profile). Off: one relaxed

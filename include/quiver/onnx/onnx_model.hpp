@@ -13,7 +13,14 @@ namespace quiver::onnx {
 struct CompileOptions {
   bool fold_constants = true;
   bool fuse = true;  // MatMul+Add, Gemm/Conv+activation, BatchNorm into Conv
+  bool fuse_transposed_gemm = true;  // Transpose->Reshape->Gemm read transposed (CPU kernels only)
+  bool keep_nodes = false;           // keep each step's node: executors other than the CPU kernels need it
 };
+
+// LoadOptions::params["device"] picks where the model runs: "cpu" (default), "cuda" or "cuda:N"
+// (the GPU executor: device kernels and cuBLAS, operators without a device kernel run on the CPU),
+// "auto" (cuda:0 when a CUDA device is usable, else cpu) and "gpu-emulator" (the GPU executor on
+// host memory, for tests on machines without a GPU).
 
 // Load an .onnx file (external data resolved next to it). Throws quiver::Error naming the file,
 // node and tensor on malformed models and listing every unsupported operator by name.

@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "quiver/core/model.hpp"
 #include "quiver/core/tensor.hpp"
 
 namespace quiver::onnx {
@@ -23,7 +24,8 @@ struct CaseResult {
   std::string message;  // why it failed / which op is unsupported
 };
 
-// Runs one ONNX backend test case folder (model.onnx + test_data_set_*/).
-CaseResult run_test_case(const std::string& dir, Tolerance tol = {});
+// Runs one ONNX backend test case folder (model.onnx + test_data_set_*/). `options` reach the loader
+// (e.g. params["device"] to run the case on the GPU executor).
+CaseResult run_test_case(const std::string& dir, Tolerance tol = {}, const LoadOptions& options = {});
 
 }  // namespace quiver::onnx

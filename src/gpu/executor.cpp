@@ -1,0 +1,510 @@
+#include "gpu/executor.hpp"
+
+#include <onnx/onnx_pb.h>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <unordered_map>
+
+#include "onnx/onnx_model_impl.hpp"
+#include "onnx/ops/common.hpp"
+#include "quiver/core/shape.hpp"
+
+namespace quiver::gpu {
+
+int64_t Val::numel() const { return quiver::numel(dims); }
+size_t Val::nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
+
+std::vector<int64_t> OpCtx::ints(size_t i) { return onnx::read_ints(host(i)); }
+
+void OpCtx::fail(const std::string& message, const std::string& tensor) const {
+  throw Error(ErrorCode::InvalidArgument, message, {"", step.label, tensor});
+}
+
+// ---------------------------------------------------------------- op registry and shared helpers
+namespace {
+std::unordered_map<std::string, DeviceOp>& op_table() {
+  static std::unordered_map<std::string, DeviceOp> t;
+  return t;
+}
+void ensure_registered() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    register_elementwise_ops();
+    register_data_ops();
+    register_nn_ops();
+  });
+}
+}  // namespace
+
+void register_device_op(const std::string& op_type, DeviceOp op) { op_table()[op_type] = op; }
+
+DeviceOp find_device_op(const std::string& op_type) {
+  ensure_registered();
+  auto it = op_table().find(op_type);
+  return it == op_table().end() ? nullptr : it->second;
+}
+
+DT device_dtype(DType t) {
+  switch (t) {
+    case DType::F32: return DT::F32;
+    case DType::I64: return DT::I64;
+    case DType::I32: return DT::I32;
+    case DType::Bool:
+    case DType::U8: return DT::U8;
+    default: throw NotOnDevice{"dtype has no device kernels"};
+  }
+}
+
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& dims) {
+  std::vector<int64_t> s(dims.size(), 1);
+  for (size_t i = dims.size(); i-- > 1;) s[i - 1] = s[i] * dims[i];
+  return s;
+}
+
+std::vector<int64_t> broadcast_dims(const OpCtx& c, const std::vector<std::vector<int64_t>>& shapes) {
+  size_t r = 0;
+  for (const auto& s : shapes) r = std::max(r, s.size());
+  std::vector<int64_t> out(r, 1);
+  for (const auto& s : shapes)
+    for (size_t k = 0; k < s.size(); ++k) {
+      int64_t& o = out[r - s.size() + k];
+      const int64_t d = s[k];
+      if (d == o || d == 1) continue;
+      if (o == 1) { o = d; continue; }
+      std::string list;
+      for (const auto& t : shapes) list += (list.empty() ? "" : " and ") + dims_to_string(t);
+      c.fail("shapes " + list + " cannot be broadcast");
+    }
+  return out;
+}
+
+Layout broadcast_layout(const OpCtx& c, const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& ops) {
+  // Merge adjacent dims where every operand is contiguous-or-broadcast in the same way: fewer
+  // divisions per element, and the common "same shape" case becomes one dim.
+  const size_t r = out.size();
+  std::vector<std::vector<int64_t>> st(ops.size(), std::vector<int64_t>(r, 0));
+  for (size_t o = 0; o < ops.size(); ++o) {
+    const auto& d = ops[o];
+    const auto cs = contiguous_strides(d);
+    for (size_t k = 0; k < d.size(); ++k) st[o][r - d.size() + k] = d[k] == 1 ? 0 : cs[k];
+  }
+  std::vector<int64_t> md;
+  std::vector<std::vector<int64_t>> ms(ops.size());
+  for (size_t k = 0; k < r; ++k) {
+    if (out[k] == 1) continue;
+    bool merge = !md.empty();
+    for (size_t o = 0; merge && o < ops.size(); ++o) merge = ms[o].back() == st[o][k] * out[k];
+    if (merge) {
+      md.back() *= out[k];
+      for (size_t o = 0; o < ops.size(); ++o) ms[o].back() = st[o][k];
+    } else {
+      md.push_back(out[k]);
+      for (size_t o = 0; o < ops.size(); ++o) ms[o].push_back(st[o][k]);
+    }
+  }
+  if (md.size() > static_cast<size_t>(kMaxRank)) c.cpu("rank above the device kernels' limit");
+  Layout l;
+  l.rank = static_cast<int>(md.size());
+  for (size_t k = 0; k < md.size(); ++k) {
+    l.dims[k] = md[k];
+    for (size_t o = 0; o < ops.size() && o < 3; ++o) l.stride[o][k] = ms[o][k];
+  }
+  return l;
+}
+
+int64_t norm_axis(const OpCtx& c, int64_t axis, int64_t rank) {
+  const int64_t a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= std::max<int64_t>(rank, 1))
+    c.fail("axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
+  return a;
+}
+
+std::string DeviceSpec::text() const {
+  switch (kind) {
+    case Cpu: return "cpu";
+    case Cuda: return "cuda:" + std::to_string(index);
+    case Emulator: return "gpu-emulator";
+  }
+  return "cpu";
+}
+
+DeviceSpec parse_device(const std::string& s) {
+  DeviceSpec d;
+  if (s.empty() || s == "cpu") return d;
+  if (s == "gpu-emulator") { d.kind = DeviceSpec::Emulator; return d; }
+  if (s == "auto") {
+    if (cuda_device_count() > 0) d.kind = DeviceSpec::Cuda;
+    return d;
+  }
+  if (s == "cuda") { d.kind = DeviceSpec::Cuda; return d; }
+  if (s.rfind("cuda:", 0) == 0) {
+    const std::string n = s.substr(5);
+    if (!n.empty() && n.size() < 4 && n.find_first_not_of("0123456789") == std::string::npos) {
+      d.kind = DeviceSpec::Cuda;
+      d.index = std::stoi(n);
+      return d;
+    }
+  }
+  throw_error(ErrorCode::InvalidArgument, "unknown device '" + s + "': expected cpu, cuda, cuda:N, auto or gpu-emulator");
+}
+
+// ---------------------------------------------------------------- the model and its per-call state
+namespace {
+
+std::unique_ptr<Stream> open_stream(const DeviceSpec& d) {
+  return d.kind == DeviceSpec::Emulator ? make_emulated_stream() : make_cuda_stream(d.index);
+}
+
+void grow(Stream& s, Val& v, size_t bytes) {
+  if (v.own && v.own_cap >= bytes) return;
+  if (v.own) s.release(v.own);
+  v.own = nullptr;
+  v.own_cap = 0;
+  const size_t cap = std::max<size_t>(256, (bytes + bytes / 4 + 255) / 256 * 256);  // room to grow a little
+  v.own = s.alloc(cap);
+  v.own_cap = cap;
+}
+
+class GpuState final : public RunState {
+ public:
+  std::unique_ptr<Stream> s;
+  std::vector<Val> slots, inputs;
+  std::map<std::pair<size_t, size_t>, Val> dummies;  // outputs nobody reads: (step, output)
+  std::unique_ptr<onnx::PlanState> cpu;             // subgraph states and scratch of CPU kernels
+  int32_t* err = nullptr;
+  Val scratch;
+  ~GpuState() override {
+    if (!s) return;
+    auto drop = [&](Val& v) { if (v.own) s->release(v.own); v.own = nullptr; };
+    for (auto& v : slots) drop(v);
+    for (auto& v : inputs) drop(v);
+    for (auto& [k, v] : dummies) drop(v);
+    drop(scratch);
+    if (err) s->release(err);
+  }
+};
+
+class DeviceModel final : public Model {
+ public:
+  DeviceModel(std::shared_ptr<const onnx::OnnxModel> base, DeviceSpec dev)
+      : base_(std::move(base)), plan_(base_->plan()), dev_(dev), const_stream_(open_stream(dev)) {
+    // Constants (weights) go to the device once, at load; the model stays immutable afterwards.
+    consts_.resize(plan_.constants.size());
+    for (size_t i = 0; i < consts_.size(); ++i) {
+      const Tensor& t = *plan_.constants[i];
+      Val& v = consts_[i];
+      v.dtype = t.dtype();
+      v.dims = t.dims();
+      v.host = t;
+      v.on_host = true;
+      if (t.dtype() == DType::String) continue;
+      if (t.nbytes() > 0) {
+        grow(*const_stream_, v, t.nbytes());
+        const_stream_->upload(v.own, t.raw(), t.nbytes());
+        v.dev = v.own;
+      }
+      v.on_dev = true;
+    }
+    const_stream_->sync();
+  }
+  ~DeviceModel() override {
+    for (auto& v : consts_)
+      if (v.own) const_stream_->release(v.own);
+  }
+
+  const ModelInfo& info() const override { return base_->info(); }
+
+  std::unique_ptr<RunState> make_state() const override {
+    auto st = std::make_unique<GpuState>();
+    st->s = open_stream(dev_);
+    st->slots.resize(plan_.num_slots);
+    st->inputs.resize(base_->info().inputs.size());
+    st->cpu = plan_.make_state();
+    st->err = static_cast<int32_t*>(st->s->alloc(sizeof(int32_t)));
+    st->s->fill(st->err, sizeof(int32_t), 0, 1);
+    return st;
+  }
+
+  void run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const override;
+
+  void describe(std::ostream& os) const override {
+    base_->describe(os);
+    os << "device: " << const_stream_->device_name() << "\n";
+    std::map<std::string, int> on_cpu;
+    for (const auto& st : plan_.steps) {
+      const auto& op = st.node ? st.node->op_type() : st.op_type;
+      const bool std_domain = st.node && (st.node->domain().empty() || st.node->domain() == "ai.onnx");
+      if (!std_domain || (!find_device_op(op) && !st.aliases && op != "Shape" && op != "Size")) on_cpu[st.op_type]++;
+    }
+    os << "steps with no device kernel (run by CPU kernels; small integer shape arithmetic also runs there):"
+       << (on_cpu.empty() ? " none" : "") << "\n";
+    for (const auto& [op, n] : on_cpu) os << "  " << op << " " << n << "\n";
+  }
+
+  const onnx::Plan& plan() const { return plan_; }
+  const Val& constant(size_t i) const { return consts_[i]; }
+
+ private:
+  std::shared_ptr<const onnx::OnnxModel> base_;
+  const onnx::Plan& plan_;
+  DeviceSpec dev_;
+  std::unique_ptr<Stream> const_stream_;  // owns the constants' device memory
+  std::vector<Val> consts_;
+};
+
+// Moves data where a step needs it and runs the step one way or the other.
+class Runner {
+ public:
+  Runner(const DeviceModel& m, GpuState& st) : m_(m), st_(st), s_(*st.s) {}
+
+  Val& val(onnx::ValueRef r) {
+    switch (r.kind) {
+      case onnx::ValueRef::Input: return st_.inputs[r.index];
+      case onnx::ValueRef::Const: return const_cast<Val&>(m_.constant(r.index));  // both copies valid: never written
+      case onnx::ValueRef::Slot: return st_.slots[r.index];
+      default: throw_error(ErrorCode::Internal, "absent value requested");
+    }
+  }
+  Val& out_val(const onnx::Step& step, size_t si, size_t i) {
+    if (i < step.outputs.size() && step.outputs[i] >= 0) return st_.slots[step.outputs[i]];
+    return st_.dummies[{si, i}];
+  }
+  void* ensure_dev(Val& v) {
+    if (v.on_dev) return v.dev;
+    if (!v.on_host) throw_error(ErrorCode::Internal, "value has no data on either side");
+    if (v.dtype == DType::String) throw NotOnDevice{"string tensors stay on the host"};
+    const size_t bytes = v.nbytes();
+    grow(s_, v, bytes);
+    s_.upload(v.own, v.host.raw(), bytes);
+    v.dev = v.own;
+    v.on_dev = true;
+    return v.dev;
+  }
+  const Tensor& ensure_host(Val& v) {
+    if (v.on_host) return v.host;
+    if (!v.on_dev) throw_error(ErrorCode::Internal, "value has no data on either side");
+    v.host.ensure(v.dtype, v.dims);
+    s_.download(v.host.raw(), v.dev, v.nbytes());
+    v.on_host = true;
+    return v.host;
+  }
+  void* device_out(Val& o, DType dtype, const std::vector<int64_t>& dims) {
+    o.dtype = dtype;
+    o.dims = dims;
+    grow(s_, o, o.nbytes());
+    o.dev = o.own;
+    o.on_dev = true;
+    o.on_host = false;
+    return o.dev;
+  }
+
+  void run_step(size_t si, const onnx::Step& step);
+  void run_cpu(size_t si, const onnx::Step& step, bool dims_only);
+  bool host_eligible(const onnx::Step& step);
+
+  const DeviceModel& m_;
+  GpuState& st_;
+  Stream& s_;
+};
+
+// The CPU kernel's view of a step: host tensors in, host tensors (or views) out.
+class CpuCtx final : public onnx::ExecContext {
+ public:
+  CpuCtx(Runner& r, const onnx::Step& step, size_t si, bool dims_only) : r_(r), step_(step), si_(si), dims_only_(dims_only) {}
+  size_t num_inputs() const override { return step_.inputs.size(); }
+  const Tensor* input_ptr(size_t i) const override {
+    if (i >= step_.inputs.size() || step_.inputs[i].kind == onnx::ValueRef::Absent) return nullptr;
+    if (step_.inputs[i].kind == onnx::ValueRef::Const) return r_.m_.plan().constants[step_.inputs[i].index].get();
+    Val& v = r_.val(step_.inputs[i]);
+    if (dims_only_ && i == 0 && !v.on_host) {
+      // The kernel reads only the dims; the data stays on the device.
+      dims_view_ = Tensor::view(v.dtype, v.dims, v.dev);
+      return &dims_view_;
+    }
+    return &r_.ensure_host(v);
+  }
+  size_t num_outputs() const override { return step_.outputs.size(); }
+  bool wants_output(size_t i) const override { return i < step_.outputs.size() && step_.outputs[i] >= 0; }
+  Tensor& output(size_t i, DType dtype, std::span<const int64_t> dims) override {
+    Val& o = r_.out_val(step_, si_, i);
+    o.host.ensure(dtype, dims);
+    o.dtype = dtype;
+    o.dims.assign(dims.begin(), dims.end());
+    o.on_host = true;
+    o.on_dev = false;
+    return o.host;
+  }
+  void alias_output(size_t i, size_t in, std::span<const int64_t> dims) override {
+    if (in >= step_.inputs.size() || step_.inputs[in].kind == onnx::ValueRef::Absent) fail("aliased input is missing");
+    Val& src = r_.val(step_.inputs[in]);
+    if (numel(dims) != src.numel())
+      fail("cannot view " + dims_to_string(src.dims) + " as " + dims_to_string(dims));
+    if (!wants_output(i)) return;
+    Val& o = r_.out_val(step_, si_, i);
+    const std::vector<int64_t> d(dims.begin(), dims.end());
+    if (!step_.view_out[i]) {  // not planned as a view: copy, on whichever side holds the data
+      if (src.on_dev) {
+        void* p = r_.device_out(o, src.dtype, d);
+        r_.s_.copy(p, src.dev, src.nbytes());
+      } else {
+        Tensor& t = output(i, src.dtype, dims);
+        t.copy_from(src.host.reshaped(dims));
+        t.set_dims(dims);
+      }
+      return;
+    }
+    o.dtype = src.dtype;
+    o.dims = d;
+    o.on_host = src.on_host;
+    if (src.on_host) o.host = Tensor::view(src.dtype, dims, src.host.raw());
+    o.on_dev = src.on_dev;
+    o.dev = src.dev;
+  }
+  void* scratch(size_t bytes) override {
+    auto& sc = r_.st_.cpu->scratch;
+    if (sc.capacity_bytes() < bytes || !sc.defined()) sc = Tensor::empty(DType::U8, {static_cast<int64_t>(bytes)});
+    return sc.raw();
+  }
+  onnx::PlanState& subgraph_state(size_t k) override { return *r_.st_.cpu->subs[step_.first_sub + k]; }
+  const std::string& node_name() const override { return step_.label; }
+  [[noreturn]] void fail(const std::string& message, const std::string& tensor = "",
+                         ErrorCode code = ErrorCode::InvalidArgument) const override {
+    throw Error(code, message, {r_.m_.plan().model_name, step_.label, tensor});
+  }
+
+ private:
+  Runner& r_;
+  const onnx::Step& step_;
+  size_t si_;
+  bool dims_only_;
+  mutable Tensor dims_view_;
+};
+
+class DeviceCtx final : public OpCtx {
+ public:
+  DeviceCtx(Runner& r, const onnx::Step& step, size_t si)
+      : OpCtx(r.s_, step, r.st_.err, static_cast<int32_t>(si + 1)), r_(r), si_(si) {}
+  size_t num_inputs() const override { return step.inputs.size(); }
+  bool has(size_t i) const override { return i < step.inputs.size() && step.inputs[i].kind != onnx::ValueRef::Absent; }
+  const Val& in(size_t i) const override {
+    if (!has(i)) fail("required input " + std::to_string(i) + " is missing");
+    return r_.val(step.inputs[i]);
+  }
+  const void* dev(size_t i) override { in(i); return r_.ensure_dev(r_.val(step.inputs[i])); }
+  const Tensor& host(size_t i) override { in(i); return r_.ensure_host(r_.val(step.inputs[i])); }
+  size_t num_outputs() const override { return step.outputs.size(); }
+  bool wants(size_t i) const override { return i < step.outputs.size() && step.outputs[i] >= 0; }
+  void* out(size_t i, DType dtype, const std::vector<int64_t>& dims) override {
+    return r_.device_out(r_.out_val(step, si_, i), dtype, dims);
+  }
+  void* scratch(size_t bytes) override {
+    grow(r_.s_, r_.st_.scratch, bytes);
+    return r_.st_.scratch.own;
+  }
+
+ private:
+  Runner& r_;
+  size_t si_;
+};
+
+bool Runner::host_eligible(const onnx::Step& step) {
+  // Small integer values that are already on the host (shape arithmetic) stay there: a kernel
+  // launch and a transfer back would cost more than the work, and later steps read them as dims.
+  bool any = false;
+  for (const auto& ref : step.inputs) {
+    if (ref.kind == onnx::ValueRef::Absent || ref.kind == onnx::ValueRef::Const) continue;
+    const Val& v = val(ref);
+    if (!v.on_host || dtype_is_float(v.dtype) || v.numel() > 4096) return false;
+    any = true;
+  }
+  return any || step.inputs.empty();
+}
+
+void Runner::run_cpu(size_t si, const onnx::Step& step, bool dims_only) {
+  CpuCtx ctx(*this, step, si, dims_only);
+  step.kernel->run(ctx);
+  // A kernel may reshape its output after allocating it: take the final dims from the tensor.
+  for (size_t i = 0; i < step.outputs.size(); ++i) {
+    Val& o = out_val(step, si, i);
+    if (o.on_host && !o.on_dev) {
+      o.dims = o.host.dims();
+      o.dtype = o.host.dtype();
+    }
+  }
+}
+
+void Runner::run_step(size_t si, const onnx::Step& step) {
+  const auto& node = *step.node;
+  const bool std_domain = node.domain().empty() || node.domain() == "ai.onnx";
+  const std::string& op = node.op_type();
+  if (std_domain && step.num_subs == 0 && (step.aliases || op == "Shape" || op == "Size") && !step.inputs.empty() &&
+      step.inputs[0].kind != onnx::ValueRef::Absent && !val(step.inputs[0]).on_host) {
+    run_cpu(si, step, true);
+    return;
+  }
+  if (std_domain && step.num_subs == 0 && !host_eligible(step)) {
+    if (DeviceOp f = find_device_op(op)) {
+      DeviceCtx ctx(*this, step, si);
+      try {
+        f(ctx);
+        return;
+      } catch (const NotOnDevice&) {
+        // no device kernel for these dtypes / attributes: the CPU kernel runs it below
+      }
+    }
+  }
+  run_cpu(si, step, false);
+}
+
+void DeviceModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const {
+  base_->check_inputs(inputs);
+  auto& st = static_cast<GpuState&>(state);
+  Stream& s = *st.s;
+  s.activate();
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    Val& v = st.inputs[i];
+    const Tensor& t = inputs[i];
+    v.dtype = t.dtype();
+    v.dims = t.dims();
+    v.host = Tensor::view(t.dtype(), t.dims(), t.raw());
+    v.on_host = true;
+    v.on_dev = false;
+  }
+  Runner r(*this, st);
+  for (size_t si = 0; si < plan_.steps.size(); ++si) {
+    const onnx::Step& step = plan_.steps[si];
+    try {
+      r.run_step(si, step);
+    } catch (const Error& e) {
+      throw e.with_context({plan_.model_name, step.label});
+    } catch (const std::exception& e) {
+      throw Error(ErrorCode::Internal, e.what(), {plan_.model_name, step.label});
+    }
+  }
+  outputs.resize(plan_.outputs.size());
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    Val& v = r.val(plan_.outputs[i]);
+    outputs[i].ensure(v.dtype, v.dims);
+    if (v.on_host) outputs[i].copy_from(v.host.reshaped(v.dims));
+    else s.download(outputs[i].raw(), v.dev, v.nbytes());
+  }
+  int32_t e = 0;
+  s.download(&e, st.err, sizeof e);  // also waits for everything queued
+  for (auto& v : st.inputs) v.host = Tensor();  // drop the views of the caller's tensors
+  if (e != 0) {
+    s.fill(st.err, sizeof(int32_t), 0, 1);
+    const auto& label = e > 0 && static_cast<size_t>(e) <= plan_.steps.size() ? plan_.steps[e - 1].label : "";
+    throw Error(ErrorCode::InvalidArgument, "index out of range for the indexed axis", {plan_.model_name, label});
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const Model> make_device_model(std::shared_ptr<const onnx::OnnxModel> base, const DeviceSpec& dev) {
+  return std::make_shared<DeviceModel>(std::move(base), dev);
+}
+
+}  // namespace quiver::gpu

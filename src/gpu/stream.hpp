@@ -1,0 +1,96 @@
+// Internal: the device layer of the GPU executor. A Stream is one ordered queue of device work
+// (memory moves and kernels) owned by one RunState. Two implementations share one kernel source
+// (kernels.inl): CUDA (kernels_cuda.cu, cuBLAS for GEMM; built when the CUDA toolkit is found) and an
+// emulated device whose "device memory" is host memory (kernels_host.cpp), so that the executor's
+// placement, transfers and shape logic are tested on machines without a GPU (CI).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace quiver::gpu {
+
+inline constexpr int kMaxRank = 8;
+
+// An n-d iteration space over a row-major contiguous output, with the element strides of up to three
+// operands (0 = broadcast) and their base offsets. copy_strided also uses `mod` (Tile: the source
+// index of dim d is taken modulo mod[d]; 0 = not wrapped).
+struct Layout {
+  int rank = 0;
+  int64_t dims[kMaxRank] = {};
+  int64_t stride[3][kMaxRank] = {};
+  int64_t mod[kMaxRank] = {};
+  int64_t offset[3] = {};
+};
+
+enum class DT : int { F32, I64, I32, U8 };  // U8 also carries bool
+
+enum class UnaryOp : int {
+  Identity, Relu, LeakyRelu, Sigmoid, Tanh, Clip, Exp, Log, Sqrt, Neg, Abs, Reciprocal, Erf, Floor, Ceil,
+  Sin, Cos, Elu, HardSigmoid, Softplus, Not
+};
+enum class BinaryOp : int {
+  Add, Sub, Mul, Div, Pow, Max, Min, Equal, Less, LessOrEqual, Greater, GreaterOrEqual, And, Or, Xor
+};
+enum class ReduceOp : int { Sum, Mean, Max, Min, Prod, SumSquare, L1, L2 };
+
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  virtual std::string device_name() const = 0;
+  // Makes this stream's device current on the calling thread (CUDA keeps that per thread).
+  virtual void activate() {}
+  // Memory (device side). alloc throws quiver::Error(ResourceExhausted) when the device is full.
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void release(void* p) = 0;
+  virtual void upload(void* dst, const void* src, size_t bytes) = 0;
+  // Returns once the bytes are on the host (waits for the work queued before it).
+  virtual void download(void* dst, const void* src, size_t bytes) = 0;
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
+  // Waits for everything queued; throws quiver::Error(Internal) naming the device error.
+  virtual void sync() = 0;
+
+  // Kernels. n = number of output elements. Element types: see each.
+  virtual void fill(void* dst, size_t elsize, uint64_t pattern, int64_t n) = 0;
+  virtual void copy_strided(void* dst, const void* src, size_t elsize, const Layout& l, int64_t n) = 0;
+  // F32 only; alpha/beta are the op's parameters (LeakyRelu/Elu alpha, Clip min/max, HardSigmoid).
+  virtual void unary(UnaryOp op, const void* x, void* y, int64_t n, float alpha, float beta) = 0;
+  // a and b have dtype dt; y has dt, or U8 for comparisons. l.stride[0]/[1] index a/b.
+  virtual void binary(BinaryOp op, DT dt, const void* a, const void* b, void* y, const Layout& l, int64_t n) = 0;
+  // out = cond ? x : y; l.stride[0..2] index cond, x, y.
+  virtual void where(const void* cond, const void* x, const void* y, void* out, size_t elsize, const Layout& l,
+                     int64_t n) = 0;
+  virtual void cast(DT from, DT to, const void* x, void* y, int64_t n) = 0;
+  // F32. keep: output dims with the input strides of the kept axes; red: reduced dims with their strides.
+  virtual void reduce(ReduceOp op, const void* x, void* y, const Layout& keep, const Layout& red, int64_t out_n,
+                      int64_t red_n) = 0;
+  // F32, rows of `len` elements `inner` apart.
+  virtual void softmax(const void* x, void* y, int64_t outer, int64_t len, int64_t inner, bool log) = 0;
+  // F32 values, I64 indices; k best of each row, sorted, ties to the lower index.
+  virtual void topk(const void* x, void* vals, void* idx, int64_t outer, int64_t len, int64_t inner, int64_t k,
+                    bool largest) = 0;
+  // out[o, j, i] = data[o, idx[j], i]; idx I64 or I32 (idx32), negative wraps; out of range writes 0
+  // and stores `code` in *err (the executor reports the node).
+  virtual void gather(const void* data, const void* idx, bool idx32, void* out, size_t elsize, int64_t outer,
+                      int64_t axis_len, int64_t inner, int64_t nidx, int32_t* err, int32_t code) = 0;
+  // F32, x viewed as [outer, C, inner]: y = act(x * scale[c] + shift[c]); scale/shift may be null.
+  virtual void channel_op(const void* x, void* y, const void* scale, const void* shift, int64_t outer, int64_t C,
+                          int64_t inner, UnaryOp act, float alpha, float beta) = 0;
+  // Row-major F32 C = alpha op(A) op(B) + beta C, `batch` times with element strides sA/sB/sC.
+  virtual void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
+                    int64_t sA, const void* B, int64_t ldb, int64_t sB, float beta, void* C, int64_t ldc, int64_t sC,
+                    int64_t batch) = 0;
+};
+
+// Host memory posing as a device: every kernel runs as a plain loop.
+std::unique_ptr<Stream> make_emulated_stream();
+
+// CUDA: true when this build has the CUDA kernels.
+bool cuda_compiled();
+// Number of usable CUDA devices (0 without a driver or a device); `why` gets the reason when 0.
+int cuda_device_count(std::string* why = nullptr);
+// Stream on CUDA device `device`. Throws quiver::Error(Unavailable) without CUDA.
+std::unique_ptr<Stream> make_cuda_stream(int device);
+
+}  // namespace quiver::gpu
