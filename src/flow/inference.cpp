@@ -221,6 +221,9 @@ struct InferenceFactory::Impl {
   // Batched mode: the items of one event can be in two batches running at once (a split idle flush,
   // a full batch beside a timer flush); the first one to finish shapes the event's outputs.
   std::mutex out_alloc;
+  // Provenance mode of local inference: "batched", or "batched/cuda:0" off the CPU.
+  std::string device;
+  std::string local_mode(const char* mode) const { return device == "cpu" ? mode : std::string(mode) + "/" + device; }
 };
 
 InferenceFactory::InferenceFactory() : impl_(std::make_unique<Impl>()) {}
@@ -254,12 +257,15 @@ void InferenceFactory::init() {
         fs::exists(fs::path(app().config_dir()) / path))
       path = (fs::path(app().config_dir()) / path).string();
     register_builtin_backends();
-    model_ = load_model(path);
+    LoadOptions lo;
+    lo.params["device"] = *device_;
+    model_ = load_model(path, lo);
   }
   if (!model_)
     throw Error(ErrorCode::InvalidArgument, "missing required parameter '" + name() + ".model' (model file)",
                 ErrorWhere{.node = name()});
   const ModelInfo& info = model_->info();
+  I.device = info.device.empty() ? "cpu" : info.device;
   I.in_names.clear();
   I.in_dtypes.clear();
   I.in_item_dims.clear();
@@ -418,12 +424,12 @@ void InferenceFactory::acquire(Event& e, Completion done) {
   s.out.n_ = s.in.size();
   switch (I.mode) {
     case Mode::Direct:
-      s.out.prov_ = model_provenance(*model_, "direct");
+      s.out.prov_ = model_provenance(*model_, I.local_mode("direct"));
       run_direct(s);
       done();
       return;
     case Mode::Batched: {
-      s.out.prov_ = model_provenance(*model_, "batched");
+      s.out.prov_ = model_provenance(*model_, I.local_mode("batched"));
       s.out.tensors_.resize(I.out_names.size());
       for (auto& t : s.out.tensors_) t = Tensor();  // re-shaped by the first batch of this event
       engine_.submit(e, s.in.size(), std::move(done));
@@ -536,7 +542,7 @@ void InferenceFactory::service_answered(PerEvent* sp, const Completion& done,
     log(LogLevel::Warn, std::string("service failed, falling back to direct inference: ") + e.what());
     runtime().enqueue([this, sp, done] {
       try {
-        sp->out.prov_ = model_provenance(*model_, "service-fallback-direct");
+        sp->out.prov_ = model_provenance(*model_, impl_->local_mode("service-fallback-direct"));
         run_direct(*sp);
         done();
       } catch (...) {

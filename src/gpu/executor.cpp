@@ -190,7 +190,8 @@ class GpuState final : public RunState {
 class DeviceModel final : public Model {
  public:
   DeviceModel(std::shared_ptr<const onnx::OnnxModel> base, DeviceSpec dev)
-      : base_(std::move(base)), plan_(base_->plan()), dev_(dev), const_stream_(open_stream(dev)) {
+      : base_(std::move(base)), info_(base_->info()), plan_(base_->plan()), dev_(dev), const_stream_(open_stream(dev)) {
+    info_.device = dev.text();
     // Constants (weights) go to the device once, at load; the model stays immutable afterwards.
     consts_.resize(plan_.constants.size());
     for (size_t i = 0; i < consts_.size(); ++i) {
@@ -215,13 +216,13 @@ class DeviceModel final : public Model {
       if (v.own) const_stream_->release(v.own);
   }
 
-  const ModelInfo& info() const override { return base_->info(); }
+  const ModelInfo& info() const override { return info_; }
 
   std::unique_ptr<RunState> make_state() const override {
     auto st = std::make_unique<GpuState>();
     st->s = open_stream(dev_);
     st->slots.resize(plan_.num_slots);
-    st->inputs.resize(base_->info().inputs.size());
+    st->inputs.resize(info_.inputs.size());
     st->cpu = plan_.make_state();
     st->err = static_cast<int32_t*>(st->s->alloc(sizeof(int32_t)));
     st->s->fill(st->err, sizeof(int32_t), 0, 1);
@@ -249,6 +250,7 @@ class DeviceModel final : public Model {
 
  private:
   std::shared_ptr<const onnx::OnnxModel> base_;
+  ModelInfo info_;
   const onnx::Plan& plan_;
   DeviceSpec dev_;
   std::unique_ptr<Stream> const_stream_;  // owns the constants' device memory

@@ -33,6 +33,7 @@ struct ModelInfo {
   std::string version;    // model version ("1" in a repository); empty when loaded from a file
   std::string sha256;     // of the model file bytes: provenance
   std::string path;       // file it was loaded from
+  std::string device;     // where it runs when not on the CPU ("cuda:0", "gpu-emulator"); empty = CPU
   std::vector<TensorInfo> inputs;
   std::vector<TensorInfo> outputs;
   // > 0: dim 0 of every input and output is a batch dim of at most max_batch; 0: no batching.

@@ -125,6 +125,9 @@ class InferenceFactory : public AsyncFactory {
  protected:
   Parameter<std::string> mode_{this, "mode", "direct", "direct | batched | service"};
   Parameter<std::string> model_path_{this, "model", "", "model file (direct, batched, service fallback)"};
+  Parameter<std::string> device_{this, "device", "cpu",
+                                 "where the local model runs (direct, batched, fallback): cpu | cuda | cuda:N | auto | "
+                                 "gpu-emulator"};
   Parameter<std::string> service_{this, "service", "loopback:0", "service: loopback[:LATENCY_MS] | grpc://HOST:PORT"};
   Parameter<std::string> fallback_{this, "fallback", "direct", "on service failure: direct | fail"};
   Parameter<std::string> granularity_{this, "direct_granularity", "item", "direct mode: one call per item | event"};

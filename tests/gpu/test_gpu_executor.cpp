@@ -1,0 +1,210 @@
+// The GPU executor: same results as the CPU engine and ONNX Runtime on the HEP models, any batch size,
+// errors reported with the node's name, and clear refusals. Runs on the emulated device by default;
+// QUIVER_TEST_DEVICE=cuda runs the same tests on a GPU.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+#include "gpu/stream.hpp"
+#include "onnx/graph_builder.hpp"
+#include "quiver/onnx/onnx_model.hpp"
+#include "quiver/onnx/tensor_proto.hpp"
+#include "quiver/onnx/testing.hpp"
+
+using namespace quiver;
+using quiver::test::G;
+
+namespace {
+const std::string kHep = std::string(QUIVER_SHARED_DIR) + "/models/hep/";
+const char* kModels[] = {"deepboostedjet_resnet", "deepdoublex_bvl_102x", "deepdoublex_ddb_94x_unsorted",
+                         "deepjet_run3",          "deepvertex_phase1",    "higgs_interaction_net",
+                         "hls4ml_three_layer",    "part_ak4",             "particlenet_ak4_hlt",
+                         "particlenet_ak8_hlt",   "ticl_energy_id",       "ticl_supercls"};
+
+std::string test_device() {
+  const char* d = std::getenv("QUIVER_TEST_DEVICE");
+  return d && *d ? d : "gpu-emulator";
+}
+
+LoadOptions on_device(const std::string& device = test_device()) {
+  LoadOptions o;
+  o.params["device"] = device;
+  return o;
+}
+
+std::vector<Tensor> read_inputs(const std::string& set_dir) {
+  std::vector<Tensor> v;
+  for (const auto& f : quiver::onnx::numbered_files(set_dir, "input")) v.push_back(quiver::onnx::read_tensor_file(f).tensor);
+  return v;
+}
+
+// Repeats the rows of every input to `batch` rows (dim 0).
+std::vector<Tensor> tile_rows(const std::vector<Tensor>& src, int64_t batch) {
+  std::vector<Tensor> out;
+  for (const auto& t : src) {
+    std::vector<int64_t> d = t.dims();
+    const int64_t rows = d[0];
+    d[0] = batch;
+    Tensor n = Tensor::empty(t.dtype(), d);
+    const size_t row = t.nbytes() / static_cast<size_t>(rows);
+    for (int64_t b = 0; b < batch; ++b)
+      std::memcpy(static_cast<char*>(n.raw()) + b * row, static_cast<const char*>(t.raw()) + (b % rows) * row, row);
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
+Error expect_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "expected quiver::Error";
+  return Error(ErrorCode::Internal, "none");
+}
+}  // namespace
+
+class GpuHepModel : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(GpuHepModel, ReproducesOnnxRuntimeAndTheCpuEngine) {
+  const std::string dir = kHep + GetParam();
+  auto gpu = quiver::onnx::load_onnx(dir + "/model.onnx", on_device());
+  auto cpu = quiver::onnx::load_onnx(dir + "/model.onnx");
+  EXPECT_EQ(gpu->info().device.empty(), false);
+  auto gs = gpu->make_state();
+  auto cs = cpu->make_state();
+  // One state across data sets of different batch and particle counts: nothing may be baked in.
+  for (const char* set : {"test_data_set_0", "test_data_set_1", "test_data_set_0"}) {
+    const std::string sd = dir + "/" + set;
+    auto inputs = read_inputs(sd);
+    std::vector<Tensor> out, ref;
+    gpu->run(inputs, out, *gs);
+    cpu->run(inputs, ref, *cs);
+    auto expected = quiver::onnx::numbered_files(sd, "output");
+    ASSERT_EQ(out.size(), expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      auto e = quiver::onnx::read_tensor_file(expected[i]);
+      EXPECT_EQ(quiver::onnx::compare_tensors(out[i], e.tensor, {1e-4, 1e-5}), "") << GetParam() << " " << set << " vs ORT";
+      EXPECT_EQ(quiver::onnx::compare_tensors(out[i], ref[i], {1e-4, 1e-5}), "") << GetParam() << " " << set << " vs CPU";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cms, GpuHepModel, ::testing::ValuesIn(kModels),
+                         [](const auto& info) { return std::string(info.param); });
+
+TEST(GpuExecutor, ParticleNetAnyBatchMatchesTheCpuRowByRow) {
+  const std::string dir = kHep + "particlenet_ak4_hlt";
+  auto gpu = quiver::onnx::load_onnx(dir + "/model.onnx", on_device());
+  auto cpu = quiver::onnx::load_onnx(dir + "/model.onnx");
+  auto base = read_inputs(dir + "/test_data_set_0");
+  auto gs = gpu->make_state();
+  for (int64_t batch : {1, 5, 32, 3}) {
+    auto in = tile_rows(base, batch);
+    auto out = gpu->run_once(in);
+    std::vector<Tensor> again;
+    gpu->run(in, again, *gs);
+    auto ref = cpu->run_once(in);
+    ASSERT_EQ(out[0].dims(), ref[0].dims());
+    EXPECT_EQ(quiver::onnx::compare_tensors(out[0], ref[0], {1e-4, 1e-5}), "") << "batch " << batch;
+    EXPECT_EQ(quiver::onnx::compare_tensors(again[0], out[0], {0, 0}), "") << "batch " << batch << ": reused state differs";
+  }
+}
+
+TEST(GpuExecutor, ThreadsWithTheirOwnStatesShareOneModel) {
+  const std::string dir = kHep + "particlenet_ak4_hlt";
+  auto gpu = quiver::onnx::load_onnx(dir + "/model.onnx", on_device());
+  auto in = tile_rows(read_inputs(dir + "/test_data_set_0"), 8);
+  const auto ref = gpu->run_once(in);
+  std::vector<std::string> diffs(3);
+  std::vector<std::thread> ts;
+  for (size_t t = 0; t < diffs.size(); ++t)
+    ts.emplace_back([&, t] {
+      auto st = gpu->make_state();
+      std::vector<Tensor> out;
+      for (int i = 0; i < 3; ++i) {
+        gpu->run(in, out, *st);
+        if (auto d = quiver::onnx::compare_tensors(out[0], ref[0], {0, 0}); !d.empty()) diffs[t] = d;
+      }
+    });
+  for (auto& t : ts) t.join();
+  for (const auto& d : diffs) EXPECT_EQ(d, "");
+}
+
+TEST(GpuExecutor, GatherIndexOutOfRangeNamesTheNodeAndTheStateRecovers) {
+  G g;
+  g.input("data", {-1, 3});
+  g.input("idx", {2}, 7);  // int64
+  g.output("y", {2, 3});
+  g.node("Gather", {"data", "idx"}, {"y"}, "pick_rows");
+  auto m = g.load({}, on_device());
+  auto data = Tensor::from_vector<float>(std::vector<float>(5000 * 3, 1.f), {5000, 3});  // big enough for the device
+  auto st = m->make_state();
+  std::vector<Tensor> out;
+  auto bad = Tensor::from_vector<int64_t>({1, 5000}, {2});
+  auto e = expect_error([&] { m->run(std::vector<Tensor>{data, bad}, out, *st); });
+  EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("pick_rows"), std::string::npos) << e.what();
+  auto good = Tensor::from_vector<int64_t>({-1, 2}, {2});
+  m->run(std::vector<Tensor>{data, good}, out, *st);
+  ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(out[0].data<float>()[0], 1.f);
+}
+
+TEST(GpuExecutor, WrongInputIsRejectedBeforeAnythingRuns) {
+  const std::string dir = kHep + "hls4ml_three_layer";
+  auto m = quiver::onnx::load_onnx(dir + "/model.onnx", on_device());
+  auto in = read_inputs(dir + "/test_data_set_0");
+  in[0] = Tensor::zeros(DType::I64, in[0].dims());
+  auto e = expect_error([&] { m->run_once(in); });
+  EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("dtype"), std::string::npos) << e.what();
+}
+
+TEST(GpuExecutor, OpsWithoutDeviceKernelsRunOnTheCpuAndAreListed) {
+  // Conv with a 3x3 kernel has no device kernel (pointwise only): it runs its CPU kernel between
+  // two device ops and the result is still right.
+  G g;
+  g.input("x", {-1, 1, 4, 4});
+  g.output("y", {-1, 2, 2, 2});
+  g.init("w", Tensor::from_vector<float>(std::vector<float>(18, 0.5f), {2, 1, 3, 3}));
+  g.node("Relu", {"x"}, {"r"});
+  g.node("Conv", {"r", "w"}, {"c"}, "conv3x3");
+  g.node("Sigmoid", {"c"}, {"y"});
+  auto gpu = g.load({}, on_device());
+  auto cpu = g.load();
+  std::vector<float> xs(2 * 16);
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = float(i % 7) - 3.f;
+  auto x = Tensor::from_vector<float>(xs, {2, 1, 4, 4});
+  auto a = gpu->run_once(std::vector<Tensor>{x});
+  auto b = cpu->run_once(std::vector<Tensor>{x});
+  EXPECT_EQ(quiver::onnx::compare_tensors(a[0], b[0], {1e-5, 1e-6}), "");
+  std::ostringstream os;
+  gpu->describe(os);
+  EXPECT_NE(os.str().find("device: "), std::string::npos);
+  EXPECT_NE(os.str().find("steps with no device kernel"), std::string::npos);
+}
+
+TEST(GpuExecutor, DeviceChoicesAreChecked) {
+  const std::string path = kHep + "hls4ml_three_layer/model.onnx";
+  auto e = expect_error([&] { quiver::onnx::load_onnx(path, on_device("tpu")); });
+  EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("cpu, cuda, cuda:N, auto or gpu-emulator"), std::string::npos) << e.what();
+  // auto falls back to the CPU when there is no GPU.
+  auto m = quiver::onnx::load_onnx(path, on_device("auto"));
+  if (gpu::cuda_device_count() == 0) {
+    EXPECT_EQ(m->info().device, "");
+    auto c = expect_error([&] { quiver::onnx::load_onnx(path, on_device("cuda")); });
+    EXPECT_EQ(c.code(), ErrorCode::Unavailable);
+    EXPECT_FALSE(c.message().empty());
+  } else {
+    EXPECT_EQ(m->info().device, "cuda:0");
+    auto c = expect_error([&] { quiver::onnx::load_onnx(path, on_device("cuda:99")); });
+    EXPECT_EQ(c.code(), ErrorCode::InvalidArgument);
+  }
+}
