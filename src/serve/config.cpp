@@ -239,8 +239,10 @@ void complete_config(inference::ModelConfig& c, const ModelInfo& info) {
     g->set_kind(inference::ModelInstanceGroup::KIND_CPU);
   }
   for (auto& g : *c.mutable_instance_group()) {
-    if (g.kind() == inference::ModelInstanceGroup::KIND_GPU)
-      throw Error(ErrorCode::Unsupported, "instance_group kind KIND_GPU is not supported: Quiver serves on CPU", {c.name()});
+    if (g.kind() == inference::ModelInstanceGroup::KIND_GPU && info.device.empty())
+      throw Error(ErrorCode::Unsupported,
+                  "instance_group kind KIND_GPU: this model runs on the CPU (only ONNX models have a GPU executor)",
+                  {c.name()});
     if (g.kind() == inference::ModelInstanceGroup::KIND_AUTO) g.set_kind(inference::ModelInstanceGroup::KIND_CPU);
     if (g.count() <= 0) g.set_count(1);
   }

@@ -138,6 +138,14 @@ std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(
         lo.version = vs;
         lo.intra_op_threads = opt_.intra_op_threads;
         for (const auto& [k, p] : c.parameters()) lo.params[k] = p.string_value();
+        // instance_group { kind: KIND_GPU gpus: [N] }: the GPU executor on device N (the first GPU
+        // group decides; a "device" parameter in the config wins, e.g. "gpu-emulator" for tests).
+        if (!lo.params.count("device"))
+          for (const auto& g : c.instance_group())
+            if (g.kind() == inference::ModelInstanceGroup::KIND_GPU) {
+              lo.params["device"] = "cuda:" + std::to_string(g.gpus_size() ? g.gpus(0) : 0);
+              break;
+            }
         mv->model = load_model(file, lo, engine == "auto" ? "" : engine);
         mv->sha256 = mv->model->info().sha256.empty() ? sha256_file(file) : mv->model->info().sha256;
         mv->path = file;

@@ -122,7 +122,10 @@ TEST(ServeConfig, ConfigThatContradictsTheModelIsRejected) {
   auto f = parse_model_config("max_batch_size: 64", "c");
   EXPECT_THROW(complete_config(f, mlp_info(32)), Error);  // above the model's own limit
   auto g = parse_model_config("instance_group [ { kind: KIND_GPU } ]", "c");
-  EXPECT_THROW(complete_config(g, mlp_info(0)), Error);
+  EXPECT_THROW(complete_config(g, mlp_info(0)), Error);  // a model on the CPU
+  auto on_gpu = mlp_info(0);
+  on_gpu.device = "cuda:0";
+  EXPECT_NO_THROW(complete_config(g, on_gpu));
 }
 
 TEST(ServeConfig, VersionPolicies) {

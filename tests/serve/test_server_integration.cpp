@@ -903,6 +903,12 @@ TEST(ServeOnnx, AutoCompletedOnnxModelsServeThroughTheEngine) {
   std::string repo = quiver::test::make_temp_dir("serve-onnx");
   fs::create_directories(fs::path(repo) / "hls/1");
   fs::copy_file(models / "hls4ml_three_layer/model.onnx", fs::path(repo) / "hls/1/model.onnx");
+  // KIND_GPU: the GPU executor (its emulated device here, chosen by the "device" parameter).
+  fs::create_directories(fs::path(repo) / "hls_gpu/1");
+  fs::copy_file(models / "hls4ml_three_layer/model.onnx", fs::path(repo) / "hls_gpu/1/model.onnx");
+  write_text(fs::path(repo) / "hls_gpu/config.pbtxt",
+             "backend: \"onnxruntime\"\ninstance_group [ { kind: KIND_GPU gpus: [ 0 ] } ]\n"
+             "parameters { key: \"device\" value { string_value: \"gpu-emulator\" } }\n");
   fs::create_directories(fs::path(repo) / "pn/1");
   fs::copy_file(models / "particlenet_ak4_hlt/model.onnx", fs::path(repo) / "pn/1/model.onnx");
   write_text(fs::path(repo) / "pn/config.pbtxt", "platform: \"onnxruntime_onnx\"\n");
@@ -935,6 +941,13 @@ TEST(ServeOnnx, AutoCompletedOnnxModelsServeThroughTheEngine) {
     float sum = 0;
     for (float v : y) sum += v;
     EXPECT_NEAR(sum, 1.f, 1e-5f);  // softmax
+    r.set_model_name("hls_gpu");
+    inference::ModelInferResponse gresp;
+    st = stub->ModelInfer(ctx().get(), r, &gresp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    auto gy = as_floats(gresp.raw_output_contents(0));
+    ASSERT_EQ(gy.size(), y.size());
+    for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(gy[i], y[i], 1e-6f) << i;
 
     cr.set_name("pn");
     ASSERT_TRUE(stub->ModelConfig(ctx().get(), cr, &cfg).ok());
