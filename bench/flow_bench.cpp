@@ -4,7 +4,7 @@
 //                                               ns/event on 1 thread, rate on 1 and 2 threads
 //   bench_flow service [--latency-ms 10] [--events N] [--in-flight 16,64,256]
 //                                               service mode against a server answering after 10 ms
-//   bench_flow particlenet [--events N] [--threads T] [--device cuda]
+//   bench_flow particlenet [--events N] [--threads T] [--device cuda [--in-flight N]]
 //                                               jet-tagging example: ParticleNet-AK4 direct vs batched
 #include <sys/resource.h>
 
@@ -277,16 +277,17 @@ int particlenet(int argc, char** argv) {
   const std::string device = arg(argc, argv, "--device", "cpu");
   if (device != "cpu") {
     variants.erase(variants.begin() + 1, variants.end());
+    const std::string fixed_inflight = arg(argc, argv, "--in-flight", "");
     for (const char* mb : {"256", "1024"}) {
-      const std::string inflight = std::to_string(std::atoi(mb) / 2);
-      variants.push_back({"batched on " + device + " (max " + mb + ")", {{"inference.mode", "batched"}, {"inference.device", device},
+      const std::string inflight = fixed_inflight.empty() ? std::to_string(std::atoi(mb) / 2) : fixed_inflight;
+      variants.push_back({"batched on " + device + " (max " + mb + ", " + inflight + " ev)", {{"inference.mode", "batched"}, {"inference.device", device},
                                                   {"inference.max_batch", mb}, {"inference.spread", "false"},
                                                   {"in_flight", inflight}}});
     }
   }
   std::printf("ParticleNet-AK4 jet tagging, %s events, %s threads (config %s)\n", events.c_str(), threads.c_str(),
               config.c_str());
-  std::printf("%-32s %10s %12s %12s %10s %14s\n", "mode", "seconds", "events/s", "CPU s", "ratio", "CPU ratio");
+  std::printf("%-40s %10s %12s %12s %10s %14s\n", "mode", "seconds", "events/s", "CPU s", "ratio", "CPU ratio");
   double base = 0, base_cpu = 0;
   for (auto& v : variants) {
     Application app;
@@ -306,7 +307,7 @@ int particlenet(int argc, char** argv) {
       base = s.rate();
       base_cpu = cpu;
     }
-    std::printf("%-32s %10.3f %12.1f %12.3f %10.2f %14.2f\n", v.label.c_str(), s.seconds, s.rate(), cpu, s.rate() / base,
+    std::printf("%-40s %10.3f %12.1f %12.3f %10.2f %14.2f\n", v.label.c_str(), s.seconds, s.rate(), cpu, s.rate() / base,
                 base_cpu / cpu);
     std::fflush(stdout);
   }
