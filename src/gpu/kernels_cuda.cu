@@ -49,10 +49,18 @@ class CudaStream final : public kern::KernelStream<CudaExec> {
       throw_error(ErrorCode::Internal, "cuBLAS: cublasCreate failed");
     }
     cublasSetStream(blas_, stream_);
+    // Waiting threads sleep instead of spinning: event threads are the scarce resource (a spinning
+    // wait burns a core that another event could use while the GPU works).
+    if (cudaEventCreateWithFlags(&done_, cudaEventBlockingSync | cudaEventDisableTiming) != cudaSuccess) {
+      cublasDestroy(blas_);
+      cudaStreamDestroy(stream_);
+      throw_error(ErrorCode::Internal, "CUDA: cudaEventCreate failed");
+    }
     cudaDeviceProp p{};
     if (cudaGetDeviceProperties(&p, device) == cudaSuccess) name_ = p.name;
   }
   ~CudaStream() override {
+    cudaEventDestroy(done_);
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
   }
@@ -69,13 +77,17 @@ class CudaStream final : public kern::KernelStream<CudaExec> {
   }
   void download(void* dst, const void* src, size_t bytes) override {
     if (!bytes) return;
+    sync();  // the long wait (kernels queued before) sleeps here; the copy into pageable memory then is short
     check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_), "download");
     sync();
   }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes) check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "device copy");
   }
-  void sync() override { check(cudaStreamSynchronize(stream_), "stream"); }
+  void sync() override {
+    check(cudaEventRecord(done_, stream_), "event record");
+    check(cudaEventSynchronize(done_), "stream");
+  }
   void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda, int64_t sA,
             const void* B, int64_t ldb, int64_t sB, float beta, void* C, int64_t ldc, int64_t sC,
             int64_t batch) override {
@@ -98,6 +110,7 @@ class CudaStream final : public kern::KernelStream<CudaExec> {
   int device_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
+  cudaEvent_t done_ = nullptr;
   std::string name_;
 };
 
