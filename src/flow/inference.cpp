@@ -259,6 +259,7 @@ void InferenceFactory::init() {
     register_builtin_backends();
     LoadOptions lo;
     lo.params["device"] = *device_;
+    lo.params["device_streams"] = std::to_string(*device_streams_);
     model_ = load_model(path, lo);
   }
   if (!model_)

@@ -3,6 +3,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <map>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -168,7 +169,9 @@ void grow(Stream& s, Val& v, size_t bytes) {
   v.own_cap = cap;
 }
 
-class GpuState final : public RunState {
+// A stream with the device buffers of one run in flight. The model keeps a small pool of them (not
+// one per RunState): GPU memory is bounded by the number of concurrent runs, not of callers.
+class DeviceContext {
  public:
   std::unique_ptr<Stream> s;
   std::vector<Val> slots, inputs;
@@ -176,7 +179,7 @@ class GpuState final : public RunState {
   std::unique_ptr<onnx::PlanState> cpu;             // subgraph states and scratch of CPU kernels
   int32_t* err = nullptr;
   Val scratch;
-  ~GpuState() override {
+  ~DeviceContext() {
     if (!s) return;
     auto drop = [&](Val& v) { if (v.own) s->release(v.own); v.own = nullptr; };
     for (auto& v : slots) drop(v);
@@ -186,6 +189,8 @@ class GpuState final : public RunState {
     if (err) s->release(err);
   }
 };
+
+class GpuState final : public RunState {};  // the device side lives in the model's context pool
 
 class DeviceModel final : public Model {
  public:
@@ -218,16 +223,7 @@ class DeviceModel final : public Model {
 
   const ModelInfo& info() const override { return info_; }
 
-  std::unique_ptr<RunState> make_state() const override {
-    auto st = std::make_unique<GpuState>();
-    st->s = open_stream(dev_);
-    st->slots.resize(plan_.num_slots);
-    st->inputs.resize(info_.inputs.size());
-    st->cpu = plan_.make_state();
-    st->err = static_cast<int32_t*>(st->s->alloc(sizeof(int32_t)));
-    st->s->fill(st->err, sizeof(int32_t), 0, 1);
-    return st;
-  }
+  std::unique_ptr<RunState> make_state() const override { return std::make_unique<GpuState>(); }
 
   void run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const override;
 
@@ -249,18 +245,60 @@ class DeviceModel final : public Model {
   const Val& constant(size_t i) const { return consts_[i]; }
 
  private:
+  std::unique_ptr<DeviceContext> make_context() const {
+    auto c = std::make_unique<DeviceContext>();
+    c->s = open_stream(dev_);
+    c->slots.resize(plan_.num_slots);
+    c->inputs.resize(info_.inputs.size());
+    c->cpu = plan_.make_state();
+    c->err = static_cast<int32_t*>(c->s->alloc(sizeof(int32_t)));
+    c->s->fill(c->err, sizeof(int32_t), 0, 1);
+    return c;
+  }
+  // A free context, a new one while fewer than dev_.streams exist, else wait for one.
+  std::unique_ptr<DeviceContext> acquire() const {
+    std::unique_lock lock(pool_mu_);
+    pool_cv_.wait(lock, [&] { return !pool_.empty() || live_ < dev_.streams; });
+    if (!pool_.empty()) {
+      auto c = std::move(pool_.back());
+      pool_.pop_back();
+      return c;
+    }
+    ++live_;
+    lock.unlock();
+    try {
+      return make_context();
+    } catch (...) {
+      std::lock_guard relock(pool_mu_);
+      --live_;
+      pool_cv_.notify_one();
+      throw;
+    }
+  }
+  void give_back(std::unique_ptr<DeviceContext> c) const {
+    {
+      std::lock_guard lock(pool_mu_);
+      pool_.push_back(std::move(c));
+    }
+    pool_cv_.notify_one();
+  }
+
   std::shared_ptr<const onnx::OnnxModel> base_;
   ModelInfo info_;
   const onnx::Plan& plan_;
   DeviceSpec dev_;
   std::unique_ptr<Stream> const_stream_;  // owns the constants' device memory
   std::vector<Val> consts_;
+  mutable std::mutex pool_mu_;
+  mutable std::condition_variable pool_cv_;
+  mutable std::vector<std::unique_ptr<DeviceContext>> pool_;
+  mutable int live_ = 0;
 };
 
 // Moves data where a step needs it and runs the step one way or the other.
 class Runner {
  public:
-  Runner(const DeviceModel& m, GpuState& st) : m_(m), st_(st), s_(*st.s) {}
+  Runner(const DeviceModel& m, DeviceContext& st) : m_(m), st_(st), s_(*st.s) {}
 
   Val& val(onnx::ValueRef r) {
     switch (r.kind) {
@@ -308,7 +346,7 @@ class Runner {
   bool host_eligible(const onnx::Step& step);
 
   const DeviceModel& m_;
-  GpuState& st_;
+  DeviceContext& st_;
   Stream& s_;
 };
 
@@ -463,7 +501,12 @@ void Runner::run_step(size_t si, const onnx::Step& step) {
 
 void DeviceModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const {
   base_->check_inputs(inputs);
-  auto& st = static_cast<GpuState&>(state);
+  struct Lease {
+    const DeviceModel& m;
+    std::unique_ptr<DeviceContext> c;
+    ~Lease() { m.give_back(std::move(c)); }
+  } lease{*this, acquire()};
+  DeviceContext& st = *lease.c;
   Stream& s = *st.s;
   s.activate();
   for (size_t i = 0; i < inputs.size(); ++i) {

@@ -88,6 +88,7 @@ int64_t norm_axis(const OpCtx& c, int64_t axis, int64_t rank);
 struct DeviceSpec {
   enum Kind { Cpu, Cuda, Emulator } kind = Cpu;
   int index = 0;
+  int streams = 4;  // concurrent runs per loaded model, each with its own stream and buffers
   std::string text() const;
 };
 // "cpu", "cuda", "cuda:N", "auto", "gpu-emulator"; throws InvalidArgument naming the choices.

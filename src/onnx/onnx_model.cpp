@@ -209,7 +209,13 @@ std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std
   for (const auto& o : mp.opset_import()) env.opsets[o.domain() == "ai.onnx" ? "" : o.domain()] = o.version();
   // Where the model runs: the GPU executor needs every step's node and no CPU-only fusion.
   auto dev_it = options.params.find("device");
-  const gpu::DeviceSpec device = gpu::parse_device(dev_it == options.params.end() ? "cpu" : dev_it->second);
+  gpu::DeviceSpec device = gpu::parse_device(dev_it == options.params.end() ? "cpu" : dev_it->second);
+  if (auto it = options.params.find("device_streams"); it != options.params.end()) {
+    const std::string& v = it->second;
+    if (v.empty() || v.size() > 3 || v.find_first_not_of("0123456789") != std::string::npos || std::stoi(v) < 1)
+      throw_error(ErrorCode::InvalidArgument, "device_streams must be a number from 1 to 999, got '" + v + "'", {info.name});
+    device.streams = std::stoi(v);
+  }
   if (device.kind != gpu::DeviceSpec::Cpu) {
     env.options.keep_nodes = true;
     env.options.fuse_transposed_gemm = false;

@@ -136,6 +136,32 @@ TEST(GpuExecutor, ThreadsWithTheirOwnStatesShareOneModel) {
   for (const auto& d : diffs) EXPECT_EQ(d, "");
 }
 
+TEST(GpuExecutor, DeviceStreamsBoundConcurrentRunsAndCallersWait) {
+  const std::string dir = kHep + "particlenet_ak4_hlt";
+  auto opts = on_device();
+  opts.params["device_streams"] = "1";  // one set of device buffers: the threads take turns
+  auto gpu = quiver::onnx::load_onnx(dir + "/model.onnx", opts);
+  auto in = tile_rows(read_inputs(dir + "/test_data_set_0"), 4);
+  const auto ref = quiver::onnx::load_onnx(dir + "/model.onnx")->run_once(in);
+  std::vector<std::string> diffs(4);
+  std::vector<std::thread> ts;
+  for (size_t t = 0; t < diffs.size(); ++t)
+    ts.emplace_back([&, t] {
+      auto st = gpu->make_state();
+      std::vector<Tensor> out;
+      for (int i = 0; i < 2; ++i) {
+        gpu->run(in, out, *st);
+        if (auto d = quiver::onnx::compare_tensors(out[0], ref[0], {1e-4, 1e-5}); !d.empty()) diffs[t] = d;
+      }
+    });
+  for (auto& t : ts) t.join();
+  for (const auto& d : diffs) EXPECT_EQ(d, "");
+  opts.params["device_streams"] = "0";
+  auto e = expect_error([&] { quiver::onnx::load_onnx(dir + "/model.onnx", opts); });
+  EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("device_streams"), std::string::npos) << e.what();
+}
+
 TEST(GpuExecutor, GatherIndexOutOfRangeNamesTheNodeAndTheStateRecovers) {
   G g;
   g.input("data", {-1, 3});

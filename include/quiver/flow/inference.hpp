@@ -128,6 +128,8 @@ class InferenceFactory : public AsyncFactory {
   Parameter<std::string> device_{this, "device", "cpu",
                                  "where the local model runs (direct, batched, fallback): cpu | cuda | cuda:N | auto | "
                                  "gpu-emulator"};
+  Parameter<int64_t> device_streams_{this, "device_streams", 4,
+                                     "GPU: batches of this model on the device at once (each with its own buffers)"};
   Parameter<std::string> service_{this, "service", "loopback:0", "service: loopback[:LATENCY_MS] | grpc://HOST:PORT"};
   Parameter<std::string> fallback_{this, "fallback", "direct", "on service failure: direct | fail"};
   Parameter<std::string> granularity_{this, "direct_granularity", "item", "direct mode: one call per item | event"};

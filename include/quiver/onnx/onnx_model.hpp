@@ -20,7 +20,9 @@ struct CompileOptions {
 // LoadOptions::params["device"] picks where the model runs: "cpu" (default), "cuda" or "cuda:N"
 // (the GPU executor: device kernels and cuBLAS, operators without a device kernel run on the CPU),
 // "auto" (cuda:0 when a CUDA device is usable, else cpu) and "gpu-emulator" (the GPU executor on
-// host memory, for tests on machines without a GPU).
+// host memory, for tests on machines without a GPU). params["device_streams"] (default 4): how many runs
+// of one loaded model may be on the device at once; each keeps its own stream and activation buffers,
+// so this also bounds the GPU memory (callers beyond it wait).
 
 // Load an .onnx file (external data resolved next to it). Throws quiver::Error naming the file,
 // node and tensor on malformed models and listing every unsupported operator by name.
