@@ -60,6 +60,8 @@ quiver::cli::CommandRegistrar reg(40, [](CLI::App& app) {
   cmd->add_option("--model-control-mode", args->mode, "none | poll | explicit")->capture_default_str();
   cmd->add_option("--load-model", o.load_models, "Model to load at startup in explicit mode ('*': all)");
   cmd->add_option("--repository-poll-secs", o.poll_seconds, "Poll interval in poll mode")->capture_default_str();
+  cmd->add_option("--memory-trim-secs", o.trim_seconds,
+                  "Return freed heap pages to the OS this often (0 = never)")->capture_default_str();
   cmd->add_flag("--allow-load-failures", args->allow_failures, "Start even when some models fail to load");
   cmd->add_option("--intra-op-threads", o.intra_op_threads, "Threads per model execution")->capture_default_str();
   cmd->add_option("--http-threads", o.http_threads, "HTTP worker threads")->capture_default_str();

@@ -1,6 +1,7 @@
 #include "core.hpp"
 
 #include <google/protobuf/util/json_util.h>
+#include <malloc.h>
 
 #include <chrono>
 #include <cstdio>
@@ -50,17 +51,33 @@ void ServerCore::start() {
     http_ = std::make_unique<HttpFrontend>(*this);
     http_->start(opt.http_port, opt.metrics_port, http_port, metrics_port);
   }
-  if (opt.control == ModelControl::Poll) poll_thread_ = std::thread([this] { poll_loop(); });
+  if (opt.control == ModelControl::Poll || opt.trim_seconds > 0) poll_thread_ = std::thread([this] { poll_loop(); });
   ready_ = true;
 }
 
+// Housekeeping: repository polling (poll mode) and returning freed heap pages (trim_seconds).
 void ServerCore::poll_loop() {
+  using clock = std::chrono::steady_clock;
+  const bool polling = opt.control == ModelControl::Poll;
+  const auto poll_every = std::chrono::seconds(std::max(1, opt.poll_seconds));
+  const auto trim_every = std::chrono::seconds(std::max(1, opt.trim_seconds));
+  auto next_poll = clock::now() + poll_every, next_trim = clock::now() + trim_every;
   std::unique_lock lk(poll_mu_);
   while (!shut_) {
-    poll_cv_.wait_for(lk, std::chrono::seconds(std::max(1, opt.poll_seconds)));
+    auto next = opt.trim_seconds > 0 ? next_trim : next_poll;
+    if (polling && next_poll < next) next = next_poll;
+    poll_cv_.wait_until(lk, next);
     if (shut_) break;
+    const auto now = clock::now();
     lk.unlock();
-    for (const auto& e : repo->poll()) std::fprintf(stderr, "quiver serve: poll: %s\n", e.c_str());
+    if (polling && now >= next_poll) {
+      for (const auto& e : repo->poll()) std::fprintf(stderr, "quiver serve: poll: %s\n", e.c_str());
+      next_poll = clock::now() + poll_every;
+    }
+    if (opt.trim_seconds > 0 && now >= next_trim) {
+      malloc_trim(0);
+      next_trim = clock::now() + trim_every;
+    }
     lk.lock();
   }
 }

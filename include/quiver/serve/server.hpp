@@ -20,6 +20,10 @@ struct ServerOptions {
   ModelControl control = ModelControl::None;
   std::vector<std::string> load_models;  // explicit mode
   int poll_seconds = 15;                 // poll mode
+  // Every N seconds hand freed heap pages back to the OS (glibc malloc_trim): the per-thread malloc
+  // arenas of ~40 transport threads otherwise keep their high-water marks, and RSS creeps up over
+  // hours although the memory in use is flat. 0 = never.
+  int trim_seconds = 30;
   bool strict_startup = true;            // fail start when a model fails to load
   int intra_op_threads = 1;
   int http_threads = 8;
