@@ -114,11 +114,7 @@ class CudaStream final : public kern::KernelStream<CudaExec> {
   std::string name_;
 };
 
-}  // namespace
-
-bool cuda_compiled() { return true; }
-
-int cuda_device_count(std::string* why) {
+int device_count(std::string* why) {
   int n = 0;
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
@@ -129,14 +125,31 @@ int cuda_device_count(std::string* why) {
   return n;
 }
 
-std::unique_ptr<Stream> make_cuda_stream(int device) {
-  std::string why;
-  const int n = cuda_device_count(&why);
-  if (n == 0) throw_error(ErrorCode::Unavailable, why);
-  if (device < 0 || device >= n)
-    throw_error(ErrorCode::InvalidArgument,
-                "CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(n) + " found)");
-  return std::make_unique<CudaStream>(device);
-}
+}  // namespace
 
 }  // namespace quiver::gpu
+
+// The entry points libquiver_onnx looks up after dlopen("libquiver_cuda.so"): CPU-only processes never
+// map the CUDA runtime and cuBLAS (~100 MB of RSS).
+extern "C" {
+__attribute__((visibility("default"))) int quiver_cuda_device_count(char* why, size_t n) {
+  std::string w;
+  const int c = quiver::gpu::device_count(&w);
+  if (why && n) {
+    const size_t k = std::min(n - 1, w.size());
+    w.copy(why, k);
+    why[k] = 0;
+  }
+  return c;
+}
+// Owned by the caller. Throws quiver::Error like the rest of Quiver.
+__attribute__((visibility("default"))) quiver::gpu::Stream* quiver_cuda_make_stream(int device) {
+  std::string why;
+  const int n = quiver::gpu::device_count(&why);
+  if (n == 0) quiver::throw_error(quiver::ErrorCode::Unavailable, why);
+  if (device < 0 || device >= n)
+    quiver::throw_error(quiver::ErrorCode::InvalidArgument,
+                        "CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(n) + " found)");
+  return new quiver::gpu::CudaStream(device);
+}
+}

@@ -1,8 +1,13 @@
 // The emulated device: host memory and plain loops behind the Stream interface. It runs the GPU
 // executor's exact code path (placement, transfers, shape logic, kernels) on machines without a GPU,
 // which is how CI tests it; it is not meant to be fast.
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
 
 #include "quiver/core/error.hpp"
 
@@ -58,17 +63,67 @@ class EmulatedStream final : public kern::KernelStream<HostExec> {
 
 std::unique_ptr<Stream> make_emulated_stream() { return std::make_unique<EmulatedStream>(); }
 
-#ifndef QUIVER_HAVE_CUDA
-bool cuda_compiled() { return false; }
+// CUDA lives in libquiver_cuda.so (built when the toolkit is found), opened on first use: processes
+// that never ask for a GPU do not map the CUDA runtime and cuBLAS.
+namespace {
+struct CudaLib {
+  void* handle = nullptr;
+  int (*count)(char*, size_t) = nullptr;
+  Stream* (*make)(int) = nullptr;
+  std::string error;
+};
+
+const CudaLib& cuda_lib() {
+  static const CudaLib lib = [] {
+    CudaLib l;
+    std::vector<std::string> tries;
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void*>(&cuda_lib), &info) && info.dli_fname)  // next to this library first
+      tries.push_back((std::filesystem::path(info.dli_fname).parent_path() / "libquiver_cuda.so").string());
+    tries.push_back("libquiver_cuda.so");
+    std::string why;
+    for (const auto& t : tries) {
+      l.handle = dlopen(t.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (l.handle) break;
+      const char* e = dlerror();
+      if (e && why.empty() && std::filesystem::exists(t)) why = e;  // there but not loadable (driver libs?)
+    }
+    if (!l.handle) {
+      l.error = why.empty() ? "this Quiver build has no CUDA support (no libquiver_cuda.so; configure with the CUDA "
+                              "toolkit installed, -DQUIVER_CUDA=ON)"
+                            : "cannot load Quiver's CUDA module: " + why;
+      return l;
+    }
+    l.count = reinterpret_cast<int (*)(char*, size_t)>(dlsym(l.handle, "quiver_cuda_device_count"));
+    l.make = reinterpret_cast<Stream* (*)(int)>(dlsym(l.handle, "quiver_cuda_make_stream"));
+    if (!l.count || !l.make) {
+      l.handle = nullptr;
+      l.error = "libquiver_cuda.so has no Quiver entry points (a different version?)";
+    }
+    return l;
+  }();
+  return lib;
+}
+}  // namespace
+
+bool cuda_compiled() { return cuda_lib().handle != nullptr; }
+
 int cuda_device_count(std::string* why) {
-  if (why) *why = "this Quiver build has no CUDA support (configure with the CUDA toolkit installed, -DQUIVER_CUDA=ON)";
-  return 0;
+  const CudaLib& l = cuda_lib();
+  if (!l.handle) {
+    if (why) *why = l.error;
+    return 0;
+  }
+  char buf[512] = {};
+  const int n = l.count(buf, sizeof buf);
+  if (n == 0 && why) *why = buf;
+  return n;
 }
-std::unique_ptr<Stream> make_cuda_stream(int) {
-  std::string why;
-  cuda_device_count(&why);
-  throw_error(ErrorCode::Unavailable, why);
+
+std::unique_ptr<Stream> make_cuda_stream(int device) {
+  const CudaLib& l = cuda_lib();
+  if (!l.handle) throw_error(ErrorCode::Unavailable, l.error);
+  return std::unique_ptr<Stream>(l.make(device));
 }
-#endif
 
 }  // namespace quiver::gpu
