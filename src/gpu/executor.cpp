@@ -178,6 +178,7 @@ class DeviceContext {
   std::map<std::pair<size_t, size_t>, Val> dummies;  // outputs nobody reads: (step, output)
   std::unique_ptr<onnx::PlanState> cpu;             // subgraph states and scratch of CPU kernels
   int32_t* err = nullptr;
+  bool err_unread = false;  // a run failed after queuing kernels: the flag may hold its error
   Val scratch;
   ~DeviceContext() {
     if (!s) return;
@@ -518,6 +519,8 @@ void DeviceModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outpu
     v.on_host = true;
     v.on_dev = false;
   }
+  if (st.err_unread) s.fill(st.err, sizeof(int32_t), 0, 1);
+  st.err_unread = true;
   Runner r(*this, st);
   for (size_t si = 0; si < plan_.steps.size(); ++si) {
     const onnx::Step& step = plan_.steps[si];
@@ -538,6 +541,7 @@ void DeviceModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outpu
   }
   int32_t e = 0;
   s.download(&e, st.err, sizeof e);  // also waits for everything queued
+  st.err_unread = false;
   for (auto& v : st.inputs) v.host = Tensor();  // drop the views of the caller's tensors
   if (e != 0) {
     s.fill(st.err, sizeof(int32_t), 0, 1);

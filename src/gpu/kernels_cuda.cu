@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "quiver/core/error.hpp"
@@ -92,6 +93,10 @@ class CudaStream final : public kern::KernelStream<CudaExec> {
             const void* B, int64_t ldb, int64_t sB, float beta, void* C, int64_t ldc, int64_t sC,
             int64_t batch) override {
     if (M == 0 || N == 0 || batch == 0) return;
+    constexpr int64_t kMax = std::numeric_limits<int>::max();  // cuBLAS takes int sizes
+    if (M > kMax || N > kMax || K > kMax || lda > kMax || ldb > kMax || ldc > kMax || batch > kMax)
+      throw_error(ErrorCode::Unsupported, "GEMM of " + std::to_string(M) + "x" + std::to_string(N) + "x" +
+                                              std::to_string(K) + " exceeds cuBLAS's 32-bit sizes");
     // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
     const cublasStatus_t s = cublasSgemmStridedBatched(
         blas_, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),

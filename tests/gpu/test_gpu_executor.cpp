@@ -182,6 +182,31 @@ TEST(GpuExecutor, GatherIndexOutOfRangeNamesTheNodeAndTheStateRecovers) {
   EXPECT_EQ(out[0].data<float>()[0], 1.f);
 }
 
+TEST(GpuExecutor, AFailedRunLeavesNoErrorBehindForTheNext) {
+  // The Gather flags a bad index on the device, then the Reshape fails on the host before the run
+  // reads the flag: the next, valid run must not inherit that index error.
+  G g;
+  g.input("data", {-1, 3});
+  g.input("idx", {2}, 7);
+  g.input("shape", {2}, 7);
+  g.output("y", {-1, -1});
+  g.node("Gather", {"data", "idx"}, {"rows"}, "pick_rows");
+  g.node("Reshape", {"rows", "shape"}, {"y"}, "reshape");
+  auto m = g.load({}, on_device());
+  auto data = Tensor::from_vector<float>(std::vector<float>(5000 * 3, 2.f), {5000, 3});
+  auto st = m->make_state();
+  std::vector<Tensor> out;
+  auto e = expect_error([&] {
+    m->run(std::vector<Tensor>{data, Tensor::from_vector<int64_t>({0, 9999}, {2}), Tensor::from_vector<int64_t>({4, 4}, {2})},
+           out, *st);
+  });
+  EXPECT_NE(std::string(e.what()).find("reshape"), std::string::npos) << e.what();
+  m->run(std::vector<Tensor>{data, Tensor::from_vector<int64_t>({0, 1}, {2}), Tensor::from_vector<int64_t>({3, 2}, {2})},
+         out, *st);
+  ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(out[0].data<float>()[5], 2.f);
+}
+
 TEST(GpuExecutor, WrongInputIsRejectedBeforeAnythingRuns) {
   const std::string dir = kHep + "hls4ml_three_layer";
   auto m = quiver::onnx::load_onnx(dir + "/model.onnx", on_device());
