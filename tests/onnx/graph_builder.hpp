@@ -1,4 +1,5 @@
-// Test helper: builds a small ONNX graph in memory and loads it (dynamic dims are named "batch").
+// Test helper: builds a small ONNX graph in memory and loads it. Dynamic dims (-1) are all named
+// "batch", or "n<position>" with numbered_dims (then each is independent).
 #pragma once
 #include <onnx/onnx_pb.h>
 
@@ -15,7 +16,8 @@ namespace quiver::test {
 struct G {
   ::onnx::ModelProto m;
   ::onnx::GraphProto* g;
-  G(int opset = 13) {
+  bool numbered_dims = false;
+  explicit G(int opset = 13) {
     m.set_ir_version(8);
     auto* o = m.add_opset_import();
     o->set_domain("");
@@ -30,12 +32,14 @@ struct G {
     auto* s = tt->mutable_shape();
     for (auto d : dims) {
       auto* dim = s->add_dim();
-      if (d < 0) dim->set_dim_param("batch");
+      if (d < 0) dim->set_dim_param(numbered_dims ? "n" + std::to_string(s->dim_size()) : "batch");
       else dim->set_dim_value(d);
     }
   }
   void input(const std::string& n, std::vector<int64_t> d, int elem = 1) { io(g->add_input(), n, elem, d); }
   void output(const std::string& n, std::vector<int64_t> d, int elem = 1) { io(g->add_output(), n, elem, d); }
+  void input(const std::string& n, std::vector<int64_t> d, DType t) { input(n, std::move(d), static_cast<int>(t)); }
+  void output(const std::string& n, std::vector<int64_t> d, DType t) { output(n, std::move(d), static_cast<int>(t)); }
   ::onnx::NodeProto* node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out,
                           const std::string& name = "") {
     auto* n = g->add_node();

@@ -17,54 +17,13 @@
 
 using namespace quiver;
 
+#include "onnx/graph_builder.hpp"
+
 namespace {
 
-struct G {
-  ::onnx::ModelProto m;
-  ::onnx::GraphProto* g;
-  explicit G(int opset = 18) {
-    m.set_ir_version(8);
-    auto* o = m.add_opset_import();
-    o->set_domain("");
-    o->set_version(opset);
-    g = m.mutable_graph();
-    g->set_name("t");
-  }
-  void io(::onnx::ValueInfoProto* v, const std::string& name, int elem, const std::vector<int64_t>& dims) {
-    v->set_name(name);
-    auto* tt = v->mutable_type()->mutable_tensor_type();
-    tt->set_elem_type(elem);
-    auto* s = tt->mutable_shape();
-    for (auto d : dims) {
-      auto* dim = s->add_dim();
-      if (d < 0) {
-        std::string param = "n";
-        param += std::to_string(s->dim_size());
-        dim->set_dim_param(param);
-      }
-      else dim->set_dim_value(d);
-    }
-  }
-  void input(const std::string& n, const std::vector<int64_t>& d, DType t = DType::F32) { io(g->add_input(), n, static_cast<int>(t), d); }
-  void output(const std::string& n, const std::vector<int64_t>& d, DType t = DType::F32) { io(g->add_output(), n, static_cast<int>(t), d); }
-  ::onnx::NodeProto* node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out,
-                          const std::string& name = "") {
-    auto* n = g->add_node();
-    n->set_op_type(op);
-    n->set_name(name.empty() ? out[0] + "_node" : name);
-    for (auto& i : in) n->add_input(i);
-    for (auto& o : out) n->add_output(o);
-    return n;
-  }
-  void init(const std::string& name, const Tensor& t) {
-    std::string bytes = quiver::onnx::serialize_tensor({name, t});
-    g->add_initializer()->ParseFromString(bytes);
-  }
-  std::shared_ptr<const Model> load() {
-    LoadOptions lo;
-    lo.name = "unit";
-    return quiver::onnx::load_onnx_bytes(m.SerializeAsString(), "", lo);
-  }
+// Opset 18 by default; dynamic dims are independent (n1, n2, ...).
+struct G : quiver::test::G {
+  explicit G(int opset = 18) : quiver::test::G(opset) { numbered_dims = true; }
 };
 
 void attr_int(::onnx::NodeProto* n, const std::string& name, int64_t v) {
