@@ -14,10 +14,9 @@
 #include "quiver/core/half.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
+#include "onnx/graph_builder.hpp"
 
 using namespace quiver;
-
-#include "onnx/graph_builder.hpp"
 
 namespace {
 

@@ -11,10 +11,9 @@
 
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
+#include "onnx/graph_builder.hpp"
 
 using namespace quiver;
-
-#include "onnx/graph_builder.hpp"
 
 namespace {
 
