@@ -45,11 +45,46 @@ inline int64_t quant_index(const QuantLayout& L, int64_t o, int64_t k, int64_t i
   return 0;
 }
 
+// Visits every element of data viewed through L: f(element index, scale index).
+template <class F>
+inline void for_each_quant(const QuantLayout& L, int64_t numel, F&& f) {
+  const bool whole = L.kind == QuantLayout::Kind::Tensor;
+  const int64_t outer = whole ? 1 : L.outer, n = whole ? numel : L.n, inner = whole ? 1 : L.inner;
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t k = 0; k < n; ++k)
+      for (int64_t i = 0; i < inner; ++i) f((o * n + k) * inner + i, quant_index(L, o, k, i));
+}
+
 // Values of a numeric tensor as double (empty tensor -> empty vector).
 inline std::vector<double> as_doubles(const Tensor& t) {
   std::vector<double> v(static_cast<size_t>(t.numel()));
   if (!v.empty()) convert_elements(t.dtype(), t.raw(), DType::F64, v.data(), t.numel());
   return v;
+}
+
+// The scale (input 1) and optional zero point (input 2) of QuantizeLinear / DequantizeLinear.
+struct QuantParams {
+  QuantLayout layout;
+  std::vector<double> scale, zero;  // zero empty: no zero point
+  double zero_at(size_t q) const { return zero.empty() ? 0.0 : zero[q]; }
+};
+inline QuantParams quant_params(ExecContext& ec, const Tensor& x, int64_t axis, int64_t block, const char* zero_name) {
+  const Tensor& s = ec.input(1);
+  QuantParams p{quant_layout(ec, x, s, axis, block), as_doubles(s), {}};
+  if (ec.has_input(2)) {
+    p.zero = as_doubles(ec.input(2));
+    if (p.zero.size() != p.scale.size()) ec.fail("zero point and scale shapes differ", zero_name);
+  }
+  return p;
+}
+
+// The `output_dtype` attribute (opset 21+), or `def` when absent.
+inline DType output_dtype_attr(BuildContext& ctx, DType def) {
+  const int64_t od = ctx.attrs().get_int("output_dtype", 0);
+  if (od == 0) return def;
+  const auto d = dtype_from_onnx(static_cast<int32_t>(od));
+  if (!d) ctx.unsupported("output_dtype " + std::to_string(od) + " is not supported");
+  return *d;
 }
 
 inline bool is_quant_int(DType t) {
