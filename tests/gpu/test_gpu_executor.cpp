@@ -16,6 +16,7 @@
 #include "quiver/onnx/testing.hpp"
 
 using namespace quiver;
+using quiver::test::expect_error;
 using quiver::test::G;
 
 namespace {
@@ -58,15 +59,6 @@ std::vector<Tensor> tile_rows(const std::vector<Tensor>& src, int64_t batch) {
   return out;
 }
 
-Error expect_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected quiver::Error";
-  return Error(ErrorCode::Internal, "none");
-}
 }  // namespace
 
 class GpuHepModel : public ::testing::TestWithParam<const char*> {};

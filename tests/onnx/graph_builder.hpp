@@ -1,7 +1,10 @@
 // Test helper: builds a small ONNX graph in memory and loads it. Dynamic dims (-1) are all named
 // "batch", or "n<position>" with numbered_dims (then each is independent).
 #pragma once
+#include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
+
+#include <functional>
 
 #include <memory>
 #include <string>
@@ -58,5 +61,59 @@ struct G {
     return quiver::onnx::load_onnx_bytes(m.SerializeAsString(), "", lo, co);
   }
 };
+
+// Node attributes.
+inline ::onnx::AttributeProto* add_attr(::onnx::NodeProto* n, const std::string& name, ::onnx::AttributeProto::AttributeType t) {
+  auto* a = n->add_attribute();
+  a->set_name(name);
+  a->set_type(t);
+  return a;
+}
+inline void attr_int(::onnx::NodeProto* n, const std::string& name, int64_t v) { add_attr(n, name, ::onnx::AttributeProto::INT)->set_i(v); }
+inline void attr_float(::onnx::NodeProto* n, const std::string& name, float v) { add_attr(n, name, ::onnx::AttributeProto::FLOAT)->set_f(v); }
+inline void attr_str(::onnx::NodeProto* n, const std::string& name, const std::string& v) {
+  add_attr(n, name, ::onnx::AttributeProto::STRING)->set_s(v);
+}
+inline void attr_ints(::onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
+  auto* a = add_attr(n, name, ::onnx::AttributeProto::INTS);
+  for (auto x : v) a->add_ints(x);
+}
+
+// Row-major strides of dims (elements).
+inline std::vector<int64_t> strides_of(const std::vector<int64_t>& d) {
+  std::vector<int64_t> s(d.size());
+  int64_t a = 1;
+  for (size_t i = d.size(); i-- > 0;) {
+    s[i] = a;
+    a *= d[i];
+  }
+  return s;
+}
+
+// Calls f(index vector, flat offset) for every element of dims in row-major order.
+inline void for_each_index(const std::vector<int64_t>& dims,
+                           const std::function<void(const std::vector<int64_t>&, int64_t)>& f) {
+  int64_t n = 1;
+  for (auto d : dims) n *= d;
+  std::vector<int64_t> idx(dims.size(), 0);
+  for (int64_t o = 0; o < n; ++o) {
+    f(idx, o);
+    for (size_t d = dims.size(); d-- > 0;) {
+      if (++idx[d] < dims[d]) break;
+      idx[d] = 0;
+    }
+  }
+}
+
+// The quiver::Error that f throws (a test failure when it throws none).
+inline Error expect_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "expected quiver::Error";
+  return Error(ErrorCode::Internal, "none");
+}
 
 }  // namespace quiver::test

@@ -22,6 +22,7 @@ using namespace quiver;
 namespace {
 
 using quiver::test::G;
+using quiver::test::expect_error;
 
 std::string steps_line(const Model& m) {
   std::ostringstream os;
@@ -29,16 +30,6 @@ std::string steps_line(const Model& m) {
   auto s = os.str();
   auto p = s.find("steps after compilation: ");
   return p == std::string::npos ? "" : s.substr(p, s.find(',', p) - p);
-}
-
-Error expect_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected quiver::Error";
-  return Error(ErrorCode::Internal, "none");
 }
 
 }  // namespace

@@ -20,29 +20,17 @@ using namespace quiver;
 
 namespace {
 
+using quiver::test::attr_int;
+using quiver::test::attr_float;
+using quiver::test::attr_str;
+using quiver::test::strides_of;
+using quiver::test::for_each_index;
+using quiver::test::expect_error;
+
 // Opset 18 by default; dynamic dims are independent (n1, n2, ...).
 struct G : quiver::test::G {
   explicit G(int opset = 18) : quiver::test::G(opset) { numbered_dims = true; }
 };
-
-void attr_int(::onnx::NodeProto* n, const std::string& name, int64_t v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(::onnx::AttributeProto::INT);
-  a->set_i(v);
-}
-void attr_float(::onnx::NodeProto* n, const std::string& name, float v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(::onnx::AttributeProto::FLOAT);
-  a->set_f(v);
-}
-void attr_str(::onnx::NodeProto* n, const std::string& name, const std::string& v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(::onnx::AttributeProto::STRING);
-  a->set_s(v);
-}
 
 Tensor random_f(const std::vector<int64_t>& dims, std::mt19937& rng, float lo = -2.f, float hi = 2.f) {
   Tensor t = Tensor::empty(DType::F32, dims);
@@ -55,36 +43,6 @@ template <class T>
 Tensor vec(const std::vector<T>& v, std::vector<int64_t> dims = {}) {
   if (dims.empty()) dims = {static_cast<int64_t>(v.size())};
   return Tensor::from_vector(v, std::span<const int64_t>(dims));
-}
-
-std::vector<int64_t> strides_of(const std::vector<int64_t>& d) {
-  std::vector<int64_t> s(d.size());
-  int64_t a = 1;
-  for (size_t i = d.size(); i-- > 0;) { s[i] = a; a *= d[i]; }
-  return s;
-}
-
-void for_each_index(const std::vector<int64_t>& dims, const std::function<void(const std::vector<int64_t>&, int64_t)>& f) {
-  int64_t n = 1;
-  for (auto d : dims) n *= d;
-  std::vector<int64_t> idx(dims.size(), 0);
-  for (int64_t o = 0; o < n; ++o) {
-    f(idx, o);
-    for (size_t d = dims.size(); d-- > 0;) {
-      if (++idx[d] < dims[d]) break;
-      idx[d] = 0;
-    }
-  }
-}
-
-Error expect_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected quiver::Error";
-  return Error(ErrorCode::Internal, "none");
 }
 
 }  // namespace

@@ -17,65 +17,22 @@ using namespace quiver;
 
 namespace {
 
+using quiver::test::attr_int;
+using quiver::test::attr_str;
+using quiver::test::attr_ints;
+using quiver::test::strides_of;
+using quiver::test::for_each_index;
+using quiver::test::expect_error;
+
 // Opset 17 by default; dynamic dims are independent (n1, n2, ...).
 struct G : quiver::test::G {
   explicit G(int opset = 17) : quiver::test::G(opset) { numbered_dims = true; }
 };
 
-void attr_ints(::onnx::NodeProto* n, const std::string& name, std::vector<int64_t> v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(::onnx::AttributeProto::INTS);
-  for (auto x : v) a->add_ints(x);
-}
-void attr_int(::onnx::NodeProto* n, const std::string& name, int64_t v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(::onnx::AttributeProto::INT);
-  a->set_i(v);
-}
-void attr_str(::onnx::NodeProto* n, const std::string& name, const std::string& v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(::onnx::AttributeProto::STRING);
-  a->set_s(v);
-}
-
 Tensor iota_f(std::vector<int64_t> dims) {
   Tensor t = Tensor::empty(DType::F32, dims);
   std::iota(t.data<float>(), t.data<float>() + t.numel(), 0.f);
   return t;
-}
-
-std::vector<int64_t> strides_of(const std::vector<int64_t>& d) {
-  std::vector<int64_t> s(d.size());
-  int64_t a = 1;
-  for (size_t i = d.size(); i-- > 0;) { s[i] = a; a *= d[i]; }
-  return s;
-}
-
-// Calls f(index vector, flat offset) for every element of dims in row-major order.
-void for_each_index(const std::vector<int64_t>& dims, const std::function<void(const std::vector<int64_t>&, int64_t)>& f) {
-  int64_t n = 1;
-  for (auto d : dims) n *= d;
-  std::vector<int64_t> idx(dims.size(), 0);
-  for (int64_t o = 0; o < n; ++o) {
-    f(idx, o);
-    for (size_t d = dims.size(); d-- > 0;) {
-      if (++idx[d] < dims[d]) break;
-      idx[d] = 0;
-    }
-  }
-}
-
-Error expect_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "expected quiver::Error";
-  return Error(ErrorCode::Internal, "none");
 }
 
 }  // namespace
