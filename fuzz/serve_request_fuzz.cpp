@@ -19,22 +19,7 @@ using namespace quiver::serve;
 
 namespace {
 std::shared_ptr<ModelVersion> make_version(const char* cfg_text) {
-  auto c = parse_model_config(cfg_text, "fuzz");
-  c.set_name("m");
-  auto mv = std::make_shared<ModelVersion>();
-  mv->name = "m";
-  mv->version_str = "1";
-  mv->model = make_identity_model(c, "1");
-  complete_config(c, mv->model->info());
-  mv->max_batch = c.max_batch_size();
-  size_t i = 0;
-  for (const auto& in : c.input())
-    mv->inputs.push_back({in.name(), *config_dtype(in.data_type()), {in.dims().begin(), in.dims().end()}, i++});
-  i = 0;
-  for (const auto& o : c.output())
-    mv->outputs.push_back({o.name(), *config_dtype(o.data_type()), {o.dims().begin(), o.dims().end()}, i++});
-  mv->config = std::make_shared<inference::ModelConfig>(c);
-  return mv;
+  return identity_model_version(cfg_text);
 }
 
 const ModelVersion& batched() {

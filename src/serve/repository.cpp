@@ -19,6 +19,40 @@ const IOSpec* ModelVersion::output(std::string_view n) const {
   for (const auto& s : outputs) if (s.name == n) return &s;
   return nullptr;
 }
+void bind_io(ModelVersion& mv, const inference::ModelConfig& c) {
+  mv.max_batch = c.max_batch_size();
+  const ModelInfo& mi = mv.model->info();
+  auto bind = [](const auto& tensors, const std::vector<TensorInfo>& model_side, std::vector<IOSpec>& out) {
+    out.clear();
+    for (const auto& t : tensors) {
+      IOSpec s;
+      s.name = t.name();
+      s.dtype = *config_dtype(t.data_type());
+      s.dims.assign(t.dims().begin(), t.dims().end());
+      for (size_t i = 0; i < model_side.size(); ++i)
+        if (model_side[i].name == s.name) s.model_index = i;
+      out.push_back(std::move(s));
+    }
+  };
+  bind(c.input(), mi.inputs, mv.inputs);
+  bind(c.output(), mi.outputs, mv.outputs);
+}
+
+std::shared_ptr<ModelVersion> identity_model_version(const std::string& config_text, const std::string& name) {
+  auto c = parse_model_config(config_text, name);
+  c.set_name(name);
+  auto mv = std::make_shared<ModelVersion>();
+  mv->name = name;
+  mv->version = 1;
+  mv->version_str = "1";
+  mv->engine = "identity";
+  mv->model = make_identity_model(c, "1");
+  complete_config(c, mv->model->info());
+  bind_io(*mv, c);
+  mv->config = std::make_shared<inference::ModelConfig>(c);
+  return mv;
+}
+
 ModelVersion::~ModelVersion() {
   // The last reference can be dropped by a request finishing on one of this version's own
   // instance threads; a thread cannot join itself, so the scheduler is released elsewhere.
@@ -155,24 +189,7 @@ std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(
       throw e.with_context({name});
     }
     (*c.mutable_parameters())["quiver.sha256"].set_string_value(mv->sha256);
-    mv->max_batch = c.max_batch_size();
-    const ModelInfo& mi = mv->model->info();
-    for (const auto& in : c.input()) {
-      IOSpec s;
-      s.name = in.name();
-      s.dtype = *config_dtype(in.data_type());
-      s.dims.assign(in.dims().begin(), in.dims().end());
-      for (size_t i = 0; i < mi.inputs.size(); ++i) if (mi.inputs[i].name == s.name) s.model_index = i;
-      mv->inputs.push_back(std::move(s));
-    }
-    for (const auto& o : c.output()) {
-      IOSpec s;
-      s.name = o.name();
-      s.dtype = *config_dtype(o.data_type());
-      s.dims.assign(o.dims().begin(), o.dims().end());
-      for (size_t i = 0; i < mi.outputs.size(); ++i) if (mi.outputs[i].name == s.name) s.model_index = i;
-      mv->outputs.push_back(std::move(s));
-    }
+    bind_io(*mv, c);
     std::sort(mv->inputs.begin(), mv->inputs.end(), [](auto& a, auto& b) { return a.model_index < b.model_index; });
     std::sort(mv->outputs.begin(), mv->outputs.end(), [](auto& a, auto& b) { return a.model_index < b.model_index; });
     mv->config = std::make_shared<inference::ModelConfig>(std::move(c));

@@ -415,22 +415,7 @@ TEST(ServeScheduler, StopRejectsNewButFinishesQueued) {
 // ---- request decoding ----
 
 std::shared_ptr<ModelVersion> identity_version(const std::string& cfg) {
-  auto c = parse_model_config(cfg, "c");
-  c.set_name("m");
-  auto mv = std::make_shared<ModelVersion>();
-  mv->name = "m";
-  mv->version_str = "1";
-  mv->model = make_identity_model(c, "1");
-  complete_config(c, mv->model->info());
-  mv->max_batch = c.max_batch_size();
-  size_t i = 0;
-  for (const auto& in : c.input())
-    mv->inputs.push_back({in.name(), *config_dtype(in.data_type()), {in.dims().begin(), in.dims().end()}, i++});
-  i = 0;
-  for (const auto& o : c.output())
-    mv->outputs.push_back({o.name(), *config_dtype(o.data_type()), {o.dims().begin(), o.dims().end()}, i++});
-  mv->config = std::make_shared<inference::ModelConfig>(c);
-  return mv;
+  return identity_model_version(cfg);
 }
 
 TEST(ServeCodec, RawViewsAndValidation) {

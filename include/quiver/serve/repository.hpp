@@ -127,5 +127,9 @@ std::vector<int64_t> select_versions(const inference::ModelConfig& c, std::vecto
 SchedulerOptions scheduler_options(const inference::ModelConfig& c);
 // Built-in "identity" backend: output i is a copy of input i (as Triton's identity backend).
 std::shared_ptr<const Model> make_identity_model(const inference::ModelConfig& c, const std::string& version);
+// Set mv's max_batch, inputs and outputs (in the model's order) from its completed config.
+void bind_io(ModelVersion& mv, const inference::ModelConfig& c);
+// A loaded version "1" of the identity backend named `name` from config text (tests, fuzzers, benches).
+std::shared_ptr<ModelVersion> identity_model_version(const std::string& config_text, const std::string& name = "m");
 
 }  // namespace quiver::serve
