@@ -118,6 +118,21 @@ struct Result {
   uint64_t requests = 0;  // completed inside the measured window
 };
 
+// Throughput and latency percentiles (ms -> us) of one measured window of `ns` nanoseconds.
+Result summarize(std::vector<int64_t>& lat, int64_t ns, uint64_t errors) {
+  Result r;
+  std::sort(lat.begin(), lat.end());
+  r.rps = double(lat.size()) / (double(ns) * 1e-9);
+  auto pct = [&](double p) { return lat.empty() ? 0.0 : double(lat[static_cast<size_t>(p * double(lat.size() - 1))]) / 1000.0; };
+  r.p50 = pct(0.50);
+  r.p90 = pct(0.90);
+  r.p95 = pct(0.95);
+  r.p99 = pct(0.99);
+  r.errors = errors;
+  r.requests = lat.size();
+  return r;
+}
+
 Result load(const std::string& addr, const std::string& model, int concurrency, double seconds, int width = 16,
             std::shared_ptr<grpc::Channel> ch = nullptr) {
   if (!ch) ch = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
@@ -185,17 +200,7 @@ Result load(const std::string& addr, const std::string& model, int concurrency, 
     std::unique_lock lk(mu);
     cv.wait(lk, [&] { return active == 0; });
   }
-  Result r;
-  std::sort(lat.begin(), lat.end());
-  r.rps = double(lat.size()) / (double(t1 - t0) * 1e-9);
-  auto pct = [&](double p) { return lat.empty() ? 0.0 : double(lat[static_cast<size_t>(p * double(lat.size() - 1))]) / 1000.0; };
-  r.p50 = pct(0.50);
-  r.p90 = pct(0.90);
-  r.p95 = pct(0.95);
-  r.p99 = pct(0.99);
-  r.errors = errors;
-  r.requests = lat.size();
-  return r;
+  return summarize(lat, t1 - t0, errors);
 }
 
 // HTTP/REST closed loop: `concurrency` threads, each with a keep-alive connection, binary
@@ -234,17 +239,7 @@ Result http_load(int port, int concurrency, double seconds) {
   int64_t t1 = now_ns();
   stop = true;
   for (auto& t : th) t.join();
-  Result r;
-  std::sort(lat.begin(), lat.end());
-  r.rps = double(lat.size()) / (double(t1 - t0) * 1e-9);
-  auto pct = [&](double p) { return lat.empty() ? 0.0 : double(lat[static_cast<size_t>(p * double(lat.size() - 1))]) / 1000.0; };
-  r.p50 = pct(0.5);
-  r.p90 = pct(0.9);
-  r.p95 = pct(0.95);
-  r.p99 = pct(0.99);
-  r.errors = errors;
-  r.requests = lat.size();
-  return r;
+  return summarize(lat, t1 - t0, errors);
 }
 
 void print(const char* what, int conc, const Result& r) {
