@@ -12,6 +12,7 @@
 #include "onnx/onnx_model_impl.hpp"
 #include "onnx/ops/common.hpp"
 #include "quiver/core/shape.hpp"
+#include "quiver/core/util.hpp"
 
 namespace quiver::gpu {
 
@@ -344,6 +345,7 @@ class Runner {
 
   void run_step(size_t si, const onnx::Step& step);
   void run_cpu(size_t si, const onnx::Step& step, bool dims_only);
+  bool last_on_cpu = false;  // the last step ran its CPU kernel (for profiles)
   bool host_eligible(const onnx::Step& step);
 
   const DeviceModel& m_;
@@ -465,6 +467,7 @@ bool Runner::host_eligible(const onnx::Step& step) {
 }
 
 void Runner::run_cpu(size_t si, const onnx::Step& step, bool dims_only) {
+  last_on_cpu = true;
   CpuCtx ctx(*this, step, si, dims_only);
   step.kernel->run(ctx);
   // A kernel may reshape its output after allocating it: take the final dims from the tensor.
@@ -522,15 +525,34 @@ void DeviceModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outpu
   if (st.err_unread) s.fill(st.err, sizeof(int32_t), 0, 1);
   st.err_unread = true;
   Runner r(*this, st);
+  // Profiling (quiver bench --profile): wait after every step so that its time is its own; a step
+  // that ran on the host (its CPU kernel, or dims only) is listed as "Op (host)".
+  const bool profiling = onnx::profiling_enabled();
+  std::vector<int64_t> times, cpu_times;
+  if (profiling) {
+    times.assign(plan_.steps.size(), 0);
+    cpu_times.assign(plan_.steps.size(), 0);
+    s.sync();
+  }
   for (size_t si = 0; si < plan_.steps.size(); ++si) {
     const onnx::Step& step = plan_.steps[si];
+    const int64_t t0 = profiling ? now_ns() : 0;
     try {
+      r.last_on_cpu = false;
       r.run_step(si, step);
+      if (profiling) {
+        s.sync();
+        (r.last_on_cpu ? cpu_times : times)[si] = now_ns() - t0;
+      }
     } catch (const Error& e) {
       throw e.with_context({plan_.model_name, step.label});
     } catch (const std::exception& e) {
       throw Error(ErrorCode::Internal, e.what(), {plan_.model_name, step.label});
     }
+  }
+  if (profiling) {
+    onnx::profile_record(plan_, times);
+    onnx::profile_record(plan_, cpu_times, " (host)");
   }
   outputs.resize(plan_.outputs.size());
   for (size_t i = 0; i < outputs.size(); ++i) {

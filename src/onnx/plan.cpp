@@ -124,14 +124,20 @@ void Plan::run(std::span<const Tensor* const> inputs, PlanState& st) const {
       throw Error(ErrorCode::Internal, e.what(), {model_name, step.label});
     }
   }
-  if (profiling) {
-    std::lock_guard lock(g_profile_mutex);
-    for (size_t si = 0; si < steps.size(); ++si) {
-      auto& e = g_profile[steps[si].op_type];
-      e.op_type = steps[si].op_type;
-      e.ns += times[si];
-      e.calls++;
-    }
+  if (profiling) profile_record(*this, times);
+}
+
+bool profiling_enabled() { return g_profiling.load(std::memory_order_relaxed); }
+
+void profile_record(const Plan& plan, const std::vector<int64_t>& step_ns, const std::string& suffix) {
+  std::lock_guard lock(g_profile_mutex);
+  for (size_t si = 0; si < plan.steps.size() && si < step_ns.size(); ++si) {
+    if (step_ns[si] == 0) continue;  // did not run this way (the GPU executor records two sides)
+    const std::string key = plan.steps[si].op_type + suffix;
+    auto& e = g_profile[key];
+    e.op_type = key;
+    e.ns += step_ns[si];
+    e.calls++;
   }
 }
 

@@ -38,6 +38,9 @@ struct ProfileEntry {
   int64_t calls = 0;
 };
 void set_profiling(bool on);
+bool profiling_enabled();
+// Adds one run's per-step times (ns, one per step of `plan`) to the totals.
+void profile_record(const Plan& plan, const std::vector<int64_t>& step_ns, const std::string& suffix = "");
 std::vector<ProfileEntry> profile_snapshot();  // sorted by time, descending
 
 class PlanState {
