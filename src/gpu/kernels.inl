@@ -12,11 +12,51 @@
 
 namespace quiver::gpu::kern {
 
-QV_HD inline void offsets(const Layout& l, int64_t i, int nops, int64_t* off) {
+// Layout with 32-bit sizes: used whenever every index fits, because 64-bit integer division costs
+// the GPU several times more than 32-bit division and the index math dominates strided kernels.
+struct Layout32 {
+  using index = int32_t;
+  int rank = 0;
+  int32_t dims[kMaxRank] = {};
+  int32_t stride[3][kMaxRank] = {};
+  int32_t mod[kMaxRank] = {};
+  int32_t offset[3] = {};
+};
+
+inline bool fits32(const Layout& l, int nops, int64_t n) {
+  constexpr int64_t kMax = 0x7fffffff;
+  if (n > kMax) return false;
+  for (int o = 0; o < nops; ++o) {
+    int64_t reach = l.offset[o] < 0 ? -l.offset[o] : l.offset[o];
+    for (int d = 0; d < l.rank; ++d) {
+      const int64_t st = l.stride[o][d] < 0 ? -l.stride[o][d] : l.stride[o][d];
+      if (l.dims[d] > kMax || st > kMax) return false;
+      reach += (l.dims[d] - 1) * st;
+      if (reach > kMax) return false;
+    }
+  }
+  return true;
+}
+
+inline Layout32 to32(const Layout& l) {
+  Layout32 r;
+  r.rank = l.rank;
+  for (int d = 0; d < l.rank; ++d) {
+    r.dims[d] = static_cast<int32_t>(l.dims[d]);
+    r.mod[d] = static_cast<int32_t>(l.mod[d]);
+    for (int o = 0; o < 3; ++o) r.stride[o][d] = static_cast<int32_t>(l.stride[o][d]);
+  }
+  for (int o = 0; o < 3; ++o) r.offset[o] = static_cast<int32_t>(l.offset[o]);
+  return r;
+}
+
+template <class L>
+QV_HD inline void offsets(const L& l, typename L::index i, int nops, typename L::index* off) {
+  using I = typename L::index;
   for (int o = 0; o < nops; ++o) off[o] = l.offset[o];
   for (int d = l.rank - 1; d >= 0; --d) {
-    const int64_t q = i / l.dims[d];
-    const int64_t r = i - q * l.dims[d];
+    const I q = i / l.dims[d];
+    const I r = i - q * l.dims[d];
     i = q;
     for (int o = 0; o < nops; ++o) off[o] += r * l.stride[o][d];
   }
@@ -107,14 +147,15 @@ void fill(void* q, void* dst, size_t elsize, uint64_t pattern, int64_t n) {
   }
 }
 
-template <class X, class T>
-void copy_strided_t(void* q, T* dst, const T* src, const Layout& l, int64_t n) {
+template <class X, class T, class L>
+void copy_strided_t(void* q, T* dst, const T* src, const L& l, int64_t n) {
+  using I = typename L::index;
   X::each(q, n, [=] QV_HD(int64_t i) {
-    int64_t od = l.offset[0], os = l.offset[1];
-    int64_t rem = i;
+    I od = l.offset[0], os = l.offset[1];
+    I rem = static_cast<I>(i);
     for (int d = l.rank - 1; d >= 0; --d) {
-      const int64_t qd = rem / l.dims[d];
-      const int64_t r = rem - qd * l.dims[d];
+      const I qd = rem / l.dims[d];
+      const I r = rem - qd * l.dims[d];
       rem = qd;
       od += r * l.stride[0][d];
       os += (l.mod[d] > 0 ? r % l.mod[d] : r) * l.stride[1][d];
@@ -123,8 +164,8 @@ void copy_strided_t(void* q, T* dst, const T* src, const Layout& l, int64_t n) {
   });
 }
 
-template <class X>
-void copy_strided(void* q, void* dst, const void* src, size_t elsize, const Layout& l, int64_t n) {
+template <class X, class L>
+void copy_strided_l(void* q, void* dst, const void* src, size_t elsize, const L& l, int64_t n) {
   switch (elsize) {
     case 1: copy_strided_t<X>(q, static_cast<uint8_t*>(dst), static_cast<const uint8_t*>(src), l, n); break;
     case 2: copy_strided_t<X>(q, static_cast<uint16_t*>(dst), static_cast<const uint16_t*>(src), l, n); break;
@@ -134,39 +175,52 @@ void copy_strided(void* q, void* dst, const void* src, size_t elsize, const Layo
 }
 
 template <class X>
+void copy_strided(void* q, void* dst, const void* src, size_t elsize, const Layout& l, int64_t n) {
+  if (fits32(l, 2, n)) copy_strided_l<X>(q, dst, src, elsize, to32(l), n);
+  else copy_strided_l<X>(q, dst, src, elsize, l, n);
+}
+
+template <class X>
 void unary(void* q, UnaryOp op, const void* xv, void* yv, int64_t n, float a, float b) {
   const float* x = static_cast<const float*>(xv);
   float* y = static_cast<float*>(yv);
   X::each(q, n, [=] QV_HD(int64_t i) { y[i] = apply_unary(op, x[i], a, b); });
 }
 
-template <class X, class T>
-void binary_t(void* q, BinaryOp op, const T* a, const T* b, void* yv, const Layout& l, int64_t n) {
+template <class X, class T, class L>
+void binary_t(void* q, BinaryOp op, const T* a, const T* b, void* yv, const L& l, int64_t n) {
+  using I = typename L::index;
   if (is_compare(op)) {
     uint8_t* y = static_cast<uint8_t*>(yv);
     X::each(q, n, [=] QV_HD(int64_t i) {
-      int64_t off[2];
-      offsets(l, i, 2, off);
+      I off[2];
+      offsets(l, static_cast<I>(i), 2, off);
       y[i] = apply_compare<T>(op, a[off[0]], b[off[1]]);
     });
   } else {
     T* y = static_cast<T*>(yv);
     X::each(q, n, [=] QV_HD(int64_t i) {
-      int64_t off[2];
-      offsets(l, i, 2, off);
+      I off[2];
+      offsets(l, static_cast<I>(i), 2, off);
       y[i] = apply_binary<T>(op, a[off[0]], b[off[1]]);
     });
   }
 }
 
-template <class X>
-void binary(void* q, BinaryOp op, DT dt, const void* a, const void* b, void* y, const Layout& l, int64_t n) {
+template <class X, class L>
+void binary_l(void* q, BinaryOp op, DT dt, const void* a, const void* b, void* y, const L& l, int64_t n) {
   switch (dt) {
     case DT::F32: binary_t<X>(q, op, static_cast<const float*>(a), static_cast<const float*>(b), y, l, n); break;
     case DT::I64: binary_t<X>(q, op, static_cast<const int64_t*>(a), static_cast<const int64_t*>(b), y, l, n); break;
     case DT::I32: binary_t<X>(q, op, static_cast<const int32_t*>(a), static_cast<const int32_t*>(b), y, l, n); break;
     case DT::U8: binary_t<X>(q, op, static_cast<const uint8_t*>(a), static_cast<const uint8_t*>(b), y, l, n); break;
   }
+}
+
+template <class X>
+void binary(void* q, BinaryOp op, DT dt, const void* a, const void* b, void* y, const Layout& l, int64_t n) {
+  if (fits32(l, 2, n)) binary_l<X>(q, op, dt, a, b, y, to32(l), n);
+  else binary_l<X>(q, op, dt, a, b, y, l, n);
 }
 
 template <class X, class T>
@@ -220,17 +274,18 @@ void cast(void* q, DT from, DT to, const void* x, void* y, int64_t n) {
   }
 }
 
-template <class X>
-void reduce(void* q, ReduceOp op, const void* xv, void* yv, const Layout& keep, const Layout& red, int64_t out_n,
-            int64_t red_n) {
+template <class X, class L>
+void reduce_l(void* q, ReduceOp op, const void* xv, void* yv, const L& keep, const L& red, int64_t out_n,
+              int64_t red_n) {
+  using I = typename L::index;
   const float* x = static_cast<const float*>(xv);
   float* y = static_cast<float*>(yv);
   X::each(q, out_n, [=] QV_HD(int64_t o) {
-    int64_t base;
-    offsets(keep, o, 1, &base);
+    I base;
+    offsets(keep, static_cast<I>(o), 1, &base);
     float acc = op == ReduceOp::Prod ? 1.f : (op == ReduceOp::Max ? -INFINITY : (op == ReduceOp::Min ? INFINITY : 0.f));
-    for (int64_t r = 0; r < red_n; ++r) {
-      int64_t off;
+    for (I r = 0; r < static_cast<I>(red_n); ++r) {
+      I off;
       offsets(red, r, 1, &off);
       const float v = x[base + off];
       switch (op) {
@@ -246,6 +301,16 @@ void reduce(void* q, ReduceOp op, const void* xv, void* yv, const Layout& keep, 
     if (op == ReduceOp::L2) acc = sqrtf(acc);
     y[o] = acc;
   });
+}
+
+template <class X>
+void reduce(void* q, ReduceOp op, const void* x, void* y, const Layout& keep, const Layout& red, int64_t out_n,
+            int64_t red_n) {
+  // The two reaches add up: each must leave room for the other.
+  if (fits32(keep, 1, out_n) && fits32(red, 1, red_n) && keep.rank + red.rank > 0 && out_n * red_n < 0x3fffffff)
+    reduce_l<X>(q, op, x, y, to32(keep), to32(red), out_n, red_n);
+  else
+    reduce_l<X>(q, op, x, y, keep, red, out_n, red_n);
 }
 
 template <class X>
@@ -308,15 +373,16 @@ QV_HD inline void flag_error(int32_t* err, int32_t code) {
 #endif
 }
 
-template <class X, class T>
-void gather_t(void* q, const T* data, const void* idxv, bool idx32, T* out, int64_t axis_len, int64_t inner,
-              int64_t nidx, int64_t n, int32_t* err, int32_t code) {
+template <class X, class T, class I>
+void gather_t(void* q, const T* data, const void* idxv, bool idx32, T* out, I axis_len, I inner, I nidx, int64_t n,
+              int32_t* err, int32_t code) {
   const int64_t* i64 = static_cast<const int64_t*>(idxv);
   const int32_t* i32 = static_cast<const int32_t*>(idxv);
-  X::each(q, n, [=] QV_HD(int64_t i) {
-    const int64_t in = i % inner;
-    const int64_t t = i / inner;
-    const int64_t j = t % nidx, o = t / nidx;
+  X::each(q, n, [=] QV_HD(int64_t ii) {
+    const I i = static_cast<I>(ii);
+    const I in = i % inner;
+    const I t = i / inner;
+    const I j = t % nidx, o = t / nidx;
     int64_t k = idx32 ? int64_t(i32[j]) : i64[j];
     if (k < 0) k += axis_len;
     if (k < 0 || k >= axis_len) {
@@ -324,14 +390,13 @@ void gather_t(void* q, const T* data, const void* idxv, bool idx32, T* out, int6
       out[i] = T(0);
       return;
     }
-    out[i] = data[(o * axis_len + k) * inner + in];
+    out[i] = data[(o * axis_len + static_cast<I>(k)) * inner + in];
   });
 }
 
-template <class X>
-void gather(void* q, const void* data, const void* idx, bool idx32, void* out, size_t elsize, int64_t outer,
-            int64_t axis_len, int64_t inner, int64_t nidx, int32_t* err, int32_t code) {
-  const int64_t n = outer * nidx * inner;
+template <class X, class I>
+void gather_i(void* q, const void* data, const void* idx, bool idx32, void* out, size_t elsize, I axis_len, I inner,
+              I nidx, int64_t n, int32_t* err, int32_t code) {
   switch (elsize) {
     case 1: gather_t<X>(q, static_cast<const uint8_t*>(data), idx, idx32, static_cast<uint8_t*>(out), axis_len, inner, nidx, n, err, code); break;
     case 2: gather_t<X>(q, static_cast<const uint16_t*>(data), idx, idx32, static_cast<uint16_t*>(out), axis_len, inner, nidx, n, err, code); break;
@@ -341,14 +406,27 @@ void gather(void* q, const void* data, const void* idx, bool idx32, void* out, s
 }
 
 template <class X>
+void gather(void* q, const void* data, const void* idx, bool idx32, void* out, size_t elsize, int64_t outer,
+            int64_t axis_len, int64_t inner, int64_t nidx, int32_t* err, int32_t code) {
+  const int64_t n = outer * nidx * inner;
+  if (n < 0x7fffffff && outer * axis_len * inner < 0x7fffffff)
+    gather_i<X, int32_t>(q, data, idx, idx32, out, elsize, static_cast<int32_t>(axis_len), static_cast<int32_t>(inner),
+                         static_cast<int32_t>(nidx), n, err, code);
+  else
+    gather_i<X, int64_t>(q, data, idx, idx32, out, elsize, axis_len, inner, nidx, n, err, code);
+}
+
+template <class X>
 void channel_op(void* q, const void* xv, void* yv, const void* sv, const void* hv, int64_t outer, int64_t C,
                 int64_t inner, UnaryOp act, float a, float b) {
   const float* x = static_cast<const float*>(xv);
   float* y = static_cast<float*>(yv);
   const float* scale = static_cast<const float*>(sv);
   const float* shift = static_cast<const float*>(hv);
+  const bool small = outer * C * inner < 0x7fffffff;
+  const int32_t inner32 = static_cast<int32_t>(inner), c32 = static_cast<int32_t>(C);
   X::each(q, outer * C * inner, [=] QV_HD(int64_t i) {
-    const int64_t c = (i / inner) % C;
+    const int64_t c = small ? (static_cast<int32_t>(i) / inner32) % c32 : (i / inner) % C;
     float v = x[i];
     if (scale) v *= scale[c];
     if (shift) v += shift[c];

@@ -17,6 +17,7 @@ inline constexpr int kMaxRank = 8;
 // operands (0 = broadcast) and their base offsets. copy_strided also uses `mod` (Tile: the source
 // index of dim d is taken modulo mod[d]; 0 = not wrapped).
 struct Layout {
+  using index = int64_t;
   int rank = 0;
   int64_t dims[kMaxRank] = {};
   int64_t stride[3][kMaxRank] = {};
