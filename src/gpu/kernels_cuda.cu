@@ -72,7 +72,11 @@ class CudaStream final : public kern::KernelStream<CudaExec> {
     check(cudaMalloc(&p, std::max<size_t>(bytes, 256)), "cudaMalloc");
     return p;
   }
-  void release(void* p) override { cudaFree(p); }
+  void release(void* p) override {
+    // The releasing thread may have another device current (a model destroyed elsewhere); errors at
+    // process exit (runtime already unloaded) are ignored.
+    if (cudaSetDevice(device_) == cudaSuccess) cudaFree(p);
+  }
   void upload(void* dst, const void* src, size_t bytes) override {
     if (bytes) check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_), "upload");
   }
