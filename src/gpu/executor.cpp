@@ -238,7 +238,8 @@ class DeviceModel final : public Model {
       const bool std_domain = st.node && (st.node->domain().empty() || st.node->domain() == "ai.onnx");
       if (!std_domain || (!find_device_op(op) && !st.aliases && op != "Shape" && op != "Size")) on_cpu[st.op_type]++;
     }
-    os << "steps with no device kernel (run by CPU kernels; small integer shape arithmetic also runs there):"
+    os << "steps with no device kernel (run by CPU kernels; so do small integer shape arithmetic and steps whose "
+          "dtypes or attributes the device kernels lack: `quiver bench --profile` marks them '(host)'):"
        << (on_cpu.empty() ? " none" : "") << "\n";
     for (const auto& [op, n] : on_cpu) os << "  " << op << " " << n << "\n";
   }
