@@ -434,6 +434,33 @@ void channel_op(void* q, const void* xv, void* yv, const void* sv, const void* h
   });
 }
 
+template <class X>
+void im2col(void* q, const void* xv, void* colv, const ConvGeom& g) {
+  const float* x = static_cast<const float*>(xv);
+  float* col = static_cast<float*>(colv);
+  const int64_t kprod = g.k[0] * g.k[1] * g.k[2], oprod = g.out[0] * g.out[1] * g.out[2];
+  const int64_t iprod = g.in[0] * g.in[1] * g.in[2];
+  X::each(q, g.N * g.C * kprod * oprod, [=] QV_HD(int64_t i) {
+    int64_t o = i % oprod;
+    int64_t t = i / oprod;
+    int64_t kk = t % kprod;
+    t /= kprod;  // n * C + c
+    int64_t off = 0;
+    bool inside = true;
+    for (int d = 2; d >= 0; --d) {  // unused dims have size 1
+      const int64_t od = o % g.out[d], kd = kk % g.k[d];
+      o /= g.out[d];
+      kk /= g.k[d];
+      const int64_t p = od * g.stride[d] - g.pad[d] + kd * g.dil[d];
+      inside = inside && p >= 0 && p < g.in[d];
+      int64_t scale = 1;
+      for (int e = d + 1; e < 3; ++e) scale *= g.in[e];
+      off += p * scale;
+    }
+    col[i] = inside ? x[t * iprod + off] : 0.f;
+  });
+}
+
 // The kernel half of a Stream; the including file adds memory, sync and GEMM.
 template <class X>
 class KernelStream : public Stream {
@@ -467,6 +494,7 @@ class KernelStream : public Stream {
               int64_t inner, int64_t nidx, int32_t* err, int32_t code) override {
     kern::gather<X>(queue(), data, idx, idx32, out, elsize, outer, axis_len, inner, nidx, err, code);
   }
+  void im2col(const void* x, void* col, const ConvGeom& g) override { kern::im2col<X>(queue(), x, col, g); }
   void channel_op(const void* x, void* y, const void* scale, const void* shift, int64_t outer, int64_t C, int64_t inner,
                   UnaryOp act, float alpha, float beta) override {
     kern::channel_op<X>(queue(), x, y, scale, shift, outer, C, inner, act, alpha, beta);

@@ -1,6 +1,7 @@
 // Device ops, network layers: Conv (pointwise, as GEMM), Gemm, MatMul (batched, broadcast), inference
 // BatchNormalization, Softmax / LogSoftmax, TopK, the Reduce family and global pooling. Fused
 // activations (_quiver_act, from the CPU engine's fusion pass) run in the bias epilogue.
+#include <algorithm>
 #include <cmath>
 
 #include "gpu/executor.hpp"
@@ -33,34 +34,81 @@ void require_f32(const OpCtx& c, size_t first, size_t last) {
     if (c.has(i) && c.in(i).dtype != DType::F32) c.cpu("float only");
 }
 
-// Pointwise convolutions (every kernel dim 1, stride 1, no padding, one group): Y[n] = W X[n] + b.
+// Convolutions with one group: pointwise ones (every kernel dim 1, stride 1, no padding) are one
+// strided-batched GEMM over the input as it is, Y[n] = W X[n]; the others (1-3 spatial dims, any
+// stride, padding, dilation) unfold the input first (im2col into scratch), Y[n] = W col[n]. Bias
+// and fused activation run in one pass after.
 void conv_op(OpCtx& c) {
   require_f32(c, 0, 2);
   const Val& x = c.in(0);
   const Val& w = c.in(1);
-  if (x.dims.size() < 3 || w.dims.size() != x.dims.size()) c.cpu("conv rank");
+  const size_t nd = x.dims.size() >= 2 ? x.dims.size() - 2 : 0;
+  if (nd < 1 || nd > 3 || w.dims.size() != x.dims.size()) c.cpu("conv rank");
   if (c.attrs.get_int("group", 1) != 1) c.cpu("grouped conv");
-  const std::string pad = c.attrs.get_string("auto_pad", "NOTSET");
-  if (pad != "NOTSET" && pad != "VALID") c.cpu("auto_pad");
-  for (size_t k = 2; k < w.dims.size(); ++k)
-    if (w.dims[k] != 1) c.cpu("kernel larger than 1");
-  for (auto v : c.attrs.get_ints("strides")) if (v != 1) c.cpu("strided conv");
-  for (auto v : c.attrs.get_ints("dilations")) if (v != 1) c.cpu("dilated conv");
-  for (auto v : c.attrs.get_ints("pads")) if (v != 0) c.cpu("padded conv");
   const int64_t n = x.dims[0], cin = x.dims[1], cout = w.dims[0];
   if (w.dims[1] != cin) c.fail("weight has " + std::to_string(w.dims[1]) + " input channels, input has " + std::to_string(cin));
   if (c.has(2) && c.in(2).numel() != cout) c.fail("bias has " + std::to_string(c.in(2).numel()) + " values for " + std::to_string(cout) + " channels");
-  int64_t s = 1;
-  for (size_t k = 2; k < x.dims.size(); ++k) s *= x.dims[k];
-  std::vector<int64_t> out = x.dims;
-  out[1] = cout;
+  auto per_dim = [&](const char* name, int64_t def) {
+    auto v = c.attrs.get_ints(name);
+    if (v.empty()) v.assign(nd, def);
+    if (v.size() != nd) c.fail(std::string(name) + " has " + std::to_string(v.size()) + " entries for " + std::to_string(nd) + " spatial dims");
+    return v;
+  };
+  const auto strides = per_dim("strides", 1), dil = per_dim("dilations", 1);
+  std::vector<int64_t> pads = c.attrs.get_ints("pads");
+  if (pads.empty()) pads.assign(2 * nd, 0);
+  if (pads.size() != 2 * nd) c.fail("pads has " + std::to_string(pads.size()) + " entries for " + std::to_string(nd) + " spatial dims");
+  const std::string auto_pad = c.attrs.get_string("auto_pad", "NOTSET");
+  ConvGeom g;
+  g.nd = static_cast<int>(nd);
+  g.N = n;
+  g.C = cin;
+  std::vector<int64_t> out = {n, cout};
+  bool pointwise = true;
+  for (size_t d = 0; d < nd; ++d) {
+    const int64_t in = x.dims[2 + d], k = w.dims[2 + d], st = strides[d], dl = dil[d];
+    if (st < 1 || dl < 1) c.fail("strides and dilations must be positive");
+    const int64_t span = (k - 1) * dl + 1;
+    int64_t pb = pads[d], pe = pads[nd + d], o;
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      o = (in + st - 1) / st;
+      const int64_t total = std::max<int64_t>(0, (o - 1) * st + span - in);
+      pb = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      pe = total - pb;
+    } else if (auto_pad == "VALID") {
+      pb = pe = 0;
+      o = (in - span) / st + 1;
+    } else if (auto_pad == "NOTSET") {
+      o = (in + pb + pe - span) / st + 1;
+    } else {
+      c.fail("unknown auto_pad '" + auto_pad + "'");
+    }
+    if (o < 1) c.fail("the kernel does not fit the input along spatial dim " + std::to_string(d));
+    const size_t slot = 3 - nd + d;  // right-aligned: unused leading dims stay 1
+    g.in[slot] = in;
+    g.k[slot] = k;
+    g.out[slot] = o;
+    g.stride[slot] = st;
+    g.pad[slot] = pb;
+    g.dil[slot] = dl;
+    out.push_back(o);
+    pointwise = pointwise && k == 1 && st == 1 && pb == 0 && pe == 0;
+  }
+  const int64_t kprod = g.k[0] * g.k[1] * g.k[2], oprod = g.out[0] * g.out[1] * g.out[2];
   const Act act = fused_act(c);
   const void* xp = c.dev(0);
   const void* wp = c.dev(1);
   const void* bp = c.has(2) ? c.dev(2) : nullptr;
+  const int64_t K = cin * kprod;
+  const void* cols = xp;
+  if (!pointwise) {
+    void* scratch = c.scratch(static_cast<size_t>(n * K * oprod) * sizeof(float));
+    c.s.im2col(xp, scratch, g);
+    cols = scratch;
+  }
   void* y = c.out(0, DType::F32, out);
-  c.s.gemm(false, false, cout, s, cin, 1.f, wp, cin, 0, xp, s, cin * s, 0.f, y, s, cout * s, n);
-  if (bp || act.op != UnaryOp::Identity) c.s.channel_op(y, y, nullptr, bp, n, cout, s, act.op, act.a, act.b);
+  c.s.gemm(false, false, cout, oprod, K, 1.f, wp, K, 0, cols, oprod, K * oprod, 0.f, y, oprod, cout * oprod, n);
+  if (bp || act.op != UnaryOp::Identity) c.s.channel_op(y, y, nullptr, bp, n, cout, oprod, act.op, act.a, act.b);
 }
 
 void gemm_op(OpCtx& c) {

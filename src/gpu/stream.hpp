@@ -27,6 +27,14 @@ struct Layout {
 
 enum class DT : int { F32, I64, I32, U8 };  // U8 also carries bool
 
+// Geometry of a convolution for im2col: x [N, C, in...] -> col [N, C * prod(k), prod(out)].
+struct ConvGeom {
+  int nd = 0;  // spatial dims, 1..3
+  int64_t N = 0, C = 0;
+  int64_t in[3] = {1, 1, 1}, k[3] = {1, 1, 1}, out[3] = {1, 1, 1};
+  int64_t stride[3] = {1, 1, 1}, pad[3] = {0, 0, 0}, dil[3] = {1, 1, 1};  // pad: at the start
+};
+
 enum class UnaryOp : int {
   Identity, Relu, LeakyRelu, Sigmoid, Tanh, Clip, Exp, Log, Sqrt, Neg, Abs, Reciprocal, Erf, Floor, Ceil,
   Sin, Cos, Elu, HardSigmoid, Softplus, Not
@@ -78,6 +86,8 @@ class Stream {
   // F32, x viewed as [outer, C, inner]: y = act(x * scale[c] + shift[c]); scale/shift may be null.
   virtual void channel_op(const void* x, void* y, const void* scale, const void* shift, int64_t outer, int64_t C,
                           int64_t inner, UnaryOp act, float alpha, float beta) = 0;
+  // F32: unfold x into columns (zeros where the window leaves the padded input).
+  virtual void im2col(const void* x, void* col, const ConvGeom& g) = 0;
   // Row-major F32 C = alpha op(A) op(B) + beta C, `batch` times with element strides sA/sB/sC.
   virtual void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
                     int64_t sA, const void* B, int64_t ldb, int64_t sB, float beta, void* C, int64_t ldc, int64_t sC,

@@ -210,20 +210,25 @@ TEST(GpuExecutor, WrongInputIsRejectedBeforeAnythingRuns) {
 }
 
 TEST(GpuExecutor, OpsWithoutDeviceKernelsRunOnTheCpuAndAreListed) {
-  // Conv with a 3x3 kernel has no device kernel (pointwise only): it runs its CPU kernel between
-  // two device ops and the result is still right.
+  // A grouped (depthwise) Conv has no device kernel: it runs its CPU kernel between two device ops
+  // and the result is still right. A 3x3 Conv with padding runs on the device (im2col + GEMM).
   G g;
-  g.input("x", {-1, 1, 4, 4});
-  g.output("y", {-1, 2, 2, 2});
+  g.input("x", {-1, 2, 4, 4});
+  g.output("y", {-1, 2, 4, 4});
   g.init("w", Tensor::from_vector<float>(std::vector<float>(18, 0.5f), {2, 1, 3, 3}));
+  g.init("w2", Tensor::from_vector<float>(std::vector<float>(36, 0.25f), {2, 2, 3, 3}));
   g.node("Relu", {"x"}, {"r"});
-  g.node("Conv", {"r", "w"}, {"c"}, "conv3x3");
-  g.node("Sigmoid", {"c"}, {"y"});
+  auto* dw = g.node("Conv", {"r", "w"}, {"c"}, "depthwise");
+  quiver::test::attr_int(dw, "group", 2);
+  quiver::test::attr_ints(dw, "pads", {1, 1, 1, 1});
+  auto* full = g.node("Conv", {"c", "w2"}, {"d"}, "conv3x3");
+  quiver::test::attr_ints(full, "pads", {1, 1, 1, 1});
+  g.node("Sigmoid", {"d"}, {"y"});
   auto gpu = g.load({}, on_device());
   auto cpu = g.load();
-  std::vector<float> xs(2 * 16);
+  std::vector<float> xs(2 * 2 * 16);
   for (size_t i = 0; i < xs.size(); ++i) xs[i] = float(i % 7) - 3.f;
-  auto x = Tensor::from_vector<float>(xs, {2, 1, 4, 4});
+  auto x = Tensor::from_vector<float>(xs, {2, 2, 4, 4});
   auto a = gpu->run_once(std::vector<Tensor>{x});
   auto b = cpu->run_once(std::vector<Tensor>{x});
   EXPECT_EQ(quiver::onnx::compare_tensors(a[0], b[0], {1e-5, 1e-6}), "");
