@@ -91,6 +91,8 @@ QV_HD inline float apply_unary(UnaryOp op, float v, float a, float b) {
     }
     case UnaryOp::Softplus: return v > 20.f ? v : log1pf(expf(v));
     case UnaryOp::Not: return v != 0.f ? 0.f : 1.f;
+    case UnaryOp::Sign: return v > 0.f ? 1.f : (v < 0.f ? -1.f : v);  // NaN stays NaN
+    case UnaryOp::Atan: return atanf(v);
   }
   return v;
 }

@@ -112,6 +112,17 @@ void where_op(OpCtx& c) {
   c.s.where(cp, xp, yp, c.out(0, x.dtype, out), dtype_size(x.dtype), l, numel(out));
 }
 
+// Not(bool): x == false, against a one-byte zero broadcast from scratch.
+void not_op(OpCtx& c) {
+  const Val& x = c.in(0);
+  if (x.dtype != DType::Bool) c.cpu("bool only");
+  const Layout l = broadcast_layout(c, x.dims, {x.dims, {}});
+  const void* xp = c.dev(0);
+  void* zero = c.scratch(1);
+  c.s.fill(zero, 1, 0, 1);
+  c.s.binary(BinaryOp::Equal, DT::U8, xp, zero, c.out(0, DType::Bool, x.dims), l, x.numel());
+}
+
 void cast_op(OpCtx& c) {
   const Val& x = c.in(0);
   const auto to = dtype_from_onnx(static_cast<int>(c.attrs.req_int("to")));
@@ -146,6 +157,9 @@ void register_elementwise_ops() {
   register_device_op("Elu", unary_op<UnaryOp::Elu>);
   register_device_op("HardSigmoid", unary_op<UnaryOp::HardSigmoid>);
   register_device_op("Softplus", unary_op<UnaryOp::Softplus>);
+  register_device_op("Sign", unary_op<UnaryOp::Sign>);
+  register_device_op("Atan", unary_op<UnaryOp::Atan>);
+  register_device_op("Not", not_op);
   register_device_op("Clip", clip_op);
   register_device_op("Add", binary_op<BinaryOp::Add>);
   register_device_op("Sub", binary_op<BinaryOp::Sub>);

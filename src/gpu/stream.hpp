@@ -37,7 +37,7 @@ struct ConvGeom {
 
 enum class UnaryOp : int {
   Identity, Relu, LeakyRelu, Sigmoid, Tanh, Clip, Exp, Log, Sqrt, Neg, Abs, Reciprocal, Erf, Floor, Ceil,
-  Sin, Cos, Elu, HardSigmoid, Softplus, Not
+  Sin, Cos, Elu, HardSigmoid, Softplus, Not, Sign, Atan
 };
 enum class BinaryOp : int {
   Add, Sub, Mul, Div, Pow, Max, Min, Equal, Less, LessOrEqual, Greater, GreaterOrEqual, And, Or, Xor
