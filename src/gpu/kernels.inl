@@ -463,6 +463,30 @@ void im2col(void* q, const void* xv, void* colv, const ConvGeom& g) {
   });
 }
 
+QV_HD inline float sigmoidf_(float v) { return v >= 0.f ? 1.f / (1.f + expf(-v)) : expf(v) / (1.f + expf(v)); }
+
+template <class X>
+void lstm_gates(void* q, const void* gv, const void* bv, const void* pv, void* cv, void* hv, int64_t B, int64_t H) {
+  const float* g = static_cast<const float*>(gv);
+  const float* bias = static_cast<const float*>(bv);
+  const float* p = static_cast<const float*>(pv);
+  float* c = static_cast<float*>(cv);
+  float* h = static_cast<float*>(hv);
+  X::each(q, B * H, [=] QV_HD(int64_t i) {
+    const int64_t b = i / H, k = i % H;
+    const float* gr = g + b * 4 * H;
+    auto gate = [&](int j) { return gr[j * H + k] + (bias ? bias[j * H + k] + bias[(4 + j) * H + k] : 0.f); };
+    const float c_prev = c[i];
+    const float it = sigmoidf_(gate(0) + (p ? p[k] * c_prev : 0.f));
+    const float ft = sigmoidf_(gate(2) + (p ? p[2 * H + k] * c_prev : 0.f));
+    const float ct = tanhf(gate(3));
+    const float c_new = ft * c_prev + it * ct;
+    const float ot = sigmoidf_(gate(1) + (p ? p[H + k] * c_new : 0.f));
+    c[i] = c_new;
+    h[i] = ot * tanhf(c_new);
+  });
+}
+
 // The kernel half of a Stream; the including file adds memory, sync and GEMM.
 template <class X>
 class KernelStream : public Stream {
@@ -497,6 +521,9 @@ class KernelStream : public Stream {
     kern::gather<X>(queue(), data, idx, idx32, out, elsize, outer, axis_len, inner, nidx, err, code);
   }
   void im2col(const void* x, void* col, const ConvGeom& g) override { kern::im2col<X>(queue(), x, col, g); }
+  void lstm_gates(const void* g, const void* bias, const void* p, void* c, void* h, int64_t B, int64_t H) override {
+    kern::lstm_gates<X>(queue(), g, bias, p, c, h, B, H);
+  }
   void channel_op(const void* x, void* y, const void* scale, const void* shift, int64_t outer, int64_t C, int64_t inner,
                   UnaryOp act, float alpha, float beta) override {
     kern::channel_op<X>(queue(), x, y, scale, shift, outer, C, inner, act, alpha, beta);

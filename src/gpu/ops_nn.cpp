@@ -324,6 +324,74 @@ void global_pool_op(OpCtx& c) {
   reduce_over(c, R, axes, true, false);
 }
 
+// LSTM, the configuration exported models use: layout 0, default activations (Sigmoid, Tanh, Tanh),
+// no clip, no input_forget, every sequence full length; peepholes and initial states allowed. Per
+// direction the input projections of all steps are one GEMM; each step adds H_prev R^T into its
+// slice (a GEMM) and one kernel applies the gates. Other configurations run the CPU kernel.
+void lstm_op(OpCtx& c) {
+  require_f32(c, 0, 7);
+  if (c.attrs.get_int("layout", 0) != 0 || c.attrs.get_float("clip", 0.f) != 0.f ||
+      c.attrs.get_int("input_forget", 0) != 0)
+    c.cpu("LSTM layout / clip / input_forget");
+  const auto acts = c.attrs.get_strings("activations");
+  for (size_t i = 0; i < acts.size(); ++i)
+    if (acts[i] != (i % 3 == 0 ? "Sigmoid" : "Tanh")) c.cpu("LSTM activations");
+  const Val& x = c.in(0);
+  const Val& w = c.in(1);
+  const Val& r = c.in(2);
+  if (x.dims.size() != 3 || w.dims.size() != 3 || r.dims.size() != 3) c.fail("X, W and R must be 3-D");
+  const int64_t S = x.dims[0], B = x.dims[1], I = x.dims[2], D = w.dims[0], H = r.dims[2];
+  const std::string dir = c.attrs.get_string("direction", "forward");
+  if ((dir == "bidirectional") != (D == 2) || (dir != "forward" && dir != "reverse" && dir != "bidirectional"))
+    c.fail("direction '" + dir + "' does not match W's " + std::to_string(D) + " directions");
+  if (w.dims[1] != 4 * H || w.dims[2] != I || r.dims[0] != D || r.dims[1] != 4 * H)
+    c.fail("W " + dims_to_string(w.dims) + " / R " + dims_to_string(r.dims) + " do not fit X " + dims_to_string(x.dims));
+  if (c.has(4)) {  // sequence_lens: only all-full lengths run here
+    const Tensor& sl = c.host(4);
+    for (int64_t b = 0; b < sl.numel(); ++b)
+      if ((sl.dtype() == DType::I32 ? sl.data<int32_t>()[b] : sl.data<int64_t>()[b]) != S) c.cpu("LSTM sequence_lens");
+  }
+  auto check = [&](size_t i, std::vector<int64_t> want, const char* what) {
+    if (c.has(i) && c.in(i).dims != want) c.fail(std::string(what) + " has shape " + dims_to_string(c.in(i).dims) + ", expected " + dims_to_string(want));
+  };
+  check(3, {D, 8 * H}, "B");
+  check(5, {D, B, H}, "initial_h");
+  check(6, {D, B, H}, "initial_c");
+  check(7, {D, 3 * H}, "P");
+  const void* xp = c.dev(0);
+  const float* wp = static_cast<const float*>(c.dev(1));
+  const float* rp = static_cast<const float*>(c.dev(2));
+  const float* bp = c.has(3) ? static_cast<const float*>(c.dev(3)) : nullptr;
+  const float* h0 = c.has(5) ? static_cast<const float*>(c.dev(5)) : nullptr;
+  const float* c0 = c.has(6) ? static_cast<const float*>(c.dev(6)) : nullptr;
+  const float* pp = c.has(7) ? static_cast<const float*>(c.dev(7)) : nullptr;
+  // Scratch: the gate pre-activations of every step [S, B, 4H], a zero H0 [B, H].
+  float* gates = static_cast<float*>(c.scratch(static_cast<size_t>(S * B * 4 * H + B * H) * sizeof(float)));
+  float* zero_h = gates + S * B * 4 * H;
+  float* y = static_cast<float*>(c.out(0, DType::F32, {S, D, B, H}));
+  float* yh = static_cast<float*>(c.out(1, DType::F32, {D, B, H}));
+  float* yc = static_cast<float*>(c.out(2, DType::F32, {D, B, H}));
+  if (!h0) c.s.fill(zero_h, sizeof(float), 0, B * H);
+  for (int64_t d = 0; d < D; ++d) {
+    const bool reverse = dir == "reverse" || d == 1;
+    float* cs = yc + d * B * H;  // the cell state lives in Y_c
+    if (c0) c.s.copy(cs, c0 + d * B * H, static_cast<size_t>(B * H) * sizeof(float));
+    else c.s.fill(cs, sizeof(float), 0, B * H);
+    // All steps' input projections: [S*B, I] x W[d]^T -> [S*B, 4H].
+    c.s.gemm(false, true, S * B, 4 * H, I, 1.f, xp, I, 0, wp + d * 4 * H * I, I, 0, 0.f, gates, 4 * H, 0, 1);
+    const float* h_prev = h0 ? h0 + d * B * H : zero_h;
+    for (int64_t k = 0; k < S; ++k) {
+      const int64_t t = reverse ? S - 1 - k : k;
+      float* g = gates + t * B * 4 * H;
+      c.s.gemm(false, true, B, 4 * H, H, 1.f, h_prev, H, 0, rp + d * 4 * H * H, H, 0, 1.f, g, 4 * H, 0, 1);
+      float* h = y + (t * D + d) * B * H;
+      c.s.lstm_gates(g, bp ? bp + d * 8 * H : nullptr, pp ? pp + d * 3 * H : nullptr, cs, h, B, H);
+      h_prev = h;
+    }
+    c.s.copy(yh + d * B * H, h_prev, static_cast<size_t>(B * H) * sizeof(float));
+  }
+}
+
 }  // namespace
 
 void register_nn_ops() {
@@ -334,6 +402,7 @@ void register_nn_ops() {
   register_device_op("Softmax", softmax_op<false>);
   register_device_op("LogSoftmax", softmax_op<true>);
   register_device_op("TopK", topk_op);
+  register_device_op("LSTM", lstm_op);
   register_device_op("ReduceSum", reduce_op<ReduceOp::Sum>);
   register_device_op("ReduceMean", reduce_op<ReduceOp::Mean>);
   register_device_op("ReduceMax", reduce_op<ReduceOp::Max>);

@@ -88,6 +88,10 @@ class Stream {
                           int64_t inner, UnaryOp act, float alpha, float beta) = 0;
   // F32: unfold x into columns (zeros where the window leaves the padded input).
   virtual void im2col(const void* x, void* col, const ConvGeom& g) = 0;
+  // F32 LSTM step for one direction: gates g [B, 4H] (i, o, f, c, input and recurrent products
+  // summed) plus bias [8H] (Wb + Rb, may be null) and peepholes p [3H] (i, o, f; may be null);
+  // c [B, H] is updated in place, h [B, H] receives the new hidden state.
+  virtual void lstm_gates(const void* g, const void* bias, const void* p, void* c, void* h, int64_t B, int64_t H) = 0;
   // Row-major F32 C = alpha op(A) op(B) + beta C, `batch` times with element strides sA/sB/sC.
   virtual void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
                     int64_t sA, const void* B, int64_t ldb, int64_t sB, float beta, void* C, int64_t ldc, int64_t sC,
