@@ -487,6 +487,44 @@ void lstm_gates(void* q, const void* gv, const void* bv, const void* pv, void* c
   });
 }
 
+template <class X>
+void gru_zr(void* q, void* gv, const void* bv, int64_t B, int64_t H, UnaryOp f, float fa, float fb) {
+  float* g = static_cast<float*>(gv);
+  const float* bias = static_cast<const float*>(bv);
+  X::each(q, B * 2 * H, [=] QV_HD(int64_t i) {
+    const int64_t b = i / (2 * H), k = i % (2 * H);
+    float& v = g[b * 3 * H + k];
+    v = apply_unary(f, v + (bias ? bias[k] + bias[3 * H + k] : 0.f), fa, fb);
+  });
+}
+
+template <class X>
+void gru_rh(void* q, const void* gv, const void* hv, void* rv, int64_t B, int64_t H) {
+  const float* g = static_cast<const float*>(gv);
+  const float* hp = static_cast<const float*>(hv);
+  float* rh = static_cast<float*>(rv);
+  X::each(q, B * H, [=] QV_HD(int64_t i) { rh[i] = g[(i / H) * 3 * H + H + i % H] * hp[i]; });
+}
+
+template <class X>
+void gru_h(void* q, const void* gv, const void* bv, const void* recv, const void* hv, void* outv, int64_t B,
+           int64_t H) {
+  const float* g = static_cast<const float*>(gv);
+  const float* bias = static_cast<const float*>(bv);
+  const float* rec = static_cast<const float*>(recv);
+  const float* hp = static_cast<const float*>(hv);
+  float* h = static_cast<float*>(outv);
+  X::each(q, B * H, [=] QV_HD(int64_t i) {
+    const int64_t b = i / H, k = i % H;
+    const float* gr = g + b * 3 * H;
+    const float z = gr[k], r = gr[H + k];
+    const float rb = bias ? bias[5 * H + k] : 0.f;
+    float pre = gr[2 * H + k] + (bias ? bias[2 * H + k] : 0.f);
+    pre += rec ? r * (rec[i] + rb) : rb;
+    h[i] = (1.f - z) * tanhf(pre) + z * hp[i];
+  });
+}
+
 // The kernel half of a Stream; the including file adds memory, sync and GEMM.
 template <class X>
 class KernelStream : public Stream {
@@ -523,6 +561,16 @@ class KernelStream : public Stream {
   void im2col(const void* x, void* col, const ConvGeom& g) override { kern::im2col<X>(queue(), x, col, g); }
   void lstm_gates(const void* g, const void* bias, const void* p, void* c, void* h, int64_t B, int64_t H) override {
     kern::lstm_gates<X>(queue(), g, bias, p, c, h, B, H);
+  }
+  void gru_zr(void* g, const void* bias, int64_t B, int64_t H, UnaryOp f, float alpha, float beta) override {
+    kern::gru_zr<X>(queue(), g, bias, B, H, f, alpha, beta);
+  }
+  void gru_rh(const void* g, const void* h_prev, void* rh, int64_t B, int64_t H) override {
+    kern::gru_rh<X>(queue(), g, h_prev, rh, B, H);
+  }
+  void gru_h(const void* g, const void* bias, const void* rec, const void* h_prev, void* h, int64_t B,
+             int64_t H) override {
+    kern::gru_h<X>(queue(), g, bias, rec, h_prev, h, B, H);
   }
   void channel_op(const void* x, void* y, const void* scale, const void* shift, int64_t outer, int64_t C, int64_t inner,
                   UnaryOp act, float alpha, float beta) override {

@@ -392,6 +392,88 @@ void lstm_op(OpCtx& c) {
   }
 }
 
+// GRU with gates f = Sigmoid or HardSigmoid (Keras) and g = Tanh, either linear_before_reset, layout 0,
+// no clip, full-length sequences. Per step: the z/r recurrent GEMM, their activation, then the h
+// gate's recurrent GEMM (on r * h_prev, or on h_prev when linear_before_reset) and one kernel.
+void gru_op(OpCtx& c) {
+  require_f32(c, 0, 5);
+  if (c.attrs.get_int("layout", 0) != 0 || c.attrs.get_float("clip", 0.f) != 0.f) c.cpu("GRU layout / clip");
+  const Val& x = c.in(0);
+  const Val& w = c.in(1);
+  const Val& r = c.in(2);
+  if (x.dims.size() != 3 || w.dims.size() != 3 || r.dims.size() != 3) c.fail("X, W and R must be 3-D");
+  const int64_t S = x.dims[0], B = x.dims[1], I = x.dims[2], D = w.dims[0], H = r.dims[2];
+  const std::string dir = c.attrs.get_string("direction", "forward");
+  if ((dir == "bidirectional") != (D == 2) || (dir != "forward" && dir != "reverse" && dir != "bidirectional"))
+    c.fail("direction '" + dir + "' does not match W's " + std::to_string(D) + " directions");
+  if (w.dims[1] != 3 * H || w.dims[2] != I || r.dims[0] != D || r.dims[1] != 3 * H)
+    c.fail("W " + dims_to_string(w.dims) + " / R " + dims_to_string(r.dims) + " do not fit X " + dims_to_string(x.dims));
+  // Activations per direction (f, g), alpha/beta consumed in order as ONNX defines.
+  std::vector<std::string> names = c.attrs.get_strings("activations");
+  if (names.empty()) names = {"Sigmoid", "Tanh"};
+  if (names.size() == 2 && D == 2) names.insert(names.end(), names.begin(), names.end());
+  if (names.size() != static_cast<size_t>(2 * D)) c.cpu("GRU activations");
+  const auto alphas = c.attrs.get_floats("activation_alpha"), betas = c.attrs.get_floats("activation_beta");
+  size_t ia = 0, ib = 0;
+  struct F { UnaryOp op; float a, b; };
+  std::vector<F> fs;
+  for (size_t i = 0; i < names.size(); ++i) {
+    std::string n = names[i];
+    for (auto& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (i % 2 == 1) {
+      if (n != "tanh") c.cpu("GRU g activation");
+      continue;
+    }
+    if (n == "sigmoid") fs.push_back({UnaryOp::Sigmoid, 0.f, 0.f});
+    else if (n == "hardsigmoid") {
+      const float a = ia < alphas.size() ? alphas[ia++] : 0.2f, b = ib < betas.size() ? betas[ib++] : 0.5f;
+      fs.push_back({UnaryOp::HardSigmoid, a, b});
+    } else c.cpu("GRU f activation");
+  }
+  if (c.has(4)) {
+    const Tensor& sl = c.host(4);
+    for (int64_t b = 0; b < sl.numel(); ++b)
+      if ((sl.dtype() == DType::I32 ? sl.data<int32_t>()[b] : sl.data<int64_t>()[b]) != S) c.cpu("GRU sequence_lens");
+  }
+  if (c.has(3) && c.in(3).dims != std::vector<int64_t>{D, 6 * H}) c.fail("B has shape " + dims_to_string(c.in(3).dims));
+  if (c.has(5) && c.in(5).dims != std::vector<int64_t>{D, B, H}) c.fail("initial_h has shape " + dims_to_string(c.in(5).dims));
+  const bool lbr = c.attrs.get_int("linear_before_reset", 0) != 0;
+  const void* xp = c.dev(0);
+  const float* wp = static_cast<const float*>(c.dev(1));
+  const float* rp = static_cast<const float*>(c.dev(2));
+  const float* bp = c.has(3) ? static_cast<const float*>(c.dev(3)) : nullptr;
+  const float* h0 = c.has(5) ? static_cast<const float*>(c.dev(5)) : nullptr;
+  float* gates = static_cast<float*>(c.scratch(static_cast<size_t>(S * B * 3 * H + 2 * B * H) * sizeof(float)));
+  float* zero_h = gates + S * B * 3 * H;
+  float* tmp = zero_h + B * H;  // r * h_prev, or h_prev R_h^T
+  float* y = static_cast<float*>(c.out(0, DType::F32, {S, D, B, H}));
+  float* yh = static_cast<float*>(c.out(1, DType::F32, {D, B, H}));
+  if (!h0) c.s.fill(zero_h, sizeof(float), 0, B * H);
+  for (int64_t d = 0; d < D; ++d) {
+    const bool reverse = dir == "reverse" || d == 1;
+    const float* rd = rp + d * 3 * H * H;
+    const float* bd = bp ? bp + d * 6 * H : nullptr;
+    c.s.gemm(false, true, S * B, 3 * H, I, 1.f, xp, I, 0, wp + d * 3 * H * I, I, 0, 0.f, gates, 3 * H, 0, 1);
+    const float* h_prev = h0 ? h0 + d * B * H : zero_h;
+    for (int64_t k = 0; k < S; ++k) {
+      const int64_t t = reverse ? S - 1 - k : k;
+      float* g = gates + t * B * 3 * H;
+      c.s.gemm(false, true, B, 2 * H, H, 1.f, h_prev, H, 0, rd, H, 0, 1.f, g, 3 * H, 0, 1);
+      c.s.gru_zr(g, bd, B, H, fs[d].op, fs[d].a, fs[d].b);
+      if (lbr) {
+        c.s.gemm(false, true, B, H, H, 1.f, h_prev, H, 0, rd + 2 * H * H, H, 0, 0.f, tmp, H, 0, 1);
+      } else {
+        c.s.gru_rh(g, h_prev, tmp, B, H);
+        c.s.gemm(false, true, B, H, H, 1.f, tmp, H, 0, rd + 2 * H * H, H, 0, 1.f, g + 2 * H, 3 * H, 0, 1);
+      }
+      float* h = y + (t * D + d) * B * H;
+      c.s.gru_h(g, bd, lbr ? tmp : nullptr, h_prev, h, B, H);
+      h_prev = h;
+    }
+    c.s.copy(yh + d * B * H, h_prev, static_cast<size_t>(B * H) * sizeof(float));
+  }
+}
+
 }  // namespace
 
 void register_nn_ops() {
@@ -403,6 +485,7 @@ void register_nn_ops() {
   register_device_op("LogSoftmax", softmax_op<true>);
   register_device_op("TopK", topk_op);
   register_device_op("LSTM", lstm_op);
+  register_device_op("GRU", gru_op);
   register_device_op("ReduceSum", reduce_op<ReduceOp::Sum>);
   register_device_op("ReduceMean", reduce_op<ReduceOp::Mean>);
   register_device_op("ReduceMax", reduce_op<ReduceOp::Max>);

@@ -92,6 +92,14 @@ class Stream {
   // summed) plus bias [8H] (Wb + Rb, may be null) and peepholes p [3H] (i, o, f; may be null);
   // c [B, H] is updated in place, h [B, H] receives the new hidden state.
   virtual void lstm_gates(const void* g, const void* bias, const void* p, void* c, void* h, int64_t B, int64_t H) = 0;
+  // F32 GRU step pieces, g [B, 3H] holding the z, r, h pre-activations (input and recurrent parts):
+  // gru_zr activates z and r in place (+ Wb + Rb, f with alpha/beta); gru_rh writes r * h_prev;
+  // gru_h writes h = (1 - z) tanh(pre_h) + z h_prev, where pre_h = g_h + Wb_h + Rb_h, or with
+  // `rec` (linear_before_reset: h_prev R_h^T) pre_h = g_h + Wb_h + r (rec + Rb_h).
+  virtual void gru_zr(void* g, const void* bias, int64_t B, int64_t H, UnaryOp f, float alpha, float beta) = 0;
+  virtual void gru_rh(const void* g, const void* h_prev, void* rh, int64_t B, int64_t H) = 0;
+  virtual void gru_h(const void* g, const void* bias, const void* rec, const void* h_prev, void* h, int64_t B,
+                     int64_t H) = 0;
   // Row-major F32 C = alpha op(A) op(B) + beta C, `batch` times with element strides sA/sB/sC.
   virtual void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A, int64_t lda,
                     int64_t sA, const void* B, int64_t ldb, int64_t sB, float beta, void* C, int64_t ldc, int64_t sC,

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -236,6 +237,56 @@ TEST(GpuExecutor, OpsWithoutDeviceKernelsRunOnTheCpuAndAreListed) {
   gpu->describe(os);
   EXPECT_NE(os.str().find("device: "), std::string::npos);
   EXPECT_NE(os.str().find("steps with no device kernel"), std::string::npos);
+}
+
+// Recurrent layers on the device against the CPU kernels, on the branches the HEP models do not
+// take: both directions, linear_before_reset, Keras HardSigmoid gates, LSTM peepholes and initial state.
+TEST(GpuExecutor, RecurrentLayersMatchTheCpu) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-0.5f, 0.5f);
+  auto rnd = [&](std::vector<int64_t> d) {
+    Tensor t = Tensor::empty(DType::F32, d);
+    for (auto& v : t.span<float>()) v = u(rng);
+    return t;
+  };
+  const int64_t S = 5, B = 3, I = 4, H = 6, D = 2;
+  for (int variant = 0; variant < 3; ++variant) {
+    G g(14);
+    const bool lstm = variant == 2;
+    const int64_t gates = lstm ? 4 : 3;
+    g.input("x", {S, B, I});
+    g.input("h0", {D, B, H});
+    g.output("y", {S, D, B, H});
+    g.output("yh", {D, B, H});
+    g.init("w", rnd({D, gates * H, I}));
+    g.init("r", rnd({D, gates * H, H}));
+    g.init("b", rnd({D, 2 * gates * H}));
+    ::onnx::NodeProto* n;
+    if (lstm) {
+      g.init("c0", rnd({D, B, H}));
+      g.init("p", rnd({D, 3 * H}));
+      n = g.node("LSTM", {"x", "w", "r", "b", "", "h0", "c0", "p"}, {"y", "yh"}, "lstm");
+    } else {
+      n = g.node("GRU", {"x", "w", "r", "b", "", "h0"}, {"y", "yh"}, "gru");
+      quiver::test::attr_int(n, "linear_before_reset", variant);
+      if (variant == 0) {
+        auto* a = n->add_attribute();
+        a->set_name("activations");
+        a->set_type(::onnx::AttributeProto::STRINGS);
+        for (const char* s : {"HardSigmoid", "Tanh", "Sigmoid", "Tanh"}) a->add_strings(s);
+      }
+    }
+    quiver::test::attr_int(n, "hidden_size", H);
+    quiver::test::attr_str(n, "direction", "bidirectional");
+    auto gpu = g.load({}, on_device());
+    auto cpu = g.load();
+    std::vector<Tensor> in{rnd({S, B, I}), rnd({D, B, H})};
+    auto a = gpu->run_once(in);
+    auto b = cpu->run_once(in);
+    ASSERT_EQ(a.size(), 2u);
+    for (size_t k = 0; k < 2; ++k)
+      EXPECT_EQ(quiver::onnx::compare_tensors(a[k], b[k], {1e-4, 1e-5}), "") << "variant " << variant << " output " << k;
+  }
 }
 
 TEST(GpuExecutor, DeviceChoicesAreChecked) {
