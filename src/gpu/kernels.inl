@@ -130,11 +130,6 @@ QV_HD inline uint8_t apply_compare(BinaryOp op, T a, T b) {
   }
 }
 
-inline bool is_compare(BinaryOp op) {
-  return op == BinaryOp::Equal || op == BinaryOp::Less || op == BinaryOp::LessOrEqual || op == BinaryOp::Greater ||
-         op == BinaryOp::GreaterOrEqual;
-}
-
 template <class X>
 void fill(void* q, void* dst, size_t elsize, uint64_t pattern, int64_t n) {
   switch (elsize) {
@@ -192,7 +187,7 @@ void unary(void* q, UnaryOp op, const void* xv, void* yv, int64_t n, float a, fl
 template <class X, class T, class L>
 void binary_t(void* q, BinaryOp op, const T* a, const T* b, void* yv, const L& l, int64_t n) {
   using I = typename L::index;
-  if (is_compare(op)) {
+  if (is_comparison(op)) {
     uint8_t* y = static_cast<uint8_t*>(yv);
     X::each(q, n, [=] QV_HD(int64_t i) {
       I off[2];
@@ -225,17 +220,18 @@ void binary(void* q, BinaryOp op, DT dt, const void* a, const void* b, void* y, 
   else binary_l<X>(q, op, dt, a, b, y, l, n);
 }
 
-template <class X, class T>
-void where_t(void* q, const uint8_t* c, const T* x, const T* y, T* out, const Layout& l, int64_t n) {
+template <class X, class T, class L>
+void where_t(void* q, const uint8_t* c, const T* x, const T* y, T* out, const L& l, int64_t n) {
+  using I = typename L::index;
   X::each(q, n, [=] QV_HD(int64_t i) {
-    int64_t off[3];
-    offsets(l, i, 3, off);
+    I off[3];
+    offsets(l, static_cast<I>(i), 3, off);
     out[i] = c[off[0]] ? x[off[1]] : y[off[2]];
   });
 }
 
-template <class X>
-void where(void* q, const void* c, const void* x, const void* y, void* out, size_t elsize, const Layout& l, int64_t n) {
+template <class X, class L>
+void where_l(void* q, const void* c, const void* x, const void* y, void* out, size_t elsize, const L& l, int64_t n) {
   const auto* cc = static_cast<const uint8_t*>(c);
   switch (elsize) {
     case 1: where_t<X>(q, cc, static_cast<const uint8_t*>(x), static_cast<const uint8_t*>(y), static_cast<uint8_t*>(out), l, n); break;
@@ -243,6 +239,12 @@ void where(void* q, const void* c, const void* x, const void* y, void* out, size
     case 4: where_t<X>(q, cc, static_cast<const uint32_t*>(x), static_cast<const uint32_t*>(y), static_cast<uint32_t*>(out), l, n); break;
     default: where_t<X>(q, cc, static_cast<const uint64_t*>(x), static_cast<const uint64_t*>(y), static_cast<uint64_t*>(out), l, n); break;
   }
+}
+
+template <class X>
+void where(void* q, const void* c, const void* x, const void* y, void* out, size_t elsize, const Layout& l, int64_t n) {
+  if (fits32(l, 3, n)) where_l<X>(q, c, x, y, out, elsize, to32(l), n);
+  else where_l<X>(q, c, x, y, out, elsize, l, n);
 }
 
 template <class D, class S>
@@ -463,8 +465,6 @@ void im2col(void* q, const void* xv, void* colv, const ConvGeom& g) {
   });
 }
 
-QV_HD inline float sigmoidf_(float v) { return v >= 0.f ? 1.f / (1.f + expf(-v)) : expf(v) / (1.f + expf(v)); }
-
 template <class X>
 void lstm_gates(void* q, const void* gv, const void* bv, const void* pv, void* cv, void* hv, int64_t B, int64_t H) {
   const float* g = static_cast<const float*>(gv);
@@ -477,11 +477,12 @@ void lstm_gates(void* q, const void* gv, const void* bv, const void* pv, void* c
     const float* gr = g + b * 4 * H;
     auto gate = [&](int j) { return gr[j * H + k] + (bias ? bias[j * H + k] + bias[(4 + j) * H + k] : 0.f); };
     const float c_prev = c[i];
-    const float it = sigmoidf_(gate(0) + (p ? p[k] * c_prev : 0.f));
-    const float ft = sigmoidf_(gate(2) + (p ? p[2 * H + k] * c_prev : 0.f));
+    auto sigmoid = [](float v) { return apply_unary(UnaryOp::Sigmoid, v, 0.f, 0.f); };
+    const float it = sigmoid(gate(0) + (p ? p[k] * c_prev : 0.f));
+    const float ft = sigmoid(gate(2) + (p ? p[2 * H + k] * c_prev : 0.f));
     const float ct = tanhf(gate(3));
     const float c_new = ft * c_prev + it * ct;
-    const float ot = sigmoidf_(gate(1) + (p ? p[H + k] * c_new : 0.f));
+    const float ot = sigmoid(gate(1) + (p ? p[H + k] * c_new : 0.f));
     c[i] = c_new;
     h[i] = ot * tanhf(c_new);
   });

@@ -47,11 +47,6 @@ void clip_op(OpCtx& c) {
   c.s.unary(UnaryOp::Clip, xp, y, x.numel(), lo, hi);
 }
 
-bool is_comparison(BinaryOp op) {
-  return op == BinaryOp::Equal || op == BinaryOp::Less || op == BinaryOp::LessOrEqual || op == BinaryOp::Greater ||
-         op == BinaryOp::GreaterOrEqual;
-}
-
 template <BinaryOp B>
 void binary_op(OpCtx& c) {
   const Val& a = c.in(0);

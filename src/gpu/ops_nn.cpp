@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "gpu/executor.hpp"
+#include "onnx/ops/rnn_common.hpp"
 
 namespace quiver::gpu {
 namespace {
@@ -324,42 +325,82 @@ void global_pool_op(OpCtx& c) {
   reduce_over(c, R, axes, true, false);
 }
 
-// LSTM, the configuration exported models use: layout 0, default activations (Sigmoid, Tanh, Tanh),
-// no clip, no input_forget, every sequence full length; peepholes and initial states allowed. Per
-// direction the input projections of all steps are one GEMM; each step adds H_prev R^T into its
-// slice (a GEMM) and one kernel applies the gates. Other configurations run the CPU kernel.
-void lstm_op(OpCtx& c) {
-  require_f32(c, 0, 7);
-  if (c.attrs.get_int("layout", 0) != 0 || c.attrs.get_float("clip", 0.f) != 0.f ||
-      c.attrs.get_int("input_forget", 0) != 0)
-    c.cpu("LSTM layout / clip / input_forget");
-  const auto acts = c.attrs.get_strings("activations");
-  for (size_t i = 0; i < acts.size(); ++i)
-    if (acts[i] != (i % 3 == 0 ? "Sigmoid" : "Tanh")) c.cpu("LSTM activations");
+// What the device LSTM and GRU share: layout 0, no clip, every sequence full length (other
+// configurations run the CPU kernel), the shape checks, and the activations parsed as the CPU
+// kernel parses them.
+struct RnnSetup {
+  int64_t S = 0, B = 0, I = 0, D = 0, H = 0;
+  bool reverse_only = false;
+  std::vector<onnx::RnnActivation> acts;  // per direction: the cell's functions in order
+  bool reverse(int64_t d) const { return reverse_only || d == 1; }
+};
+
+void expect_dims(const OpCtx& c, size_t i, const std::vector<int64_t>& want, const char* what) {
+  if (c.has(i) && c.in(i).dims != want)
+    c.fail(std::string(what) + " has shape " + dims_to_string(c.in(i).dims) + ", expected " + dims_to_string(want));
+}
+
+RnnSetup rnn_setup(OpCtx& c, onnx::CellKind kind, int64_t gates) {
+  for (size_t i = 0; i < c.num_inputs(); ++i)
+    if (i != 4 && c.has(i) && c.in(i).dtype != DType::F32) c.cpu("float only");
+  if (c.attrs.get_int("layout", 0) != 0 || c.attrs.has("clip")) c.cpu("RNN layout / clip");
   const Val& x = c.in(0);
   const Val& w = c.in(1);
   const Val& r = c.in(2);
   if (x.dims.size() != 3 || w.dims.size() != 3 || r.dims.size() != 3) c.fail("X, W and R must be 3-D");
-  const int64_t S = x.dims[0], B = x.dims[1], I = x.dims[2], D = w.dims[0], H = r.dims[2];
+  RnnSetup st;
+  st.S = x.dims[0], st.B = x.dims[1], st.I = x.dims[2], st.D = w.dims[0], st.H = r.dims[2];
   const std::string dir = c.attrs.get_string("direction", "forward");
-  if ((dir == "bidirectional") != (D == 2) || (dir != "forward" && dir != "reverse" && dir != "bidirectional"))
-    c.fail("direction '" + dir + "' does not match W's " + std::to_string(D) + " directions");
-  if (w.dims[1] != 4 * H || w.dims[2] != I || r.dims[0] != D || r.dims[1] != 4 * H)
+  if ((dir == "bidirectional") != (st.D == 2) || (dir != "forward" && dir != "reverse" && dir != "bidirectional"))
+    c.fail("direction '" + dir + "' does not match W's " + std::to_string(st.D) + " directions");
+  st.reverse_only = dir == "reverse";
+  if (w.dims[1] != gates * st.H || w.dims[2] != st.I || r.dims[0] != st.D || r.dims[1] != gates * st.H)
     c.fail("W " + dims_to_string(w.dims) + " / R " + dims_to_string(r.dims) + " do not fit X " + dims_to_string(x.dims));
   if (c.has(4)) {  // sequence_lens: only all-full lengths run here
     const Tensor& sl = c.host(4);
     for (int64_t b = 0; b < sl.numel(); ++b)
-      if ((sl.dtype() == DType::I32 ? sl.data<int32_t>()[b] : sl.data<int64_t>()[b]) != S) c.cpu("LSTM sequence_lens");
+      if ((sl.dtype() == DType::I32 ? sl.data<int32_t>()[b] : sl.data<int64_t>()[b]) != st.S) c.cpu("sequence_lens");
   }
-  auto check = [&](size_t i, std::vector<int64_t> want, const char* what) {
-    if (c.has(i) && c.in(i).dims != want) c.fail(std::string(what) + " has shape " + dims_to_string(c.in(i).dims) + ", expected " + dims_to_string(want));
-  };
-  check(3, {D, 8 * H}, "B");
-  check(5, {D, B, H}, "initial_h");
-  check(6, {D, B, H}, "initial_c");
-  check(7, {D, 3 * H}, "P");
+  expect_dims(c, 3, {st.D, 2 * gates * st.H}, "B");
+  expect_dims(c, 5, {st.D, st.B, st.H}, "initial_h");
+  st.acts = onnx::parse_rnn_activations(c.attrs, kind, st.D);
+  return st;
+}
+
+// The directions of a layer: all steps' input projections as one GEMM into `proj` [S*B, gates*H],
+// then step(d, g, h_prev, h) in time order (reversed for a backward direction), each new hidden
+// state written into Y [S, D, B, H] and the last one copied to Y_h [D, B, H].
+template <class Step>
+void rnn_directions(OpCtx& c, const RnnSetup& r, int64_t gates, const float* h0, const float* zero_h, float* proj,
+                    float* y, float* yh, Step&& step) {
+  const int64_t S = r.S, B = r.B, H = r.H, G = gates * H;
   const void* xp = c.dev(0);
   const float* wp = static_cast<const float*>(c.dev(1));
+  for (int64_t d = 0; d < r.D; ++d) {
+    c.s.gemm(false, true, S * B, G, r.I, 1.f, xp, r.I, 0, wp + d * G * r.I, r.I, 0, 0.f, proj, G, 0, 1);
+    const float* h_prev = h0 ? h0 + d * B * H : zero_h;
+    for (int64_t k = 0; k < S; ++k) {
+      const int64_t t = r.reverse(d) ? S - 1 - k : k;
+      float* h = y + (t * r.D + d) * B * H;
+      step(d, proj + t * B * G, h_prev, h);
+      h_prev = h;
+    }
+    c.s.copy(yh + d * B * H, h_prev, static_cast<size_t>(B * H) * sizeof(float));
+  }
+}
+
+using onnx::RnnAct;
+
+// LSTM with the default functions (Sigmoid, Tanh, Tanh) and no input_forget; peepholes and initial
+// states allowed. Per step: the recurrent GEMM into the step's projections, then one gate kernel.
+void lstm_op(OpCtx& c) {
+  const RnnSetup r = rnn_setup(c, onnx::CellKind::LSTM, 4);
+  if (c.attrs.get_int("input_forget", 0) != 0) c.cpu("LSTM input_forget");
+  for (size_t i = 0; i < r.acts.size(); ++i)
+    if (r.acts[i].kind != (i % 3 == 0 ? RnnAct::Sigmoid : RnnAct::Tanh)) c.cpu("LSTM activations");
+  const int64_t S = r.S, B = r.B, D = r.D, H = r.H;
+  expect_dims(c, 6, {D, B, H}, "initial_c");
+  expect_dims(c, 7, {D, 3 * H}, "P");
   const float* rp = static_cast<const float*>(c.dev(2));
   const float* bp = c.has(3) ? static_cast<const float*>(c.dev(3)) : nullptr;
   const float* h0 = c.has(5) ? static_cast<const float*>(c.dev(5)) : nullptr;
@@ -370,76 +411,30 @@ void lstm_op(OpCtx& c) {
   float* zero_h = gates + S * B * 4 * H;
   float* y = static_cast<float*>(c.out(0, DType::F32, {S, D, B, H}));
   float* yh = static_cast<float*>(c.out(1, DType::F32, {D, B, H}));
-  float* yc = static_cast<float*>(c.out(2, DType::F32, {D, B, H}));
+  float* yc = static_cast<float*>(c.out(2, DType::F32, {D, B, H}));  // the cell state lives in Y_c
   if (!h0) c.s.fill(zero_h, sizeof(float), 0, B * H);
-  for (int64_t d = 0; d < D; ++d) {
-    const bool reverse = dir == "reverse" || d == 1;
-    float* cs = yc + d * B * H;  // the cell state lives in Y_c
-    if (c0) c.s.copy(cs, c0 + d * B * H, static_cast<size_t>(B * H) * sizeof(float));
-    else c.s.fill(cs, sizeof(float), 0, B * H);
-    // All steps' input projections: [S*B, I] x W[d]^T -> [S*B, 4H].
-    c.s.gemm(false, true, S * B, 4 * H, I, 1.f, xp, I, 0, wp + d * 4 * H * I, I, 0, 0.f, gates, 4 * H, 0, 1);
-    const float* h_prev = h0 ? h0 + d * B * H : zero_h;
-    for (int64_t k = 0; k < S; ++k) {
-      const int64_t t = reverse ? S - 1 - k : k;
-      float* g = gates + t * B * 4 * H;
-      c.s.gemm(false, true, B, 4 * H, H, 1.f, h_prev, H, 0, rp + d * 4 * H * H, H, 0, 1.f, g, 4 * H, 0, 1);
-      float* h = y + (t * D + d) * B * H;
-      c.s.lstm_gates(g, bp ? bp + d * 8 * H : nullptr, pp ? pp + d * 3 * H : nullptr, cs, h, B, H);
-      h_prev = h;
-    }
-    c.s.copy(yh + d * B * H, h_prev, static_cast<size_t>(B * H) * sizeof(float));
-  }
+  if (c0) c.s.copy(yc, c0, static_cast<size_t>(D * B * H) * sizeof(float));
+  else c.s.fill(yc, sizeof(float), 0, D * B * H);
+  rnn_directions(c, r, 4, h0, zero_h, gates, y, yh, [&](int64_t d, float* g, const float* h_prev, float* h) {
+    c.s.gemm(false, true, B, 4 * H, H, 1.f, h_prev, H, 0, rp + d * 4 * H * H, H, 0, 1.f, g, 4 * H, 0, 1);
+    c.s.lstm_gates(g, bp ? bp + d * 8 * H : nullptr, pp ? pp + d * 3 * H : nullptr, yc + d * B * H, h, B, H);
+  });
 }
 
-// GRU with gates f = Sigmoid or HardSigmoid (Keras) and g = Tanh, either linear_before_reset, layout 0,
-// no clip, full-length sequences. Per step: the z/r recurrent GEMM, their activation, then the h
-// gate's recurrent GEMM (on r * h_prev, or on h_prev when linear_before_reset) and one kernel.
+// GRU with f = Sigmoid or HardSigmoid (Keras) and g = Tanh, either linear_before_reset. Per step:
+// the z/r recurrent GEMM and their activation, then the h gate's recurrent GEMM (on r * h_prev, or
+// on h_prev when linear_before_reset) and one kernel.
 void gru_op(OpCtx& c) {
-  require_f32(c, 0, 5);
-  if (c.attrs.get_int("layout", 0) != 0 || c.attrs.get_float("clip", 0.f) != 0.f) c.cpu("GRU layout / clip");
-  const Val& x = c.in(0);
-  const Val& w = c.in(1);
-  const Val& r = c.in(2);
-  if (x.dims.size() != 3 || w.dims.size() != 3 || r.dims.size() != 3) c.fail("X, W and R must be 3-D");
-  const int64_t S = x.dims[0], B = x.dims[1], I = x.dims[2], D = w.dims[0], H = r.dims[2];
-  const std::string dir = c.attrs.get_string("direction", "forward");
-  if ((dir == "bidirectional") != (D == 2) || (dir != "forward" && dir != "reverse" && dir != "bidirectional"))
-    c.fail("direction '" + dir + "' does not match W's " + std::to_string(D) + " directions");
-  if (w.dims[1] != 3 * H || w.dims[2] != I || r.dims[0] != D || r.dims[1] != 3 * H)
-    c.fail("W " + dims_to_string(w.dims) + " / R " + dims_to_string(r.dims) + " do not fit X " + dims_to_string(x.dims));
-  // Activations per direction (f, g), alpha/beta consumed in order as ONNX defines.
-  std::vector<std::string> names = c.attrs.get_strings("activations");
-  if (names.empty()) names = {"Sigmoid", "Tanh"};
-  if (names.size() == 2 && D == 2) names.insert(names.end(), names.begin(), names.end());
-  if (names.size() != static_cast<size_t>(2 * D)) c.cpu("GRU activations");
-  const auto alphas = c.attrs.get_floats("activation_alpha"), betas = c.attrs.get_floats("activation_beta");
-  size_t ia = 0, ib = 0;
-  struct F { UnaryOp op; float a, b; };
-  std::vector<F> fs;
-  for (size_t i = 0; i < names.size(); ++i) {
-    std::string n = names[i];
-    for (auto& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (i % 2 == 1) {
-      if (n != "tanh") c.cpu("GRU g activation");
-      continue;
-    }
-    if (n == "sigmoid") fs.push_back({UnaryOp::Sigmoid, 0.f, 0.f});
-    else if (n == "hardsigmoid") {
-      const float a = ia < alphas.size() ? alphas[ia++] : 0.2f, b = ib < betas.size() ? betas[ib++] : 0.5f;
-      fs.push_back({UnaryOp::HardSigmoid, a, b});
-    } else c.cpu("GRU f activation");
+  const RnnSetup r = rnn_setup(c, onnx::CellKind::GRU, 3);
+  std::vector<UnaryOp> fs;
+  for (int64_t d = 0; d < r.D; ++d) {
+    const auto& f = r.acts[2 * d];
+    if (f.kind != RnnAct::Sigmoid && f.kind != RnnAct::HardSigmoid) c.cpu("GRU f activation");
+    if (r.acts[2 * d + 1].kind != RnnAct::Tanh) c.cpu("GRU g activation");
+    fs.push_back(f.kind == RnnAct::Sigmoid ? UnaryOp::Sigmoid : UnaryOp::HardSigmoid);
   }
-  if (c.has(4)) {
-    const Tensor& sl = c.host(4);
-    for (int64_t b = 0; b < sl.numel(); ++b)
-      if ((sl.dtype() == DType::I32 ? sl.data<int32_t>()[b] : sl.data<int64_t>()[b]) != S) c.cpu("GRU sequence_lens");
-  }
-  if (c.has(3) && c.in(3).dims != std::vector<int64_t>{D, 6 * H}) c.fail("B has shape " + dims_to_string(c.in(3).dims));
-  if (c.has(5) && c.in(5).dims != std::vector<int64_t>{D, B, H}) c.fail("initial_h has shape " + dims_to_string(c.in(5).dims));
+  const int64_t S = r.S, B = r.B, D = r.D, H = r.H;
   const bool lbr = c.attrs.get_int("linear_before_reset", 0) != 0;
-  const void* xp = c.dev(0);
-  const float* wp = static_cast<const float*>(c.dev(1));
   const float* rp = static_cast<const float*>(c.dev(2));
   const float* bp = c.has(3) ? static_cast<const float*>(c.dev(3)) : nullptr;
   const float* h0 = c.has(5) ? static_cast<const float*>(c.dev(5)) : nullptr;
@@ -449,29 +444,20 @@ void gru_op(OpCtx& c) {
   float* y = static_cast<float*>(c.out(0, DType::F32, {S, D, B, H}));
   float* yh = static_cast<float*>(c.out(1, DType::F32, {D, B, H}));
   if (!h0) c.s.fill(zero_h, sizeof(float), 0, B * H);
-  for (int64_t d = 0; d < D; ++d) {
-    const bool reverse = dir == "reverse" || d == 1;
+  rnn_directions(c, r, 3, h0, zero_h, gates, y, yh, [&](int64_t d, float* g, const float* h_prev, float* h) {
     const float* rd = rp + d * 3 * H * H;
     const float* bd = bp ? bp + d * 6 * H : nullptr;
-    c.s.gemm(false, true, S * B, 3 * H, I, 1.f, xp, I, 0, wp + d * 3 * H * I, I, 0, 0.f, gates, 3 * H, 0, 1);
-    const float* h_prev = h0 ? h0 + d * B * H : zero_h;
-    for (int64_t k = 0; k < S; ++k) {
-      const int64_t t = reverse ? S - 1 - k : k;
-      float* g = gates + t * B * 3 * H;
-      c.s.gemm(false, true, B, 2 * H, H, 1.f, h_prev, H, 0, rd, H, 0, 1.f, g, 3 * H, 0, 1);
-      c.s.gru_zr(g, bd, B, H, fs[d].op, fs[d].a, fs[d].b);
-      if (lbr) {
-        c.s.gemm(false, true, B, H, H, 1.f, h_prev, H, 0, rd + 2 * H * H, H, 0, 0.f, tmp, H, 0, 1);
-      } else {
-        c.s.gru_rh(g, h_prev, tmp, B, H);
-        c.s.gemm(false, true, B, H, H, 1.f, tmp, H, 0, rd + 2 * H * H, H, 0, 1.f, g + 2 * H, 3 * H, 0, 1);
-      }
-      float* h = y + (t * D + d) * B * H;
-      c.s.gru_h(g, bd, lbr ? tmp : nullptr, h_prev, h, B, H);
-      h_prev = h;
+    const auto& f = r.acts[2 * d];
+    c.s.gemm(false, true, B, 2 * H, H, 1.f, h_prev, H, 0, rd, H, 0, 1.f, g, 3 * H, 0, 1);
+    c.s.gru_zr(g, bd, B, H, fs[d], f.alpha, f.beta);
+    if (lbr) {
+      c.s.gemm(false, true, B, H, H, 1.f, h_prev, H, 0, rd + 2 * H * H, H, 0, 0.f, tmp, H, 0, 1);
+    } else {
+      c.s.gru_rh(g, h_prev, tmp, B, H);
+      c.s.gemm(false, true, B, H, H, 1.f, tmp, H, 0, rd + 2 * H * H, H, 0, 1.f, g + 2 * H, 3 * H, 0, 1);
     }
-    c.s.copy(yh + d * B * H, h_prev, static_cast<size_t>(B * H) * sizeof(float));
-  }
+    c.s.gru_h(g, bd, lbr ? tmp : nullptr, h_prev, h, B, H);
+  });
 }
 
 }  // namespace

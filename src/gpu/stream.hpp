@@ -42,6 +42,11 @@ enum class UnaryOp : int {
 enum class BinaryOp : int {
   Add, Sub, Mul, Div, Pow, Max, Min, Equal, Less, LessOrEqual, Greater, GreaterOrEqual, And, Or, Xor
 };
+// Comparisons produce bool (U8) whatever their operands' dtype.
+inline bool is_comparison(BinaryOp op) {
+  return op == BinaryOp::Equal || op == BinaryOp::Less || op == BinaryOp::LessOrEqual || op == BinaryOp::Greater ||
+         op == BinaryOp::GreaterOrEqual;
+}
 enum class ReduceOp : int { Sum, Mean, Max, Min, Prod, SumSquare, L1, L2 };
 
 class Stream {

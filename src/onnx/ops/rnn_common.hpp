@@ -368,7 +368,7 @@ class RecurrentKernel final : public Kernel {
   Config c_;
 };
 
-inline RnnActivation parse_rnn_activation(const BuildContext& ctx, const std::string& name, const std::vector<float>& alphas,
+inline RnnActivation parse_rnn_activation(const std::string& name, const std::vector<float>& alphas,
                                           const std::vector<float>& betas, size_t& ia, size_t& ib) {
   RnnActivation a;
   auto take = [&](const std::vector<float>& v, size_t& i, float def) { return i < v.size() ? v[i++] : def; };
@@ -385,8 +385,33 @@ inline RnnActivation parse_rnn_activation(const BuildContext& ctx, const std::st
   else if (n == "elu") { a.kind = RnnAct::Elu; a.alpha = take(alphas, ia, 1.0f); }
   else if (n == "softsign") a.kind = RnnAct::Softsign;
   else if (n == "softplus") a.kind = RnnAct::Softplus;
-  else ctx.fail("unknown activation '" + name + "'");
+  else throw_error(ErrorCode::InvalidArgument, "unknown activation '" + name + "'");
   return a;
+}
+
+// The activations of an RNN / GRU / LSTM node, per direction (defaults when absent, one list given
+// for both directions, activation_alpha / activation_beta consumed in order). Shared by the CPU
+// kernels and the GPU executor; throws InvalidArgument.
+inline std::vector<RnnActivation> parse_rnn_activations(const Attributes& at, CellKind kind, int64_t dirs) {
+  std::vector<std::string> defaults;
+  if (kind == CellKind::LSTM) defaults = {"Sigmoid", "Tanh", "Tanh"};
+  else if (kind == CellKind::GRU) defaults = {"Sigmoid", "Tanh"};
+  else defaults = {"Tanh"};
+  std::vector<std::string> names = at.get_strings("activations");
+  if (names.empty()) {
+    for (int64_t d = 0; d < dirs; ++d) names.insert(names.end(), defaults.begin(), defaults.end());
+  } else if (names.size() == defaults.size() && dirs == 2) {
+    std::vector<std::string> twice = names;
+    names.insert(names.end(), twice.begin(), twice.end());
+  } else if (names.size() != defaults.size() * static_cast<size_t>(dirs)) {
+    throw_error(ErrorCode::InvalidArgument, "activations has " + std::to_string(names.size()) + " entries, expected " +
+                                                std::to_string(defaults.size() * static_cast<size_t>(dirs)));
+  }
+  const auto alphas = at.get_floats("activation_alpha"), betas = at.get_floats("activation_beta");
+  size_t ia = 0, ib = 0;
+  std::vector<RnnActivation> acts;
+  for (const auto& n : names) acts.push_back(parse_rnn_activation(n, alphas, betas, ia, ib));
+  return acts;
 }
 
 inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind) {
@@ -417,24 +442,7 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
   const ValueInfo& ri = ctx.input(2);
   if (c.hidden <= 0 && ri.shape && ri.shape->size() == 3) c.hidden = (*ri.shape)[2];
   if (c.hidden <= 0) ctx.fail("hidden_size is missing and R's shape is unknown");
-  // Activations.
-  std::vector<std::string> defaults;
-  if (kind == CellKind::LSTM) defaults = {"Sigmoid", "Tanh", "Tanh"};
-  else if (kind == CellKind::GRU) defaults = {"Sigmoid", "Tanh"};
-  else defaults = {"Tanh"};
-  std::vector<std::string> names = at.get_strings("activations");
-  if (names.empty()) {
-    for (int64_t d = 0; d < c.dirs; ++d) names.insert(names.end(), defaults.begin(), defaults.end());
-  } else if (names.size() == defaults.size() && c.dirs == 2) {
-    std::vector<std::string> twice = names;
-    names.insert(names.end(), twice.begin(), twice.end());
-  } else if (names.size() != defaults.size() * static_cast<size_t>(c.dirs)) {
-    ctx.fail("activations has " + std::to_string(names.size()) + " entries, expected " +
-             std::to_string(defaults.size() * static_cast<size_t>(c.dirs)));
-  }
-  const auto alphas = at.get_floats("activation_alpha"), betas = at.get_floats("activation_beta");
-  size_t ia = 0, ib = 0;
-  for (const auto& n : names) c.acts.push_back(parse_rnn_activation(ctx, n, alphas, betas, ia, ib));
+  c.acts = parse_rnn_activations(at, kind, c.dirs);
   // Pack constant W/R.
   const int64_t H = c.hidden, GH = c.gates * H;
   if (ctx.input(1).constant && ctx.input(2).constant) {
