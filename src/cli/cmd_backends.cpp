@@ -47,23 +47,7 @@ std::shared_ptr<const Model> open_model(const std::string& path) {
   return load_model(path, device_options());
 }
 
-// ---- inputs for bench: tile a reference data set along the batch dim, or synthesize ----
-std::vector<Tensor> tile_batch(const std::vector<Tensor>& src, int64_t batch) {
-  std::vector<Tensor> out;
-  for (const auto& t : src) {
-    if (t.rank() == 0 || t.dim(0) == batch || t.dim(0) == 0) { out.push_back(t); continue; }
-    std::vector<int64_t> d = t.dims();
-    const int64_t rows = d[0];
-    d[0] = batch;
-    Tensor n = Tensor::empty(t.dtype(), d);
-    const size_t row_bytes = t.nbytes() / static_cast<size_t>(rows);
-    for (int64_t b = 0; b < batch; ++b)
-      std::memcpy(static_cast<char*>(n.raw()) + b * row_bytes, static_cast<const char*>(t.raw()) + (b % rows) * row_bytes,
-                  row_bytes);
-    out.push_back(std::move(n));
-  }
-  return out;
-}
+// ---- inputs for bench: a reference data set tiled along the batch dim (onnx::tile_batch), or synthesized ----
 
 std::vector<Tensor> synth_inputs(const ModelInfo& mi, int64_t batch, const std::map<std::string, int64_t>& dims) {
   std::mt19937 rng(42);
@@ -126,7 +110,7 @@ void cmd_bench(const std::string& path, int64_t batch, int threads, const std::v
       throw Error(ErrorCode::InvalidArgument, data_dir + " has " + std::to_string(src.size()) + " inputs, model needs " +
                                                   std::to_string(mi.inputs.size()));
     bool fixed_batch = !mi.inputs.empty() && !mi.inputs[0].shape.empty() && mi.inputs[0].shape[0].is_fixed();
-    inputs = fixed_batch ? src : tile_batch(src, batch);
+    inputs = fixed_batch ? src : onnx::tile_batch(src, batch);
   } else {
     inputs = synth_inputs(mi, batch, dims);
   }

@@ -1,6 +1,7 @@
 #include "quiver/onnx/testing.hpp"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <sstream>
 
@@ -114,6 +115,23 @@ CaseResult run_test_case(const std::string& dir, Tolerance tol, const LoadOption
   }
   r.status = CaseStatus::Passed;
   return r;
+}
+
+std::vector<Tensor> tile_batch(const std::vector<Tensor>& src, int64_t batch) {
+  std::vector<Tensor> out;
+  for (const auto& t : src) {
+    if (t.rank() == 0 || t.dim(0) == batch || t.dim(0) == 0) { out.push_back(t); continue; }
+    std::vector<int64_t> d = t.dims();
+    const int64_t rows = d[0];
+    d[0] = batch;
+    Tensor n = Tensor::empty(t.dtype(), d);
+    const size_t row_bytes = t.nbytes() / static_cast<size_t>(rows);
+    for (int64_t b = 0; b < batch; ++b)
+      std::memcpy(static_cast<char*>(n.raw()) + b * row_bytes, static_cast<const char*>(t.raw()) + (b % rows) * row_bytes,
+                  row_bytes);
+    out.push_back(std::move(n));
+  }
+  return out;
 }
 
 }  // namespace quiver::onnx

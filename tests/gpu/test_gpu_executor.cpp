@@ -15,17 +15,15 @@
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
 #include "quiver/onnx/testing.hpp"
+#include "onnx/hep_models.hpp"
 
 using namespace quiver;
 using quiver::test::expect_error;
 using quiver::test::G;
 
 namespace {
-const std::string kHep = std::string(QUIVER_SHARED_DIR) + "/models/hep/";
-const char* kModels[] = {"deepboostedjet_resnet", "deepdoublex_bvl_102x", "deepdoublex_ddb_94x_unsorted",
-                         "deepjet_run3",          "deepvertex_phase1",    "higgs_interaction_net",
-                         "hls4ml_three_layer",    "part_ak4",             "particlenet_ak4_hlt",
-                         "particlenet_ak8_hlt",   "ticl_energy_id",       "ticl_supercls"};
+using quiver::test::kHep;
+using quiver::test::kModels;
 
 std::string test_device() {
   const char* d = std::getenv("QUIVER_TEST_DEVICE");
@@ -44,22 +42,25 @@ std::vector<Tensor> read_inputs(const std::string& set_dir) {
   return v;
 }
 
-// Repeats the rows of every input to `batch` rows (dim 0).
-std::vector<Tensor> tile_rows(const std::vector<Tensor>& src, int64_t batch) {
-  std::vector<Tensor> out;
-  for (const auto& t : src) {
-    std::vector<int64_t> d = t.dims();
-    const int64_t rows = d[0];
-    d[0] = batch;
-    Tensor n = Tensor::empty(t.dtype(), d);
-    const size_t row = t.nbytes() / static_cast<size_t>(rows);
-    for (int64_t b = 0; b < batch; ++b)
-      std::memcpy(static_cast<char*>(n.raw()) + b * row, static_cast<const char*>(t.raw()) + (b % rows) * row, row);
-    out.push_back(std::move(n));
-  }
-  return out;
-}
 
+// Runs `model` on `in` from `threads` threads, each with its own state, `runs` times; returns the
+// first difference from `ref` (output 0) each thread saw ("" when none).
+std::vector<std::string> run_in_threads(const Model& model, const std::vector<Tensor>& in, const Tensor& ref,
+                                        size_t threads, int runs, quiver::onnx::Tolerance tol) {
+  std::vector<std::string> diffs(threads);
+  std::vector<std::thread> ts;
+  for (size_t t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      auto st = model.make_state();
+      std::vector<Tensor> out;
+      for (int i = 0; i < runs; ++i) {
+        model.run(in, out, *st);
+        if (auto d = quiver::onnx::compare_tensors(out[0], ref, tol); !d.empty() && diffs[t].empty()) diffs[t] = d;
+      }
+    });
+  for (auto& t : ts) t.join();
+  return diffs;
+}
 }  // namespace
 
 class GpuHepModel : public ::testing::TestWithParam<const char*> {};
@@ -98,7 +99,7 @@ TEST(GpuExecutor, ParticleNetAnyBatchMatchesTheCpuRowByRow) {
   auto base = read_inputs(dir + "/test_data_set_0");
   auto gs = gpu->make_state();
   for (int64_t batch : {1, 5, 32, 3}) {
-    auto in = tile_rows(base, batch);
+    auto in = quiver::onnx::tile_batch(base, batch);
     auto out = gpu->run_once(in);
     std::vector<Tensor> again;
     gpu->run(in, again, *gs);
@@ -112,21 +113,9 @@ TEST(GpuExecutor, ParticleNetAnyBatchMatchesTheCpuRowByRow) {
 TEST(GpuExecutor, ThreadsWithTheirOwnStatesShareOneModel) {
   const std::string dir = kHep + "particlenet_ak4_hlt";
   auto gpu = quiver::onnx::load_onnx(dir + "/model.onnx", on_device());
-  auto in = tile_rows(read_inputs(dir + "/test_data_set_0"), 8);
+  auto in = quiver::onnx::tile_batch(read_inputs(dir + "/test_data_set_0"), 8);
   const auto ref = gpu->run_once(in);
-  std::vector<std::string> diffs(3);
-  std::vector<std::thread> ts;
-  for (size_t t = 0; t < diffs.size(); ++t)
-    ts.emplace_back([&, t] {
-      auto st = gpu->make_state();
-      std::vector<Tensor> out;
-      for (int i = 0; i < 3; ++i) {
-        gpu->run(in, out, *st);
-        if (auto d = quiver::onnx::compare_tensors(out[0], ref[0], {0, 0}); !d.empty()) diffs[t] = d;
-      }
-    });
-  for (auto& t : ts) t.join();
-  for (const auto& d : diffs) EXPECT_EQ(d, "");
+  for (const auto& d : run_in_threads(*gpu, in, ref[0], 3, 3, {0, 0})) EXPECT_EQ(d, "");
 }
 
 TEST(GpuExecutor, DeviceStreamsBoundConcurrentRunsAndCallersWait) {
@@ -134,21 +123,9 @@ TEST(GpuExecutor, DeviceStreamsBoundConcurrentRunsAndCallersWait) {
   auto opts = on_device();
   opts.params["device_streams"] = "1";  // one set of device buffers: the threads take turns
   auto gpu = quiver::onnx::load_onnx(dir + "/model.onnx", opts);
-  auto in = tile_rows(read_inputs(dir + "/test_data_set_0"), 4);
+  auto in = quiver::onnx::tile_batch(read_inputs(dir + "/test_data_set_0"), 4);
   const auto ref = quiver::onnx::load_onnx(dir + "/model.onnx")->run_once(in);
-  std::vector<std::string> diffs(4);
-  std::vector<std::thread> ts;
-  for (size_t t = 0; t < diffs.size(); ++t)
-    ts.emplace_back([&, t] {
-      auto st = gpu->make_state();
-      std::vector<Tensor> out;
-      for (int i = 0; i < 2; ++i) {
-        gpu->run(in, out, *st);
-        if (auto d = quiver::onnx::compare_tensors(out[0], ref[0], {1e-4, 1e-5}); !d.empty()) diffs[t] = d;
-      }
-    });
-  for (auto& t : ts) t.join();
-  for (const auto& d : diffs) EXPECT_EQ(d, "");
+  for (const auto& d : run_in_threads(*gpu, in, ref[0], 4, 2, {1e-4, 1e-5})) EXPECT_EQ(d, "");
   opts.params["device_streams"] = "0";
   auto e = expect_error([&] { quiver::onnx::load_onnx(dir + "/model.onnx", opts); });
   EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);

@@ -62,6 +62,12 @@ struct G {
   }
 };
 
+// G at opset `Opset` by default, with independent dynamic dims (n1, n2, ...).
+template <int Opset>
+struct NumberedG : G {
+  explicit NumberedG(int opset = Opset) : G(opset) { numbered_dims = true; }
+};
+
 // Node attributes.
 inline ::onnx::AttributeProto* add_attr(::onnx::NodeProto* n, const std::string& name, ::onnx::AttributeProto::AttributeType t) {
   auto* a = n->add_attribute();

@@ -27,10 +27,7 @@ using quiver::test::strides_of;
 using quiver::test::for_each_index;
 using quiver::test::expect_error;
 
-// Opset 18 by default; dynamic dims are independent (n1, n2, ...).
-struct G : quiver::test::G {
-  explicit G(int opset = 18) : quiver::test::G(opset) { numbered_dims = true; }
-};
+using G = quiver::test::NumberedG<18>;
 
 Tensor random_f(const std::vector<int64_t>& dims, std::mt19937& rng, float lo = -2.f, float hi = 2.f) {
   Tensor t = Tensor::empty(DType::F32, dims);

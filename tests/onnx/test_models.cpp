@@ -10,16 +10,14 @@
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
 #include "quiver/onnx/testing.hpp"
+#include "onnx/hep_models.hpp"
 
 namespace fs = std::filesystem;
 using namespace quiver;
 
 namespace {
-const std::string kHep = std::string(QUIVER_SHARED_DIR) + "/models/hep/";
-const char* kModels[] = {"deepboostedjet_resnet", "deepdoublex_bvl_102x", "deepdoublex_ddb_94x_unsorted",
-                         "deepjet_run3",          "deepvertex_phase1",    "higgs_interaction_net",
-                         "hls4ml_three_layer",    "part_ak4",             "particlenet_ak4_hlt",
-                         "particlenet_ak8_hlt",   "ticl_energy_id",       "ticl_supercls"};
+using quiver::test::kHep;
+using quiver::test::kModels;
 }  // namespace
 
 class HepModel : public ::testing::TestWithParam<const char*> {};

@@ -24,10 +24,7 @@ using quiver::test::strides_of;
 using quiver::test::for_each_index;
 using quiver::test::expect_error;
 
-// Opset 17 by default; dynamic dims are independent (n1, n2, ...).
-struct G : quiver::test::G {
-  explicit G(int opset = 17) : quiver::test::G(opset) { numbered_dims = true; }
-};
+using G = quiver::test::NumberedG<17>;
 
 Tensor iota_f(std::vector<int64_t> dims) {
   Tensor t = Tensor::empty(DType::F32, dims);

@@ -24,6 +24,10 @@ struct CaseResult {
   std::string message;  // why it failed / which op is unsupported
 };
 
+// Repeats the rows (dim 0) of every tensor up to `batch` rows (a reference data set as a bigger batch);
+// scalars, empty tensors and tensors already of that batch are kept as they are.
+std::vector<Tensor> tile_batch(const std::vector<Tensor>& src, int64_t batch);
+
 // Runs one ONNX backend test case folder (model.onnx + test_data_set_*/). `options` reach the loader
 // (e.g. params["device"] to run the case on the GPU executor).
 CaseResult run_test_case(const std::string& dir, Tolerance tol = {}, const LoadOptions& options = {});
