@@ -41,6 +41,11 @@ struct G {
   }
   void input(const std::string& n, std::vector<int64_t> d, int elem = 1) { io(g->add_input(), n, elem, d); }
   void output(const std::string& n, std::vector<int64_t> d, int elem = 1) { io(g->add_output(), n, elem, d); }
+  // Shapeless (rank unknown to the compiler).
+  void io_any(::onnx::ValueInfoProto* v, const std::string& name, DType t) {
+    v->set_name(name);
+    v->mutable_type()->mutable_tensor_type()->set_elem_type(static_cast<int>(t));
+  }
   void input(const std::string& n, std::vector<int64_t> d, DType t) { input(n, std::move(d), static_cast<int>(t)); }
   void output(const std::string& n, std::vector<int64_t> d, DType t) { output(n, std::move(d), static_cast<int>(t)); }
   ::onnx::NodeProto* node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out,

@@ -9,64 +9,25 @@
 
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
+#include "onnx/graph_builder.hpp"
 
 using namespace quiver;
 
 namespace {
 
-struct Graph {
-  ::onnx::ModelProto m;
-  ::onnx::GraphProto* g;
-  explicit Graph(int opset = 17) {
-    m.set_ir_version(8);
-    auto* o = m.add_opset_import();
-    o->set_domain("");
-    o->set_version(opset);
-    g = m.mutable_graph();
-    g->set_name("nn");
-  }
-  void io(::onnx::ValueInfoProto* v, const std::string& name, DType t) {
-    v->set_name(name);
-    v->mutable_type()->mutable_tensor_type()->set_elem_type(static_cast<int>(t));
-  }
-  void input(const std::string& n, DType t = DType::F32) { io(g->add_input(), n, t); }
-  void output(const std::string& n, DType t = DType::F32) { io(g->add_output(), n, t); }
+// Shapeless inputs and outputs; nodes named "<op>_under_test" (errors must name them).
+struct Graph : quiver::test::G {
+  explicit Graph(int opset = 17) : G(opset) {}
+  void input(const std::string& n, DType t = DType::F32) { io_any(g->add_input(), n, t); }
+  void output(const std::string& n, DType t = DType::F32) { io_any(g->add_output(), n, t); }
   ::onnx::NodeProto* node(const std::string& op, std::vector<std::string> in, std::vector<std::string> out) {
-    auto* n = g->add_node();
-    n->set_op_type(op);
-    n->set_name(op + "_under_test");
-    for (auto& i : in) n->add_input(i);
-    for (auto& o : out) n->add_output(o);
-    return n;
-  }
-  void init(const std::string& name, const Tensor& t) {
-    g->add_initializer()->ParseFromString(quiver::onnx::serialize_tensor({name, t}));
-  }
-  std::shared_ptr<const Model> load() {
-    LoadOptions lo;
-    lo.name = "nn_unit";
-    return quiver::onnx::load_onnx_bytes(m.SerializeAsString(), "", lo);
+    return G::node(op, std::move(in), std::move(out), op + "_under_test");
   }
 };
 
-void ints(::onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(::onnx::AttributeProto::INTS);
-  for (auto x : v) a->add_ints(x);
-}
-void one_int(::onnx::NodeProto* n, const std::string& name, int64_t v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(::onnx::AttributeProto::INT);
-  a->set_i(v);
-}
-void str(::onnx::NodeProto* n, const std::string& name, const std::string& v) {
-  auto* a = n->add_attribute();
-  a->set_name(name);
-  a->set_type(::onnx::AttributeProto::STRING);
-  a->set_s(v);
-}
+constexpr auto* ints = &quiver::test::attr_ints;
+constexpr auto* one_int = &quiver::test::attr_int;
+constexpr auto* str = &quiver::test::attr_str;
 
 Tensor rnd(const std::vector<int64_t>& dims, std::mt19937& rng, float s = 1.f) {
   Tensor t = Tensor::empty(DType::F32, dims);
