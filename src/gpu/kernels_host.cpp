@@ -120,6 +120,17 @@ int cuda_device_count(std::string* why) {
   return n;
 }
 
+void* cuda_symbol(const char* name, std::string* why) {
+  const CudaLib& l = cuda_lib();
+  if (!l.handle) {
+    if (why) *why = l.error;
+    return nullptr;
+  }
+  void* f = dlsym(l.handle, name);
+  if (!f && why) *why = std::string("libquiver_cuda.so has no entry point ") + name + " (a different version?)";
+  return f;
+}
+
 std::unique_ptr<Stream> make_cuda_stream(int device) {
   const CudaLib& l = cuda_lib();
   if (!l.handle) throw_error(ErrorCode::Unavailable, l.error);

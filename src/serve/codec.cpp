@@ -70,6 +70,15 @@ size_t check_input_header(const ModelVersion& mv, std::string_view name, std::st
   return idx;
 }
 
+static void check_fixed_size(const ModelVersion& mv, const IOSpec& spec, std::span<const int64_t> shape, int64_t n,
+                             size_t size) {
+  const size_t expected = static_cast<size_t>(n) * dtype_size(spec.dtype);
+  if (size != expected)
+    bad(mv, spec.name, "unexpected total byte size " + std::to_string(size) + " for input '" + spec.name +
+                           "', expecting " + std::to_string(expected) + " for shape " + dims_str(shape) + " " +
+                           std::string(dtype_kserve_name(spec.dtype)));
+}
+
 Tensor tensor_from_raw(const ModelVersion& mv, const IOSpec& spec, std::span<const int64_t> shape, const void* data,
                        size_t size) {
   const int64_t n = checked_numel(mv, spec.name, shape);
@@ -102,11 +111,7 @@ Tensor tensor_from_raw(const ModelVersion& mv, const IOSpec& spec, std::span<con
     return t;
   }
   const size_t esz = dtype_size(spec.dtype);
-  const size_t expected = static_cast<size_t>(n) * esz;
-  if (size != expected)
-    bad(mv, spec.name, "unexpected total byte size " + std::to_string(size) + " for input '" + spec.name +
-                           "', expecting " + std::to_string(expected) + " for shape " + dims_str(shape) + " " +
-                           std::string(dtype_kserve_name(spec.dtype)));
+  check_fixed_size(mv, spec, shape, n, size);
   if (spec.dtype == DType::Bool) {
     // Only 0 and 1 are bool values; any other byte would be undefined behaviour in every reader.
     // Copied first and the copy checked, so that a client writing into its shared-memory region
@@ -124,6 +129,25 @@ Tensor tensor_from_raw(const ModelVersion& mv, const IOSpec& spec, std::span<con
   Tensor t = Tensor::empty(spec.dtype, shape);
   if (size) std::memcpy(t.raw(), data, size);
   return t;
+}
+
+Tensor tensor_from_shm(const ModelVersion& mv, const IOSpec& spec, std::span<const int64_t> shape,
+                       const std::shared_ptr<const ShmRegion>& region, uint64_t offset, uint64_t size) {
+  if (const uint8_t* p = region->host(offset, size, spec.name)) {
+    Tensor t = tensor_from_raw(mv, spec, shape, p, size);
+    return t.is_view() ? Tensor::view(t.dtype(), t.dims(), t.raw(), region) : t;  // keeps the region mapped
+  }
+  // Device memory: copied out once, into the tensor itself where the bytes are the values.
+  region->check(offset, size, spec.name);
+  if (spec.dtype != DType::String && spec.dtype != DType::Bool) {
+    check_fixed_size(mv, spec, shape, checked_numel(mv, spec.name, shape), size);
+    Tensor t = Tensor::empty(spec.dtype, shape);
+    region->read(offset, t.raw(), size, spec.name);
+    return t;
+  }
+  std::vector<uint8_t> bytes(size);
+  region->read(offset, bytes.data(), size, spec.name);
+  return tensor_from_raw(mv, spec, shape, bytes.data(), size);  // BYTES and BOOL are always copied
 }
 
 size_t wire_size(const Tensor& t) {
@@ -190,7 +214,7 @@ void read_shm_params(const ModelVersion& mv, std::string_view tensor, const Map&
     bad(mv, tensor, "shared_memory_offset of '" + std::string(tensor) + "' must be a non-negative integer");
   try {
     region = shm.get(it->second.string_param());
-    region->at(offset, size, std::string(tensor));
+    region->check(offset, size, std::string(tensor));
   } catch (const Error& e) {
     throw e.with_context({mv.name, "", std::string(tensor)});
   }
@@ -260,9 +284,7 @@ void decode_grpc_request(const inference::ModelInferRequest& msg, const ModelVer
     if (use_shm) {
       if (in.has_contents() || (i < nraw && !msg.raw_input_contents(i).empty()))
         bad(mv, in.name(), "input '" + in.name() + "' has both shared memory and inline data");
-      const uint8_t* p = region->at(off, size, in.name());
-      dst = tensor_from_raw(mv, spec, shape, p, size);
-      if (dst.is_view()) dst = Tensor::view(dst.dtype(), dst.dims(), dst.raw(), region);  // keep mapped
+      dst = tensor_from_shm(mv, spec, shape, region, off, size);
     } else if (in.has_contents()) {
       if (nraw > 0)
         bad(mv, in.name(), "contents field must not be specified for input '" + in.name() +
@@ -320,7 +342,17 @@ static void write_to_shm(const ModelVersion& mv, const OutputTarget& tg, const I
                 "shared memory size " + std::to_string(tg.shm_size) + " for output '" + s.name +
                     "' is too small for the " + std::to_string(n) + "-byte result",
                 {mv.name, "", s.name});
-  write_wire(t, tg.shm->at(tg.shm_offset, n, s.name));
+  if (uint8_t* p = tg.shm->host(tg.shm_offset, n, s.name)) {
+    write_wire(t, p);
+    return;
+  }
+  if (t.dtype() != DType::String) {  // device memory: the values are the wire bytes
+    tg.shm->write(tg.shm_offset, t.raw(), n, s.name);
+    return;
+  }
+  std::vector<uint8_t> bytes(n);  // BYTES: serialised on the host, then one copy over
+  write_wire(t, bytes.data());
+  tg.shm->write(tg.shm_offset, bytes.data(), n, s.name);
 }
 
 void encode_grpc_response(const ModelVersion& mv, const std::vector<OutputTarget>& targets,
@@ -449,7 +481,7 @@ void json_shm(const ModelVersion& mv, const std::string& tensor, const json& par
     bad(mv, tensor, "shared_memory_offset of '" + tensor + "' must be a non-negative integer");
   try {
     region = shm.get(r.get<std::string>());
-    region->at(offset, size, tensor);
+    region->check(offset, size, tensor);
   } catch (const Error& e) {
     throw e.with_context({mv.name, "", tensor});
   }
@@ -524,8 +556,7 @@ void decode_http_request(std::string_view body, int64_t header_len, const ModelV
     if ((use_shm ? 1 : 0) + (has_bin ? 1 : 0) + (in.contains("data") ? 1 : 0) != 1)
       bad(mv, name, "input '" + name + "' must have exactly one of 'data', binary_data_size or shared memory");
     if (use_shm) {
-      dst = tensor_from_raw(mv, spec, shape, region->at(off, size, name), size);
-      if (dst.is_view()) dst = Tensor::view(dst.dtype(), dst.dims(), dst.raw(), region);
+      dst = tensor_from_shm(mv, spec, shape, region, off, size);
     } else if (has_bin) {
       if (bsize > binary.size() - bin_pos)
         bad(mv, name, "binary_data_size " + std::to_string(bsize) + " of input '" + name +

@@ -18,7 +18,7 @@ std::string platform_of(const ModelVersion& mv) {
   return mv.engine;
 }
 
-ServerCore::ServerCore(ServerOptions o) : opt(std::move(o)) {
+ServerCore::ServerCore(ServerOptions o) : opt(std::move(o)), shm(opt.cuda_shm_emulation) {
   trace_ = {{"trace_level", {"OFF"}}, {"trace_rate", {"1000"}}, {"trace_count", {"-1"}},
             {"log_frequency", {"0"}}, {"trace_file", {""}}, {"trace_mode", {"triton"}}};
   auto b = [](bool v) { LogValue x; x.kind = 0; x.b = v; return x; };
@@ -107,6 +107,7 @@ void ServerCore::server_metadata(inference::ServerMetadataResponse& r) const {
   for (const char* e : {"model_repository", "model_configuration", "system_shared_memory", "binary_tensor_data",
                         "parameters", "statistics", "schedule_policy", "trace", "logging"})
     r.add_extensions(e);
+  if (shm.cuda_unavailable_reason().empty()) r.add_extensions("cuda_shared_memory");
 }
 
 void ServerCore::model_metadata(const std::string& name, const std::string& version,

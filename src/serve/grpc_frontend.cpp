@@ -248,19 +248,26 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
     return unary(ctx, [&] { core_.shm.unregister(q->name()); });
   }
   grpc::ServerUnaryReactor* CudaSharedMemoryStatus(grpc::CallbackServerContext* ctx,
-                                                   const inference::CudaSharedMemoryStatusRequest*,
-                                                   inference::CudaSharedMemoryStatusResponse*) override {
-    return no_cuda(ctx);
+                                                   const inference::CudaSharedMemoryStatusRequest* q,
+                                                   inference::CudaSharedMemoryStatusResponse* r) override {
+    return unary(ctx, [&] {
+      for (const auto& i : core_.shm.status(q->name(), ShmKind::Cuda)) {
+        auto& s = (*r->mutable_regions())[i.name];
+        s.set_name(i.name);
+        s.set_device_id(static_cast<uint64_t>(i.device_id));
+        s.set_byte_size(i.byte_size);
+      }
+    });
   }
   grpc::ServerUnaryReactor* CudaSharedMemoryRegister(grpc::CallbackServerContext* ctx,
-                                                     const inference::CudaSharedMemoryRegisterRequest*,
+                                                     const inference::CudaSharedMemoryRegisterRequest* q,
                                                      inference::CudaSharedMemoryRegisterResponse*) override {
-    return no_cuda(ctx);
+    return unary(ctx, [&] { core_.shm.register_cuda(q->name(), q->raw_handle(), q->device_id(), q->byte_size()); });
   }
   grpc::ServerUnaryReactor* CudaSharedMemoryUnregister(grpc::CallbackServerContext* ctx,
-                                                       const inference::CudaSharedMemoryUnregisterRequest*,
+                                                       const inference::CudaSharedMemoryUnregisterRequest* q,
                                                        inference::CudaSharedMemoryUnregisterResponse*) override {
-    return no_cuda(ctx);
+    return unary(ctx, [&] { core_.shm.unregister(q->name(), ShmKind::Cuda); });
   }
   grpc::ServerUnaryReactor* TraceSetting(grpc::CallbackServerContext* ctx, const inference::TraceSettingRequest* q,
                                          inference::TraceSettingResponse* r) override {
@@ -309,11 +316,6 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   }
 
  private:
-  static grpc::ServerUnaryReactor* no_cuda(grpc::CallbackServerContext* ctx) {
-    auto* r = ctx->DefaultReactor();
-    r->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "CUDA shared memory is not supported: no GPU backend"));
-    return r;
-  }
   ServerCore& core_;
 };
 

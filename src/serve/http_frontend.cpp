@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
+#include <absl/strings/escaping.h>
 #include <google/protobuf/util/json_util.h>
 
 #include <future>
@@ -315,11 +316,44 @@ struct HttpFrontend::Impl {
       core.shm.unregister("");
       res.status = 200;
     }));
-    auto no_cuda = [](const httplib::Request&, httplib::Response& res) {
-      send_error(res, Error(ErrorCode::Unsupported, "CUDA shared memory is not supported: no GPU backend"));
+    // CUDA shared memory extension: the IPC handle travels base64-encoded as {"b64": ...}.
+    auto cuda_status = [this](const httplib::Request& req, httplib::Response& res) {
+      std::string name = req.matches.size() > 1 ? req.matches[1].str() : "";
+      json a = json::array();
+      for (const auto& i : core.shm.status(name, ShmKind::Cuda))
+        a.push_back({{"name", i.name}, {"device_id", i.device_id}, {"byte_size", i.byte_size}});
+      send_json(res, a);
     };
-    s.Get(R"(/v2/cudasharedmemory.*)", no_cuda);
-    s.Post(R"(/v2/cudasharedmemory.*)", no_cuda);
+    s.Get("/v2/cudasharedmemory/status", guarded(cuda_status));
+    s.Get(R"(/v2/cudasharedmemory/region/([^/]+)/status)", guarded(cuda_status));
+    s.Post(R"(/v2/cudasharedmemory/region/([^/]+)/register)",
+           guarded([this](const httplib::Request& req, httplib::Response& res) {
+             json b = body_json(req);
+             if (!b.contains("raw_handle") || !b["raw_handle"].is_object() || !b["raw_handle"].contains("b64") ||
+                 !b["raw_handle"]["b64"].is_string())
+               throw Error(ErrorCode::InvalidArgument, "register needs 'raw_handle': {\"b64\": <base64 string>}");
+             if (!b.contains("byte_size") || !b["byte_size"].is_number_unsigned())
+               throw Error(ErrorCode::InvalidArgument, "register needs an unsigned 'byte_size'");
+             int64_t device = 0;
+             if (b.contains("device_id")) {
+               if (!b["device_id"].is_number_integer()) throw Error(ErrorCode::InvalidArgument, "'device_id' must be an integer");
+               device = b["device_id"].get<int64_t>();
+             }
+             std::string handle;
+             if (!absl::Base64Unescape(b["raw_handle"]["b64"].get<std::string>(), &handle))
+               throw Error(ErrorCode::InvalidArgument, "'raw_handle.b64' is not base64");
+             core.shm.register_cuda(req.matches[1].str(), handle, device, b["byte_size"].get<uint64_t>());
+             res.status = 200;
+           }));
+    s.Post(R"(/v2/cudasharedmemory/region/([^/]+)/unregister)",
+           guarded([this](const httplib::Request& req, httplib::Response& res) {
+             core.shm.unregister(req.matches[1].str(), ShmKind::Cuda);
+             res.status = 200;
+           }));
+    s.Post("/v2/cudasharedmemory/unregister", guarded([this](const httplib::Request&, httplib::Response& res) {
+      core.shm.unregister("", ShmKind::Cuda);
+      res.status = 200;
+    }));
     // Trace / logging settings (minimal: stored and reported).
     auto trace = [this](const httplib::Request& req, httplib::Response& res) {
       std::map<std::string, std::vector<std::string>> upd;

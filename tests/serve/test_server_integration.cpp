@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -21,115 +22,15 @@
 
 #include "grpc_service.grpc.pb.h"
 #include "health.grpc.pb.h"
-#include "serve/server_process.hpp"
+#include "serve/serve_fixtures.hpp"
 
 namespace fs = std::filesystem;
 using quiver::test::ServerProcess;
 using quiver::test::write_text;
+using namespace quiver::test;
 using nlohmann::json;
 
 namespace {
-
-const char* kIdent = R"(
-name: "ident"
-backend: "identity"
-max_batch_size: 8
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] } ]
-dynamic_batching { max_queue_delay_microseconds: 200 }
-instance_group [ { count: 2 kind: KIND_CPU } ]
-)";
-const char* kPair = R"(
-backend: "identity"
-max_batch_size: 0
-input [ { name: "A" data_type: TYPE_INT32 dims: [ 2, 3 ] }, { name: "B" data_type: TYPE_STRING dims: [ -1 ] } ]
-output [ { name: "A_OUT" data_type: TYPE_INT32 dims: [ 2, 3 ] }, { name: "B_OUT" data_type: TYPE_STRING dims: [ -1 ] } ]
-)";
-const char* kSlow = R"(
-backend: "identity"
-max_batch_size: 16
-input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
-output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 1 ] } ]
-dynamic_batching { }
-parameters { key: "execute_delay_ms" value: { string_value: "40" } }
-)";
-const char* kVersioned = R"(
-backend: "identity"
-max_batch_size: 0
-version_policy: { latest: { num_versions: 2 } }
-input [ { name: "X" data_type: TYPE_INT64 dims: [ 1 ] } ]
-output [ { name: "Y" data_type: TYPE_INT64 dims: [ 1 ] } ]
-)";
-
-std::string make_repo() {
-  std::string root = quiver::test::make_temp_dir("serve-repo");
-  write_text(fs::path(root) / "ident/config.pbtxt", kIdent);
-  fs::create_directories(fs::path(root) / "ident/1");
-  write_text(fs::path(root) / "pair/config.pbtxt", kPair);
-  fs::create_directories(fs::path(root) / "pair/1");
-  write_text(fs::path(root) / "slow/config.pbtxt", kSlow);
-  fs::create_directories(fs::path(root) / "slow/1");
-  write_text(fs::path(root) / "versioned/config.pbtxt", kVersioned);
-  for (const char* v : {"1", "2", "3"}) fs::create_directories(fs::path(root) / "versioned" / v);
-  return root;
-}
-
-using Stub = inference::GRPCInferenceService::Stub;
-
-std::unique_ptr<Stub> stub_for(const ServerProcess& s, int max_msg = 64 << 20) {
-  grpc::ChannelArguments args;
-  args.SetMaxSendMessageSize(max_msg);
-  args.SetMaxReceiveMessageSize(max_msg);
-  auto ch = grpc::CreateCustomChannel(s.grpc_addr(), grpc::InsecureChannelCredentials(), args);
-  return inference::GRPCInferenceService::NewStub(ch);
-}
-
-std::unique_ptr<grpc::ClientContext> ctx(int ms = 10000) {
-  auto c = std::make_unique<grpc::ClientContext>();
-  c->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(ms));
-  return c;
-}
-
-inference::ModelInferRequest fp32_request(const std::string& model, const std::vector<float>& v, int64_t batch,
-                                          int64_t width = 4) {
-  inference::ModelInferRequest r;
-  r.set_model_name(model);
-  auto* in = r.add_inputs();
-  in->set_name("INPUT0");
-  in->set_datatype("FP32");
-  in->add_shape(batch);
-  in->add_shape(width);
-  r.add_raw_input_contents(std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)));
-  return r;
-}
-
-std::vector<float> as_floats(const std::string& raw) {
-  std::vector<float> v(raw.size() / sizeof(float));
-  std::memcpy(v.data(), raw.data(), v.size() * sizeof(float));
-  return v;
-}
-
-std::string bytes_elem(const std::string& s) {
-  uint32_t n = static_cast<uint32_t>(s.size());
-  std::string out(4, '\0');
-  std::memcpy(out.data(), &n, 4);
-  return out + s;
-}
-
-// Waits (bounded) until the server reports requests pending on `model` (queued or executing).
-bool wait_pending(const ServerProcess& s, const std::string& model, int min_pending = 1) {
-  httplib::Client cli("127.0.0.1", s.metrics_port);
-  const std::string key = "nv_inference_pending_request_count{model=\"" + model + "\",version=\"1\"} ";
-  for (int i = 0; i < 400; ++i) {
-    auto r = cli.Get("/metrics");
-    if (r && r->status == 200) {
-      auto pos = r->body.find(key);
-      if (pos != std::string::npos && std::stoi(r->body.substr(pos + key.size())) >= min_pending) return true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return false;
-}
 
 class ServeTest : public ::testing::Test {
  protected:
@@ -266,12 +167,6 @@ TEST_F(ServeTest, MultiInputBytesAndOutputSelection) {
   EXPECT_EQ(empty.raw_output_contents(0), "");
 }
 
-void expect_error(Stub& stub, const inference::ModelInferRequest& r, grpc::StatusCode code, const std::string& needle) {
-  inference::ModelInferResponse resp;
-  auto st = stub.ModelInfer(ctx().get(), r, &resp);
-  EXPECT_EQ(st.error_code(), code) << st.error_message();
-  EXPECT_NE(st.error_message().find(needle), std::string::npos) << st.error_message();
-}
 
 TEST_F(ServeTest, BadInputsGetTheRightStatusNamingTheTensor) {
   auto stub = stub_for(*server_);
@@ -378,7 +273,7 @@ TEST_F(ServeTest, GarbageBytesOnTheSocketDoNotHurtOthers) {
   EXPECT_EQ(res->status, 200);
 }
 
-TEST_F(ServeTest, RepositoryControlRefusedInNoneModeAndCudaShmUnimplemented) {
+TEST_F(ServeTest, RepositoryControlRefusedInNoneModeAndCudaShmNeedsAGpu) {
   auto stub = stub_for(*server_);
   inference::RepositoryModelLoadRequest lr;
   lr.set_model_name("ident");
@@ -388,9 +283,22 @@ TEST_F(ServeTest, RepositoryControlRefusedInNoneModeAndCudaShmUnimplemented) {
   ur.set_model_name("ident");
   inference::RepositoryModelUnloadResponse uresp;
   EXPECT_EQ(stub->RepositoryModelUnload(ctx().get(), ur, &uresp).error_code(), grpc::StatusCode::UNAVAILABLE);
+  // CUDA shared memory: UNIMPLEMENTED where the server has no CUDA device (and the extension is not
+  // listed); with one, a handle that opens nothing is a bad argument.
+  inference::ServerMetadataResponse meta;
+  ASSERT_TRUE(stub->ServerMetadata(ctx().get(), {}, &meta).ok());
+  const bool cuda = std::count(meta.extensions().begin(), meta.extensions().end(), "cuda_shared_memory") > 0;
   inference::CudaSharedMemoryRegisterRequest cr;
+  cr.set_name("c0");
+  cr.set_raw_handle(std::string(64, '\x01'));
+  cr.set_byte_size(64);
   inference::CudaSharedMemoryRegisterResponse cresp;
-  EXPECT_EQ(stub->CudaSharedMemoryRegister(ctx().get(), cr, &cresp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  auto cst = stub->CudaSharedMemoryRegister(ctx().get(), cr, &cresp);
+  EXPECT_EQ(cst.error_code(), cuda ? grpc::StatusCode::INVALID_ARGUMENT : grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_NE(cst.error_message().find("'c0'"), std::string::npos) << cst.error_message();
+  inference::CudaSharedMemoryStatusResponse cstatus;
+  ASSERT_TRUE(stub->CudaSharedMemoryStatus(ctx().get(), {}, &cstatus).ok());
+  EXPECT_TRUE(cstatus.regions().empty());
   inference::RepositoryIndexRequest ir;
   inference::RepositoryIndexResponse index;
   ASSERT_TRUE(stub->RepositoryIndex(ctx().get(), ir, &index).ok());

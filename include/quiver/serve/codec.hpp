@@ -34,6 +34,10 @@ int64_t checked_numel(const ModelVersion& mv, std::string_view tensor, std::span
 // caller keeps `data` alive); BYTES are parsed as 4-byte little-endian length + bytes.
 Tensor tensor_from_raw(const ModelVersion& mv, const IOSpec& spec, std::span<const int64_t> shape,
                        const void* data, size_t size);
+// Tensor from [offset, offset+size) of a shared-memory region: a view that keeps a system region
+// mapped, or a copy out of device memory (CUDA regions).
+Tensor tensor_from_shm(const ModelVersion& mv, const IOSpec& spec, std::span<const int64_t> shape,
+                       const std::shared_ptr<const ShmRegion>& region, uint64_t offset, uint64_t size);
 // Size of a tensor on the wire (BYTES: 4 + length per element) and serialisation into `dst`.
 size_t wire_size(const Tensor& t);
 void write_wire(const Tensor& t, uint8_t* dst);

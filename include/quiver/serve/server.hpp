@@ -31,6 +31,9 @@ struct ServerOptions {
   // gRPC TLS: server certificate + key (PEM files); root CA to verify clients with mutual TLS.
   std::string grpc_server_cert, grpc_server_key, grpc_root_cert;
   bool grpc_mutual_tls = false;
+  // CUDA shared memory backed by POSIX shared memory (emulated device handles; see
+  // quiver/gpu/shared_memory.hpp): for testing clients on machines without a GPU.
+  bool cuda_shm_emulation = false;
 };
 
 class ServerCore;
