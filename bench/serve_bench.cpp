@@ -58,6 +58,43 @@ class EchoService final : public inference::GRPCInferenceService::CallbackServic
     r->Finish(grpc::Status::OK);
     return r;
   }
+  // Just enough for `quiver perf` to drive it (echo-server mode): ready, and an FP32[-1,16] model
+  // of any name.
+  grpc::ServerUnaryReactor* ServerLive(grpc::CallbackServerContext* ctx, const inference::ServerLiveRequest*,
+                                       inference::ServerLiveResponse* r) override {
+    r->set_live(true);
+    return done(ctx);
+  }
+  grpc::ServerUnaryReactor* ServerReady(grpc::CallbackServerContext* ctx, const inference::ServerReadyRequest*,
+                                        inference::ServerReadyResponse* r) override {
+    r->set_ready(true);
+    return done(ctx);
+  }
+  grpc::ServerUnaryReactor* ModelReady(grpc::CallbackServerContext* ctx, const inference::ModelReadyRequest*,
+                                       inference::ModelReadyResponse* r) override {
+    r->set_ready(true);
+    return done(ctx);
+  }
+  grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* q,
+                                          inference::ModelMetadataResponse* r) override {
+    r->set_name(q->name());
+    r->add_versions("1");
+    r->set_platform("echo");
+    for (auto* t : {r->add_inputs(), r->add_outputs()}) {
+      t->set_name(t == &r->inputs(0) ? "INPUT0" : "OUTPUT0");
+      t->set_datatype("FP32");
+      t->add_shape(-1);
+      t->add_shape(16);
+    }
+    return done(ctx);
+  }
+
+ private:
+  static grpc::ServerUnaryReactor* done(grpc::CallbackServerContext* ctx) {
+    auto* r = ctx->DefaultReactor();
+    r->Finish(grpc::Status::OK);
+    return r;
+  }
 };
 
 // ---------------- synthetic MLP backend ----------------
@@ -533,10 +570,28 @@ int soak(double secs) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0 && errors == 0 ? 0 : 1;
 }
 
+
+// serve_bench echo-server [SECONDS]: only the raw echo server, printing its port, for external
+// clients (quiver perf -u 127.0.0.1:PORT -m ANY) and per-request profiles of the bare transport.
+int echo_server_only(double secs) {
+  EchoService echo;
+  grpc::ServerBuilder b;
+  int port = 0;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.RegisterService(&echo);
+  auto server = b.BuildAndStart();
+  std::printf("echo server ready grpc=127.0.0.1:%d\n", port);
+  std::fflush(stdout);
+  std::this_thread::sleep_for(std::chrono::duration<double>(secs));
+  server->Shutdown();
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc > 2 && std::string(argv[1]) == "soak") return soak(std::atof(argv[2]));
+  if (argc > 1 && std::string(argv[1]) == "echo-server") return echo_server_only(argc > 2 ? std::atof(argv[2]) : 60);
   // serve_bench batching [SECS [REPS]]: only the dynamic-batching comparisons.
   const bool only_batching = argc > 1 && std::string(argv[1]) == "batching";
   if (only_batching) {

@@ -12,6 +12,7 @@
 
 #include <google/protobuf/stubs/logging.h>
 
+#include "quiver/gpu/shared_memory.hpp"
 #include "quiver/serve/codec.hpp"
 
 using namespace quiver;
@@ -47,16 +48,19 @@ output [ { name: "V_OUT" data_type: TYPE_STRING dims: [ -1 ] }, { name: "U_OUT" 
 }
 
 // Two registered system shared-memory regions over one 64-byte POSIX object: "r" (all of it) and
-// "r2" (bytes 16..47), so that shared_memory_* parameters reach the bounds checks.
+// "r2" (bytes 16..47), and a 64-byte CUDA region "c" (emulated device memory: the copy-in/copy-out
+// path), so that shared_memory_* parameters reach the bounds checks and both access paths.
 ShmManager& shm_manager() {
   static ShmManager* m = [] {
+    static auto device = gpu::SharedDeviceMemory::allocate(0, 64, /*emulated=*/true);
     const std::string key = "/quiver-fuzz-serve-" + std::to_string(getpid());
     int fd = shm_open(key.c_str(), O_CREAT | O_RDWR, 0600);
     if (fd < 0 || ftruncate(fd, 64) != 0) std::abort();
     close(fd);
-    auto* mgr = new ShmManager;
+    auto* mgr = new ShmManager(/*cuda_emulation=*/true);
     mgr->register_region("r", key, 0, 64);
     mgr->register_region("r2", key, 16, 32);
+    mgr->register_cuda("c", device->handle(), 0, 64);
     shm_unlink(key.c_str());  // the regions keep their mappings; nothing is left in /dev/shm
     return mgr;
   }();
@@ -67,7 +71,7 @@ void exercise(const ModelVersion& mv, InferRequest& req, const std::vector<Outpu
   // Decoded inputs must satisfy the model; run the identity model and encode the results.
   std::vector<Tensor> outs = mv.model->run_once(req.inputs);
   inference::ModelInferResponse resp;
-  encode_grpc_response(mv, targets, outs, resp);  // shared-memory targets write into "r" / "r2"
+  encode_grpc_response(mv, targets, outs, resp);  // shared-memory targets write into "r" / "r2" / "c"
 }
 }  // namespace
 
