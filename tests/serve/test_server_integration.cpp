@@ -299,6 +299,16 @@ TEST_F(ServeTest, RepositoryControlRefusedInNoneModeAndCudaShmNeedsAGpu) {
   inference::CudaSharedMemoryStatusResponse cstatus;
   ASSERT_TRUE(stub->CudaSharedMemoryStatus(ctx().get(), {}, &cstatus).ok());
   EXPECT_TRUE(cstatus.regions().empty());
+  httplib::Client cli(server_->http_host(), server_->http_port);
+  json reg = {{"raw_handle", {{"b64", std::string(86, 'A') + "=="}}}, {"device_id", 0}, {"byte_size", 64}};  // 64 zero bytes
+  auto hr = cli.Post("/v2/cudasharedmemory/region/c0/register", reg.dump(), "application/json");
+  ASSERT_TRUE(hr);
+  EXPECT_EQ(hr->status, cuda ? 400 : 501) << hr->body;
+  // An emulated handle is refused by a server that does not emulate, whatever its devices.
+  cr.set_raw_handle(std::string("QVEMUSHM/quiver_x") + std::string(47, '\0'));
+  cst = stub->CudaSharedMemoryRegister(ctx().get(), cr, &cresp);
+  EXPECT_EQ(cst.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(cst.error_message().find("--cuda-shm-emulation"), std::string::npos) << cst.error_message();
   inference::RepositoryIndexRequest ir;
   inference::RepositoryIndexResponse index;
   ASSERT_TRUE(stub->RepositoryIndex(ctx().get(), ir, &index).ok());

@@ -3,15 +3,10 @@
 #include <bit>
 
 #include "onnx/ops/rnn_common.hpp"
+#include "onnx/simd.hpp"
 
-// ISA-level clones. Not "arch=skylake-avx512"/"arch=haswell": GCC dispatches those by CPU model,
-// so on AMD EPYC (and any CPU that is not that model) the baseline SSE2 clone runs; x86-64-v4/v3
-// dispatch on the ISA level (checked on this machine's EPYC: v4 is chosen).
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define QUIVER_RNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define QUIVER_RNN_CLONES
-#endif
+// ISA-level clones (simd.hpp: x86-64-v4/v3 dispatch on the ISA level, not the CPU model).
+#define QUIVER_RNN_CLONES QUIVER_HOT
 
 namespace quiver::onnx {
 
