@@ -21,6 +21,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <random>
 #include <string>
@@ -637,27 +638,27 @@ int main(int argc, char** argv) {
     m.p50 = p50[p50.size() / 2];
     return m;
   };
+  // Runs the loads in turn, `reps` rounds; returns each one's median.
+  auto alternate = [&](const std::vector<std::function<Result()>>& loads) {
+    std::vector<std::vector<Result>> runs(loads.size());
+    for (int r = 0; r < reps; ++r)
+      for (size_t i = 0; i < loads.size(); ++i) runs[i].push_back(loads[i]());
+    std::vector<Result> out;
+    for (auto& v : runs) out.push_back(median(v));
+    return out;
+  };
   Result e1, q1, e16, q16;
   if (!only_batching) {
-    std::vector<Result> E1, Q1, E16, Q16;
-    for (int r = 0; r < reps; ++r) {
-      E1.push_back(load(eaddr, "ident", 1, secs));
-      Q1.push_back(load(qaddr, "ident", 1, secs));
-      E16.push_back(load(eaddr, "ident", 16, secs));
-      Q16.push_back(load(qaddr, "ident", 16, secs));
-    }
-    e1 = median(E1), q1 = median(Q1), e16 = median(E16), q16 = median(Q16);
+    auto m = alternate({[&] { return load(eaddr, "ident", 1, secs); }, [&] { return load(qaddr, "ident", 1, secs); },
+                        [&] { return load(eaddr, "ident", 16, secs); }, [&] { return load(qaddr, "ident", 16, secs); }});
+    e1 = m[0], q1 = m[1], e16 = m[2], q16 = m[3];
     print("raw gRPC echo (callback API)", 1, e1);
     print("quiver serve gRPC, identity", 1, q1);
     print("raw gRPC echo (callback API)", 16, e16);
     print("quiver serve gRPC, identity", 16, q16);
     if (fs::exists(fs::path(repo) / "hls4ml")) {
-      std::vector<Result> H1, H16;
-      for (int r = 0; r < reps; ++r) {
-        H1.push_back(load(qaddr, "hls4ml", 1, secs));
-        H16.push_back(load(qaddr, "hls4ml", 16, secs));
-      }
-      Result x1 = median(H1), x16 = median(H16);
+      auto h = alternate({[&] { return load(qaddr, "hls4ml", 1, secs); }, [&] { return load(qaddr, "hls4ml", 16, secs); }});
+      Result x1 = h[0], x16 = h[1];
       print("quiver serve gRPC, hls4ml MLP (ONNX engine)", 1, x1);
       print("quiver serve gRPC, hls4ml MLP (ONNX engine)", 16, x16);
       std::printf("hls4ml / echo throughput: %.2f (concurrency 1), %.2f (concurrency 16); p50 overhead %.1f us\n",
@@ -668,12 +669,8 @@ int main(int argc, char** argv) {
     Result h16 = http_load(server.http_port(), 16, secs);
     print("quiver serve HTTP (binary ext.), identity", 16, h16);
   }
-  std::vector<Result> N, D;
-  for (int r = 0; r < reps; ++r) {
-    N.push_back(load(qaddr, "mlp_nobatch", 64, secs));
-    D.push_back(load(qaddr, "mlp", 64, secs));
-  }
-  Result n64 = median(N), d64 = median(D);
+  auto nd = alternate({[&] { return load(qaddr, "mlp_nobatch", 64, secs); }, [&] { return load(qaddr, "mlp", 64, secs); }});
+  Result n64 = nd[0], d64 = nd[1];
   print("quiver serve, MLP 16-64-32-32-5, no batching", 64, n64);
   print("quiver serve, MLP, dynamic batching", 64, d64);
 
@@ -682,12 +679,9 @@ int main(int argc, char** argv) {
   std::vector<std::pair<std::string, double>> gains;
   auto batching_pair = [&](const std::string& base, const char* label, int width) {
     if (!fs::exists(fs::path(repo) / base)) return;
-    std::vector<Result> NN, DD;
-    for (int r = 0; r < reps; ++r) {
-      NN.push_back(load(qaddr, base + "_nobatch", 64, secs, width));
-      DD.push_back(load(qaddr, base, 64, secs, width));
-    }
-    Result n = median(NN), d = median(DD);
+    auto r = alternate({[&] { return load(qaddr, base + "_nobatch", 64, secs, width); },
+                        [&] { return load(qaddr, base, 64, secs, width); }});
+    Result n = r[0], d = r[1];
     print((std::string(label) + ", no batching").c_str(), 64, n);
     print((std::string(label) + ", dynamic batching").c_str(), 64, d);
     auto s = server.repository().get(base)->scheduler->stats();
