@@ -11,3 +11,17 @@ if(TARGET serve_bench AND TARGET onnx_proto)
   target_link_libraries(serve_bench PRIVATE onnx_proto)
   target_compile_definitions(serve_bench PRIVATE QUIVER_BENCH_HAVE_ONNX=1)
 endif()
+# HTTP library comparison for the REST front end (optional: needs libmicrohttpd-dev and libevent-dev,
+# which scripts/setup does not install; `apt-get install libmicrohttpd-dev libevent-dev`).
+if(TARGET serve_bench)
+  pkg_check_modules(MHD_B IMPORTED_TARGET libmicrohttpd)
+  pkg_check_modules(EVENT_B IMPORTED_TARGET libevent libevent_pthreads)
+  if(MHD_B_FOUND AND EVENT_B_FOUND)
+    add_executable(http_bench http_bench.cpp)
+    target_include_directories(http_bench PRIVATE ${PROJECT_SOURCE_DIR}/src)
+    target_link_libraries(http_bench PRIVATE quiver_core PkgConfig::CPPHTTPLIB_B PkgConfig::MHD_B PkgConfig::EVENT_B
+                          Threads::Threads)
+  else()
+    message(STATUS "http_bench: not built (needs libmicrohttpd-dev and libevent-dev)")
+  endif()
+endif()

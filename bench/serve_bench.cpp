@@ -35,6 +35,7 @@
 #include "quiver/backends/backends.hpp"
 #include "quiver/core/util.hpp"
 #include "quiver/serve/server.hpp"
+#include "load_util.hpp"
 
 namespace fs = std::filesystem;
 using namespace quiver;
@@ -150,26 +151,9 @@ class Mlp final : public Model {
 };
 
 // ---------------- closed-loop load generator ----------------
-struct Result {
-  double rps = 0, p50 = 0, p90 = 0, p95 = 0, p99 = 0;
-  uint64_t errors = 0;
-  uint64_t requests = 0;  // completed inside the measured window
-};
-
-// Throughput and latency percentiles (ms -> us) of one measured window of `ns` nanoseconds.
-Result summarize(std::vector<int64_t>& lat, int64_t ns, uint64_t errors) {
-  Result r;
-  std::sort(lat.begin(), lat.end());
-  r.rps = double(lat.size()) / (double(ns) * 1e-9);
-  auto pct = [&](double p) { return lat.empty() ? 0.0 : double(lat[static_cast<size_t>(p * double(lat.size() - 1))]) / 1000.0; };
-  r.p50 = pct(0.50);
-  r.p90 = pct(0.90);
-  r.p95 = pct(0.95);
-  r.p99 = pct(0.99);
-  r.errors = errors;
-  r.requests = lat.size();
-  return r;
-}
+using bench::Result;
+using bench::summarize;
+using bench::http_load;
 
 Result load(const std::string& addr, const std::string& model, int concurrency, double seconds, int width = 16,
             std::shared_ptr<grpc::Channel> ch = nullptr) {
@@ -243,43 +227,6 @@ Result load(const std::string& addr, const std::string& model, int concurrency, 
 
 // HTTP/REST closed loop: `concurrency` threads, each with a keep-alive connection, binary
 // tensor extension (the fast path Triton's HTTP clients use).
-Result http_load(int port, int concurrency, double seconds) {
-  std::string head = R"({"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"FP32","parameters":{"binary_data_size":64}}],"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":true}}]})";
-  std::string body = head + std::string(64, '\0');
-  std::atomic<bool> measuring{false}, stop{false};
-  std::atomic<uint64_t> errors{0};
-  std::mutex mu;
-  std::vector<int64_t> lat;
-  std::vector<std::thread> th;
-  for (int c = 0; c < concurrency; ++c)
-    th.emplace_back([&] {
-      httplib::Client cli("127.0.0.1", port);
-      cli.set_keep_alive(true);
-      cli.set_tcp_nodelay(true);
-      httplib::Headers h = {{"Inference-Header-Content-Length", std::to_string(head.size())}};
-      std::vector<int64_t> mine;
-      while (!stop) {
-        int64_t t0 = now_ns();
-        auto r = cli.Post("/v2/models/ident/infer", h, body, "application/octet-stream");
-        int64_t dt = now_ns() - t0;
-        if (!r || r->status != 200) errors++;
-        if (measuring) mine.push_back(dt);
-      }
-      std::lock_guard lk(mu);
-      lat.insert(lat.end(), mine.begin(), mine.end());
-    });
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  errors = 0;
-  measuring = true;
-  int64_t t0 = now_ns();
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  measuring = false;
-  int64_t t1 = now_ns();
-  stop = true;
-  for (auto& t : th) t.join();
-  return summarize(lat, t1 - t0, errors);
-}
-
 void print(const char* what, int conc, const Result& r) {
   std::printf("| %-44s | %4d | %10.0f | %8.1f | %8.1f | %8.1f | %6llu |\n", what, conc, r.rps, r.p50, r.p99,
               r.p95, static_cast<unsigned long long>(r.errors));

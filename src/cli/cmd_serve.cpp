@@ -66,7 +66,8 @@ quiver::cli::CommandRegistrar reg(40, [](CLI::App& app) {
                 "Accept emulated CUDA IPC handles (device memory in POSIX shared memory): test clients without a GPU");
   cmd->add_flag("--allow-load-failures", args->allow_failures, "Start even when some models fail to load");
   cmd->add_option("--intra-op-threads", o.intra_op_threads, "Threads per model execution")->capture_default_str();
-  cmd->add_option("--http-threads", o.http_threads, "HTTP worker threads")->capture_default_str();
+  cmd->add_option("--http-threads", o.http_threads,
+                  "HTTP worker threads = keep-alive HTTP connections served at once (more wait for a free one)")->capture_default_str();
   cmd->add_option("--max-message-size", o.max_message_bytes, "Largest accepted request / response in bytes")
       ->capture_default_str();
   cmd->add_option("--grpc-server-cert", o.grpc_server_cert, "PEM certificate chain: enables TLS on gRPC");

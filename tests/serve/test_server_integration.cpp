@@ -14,6 +14,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -466,6 +468,40 @@ TEST_F(ServeTest, DynamicBatchingMergesConcurrentRequestsAndStatsCount) {
   bool multi = false;
   for (const auto& bs : a.batch_stats()) multi |= bs.batch_size() > 1;
   EXPECT_TRUE(multi);
+}
+
+// Many jobs keep one HTTP connection each open for their whole run: every one must be served, not
+// only as many as the server has threads (each request waits for all clients' previous one, so a
+// starved connection stalls everyone and the test fails by its deadline instead of hanging).
+TEST_F(ServeTest, ManyKeepAliveHttpClientsAreAllServed) {
+  constexpr int kClients = 40, kRounds = 3;
+  std::mutex mu;
+  std::condition_variable cv;
+  int arrived = 0, round = 0;
+  std::atomic<int> ok{0};
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  const std::string body = R"({"inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]})";
+  std::vector<std::thread> th;
+  for (int c = 0; c < kClients; ++c)
+    th.emplace_back([&] {
+      httplib::Client cli(server_->http_host(), server_->http_port);
+      cli.set_keep_alive(true);
+      cli.set_read_timeout(20, 0);
+      for (int r = 0; r < kRounds; ++r) {
+        auto res = cli.Post("/v2/models/ident/infer", body, "application/json");
+        if (res && res->status == 200) ++ok;
+        std::unique_lock lk(mu);
+        if (++arrived == kClients) {
+          arrived = 0;
+          ++round;
+          cv.notify_all();
+        } else if (!cv.wait_until(lk, deadline, [&, mine = round] { return round != mine; })) {
+          return;  // the others never came: a connection was not served
+        }
+      }
+    });
+  for (auto& t : th) t.join();
+  EXPECT_EQ(ok.load(), kClients * kRounds);
 }
 
 TEST_F(ServeTest, HttpJsonBinaryGzipAndErrors) {
