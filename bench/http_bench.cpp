@@ -2,7 +2,7 @@
 // server libraries, each serving the same echo endpoint (the body of a KServe v2 binary-extension
 // request back, with its Inference-Header-Content-Length), driven by the same keep-alive load
 // generator at concurrency 1 and 16 in one run, points alternating:
-//   cpp-httplib 0.11 (what quiver serve uses: thread pool of 8, TCP_NODELAY)
+//   cpp-httplib 0.11 (what quiver serve uses: a pool of 128 threads, TCP_NODELAY; and with 8)
 //   libevent 2.1 evhttp (the library family Triton's HTTP endpoint is built on): 1 and 4 event loops
 //   libmicrohttpd 0.9.75: internal epoll thread pool of 8
 // This isolates the HTTP layer's cost per request: no model, no JSON parsing.
@@ -35,8 +35,8 @@ constexpr const char* kHeaderLen = "Inference-Header-Content-Length";
 // ---------------------------------------------------------------- cpp-httplib
 class HttplibEcho {
  public:
-  HttplibEcho() {
-    srv_.new_task_queue = [] { return new httplib::ThreadPool(8); };
+  explicit HttplibEcho(size_t threads) {
+    srv_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     srv_.set_tcp_nodelay(true);
     srv_.set_keep_alive_max_count(1 << 30);  // as quiver serve: no forced reconnects
     srv_.set_read_timeout(30, 0);
@@ -186,14 +186,15 @@ int main(int argc, char** argv) {
   const double secs = argc > 1 ? std::atof(argv[1]) : 2.0;
   const int reps = argc > 2 ? std::atoi(argv[2]) : 3;
   evthread_use_pthreads();
-  HttplibEcho httplib_srv;
+  HttplibEcho httplib128(128), httplib8(8);
   EvhttpEcho ev1(1), ev4(4);
   MhdEcho mhd;
   struct Server {
     const char* name;
     int port;
   };
-  const std::vector<Server> servers = {{"cpp-httplib 0.11 (8 threads)", httplib_srv.port()},
+  const std::vector<Server> servers = {{"cpp-httplib 0.11, 128 threads (quiver)", httplib128.port()},
+                                       {"cpp-httplib 0.11, 8 threads", httplib8.port()},
                                        {"libevent 2.1 evhttp, 1 event loop", ev1.port()},
                                        {"libevent 2.1 evhttp, 4 event loops", ev4.port()},
                                        {"libmicrohttpd 0.9.75 (epoll, 8 threads)", mhd.port()}};

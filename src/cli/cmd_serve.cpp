@@ -67,7 +67,7 @@ quiver::cli::CommandRegistrar reg(40, [](CLI::App& app) {
   cmd->add_flag("--allow-load-failures", args->allow_failures, "Start even when some models fail to load");
   cmd->add_option("--intra-op-threads", o.intra_op_threads, "Threads per model execution")->capture_default_str();
   cmd->add_option("--http-threads", o.http_threads,
-                  "HTTP worker threads = keep-alive HTTP connections served at once (more wait for a free one)")->capture_default_str();
+                  "HTTP event threads (each serves any number of connections)")->capture_default_str();
   cmd->add_option("--max-message-size", o.max_message_bytes, "Largest accepted request / response in bytes")
       ->capture_default_str();
   cmd->add_option("--grpc-server-cert", o.grpc_server_cert, "PEM certificate chain: enables TLS on gRPC");

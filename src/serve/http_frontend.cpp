@@ -1,8 +1,6 @@
-// HTTP/REST front end (KServe v2 + Triton extensions) and the Prometheus metrics endpoint, on
-// cpp-httplib. Request bodies with Content-Encoding gzip / deflate are decompressed by the
-// library; JSON responses are compressed when the client accepts gzip.
-#include <httplib.h>
-
+// HTTP/REST front end (KServe v2 + Triton extensions) and the Prometheus metrics endpoint, on the
+// libmicrohttpd layer of http_server.hpp (gzip / deflate bodies both ways). Inference requests are
+// answered when the scheduler completes them: the connection waits suspended, holding no thread.
 #include <nlohmann/json.hpp>
 #include <absl/strings/escaping.h>
 #include <google/protobuf/util/json_util.h>
@@ -12,6 +10,7 @@
 #include <regex>
 
 #include "core.hpp"
+#include "serve/http_server.hpp"
 #include "quiver/core/util.hpp"
 #include "quiver/serve/codec.hpp"
 
@@ -20,11 +19,11 @@ namespace quiver::serve {
 using nlohmann::json;
 
 namespace {
-void send_error(httplib::Response& res, const Error& e) {
+void send_error(HttpResponse& res, const Error& e) {
   res.status = http_status(e.code());
   res.set_content(json{{"error", e.what()}}.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
-void send_json(httplib::Response& res, const json& j) {
+void send_json(HttpResponse& res, const json& j) {
   res.status = 200;
   res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
@@ -88,7 +87,7 @@ void int64_fields_to_numbers(json& j) {
   }
 }
 
-json body_json(const httplib::Request& req) {
+json body_json(const HttpRequest& req) {
   if (req.body.empty()) return json::object();
   try {
     json j = json::parse(req.body);
@@ -100,8 +99,8 @@ json body_json(const httplib::Request& req) {
 }
 
 template <class F>
-httplib::Server::Handler guarded(F f) {
-  return [f](const httplib::Request& req, httplib::Response& res) {
+HttpServer::Handler guarded(F f) {
+  return [f](const HttpRequest& req, HttpResponse& res) {
     try {
       f(req, res);
     } catch (const Error& e) {
@@ -113,19 +112,25 @@ httplib::Server::Handler guarded(F f) {
 }
 
 // (model, version) from a /v2/models/<m>[/versions/<v>]/... match.
-std::pair<std::string, std::string> mv_of(const httplib::Request& req) {
+std::pair<std::string, std::string> mv_of(const HttpRequest& req) {
   return {req.matches[1].str(), req.matches.size() > 2 ? req.matches[2].str() : std::string()};
 }
 }  // namespace
 
 struct HttpFrontend::Impl {
-  explicit Impl(ServerCore& c) : core(c) {}
+  explicit Impl(ServerCore& c) : core(c), http(error_body), metrics(error_body) {}
+  // The answers the HTTP layer gives itself (404, 413, 415, malformed gzip) in the KServe error shape.
+  static void error_body(int status, const std::string& message, HttpResponse& res) {
+    res.status = status;
+    res.set_content(json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+  }
   ServerCore& core;
-  httplib::Server http, metrics;
-  std::thread http_thread, metrics_thread;
-  bool http_on = false, metrics_on = false;
+  HttpServer http, metrics;
 
-  void infer(const httplib::Request& req, httplib::Response& res, const std::string& model, const std::string& version) {
+  // Decodes and queues; `respond` gets the answer when the scheduler completes the request. The
+  // request body (which decoded inputs may view) lives until the answer is sent.
+  void infer(const HttpRequest& req, const std::function<void(HttpResponse)>& respond, const std::string& model,
+             const std::string& version) {
     const int64_t t0 = now_ns();
     if (core.stopping()) throw Error(ErrorCode::Unavailable, "the server is shutting down", {model});
     auto mv = core.repo->get(model, version);
@@ -142,61 +147,55 @@ struct HttpFrontend::Impl {
     }
     auto ir = std::make_unique<InferRequest>();
     ir->arrival_ns = t0;
-    HttpInferRequest info;
+    auto info = std::make_shared<HttpInferRequest>();
     try {
-      decode_http_request(req.body, header_len, *mv, core.shm, *ir, info);
+      decode_http_request(req.body, header_len, *mv, core.shm, *ir, *info);
     } catch (const Error& e) {
       mv->scheduler->count_failure(FailReason::Other, now_ns() - t0);
       throw;
     }
-    std::promise<void> done;
-    auto fut = done.get_future();
-    std::string body;
-    int64_t out_header_len = -1;
-    std::optional<Error> err;
-    ir->complete = [&](const Status& st, FailReason, std::span<const Tensor> outs) {
+    ir->complete = [mv, info, respond](const Status& st, FailReason, std::span<const Tensor> outs) {
+      HttpResponse res;
       try {
-        if (!st.ok) err = Error(st.code, st.message);
-        else body = encode_http_response(*mv, info, outs, out_header_len);
+        if (!st.ok) throw Error(st.code, st.message);
+        int64_t out_header_len = -1;
+        std::string body = encode_http_response(*mv, *info, outs, out_header_len);
+        if (out_header_len >= 0) {
+          res.set_header("Inference-Header-Content-Length", std::to_string(out_header_len));
+          res.set_content(std::move(body), "application/octet-stream");
+        } else {
+          res.set_content(std::move(body), "application/json");
+        }
       } catch (const Error& e) {
-        err = e;
+        send_error(res, e);
       }
-      done.set_value();
+      respond(std::move(res));
     };
     mv->scheduler->enqueue(std::move(ir));
-    fut.wait();
-    if (err) throw *err;
-    res.status = 200;
-    if (out_header_len >= 0) {
-      res.set_header("Inference-Header-Content-Length", std::to_string(out_header_len));
-      res.set_content(std::move(body), "application/octet-stream");
-    } else {
-      res.set_content(std::move(body), "application/json");
-    }
   }
 
   void routes() {
     auto& s = http;
-    s.Get("/v2/health/live", [this](const httplib::Request&, httplib::Response& res) {
+    s.Get("/v2/health/live", [this](const HttpRequest&, HttpResponse& res) {
       res.status = core.is_live() ? 200 : 400;
     });
-    s.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
+    s.Get("/v2/health/ready", [this](const HttpRequest&, HttpResponse& res) {
       res.status = core.is_ready() ? 200 : 400;
     });
-    s.Get("/v2", guarded([this](const httplib::Request&, httplib::Response& res) {
+    s.Get("/v2", guarded([this](const HttpRequest&, HttpResponse& res) {
       inference::ServerMetadataResponse m;
       core.server_metadata(m);
       send_json(res, {{"name", m.name()}, {"version", m.version()},
                       {"extensions", std::vector<std::string>(m.extensions().begin(), m.extensions().end())}});
     }));
     // Before the per-model routes: "stats" would otherwise match as a model name.
-    s.Get("/v2/models/stats", guarded([this](const httplib::Request&, httplib::Response& res) {
+    s.Get("/v2/models/stats", guarded([this](const HttpRequest&, HttpResponse& res) {
       inference::ModelStatisticsResponse r;
       core.model_statistics("", "", r);
       send_json(res, stats_json(r));
     }));
     const std::string M = R"(/v2/models/([^/]+)(?:/versions/([0-9]+))?)";
-    s.Get(M + "/ready", [this](const httplib::Request& req, httplib::Response& res) {
+    s.Get(M + "/ready", [this](const HttpRequest& req, HttpResponse& res) {
       auto [m, v] = mv_of(req);
       bool ok = false;
       try {
@@ -206,7 +205,7 @@ struct HttpFrontend::Impl {
       }
       res.status = ok ? 200 : 400;
     });
-    s.Get(M, guarded([this](const httplib::Request& req, httplib::Response& res) {
+    s.Get(M, guarded([this](const HttpRequest& req, HttpResponse& res) {
       auto [m, v] = mv_of(req);
       inference::ModelMetadataResponse r;
       core.model_metadata(m, v, r);
@@ -225,7 +224,7 @@ struct HttpFrontend::Impl {
                       {"outputs", tensors(r.outputs())},
                       {"parameters", {{"sha256", mv->sha256}, {"version", mv->version_str}}}});
     }));
-    s.Get(M + "/config", guarded([this](const httplib::Request& req, httplib::Response& res) {
+    s.Get(M + "/config", guarded([this](const HttpRequest& req, HttpResponse& res) {
       auto [m, v] = mv_of(req);
       auto mv = core.repo->get(m, v);
       std::string out;
@@ -236,18 +235,24 @@ struct HttpFrontend::Impl {
       int64_fields_to_numbers(j);
       send_json(res, j);
     }));
-    s.Get(M + "/stats", guarded([this](const httplib::Request& req, httplib::Response& res) {
+    s.Get(M + "/stats", guarded([this](const HttpRequest& req, HttpResponse& res) {
       auto [m, v] = mv_of(req);
       inference::ModelStatisticsResponse r;
       core.model_statistics(m, v, r);
       send_json(res, stats_json(r));
     }));
-    s.Post(M + "/infer", guarded([this](const httplib::Request& req, httplib::Response& res) {
+    s.PostAsync(M + "/infer", [this](const HttpRequest& req, std::function<void(HttpResponse)> respond) {
       auto [m, v] = mv_of(req);
-      infer(req, res, m, v);
-    }));
+      try {
+        infer(req, respond, m, v);
+      } catch (const Error& e) {
+        HttpResponse res;
+        send_error(res, e);
+        respond(std::move(res));
+      }
+    });
     // Repository extension.
-    s.Post("/v2/repository/index", guarded([this](const httplib::Request& req, httplib::Response& res) {
+    s.Post("/v2/repository/index", guarded([this](const HttpRequest& req, HttpResponse& res) {
       json b = body_json(req);
       bool ready = b.contains("ready") && b["ready"].is_boolean() && b["ready"].get<bool>();
       inference::RepositoryIndexResponse r;
@@ -262,7 +267,7 @@ struct HttpFrontend::Impl {
       }
       send_json(res, a);
     }));
-    s.Post(R"(/v2/repository/models/([^/]+)/load)", guarded([this](const httplib::Request& req, httplib::Response& res) {
+    s.Post(R"(/v2/repository/models/([^/]+)/load)", guarded([this](const HttpRequest& req, HttpResponse& res) {
       json b = body_json(req);
       std::string config;
       if (b.contains("parameters") && b["parameters"].is_object()) {
@@ -278,12 +283,12 @@ struct HttpFrontend::Impl {
       core.load_model(req.matches[1].str(), config);
       res.status = 200;
     }));
-    s.Post(R"(/v2/repository/models/([^/]+)/unload)", guarded([this](const httplib::Request& req, httplib::Response& res) {
+    s.Post(R"(/v2/repository/models/([^/]+)/unload)", guarded([this](const HttpRequest& req, HttpResponse& res) {
       core.unload_model(req.matches[1].str());
       res.status = 200;
     }));
     // System shared memory extension.
-    auto shm_status = [this](const httplib::Request& req, httplib::Response& res) {
+    auto shm_status = [this](const HttpRequest& req, HttpResponse& res) {
       std::string name = req.matches.size() > 1 ? req.matches[1].str() : "";
       json a = json::array();
       for (const auto& i : core.shm.status(name))
@@ -293,7 +298,7 @@ struct HttpFrontend::Impl {
     s.Get("/v2/systemsharedmemory/status", guarded(shm_status));
     s.Get(R"(/v2/systemsharedmemory/region/([^/]+)/status)", guarded(shm_status));
     s.Post(R"(/v2/systemsharedmemory/region/([^/]+)/register)",
-           guarded([this](const httplib::Request& req, httplib::Response& res) {
+           guarded([this](const HttpRequest& req, HttpResponse& res) {
              json b = body_json(req);
              if (!b.contains("key") || !b["key"].is_string() || !b.contains("byte_size") ||
                  !b["byte_size"].is_number_unsigned())
@@ -308,16 +313,16 @@ struct HttpFrontend::Impl {
              res.status = 200;
            }));
     s.Post(R"(/v2/systemsharedmemory/region/([^/]+)/unregister)",
-           guarded([this](const httplib::Request& req, httplib::Response& res) {
+           guarded([this](const HttpRequest& req, HttpResponse& res) {
              core.shm.unregister(req.matches[1].str());
              res.status = 200;
            }));
-    s.Post("/v2/systemsharedmemory/unregister", guarded([this](const httplib::Request&, httplib::Response& res) {
+    s.Post("/v2/systemsharedmemory/unregister", guarded([this](const HttpRequest&, HttpResponse& res) {
       core.shm.unregister("");
       res.status = 200;
     }));
     // CUDA shared memory extension: the IPC handle travels base64-encoded as {"b64": ...}.
-    auto cuda_status = [this](const httplib::Request& req, httplib::Response& res) {
+    auto cuda_status = [this](const HttpRequest& req, HttpResponse& res) {
       std::string name = req.matches.size() > 1 ? req.matches[1].str() : "";
       json a = json::array();
       for (const auto& i : core.shm.status(name, ShmKind::Cuda))
@@ -327,7 +332,7 @@ struct HttpFrontend::Impl {
     s.Get("/v2/cudasharedmemory/status", guarded(cuda_status));
     s.Get(R"(/v2/cudasharedmemory/region/([^/]+)/status)", guarded(cuda_status));
     s.Post(R"(/v2/cudasharedmemory/region/([^/]+)/register)",
-           guarded([this](const httplib::Request& req, httplib::Response& res) {
+           guarded([this](const HttpRequest& req, HttpResponse& res) {
              json b = body_json(req);
              if (!b.contains("raw_handle") || !b["raw_handle"].is_object() || !b["raw_handle"].contains("b64") ||
                  !b["raw_handle"]["b64"].is_string())
@@ -346,16 +351,16 @@ struct HttpFrontend::Impl {
              res.status = 200;
            }));
     s.Post(R"(/v2/cudasharedmemory/region/([^/]+)/unregister)",
-           guarded([this](const httplib::Request& req, httplib::Response& res) {
+           guarded([this](const HttpRequest& req, HttpResponse& res) {
              core.shm.unregister(req.matches[1].str(), ShmKind::Cuda);
              res.status = 200;
            }));
-    s.Post("/v2/cudasharedmemory/unregister", guarded([this](const httplib::Request&, httplib::Response& res) {
+    s.Post("/v2/cudasharedmemory/unregister", guarded([this](const HttpRequest&, HttpResponse& res) {
       core.shm.unregister("", ShmKind::Cuda);
       res.status = 200;
     }));
     // Trace / logging settings (minimal: stored and reported).
-    auto trace = [this](const httplib::Request& req, httplib::Response& res) {
+    auto trace = [this](const HttpRequest& req, HttpResponse& res) {
       std::map<std::string, std::vector<std::string>> upd;
       if (req.method == "POST") {
         json b = body_json(req);
@@ -375,7 +380,7 @@ struct HttpFrontend::Impl {
     };
     s.Get("/v2/trace/setting", guarded(trace));
     s.Post("/v2/trace/setting", guarded(trace));
-    auto logging = [this](const httplib::Request& req, httplib::Response& res) {
+    auto logging = [this](const HttpRequest& req, HttpResponse& res) {
       std::map<std::string, ServerCore::LogValue> upd;
       if (req.method == "POST") {
         json b = body_json(req);
@@ -398,13 +403,6 @@ struct HttpFrontend::Impl {
     };
     s.Get("/v2/logging", guarded(logging));
     s.Post("/v2/logging", guarded(logging));
-    s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-      if (res.body.empty()) {
-        std::string msg = res.status == 404 ? "no such endpoint: " + req.method + " " + req.path
-                                            : "HTTP error " + std::to_string(res.status);
-        res.set_content(json{{"error", msg}}.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
-      }
-    });
   }
 };
 
@@ -413,50 +411,29 @@ HttpFrontend::~HttpFrontend() { shutdown(); }
 
 void HttpFrontend::start(int port, int metrics_port, int& bound_http, int& bound_metrics) {
   const ServerOptions& o = impl_->core.opt;
-  auto bind = [&](httplib::Server& s, int p, const char* what) {
-    int got = p == 0 ? s.bind_to_any_port(o.bind) : (s.bind_to_port(o.bind, p) ? p : -1);
-    if (got <= 0)
-      throw Error(ErrorCode::Unavailable, std::string("cannot listen for ") + what + " on " + o.bind + ":" + std::to_string(p));
-    return got;
-  };
+  HttpServer::Options ho;
+  ho.bind = o.bind;
   if (port >= 0) {
-    const int threads = std::max(1, o.http_threads);
-    impl_->http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
-    impl_->http.set_payload_max_length(static_cast<size_t>(o.max_message_bytes));
-    impl_->http.set_read_timeout(30, 0);
-    impl_->http.set_keep_alive_max_count(1 << 30);
-    impl_->http.set_tcp_nodelay(true);  // else Nagle + delayed ACK add ~40 ms per response
+    ho.port = port;
+    ho.threads = o.http_threads;
+    ho.max_body = static_cast<size_t>(o.max_message_bytes);
     impl_->routes();
-    bound_http = bind(impl_->http, port, "HTTP");
-    impl_->http_on = true;
-    impl_->http_thread = std::thread([this] { impl_->http.listen_after_bind(); });
+    bound_http = impl_->http.start(ho);
   }
   if (metrics_port >= 0) {
-    impl_->metrics.new_task_queue = [] { return new httplib::ThreadPool(2); };
-    impl_->metrics.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    impl_->metrics.Get("/metrics", [this](const HttpRequest&, HttpResponse& res) {
       res.set_content(impl_->core.metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
     });
-    bound_metrics = bind(impl_->metrics, metrics_port, "metrics");
-    impl_->metrics_on = true;
-    impl_->metrics_thread = std::thread([this] { impl_->metrics.listen_after_bind(); });
-  }
-  for (int i = 0; i < 200; ++i) {
-    if ((!impl_->http_on || impl_->http.is_running()) && (!impl_->metrics_on || impl_->metrics.is_running())) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ho.port = metrics_port;
+    ho.threads = 1;
+    ho.max_body = 1 << 16;
+    bound_metrics = impl_->metrics.start(ho);
   }
 }
 
 void HttpFrontend::shutdown() {
-  if (impl_->http_on) {
-    impl_->http.stop();  // closes the listener; the pool finishes requests in progress
-    if (impl_->http_thread.joinable()) impl_->http_thread.join();
-    impl_->http_on = false;
-  }
-  if (impl_->metrics_on) {
-    impl_->metrics.stop();
-    if (impl_->metrics_thread.joinable()) impl_->metrics_thread.join();
-    impl_->metrics_on = false;
-  }
+  impl_->http.stop();  // inference requests have completed (ServerCore::shutdown drains them first)
+  impl_->metrics.stop();
 }
 
 }  // namespace quiver::serve

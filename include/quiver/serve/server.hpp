@@ -26,10 +26,8 @@ struct ServerOptions {
   int trim_seconds = 30;
   bool strict_startup = true;            // fail start when a model fails to load
   int intra_op_threads = 1;
-  // cpp-httplib serves each keep-alive connection on one pool thread for the connection's whole
-  // life: this is how many HTTP clients are served at once (more wait for a free thread). Idle
-  // threads cost little; http_bench showed 8 starving half of 16 keep-alive clients.
-  int http_threads = 128;
+  // HTTP event threads (libmicrohttpd, epoll): each serves any number of keep-alive connections.
+  int http_threads = 8;
   int64_t max_message_bytes = 64 << 20;
   // gRPC TLS: server certificate + key (PEM files); root CA to verify clients with mutual TLS.
   std::string grpc_server_cert, grpc_server_key, grpc_root_cert;
