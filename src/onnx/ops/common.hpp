@@ -39,19 +39,24 @@ decltype(auto) visit_dtype(DType dt, F&& f) {
   }
 }
 
-// Numeric types only (no string/bool/half): what arithmetic kernels are written for. `f` is only
-// instantiated for those.
+// Numeric types only (no string/bool/half): what arithmetic kernels are written for. Its own
+// switch on purpose: written as visit_dtype + `if constexpr`, clang 14 left member templates called
+// from the kernels' generic lambdas uninstantiated (undefined references at link time).
 template <class F>
 decltype(auto) visit_numeric(DType dt, F&& f) {
-  using R = decltype(f(TypeTag<float>{}));
-  return visit_dtype(dt, [&](auto tag) -> R {
-    using T = typename decltype(tag)::type;
-    if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
-      return f(tag);
-    } else {
-      throw_error(ErrorCode::Unsupported, "unsupported dtype " + std::string(dtype_name(dt)));
-    }
-  });
+  switch (dt) {
+    case DType::F32: return f(TypeTag<float>{});
+    case DType::F64: return f(TypeTag<double>{});
+    case DType::I8: return f(TypeTag<int8_t>{});
+    case DType::I16: return f(TypeTag<int16_t>{});
+    case DType::I32: return f(TypeTag<int32_t>{});
+    case DType::I64: return f(TypeTag<int64_t>{});
+    case DType::U8: return f(TypeTag<uint8_t>{});
+    case DType::U16: return f(TypeTag<uint16_t>{});
+    case DType::U32: return f(TypeTag<uint32_t>{});
+    case DType::U64: return f(TypeTag<uint64_t>{});
+    default: throw_error(ErrorCode::Unsupported, "unsupported dtype " + std::string(dtype_name(dt)));
+  }
 }
 
 template <class T> inline float to_f32(T v) {
