@@ -245,7 +245,7 @@ int HttpServer::start(const Options& o) {
   impl_->daemon = MHD_start_daemon(
       flags, static_cast<uint16_t>(o.port), nullptr, nullptr, &Impl::access, impl_.get(), MHD_OPTION_SOCK_ADDR,
       ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned>(std::max(1, o.threads)),
-      MHD_OPTION_CONNECTION_TIMEOUT, o.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, size_t(256) << 10,
+      MHD_OPTION_CONNECTION_TIMEOUT, o.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, size_t(64) << 10,
       MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_NOTIFY_COMPLETED, &Impl::completed, nullptr, MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!impl_->daemon)
