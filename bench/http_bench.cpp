@@ -19,6 +19,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <unordered_set>
@@ -170,16 +171,6 @@ class MhdEcho {
   int port_ = 0;
 };
 
-Result median(std::vector<Result> v) {
-  std::sort(v.begin(), v.end(), [](const Result& a, const Result& b) { return a.rps < b.rps; });
-  Result m = v[v.size() / 2];
-  std::vector<double> p50;
-  for (auto& r : v) p50.push_back(r.p50);
-  std::sort(p50.begin(), p50.end());
-  m.p50 = p50[p50.size() / 2];
-  return m;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -200,20 +191,19 @@ int main(int argc, char** argv) {
                                        {"libmicrohttpd 0.9.75 (epoll, 8 threads)", mhd.port()}};
   std::printf("HTTP echo of a KServe v2 binary request (%zu-byte body), keep-alive, %d alternating reps of %.1f s, "
               "medians; %u hardware threads\n",
-              std::string(R"({"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"FP32","parameters":{"binary_data_size":64}}],"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":true}}]})").size() + 64,
+              std::strlen(quiver::bench::kIdentHead) + quiver::bench::kIdentBinaryBytes,
               reps, secs, std::thread::hardware_concurrency());
   std::printf("| %-40s | conc | req/s | p50 us | p99 us | errors | starved conns | vs cpp-httplib |\n", "server");
   std::printf("|%s|------|-------|--------|--------|--------|---------------|----------------|\n", std::string(42, '-').c_str());
   for (int conc : {1, 16}) {
-    std::vector<std::vector<Result>> runs(servers.size());
-    for (int r = 0; r < reps; ++r)
-      for (size_t i = 0; i < servers.size(); ++i) runs[i].push_back(http_load(servers[i].port, conc, secs));
-    const Result base = median(runs[0]);
+    std::vector<std::function<Result()>> loads;
+    for (const auto& sv : servers) loads.push_back([&, port = sv.port] { return http_load(port, conc, secs); });
+    const std::vector<Result> med = quiver::bench::alternate(reps, loads);
     for (size_t i = 0; i < servers.size(); ++i) {
-      const Result m = median(runs[i]);
+      const Result& m = med[i];
       std::printf("| %-40s | %4d | %5.0f | %6.1f | %6.1f | %6llu | %13llu | %13.2fx |\n", servers[i].name, conc, m.rps,
                   m.p50, m.p99, static_cast<unsigned long long>(m.errors), static_cast<unsigned long long>(m.starved),
-                  m.rps / base.rps);
+                  m.rps / med[0].rps);
       std::fflush(stdout);
     }
   }

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -38,11 +39,50 @@ inline Result summarize(std::vector<int64_t>& lat, int64_t ns, uint64_t errors) 
   return r;
 }
 
+// The measured window of a closed loop: 0.5 s of warm-up, `reset` (forget what the warm-up
+// recorded), then `seconds` with `measuring` set. Returns the window's length in ns.
+inline int64_t measure_window(double seconds, std::atomic<bool>& measuring, const std::function<void()>& reset) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  reset();
+  measuring = true;
+  const int64_t t0 = now_ns();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  measuring = false;
+  return now_ns() - t0;
+}
+
+// The run with the median throughput, with the median p50 of all runs.
+inline Result median(std::vector<Result> v) {
+  std::sort(v.begin(), v.end(), [](const Result& a, const Result& b) { return a.rps < b.rps; });
+  Result m = v[v.size() / 2];
+  std::vector<double> p50;
+  for (auto& r : v) p50.push_back(r.p50);
+  std::sort(p50.begin(), p50.end());
+  m.p50 = p50[p50.size() / 2];
+  return m;
+}
+
+// Runs the loads in turn, `reps` rounds, so that load from other processes on the machine hits all
+// of them alike; returns each one's median.
+inline std::vector<Result> alternate(int reps, const std::vector<std::function<Result()>>& loads) {
+  std::vector<std::vector<Result>> runs(loads.size());
+  for (int r = 0; r < reps; ++r)
+    for (size_t i = 0; i < loads.size(); ++i) runs[i].push_back(loads[i]());
+  std::vector<Result> out;
+  for (auto& v : runs) out.push_back(median(v));
+  return out;
+}
+
+// The JSON header of the FP32[1,16] identity request http_load posts, followed by its 64 binary bytes.
+inline constexpr const char* kIdentHead =
+    R"({"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"FP32","parameters":{"binary_data_size":64}}],"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":true}}]})";
+inline constexpr size_t kIdentBinaryBytes = 64;
+
 // `concurrency` keep-alive connections, each posting one FP32[1,16] identity request (JSON header +
 // 64 binary bytes) after the other to `path` for `seconds` (after a 0.5 s warm-up).
 inline Result http_load(int port, int concurrency, double seconds, const std::string& path = "/v2/models/ident/infer") {
-  const std::string head = R"({"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"FP32","parameters":{"binary_data_size":64}}],"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":true}}]})";
-  const std::string body = head + std::string(64, '\0');
+  const std::string head = kIdentHead;
+  const std::string body = head + std::string(kIdentBinaryBytes, '\0');
   std::atomic<bool> measuring{false}, stop{false};
   std::atomic<uint64_t> errors{0};
   std::mutex mu;
@@ -67,16 +107,10 @@ inline Result http_load(int port, int concurrency, double seconds, const std::st
       if (mine.empty()) ++starved;
       lat.insert(lat.end(), mine.begin(), mine.end());
     });
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  errors = 0;
-  measuring = true;
-  int64_t t0 = now_ns();
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  measuring = false;
-  int64_t t1 = now_ns();
+  const int64_t ns = measure_window(seconds, measuring, [&] { errors = 0; });
   stop = true;
   for (auto& t : th) t.join();
-  Result r = summarize(lat, t1 - t0, errors);
+  Result r = summarize(lat, ns, errors);
   r.starved = starved;
   return r;
 }

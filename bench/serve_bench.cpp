@@ -99,6 +99,14 @@ class EchoService final : public inference::GRPCInferenceService::CallbackServic
   }
 };
 
+// Starts `echo` on a free loopback port.
+std::unique_ptr<grpc::Server> start_echo(EchoService& echo, int& port) {
+  grpc::ServerBuilder b;
+  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  b.RegisterService(&echo);
+  return b.BuildAndStart();
+}
+
 // ---------------- synthetic MLP backend ----------------
 class Mlp final : public Model {
  public:
@@ -154,6 +162,7 @@ class Mlp final : public Model {
 using bench::Result;
 using bench::summarize;
 using bench::http_load;
+using bench::measure_window;
 
 Result load(const std::string& addr, const std::string& model, int concurrency, double seconds, int width = 16,
             std::shared_ptr<grpc::Channel> ch = nullptr) {
@@ -206,27 +215,19 @@ Result load(const std::string& addr, const std::string& model, int concurrency, 
     });
   };
   for (size_t i = 0; i < slots.size(); ++i) issue(i);
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // warm-up
-  {
+  const int64_t ns = measure_window(seconds, measuring, [&] {
     std::lock_guard lk(mu);
     lat.clear();
-  }
-  errors = 0;
-  measuring = true;
-  int64_t t0 = now_ns();
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  measuring = false;
-  int64_t t1 = now_ns();
+    errors = 0;
+  });
   stop = true;
   {
     std::unique_lock lk(mu);
     cv.wait(lk, [&] { return active == 0; });
   }
-  return summarize(lat, t1 - t0, errors);
+  return summarize(lat, ns, errors);
 }
 
-// HTTP/REST closed loop: `concurrency` threads, each with a keep-alive connection, binary
-// tensor extension (the fast path Triton's HTTP clients use).
 void print(const char* what, int conc, const Result& r) {
   std::printf("| %-44s | %4d | %10.0f | %8.1f | %8.1f | %8.1f | %6llu |\n", what, conc, r.rps, r.p50, r.p99,
               r.p95, static_cast<unsigned long long>(r.errors));
@@ -416,11 +417,8 @@ int soak(double secs) {
       // The raw gRPC echo server in the same process ("echo" part): tells gRPC's own per-connection
       // memory from quiver's.
       EchoService echo;
-      grpc::ServerBuilder eb;
       int echo_port = 0;
-      eb.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &echo_port);
-      eb.RegisterService(&echo);
-      auto echo_server = eb.BuildAndStart();
+      auto echo_server = start_echo(echo, echo_port);
       std::string ports = std::to_string(server.grpc_port()) + " " + std::to_string(server.http_port()) + " " +
                           std::to_string(echo_port) + "\n";
       if (write(up[1], ports.data(), ports.size()) != static_cast<ssize_t>(ports.size())) rc = 1;
@@ -523,11 +521,8 @@ int soak(double secs) {
 // clients (quiver perf -u 127.0.0.1:PORT -m ANY) and per-request profiles of the bare transport.
 int echo_server_only(double secs) {
   EchoService echo;
-  grpc::ServerBuilder b;
   int port = 0;
-  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  b.RegisterService(&echo);
-  auto server = b.BuildAndStart();
+  auto server = start_echo(echo, port);
   std::printf("echo server ready grpc=127.0.0.1:%d\n", port);
   std::fflush(stdout);
   std::this_thread::sleep_for(std::chrono::duration<double>(secs));
@@ -552,11 +547,8 @@ int main(int argc, char** argv) {
 
   // Echo limit.
   EchoService echo;
-  grpc::ServerBuilder b;
   int echo_port = 0;
-  b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &echo_port);
-  b.RegisterService(&echo);
-  auto echo_server = b.BuildAndStart();
+  auto echo_server = start_echo(echo, echo_port);
 
   serve::ServerOptions so;
   so.repository = repo;
@@ -576,24 +568,7 @@ int main(int argc, char** argv) {
   // Echo and quiver points alternate, `reps` times each; medians are reported, so that load
   // from other processes on the machine hits both sides alike.
   const int reps = argc > 2 ? std::atoi(argv[2]) : 3;
-  auto median = [](std::vector<Result> v) {
-    std::sort(v.begin(), v.end(), [](const Result& a, const Result& b) { return a.rps < b.rps; });
-    Result m = v[v.size() / 2];
-    std::vector<double> p50;
-    for (auto& r : v) p50.push_back(r.p50);
-    std::sort(p50.begin(), p50.end());
-    m.p50 = p50[p50.size() / 2];
-    return m;
-  };
-  // Runs the loads in turn, `reps` rounds; returns each one's median.
-  auto alternate = [&](const std::vector<std::function<Result()>>& loads) {
-    std::vector<std::vector<Result>> runs(loads.size());
-    for (int r = 0; r < reps; ++r)
-      for (size_t i = 0; i < loads.size(); ++i) runs[i].push_back(loads[i]());
-    std::vector<Result> out;
-    for (auto& v : runs) out.push_back(median(v));
-    return out;
-  };
+  auto alternate = [reps](const std::vector<std::function<Result()>>& loads) { return bench::alternate(reps, loads); };
   Result e1, q1, e16, q16;
   if (!only_batching) {
     auto m = alternate({[&] { return load(eaddr, "ident", 1, secs); }, [&] { return load(qaddr, "ident", 1, secs); },
