@@ -287,78 +287,72 @@ struct HttpFrontend::Impl {
       core.unload_model(req.matches[1].str());
       res.status = 200;
     }));
-    // System shared memory extension.
-    auto shm_status = [this](const HttpRequest& req, HttpResponse& res) {
-      std::string name = req.matches.size() > 1 ? req.matches[1].str() : "";
-      json a = json::array();
-      for (const auto& i : core.shm.status(name))
-        a.push_back({{"name", i.name}, {"key", i.key}, {"offset", i.offset}, {"byte_size", i.byte_size}});
-      send_json(res, a);
+    // The system and CUDA shared-memory extensions: the same five routes under their own prefix;
+    // they differ in a status row's fields and in what registering takes.
+    auto shm_routes = [&](const std::string& ext, ShmKind kind, std::function<json(const ShmManager::Info&)> row,
+                          HttpServer::Handler reg) {
+      auto status = [this, kind, row](const HttpRequest& req, HttpResponse& res) {
+        std::string name = req.matches.size() > 1 ? req.matches[1].str() : "";
+        json a = json::array();
+        for (const auto& i : core.shm.status(name, kind)) a.push_back(row(i));
+        send_json(res, a);
+      };
+      const std::string region = "/v2/" + ext + "/region/([^/]+)";
+      s.Get("/v2/" + ext + "/status", guarded(status));
+      s.Get(region + "/status", guarded(status));
+      s.Post(region + "/register", guarded(reg));
+      s.Post(region + "/unregister", guarded([this, kind](const HttpRequest& req, HttpResponse& res) {
+               core.shm.unregister(req.matches[1].str(), kind);
+               res.status = 200;
+             }));
+      s.Post("/v2/" + ext + "/unregister", guarded([this, kind](const HttpRequest&, HttpResponse& res) {
+               core.shm.unregister("", kind);
+               res.status = 200;
+             }));
     };
-    s.Get("/v2/systemsharedmemory/status", guarded(shm_status));
-    s.Get(R"(/v2/systemsharedmemory/region/([^/]+)/status)", guarded(shm_status));
-    s.Post(R"(/v2/systemsharedmemory/region/([^/]+)/register)",
-           guarded([this](const HttpRequest& req, HttpResponse& res) {
-             json b = body_json(req);
-             if (!b.contains("key") || !b["key"].is_string() || !b.contains("byte_size") ||
-                 !b["byte_size"].is_number_unsigned())
-               throw Error(ErrorCode::InvalidArgument, "register needs a string 'key' and an unsigned 'byte_size'");
-             uint64_t off = 0;
-             if (b.contains("offset")) {
-               if (!b["offset"].is_number_unsigned()) throw Error(ErrorCode::InvalidArgument, "'offset' must be unsigned");
-               off = b["offset"].get<uint64_t>();
-             }
-             core.shm.register_region(req.matches[1].str(), b["key"].get<std::string>(), off,
-                                      b["byte_size"].get<uint64_t>());
-             res.status = 200;
-           }));
-    s.Post(R"(/v2/systemsharedmemory/region/([^/]+)/unregister)",
-           guarded([this](const HttpRequest& req, HttpResponse& res) {
-             core.shm.unregister(req.matches[1].str());
-             res.status = 200;
-           }));
-    s.Post("/v2/systemsharedmemory/unregister", guarded([this](const HttpRequest&, HttpResponse& res) {
-      core.shm.unregister("");
-      res.status = 200;
-    }));
-    // CUDA shared memory extension: the IPC handle travels base64-encoded as {"b64": ...}.
-    auto cuda_status = [this](const HttpRequest& req, HttpResponse& res) {
-      std::string name = req.matches.size() > 1 ? req.matches[1].str() : "";
-      json a = json::array();
-      for (const auto& i : core.shm.status(name, ShmKind::Cuda))
-        a.push_back({{"name", i.name}, {"device_id", i.device_id}, {"byte_size", i.byte_size}});
-      send_json(res, a);
-    };
-    s.Get("/v2/cudasharedmemory/status", guarded(cuda_status));
-    s.Get(R"(/v2/cudasharedmemory/region/([^/]+)/status)", guarded(cuda_status));
-    s.Post(R"(/v2/cudasharedmemory/region/([^/]+)/register)",
-           guarded([this](const HttpRequest& req, HttpResponse& res) {
-             json b = body_json(req);
-             if (!b.contains("raw_handle") || !b["raw_handle"].is_object() || !b["raw_handle"].contains("b64") ||
-                 !b["raw_handle"]["b64"].is_string())
-               throw Error(ErrorCode::InvalidArgument, "register needs 'raw_handle': {\"b64\": <base64 string>}");
-             if (!b.contains("byte_size") || !b["byte_size"].is_number_unsigned())
-               throw Error(ErrorCode::InvalidArgument, "register needs an unsigned 'byte_size'");
-             int64_t device = 0;
-             if (b.contains("device_id")) {
-               if (!b["device_id"].is_number_integer()) throw Error(ErrorCode::InvalidArgument, "'device_id' must be an integer");
-               device = b["device_id"].get<int64_t>();
-             }
-             std::string handle;
-             if (!absl::Base64Unescape(b["raw_handle"]["b64"].get<std::string>(), &handle))
-               throw Error(ErrorCode::InvalidArgument, "'raw_handle.b64' is not base64");
-             core.shm.register_cuda(req.matches[1].str(), handle, device, b["byte_size"].get<uint64_t>());
-             res.status = 200;
-           }));
-    s.Post(R"(/v2/cudasharedmemory/region/([^/]+)/unregister)",
-           guarded([this](const HttpRequest& req, HttpResponse& res) {
-             core.shm.unregister(req.matches[1].str(), ShmKind::Cuda);
-             res.status = 200;
-           }));
-    s.Post("/v2/cudasharedmemory/unregister", guarded([this](const HttpRequest&, HttpResponse& res) {
-      core.shm.unregister("", ShmKind::Cuda);
-      res.status = 200;
-    }));
+    shm_routes(
+        "systemsharedmemory", ShmKind::System,
+        [](const ShmManager::Info& i) {
+          return json{{"name", i.name}, {"key", i.key}, {"offset", i.offset}, {"byte_size", i.byte_size}};
+        },
+        [this](const HttpRequest& req, HttpResponse& res) {
+          json b = body_json(req);
+          if (!b.contains("key") || !b["key"].is_string() || !b.contains("byte_size") ||
+              !b["byte_size"].is_number_unsigned())
+            throw Error(ErrorCode::InvalidArgument, "register needs a string 'key' and an unsigned 'byte_size'");
+          uint64_t off = 0;
+          if (b.contains("offset")) {
+            if (!b["offset"].is_number_unsigned()) throw Error(ErrorCode::InvalidArgument, "'offset' must be unsigned");
+            off = b["offset"].get<uint64_t>();
+          }
+          core.shm.register_region(req.matches[1].str(), b["key"].get<std::string>(), off,
+                                   b["byte_size"].get<uint64_t>());
+          res.status = 200;
+        });
+    // CUDA: the IPC handle travels base64-encoded as {"b64": ...}.
+    shm_routes(
+        "cudasharedmemory", ShmKind::Cuda,
+        [](const ShmManager::Info& i) {
+          return json{{"name", i.name}, {"device_id", i.device_id}, {"byte_size", i.byte_size}};
+        },
+        [this](const HttpRequest& req, HttpResponse& res) {
+          json b = body_json(req);
+          if (!b.contains("raw_handle") || !b["raw_handle"].is_object() || !b["raw_handle"].contains("b64") ||
+              !b["raw_handle"]["b64"].is_string())
+            throw Error(ErrorCode::InvalidArgument, "register needs 'raw_handle': {\"b64\": <base64 string>}");
+          if (!b.contains("byte_size") || !b["byte_size"].is_number_unsigned())
+            throw Error(ErrorCode::InvalidArgument, "register needs an unsigned 'byte_size'");
+          int64_t device = 0;
+          if (b.contains("device_id")) {
+            if (!b["device_id"].is_number_integer()) throw Error(ErrorCode::InvalidArgument, "'device_id' must be an integer");
+            device = b["device_id"].get<int64_t>();
+          }
+          std::string handle;
+          if (!absl::Base64Unescape(b["raw_handle"]["b64"].get<std::string>(), &handle))
+            throw Error(ErrorCode::InvalidArgument, "'raw_handle.b64' is not base64");
+          core.shm.register_cuda(req.matches[1].str(), handle, device, b["byte_size"].get<uint64_t>());
+          res.status = 200;
+        });
     // Trace / logging settings (minimal: stored and reported).
     auto trace = [this](const HttpRequest& req, HttpResponse& res) {
       std::map<std::string, std::vector<std::string>> upd;
