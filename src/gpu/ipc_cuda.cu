@@ -1,10 +1,13 @@
 // CUDA IPC memory: device memory one process exports by a handle and another maps (Triton's CUDA
-// shared-memory extension). Entry points of libquiver_cuda.so, looked up by shared_memory.cpp; each
-// returns 0 on success, or a CUDA error code with its text in `why`.
+// shared-memory extension). Entry points of libquiver_cuda_ipc.so, a module of its own with the CUDA
+// runtime alone: a server asking whether it can offer CUDA shared memory must not map cuBLAS
+// (libquiver_cuda.so: ~150 MB of RSS). Looked up by shared_memory.cpp; each returns 0 on success,
+// or a CUDA error code with its text in `why`.
 #include <cuda.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -44,6 +47,18 @@ size_t allocation_bytes(void* p) {
 }  // namespace
 
 extern "C" {
+
+// Number of usable CUDA devices; 0 with the reason in `why`.
+__attribute__((visibility("default"))) int quiver_cuda_ipc_device_count(char* why, size_t n) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    fail(e, "no usable CUDA device", why, n);
+    return 0;
+  }
+  if (count == 0 && why && n) std::snprintf(why, n, "no CUDA device found");
+  return count;
+}
 
 // Allocates `bytes` (zeroed) on `device` and writes its 64-byte IPC handle into `handle`.
 __attribute__((visibility("default"))) int quiver_cuda_ipc_export(int device, size_t bytes, void** ptr, void* handle,

@@ -63,8 +63,29 @@ class EmulatedStream final : public kern::KernelStream<HostExec> {
 
 std::unique_ptr<Stream> make_emulated_stream() { return std::make_unique<EmulatedStream>(); }
 
-// CUDA lives in libquiver_cuda.so (built when the toolkit is found), opened on first use: processes
-// that never ask for a GPU do not map the CUDA runtime and cuBLAS.
+// CUDA lives in libquiver_cuda.so (kernels, cuBLAS) and libquiver_cuda_ipc.so (shared memory, the
+// CUDA runtime alone), built when the toolkit is found and opened on first use: processes that never
+// ask for a GPU do not map the CUDA runtime and cuBLAS.
+CudaModule open_cuda_module(const char* file) {
+  CudaModule m;
+  std::vector<std::string> tries;
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&open_cuda_module), &info) && info.dli_fname)  // next to this library first
+    tries.push_back((std::filesystem::path(info.dli_fname).parent_path() / file).string());
+  tries.push_back(file);
+  std::string why;
+  for (const auto& t : tries) {
+    m.handle = dlopen(t.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (m.handle) return m;
+    const char* e = dlerror();
+    if (e && why.empty() && std::filesystem::exists(t)) why = e;  // there but not loadable (driver libs?)
+  }
+  m.error = why.empty() ? std::string("this Quiver build has no CUDA support (no ") + file +
+                              "; configure with the CUDA toolkit installed, -DQUIVER_CUDA=ON)"
+                        : std::string("cannot load Quiver's CUDA module ") + file + ": " + why;
+  return m;
+}
+
 namespace {
 struct CudaLib {
   void* handle = nullptr;
@@ -76,22 +97,10 @@ struct CudaLib {
 const CudaLib& cuda_lib() {
   static const CudaLib lib = [] {
     CudaLib l;
-    std::vector<std::string> tries;
-    Dl_info info{};
-    if (dladdr(reinterpret_cast<void*>(&cuda_lib), &info) && info.dli_fname)  // next to this library first
-      tries.push_back((std::filesystem::path(info.dli_fname).parent_path() / "libquiver_cuda.so").string());
-    tries.push_back("libquiver_cuda.so");
-    std::string why;
-    for (const auto& t : tries) {
-      l.handle = dlopen(t.c_str(), RTLD_NOW | RTLD_LOCAL);
-      if (l.handle) break;
-      const char* e = dlerror();
-      if (e && why.empty() && std::filesystem::exists(t)) why = e;  // there but not loadable (driver libs?)
-    }
+    const CudaModule m = open_cuda_module("libquiver_cuda.so");
+    l.handle = m.handle;
     if (!l.handle) {
-      l.error = why.empty() ? "this Quiver build has no CUDA support (no libquiver_cuda.so; configure with the CUDA "
-                              "toolkit installed, -DQUIVER_CUDA=ON)"
-                            : "cannot load Quiver's CUDA module: " + why;
+      l.error = m.error;
       return l;
     }
     l.count = reinterpret_cast<int (*)(char*, size_t)>(dlsym(l.handle, "quiver_cuda_device_count"));
@@ -118,17 +127,6 @@ int cuda_device_count(std::string* why) {
   const int n = l.count(buf, sizeof buf);
   if (n == 0 && why) *why = buf;
   return n;
-}
-
-void* cuda_symbol(const char* name, std::string* why) {
-  const CudaLib& l = cuda_lib();
-  if (!l.handle) {
-    if (why) *why = l.error;
-    return nullptr;
-  }
-  void* f = dlsym(l.handle, name);
-  if (!f && why) *why = std::string("libquiver_cuda.so has no entry point ") + name + " (a different version?)";
-  return f;
 }
 
 std::unique_ptr<Stream> make_cuda_stream(int device) {

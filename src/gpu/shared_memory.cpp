@@ -1,6 +1,7 @@
-// CUDA IPC memory (through libquiver_cuda.so, opened on first use) and its POSIX-backed emulation.
+// CUDA IPC memory (through libquiver_cuda_ipc.so, opened on first use) and its POSIX-backed emulation.
 #include "quiver/gpu/shared_memory.hpp"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -20,28 +21,35 @@ constexpr char kEmuMagic[8] = {'Q', 'V', 'E', 'M', 'U', 'S', 'H', 'M'};
 
 // ---------------------------------------------------------------- CUDA
 struct CudaIpc {
+  int (*count)(char*, size_t) = nullptr;
   int (*exp)(int, size_t, void**, void*, char*, size_t) = nullptr;
   int (*open)(int, const void*, void**, size_t*, char*, size_t) = nullptr;
   void (*close)(int, void*, int) = nullptr;
   int (*copy)(int, void*, const void*, size_t, int, char*, size_t) = nullptr;
+  int devices = 0;
   std::string error;  // why there is no usable CUDA here
 };
 
 const CudaIpc& cuda_ipc() {
   static const CudaIpc api = [] {
     CudaIpc a;
-    std::string why;
-    a.exp = reinterpret_cast<decltype(a.exp)>(cuda_symbol("quiver_cuda_ipc_export", &why));
-    a.open = reinterpret_cast<decltype(a.open)>(cuda_symbol("quiver_cuda_ipc_open", &why));
-    a.close = reinterpret_cast<decltype(a.close)>(cuda_symbol("quiver_cuda_ipc_close", &why));
-    a.copy = reinterpret_cast<decltype(a.copy)>(cuda_symbol("quiver_cuda_ipc_copy", &why));
-    if (!a.exp || !a.open || !a.close || !a.copy) {
-      a.exp = nullptr;
-      a.error = why;
-    } else if (cuda_device_count(&why) == 0) {
-      a.exp = nullptr;
-      a.error = why;
+    const CudaModule m = open_cuda_module("libquiver_cuda_ipc.so");
+    if (!m.handle) {
+      a.error = m.error;
+      return a;
     }
+    a.count = reinterpret_cast<decltype(a.count)>(dlsym(m.handle, "quiver_cuda_ipc_device_count"));
+    a.exp = reinterpret_cast<decltype(a.exp)>(dlsym(m.handle, "quiver_cuda_ipc_export"));
+    a.open = reinterpret_cast<decltype(a.open)>(dlsym(m.handle, "quiver_cuda_ipc_open"));
+    a.close = reinterpret_cast<decltype(a.close)>(dlsym(m.handle, "quiver_cuda_ipc_close"));
+    a.copy = reinterpret_cast<decltype(a.copy)>(dlsym(m.handle, "quiver_cuda_ipc_copy"));
+    if (!a.count || !a.exp || !a.open || !a.close || !a.copy) {
+      a.error = "libquiver_cuda_ipc.so has no Quiver entry points (a different version?)";
+      return a;
+    }
+    char why[512] = {};
+    a.devices = a.count(why, sizeof why);
+    if (a.devices == 0) a.error = why;
     return a;
   }();
   return api;
@@ -49,11 +57,10 @@ const CudaIpc& cuda_ipc() {
 
 const CudaIpc& need_cuda(int device) {
   const CudaIpc& a = cuda_ipc();
-  if (!a.exp) throw_error(ErrorCode::Unsupported, "CUDA shared memory needs a CUDA device: " + a.error);
-  const int n = cuda_device_count();
-  if (device < 0 || device >= n)
-    throw_error(ErrorCode::InvalidArgument,
-                "CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(n) + " found)");
+  if (a.devices == 0) throw_error(ErrorCode::Unsupported, "CUDA shared memory needs a CUDA device: " + a.error);
+  if (device < 0 || device >= a.devices)
+    throw_error(ErrorCode::InvalidArgument, "CUDA device " + std::to_string(device) + " does not exist (" +
+                                                std::to_string(a.devices) + " found)");
   return a;
 }
 
@@ -160,7 +167,7 @@ std::unique_ptr<SharedDeviceMemory> open_emulated(std::string_view handle, int d
 
 std::string SharedDeviceMemory::cuda_unavailable_reason() {
   const CudaIpc& a = cuda_ipc();
-  return a.exp ? std::string() : a.error;
+  return a.devices > 0 ? std::string() : a.error;
 }
 
 std::unique_ptr<SharedDeviceMemory> SharedDeviceMemory::allocate(int device, size_t bytes, bool emulated) {

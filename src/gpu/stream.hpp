@@ -118,8 +118,13 @@ std::unique_ptr<Stream> make_emulated_stream();
 bool cuda_compiled();
 // Number of usable CUDA devices (0 without a driver or a device); `why` gets the reason when 0.
 int cuda_device_count(std::string* why = nullptr);
-// An entry point of libquiver_cuda.so (opened on first use), or nullptr with the reason in `why`.
-void* cuda_symbol(const char* name, std::string* why);
+// dlopen of one of Quiver's CUDA modules (next to libquiver_onnx first, then the loader's path);
+// handle null and `error` set (no CUDA in this build, or not loadable) when it fails.
+struct CudaModule {
+  void* handle = nullptr;
+  std::string error;
+};
+CudaModule open_cuda_module(const char* file);
 // Stream on CUDA device `device`. Throws quiver::Error(Unavailable) without CUDA.
 std::unique_ptr<Stream> make_cuda_stream(int device);
 
