@@ -87,11 +87,12 @@ class CudaMemory final : public SharedDeviceMemory {
 // ---------------------------------------------------------------- emulation
 class EmulatedMemory final : public SharedDeviceMemory {
  public:
-  EmulatedMemory(std::string handle, int device, size_t size, void* map, size_t map_len, std::string unlink_key)
-      : SharedDeviceMemory(std::move(handle), device, size, true), map_(map), map_len_(map_len),
+  // `map` holds the whole `size` bytes; the exporter passes its key to unlink it at the end.
+  EmulatedMemory(std::string handle, int device, size_t size, void* map, std::string unlink_key)
+      : SharedDeviceMemory(std::move(handle), device, size, true), map_(map),
         unlink_(std::move(unlink_key)) {}
   ~EmulatedMemory() override {
-    munmap(map_, map_len_);
+    munmap(map_, size());
     if (!unlink_.empty()) shm_unlink(unlink_.c_str());
   }
 
@@ -104,7 +105,6 @@ class EmulatedMemory final : public SharedDeviceMemory {
 
  private:
   void* map_;
-  size_t map_len_;
   std::string unlink_;
 };
 
@@ -139,7 +139,7 @@ std::unique_ptr<SharedDeviceMemory> allocate_emulated(int device, size_t bytes) 
   std::string handle(kIpcHandleBytes, '\0');
   std::memcpy(handle.data(), kEmuMagic, sizeof kEmuMagic);
   key.copy(handle.data() + sizeof kEmuMagic, key.size());  // < 56 bytes: the pid and counter are short
-  return std::make_unique<EmulatedMemory>(std::move(handle), device, bytes, m, bytes, key);
+  return std::make_unique<EmulatedMemory>(std::move(handle), device, bytes, m, key);
 }
 
 std::unique_ptr<SharedDeviceMemory> open_emulated(std::string_view handle, int device, size_t bytes) {
@@ -160,7 +160,7 @@ std::unique_ptr<SharedDeviceMemory> open_emulated(std::string_view handle, int d
     throw_error(ErrorCode::InvalidArgument, "byte_size " + std::to_string(bytes) + " exceeds the " +
                                                 std::to_string(have) + "-byte device allocation behind the handle");
   }
-  return std::make_unique<EmulatedMemory>(std::string(handle), device, bytes, map_fd(fd, bytes, key), bytes, "");
+  return std::make_unique<EmulatedMemory>(std::string(handle), device, bytes, map_fd(fd, bytes, key), "");
 }
 
 }  // namespace
@@ -209,17 +209,19 @@ std::unique_ptr<SharedDeviceMemory> SharedDeviceMemory::open(std::string_view ha
   return std::make_unique<CudaMemory>(std::string(handle), device, bytes, p, false);
 }
 
-void SharedDeviceMemory::read(size_t offset, void* dst, size_t n) const {
+void SharedDeviceMemory::check_range(size_t offset, size_t n) const {
   if (offset > size_ || n > size_ - offset)
     throw_error(ErrorCode::InvalidArgument, "range [" + std::to_string(offset) + ", +" + std::to_string(n) +
                                                 ") is outside the " + std::to_string(size_) + "-byte device memory");
+}
+
+void SharedDeviceMemory::read(size_t offset, void* dst, size_t n) const {
+  check_range(offset, n);
   if (n) copy(offset, dst, n, false);
 }
 
 void SharedDeviceMemory::write(size_t offset, const void* src, size_t n) const {
-  if (offset > size_ || n > size_ - offset)
-    throw_error(ErrorCode::InvalidArgument, "range [" + std::to_string(offset) + ", +" + std::to_string(n) +
-                                                ") is outside the " + std::to_string(size_) + "-byte device memory");
+  check_range(offset, n);
   if (n) copy(offset, const_cast<void*>(src), n, true);
 }
 

@@ -49,6 +49,7 @@ class SharedDeviceMemory {
   virtual void copy(size_t offset, void* host, size_t n, bool to_device) const = 0;
 
  private:
+  void check_range(size_t offset, size_t n) const;
   std::string handle_;
   int device_ = 0;
   size_t size_ = 0;
