@@ -2,6 +2,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -98,7 +99,32 @@ Forest load_forest(const std::string& path, Format format) {
 // Model adapter
 // ---------------------------------------------------------------------------------------------
 namespace {
-class ForestState : public RunState {};
+class ForestState : public RunState {
+ public:
+  std::vector<float> scratch;  // FIL class ids / softmax: the prediction or margins before reduction
+};
+
+bool param_bool(const LoadOptions& o, const char* key, bool def, const std::string& path) {
+  auto it = o.params.find(key);
+  if (it == o.params.end()) return def;
+  std::string v = it->second;
+  for (auto& c : v) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (v == "true" || v == "1") return true;
+  if (v == "false" || v == "0") return false;
+  throw_error(ErrorCode::InvalidArgument,
+              std::string("load parameter '") + key + "' must be true or false, got '" + it->second + "'", {"", "", "", path});
+}
+
+float param_float(const LoadOptions& o, const char* key, float def, const std::string& path) {
+  auto it = o.params.find(key);
+  if (it == o.params.end()) return def;
+  char* end = nullptr;
+  const double v = std::strtod(it->second.c_str(), &end);
+  if (it->second.empty() || *end != '\0' || !std::isfinite(v))
+    throw_error(ErrorCode::InvalidArgument,
+                std::string("load parameter '") + key + "' is not a finite number: '" + it->second + "'", {"", "", "", path});
+  return static_cast<float>(v);
+}
 
 int64_t param_int(const LoadOptions& o, const char* key, int64_t def, const std::string& path) {
   auto it = o.params.find(key);
@@ -115,7 +141,8 @@ int64_t param_int(const LoadOptions& o, const char* key, int64_t def, const std:
 }
 }  // namespace
 
-ForestModel::ForestModel(Forest forest, ModelInfo info) : forest_(std::move(forest)), info_(std::move(info)) {}
+ForestModel::ForestModel(Forest forest, ModelInfo info, FilOutput fil)
+    : forest_(std::move(forest)), info_(std::move(info)), fil_(fil) {}
 
 std::shared_ptr<const ForestModel> ForestModel::load(const std::string& path, const LoadOptions& options) {
   std::string bytes = read_file(path);
@@ -157,31 +184,94 @@ std::shared_ptr<const ForestModel> ForestModel::load(const std::string& path, co
   mi.path = path;
   mi.sha256 = sha256_hex(bytes);
   mi.max_batch = param_int(options, "max_batch", int64_t(1) << 24, path);
-  mi.inputs.push_back({"input", DType::F32, {Dim::sym("batch"), Dim(forest.n_features())}});
-  mi.outputs.push_back({"prediction", DType::F32, {Dim::sym("batch"), Dim(forest.n_prediction_columns())}});
-  mi.outputs.push_back({"margin", DType::F32, {Dim::sym("batch"), Dim(forest.n_outputs())}});
-  return std::make_shared<const ForestModel>(std::move(forest), std::move(mi));
+  FilOutput fil;
+  auto itf = options.params.find("interface");
+  if (itf != options.params.end() && itf->second == "triton_fil") {
+    fil.enabled = true;
+    fil.output_class = param_bool(options, "output_class", param_bool(options, "is_classifier", false, path), path);
+    fil.predict_proba = param_bool(options, "predict_proba", false, path);
+    fil.threshold = param_float(options, "threshold", 0.5f, path);
+  } else if (itf != options.params.end() && !itf->second.empty() && itf->second != "native") {
+    throw_error(ErrorCode::InvalidArgument, "load parameter 'interface' must be native or triton_fil, got '" + itf->second + "'",
+                {"", "", "", path});
+  }
+  if (fil.enabled) {
+    int64_t cols = forest.n_prediction_columns();
+    if (fil.predict_proba) cols = forest.transform() == Transform::SoftmaxClass ? forest.n_outputs() : cols;
+    else if (fil.output_class) cols = 1;
+    mi.inputs.push_back({"input__0", DType::F32, {Dim::sym("batch"), Dim(forest.n_features())}});
+    mi.outputs.push_back({"output__0", DType::F32, {Dim::sym("batch"), Dim(cols)}});
+  } else {
+    mi.inputs.push_back({"input", DType::F32, {Dim::sym("batch"), Dim(forest.n_features())}});
+    mi.outputs.push_back({"prediction", DType::F32, {Dim::sym("batch"), Dim(forest.n_prediction_columns())}});
+    mi.outputs.push_back({"margin", DType::F32, {Dim::sym("batch"), Dim(forest.n_outputs())}});
+  }
+  return std::make_shared<const ForestModel>(std::move(forest), std::move(mi), fil);
 }
 
 std::unique_ptr<RunState> ForestModel::make_state() const { return std::make_unique<ForestState>(); }
 
 void ForestModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const {
-  (void)state;
   validate_inputs(info_, inputs);
   const Tensor& x = inputs[0];
+  const std::string& in_name = info_.inputs[0].name;
   if (x.rank() != 2)
     throw_error(ErrorCode::InvalidArgument, "expected a [batch, " + std::to_string(forest_.n_features()) + "] input, got " +
-                                                dims_to_string(x.dims()), {info_.name, "", "input"});
+                                                dims_to_string(x.dims()), {info_.name, "", in_name});
   const int64_t n = x.dim(0);
   if (x.dim(1) != forest_.n_features())
     throw_error(ErrorCode::InvalidArgument, "row width " + std::to_string(x.dim(1)) + " does not match the model's " +
-                                                std::to_string(forest_.n_features()) + " features", {info_.name, "", "input"});
+                                                std::to_string(forest_.n_features()) + " features", {info_.name, "", in_name});
+  if (fil_.enabled) {
+    outputs.resize(1);
+    run_fil(x, outputs[0], state);
+    return;
+  }
   outputs.resize(2);
   const int64_t pd[2] = {n, forest_.n_prediction_columns()};
   const int64_t md[2] = {n, forest_.n_outputs()};
   outputs[0].ensure(DType::F32, pd);
   outputs[1].ensure(DType::F32, md);
   forest_.predict_both(x.data<float>(), static_cast<size_t>(n), outputs[1].data<float>(), outputs[0].data<float>());
+}
+
+void ForestModel::run_fil(const Tensor& x, Tensor& out, RunState& state) const {
+  const int64_t n = x.dim(0);
+  const int64_t od[2] = {n, info_.outputs[0].shape[1].value};
+  out.ensure(DType::F32, od);
+  float* y = out.data<float>();
+  const float* rows = x.data<float>();
+  const size_t un = static_cast<size_t>(n);
+  const bool softmax_class = forest_.transform() == Transform::SoftmaxClass;
+  auto& scratch = static_cast<ForestState&>(state).scratch;
+  if (fil_.predict_proba && softmax_class) {
+    // multi:softmax stores the class, not the scores: the scores are the softmax of the margins.
+    const size_t k = static_cast<size_t>(forest_.n_outputs());
+    scratch.resize(un * k);
+    forest_.predict(rows, un, scratch.data(), true);
+    for (size_t r = 0; r < un; ++r) {
+      const float* m = &scratch[r * k];
+      const float mx = *std::max_element(m, m + k);
+      double sum = 0;
+      for (size_t c = 0; c < k; ++c) sum += std::exp(static_cast<double>(m[c] - mx));
+      for (size_t c = 0; c < k; ++c) y[r * k + c] = static_cast<float>(std::exp(static_cast<double>(m[c] - mx)) / sum);
+    }
+  } else if (fil_.output_class && !fil_.predict_proba && !softmax_class) {
+    const size_t np = static_cast<size_t>(forest_.n_prediction_columns());
+    if (np == 1) {  // binary: the decision at the threshold (NaN scores are "no")
+      forest_.predict(rows, un, y);
+      for (size_t r = 0; r < un; ++r) y[r] = y[r] > fil_.threshold ? 1.0f : 0.0f;
+    } else {  // multiclass: the first class with the highest score
+      scratch.resize(un * np);
+      forest_.predict(rows, un, scratch.data());
+      for (size_t r = 0; r < un; ++r) {
+        const float* p = &scratch[r * np];
+        y[r] = static_cast<float>(std::max_element(p, p + np) - p);
+      }
+    }
+  } else {
+    forest_.predict(rows, un, y);
+  }
 }
 
 void ForestModel::describe(std::ostream& os) const {

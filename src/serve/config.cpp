@@ -71,7 +71,7 @@ std::string engine_for_config(const inference::ModelConfig& c) {
   if (p.empty() && b.empty()) return "";
   throw Error(ErrorCode::Unsupported,
               "platform '" + p + "' / backend '" + b +
-                  "' is not supported (Quiver serves onnxruntime_onnx / onnxruntime, fil and identity models)",
+                  "' is not supported (Quiver serves onnxruntime_onnx / onnxruntime, fil / forest and identity models)",
               {c.name()});
 }
 
@@ -131,7 +131,9 @@ void guess_platform(inference::ModelConfig& c, const std::string& dir) {
   }
   for (const auto& f : forest_files()) {
     if (fs::exists(fs::path(dir) / f, ec)) {
-      c.set_backend("fil");
+      // Quiver's own forest interface (input -> prediction, margin): a repository that wants
+      // FIL's names and class outputs says backend: "fil".
+      c.set_backend("forest");
       return;
     }
   }

@@ -172,6 +172,9 @@ std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(
         lo.version = vs;
         lo.intra_op_threads = opt_.intra_op_threads;
         for (const auto& [k, p] : c.parameters()) lo.params[k] = p.string_value();
+        // backend "fil": Triton FIL's tensor names and output_class / predict_proba / threshold,
+        // so that a Triton FIL repository works unchanged; "forest" keeps Quiver's own interface.
+        if (c.backend() == "fil") lo.params.emplace("interface", "triton_fil");
         // instance_group { kind: KIND_GPU gpus: [N] }: the GPU executor on device N (the first GPU
         // group decides; a "device" parameter in the config wins, e.g. "gpu-emulator" for tests).
         if (!lo.params.count("device"))

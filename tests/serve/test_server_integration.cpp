@@ -24,6 +24,8 @@
 
 #include "grpc_service.grpc.pb.h"
 #include "health.grpc.pb.h"
+#include "quiver/core/util.hpp"
+#include "quiver/forest/csv.hpp"
 #include "serve/serve_fixtures.hpp"
 
 namespace fs = std::filesystem;
@@ -915,6 +917,125 @@ TEST(ServeOnnx, AutoCompletedOnnxModelsServeThroughTheEngine) {
   }
   fs::remove_all(repo);
 #endif
+}
+
+// A Triton FIL repository (config written as FIL's documentation writes it) is served unchanged:
+// input__0 / output__0, output_class, predict_proba and threshold; the answers match the shared
+// expected predictions. A forest without a config keeps Quiver's own interface.
+TEST(ServeForest, TritonFilRepositoryServesUnchanged) {
+  const fs::path forest = fs::path(QUIVER_SHARED_DIR) / "models/forest/xgboost";
+  if (!fs::exists(forest / "xgb17/BinaryLogisticAudit17.json")) GTEST_SKIP() << "shared models not present";
+  std::string repo = quiver::test::make_temp_dir("serve-fil");
+  auto add = [&](const std::string& name, const fs::path& model, const std::string& cfg) {
+    fs::create_directories(fs::path(repo) / name / "1");
+    fs::copy_file(model, fs::path(repo) / name / "1/xgboost.json");
+    if (!cfg.empty()) write_text(fs::path(repo) / name / "config.pbtxt", cfg);
+  };
+  auto fil_config = [](int features, int out_dims, const std::string& params) {
+    return "backend: \"fil\"\nmax_batch_size: 32768\n"
+           "input [ { name: \"input__0\" data_type: TYPE_FP32 dims: [ " + std::to_string(features) + " ] } ]\n"
+           "output [ { name: \"output__0\" data_type: TYPE_FP32 dims: [ " + std::to_string(out_dims) + " ] } ]\n"
+           "instance_group [{ kind: KIND_AUTO }]\n"
+           "parameters [ { key: \"model_type\" value: { string_value: \"xgboost_json\" } }" + params + " ]\n"
+           "dynamic_batching {}\n";
+  };
+  auto param = [](const char* k, const char* v) {
+    return std::string(", { key: \"") + k + "\" value: { string_value: \"" + v + "\" } }";
+  };
+  const fs::path audit = forest / "xgb17/BinaryLogisticAudit17.json", iris = forest / "jpmml/MultinomialClassificationIris.json";
+  add("audit_proba", audit, fil_config(4, 1, param("output_class", "true") + param("predict_proba", "true")));
+  add("audit_class", audit, fil_config(4, 1, param("output_class", "true") + param("threshold", "0.3")));
+  add("iris_proba", iris, fil_config(4, 3, param("output_class", "true") + param("predict_proba", "true")));
+  add("iris_class", iris, fil_config(4, 1, param("output_class", "true")));
+  add("audit_native", audit, "");
+
+  // inputs and expectations from the shared data
+  auto features = [](const fs::path& csv, const std::vector<std::string>& cols, size_t rows) {
+    auto t = quiver::forest::parse_csv(quiver::read_file(csv.string()), 1, csv.string());
+    t.rows.resize(std::min(rows, t.rows.size()));
+    return quiver::forest::csv_to_features(t, static_cast<int>(cols.size()), cols, nullptr, csv.string());
+  };
+  auto column = [](const fs::path& csv, const std::string& name) {
+    auto t = quiver::forest::parse_csv(quiver::read_file(csv.string()), 1, csv.string());
+    size_t c = std::find(t.header.begin(), t.header.end(), name) - t.header.begin();
+    std::vector<float> v;
+    for (auto& r : t.rows) v.push_back(std::stof(r.at(c)));
+    return v;
+  };
+  const size_t n = 64;
+  std::vector<float> xa = features(forest / "xgb17/data/Audit.csv", {"Age", "Income", "Deductions", "Hours"}, n);
+  std::vector<float> xi = features(forest / "jpmml/data/Iris.csv", {"Sepal.Length", "Sepal.Width", "Petal.Length", "Petal.Width"}, 150);
+  std::vector<float> pa = column(forest / "xgb17/expected/BinaryLogisticAudit17.csv", "prediction");
+  std::vector<std::vector<float>> pi;
+  for (int k = 0; k < 3; ++k) pi.push_back(column(forest / "jpmml/expected/MultinomialClassificationIris.csv", "probability(" + std::to_string(k) + ")"));
+
+  {
+    ServerProcess s(repo);
+    auto stub = stub_for(s);
+    auto infer = [&](const std::string& model, const std::string& input, const std::vector<float>& x, size_t rows,
+                     std::vector<float>* y, std::string* out_name = nullptr) {
+      inference::ModelInferRequest r;
+      r.set_model_name(model);
+      auto* in = r.add_inputs();
+      in->set_name(input);
+      in->set_datatype("FP32");
+      in->add_shape(static_cast<int64_t>(rows));
+      in->add_shape(static_cast<int64_t>(x.size() / rows));
+      r.add_raw_input_contents(std::string(reinterpret_cast<const char*>(x.data()), x.size() * sizeof(float)));
+      inference::ModelInferResponse resp;
+      auto st = stub->ModelInfer(ctx().get(), r, &resp);
+      if (st.ok()) {
+        *y = as_floats(resp.raw_output_contents(0));
+        if (out_name) *out_name = resp.outputs(0).name();
+      }
+      return st;
+    };
+    std::vector<float> y;
+    std::string out_name;
+    auto st = infer("audit_proba", "input__0", xa, n, &y, &out_name);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(out_name, "output__0");
+    ASSERT_EQ(y.size(), n);
+    for (size_t r = 0; r < n; ++r) EXPECT_NEAR(y[r], pa[r], 1e-5f * std::max(1.0f, pa[r])) << "row " << r;
+    ASSERT_TRUE(infer("audit_class", "input__0", xa, n, &y).ok());
+    for (size_t r = 0; r < n; ++r)
+      if (std::fabs(pa[r] - 0.3f) > 1e-5f) EXPECT_EQ(y[r], pa[r] > 0.3f ? 1.0f : 0.0f) << "row " << r;
+    ASSERT_TRUE(infer("iris_proba", "input__0", xi, 150, &y).ok());
+    ASSERT_EQ(y.size(), 450u);
+    for (size_t r = 0; r < 150; ++r)
+      for (int k = 0; k < 3; ++k) EXPECT_NEAR(y[r * 3 + k], pi[k][r], 1e-5f) << "row " << r << " class " << k;
+    ASSERT_TRUE(infer("iris_class", "input__0", xi, 150, &y).ok());
+    for (size_t r = 0; r < 150; ++r) {
+      int best = 0;
+      for (int k = 1; k < 3; ++k) if (pi[k][r] > pi[best][r]) best = k;
+      EXPECT_EQ(y[r], static_cast<float>(best)) << "row " << r;
+    }
+    // Quiver's interface for the auto-completed model (Triton's auto-complete default
+    // max_batch_size 4); FIL's input name is refused there, by name
+    const std::vector<float> x4(xa.begin(), xa.begin() + 16);
+    st = infer("audit_native", "input", x4, 4, &y, &out_name);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(out_name, "prediction");
+    for (size_t r = 0; r < 4; ++r) EXPECT_NEAR(y[r], pa[r], 1e-5f) << "row " << r;
+    st = infer("audit_native", "input__0", x4, 4, &y);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("input__0"), std::string::npos) << st.error_message();
+    // a wrong row width names the tensor
+    st = infer("iris_proba", "input__0", std::vector<float>(10, 1.0f), 2, &y);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("input__0"), std::string::npos) << st.error_message();
+
+    // metadata as Triton FIL clients read it
+    inference::ModelMetadataRequest mr;
+    mr.set_name("iris_proba");
+    inference::ModelMetadataResponse mm;
+    ASSERT_TRUE(stub->ModelMetadata(ctx().get(), mr, &mm).ok());
+    ASSERT_EQ(mm.outputs_size(), 1);
+    EXPECT_EQ(mm.outputs(0).name(), "output__0");
+    EXPECT_EQ(std::vector<int64_t>(mm.outputs(0).shape().begin(), mm.outputs(0).shape().end()), (std::vector<int64_t>{-1, 3}));
+    EXPECT_EQ(s.stop(), 0);
+  }
+  fs::remove_all(repo);
 }
 
 }  // namespace

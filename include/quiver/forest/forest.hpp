@@ -229,10 +229,27 @@ Forest load_forest(const std::string& path, Format format = Format::Auto);
 // [batch, n_outputs] (raw scores, base_score included).
 // LoadOptions.params: "round_begin", "round_end" (boosting-round range; default all rounds),
 // "use_best_iteration" = "1" (XGBoost: rounds [0, best_iteration + 1)), "max_batch".
+//
+// "interface" = "triton_fil": Triton's FIL backend interface instead, so that an existing Triton
+// FIL repository is served unchanged: input "input__0" F32 [batch, n_features], one output
+// "output__0" F32 [batch, C] shaped by FIL's parameters:
+//   "output_class" (alias "is_classifier") = "false" (default): the prediction (C = its columns);
+//   "output_class" = "true": the class id (C = 1): one-column models p > "threshold" (default 0.5),
+//       several columns argmax (multi:softmax's prediction already is the class);
+//   "predict_proba" = "true": per-class scores (C = classes; a binary model has one column, its
+//       probability; multi:softmax gives the softmax of its margins).
 // ---------------------------------------------------------------------------------------------
+// What run() produces under "interface" = "triton_fil" (see above).
+struct FilOutput {
+  bool enabled = false;
+  bool output_class = false;
+  bool predict_proba = false;
+  float threshold = 0.5f;
+};
+
 class ForestModel : public Model {
  public:
-  ForestModel(Forest forest, ModelInfo info);
+  ForestModel(Forest forest, ModelInfo info, FilOutput fil = {});
   static std::shared_ptr<const ForestModel> load(const std::string& path, const LoadOptions& options = {});
 
   const ModelInfo& info() const override { return info_; }
@@ -248,8 +265,10 @@ class ForestModel : public Model {
   }
 
  private:
+  void run_fil(const Tensor& x, Tensor& out, RunState& state) const;
   Forest forest_;
   ModelInfo info_;
+  FilOutput fil_;
 };
 
 // Registers Backend{"forest", ...} with the core registry (accepts .json/.ubj/.txt/.xml/.xml.gz whose
