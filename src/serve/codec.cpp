@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "quiver/core/half.hpp"
@@ -182,6 +184,82 @@ void check_all_inputs(const ModelVersion& mv, const std::vector<Tensor>& inputs)
 
 std::vector<int64_t> response_shape(const Tensor& t) { return t.dims(); }
 
+// ---------------------------------------------------------------- classification extension
+namespace {
+uint32_t check_class_count(const ModelVersion& mv, const IOSpec& s, uint64_t n) {
+  if (s.dtype == DType::String || s.dtype == DType::Bool)
+    bad(mv, s.name, "classification is not available for output '" + s.name + "' of type " +
+                        std::string(dtype_kserve_name(s.dtype)));
+  return static_cast<uint32_t>(n);  // 0: the raw output, as when the parameter is absent
+}
+
+// Values as the model's type prints them (integers exactly, floats with six decimals).
+template <class T>
+void top_classes(const T* v, size_t n, uint32_t count, const std::vector<std::string>* labels, std::string* out,
+                 std::vector<size_t>& order) {
+  order.resize(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  const size_t k = std::min<size_t>(n, count);
+  // Highest first, equal values by lower index, NaN after every number.
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(), [v](size_t a, size_t b) {
+    if constexpr (std::is_floating_point_v<T>) {
+      const bool na = std::isnan(v[a]), nb = std::isnan(v[b]);
+      if (na != nb) return nb;
+      if (na) return a < b;
+    }
+    if (v[a] != v[b]) return v[a] > v[b];
+    return a < b;
+  });
+  for (size_t j = 0; j < k; ++j) {
+    const size_t i = order[j];
+    if constexpr (std::is_floating_point_v<T>) out[j] = std::to_string(v[i]);
+    else out[j] = std::to_string(static_cast<std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>(v[i]));
+    out[j] += ":" + std::to_string(i);
+    if (labels && i < labels->size()) out[j] += ":" + (*labels)[i];
+  }
+}
+}  // namespace
+
+Tensor classify(const ModelVersion& mv, const IOSpec& s, const Tensor& t, uint32_t count) {
+  const int64_t rows = mv.max_batch > 0 && t.rank() > 0 ? t.dim(0) : 1;
+  const size_t per = rows > 0 ? static_cast<size_t>(t.numel() / rows) : 0;
+  const int64_t k = static_cast<int64_t>(std::min<size_t>(per, count));
+  std::vector<int64_t> dims = mv.max_batch > 0 ? std::vector<int64_t>{rows, k} : std::vector<int64_t>{k};
+  Tensor out = Tensor::empty(DType::String, dims);
+  const std::vector<std::string>* labels = s.labels.get();
+  std::vector<size_t> order;
+  std::vector<float> widened;  // FP16 / BF16 rank as float
+  for (int64_t r = 0; r < rows; ++r) {
+    std::string* dst = out.data<std::string>() + r * k;
+    const size_t off = static_cast<size_t>(r) * per;
+    switch (t.dtype()) {
+      case DType::I8: top_classes(t.data<int8_t>() + off, per, count, labels, dst, order); break;
+      case DType::I16: top_classes(t.data<int16_t>() + off, per, count, labels, dst, order); break;
+      case DType::I32: top_classes(t.data<int32_t>() + off, per, count, labels, dst, order); break;
+      case DType::I64: top_classes(t.data<int64_t>() + off, per, count, labels, dst, order); break;
+      case DType::U8: top_classes(t.data<uint8_t>() + off, per, count, labels, dst, order); break;
+      case DType::U16: top_classes(t.data<uint16_t>() + off, per, count, labels, dst, order); break;
+      case DType::U32: top_classes(t.data<uint32_t>() + off, per, count, labels, dst, order); break;
+      case DType::U64: top_classes(t.data<uint64_t>() + off, per, count, labels, dst, order); break;
+      case DType::F32: top_classes(t.data<float>() + off, per, count, labels, dst, order); break;
+      case DType::F64: top_classes(t.data<double>() + off, per, count, labels, dst, order); break;
+      case DType::F16:
+      case DType::BF16:
+        widened.resize(per);
+        for (size_t i = 0; i < per; ++i) {
+          const uint16_t h = t.data<uint16_t>()[off + i];
+          widened[i] = t.dtype() == DType::F16 ? Half::to_float(h) : BFloat16::to_float(h);
+        }
+        top_classes(widened.data(), per, count, labels, dst, order);
+        break;
+      default:
+        bad(mv, s.name, "classification is not available for output '" + s.name + "' of type " +
+                            std::string(dtype_kserve_name(t.dtype())));
+    }
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- gRPC
 namespace {
 template <class Param>
@@ -324,10 +402,14 @@ void decode_grpc_request(const inference::ModelInferRequest& msg, const ModelVer
         if (mv.outputs[o].name == out.name()) idx = o;
       if (idx == mv.outputs.size())
         bad(mv, out.name(), "unexpected inference output '" + out.name() + "' for model '" + mv.name + "'");
-      if (out.parameters().count("classification"))
-        throw Error(ErrorCode::Unsupported, "classification outputs are not supported", {mv.name, "", out.name()});
       OutputTarget t;
       t.index = idx;
+      if (auto c = out.parameters().find("classification"); c != out.parameters().end()) {
+        uint64_t n = 0;
+        if (!param_u64(c->second, n) || n > UINT32_MAX)
+          bad(mv, out.name(), "parameter 'classification' of output '" + out.name() + "' must be a class count");
+        t.class_count = check_class_count(mv, mv.outputs[idx], n);
+      }
       bool use_shm = false;
       read_shm_params(mv, out.name(), out.parameters(), shm, t.shm, t.shm_offset, t.shm_size, use_shm);
       outputs.push_back(std::move(t));
@@ -363,7 +445,9 @@ void encode_grpc_response(const ModelVersion& mv, const std::vector<OutputTarget
     const IOSpec& s = mv.outputs[tg.index];
     if (s.model_index >= outputs.size())
       throw Error(ErrorCode::Internal, "model produced no output", {mv.name, "", s.name});
-    const Tensor& t = outputs[s.model_index];
+    Tensor classes;
+    if (tg.class_count) classes = classify(mv, s, outputs[s.model_index], tg.class_count);
+    const Tensor& t = tg.class_count ? classes : outputs[s.model_index];
     auto* o = resp.add_outputs();
     o->set_name(s.name);
     o->set_datatype(std::string(dtype_kserve_name(t.dtype())));
@@ -591,8 +675,13 @@ void decode_http_request(std::string_view body, int64_t header_len, const ModelV
         if (!params["binary_data"].is_boolean()) bad(mv, name, "binary_data of output '" + name + "' must be a boolean");
         t.binary = params["binary_data"].get<bool>();
       }
-      if (params.is_object() && params.contains("classification"))
-        throw Error(ErrorCode::Unsupported, "classification outputs are not supported", {mv.name, "", name});
+      if (params.is_object() && params.contains("classification")) {
+        const json& c = params["classification"];
+        if (!c.is_number_integer() || (c.is_number_integer() && !c.is_number_unsigned() && c.get<int64_t>() < 0) ||
+            c.get<uint64_t>() > UINT32_MAX)
+          bad(mv, name, "parameter 'classification' of output '" + name + "' must be a class count");
+        t.class_count = check_class_count(mv, mv.outputs[idx], c.get<uint64_t>());
+      }
       bool use_shm = false;
       json_shm(mv, name, params, shm, t.shm, t.shm_offset, t.shm_size, use_shm);
       info.outputs.push_back(std::move(t));
@@ -623,11 +712,14 @@ std::string encode_http_response(const ModelVersion& mv, const HttpInferRequest&
   if (!info.id.empty()) j["id"] = info.id;
   json outs = json::array();
   std::vector<const Tensor*> binaries;
+  std::vector<Tensor> classes;  // classification results, alive until the binary section is written
+  classes.reserve(info.outputs.size());
   for (const auto& tg : info.outputs) {
     const IOSpec& s = mv.outputs[tg.index];
     if (s.model_index >= outputs.size())
       throw Error(ErrorCode::Internal, "model produced no output", {mv.name, "", s.name});
-    const Tensor& t = outputs[s.model_index];
+    if (tg.class_count) classes.push_back(classify(mv, s, outputs[s.model_index], tg.class_count));
+    const Tensor& t = tg.class_count ? classes.back() : outputs[s.model_index];
     json o;
     o["name"] = s.name;
     o["datatype"] = std::string(dtype_kserve_name(t.dtype()));

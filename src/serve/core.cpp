@@ -105,7 +105,7 @@ void ServerCore::server_metadata(inference::ServerMetadataResponse& r) const {
   r.set_name("quiver");
   r.set_version("0.1.0");
   for (const char* e : {"model_repository", "model_configuration", "system_shared_memory", "binary_tensor_data",
-                        "parameters", "statistics", "schedule_policy", "trace", "logging"})
+                        "classification", "parameters", "statistics", "schedule_policy", "trace", "logging"})
     r.add_extensions(e);
   if (shm.cuda_unavailable_reason().empty()) r.add_extensions("cuda_shared_memory");
 }

@@ -19,6 +19,35 @@ const IOSpec* ModelVersion::output(std::string_view n) const {
   for (const auto& s : outputs) if (s.name == n) return &s;
   return nullptr;
 }
+// Class labels of the outputs that name a label_filename (a plain file in the model directory,
+// one label per line, as Triton reads it).
+static void load_labels(ModelVersion& mv, const inference::ModelConfig& c, const fs::path& model_dir) {
+  for (const auto& o : c.output()) {
+    const std::string& f = o.label_filename();
+    if (f.empty()) continue;
+    ErrorWhere w;
+    w.model = mv.name;
+    w.tensor = o.name();
+    w.file = (model_dir / f).string();
+    if (f.find('/') != std::string::npos || f.find('\\') != std::string::npos || f == "." || f == "..")
+      throw Error(ErrorCode::InvalidArgument, "label_filename '" + f + "' must be a plain file name in the model directory", w);
+    std::error_code ec;
+    if (!fs::is_regular_file(model_dir / f, ec)) throw Error(ErrorCode::NotFound, "label file not found", w);
+    auto labels = std::make_shared<std::vector<std::string>>();
+    std::string text = read_file((model_dir / f).string());
+    size_t pos = 0;
+    while (pos < text.size()) {
+      size_t nl = text.find('\n', pos);
+      std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      labels->push_back(std::move(line));
+      pos = nl == std::string::npos ? text.size() : nl + 1;
+    }
+    for (auto& s : mv.outputs)
+      if (s.name == o.name()) s.labels = labels;
+  }
+}
+
 void bind_io(ModelVersion& mv, const inference::ModelConfig& c) {
   mv.max_batch = c.max_batch_size();
   const ModelInfo& mi = mv.model->info();
@@ -193,6 +222,11 @@ std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(
     }
     (*c.mutable_parameters())["quiver.sha256"].set_string_value(mv->sha256);
     bind_io(*mv, c);
+    try {
+      load_labels(*mv, c, dir);
+    } catch (const Error& e) {
+      throw e.with_context({name});
+    }
     std::sort(mv->inputs.begin(), mv->inputs.end(), [](auto& a, auto& b) { return a.model_index < b.model_index; });
     std::sort(mv->outputs.begin(), mv->outputs.end(), [](auto& a, auto& b) { return a.model_index < b.model_index; });
     mv->config = std::make_shared<inference::ModelConfig>(std::move(c));

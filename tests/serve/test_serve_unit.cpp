@@ -4,11 +4,18 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
+#include <cstring>
+#include <nlohmann/json.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <thread>
+
+#include <unistd.h>
 
 #include "quiver/core/util.hpp"
 #include "quiver/serve/codec.hpp"
@@ -141,6 +148,46 @@ TEST(ServeRepository, ModelNamesCannotEscape) {
   for (const char* bad : {"", ".", "..", "../x", "a/b", ".hidden", "a\\b"})
     EXPECT_THROW(ModelRepository::check_model_name(bad), Error) << bad;
   EXPECT_NO_THROW(ModelRepository::check_model_name("particlenet_ak4-v2.1"));
+}
+
+// label_filename: a plain file in the model directory, one label per line; a missing file or a
+// path fails the model's load, naming the file and output.
+TEST(ServeRepository, LabelFilesAreReadAndChecked) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("quiver-labels-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  auto model = [&](const std::string& name, const std::string& label_file) {
+    fs::create_directories(root / name / "1");
+    std::ofstream(root / name / "config.pbtxt")
+        << "backend: \"identity\" max_batch_size: 2 input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 3 ] } ] "
+           "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 3 ] label_filename: \"" << label_file << "\" } ]";
+  };
+  model("good", "labels.txt");
+  std::ofstream(root / "good/labels.txt") << "b\r\nc\r\nlight";  // CRLF, no final newline
+  model("missing", "nope.txt");
+  model("escape", "../good/labels.txt");
+  RepositoryOptions o;
+  o.root = root.string();
+  o.control = ModelControl::Explicit;
+  ModelRepository repo(o);
+  repo.load("good");
+  auto mv = repo.get("good", "");
+  ASSERT_TRUE(mv);
+  ASSERT_TRUE(mv->outputs[0].labels);
+  EXPECT_EQ(*mv->outputs[0].labels, (std::vector<std::string>{"b", "c", "light"}));
+  for (const char* bad : {"missing", "escape"}) {
+    try {
+      repo.load(bad);
+      ADD_FAILURE() << bad << " loaded";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.where().model, bad);
+      EXPECT_EQ(e.where().tensor, "O");
+      EXPECT_NE(e.where().file.find(bad == std::string("missing") ? "nope.txt" : "good/labels.txt"), std::string::npos)
+          << e.where().file;
+    }
+  }
+  repo.shutdown();
+  fs::remove_all(root);
 }
 
 // ---- scheduler ----
@@ -501,6 +548,100 @@ TEST(ServeCodec, BytesRoundTripAndHttpJson) {
   bad(R"({"inputs":[]})", -1);
   bad(R"([1,2,3])", -1);
   bad(R"({"inputs":[{"name":"S","shape":[1],"datatype":"BYTES","data":["a"]}]})", 1000);
+}
+
+// Triton's classification extension: top-N "value:index[:label]" per batch row, BYTES.
+TEST(ServeCodec, ClassificationTopNWithLabels) {
+  auto mv = identity_version(
+      "backend: \"identity\" max_batch_size: 4 input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 4 ] } ] "
+      "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 4 ] } ]");
+  mv->outputs[0].labels = std::make_shared<std::vector<std::string>>(std::vector<std::string>{"b", "c", "light", "tau"});
+  ShmManager shm;
+  inference::ModelInferRequest r;
+  r.set_model_name("m");
+  auto* in = r.add_inputs();
+  in->set_name("I");
+  in->set_datatype("FP32");
+  in->add_shape(2);
+  in->add_shape(4);
+  // row 1 has a tie (0.25 at 1 and 3: the lower index first) and a NaN (ranked last)
+  std::vector<float> v = {0.1f, 0.7f, 0.15f, 0.05f, NAN, 0.25f, 0.5f, 0.25f};
+  r.add_raw_input_contents(std::string(reinterpret_cast<char*>(v.data()), v.size() * 4));
+  auto* o = r.add_outputs();
+  o->set_name("O");
+  (*o->mutable_parameters())["classification"].set_int64_param(3);
+  InferRequest ir;
+  std::vector<OutputTarget> outs;
+  decode_grpc_request(r, *mv, shm, ir, outs);
+  ASSERT_EQ(outs.size(), 1u);
+  EXPECT_EQ(outs[0].class_count, 3u);
+  inference::ModelInferResponse resp;
+  encode_grpc_response(*mv, outs, ir.inputs, resp);
+  ASSERT_EQ(resp.outputs_size(), 1);
+  EXPECT_EQ(resp.outputs(0).datatype(), "BYTES");
+  EXPECT_EQ(std::vector<int64_t>(resp.outputs(0).shape().begin(), resp.outputs(0).shape().end()), (std::vector<int64_t>{2, 3}));
+  auto strings = [](const std::string& raw) {
+    std::vector<std::string> out;
+    for (size_t p = 0; p + 4 <= raw.size();) {
+      uint32_t n;
+      std::memcpy(&n, raw.data() + p, 4);
+      out.push_back(raw.substr(p + 4, n));
+      p += 4 + n;
+    }
+    return out;
+  };
+  EXPECT_EQ(strings(resp.raw_output_contents(0)),
+            (std::vector<std::string>{"0.700000:1:c", "0.150000:2:light", "0.100000:0:b", "0.500000:2:light",
+                                      "0.250000:1:c", "0.250000:3:tau"}));
+
+  // more classes than the row has: the row's size; no label beyond the file's lines; HTTP JSON
+  mv->outputs[0].labels = std::make_shared<std::vector<std::string>>(std::vector<std::string>{"b"});
+  InferRequest hr;
+  HttpInferRequest info;
+  decode_http_request(R"({"inputs":[{"name":"I","shape":[1,4],"datatype":"FP32","data":[1,4,2,3]}],)"
+                      R"("outputs":[{"name":"O","parameters":{"classification":10,"binary_data":false}}]})",
+                      -1, *mv, shm, hr, info);
+  int64_t hl = 0;
+  auto j = nlohmann::json::parse(encode_http_response(*mv, info, hr.inputs, hl));
+  EXPECT_EQ(hl, -1);
+  EXPECT_EQ(j["outputs"][0]["datatype"], "BYTES");
+  EXPECT_EQ(j["outputs"][0]["shape"], nlohmann::json::parse("[1,4]"));
+  EXPECT_EQ(j["outputs"][0]["data"],
+            nlohmann::json::parse(R"(["4.000000:1","3.000000:3","2.000000:2","1.000000:0:b"])"));
+
+  // integers print exactly; no batch dim for a model without batching
+  auto mi = identity_version(
+      "backend: \"identity\" max_batch_size: 0 input [ { name: \"I\" data_type: TYPE_INT64 dims: [ 3 ] } ] "
+      "output [ { name: \"O\" data_type: TYPE_INT64 dims: [ 3 ] } ]");
+  Tensor t = Tensor::from_vector(std::vector<int64_t>{-5, 9000000000LL, 7}, {3});
+  Tensor c = classify(*mi, mi->outputs[0], t, 2);
+  EXPECT_EQ(c.dims(), (std::vector<int64_t>{2}));
+  EXPECT_EQ(c.data<std::string>()[0], "9000000000:1");
+  EXPECT_EQ(c.data<std::string>()[1], "7:2");
+
+  // bad counts and types are refused by name
+  auto expect_bad = [&](const std::shared_ptr<ModelVersion>& m, const std::string& body, const std::string& needle) {
+    InferRequest x;
+    HttpInferRequest i;
+    try {
+      decode_http_request(body, -1, *m, shm, x, i);
+      ADD_FAILURE() << "accepted: " << body;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_bad(mv, R"({"inputs":[{"name":"I","shape":[1,4],"datatype":"FP32","data":[1,4,2,3]}],"outputs":[{"name":"O","parameters":{"classification":-1}}]})", "classification");
+  expect_bad(mv, R"({"inputs":[{"name":"I","shape":[1,4],"datatype":"FP32","data":[1,4,2,3]}],"outputs":[{"name":"O","parameters":{"classification":"3"}}]})", "classification");
+  auto mb = identity_version(
+      "backend: \"identity\" max_batch_size: 0 input [ { name: \"B\" data_type: TYPE_BOOL dims: [ 2 ] } ] "
+      "output [ { name: \"B_OUT\" data_type: TYPE_BOOL dims: [ 2 ] } ]");
+  expect_bad(mb, R"({"inputs":[{"name":"B","shape":[2],"datatype":"BOOL","data":[true,false]}],"outputs":[{"name":"B_OUT","parameters":{"classification":1}}]})", "B_OUT");
+  auto q = r;
+  (*q.mutable_outputs(0)->mutable_parameters())["classification"].set_string_param("3");
+  InferRequest x;
+  std::vector<OutputTarget> xo;
+  EXPECT_THROW(decode_grpc_request(q, *mv, shm, x, xo), Error);
 }
 
 // Fuzzer finding (fuzz_serve_request, UBSan "load of value 5 ... for type 'const bool'"): BOOL

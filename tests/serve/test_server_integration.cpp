@@ -948,6 +948,11 @@ TEST(ServeForest, TritonFilRepositoryServesUnchanged) {
   add("iris_proba", iris, fil_config(4, 3, param("output_class", "true") + param("predict_proba", "true")));
   add("iris_class", iris, fil_config(4, 1, param("output_class", "true")));
   add("audit_native", audit, "");
+  // classification extension with the class names from a label file
+  std::string labelled = fil_config(4, 3, param("output_class", "true") + param("predict_proba", "true"));
+  labelled.replace(labelled.find("dims: [ 3 ] }"), 13, "dims: [ 3 ] label_filename: \"species.txt\" }");
+  add("iris_labels", iris, labelled);
+  write_text(fs::path(repo) / "iris_labels/species.txt", "setosa\nversicolor\nvirginica\n");
 
   // inputs and expectations from the shared data
   auto features = [](const fs::path& csv, const std::vector<std::string>& cols, size_t rows) {
@@ -1024,6 +1029,56 @@ TEST(ServeForest, TritonFilRepositoryServesUnchanged) {
     st = infer("iris_proba", "input__0", std::vector<float>(10, 1.0f), 2, &y);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(st.error_message().find("input__0"), std::string::npos) << st.error_message();
+
+    // classification over gRPC (top 2 per row) and HTTP JSON (top 1), labels from the file
+    {
+      inference::ModelInferRequest r;
+      r.set_model_name("iris_labels");
+      auto* in = r.add_inputs();
+      in->set_name("input__0");
+      in->set_datatype("FP32");
+      in->add_shape(150);
+      in->add_shape(4);
+      r.add_raw_input_contents(std::string(reinterpret_cast<const char*>(xi.data()), xi.size() * sizeof(float)));
+      auto* o = r.add_outputs();
+      o->set_name("output__0");
+      (*o->mutable_parameters())["classification"].set_int64_param(2);
+      inference::ModelInferResponse resp;
+      st = stub->ModelInfer(ctx().get(), r, &resp);
+      ASSERT_TRUE(st.ok()) << st.error_message();
+      EXPECT_EQ(resp.outputs(0).datatype(), "BYTES");
+      EXPECT_EQ(std::vector<int64_t>(resp.outputs(0).shape().begin(), resp.outputs(0).shape().end()), (std::vector<int64_t>{150, 2}));
+      const std::string& raw = resp.raw_output_contents(0);
+      const char* names[] = {"setosa", "versicolor", "virginica"};
+      size_t p = 0;
+      for (size_t row = 0; row < 150; ++row) {
+        int order[3] = {0, 1, 2};
+        std::stable_sort(order, order + 3, [&](int a, int b) { return pi[a][row] > pi[b][row]; });
+        for (int j = 0; j < 2; ++j) {
+          ASSERT_LE(p + 4, raw.size());
+          uint32_t len;
+          std::memcpy(&len, raw.data() + p, 4);
+          std::string got = raw.substr(p + 4, len);
+          p += 4 + len;
+          const size_t c1 = got.find(':'), c2 = got.find(':', c1 + 1);
+          ASSERT_NE(c2, std::string::npos) << got;
+          EXPECT_EQ(got.substr(c1 + 1), std::to_string(order[j]) + ":" + names[order[j]]) << "row " << row;
+          EXPECT_NEAR(std::stof(got.substr(0, c1)), pi[order[j]][row], 2e-6f) << got;
+        }
+      }
+      EXPECT_EQ(p, raw.size());
+      httplib::Client http("127.0.0.1", s.http_port);
+      json body = {{"inputs", json::array({{{"name", "input__0"}, {"shape", {1, 4}}, {"datatype", "FP32"},
+                                            {"data", std::vector<float>(xi.end() - 4, xi.end())}}})},
+                   {"outputs", json::array({{{"name", "output__0"}, {"parameters", {{"classification", 1}}}}})}};
+      auto hr = http.Post("/v2/models/iris_labels/infer", body.dump(), "application/json");
+      ASSERT_TRUE(hr);
+      ASSERT_EQ(hr->status, 200) << hr->body;
+      auto hj = json::parse(hr->body);
+      EXPECT_EQ(hj["outputs"][0]["shape"], json::parse("[1,1]"));
+      const std::string top = hj["outputs"][0]["data"][0].get<std::string>();
+      EXPECT_NE(top.find(":2:virginica"), std::string::npos) << top;  // the last Iris row is a virginica
+    }
 
     // metadata as Triton FIL clients read it
     inference::ModelMetadataRequest mr;

@@ -22,7 +22,13 @@ struct OutputTarget {
   bool binary = true;  // HTTP: binary tensor data extension (gRPC: always raw)
   std::shared_ptr<const ShmRegion> shm;
   uint64_t shm_offset = 0, shm_size = 0;
+  uint32_t class_count = 0;  // classification extension: top-N "value:index[:label]" per batch row
 };
+
+// The classification extension: BYTES [batch, min(count, row size)] (no batch dim for a model
+// without batching) of "value:index[:label]", highest values first, ties by lower index; labels
+// from the output's label_filename. Throws InvalidArgument for BOOL / BYTES outputs.
+Tensor classify(const ModelVersion& mv, const IOSpec& spec, const Tensor& t, uint32_t count);
 
 // Checks one input's name / datatype / shape against the model; updates the common batch size.
 // Returns the input's index in ModelVersion::inputs.

@@ -25,6 +25,8 @@ struct IOSpec {
   DType dtype = DType::Undefined;
   std::vector<int64_t> dims;  // from the config, without the batch dim; -1 = any
   size_t model_index = 0;     // position in Model::info() inputs / outputs
+  // Outputs: class labels from the config's label_filename (line i names class i), else null.
+  std::shared_ptr<const std::vector<std::string>> labels;
 };
 
 struct ModelVersion {
