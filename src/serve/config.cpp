@@ -75,6 +75,12 @@ std::string engine_for_config(const inference::ModelConfig& c) {
               {c.name()});
 }
 
+static std::string dims_text(const google::protobuf::RepeatedField<int64_t>& d) {
+  std::string s = "[";
+  for (int i = 0; i < d.size(); ++i) s += (i ? ", " : " ") + std::to_string(d[i]);
+  return s + (d.empty() ? "]" : " ]");
+}
+
 static std::string param(const inference::ModelConfig& c, const std::string& key) {
   auto it = c.parameters().find(key);
   return it == c.parameters().end() ? "" : it->second.string_value();
@@ -205,8 +211,33 @@ static void complete_tensors(const inference::ModelConfig& c, bool batch, const 
       }
     }
   }
-  if (cin) for (const auto& x : *cin) check_one(x.name(), x.data_type(), x.dims());
-  else for (const auto& x : *cout) check_one(x.name(), x.data_type(), x.dims());
+  // `reshape`: the model sees reshape.shape, clients see dims; both must hold the same elements
+  // (fixed dims: the same product; variable dims: as many on each side, matched in order).
+  auto check_reshape = [&](const std::string& name, const google::protobuf::RepeatedField<int64_t>& dims,
+                           const google::protobuf::RepeatedField<int64_t>& shape) {
+    int64_t a = 1, b = 1;
+    int va = 0, vb = 0;
+    for (int64_t d : dims) d < 0 ? ++va : (a *= d, 0);
+    for (int64_t d : shape) d < 0 ? ++vb : (b *= d, 0);
+    if (va != vb || (va == 0 && a != b))
+      throw Error(ErrorCode::InvalidArgument,
+                  std::string(what) + " reshape " + dims_text(shape) + " does not hold the elements of dims " + dims_text(dims),
+                  {c.name(), "", name});
+  };
+  auto model_dims = [](const auto& x) -> const google::protobuf::RepeatedField<int64_t>& {
+    return x.has_reshape() ? x.reshape().shape() : x.dims();
+  };
+  if (cin) {
+    for (const auto& x : *cin) {
+      if (x.has_reshape()) check_reshape(x.name(), x.dims(), x.reshape().shape());
+      check_one(x.name(), x.data_type(), model_dims(x));
+    }
+  } else {
+    for (const auto& x : *cout) {
+      if (x.has_reshape()) check_reshape(x.name(), x.dims(), x.reshape().shape());
+      check_one(x.name(), x.data_type(), model_dims(x));
+    }
+  }
 }
 
 void complete_config(inference::ModelConfig& c, const ModelInfo& info) {
@@ -361,8 +392,10 @@ std::shared_ptr<const Model> make_identity_model(const inference::ModelConfig& c
     if (out.data_type() != in.data_type())
       throw Error(ErrorCode::InvalidArgument, "identity output must have the data_type of input '" + in.name() + "'",
                   {c.name(), "", out.name()});
-    info.inputs.push_back({in.name(), *dt, shape_of(in.dims())});
-    info.outputs.push_back({out.name(), *dt, shape_of(in.dims())});
+    // The model side of the identity: the input's reshape when it has one.
+    const auto& model_side = in.has_reshape() ? in.reshape().shape() : in.dims();
+    info.inputs.push_back({in.name(), *dt, shape_of(model_side)});
+    info.outputs.push_back({out.name(), *dt, shape_of(model_side)});
   }
   // Like Triton's identity backend: parameters { key: "execute_delay_ms" value: { string_value: "N" } }.
   int64_t delay_us = 0;

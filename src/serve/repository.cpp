@@ -58,6 +58,10 @@ void bind_io(ModelVersion& mv, const inference::ModelConfig& c) {
       s.name = t.name();
       s.dtype = *config_dtype(t.data_type());
       s.dims.assign(t.dims().begin(), t.dims().end());
+      if (t.has_reshape()) {
+        s.has_reshape = true;
+        s.reshape.assign(t.reshape().shape().begin(), t.reshape().shape().end());
+      }
       for (size_t i = 0; i < model_side.size(); ++i)
         if (model_side[i].name == s.name) s.model_index = i;
       out.push_back(std::move(s));

@@ -644,6 +644,69 @@ TEST(ServeCodec, ClassificationTopNWithLabels) {
   EXPECT_THROW(decode_grpc_request(q, *mv, shm, x, xo), Error);
 }
 
+// Config `reshape`: clients use `dims`, the model sees `reshape.shape` (and produces it for outputs).
+TEST(ServeCodec, ReshapeBetweenConfigDimsAndTheModel) {
+  ShmManager shm;
+  auto mv = identity_version(
+      "backend: \"identity\" max_batch_size: 4 "
+      "input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 4 ] reshape: { shape: [ 2, 2 ] } }, "
+      "        { name: \"S\" data_type: TYPE_INT32 dims: [ 1 ] reshape: { shape: [ ] } } ] "
+      "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 4 ] reshape: { shape: [ 2, 2 ] } }, "
+      "         { name: \"S_OUT\" data_type: TYPE_INT32 dims: [ 1 ] reshape: { shape: [ ] } } ]");
+  EXPECT_EQ(mv->model->info().inputs[0].shape.size(), 3u);  // [batch, 2, 2]
+  EXPECT_EQ(mv->model->info().inputs[1].shape.size(), 1u);  // [batch]
+  InferRequest ir;
+  HttpInferRequest info;
+  decode_http_request(R"({"inputs":[{"name":"I","shape":[3,4],"datatype":"FP32","data":[0,1,2,3,4,5,6,7,8,9,10,11]},)"
+                      R"({"name":"S","shape":[3,1],"datatype":"INT32","data":[7,8,9]}]})",
+                      -1, *mv, shm, ir, info);
+  EXPECT_EQ(ir.inputs[0].dims(), (std::vector<int64_t>{3, 2, 2}));
+  EXPECT_EQ(ir.inputs[1].dims(), (std::vector<int64_t>{3}));
+  auto outs = mv->model->run_once(ir.inputs);
+  int64_t hl = 0;
+  info.outputs[0].binary = info.outputs[1].binary = false;
+  auto j = nlohmann::json::parse(encode_http_response(*mv, info, outs, hl));
+  EXPECT_EQ(j["outputs"][0]["shape"], nlohmann::json::parse("[3,4]"));
+  EXPECT_EQ(j["outputs"][0]["data"][11], 11.0);
+  EXPECT_EQ(j["outputs"][1]["shape"], nlohmann::json::parse("[3,1]"));
+  EXPECT_EQ(j["outputs"][1]["data"], nlohmann::json::parse("[7,8,9]"));
+  std::vector<OutputTarget> targets(2);
+  targets[1].index = 1;
+  inference::ModelInferResponse resp;
+  encode_grpc_response(*mv, targets, outs, resp);
+  EXPECT_EQ(std::vector<int64_t>(resp.outputs(0).shape().begin(), resp.outputs(0).shape().end()), (std::vector<int64_t>{3, 4}));
+
+  // a variable dim: one on the model side is inferred from the element count
+  auto mvar = identity_version(
+      "backend: \"identity\" max_batch_size: 0 "
+      "input [ { name: \"P\" data_type: TYPE_FP32 dims: [ -1 ] reshape: { shape: [ -1, 2 ] } } ] "
+      "output [ { name: \"Q\" data_type: TYPE_FP32 dims: [ -1 ] reshape: { shape: [ -1, 2 ] } } ]");
+  InferRequest vr;
+  HttpInferRequest vi;
+  decode_http_request(R"({"inputs":[{"name":"P","shape":[6],"datatype":"FP32","data":[1,2,3,4,5,6]}]})", -1, *mvar, shm, vr, vi);
+  EXPECT_EQ(vr.inputs[0].dims(), (std::vector<int64_t>{3, 2}));
+  InferRequest odd;
+  HttpInferRequest oi;
+  try {
+    decode_http_request(R"({"inputs":[{"name":"P","shape":[5],"datatype":"FP32","data":[1,2,3,4,5]}]})", -1, *mvar, shm, odd, oi);
+    ADD_FAILURE() << "5 elements reshaped to [-1, 2]";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("'P'"), std::string::npos) << e.what();
+  }
+
+  // a reshape that cannot hold the dims' elements is refused when the config is read
+  try {
+    identity_version("backend: \"identity\" max_batch_size: 0 "
+                     "input [ { name: \"A\" data_type: TYPE_FP32 dims: [ 4 ] reshape: { shape: [ 3 ] } } ] "
+                     "output [ { name: \"B\" data_type: TYPE_FP32 dims: [ 3 ] } ]");
+    ADD_FAILURE() << "reshape [3] of dims [4] accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.where().tensor, "A");
+    EXPECT_NE(std::string(e.what()).find("reshape"), std::string::npos) << e.what();
+  }
+}
+
 // Fuzzer finding (fuzz_serve_request, UBSan "load of value 5 ... for type 'const bool'"): BOOL
 // raw bytes other than 0/1 were accepted and later read as bool (HTTP JSON output, models).
 TEST(ServeCodec, BoolRawBytesMustBeZeroOrOne) {

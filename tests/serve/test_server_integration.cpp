@@ -865,6 +865,13 @@ TEST(ServeOnnx, AutoCompletedOnnxModelsServeThroughTheEngine) {
   write_text(fs::path(repo) / "hls_gpu/config.pbtxt",
              "backend: \"onnxruntime\"\ninstance_group [ { kind: KIND_GPU gpus: [ 0 ] } ]\n"
              "parameters { key: \"device\" value { string_value: \"gpu-emulator\" } }\n");
+  // Triton's usual config for a model with a fixed batch of 1: clients send [16], the model sees [1, 16].
+  fs::create_directories(fs::path(repo) / "hls_reshaped/1");
+  fs::copy_file(models / "hls4ml_three_layer/model.onnx", fs::path(repo) / "hls_reshaped/1/model.onnx");
+  write_text(fs::path(repo) / "hls_reshaped/config.pbtxt",
+             "platform: \"onnxruntime_onnx\"\nmax_batch_size: 0\n"
+             "input [ { name: \"input_1_0\" data_type: TYPE_FP32 dims: [ 16 ] reshape: { shape: [ 1, 16 ] } } ]\n"
+             "output [ { name: \"output_softmax_Softmax_01\" data_type: TYPE_FP32 dims: [ 5 ] reshape: { shape: [ 1, 5 ] } } ]\n");
   fs::create_directories(fs::path(repo) / "pn/1");
   fs::copy_file(models / "particlenet_ak4_hlt/model.onnx", fs::path(repo) / "pn/1/model.onnx");
   write_text(fs::path(repo) / "pn/config.pbtxt", "platform: \"onnxruntime_onnx\"\n");
@@ -904,6 +911,22 @@ TEST(ServeOnnx, AutoCompletedOnnxModelsServeThroughTheEngine) {
     auto gy = as_floats(gresp.raw_output_contents(0));
     ASSERT_EQ(gy.size(), y.size());
     for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(gy[i], y[i], 1e-6f) << i;
+
+    inference::ModelInferRequest rr = r;
+    rr.set_model_name("hls_reshaped");
+    rr.mutable_inputs(0)->clear_shape();
+    rr.mutable_inputs(0)->add_shape(16);
+    inference::ModelInferResponse rresp;
+    st = stub->ModelInfer(ctx().get(), rr, &rresp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(std::vector<int64_t>(rresp.outputs(0).shape().begin(), rresp.outputs(0).shape().end()), (std::vector<int64_t>{5}));
+    auto ry = as_floats(rresp.raw_output_contents(0));
+    ASSERT_EQ(ry.size(), y.size());
+    for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(ry[i], y[i]) << i;
+    rr.mutable_inputs(0)->add_shape(1);  // [16, 1]: not the config's dims
+    st = stub->ModelInfer(ctx().get(), rr, &rresp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(st.error_message().find("input_1_0"), std::string::npos) << st.error_message();
 
     cr.set_name("pn");
     ASSERT_TRUE(stub->ModelConfig(ctx().get(), cr, &cfg).ok());

@@ -25,6 +25,10 @@ struct IOSpec {
   DType dtype = DType::Undefined;
   std::vector<int64_t> dims;  // from the config, without the batch dim; -1 = any
   size_t model_index = 0;     // position in Model::info() inputs / outputs
+  // Config `reshape`: the model's own dims (without the batch dim) when they differ from `dims`;
+  // requests and responses use `dims`, the model sees / produces `reshape`.
+  bool has_reshape = false;
+  std::vector<int64_t> reshape;
   // Outputs: class labels from the config's label_filename (line i names class i), else null.
   std::shared_ptr<const std::vector<std::string>> labels;
 };
