@@ -184,53 +184,6 @@ void check_all_inputs(const ModelVersion& mv, const std::vector<Tensor>& inputs)
 
 std::vector<int64_t> response_shape(const Tensor& t) { return t.dims(); }
 
-Tensor reshape_for(const ModelVersion& mv, const std::string& name, const Tensor& t, const std::vector<int64_t>& from,
-                   const std::vector<int64_t>& to) {
-  const bool batched = mv.max_batch > 0;
-  const size_t skip = batched ? 1 : 0;
-  std::vector<int64_t> var;  // the tensor's values of the variable dims of `from`, in order
-  for (size_t i = 0; i < from.size() && i + skip < t.rank(); ++i)
-    if (from[i] < 0) var.push_back(t.dim(i + skip));
-  int unknown = 0;
-  for (int64_t d : to) unknown += d < 0;
-  // A single variable dim on the target side is inferred from the element count.
-  const bool infer = unknown == 1;
-  std::vector<int64_t> dims;
-  if (batched) dims.push_back(t.rank() ? t.dim(0) : 1);
-  size_t vi = 0, infer_at = 0;
-  int64_t known = 1;  // product of the non-batch dims other than the inferred one
-  for (int64_t d : to) {
-    if (d < 0 && infer) {
-      infer_at = dims.size();
-      dims.push_back(0);
-      continue;
-    }
-    dims.push_back(d >= 0 ? d : vi < var.size() ? var[vi++] : 0);
-    known *= dims.back();
-  }
-  if (infer) {
-    const int64_t rows = batched ? dims[0] : 1;
-    const int64_t per_row = rows > 0 ? t.numel() / rows : 0;
-    dims[infer_at] = known > 0 ? per_row / known : 0;
-  }
-  int64_t total = 1;
-  for (int64_t d : dims) total *= d;
-  if (total != t.numel()) {
-    std::string a, b;
-    for (int64_t d : t.dims()) a += (a.empty() ? "" : ",") + std::to_string(d);
-    for (int64_t d : to) b += (b.empty() ? "" : ",") + std::to_string(d);
-    bad(mv, name, "tensor '" + name + "' of shape [" + a + "] cannot be reshaped to [" + (batched ? "batch" : "") +
-                      (batched && !b.empty() ? "," : "") + b + "]");
-  }
-  return t.reshaped(dims);
-}
-
-void apply_input_reshapes(const ModelVersion& mv, std::vector<Tensor>& inputs) {
-  for (size_t i = 0; i < mv.inputs.size() && i < inputs.size(); ++i)
-    if (mv.inputs[i].has_reshape)
-      inputs[i] = reshape_for(mv, mv.inputs[i].name, inputs[i], mv.inputs[i].dims, mv.inputs[i].reshape);
-}
-
 // ---------------------------------------------------------------- classification extension
 namespace {
 uint32_t check_class_count(const ModelVersion& mv, const IOSpec& s, uint64_t n) {
@@ -423,7 +376,6 @@ void decode_grpc_request(const inference::ModelInferRequest& msg, const ModelVer
     }
   }
   check_all_inputs(mv, req.inputs);
-  apply_input_reshapes(mv, req.inputs);
   req.batch = mv.max_batch > 0 ? batch : 1;
   // Request parameters: priority (uint64), timeout (int64, microseconds).
   for (const auto& [k, v] : msg.parameters()) {
@@ -493,11 +445,9 @@ void encode_grpc_response(const ModelVersion& mv, const std::vector<OutputTarget
     const IOSpec& s = mv.outputs[tg.index];
     if (s.model_index >= outputs.size())
       throw Error(ErrorCode::Internal, "model produced no output", {mv.name, "", s.name});
-    Tensor shaped = s.has_reshape ? reshape_for(mv, s.name, outputs[s.model_index], s.reshape, s.dims) : Tensor();
-    const Tensor& produced = s.has_reshape ? shaped : outputs[s.model_index];
     Tensor classes;
-    if (tg.class_count) classes = classify(mv, s, produced, tg.class_count);
-    const Tensor& t = tg.class_count ? classes : produced;
+    if (tg.class_count) classes = classify(mv, s, outputs[s.model_index], tg.class_count);
+    const Tensor& t = tg.class_count ? classes : outputs[s.model_index];
     auto* o = resp.add_outputs();
     o->set_name(s.name);
     o->set_datatype(std::string(dtype_kserve_name(t.dtype())));
@@ -704,7 +654,6 @@ void decode_http_request(std::string_view body, int64_t header_len, const ModelV
   if (bin_pos != binary.size())
     bad(mv, "", "request body has " + std::to_string(binary.size() - bin_pos) + " bytes of binary data that no input claims");
   check_all_inputs(mv, req.inputs);
-  apply_input_reshapes(mv, req.inputs);
   req.batch = mv.max_batch > 0 ? batch : 1;
   info.outputs.clear();
   if (j.contains("outputs")) {
@@ -769,13 +718,8 @@ std::string encode_http_response(const ModelVersion& mv, const HttpInferRequest&
     const IOSpec& s = mv.outputs[tg.index];
     if (s.model_index >= outputs.size())
       throw Error(ErrorCode::Internal, "model produced no output", {mv.name, "", s.name});
-    if (s.has_reshape) {  // the response uses the config's dims (a view of the same data)
-      classes.push_back(reshape_for(mv, s.name, outputs[s.model_index], s.reshape, s.dims));
-      if (tg.class_count) classes.back() = classify(mv, s, classes.back(), tg.class_count);
-    } else if (tg.class_count) {
-      classes.push_back(classify(mv, s, outputs[s.model_index], tg.class_count));
-    }
-    const Tensor& t = s.has_reshape || tg.class_count ? classes.back() : outputs[s.model_index];
+    if (tg.class_count) classes.push_back(classify(mv, s, outputs[s.model_index], tg.class_count));
+    const Tensor& t = tg.class_count ? classes.back() : outputs[s.model_index];
     json o;
     o["name"] = s.name;
     o["datatype"] = std::string(dtype_kserve_name(t.dtype()));

@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <thread>
 
-#include "quiver/serve/repository.hpp"
+#include "quiver/serve/model_config.hpp"
 
 namespace fs = std::filesystem;
 
@@ -315,33 +315,6 @@ std::vector<int64_t> select_versions(const inference::ModelConfig& c, std::vecto
   return present;
 }
 
-SchedulerOptions scheduler_options(const inference::ModelConfig& c) {
-  SchedulerOptions o;
-  o.instances = 0;
-  for (const auto& g : c.instance_group()) o.instances += std::max(1, g.count());
-  if (o.instances <= 0) o.instances = 1;
-  o.max_batch = c.max_batch_size();
-  auto policy = [](const inference::ModelQueuePolicy& p) {
-    QueuePolicy q;
-    q.delay_on_timeout = p.timeout_action() == inference::ModelQueuePolicy::DELAY;
-    q.default_timeout_us = p.default_timeout_microseconds();
-    q.allow_timeout_override = p.allow_timeout_override();
-    q.max_queue_size = p.max_queue_size();
-    return q;
-  };
-  if (c.has_dynamic_batching()) {
-    const auto& db = c.dynamic_batching();
-    o.dynamic_batching = c.max_batch_size() > 0;
-    for (int p : db.preferred_batch_size()) o.preferred_batch_sizes.push_back(p);
-    o.max_queue_delay_us = db.max_queue_delay_microseconds();
-    o.preserve_ordering = db.preserve_ordering();
-    o.priority_levels = db.priority_levels();
-    o.default_priority = db.default_priority_level();
-    if (db.has_default_queue_policy()) o.default_policy = policy(db.default_queue_policy());
-    for (const auto& [lvl, p] : db.priority_queue_policy()) o.priority_policy[lvl] = policy(p);
-  }
-  return o;
-}
 
 // ---- identity backend ----
 namespace {

@@ -58,10 +58,6 @@ void bind_io(ModelVersion& mv, const inference::ModelConfig& c) {
       s.name = t.name();
       s.dtype = *config_dtype(t.data_type());
       s.dims.assign(t.dims().begin(), t.dims().end());
-      if (t.has_reshape()) {
-        s.has_reshape = true;
-        s.reshape.assign(t.reshape().shape().begin(), t.reshape().shape().end());
-      }
       for (size_t i = 0; i < model_side.size(); ++i)
         if (model_side[i].name == s.name) s.model_index = i;
       out.push_back(std::move(s));
@@ -79,8 +75,9 @@ std::shared_ptr<ModelVersion> identity_model_version(const std::string& config_t
   mv->version = 1;
   mv->version_str = "1";
   mv->engine = "identity";
-  mv->model = make_identity_model(c, "1");
-  complete_config(c, mv->model->info());
+  LoadedModel lm = load_repository_version(c, "", "1", config_text, "", 1);
+  c = std::move(lm.config);
+  mv->model = std::move(lm.model);
   bind_io(*mv, c);
   mv->config = std::make_shared<inference::ModelConfig>(c);
   return mv;
@@ -185,46 +182,16 @@ std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(
   for (int64_t v : chosen) {
     const std::string vs = std::to_string(v);
     const std::string vdir = (dir / vs).string();
-    inference::ModelConfig c = base;
-    if (engine_for_config(c).empty()) guess_platform(c, vdir);
-    std::string engine = engine_for_config(c);
+    LoadedModel lm = load_repository_version(base, vdir, vs, cfg_text, cfg_path.string(), opt_.intra_op_threads);
+    inference::ModelConfig c = std::move(lm.config);
     auto mv = std::make_shared<ModelVersion>();
     mv->name = name;
     mv->version = v;
     mv->version_str = vs;
-    mv->engine = engine;
-    try {
-      if (engine == "identity") {
-        mv->model = make_identity_model(c, vs);
-        mv->sha256 = sha256_hex(cfg_text);
-        mv->path = cfg_path.string();
-      } else {
-        std::string file = find_model_file(c, vdir);
-        LoadOptions lo;
-        lo.name = name;
-        lo.version = vs;
-        lo.intra_op_threads = opt_.intra_op_threads;
-        for (const auto& [k, p] : c.parameters()) lo.params[k] = p.string_value();
-        // backend "fil": Triton FIL's tensor names and output_class / predict_proba / threshold,
-        // so that a Triton FIL repository works unchanged; "forest" keeps Quiver's own interface.
-        if (c.backend() == "fil") lo.params.emplace("interface", "triton_fil");
-        // instance_group { kind: KIND_GPU gpus: [N] }: the GPU executor on device N (the first GPU
-        // group decides; a "device" parameter in the config wins, e.g. "gpu-emulator" for tests).
-        if (!lo.params.count("device"))
-          for (const auto& g : c.instance_group())
-            if (g.kind() == inference::ModelInstanceGroup::KIND_GPU) {
-              lo.params["device"] = "cuda:" + std::to_string(g.gpus_size() ? g.gpus(0) : 0);
-              break;
-            }
-        mv->model = load_model(file, lo, engine == "auto" ? "" : engine);
-        mv->sha256 = mv->model->info().sha256.empty() ? sha256_file(file) : mv->model->info().sha256;
-        mv->path = file;
-      }
-      complete_config(c, mv->model->info());
-    } catch (const Error& e) {
-      throw e.with_context({name});
-    }
-    (*c.mutable_parameters())["quiver.sha256"].set_string_value(mv->sha256);
+    mv->engine = lm.engine;
+    mv->model = std::move(lm.model);
+    mv->sha256 = lm.sha256;
+    mv->path = lm.path;
     bind_io(*mv, c);
     try {
       load_labels(*mv, c, dir);
@@ -420,6 +387,34 @@ bool ModelRepository::all_ready() const {
   for (auto& [n, e] : models_)
     if (e.state == "LOADING") return false;
   return true;
+}
+
+SchedulerOptions scheduler_options(const inference::ModelConfig& c) {
+  SchedulerOptions o;
+  o.instances = 0;
+  for (const auto& g : c.instance_group()) o.instances += std::max(1, g.count());
+  if (o.instances <= 0) o.instances = 1;
+  o.max_batch = c.max_batch_size();
+  auto policy = [](const inference::ModelQueuePolicy& p) {
+    QueuePolicy q;
+    q.delay_on_timeout = p.timeout_action() == inference::ModelQueuePolicy::DELAY;
+    q.default_timeout_us = p.default_timeout_microseconds();
+    q.allow_timeout_override = p.allow_timeout_override();
+    q.max_queue_size = p.max_queue_size();
+    return q;
+  };
+  if (c.has_dynamic_batching()) {
+    const auto& db = c.dynamic_batching();
+    o.dynamic_batching = c.max_batch_size() > 0;
+    for (int p : db.preferred_batch_size()) o.preferred_batch_sizes.push_back(p);
+    o.max_queue_delay_us = db.max_queue_delay_microseconds();
+    o.preserve_ordering = db.preserve_ordering();
+    o.priority_levels = db.priority_levels();
+    o.default_priority = db.default_priority_level();
+    if (db.has_default_queue_policy()) o.default_policy = policy(db.default_queue_policy());
+    for (const auto& [lvl, p] : db.priority_queue_policy()) o.priority_policy[lvl] = policy(p);
+  }
+  return o;
 }
 
 }  // namespace quiver::serve

@@ -53,7 +53,7 @@ struct Repo : quiver::testing::TempRepository {
   }
 };
 
-std::unique_ptr<ServerProcess> serve(const Repo& repo) {
+std::unique_ptr<ServerProcess> serve(const quiver::testing::TempRepository& repo) {
   return std::make_unique<ServerProcess>(
       kQuiver, std::vector<std::string>{"serve", "--model-repository", repo.dir.string(), "--grpc-port", "0",
                                         "--http-port", "-1", "--metrics-port", "-1"});
@@ -180,6 +180,57 @@ TEST(ClientServe, FallbackRunsTheSameEngineThenServersTakeOver) {
     ASSERT_TRUE(r.ok());
     EXPECT_FALSE(r.provenance.fallback) << "traffic did not move back";
     EXPECT_TRUE(same(r.output(out_name), remote[i]));
+  }
+}
+
+// The local fallback reads a repository exactly as the server does: a Triton FIL model (input__0
+// -> output__0, predict_proba) and a config `reshape` answer with the server's tensor names, shapes
+// and values when every server is gone.
+TEST(ClientServe, FallbackSeesTheRepositoryAsTheServerDoes) {
+  const std::string xgb = QUIVER_SHARED_DIR "/models/forest/xgboost/xgb17/BinaryLogisticAudit17.json";
+  if (!fs::exists(kMlp) || !fs::exists(xgb)) GTEST_SKIP() << "shared models missing";
+  quiver::testing::TempRepository repo("quiver_client_fallback_repo");
+  repo.add("mlp_reshaped", "name: \"mlp_reshaped\"\nplatform: \"onnxruntime_onnx\"\nmax_batch_size: 0\n"
+                           "input [ { name: \"input_1_0\" data_type: TYPE_FP32 dims: [ 16 ] reshape: { shape: [ 1, 16 ] } } ]\n"
+                           "output [ { name: \"output_softmax_Softmax_01\" data_type: TYPE_FP32 dims: [ 5 ] reshape: { shape: [ 1, 5 ] } } ]\n");
+  fs::copy_file(kMlp, repo.dir / "mlp_reshaped" / "1" / "model.onnx");
+  repo.add("audit", "name: \"audit\"\nbackend: \"fil\"\nmax_batch_size: 1024\n"
+                    "input [ { name: \"input__0\" data_type: TYPE_FP32 dims: [ 4 ] } ]\n"
+                    "output [ { name: \"output__0\" data_type: TYPE_FP32 dims: [ 1 ] } ]\n"
+                    "parameters [ { key: \"model_type\" value: { string_value: \"xgboost_json\" } },\n"
+                    "  { key: \"output_class\" value: { string_value: \"true\" } },\n"
+                    "  { key: \"predict_proba\" value: { string_value: \"true\" } } ]\n");
+  fs::copy_file(xgb, repo.dir / "audit" / "1" / "xgboost.json");
+  auto s0 = serve(repo);
+  ClientOptions o = fast_options({s0->grpc()});
+  o.fallback = FallbackMode::OnFailure;
+  o.fallback_repository = repo.dir.string();
+  Client client(o);
+  ASSERT_TRUE(client.wait_for_serving(1, 10'000'000'000));
+  Tensor x = Tensor::empty(DType::F32, {16});
+  for (int i = 0; i < 16; ++i) x.data<float>()[i] = 0.1f * float(i - 8);
+  Tensor rows = Tensor::from_vector(std::vector<float>{38, 81838, 0, 72, 45, 27743.82f, 0, 55, 60, 1e5f, 1, 40}, {3, 4});
+  struct Call {
+    std::string model, in, out;
+    Tensor x;
+  };
+  const Call calls[] = {{"mlp_reshaped", "input_1_0", "output_softmax_Softmax_01", x}, {"audit", "input__0", "output__0", rows}};
+  std::vector<Tensor> remote;
+  for (const auto& c : calls) {
+    auto r = client.infer(c.model, {{c.in, c.x}});
+    ASSERT_TRUE(r.ok()) << c.model << ": " << r.error->what();
+    EXPECT_FALSE(r.provenance.fallback);
+    remote.push_back(r.output(c.out).clone());
+  }
+  EXPECT_EQ(remote[0].dims(), (std::vector<int64_t>{5}));
+  EXPECT_EQ(remote[1].dims(), (std::vector<int64_t>{3, 1}));
+  s0->kill9();
+  for (size_t i = 0; i < std::size(calls); ++i) {
+    auto r = client.infer(calls[i].model, {{calls[i].in, calls[i].x}});
+    ASSERT_TRUE(r.ok()) << calls[i].model << ": " << r.error->what();
+    EXPECT_TRUE(r.provenance.fallback);
+    EXPECT_EQ(r.output(calls[i].out).dims(), remote[i].dims()) << calls[i].model;
+    EXPECT_TRUE(same(r.output(calls[i].out), remote[i])) << "fallback differs from the server for " << calls[i].model;
   }
 }
 

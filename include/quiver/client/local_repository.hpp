@@ -36,8 +36,4 @@ class LocalRepository {
   std::map<std::string, std::shared_ptr<Entry>> loaded_;
 };
 
-// Model for config.pbtxt `backend: "identity"` (as `quiver serve` has): output i = input i,
-// named after the config's outputs. Used by the fallback when the repository's model is identity.
-std::shared_ptr<const Model> make_identity_model(ModelInfo info);
-
 }  // namespace quiver::client

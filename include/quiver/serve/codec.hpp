@@ -47,13 +47,6 @@ Tensor tensor_from_shm(const ModelVersion& mv, const IOSpec& spec, std::span<con
 // Size of a tensor on the wire (BYTES: 4 + length per element) and serialisation into `dst`.
 size_t wire_size(const Tensor& t);
 void write_wire(const Tensor& t, uint8_t* dst);
-// Config `reshape`: the tensor viewed with the `to` pattern's dims (without the batch dim; -1
-// dims take the values of `from`'s variable dims in order, or a single one is inferred from the
-// element count). Throws InvalidArgument naming the tensor when the elements do not fit.
-Tensor reshape_for(const ModelVersion& mv, const std::string& name, const Tensor& t, const std::vector<int64_t>& from,
-                   const std::vector<int64_t>& to);
-// Every input with a `reshape` in the config, viewed with the model's dims.
-void apply_input_reshapes(const ModelVersion& mv, std::vector<Tensor>& inputs);
 // All inputs given exactly once? Throws InvalidArgument naming the missing one.
 void check_all_inputs(const ModelVersion& mv, const std::vector<Tensor>& inputs);
 std::vector<int64_t> response_shape(const Tensor& t);

@@ -15,6 +15,7 @@
 
 #include "model_config.pb.h"
 #include "quiver/core/model.hpp"
+#include "quiver/serve/model_config.hpp"
 #include "quiver/serve/scheduler.hpp"
 
 namespace quiver::serve {
@@ -25,10 +26,6 @@ struct IOSpec {
   DType dtype = DType::Undefined;
   std::vector<int64_t> dims;  // from the config, without the batch dim; -1 = any
   size_t model_index = 0;     // position in Model::info() inputs / outputs
-  // Config `reshape`: the model's own dims (without the batch dim) when they differ from `dims`;
-  // requests and responses use `dims`, the model sees / produces `reshape`.
-  bool has_reshape = false;
-  std::vector<int64_t> reshape;
   // Outputs: class labels from the config's label_filename (line i names class i), else null.
   std::shared_ptr<const std::vector<std::string>> labels;
 };
@@ -112,27 +109,8 @@ class ModelRepository {
   std::mutex load_mu_;  // one load / unload at a time
 };
 
-// ---- config helpers (also used by tests and tools) ----
-// Parses config.pbtxt text; throws Parse naming `file` and the line.
-inference::ModelConfig parse_model_config(const std::string& text, const std::string& file);
-std::string model_config_to_text(const inference::ModelConfig& c);
-std::optional<DType> config_dtype(int data_type);  // inference::DataType -> DType
-int to_config_dtype(DType t);                       // DType -> inference::DataType
-// Which Quiver engine serves a Triton config: "onnx", "forest", "identity"; throws Unsupported.
-std::string engine_for_config(const inference::ModelConfig& c);
-// Model file for a config inside a version directory ("" for identity); throws NotFound.
-std::string find_model_file(const inference::ModelConfig& c, const std::string& version_dir);
-// Guess the config of a model folder without config.pbtxt from the files in `version_dir`.
-void guess_platform(inference::ModelConfig& c, const std::string& version_dir);
-// Fill missing inputs / outputs / max_batch_size / batching from the loaded model and check the
-// config against it; throws InvalidArgument naming the tensor.
-void complete_config(inference::ModelConfig& c, const ModelInfo& info);
-// Versions the policy selects among those present (ascending); throws NotFound for a missing
-// specific version.
-std::vector<int64_t> select_versions(const inference::ModelConfig& c, std::vector<int64_t> present);
+// Scheduler settings of a completed config (instances, dynamic batching, queue policies).
 SchedulerOptions scheduler_options(const inference::ModelConfig& c);
-// Built-in "identity" backend: output i is a copy of input i (as Triton's identity backend).
-std::shared_ptr<const Model> make_identity_model(const inference::ModelConfig& c, const std::string& version);
 // Set mv's max_batch, inputs and outputs (in the model's order) from its completed config.
 void bind_io(ModelVersion& mv, const inference::ModelConfig& c);
 // A loaded version "1" of the identity backend named `name` from config text (tests, fuzzers, benches).
