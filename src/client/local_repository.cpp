@@ -30,8 +30,19 @@ std::shared_ptr<const Model> LocalRepository::get(const std::string& model, cons
 
 std::shared_ptr<LocalRepository::Entry> LocalRepository::entry(const std::string& model, const std::string& version) {
   const std::string key = model + "\x1f" + version;
-  std::lock_guard lk(mu_);
-  if (auto it = loaded_.find(key); it != loaded_.end()) return it->second;
+  {
+    std::lock_guard lk(mu_);
+    if (auto it = loaded_.find(key); it != loaded_.end()) return it->second;
+  }
+  // Loaded without the lock: an ensemble's steps load their models through entry() too; an
+  // ensemble that reaches itself again is refused instead of recursing.
+  thread_local std::vector<std::string> loading;
+  if (std::find(loading.begin(), loading.end(), model) != loading.end())
+    throw Error(ErrorCode::InvalidArgument, "ensemble steps lead back to model '" + model + "'", {.model = model});
+  loading.push_back(model);
+  struct Pop {
+    ~Pop() { loading.pop_back(); }
+  } pop;
   if (!has(model))
     throw Error(ErrorCode::NotFound, "model not in the fallback repository", {.model = model, .file = dir_});
   fs::path mdir = fs::path(dir_) / model;
@@ -62,9 +73,12 @@ std::shared_ptr<LocalRepository::Entry> LocalRepository::entry(const std::string
   // Loaded exactly as `quiver serve` loads it (engine, default file names, FIL interface, reshape,
   // auto-complete, provenance hash): the fallback answers with the server's tensors.
   auto e = std::make_shared<Entry>();
-  e->model = serve::load_repository_version(cfg, vdir.string(), v, text, cfg_path.string()).model;
-  loaded_[key] = e;
-  return e;
+  serve::ModelResolver resolver = [this](const std::string& n, int64_t ver) {
+    return entry(n, ver < 0 ? "" : std::to_string(ver))->model;
+  };
+  e->model = serve::load_repository_version(cfg, vdir.string(), v, text, cfg_path.string(), 1, resolver).model;
+  std::lock_guard lk(mu_);
+  return loaded_.try_emplace(key, e).first->second;  // a concurrent load of the same model: keep the first
 }
 
 std::vector<NamedTensor> LocalRepository::run(const std::string& model, const std::string& version,

@@ -67,11 +67,12 @@ std::string engine_for_config(const inference::ModelConfig& c) {
   if (p == "onnxruntime_onnx" || b == "onnxruntime" || b == "onnx") return "onnx";
   if (b == "fil" || b == "forest") return "forest";
   if (b == "identity") return "identity";
+  if (p == "ensemble") return "ensemble";
   if (b == "quiver") return "auto";  // any file a registered Quiver backend accepts (default_model_filename)
   if (p.empty() && b.empty()) return "";
   throw Error(ErrorCode::Unsupported,
               "platform '" + p + "' / backend '" + b +
-                  "' is not supported (Quiver serves onnxruntime_onnx / onnxruntime, fil / forest and identity models)",
+                  "' is not supported (Quiver serves onnxruntime_onnx / onnxruntime, fil / forest, identity and ensemble models)",
               {c.name()});
 }
 
@@ -268,7 +269,8 @@ void complete_config(inference::ModelConfig& c, const ModelInfo& info) {
   complete_tensors(c, batch, info.outputs, nullptr, c.mutable_output());
   if (c.instance_group_size() == 0) {
     auto* g = c.add_instance_group();
-    g->set_count(1);
+    // An ensemble only passes tensors between its steps: let as many calls run as there are cores.
+    g->set_count(c.platform() == "ensemble" ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency())) : 1);
     g->set_kind(inference::ModelInstanceGroup::KIND_CPU);
   }
   for (auto& g : *c.mutable_instance_group()) {
@@ -290,8 +292,10 @@ void complete_config(inference::ModelConfig& c, const ModelInfo& info) {
         (db.default_priority_level() == 0 || db.default_priority_level() > db.priority_levels()))
       throw Error(ErrorCode::InvalidArgument, "default_priority_level must be in [1, priority_levels]", {c.name()});
   }
-  if (c.has_sequence_batching() || c.has_ensemble_scheduling())
-    throw Error(ErrorCode::Unsupported, "sequence batching and ensembles are not supported", {c.name()});
+  if (c.has_sequence_batching())
+    throw Error(ErrorCode::Unsupported, "sequence batching is not supported", {c.name()});
+  if (c.has_ensemble_scheduling() != (c.platform() == "ensemble"))
+    throw Error(ErrorCode::InvalidArgument, "ensemble_scheduling goes with platform \"ensemble\" (and only with it)", {c.name()});
 }
 
 std::vector<int64_t> select_versions(const inference::ModelConfig& c, std::vector<int64_t> present) {

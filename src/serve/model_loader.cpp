@@ -121,14 +121,14 @@ std::shared_ptr<const Model> apply_reshapes(std::shared_ptr<const Model> model, 
 
 LoadedModel load_repository_version(inference::ModelConfig c, const std::string& version_dir, const std::string& version,
                                     const std::string& config_text, const std::string& config_path,
-                                    int intra_op_threads) {
+                                    int intra_op_threads, const ModelResolver& resolver) {
   const std::string name = c.name();
   LoadedModel lm;
   try {
     if (engine_for_config(c).empty()) guess_platform(c, version_dir);
     lm.engine = engine_for_config(c);
-    if (lm.engine == "identity") {
-      lm.model = make_identity_model(c, version);
+    if (lm.engine == "identity" || lm.engine == "ensemble") {  // defined by the config alone
+      lm.model = lm.engine == "identity" ? make_identity_model(c, version) : make_ensemble_model(c, version, resolver);
       lm.sha256 = sha256_hex(config_text);
       lm.path = config_path;
     } else {

@@ -182,7 +182,13 @@ std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(
   for (int64_t v : chosen) {
     const std::string vs = std::to_string(v);
     const std::string vdir = (dir / vs).string();
-    LoadedModel lm = load_repository_version(base, vdir, vs, cfg_text, cfg_path.string(), opt_.intra_op_threads);
+    // Ensemble steps find their models among those loaded (the version each one's policy serves
+    // unless the step pins one).
+    ModelResolver resolver = [this](const std::string& n, int64_t ver) {
+      return get(n, ver < 0 ? "" : std::to_string(ver))->model;
+    };
+    LoadedModel lm =
+        load_repository_version(base, vdir, vs, cfg_text, cfg_path.string(), opt_.intra_op_threads, resolver);
     inference::ModelConfig c = std::move(lm.config);
     auto mv = std::make_shared<ModelVersion>();
     mv->name = name;
@@ -283,14 +289,51 @@ std::vector<std::string> ModelRepository::load_startup() {
     names = model_dirs(opt_.root);
   }
   std::vector<std::string> errors;
+  load_in_order(names, errors);
+  return errors;
+}
+
+// Ensembles need their composing models loaded first (and an ensemble may compose another), so
+// they load after the others, in passes until a pass makes no progress.
+void ModelRepository::load_in_order(const std::vector<std::string>& names, std::vector<std::string>& errors) {
+  auto is_ensemble = [this](const std::string& n) {
+    std::error_code ec;
+    const fs::path cfg = fs::path(opt_.root) / n / "config.pbtxt";
+    if (!fs::exists(cfg, ec)) return false;
+    try {
+      return parse_model_config(read_file(cfg.string()), cfg.string()).platform() == "ensemble";
+    } catch (const Error&) {
+      return false;  // load() reports the parse error
+    }
+  };
+  std::vector<std::string> pending;
   for (const auto& n : names) {
+    if (is_ensemble(n)) {
+      pending.push_back(n);
+      continue;
+    }
     try {
       load(n);
     } catch (const Error& e) {
       errors.push_back(e.what());
     }
   }
-  return errors;
+  while (!pending.empty()) {
+    std::vector<std::string> failed, why;
+    for (const auto& n : pending) {
+      try {
+        load(n);
+      } catch (const Error& e) {
+        failed.push_back(n);
+        why.push_back(e.what());
+      }
+    }
+    if (failed.size() == pending.size()) {
+      errors.insert(errors.end(), why.begin(), why.end());
+      break;
+    }
+    pending = std::move(failed);
+  }
 }
 
 std::vector<std::string> ModelRepository::poll() {
@@ -309,9 +352,7 @@ std::vector<std::string> ModelRepository::poll() {
   for (const auto& n : to_unload) {
     try { unload(n); } catch (const Error& e) { errors.push_back(e.what()); }
   }
-  for (const auto& n : to_load) {
-    try { load(n); } catch (const Error& e) { errors.push_back(e.what()); }
-  }
+  load_in_order(to_load, errors);
   return errors;
 }
 

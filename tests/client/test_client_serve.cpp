@@ -184,8 +184,8 @@ TEST(ClientServe, FallbackRunsTheSameEngineThenServersTakeOver) {
 }
 
 // The local fallback reads a repository exactly as the server does: a Triton FIL model (input__0
-// -> output__0, predict_proba) and a config `reshape` answer with the server's tensor names, shapes
-// and values when every server is gone.
+// -> output__0, predict_proba), a config `reshape` and an ensemble answer with the server's tensor
+// names, shapes and values when every server is gone.
 TEST(ClientServe, FallbackSeesTheRepositoryAsTheServerDoes) {
   const std::string xgb = QUIVER_SHARED_DIR "/models/forest/xgboost/xgb17/BinaryLogisticAudit17.json";
   if (!fs::exists(kMlp) || !fs::exists(xgb)) GTEST_SKIP() << "shared models missing";
@@ -201,6 +201,11 @@ TEST(ClientServe, FallbackSeesTheRepositoryAsTheServerDoes) {
                     "  { key: \"output_class\" value: { string_value: \"true\" } },\n"
                     "  { key: \"predict_proba\" value: { string_value: \"true\" } } ]\n");
   fs::copy_file(xgb, repo.dir / "audit" / "1" / "xgboost.json");
+  repo.add("pipeline", "name: \"pipeline\"\nplatform: \"ensemble\"\nmax_batch_size: 0\n"
+                       "input [ { name: \"RAW\" data_type: TYPE_FP32 dims: [ 16 ] } ]\n"
+                       "output [ { name: \"PROBS\" data_type: TYPE_FP32 dims: [ 5 ] } ]\n"
+                       "ensemble_scheduling { step [ { model_name: \"mlp_reshaped\" input_map { key: \"input_1_0\" value: \"RAW\" }\n"
+                       "  output_map { key: \"output_softmax_Softmax_01\" value: \"PROBS\" } } ] }\n");
   auto s0 = serve(repo);
   ClientOptions o = fast_options({s0->grpc()});
   o.fallback = FallbackMode::OnFailure;
@@ -214,7 +219,9 @@ TEST(ClientServe, FallbackSeesTheRepositoryAsTheServerDoes) {
     std::string model, in, out;
     Tensor x;
   };
-  const Call calls[] = {{"mlp_reshaped", "input_1_0", "output_softmax_Softmax_01", x}, {"audit", "input__0", "output__0", rows}};
+  const Call calls[] = {{"mlp_reshaped", "input_1_0", "output_softmax_Softmax_01", x},
+                        {"audit", "input__0", "output__0", rows},
+                        {"pipeline", "RAW", "PROBS", x}};
   std::vector<Tensor> remote;
   for (const auto& c : calls) {
     auto r = client.infer(c.model, {{c.in, c.x}});

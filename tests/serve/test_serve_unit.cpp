@@ -190,6 +190,76 @@ TEST(ServeRepository, LabelFilesAreReadAndChecked) {
   fs::remove_all(root);
 }
 
+// Ensembles: steps in any order in the file, tensors checked at load, composing models found
+// among those loaded on every call.
+TEST(ServeRepository, EnsemblesLoadAfterTheirStepsAndCheckTheGraph) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("quiver-ensemble-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  auto model = [&](const std::string& name, const std::string& cfg) {
+    fs::create_directories(root / name / "1");
+    std::ofstream(root / name / "config.pbtxt") << cfg;
+  };
+  auto ident = [](const char* in, const char* out, const char* type = "TYPE_FP32") {
+    return std::string("backend: \"identity\" max_batch_size: 8 input [ { name: \"") + in + "\" data_type: " + type +
+           " dims: [ 4 ] } ] output [ { name: \"" + out + "\" data_type: " + type + " dims: [ 4 ] } ]";
+  };
+  model("z_first", ident("INPUT0", "OUTPUT0"));
+  model("z_second", ident("X", "Y"));
+  model("z_ints", ident("I", "J", "TYPE_INT32"));
+  auto ensemble = [](const std::string& steps, const char* out = "OUT") {
+    return "platform: \"ensemble\" max_batch_size: 8 input [ { name: \"RAW\" data_type: TYPE_FP32 dims: [ 4 ] } ] "
+           "output [ { name: \"" + std::string(out) + "\" data_type: TYPE_FP32 dims: [ 4 ] } ] ensemble_scheduling { " +
+           steps + " }";
+  };
+  const std::string second = "step [ { model_name: \"z_second\" model_version: -1 input_map { key: \"X\" value: \"mid\" } "
+                             "output_map { key: \"Y\" value: \"OUT\" } } ]";
+  const std::string first = "step [ { model_name: \"z_first\" model_version: -1 input_map { key: \"INPUT0\" value: \"RAW\" } "
+                            "output_map { key: \"OUTPUT0\" value: \"mid\" } } ]";
+  model("a_chain", ensemble(second + " " + first));  // listed backwards, sorted before its models
+  model("a_missing", ensemble(second));              // "mid" comes from nowhere
+  model("a_unknown", ensemble("step [ { model_name: \"nope\" input_map { key: \"X\" value: \"RAW\" } output_map { key: \"Y\" value: \"OUT\" } } ]"));
+  model("a_badname", ensemble("step [ { model_name: \"z_second\" input_map { key: \"Q\" value: \"RAW\" } output_map { key: \"Y\" value: \"OUT\" } } ]"));
+  model("a_dtype", ensemble("step [ { model_name: \"z_ints\" input_map { key: \"I\" value: \"RAW\" } output_map { key: \"J\" value: \"OUT\" } } ]"));
+  model("a_noout", ensemble(first, "ELSEWHERE"));
+  RepositoryOptions o;
+  o.root = root.string();
+  o.control = ModelControl::Explicit;
+  o.startup_models = {"*"};
+  ModelRepository repo(o);
+  auto errors = repo.load_startup();
+  auto error_for = [&](const std::string& m) {
+    for (const auto& e : errors)
+      if (e.find("'" + m + "'") != std::string::npos || e.find("model " + m) != std::string::npos) return e;
+    return std::string();
+  };
+  EXPECT_EQ(errors.size(), 5u);
+  EXPECT_NE(error_for("a_missing").find("'mid'"), std::string::npos) << error_for("a_missing");
+  EXPECT_NE(error_for("a_unknown").find("nope"), std::string::npos) << error_for("a_unknown");
+  EXPECT_NE(error_for("a_badname").find("'Q'"), std::string::npos) << error_for("a_badname");
+  EXPECT_NE(error_for("a_dtype").find("INT32"), std::string::npos) << error_for("a_dtype");
+  EXPECT_NE(error_for("a_noout").find("ELSEWHERE"), std::string::npos) << error_for("a_noout");
+
+  auto mv = repo.get("a_chain");
+  ASSERT_TRUE(mv);
+  EXPECT_EQ(mv->engine, "ensemble");
+  Tensor x = Tensor::from_vector(std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}, {2, 4});
+  auto y = mv->model->run_once(std::vector<Tensor>{x});
+  ASSERT_EQ(y.size(), 1u);
+  EXPECT_EQ(y[0].dims(), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(y[0].data<float>()[7], 8.0f);
+  // a composing model unloaded: the ensemble's calls fail naming it
+  repo.unload("z_second");
+  try {
+    mv->model->run_once(std::vector<Tensor>{x});
+    ADD_FAILURE() << "ran without z_second";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("z_second"), std::string::npos) << e.what();
+  }
+  repo.shutdown();
+  fs::remove_all(root);
+}
+
 // ---- scheduler ----
 
 // Adds 1 to every element, records executed batch sizes; optional per-run delay and gate.

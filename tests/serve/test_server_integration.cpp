@@ -872,6 +872,23 @@ TEST(ServeOnnx, AutoCompletedOnnxModelsServeThroughTheEngine) {
              "platform: \"onnxruntime_onnx\"\nmax_batch_size: 0\n"
              "input [ { name: \"input_1_0\" data_type: TYPE_FP32 dims: [ 16 ] reshape: { shape: [ 1, 16 ] } } ]\n"
              "output [ { name: \"output_softmax_Softmax_01\" data_type: TYPE_FP32 dims: [ 5 ] reshape: { shape: [ 1, 5 ] } } ]\n");
+  // An ensemble: an identity "pre" step feeding the reshaped MLP, steps listed in reverse order,
+  // the intermediate tensor also an ensemble output.
+  fs::create_directories(fs::path(repo) / "pre/1");
+  write_text(fs::path(repo) / "pre/config.pbtxt",
+             "backend: \"identity\"\nmax_batch_size: 0\n"
+             "input [ { name: \"INPUT0\" data_type: TYPE_FP32 dims: [ 16 ] } ]\n"
+             "output [ { name: \"OUTPUT0\" data_type: TYPE_FP32 dims: [ 16 ] } ]\n");
+  fs::create_directories(fs::path(repo) / "chain/1");
+  write_text(fs::path(repo) / "chain/config.pbtxt",
+             "platform: \"ensemble\"\nmax_batch_size: 0\n"
+             "input [ { name: \"RAW\" data_type: TYPE_FP32 dims: [ 16 ] } ]\n"
+             "output [ { name: \"PROBS\" data_type: TYPE_FP32 dims: [ 5 ] }, { name: \"MID\" data_type: TYPE_FP32 dims: [ 16 ] } ]\n"
+             "ensemble_scheduling { step [\n"
+             "  { model_name: \"hls_reshaped\" model_version: -1 input_map { key: \"input_1_0\" value: \"MID\" }\n"
+             "    output_map { key: \"output_softmax_Softmax_01\" value: \"PROBS\" } },\n"
+             "  { model_name: \"pre\" model_version: -1 input_map { key: \"INPUT0\" value: \"RAW\" }\n"
+             "    output_map { key: \"OUTPUT0\" value: \"MID\" } } ] }\n");
   fs::create_directories(fs::path(repo) / "pn/1");
   fs::copy_file(models / "particlenet_ak4_hlt/model.onnx", fs::path(repo) / "pn/1/model.onnx");
   write_text(fs::path(repo) / "pn/config.pbtxt", "platform: \"onnxruntime_onnx\"\n");
@@ -923,6 +940,25 @@ TEST(ServeOnnx, AutoCompletedOnnxModelsServeThroughTheEngine) {
     auto ry = as_floats(rresp.raw_output_contents(0));
     ASSERT_EQ(ry.size(), y.size());
     for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(ry[i], y[i]) << i;
+    {
+      inference::ModelInferRequest er = rr;
+      er.set_model_name("chain");
+      er.mutable_inputs(0)->set_name("RAW");
+      inference::ModelInferResponse eresp;
+      st = stub->ModelInfer(ctx().get(), er, &eresp);
+      ASSERT_TRUE(st.ok()) << st.error_message();
+      ASSERT_EQ(eresp.outputs_size(), 2);
+      EXPECT_EQ(eresp.outputs(0).name(), "PROBS");
+      auto ey = as_floats(eresp.raw_output_contents(0));
+      ASSERT_EQ(ey.size(), y.size());
+      for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(ey[i], y[i]) << i;
+      EXPECT_EQ(as_floats(eresp.raw_output_contents(1)), x);  // the intermediate, as an output
+      inference::ModelMetadataRequest emr;
+      emr.set_name("chain");
+      inference::ModelMetadataResponse emm;
+      ASSERT_TRUE(stub->ModelMetadata(ctx().get(), emr, &emm).ok());
+      EXPECT_EQ(emm.platform(), "ensemble");
+    }
     rr.mutable_inputs(0)->add_shape(1);  // [16, 1]: not the config's dims
     st = stub->ModelInfer(ctx().get(), rr, &rresp);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);

@@ -5,6 +5,7 @@
 // here, so a repository gives the same tensors and answers either way.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -43,6 +44,15 @@ std::shared_ptr<const Model> make_identity_model(const inference::ModelConfig& c
 std::vector<int64_t> reshape_dims(std::span<const int64_t> actual, bool batched, std::span<const int64_t> from,
                                   std::span<const int64_t> to, const ErrorWhere& where);
 
+// Finds a loaded model of the repository for an ensemble step: `version` < 0 is the version its
+// policy serves. Throws NotFound / Unavailable naming the model.
+using ModelResolver = std::function<std::shared_ptr<const Model>(const std::string& name, int64_t version)>;
+// platform "ensemble": runs its ensemble_scheduling steps through `resolver` (checked at load: every
+// step's model, input_map / output_map names and dtypes, an order in which each tensor exists
+// before it is used, every output produced).
+std::shared_ptr<const Model> make_ensemble_model(const inference::ModelConfig& c, const std::string& version,
+                                                 const ModelResolver& resolver);
+
 // One version of a repository model, loaded.
 struct LoadedModel {
   inference::ModelConfig config;  // completed from the model; parameters["quiver.sha256"] set
@@ -55,6 +65,7 @@ struct LoadedModel {
 // naming the model.
 LoadedModel load_repository_version(inference::ModelConfig config, const std::string& version_dir,
                                     const std::string& version, const std::string& config_text,
-                                    const std::string& config_path, int intra_op_threads = 1);
+                                    const std::string& config_path, int intra_op_threads = 1,
+                                    const ModelResolver& resolver = {});
 
 }  // namespace quiver::serve

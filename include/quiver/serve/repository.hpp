@@ -101,6 +101,7 @@ class ModelRepository {
   std::map<int64_t, std::shared_ptr<ModelVersion>> load_versions(const std::string& name,
                                                                  const std::string& config_override);
   std::string fingerprint(const std::string& name) const;
+  void load_in_order(const std::vector<std::string>& names, std::vector<std::string>& errors);
   void retire(std::map<int64_t, std::shared_ptr<ModelVersion>>& old);
 
   RepositoryOptions opt_;
