@@ -214,8 +214,8 @@ void top_classes(const T* v, size_t n, uint32_t count, const std::vector<std::st
     const size_t i = order[j];
     if constexpr (std::is_floating_point_v<T>) out[j] = std::to_string(v[i]);
     else out[j] = std::to_string(static_cast<std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>(v[i]));
-    out[j] += ":" + std::to_string(i);
-    if (labels && i < labels->size()) out[j] += ":" + (*labels)[i];
+    out[j].append(":").append(std::to_string(i));
+    if (labels && i < labels->size()) out[j].append(":").append((*labels)[i]);
   }
 }
 }  // namespace

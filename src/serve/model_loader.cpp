@@ -41,8 +41,8 @@ std::vector<int64_t> reshape_dims(std::span<const int64_t> actual, bool batched,
   for (int64_t d : dims) total *= d;
   if (total != numel) {
     std::string a, b;
-    for (int64_t d : actual) a += (a.empty() ? "" : ",") + std::to_string(d);
-    for (int64_t d : to) b += (b.empty() ? "" : ",") + std::to_string(d);
+    for (int64_t d : actual) a.append(a.empty() ? "" : ",").append(std::to_string(d));
+    for (int64_t d : to) b.append(b.empty() ? "" : ",").append(std::to_string(d));
     throw Error(ErrorCode::InvalidArgument,
                 "tensor '" + where.tensor + "' of shape [" + a + "] cannot be reshaped to [" + (batched ? "batch" : "") +
                     (batched && !b.empty() ? "," : "") + b + "]",

@@ -209,6 +209,7 @@ std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(
     mv->config = std::make_shared<inference::ModelConfig>(std::move(c));
     mv->scheduler = std::make_unique<Scheduler>(mv->model, scheduler_options(*mv->config),
                                                 "model '" + name + "' version " + vs);
+    warm_up(*mv, dir.string());
     out[v] = std::move(mv);
   }
   return out;

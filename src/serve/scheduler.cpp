@@ -52,6 +52,23 @@ bool Scheduler::on_worker_thread() const {
   return false;
 }
 
+void Scheduler::warm_up(std::span<const Tensor> inputs, int count) {
+  std::vector<Instance*> all;
+  {
+    std::lock_guard lk(mu_);
+    while (static_cast<int>(spare_.size()) < opt_.instances) {
+      auto inst = std::make_unique<Instance>();
+      inst->state = model_->make_state();
+      spare_.push_back(std::move(inst));
+    }
+    for (auto& i : instances_) all.push_back(i.get());
+    for (auto& i : spare_) all.push_back(i.get());
+  }
+  // The worker threads only touch their state for a request, and none has arrived yet.
+  for (Instance* inst : all)
+    for (int k = 0; k < std::max(1, count); ++k) model_->run(inputs, inst->outputs, *inst->state);
+}
+
 void Scheduler::stop() {
   std::lock_guard lk(mu_);
   stopping_ = true;

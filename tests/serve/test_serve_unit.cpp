@@ -260,6 +260,62 @@ TEST(ServeRepository, EnsemblesLoadAfterTheirStepsAndCheckTheGraph) {
   fs::remove_all(root);
 }
 
+// model_warmup: samples run on every execution state before the version is published; a sample
+// that cannot be built fails the load naming it.
+TEST(ServeRepository, ModelWarmupRunsEveryStateAndChecksItsSamples) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("quiver-warmup-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  auto model = [&](const std::string& name, const std::string& warmup, const std::string& extra = "") {
+    fs::create_directories(root / name / "1");
+    std::ofstream(root / name / "config.pbtxt")
+        << "backend: \"identity\" max_batch_size: 4 input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 3 ] } ] "
+           "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 3 ] } ] "
+        << extra << " model_warmup [ " << warmup << " ]";
+  };
+  auto sample = [](const std::string& data, const char* input = "I", const char* type = "TYPE_FP32") {
+    return std::string("{ name: \"s\" batch_size: 2 count: 2 inputs { key: \"") + input + "\" value: { data_type: " + type +
+           " dims: [ 3 ] " + data + " } } }";
+  };
+  // 2 instances + 2 inline states, 2 runs each, 40 ms per run: at least 320 ms of warm-up
+  model("slow", sample("zero_data: true"),
+        "instance_group [ { count: 2 kind: KIND_CPU } ] parameters { key: \"execute_delay_ms\" value: { string_value: \"40\" } }");
+  model("file", sample("input_data_file: \"x.bin\""));
+  fs::create_directories(root / "file" / "warmup");
+  {
+    const float x[3] = {1, 2, 3};
+    std::ofstream(root / "file" / "warmup" / "x.bin", std::ios::binary).write(reinterpret_cast<const char*>(x), sizeof x);
+  }
+  model("random", sample("random_data: true"));
+  model("short_file", sample("input_data_file: \"y.bin\""));
+  fs::create_directories(root / "short_file" / "warmup");
+  std::ofstream(root / "short_file" / "warmup" / "y.bin") << "12345678";
+  model("wrong_input", sample("zero_data: true", "J"));
+  model("wrong_type", sample("zero_data: true", "I", "TYPE_INT32"));
+  RepositoryOptions o;
+  o.root = root.string();
+  o.control = ModelControl::Explicit;
+  ModelRepository repo(o);
+  const auto t0 = std::chrono::steady_clock::now();
+  repo.load("slow");
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(320));
+  EXPECT_NO_THROW(repo.load("file"));
+  EXPECT_NO_THROW(repo.load("random"));
+  for (auto [m, needle] : {std::pair<const char*, const char*>{"short_file", "y.bin"}, {"wrong_input", "'J'"},
+                           {"wrong_type", "TYPE_FP32"}}) {
+    try {
+      repo.load(m);
+      ADD_FAILURE() << m << " loaded";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("model_warmup sample 's'"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_EQ(e.where().model, m);
+    }
+  }
+  repo.shutdown();
+  fs::remove_all(root);
+}
+
 // ---- scheduler ----
 
 // Adds 1 to every element, records executed batch sizes; optional per-run delay and gate.

@@ -114,6 +114,10 @@ class ModelRepository {
 SchedulerOptions scheduler_options(const inference::ModelConfig& c);
 // Set mv's max_batch, inputs and outputs (in the model's order) from its completed config.
 void bind_io(ModelVersion& mv, const inference::ModelConfig& c);
+// model_warmup: runs the config's samples on every execution state of `mv` (zero_data,
+// random_data, or input_data_file from `model_dir`/warmup/); throws InvalidArgument naming the
+// sample and input when one cannot be built or run.
+void warm_up(const ModelVersion& mv, const std::string& model_dir);
 // A loaded version "1" of the identity backend named `name` from config text (tests, fuzzers, benches).
 std::shared_ptr<ModelVersion> identity_model_version(const std::string& config_text, const std::string& name = "m");
 

@@ -89,6 +89,10 @@ class Scheduler {
   StatsSnapshot stats() const;
   // A request that failed before reaching the queue (decoding / validation).
   void count_failure(FailReason why, int64_t ns);
+  // model_warmup: runs `inputs` `count` times on every execution state (the instance threads' and
+  // as many for inline execution) before the first request; not counted in the statistics.
+  // Call before the scheduler serves. Throws what the model throws.
+  void warm_up(std::span<const Tensor> inputs, int count);
   // True when called from one of this scheduler's instance threads.
   bool on_worker_thread() const;
   const SchedulerOptions& options() const { return opt_; }
