@@ -150,26 +150,42 @@ TEST(ServeRepository, ModelNamesCannotEscape) {
   EXPECT_NO_THROW(ModelRepository::check_model_name("particlenet_ak4-v2.1"));
 }
 
+// A throwaway repository folder: model(name, config) writes REPO/name/config.pbtxt and version 1.
+struct TempRepo {
+  std::filesystem::path root;
+  explicit TempRepo(const std::string& tag)
+      : root(std::filesystem::temp_directory_path() / ("quiver-" + tag + "-" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(root);
+  }
+  ~TempRepo() { std::filesystem::remove_all(root); }
+  void model(const std::string& name, const std::string& cfg) const {
+    std::filesystem::create_directories(root / name / "1");
+    std::ofstream(root / name / "config.pbtxt") << cfg;
+  }
+  ModelRepository open() const {
+    RepositoryOptions o;
+    o.root = root.string();
+    o.control = ModelControl::Explicit;
+    o.startup_models = {"*"};
+    return ModelRepository(o);
+  }
+};
+
 // label_filename: a plain file in the model directory, one label per line; a missing file or a
 // path fails the model's load, naming the file and output.
 TEST(ServeRepository, LabelFilesAreReadAndChecked) {
   namespace fs = std::filesystem;
-  const fs::path root = fs::temp_directory_path() / ("quiver-labels-" + std::to_string(::getpid()));
-  fs::remove_all(root);
+  TempRepo t("labels");
+  const fs::path& root = t.root;
   auto model = [&](const std::string& name, const std::string& label_file) {
-    fs::create_directories(root / name / "1");
-    std::ofstream(root / name / "config.pbtxt")
-        << "backend: \"identity\" max_batch_size: 2 input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 3 ] } ] "
-           "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 3 ] label_filename: \"" << label_file << "\" } ]";
+    t.model(name, "backend: \"identity\" max_batch_size: 2 input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 3 ] } ] "
+                  "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 3 ] label_filename: \"" + label_file + "\" } ]");
   };
   model("good", "labels.txt");
   std::ofstream(root / "good/labels.txt") << "b\r\nc\r\nlight";  // CRLF, no final newline
   model("missing", "nope.txt");
   model("escape", "../good/labels.txt");
-  RepositoryOptions o;
-  o.root = root.string();
-  o.control = ModelControl::Explicit;
-  ModelRepository repo(o);
+  ModelRepository repo = t.open();
   repo.load("good");
   auto mv = repo.get("good", "");
   ASSERT_TRUE(mv);
@@ -187,19 +203,13 @@ TEST(ServeRepository, LabelFilesAreReadAndChecked) {
     }
   }
   repo.shutdown();
-  fs::remove_all(root);
 }
 
 // Ensembles: steps in any order in the file, tensors checked at load, composing models found
 // among those loaded on every call.
 TEST(ServeRepository, EnsemblesLoadAfterTheirStepsAndCheckTheGraph) {
-  namespace fs = std::filesystem;
-  const fs::path root = fs::temp_directory_path() / ("quiver-ensemble-" + std::to_string(::getpid()));
-  fs::remove_all(root);
-  auto model = [&](const std::string& name, const std::string& cfg) {
-    fs::create_directories(root / name / "1");
-    std::ofstream(root / name / "config.pbtxt") << cfg;
-  };
+  TempRepo t("ensemble");
+  auto model = [&](const std::string& name, const std::string& cfg) { t.model(name, cfg); };
   auto ident = [](const char* in, const char* out, const char* type = "TYPE_FP32") {
     return std::string("backend: \"identity\" max_batch_size: 8 input [ { name: \"") + in + "\" data_type: " + type +
            " dims: [ 4 ] } ] output [ { name: \"" + out + "\" data_type: " + type + " dims: [ 4 ] } ]";
@@ -222,11 +232,7 @@ TEST(ServeRepository, EnsemblesLoadAfterTheirStepsAndCheckTheGraph) {
   model("a_badname", ensemble("step [ { model_name: \"z_second\" input_map { key: \"Q\" value: \"RAW\" } output_map { key: \"Y\" value: \"OUT\" } } ]"));
   model("a_dtype", ensemble("step [ { model_name: \"z_ints\" input_map { key: \"I\" value: \"RAW\" } output_map { key: \"J\" value: \"OUT\" } } ]"));
   model("a_noout", ensemble(first, "ELSEWHERE"));
-  RepositoryOptions o;
-  o.root = root.string();
-  o.control = ModelControl::Explicit;
-  o.startup_models = {"*"};
-  ModelRepository repo(o);
+  ModelRepository repo = t.open();
   auto errors = repo.load_startup();
   auto error_for = [&](const std::string& m) {
     for (const auto& e : errors)
@@ -257,21 +263,17 @@ TEST(ServeRepository, EnsemblesLoadAfterTheirStepsAndCheckTheGraph) {
     EXPECT_NE(std::string(e.what()).find("z_second"), std::string::npos) << e.what();
   }
   repo.shutdown();
-  fs::remove_all(root);
 }
 
 // model_warmup: samples run on every execution state before the version is published; a sample
 // that cannot be built fails the load naming it.
 TEST(ServeRepository, ModelWarmupRunsEveryStateAndChecksItsSamples) {
   namespace fs = std::filesystem;
-  const fs::path root = fs::temp_directory_path() / ("quiver-warmup-" + std::to_string(::getpid()));
-  fs::remove_all(root);
+  TempRepo t("warmup");
+  const fs::path& root = t.root;
   auto model = [&](const std::string& name, const std::string& warmup, const std::string& extra = "") {
-    fs::create_directories(root / name / "1");
-    std::ofstream(root / name / "config.pbtxt")
-        << "backend: \"identity\" max_batch_size: 4 input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 3 ] } ] "
-           "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 3 ] } ] "
-        << extra << " model_warmup [ " << warmup << " ]";
+    t.model(name, "backend: \"identity\" max_batch_size: 4 input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 3 ] } ] "
+                  "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 3 ] } ] " + extra + " model_warmup [ " + warmup + " ]");
   };
   auto sample = [](const std::string& data, const char* input = "I", const char* type = "TYPE_FP32") {
     return std::string("{ name: \"s\" batch_size: 2 count: 2 inputs { key: \"") + input + "\" value: { data_type: " + type +
@@ -292,10 +294,7 @@ TEST(ServeRepository, ModelWarmupRunsEveryStateAndChecksItsSamples) {
   std::ofstream(root / "short_file" / "warmup" / "y.bin") << "12345678";
   model("wrong_input", sample("zero_data: true", "J"));
   model("wrong_type", sample("zero_data: true", "I", "TYPE_INT32"));
-  RepositoryOptions o;
-  o.root = root.string();
-  o.control = ModelControl::Explicit;
-  ModelRepository repo(o);
+  ModelRepository repo = t.open();
   const auto t0 = std::chrono::steady_clock::now();
   repo.load("slow");
   EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(320));
@@ -313,7 +312,6 @@ TEST(ServeRepository, ModelWarmupRunsEveryStateAndChecksItsSamples) {
     }
   }
   repo.shutdown();
-  fs::remove_all(root);
 }
 
 // ---- scheduler ----
@@ -591,20 +589,25 @@ std::shared_ptr<ModelVersion> identity_version(const std::string& cfg) {
   return identity_model_version(cfg);
 }
 
-TEST(ServeCodec, RawViewsAndValidation) {
-  auto mv = identity_version(
-      "backend: \"identity\" max_batch_size: 4 input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 2 ] } ] "
-      "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 2 ] } ]");
-  ShmManager shm;
+// A gRPC request with one FP32 input "I" of rows x width values.
+inference::ModelInferRequest fp32_req(const std::vector<float>& v, int64_t rows, int64_t width) {
   inference::ModelInferRequest r;
   r.set_model_name("m");
   auto* in = r.add_inputs();
   in->set_name("I");
   in->set_datatype("FP32");
-  in->add_shape(3);
-  in->add_shape(2);
-  std::vector<float> v = {1, 2, 3, 4, 5, 6};
-  r.add_raw_input_contents(std::string(reinterpret_cast<char*>(v.data()), 24));
+  in->add_shape(rows);
+  in->add_shape(width);
+  r.add_raw_input_contents(std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float)));
+  return r;
+}
+
+TEST(ServeCodec, RawViewsAndValidation) {
+  auto mv = identity_version(
+      "backend: \"identity\" max_batch_size: 4 input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 2 ] } ] "
+      "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 2 ] } ]");
+  ShmManager shm;
+  inference::ModelInferRequest r = fp32_req({1, 2, 3, 4, 5, 6}, 3, 2);
   InferRequest ir;
   std::vector<OutputTarget> outs;
   decode_grpc_request(r, *mv, shm, ir, outs);
@@ -683,16 +686,8 @@ TEST(ServeCodec, ClassificationTopNWithLabels) {
       "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 4 ] } ]");
   mv->outputs[0].labels = std::make_shared<std::vector<std::string>>(std::vector<std::string>{"b", "c", "light", "tau"});
   ShmManager shm;
-  inference::ModelInferRequest r;
-  r.set_model_name("m");
-  auto* in = r.add_inputs();
-  in->set_name("I");
-  in->set_datatype("FP32");
-  in->add_shape(2);
-  in->add_shape(4);
   // row 1 has a tie (0.25 at 1 and 3: the lower index first) and a NaN (ranked last)
-  std::vector<float> v = {0.1f, 0.7f, 0.15f, 0.05f, NAN, 0.25f, 0.5f, 0.25f};
-  r.add_raw_input_contents(std::string(reinterpret_cast<char*>(v.data()), v.size() * 4));
+  inference::ModelInferRequest r = fp32_req({0.1f, 0.7f, 0.15f, 0.05f, NAN, 0.25f, 0.5f, 0.25f}, 2, 4);
   auto* o = r.add_outputs();
   o->set_name("O");
   (*o->mutable_parameters())["classification"].set_int64_param(3);
