@@ -169,6 +169,20 @@ std::shared_ptr<const Model> make_ensemble_model(const inference::ModelConfig& c
         throw Error(e.code(), where + ": " + e.what(), {name, step.model_name()});
       }
       const ModelInfo& mi = m->info();
+      // A batching ensemble hands its whole batch to every step: each must take a batch dim.
+      if (batched) {
+        for (const auto& t : mi.inputs)
+          if (t.shape.empty() || t.shape[0].is_fixed())
+            throw Error(ErrorCode::InvalidArgument,
+                        where + ": the ensemble batches (max_batch_size " + std::to_string(c.max_batch_size()) +
+                            ") but input '" + t.name + "' of the model has no batch dimension",
+                        {name, step.model_name(), t.name});
+        if (mi.max_batch > 0 && mi.max_batch < c.max_batch_size())
+          throw Error(ErrorCode::InvalidArgument,
+                      where + ": the model takes batches of at most " + std::to_string(mi.max_batch) +
+                          ", less than the ensemble's max_batch_size " + std::to_string(c.max_batch_size()),
+                      {name, step.model_name()});
+      }
       StepPlan p;
       p.model = step.model_name();
       p.version = step.model_version() > 0 ? step.model_version() : -1;

@@ -232,6 +232,9 @@ TEST(ServeRepository, EnsemblesLoadAfterTheirStepsAndCheckTheGraph) {
   model("a_badname", ensemble("step [ { model_name: \"z_second\" input_map { key: \"Q\" value: \"RAW\" } output_map { key: \"Y\" value: \"OUT\" } } ]"));
   model("a_dtype", ensemble("step [ { model_name: \"z_ints\" input_map { key: \"I\" value: \"RAW\" } output_map { key: \"J\" value: \"OUT\" } } ]"));
   model("a_noout", ensemble(first, "ELSEWHERE"));
+  model("z_flat", "backend: \"identity\" max_batch_size: 0 input [ { name: \"X\" data_type: TYPE_FP32 dims: [ 4 ] } ] "
+                  "output [ { name: \"Y\" data_type: TYPE_FP32 dims: [ 4 ] } ]");
+  model("a_flat", ensemble("step [ { model_name: \"z_flat\" input_map { key: \"X\" value: \"RAW\" } output_map { key: \"Y\" value: \"OUT\" } } ]"));
   ModelRepository repo = t.open();
   auto errors = repo.load_startup();
   auto error_for = [&](const std::string& m) {
@@ -239,7 +242,8 @@ TEST(ServeRepository, EnsemblesLoadAfterTheirStepsAndCheckTheGraph) {
       if (e.find("'" + m + "'") != std::string::npos || e.find("model " + m) != std::string::npos) return e;
     return std::string();
   };
-  EXPECT_EQ(errors.size(), 5u);
+  EXPECT_EQ(errors.size(), 6u);
+  EXPECT_NE(error_for("a_flat").find("no batch dimension"), std::string::npos) << error_for("a_flat");
   EXPECT_NE(error_for("a_missing").find("'mid'"), std::string::npos) << error_for("a_missing");
   EXPECT_NE(error_for("a_unknown").find("nope"), std::string::npos) << error_for("a_unknown");
   EXPECT_NE(error_for("a_badname").find("'Q'"), std::string::npos) << error_for("a_badname");
