@@ -22,9 +22,13 @@ struct StepPlan {
 
 class EnsembleState final : public RunState {
  public:
+  struct Step {
+    std::shared_ptr<const Model> model;  // the composing model `state` belongs to (held: a
+    std::unique_ptr<RunState> state;     // reloaded model never meets another model's state)
+    std::vector<Tensor> out;
+  };
   std::vector<Tensor> slots;
-  std::vector<std::vector<Tensor>> step_out;
-  std::map<const Model*, std::unique_ptr<RunState>> states;  // keyed by the composing model seen
+  std::vector<Step> steps;
 };
 
 class EnsembleModel final : public Model {
@@ -42,7 +46,7 @@ class EnsembleModel final : public Model {
   std::unique_ptr<RunState> make_state() const override {
     auto s = std::make_unique<EnsembleState>();
     s->slots.resize(n_slots_);
-    s->step_out.resize(steps_.size());
+    s->steps.resize(steps_.size());
     return s;
   }
 
@@ -65,23 +69,24 @@ class EnsembleModel final : public Model {
                     "ensemble step " + std::to_string(k) + ": model '" + p.model +
                         "' was reloaded with other inputs or outputs than the ensemble was loaded against",
                     {info_.name, p.model});
-      auto& rs = st.states[m.get()];
-      if (!rs) rs = m->make_state();
+      auto& ss = st.steps[k];
+      if (ss.model != m) {  // first call, or the model was reloaded: a state of its own
+        ss.state = m->make_state();
+        ss.model = m;
+        ss.out.clear();
+      }
       args.assign(p.in_slot.size(), Tensor());
       for (size_t i = 0; i < p.in_slot.size(); ++i) args[i] = st.slots[static_cast<size_t>(p.in_slot[i])];
       try {
-        m->run(args, st.step_out[k], *rs);
+        m->run(args, ss.out, *ss.state);
       } catch (const Error& e) {
         throw e.with_context({info_.name, "step " + std::to_string(k) + " (" + p.model + ")"});
       }
-      for (const auto& [o, slot] : p.out) st.slots[static_cast<size_t>(slot)] = st.step_out[k][o];
+      for (const auto& [o, slot] : p.out) st.slots[static_cast<size_t>(slot)] = ss.out[o];
     }
     outputs.resize(out_slots_.size());
     for (size_t o = 0; o < out_slots_.size(); ++o) outputs[o] = st.slots[static_cast<size_t>(out_slots_[o])];
     for (auto& t : st.slots) t = Tensor();  // let the steps reuse their output storage next call
-    // A composing model replaced by a reload leaves a state behind: drop those of models no
-    // longer in use (the map holds at most a few entries).
-    if (st.states.size() > 2 * steps_.size()) st.states.clear();
   }
 
   void describe(std::ostream& os) const override {

@@ -258,6 +258,9 @@ TEST(ServeRepository, EnsemblesLoadAfterTheirStepsAndCheckTheGraph) {
   ASSERT_EQ(y.size(), 1u);
   EXPECT_EQ(y[0].dims(), (std::vector<int64_t>{2, 4}));
   EXPECT_EQ(y[0].data<float>()[7], 8.0f);
+  auto state = mv->model->make_state();
+  std::vector<Tensor> out;
+  mv->model->run(std::vector<Tensor>{x}, out, *state);
   // a composing model unloaded: the ensemble's calls fail naming it
   repo.unload("z_second");
   try {
@@ -265,6 +268,12 @@ TEST(ServeRepository, EnsemblesLoadAfterTheirStepsAndCheckTheGraph) {
     ADD_FAILURE() << "ran without z_second";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("z_second"), std::string::npos) << e.what();
+  }
+  // loaded again: an ensemble state used before meets the new model and makes a state for it
+  repo.load("z_second");
+  for (int i = 0; i < 2; ++i) {
+    mv->model->run(std::vector<Tensor>{x}, out, *state);
+    EXPECT_EQ(out[0].data<float>()[5], 6.0f);
   }
   repo.shutdown();
 }
