@@ -62,6 +62,8 @@ quiver::cli::CommandRegistrar reg(40, [](CLI::App& app) {
   cmd->add_option("--repository-poll-secs", o.poll_seconds, "Poll interval in poll mode")->capture_default_str();
   cmd->add_option("--memory-trim-secs", o.trim_seconds,
                   "Return freed heap pages to the OS this often (0 = never)")->capture_default_str();
+  cmd->add_option("--malloc-arenas", o.malloc_arenas,
+                  "glibc malloc arenas for the process: -1 = one per core (default), 0 = glibc's default");
   cmd->add_flag("--cuda-shm-emulation", o.cuda_shm_emulation,
                 "Accept emulated CUDA IPC handles (device memory in POSIX shared memory): test clients without a GPU");
   cmd->add_flag("--allow-load-failures", args->allow_failures, "Start even when some models fail to load");
