@@ -1,7 +1,5 @@
 #include "quiver/client/local_repository.hpp"
 
-#include <google/protobuf/text_format.h>
-
 #include <algorithm>
 #include <filesystem>
 
@@ -21,7 +19,9 @@ LocalRepository::LocalRepository(std::string dir) : dir_(std::move(dir)) {
 
 bool LocalRepository::has(const std::string& model) const {
   std::error_code ec;
-  return !model.empty() && model.find('/') == std::string::npos && fs::is_directory(fs::path(dir_) / model, ec);
+  // A plain directory name inside the repository, as the server requires.
+  if (model.empty() || model == "." || model == ".." || model.find_first_of("/\\") != std::string::npos) return false;
+  return fs::is_directory(fs::path(dir_) / model, ec);
 }
 
 std::shared_ptr<const Model> LocalRepository::get(const std::string& model, const std::string& version) {

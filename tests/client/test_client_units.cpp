@@ -13,9 +13,12 @@
 #include <mutex>
 #include <thread>
 
+#include <unistd.h>
+
 #include "quiver/client/balancer.hpp"
 #include "quiver/client/coalesce.hpp"
 #include "quiver/client/endpoints.hpp"
+#include "quiver/client/local_repository.hpp"
 #include "quiver/client/retry.hpp"
 #include "quiver/core/util.hpp"
 
@@ -396,4 +399,43 @@ TEST(Coalesce, DifferentShapesAndOversizeGoSeparately) {
   EXPECT_EQ(calls, 3);
   EXPECT_EQ(co.stats().rpcs, 3);
   EXPECT_EQ(co.stats().direct, 1);
+}
+
+// ---------------- local fallback repository ----------------
+// Names stay inside the repository; ensembles run through the same loader as the server's and one
+// that leads back to itself is refused instead of recursing.
+TEST(LocalRepository, NamesStayInsideAndEnsemblesRun) {
+  const fs::path root = fs::temp_directory_path() / ("quiver-local-repo-" + std::to_string(::getpid()));
+  fs::remove_all(root);
+  auto model = [&](const std::string& name, const std::string& cfg) {
+    fs::create_directories(root / name / "1");
+    std::ofstream(root / name / "config.pbtxt") << cfg;
+  };
+  model("ident", "backend: \"identity\" max_batch_size: 4 input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 2 ] } ] "
+                 "output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 2 ] } ]");
+  auto ensemble = [](const std::string& step_model) {
+    const bool ident = step_model == "ident";
+    std::string c = "platform: \"ensemble\" max_batch_size: 4 input [ { name: \"A\" data_type: TYPE_FP32 dims: [ 2 ] } ] "
+                    "output [ { name: \"B\" data_type: TYPE_FP32 dims: [ 2 ] } ] ensemble_scheduling { step [ { model_name: \"";
+    c.append(step_model).append("\" input_map { key: \"").append(ident ? "I" : "A");
+    c.append("\" value: \"A\" } output_map { key: \"").append(ident ? "O" : "B").append("\" value: \"B\" } } ] }");
+    return c;
+  };
+  model("ens", ensemble("ident"));
+  model("loop", ensemble("loop"));
+  LocalRepository repo(root.string());
+  EXPECT_TRUE(repo.has("ident"));
+  for (const char* bad : {"", ".", "..", "../x", "a/b", "a\\b", "nope"}) EXPECT_FALSE(repo.has(bad)) << bad;
+  EXPECT_THROW(repo.get(".."), Error);
+  auto out = repo.run("ens", "", {{"A", Tensor::from_vector(std::vector<float>{1, 2, 3, 4}, {2, 2})}});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].name, "B");
+  EXPECT_EQ(out[0].tensor.data<float>()[3], 4.0f);
+  try {
+    repo.get("loop");
+    ADD_FAILURE() << "a self-referencing ensemble loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("loop"), std::string::npos) << e.what();
+  }
+  fs::remove_all(root);
 }
