@@ -344,6 +344,13 @@ class IdentityModel final : public Model {
 };
 }  // namespace
 
+Shape config_shape(const google::protobuf::RepeatedField<int64_t>& dims, bool batched) {
+  Shape s;
+  if (batched) s.push_back(Dim::sym("batch"));
+  for (int64_t d : dims) s.push_back(d >= 0 ? Dim(d) : Dim::sym(""));
+  return s;
+}
+
 std::shared_ptr<const Model> make_identity_model(const inference::ModelConfig& c, const std::string& version) {
   ModelInfo info;
   info.name = c.name();
@@ -354,12 +361,7 @@ std::shared_ptr<const Model> make_identity_model(const inference::ModelConfig& c
   if (c.input_size() == 0 || c.input_size() != c.output_size())
     throw Error(ErrorCode::InvalidArgument,
                 "identity backend needs the same number (>0) of inputs and outputs in config.pbtxt", {c.name()});
-  auto shape_of = [&](const google::protobuf::RepeatedField<int64_t>& dims) {
-    Shape s;
-    if (c.max_batch_size() > 0) s.push_back(Dim::sym("batch"));
-    for (int64_t d : dims) s.push_back(d >= 0 ? Dim(d) : Dim::sym(""));
-    return s;
-  };
+  const bool batched = c.max_batch_size() > 0;
   for (int i = 0; i < c.input_size(); ++i) {
     const auto& in = c.input(i);
     const auto& out = c.output(i);
@@ -371,8 +373,8 @@ std::shared_ptr<const Model> make_identity_model(const inference::ModelConfig& c
                   {c.name(), "", out.name()});
     // The model side of the identity: the input's reshape when it has one.
     const auto& model_side = in.has_reshape() ? in.reshape().shape() : in.dims();
-    info.inputs.push_back({in.name(), *dt, shape_of(model_side)});
-    info.outputs.push_back({out.name(), *dt, shape_of(model_side)});
+    info.inputs.push_back({in.name(), *dt, config_shape(model_side, batched)});
+    info.outputs.push_back({out.name(), *dt, config_shape(model_side, batched)});
   }
   // Like Triton's identity backend: parameters { key: "execute_delay_ms" value: { string_value: "N" } }.
   int64_t delay_us = 0;

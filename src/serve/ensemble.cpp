@@ -103,12 +103,6 @@ class EnsembleModel final : public Model {
   ModelResolver resolve_;
 };
 
-Shape shape_of(const google::protobuf::RepeatedField<int64_t>& dims, bool batched) {
-  Shape s;
-  if (batched) s.push_back(Dim::sym("batch"));
-  for (int64_t d : dims) s.push_back(d >= 0 ? Dim(d) : Dim::sym(""));
-  return s;
-}
 
 }  // namespace
 
@@ -140,7 +134,7 @@ std::shared_ptr<const Model> make_ensemble_model(const inference::ModelConfig& c
     slot[t.name()] = s;
     slot_dtype[t.name()] = *dt;
     in_slots.push_back(s);
-    info.inputs.push_back({t.name(), *dt, shape_of(t.dims(), batched)});
+    info.inputs.push_back({t.name(), *dt, config_shape(t.dims(), batched)});
   }
   auto slot_of = [&](const std::string& tensor) {
     auto it = slot.find(tensor);
@@ -254,7 +248,7 @@ std::shared_ptr<const Model> make_ensemble_model(const inference::ModelConfig& c
                       std::string(dtype_kserve_name(slot_dtype[t.name()])),
                   {name, "", t.name()});
     out_slots.push_back(slot.at(t.name()));
-    info.outputs.push_back({t.name(), *dt, shape_of(t.dims(), batched)});
+    info.outputs.push_back({t.name(), *dt, config_shape(t.dims(), batched)});
   }
   return std::make_shared<EnsembleModel>(std::move(info), std::move(plan), std::move(in_slots), std::move(out_slots),
                                          slot.size(), resolver);

@@ -103,9 +103,8 @@ std::shared_ptr<const Model> apply_reshapes(std::shared_ptr<const Model> model, 
         io[i].reshape = true;
         io[i].dims.assign(t.dims().begin(), t.dims().end());
         io[i].model_dims.assign(t.reshape().shape().begin(), t.reshape().shape().end());
-        Shape s;
-        if (c.max_batch_size() > 0) s.push_back(side[i].shape.empty() ? Dim::sym("batch") : side[i].shape[0]);
-        for (int64_t d : t.dims()) s.push_back(d >= 0 ? Dim(d) : Dim::sym(""));
+        Shape s = config_shape(t.dims(), c.max_batch_size() > 0);
+        if (c.max_batch_size() > 0 && !side[i].shape.empty()) s[0] = side[i].shape[0];  // the model's batch dim
         side[i].shape = std::move(s);
       }
     }

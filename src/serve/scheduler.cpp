@@ -21,6 +21,12 @@ static uint64_t wall_ms() {
              std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+std::unique_ptr<Scheduler::Instance> Scheduler::new_instance() const {
+  auto inst = std::make_unique<Instance>();
+  inst->state = model_->make_state();
+  return inst;
+}
+
 Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions opt, std::string label)
     : model_(std::move(model)), opt_(std::move(opt)), label_(std::move(label)) {
   levels_ = opt_.priority_levels > 0 ? opt_.priority_levels : 1;
@@ -29,11 +35,7 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions opt, s
   if (opt_.instances < 1) opt_.instances = 1;
   if (opt_.max_batch <= 0) opt_.dynamic_batching = false;
   std::sort(opt_.preferred_batch_sizes.begin(), opt_.preferred_batch_sizes.end());
-  for (int i = 0; i < opt_.instances; ++i) {
-    auto inst = std::make_unique<Instance>();
-    inst->state = model_->make_state();
-    instances_.push_back(std::move(inst));
-  }
+  for (int i = 0; i < opt_.instances; ++i) instances_.push_back(new_instance());
   for (auto& inst : instances_) {
     Instance* p = inst.get();
     p->thread = std::thread([this, p] { worker(*p); });
@@ -56,11 +58,7 @@ void Scheduler::warm_up(std::span<const Tensor> inputs, int count) {
   std::vector<Instance*> all;
   {
     std::lock_guard lk(mu_);
-    while (static_cast<int>(spare_.size()) < opt_.instances) {
-      auto inst = std::make_unique<Instance>();
-      inst->state = model_->make_state();
-      spare_.push_back(std::move(inst));
-    }
+    while (static_cast<int>(spare_.size()) < opt_.instances) spare_.push_back(new_instance());
     for (auto& i : instances_) all.push_back(i.get());
     for (auto& i : spare_) all.push_back(i.get());
   }
@@ -124,10 +122,7 @@ void Scheduler::enqueue(std::unique_ptr<InferRequest> req) {
           spare_.pop_back();
         }
         lk.unlock();
-        if (!inst) {
-          inst = std::make_unique<Instance>();
-          inst->state = model_->make_state();
-        }
+        if (!inst) inst = new_instance();
         std::vector<Pending> batch;
         batch.push_back(std::move(p));
         execute(*inst, batch);

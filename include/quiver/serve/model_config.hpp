@@ -34,6 +34,8 @@ void complete_config(inference::ModelConfig& c, const ModelInfo& info);
 // Versions the policy selects among those present (ascending); throws NotFound for a missing
 // specific version.
 std::vector<int64_t> select_versions(const inference::ModelConfig& c, std::vector<int64_t> present);
+// The shape a config's dims describe: a symbolic batch dim first when `batched`, -1 symbolic.
+Shape config_shape(const google::protobuf::RepeatedField<int64_t>& dims, bool batched);
 // Built-in "identity" backend: output i is a copy of input i (as Triton's identity backend).
 std::shared_ptr<const Model> make_identity_model(const inference::ModelConfig& c, const std::string& version);
 

@@ -107,6 +107,7 @@ class Scheduler {
     size_t level = 0;
   };
   struct Instance;
+  std::unique_ptr<Instance> new_instance() const;  // with a fresh run state of the model
   void worker(Instance& inst);
   // Picks the next batch under lock; may wait for the batching delay. Returns empty to exit.
   std::vector<Pending> next_batch(std::unique_lock<std::mutex>& lk, std::vector<Pending>& rejected);
