@@ -55,16 +55,12 @@ std::shared_ptr<LocalRepository::Entry> LocalRepository::entry(const std::string
   }
   cfg.set_name(model);
   std::string v = version;
+  // No version asked for: the highest one the config's version policy serves, as on the server.
   if (v.empty()) {
-    int64_t best = -1;
-    for (auto& e : fs::directory_iterator(mdir)) {
-      if (!e.is_directory()) continue;
-      const std::string n = e.path().filename().string();
-      if (n.empty() || n.size() > 18 || !std::all_of(n.begin(), n.end(), ::isdigit)) continue;
-      best = std::max<int64_t>(best, std::stoll(n));
-    }
-    if (best < 0) throw Error(ErrorCode::NotFound, "no version directory", {.model = model, .file = mdir.string()});
-    v = std::to_string(best);
+    auto served = serve::select_versions(cfg, serve::version_directories(mdir.string(), model));
+    if (served.empty())
+      throw Error(ErrorCode::NotFound, "the version policy selects no version", {.model = model, .file = mdir.string()});
+    v = std::to_string(served.back());
   }
   fs::path vdir = mdir / v;
   if (!fs::is_directory(vdir))

@@ -298,6 +298,23 @@ void complete_config(inference::ModelConfig& c, const ModelInfo& info) {
     throw Error(ErrorCode::InvalidArgument, "ensemble_scheduling goes with platform \"ensemble\" (and only with it)", {c.name()});
 }
 
+std::vector<int64_t> version_directories(const std::string& model_dir, const std::string& model) {
+  std::vector<int64_t> present;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(model_dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (!e.is_directory() || n.empty() || n.size() > 18 || !std::all_of(n.begin(), n.end(), ::isdigit)) continue;
+    present.push_back(std::stoll(n));
+  }
+  if (present.empty()) {
+    ErrorWhere w;
+    w.model = model;
+    w.file = model_dir;
+    throw Error(ErrorCode::NotFound, "model has no numeric version directory", w);
+  }
+  return present;
+}
+
 std::vector<int64_t> select_versions(const inference::ModelConfig& c, std::vector<int64_t> present) {
   std::sort(present.begin(), present.end());
   const auto& vp = c.version_policy();

@@ -164,20 +164,7 @@ std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(
     throw Error(ErrorCode::InvalidArgument, "config.pbtxt name '" + base.name() + "' does not match the directory name",
                 {name});
   base.set_name(name);
-  // Version folders: numeric names only.
-  std::vector<int64_t> present;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    std::string n = e.path().filename().string();
-    if (!e.is_directory() || n.empty() || n.size() > 18 || !std::all_of(n.begin(), n.end(), ::isdigit)) continue;
-    present.push_back(std::stoll(n));
-  }
-  if (present.empty()) {
-    ErrorWhere w;
-    w.model = name;
-    w.file = dir.string();
-    throw Error(ErrorCode::NotFound, "model has no numeric version directory", w);
-  }
-  std::vector<int64_t> chosen = select_versions(base, present);
+  std::vector<int64_t> chosen = select_versions(base, version_directories(dir.string(), name));
   std::map<int64_t, std::shared_ptr<ModelVersion>> out;
   for (int64_t v : chosen) {
     const std::string vs = std::to_string(v);

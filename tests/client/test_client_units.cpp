@@ -423,10 +423,15 @@ TEST(LocalRepository, NamesStayInsideAndEnsemblesRun) {
   };
   model("ens", ensemble("ident"));
   model("loop", ensemble("loop"));
+  // version 1 pinned by the policy although 2 exists: the fallback serves what the server would
+  model("pinned", "backend: \"identity\" max_batch_size: 0 version_policy: { specific: { versions: [ 1 ] } } "
+                  "input [ { name: \"I\" data_type: TYPE_FP32 dims: [ 1 ] } ] output [ { name: \"O\" data_type: TYPE_FP32 dims: [ 1 ] } ]");
+  fs::create_directories(root / "pinned" / "2");
   LocalRepository repo(root.string());
   EXPECT_TRUE(repo.has("ident"));
   for (const char* bad : {"", ".", "..", "../x", "a/b", "a\\b", "nope"}) EXPECT_FALSE(repo.has(bad)) << bad;
   EXPECT_THROW(repo.get(".."), Error);
+  EXPECT_EQ(repo.get("pinned")->info().version, "1");
   auto out = repo.run("ens", "", {{"A", Tensor::from_vector(std::vector<float>{1, 2, 3, 4}, {2, 2})}});
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].name, "B");

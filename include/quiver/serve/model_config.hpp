@@ -31,6 +31,9 @@ void guess_platform(inference::ModelConfig& c, const std::string& version_dir);
 // Fill missing inputs / outputs / max_batch_size / batching from the loaded model and check the
 // config against it; throws InvalidArgument naming the tensor.
 void complete_config(inference::ModelConfig& c, const ModelInfo& info);
+// The numeric version folders of a model directory (any order); throws NotFound naming the
+// directory when there is none.
+std::vector<int64_t> version_directories(const std::string& model_dir, const std::string& model);
 // Versions the policy selects among those present (ascending); throws NotFound for a missing
 // specific version.
 std::vector<int64_t> select_versions(const inference::ModelConfig& c, std::vector<int64_t> present);
