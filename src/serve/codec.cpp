@@ -712,13 +712,17 @@ std::string encode_http_response(const ModelVersion& mv, const HttpInferRequest&
   if (!info.id.empty()) j["id"] = info.id;
   json outs = json::array();
   std::vector<const Tensor*> binaries;
-  std::vector<Tensor> classes;  // classification results, alive until the binary section is written
-  classes.reserve(info.outputs.size());
+  // Classification results, alive until the binary section is written; reserved on first use so
+  // that `binaries` may point into it and plain responses allocate nothing for it.
+  std::vector<Tensor> classes;
   for (const auto& tg : info.outputs) {
     const IOSpec& s = mv.outputs[tg.index];
     if (s.model_index >= outputs.size())
       throw Error(ErrorCode::Internal, "model produced no output", {mv.name, "", s.name});
-    if (tg.class_count) classes.push_back(classify(mv, s, outputs[s.model_index], tg.class_count));
+    if (tg.class_count) {
+      if (classes.empty()) classes.reserve(info.outputs.size());
+      classes.push_back(classify(mv, s, outputs[s.model_index], tg.class_count));
+    }
     const Tensor& t = tg.class_count ? classes.back() : outputs[s.model_index];
     json o;
     o["name"] = s.name;
