@@ -555,6 +555,8 @@ int main(int argc, char** argv) {
   so.grpc_port = 0;
   so.http_port = 0;
   so.metrics_port = -1;
+  // QUIVER_BENCH_MALLOC_ARENAS=N: the server's malloc arena setting (0 = glibc default) for A/B runs.
+  if (const char* a = std::getenv("QUIVER_BENCH_MALLOC_ARENAS")) so.malloc_arenas = std::atoi(a);
   serve::Server server(so);
   server.start();
   const std::string qaddr = "127.0.0.1:" + std::to_string(server.grpc_port());
