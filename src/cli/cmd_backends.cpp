@@ -198,7 +198,11 @@ void cmd_infer(const std::string& path, const std::string& test_data, const std:
   std::vector<NamedTensor> given;
   if (!test_data.empty()) {
     auto files = onnx::numbered_files(test_data, "input");
-    if (files.empty()) throw Error(ErrorCode::NotFound, "no input_<i>.pb files", {"", "", "", test_data});
+    // A model without inputs (ONNX's test_constant) has a data set of outputs only.
+    if (files.empty() && !mi.inputs.empty() && input_args.empty())
+      throw Error(ErrorCode::NotFound,
+                  "no input_<i>.pb files, and the model has " + std::to_string(mi.inputs.size()) + " input(s)",
+                  {"", "", "", test_data});
     for (size_t i = 0; i < files.size(); ++i) {
       NamedTensor nt = onnx::read_tensor_file(files[i]);
       if (nt.name.empty() && i < mi.inputs.size()) nt.name = mi.inputs[i].name;
@@ -213,7 +217,8 @@ void cmd_infer(const std::string& path, const std::string& test_data, const std:
     given.erase(std::remove_if(given.begin(), given.end(), [&](auto& g) { return g.name == nt.name; }), given.end());
     given.push_back(std::move(nt));
   }
-  if (given.empty()) throw Error(ErrorCode::InvalidArgument, "no inputs: give --test-data DIR or --input NAME=FILE.pb");
+  if (given.empty() && !mi.inputs.empty())
+    throw Error(ErrorCode::InvalidArgument, "no inputs: give --test-data DIR or --input NAME=FILE.pb");
   const int64_t t0 = now_ns();
   auto outputs = model->run_named(given);
   const double ms = (now_ns() - t0) / 1e6;

@@ -115,8 +115,11 @@ TEST(ClientServe, KillNineOneOfThreeServeProcesses) {
   for (int i = 0; i < N; ++i) ASSERT_EQ(calls[i].load(), 1) << "request " << i;
   auto rep = client.report();
   EXPECT_EQ(rep.completed, N);
-  for (auto& s : rep.servers)
-    if (s.address == s2->grpc()) EXPECT_FALSE(s.serving);
+  for (auto& s : rep.servers) {
+    if (s.address == s2->grpc()) {
+      EXPECT_FALSE(s.serving);
+    }
+  }
   // Restart on the same port: traffic returns.
   const std::string addr = s2->grpc();
   s2->restart();

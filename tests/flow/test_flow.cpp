@@ -660,7 +660,9 @@ TEST(Flow, BatchStageSpreadsIdleFlushesOverTheWorkerThreads) {
     for (size_t i = 0; i < 24; ++i) EXPECT_EQ(col.rows[i].square, batch_expect(static_cast<int>(i))) << i;
     EXPECT_EQ(b.stats().timer_flushes, 0u);
     // Off: each idle flush is one call (two may still overlap when flushes race).
-    if (spread) EXPECT_EQ(b.max_in_call.load(), 2) << "the idle flush should run on both threads";
+    if (spread) {
+      EXPECT_EQ(b.max_in_call.load(), 2) << "the idle flush should run on both threads";
+    }
   }
 }
 

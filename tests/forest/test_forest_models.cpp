@@ -65,7 +65,9 @@ void check_expected(const std::string& dir, const json& cs, const json& ex, cons
     f.predict_row(&x[r * f.n_features()], one.data(), true);
     // (the batch path sums trees in another order: equal up to rounding)
     for (int k = 0; k < no; ++k) EXPECT_TRUE(close(one[k], margin[r * no + k], 1e-6, 1e-6)) << "row " << r;
-    if (no == 1) EXPECT_TRUE(close(f.predict_row(&x[r * f.n_features()], true), margin[r], 1e-6, 1e-6)) << "row " << r;
+    if (no == 1) {
+      EXPECT_TRUE(close(f.predict_row(&x[r * f.n_features()], true), margin[r], 1e-6, 1e-6)) << "row " << r;
+    }
   }
 
   const std::string obj = cs["objective"].get<std::string>();
@@ -104,7 +106,9 @@ void check_expected(const std::string& dir, const json& cs, const json& ex, cons
           EXPECT_EQ(best, static_cast<int>(want)) << w;
         } else {  // binary: class = p > 0.5 (hinge: the prediction is the class)
           double p = pred[r * np + out];
-          if (std::fabs(p - 0.5) > 1e-5) EXPECT_EQ(p > 0.5 ? 1 : 0, static_cast<int>(want)) << w;
+          if (std::fabs(p - 0.5) > 1e-5) {
+            EXPECT_EQ(p > 0.5 ? 1 : 0, static_cast<int>(want)) << w;
+          }
         }
       } else if (name.rfind("probability(", 0) == 0) {
         // probability(K) or probability(_targetJ, K)

@@ -1062,8 +1062,11 @@ TEST(ServeForest, TritonFilRepositoryServesUnchanged) {
     ASSERT_EQ(y.size(), n);
     for (size_t r = 0; r < n; ++r) EXPECT_NEAR(y[r], pa[r], 1e-5f * std::max(1.0f, pa[r])) << "row " << r;
     ASSERT_TRUE(infer("audit_class", "input__0", xa, n, &y).ok());
-    for (size_t r = 0; r < n; ++r)
-      if (std::fabs(pa[r] - 0.3f) > 1e-5f) EXPECT_EQ(y[r], pa[r] > 0.3f ? 1.0f : 0.0f) << "row " << r;
+    for (size_t r = 0; r < n; ++r) {
+      if (std::fabs(pa[r] - 0.3f) > 1e-5f) {
+        EXPECT_EQ(y[r], pa[r] > 0.3f ? 1.0f : 0.0f) << "row " << r;
+      }
+    }
     ASSERT_TRUE(infer("iris_proba", "input__0", xi, 150, &y).ok());
     ASSERT_EQ(y.size(), 450u);
     for (size_t r = 0; r < 150; ++r)

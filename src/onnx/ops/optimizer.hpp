@@ -51,7 +51,7 @@ KernelBuilder optimizer_builder(size_t n_states, MakeStep make_step) {
         convert_elements(x.dtype(), x.raw(), DType::F64, xv.data(), m);
         convert_elements(g.dtype(), g.raw(), DType::F64, gv.data(), m);
         for (size_t s = 0; s < n_states; ++s) convert_elements(sin[s]->dtype(), sin[s]->raw(), DType::F64, sv[s].data(), m);
-        double si[4], sout[4];
+        double si[4] = {}, sout[4] = {};
         for (int64_t i = 0; i < m; ++i) {
           for (size_t s = 0; s < n_states; ++s) si[s] = sv[s][static_cast<size_t>(i)];
           step(r, t, xv[static_cast<size_t>(i)], gv[static_cast<size_t>(i)], si, sout);
