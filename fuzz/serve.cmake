@@ -8,8 +8,8 @@
 # Seeds: fuzz/corpus/serve_request (first byte selects model / gRPC or HTTP / binary section, see
 # serve_request_fuzz.cpp).
 if(TARGET quiver_serve)
-  # quiver_onnx: the harness exports emulated device memory (gpu::SharedDeviceMemory) for a CUDA region.
-  quiver_add_fuzzer(fuzz_serve_request serve_request_fuzz.cpp quiver_serve quiver_onnx quiver_proto quiver_core)
+  # quiver_gpu: the harness exports emulated device memory (gpu::SharedDeviceMemory) for a CUDA region.
+  quiver_add_fuzzer(fuzz_serve_request serve_request_fuzz.cpp quiver_serve quiver_gpu quiver_proto quiver_core)
 endif()
 # Coverage feedback from the code under test (the codec lives in libquiver_serve), not only from
 # the harness: without this libFuzzer is blind inside decode_*/encode_* and the JSON parser.

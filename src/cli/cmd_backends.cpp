@@ -33,19 +33,20 @@ namespace {
 
 bool is_onnx(const std::string& path) { return path.size() > 5 && path.substr(path.size() - 5) == ".onnx"; }
 
-// --device of inspect / infer / bench / onnx-test: where ONNX models run (cpu, cuda, auto, gpu-emulator).
-std::string g_device;
-
-LoadOptions device_options() {
+// --device of inspect / infer / bench / onnx-test (each command binds its own): where ONNX models run
+// (cpu, cuda, auto, gpu-emulator); the backend layer reads it.
+LoadOptions device_options(const std::string& device) {
   LoadOptions o;
-  if (!g_device.empty()) o.params["device"] = g_device;
+  if (!device.empty()) o.params["device"] = device;
   return o;
 }
 
-std::shared_ptr<const Model> open_model(const std::string& path) {
+std::shared_ptr<const Model> open_model(const std::string& path, const std::string& device) {
   register_builtin_backends();
-  return load_model(path, device_options());
+  return load_model(path, device_options(device));
 }
+
+constexpr const char* kDeviceHelp = "ONNX models: cpu (default), cuda, cuda:N, auto or gpu-emulator";
 
 // ---- inputs for bench: a reference data set tiled along the batch dim (onnx::tile_batch), or synthesized ----
 
@@ -87,9 +88,10 @@ double pct(std::vector<double>& v, double p) {
   return v[k];
 }
 
-void cmd_bench(const std::string& path, int64_t batch, int threads, const std::vector<std::string>& dim_args,
-               double seconds, const std::string& test_data, bool json, bool profile) {
-  auto model = open_model(path);
+void cmd_bench(const std::string& path, const std::string& device, int64_t batch, int threads,
+               const std::vector<std::string>& dim_args, double seconds, const std::string& test_data, bool json,
+               bool profile) {
+  auto model = open_model(path, device);
   const auto& mi = model->info();
   std::map<std::string, int64_t> dims;
   for (const auto& a : dim_args) {
@@ -183,9 +185,10 @@ void cmd_bench(const std::string& path, int64_t batch, int threads, const std::v
   }
 }
 
-void cmd_infer(const std::string& path, const std::string& test_data, const std::vector<std::string>& input_args,
-               const std::string& out_dir, bool compare, const std::string& csv, const std::string& csv_out, bool margin) {
-  auto model = open_model(path);
+void cmd_infer(const std::string& path, const std::string& device, const std::string& test_data,
+               const std::vector<std::string>& input_args, const std::string& out_dir, bool compare,
+               const std::string& csv, const std::string& csv_out, bool margin) {
+  auto model = open_model(path, device);
   const auto& mi = model->info();
   if (!csv.empty()) {
 #ifdef QUIVER_HAVE_FOREST
@@ -249,13 +252,13 @@ void cmd_infer(const std::string& path, const std::string& test_data, const std:
   if (failures) cli::set_exit_code(2);
 }
 
-void cmd_inspect(const std::string& path) {
+void cmd_inspect(const std::string& path, const std::string& device) {
   register_builtin_backends();
   if (is_onnx(path)) {
     // Inspect must work even when the model cannot be compiled: report unsupported ops by name.
     auto s = onnx::summarize_onnx(path);
     try {
-      auto m = load_model(path, device_options());
+      auto m = load_model(path, device_options(device));
       m->describe(std::cout);
       return;
     } catch (const Error& e) {
@@ -270,10 +273,11 @@ void cmd_inspect(const std::string& path) {
       return;
     }
   }
-  open_model(path)->describe(std::cout);
+  open_model(path, device)->describe(std::cout);
 }
 
-void cmd_onnx_test(const std::vector<std::string>& dirs, const std::string& list_file, bool verbose) {
+void cmd_onnx_test(const std::vector<std::string>& dirs, const std::string& list_file, bool verbose,
+                   const std::string& device) {
   std::vector<std::string> cases;
   std::set<std::string> only;
   if (!list_file.empty()) {
@@ -291,8 +295,10 @@ void cmd_onnx_test(const std::vector<std::string>& dirs, const std::string& list
   }
   std::sort(cases.begin(), cases.end());
   int passed = 0, failed = 0, skipped = 0;
+  const LoadOptions options = device_options(device);
+  const onnx::ModelLoader load = [&](const std::string& p) { return backends::load_onnx(p, options); };
   for (const auto& c : cases) {
-    auto r = onnx::run_test_case(c, {}, device_options());
+    auto r = onnx::run_test_case(c, {}, load);
     switch (r.status) {
       case onnx::CaseStatus::Passed: ++passed; if (verbose) std::printf("PASS %s\n", r.name.c_str()); break;
       case onnx::CaseStatus::Failed: ++failed; std::printf("FAIL %s: %s\n", r.name.c_str(), r.message.c_str()); break;
@@ -306,50 +312,51 @@ void cmd_onnx_test(const std::vector<std::string>& dirs, const std::string& list
 cli::CommandRegistrar reg(10, [](CLI::App& app) {
   {
     auto* c = app.add_subcommand("inspect", "Show a model's inputs, outputs, operators and parameters");
-    auto path = std::make_shared<std::string>();
-    c->add_option("model", *path, "model file")->required();
-    c->add_option("--device", g_device, "ONNX models: cpu (default), cuda, cuda:N, auto or gpu-emulator");
-    c->callback([path] { cmd_inspect(*path); });
+    struct A { std::string path, device; };
+    auto a = std::make_shared<A>();
+    c->add_option("model", a->path, "model file")->required();
+    c->add_option("--device", a->device, kDeviceHelp);
+    c->callback([a] { cmd_inspect(a->path, a->device); });
   }
   {
     auto* c = app.add_subcommand("infer", "Run a model once on inputs from files");
-    struct A { std::string path, test_data, out, csv, csv_out; std::vector<std::string> inputs; bool compare = false, margin = false; };
+    struct A { std::string path, device, test_data, out, csv, csv_out; std::vector<std::string> inputs; bool compare = false, margin = false; };
     auto a = std::make_shared<A>();
     c->add_option("model", a->path, "model file")->required();
     c->add_option("--test-data", a->test_data, "folder with input_<i>.pb (ONNX TensorProto)");
     c->add_option("--input", a->inputs, "NAME=FILE.pb (repeatable)");
     c->add_option("--output-dir", a->out, "write output_<i>.pb here");
-    c->add_option("--device", g_device, "ONNX models: cpu (default), cuda, cuda:N, auto or gpu-emulator");
+    c->add_option("--device", a->device, kDeviceHelp);
     c->add_flag("--compare", a->compare, "compare with output_<i>.pb in --test-data (rtol 1e-4, atol 1e-5)");
     c->add_option("--csv", a->csv, "tree models: rows of features (header row optional)");
     c->add_option("--output", a->csv_out, "with --csv: write predictions to this CSV");
     c->add_flag("--margin", a->margin, "with --csv: raw margins instead of probabilities");
-    c->callback([a] { cmd_infer(a->path, a->test_data, a->inputs, a->out, a->compare, a->csv, a->csv_out, a->margin); });
+    c->callback([a] { cmd_infer(a->path, a->device, a->test_data, a->inputs, a->out, a->compare, a->csv, a->csv_out, a->margin); });
   }
   {
     auto* c = app.add_subcommand("bench", "Measure throughput, latency and memory of direct inference");
-    struct A { std::string path, data; int64_t batch = 1; int threads = 1; std::vector<std::string> dims; double seconds = 3; bool json = false, profile = false; };
+    struct A { std::string path, device, data; int64_t batch = 1; int threads = 1; std::vector<std::string> dims; double seconds = 3; bool json = false, profile = false; };
     auto a = std::make_shared<A>();
     c->add_option("model", a->path, "model file")->required();
     c->add_option("--batch,-b", a->batch, "events per call");
     c->add_option("--threads,-t", a->threads, "threads sharing the loaded model")->check(CLI::Range(1, 256));
     c->add_option("--dim", a->dims, "NAME=V for a dynamic dimension (repeatable)");
     c->add_option("--seconds,-s", a->seconds, "duration");
-    c->add_option("--device", g_device, "ONNX models: cpu (default), cuda, cuda:N, auto or gpu-emulator");
+    c->add_option("--device", a->device, kDeviceHelp);
     c->add_option("--test-data", a->data, "use these inputs (tiled to --batch); default: the model's test_data_set_0");
     c->add_flag("--json", a->json, "print one JSON object");
     c->add_flag("--profile", a->profile, "ONNX models: time spent per operator type");
-    c->callback([a] { cmd_bench(a->path, a->batch, a->threads, a->dims, a->seconds, a->data, a->json, a->profile); });
+    c->callback([a] { cmd_bench(a->path, a->device, a->batch, a->threads, a->dims, a->seconds, a->data, a->json, a->profile); });
   }
   {
     auto* c = app.add_subcommand("onnx-test", "Run ONNX backend test cases; ends with 'N passed, M failed, K skipped'");
-    struct A { std::vector<std::string> dirs; std::string list; bool verbose = false; };
+    struct A { std::vector<std::string> dirs; std::string list, device; bool verbose = false; };
     auto a = std::make_shared<A>();
     c->add_option("dirs", a->dirs, "test case folders, or folders of them")->required();
     c->add_option("--cases", a->list, "file listing case names to run (one per line, # comments)");
     c->add_flag("--verbose,-v", a->verbose, "print passing cases too");
-    c->add_option("--device", g_device, "ONNX models: cpu (default), cuda, cuda:N, auto or gpu-emulator");
-    c->callback([a] { cmd_onnx_test(a->dirs, a->list, a->verbose); });
+    c->add_option("--device", a->device, kDeviceHelp);
+    c->callback([a] { cmd_onnx_test(a->dirs, a->list, a->verbose, a->device); });
   }
 });
 

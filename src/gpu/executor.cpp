@@ -579,4 +579,29 @@ std::shared_ptr<const Model> make_device_model(std::shared_ptr<const onnx::OnnxM
   return std::make_shared<DeviceModel>(std::move(base), dev);
 }
 
+namespace {
+// The device executor needs every step's node and no CPU-only fusion.
+onnx::CompileOptions device_compile_options() {
+  onnx::CompileOptions c;
+  c.keep_nodes = true;
+  c.fuse_transposed_gemm = false;
+  return c;
+}
+}  // namespace
+
+std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOptions& options, const DeviceSpec& dev) {
+  auto base = onnx::compile_onnx_file(path, options, device_compile_options());
+  const std::string name = base->info().name;
+  try {
+    return make_device_model(std::move(base), dev);
+  } catch (const Error& e) {
+    throw e.with_context({name, "", "", path});
+  }
+}
+
+std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std::string& base_dir,
+                                             const LoadOptions& options, const DeviceSpec& dev) {
+  return make_device_model(onnx::compile_onnx_bytes(bytes, base_dir, options, device_compile_options()), dev);
+}
+
 }  // namespace quiver::gpu

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu/device.hpp"
 #include "gpu/stream.hpp"
 #include "onnx/kernel.hpp"
 #include "onnx/plan.hpp"
@@ -85,16 +86,7 @@ std::vector<int64_t> broadcast_dims(const OpCtx& c, const std::vector<std::vecto
 Layout broadcast_layout(const OpCtx& c, const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& operands);
 int64_t norm_axis(const OpCtx& c, int64_t axis, int64_t rank);
 
-struct DeviceSpec {
-  enum Kind { Cpu, Cuda, Emulator } kind = Cpu;
-  int index = 0;
-  int streams = 4;  // concurrent runs per loaded model, each with its own stream and buffers
-  std::string text() const;
-};
-// "cpu", "cuda", "cuda:N", "auto", "gpu-emulator"; throws InvalidArgument naming the choices.
-DeviceSpec parse_device(const std::string& s);
-
-// The GPU model over a CPU model compiled with keep_nodes (and without transposed-A Gemm fusion).
+// The GPU model over a model compiled for the device target.
 std::shared_ptr<const Model> make_device_model(std::shared_ptr<const onnx::OnnxModel> base, const DeviceSpec& dev);
 
 }  // namespace quiver::gpu

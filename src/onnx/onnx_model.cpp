@@ -10,7 +10,6 @@
 
 #include "onnx/compiler.hpp"
 #include "onnx/onnx_model_impl.hpp"
-#include "gpu/executor.hpp"
 #include "onnx/plan.hpp"
 #include "quiver/core/util.hpp"
 
@@ -145,8 +144,8 @@ ModelSummary summarize(const ::onnx::ModelProto& mp) {
 
 }  // namespace
 
-std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std::string& base_dir,
-                                             const LoadOptions& options, const CompileOptions& compile) {
+std::shared_ptr<OnnxModel> compile_onnx_bytes(const std::string& bytes, const std::string& base_dir,
+                                              const LoadOptions& options, const CompileOptions& compile) {
   ensure_ops();
   const std::string what = options.name.empty() ? "<memory>" : options.name;
   ::onnx::ModelProto mp = parse_model(bytes, what);
@@ -207,27 +206,12 @@ std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std
   env.base_dir = base_dir;
   env.options = compile;
   for (const auto& o : mp.opset_import()) env.opsets[o.domain() == "ai.onnx" ? "" : o.domain()] = o.version();
-  // Where the model runs: the GPU executor needs every step's node and no CPU-only fusion.
-  auto dev_it = options.params.find("device");
-  gpu::DeviceSpec device = gpu::parse_device(dev_it == options.params.end() ? "cpu" : dev_it->second);
-  if (auto it = options.params.find("device_streams"); it != options.params.end()) {
-    const std::string& v = it->second;
-    if (v.empty() || v.size() > 3 || v.find_first_not_of("0123456789") != std::string::npos || std::stoi(v) < 1)
-      throw_error(ErrorCode::InvalidArgument, "device_streams must be a number from 1 to 999, got '" + v + "'", {info.name});
-    device.streams = std::stoi(v);
-  }
-  if (device.kind != gpu::DeviceSpec::Cpu) {
-    env.options.keep_nodes = true;
-    env.options.fuse_transposed_gemm = false;
-  }
   auto plan = compile_graph(g, env, input_infos);
-  auto model = std::make_shared<OnnxModel>(std::move(info), std::move(plan), std::move(rank_known), std::move(summary));
-  if (device.kind == gpu::DeviceSpec::Cpu) return model;
-  return gpu::make_device_model(std::move(model), device);
+  return std::make_shared<OnnxModel>(std::move(info), std::move(plan), std::move(rank_known), std::move(summary));
 }
 
-std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOptions& options,
-                                       const CompileOptions& compile) {
+std::shared_ptr<OnnxModel> compile_onnx_file(const std::string& path, const LoadOptions& options,
+                                             const CompileOptions& compile) {
   const std::string bytes = read_file(path);
   LoadOptions opts = options;
   if (opts.name.empty()) {
@@ -235,12 +219,37 @@ std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOption
     opts.name = p.stem() == "model" && p.has_parent_path() ? p.parent_path().filename().string() : p.stem().string();
   }
   try {
-    auto m = load_onnx_bytes(bytes, std::filesystem::path(path).parent_path().string(), opts, compile);
-    const_cast<ModelInfo&>(m->info()).path = path;  // set once before the model is shared
+    auto m = compile_onnx_bytes(bytes, std::filesystem::path(path).parent_path().string(), opts, compile);
+    m->mutable_info().path = path;
     return m;
   } catch (const Error& e) {
     throw e.with_context({opts.name, "", "", path});
   }
+}
+
+namespace {
+// Device choice belongs to the backend layer (src/backends), which compiles for the device's target
+// and hands the plan to its executor; this loader compiles for the CPU only and says so.
+void expect_cpu(const LoadOptions& options) {
+  auto it = options.params.find("device");
+  if (it == options.params.end() || it->second.empty() || it->second == "cpu") return;
+  throw_error(ErrorCode::InvalidArgument,
+              "quiver::onnx::load_onnx runs models on the CPU; device '" + it->second +
+                  "' is chosen by the backend layer: load with quiver::load_model or quiver::backends::load_onnx",
+              {options.name});
+}
+}  // namespace
+
+std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std::string& base_dir,
+                                             const LoadOptions& options, const CompileOptions& compile) {
+  expect_cpu(options);
+  return compile_onnx_bytes(bytes, base_dir, options, compile);
+}
+
+std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOptions& options,
+                                       const CompileOptions& compile) {
+  expect_cpu(options);
+  return compile_onnx_file(path, options, compile);
 }
 
 ModelSummary summarize_onnx(const std::string& path) { return summarize(parse_model(read_file(path), path)); }
@@ -248,16 +257,6 @@ ModelSummary summarize_onnx(const std::string& path) { return summarize(parse_mo
 std::vector<std::string> supported_ops() {
   ensure_ops();
   return OpRegistry::instance().list();
-}
-
-void register_backend() {
-  Backend b;
-  b.name = "onnx";
-  b.accepts = [](const std::string& path, std::string_view head) {
-    return path.size() > 5 && path.compare(path.size() - 5, 5, ".onnx") == 0;
-  };
-  b.load = [](const std::string& path, const LoadOptions& o) { return load_onnx(path, o); };
-  quiver::register_backend(std::move(b));
 }
 
 }  // namespace quiver::onnx

@@ -1,9 +1,10 @@
-// Internal: the CPU ONNX model, visible to the GPU executor (src/gpu), which runs the same compiled
-// Plan with device kernels and uses this model's input checks and description.
+// Internal: the ONNX model, visible to the GPU executor (src/gpu), which runs a Plan compiled for its
+// device target and uses this model's input checks and description.
 #pragma once
 #include <memory>
 #include <ostream>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "onnx/plan.hpp"
@@ -34,5 +35,12 @@ class OnnxModel final : public Model {
   std::vector<bool> rank_known_;
   ModelSummary summary_;
 };
+
+// The loader behind load_onnx / load_onnx_bytes, for any target (CompileOptions::target); the GPU
+// executor wraps the result. No check of LoadOptions::params["device"]: the caller chose the target.
+std::shared_ptr<OnnxModel> compile_onnx_bytes(const std::string& bytes, const std::string& base_dir,
+                                              const LoadOptions& options, const CompileOptions& compile);
+std::shared_ptr<OnnxModel> compile_onnx_file(const std::string& path, const LoadOptions& options,
+                                             const CompileOptions& compile);
 
 }  // namespace quiver::onnx

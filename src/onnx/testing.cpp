@@ -57,12 +57,12 @@ std::string compare_tensors(const Tensor& a, const Tensor& e, Tolerance tol) {
   return msg.str();
 }
 
-CaseResult run_test_case(const std::string& dir, Tolerance tol, const LoadOptions& options) {
+CaseResult run_test_case(const std::string& dir, Tolerance tol, const ModelLoader& load) {
   CaseResult r;
   r.name = std::filesystem::path(dir).filename().string();
   std::shared_ptr<const Model> model;
   try {
-    model = load_onnx(dir + "/model.onnx", options);
+    model = load ? load(dir + "/model.onnx") : load_onnx(dir + "/model.onnx");
   } catch (const Error& e) {
     r.status = e.code() == ErrorCode::Unsupported ? CaseStatus::Skipped : CaseStatus::Failed;
     r.message = e.what();

@@ -12,6 +12,7 @@
 
 #include "gpu/stream.hpp"
 #include "onnx/graph_builder.hpp"
+#include "quiver/backends/backends.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
 #include "quiver/onnx/testing.hpp"
@@ -34,6 +35,11 @@ LoadOptions on_device(const std::string& device = test_device()) {
   LoadOptions o;
   o.params["device"] = device;
   return o;
+}
+
+// A graph built in the test, loaded by the backend layer onto the test device.
+std::shared_ptr<const Model> load_on_device(G& g) {
+  return quiver::backends::load_onnx_bytes(g.bytes(), "", on_device());
 }
 
 std::vector<Tensor> read_inputs(const std::string& set_dir) {
@@ -67,7 +73,7 @@ class GpuHepModel : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(GpuHepModel, ReproducesOnnxRuntimeAndTheCpuEngine) {
   const std::string dir = kHep + GetParam();
-  auto gpu = quiver::onnx::load_onnx(dir + "/model.onnx", on_device());
+  auto gpu = quiver::backends::load_onnx(dir + "/model.onnx", on_device());
   auto cpu = quiver::onnx::load_onnx(dir + "/model.onnx");
   EXPECT_EQ(gpu->info().device.empty(), false);
   auto gs = gpu->make_state();
@@ -94,7 +100,7 @@ INSTANTIATE_TEST_SUITE_P(Cms, GpuHepModel, ::testing::ValuesIn(kModels),
 
 TEST(GpuExecutor, ParticleNetAnyBatchMatchesTheCpuRowByRow) {
   const std::string dir = kHep + "particlenet_ak4_hlt";
-  auto gpu = quiver::onnx::load_onnx(dir + "/model.onnx", on_device());
+  auto gpu = quiver::backends::load_onnx(dir + "/model.onnx", on_device());
   auto cpu = quiver::onnx::load_onnx(dir + "/model.onnx");
   auto base = read_inputs(dir + "/test_data_set_0");
   auto gs = gpu->make_state();
@@ -112,7 +118,7 @@ TEST(GpuExecutor, ParticleNetAnyBatchMatchesTheCpuRowByRow) {
 
 TEST(GpuExecutor, ThreadsWithTheirOwnStatesShareOneModel) {
   const std::string dir = kHep + "particlenet_ak4_hlt";
-  auto gpu = quiver::onnx::load_onnx(dir + "/model.onnx", on_device());
+  auto gpu = quiver::backends::load_onnx(dir + "/model.onnx", on_device());
   auto in = quiver::onnx::tile_batch(read_inputs(dir + "/test_data_set_0"), 8);
   const auto ref = gpu->run_once(in);
   for (const auto& d : run_in_threads(*gpu, in, ref[0], 3, 3, {0, 0})) EXPECT_EQ(d, "");
@@ -122,12 +128,12 @@ TEST(GpuExecutor, DeviceStreamsBoundConcurrentRunsAndCallersWait) {
   const std::string dir = kHep + "particlenet_ak4_hlt";
   auto opts = on_device();
   opts.params["device_streams"] = "1";  // one set of device buffers: the threads take turns
-  auto gpu = quiver::onnx::load_onnx(dir + "/model.onnx", opts);
+  auto gpu = quiver::backends::load_onnx(dir + "/model.onnx", opts);
   auto in = quiver::onnx::tile_batch(read_inputs(dir + "/test_data_set_0"), 4);
   const auto ref = quiver::onnx::load_onnx(dir + "/model.onnx")->run_once(in);
   for (const auto& d : run_in_threads(*gpu, in, ref[0], 4, 2, {1e-4, 1e-5})) EXPECT_EQ(d, "");
   opts.params["device_streams"] = "0";
-  auto e = expect_error([&] { quiver::onnx::load_onnx(dir + "/model.onnx", opts); });
+  auto e = expect_error([&] { quiver::backends::load_onnx(dir + "/model.onnx", opts); });
   EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
   EXPECT_NE(std::string(e.what()).find("device_streams"), std::string::npos) << e.what();
 }
@@ -138,7 +144,7 @@ TEST(GpuExecutor, GatherIndexOutOfRangeNamesTheNodeAndTheStateRecovers) {
   g.input("idx", {2}, 7);  // int64
   g.output("y", {2, 3});
   g.node("Gather", {"data", "idx"}, {"y"}, "pick_rows");
-  auto m = g.load({}, on_device());
+  auto m = load_on_device(g);
   auto data = Tensor::from_vector<float>(std::vector<float>(5000 * 3, 1.f), {5000, 3});  // big enough for the device
   auto st = m->make_state();
   std::vector<Tensor> out;
@@ -162,7 +168,7 @@ TEST(GpuExecutor, AFailedRunLeavesNoErrorBehindForTheNext) {
   g.output("y", {-1, -1});
   g.node("Gather", {"data", "idx"}, {"rows"}, "pick_rows");
   g.node("Reshape", {"rows", "shape"}, {"y"}, "reshape");
-  auto m = g.load({}, on_device());
+  auto m = load_on_device(g);
   auto data = Tensor::from_vector<float>(std::vector<float>(5000 * 3, 2.f), {5000, 3});
   auto st = m->make_state();
   std::vector<Tensor> out;
@@ -179,7 +185,7 @@ TEST(GpuExecutor, AFailedRunLeavesNoErrorBehindForTheNext) {
 
 TEST(GpuExecutor, WrongInputIsRejectedBeforeAnythingRuns) {
   const std::string dir = kHep + "hls4ml_three_layer";
-  auto m = quiver::onnx::load_onnx(dir + "/model.onnx", on_device());
+  auto m = quiver::backends::load_onnx(dir + "/model.onnx", on_device());
   auto in = read_inputs(dir + "/test_data_set_0");
   in[0] = Tensor::zeros(DType::I64, in[0].dims());
   auto e = expect_error([&] { m->run_once(in); });
@@ -202,7 +208,7 @@ TEST(GpuExecutor, OpsWithoutDeviceKernelsRunOnTheCpuAndAreListed) {
   auto* full = g.node("Conv", {"c", "w2"}, {"d"}, "conv3x3");
   quiver::test::attr_ints(full, "pads", {1, 1, 1, 1});
   g.node("Sigmoid", {"d"}, {"y"});
-  auto gpu = g.load({}, on_device());
+  auto gpu = load_on_device(g);
   auto cpu = g.load();
   std::vector<float> xs(2 * 2 * 16);
   for (size_t i = 0; i < xs.size(); ++i) xs[i] = float(i % 7) - 3.f;
@@ -255,7 +261,7 @@ TEST(GpuExecutor, RecurrentLayersMatchTheCpu) {
     }
     quiver::test::attr_int(n, "hidden_size", H);
     quiver::test::attr_str(n, "direction", "bidirectional");
-    auto gpu = g.load({}, on_device());
+    auto gpu = load_on_device(g);
     auto cpu = g.load();
     std::vector<Tensor> in{rnd({S, B, I}), rnd({D, B, H})};
     auto a = gpu->run_once(in);
@@ -268,19 +274,19 @@ TEST(GpuExecutor, RecurrentLayersMatchTheCpu) {
 
 TEST(GpuExecutor, DeviceChoicesAreChecked) {
   const std::string path = kHep + "hls4ml_three_layer/model.onnx";
-  auto e = expect_error([&] { quiver::onnx::load_onnx(path, on_device("tpu")); });
+  auto e = expect_error([&] { quiver::backends::load_onnx(path, on_device("tpu")); });
   EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
   EXPECT_NE(std::string(e.what()).find("cpu, cuda, cuda:N, auto or gpu-emulator"), std::string::npos) << e.what();
   // auto falls back to the CPU when there is no GPU.
-  auto m = quiver::onnx::load_onnx(path, on_device("auto"));
+  auto m = quiver::backends::load_onnx(path, on_device("auto"));
   if (gpu::cuda_device_count() == 0) {
     EXPECT_EQ(m->info().device, "");
-    auto c = expect_error([&] { quiver::onnx::load_onnx(path, on_device("cuda")); });
+    auto c = expect_error([&] { quiver::backends::load_onnx(path, on_device("cuda")); });
     EXPECT_EQ(c.code(), ErrorCode::Unavailable);
     EXPECT_FALSE(c.message().empty());
   } else {
     EXPECT_EQ(m->info().device, "cuda:0");
-    auto c = expect_error([&] { quiver::onnx::load_onnx(path, on_device("cuda:99")); });
+    auto c = expect_error([&] { quiver::backends::load_onnx(path, on_device("cuda:99")); });
     EXPECT_EQ(c.code(), ErrorCode::InvalidArgument);
   }
 }

@@ -63,8 +63,9 @@ struct G {
   }
   std::shared_ptr<const Model> load(quiver::onnx::CompileOptions co = {}, LoadOptions lo = {}) {
     lo.name = "unit";
-    return quiver::onnx::load_onnx_bytes(m.SerializeAsString(), "", lo, co);
+    return quiver::onnx::load_onnx_bytes(bytes(), "", lo, co);
   }
+  std::string bytes() const { return m.SerializeAsString(); }
 };
 
 // G at opset `Opset` by default, with independent dynamic dims (n1, n2, ...).

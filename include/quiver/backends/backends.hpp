@@ -1,7 +1,29 @@
-// Registers every backend compiled into this build (ONNX engine, tree ensembles) with the core
-// registry, so quiver::load_model() can open any supported file. Idempotent, thread-safe.
+// The direct-inference backends of this build (ONNX engine, tree ensembles) and where a model runs.
 #pragma once
+#include <memory>
+#include <string>
+
+#include "quiver/core/model.hpp"
 
 namespace quiver {
+// Registers every backend compiled into this build with the core registry, so quiver::load_model()
+// can open any supported file. Idempotent, thread-safe.
 void register_builtin_backends();
-}
+}  // namespace quiver
+
+namespace quiver::backends {
+
+// The "onnx" backend of load_model. LoadOptions::params["device"] picks where the model runs: "cpu"
+// (default: the ONNX engine, quiver::onnx::load_onnx), "cuda" or "cuda:N" (the GPU executor: the plan
+// compiled for the device, each step's kernel chosen once at load, device kernels and cuBLAS; steps
+// without a device kernel run their CPU kernel), "auto" (cuda:0 when a CUDA device is usable, else cpu)
+// and "gpu-emulator" (the GPU executor on host memory, for tests on machines without a GPU).
+// params["device_streams"] (default 4): how many runs of one loaded model may be on the device at
+// once; each keeps its own stream and activation buffers, so this also bounds the GPU memory
+// (callers beyond it wait). Throws InvalidArgument for an unknown device, Unavailable when it
+// cannot be used, and whatever the ONNX loader throws.
+std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOptions& options = {});
+std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std::string& base_dir,
+                                             const LoadOptions& options = {});
+
+}  // namespace quiver::backends

@@ -17,15 +17,10 @@ struct CompileOptions {
   bool keep_nodes = false;           // keep each step's node: executors other than the CPU kernels need it
 };
 
-// LoadOptions::params["device"] picks where the model runs: "cpu" (default), "cuda" or "cuda:N"
-// (the GPU executor: device kernels and cuBLAS, operators without a device kernel run on the CPU),
-// "auto" (cuda:0 when a CUDA device is usable, else cpu) and "gpu-emulator" (the GPU executor on
-// host memory, for tests on machines without a GPU). params["device_streams"] (default 4): how many runs
-// of one loaded model may be on the device at once; each keeps its own stream and activation buffers,
-// so this also bounds the GPU memory (callers beyond it wait).
-
-// Load an .onnx file (external data resolved next to it). Throws quiver::Error naming the file,
-// node and tensor on malformed models and listing every unsupported operator by name.
+// Load an .onnx file (external data resolved next to it) to run on the CPU. Throws quiver::Error naming
+// the file, node and tensor on malformed models and listing every unsupported operator by name.
+// Running on a GPU is the backend layer's choice: quiver::load_model, or quiver::backends::load_onnx
+// (include/quiver/backends/backends.hpp), with LoadOptions::params["device"].
 std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOptions& options = {},
                                        const CompileOptions& compile = {});
 std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std::string& base_dir,
@@ -45,9 +40,6 @@ ModelSummary summarize_onnx(const std::string& path);
 
 // Names of all operators the engine implements ("Add", "ai.onnx.ml::TreeEnsembleRegressor", ...).
 std::vector<std::string> supported_ops();
-
-// Registers the "onnx" backend with quiver::register_backend.
-void register_backend();
 
 }  // namespace quiver::onnx
 

@@ -1,5 +1,7 @@
 // Comparison and conformance helpers shared by `quiver onnx-test`, `quiver infer --compare` and tests.
 #pragma once
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,8 +30,9 @@ struct CaseResult {
 // scalars, empty tensors and tensors already of that batch are kept as they are.
 std::vector<Tensor> tile_batch(const std::vector<Tensor>& src, int64_t batch);
 
-// Runs one ONNX backend test case folder (model.onnx + test_data_set_*/). `options` reach the loader
-// (e.g. params["device"] to run the case on the GPU executor).
-CaseResult run_test_case(const std::string& dir, Tolerance tol = {}, const LoadOptions& options = {});
+// Runs one ONNX backend test case folder (model.onnx + test_data_set_*/), the model loaded by `load`
+// (default: the CPU engine, load_onnx; `quiver onnx-test --device` passes the backend layer's loader).
+using ModelLoader = std::function<std::shared_ptr<const Model>(const std::string& path)>;
+CaseResult run_test_case(const std::string& dir, Tolerance tol = {}, const ModelLoader& load = {});
 
 }  // namespace quiver::onnx
