@@ -1,4 +1,5 @@
-// `quiver run CONFIG.toml [-Pkey=value ...] [--benchmark]`: the event-processing framework.
+// `quiver run CONFIG.toml [-Pkey=value ...] [--benchmark | --show-topology | --list-parameters]`: the
+// event-processing framework.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -21,6 +22,7 @@ struct RunArgs {
   std::vector<int> threads;
   std::string rates_file = "quiver_rates.dat";
   bool list_params = false;
+  bool show_topology = false;
 };
 
 void print_parameters(quiver::flow::Application& app) {
@@ -41,6 +43,10 @@ void run_command(const RunArgs& a) {
   app.load_plugins();
   if (a.list_params) {
     print_parameters(app);
+    return;
+  }
+  if (a.show_topology) {
+    std::fputs(app.build_topology().describe().c_str(), stdout);
     return;
   }
   app.install_signal_handlers();
@@ -89,6 +95,8 @@ quiver::cli::CommandRegistrar reg(60, [](CLI::App& app) {
   cmd->add_option("--threads", a->threads, "benchmark: thread counts (default 1..nthreads)")->delimiter(',');
   cmd->add_option("--rates", a->rates_file, "benchmark: rates file");
   cmd->add_flag("--list-parameters", a->list_params, "print every component parameter and exit");
+  cmd->add_flag("--show-topology", a->show_topology,
+                "print the plan of the run (settings, event path, products) and exit without running");
   cmd->callback([a] { run_command(*a); });
 });
 

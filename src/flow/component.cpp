@@ -10,6 +10,7 @@
 
 #include "flow/internal.hpp"
 #include "quiver/flow/application.hpp"
+#include "quiver/flow/topology.hpp"
 
 namespace quiver::flow {
 
@@ -23,6 +24,14 @@ std::string demangle(const char* mangled) {
     for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
   };
   replace_all("std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >", "std::string");
+  // Default allocators: "std::vector<Jet, std::allocator<Jet> >" -> "std::vector<Jet>".
+  const std::string alloc = ", std::allocator<";
+  for (size_t p = s.find(alloc); p != std::string::npos; p = s.find(alloc, p)) {
+    size_t e = p + alloc.size();
+    for (int depth = 1; e < s.size() && depth > 0; ++e) depth += s[e] == '<' ? 1 : s[e] == '>' ? -1 : 0;
+    if (e + 1 < s.size() && s[e] == ' ' && s[e + 1] == '>') ++e;  // "T, std::allocator<T> >"
+    s.erase(p, e - p);
+  }
   return s;
 }
 
@@ -55,13 +64,13 @@ Error to_error(std::exception_ptr e, const std::string& component) {
 Event::~Event() = default;
 
 size_t Event::find_index(const ProductKey& key, bool must_exist) const {
-  auto it = graph_->index.find(key);
-  if (it == graph_->index.end()) {
+  size_t i = topo_->find(key);
+  if (i == Topology::npos) {
     if (!must_exist) return static_cast<size_t>(-1);
     throw Error(ErrorCode::NotFound,
                 "event " + std::to_string(number_) + ": no component produces " + product_name(key));
   }
-  return it->second;
+  return i;
 }
 
 bool Event::has_index(size_t index) const {
@@ -72,18 +81,19 @@ bool Event::has_index(size_t index) const {
 const SlotBase& Event::get_slot(size_t index) const {
   const SlotBase& s = *slots_[index];
   if (s.present_gen.load(std::memory_order_acquire) == gen_) return s;
-  int64_t f = graph_->producer_factory[index];
+  const Topology::Product& p = topo_->products[index];
+  int64_t f = p.factory;
   if (f < 0) {
     throw Error(ErrorCode::NotFound,
-                "event " + std::to_string(number_) + ": product " + product_name(graph_->products[index]) +
-                    " is not available (producer '" + graph_->producer_name[index] +
+                "event " + std::to_string(number_) + ": product " + product_name(p.key) +
+                    " is not available (producer '" + p.producer->name() +
                     "' did not fill it; sources and async factories run before processors)");
   }
   run_factory(static_cast<size_t>(f));
   if (s.present_gen.load(std::memory_order_acquire) != gen_) {
     throw Error(ErrorCode::Internal, "event " + std::to_string(number_) + ": factory did not publish " +
-                                         product_name(graph_->products[index]),
-                ErrorWhere{.node = graph_->producer_name[index]});
+                                         product_name(p.key),
+                ErrorWhere{.node = p.producer->name()});
   }
   return s;
 }
@@ -94,7 +104,7 @@ void Event::run_factory(size_t f) const {
   std::lock_guard<std::mutex> lk(st.m);
   if (st.done_gen.load(std::memory_order_relaxed) == gen_) return;
   if (st.err_gen == gen_) std::rethrow_exception(st.err);
-  Factory* fac = graph_->factories[f];
+  Factory* fac = topo_->factories[f];
   Event& self = const_cast<Event&>(*this);
   try {
     fac->process(self);

@@ -540,6 +540,29 @@ TEST(JetTagging, CliErrorsAreClear) {
   fs::remove_all(dir);
 }
 
+TEST(JetTagging, ShowTopologyPrintsThePlanWithoutRunning) {
+  fs::path dir = temp_dir("topology");
+  fs::path csv = dir / "tags.csv";
+  pid_t pid = spawn_quiver({"run", kConfig, "--show-topology", "-Pnthreads=3", "-Pinference.mode=batched",
+                            "-Pwriter.csv=" + csv.string(), "-Pwriter.hdf5=" + (dir / "tags.h5").string()},
+                           dir / "out.txt", dir / "err.txt");
+  EXPECT_EQ(wait_quiver(pid, 30), 0) << quiver::read_file((dir / "err.txt").string());
+  std::string out = quiver::read_file((dir / "out.txt").string());
+  EXPECT_NE(out.find("nthreads=3 in_flight=16"), std::string::npos) << out;
+  EXPECT_NE(out.find("1. source         source [jet_tagging::GeneratorSource]"), std::string::npos) << out;
+  EXPECT_NE(out.find("2. async factory  inference [jet_tagging::ParticleNetTagger]"), std::string::npos) << out;
+  EXPECT_NE(out.find("3. processor      writer [jet_tagging::JetTagWriter], sequential, in event order"),
+            std::string::npos) << out;
+  EXPECT_NE(out.find("std::vector<jet_tagging::Jet> 'jets': made by 'jets', read by 'inference' 'writer'"),
+            std::string::npos) << out;
+  EXPECT_FALSE(fs::exists(csv)) << "--show-topology must not run the pipeline";
+  // A configuration error is reported as by a run.
+  pid = spawn_quiver({"run", kConfig, "--show-topology", "-Perror_policy=retry"}, dir / "o", dir / "e2");
+  EXPECT_EQ(wait_quiver(pid, 30), 1);
+  EXPECT_NE(quiver::read_file((dir / "e2").string()).find("'error_policy'"), std::string::npos);
+  fs::remove_all(dir);
+}
+
 TEST(JetTagging, ServiceModeThroughQuiverServeWithFallback) {
   // quiver serve on a free port with max_batch_size 4: events with more jets are sent as several
   // requests; a model the server does not have falls back to direct inference. Every score equals

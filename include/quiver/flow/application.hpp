@@ -19,6 +19,7 @@
 
 #include "quiver/core/error.hpp"
 #include "quiver/flow/flow.hpp"
+#include "quiver/flow/topology.hpp"
 
 namespace quiver::flow {
 
@@ -95,8 +96,12 @@ class Application {
   const std::vector<std::unique_ptr<Component>>& components() const { return components_; }
 
   // ---- running
-  // Runs until the source ends, nevents, or stop; can be called again (components see init/finish
-  // again). Throws quiver::Error for configuration errors (missing parameter, unwired input, ...).
+  // The plan of a run (topology.hpp): reads the framework parameters, binds component parameters
+  // and ports and checks the wiring. Runs nothing (no thread, no init()). Throws quiver::Error for
+  // configuration errors (missing parameter, unwired input, two producers, cycles, ...).
+  Topology build_topology();
+  // Builds the topology and executes it: until the source ends, nevents, or stop; can be called
+  // again (components see init/finish again). Throws what build_topology() throws.
   RunSummary run();
   // Runs once per thread count and returns the rates (each run reads `nevents` events).
   std::vector<BenchmarkRow> benchmark(const std::vector<int>& thread_counts);

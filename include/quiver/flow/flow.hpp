@@ -42,8 +42,8 @@ class Application;
 class Component;
 class Event;
 struct Runner;
+struct Topology;
 namespace detail {
-struct Graph;
 struct EventCtx;
 struct FactoryState;
 }  // namespace detail
@@ -125,7 +125,7 @@ class Event {
   uint64_t sequence_ = 0;
   uint64_t gen_ = 0;
   size_t slot_ = 0;
-  const detail::Graph* graph_ = nullptr;
+  const Topology* topo_ = nullptr;
   std::vector<std::unique_ptr<SlotBase>> slots_;
   std::unique_ptr<detail::FactoryState[]> fstate_;
 };
@@ -319,6 +319,7 @@ class Component {
   friend class OutputBase;
   friend class ParameterBase;
   friend class Application;
+  friend struct Runner;
   std::string name_;
   Application* app_ = nullptr;
   Runtime* runtime_ = nullptr;
