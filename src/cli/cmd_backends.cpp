@@ -276,37 +276,108 @@ void cmd_inspect(const std::string& path, const std::string& device) {
   open_model(path, device)->describe(std::cout);
 }
 
-void cmd_onnx_test(const std::vector<std::string>& dirs, const std::string& list_file, bool verbose,
-                   const std::string& device) {
+// Names on the --cases list (one per line, '#' comments, surrounding blanks ignored).
+std::vector<std::string> read_case_list(const std::string& list_file) {
+  std::vector<std::string> names;
+  std::istringstream ss(read_file(list_file));
+  std::string line;
+  while (std::getline(ss, line)) {
+    const auto b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    names.push_back(line.substr(b, line.find_last_not_of(" \t\r") - b + 1));
+  }
+  if (names.empty()) throw Error(ErrorCode::InvalidArgument, "the --cases file names no test case", {.file = list_file});
+  return names;
+}
+
+struct OnnxTestArgs {
+  std::vector<std::string> dirs;
+  std::string list, expect, record, device;
+  bool verbose = false;
+};
+
+void cmd_onnx_test(const OnnxTestArgs& a) {
+  const std::vector<std::string> only = a.list.empty() ? std::vector<std::string>{} : read_case_list(a.list);
+  // Case folder name -> path; the name is what lists and expectations refer to, so it must be unique.
+  std::map<std::string, std::string> found;
+  auto add = [&](const fs::path& dir) {
+    const std::string name = dir.filename().string();
+    auto [it, fresh] = found.emplace(name, dir.string());
+    if (!fresh && it->second != dir.string())
+      throw Error(ErrorCode::InvalidArgument, "two test cases are named '" + name + "': " + it->second + " and " + dir.string());
+  };
+  for (const auto& d : a.dirs) {
+    const fs::path p = fs::path(d).lexically_normal();
+    if (fs::exists(p / "model.onnx")) { add(p.has_filename() ? p : p.parent_path()); continue; }
+    if (!fs::is_directory(p)) throw Error(ErrorCode::NotFound, "not a test case or folder of test cases", {.file = d});
+    for (const auto& e : fs::directory_iterator(p))
+      if (fs::exists(e.path() / "model.onnx")) add(e.path());
+  }
   std::vector<std::string> cases;
-  std::set<std::string> only;
-  if (!list_file.empty()) {
-    std::istringstream ss(read_file(list_file));
-    std::string line;
-    while (std::getline(ss, line))
-      if (!line.empty() && line[0] != '#') only.insert(line);
+  if (!only.empty()) {
+    std::vector<std::string> unknown;
+    for (const auto& n : only) {
+      auto it = found.find(n);
+      if (it == found.end()) unknown.push_back(n);
+      else cases.push_back(it->second);
+    }
+    if (!unknown.empty()) {
+      std::string names;
+      for (const auto& n : unknown) names += (names.empty() ? "" : ", ") + n;
+      throw Error(ErrorCode::NotFound, std::to_string(unknown.size()) + " case(s) on the --cases list are not in the given folders: " + names,
+                  {.file = a.list});
+    }
+    std::sort(cases.begin(), cases.end());
+    cases.erase(std::unique(cases.begin(), cases.end()), cases.end());
+  } else {
+    for (const auto& [n, path] : found) cases.push_back(path);
   }
-  for (const auto& d : dirs) {
-    if (fs::exists(fs::path(d) / "model.onnx")) { cases.push_back(d); continue; }
-    if (!fs::is_directory(d)) throw Error(ErrorCode::NotFound, "not a test case or folder of test cases", {"", "", "", d});
-    for (const auto& e : fs::directory_iterator(d))
-      if (fs::exists(e.path() / "model.onnx") && (only.empty() || only.count(e.path().filename().string())))
-        cases.push_back(e.path().string());
-  }
-  std::sort(cases.begin(), cases.end());
+  if (cases.empty()) throw Error(ErrorCode::NotFound, "no test cases (folders with model.onnx) in the given folders");
+  // Read before running: a malformed list should not cost a whole run.
+  const onnx::Expectations expected = a.expect.empty() ? onnx::Expectations{} : onnx::read_expectations(a.expect);
+
   int passed = 0, failed = 0, skipped = 0;
-  const LoadOptions options = device_options(device);
+  const LoadOptions options = device_options(a.device);
   const onnx::ModelLoader load = [&](const std::string& p) { return backends::load_onnx(p, options); };
+  std::vector<onnx::CaseResult> results;
   for (const auto& c : cases) {
     auto r = onnx::run_test_case(c, {}, load);
     switch (r.status) {
-      case onnx::CaseStatus::Passed: ++passed; if (verbose) std::printf("PASS %s\n", r.name.c_str()); break;
+      case onnx::CaseStatus::Passed: ++passed; if (a.verbose) std::printf("PASS %s\n", r.name.c_str()); break;
       case onnx::CaseStatus::Failed: ++failed; std::printf("FAIL %s: %s\n", r.name.c_str(), r.message.c_str()); break;
       case onnx::CaseStatus::Skipped: ++skipped; std::printf("SKIP %s: %s\n", r.name.c_str(), r.message.c_str()); break;
     }
+    results.push_back(std::move(r));
   }
   std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
-  if (failed) cli::set_exit_code(1);
+  if (!a.record.empty()) {
+    // Reasons name the case's files relative to the suite, not to this machine.
+    std::vector<onnx::CaseResult> rel = results;
+    for (size_t i = 0; i < rel.size(); ++i) {
+      const std::string abs = cases[i] + "/", short_name = rel[i].name + "/";
+      for (size_t p; (p = rel[i].message.find(abs)) != std::string::npos;) rel[i].message.replace(p, abs.size(), short_name);
+    }
+    write_file(a.record, onnx::format_expectations(
+                             rel, "Expected results of `quiver onnx-test" + (a.device.empty() ? "" : " --device " + a.device) +
+                                          "` (written by --record; a ratchet: see tests/onnx/CMakeLists.txt)\n"
+                                          "pass NAME | fail NAME REASON | skip NAME REASON (refused at load)"));
+    std::printf("recorded %zu cases in %s\n", results.size(), a.record.c_str());
+  }
+  if (a.expect.empty()) {
+    if (failed) cli::set_exit_code(1);
+    return;
+  }
+  // The ratchet: what passed must keep passing; what got better is reported so the list follows.
+  const auto rep = onnx::check_expectations(results, expected, only);
+  for (const auto& m : rep.regressions) std::printf("REGRESSION %s\n", m.c_str());
+  for (const auto& m : rep.unlisted) std::printf("UNLISTED %s\n", m.c_str());
+  for (const auto& m : rep.missing) std::printf("MISSING %s\n", m.c_str());
+  for (const auto& m : rep.improvements) std::printf("IMPROVED %s\n", m.c_str());
+  std::printf("against %s: %zu regressions, %zu unlisted, %zu missing, %zu improved\n", a.expect.c_str(),
+              rep.regressions.size(), rep.unlisted.size(), rep.missing.size(), rep.improvements.size());
+  if (!rep.improvements.empty() || !rep.unlisted.empty() || !rep.missing.empty())
+    std::printf("update the list: rerun with --record %s and commit it\n", a.expect.c_str());
+  if (!rep.ok()) cli::set_exit_code(1);
 }
 
 cli::CommandRegistrar reg(10, [](CLI::App& app) {
@@ -350,13 +421,16 @@ cli::CommandRegistrar reg(10, [](CLI::App& app) {
   }
   {
     auto* c = app.add_subcommand("onnx-test", "Run ONNX backend test cases; ends with 'N passed, M failed, K skipped'");
-    struct A { std::vector<std::string> dirs; std::string list, device; bool verbose = false; };
-    auto a = std::make_shared<A>();
+    auto a = std::make_shared<OnnxTestArgs>();
     c->add_option("dirs", a->dirs, "test case folders, or folders of them")->required();
-    c->add_option("--cases", a->list, "file listing case names to run (one per line, # comments)");
+    c->add_option("--cases", a->list, "file listing case names to run (one per line, # comments); every name must exist");
+    c->add_option("--expect", a->expect,
+                  "file of expected results (pass/fail/skip per case): exit 1 when a case does worse than listed, "
+                  "is not listed or did not run; better results are reported");
+    c->add_option("--record", a->record, "write this run's results in the --expect format");
     c->add_flag("--verbose,-v", a->verbose, "print passing cases too");
     c->add_option("--device", a->device, kDeviceHelp);
-    c->callback([a] { cmd_onnx_test(a->dirs, a->list, a->verbose, a->device); });
+    c->callback([a] { cmd_onnx_test(*a); });
   }
 });
 

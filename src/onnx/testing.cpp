@@ -1,12 +1,15 @@
 #include "quiver/onnx/testing.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 #include "onnx/ops/common.hpp"
 #include "quiver/core/model.hpp"
+#include "quiver/core/util.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
 
@@ -106,7 +109,8 @@ CaseResult run_test_case(const std::string& dir, Tolerance tol, const ModelLoade
       }
     }
   } catch (const Error& e) {
-    r.status = e.code() == ErrorCode::Unsupported ? CaseStatus::Skipped : CaseStatus::Failed;
+    // The model loaded, so the engine promised to run it: an Unsupported here is a broken kernel.
+    r.status = CaseStatus::Failed;
     r.message = e.what();
     return r;
   } catch (const std::exception& e) {
@@ -115,6 +119,99 @@ CaseResult run_test_case(const std::string& dir, Tolerance tol, const ModelLoade
   }
   r.status = CaseStatus::Passed;
   return r;
+}
+
+std::string_view case_status_name(CaseStatus s) {
+  switch (s) {
+    case CaseStatus::Passed: return "pass";
+    case CaseStatus::Failed: return "fail";
+    case CaseStatus::Skipped: return "skip";
+  }
+  return "?";
+}
+
+namespace {
+// pass > skip (an honest refusal) > fail (a wrong answer or a run-time error).
+int rank(CaseStatus s) { return s == CaseStatus::Passed ? 2 : s == CaseStatus::Skipped ? 1 : 0; }
+
+// One line of the list: reasons are messages, which may span lines.
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (char c : text) out += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
+  return out;
+}
+}  // namespace
+
+Expectations read_expectations(const std::string& path) {
+  Expectations ex;
+  ex.file = path;
+  std::istringstream in(read_file(path));
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    const auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
+    std::istringstream ls(line);
+    std::string status, name;
+    ls >> status >> name;
+    std::string reason;
+    std::getline(ls >> std::ws, reason);
+    CaseExpectation e;
+    if (status == "pass") e.status = CaseStatus::Passed;
+    else if (status == "fail") e.status = CaseStatus::Failed;
+    else if (status == "skip") e.status = CaseStatus::Skipped;
+    else throw Error(ErrorCode::Parse, "expected 'pass', 'fail' or 'skip' at the start of the line, got '" + status + "'",
+                     {.file = path, .offset = n});
+    if (name.empty()) throw Error(ErrorCode::Parse, "a '" + status + "' line without a case name", {.file = path, .offset = n});
+    if (e.status != CaseStatus::Passed && reason.empty())
+      throw Error(ErrorCode::Parse, "case '" + name + "' is expected to " + status + " but no reason is given",
+                  {.file = path, .offset = n});
+    e.reason = reason;
+    if (!ex.cases.emplace(name, std::move(e)).second)
+      throw Error(ErrorCode::Parse, "case '" + name + "' is listed twice", {.file = path, .offset = n});
+  }
+  return ex;
+}
+
+std::string format_expectations(const std::vector<CaseResult>& results, const std::string& header) {
+  std::ostringstream out;
+  std::istringstream hs(header);
+  std::string h;
+  while (std::getline(hs, h)) out << "# " << h << "\n";
+  std::vector<const CaseResult*> sorted;
+  for (const auto& r : results) sorted.push_back(&r);
+  std::sort(sorted.begin(), sorted.end(), [](const CaseResult* a, const CaseResult* b) { return a->name < b->name; });
+  for (const auto* r : sorted) {
+    out << case_status_name(r->status) << ' ' << r->name;
+    if (r->status != CaseStatus::Passed) out << ' ' << (r->message.empty() ? std::string("(no message)") : one_line(r->message));
+    out << '\n';
+  }
+  return out.str();
+}
+
+RatchetReport check_expectations(const std::vector<CaseResult>& results, const Expectations& expected,
+                                 const std::vector<std::string>& listed_filter) {
+  RatchetReport rep;
+  std::set<std::string> ran;
+  for (const auto& r : results) {
+    ran.insert(r.name);
+    auto it = expected.cases.find(r.name);
+    const std::string got = std::string(case_status_name(r.status));
+    if (it == expected.cases.end()) {
+      rep.unlisted.push_back(r.name + ": " + got + (r.message.empty() ? "" : ": " + one_line(r.message)));
+      continue;
+    }
+    const CaseExpectation& e = it->second;
+    const std::string want = std::string(case_status_name(e.status));
+    if (rank(r.status) < rank(e.status))
+      rep.regressions.push_back(r.name + ": expected " + want + ", got " + got + ": " + one_line(r.message));
+    else if (rank(r.status) > rank(e.status))
+      rep.improvements.push_back(r.name + ": expected " + want + " (" + e.reason + "), got " + got);
+  }
+  const std::set<std::string> filter(listed_filter.begin(), listed_filter.end());
+  for (const auto& [name, e] : expected.cases)
+    if ((filter.empty() || filter.count(name)) && !ran.count(name))
+      rep.missing.push_back(name + ": listed as " + std::string(case_status_name(e.status)) + " but did not run");
+  return rep;
 }
 
 std::vector<Tensor> tile_batch(const std::vector<Tensor>& src, int64_t batch) {

@@ -1,5 +1,5 @@
-// Helpers shared by the flow tests: a watchdog around Application::run and a delay timer that
-// completes async work from its own thread.
+// Helpers shared by the flow tests: a watchdog around Application::run, a delay timer that
+// completes async work from its own thread, and a gate that holds work until the test opens it.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -12,6 +12,7 @@
 #include <mutex>
 #include <queue>
 #include <thread>
+#include <vector>
 
 #include "quiver/flow/application.hpp"
 
@@ -80,6 +81,77 @@ class DelayTimer {
   uint64_t seq_ = 0;
   bool stop_ = false;
   std::thread t_;
+};
+
+// Holds work until something the test waits for has happened (open()), so that a test puts the
+// pipeline in a known state by events, not by sleeping. Should that never happen, the gate opens by
+// itself after `safety_seconds` so the run still ends and the test fails on its own assertions;
+// opened_by_timeout() then says so.
+class Gate {
+ public:
+  explicit Gate(double safety_seconds = 30) : watchdog_([this, safety_seconds] {
+      std::unique_lock<std::mutex> lk(m_);
+      if (!cv_.wait_for(lk, std::chrono::duration<double>(safety_seconds), [this] { return open_ || closing_; })) {
+        lk.unlock();
+        open(true);
+      }
+    }) {}
+  ~Gate() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      closing_ = true;
+    }
+    cv_.notify_all();
+    watchdog_.join();
+  }
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+  // Runs `f` now when open, otherwise on the thread that opens the gate.
+  void hold(std::function<void()> f) {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      if (!open_) {
+        held_.push_back(std::move(f));
+        return;
+      }
+    }
+    f();
+  }
+  void open() { open(false); }
+  bool is_open() const {
+    std::lock_guard<std::mutex> lk(m_);
+    return open_;
+  }
+  bool opened_by_timeout() const {
+    std::lock_guard<std::mutex> lk(m_);
+    return by_timeout_;
+  }
+  // How much work was waiting when the gate opened.
+  size_t held_at_open() const {
+    std::lock_guard<std::mutex> lk(m_);
+    return held_at_open_;
+  }
+
+ private:
+  void open(bool by_timeout) {
+    std::vector<std::function<void()>> run;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      if (open_) return;
+      open_ = true;
+      by_timeout_ = by_timeout;
+      held_at_open_ = held_.size();
+      run.swap(held_);
+    }
+    cv_.notify_all();
+    for (auto& f : run) f();
+  }
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  std::vector<std::function<void()>> held_;
+  bool open_ = false, by_timeout_ = false, closing_ = false;
+  size_t held_at_open_ = 0;
+  std::thread watchdog_;  // last: starts after the members it uses
 };
 
 }  // namespace flowtest

@@ -10,8 +10,12 @@
 #include <map>
 #include <mutex>
 #include <random>
+#include <regex>
 #include <set>
 #include <thread>
+
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "flow_test_util.hpp"
 #include "quiver/flow/application.hpp"
@@ -308,6 +312,8 @@ class DelayedDouble : public AsyncFactory {
   int delay_us = 2000;
   bool random_delay = false;
   int fail_at = -1;
+  flowtest::Gate* gate = nullptr;        // when set, no answer starts before the gate opens
+  std::function<void(int)> on_parked;  // called with the number of events waiting for an answer
   EventLocal<int64_t> result_;
   std::atomic<int> concurrent{0}, max_concurrent{0};
   void init() override { result_.resize(pool_size()); }
@@ -319,39 +325,50 @@ class DelayedDouble : public AsyncFactory {
     while (c > m && !max_concurrent.compare_exchange_weak(m, c)) {
     }
     int d = random_delay ? (v * 7919) % 3000 : delay_us;
-    timer->after(std::chrono::microseconds(d), [this, v, slot, done] {
-      --concurrent;
-      if (v == fail_at) {
-        done.fail(std::make_exception_ptr(quiver::Error(quiver::ErrorCode::Unavailable, "server gone")));
-        return;
-      }
-      *slot = int64_t(v) * v;
-      done();  // from the timer thread
-    });
+    auto answer = [this, v, slot, done, d] {
+      timer->after(std::chrono::microseconds(d), [this, v, slot, done] {
+        --concurrent;
+        if (v == fail_at) {
+          done.fail(std::make_exception_ptr(quiver::Error(quiver::ErrorCode::Unavailable, "server gone")));
+          return;
+        }
+        *slot = int64_t(v) * v;
+        done();  // from the timer thread
+      });
+    };
+    log(LogLevel::Debug, "parked event " + std::to_string(e.number()));
+    if (gate) gate->hold(answer);
+    else answer();
+    if (on_parked) on_parked(c);
   }
   void produce(Event& e) override { out_(e) = result_[e]; }
 };
 
 TEST(Flow, AsyncCompletionFromAnotherThreadParksWithoutBlocking) {
+  // One worker thread, in_flight 16, and no answer before 16 events wait for one: only a worker
+  // that parks each event and moves on (instead of waiting for its answer) gets there.
   flowtest::DelayTimer timer;
+  flowtest::Gate gate(20);
   Application app;
   basic(app, 64, 1);
   app.set_parameter("in_flight", "16");
   app.add<IntSource>("source");
   auto& af = app.add<DelayedDouble>("remote");
   af.timer = &timer;
-  af.delay_us = 20000;
+  af.delay_us = 1000;
+  af.gate = &gate;
+  af.on_parked = [&gate](int waiting) {
+    if (waiting == 16) gate.open();
+  };
   auto& col = app.add<Collector>("out");
-  auto t0 = std::chrono::steady_clock::now();
-  auto s = run_with_timeout(app);
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto s = run_with_timeout(app, 60);
   ASSERT_FALSE(s.fatal) << s.fatal->what();
+  EXPECT_FALSE(gate.opened_by_timeout()) << "the single worker never had 16 events parked at once (" << af.max_concurrent.load()
+                                         << " at most): async work blocks it";
+  EXPECT_EQ(gate.held_at_open(), 16u);
+  EXPECT_EQ(af.max_concurrent.load(), 16);  // never more than in_flight
   ASSERT_EQ(col.rows.size(), 64u);
   for (size_t i = 0; i < 64; ++i) EXPECT_EQ(col.rows[i].square, int64_t(i) * int64_t(i));
-  // One thread, 16 events parked at once: ~4 rounds of 20 ms, not 64 x 20 ms.
-  EXPECT_GE(af.max_concurrent.load(), 8);  // 16 when the machine is quiet
-  EXPECT_LE(af.max_concurrent.load(), 16);
-  EXPECT_LT(secs, 1.0) << "async work must not block the single worker (serial: 1.28 s)";
 }
 
 TEST(Flow, OrderedAndUnorderedOutputWithRandomLatency) {
@@ -570,6 +587,7 @@ class BatchDoubler : public BatchFactory<int, int64_t> {
   int mixed_batches = 0;
   int fail_value = -1;
   int sleep_ms = 0;
+  std::function<void(std::span<const int* const>)> on_batch;  // called at the start of each batch
   std::atomic<int> in_call{0}, max_in_call{0};
 
  protected:
@@ -582,6 +600,7 @@ class BatchDoubler : public BatchFactory<int, int64_t> {
     int mc = max_in_call.load();
     while (c > mc && !max_in_call.compare_exchange_weak(mc, c)) {
     }
+    if (on_batch) on_batch(items);
     if (sleep_ms) std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
     std::set<int> events;
     for (size_t i = 0; i < items.size(); ++i) {
@@ -666,23 +685,53 @@ TEST(Flow, BatchStageSpreadsIdleFlushesOverTheWorkerThreads) {
   }
 }
 
+// Passes events on as they come, except that events other than number `first` wait until the gate
+// opens: the batch stage behind it then holds `first` alone while the others are in flight.
+class GateStage : public AsyncFactory {
+ public:
+  Input<int> in_{this, "value"};
+  Output<int> out_{this, "gated"};
+  flowtest::Gate* gate = nullptr;
+  int first = 1;
+  void acquire(Event& e, Completion done) override {
+    if (in_(e) == first) done();
+    else gate->hold([done] { done(); });
+  }
+  void produce(Event& e) override { out_(e) = in_(e); }
+};
+
 TEST(Flow, BatchStageFlushesOnTimerWhenBatchCannotFill) {
-  // One event in flight at a time: nothing else can fill the batch, and in-flight accounting
-  // flushes at once; with in_flight 4 and an async stage in front the timer is what flushes.
-  flowtest::DelayTimer timer;
+  // in_flight 4 and max_batch 1000: event 1 (one item) reaches the batcher while event 0 (emitted
+  // before it) and any later ones wait at the gate in front of it. The batch cannot fill and not
+  // every in-flight event waits in the batcher, so only the max_wait timer can start its batch;
+  // that batch opens the gate.
+  flowtest::Gate gate(20);
   Application app;
   basic(app, 40, 2);
   app.set_parameter("in_flight", "4");
   app.set_parameter("batcher.max_batch", "1000");
-  app.set_parameter("batcher.max_wait_ms", "1");
+  app.set_parameter("batcher.max_wait_ms", "5");
   app.add<IntSource>("source");
+  auto& g = app.add<GateStage>("gate");
+  g.gate = &gate;
   auto& b = app.add<BatchDoubler>("batcher");
+  b.in_.set_tag("gated");
+  std::vector<size_t> first_batch;
+  uint64_t timer_flushes_at_first = 0;
+  b.on_batch = [&](std::span<const int* const> items) {
+    if (gate.is_open()) return;
+    for (auto* it : items) first_batch.push_back(static_cast<size_t>(*it));
+    timer_flushes_at_first = b.stats().timer_flushes;
+    gate.open();
+  };
   auto& col = app.add<Collector>("out");
-  auto s = run_with_timeout(app, 20);
-  ASSERT_FALSE(s.fatal);
+  auto s = run_with_timeout(app, 60);
+  ASSERT_FALSE(s.fatal) << s.fatal->what();
+  EXPECT_FALSE(gate.opened_by_timeout()) << "no batch ran while event 1 waited alone in the batcher: the max_wait timer did not flush";
+  EXPECT_EQ(first_batch, (std::vector<size_t>{10})) << "the first batch should be event 1's only item";
+  EXPECT_EQ(timer_flushes_at_first, 1u) << "the first batch was not started by the timer";
   ASSERT_EQ(col.rows.size(), 40u);
   for (size_t i = 0; i < 40; ++i) EXPECT_EQ(col.rows[i].square, batch_expect(static_cast<int>(i)));
-  EXPECT_GT(b.stats().batches, 0u);
 }
 
 TEST(Flow, BatchFailureFailsEveryEventInTheBatchOnly) {
@@ -826,6 +875,50 @@ TEST(Flow, EventsRunConcurrentlyOnAllThreads) {
   EXPECT_LE(p.max_active.load(), 3);
 }
 
+namespace {
+// Captures what is logged through spdlog's default logger (the framework and the components) while
+// it lives; on_line sees each line as it is logged.
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<Sink>(*this)), previous_(spdlog::default_logger()) {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("flow_test_capture", sink_));
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous_); }
+  std::vector<std::string> lines() const {
+    std::lock_guard<std::mutex> lk(m_);
+    return lines_;
+  }
+  std::function<void(const std::string&)> on_line;
+
+ private:
+  class Sink final : public spdlog::sinks::base_sink<std::mutex> {
+   public:
+    explicit Sink(LogCapture& c) : c_(c) {}
+
+   protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+      const auto lv = spdlog::level::to_string_view(msg.level);
+      std::string line = std::string(lv.data(), lv.size()) + " " + std::string(msg.payload.data(), msg.payload.size());
+      {
+        std::lock_guard<std::mutex> lk(c_.m_);
+        c_.lines_.push_back(line);
+      }
+      if (c_.on_line) c_.on_line(line);
+    }
+    void flush_() override {}
+
+   private:
+    LogCapture& c_;
+  };
+  mutable std::mutex m_;
+  std::vector<std::string> lines_;
+  std::shared_ptr<Sink> sink_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+const std::regex kTick(R"(\[flow\] (\d+) events, [0-9.]+ events/s \(avg [0-9.]+\), (\d+) in flight, (\d+) failed)");
+}  // namespace
+
 TEST(Flow, LogLevelsAndTicker) {
   {
     Application app;
@@ -841,20 +934,64 @@ TEST(Flow, LogLevelsAndTicker) {
       EXPECT_NE(std::string(e.what()).find("out.log_level"), std::string::npos) << e.what();
     }
   }
+  LogCapture logs;
+  // Ticker every 10 ms, and no answer reaches any event before the first progress line: that line
+  // must report 0 events done and the waiting events in flight.
+  flowtest::Gate gate(20);
+  logs.on_line = [&gate](const std::string& line) {
+    if (std::regex_search(line, kTick)) gate.open();
+  };
   flowtest::DelayTimer timer;
   Application app;
   basic(app, 40, 2);
-  app.set_parameter("ticker", "0.01");  // a progress line every 10 ms
+  app.set_parameter("ticker", "0.01");
   app.set_parameter("log_level", "warn");
-  app.set_parameter("square.log_level", "debug");
+  app.set_parameter("remote.log_level", "debug");
   app.add<IntSource>("source");
   auto& af = app.add<DelayedDouble>("remote");
   af.timer = &timer;
-  af.delay_us = 2000;
+  af.delay_us = 200;
+  af.gate = &gate;
   auto& col = app.add<Collector>("out");
-  auto s = run_with_timeout(app);
-  EXPECT_FALSE(s.fatal);
+  auto s = run_with_timeout(app, 60);
+  ASSERT_FALSE(s.fatal) << s.fatal->what();
   EXPECT_EQ(col.rows.size(), 40u);
+  EXPECT_FALSE(gate.opened_by_timeout()) << "no ticker line in 20 s while every event waited for its answer";
+  std::vector<std::smatch> ticks;
+  const auto lines = logs.lines();
+  for (const auto& l : lines) {
+    std::smatch m;
+    if (std::regex_search(l, m, kTick)) ticks.push_back(m);
+  }
+  ASSERT_FALSE(ticks.empty()) << "no progress line from the ticker";
+  EXPECT_EQ(ticks[0][1], "0") << ticks[0][0] << ": no event can have finished before the first tick";
+  const int in_flight = std::stoi(ticks[0][2]);
+  EXPECT_GE(in_flight, 1) << ticks[0][0];
+  EXPECT_LE(in_flight, 8) << ticks[0][0] << ": more than in_flight (4 x 2 threads) events";
+  EXPECT_EQ(ticks[0][3], "0") << ticks[0][0];
+  for (const auto& t : ticks) EXPECT_LE(std::stoull(t[1]), 40u) << t[0];
+  // Levels: the component's own level wins over the global one.
+  EXPECT_TRUE(af.log_enabled(LogLevel::Debug));
   EXPECT_FALSE(col.log_enabled(LogLevel::Info));
   EXPECT_TRUE(col.log_enabled(LogLevel::Warn));
+  const auto debug_from_remote = std::count_if(lines.begin(), lines.end(), [](const std::string& l) {
+    return l.rfind("debug [remote] parked event ", 0) == 0;
+  });
+  EXPECT_EQ(debug_from_remote, 40) << "remote.log_level=debug: one debug line per event";
+
+  // Ticker off (the default): no progress line, and the remote's debug lines stay off at "info".
+  const size_t before = logs.lines().size();
+  Application quiet;
+  basic(quiet, 10, 2);
+  quiet.add<IntSource>("source");
+  auto& qaf = quiet.add<DelayedDouble>("remote");
+  qaf.timer = &timer;
+  qaf.delay_us = 200;
+  quiet.add<Collector>("out");
+  ASSERT_FALSE(run_with_timeout(quiet).fatal);
+  const auto after = logs.lines();
+  for (size_t i = before; i < after.size(); ++i) {
+    EXPECT_FALSE(std::regex_search(after[i], kTick)) << after[i];
+    EXPECT_EQ(after[i].find("[remote]"), std::string::npos) << after[i];
+  }
 }
