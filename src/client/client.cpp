@@ -517,6 +517,19 @@ struct Client::Impl {
 
   void no_server(const std::shared_ptr<Request>& req) {
     if (!req->tried.empty()) {  // ran out of other servers after failures
+      // Every server has been tried; one may take another attempt while the request's budget
+      // (attempts_per_server per server tried) lasts. A load balancer in front of many servers is
+      // one endpoint here, and its next attempt lands on another backend.
+      const bool transient = req->last_kind == AttemptError::Transport || req->last_kind == AttemptError::Internal;
+      const int budget = std::max(1, opt.retry.attempts_per_server) * static_cast<int>(req->tried.size());
+      if (transient && req->attempts < budget) {
+        if (auto again = balancer.pick(req->model_key, {})) {
+          req->server = std::move(again);
+          req->attempts_on_server = 0;
+          start_attempt(req);
+          return;
+        }
+      }
       final_failure(req, req->last_kind);
       return;
     }

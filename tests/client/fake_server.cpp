@@ -1,6 +1,7 @@
 // A small KServe v2 gRPC server for the client's fault-injection tests (a separate process, so
 // tests can kill -9 it): identity models (OUTPUTi = INPUTi), an optional per-request delay and an
-// in-flight limit that rejects with RESOURCE_EXHAUSTED like a full queue. Prints the same ready
+// in-flight limit that rejects with RESOURCE_EXHAUSTED like a full queue, and injected INTERNAL
+// failures (--fail-every N). Prints the same ready
 // line as `quiver serve`: "quiver serve ready grpc=HOST:PORT".
 #include <grpcpp/grpcpp.h>
 
@@ -22,6 +23,8 @@ class FakeService final : public pb::GRPCInferenceService::Service {
   std::set<std::string> models;
   int64_t delay_us = 0;
   int max_inflight = 0;
+  int fail_every = 0;  // every Nth inference fails with INTERNAL (a backend behind a balancer dying)
+  std::atomic<uint64_t> infers{0};
   int64_t max_batch = 64;
   std::atomic<int> inflight{0};
   std::atomic<uint64_t> count{0}, queue_ns{0};
@@ -79,6 +82,8 @@ class FakeService final : public pb::GRPCInferenceService::Service {
     } dec{inflight};
     if (max_inflight > 0 && now > max_inflight)
       return {grpc::StatusCode::RESOURCE_EXHAUSTED, "queue full: " + std::to_string(max_inflight) + " in flight"};
+    if (fail_every > 0 && infers.fetch_add(1) % static_cast<uint64_t>(fail_every) == 0)
+      return {grpc::StatusCode::INTERNAL, "injected failure (--fail-every)"};
     if (q->raw_input_contents_size() != q->inputs_size())
       return {grpc::StatusCode::INVALID_ARGUMENT, "fake server needs raw contents"};
     if (delay_us > 0) {
@@ -114,6 +119,7 @@ int main(int argc, char** argv) {
     else if (a == "--model") svc.models.insert(next());
     else if (a == "--delay-us") svc.delay_us = std::atoll(next().c_str());
     else if (a == "--max-inflight") svc.max_inflight = std::atoi(next().c_str());
+    else if (a == "--fail-every") svc.fail_every = std::atoi(next().c_str());
     else if (a == "--max-batch") svc.max_batch = std::atoll(next().c_str());
     else if (a == "--name") svc.name = next();
     else {

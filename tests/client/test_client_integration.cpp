@@ -154,6 +154,35 @@ TEST(ClientIntegration, KillNineOneOfThreeEveryRequestCompletesExactlyOnce) {
   EXPECT_GT(to_restarted, M / 10) << "traffic did not return to the restarted server";
 }
 
+// One endpoint that stands for many servers (a load balancer): a failed attempt is retried on
+// it, since its next attempt goes to another backend; the budget is attempts_per_server.
+TEST(ClientIntegration, SingleEndpointRetriesTransientFailures) {
+  auto s0 = fake({"--fail-every", "3", "--name", "balancer"});
+  ClientOptions o = fast_options({s0->grpc()});
+  o.breaker.failure_threshold = 1000;  // the injected failures are not the server going away
+  Client client(o);
+  ASSERT_TRUE(client.wait_for_serving(1, 10'000'000'000));
+  // Sequential requests: an attempt fails when the server's counter hits a multiple of 3, so a
+  // retry (the next count) never fails too.
+  const int N = 60;
+  for (int i = 0; i < N; ++i) {
+    InferResult r = client.infer("identity", {{"INPUT0", row(1)}});
+    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.error->what();
+  }
+  EXPECT_EQ(client.report().retries, N / 2);  // attempts 0, 3, 6, ... failed: one retry per two requests
+
+  // The budget holds: a server that fails every request is tried attempts_per_server times.
+  auto bad = fake({"--fail-every", "1", "--name", "broken"});
+  ClientOptions ob = fast_options({bad->grpc()});
+  ob.breaker.failure_threshold = 1000;
+  Client broken(ob);
+  ASSERT_TRUE(broken.wait_for_serving(1, 10'000'000'000));
+  InferResult r = broken.infer("identity", {{"INPUT0", row(1)}});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error->code(), ErrorCode::Internal) << r.error->what();
+  EXPECT_NE(std::string(r.error->what()).find("2 attempt(s) on 1 server(s)"), std::string::npos) << r.error->what();
+}
+
 TEST(ClientIntegration, AllServersDownFallbackThenBack) {
   std::string repo = make_identity_repo();
   auto s0 = fake();

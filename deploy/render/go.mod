@@ -1,0 +1,3 @@
+module quiver-render
+
+go 1.19
