@@ -136,6 +136,14 @@ ModelSummary summarize(const ::onnx::ModelProto& mp) {
   ModelSummary s;
   s.ir_version = mp.ir_version();
   s.producer = mp.producer_name() + (mp.producer_version().empty() ? "" : " " + mp.producer_version());
+  s.producer_name = mp.producer_name();
+  s.producer_version = mp.producer_version();
+  s.domain = mp.domain();
+  s.doc_string = mp.doc_string();
+  s.graph_name = mp.graph().name();
+  s.graph_doc_string = mp.graph().doc_string();
+  s.model_version = mp.model_version();
+  for (const auto& p : mp.metadata_props()) s.metadata_props[p.key()] = p.value();
   for (const auto& o : mp.opset_import()) s.opsets[o.domain() == "ai.onnx" ? "" : o.domain()] = o.version();
   count_ops(mp.graph(), s);
   s.unsupported_ops = find_unsupported(mp.graph(), false);
@@ -253,6 +261,9 @@ std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOption
 }
 
 ModelSummary summarize_onnx(const std::string& path) { return summarize(parse_model(read_file(path), path)); }
+ModelSummary summarize_onnx_bytes(const std::string& bytes, const std::string& what) {
+  return summarize(parse_model(bytes, what));
+}
 
 std::vector<std::string> supported_ops() {
   ensure_ops();

@@ -34,9 +34,14 @@ struct ModelSummary {
   int64_t parameter_count = 0;              // elements in initializers / Constant tensors
   int64_t parameter_bytes = 0;
   std::vector<std::string> unsupported_ops;  // op types with no kernel
-  std::string producer;
+  std::string producer;                      // "name version"
+  // The ModelProto's own metadata (what ONNX Runtime's get_modelmeta() reports).
+  std::string producer_name, producer_version, domain, doc_string, graph_name, graph_doc_string;
+  int64_t model_version = 0;
+  std::map<std::string, std::string> metadata_props;
 };
 ModelSummary summarize_onnx(const std::string& path);
+ModelSummary summarize_onnx_bytes(const std::string& bytes, const std::string& what = "<memory>");
 
 // Names of all operators the engine implements ("Add", "ai.onnx.ml::TreeEnsembleRegressor", ...).
 std::vector<std::string> supported_ops();
