@@ -442,12 +442,17 @@ void register_session(py::module_& m) {
       .def_readwrite("log_verbosity_level", &RunOptions::log_verbosity_level)
       .def_readwrite("run_tag", &RunOptions::run_tag)
       .def_readwrite("terminate", &RunOptions::terminate)
-      .def("add_run_config_entry", [](RunOptions& o, const std::string& k, const std::string& v) { o.config[k] = v; })
-      .def("get_run_config_entry", [](const RunOptions& o, const std::string& k) {
-        auto it = o.config.find(k);
-        if (it == o.config.end()) throw_error(ErrorCode::NotFound, "no run config entry '" + k + "'");
-        return it->second;
-      });
+      .def(
+          "add_run_config_entry", [](RunOptions& o, const std::string& k, const std::string& v) { o.config[k] = v; },
+          py::arg("key"), py::arg("value"))
+      .def(
+          "get_run_config_entry",
+          [](const RunOptions& o, const std::string& k) {
+            auto it = o.config.find(k);
+            if (it == o.config.end()) throw_error(ErrorCode::NotFound, "no run config entry '" + k + "'");
+            return it->second;
+          },
+          py::arg("key"));
 
   py::class_<NodeArg>(m, "NodeArg", "A model input or output: name, shape (ints, names of symbolic dims, None), type.")
       .def_readonly("name", &NodeArg::name)

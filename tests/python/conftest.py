@@ -96,7 +96,7 @@ def repository():
         for name in ("particlenet_ak4_hlt", "hls4ml_three_layer"):
             (d / name / "1").mkdir(parents=True)
             shutil.copy(HEP / name / "model.onnx", d / name / "1" / "model.onnx")
-            batch = "max_batch_size: 0\n" if name == "hls4ml_three_layer" else ""
+            batch = "max_batch_size: 0\n" if name == "hls4ml_three_layer" else "max_batch_size: 256\n"
             (d / name / "config.pbtxt").write_text(f'name: "{name}"\nplatform: "onnxruntime_onnx"\n{batch}')
         (d / "forest" / "1").mkdir(parents=True)
         shutil.copy(FOREST / "xgboost" / "xgb17" / "BinaryLogisticAudit17.json", d / "forest" / "1" / "xgboost.json")
