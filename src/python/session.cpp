@@ -299,7 +299,7 @@ class InferenceSession {
       if (bytes_) {
         if (!backend_.empty() && backend_ != "onnx")
           throw_error(ErrorCode::InvalidArgument, "models given as bytes are ONNX models; backend '" + backend_ + "' needs a file");
-        m = onnx::load_onnx_bytes(*bytes_, "", lo);
+        m = backends::load_onnx_bytes(*bytes_, "", lo);  // the device choice lives there
       } else {
         m = load_model(path_, lo, backend_);
       }
