@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "client/server_process.hpp"
-#include "client/wire.hpp"
+#include "kserve/infer_messages.hpp"
 #include "grpc_service.grpc.pb.h"
 #include "quiver/client/client.hpp"
 #include "quiver/core/util.hpp"
@@ -114,7 +114,7 @@ CpuResult raw_grpc(const std::string& addr, const std::string& in_name, const Te
   auto send = [&] {
     InferOptions io;
     io.request_id = std::to_string(sent);
-    auto msg = wire::encode_request("identity", {{in_name, x}}, io, 10'000'000'000);
+    auto msg = kserve::encode_request("identity", {{in_name, x}}, io, 10'000'000'000);
     auto* c = new Call;
     c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     c->rpc = stub->PrepareAsyncModelInfer(&c->ctx, *msg, &cq);
@@ -129,7 +129,7 @@ CpuResult raw_grpc(const std::string& addr, const std::string& in_name, const Te
   bool ok;
   while (done < n && cq.Next(&tag, &ok)) {
     auto* c = static_cast<Call*>(tag);
-    auto out = wire::decode_outputs(std::make_shared<inference::ModelInferResponse>(std::move(c->resp)));
+    auto out = kserve::decode_outputs(std::make_shared<inference::ModelInferResponse>(std::move(c->resp)));
     if (!c->st.ok() || out.empty()) std::fprintf(stderr, "raw grpc call failed: %s\n", c->st.error_message().c_str());
     delete c;
     ++done;
@@ -254,9 +254,9 @@ int main(int argc, char** argv) {
     resp->add_raw_output_contents(std::string(64, '\0'));
     t0 = now_ns();
     for (int i = 0; i < m / 10; ++i) {
-      auto msg = wire::encode_request("identity", {{"INPUT0", x}}, {}, 0);
+      auto msg = kserve::encode_request("identity", {{"INPUT0", x}}, {}, 0);
       sink += msg->raw_input_contents(0).size();
-      sink += wire::decode_outputs(resp).size();
+      sink += kserve::decode_outputs(resp).size();
     }
     const double conv_ns = double(now_ns() - t0) / (m / 10);
     std::printf("   in isolation     : balancer pick %.0f ns, encode+decode %.0f ns per request (%zu)\n\n", pick_ns,

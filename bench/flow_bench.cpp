@@ -236,7 +236,7 @@ int service(int argc, char** argv) {
       std::function<void()> send;
       auto x = Tensor::zeros(DType::F32, {2, 4});
       send = [&] {
-        svc->infer_async({{"x", x}}, [&](std::vector<NamedTensor>, std::exception_ptr) {
+        svc->infer_async("model", {{"x", x}}, {}, [&](quiver::InferResult) {
           int64_t d = ++done;
           if (d + inflight <= total) send();
           if (d == total) {

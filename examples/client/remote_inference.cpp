@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
     r.throw_if_error();
     std::printf("sync: %zu output(s) from %s (model %s v%s, sha256 %s, %d attempt(s))\n", r.outputs.size(),
                 r.provenance.server.c_str(), r.provenance.model.c_str(), r.provenance.version.c_str(),
-                r.provenance.checksum.empty() ? "-" : r.provenance.checksum.substr(0, 12).c_str(), r.provenance.attempts);
+                r.provenance.sha256.empty() ? "-" : r.provenance.sha256.substr(0, 12).c_str(), r.provenance.attempts);
 
     // 2. Asynchronous: returns at once; the callback runs once, on the client's completion thread.
     std::mutex mu;

@@ -19,21 +19,16 @@
 #include <random>
 #include <thread>
 
-#include "client/wire.hpp"
+#include "client/metadata.hpp"
 #include "grpc_service.grpc.pb.h"
+#include "kserve/infer_messages.hpp"
+#include "kserve/tensors.hpp"
 #include "quiver/client/local_repository.hpp"
 #include "quiver/core/util.hpp"
 
 namespace quiver::client {
 
 namespace pb = inference;
-
-FallbackMode fallback_mode_from_string(const std::string& s) {
-  if (s == "off" || s.empty()) return FallbackMode::Off;
-  if (s == "on-failure" || s == "on_failure") return FallbackMode::OnFailure;
-  if (s == "always-local" || s == "always_local" || s == "always") return FallbackMode::AlwaysLocal;
-  throw Error(ErrorCode::InvalidArgument, "unknown fallback mode '" + s + "' (off, on-failure, always-local)");
-}
 
 namespace {
 
@@ -213,7 +208,7 @@ struct Client::Impl {
   ClientOptions opt;
   Balancer balancer;
   Discovery discovery;
-  std::unique_ptr<LocalRepository> local;
+  std::shared_ptr<Fallback> fallback;  // null when off
   std::shared_ptr<ShmPool> shm;  // output tensors viewing a slot keep the mapping
   grpc::CompletionQueue cq;
   std::vector<std::thread> cq_threads;
@@ -254,9 +249,16 @@ struct Client::Impl {
     std::random_device rd;
     client_id = (static_cast<uint64_t>(rd()) << 32) ^ rd();
     if (opt.fallback != FallbackMode::Off) {
-      if (opt.fallback_repository.empty())
-        throw Error(ErrorCode::InvalidArgument, "fallback is enabled but no fallback_repository was given");
-      local = std::make_unique<LocalRepository>(opt.fallback_repository);
+      std::shared_ptr<LocalModels> models = opt.fallback_models;
+      if (!models) {
+        if (opt.fallback_repository.empty())
+          throw Error(ErrorCode::InvalidArgument, "fallback is enabled but no fallback_repository was given");
+        models = std::make_shared<LocalRepository>(opt.fallback_repository);
+      }
+      fallback = std::make_shared<Fallback>(opt.fallback, std::move(models), [this](std::function<void()> task) {
+        std::lock_guard tlk(local_tasks_mu);
+        local_tasks.run(std::move(task));
+      });
     }
     if (opt.fallback != FallbackMode::AlwaysLocal && opt.discovery.endpoints.empty() &&
         opt.discovery.servers_file.empty() && opt.discovery.dns_names.empty())
@@ -397,8 +399,8 @@ struct Client::Impl {
   void start_attempt(const std::shared_ptr<Request>& req) {
     const int64_t now = now_ns();
     if (req->deadline_ns && now >= req->deadline_ns) {
-      fail(req, ErrorCode::DeadlineExceeded,
-           "deadline exceeded before attempt " + std::to_string(req->attempts + 1) + describe_log(req));
+      fail_or_fall_back(req, ErrorCode::DeadlineExceeded,
+                        "deadline exceeded before attempt " + std::to_string(req->attempts + 1) + describe_log(req));
       return;
     }
     if (!req->server) {
@@ -467,7 +469,7 @@ struct Client::Impl {
     RetryAction act = decide_retry(opt.retry, kind, req->attempts_on_server, static_cast<int>(req->tried.size()),
                                    s.serving.load());
     if (act != RetryAction::Fail && req->deadline_ns && now >= req->deadline_ns) {
-      fail(req, ErrorCode::DeadlineExceeded, "deadline exceeded" + describe_log(req));
+      fail_or_fall_back(req, ErrorCode::DeadlineExceeded, "deadline exceeded" + describe_log(req));
       return;
     }
     switch (act) {
@@ -495,8 +497,13 @@ struct Client::Impl {
     }
   }
 
+  void fail_or_fall_back(const std::shared_ptr<Request>& req, ErrorCode code, std::string msg) {
+    if (can_fallback(req, code)) run_local(req);
+    else fail(req, code, std::move(msg));
+  }
+
   void final_failure(const std::shared_ptr<Request>& req, AttemptError kind) {
-    if ((kind == AttemptError::Transport || kind == AttemptError::ModelNotFound) && can_fallback(req)) {
+    if (can_fallback(req, attempt_error_code(kind))) {
       run_local(req);
       return;
     }
@@ -533,7 +540,7 @@ struct Client::Impl {
       final_failure(req, req->last_kind);
       return;
     }
-    if (can_fallback(req)) {
+    if (can_fallback(req, ErrorCode::Unavailable)) {
       run_local(req);
       return;
     }
@@ -586,33 +593,23 @@ struct Client::Impl {
     return out;
   }
 
-  bool can_fallback(const std::shared_ptr<Request>& req) const {
-    return local && opt.fallback != FallbackMode::Off && local->has(req->model);
+  bool can_fallback(const std::shared_ptr<Request>& req, ErrorCode code) const {
+    return fallback && fallback->covers(req->model, code);
   }
 
+  // The fallback runs on a worker: the inputs are read back from the request message (or the
+  // shared-memory slot, which the request holds until it completes).
   void run_local(const std::shared_ptr<Request>& req) {
     n_fallbacks.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard tlk(local_tasks_mu);
     local_tasks.run([this, req] {
       InferResult r;
       try {
-        std::vector<NamedTensor> inputs = wire::decode_inputs(req->msg, req->shm_inputs ? shm->base() : nullptr);
-        r.outputs = local->run(req->model, req->opt.model_version, inputs, req->opt.outputs);
-        for (auto& o : r.outputs)  // never views of the input slot, which is reused after completion
-          if (o.tensor.is_view()) o.tensor = o.tensor.clone();
-        auto m = local->get(req->model, req->opt.model_version);
-        r.provenance.server = "local:" + local->dir();
-        r.provenance.model = m->info().name;
-        r.provenance.version = m->info().version;
-        r.provenance.checksum = m->info().sha256;
-        r.provenance.fallback = true;
-        r.provenance.attempts = req->attempts;
+        std::vector<NamedTensor> inputs = kserve::decode_inputs(req->msg, req->shm_inputs ? shm->base() : nullptr);
+        r = fallback->run_now(req->model, req->opt, inputs, req->attempts, describe_log(req));
       } catch (const Error& e) {
-        r.outputs.clear();
         r.error = Error(e.code(), "local fallback failed: " + e.message() + describe_log(req), e.where())
                       .with_context({.model = req->model});
-      } catch (const std::exception& e) {
-        r.error = Error(ErrorCode::Internal, std::string("local fallback failed: ") + e.what(), {.model = req->model});
       }
       deliver(req, std::move(r));
     });
@@ -624,34 +621,29 @@ struct Client::Impl {
     r.provenance.server = s.address;
     r.provenance.model = resp->model_name();
     r.provenance.version = resp->model_version();
+    r.provenance.mode = "service";
     r.provenance.attempts = req->attempts;
-    for (const char* k : {"quiver.sha256", "sha256", "model_sha256", "checksum"}) {
-      auto it = resp->parameters().find(k);
-      if (it != resp->parameters().end() && it->second.has_string_param()) {
-        r.provenance.checksum = it->second.string_param();
-        break;
-      }
-    }
-    if (r.provenance.checksum.empty()) {  // from the metadata cache, when this model was looked up
+    r.provenance.sha256 = kserve::checksum_of(resp->parameters());
+    if (r.provenance.sha256.empty()) {  // from the metadata cache, when this model was looked up
       std::lock_guard lk(meta_mu);
       auto it = meta.find(r.provenance.version.empty() ? r.provenance.model
                                                        : r.provenance.model + ":" + r.provenance.version);
       if (it == meta.end()) it = meta.find(req->model_key);
       if (it != meta.end() && (r.provenance.version.empty() || it->second->info.version == r.provenance.version))
-        r.provenance.checksum = it->second->info.sha256;
+        r.provenance.sha256 = it->second->info.sha256;
     }
     try {
       if (req->shm_outputs) {
-        wire::ShmOutputs so;
+        kserve::ShmOutputs so;
         so.region = shm->name();
         so.base = shm->base();
         so.lo = static_cast<uint64_t>(req->shm_slot) * static_cast<uint64_t>(shm->slot_bytes());
         so.hi = so.lo + static_cast<uint64_t>(shm->slot_bytes());
         so.keep = req->shm_lease;
-        r.outputs = wire::decode_outputs(resp, &so);
+        r.outputs = kserve::decode_outputs(resp, &so);
         r.outputs_in_shared_memory = true;
       } else {
-        r.outputs = wire::decode_outputs(resp);
+        r.outputs = kserve::decode_outputs(resp);
       }
     } catch (const Error& e) {
       r.outputs.clear();
@@ -666,7 +658,7 @@ struct Client::Impl {
   // metadata is not cached yet it is fetched in the background and this request's outputs travel
   // in the message. False for BYTES outputs and dimensions other than the batch that are dynamic.
   bool plan_shm_outputs(const std::string& model, const std::string& key, const InferOptions& o, const std::vector<NamedTensor>& inputs,
-                        std::vector<wire::ShmTarget::Output>& outs, int64_t& bytes) {
+                        std::vector<kserve::ShmTarget::Output>& outs, int64_t& bytes) {
     std::shared_ptr<const ModelMeta> m;
     {
       std::lock_guard lk(meta_mu);
@@ -738,8 +730,8 @@ struct Client::Impl {
       return;
     }
     try {
-      wire::ShmTarget target;
-      const wire::ShmTarget* tp = nullptr;
+      kserve::ShmTarget target;
+      const kserve::ShmTarget* tp = nullptr;
       if (shm) {
         int64_t need = 0;
         bool ok = true;
@@ -748,7 +740,7 @@ struct Client::Impl {
           need += (static_cast<int64_t>(in.tensor.nbytes()) + 63) / 64 * 64;
         }
         const bool use_in = ok && need <= shm->slot_bytes();
-        std::vector<wire::ShmTarget::Output> outs;
+        std::vector<kserve::ShmTarget::Output> outs;
         int64_t out_need = 0;
         const bool use_out = opt.shared_memory_outputs &&
                              plan_shm_outputs(model, req->model_key, req->opt, inputs, outs, out_need) &&
@@ -772,7 +764,7 @@ struct Client::Impl {
           tp = &target;
         }
       }
-      req->msg = wire::encode_request(model, inputs, req->opt, timeout, tp);
+      req->msg = kserve::encode_request(model, inputs, req->opt, timeout, tp);
     } catch (const Error& e) {
       InferResult r;
       r.provenance.model = model;
@@ -781,8 +773,9 @@ struct Client::Impl {
       return;
     }
     if (opt.fallback == FallbackMode::AlwaysLocal) {
-      if (!local->has(model)) {
-        fail(req, ErrorCode::NotFound, "model not in the local repository " + local->dir() + " (fallback always-local)");
+      if (!fallback->models().has(model)) {
+        fail(req, ErrorCode::NotFound,
+             "model not among the local models (" + fallback->models().source() + ", fallback always-local)");
         return;
       }
       run_local(req);
@@ -1042,19 +1035,19 @@ struct Client::Impl {
         pb::ModelConfigResponse cresp;
         grpc::Status cst = transport_of(*s).stub->ModelConfig(&c2, creq, &cresp);
         try {
-          m = std::make_shared<ModelMeta>(wire::meta_from_server(mresp, cst.ok() ? &cresp.config() : nullptr, version));
+          m = std::make_shared<ModelMeta>(meta_from_server(mresp, cst.ok() ? &cresp.config() : nullptr, version));
           m->source = s->address;
         } catch (const Error& e) {
           errors += (errors.empty() ? "" : "; ") + s->address + ": " + e.message();
         }
       }
     }
-    if (!m && local && local->has(model)) {
-      auto lm = local->get(model, version);
+    if (!m && fallback && fallback->models().has(model)) {
+      auto lm = fallback->models().get(model, version);
       m = std::make_shared<ModelMeta>();
       m->info = lm->info();
       m->platform = lm->info().backend;
-      m->source = "local:" + local->dir();
+      m->source = fallback->models().source();
     }
     if (!m)
       throw Error(ErrorCode::NotFound,
@@ -1087,6 +1080,14 @@ std::future<InferResult> Client::infer_future(const std::string& model, std::vec
 
 InferResult Client::infer(const std::string& model, std::vector<NamedTensor> inputs, const InferOptions& options) {
   return infer_future(model, std::move(inputs), options).get();
+}
+
+int64_t Client::max_batch(const std::string& model, const std::string& version) {
+  try {
+    return model_metadata(model, version)->info.max_batch;
+  } catch (const Error&) {
+    return 0;  // not known (yet): the caller sends what it has and the server says if it is too much
+  }
 }
 
 std::shared_ptr<const ModelMeta> Client::model_metadata(const std::string& model, const std::string& version) {

@@ -8,8 +8,9 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "client/wire.hpp"
-#include "quiver/core/half.hpp"
+#include "client/metadata.hpp"
+#include "kserve/json_tensors.hpp"
+#include "kserve/tensors.hpp"
 #include "quiver/core/shape.hpp"
 #include "quiver/core/util.hpp"
 
@@ -74,89 +75,6 @@ std::string error_message(const httplib::Response& res) {
   return b.empty() ? "HTTP " + std::to_string(res.status) : "HTTP " + std::to_string(res.status) + ": " + b;
 }
 
-void encode_strings(const Tensor& t, std::string& out) {
-  const std::string* s = t.data<std::string>();
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    const uint32_t n = static_cast<uint32_t>(s[i].size());
-    const char len[4] = {static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
-                         static_cast<char>((n >> 16) & 0xff), static_cast<char>((n >> 24) & 0xff)};
-    out.append(len, 4);
-    out.append(s[i]);
-  }
-}
-
-size_t strings_wire_size(const Tensor& t) {
-  size_t n = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) n += 4 + t.data<std::string>()[i].size();
-  return n;
-}
-
-Tensor decode_strings(std::span<const int64_t> dims, const char* p, size_t size, const ErrorWhere& where) {
-  Tensor t = Tensor::empty(DType::String, dims);
-  size_t pos = 0;
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    if (pos + 4 > size) throw Error(ErrorCode::Parse, "truncated BYTES output", where);
-    const auto* b = reinterpret_cast<const unsigned char*>(p + pos);
-    const uint32_t n = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<uint32_t>(b[3]) << 24);
-    pos += 4;
-    if (n > size - pos) throw Error(ErrorCode::Parse, "truncated BYTES element", where);
-    t.data<std::string>()[i].assign(p + pos, n);
-    pos += n;
-  }
-  if (pos != size) throw Error(ErrorCode::Parse, "BYTES output has trailing bytes", where);
-  return t;
-}
-
-void flatten(const json& j, std::vector<const json*>& out) {
-  if (j.is_array())
-    for (const auto& e : j) flatten(e, out);
-  else
-    out.push_back(&j);
-}
-
-template <class T>
-void fill(Tensor& t, const std::vector<const json*>& v) {
-  T* d = t.data<T>();
-  for (size_t i = 0; i < v.size(); ++i) d[i] = v[i]->get<T>();
-}
-
-Tensor tensor_from_json(DType dt, std::span<const int64_t> dims, const json& data, const ErrorWhere& where) {
-  std::vector<const json*> v;
-  flatten(data, v);
-  Tensor t = Tensor::empty(dt, dims);
-  if (static_cast<int64_t>(v.size()) != t.numel())
-    throw Error(ErrorCode::Parse,
-                "JSON data has " + std::to_string(v.size()) + " values, shape " + dims_to_string(dims) + " needs " +
-                    std::to_string(t.numel()),
-                where);
-  try {
-    switch (dt) {
-      case DType::F32: fill<float>(t, v); break;
-      case DType::F64: fill<double>(t, v); break;
-      case DType::I8: fill<int8_t>(t, v); break;
-      case DType::I16: fill<int16_t>(t, v); break;
-      case DType::I32: fill<int32_t>(t, v); break;
-      case DType::I64: fill<int64_t>(t, v); break;
-      case DType::U8: fill<uint8_t>(t, v); break;
-      case DType::U16: fill<uint16_t>(t, v); break;
-      case DType::U32: fill<uint32_t>(t, v); break;
-      case DType::U64: fill<uint64_t>(t, v); break;
-      case DType::Bool: fill<bool>(t, v); break;
-      case DType::String: fill<std::string>(t, v); break;
-      case DType::F16:
-        for (size_t i = 0; i < v.size(); ++i) t.data<uint16_t>()[i] = Half(v[i]->get<float>()).bits;
-        break;
-      case DType::BF16:
-        for (size_t i = 0; i < v.size(); ++i) t.data<uint16_t>()[i] = BFloat16(v[i]->get<float>()).bits;
-        break;
-      default: throw Error(ErrorCode::Unsupported, "datatype cannot be read from JSON data", where);
-    }
-  } catch (const json::exception& e) {
-    throw Error(ErrorCode::Parse, std::string("JSON data of the wrong type: ") + e.what(), where);
-  }
-  return t;
-}
-
 uint64_t u64_at(const json& obj, const char* a, const char* b) {
   if (!obj.is_object() || !obj.contains(a)) return 0;
   const json& x = obj[a];
@@ -170,7 +88,7 @@ uint64_t u64_at(const json& obj, const char* a, const char* b) {
 // An output the server wrote into the request's shared-memory slot: checked, then viewed.
 Tensor shm_output(DType dt, const std::vector<int64_t>& dims, const json& p, const HttpShmSlot* slot,
                   const ErrorWhere& w) {
-  if (!slot || !p["shared_memory_region"].is_string() || p["shared_memory_region"].get<std::string>() != slot->region)
+  if (!slot || !p[kserve::kShmRegion].is_string() || p[kserve::kShmRegion].get<std::string>() != slot->region)
     throw Error(ErrorCode::Parse, "output was written to a shared-memory region this request did not give", w);
   auto num = [&](const char* k) -> uint64_t {
     if (!p.contains(k)) return 0;
@@ -178,7 +96,7 @@ Tensor shm_output(DType dt, const std::vector<int64_t>& dims, const json& p, con
       throw Error(ErrorCode::Parse, std::string(k) + " of the output is not a non-negative integer", w);
     return p[k].get<uint64_t>();
   };
-  const uint64_t off = num("shared_memory_offset"), size = num("shared_memory_byte_size");
+  const uint64_t off = num(kserve::kShmOffset), size = num(kserve::kShmByteSize);
   if (dt == DType::String) throw Error(ErrorCode::Unsupported, "BYTES output in shared memory", w);
   const uint64_t need = static_cast<uint64_t>(numel(dims)) * dtype_size(dt);
   if (size != need)
@@ -281,7 +199,7 @@ ModelMeta HttpClient::model_metadata(const std::string& model, const std::string
         !google::protobuf::util::JsonStringToMessage(j["config"].dump(), &cfg, po).ok())
       throw Error(ErrorCode::Parse, "bad model configuration JSON from " + impl_->address, where);
   }
-  ModelMeta meta = wire::meta_from_server(m, &cfg, version);
+  ModelMeta meta = meta_from_server(m, &cfg, version);
   if (meta.info.sha256.empty()) {  // quiver serve: {"parameters": {"sha256": ...}} in the metadata
     json j = json::parse(mbody, nullptr, false);
     if (j.is_object() && j.contains("parameters") && j["parameters"].is_object() && j["parameters"].contains("sha256") &&
@@ -346,38 +264,17 @@ InferResult HttpClient::Impl::infer(const std::string& model, const std::vector<
                           " of the shared-memory slot, which ends at " + std::to_string(slot_end),
                       {.model = model, .tensor = in.name});
         std::memcpy(slot->base + cursor, t.raw(), t.nbytes());
-        j["parameters"] = {{"shared_memory_region", slot->region},
-                           {"shared_memory_byte_size", t.nbytes()},
-                           {"shared_memory_offset", cursor}};
+        j["parameters"] = {{kserve::kShmRegion, slot->region},
+                           {kserve::kShmByteSize, t.nbytes()},
+                           {kserve::kShmOffset, cursor}};
         cursor += (t.nbytes() + 63) / 64 * 64;
         in_shm[&in - inputs.data()] = true;
       } else if (bin) {
-        const size_t n = t.dtype() == DType::String ? strings_wire_size(t) : t.nbytes();
+        const size_t n = kserve::wire_size(t);
         j["parameters"] = {{"binary_data_size", n}};
         bin_bytes += n;
       } else {
-        j["data"] = json::array();
-        auto& d = j["data"];
-        for (int64_t i = 0; i < t.numel(); ++i) {
-          switch (t.dtype()) {
-            case DType::F32: d.push_back(t.data<float>()[i]); break;
-            case DType::F64: d.push_back(t.data<double>()[i]); break;
-            case DType::I8: d.push_back(t.data<int8_t>()[i]); break;
-            case DType::I16: d.push_back(t.data<int16_t>()[i]); break;
-            case DType::I32: d.push_back(t.data<int32_t>()[i]); break;
-            case DType::I64: d.push_back(t.data<int64_t>()[i]); break;
-            case DType::U8: d.push_back(t.data<uint8_t>()[i]); break;
-            case DType::U16: d.push_back(t.data<uint16_t>()[i]); break;
-            case DType::U32: d.push_back(t.data<uint32_t>()[i]); break;
-            case DType::U64: d.push_back(t.data<uint64_t>()[i]); break;
-            case DType::Bool: d.push_back(t.data<bool>()[i]); break;
-            case DType::String: d.push_back(t.data<std::string>()[i]); break;
-            case DType::F16: d.push_back(Half::to_float(t.data<uint16_t>()[i])); break;
-            case DType::BF16: d.push_back(BFloat16::to_float(t.data<uint16_t>()[i])); break;
-            default:
-              throw Error(ErrorCode::Unsupported, "input datatype cannot be sent as JSON", {.model = model, .tensor = in.name});
-          }
-        }
+        j["data"] = kserve::tensor_to_json(t, {.model = model, .tensor = in.name});
       }
       ins.push_back(std::move(j));
     }
@@ -395,9 +292,9 @@ InferResult HttpClient::Impl::infer(const std::string& model, const std::vector<
                           {.model = model, .tensor = name}));
       outs.push_back({{"name", name},
                       {"parameters",
-                       {{"shared_memory_region", slot->region},
-                        {"shared_memory_byte_size", bytes},
-                        {"shared_memory_offset", cursor}}}});
+                       {{kserve::kShmRegion, slot->region},
+                        {kserve::kShmByteSize, bytes},
+                        {kserve::kShmOffset, cursor}}}});
       cursor += (bytes + 63) / 64 * 64;
     }
     head["outputs"] = std::move(outs);
@@ -414,8 +311,9 @@ InferResult HttpClient::Impl::infer(const std::string& model, const std::vector<
     for (size_t i = 0; i < inputs.size(); ++i) {
       if (in_shm[i]) continue;
       const Tensor& t = inputs[i].tensor;
-      if (t.dtype() == DType::String) encode_strings(t, body);
-      else body.append(static_cast<const char*>(t.raw()), t.nbytes());
+      const size_t at = body.size();
+      body.resize(at + kserve::wire_size(t));
+      kserve::write_wire(t, reinterpret_cast<uint8_t*>(body.data() + at));
     }
     headers.emplace("Inference-Header-Content-Length", std::to_string(header_len));
   }
@@ -482,7 +380,7 @@ InferResult HttpClient::Impl::infer(const std::string& model, const std::vector<
                       "binary_data_size " + std::to_string(n) + " of output '" + name + "' runs past the response body",
                       w);
         if (*dt == DType::String) {
-          r.outputs.push_back({name, decode_strings(dims, rbody->data() + pos, n, w)});
+          r.outputs.push_back({name, kserve::decode_bytes(dims, rbody->data() + pos, n, ErrorCode::Parse, w, "output")});
         } else {
           const size_t need = static_cast<size_t>(numel(dims)) * dtype_size(*dt);
           if (n != need)
@@ -494,8 +392,8 @@ InferResult HttpClient::Impl::infer(const std::string& model, const std::vector<
         }
         pos += n;
       } else if (out.contains("data")) {
-        r.outputs.push_back({name, tensor_from_json(*dt, dims, out["data"], w)});
-      } else if (p && p->contains("shared_memory_region")) {
+        r.outputs.push_back({name, kserve::tensor_from_json(*dt, dims, out["data"], ErrorCode::Parse, w, "output")});
+      } else if (p && p->contains(kserve::kShmRegion)) {
         r.outputs.push_back({name, shm_output(*dt, dims, *p, slot, w)});
         any_shm_out = true;
       } else {

@@ -25,16 +25,12 @@ bool LocalRepository::has(const std::string& model) const {
 }
 
 std::shared_ptr<const Model> LocalRepository::get(const std::string& model, const std::string& version) {
-  return entry(model, version)->model;
-}
-
-std::shared_ptr<LocalRepository::Entry> LocalRepository::entry(const std::string& model, const std::string& version) {
   const std::string key = model + "\x1f" + version;
   {
     std::lock_guard lk(mu_);
     if (auto it = loaded_.find(key); it != loaded_.end()) return it->second;
   }
-  // Loaded without the lock: an ensemble's steps load their models through entry() too; an
+  // Loaded without the lock: an ensemble's steps load their models through get() too; an
   // ensemble that reaches itself again is refused instead of recursing.
   thread_local std::vector<std::string> loading;
   if (std::find(loading.begin(), loading.end(), model) != loading.end())
@@ -68,52 +64,12 @@ std::shared_ptr<LocalRepository::Entry> LocalRepository::entry(const std::string
 
   // Loaded exactly as `quiver serve` loads it (engine, default file names, FIL interface, reshape,
   // auto-complete, provenance hash): the fallback answers with the server's tensors.
-  auto e = std::make_shared<Entry>();
   serve::ModelResolver resolver = [this](const std::string& n, int64_t ver) {
-    return entry(n, ver < 0 ? "" : std::to_string(ver))->model;
+    return get(n, ver < 0 ? "" : std::to_string(ver));
   };
-  e->model = serve::load_repository_version(cfg, vdir.string(), v, text, cfg_path.string(), 1, resolver).model;
+  auto m = serve::load_repository_version(cfg, vdir.string(), v, text, cfg_path.string(), 1, resolver).model;
   std::lock_guard lk(mu_);
-  return loaded_.try_emplace(key, e).first->second;  // a concurrent load of the same model: keep the first
-}
-
-std::vector<NamedTensor> LocalRepository::run(const std::string& model, const std::string& version,
-                                              const std::vector<NamedTensor>& inputs,
-                                              std::vector<std::string> output_names) {
-  auto e = entry(model, version);
-  const ModelInfo& info = e->model->info();
-  std::vector<Tensor> ordered(info.inputs.size());
-  std::vector<bool> seen(info.inputs.size(), false);
-  for (auto& in : inputs) {
-    size_t i = e->model->input_index(in.name);  // throws NotFound naming the input
-    ordered[i] = in.tensor;
-    seen[i] = true;
-  }
-  for (size_t i = 0; i < seen.size(); ++i)
-    if (!seen[i])
-      throw Error(ErrorCode::InvalidArgument, "missing input", {.model = model, .tensor = info.inputs[i].name});
-  std::unique_ptr<RunState> st;
-  {
-    std::lock_guard lk(e->mu);
-    if (!e->free_states.empty()) {
-      st = std::move(e->free_states.back());
-      e->free_states.pop_back();
-    }
-  }
-  if (!st) st = e->model->make_state();
-  std::vector<Tensor> outs;
-  e->model->run(ordered, outs, *st);
-  {
-    std::lock_guard lk(e->mu);
-    e->free_states.push_back(std::move(st));
-  }
-  std::vector<NamedTensor> result;
-  for (size_t i = 0; i < outs.size(); ++i) {
-    const std::string& n = info.outputs[i].name;
-    if (!output_names.empty() && std::find(output_names.begin(), output_names.end(), n) == output_names.end()) continue;
-    result.push_back({n, std::move(outs[i])});
-  }
-  return result;
+  return loaded_.try_emplace(key, m).first->second;  // a concurrent load of the same model: keep the first
 }
 
 }  // namespace quiver::client

@@ -38,6 +38,30 @@ void RemoteModel::describe(std::ostream& os) const {
      << meta_->source << " (platform " << meta_->platform << ", max batch " << meta_->info.max_batch << ")\n";
 }
 
+ServiceUrl parse_service_url(const std::string& url) {
+  const std::string prefix = "grpc://";
+  if (url.rfind(prefix, 0) != 0)
+    throw Error(ErrorCode::InvalidArgument, "service URL must start with grpc:// ('" + url + "')");
+  const std::string rest = url.substr(prefix.size());
+  const size_t slash = rest.find('/');
+  const std::string hosts = rest.substr(0, slash);
+  ServiceUrl u;
+  for (size_t pos = 0; pos <= hosts.size();) {
+    const size_t comma = hosts.find(',', pos);
+    std::string h = hosts.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    if (!h.empty()) u.endpoints.push_back(std::move(h));
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  if (slash != std::string::npos) {
+    const std::string mv = rest.substr(slash + 1);
+    const size_t s2 = mv.find('/');
+    u.model = mv.substr(0, s2);
+    if (s2 != std::string::npos) u.version = mv.substr(s2 + 1);
+  }
+  return u;
+}
+
 namespace {
 
 std::shared_ptr<const Model> load_remote_file(const std::string& path, const LoadOptions& lo) {
@@ -69,32 +93,13 @@ std::shared_ptr<const Model> load_remote_file(const std::string& path, const Loa
 
 std::shared_ptr<const Model> make_remote_model(const std::string& url, const std::map<std::string, std::string>& params,
                                                const std::string& name, const std::string& version_override) {
-  // grpc://HOST:PORT[,HOST:PORT...]/MODEL[/VERSION]
-  const std::string prefix = "grpc://";
-  if (url.rfind(prefix, 0) != 0)
-    throw Error(ErrorCode::InvalidArgument, "remote model URL must start with grpc:// ('" + url + "')");
-  std::string rest = url.substr(prefix.size());
-  size_t slash = rest.find('/');
-  if (slash == std::string::npos || slash + 1 >= rest.size())
-    throw Error(ErrorCode::InvalidArgument,
-                "remote model URL must be grpc://HOST:PORT[,...]/MODEL[/VERSION] ('" + url + "')");
-  std::string hosts = rest.substr(0, slash), mv = rest.substr(slash + 1);
-  std::string model = mv, version;
-  if (size_t s2 = mv.find('/'); s2 != std::string::npos) {
-    model = mv.substr(0, s2);
-    version = mv.substr(s2 + 1);
-  }
+  ServiceUrl u = parse_service_url(url);
+  if (u.model.empty())
+    throw Error(ErrorCode::InvalidArgument, "remote model URL must be grpc://HOST:PORT[,...]/MODEL[/VERSION] ('" + url + "')");
   (void)name;
-  if (!version_override.empty()) version = version_override;
+  if (!version_override.empty()) u.version = version_override;
   ClientOptions co;
-  size_t pos = 0;
-  while (pos <= hosts.size()) {
-    size_t comma = hosts.find(',', pos);
-    std::string h = hosts.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    if (!h.empty()) co.discovery.endpoints.push_back(h);
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
+  co.discovery.endpoints = u.endpoints;
   auto get = [&](const char* k) {
     auto it = params.find(k);
     return it == params.end() ? std::string() : it->second;
@@ -104,7 +109,7 @@ std::shared_ptr<const Model> make_remote_model(const std::string& url, const std
   co.discovery.servers_file = get("servers_file");
   if (!get("timeout_ms").empty()) co.default_timeout_ns = std::stoll(get("timeout_ms")) * 1'000'000;
   auto client = std::make_shared<Client>(co);
-  return std::make_shared<RemoteModel>(client, model, version);
+  return std::make_shared<RemoteModel>(client, u.model, u.version);
 }
 
 

@@ -103,6 +103,22 @@ Tensor Tensor::reshaped(std::span<const int64_t> dims) const {
   return t;
 }
 
+Tensor Tensor::rows(int64_t first, int64_t count) const {
+  if (dims_.empty() || first < 0 || count < 0 || first > dims_[0] || count > dims_[0] - first)
+    throw_error(ErrorCode::InvalidArgument, "rows [" + std::to_string(first) + ", " + std::to_string(first + count) +
+                                                ") of a tensor of dims " + dims_to_string(dims_));
+  Tensor t;
+  t.dtype_ = dtype_;
+  t.dims_ = dims_;
+  t.dims_[0] = count;
+  const int64_t per_row = dims_[0] ? numel_ / dims_[0] : 0;
+  t.numel_ = per_row * count;
+  t.data_ = static_cast<char*>(data_) + static_cast<size_t>(first * per_row) * dtype_size(dtype_);
+  if (storage_) t.keepalive_ = storage_;
+  else t.keepalive_ = keepalive_;
+  return t;
+}
+
 void Tensor::set_dims(std::span<const int64_t> dims) {
   int64_t n = checked_numel(dims);
   if (n != numel_)

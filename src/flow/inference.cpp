@@ -10,11 +10,13 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <queue>
 #include <thread>
 
 #include "quiver/backends/backends.hpp"
+#include "quiver/core/batching.hpp"
 #include "quiver/flow/application.hpp"
 
 namespace fs = std::filesystem;
@@ -27,14 +29,38 @@ std::mutex& registry_mutex() {
   static std::mutex m;
   return m;
 }
+ServiceTarget make_loopback_target(const std::string& spec, std::shared_ptr<const Model> model,
+                                   const std::string& model_name, FallbackMode fallback,
+                                   const Fallback::Executor& executor);
+#ifdef QUIVER_FLOW_HAVE_CLIENT
+}  // namespace
+ServiceTarget make_client_target(const std::string& spec, std::shared_ptr<const Model> model,
+                                 const std::string& model_name, FallbackMode fallback);  // client_inferer.cpp
+namespace {
+#endif
+
+// Service schemes: the built-in ones are listed here, where the registry is defined;
+// register_inferer_scheme() adds others.
 std::map<std::string, InfererMaker>& registry() {
-  static std::map<std::string, InfererMaker> r;
+  static std::map<std::string, InfererMaker> r = {
+      {"loopback", make_loopback_target},
+#ifdef QUIVER_FLOW_HAVE_CLIENT
+      {"grpc",
+       [](const std::string& spec, std::shared_ptr<const Model> model, const std::string& name, FallbackMode fallback,
+          const Fallback::Executor&) { return make_client_target(spec, std::move(model), name, fallback); }},
+#endif
+  };
   return r;
 }
 
 Provenance model_provenance(const Model& m, const std::string& mode) {
   const ModelInfo& i = m.info();
-  return Provenance{i.name, i.version, i.sha256, mode};
+  Provenance p;
+  p.model = i.name;
+  p.version = i.version;
+  p.sha256 = i.sha256;
+  p.mode = mode;
+  return p;
 }
 
 // A pool of RunStates: any thread takes one for a call and gives it back.
@@ -71,20 +97,22 @@ class LoopbackInferer final : public AsyncInferer {
     cv_.notify_all();
     thread_.join();  // answers everything still queued first
   }
-  void infer_async(std::vector<NamedTensor> inputs, Callback done) override {
+  void infer_async(const std::string&, std::vector<NamedTensor> inputs, const InferOptions& options,
+                   InferCallback done) override {
     auto when = std::chrono::steady_clock::now() + latency_;
     {
       std::lock_guard<std::mutex> lk(m_);
-      due_.push(Due{when, seq_++, std::make_shared<Job>(Job{std::move(inputs), std::move(done)})});
+      due_.push(Due{when, seq_++, std::make_shared<Job>(Job{std::move(inputs), options.request_id, std::move(done)})});
     }
     cv_.notify_one();
   }
-  Provenance provenance() const override { return model_provenance(*model_, "service"); }
+  int64_t max_batch(const std::string&, const std::string&) override { return model_->info().max_batch; }
 
  private:
   struct Job {
     std::vector<NamedTensor> inputs;
-    Callback done;
+    std::string request_id;
+    InferCallback done;
   };
   struct Due {
     std::chrono::steady_clock::time_point when;
@@ -93,18 +121,23 @@ class LoopbackInferer final : public AsyncInferer {
     bool operator>(const Due& o) const { return when != o.when ? when > o.when : seq > o.seq; }
   };
   void answer(Job& job) {
-    std::vector<NamedTensor> out;
-    std::exception_ptr err;
+    InferResult r;
+    r.request_id = job.request_id;
+    r.provenance = model_provenance(*model_, "service");
     try {
       std::vector<Tensor> ins;
       for (auto& t : job.inputs) ins.push_back(t.tensor);
       std::vector<Tensor> outs;
       model_->run(ins, outs, *state_);
-      for (size_t k = 0; k < outs.size(); ++k) out.push_back({model_->info().outputs[k].name, std::move(outs[k])});
-    } catch (...) {
-      err = std::current_exception();
+      for (size_t k = 0; k < outs.size(); ++k) r.outputs.push_back({model_->info().outputs[k].name, std::move(outs[k])});
+    } catch (const Error& e) {
+      r.outputs.clear();
+      r.error = e;
+    } catch (const std::exception& e) {
+      r.outputs.clear();
+      r.error = Error(ErrorCode::Internal, e.what(), {.model = model_->info().name});
     }
-    job.done(std::move(out), err);
+    job.done(std::move(r));
   }
   void loop() {
     std::unique_lock<std::mutex> lk(m_);
@@ -136,6 +169,18 @@ class LoopbackInferer final : public AsyncInferer {
   bool stop_ = false;
   std::thread thread_;
 };
+
+ServiceTarget make_loopback_target(const std::string& spec, std::shared_ptr<const Model> model,
+                                   const std::string& model_name, FallbackMode fallback,
+                                   const Fallback::Executor& executor) {
+  double latency = 0;
+  auto colon = spec.find(':');
+  if (colon != std::string::npos) latency = parse_parameter<double>("service", spec.substr(colon + 1));
+  ServiceTarget t{make_loopback_inferer(model, latency), model_name, ""};
+  if (fallback != FallbackMode::Off)
+    t.inferer = wrap_with_fallback(t.inferer, std::make_shared<Fallback>(fallback, single_local_model(model, model_name), executor));
+  return t;
+}
 }  // namespace
 
 void register_inferer_scheme(const std::string& scheme, InfererMaker maker) {
@@ -148,15 +193,9 @@ std::shared_ptr<AsyncInferer> make_loopback_inferer(std::shared_ptr<const Model>
   return std::make_shared<LoopbackInferer>(std::move(model), latency_ms);
 }
 
-std::shared_ptr<AsyncInferer> make_inferer(const std::string& spec, std::shared_ptr<const Model> model,
-                                           const std::string& model_name) {
+ServiceTarget make_inferer(const std::string& spec, std::shared_ptr<const Model> model, const std::string& model_name,
+                           FallbackMode fallback, const Fallback::Executor& executor) {
   std::string scheme = spec.substr(0, spec.find_first_of(":"));
-  if (scheme == "loopback") {
-    double latency = 0;
-    auto colon = spec.find(':');
-    if (colon != std::string::npos) latency = parse_parameter<double>("service", spec.substr(colon + 1));
-    return make_loopback_inferer(std::move(model), latency);
-  }
   InfererMaker maker;
   {
     std::lock_guard<std::mutex> lk(registry_mutex());
@@ -165,14 +204,15 @@ std::shared_ptr<AsyncInferer> make_inferer(const std::string& spec, std::shared_
   }
   if (!maker)
     throw Error(ErrorCode::NotFound, "no service client for '" + spec +
-                                         "' (known: loopback[:LATENCY_MS]" +
+                                         "' (known: " +
                                          [] {
                                            std::string s;
                                            std::lock_guard<std::mutex> lk(registry_mutex());
-                                           for (auto& [k, v] : registry()) s += ", " + k + "://";
+                                           for (auto& [k, v] : registry())
+                                             s += (s.empty() ? "" : ", ") + k + (k == "loopback" ? "[:LATENCY_MS]" : "://");
                                            return s;
                                          }() + ")");
-  return maker(spec, std::move(model), model_name);
+  return maker(spec, std::move(model), model_name, fallback, executor);
 }
 
 // ---------------------------------------------------------------- inputs / outputs
@@ -211,6 +251,7 @@ struct InferenceFactory::Impl {
   Mode mode = Mode::Direct;
   bool per_item = true;
   bool fallback_direct = true;
+  int64_t service_max_batch = 0;  // the service's limit per request (0: none)
   std::map<std::string, int64_t> dims;
   std::unique_ptr<StatePool> states;
   EventLocal<PerEvent> ev;
@@ -305,8 +346,22 @@ void InferenceFactory::init() {
     for (auto& d : I.in_item_dims) pe.in.item_numel_.push_back(quiver::numel(d));
     pe.in.tensors_.assign(I.in_names.size(), Tensor());
   }
-  inferer_.reset();
-  if (I.mode == Mode::Service) inferer_ = inferer_override_ ? inferer_override_ : make_inferer(*service_, model_, info.name);
+  target_ = {};
+  if (I.mode == Mode::Service) {
+    // Failed requests are answered by the local model through the one fallback (on framework
+    // threads when it wraps an in-process service; the gRPC client runs it itself).
+    const FallbackMode fb = I.fallback_direct ? FallbackMode::OnAnyFailure : FallbackMode::Off;
+    Fallback::Executor on_workers = [this](std::function<void()> task) { runtime().enqueue(std::move(task)); };
+    if (inferer_override_) {
+      target_ = {inferer_override_, info.name, ""};
+      if (fb != FallbackMode::Off)
+        target_.inferer = wrap_with_fallback(
+            inferer_override_, std::make_shared<Fallback>(fb, single_local_model(model_, info.name), on_workers));
+    } else {
+      target_ = make_inferer(*service_, model_, info.name, fb, on_workers);
+    }
+    I.service_max_batch = std::max<int64_t>(0, target_.inferer->max_batch(target_.model, target_.version));
+  }
   int64_t max_batch = *max_batch_;
   if (info.max_batch > 0 && info.max_batch < max_batch) {
     log(LogLevel::Info, "max_batch " + std::to_string(max_batch) + " capped to the model's " + std::to_string(info.max_batch));
@@ -321,7 +376,7 @@ void InferenceFactory::init() {
 
 void InferenceFactory::finish() {
   engine_.stop();
-  inferer_.reset();
+  target_ = {};
 }
 
 void InferenceFactory::run_direct(PerEvent& s) {
@@ -345,26 +400,20 @@ void InferenceFactory::run_direct(PerEvent& s) {
     return;
   }
   std::vector<Tensor> views(nin), outs;
+  static constexpr int64_t kOne[] = {1};
   for (size_t i = 0; i < n; ++i) {
-    for (size_t k = 0; k < nin; ++k) {
-      std::vector<int64_t> d{1};
-      d.insert(d.end(), I.in_item_dims[k].begin(), I.in_item_dims[k].end());
-      auto& t = s.in.tensors_[k];
-      views[k] = Tensor::view(t.dtype(), d, static_cast<const char*>(t.raw()) + i * s.in.item_numel_[k] * dtype_size(t.dtype()));
-    }
+    const int64_t row = static_cast<int64_t>(i);
+    for (size_t k = 0; k < nin; ++k) views[k] = s.in.tensors_[k].rows(row, 1);
     model_->run(views, outs, *st);
     for (size_t k = 0; k < outs.size(); ++k) {
       Tensor& o = s.out.tensors_[k];
+      const Tensor item = outs[k].rank() == 0 ? outs[k].reshaped(kOne) : outs[k];
       if (i == 0) {
-        std::vector<int64_t> d = outs[k].dims();
-        if (d.empty()) d.push_back(1);
+        std::vector<int64_t> d = item.dims();
         d[0] = static_cast<int64_t>(n);
-        o.ensure(outs[k].dtype(), d);
+        o.ensure(item.dtype(), d);
       }
-      size_t bytes = outs[k].nbytes();
-      if (bytes * n != o.nbytes())
-        throw Error(ErrorCode::Internal, "output size changed between items", ErrorWhere{.tensor = I.out_names[k]});
-      std::memcpy(static_cast<char*>(o.raw()) + i * bytes, outs[k].raw(), bytes);
+      copy_rows(item, 0, o, row, 1, I.out_names[k]);  // throws when an item's output differs in size
     }
   }
 }
@@ -378,12 +427,9 @@ void InferenceFactory::run_batch(std::span<const BatchTicket> b) {
     std::vector<int64_t> d{static_cast<int64_t>(B)};
     d.insert(d.end(), I.in_item_dims[k].begin(), I.in_item_dims[k].end());
     ins[k] = Tensor::empty(I.in_dtypes[k], d);
-    size_t item_bytes = static_cast<size_t>(quiver::numel(I.in_item_dims[k])) * dtype_size(I.in_dtypes[k]);
-    for (size_t j = 0; j < B; ++j) {
-      auto& src = I.ev[*b[j].event].in.tensors_[k];
-      std::memcpy(static_cast<char*>(ins[k].raw()) + j * item_bytes,
-                  static_cast<const char*>(src.raw()) + b[j].index * item_bytes, item_bytes);
-    }
+    for (size_t j = 0; j < B; ++j)
+      copy_rows(I.ev[*b[j].event].in.tensors_[k], static_cast<int64_t>(b[j].index), ins[k], static_cast<int64_t>(j), 1,
+                I.in_names[k]);
   }
   auto st = I.states->take();
   model_->run(ins, outs, *st);
@@ -406,14 +452,10 @@ void InferenceFactory::run_batch(std::span<const BatchTicket> b) {
     }
   }
   // Storage is fixed now; each item's row is written by exactly one batch.
-  for (size_t k = 0; k < outs.size(); ++k) {
-    const size_t item_bytes = outs[k].nbytes() / B;
-    for (size_t j = 0; j < B; ++j) {
-      Tensor& o = I.ev[*b[j].event].out.tensors_[k];
-      std::memcpy(static_cast<char*>(o.raw()) + b[j].index * item_bytes,
-                  static_cast<const char*>(outs[k].raw()) + j * item_bytes, item_bytes);
-    }
-  }
+  for (size_t k = 0; k < outs.size(); ++k)
+    for (size_t j = 0; j < B; ++j)
+      copy_rows(outs[k], static_cast<int64_t>(j), I.ev[*b[j].event].out.tensors_[k], static_cast<int64_t>(b[j].index), 1,
+                I.out_names[k]);
 }
 
 void InferenceFactory::acquire(Event& e, Completion done) {
@@ -436,123 +478,106 @@ void InferenceFactory::acquire(Event& e, Completion done) {
       engine_.submit(e, s.in.size(), std::move(done));
       return;
     }
-    case Mode::Service: {
-      s.out.prov_ = inferer_->provenance();
-      if (s.in.size() == 0) {
-        s.out.tensors_.assign(I.out_names.size(), Tensor());
-        done();
-        return;
-      }
-      // Requests of at most the server's max batch: an event with more items sends several and
-      // resumes when all have answered (outputs concatenated in item order).
-      const size_t n = s.in.size();
-      int64_t mb = inferer_->max_batch();
-      size_t per = mb > 0 ? static_cast<size_t>(mb) : n;
-      size_t chunks = (n + per - 1) / per;
-      struct Gather {
-        std::mutex m;
-        size_t left;
-        std::vector<std::vector<NamedTensor>> parts;
-        std::exception_ptr err;
-      };
-      auto g = std::make_shared<Gather>();
-      g->left = chunks;
-      g->parts.resize(chunks);
-      PerEvent* sp = &s;
-      for (size_t c = 0; c < chunks; ++c) {
-        size_t first = c * per, count = std::min(per, n - first);
-        std::vector<NamedTensor> req;
-        for (size_t k = 0; k < s.in.tensors_.size(); ++k) {
-          const Tensor& t = s.in.tensors_[k];
-          std::vector<int64_t> d = t.dims();
-          d[0] = static_cast<int64_t>(count);
-          size_t item_bytes = static_cast<size_t>(s.in.item_numel_[k]) * dtype_size(t.dtype());
-          req.push_back({I.in_names[k], Tensor::view(t.dtype(), d, static_cast<const char*>(t.raw()) + first * item_bytes)});
-        }
-        inferer_->infer_async(std::move(req), [this, sp, done, g, c](std::vector<NamedTensor> outs, std::exception_ptr err) {
-          {
-            std::lock_guard<std::mutex> lk(g->m);
-            if (err && !g->err) g->err = err;
-            if (!err) g->parts[c] = std::move(outs);
-            if (--g->left != 0) return;
-          }
-          service_answered(sp, done, g->parts, g->err);
-        });
-      }
+    case Mode::Service:
+      request_service(s, std::move(done));
       return;
-    }
   }
 }
 
-void InferenceFactory::service_answered(PerEvent* sp, const Completion& done,
-                                        std::vector<std::vector<NamedTensor>>& parts, std::exception_ptr err) {
-  if (!err) {
-    try {
-      sp->out.tensors_.clear();
-      sp->out.names_.clear();
-      if (parts.size() == 1) {
-        for (auto& o : parts[0]) {
-          sp->out.names_.push_back(o.name);
-          sp->out.tensors_.push_back(std::move(o.tensor));
-        }
-      } else {
-        for (size_t k = 0; k < parts[0].size(); ++k) {
-          int64_t rows = 0;
-          for (auto& p : parts) {
-            if (p.size() != parts[0].size() || p[k].tensor.rank() == 0)
-              throw Error(ErrorCode::Internal, "service answers of one event do not match", {.tensor = parts[0][k].name});
-            rows += p[k].tensor.dim(0);
-          }
-          std::vector<int64_t> d = parts[0][k].tensor.dims();
-          d[0] = rows;
-          Tensor all = Tensor::empty(parts[0][k].tensor.dtype(), d);
-          size_t off = 0;
-          for (auto& p : parts) {
-            std::memcpy(static_cast<char*>(all.raw()) + off, p[k].tensor.raw(), p[k].tensor.nbytes());
-            off += p[k].tensor.nbytes();
-          }
-          sp->out.names_.push_back(parts[0][k].name);
-          sp->out.tensors_.push_back(std::move(all));
-        }
-      }
-    } catch (...) {
-      done.fail(std::current_exception());
-      return;
-    }
+// The answers to one event's requests, gathered until the last arrives.
+struct InferenceFactory::Gather {
+  std::mutex m;
+  size_t left = 0;
+  std::vector<std::vector<NamedTensor>> parts;
+  std::optional<Error> error;
+  Provenance prov;  // of the first answer
+  bool fallback = false;
+};
+
+void InferenceFactory::request_service(PerEvent& s, Completion done) {
+  Impl& I = *impl_;
+  const size_t n = s.in.size();
+  if (n == 0) {
+    s.out.prov_ = model_provenance(*model_, "service");
+    s.out.tensors_.assign(I.out_names.size(), Tensor());
     done();
     return;
   }
-  if (!impl_->fallback_direct) {
-    done.fail(err);
+  // Requests of at most the service's max batch: an event with more items sends several and
+  // resumes when all have answered (outputs joined in item order).
+  const size_t per = I.service_max_batch > 0 ? static_cast<size_t>(I.service_max_batch) : n;
+  const size_t chunks = (n + per - 1) / per;
+  auto g = std::make_shared<Gather>();
+  g->left = chunks;
+  g->parts.resize(chunks);
+  PerEvent* sp = &s;
+  InferOptions opt;
+  opt.model_version = target_.version;
+  for (size_t c = 0; c < chunks; ++c) {
+    const size_t first = c * per, count = std::min(per, n - first);
+    std::vector<NamedTensor> req;
+    req.reserve(s.in.tensors_.size());
+    for (size_t k = 0; k < s.in.tensors_.size(); ++k)
+      req.push_back({I.in_names[k], s.in.tensors_[k].rows(static_cast<int64_t>(first), static_cast<int64_t>(count))});
+    target_.inferer->infer_async(target_.model, std::move(req), opt, [this, sp, done, g, c](InferResult r) {
+      {
+        std::lock_guard<std::mutex> lk(g->m);
+        if (!r.ok()) {
+          if (!g->error) g->error = std::move(r.error);
+        } else {
+          if (g->left == g->parts.size()) g->prov = r.provenance;
+          g->fallback |= r.provenance.fallback;
+          g->parts[c] = std::move(r.outputs);
+        }
+        if (--g->left != 0) return;
+      }
+      service_answered(sp, done, *g);
+    });
+  }
+}
+
+void InferenceFactory::service_answered(PerEvent* sp, const Completion& done, Gather& g) {
+  if (g.error) {
+    done.fail(std::make_exception_ptr(*g.error));
     return;
   }
-  // Fall back to direct inference, on a framework thread (never on the client's thread).
-  fallbacks_.fetch_add(1);
   try {
-    Error e = [&] {
-      try {
-        std::rethrow_exception(err);
-      } catch (const Error& x) {
-        return x;
-      } catch (const std::exception& x) {
-        return Error(ErrorCode::Internal, x.what());
-      } catch (...) {
-        return Error(ErrorCode::Internal, "unknown");
+    auto& parts = g.parts;
+    sp->out.tensors_.clear();
+    sp->out.names_.clear();
+    if (parts.size() == 1) {
+      for (auto& o : parts[0]) {
+        sp->out.names_.push_back(o.name);
+        sp->out.tensors_.push_back(std::move(o.tensor));
       }
-    }();
-    log(LogLevel::Warn, std::string("service failed, falling back to direct inference: ") + e.what());
-    runtime().enqueue([this, sp, done] {
-      try {
-        sp->out.prov_ = model_provenance(*model_, impl_->local_mode("service-fallback-direct"));
-        run_direct(*sp);
-        done();
-      } catch (...) {
-        done.fail(std::current_exception());
+    } else {
+      std::vector<const Tensor*> column(parts.size());
+      for (size_t k = 0; k < parts[0].size(); ++k) {
+        for (size_t i = 0; i < parts.size(); ++i) {
+          if (parts[i].size() != parts[0].size() || parts[i][k].name != parts[0][k].name)
+            throw Error(ErrorCode::Internal, "service answers of one event do not match", {.tensor = parts[0][k].name});
+          column[i] = &parts[i][k].tensor;
+        }
+        Tensor all;
+        join_rows(column, all, parts[0][k].name);
+        sp->out.names_.push_back(parts[0][k].name);
+        sp->out.tensors_.push_back(std::move(all));
       }
-    });
+    }
+    sp->out.prov_ = std::move(g.prov);
+    if (g.fallback) {
+      // Some request of this event was answered by the local model after the service failed.
+      fallbacks_.fetch_add(1);
+      log(LogLevel::Warn, "service failed, the local model answered (fallback direct)");
+      sp->out.prov_.mode = impl_->local_mode("service-fallback-direct");
+    } else {
+      sp->out.prov_.mode = "service";
+    }
   } catch (...) {
     done.fail(std::current_exception());
+    return;
   }
+  done();
 }
 
 void InferenceFactory::produce(Event& e) {

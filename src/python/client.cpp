@@ -40,7 +40,7 @@ py::object make_result(InferResult&& r) {
     res[py::str(o.name)] = to_numpy(std::move(t), /*strings_as_bytes=*/true, /*keep_views=*/true);
   }
   const auto& p = r.provenance;
-  res.attr("provenance") = py::cast(Provenance{p.server, p.model, p.version, p.checksum, p.fallback, p.attempts});
+  res.attr("provenance") = py::cast(Provenance{p.server, p.model, p.version, p.sha256, p.fallback, p.attempts});
   res.attr("request_id") = py::str(r.request_id);
   res.attr("client_seconds") = py::float_(static_cast<double>(r.client_ns) * 1e-9);
   return res;

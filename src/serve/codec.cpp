@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "kserve/json_tensors.hpp"
+#include "kserve/tensors.hpp"
 #include "quiver/core/half.hpp"
 
 namespace quiver::serve {
@@ -17,17 +19,10 @@ namespace {
   throw Error(ErrorCode::InvalidArgument, msg, {mv.name, "", std::string(tensor)});
 }
 std::string dims_str(std::span<const int64_t> d) { return dims_to_string(d); }
-constexpr int64_t kMaxElements = int64_t(1) << 40;
 }  // namespace
 
 int64_t checked_numel(const ModelVersion& mv, std::string_view tensor, std::span<const int64_t> shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    if (d < 0) bad(mv, tensor, "negative dimension in shape " + dims_str(shape));
-    if (d != 0 && n > kMaxElements / d) bad(mv, tensor, "shape " + dims_str(shape) + " is too large");
-    n *= d;
-  }
-  return n;
+  return kserve::checked_numel(shape, ErrorCode::InvalidArgument, {mv.name, "", std::string(tensor)});
 }
 
 size_t check_input_header(const ModelVersion& mv, std::string_view name, std::string_view datatype,
@@ -84,34 +79,8 @@ static void check_fixed_size(const ModelVersion& mv, const IOSpec& spec, std::sp
 Tensor tensor_from_raw(const ModelVersion& mv, const IOSpec& spec, std::span<const int64_t> shape, const void* data,
                        size_t size) {
   const int64_t n = checked_numel(mv, spec.name, shape);
-  if (spec.dtype == DType::String) {
-    // Every element needs at least its 4-byte length: check before allocating n strings, so that a
-    // tiny request cannot make the server allocate (and construct) billions of them.
-    if (static_cast<uint64_t>(n) > size / 4)
-      bad(mv, spec.name, "BYTES input '" + spec.name + "' has " + std::to_string(size) + " bytes, too few for the " +
-                             std::to_string(n) + " elements of shape " + dims_str(shape) +
-                             " (each needs at least a 4-byte length)");
-    Tensor t = Tensor::empty(DType::String, shape);
-    std::string* out = t.data<std::string>();
-    const uint8_t* p = static_cast<const uint8_t*>(data);
-    size_t pos = 0;
-    for (int64_t e = 0; e < n; ++e) {
-      if (size - pos < 4)
-        bad(mv, spec.name, "BYTES input '" + spec.name + "' holds fewer than the " + std::to_string(n) +
-                               " elements its shape needs (element " + std::to_string(e) + " is missing)");
-      uint32_t len = uint32_t(p[pos]) | uint32_t(p[pos + 1]) << 8 | uint32_t(p[pos + 2]) << 16 | uint32_t(p[pos + 3]) << 24;
-      pos += 4;
-      if (size - pos < len)
-        bad(mv, spec.name, "BYTES input '" + spec.name + "' element " + std::to_string(e) + " length " +
-                               std::to_string(len) + " runs past the end of the data");
-      out[e].assign(reinterpret_cast<const char*>(p + pos), len);
-      pos += len;
-    }
-    if (pos != size)
-      bad(mv, spec.name, "BYTES input '" + spec.name + "' has " + std::to_string(size - pos) +
-                             " bytes after its " + std::to_string(n) + " elements");
-    return t;
-  }
+  if (spec.dtype == DType::String)
+    return kserve::decode_bytes(shape, data, size, ErrorCode::InvalidArgument, {mv.name, "", spec.name}, "input");
   const size_t esz = dtype_size(spec.dtype);
   check_fixed_size(mv, spec, shape, n, size);
   if (spec.dtype == DType::Bool) {
@@ -150,29 +119,6 @@ Tensor tensor_from_shm(const ModelVersion& mv, const IOSpec& spec, std::span<con
   std::vector<uint8_t> bytes(size);
   region->read(offset, bytes.data(), size, spec.name);
   return tensor_from_raw(mv, spec, shape, bytes.data(), size);  // BYTES and BOOL are always copied
-}
-
-size_t wire_size(const Tensor& t) {
-  if (t.dtype() != DType::String) return t.nbytes();
-  size_t n = 0;
-  for (const auto& s : t.span<std::string>()) n += 4 + s.size();
-  return n;
-}
-
-void write_wire(const Tensor& t, uint8_t* dst) {
-  if (t.dtype() != DType::String) {
-    if (t.nbytes()) std::memcpy(dst, t.raw(), t.nbytes());
-    return;
-  }
-  for (const auto& s : t.span<std::string>()) {
-    uint32_t len = static_cast<uint32_t>(s.size());
-    dst[0] = uint8_t(len);
-    dst[1] = uint8_t(len >> 8);
-    dst[2] = uint8_t(len >> 16);
-    dst[3] = uint8_t(len >> 24);
-    if (len) std::memcpy(dst + 4, s.data(), len);
-    dst += 4 + len;
-  }
 }
 
 void check_all_inputs(const ModelVersion& mv, const std::vector<Tensor>& inputs) {
@@ -262,32 +208,22 @@ Tensor classify(const ModelVersion& mv, const IOSpec& s, const Tensor& t, uint32
 
 // ---------------------------------------------------------------- gRPC
 namespace {
-template <class Param>
-bool param_u64(const Param& p, uint64_t& out) {
-  switch (p.parameter_choice_case()) {
-    case Param::kInt64Param:
-      if (p.int64_param() < 0) return false;
-      out = static_cast<uint64_t>(p.int64_param());
-      return true;
-    case Param::kUint64Param: out = p.uint64_param(); return true;
-    default: return false;
-  }
-}
+using kserve::param_u64;
 
 template <class Map>
 void read_shm_params(const ModelVersion& mv, std::string_view tensor, const Map& params, const ShmManager& shm,
                      std::shared_ptr<const ShmRegion>& region, uint64_t& offset, uint64_t& size, bool& present) {
   present = false;
-  auto it = params.find("shared_memory_region");
+  auto it = params.find(kserve::kShmRegion);
   if (it == params.end()) return;
   present = true;
   if (it->second.parameter_choice_case() != inference::InferParameter::kStringParam)
     bad(mv, tensor, "shared_memory_region of '" + std::string(tensor) + "' must be a string");
-  auto bs = params.find("shared_memory_byte_size");
+  auto bs = params.find(kserve::kShmByteSize);
   if (bs == params.end() || !param_u64(bs->second, size))
     bad(mv, tensor, "'" + std::string(tensor) + "' names a shared memory region but no valid shared_memory_byte_size");
   offset = 0;
-  auto off = params.find("shared_memory_offset");
+  auto off = params.find(kserve::kShmOffset);
   if (off != params.end() && !param_u64(off->second, offset))
     bad(mv, tensor, "shared_memory_offset of '" + std::string(tensor) + "' must be a non-negative integer");
   try {
@@ -298,45 +234,9 @@ void read_shm_params(const ModelVersion& mv, std::string_view tensor, const Map&
   }
 }
 
-template <class T, class Src>
-Tensor typed(const ModelVersion& mv, const IOSpec& s, std::span<const int64_t> shape, const Src& src) {
-  int64_t n = checked_numel(mv, s.name, shape);
-  if (static_cast<int64_t>(src.size()) != n)
-    bad(mv, s.name, "input '" + s.name + "' has " + std::to_string(src.size()) + " values in contents, shape " +
-                        dims_str(shape) + " needs " + std::to_string(n));
-  Tensor t = Tensor::empty(s.dtype, shape);
-  T* p = t.data<T>();
-  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(src[static_cast<int>(i)]);
-  return t;
-}
-
 Tensor from_contents(const ModelVersion& mv, const IOSpec& s, std::span<const int64_t> shape,
                      const inference::InferTensorContents& c) {
-  switch (s.dtype) {
-    case DType::Bool: return typed<bool>(mv, s, shape, c.bool_contents());
-    case DType::I8: return typed<int8_t>(mv, s, shape, c.int_contents());
-    case DType::I16: return typed<int16_t>(mv, s, shape, c.int_contents());
-    case DType::I32: return typed<int32_t>(mv, s, shape, c.int_contents());
-    case DType::I64: return typed<int64_t>(mv, s, shape, c.int64_contents());
-    case DType::U8: return typed<uint8_t>(mv, s, shape, c.uint_contents());
-    case DType::U16: return typed<uint16_t>(mv, s, shape, c.uint_contents());
-    case DType::U32: return typed<uint32_t>(mv, s, shape, c.uint_contents());
-    case DType::U64: return typed<uint64_t>(mv, s, shape, c.uint64_contents());
-    case DType::F32: return typed<float>(mv, s, shape, c.fp32_contents());
-    case DType::F64: return typed<double>(mv, s, shape, c.fp64_contents());
-    case DType::String: {
-      int64_t n = checked_numel(mv, s.name, shape);
-      if (c.bytes_contents_size() != n)
-        bad(mv, s.name, "input '" + s.name + "' has " + std::to_string(c.bytes_contents_size()) +
-                            " values in bytes_contents, shape " + dims_str(shape) + " needs " + std::to_string(n));
-      Tensor t = Tensor::empty(DType::String, shape);
-      for (int64_t i = 0; i < n; ++i) t.data<std::string>()[i] = c.bytes_contents(static_cast<int>(i));
-      return t;
-    }
-    default:
-      bad(mv, s.name, "input '" + s.name + "' of type " + std::string(dtype_kserve_name(s.dtype)) +
-                          " must be sent in raw_input_contents");
-  }
+  return kserve::tensor_from_contents(s.dtype, shape, c, ErrorCode::InvalidArgument, {mv.name, "", s.name}, "input");
 }
 }  // namespace
 
@@ -418,14 +318,14 @@ void decode_grpc_request(const inference::ModelInferRequest& msg, const ModelVer
 }
 
 static void write_to_shm(const ModelVersion& mv, const OutputTarget& tg, const IOSpec& s, const Tensor& t) {
-  size_t n = wire_size(t);
+  size_t n = kserve::wire_size(t);
   if (n > tg.shm_size)
     throw Error(ErrorCode::InvalidArgument,
                 "shared memory size " + std::to_string(tg.shm_size) + " for output '" + s.name +
                     "' is too small for the " + std::to_string(n) + "-byte result",
                 {mv.name, "", s.name});
   if (uint8_t* p = tg.shm->host(tg.shm_offset, n, s.name)) {
-    write_wire(t, p);
+    kserve::write_wire(t, p);
     return;
   }
   if (t.dtype() != DType::String) {  // device memory: the values are the wire bytes
@@ -433,7 +333,7 @@ static void write_to_shm(const ModelVersion& mv, const OutputTarget& tg, const I
     return;
   }
   std::vector<uint8_t> bytes(n);  // BYTES: serialised on the host, then one copy over
-  write_wire(t, bytes.data());
+  kserve::write_wire(t, bytes.data());
   tg.shm->write(tg.shm_offset, bytes.data(), n, s.name);
 }
 
@@ -457,111 +357,39 @@ void encode_grpc_response(const ModelVersion& mv, const std::vector<OutputTarget
     if (tg.shm) {
       write_to_shm(mv, tg, s, t);
       auto& params = *o->mutable_parameters();
-      params["shared_memory_region"].set_string_param(tg.shm->name());
-      params["shared_memory_byte_size"].set_int64_param(static_cast<int64_t>(wire_size(t)));
-      if (tg.shm_offset) params["shared_memory_offset"].set_int64_param(static_cast<int64_t>(tg.shm_offset));
+      params[kserve::kShmRegion].set_string_param(tg.shm->name());
+      params[kserve::kShmByteSize].set_int64_param(static_cast<int64_t>(kserve::wire_size(t)));
+      if (tg.shm_offset) params[kserve::kShmOffset].set_int64_param(static_cast<int64_t>(tg.shm_offset));
       continue;
     }
-    size_t n = wire_size(t);
+    size_t n = kserve::wire_size(t);
     raw->resize(n);
-    write_wire(t, reinterpret_cast<uint8_t*>(raw->data()));
+    kserve::write_wire(t, reinterpret_cast<uint8_t*>(raw->data()));
   }
 }
 
 // ---------------------------------------------------------------- HTTP / JSON
 namespace {
-void flatten(const json& j, std::vector<const json*>& out) {
-  if (j.is_array()) {
-    for (const auto& e : j) flatten(e, out);
-  } else {
-    out.push_back(&j);
-  }
-}
-
-template <class T>
-void fill_numbers(const ModelVersion& mv, const IOSpec& s, const std::vector<const json*>& vals, T* dst) {
-  for (size_t i = 0; i < vals.size(); ++i) {
-    const json& v = *vals[i];
-    if constexpr (std::is_same_v<T, bool>) {
-      if (!v.is_boolean()) bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is not a boolean");
-      dst[i] = v.get<bool>();
-    } else {
-      if (!v.is_number()) bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is not a number");
-      if constexpr (std::is_integral_v<T>) {
-        if (v.is_number_float()) bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is not an integer");
-        if constexpr (std::is_signed_v<T>) {
-          if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<T>::max()))
-            bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is out of range");
-          int64_t x = v.get<int64_t>();
-          if (x < std::numeric_limits<T>::min() || x > std::numeric_limits<T>::max())
-            bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is out of range");
-          dst[i] = static_cast<T>(x);
-        } else {
-          if (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() < 0)
-            bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is negative");
-          uint64_t x = v.get<uint64_t>();
-          if (x > std::numeric_limits<T>::max())
-            bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is out of range");
-          dst[i] = static_cast<T>(x);
-        }
-      } else {
-        dst[i] = static_cast<T>(v.get<double>());
-      }
-    }
-  }
-}
-
 Tensor tensor_from_json(const ModelVersion& mv, const IOSpec& s, std::span<const int64_t> shape, const json& data) {
-  std::vector<const json*> vals;
-  flatten(data, vals);
-  int64_t n = checked_numel(mv, s.name, shape);
-  if (static_cast<int64_t>(vals.size()) != n)
-    bad(mv, s.name, "input '" + s.name + "' has " + std::to_string(vals.size()) + " values in 'data', shape " +
-                        dims_str(shape) + " needs " + std::to_string(n));
-  Tensor t = Tensor::empty(s.dtype, shape);
-  switch (s.dtype) {
-    case DType::Bool: fill_numbers(mv, s, vals, t.data<bool>()); break;
-    case DType::I8: fill_numbers(mv, s, vals, t.data<int8_t>()); break;
-    case DType::I16: fill_numbers(mv, s, vals, t.data<int16_t>()); break;
-    case DType::I32: fill_numbers(mv, s, vals, t.data<int32_t>()); break;
-    case DType::I64: fill_numbers(mv, s, vals, t.data<int64_t>()); break;
-    case DType::U8: fill_numbers(mv, s, vals, t.data<uint8_t>()); break;
-    case DType::U16: fill_numbers(mv, s, vals, t.data<uint16_t>()); break;
-    case DType::U32: fill_numbers(mv, s, vals, t.data<uint32_t>()); break;
-    case DType::U64: fill_numbers(mv, s, vals, t.data<uint64_t>()); break;
-    case DType::F32: fill_numbers(mv, s, vals, t.data<float>()); break;
-    case DType::F64: fill_numbers(mv, s, vals, t.data<double>()); break;
-    case DType::String:
-      for (size_t i = 0; i < vals.size(); ++i) {
-        if (!vals[i]->is_string())
-          bad(mv, s.name, "input '" + s.name + "' element " + std::to_string(i) + " is not a string");
-        t.data<std::string>()[i] = vals[i]->get<std::string>();
-      }
-      break;
-    default:
-      bad(mv, s.name, "input '" + s.name + "' of type " + std::string(dtype_kserve_name(s.dtype)) +
-                          " must use the binary tensor data extension");
-  }
-  return t;
+  if (s.dtype == DType::F16 || s.dtype == DType::BF16)
+    bad(mv, s.name, "input '" + s.name + "' of type " + std::string(dtype_kserve_name(s.dtype)) +
+                        " must use the binary tensor data extension");
+  return kserve::tensor_from_json(s.dtype, shape, data, ErrorCode::InvalidArgument, {mv.name, "", s.name}, "input");
 }
 
-bool json_u64(const json& j, uint64_t& out) {
-  if (j.is_number_unsigned()) { out = j.get<uint64_t>(); return true; }
-  if (j.is_number_integer() && j.get<int64_t>() >= 0) { out = static_cast<uint64_t>(j.get<int64_t>()); return true; }
-  return false;
-}
+using kserve::json_u64;
 
 void json_shm(const ModelVersion& mv, const std::string& tensor, const json& params, const ShmManager& shm,
               std::shared_ptr<const ShmRegion>& region, uint64_t& offset, uint64_t& size, bool& present) {
   present = false;
-  if (!params.is_object() || !params.contains("shared_memory_region")) return;
+  if (!params.is_object() || !params.contains(kserve::kShmRegion)) return;
   present = true;
-  const json& r = params["shared_memory_region"];
+  const json& r = params[kserve::kShmRegion];
   if (!r.is_string()) bad(mv, tensor, "shared_memory_region of '" + tensor + "' must be a string");
-  if (!params.contains("shared_memory_byte_size") || !json_u64(params["shared_memory_byte_size"], size))
+  if (!params.contains(kserve::kShmByteSize) || !json_u64(params[kserve::kShmByteSize], size))
     bad(mv, tensor, "'" + tensor + "' names a shared memory region but no valid shared_memory_byte_size");
   offset = 0;
-  if (params.contains("shared_memory_offset") && !json_u64(params["shared_memory_offset"], offset))
+  if (params.contains(kserve::kShmOffset) && !json_u64(params[kserve::kShmOffset], offset))
     bad(mv, tensor, "shared_memory_offset of '" + tensor + "' must be a non-negative integer");
   try {
     region = shm.get(r.get<std::string>());
@@ -697,13 +525,6 @@ void decode_http_request(std::string_view body, int64_t header_len, const ModelV
   }
 }
 
-namespace {
-template <class T>
-void to_json_array(const Tensor& t, json& arr) {
-  for (const T& v : t.span<T>()) arr.push_back(v);
-}
-}  // namespace
-
 std::string encode_http_response(const ModelVersion& mv, const HttpInferRequest& info, std::span<const Tensor> outputs,
                                  int64_t& header_len) {
   json j;
@@ -730,36 +551,14 @@ std::string encode_http_response(const ModelVersion& mv, const HttpInferRequest&
     o["shape"] = t.dims();
     if (tg.shm) {
       write_to_shm(mv, tg, s, t);
-      o["parameters"] = {{"shared_memory_region", tg.shm->name()},
-                         {"shared_memory_byte_size", wire_size(t)}};
-      if (tg.shm_offset) o["parameters"]["shared_memory_offset"] = tg.shm_offset;
+      o["parameters"] = {{kserve::kShmRegion, tg.shm->name()},
+                         {kserve::kShmByteSize, kserve::wire_size(t)}};
+      if (tg.shm_offset) o["parameters"][kserve::kShmOffset] = tg.shm_offset;
     } else if (tg.binary) {
-      o["parameters"] = {{"binary_data_size", wire_size(t)}};
+      o["parameters"] = {{"binary_data_size", kserve::wire_size(t)}};
       binaries.push_back(&t);
     } else {
-      json arr = json::array();
-      switch (t.dtype()) {
-        case DType::Bool: to_json_array<bool>(t, arr); break;
-        case DType::I8: to_json_array<int8_t>(t, arr); break;
-        case DType::I16: to_json_array<int16_t>(t, arr); break;
-        case DType::I32: to_json_array<int32_t>(t, arr); break;
-        case DType::I64: to_json_array<int64_t>(t, arr); break;
-        case DType::U8: to_json_array<uint8_t>(t, arr); break;
-        case DType::U16: to_json_array<uint16_t>(t, arr); break;
-        case DType::U32: to_json_array<uint32_t>(t, arr); break;
-        case DType::U64: to_json_array<uint64_t>(t, arr); break;
-        case DType::F32: to_json_array<float>(t, arr); break;
-        case DType::F64: to_json_array<double>(t, arr); break;
-        case DType::String: to_json_array<std::string>(t, arr); break;
-        case DType::F16:
-          for (uint16_t h : t.span<uint16_t>()) arr.push_back(Half::to_float(h));
-          break;
-        case DType::BF16:
-          for (uint16_t h : t.span<uint16_t>()) arr.push_back(BFloat16::to_float(h));
-          break;
-        default: throw Error(ErrorCode::Internal, "output dtype cannot be written as JSON", {mv.name, "", s.name});
-      }
-      o["data"] = std::move(arr);
+      o["data"] = kserve::tensor_to_json(t, {mv.name, "", s.name});
     }
     outs.push_back(std::move(o));
   }
@@ -771,12 +570,12 @@ std::string encode_http_response(const ModelVersion& mv, const HttpInferRequest&
   }
   header_len = static_cast<int64_t>(body.size());
   size_t total = body.size();
-  for (const Tensor* t : binaries) total += wire_size(*t);
+  for (const Tensor* t : binaries) total += kserve::wire_size(*t);
   size_t pos = body.size();
   body.resize(total);
   for (const Tensor* t : binaries) {
-    write_wire(*t, reinterpret_cast<uint8_t*>(body.data()) + pos);
-    pos += wire_size(*t);
+    kserve::write_wire(*t, reinterpret_cast<uint8_t*>(body.data()) + pos);
+    pos += kserve::wire_size(*t);
   }
   return body;
 }

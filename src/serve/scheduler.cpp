@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "quiver/core/batching.hpp"
 #include "quiver/core/util.hpp"
 
 namespace quiver::serve {
@@ -13,6 +14,7 @@ struct Scheduler::Instance {
   std::vector<Tensor> batch_inputs;
   std::vector<Tensor> outputs;
   std::vector<Tensor> slices;
+  std::vector<const Tensor*> parts;  // one input of every request of a batch
   std::thread thread;
 };
 
@@ -287,25 +289,10 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
     } else {
       const auto& first = batch[0].req->inputs;
       inst.batch_inputs.resize(first.size());
+      inst.parts.resize(batch.size());
       for (size_t i = 0; i < first.size(); ++i) {
-        std::vector<int64_t> dims = first[i].dims();
-        dims[0] = total;
-        Tensor& dst = inst.batch_inputs[i];
-        dst.ensure(first[i].dtype(), dims);
-        size_t esz = dtype_size(first[i].dtype());
-        int64_t row_elems = total > 0 ? dst.numel() / total : 0;
-        size_t off = 0;  // in elements
-        for (auto& p : batch) {
-          const Tensor& src = p.req->inputs[i];
-          if (src.dtype() == DType::String) {
-            const std::string* s = src.data<std::string>();
-            std::string* d = dst.data<std::string>() + off;
-            for (int64_t e = 0; e < src.numel(); ++e) d[e] = s[e];
-          } else if (src.numel() > 0) {
-            std::memcpy(static_cast<uint8_t*>(dst.raw()) + off * esz, src.raw(), src.nbytes());
-          }
-          off += static_cast<size_t>(p.req->batch * row_elems);
-        }
+        for (size_t r = 0; r < batch.size(); ++r) inst.parts[r] = &batch[r].req->inputs[i];
+        join_rows(inst.parts, inst.batch_inputs[i], i < mi.inputs.size() ? mi.inputs[i].name : "");
       }
       inputs = inst.batch_inputs;
     }
@@ -366,19 +353,13 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
       finish(p, Status::success(), FailReason::Other, inst.outputs, t0);
     } else {
       inst.slices.resize(inst.outputs.size());
-      for (size_t o = 0; o < inst.outputs.size(); ++o) {
-        const Tensor& t = inst.outputs[o];
-        std::vector<int64_t> dims = t.dims();
-        int64_t row_elems = t.numel() / total;
-        dims[0] = rows;
-        size_t esz = dtype_size(t.dtype());
-        inst.slices[o] = Tensor::view(t.dtype(), dims,
-                                      static_cast<const uint8_t*>(t.raw()) + static_cast<size_t>(row * row_elems) * esz);
-      }
+      for (size_t o = 0; o < inst.outputs.size(); ++o) inst.slices[o] = inst.outputs[o].rows(row, rows);
       finish(p, Status::success(), FailReason::Other, inst.slices, t0);
     }
     row += rows;
   }
+  // The slices share the outputs' storage: drop them so that the next run reuses it.
+  for (auto& t : inst.slices) t = Tensor();
   const int64_t t3 = now_ns();
   std::lock_guard lk(stats_mu_);
   stats_.batch[static_cast<uint64_t>(total)][2].add(t3 - t2);

@@ -201,7 +201,7 @@ TEST(ClientIntegration, AllServersDownFallbackThenBack) {
     EXPECT_TRUE(r.provenance.server == s0->grpc() || r.provenance.server == s1->grpc());
     EXPECT_EQ(r.provenance.model, "identity");
     EXPECT_EQ(r.provenance.version, "1");
-    EXPECT_EQ(r.provenance.checksum.rfind("fake-", 0), 0u);
+    EXPECT_EQ(r.provenance.sha256.rfind("fake-", 0), 0u);
     server_out.push_back(r.output("OUTPUT0").clone());
   }
   s0->kill9();

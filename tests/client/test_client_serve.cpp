@@ -158,7 +158,7 @@ TEST(ClientServe, FallbackRunsTheSameEngineThenServersTakeOver) {
     auto r = client.infer("mlp", {{in_name, x}});
     ASSERT_TRUE(r.ok()) << r.error->what();
     EXPECT_FALSE(r.provenance.fallback);
-    EXPECT_EQ(r.provenance.checksum, sha256_file(kMlp));
+    EXPECT_EQ(r.provenance.sha256, sha256_file(kMlp));
     xs.push_back(x);
     remote.push_back(r.output(out_name).clone());
   }
@@ -168,7 +168,7 @@ TEST(ClientServe, FallbackRunsTheSameEngineThenServersTakeOver) {
     auto r = client.infer("mlp", {{in_name, xs[i]}});
     ASSERT_TRUE(r.ok()) << r.error->what();
     EXPECT_TRUE(r.provenance.fallback);
-    EXPECT_EQ(r.provenance.checksum, sha256_file(kMlp));
+    EXPECT_EQ(r.provenance.sha256, sha256_file(kMlp));
     EXPECT_TRUE(same(r.output(out_name), remote[i])) << "fallback differs from the servers at " << i;
   }
   // Identity through fallback carries the same checksum as the server reports (hash of config).

@@ -4,10 +4,12 @@
 
 #include <cstring>
 
-#include "client/wire.hpp"
+#include "client/metadata.hpp"
+#include "kserve/infer_messages.hpp"
 
 using namespace quiver;
 using namespace quiver::client;
+namespace wire = quiver::kserve;  // the KServe wire library (src/kserve)
 
 TEST(Wire, EncodeRequestRawContentsAndParameters) {
   Tensor x = Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3});
@@ -103,7 +105,7 @@ TEST(Wire, MetadataToModelInfo) {
   inference::ModelConfig c;
   c.set_max_batch_size(64);
   (*c.mutable_parameters())["quiver.sha256"].set_string_value("abc");
-  ModelMeta meta = wire::meta_from_server(m, &c, "");
+  ModelMeta meta = meta_from_server(m, &c, "");
   EXPECT_EQ(meta.info.name, "mlp");
   EXPECT_EQ(meta.info.version, "2");
   EXPECT_EQ(meta.info.backend, "remote");
@@ -112,9 +114,9 @@ TEST(Wire, MetadataToModelInfo) {
   ASSERT_EQ(meta.info.inputs.size(), 1u);
   EXPECT_EQ(meta.info.inputs[0].shape[0].symbol, "batch");
   EXPECT_EQ(meta.info.inputs[0].shape[1].value, 16);
-  EXPECT_EQ(wire::meta_from_server(m, nullptr, "1").info.version, "1");
+  EXPECT_EQ(meta_from_server(m, nullptr, "1").info.version, "1");
   i->set_datatype("WHAT");
-  EXPECT_THROW(wire::meta_from_server(m, &c, ""), Error);
+  EXPECT_THROW(meta_from_server(m, &c, ""), Error);
 }
 
 TEST(Wire, SharedMemoryOutputsRequestedAndCheckedOnTheWayBack) {

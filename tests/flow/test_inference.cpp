@@ -122,27 +122,37 @@ class FakeService : public AsyncInferer {
  public:
   FakeService(std::shared_ptr<const Model> m, int delay_us, int fail_every = 0, int64_t max_batch = 0)
       : model_(std::move(m)), delay_us_(delay_us), fail_every_(fail_every), max_batch_(max_batch) {}
-  int64_t max_batch() const override { return max_batch_; }
-  void infer_async(std::vector<NamedTensor> inputs, Callback done) override {
+  int64_t max_batch(const std::string&, const std::string&) override { return max_batch_; }
+  void infer_async(const std::string& model, std::vector<NamedTensor> inputs, const InferOptions&,
+                   InferCallback done) override {
     int id = ++requests;
+    auto failed = [model](ErrorCode code, const char* what) {
+      InferResult r;
+      r.provenance.model = model;
+      r.error = Error(code, what);
+      return r;
+    };
     if (max_batch_ && inputs[0].tensor.dim(0) > max_batch_) {
-      done({}, std::make_exception_ptr(Error(ErrorCode::InvalidArgument, "batch too large")));
+      done(failed(ErrorCode::InvalidArgument, "batch too large"));
       return;
     }
-    timer_.after(std::chrono::microseconds(delay_us_), [this, id, inputs = std::move(inputs), done] {
+    timer_.after(std::chrono::microseconds(delay_us_), [this, id, inputs = std::move(inputs), done, failed] {
       if (fail_every_ && id % fail_every_ == 0) {
-        done({}, std::make_exception_ptr(Error(ErrorCode::Unavailable, "no healthy server")));
+        done(failed(ErrorCode::Unavailable, "no healthy server"));
         return;
       }
       std::vector<Tensor> ins;
       for (auto& t : inputs) ins.push_back(t.tensor.clone());
       auto outs = model_->run_once(ins);
-      std::vector<NamedTensor> named;
-      for (size_t k = 0; k < outs.size(); ++k) named.push_back({model_->info().outputs[k].name, std::move(outs[k])});
-      done(std::move(named), nullptr);
+      InferResult r;
+      r.provenance.model = "tiny";
+      r.provenance.version = "7";
+      r.provenance.sha256 = "abc123";
+      r.provenance.mode = "service";
+      for (size_t k = 0; k < outs.size(); ++k) r.outputs.push_back({model_->info().outputs[k].name, std::move(outs[k])});
+      done(std::move(r));
     });
   }
-  Provenance provenance() const override { return {"tiny", "7", "abc123", "service"}; }
   std::atomic<int> requests{0};
 
  private:

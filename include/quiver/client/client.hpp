@@ -41,13 +41,6 @@
 
 namespace quiver::client {
 
-enum class FallbackMode {
-  Off,          // servers only
-  OnFailure,    // local inference when no server is healthy or none serves the model
-  AlwaysLocal,  // never use servers (same API, e.g. for a grid site without servers)
-};
-FallbackMode fallback_mode_from_string(const std::string& s);  // "off", "on-failure", "always-local"
-
 enum class Compression { None, Deflate, Gzip };
 
 struct TlsOptions {
@@ -63,8 +56,12 @@ struct ClientOptions {
   RetryPolicy retry;
   BreakerOptions breaker;
   BalancerOptions balancer;
+  // Local inference when servers fail (FallbackMode in quiver/core/infer.hpp): from a model
+  // repository (model/config.pbtxt, model/<version>/model.*), or from `fallback_models` when set
+  // (e.g. the one model an event-framework component loaded).
   FallbackMode fallback = FallbackMode::Off;
-  std::string fallback_repository;        // model repository (model/config.pbtxt, model/<version>/model.*)
+  std::string fallback_repository;
+  std::shared_ptr<LocalModels> fallback_models;
   Compression compression = Compression::None;
   TlsOptions tls;
   int64_t default_timeout_ns = 0;         // when InferOptions.timeout_ns is 0; 0: no deadline
@@ -117,15 +114,18 @@ struct ModelMeta {
   std::string source;  // server address or "local:<repository>"
 };
 
-class Client {
+class Client final : public AsyncInferer {
  public:
   explicit Client(ClientOptions options);
-  ~Client();  // cancels what is in flight; every pending callback has run when it returns
+  ~Client() override;  // cancels what is in flight; every pending callback has run when it returns
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   void infer_async(const std::string& model, std::vector<NamedTensor> inputs, const InferOptions& options,
-                   InferCallback done);
+                   InferCallback done) override;
+  // The model's max_batch_size from its (cached) metadata; 0 when it has none or no server or
+  // fallback knows the model yet.
+  int64_t max_batch(const std::string& model, const std::string& version) override;
   std::future<InferResult> infer_future(const std::string& model, std::vector<NamedTensor> inputs,
                                         const InferOptions& options = {});
   // Blocks until completion; the error, if any, is in the result.
@@ -152,11 +152,11 @@ class Client {
 // Cross-event coalescing over a Client (see coalesce.hpp): many threads' small requests for the
 // same model become one RPC along the batch dimension. The max batch defaults to the model's
 // max_batch_size from the cached config.
-class BatchingClient {
+class BatchingClient final : public AsyncInferer {
  public:
   explicit BatchingClient(Client& client, CoalesceOptions options = {});
   void infer_async(const std::string& model, std::vector<NamedTensor> inputs, const InferOptions& options,
-                   InferCallback done) {
+                   InferCallback done) override {
     co_.infer_async(model, std::move(inputs), options, std::move(done));
   }
   std::future<InferResult> infer_future(const std::string& model, std::vector<NamedTensor> inputs,
@@ -184,6 +184,15 @@ class RemoteModel : public Model {
   std::string model_, version_;
   std::shared_ptr<const ModelMeta> meta_;
 };
+
+// A service URL "grpc://HOST:PORT[,HOST:PORT...][/MODEL[/VERSION]]": the servers, the model and
+// the version (any may be empty: servers can come from a servers file). Throws InvalidArgument
+// quoting the URL when it does not start with grpc://.
+struct ServiceUrl {
+  std::vector<std::string> endpoints;
+  std::string model, version;
+};
+ServiceUrl parse_service_url(const std::string& url);
 
 // A RemoteModel with its own Client, from a URL "grpc://HOST:PORT[,HOST:PORT...]/MODEL[/VERSION]".
 // params: "fallback" (off|on-failure|always-local), "fallback_repository", "servers_file",

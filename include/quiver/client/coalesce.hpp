@@ -12,17 +12,13 @@
 #include <vector>
 
 #include "quiver/client/types.hpp"
+#include "quiver/core/batching.hpp"
 
 namespace quiver::client {
 
-// Concatenates several requests' inputs (same names, dtypes and non-batch dims, in the same
-// order) along dim 0. Throws InvalidArgument naming the tensor when they do not line up.
-std::vector<NamedTensor> concat_batch(const std::vector<const std::vector<NamedTensor>*>& parts);
-// Splits outputs of a merged request back: part i gets rows [offsets[i], offsets[i+1]) of every
-// output, as views sharing the merged tensors' storage. Throws InvalidArgument when an output's
-// dim 0 is not offsets.back().
-std::vector<std::vector<NamedTensor>> split_batch(const std::vector<NamedTensor>& outputs,
-                                                  const std::vector<int64_t>& offsets);
+// Joining and splitting along the batch dimension (quiver/core/batching.hpp).
+using quiver::concat_batch;
+using quiver::split_batch;
 
 struct CoalesceOptions {
   int64_t max_batch = 0;             // rows per RPC; 0: the model's max batch (max_batch_of); models

@@ -91,6 +91,9 @@ class Tensor {
   Tensor clone() const;
   // Same data, other dims (numel must match). Shares storage / keepalive.
   Tensor reshaped(std::span<const int64_t> dims) const;
+  // Rows [first, first + count) of dim 0 as a view that keeps this tensor's storage alive.
+  // Throws InvalidArgument for a scalar or rows out of range.
+  Tensor rows(int64_t first, int64_t count) const;
   // Make this an owned tensor of dtype/dims, reusing the current storage when it is owned, not
   // shared with another Tensor and large enough. Contents are unspecified afterwards. This is what
   // lets per-call state reach zero allocations in steady state.

@@ -2,8 +2,9 @@
 //
 //   <name>.mode = direct   one shared immutable model, per-call RunState; per item (default) or per event
 //               = batched  items (jets, ...) of many in-flight events gathered into one model call
-//               = service  asynchronous requests to a server (AsyncInferer); the event is parked while
-//                          the request is in flight; on failure falls back to direct (<name>.fallback)
+//               = service  asynchronous requests to a server (quiver::AsyncInferer: the gRPC client or
+//                          an in-process stand-in); the event is parked while the request is in flight;
+//                          on failure the local model answers (<name>.fallback, quiver::Fallback)
 //
 // The physics code is written once: fill_inputs() writes the model inputs of each item of an event,
 // read_outputs() turns the model outputs into products. Outputs carry provenance.
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "quiver/core/infer.hpp"
 #include "quiver/core/model.hpp"
 #include "quiver/core/tensor.hpp"
 #include "quiver/flow/batch.hpp"
@@ -20,38 +22,36 @@
 
 namespace quiver::flow {
 
-struct Provenance {
-  std::string model;    // model name
-  std::string version;  // model version (may be empty)
-  std::string sha256;   // checksum of the model file
-  std::string mode;     // direct | batched | service | service-fallback-direct
+// Provenance (model, version, sha256, mode: direct | batched | service | service-fallback-direct)
+// and the asynchronous inference interface are the core inference-call layer's
+// (quiver/core/infer.hpp): the same types as the gRPC client's.
+using quiver::AsyncInferer;
+using quiver::Provenance;
+
+// The service of an inference component: where its requests go (with the fallback applied) and
+// the model and version they name.
+struct ServiceTarget {
+  std::shared_ptr<AsyncInferer> inferer;
+  std::string model, version;
 };
 
-// Minimal asynchronous inference interface, implemented by the gRPC client adapter and by the
-// in-process loopback service. infer_async returns at once; `done` is called exactly once, from any
-// thread, with the outputs (in the model's output order) or an error.
-class AsyncInferer {
- public:
-  using Callback = std::function<void(std::vector<NamedTensor> outputs, std::exception_ptr error)>;
-  virtual ~AsyncInferer() = default;
-  virtual void infer_async(std::vector<NamedTensor> inputs, Callback done) = 0;
-  virtual Provenance provenance() const = 0;
-  // Largest batch the service accepts per request (0: no limit); larger events are split.
-  virtual int64_t max_batch() const { return 0; }
-};
-
-// Creates an inferer for a service spec ("loopback:LATENCY_MS", "grpc://host:port", ...).
-// `model` is the locally loaded model when one is configured (may be null).
-using InfererMaker = std::function<std::shared_ptr<AsyncInferer>(const std::string& spec,
-                                                                 std::shared_ptr<const Model> model,
-                                                                 const std::string& model_name)>;
+// Creates the service for a spec ("loopback[:LATENCY_MS]", "grpc://HOST:PORT[,...][/MODEL[/VERSION]]").
+// `model` is the component's local model (may be null) and `model_name` its name, the model
+// requests name unless the spec says otherwise. With `fallback` other than Off, failed requests
+// are answered by `model` through the one fallback (quiver::Fallback): the gRPC client runs it
+// itself; in-process services get it around them, running on `executor`.
+using InfererMaker = std::function<ServiceTarget(const std::string& spec, std::shared_ptr<const Model> model,
+                                                 const std::string& model_name, FallbackMode fallback,
+                                                 const Fallback::Executor& executor)>;
+// Adds a scheme to the built-in ones (loopback, and grpc when Quiver is built with its client).
 void register_inferer_scheme(const std::string& scheme, InfererMaker maker);
-std::shared_ptr<AsyncInferer> make_inferer(const std::string& spec, std::shared_ptr<const Model> model,
-                                           const std::string& model_name);
+ServiceTarget make_inferer(const std::string& spec, std::shared_ptr<const Model> model, const std::string& model_name,
+                           FallbackMode fallback = FallbackMode::Off, const Fallback::Executor& executor = {});
 
 // An in-process stand-in for a server: one service thread answers each request `latency_ms`
-// after it arrived, computing with `model`. For `service` mode without a network server, tests and
-// the latency benchmark (a real deployment points `service` at `quiver serve` / Triton).
+// after it arrived, computing with `model` (whatever model name the request carries). For
+// `service` mode without a network server, tests and the latency benchmark (a real deployment
+// points `service` at `quiver serve` / Triton).
 std::shared_ptr<AsyncInferer> make_loopback_inferer(std::shared_ptr<const Model> model, double latency_ms);
 
 // Inputs of the items of one event: input k is a tensor [n_items, item_dims(k)...], zero-filled.
@@ -113,13 +113,15 @@ class InferenceFactory : public AsyncFactory {
   void produce(Event& e) final;
   const char* kind() const override { return "inference factory"; }
 
-  // Programmatic set-up (tests, embedding): a model instead of the `model` file parameter, an
-  // inferer instead of the `service` spec.
+  // Programmatic set-up (tests, embedding): a model instead of the `model` file parameter, a
+  // service instead of the `service` spec (requests name the model's name; the fallback parameter
+  // applies to it as to any service).
   void set_model(std::shared_ptr<const Model> m) { model_override_ = std::move(m); }
   void set_inferer(std::shared_ptr<AsyncInferer> s) { inferer_override_ = std::move(s); }
   // Values of symbolic item dims (e.g. n_pf = 50), for building inputs from the model's metadata.
   void set_dim(const std::string& symbol, int64_t value);
   BatchStats batch_stats() const { return engine_.stats(); }
+  // Events (service mode) that the local model answered after the service failed.
   uint64_t fallbacks() const { return fallbacks_.load(); }
 
  protected:
@@ -150,12 +152,14 @@ class InferenceFactory : public AsyncFactory {
  private:
   struct PerEvent;
   struct Impl;
+  struct Gather;
   void run_direct(PerEvent& s);
   void run_batch(std::span<const BatchTicket> b);
-  void service_answered(PerEvent* sp, const Completion& done, std::vector<std::vector<NamedTensor>>& parts,
-                        std::exception_ptr err);
+  void request_service(PerEvent& s, Completion done);
+  void service_answered(PerEvent* sp, const Completion& done, Gather& g);
   std::shared_ptr<const Model> model_override_, model_;
-  std::shared_ptr<AsyncInferer> inferer_override_, inferer_;
+  std::shared_ptr<AsyncInferer> inferer_override_;
+  ServiceTarget target_;
   std::unique_ptr<Impl> impl_;
   BatchEngine engine_;
   std::atomic<uint64_t> fallbacks_{0};

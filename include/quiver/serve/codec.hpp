@@ -44,9 +44,6 @@ Tensor tensor_from_raw(const ModelVersion& mv, const IOSpec& spec, std::span<con
 // mapped, or a copy out of device memory (CUDA regions).
 Tensor tensor_from_shm(const ModelVersion& mv, const IOSpec& spec, std::span<const int64_t> shape,
                        const std::shared_ptr<const ShmRegion>& region, uint64_t offset, uint64_t size);
-// Size of a tensor on the wire (BYTES: 4 + length per element) and serialisation into `dst`.
-size_t wire_size(const Tensor& t);
-void write_wire(const Tensor& t, uint8_t* dst);
 // All inputs given exactly once? Throws InvalidArgument naming the missing one.
 void check_all_inputs(const ModelVersion& mv, const std::vector<Tensor>& inputs);
 std::vector<int64_t> response_shape(const Tensor& t);

@@ -1,16 +1,16 @@
-// Conversions between quiver tensors/metadata and the KServe v2 protobuf messages (client side).
+// KServe v2 inference messages as a client builds and reads them: a ModelInferRequest from named
+// tensors (inline raw contents or a shared-memory slot) and the outputs of a ModelInferResponse as
+// zero-copy views. Also used to read a request back (the client's local fallback, test servers).
 #pragma once
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "grpc_service.pb.h"
-#include "quiver/client/client.hpp"
+#include "quiver/core/infer.hpp"
 
-namespace quiver::client::wire {
+namespace quiver::kserve {
 
-// Builds a ModelInferRequest with raw contents (one copy of each tensor's bytes; BYTES as
-// 4-byte little-endian length + bytes). Sets "priority" and "timeout" (µs) parameters when given.
 // Where inputs go when they travel through a registered system shared-memory region.
 struct ShmTarget {
   std::string region;  // registered name
@@ -25,6 +25,8 @@ struct ShmTarget {
   };
   std::vector<Output> outputs;
 };
+// Builds a ModelInferRequest with raw contents (one copy of each tensor's bytes; BYTES as
+// 4-byte little-endian length + bytes). Sets "priority" and "timeout" (µs) parameters when given.
 std::shared_ptr<inference::ModelInferRequest> encode_request(const std::string& model,
                                                              const std::vector<NamedTensor>& inputs,
                                                              const InferOptions& o, int64_t timeout_ns,
@@ -46,7 +48,5 @@ std::vector<NamedTensor> decode_outputs(const std::shared_ptr<inference::ModelIn
 // Inputs in shared memory are viewed at shm_base + their offset (the slot must outlive the views).
 std::vector<NamedTensor> decode_inputs(const std::shared_ptr<inference::ModelInferRequest>& req,
                                        const char* shm_base = nullptr);
-ModelMeta meta_from_server(const inference::ModelMetadataResponse& m, const inference::ModelConfig* config,
-                           const std::string& version);
 
-}  // namespace quiver::client::wire
+}  // namespace quiver::kserve
