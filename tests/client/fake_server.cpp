@@ -28,6 +28,9 @@ class FakeService final : public pb::GRPCInferenceService::Service {
   int64_t max_batch = 64;
   std::atomic<int> inflight{0};
   std::atomic<uint64_t> count{0}, queue_ns{0};
+  // Requests that ended by cancellation (the client's deadline or cancel), and the deadline budget
+  // (deadline - arrival) they came with, summed; reported as ModelStatistics' fail count / ns.
+  std::atomic<uint64_t> cancelled{0}, cancelled_budget_ns{0};
   std::string name = "fake";
 
   grpc::Status ServerReady(grpc::ServerContext*, const pb::ServerReadyRequest*, pb::ServerReadyResponse* r) override {
@@ -70,6 +73,8 @@ class FakeService final : public pb::GRPCInferenceService::Service {
     s->set_name(models.empty() ? "" : *models.begin());
     s->mutable_inference_stats()->mutable_queue()->set_count(count.load());
     s->mutable_inference_stats()->mutable_queue()->set_ns(queue_ns.load());
+    s->mutable_inference_stats()->mutable_fail()->set_count(cancelled.load());
+    s->mutable_inference_stats()->mutable_fail()->set_ns(cancelled_budget_ns.load());
     return grpc::Status::OK;
   }
   grpc::Status ModelInfer(grpc::ServerContext* ctx, const pb::ModelInferRequest* q, pb::ModelInferResponse* r) override {
@@ -87,9 +92,18 @@ class FakeService final : public pb::GRPCInferenceService::Service {
     if (q->raw_input_contents_size() != q->inputs_size())
       return {grpc::StatusCode::INVALID_ARGUMENT, "fake server needs raw contents"};
     if (delay_us > 0) {
+      // No deadline: the budget is reported as the largest value (it shows as "no deadline").
+      const auto budget = ctx->deadline() - std::chrono::system_clock::now();
+      const uint64_t budget_ns = ctx->deadline() == std::chrono::system_clock::time_point::max()
+                                     ? UINT64_MAX / 2
+                                     : static_cast<uint64_t>(std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(budget).count()));
       auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(delay_us);
       while (std::chrono::steady_clock::now() < until) {
-        if (ctx->IsCancelled()) return {grpc::StatusCode::CANCELLED, "cancelled"};
+        if (ctx->IsCancelled()) {
+          cancelled.fetch_add(1);
+          cancelled_budget_ns.fetch_add(budget_ns);
+          return {grpc::StatusCode::CANCELLED, "cancelled"};
+        }
         std::this_thread::sleep_for(std::chrono::microseconds(std::min<int64_t>(delay_us, 2000)));
       }
     }

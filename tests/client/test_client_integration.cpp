@@ -13,7 +13,10 @@
 #include <mutex>
 #include <thread>
 
+#include <grpcpp/grpcpp.h>
+
 #include "client/server_process.hpp"
+#include "grpc_service.grpc.pb.h"
 #include "quiver/client/client.hpp"
 #include "quiver/core/util.hpp"
 
@@ -28,6 +31,19 @@ std::unique_ptr<ServerProcess> fake(std::vector<std::string> extra = {}) {
   std::vector<std::string> args{"--grpc-port", "0", "--model", "identity"};
   args.insert(args.end(), extra.begin(), extra.end());
   return std::make_unique<ServerProcess>(QUIVER_FAKE_SERVER, args);
+}
+
+// The fake server's ModelStatistics: queue count = requests answered; fail count / ns = requests
+// ended by cancellation and the deadline budget they arrived with.
+inference::InferStatistics fake_statistics(const std::string& endpoint) {
+  auto stub = inference::GRPCInferenceService::NewStub(grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  inference::ModelStatisticsRequest q;
+  inference::ModelStatisticsResponse r;
+  const auto st = stub->ModelStatistics(&ctx, q, &r);
+  if (!st.ok() || r.model_stats_size() == 0) throw std::runtime_error("ModelStatistics failed: " + st.error_message());
+  return r.model_stats(0).inference_stats();
 }
 
 Tensor row(float tag, int64_t rows = 1) {
@@ -251,17 +267,31 @@ TEST(ClientIntegration, AlwaysLocalNeedsNoServer) {
 }
 
 TEST(ClientIntegration, ClearErrors) {
-  auto slow = fake({"--delay-us", "400000"});
+  // Deadline: the server would answer after 2 s (it stops early when the call is cancelled). The
+  // client must give up at its 50 ms deadline, before any answer: the server has answered nothing
+  // when the DeadlineExceeded arrives, and the request reached it with at most 50 ms of budget
+  // (events and the wire deadline, not a wall-clock bound on the test).
+  auto slow = fake({"--delay-us", "2000000"});
   {
     Client c(fast_options({slow->grpc()}));
     ASSERT_TRUE(c.wait_for_serving(1, 10'000'000'000));
-    auto t0 = std::chrono::steady_clock::now();
     auto r = c.infer("identity", {{"INPUT0", row(1)}}, {.timeout_ns = 50'000'000});
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    const auto stats = fake_statistics(slow->grpc());
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error->code(), ErrorCode::DeadlineExceeded) << r.error->what();
     EXPECT_NE(std::string(r.error->what()).find("deadline"), std::string::npos) << r.error->what();
-    EXPECT_LT(ms, 300);
+    EXPECT_EQ(stats.queue().count(), 0u) << "the server had answered before the client reported its deadline";
+    // The call ends on the server by cancellation (within its 2 s), not by an answer nobody reads.
+    inference::InferStatistics end = stats;
+    for (int i = 0; i < 1000 && end.fail().count() + end.queue().count() == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      end = fake_statistics(slow->grpc());
+    }
+    EXPECT_EQ(end.fail().count(), 1u) << "the client left the call open instead of cancelling it";
+    EXPECT_GT(end.fail().ns(), 0u);
+    // 50 ms plus slack for the wire encoding and the two clocks; a budget of another origin (the
+    // 20 s default, a unit slip) is far above.
+    EXPECT_LE(end.fail().ns(), 100'000'000u) << "the request did not carry the client's 50 ms deadline to the server";
     // Wrong model name: NotFound naming the model.
     auto nf = c.infer("no_such_model", {{"INPUT0", row(1)}});
     ASSERT_FALSE(nf.ok());
