@@ -25,6 +25,7 @@
 #include "quiver/client/client.hpp"
 #include "quiver/client/http.hpp"
 #include "quiver/client/shm.hpp"
+#include "quiver/core/auth.hpp"
 #include "quiver/core/half.hpp"
 #include "quiver/core/util.hpp"
 #ifdef QUIVER_CLIENT_HAVE_ONNX
@@ -62,6 +63,7 @@ struct PerfArgs {
   int completion_threads = 1;
   std::string tls_root, tls_cert, tls_key, tls_name;
   bool tls = false;
+  std::string auth_token_file;
 };
 
 struct ServerTimes {  // summed over servers, per model
@@ -165,7 +167,8 @@ std::vector<NamedTensor> load_inputs(const PerfArgs& a, const ModelInfo& info) {
 class StatsPoller {
  public:
   // Same credentials as the client's channels (TLS / mTLS servers answer nothing else).
-  StatsPoller(std::vector<std::string> servers, std::string model, const TlsOptions& tls) : model_(std::move(model)) {
+  StatsPoller(std::vector<std::string> servers, std::string model, const TlsOptions& tls, std::string auth_header)
+      : model_(std::move(model)), auth_header_(std::move(auth_header)) {
     std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
     grpc::ChannelArguments args;
     if (tls.enabled) {
@@ -185,6 +188,7 @@ class StatsPoller {
     for (auto& stub : stubs_) {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+      if (!auth_header_.empty()) ctx.AddMetadata("authorization", auth_header_);
       inference::ModelStatisticsRequest q;
       q.set_name(model_);
       inference::ModelStatisticsResponse r;
@@ -205,6 +209,7 @@ class StatsPoller {
 
  private:
   std::string model_;
+  std::string auth_header_;
   std::vector<std::unique_ptr<inference::GRPCInferenceService::Stub>> stubs_;
 };
 
@@ -491,6 +496,7 @@ void run_perf_grpc(const PerfArgs& a) {
   else if (a.compression == "deflate") o.compression = Compression::Deflate;
   else if (a.compression != "none") throw Error(ErrorCode::InvalidArgument, "--compression must be none, gzip or deflate");
   set_tls(a, o);
+  o.auth_token_file = a.auth_token_file;
   Client client(o);
   if (o.fallback != FallbackMode::AlwaysLocal) client.wait_for_serving(1, 5'000'000'000);
   auto meta = client.model_metadata(a.model, a.version);
@@ -506,7 +512,8 @@ void run_perf_grpc(const PerfArgs& a) {
 
   std::vector<std::string> servers;
   for (auto& s : client.report().servers) servers.push_back(s.address);
-  StatsPoller stats(servers, a.model, o.tls);
+  StatsPoller stats(servers, a.model, o.tls,
+                    a.auth_token_file.empty() ? "" : "Bearer " + read_token_file(a.auth_token_file).front());
   print_settings(a, *meta, rows, servers.size());
 
   Sink sink;
@@ -603,6 +610,7 @@ void run_perf_http(const PerfArgs& a) {
   if (a.urls.empty()) throw Error(ErrorCode::InvalidArgument, "quiver perf -i http: give at least one -u HOST:PORT");
   HttpOptions ho;
   ho.gzip = a.compression == "gzip";
+  ho.auth_token_file = a.auth_token_file;
   if (a.timeout_ms > 0) ho.timeout_ns = a.timeout_ms * 1'000'000;
 
   // Every server must answer readiness (5 s), then metadata comes from the first one.
@@ -761,6 +769,8 @@ quiver::cli::CommandRegistrar reg(45, [](CLI::App& app) {
   c->add_option("--ssl-cert", a->tls_cert, "PEM client certificate (mTLS)");
   c->add_option("--ssl-key", a->tls_key, "PEM client key (mTLS)");
   c->add_option("--ssl-target-name", a->tls_name, "server name to verify");
+  c->add_option("--auth-token-file", a->auth_token_file,
+                "file whose first token is sent as 'authorization: Bearer TOKEN' (quiver serve --auth-token-file)");
   c->callback([a] {
     if (a->urls.empty() && a->servers_file.empty() && a->dns.empty() && a->fallback != "always-local")
       throw Error(ErrorCode::InvalidArgument, "quiver perf: give at least one -u HOST:PORT, --servers-file or --dns");

@@ -76,6 +76,9 @@ quiver::cli::CommandRegistrar reg(40, [](CLI::App& app) {
   cmd->add_option("--grpc-server-key", o.grpc_server_key, "PEM private key of the server certificate");
   cmd->add_option("--grpc-root-cert", o.grpc_root_cert, "PEM CA bundle used to verify client certificates");
   cmd->add_flag("--grpc-use-ssl-mutual", o.grpc_mutual_tls, "Require and verify client certificates (mTLS)");
+  cmd->add_option("--auth-token-file", o.auth_token_file,
+                  "Bearer tokens, one per line: requests other than health checks must send one "
+                  "(gRPC metadata / HTTP header 'authorization: Bearer TOKEN')");
   cmd->callback([args] { quiver::cli::set_exit_code(run_serve(*args)); });
 });
 

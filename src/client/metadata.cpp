@@ -69,6 +69,8 @@ std::shared_ptr<const ModelMeta> MetadataCache::get(const std::string& model, co
       const auto dl = std::chrono::system_clock::now() + std::chrono::seconds(5);
       c1.set_deadline(dl);
       c2.set_deadline(dl);
+      ServerSet::authorize(*s, c1);
+      ServerSet::authorize(*s, c2);
       inference::ModelMetadataRequest mreq;
       mreq.set_name(model);
       mreq.set_version(version);

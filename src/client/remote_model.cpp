@@ -42,10 +42,24 @@ ServiceUrl parse_service_url(const std::string& url) {
   const std::string prefix = "grpc://";
   if (url.rfind(prefix, 0) != 0)
     throw Error(ErrorCode::InvalidArgument, "service URL must start with grpc:// ('" + url + "')");
-  const std::string rest = url.substr(prefix.size());
+  ServiceUrl u;
+  std::string rest = url.substr(prefix.size());
+  if (const size_t q = rest.find('?'); q != std::string::npos) {
+    const std::string query = rest.substr(q + 1);
+    rest.resize(q);
+    for (size_t pos = 0; pos < query.size();) {
+      size_t amp = query.find('&', pos);
+      if (amp == std::string::npos) amp = query.size();
+      const std::string kv = query.substr(pos, amp - pos);
+      const size_t eq = kv.find('=');
+      if (eq == 0 || eq == std::string::npos)
+        throw Error(ErrorCode::InvalidArgument, "service URL parameter '" + kv + "' is not KEY=VALUE ('" + url + "')");
+      u.params[kv.substr(0, eq)] = kv.substr(eq + 1);
+      pos = amp + 1;
+    }
+  }
   const size_t slash = rest.find('/');
   const std::string hosts = rest.substr(0, slash);
-  ServiceUrl u;
   for (size_t pos = 0; pos <= hosts.size();) {
     const size_t comma = hosts.find(',', pos);
     std::string h = hosts.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
@@ -79,7 +93,7 @@ std::shared_ptr<const Model> load_remote_file(const std::string& path, const Loa
   std::string url = str("url");
   if (url.empty()) throw Error(ErrorCode::Parse, "remote model file has no \"url\"", {.file = path});
   std::map<std::string, std::string> params = lo.params;
-  for (const char* k : {"fallback", "fallback_repository", "servers_file", "timeout_ms"})
+  for (const char* k : {"fallback", "fallback_repository", "servers_file", "timeout_ms", "auth_token_file"})
     if (!params.count(k) && j.contains(k))
       params[k] = j[k].is_string() ? j[k].get<std::string>() : j[k].dump();
   try {
@@ -100,13 +114,20 @@ std::shared_ptr<const Model> make_remote_model(const std::string& url, const std
   if (!version_override.empty()) u.version = version_override;
   ClientOptions co;
   co.discovery.endpoints = u.endpoints;
+  for (const auto& [k, v] : u.params)
+    if (k != "fallback" && k != "fallback_repository" && k != "servers_file" && k != "timeout_ms" &&
+        k != "auth_token_file")
+      throw Error(ErrorCode::InvalidArgument, "remote model URL: unknown parameter '" + k + "' ('" + url + "')");
   auto get = [&](const char* k) {
     auto it = params.find(k);
-    return it == params.end() ? std::string() : it->second;
+    if (it != params.end()) return it->second;
+    auto ut = u.params.find(k);
+    return ut == u.params.end() ? std::string() : ut->second;
   };
   co.fallback = fallback_mode_from_string(get("fallback"));
   co.fallback_repository = get("fallback_repository");
   co.discovery.servers_file = get("servers_file");
+  co.auth_token_file = get("auth_token_file");
   if (!get("timeout_ms").empty()) co.default_timeout_ns = std::stoll(get("timeout_ms")) * 1'000'000;
   auto client = std::make_shared<Client>(co);
   return std::make_shared<RemoteModel>(client, u.model, u.version);

@@ -231,6 +231,7 @@ void RequestEngine::start_attempt(const RequestPtr& req) {
   a->req = req;
   a->server = req->server;
   if (req->deadline_ns) a->ctx.set_deadline(to_system_deadline(req->deadline_ns));
+  ServerSet::authorize(*a->server, a->ctx);
   if (!link(a)) {
     delete a;
     fail(req, ErrorCode::Cancelled, "client shut down");

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "quiver/core/auth.hpp"
 #include "quiver/core/util.hpp"
 
 namespace quiver::client {
@@ -16,6 +17,7 @@ namespace {
 struct Transport {
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<pb::GRPCInferenceService::Stub> stub;
+  std::string auth_header;  // "Bearer TOKEN" for servers started with --auth-token-file; empty: none
 };
 }  // namespace
 
@@ -43,12 +45,20 @@ const char* grpc_status_name(grpc::StatusCode c) {
 }
 
 ServerSet::ServerSet(const ClientOptions& opt)
-    : opt_(opt), balancer_(opt.balancer, opt.breaker), discovery_(opt.discovery) {}
+    : opt_(opt),
+      auth_header_(opt.auth_token_file.empty() ? "" : "Bearer " + read_token_file(opt.auth_token_file).front()),
+      balancer_(opt.balancer, opt.breaker),
+      discovery_(opt.discovery) {}
 
 ServerSet::~ServerSet() { stop(); }
 
 pb::GRPCInferenceService::Stub& ServerSet::stub(const ServerState& s) {
   return *static_cast<Transport*>(s.transport.get())->stub;
+}
+
+void ServerSet::authorize(const ServerState& s, grpc::ClientContext& c) {
+  const auto& h = static_cast<Transport*>(s.transport.get())->auth_header;
+  if (!h.empty()) c.AddMetadata("authorization", h);
 }
 
 void ServerSet::start(ArrivalCheck arrival) {
@@ -154,6 +164,7 @@ std::shared_ptr<void> ServerSet::make_transport(const std::string& address) cons
   auto t = std::make_shared<Transport>();
   t->channel = grpc::CreateCustomChannel(address, creds, args);
   t->stub = pb::GRPCInferenceService::NewStub(t->channel);
+  t->auth_header = auth_header_;
   return t;
 }
 
@@ -213,12 +224,14 @@ void ServerSet::probe_round(int64_t now, bool force_all) {
     p->server = s;
     p->was_serving = serving;
     p->ctx.set_deadline(deadline);
+    authorize(*p->server, p->ctx);
     p->rpc = stub(*s).AsyncServerReady(&p->ctx, pb::ServerReadyRequest(), &pcq);
     p->rpc->Finish(&p->resp, &p->status, reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p.get()) | 0));
     ++pending;
     if (serving && stats_due) {
       p->stats = true;
       p->sctx.set_deadline(deadline);
+      authorize(*p->server, p->sctx);
       p->srpc = stub(*s).AsyncModelStatistics(&p->sctx, pb::ModelStatisticsRequest(), &pcq);
       p->srpc->Finish(&p->sresp, &p->sstatus, reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p.get()) | 1));
       ++pending;

@@ -48,6 +48,8 @@ class ServerSet {
   std::vector<std::shared_ptr<ServerState>> servers() const { return balancer_.servers(); }
   // The KServe stub of a server (its channel exists from discovery on).
   static inference::GRPCInferenceService::Stub& stub(const ServerState& s);
+  // Adds the client's bearer token (ClientOptions.auth_token_file, read once) to a call to `s`.
+  static void authorize(const ServerState& s, grpc::ClientContext& c);
 
   // Runs discovery and probes now, on the maintenance thread.
   void refresh_now();
@@ -66,6 +68,7 @@ class ServerSet {
   std::string tls_hint(const std::string& msg) const;
 
   const ClientOptions& opt_;
+  const std::string auth_header_;
   Balancer balancer_;
   Discovery discovery_;
   ArrivalCheck arrival_;

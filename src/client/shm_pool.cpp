@@ -73,6 +73,7 @@ bool ShmPool::register_with(ServerState& s, int64_t timeout_ns) const {
   {
     grpc::ClientContext c;
     c.set_deadline(dl);
+    ServerSet::authorize(s, c);
     pb::SystemSharedMemoryUnregisterRequest q;
     q.set_name(name_);
     pb::SystemSharedMemoryUnregisterResponse r;
@@ -80,6 +81,7 @@ bool ShmPool::register_with(ServerState& s, int64_t timeout_ns) const {
   }
   grpc::ClientContext c;
   c.set_deadline(dl);
+  ServerSet::authorize(s, c);
   pb::SystemSharedMemoryRegisterRequest q;
   q.set_name(name_);
   q.set_key(key_);
@@ -98,6 +100,7 @@ void ShmPool::unregister_from(const std::vector<std::shared_ptr<ServerState>>& s
     if (!sv->transport || !sv->serving.load()) continue;
     grpc::ClientContext c;
     c.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    ServerSet::authorize(*sv, c);
     pb::SystemSharedMemoryUnregisterRequest q;
     q.set_name(name_);
     pb::SystemSharedMemoryUnregisterResponse r;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "grpc_service.pb.h"
+#include "quiver/core/auth.hpp"
 #include "quiver/serve/server.hpp"
 #include "quiver/serve/shm.hpp"
 
@@ -48,6 +49,8 @@ class ServerCore {
   std::string metrics_text();
 
   ServerOptions opt;
+  // The tokens both front ends check (empty: authentication off).
+  TokenSet auth;
   std::unique_ptr<ModelRepository> repo;
   ShmManager shm;
   int grpc_port = -1, http_port = -1, metrics_port = -1;

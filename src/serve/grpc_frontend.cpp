@@ -35,6 +35,35 @@ grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* ctx, F&& f) {
   return r;
 }
 
+// The one authentication check of the gRPC front end (ServerCore::auth, which the HTTP front end
+// checks too). The answer names nothing secret.
+bool authorized(const ServerCore& core, const grpc::CallbackServerContext* ctx) {
+  if (!core.auth.enabled()) return true;
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("authorization");
+  return it != md.end() && core.auth.allows(std::string_view(it->second.data(), it->second.size()));
+}
+const grpc::Status kUnauthenticated(grpc::StatusCode::UNAUTHENTICATED,
+                                    "missing or invalid bearer token (send metadata 'authorization: Bearer TOKEN')");
+
+// unary() for every method but the health checks: the token first.
+template <class F>
+grpc::ServerUnaryReactor* guarded(const ServerCore& core, grpc::CallbackServerContext* ctx, F&& f) {
+  if (!authorized(core, ctx)) {
+    auto* r = ctx->DefaultReactor();
+    r->Finish(kUnauthenticated);
+    return r;
+  }
+  return unary(ctx, std::forward<F>(f));
+}
+
+// A stream refused before its first message.
+class RefusedStream final : public grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse> {
+ public:
+  explicit RefusedStream(const grpc::Status& s) { Finish(s); }
+  void OnDone() override { delete this; }
+};
+
 std::string read_pem(const std::string& path) { return path.empty() ? std::string() : read_file(path); }
 
 using inference::ModelInferRequest;
@@ -184,28 +213,28 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   }
   grpc::ServerUnaryReactor* ServerMetadata(grpc::CallbackServerContext* ctx, const inference::ServerMetadataRequest*,
                                            inference::ServerMetadataResponse* r) override {
-    return unary(ctx, [&] { core_.server_metadata(*r); });
+    return guarded(core_, ctx, [&] { core_.server_metadata(*r); });
   }
   grpc::ServerUnaryReactor* ModelMetadata(grpc::CallbackServerContext* ctx, const inference::ModelMetadataRequest* q,
                                           inference::ModelMetadataResponse* r) override {
-    return unary(ctx, [&] { core_.model_metadata(q->name(), q->version(), *r); });
+    return guarded(core_, ctx, [&] { core_.model_metadata(q->name(), q->version(), *r); });
   }
   grpc::ServerUnaryReactor* ModelConfig(grpc::CallbackServerContext* ctx, const inference::ModelConfigRequest* q,
                                         inference::ModelConfigResponse* r) override {
-    return unary(ctx, [&] { *r->mutable_config() = *core_.repo->get(q->name(), q->version())->config; });
+    return guarded(core_, ctx, [&] { *r->mutable_config() = *core_.repo->get(q->name(), q->version())->config; });
   }
   grpc::ServerUnaryReactor* ModelStatistics(grpc::CallbackServerContext* ctx, const inference::ModelStatisticsRequest* q,
                                             inference::ModelStatisticsResponse* r) override {
-    return unary(ctx, [&] { core_.model_statistics(q->name(), q->version(), *r); });
+    return guarded(core_, ctx, [&] { core_.model_statistics(q->name(), q->version(), *r); });
   }
   grpc::ServerUnaryReactor* RepositoryIndex(grpc::CallbackServerContext* ctx, const inference::RepositoryIndexRequest* q,
                                             inference::RepositoryIndexResponse* r) override {
-    return unary(ctx, [&] { core_.repository_index(q->ready(), *r); });
+    return guarded(core_, ctx, [&] { core_.repository_index(q->ready(), *r); });
   }
   grpc::ServerUnaryReactor* RepositoryModelLoad(grpc::CallbackServerContext* ctx,
                                                 const inference::RepositoryModelLoadRequest* q,
                                                 inference::RepositoryModelLoadResponse*) override {
-    return unary(ctx, [&] {
+    return guarded(core_, ctx, [&] {
       std::string config;
       for (const auto& [k, v] : q->parameters()) {
         if (k == "config") {
@@ -222,12 +251,12 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   grpc::ServerUnaryReactor* RepositoryModelUnload(grpc::CallbackServerContext* ctx,
                                                   const inference::RepositoryModelUnloadRequest* q,
                                                   inference::RepositoryModelUnloadResponse*) override {
-    return unary(ctx, [&] { core_.unload_model(q->model_name()); });
+    return guarded(core_, ctx, [&] { core_.unload_model(q->model_name()); });
   }
   grpc::ServerUnaryReactor* SystemSharedMemoryStatus(grpc::CallbackServerContext* ctx,
                                                      const inference::SystemSharedMemoryStatusRequest* q,
                                                      inference::SystemSharedMemoryStatusResponse* r) override {
-    return unary(ctx, [&] {
+    return guarded(core_, ctx, [&] {
       for (const auto& i : core_.shm.status(q->name())) {
         auto& s = (*r->mutable_regions())[i.name];
         s.set_name(i.name);
@@ -240,17 +269,17 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   grpc::ServerUnaryReactor* SystemSharedMemoryRegister(grpc::CallbackServerContext* ctx,
                                                        const inference::SystemSharedMemoryRegisterRequest* q,
                                                        inference::SystemSharedMemoryRegisterResponse*) override {
-    return unary(ctx, [&] { core_.shm.register_region(q->name(), q->key(), q->offset(), q->byte_size()); });
+    return guarded(core_, ctx, [&] { core_.shm.register_region(q->name(), q->key(), q->offset(), q->byte_size()); });
   }
   grpc::ServerUnaryReactor* SystemSharedMemoryUnregister(grpc::CallbackServerContext* ctx,
                                                          const inference::SystemSharedMemoryUnregisterRequest* q,
                                                          inference::SystemSharedMemoryUnregisterResponse*) override {
-    return unary(ctx, [&] { core_.shm.unregister(q->name()); });
+    return guarded(core_, ctx, [&] { core_.shm.unregister(q->name()); });
   }
   grpc::ServerUnaryReactor* CudaSharedMemoryStatus(grpc::CallbackServerContext* ctx,
                                                    const inference::CudaSharedMemoryStatusRequest* q,
                                                    inference::CudaSharedMemoryStatusResponse* r) override {
-    return unary(ctx, [&] {
+    return guarded(core_, ctx, [&] {
       for (const auto& i : core_.shm.status(q->name(), ShmKind::Cuda)) {
         auto& s = (*r->mutable_regions())[i.name];
         s.set_name(i.name);
@@ -262,16 +291,16 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   grpc::ServerUnaryReactor* CudaSharedMemoryRegister(grpc::CallbackServerContext* ctx,
                                                      const inference::CudaSharedMemoryRegisterRequest* q,
                                                      inference::CudaSharedMemoryRegisterResponse*) override {
-    return unary(ctx, [&] { core_.shm.register_cuda(q->name(), q->raw_handle(), q->device_id(), q->byte_size()); });
+    return guarded(core_, ctx, [&] { core_.shm.register_cuda(q->name(), q->raw_handle(), q->device_id(), q->byte_size()); });
   }
   grpc::ServerUnaryReactor* CudaSharedMemoryUnregister(grpc::CallbackServerContext* ctx,
                                                        const inference::CudaSharedMemoryUnregisterRequest* q,
                                                        inference::CudaSharedMemoryUnregisterResponse*) override {
-    return unary(ctx, [&] { core_.shm.unregister(q->name(), ShmKind::Cuda); });
+    return guarded(core_, ctx, [&] { core_.shm.unregister(q->name(), ShmKind::Cuda); });
   }
   grpc::ServerUnaryReactor* TraceSetting(grpc::CallbackServerContext* ctx, const inference::TraceSettingRequest* q,
                                          inference::TraceSettingResponse* r) override {
-    return unary(ctx, [&] {
+    return guarded(core_, ctx, [&] {
       std::map<std::string, std::vector<std::string>> upd;
       for (const auto& [k, v] : q->settings()) upd[k] = {v.value().begin(), v.value().end()};
       for (const auto& [k, v] : core_.trace_settings(upd)) {
@@ -282,7 +311,7 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   }
   grpc::ServerUnaryReactor* LogSettings(grpc::CallbackServerContext* ctx, const inference::LogSettingsRequest* q,
                                         inference::LogSettingsResponse* r) override {
-    return unary(ctx, [&] {
+    return guarded(core_, ctx, [&] {
       std::map<std::string, ServerCore::LogValue> upd;
       for (const auto& [k, v] : q->settings()) {
         ServerCore::LogValue x;
@@ -306,12 +335,17 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx, const ModelInferRequest* req,
                                        ModelInferResponse* resp) override {
     auto* r = ctx->DefaultReactor();
+    if (!authorized(core_, ctx)) {
+      r->Finish(kUnauthenticated);
+      return r;
+    }
     submit(core_, req, resp, [r](const grpc::Status& st) { r->Finish(st); });
     return r;
   }
 
   grpc::ServerBidiReactor<ModelInferRequest, inference::ModelStreamInferResponse>* ModelStreamInfer(
-      grpc::CallbackServerContext*) override {
+      grpc::CallbackServerContext* ctx) override {
+    if (!authorized(core_, ctx)) return new RefusedStream(kUnauthenticated);
     return new StreamReactor(core_);
   }
 

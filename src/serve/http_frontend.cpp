@@ -174,12 +174,44 @@ struct HttpFrontend::Impl {
     mv->scheduler->enqueue(std::move(ir));
   }
 
+  // Route registration with the token check (ServerCore::auth, the same the gRPC front end
+  // checks) in front of every handler; open() registers the health routes without it.
+  struct Routes {
+    HttpServer& http;
+    const TokenSet& auth;
+    static void unauthorized(HttpResponse& res) {
+      error_body(401, "missing or invalid bearer token (send header 'Authorization: Bearer TOKEN')", res);
+      res.set_header("WWW-Authenticate", "Bearer realm=\"quiver\"");
+    }
+    HttpServer::Handler checked(HttpServer::Handler h) const {
+      if (!auth.enabled()) return h;
+      return [this, h = std::move(h)](const HttpRequest& req, HttpResponse& res) {
+        if (!auth.allows(req.header("Authorization"))) return unauthorized(res);
+        h(req, res);
+      };
+    }
+    void Get(const std::string& p, HttpServer::Handler h) { http.Get(p, checked(std::move(h))); }
+    void Post(const std::string& p, HttpServer::Handler h) { http.Post(p, checked(std::move(h))); }
+    void PostAsync(const std::string& p, HttpServer::AsyncHandler h) {
+      if (!auth.enabled()) return http.PostAsync(p, std::move(h));
+      http.PostAsync(p, [this, h = std::move(h)](const HttpRequest& req, std::function<void(HttpResponse)> respond) {
+        if (auth.allows(req.header("Authorization"))) return h(req, std::move(respond));
+        HttpResponse res;
+        unauthorized(res);
+        respond(std::move(res));
+      });
+    }
+    HttpServer& open() { return http; }
+  };
+  std::unique_ptr<Routes> routes_;
+
   void routes() {
-    auto& s = http;
-    s.Get("/v2/health/live", [this](const HttpRequest&, HttpResponse& res) {
+    routes_ = std::make_unique<Routes>(Routes{http, core.auth});
+    auto& s = *routes_;
+    s.open().Get("/v2/health/live", [this](const HttpRequest&, HttpResponse& res) {
       res.status = core.is_live() ? 200 : 400;
     });
-    s.Get("/v2/health/ready", [this](const HttpRequest&, HttpResponse& res) {
+    s.open().Get("/v2/health/ready", [this](const HttpRequest&, HttpResponse& res) {
       res.status = core.is_ready() ? 200 : 400;
     });
     s.Get("/v2", guarded([this](const HttpRequest&, HttpResponse& res) {
@@ -195,7 +227,7 @@ struct HttpFrontend::Impl {
       send_json(res, stats_json(r));
     }));
     const std::string M = R"(/v2/models/([^/]+)(?:/versions/([0-9]+))?)";
-    s.Get(M + "/ready", [this](const HttpRequest& req, HttpResponse& res) {
+    s.open().Get(M + "/ready", [this](const HttpRequest& req, HttpResponse& res) {
       auto [m, v] = mv_of(req);
       bool ok = false;
       try {

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <random>
@@ -20,6 +21,7 @@
 #include "onnx/reference_sets.hpp"
 #include "grpc_service.grpc.pb.h"
 #include "quiver/client/client.hpp"
+#include "quiver/client/http.hpp"
 #include "quiver/core/util.hpp"
 
 using namespace quiver;
@@ -309,6 +311,61 @@ TEST(ClientServe, ClearErrorsFromTheServer) {
   EXPECT_GE(ok, 1);
   EXPECT_GE(overloaded, 1);
   EXPECT_NE(msg.find("overloaded"), std::string::npos) << msg;
+}
+
+// Servers with --auth-token-file: the client (gRPC), a remote model URL's auth_token_file and the
+// HTTP client send the token from a file; without it requests fail with the server's reason.
+TEST(ClientServe, BearerTokenFromAFile) {
+  Repo repo;
+  const fs::path tokens = repo.dir / "tokens";
+  const fs::path mine = repo.dir / "client-token";
+  { std::ofstream(tokens) << "site-token-1\nsite-token-2\n"; }
+  { std::ofstream(mine) << "# this job's token\nsite-token-2\n"; }
+  ServerProcess s(kQuiver, {"serve", "--model-repository", repo.dir.string(), "--grpc-port", "0", "--http-port", "0",
+                            "--metrics-port", "-1", "--auth-token-file", tokens.string()});
+  ClientOptions o = fast_options({s.grpc()});
+  o.auth_token_file = mine.string();
+  Client client(o);
+  ASSERT_TRUE(client.wait_for_serving(1, 10'000'000'000));
+  auto r = client.infer("identity", {{"INPUT0", row(3)}});
+  ASSERT_TRUE(r.ok()) << r.error->what();
+  EXPECT_TRUE(same(r.outputs[0].tensor, row(3)));
+  EXPECT_EQ(client.model_metadata("identity")->info.inputs.size(), 1u);
+
+  Client anonymous(fast_options({s.grpc()}));
+  ASSERT_TRUE(anonymous.wait_for_serving(1, 10'000'000'000));  // readiness needs no token
+  auto denied = anonymous.infer("identity", {{"INPUT0", row(3)}});
+  ASSERT_FALSE(denied.ok());
+  EXPECT_NE(std::string(denied.error->what()).find("UNAUTHENTICATED"), std::string::npos) << denied.error->what();
+  EXPECT_EQ(denied.provenance.attempts, 1);  // not retried: another attempt cannot fix it
+
+  auto model = make_remote_model("grpc://" + s.grpc() + "/identity?auth_token_file=" + mine.string());
+  auto st = model->make_state();
+  std::vector<Tensor> outs;
+  Tensor in = row(5);
+  model->run(std::span<const Tensor>(&in, 1), outs, *st);
+  ASSERT_EQ(outs.size(), 1u);
+  EXPECT_TRUE(same(outs[0], row(5)));
+  EXPECT_THROW(make_remote_model("grpc://" + s.grpc() + "/identity?token=x"), Error);
+
+  HttpOptions ho;
+  ho.auth_token_file = mine.string();
+  HttpClient http(s.http(), ho);
+  auto hr = http.infer("identity", {{"INPUT0", row(7)}}, {});
+  ASSERT_TRUE(hr.ok()) << hr.error->what();
+  HttpClient http_anon(s.http(), HttpOptions{});
+  auto hd = http_anon.infer("identity", {{"INPUT0", row(7)}}, {});
+  ASSERT_FALSE(hd.ok());
+  EXPECT_NE(std::string(hd.error->what()).find("bearer token"), std::string::npos) << hd.error->what();
+
+  // quiver perf with and without the token.
+  auto run = [&](std::vector<std::string> extra) {
+    std::string cmd = kQuiver + " perf -m identity -u " + s.grpc() + " -p 200 --max-trials 1 -s 0";
+    for (auto& e : extra) cmd += " " + e;
+    return std::system((cmd + " > /dev/null 2>&1").c_str());
+  };
+  EXPECT_EQ(run({"--auth-token-file", mine.string()}), 0);
+  EXPECT_NE(run({}), 0);
 }
 
 TEST(ClientServe, SystemSharedMemoryInputs) {

@@ -566,7 +566,7 @@ TEST(JetTagging, ShowTopologyPrintsThePlanWithoutRunning) {
 TEST(JetTagging, ServiceModeThroughQuiverServeWithFallback) {
   // quiver serve on a free port with max_batch_size 4: events with more jets are sent as several
   // requests; a model the server does not have falls back to direct inference. Every score equals
-  // direct inference.
+  // direct inference. The server wants a bearer token, which the service URL names a file for.
 #ifndef JT_HAVE_SERVE_AND_CLIENT
   GTEST_SKIP() << "built without quiver_serve / quiver_client (QUIVER_WITH_GRPC=OFF)";
 #endif
@@ -576,8 +576,10 @@ TEST(JetTagging, ServiceModeThroughQuiverServeWithFallback) {
   fs::create_directories(dir / "repo/particlenet_ak4_hlt/1");
   fs::copy_file(kModel, dir / "repo/particlenet_ak4_hlt/1/model.onnx");
   std::ofstream(dir / "repo/particlenet_ak4_hlt/config.pbtxt") << "name: \"particlenet_ak4_hlt\"\nmax_batch_size: 4\n";
+  std::ofstream(dir / "tokens") << "flow-test-token\n";
   pid_t server = spawn_quiver({"serve", "--model-repository", (dir / "repo").string(), "--grpc-port", "0",
-                               "--http-port", "-1", "--metrics-port", "-1"},
+                               "--http-port", "-1", "--metrics-port", "-1", "--auth-token-file",
+                               (dir / "tokens").string()},
                               dir / "serve.out", dir / "serve.err");
   std::string port;
   auto t0 = std::chrono::steady_clock::now();
@@ -600,7 +602,8 @@ TEST(JetTagging, ServiceModeThroughQuiverServeWithFallback) {
     std::string model = run == "missing" ? "no_such_model" : "particlenet_ak4_hlt";
     pid_t pid = spawn_quiver({"run", kConfig, "-Pinference.mode=" + mode, "-Pnthreads=2", "-Pnevents=10",
                               "-Pwriter.csv=" + csv.string(), "-Pwriter.hdf5=", "-Pticker=0",
-                              "-Pinference.service=grpc://127.0.0.1:" + port + "/" + model,
+                              "-Pinference.service=grpc://127.0.0.1:" + port + "/" + model +
+                                  "?auth_token_file=" + (dir / "tokens").string(),
                               "-Pinference.log_level=error"},
                              dir / "out.txt", dir / (run + ".err"));
     int rc = wait_quiver(pid, 120);

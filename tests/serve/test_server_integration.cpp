@@ -1170,4 +1170,105 @@ TEST(ServeForest, TritonFilRepositoryServesUnchanged) {
   fs::remove_all(repo);
 }
 
+// --auth-token-file: every call but the health checks needs a listed bearer token, on both
+// protocols; refusals (401 / UNAUTHENTICATED) say what to send and show no token.
+TEST(ServeAuth, BearerTokensOnGrpcAndHttpHealthStaysOpen) {
+  const std::string repo = make_repo();
+  const std::string tokens = repo + "/../" + fs::path(repo).filename().string() + ".tokens";
+  write_text(tokens, "# test tokens\nfirst-secret-token\nsecond-secret-token\n");
+  ServerProcess server(repo, {"--auth-token-file", tokens});
+  auto stub = stub_for(server);
+  const auto req = fp32_request("ident", {1, 2, 3, 4}, 1);
+  auto call = [&](const std::string& auth) {
+    auto c = ctx();
+    if (!auth.empty()) c->AddMetadata("authorization", auth);
+    inference::ModelInferResponse resp;
+    return stub->ModelInfer(c.get(), req, &resp);
+  };
+  for (const std::string bad : {"", "Bearer wrong-token", "first-secret-token", "Basic first-secret-token",
+                                "Bearer first-secret-toke"}) {
+    auto st = call(bad);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED) << "'" << bad << "': " << st.error_message();
+    EXPECT_NE(st.error_message().find("bearer token"), std::string::npos) << st.error_message();
+    EXPECT_EQ(st.error_message().find("secret"), std::string::npos) << st.error_message();
+  }
+  EXPECT_TRUE(call("Bearer first-secret-token").ok());
+  EXPECT_TRUE(call("bearer second-secret-token").ok());
+  {  // Health stays open; metadata, statistics and the rest do not.
+    inference::ServerReadyResponse r;
+    EXPECT_TRUE(stub->ServerReady(ctx().get(), {}, &r).ok());
+    EXPECT_TRUE(r.ready());
+    inference::ServerLiveResponse l;
+    EXPECT_TRUE(stub->ServerLive(ctx().get(), {}, &l).ok());
+    inference::ModelReadyRequest mq;
+    mq.set_name("ident");
+    inference::ModelReadyResponse mr;
+    EXPECT_TRUE(stub->ModelReady(ctx().get(), mq, &mr).ok());
+    EXPECT_TRUE(mr.ready());
+    inference::ModelMetadataRequest q;
+    q.set_name("ident");
+    inference::ModelMetadataResponse m;
+    EXPECT_EQ(stub->ModelMetadata(ctx().get(), q, &m).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    auto c = ctx();
+    c->AddMetadata("authorization", "Bearer second-secret-token");
+    EXPECT_TRUE(stub->ModelMetadata(c.get(), q, &m).ok());
+    inference::ModelStatisticsResponse sr;
+    EXPECT_EQ(stub->ModelStatistics(ctx().get(), {}, &sr).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {  // A stream without a token ends with UNAUTHENTICATED before any answer.
+    auto c = ctx();
+    auto stream = stub->ModelStreamInfer(c.get());
+    stream->Write(req);
+    stream->WritesDone();
+    inference::ModelStreamInferResponse r;
+    EXPECT_FALSE(stream->Read(&r));
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  // HTTP: the same tokens, the same open health endpoints.
+  httplib::Client cli(server.http_host(), server.http_port);
+  const std::string body =
+      R"({"inputs":[{"name":"INPUT0","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]})";
+  auto r = cli.Post("/v2/models/ident/infer", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(r->get_header_value("WWW-Authenticate"), "Bearer realm=\"quiver\"");
+  EXPECT_NE(r->body.find("bearer token"), std::string::npos) << r->body;
+  r = cli.Post("/v2/models/ident/infer", {{"Authorization", "Bearer nope"}}, body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  r = cli.Post("/v2/models/ident/infer", {{"Authorization", "Bearer first-secret-token"}}, body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  for (const char* open : {"/v2/health/live", "/v2/health/ready", "/v2/models/ident/ready"}) {
+    auto h = cli.Get(open);
+    ASSERT_TRUE(h) << open;
+    EXPECT_EQ(h->status, 200) << open;
+  }
+  for (const char* closed : {"/v2", "/v2/models/ident", "/v2/models/ident/config", "/v2/models/stats"}) {
+    auto h = cli.Get(closed);
+    ASSERT_TRUE(h) << closed;
+    EXPECT_EQ(h->status, 401) << closed;
+  }
+  server.stop();
+  fs::remove(tokens);
+  fs::remove_all(repo);
+}
+
+// A token file that cannot be used stops the server at startup, naming the file.
+TEST(ServeAuth, UnusableTokenFileStopsStartup) {
+  const std::string repo = make_repo();
+  const std::string empty = repo + ".empty-tokens";
+  write_text(empty, "# no tokens yet\n");
+  for (const std::string& f : {empty, repo + ".missing-tokens"}) {
+    try {
+      ServerProcess s(repo, {"--auth-token-file", f}, 10000);
+      ADD_FAILURE() << "started with token file " << f;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
+    }
+  }
+  fs::remove(empty);
+  fs::remove_all(repo);
+}
+
 }  // namespace

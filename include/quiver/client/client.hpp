@@ -64,6 +64,9 @@ struct ClientOptions {
   std::shared_ptr<LocalModels> fallback_models;
   Compression compression = Compression::None;
   TlsOptions tls;
+  // A file whose first token (quiver/core/auth.hpp format) every call sends as
+  // "authorization: Bearer TOKEN" (quiver serve --auth-token-file). Read once, at construction.
+  std::string auth_token_file;
   int64_t default_timeout_ns = 0;         // when InferOptions.timeout_ns is 0; 0: no deadline
   int64_t health_interval_ns = 100'000'000;      // readiness probes
   int64_t probe_timeout_ns = 500'000'000;
@@ -188,15 +191,18 @@ class RemoteModel : public Model {
 // A service URL "grpc://HOST:PORT[,HOST:PORT...][/MODEL[/VERSION]]": the servers, the model and
 // the version (any may be empty: servers can come from a servers file). Throws InvalidArgument
 // quoting the URL when it does not start with grpc://.
+// "grpc://HOST:PORT[,HOST:PORT...][/MODEL[/VERSION]][?KEY=VALUE[&KEY=VALUE...]]"; the query keys
+// are client settings (e.g. auth_token_file) that each consumer checks.
 struct ServiceUrl {
   std::vector<std::string> endpoints;
   std::string model, version;
+  std::map<std::string, std::string> params;
 };
 ServiceUrl parse_service_url(const std::string& url);
 
 // A RemoteModel with its own Client, from a URL "grpc://HOST:PORT[,HOST:PORT...]/MODEL[/VERSION]".
-// params: "fallback" (off|on-failure|always-local), "fallback_repository", "servers_file",
-// "timeout_ms". `version_override` (non-empty) replaces the URL's version.
+// params (or the URL's query): "fallback" (off|on-failure|always-local), "fallback_repository",
+// "servers_file", "timeout_ms", "auth_token_file". `version_override` (non-empty) replaces the URL's version.
 std::shared_ptr<const Model> make_remote_model(const std::string& url,
                                                const std::map<std::string, std::string>& params = {},
                                                const std::string& name = "", const std::string& version_override = "");

@@ -26,6 +26,7 @@ struct HttpOptions {
                                         // InferOptions.timeout_ns replaces it for that call)
   bool binary_data = true;              // inputs and outputs as binary tensor data; false: JSON "data"
   bool gzip = false;                    // gzip-compress request bodies (Content-Encoding: gzip)
+  std::string auth_token_file;          // its first token goes out as "Authorization: Bearer TOKEN"
 };
 
 // A model's inference statistics, summed over its versions (KServe v2 statistics extension).
