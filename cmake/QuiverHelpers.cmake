@@ -11,9 +11,10 @@ function(quiver_add_library name)
   set_property(GLOBAL APPEND PROPERTY QUIVER_EXPORT_TARGETS ${name})
 endfunction()
 
-# quiver_add_test(NAME SOURCES... LIBS ...) : one GoogleTest executable, tests discovered by CTest.
+# quiver_add_test(NAME SOURCES... LIBS ... [LABELS ...] [PROPERTIES name value...]) : one GoogleTest
+# executable, tests discovered by CTest (PROPERTIES: further CTest properties of each test).
 function(quiver_add_test name)
-  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBS;LABELS;PROPERTIES" ${ARGN})
   add_executable(${name} ${ARG_SOURCES})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gtest_main)
@@ -21,5 +22,5 @@ function(quiver_add_test name)
     QUIVER_SHARED_DIR="${QUIVER_SHARED_DIR}"
     QUIVER_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
     QUIVER_BINARY_DIR="${PROJECT_BINARY_DIR}")
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}")
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}" ${ARG_PROPERTIES})
 endfunction()

@@ -1,8 +1,12 @@
 // `quiver serve`: KServe v2 / Triton-compatible inference server over a model repository.
 #include <CLI/CLI.hpp>
 
+#include <sys/resource.h>
+
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <pthread.h>
 
@@ -16,6 +20,24 @@ struct ServeArgs {
   std::string mode = "none";
   bool allow_failures = false;
 };
+
+// Every connection is a descriptor: take the whole hard limit (the HTTP connection limit is
+// sized from it) and say so.
+void raise_open_file_limit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  const auto soft = static_cast<unsigned long long>(rl.rlim_cur), hard = static_cast<unsigned long long>(rl.rlim_max);
+  if (rl.rlim_cur == rl.rlim_max) {
+    std::fprintf(stderr, "quiver serve: open-file limit %llu (already the hard limit)\n", soft);
+    return;
+  }
+  rl.rlim_cur = rl.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+    std::fprintf(stderr, "quiver serve: open-file limit raised from %llu to the hard limit %llu\n", soft, hard);
+  else
+    std::fprintf(stderr, "quiver serve: open-file limit %llu; raising it to the hard limit %llu failed: %s\n", soft,
+                 hard, std::strerror(errno));
+}
 
 int run_serve(ServeArgs& a) {
   using namespace quiver::serve;
@@ -36,6 +58,7 @@ int run_serve(ServeArgs& a) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
+  raise_open_file_limit();
   Server server(a.opt);
   server.start();
   std::printf("%s\n", server.ready_line().c_str());
@@ -72,6 +95,40 @@ quiver::cli::CommandRegistrar reg(40, [](CLI::App& app) {
                   "HTTP event threads (each serves any number of connections)")->capture_default_str();
   cmd->add_option("--max-message-size", o.max_message_bytes, "Largest accepted request / response in bytes")
       ->capture_default_str();
+  cmd->add_option("--http-max-connections", o.http_max_connections,
+                  "HTTP connections at once (0: from the open-file limit); past it: health checks, then 503")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--http-header-timeout", o.http_header_timeout_s,
+                  "Seconds from connect (or the request line) to the end of the request headers")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--http-body-timeout", o.http_body_timeout_s,
+                  "Seconds for the request body, plus 1 s per --http-min-body-rate bytes received")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--http-min-body-rate", o.http_min_body_rate, "Bytes per second a request body must keep up")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--http-idle-timeout", o.http_idle_timeout_s,
+                  "Seconds a kept-alive HTTP connection may wait for its next request (0: no limit)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--grpc-max-concurrent-streams", o.grpc_max_concurrent_streams,
+                  "Concurrent calls per gRPC connection (HTTP/2 streams)")->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--grpc-handshake-timeout", o.grpc_handshake_timeout_s,
+                  "Seconds from TCP connect to the end of the HTTP/2 (and TLS) handshake")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--grpc-idle-timeout", o.grpc_idle_timeout_s,
+                  "Seconds without calls after which a gRPC connection is closed with GOAWAY (0: never)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--grpc-keepalive-time", o.grpc_keepalive_time_ms, "Milliseconds between server keepalive pings")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--grpc-keepalive-timeout", o.grpc_keepalive_timeout_ms,
+                  "Milliseconds to wait for a keepalive ping's answer before closing")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--grpc-http2-min-recv-ping-interval-without-data", o.grpc_min_recv_ping_interval_ms,
+                  "Milliseconds a client must leave between pings; more frequent pings are strikes")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--grpc-http2-max-ping-strikes", o.grpc_max_ping_strikes,
+                  "Ping strikes before the connection is closed with GOAWAY (0: no limit)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--grpc-server-cert", o.grpc_server_cert, "PEM certificate chain: enables TLS on gRPC");
   cmd->add_option("--grpc-server-key", o.grpc_server_key, "PEM private key of the server certificate");
   cmd->add_option("--grpc-root-cert", o.grpc_root_cert, "PEM CA bundle used to verify client certificates");

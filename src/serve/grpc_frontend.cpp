@@ -426,6 +426,22 @@ int GrpcFrontend::start() {
   int port = 0;
   b.AddListeningPort(host + ":" + std::to_string(o.grpc_port), creds, &port);
   b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Connection limits, set deliberately (gRPC's defaults: unlimited streams, a 120 s handshake,
+  // idle connections kept forever, keepalive pings every 2 h). gRPC 1.51 has no cap on the number
+  // of connections; a connection that never completes the HTTP/2 handshake is closed after the
+  // handshake timeout, one without calls after the idle timeout (GOAWAY: clients reconnect).
+  auto ms = [](double s) { return static_cast<int>(std::clamp(s * 1000, 1.0, double(INT32_MAX))); };
+  b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, std::max(1, o.grpc_max_concurrent_streams));
+  b.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, ms(o.grpc_handshake_timeout_s));
+  if (o.grpc_idle_timeout_s > 0) b.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, ms(o.grpc_idle_timeout_s));
+  // Keepalive both ways: the server pings silent connections (also those without calls) to find
+  // dead peers; clients may ping too, but not more often than the minimum interval.
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, std::max(1, o.grpc_keepalive_time_ms));
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, std::max(1, o.grpc_keepalive_timeout_ms));
+  b.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                       std::max(0, o.grpc_min_recv_ping_interval_ms));
+  b.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, std::max(0, o.grpc_max_ping_strikes));
   b.SetMaxReceiveMessageSize(static_cast<int>(std::min<int64_t>(o.max_message_bytes, INT32_MAX)));
   b.SetMaxSendMessageSize(static_cast<int>(std::min<int64_t>(o.max_message_bytes, INT32_MAX)));
   b.RegisterService(&impl_->infer);

@@ -443,6 +443,12 @@ void HttpFrontend::start(int port, int metrics_port, int& bound_http, int& bound
     ho.port = port;
     ho.threads = o.http_threads;
     ho.max_body = static_cast<size_t>(o.max_message_bytes);
+    ho.max_connections = static_cast<unsigned>(std::max(0, o.http_max_connections));
+    ho.overflow_paths = {"/v2/health/"};
+    ho.header_timeout_s = o.http_header_timeout_s;
+    ho.body_timeout_s = o.http_body_timeout_s;
+    ho.min_body_rate = static_cast<uint64_t>(std::max<int64_t>(0, o.http_min_body_rate));
+    ho.idle_timeout_s = static_cast<unsigned>(std::max(0, o.http_idle_timeout_s));
     impl_->routes();
     bound_http = impl_->http.start(ho);
   }
@@ -450,9 +456,12 @@ void HttpFrontend::start(int port, int metrics_port, int& bound_http, int& bound
     impl_->metrics.Get("/metrics", [this](const HttpRequest&, HttpResponse& res) {
       res.set_content(impl_->core.metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
     });
+    ho.name = "metrics";
     ho.port = metrics_port;
     ho.threads = 1;
     ho.max_body = 1 << 16;
+    ho.max_connections = 256;  // scrapers; the overflow reserve still answers /metrics
+    ho.overflow_paths = {"/metrics"};
     bound_metrics = impl_->metrics.start(ho);
   }
 }

@@ -1,11 +1,23 @@
 #include "serve/http_server.hpp"
 
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <thread>
 
 #include "quiver/core/error.hpp"
 
@@ -19,15 +31,49 @@ struct Route {
   HttpServer::AsyncHandler async;
 };
 
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Where a connection is in its request cycle: which deadline applies.
+enum class Phase : uint8_t { Header, Body, Processing, Idle };
+
+// One TCP connection, from libmicrohttpd's STARTED notice to its CLOSED notice (the socket
+// context). The acceptor thread reads `deadline` / `phase` to close connections past their
+// deadline; the connection's libmicrohttpd thread writes them.
+struct Conn {
+  int fd = -1;
+  bool overflow = false;  // admitted past max_connections: one request, then closed
+  std::atomic<int64_t> deadline{0};  // steady-clock ms; 0: none
+  std::atomic<Phase> phase{Phase::Header};
+  int64_t body_start = 0;  // the libmicrohttpd thread's own
+  uint64_t body_bytes = 0;
+  bool reaped = false;  // under the table lock
+  Conn *prev = nullptr, *next = nullptr;
+};
+
+Conn* conn_of(MHD_Connection* c) {
+  const MHD_ConnectionInfo* i = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  return i ? static_cast<Conn*>(i->socket_context) : nullptr;
+}
+
 // One request on one connection, from its headers to the completion notice.
 struct Call {
   MHD_Connection* conn = nullptr;
+  Conn* link = nullptr;
   HttpRequest req;
   bool too_large = false, started = false;
   std::mutex mu;  // done / suspended / res: the completion may come from another thread
   bool done = false, suspended = false;
   HttpResponse res;
 };
+
+std::string seconds_text(double s) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%g s", s);
+  return b;
+}
 
 bool has_token(const std::string& header, const char* token) {
   std::string h = header;
@@ -88,10 +134,95 @@ std::string compress_body(const std::string& in, int wbits) {
 
 struct HttpServer::Impl {
   explicit Impl(ErrorBody e) : error_body(std::move(e)) {}
+  ~Impl() { close_fds(); }
   ErrorBody error_body;
   std::vector<Route> routes;
   Options opt;
+  unsigned max_conn = 0, overflow = 0;
+  int64_t header_ms = 0, body_ms = 0, idle_ms = 0;
   MHD_Daemon* daemon = nullptr;
+  std::string where;    // "HTTP on HOST:PORT" in log lines
+  std::string refusal;  // the canned 503, written to connections past the overflow reserve
+
+  // The accepting thread: accepts, refuses past the limits, closes connections past deadlines,
+  // logs at most once per interval.
+  std::thread acceptor;
+  int listen_fd = -1, wake_fd = -1, spare_fd = -1;
+  std::mutex table_mu;  // the list of open connections (Conn::prev / next / reaped)
+  Conn* head = nullptr;
+  std::atomic<uint64_t> open{0}, refused{0}, fd_refused{0}, overflow_served{0}, header_timeouts{0},
+      body_timeouts{0};
+  // Handed to libmicrohttpd / seen in its STARTED notice: the difference is on its way (queued for
+  // a worker thread), counted against the limit before the notice comes.
+  std::atomic<uint64_t> handed{0}, started{0};
+
+  void close_fds() {
+    for (int* fd : {&listen_fd, &wake_fd, &spare_fd})
+      if (*fd >= 0) {
+        ::close(*fd);
+        *fd = -1;
+      }
+  }
+
+  // libmicrohttpd's connection notices (its threads).
+  static void on_connection(void* cls, MHD_Connection* c, void** ctx, MHD_ConnectionNotificationCode code) {
+    auto* self = static_cast<Impl*>(cls);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+      auto* k = new Conn;
+      const MHD_ConnectionInfo* fi = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+      k->fd = fi ? fi->connect_fd : -1;
+      const uint64_t n = self->open.fetch_add(1) + 1;
+      self->started.fetch_add(1);
+      k->overflow = n > self->max_conn;
+      if (n > static_cast<uint64_t>(self->max_conn) + self->overflow && k->fd >= 0) {
+        // The acceptor counts connections on their way, so this should not happen; if the count
+        // ever drifts, the limit still holds (libmicrohttpd then reads the end and closes it).
+        self->write_refusal(k->fd);
+        ::shutdown(k->fd, SHUT_RDWR);
+        self->refused.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        k->deadline = now_ms() + self->header_ms;
+      }
+      *ctx = k;
+      std::lock_guard lk(self->table_mu);
+      k->next = self->head;
+      if (self->head) self->head->prev = k;
+      self->head = k;
+      return;
+    }
+    auto* k = static_cast<Conn*>(*ctx);
+    if (!k) return;
+    {
+      // libmicrohttpd closes the socket after this notice, so the acceptor never shuts down a
+      // descriptor that has been reused.
+      std::lock_guard lk(self->table_mu);
+      if (k->prev) k->prev->next = k->next;
+      else self->head = k->next;
+      if (k->next) k->next->prev = k->prev;
+    }
+    self->open.fetch_sub(1);
+    delete k;
+    *ctx = nullptr;
+  }
+
+  // The request line is in: the headers must follow within the header deadline (on a kept-alive
+  // connection this is where the next request starts).
+  static void* on_request_line(void* cls, const char*, MHD_Connection* c) {
+    auto* self = static_cast<Impl*>(cls);
+    if (Conn* k = conn_of(c)) {
+      k->phase = Phase::Header;
+      const int64_t d = now_ms() + self->header_ms, cur = k->deadline;
+      if (cur == 0 || d < cur) k->deadline = d;
+    }
+    return nullptr;
+  }
+
+  bool overflow_path(const std::string& method, const std::string& path) const {
+    if (method != "GET" && method != "HEAD") return false;
+    for (const auto& p : opt.overflow_paths)
+      if (path.compare(0, p.size(), p) == 0) return true;
+    return false;
+  }
 
   static MHD_Result access(void* cls, MHD_Connection* c, const char* url, const char* method, const char*,
                            const char* data, size_t* size, void** state) {
@@ -101,21 +232,48 @@ struct HttpServer::Impl {
       call = new Call;
       *state = call;
       call->conn = c;
+      call->link = conn_of(c);
       call->req.method = method;
       call->req.path = url;
       call->req.header = [c](const char* name) {
         const char* v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
         return v ? std::string(v) : std::string();
       };
+      Conn* k = call->link;
+      if (k && k->overflow) {
+        self->overflow_served.fetch_add(1, std::memory_order_relaxed);
+        if (!self->overflow_path(call->req.method, call->req.path))
+          return self->fail(call, 503, "the server is at its limit of " + std::to_string(self->max_conn) +
+                                           " HTTP connections; retry later");
+      }
       const char* cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
       if (cl && std::strtoull(cl, nullptr, 10) > self->opt.max_body) {  // refused before it is read
         call->too_large = true;
         return self->fail(call, 413, "request body of " + std::string(cl) + " bytes exceeds the " +
                                          std::to_string(self->opt.max_body) + "-byte limit");
       }
+      if (k) {
+        const bool body = (cl && std::strtoull(cl, nullptr, 10) > 0) ||
+                          MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+        if (body) {
+          k->body_start = now_ms();
+          k->body_bytes = 0;
+          k->phase = Phase::Body;
+          k->deadline = k->body_start + self->body_ms;
+        } else {
+          k->phase = Phase::Processing;
+          k->deadline = 0;
+        }
+      }
       return MHD_YES;
     }
     if (*size) {
+      if (Conn* k = call->link) {  // a client that keeps the minimum rate keeps its deadline ahead
+        k->body_bytes += *size;
+        const uint64_t rate = self->opt.min_body_rate;
+        k->deadline = k->body_start + self->body_ms +
+                      (rate ? static_cast<int64_t>(k->body_bytes * 1000 / rate) : 0);
+      }
       if (!call->too_large) {
         if (call->req.body.size() + *size > self->opt.max_body) {
           call->too_large = true;
@@ -133,14 +291,25 @@ struct HttpServer::Impl {
     }
     if (call->started) return MHD_YES;
     call->started = true;
+    if (Conn* k = call->link) {  // the server's turn: no deadline while the answer is computed
+      k->phase = Phase::Processing;
+      k->deadline = 0;
+    }
     if (call->too_large)
       return self->fail(call, 413, "request body exceeds the " + std::to_string(self->opt.max_body) + "-byte limit");
     return self->dispatch(call);
   }
 
-  static void completed(void*, MHD_Connection*, void** state, MHD_RequestTerminationCode) {
+  static void completed(void* cls, MHD_Connection* c, void** state, MHD_RequestTerminationCode) {
+    auto* self = static_cast<Impl*>(cls);
     delete static_cast<Call*>(*state);
     *state = nullptr;
+    // Waiting for the next request: libmicrohttpd's inactivity timeout closes a silent connection
+    // after idle_timeout; this deadline bounds one that trickles the next request line.
+    if (Conn* k = conn_of(c)) {
+      k->phase = Phase::Idle;
+      k->deadline = self->idle_ms ? now_ms() + self->idle_ms + self->header_ms : 0;
+    }
   }
 
   MHD_Result fail(Call* call, int status, const std::string& message) {
@@ -189,6 +358,10 @@ struct HttpServer::Impl {
 
   MHD_Result send(Call* call) {
     HttpResponse& res = call->res;
+    if (Conn* k = call->link) {  // answering (possibly before the body, as for 413): no deadline
+      k->phase = Phase::Processing;
+      k->deadline = 0;
+    }
     auto* body = new std::string(std::move(res.body));
     std::string encoding;
     const std::string accept = call->req.header(MHD_HTTP_HEADER_ACCEPT_ENCODING);
@@ -211,9 +384,151 @@ struct HttpServer::Impl {
     if (!res.content_type.empty()) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, res.content_type.c_str());
     if (!encoding.empty()) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_ENCODING, encoding.c_str());
     for (const auto& [k, v] : res.headers) MHD_add_response_header(r, k.c_str(), v.c_str());
+    if (call->link && call->link->overflow) {  // one request per overflow connection
+      MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+      if (res.status == 503) MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    }
     const MHD_Result ok = MHD_queue_response(call->conn, static_cast<unsigned>(res.status), r);
     MHD_destroy_response(r);
     return ok;
+  }
+
+  // ---- the accepting thread ----
+
+  // Past the overflow reserve (or out of descriptors): the canned 503, then close. What the client
+  // already sent is read first, so that the close does not reset the connection under the answer.
+  void write_refusal(int fd) const {
+    char sink[4096];
+    (void)::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+    (void)::send(fd, refusal.data(), refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+  void refuse(int fd) const {
+    write_refusal(fd);
+    ::close(fd);
+  }
+
+  // Accepts what is queued (a bounded batch, so that deadlines keep being checked). Returns the
+  // time until which the queue is left alone after an error that retrying at once cannot fix.
+  int64_t accept_ready() {
+    for (int i = 0; i < 512; ++i) {
+      sockaddr_storage addr{};
+      socklen_t len = sizeof addr;
+      int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+        if ((errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
+          // Out of descriptors: the spare one makes room to take the connection off the queue and
+          // refuse it, rather than leave it (and every later one) hanging in the backlog.
+          ::close(spare_fd);
+          fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+          if (fd >= 0) {
+            refuse(fd);
+            fd_refused.fetch_add(1, std::memory_order_relaxed);
+          }
+          spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+          continue;
+        }
+        return now_ms() + 100;  // ENOBUFS / ENOMEM, or no spare descriptor left
+      }
+      const uint64_t queued = handed.load() - started.load();
+      if (open.load() + queued >= static_cast<uint64_t>(max_conn) + overflow) {
+        refuse(fd);
+        refused.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      if (MHD_add_connection(daemon, fd, reinterpret_cast<sockaddr*>(&addr), len) == MHD_YES)
+        handed.fetch_add(1);
+      else  // libmicrohttpd closed it (out of memory)
+        refused.fetch_add(1, std::memory_order_relaxed);
+    }
+    return 0;
+  }
+
+  // Shuts down connections past their deadline; libmicrohttpd then sees the end of the stream,
+  // closes the connection and cancels its request.
+  void reap(int64_t now) {
+    std::lock_guard lk(table_mu);
+    for (Conn* k = head; k; k = k->next) {
+      const int64_t d = k->deadline.load(std::memory_order_relaxed);
+      if (d == 0 || d > now || k->reaped) continue;
+      k->reaped = true;
+      (k->phase.load(std::memory_order_relaxed) == Phase::Body ? body_timeouts : header_timeouts)
+          .fetch_add(1, std::memory_order_relaxed);
+      ::shutdown(k->fd, SHUT_RDWR);
+    }
+  }
+
+  // At most one line per kind of event per interval.
+  struct LogState {
+    int64_t at = INT64_MIN / 2;
+    uint64_t refused = 0, fd_refused = 0, header = 0, body = 0;
+  };
+  static constexpr int64_t kLogIntervalMs = 10000;
+
+  // Whether something is left to log later (`last`: at stop, log what is left regardless).
+  bool report(int64_t now, LogState& l, bool last = false) {
+    const uint64_t r = refused.load(), f = fd_refused.load(), h = header_timeouts.load(), b = body_timeouts.load();
+    if (r == l.refused && f == l.fd_refused && h == l.header && b == l.body) return false;
+    if (now - l.at < kLogIntervalMs && !last) return true;
+    const std::string span = l.at < 0 ? "" : " in the last " + std::to_string((now - l.at + 500) / 1000) + " s";
+    if (r != l.refused)
+      std::fprintf(stderr,
+                   "quiver serve: %s: refused %llu new connection(s)%s with 503: at the limit of %u connections "
+                   "+ %u overflow (%llu open)\n",
+                   where.c_str(), static_cast<unsigned long long>(r - l.refused), span.c_str(), max_conn, overflow,
+                   static_cast<unsigned long long>(open.load()));
+    if (f != l.fd_refused) {
+      rlimit rl{};
+      getrlimit(RLIMIT_NOFILE, &rl);
+      std::fprintf(stderr,
+                   "quiver serve: %s: refused %llu new connection(s)%s with 503: the process is out of file "
+                   "descriptors (open-file limit %llu)\n",
+                   where.c_str(), static_cast<unsigned long long>(f - l.fd_refused), span.c_str(),
+                   static_cast<unsigned long long>(rl.rlim_cur));
+    }
+    if (h != l.header)
+      std::fprintf(stderr, "quiver serve: %s: closed %llu connection(s)%s past the header deadline (%s)\n",
+                   where.c_str(), static_cast<unsigned long long>(h - l.header), span.c_str(),
+                   seconds_text(opt.header_timeout_s).c_str());
+    if (b != l.body)
+      std::fprintf(stderr,
+                   "quiver serve: %s: closed %llu connection(s)%s past the body deadline (%s + 1 s per %llu bytes)\n",
+                   where.c_str(), static_cast<unsigned long long>(b - l.body), span.c_str(),
+                   seconds_text(opt.body_timeout_s).c_str(), static_cast<unsigned long long>(opt.min_body_rate));
+    l = {now, r, f, h, b};
+    return false;
+  }
+
+  void run() {
+    constexpr int64_t kTickMs = 250;
+    LogState log;
+    int64_t paused_until = 0, next_tick = now_ms() + kTickMs;
+    bool log_pending = false, accepted = false;
+    for (;;) {
+      const int64_t now = now_ms();
+      const bool paused = now < paused_until;
+      // Nothing to watch (no connection, none just handed over and not yet counted, nothing left
+      // to log): sleep until a connection comes.
+      const bool idle = open.load() == 0 && !accepted && !log_pending;
+      int64_t wait = idle ? -1 : std::max<int64_t>(0, next_tick - now);
+      if (paused) wait = wait < 0 ? paused_until - now : std::min(wait, paused_until - now);
+      pollfd p[2] = {{wake_fd, POLLIN, 0}, {listen_fd, static_cast<short>(paused ? 0 : POLLIN), 0}};
+      const int n = ::poll(p, 2, static_cast<int>(wait));
+      if (n > 0 && (p[0].revents & POLLIN)) {  // stop()
+        report(now_ms(), log, true);
+        return;
+      }
+      accepted = n > 0 && (p[1].revents & POLLIN);
+      if (accepted) paused_until = accept_ready();
+      const int64_t t = now_ms();
+      if (idle) next_tick = t + kTickMs;
+      if (t >= next_tick) {
+        reap(t);
+        log_pending = report(t, log);
+        next_tick = t + kTickMs;
+      }
+    }
   }
 };
 
@@ -230,8 +545,24 @@ void HttpServer::PostAsync(const std::string& pattern, AsyncHandler h) {
   impl_->routes.push_back({"POST", std::regex(pattern), nullptr, std::move(h)});
 }
 
+unsigned HttpServer::auto_max_connections() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 16;
+  const int64_t soft = rl.rlim_cur == RLIM_INFINITY ? int64_t(1) << 20 : static_cast<int64_t>(rl.rlim_cur);
+  return static_cast<unsigned>(std::clamp<int64_t>((soft - 512) * 3 / 4, 16, 65536));
+}
+
 int HttpServer::start(const Options& o) {
-  impl_->opt = o;
+  Impl& m = *impl_;
+  m.opt = o;
+  m.max_conn = o.max_connections ? o.max_connections : auto_max_connections();
+  m.overflow = o.overflow_connections ? o.overflow_connections : std::clamp(m.max_conn / 32, 16u, 1024u);
+  m.header_ms = std::max<int64_t>(1, static_cast<int64_t>(o.header_timeout_s * 1000));
+  m.body_ms = std::max<int64_t>(1, static_cast<int64_t>(o.body_timeout_s * 1000));
+  m.idle_ms = static_cast<int64_t>(o.idle_timeout_s) * 1000;
+  if (!(o.header_timeout_s > 0) || !(o.body_timeout_s > 0))
+    throw Error(ErrorCode::InvalidArgument, o.name + ": the header and body timeouts must be positive");
+
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -239,26 +570,104 @@ int HttpServer::start(const Options& o) {
   addrinfo* ai = nullptr;
   const std::string port = std::to_string(o.port);
   if (getaddrinfo(o.bind.c_str(), port.c_str(), &hints, &ai) != 0 || !ai)
-    throw Error(ErrorCode::Unavailable, "cannot resolve the HTTP bind address '" + o.bind + "'");
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
-  if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
-  impl_->daemon = MHD_start_daemon(
-      flags, static_cast<uint16_t>(o.port), nullptr, nullptr, &Impl::access, impl_.get(), MHD_OPTION_SOCK_ADDR,
-      ai->ai_addr, MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned>(std::max(1, o.threads)),
-      MHD_OPTION_CONNECTION_TIMEOUT, o.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, size_t(64) << 10,
-      MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_NOTIFY_COMPLETED, &Impl::completed, nullptr, MHD_OPTION_END);
+    throw Error(ErrorCode::Unavailable, "cannot resolve the " + o.name + " bind address '" + o.bind + "'");
+  const std::string target = o.bind + ":" + std::to_string(o.port);
+  m.listen_fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int err = m.listen_fd < 0 ? errno : 0;
+  if (!err) {
+    const int on = 1;
+    setsockopt(m.listen_fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    // The kernel caps the backlog at net.core.somaxconn; it is drained by the accepting thread.
+    if (::bind(m.listen_fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(m.listen_fd, 65535) != 0) err = errno;
+  }
   freeaddrinfo(ai);
-  if (!impl_->daemon)
-    throw Error(ErrorCode::Unavailable, "cannot listen for HTTP on " + o.bind + ":" + std::to_string(o.port));
-  const MHD_DaemonInfo* info = MHD_get_daemon_info(impl_->daemon, MHD_DAEMON_INFO_BIND_PORT);
-  return info ? info->port : o.port;
+  if (err) {
+    m.close_fds();
+    throw Error(ErrorCode::Unavailable, "cannot listen for " + o.name + " on " + target + ": " + std::strerror(err));
+  }
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof bound;
+  getsockname(m.listen_fd, reinterpret_cast<sockaddr*>(&bound), &blen);
+  const int bound_port =
+      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  m.where = o.name + " on " + o.bind + ":" + std::to_string(bound_port);
+
+  HttpResponse r;
+  m.error_body(503, "the server is at its limit of " + std::to_string(m.max_conn) + " " + o.name + " connections (+" +
+                        std::to_string(m.overflow) + " overflow); retry later",
+               r);
+  m.refusal = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: " + r.content_type +
+              "\r\nContent-Length: " + std::to_string(r.body.size()) +
+              "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + r.body;
+
+  // Our thread accepts (MHD_add_connection) and keeps the count. libmicrohttpd's own limit must
+  // never be reached: 0.9.75 then leaves a worker's mutex locked (new_connection_process_ returns
+  // without unlocking cleanup_connection_mutex), and every connection of that worker hangs. Each
+  // worker's share of it is therefore more than all our connections together.
+  const uint64_t mhd_limit = (static_cast<uint64_t>(m.max_conn) + m.overflow + 1024) * std::max(1, o.threads);
+  const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+  m.daemon = MHD_start_daemon(
+      flags, 0, nullptr, nullptr, &Impl::access, &m, MHD_OPTION_THREAD_POOL_SIZE,
+      static_cast<unsigned>(std::max(1, o.threads)), MHD_OPTION_CONNECTION_LIMIT,
+      static_cast<unsigned>(std::min<uint64_t>(mhd_limit, UINT32_MAX / 2)),
+      MHD_OPTION_CONNECTION_TIMEOUT, o.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, o.connection_memory,
+      MHD_OPTION_NOTIFY_COMPLETED, &Impl::completed, &m, MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection, &m,
+      MHD_OPTION_URI_LOG_CALLBACK, &Impl::on_request_line, &m, MHD_OPTION_END);
+  m.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  m.spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (!m.daemon || m.wake_fd < 0) {
+    stop();
+    throw Error(ErrorCode::Unavailable, "cannot start the " + o.name + " server on " + target);
+  }
+  m.acceptor = std::thread([&m] { m.run(); });
+
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  std::string paths;
+  for (const auto& p : o.overflow_paths) paths += (paths.empty() ? "" : ", ") + p + "*";
+  if (paths.empty()) paths = "nothing";
+  std::fprintf(stderr,
+               "quiver serve: %s: up to %u connections%s + %u overflow (answering GET %s, 503 otherwise); "
+               "deadlines: headers %s, body %s + 1 s per %llu bytes, idle %u s\n",
+               m.where.c_str(), m.max_conn,
+               o.max_connections ? "" : (" (from the open-file limit " + std::to_string(rl.rlim_cur) + ")").c_str(),
+               m.overflow, paths.c_str(), seconds_text(o.header_timeout_s).c_str(), seconds_text(o.body_timeout_s).c_str(),
+               static_cast<unsigned long long>(o.min_body_rate), o.idle_timeout_s);
+  if (static_cast<uint64_t>(m.max_conn) + m.overflow + 512 > rl.rlim_cur)
+    std::fprintf(stderr,
+                 "quiver serve: %s: warning: %u connections leave less than 512 of the open-file limit %llu to "
+                 "everything else; gRPC (1.51) stops accepting for good when the process runs out of descriptors\n",
+                 m.where.c_str(), m.max_conn + m.overflow, static_cast<unsigned long long>(rl.rlim_cur));
+  return bound_port;
 }
 
 void HttpServer::stop() {
-  if (impl_->daemon) {
-    MHD_stop_daemon(impl_->daemon);
-    impl_->daemon = nullptr;
+  Impl& m = *impl_;
+  if (m.acceptor.joinable()) {
+    const uint64_t one = 1;
+    (void)!::write(m.wake_fd, &one, sizeof one);
+    m.acceptor.join();
   }
+  if (m.daemon) {
+    MHD_stop_daemon(m.daemon);
+    m.daemon = nullptr;
+  }
+  m.close_fds();
 }
+
+HttpServer::Stats HttpServer::stats() const {
+  const Impl& m = *impl_;
+  Stats s;
+  s.open = m.open.load();
+  s.refused = m.refused.load() + m.fd_refused.load();
+  s.overflow_served = m.overflow_served.load();
+  s.header_timeouts = m.header_timeouts.load();
+  s.body_timeouts = m.body_timeouts.load();
+  return s;
+}
+unsigned HttpServer::max_connections() const { return impl_->max_conn; }
+unsigned HttpServer::overflow_connections() const { return impl_->overflow; }
 
 }  // namespace quiver::serve

@@ -4,7 +4,14 @@
 // path; request bodies with Content-Encoding gzip / deflate are inflated (bounded), responses are
 // compressed when the client accepts it. Async routes complete from any thread: the connection is
 // suspended meanwhile and holds no thread.
+//
+// Connections are accepted by one thread of our own and handed to libmicrohttpd, so that nothing
+// waits in the listen backlog: past `max_connections` a connection is served one request (health
+// checks answered, everything else 503), past the overflow reserve it gets a canned 503 and is
+// closed at once. The same thread enforces the header and body deadlines (libmicrohttpd only has
+// an inactivity timeout, which a client sending a byte now and then never trips).
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <regex>
@@ -43,11 +50,41 @@ class HttpServer {
   using ErrorBody = std::function<void(int status, const std::string& message, HttpResponse&)>;
 
   struct Options {
+    std::string name = "HTTP";  // in log lines
     std::string bind = "127.0.0.1";
     int port = 0;  // 0: a free one
     int threads = 8;
     size_t max_body = 64 << 20;  // after decompression too
-    unsigned idle_timeout_s = 120;
+    // Connections served at once; 0: sized from the open-file limit (auto_max_connections).
+    unsigned max_connections = 0;
+    // Past max_connections, this many more are taken for one request each (GET of overflow_paths
+    // answered, anything else 503 + close); past both, a canned 503 and close at once.
+    // 0: max_connections / 32 within [16, 1024].
+    unsigned overflow_connections = 0;
+    std::vector<std::string> overflow_paths;  // path prefixes (health checks)
+    // From connect (or, on a kept-alive connection, from the request line) to the end of the
+    // headers; a connection past it is closed.
+    double header_timeout_s = 5;
+    // From the end of the headers to the end of the body, extended by one second per
+    // min_body_rate bytes received (0: not extended).
+    double body_timeout_s = 10;
+    uint64_t min_body_rate = 64 << 10;  // bytes per second
+    unsigned idle_timeout_s = 60;       // between requests on a kept-alive connection (0: none)
+    // libmicrohttpd's per-connection memory pool (request line and headers, read buffer). It is
+    // zeroed between requests, so a kept-alive connection costs all of it in resident memory:
+    // 16 KiB (about 17 KB RSS per idle connection) takes request headers up to ~12 KB.
+    size_t connection_memory = 16 << 10;
+  };
+
+  // (open-file soft limit - 512) * 3/4, within [16, 65536]: the rest is left to gRPC (whose 1.51
+  // listener stops for good on EMFILE), model files and the process itself.
+  static unsigned auto_max_connections();
+
+  struct Stats {
+    uint64_t open = 0;              // connections now
+    uint64_t refused = 0;           // closed with the canned 503 (past the overflow reserve)
+    uint64_t overflow_served = 0;   // requests answered in the overflow reserve (health or 503)
+    uint64_t header_timeouts = 0, body_timeouts = 0;  // closed by a deadline
   };
 
   explicit HttpServer(ErrorBody error_body);
@@ -62,6 +99,10 @@ class HttpServer {
   int start(const Options& o);
   // Stops accepting and closes connections (asynchronous requests must have completed).
   void stop();
+  Stats stats() const;
+  // The limits in effect after start().
+  unsigned max_connections() const;
+  unsigned overflow_connections() const;
 
   struct Impl;
 

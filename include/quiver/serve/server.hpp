@@ -33,6 +33,29 @@ struct ServerOptions {
   int intra_op_threads = 1;
   // HTTP event threads (libmicrohttpd, epoll): each serves any number of keep-alive connections.
   int http_threads = 8;
+  // HTTP connections served at once; 0: sized from the open-file limit ((limit - 512) * 3/4,
+  // within [16, 65536]). Past it a few more get one request each (health checks answered, the
+  // rest 503), then new connections get a 503 and are closed at once: never left in the backlog.
+  int http_max_connections = 0;
+  // Slow clients lose their slot: the request headers must be complete within
+  // http_header_timeout_s of connecting (or of the request line, on a kept-alive connection); the
+  // body within http_body_timeout_s plus one second per http_min_body_rate bytes received; a
+  // kept-alive connection with no request is closed after http_idle_timeout_s (0: never).
+  double http_header_timeout_s = 5;
+  double http_body_timeout_s = 10;
+  int64_t http_min_body_rate = 64 << 10;  // bytes per second
+  int http_idle_timeout_s = 60;
+  // gRPC transport limits (channel arguments; README "Connections, limits and slow clients").
+  // gRPC 1.51 has no cap on connections: they are bounded by the open-file limit, of which HTTP
+  // leaves a quarter.
+  int grpc_max_concurrent_streams = 1024;  // per connection; further calls wait in the client
+  double grpc_handshake_timeout_s = 10;    // TCP connect to the HTTP/2 settings exchange
+  int grpc_idle_timeout_s = 900;           // a connection without calls gets GOAWAY (0: never)
+  int grpc_keepalive_time_ms = 60000;      // the server pings a silent connection this often
+  int grpc_keepalive_timeout_ms = 20000;   // and closes it when the ping is not answered
+  // Client pings more often than this (without data) count as strikes; past the strikes: GOAWAY.
+  int grpc_min_recv_ping_interval_ms = 10000;
+  int grpc_max_ping_strikes = 2;
   int64_t max_message_bytes = 64 << 20;
   // gRPC TLS: server certificate + key (PEM files); root CA to verify clients with mutual TLS.
   std::string grpc_server_cert, grpc_server_key, grpc_root_cert;
