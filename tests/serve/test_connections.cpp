@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -38,6 +39,13 @@ using namespace quiver::test;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// The tests write to connections the server may have refused and closed (cpp-httplib sends
+// without MSG_NOSIGNAL): a write there must fail, not kill the test.
+const bool kSigpipeIgnored = [] {
+  std::signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
