@@ -544,8 +544,9 @@ TEST(ServeConnections, TenThousandIdleTcpConnectionsDoNotStopGrpc) {
   constexpr int kIdle = 10000;
   NEED_DESCRIPTORS(kIdle + 256, "holding 10,000 idle TCP connections to the gRPC port");
   const std::string repo = make_repo();
-  constexpr int kHandshakeS = 12;  // outlasts accepting them all and the measurement on a busy machine
-  ServerProcess s(repo, {"--grpc-handshake-timeout", std::to_string(kHandshakeS)});
+  // They stay for the whole test (the handshake timeout closing silent connections is tested with
+  // the gRPC connection limit below).
+  ServerProcess s(repo, {"--grpc-handshake-timeout", "120"});
   auto call_all = [&](Stub& stub, int n, int& failures) {
     std::vector<double> t;
     for (int i = 0; i < n; ++i) {
@@ -582,29 +583,29 @@ TEST(ServeConnections, TenThousandIdleTcpConnectionsDoNotStopGrpc) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   const double accepted_ms = ms_since(t_open);
   // gRPC sets each accepted connection up on the same poller threads that serve calls: while it
-  // works through 10,000 of them calls wait (a few hundred ms on the 2-core CI machine). Measured
-  // once that is done.
+  // works through 10,000 of them calls wait (up to a second or so on the shared 2-core machine).
+  // Measured once that is done: calls keep coming until a batch is fast again (bounded).
+  const double bound = std::max(50.0, 4 * base);
   const auto during = call_all(*fresh, 50, failures);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto t_settle = Clock::now();
+  while (ms_since(t_settle) < 15000) {
+    const auto batch = call_all(*fresh, 20, failures);
+    if (*std::max_element(batch.begin(), batch.end()) < bound) break;
+  }
+  const double settle_ms = ms_since(t_settle);
   auto lat = call_all(*fresh, 300, failures);
   const auto old_lat = call_all(*warm, 100, failures);
   lat.insert(lat.end(), old_lat.begin(), old_lat.end());
   const double loaded = p99(lat);
   std::printf("[ measure ] %d idle TCP connections to gRPC: connected in %.0f ms, all accepted by the server after "
-              "%.0f ms; a new client's first call meanwhile %.1f ms, its next 50 calls p99 %.1f ms; then p99 %.2f ms "
-              "beside them (%.2f ms alone)\n",
-              kIdle, connect_ms, accepted_ms, first_ms, p99(during), loaded, base);
+              "%.0f ms; a new client's first call meanwhile %.1f ms, its next 50 calls p99 %.1f ms; back to normal "
+              "%.0f ms later: p99 %.2f ms beside them (%.2f ms alone)\n",
+              kIdle, connect_ms, accepted_ms, first_ms, p99(during), settle_ms, loaded, base);
   EXPECT_EQ(failures, 0);
   EXPECT_LT(first_ms, 5000) << "a new client is served while the idle connections arrive";
-  EXPECT_LT(loaded, std::max(50.0, 4 * base));
-  const double open_ms = accepted_ms;
+  EXPECT_LT(settle_ms, 15000) << "calls are as fast as before once gRPC has taken the connections in";
+  EXPECT_LT(loaded, bound);
 
-  // Connections that never start the HTTP/2 handshake are closed after the handshake timeout.
-  const auto t_wait = Clock::now();
-  const int budget = kHandshakeS * 1000 + static_cast<int>(open_ms) + 5000;
-  int closed = 0;
-  for (int fd : socks.fds) closed += closed_within(fd, std::max(1, budget - static_cast<int>(ms_since(t_wait))));
-  EXPECT_EQ(closed, kIdle) << "idle TCP connections closed by the " << kHandshakeS << " s handshake timeout";
   socks.close_all();
   EXPECT_TRUE(fresh->ServerLive(ctx().get(), {}, &live).ok());
   EXPECT_TRUE(live.live());
