@@ -1,13 +1,9 @@
 #include "gpu/executor.hpp"
 
-#include <onnx/onnx_pb.h>
-
-#include <map>
 #include <condition_variable>
+#include <functional>
+#include <map>
 #include <mutex>
-#include <set>
-#include <sstream>
-#include <unordered_map>
 
 #include "onnx/onnx_model_impl.hpp"
 #include "onnx/ops/common.hpp"
@@ -25,38 +21,108 @@ void OpCtx::fail(const std::string& message, const std::string& tensor) const {
   throw Error(ErrorCode::InvalidArgument, message, {"", step.label, tensor});
 }
 
-// ---------------------------------------------------------------- op registry and shared helpers
+// ---------------------------------------------------------------- kernel choice (at load) and shared helpers
+void DeviceBuild::read_on_host(size_t i) {
+  if (host_reads_.size() <= i) host_reads_.resize(i + 1, 0);
+  host_reads_[i] = 1;
+}
+
+std::optional<std::vector<int64_t>> DeviceBuild::ints_or_host(size_t i) {
+  if (auto v = const_ints(i)) return v;
+  read_on_host(i);
+  return std::nullopt;
+}
+
+DeviceOpBuilder DeviceOpTable::find(const std::string& domain, const std::string& op_type) const {
+  auto it = ops_.find({domain == "ai.onnx" ? std::string() : domain, op_type});
+  return it == ops_.end() ? nullptr : it->second;
+}
+
 namespace {
-std::unordered_map<std::string, DeviceOp>& op_table() {
-  static std::unordered_map<std::string, DeviceOp> t;
-  return t;
+
+// Small integer values already on the host (shape arithmetic) stay there: a kernel launch and a
+// transfer back would cost more than the work, and later steps read them as dims. Sizes count when
+// known at load; a value of unknown size is not assumed small.
+bool small_host_integers(const onnx::StepQuery& q) {
+  bool any = false;
+  for (size_t i = 0; i < q.node.num_inputs(); ++i) {
+    if (!q.node.has_input(i)) continue;
+    const onnx::ValueInfo& v = q.node.input(i);
+    if (v.is_constant()) continue;
+    if (!q.input_on_host[i] || dtype_is_float(v.dtype) || !v.shape) return false;
+    int64_t n = 1;
+    for (int64_t d : *v.shape) {
+      if (d < 0) return false;
+      n *= d;
+    }
+    if (n > 4096) return false;
+    any = true;
+  }
+  return any || q.node.num_inputs() == 0;
 }
-void ensure_registered() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    register_elementwise_ops();
-    register_data_ops();
-    register_nn_ops();
-  });
-}
+
+class DeviceLibrary final : public onnx::DeviceKernels {
+ public:
+  DeviceLibrary() {
+    add_elementwise_ops(table_);
+    add_data_ops(table_);
+    add_nn_ops(table_);
+  }
+
+  // The placement rules of this executor, applied once per step at load.
+  onnx::KernelChoice choose(const onnx::StepQuery& q) const override {
+    onnx::KernelChoice c;
+    const std::string& domain = q.node.domain();
+    const bool std_domain = domain.empty() || domain == "ai.onnx";
+    if (q.has_subgraphs) {
+      c.why = "control flow: its bodies run on the CPU executor";
+      return c;
+    }
+    if (std_domain && q.reads_dims_only && q.node.has_input(0)) {
+      c.placement = onnx::Placement::CpuDims;
+      c.why = "reads only its input's dims";
+      return c;
+    }
+    if (std_domain && small_host_integers(q)) {
+      c.why = "small integer values already on the host";
+      return c;
+    }
+    const DeviceOpBuilder build = table_.find(domain, q.node.op_type());
+    if (!build) {
+      c.why = "no device kernel";
+      return c;
+    }
+    DeviceBuild b(q);
+    auto kernel = build(b);
+    if (!kernel) {
+      c.why = b.why();
+      return c;
+    }
+    c.placement = onnx::Placement::Device;
+    c.kernel = std::move(kernel);
+    c.host_reads = b.host_reads();
+    return c;
+  }
+
+ private:
+  DeviceOpTable table_;
+};
+
 }  // namespace
 
-void register_device_op(const std::string& op_type, DeviceOp op) { op_table()[op_type] = op; }
-
-DeviceOp find_device_op(const std::string& op_type) {
-  ensure_registered();
-  auto it = op_table().find(op_type);
-  return it == op_table().end() ? nullptr : it->second;
+const onnx::DeviceKernels& device_kernels() {
+  static const DeviceLibrary lib;  // read-only after construction: the code's kernels, not state
+  return lib;
 }
 
-DT device_dtype(DType t) {
+std::optional<DT> device_dtype(DType t) {
   switch (t) {
     case DType::F32: return DT::F32;
     case DType::I64: return DT::I64;
     case DType::I32: return DT::I32;
     case DType::Bool:
     case DType::U8: return DT::U8;
-    default: throw NotOnDevice{"dtype has no device kernels"};
+    default: return std::nullopt;
   }
 }
 
@@ -83,38 +149,62 @@ std::vector<int64_t> broadcast_dims(const OpCtx& c, const std::vector<std::vecto
   return out;
 }
 
-Layout broadcast_layout(const OpCtx& c, const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& ops) {
+int64_t Space::numel() const { return quiver::numel(dims); }
+
+void launch(const Space& s, const std::function<void(const Layout&, int64_t, int64_t)>& fn) {
+  const size_t r = s.dims.size();
+  const size_t lead = r > static_cast<size_t>(kMaxRank) ? r - kMaxRank : 0;
+  Layout l;
+  l.rank = static_cast<int>(r - lead);
+  int64_t inner = 1, outer = 1;
+  for (size_t k = lead; k < r; ++k) {
+    l.dims[k - lead] = s.dims[k];
+    for (int o = 0; o < 3; ++o) l.stride[o][k - lead] = s.stride[o].empty() ? 0 : s.stride[o][k];
+    l.mod[k - lead] = s.mod.empty() ? 0 : s.mod[k];
+    inner *= s.dims[k];
+  }
+  for (size_t k = 0; k < lead; ++k) outer *= s.dims[k];
+  for (int64_t j = 0; j < outer; ++j) {
+    int64_t rem = j;
+    for (int o = 0; o < 3; ++o) l.offset[o] = s.offset[o];
+    for (size_t k = lead; k-- > 0;) {
+      const int64_t idx = rem % s.dims[k];
+      rem /= s.dims[k];
+      for (int o = 0; o < 3; ++o) {
+        if (s.stride[o].empty()) continue;
+        const bool wraps = o == 1 && !s.mod.empty() && s.mod[k] != 0;  // the source index wraps (Tile)
+        l.offset[o] += (wraps ? idx % s.mod[k] : idx) * s.stride[o][k];
+      }
+    }
+    fn(l, inner, j * inner);
+  }
+}
+
+Space broadcast_space(const OpCtx& c, const std::vector<int64_t>& out, const std::vector<std::vector<int64_t>>& ops) {
   // Merge adjacent dims where every operand is contiguous-or-broadcast in the same way: fewer
   // divisions per element, and the common "same shape" case becomes one dim.
   const size_t r = out.size();
   std::vector<std::vector<int64_t>> st(ops.size(), std::vector<int64_t>(r, 0));
   for (size_t o = 0; o < ops.size(); ++o) {
     const auto& d = ops[o];
+    if (d.size() > r) c.fail("operand of shape " + dims_to_string(d) + " does not broadcast to " + dims_to_string(out));
     const auto cs = contiguous_strides(d);
     for (size_t k = 0; k < d.size(); ++k) st[o][r - d.size() + k] = d[k] == 1 ? 0 : cs[k];
   }
-  std::vector<int64_t> md;
-  std::vector<std::vector<int64_t>> ms(ops.size());
+  Space s;
   for (size_t k = 0; k < r; ++k) {
     if (out[k] == 1) continue;
-    bool merge = !md.empty();
-    for (size_t o = 0; merge && o < ops.size(); ++o) merge = ms[o].back() == st[o][k] * out[k];
+    bool merge = !s.dims.empty();
+    for (size_t o = 0; merge && o < ops.size(); ++o) merge = s.stride[o].back() == st[o][k] * out[k];
     if (merge) {
-      md.back() *= out[k];
-      for (size_t o = 0; o < ops.size(); ++o) ms[o].back() = st[o][k];
+      s.dims.back() *= out[k];
+      for (size_t o = 0; o < ops.size(); ++o) s.stride[o].back() = st[o][k];
     } else {
-      md.push_back(out[k]);
-      for (size_t o = 0; o < ops.size(); ++o) ms[o].push_back(st[o][k]);
+      s.dims.push_back(out[k]);
+      for (size_t o = 0; o < ops.size(); ++o) s.stride[o].push_back(st[o][k]);
     }
   }
-  if (md.size() > static_cast<size_t>(kMaxRank)) c.cpu("rank above the device kernels' limit");
-  Layout l;
-  l.rank = static_cast<int>(md.size());
-  for (size_t k = 0; k < md.size(); ++k) {
-    l.dims[k] = md[k];
-    for (size_t o = 0; o < ops.size() && o < 3; ++o) l.stride[o][k] = ms[o][k];
-  }
-  return l;
+  return s;
 }
 
 int64_t norm_axis(const OpCtx& c, int64_t axis, int64_t rank) {
@@ -230,18 +320,8 @@ class DeviceModel final : public Model {
   void run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const override;
 
   void describe(std::ostream& os) const override {
-    base_->describe(os);
+    base_->describe(os);  // includes where each step was placed at load
     os << "device: " << const_stream_->device_name() << "\n";
-    std::map<std::string, int> on_cpu;
-    for (const auto& st : plan_.steps) {
-      const auto& op = st.node ? st.node->op_type() : st.op_type;
-      const bool std_domain = st.node && (st.node->domain().empty() || st.node->domain() == "ai.onnx");
-      if (!std_domain || (!find_device_op(op) && !st.aliases && op != "Shape" && op != "Size")) on_cpu[st.op_type]++;
-    }
-    os << "steps with no device kernel (run by CPU kernels; so do small integer shape arithmetic and steps whose "
-          "dtypes or attributes the device kernels lack: `quiver bench --profile` marks them '(host)'):"
-       << (on_cpu.empty() ? " none" : "") << "\n";
-    for (const auto& [op, n] : on_cpu) os << "  " << op << " " << n << "\n";
   }
 
   const onnx::Plan& plan() const { return plan_; }
@@ -318,7 +398,8 @@ class Runner {
   void* ensure_dev(Val& v) {
     if (v.on_dev) return v.dev;
     if (!v.on_host) throw_error(ErrorCode::Internal, "value has no data on either side");
-    if (v.dtype == DType::String) throw NotOnDevice{"string tensors stay on the host"};
+    if (v.dtype == DType::String)  // no device kernel takes strings: their builders declined at load
+      throw_error(ErrorCode::Internal, "a string tensor was asked for on the device");
     const size_t bytes = v.nbytes();
     grow(s_, v, bytes);
     s_.upload(v.own, v.host.raw(), bytes);
@@ -346,8 +427,6 @@ class Runner {
 
   void run_step(size_t si, const onnx::Step& step);
   void run_cpu(size_t si, const onnx::Step& step, bool dims_only);
-  bool last_on_cpu = false;  // the last step ran its CPU kernel (for profiles)
-  bool host_eligible(const onnx::Step& step);
 
   const DeviceModel& m_;
   DeviceContext& st_;
@@ -454,21 +533,7 @@ class DeviceCtx final : public OpCtx {
   size_t si_;
 };
 
-bool Runner::host_eligible(const onnx::Step& step) {
-  // Small integer values that are already on the host (shape arithmetic) stay there: a kernel
-  // launch and a transfer back would cost more than the work, and later steps read them as dims.
-  bool any = false;
-  for (const auto& ref : step.inputs) {
-    if (ref.kind == onnx::ValueRef::Absent || ref.kind == onnx::ValueRef::Const) continue;
-    const Val& v = val(ref);
-    if (!v.on_host || dtype_is_float(v.dtype) || v.numel() > 4096) return false;
-    any = true;
-  }
-  return any || step.inputs.empty();
-}
-
 void Runner::run_cpu(size_t si, const onnx::Step& step, bool dims_only) {
-  last_on_cpu = true;
   CpuCtx ctx(*this, step, si, dims_only);
   step.kernel->run(ctx);
   // A kernel may reshape its output after allocating it: take the final dims from the tensor.
@@ -481,27 +546,17 @@ void Runner::run_cpu(size_t si, const onnx::Step& step, bool dims_only) {
   }
 }
 
+// Runs the step where the compiler placed it.
 void Runner::run_step(size_t si, const onnx::Step& step) {
-  const auto& node = *step.node;
-  const bool std_domain = node.domain().empty() || node.domain() == "ai.onnx";
-  const std::string& op = node.op_type();
-  if (std_domain && step.num_subs == 0 && (step.aliases || op == "Shape" || op == "Size") && !step.inputs.empty() &&
-      step.inputs[0].kind != onnx::ValueRef::Absent && !val(step.inputs[0]).on_host) {
-    run_cpu(si, step, true);
-    return;
-  }
-  if (std_domain && step.num_subs == 0 && !host_eligible(step)) {
-    if (DeviceOp f = find_device_op(op)) {
+  switch (step.placement) {
+    case onnx::Placement::Device: {
       DeviceCtx ctx(*this, step, si);
-      try {
-        f(ctx);
-        return;
-      } catch (const NotOnDevice&) {
-        // no device kernel for these dtypes / attributes: the CPU kernel runs it below
-      }
+      static_cast<const DeviceOp&>(*step.device_kernel).run(ctx);  // device_kernels() built it
+      return;
     }
+    case onnx::Placement::CpuDims: run_cpu(si, step, true); return;
+    case onnx::Placement::Cpu: run_cpu(si, step, false); return;
   }
-  run_cpu(si, step, false);
 }
 
 void DeviceModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const {
@@ -539,11 +594,10 @@ void DeviceModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outpu
     const onnx::Step& step = plan_.steps[si];
     const int64_t t0 = profiling ? now_ns() : 0;
     try {
-      r.last_on_cpu = false;
       r.run_step(si, step);
       if (profiling) {
         s.sync();
-        (r.last_on_cpu ? cpu_times : times)[si] = now_ns() - t0;
+        (step.placement == onnx::Placement::Device ? times : cpu_times)[si] = now_ns() - t0;
       }
     } catch (const Error& e) {
       throw e.with_context({plan_.model_name, step.label});
@@ -580,17 +634,16 @@ std::shared_ptr<const Model> make_device_model(std::shared_ptr<const onnx::OnnxM
 }
 
 namespace {
-// The device executor needs every step's node and no CPU-only fusion.
-onnx::CompileOptions device_compile_options() {
-  onnx::CompileOptions c;
-  c.keep_nodes = true;
-  c.fuse_transposed_gemm = false;
-  return c;
+onnx::Target device_target(const DeviceSpec& dev) {
+  onnx::Target t;
+  t.name = dev.text();
+  t.device = &device_kernels();
+  return t;
 }
 }  // namespace
 
 std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOptions& options, const DeviceSpec& dev) {
-  auto base = onnx::compile_onnx_file(path, options, device_compile_options());
+  auto base = onnx::compile_onnx_file(path, options, {}, device_target(dev));
   const std::string name = base->info().name;
   try {
     return make_device_model(std::move(base), dev);
@@ -601,7 +654,7 @@ std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOption
 
 std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std::string& base_dir,
                                              const LoadOptions& options, const DeviceSpec& dev) {
-  return make_device_model(onnx::compile_onnx_bytes(bytes, base_dir, options, device_compile_options()), dev);
+  return make_device_model(onnx::compile_onnx_bytes(bytes, base_dir, options, {}, device_target(dev)), dev);
 }
 
 }  // namespace quiver::gpu

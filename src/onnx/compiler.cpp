@@ -67,9 +67,12 @@ struct ValueRec {
   int last_use = -1;     // last step reading it (INT_MAX for graph outputs)
   int alias_of = -1;     // value id whose memory this value views
   bool view = false;
+  bool on_host = true;   // device targets: the data is on the host when later steps start
 };
 
 }  // namespace
+
+class BuildCtx;
 
 class GraphCompiler {
  public:
@@ -105,6 +108,10 @@ class GraphCompiler {
   }
   std::vector<const ::onnx::NodeProto*> topo_sort(const std::vector<const ::onnx::NodeProto*>& nodes);
   void build_node(const ::onnx::NodeProto& node);
+  void select_kernel(const OpDef& def, BuildCtx& ctx, const std::vector<int>& in_ids, const std::vector<int>& outs,
+                     Step& step);
+  // Subgraph bodies run on the CPU executor, inside their step's CPU kernel: compiled for the CPU.
+  const CompileEnv& subgraph_env();
   void assign_slots();
   [[noreturn]] void fail(const std::string& msg, const std::string& node = "", const std::string& tensor = "",
                          ErrorCode code = ErrorCode::InvalidArgument) const {
@@ -123,7 +130,18 @@ class GraphCompiler {
   std::vector<std::vector<int>> step_out_values_;  // value ids per step output
   std::vector<std::vector<int>> step_in_values_;   // value ids per step input (-1 absent)
   FusedGraph fused_;                                // node list after fusion rewrites
+  std::unique_ptr<CompileEnv> sub_env_;
 };
+
+const CompileEnv& GraphCompiler::subgraph_env() {
+  if (env_.target.cpu_only()) return env_;
+  if (!sub_env_) {
+    sub_env_ = std::make_unique<CompileEnv>(env_);
+    sub_env_->target = Target{};
+    sub_env_->options.fuse_transposed_gemm = false;  // as the enclosing device plan
+  }
+  return *sub_env_;
+}
 
 int GraphCompiler::lookup(const std::string& name) {
   auto it = names_.find(name);
@@ -157,6 +175,7 @@ class BuildCtx final : public BuildContext {
   const std::string& node_name() const override { return label_; }
   const std::string& model_name() const override { return gc_.env_.model_name; }
   int opset() const override { return opset_; }
+  const Target& target() const override { return gc_.env_.target; }
   const Attributes& attrs() const override { return attrs_; }
   size_t num_inputs() const override { return static_cast<size_t>(node_.input_size()); }
   const ValueInfo& input(size_t i) const override {
@@ -186,7 +205,7 @@ class BuildCtx final : public BuildContext {
   Subgraph compile_subgraph(const std::string& attr, const std::vector<ValueInfo>& formal) override {
     const auto* a = attrs_.find(attr);
     if (!a || !a->has_g()) fail("graph attribute '" + attr + "' is missing");
-    GraphCompiler child(a->g(), gc_.env_, &gc_);
+    GraphCompiler child(a->g(), gc_.subgraph_env(), &gc_);
     Subgraph sg;
     try {
       sg.plan = child.compile(formal);
@@ -339,11 +358,6 @@ void GraphCompiler::build_node(const ::onnx::NodeProto& node) {
                  (node.op_type() == "Conv" || node.op_type() == "MatMul" || node.op_type() == "Gemm"
                       ? (Attributes(&node).has("_quiver_act") ? "+" + Attributes(&node).get_string("_quiver_act", "") : "")
                       : "");
-  if (env_.options.keep_nodes) {
-    step.node = std::make_shared<::onnx::NodeProto>(node);
-    step.opset = ctx.opset();
-    step.aliases = def->aliases_input0;
-  }
   const int step_index = static_cast<int>(plan_->steps.size());
   for (int id : in_ids) {
     step.inputs.push_back(id < 0 ? ValueRef{} : values_[id].ref);
@@ -368,9 +382,54 @@ void GraphCompiler::build_node(const ::onnx::NodeProto& node) {
   step.first_sub = static_cast<uint32_t>(plan_->subplans.size());
   step.num_subs = static_cast<uint32_t>(ctx.subplans_.size());
   for (auto& sp : ctx.subplans_) plan_->subplans.push_back(sp);
+  select_kernel(*def, ctx, in_ids, outs, step);
   step_in_values_.push_back(in_ids);
   step_out_values_.push_back(outs);
   plan_->steps.push_back(std::move(step));
+}
+
+// The one place a step's kernel is chosen for the plan's target (onnx/target.hpp). On the CPU target
+// it is the op's CPU kernel, already built. A device target's library is asked once; its answer, and
+// where values then live (the executor moves data only where a consumer needs it), are plan data.
+void GraphCompiler::select_kernel(const OpDef& def, BuildCtx& ctx, const std::vector<int>& in_ids,
+                                  const std::vector<int>& outs, Step& step) {
+  const Target& target = env_.target;
+  if (target.cpu_only()) return;
+  std::vector<uint8_t> wanted(outs.size()), on_host(in_ids.size(), 1);
+  for (size_t i = 0; i < outs.size(); ++i) wanted[i] = outs[i] >= 0;
+  for (size_t i = 0; i < in_ids.size(); ++i) on_host[i] = in_ids[i] < 0 || values_[in_ids[i]].on_host;
+  const StepQuery query{ctx, ctx.out_, wanted, on_host, def.reads_dims_only || def.aliases_input0,
+                        !ctx.subplans_.empty()};
+  KernelChoice choice = target.device->choose(query);
+  step.placement = choice.placement;
+  step.why_cpu = std::move(choice.why);
+  auto set_inputs_on_host = [&](size_t from, const std::vector<uint8_t>* only) {
+    for (size_t i = from; i < in_ids.size(); ++i)
+      if (in_ids[i] >= 0 && (!only || (i < only->size() && (*only)[i]))) values_[in_ids[i]].on_host = true;
+  };
+  switch (choice.placement) {
+    case Placement::Device:
+      if (!choice.kernel)
+        fail("target '" + target.name + "' placed the step on the device without a kernel", step.label, "",
+             ErrorCode::Internal);
+      step.device_kernel = std::move(choice.kernel);
+      step.kernel.reset();  // never run: drop its CPU-side state (packed weights)
+      set_inputs_on_host(0, &choice.host_reads);
+      for (int v : outs)
+        if (v >= 0) values_[v].on_host = false;
+      break;
+    case Placement::CpuDims:
+      set_inputs_on_host(1, nullptr);
+      for (size_t i = 0; i < outs.size(); ++i)
+        if (outs[i] >= 0)
+          values_[outs[i]].on_host = i == 0 && def.aliases_input0 && in_ids[0] >= 0 ? values_[in_ids[0]].on_host : true;
+      break;
+    case Placement::Cpu:
+      set_inputs_on_host(0, nullptr);
+      for (int v : outs)
+        if (v >= 0) values_[v].on_host = true;
+      break;
+  }
 }
 
 void GraphCompiler::assign_slots() {
@@ -449,10 +508,11 @@ std::shared_ptr<Plan> GraphCompiler::compile(const std::vector<ValueInfo>& input
   num_formal_ = k;
   plan_->num_inputs = k;
 
+  // Reading a transposed operand inside Gemm is a CPU kernel's trick: not for device targets.
   fused_ = fuse_graph(g_, env_.options.fuse, [this](const std::string& n) -> std::shared_ptr<const Tensor> {
     int id = names_.count(n) ? names_[n] : -1;
     return id >= 0 ? values_[id].info.constant : nullptr;
-  }, env_.options.fuse_transposed_gemm);
+  }, env_.options.fuse_transposed_gemm && env_.target.cpu_only());
   for (auto& [name, t] : fused_.new_constants) add_constant(name, t);
 
   std::vector<const ::onnx::NodeProto*> nodes;
@@ -466,8 +526,15 @@ std::shared_ptr<Plan> GraphCompiler::compile(const std::vector<ValueInfo>& input
     plan_->outputs.push_back({});  // patched below
   }
   assign_slots();
-  for (int i = 0; i < g_.output_size(); ++i) plan_->outputs[i] = values_[lookup(g_.output(i).name())].ref;
+  for (int i = 0; i < g_.output_size(); ++i) {
+    const ValueRec& v = values_[lookup(g_.output(i).name())];
+    plan_->outputs[i] = v.ref;
+    plan_->output_shapes.push_back(v.info.shape);
+  }
   plan_->num_inputs = num_formal_ + captured_.size();
+  plan_->target = env_.target.name;
+  plan_->cpu_only = std::none_of(plan_->steps.begin(), plan_->steps.end(),
+                                 [](const Step& s) { return s.placement == Placement::Device; });
   return plan_;
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "onnx/plan.hpp"
+#include "onnx/target.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 
 namespace onnx { class GraphProto; class ModelProto; }
@@ -16,6 +17,7 @@ struct CompileEnv {
   std::string base_dir;  // for external data
   std::map<std::string, int64_t> opsets;  // "" = ai.onnx
   CompileOptions options;
+  Target target;  // what the plan is for: each step's kernel is chosen once for it
 };
 
 class GraphCompiler;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "onnx/target.hpp"
 #include "quiver/core/error.hpp"
 #include "quiver/core/tensor.hpp"
 
@@ -83,6 +84,8 @@ class BuildContext {
   virtual const std::string& model_name() const = 0;
   // Opset version in force for this node's domain.
   virtual int opset() const = 0;
+  // What the plan is compiled for (a builder may pick a variant of its kernel once, here).
+  virtual const Target& target() const = 0;
   virtual const Attributes& attrs() const = 0;
   virtual size_t num_inputs() const = 0;  // declared inputs (trailing omitted ones count as absent)
   virtual const ValueInfo& input(size_t i) const = 0;  // i >= num_inputs() -> absent info
@@ -167,8 +170,12 @@ struct OpDef {
   KernelBuilder build;
   bool aliases_input0 = false;  // output 0 may be a view of input 0 (Reshape, Squeeze, Identity ...)
   bool foldable = true;         // may be constant-folded (false for random ops)
+  bool reads_dims_only = false; // the kernel reads input 0's dims, never its data (Shape, Size; views
+                                // with aliases_input0 do too)
 };
 
+// The CPU kernels, keyed by (domain, op type). A table filled once per process from the op files
+// (register_all_ops) and only read afterwards: it is the code's list of operators, not state.
 class OpRegistry {
  public:
   static OpRegistry& instance();

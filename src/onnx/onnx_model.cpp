@@ -89,10 +89,27 @@ void OnnxModel::describe(std::ostream& os) const {
   for (const auto& [d, v] : summary_.opsets) os << " " << (d.empty() ? "ai.onnx" : d) << "=" << v;
   os << "\nparameters: " << summary_.parameter_count << " (" << summary_.parameter_bytes << " bytes)\n";
   os << "steps after compilation: " << plan_->steps.size() << ", activation slots: " << plan_->num_slots << "\n";
+  if (!plan_->cpu_only) describe_placement(os);
   os << "operators:\n";
   for (const auto& [op, n] : summary_.op_counts) os << "  " << op << " " << n << "\n";
   os << "unsupported operators: " << (summary_.unsupported_ops.empty() ? "none" : "") << "\n";
   for (const auto& u : summary_.unsupported_ops) os << "  " << u << "\n";
+}
+
+void OnnxModel::describe_placement(std::ostream& os) const {
+  // What the compiler chose for the target, as recorded in the plan.
+  size_t on_device = 0;
+  std::map<std::pair<std::string, std::string>, int> on_cpu;  // (op, why) -> steps
+  for (const auto& st : plan_->steps) {
+    if (st.placement == Placement::Device) ++on_device;
+    else on_cpu[{st.op_type, st.why_cpu}]++;
+  }
+  os << "target: " << plan_->target << " (" << on_device << " steps on the device, "
+     << plan_->steps.size() - on_device << " on the CPU)\n";
+  os << "steps with no device kernel (their CPU kernels run them, as placed at load; `quiver bench --profile` "
+        "marks them '(host)'):"
+     << (on_cpu.empty() ? " none" : "") << "\n";
+  for (const auto& [k, n] : on_cpu) os << "  " << k.first << " " << n << (k.second.empty() ? "" : ": " + k.second) << "\n";
 }
 
 namespace {
@@ -153,7 +170,8 @@ ModelSummary summarize(const ::onnx::ModelProto& mp) {
 }  // namespace
 
 std::shared_ptr<OnnxModel> compile_onnx_bytes(const std::string& bytes, const std::string& base_dir,
-                                              const LoadOptions& options, const CompileOptions& compile) {
+                                              const LoadOptions& options, const CompileOptions& compile,
+                                              const Target& target) {
   ensure_ops();
   const std::string what = options.name.empty() ? "<memory>" : options.name;
   ::onnx::ModelProto mp = parse_model(bytes, what);
@@ -213,13 +231,14 @@ std::shared_ptr<OnnxModel> compile_onnx_bytes(const std::string& bytes, const st
   env.model_name = info.name;
   env.base_dir = base_dir;
   env.options = compile;
+  env.target = target;
   for (const auto& o : mp.opset_import()) env.opsets[o.domain() == "ai.onnx" ? "" : o.domain()] = o.version();
   auto plan = compile_graph(g, env, input_infos);
   return std::make_shared<OnnxModel>(std::move(info), std::move(plan), std::move(rank_known), std::move(summary));
 }
 
 std::shared_ptr<OnnxModel> compile_onnx_file(const std::string& path, const LoadOptions& options,
-                                             const CompileOptions& compile) {
+                                             const CompileOptions& compile, const Target& target) {
   const std::string bytes = read_file(path);
   LoadOptions opts = options;
   if (opts.name.empty()) {
@@ -227,7 +246,7 @@ std::shared_ptr<OnnxModel> compile_onnx_file(const std::string& path, const Load
     opts.name = p.stem() == "model" && p.has_parent_path() ? p.parent_path().filename().string() : p.stem().string();
   }
   try {
-    auto m = compile_onnx_bytes(bytes, std::filesystem::path(path).parent_path().string(), opts, compile);
+    auto m = compile_onnx_bytes(bytes, std::filesystem::path(path).parent_path().string(), opts, compile, target);
     m->mutable_info().path = path;
     return m;
   } catch (const Error& e) {
@@ -251,13 +270,13 @@ void expect_cpu(const LoadOptions& options) {
 std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std::string& base_dir,
                                              const LoadOptions& options, const CompileOptions& compile) {
   expect_cpu(options);
-  return compile_onnx_bytes(bytes, base_dir, options, compile);
+  return compile_onnx_bytes(bytes, base_dir, options, compile, Target{});
 }
 
 std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOptions& options,
                                        const CompileOptions& compile) {
   expect_cpu(options);
-  return compile_onnx_file(path, options, compile);
+  return compile_onnx_file(path, options, compile, Target{});
 }
 
 ModelSummary summarize_onnx(const std::string& path) { return summarize(parse_model(read_file(path), path)); }

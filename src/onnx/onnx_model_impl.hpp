@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "onnx/plan.hpp"
+#include "onnx/target.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 
 namespace quiver::onnx {
@@ -21,6 +22,8 @@ class OnnxModel final : public Model {
   std::unique_ptr<RunState> make_state() const override;
   void run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs, RunState& state) const override;
   void describe(std::ostream& os) const override;
+  // Where each step of a device target's plan runs (inspect).
+  void describe_placement(std::ostream& os) const;
 
   // Count, dtype and shape of the inputs against the graph's declaration; throws InvalidArgument
   // naming the tensor.
@@ -36,11 +39,12 @@ class OnnxModel final : public Model {
   ModelSummary summary_;
 };
 
-// The loader behind load_onnx / load_onnx_bytes, for any target (CompileOptions::target); the GPU
-// executor wraps the result. No check of LoadOptions::params["device"]: the caller chose the target.
+// The loader behind load_onnx / load_onnx_bytes, for any target; the GPU executor wraps the result
+// of a device target. No check of LoadOptions::params["device"]: the caller chose the target.
 std::shared_ptr<OnnxModel> compile_onnx_bytes(const std::string& bytes, const std::string& base_dir,
-                                              const LoadOptions& options, const CompileOptions& compile);
+                                              const LoadOptions& options, const CompileOptions& compile,
+                                              const Target& target);
 std::shared_ptr<OnnxModel> compile_onnx_file(const std::string& path, const LoadOptions& options,
-                                             const CompileOptions& compile);
+                                             const CompileOptions& compile, const Target& target);
 
 }  // namespace quiver::onnx

@@ -105,7 +105,19 @@ std::vector<ProfileEntry> profile_snapshot() {
   return out;
 }
 
+const char* placement_name(Placement p) {
+  switch (p) {
+    case Placement::Cpu: return "cpu";
+    case Placement::CpuDims: return "cpu (dims only)";
+    case Placement::Device: return "device";
+  }
+  return "?";
+}
+
 void Plan::run(std::span<const Tensor* const> inputs, PlanState& st) const {
+  if (!cpu_only)
+    throw Error(ErrorCode::Internal, "this plan was compiled for target '" + target + "': its device executor runs it",
+                {model_name});
   st.inputs = inputs.data();
   st.num_inputs = inputs.size();
   const bool profiling = g_profiling.load(std::memory_order_relaxed);

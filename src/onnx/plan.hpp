@@ -1,6 +1,7 @@
 // Internal: the compiled, immutable execution plan of a graph and its per-call state.
 #pragma once
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -16,18 +17,16 @@ struct ValueRef {
 };
 
 struct Step {
-  std::unique_ptr<Kernel> kernel;
+  Placement placement = Placement::Cpu;  // chosen once by the compiler for the plan's target
+  std::unique_ptr<Kernel> kernel;        // Placement::Cpu / CpuDims: the op's CPU kernel
+  std::unique_ptr<const DeviceKernel> device_kernel;  // Placement::Device (null otherwise)
+  std::string why_cpu;  // a device target's step on the CPU: why (no device kernel, its dtypes ...)
   std::vector<ValueRef> inputs;
   std::vector<int32_t> outputs;   // slot per output, -1 = not wanted
   std::vector<uint8_t> view_out;  // output slot holds views (aliasing op)
   std::string label;              // "name (OpType)" for errors
   std::string op_type;            // for profiles
   uint32_t first_sub = 0, num_subs = 0;  // range in Plan::subplans_
-  // For executors other than the CPU kernels (src/gpu): the node after fusion (attributes), its
-  // domain's opset, and whether output 0 may view input 0. Kept only when CompileOptions::keep_nodes.
-  std::shared_ptr<const ::onnx::NodeProto> node;
-  int opset = 0;
-  bool aliases = false;
 };
 
 // Per-op-type timing of every Plan::run while enabled (quiver bench --profile). Off: one relaxed
@@ -55,15 +54,19 @@ class PlanState {
 class Plan {
  public:
   std::string model_name;
+  std::string target = "cpu";  // Target::name it was compiled for
+  bool cpu_only = true;        // every step has its CPU kernel: run() may run it
   std::vector<std::shared_ptr<const Tensor>> constants;
   std::vector<Step> steps;
   size_t num_slots = 0;
   size_t num_inputs = 0;
   std::vector<ValueRef> outputs;
+  std::vector<std::optional<std::vector<int64_t>>> output_shapes;  // as the compiler inferred them (-1: dynamic)
   std::vector<std::shared_ptr<const Plan>> subplans;
 
   std::unique_ptr<PlanState> make_state() const;
   // Runs with `inputs` (formal inputs then outer-scope values for subgraphs). Results stay in the state.
+  // A plan with device steps runs on its device executor (src/gpu), not here.
   void run(std::span<const Tensor* const> inputs, PlanState& st) const;
   const Tensor& result(size_t i, const PlanState& st) const { return resolve(outputs[i], st); }
 

@@ -290,3 +290,75 @@ TEST(GpuExecutor, DeviceChoicesAreChecked) {
     EXPECT_EQ(c.code(), ErrorCode::InvalidArgument);
   }
 }
+
+// Where each step runs is decided once, at load, and `inspect` prints it from the plan: the grouped
+// Conv has no device kernel (and says why), its neighbours run on the device.
+TEST(GpuExecutor, PlacementIsChosenAtLoadAndPrintedWithReasons) {
+  G g;
+  g.input("x", {-1, 2, 4, 4});
+  g.output("y", {-1, 2, 4, 4});
+  g.init("w", Tensor::from_vector<float>(std::vector<float>(18, 0.5f), {2, 1, 3, 3}));
+  g.node("Relu", {"x"}, {"r"});
+  auto* dw = g.node("Conv", {"r", "w"}, {"c"}, "depthwise");
+  quiver::test::attr_int(dw, "group", 2);
+  quiver::test::attr_ints(dw, "pads", {1, 1, 1, 1});
+  g.node("Neg", {"c"}, {"y"});  // not fused into the Conv
+  auto gpu = load_on_device(g);
+  std::ostringstream os;
+  gpu->describe(os);
+  const std::string d = os.str();
+  EXPECT_NE(d.find("(2 steps on the device, 1 on the CPU)"), std::string::npos) << d;
+  EXPECT_NE(d.find("  Conv 1: grouped conv\n"), std::string::npos) << d;
+  EXPECT_EQ(d.find("Relu 1:"), std::string::npos) << d;
+  // The CPU engine's own model has no placement to report.
+  std::ostringstream cs;
+  g.load()->describe(cs);
+  EXPECT_EQ(cs.str().find("steps with no device kernel"), std::string::npos) << cs.str();
+}
+
+// Device kernels take iteration spaces of at most 8 dims; bigger ones (rank 10 here, broadcasting
+// that no merge reduces) run on the device in pieces, never on the CPU, with the CPU's results.
+TEST(GpuExecutor, RanksAboveTheKernelLimitStayOnTheDevice) {
+  const std::vector<int64_t> da = {2, 1, 2, 1, 2, 1, 2, 1, 2, 1}, db = {1, 2, 1, 2, 1, 2, 1, 2, 1, 2};
+  const std::vector<int64_t> full(10, 2);
+  G g;
+  g.input("a", da);
+  g.input("b", db);
+  g.output("sum", full);
+  g.output("t", full);
+  g.output("tiled", full);
+  g.output("red", {2, 2, 2, 2, 2});
+  g.init("reps", Tensor::from_vector<int64_t>(db, {10}));
+  g.init("axes", Tensor::from_vector<int64_t>({0, 2, 4, 6, 8}, {5}));
+  g.node("Add", {"a", "b"}, {"sum"}, "add10");
+  auto* tr = g.node("Transpose", {"sum"}, {"t"}, "transpose10");
+  quiver::test::attr_ints(tr, "perm", {1, 0, 3, 2, 5, 4, 7, 6, 9, 8});
+  g.node("Tile", {"a", "reps"}, {"tiled"}, "tile10");
+  auto* rs = g.node("ReduceSum", {"sum", "axes"}, {"red"}, "reduce10");
+  quiver::test::attr_int(rs, "keepdims", 0);
+  auto gpu = load_on_device(g);
+  auto cpu = g.load();
+  std::ostringstream os;
+  gpu->describe(os);
+  EXPECT_NE(os.str().find("(4 steps on the device, 0 on the CPU)"), std::string::npos) << os.str();
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<Tensor> in{Tensor::empty(DType::F32, da), Tensor::empty(DType::F32, db)};
+  for (auto& t : in)
+    for (auto& v : t.span<float>()) v = u(rng);
+  auto a = gpu->run_once(in);
+  auto b = cpu->run_once(in);
+  ASSERT_EQ(a.size(), 4u);
+  for (size_t k = 0; k < 3; ++k) EXPECT_EQ(quiver::onnx::compare_tensors(a[k], b[k], {0, 0}), "") << "output " << k;
+  EXPECT_EQ(quiver::onnx::compare_tensors(a[3], b[3], {1e-5, 1e-6}), "");
+}
+
+// The ONNX loader compiles for the CPU; asking it for a device is a clear error, not a silent CPU run.
+TEST(GpuExecutor, TheOnnxLoaderLeavesTheDeviceToTheBackendLayer) {
+  const std::string path = kHep + "hls4ml_three_layer/model.onnx";
+  auto e = expect_error([&] { quiver::onnx::load_onnx(path, on_device("gpu-emulator")); });
+  EXPECT_EQ(e.code(), ErrorCode::InvalidArgument);
+  EXPECT_NE(std::string(e.what()).find("backend layer"), std::string::npos) << e.what();
+  EXPECT_EQ(quiver::backends::load_onnx(path, on_device("gpu-emulator"))->info().device, "gpu-emulator");
+  EXPECT_EQ(quiver::onnx::load_onnx(path, on_device("cpu"))->info().device, "");
+}

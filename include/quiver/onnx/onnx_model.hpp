@@ -13,8 +13,7 @@ namespace quiver::onnx {
 struct CompileOptions {
   bool fold_constants = true;
   bool fuse = true;  // MatMul+Add, Gemm/Conv+activation, BatchNorm into Conv
-  bool fuse_transposed_gemm = true;  // Transpose->Reshape->Gemm read transposed (CPU kernels only)
-  bool keep_nodes = false;           // keep each step's node: executors other than the CPU kernels need it
+  bool fuse_transposed_gemm = true;  // Transpose->Reshape->Gemm read transposed (CPU targets only)
 };
 
 // Load an .onnx file (external data resolved next to it) to run on the CPU. Throws quiver::Error naming

@@ -52,10 +52,23 @@ QUIVER_REGISTER_OPS(if) {
                     DType dt = subgraph_output_dtype_any(ctx, "then_branch", i);
                     if (dt == DType::Undefined) dt = subgraph_output_dtype_any(ctx, "else_branch", i);
                     if (dt == DType::Undefined) ctx.unsupported("branch output " + std::to_string(i) + " has no declared tensor type");
-                    ctx.set_output(i, dt);
                   }
                   Subgraph t = ctx.compile_subgraph("then_branch", {});
                   Subgraph e = ctx.compile_subgraph("else_branch", {});
+                  for (size_t i = 0; i < ctx.num_outputs(); ++i) {
+                    DType dt = subgraph_output_dtype_any(ctx, "then_branch", i);
+                    if (dt == DType::Undefined) dt = subgraph_output_dtype_any(ctx, "else_branch", i);
+                    // Known when both branches agree on the rank; a dim either branch leaves open is dynamic.
+                    std::optional<std::vector<int64_t>> shape;
+                    const auto& ts = t.plan->output_shapes[i];
+                    const auto& es = e.plan->output_shapes[i];
+                    if (ts && es && ts->size() == es->size()) {
+                      shape = *ts;
+                      for (size_t k = 0; k < shape->size(); ++k)
+                        if ((*ts)[k] != (*es)[k]) (*shape)[k] = -1;
+                    }
+                    ctx.set_output(i, dt, shape);
+                  }
                   return std::make_unique<IfKernel>(std::move(t), std::move(e));
                 }});
 }

@@ -145,7 +145,16 @@ QUIVER_REGISTER_OPS(matmul) {
                   std::optional<std::vector<int64_t>> shape;
                   if (ctx.input(0).shape && ctx.input(1).shape) {
                     MatMulShape s;
-                    if (matmul_shape(*ctx.input(0).shape, *ctx.input(1).shape, s)) shape = s.out;
+                    const auto& ad = *ctx.input(0).shape;
+                    const auto& bd = *ctx.input(1).shape;
+                    if (matmul_shape(ad, bd, s)) {
+                      shape = s.out;
+                    } else if (!ad.empty() && !bd.empty()) {
+                      // Dynamic dims leave the sizes open, not the rank.
+                      const size_t batch = std::max(ad.size() - std::min<size_t>(ad.size(), 2),
+                                                    bd.size() - std::min<size_t>(bd.size(), 2));
+                      shape = std::vector<int64_t>(batch + (ad.size() > 1) + (bd.size() > 1), -1);
+                    }
                   }
                   ctx.set_output(0, t, shape);
                   const bool bias = ctx.has_input(2);

@@ -56,6 +56,10 @@ QUIVER_REGISTER_OPS(reshape) {
               for (size_t i = 0; i < spec->size(); ++i)
                 if ((*spec)[i] > 0) (*shape)[i] = (*spec)[i];
             }
+            // A shape computed at run time still has a known length: the output's rank.
+            const auto& spec_shape = ctx.input(1).shape;
+            if (!shape && spec_shape && spec_shape->size() == 1 && (*spec_shape)[0] >= 0)
+              shape = std::vector<int64_t>(static_cast<size_t>((*spec_shape)[0]), -1);
             ctx.set_output(0, ctx.input_dtype(0), shape);
             if (spec) {
               return make_kernel([spec = *spec, allowzero](ExecContext& ec) {

@@ -11,7 +11,7 @@ static void shape_range(int64_t rank, int64_t start, int64_t end, bool has_end, 
 }
 
 QUIVER_REGISTER_OPS(shape) {
-  registry.add({"", "Shape", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+  OpDef shape{"", "Shape", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(1, 1);
                   const int64_t start = ctx.attrs().get_int("start", 0);
                   const bool has_end = ctx.attrs().has("end");
@@ -38,8 +38,10 @@ QUIVER_REGISTER_OPS(shape) {
                     Tensor& out = ec.output(0, DType::I64, {e - s});
                     for (int64_t i = s; i < e; ++i) out.data<int64_t>()[i - s] = d[i];
                   });
-                }});
-  registry.add({"", "Size", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+                }};
+  shape.reads_dims_only = true;
+  registry.add(shape);
+  OpDef size{"", "Size", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(1, 1);
                   const auto& sh = ctx.input(0).shape;
                   if (sh && std::all_of(sh->begin(), sh->end(), [](int64_t x) { return x >= 0; })) {
@@ -51,6 +53,8 @@ QUIVER_REGISTER_OPS(shape) {
                     Tensor& out = ec.output(0, DType::I64, std::span<const int64_t>());
                     out.data<int64_t>()[0] = ec.input(0).numel();
                   });
-                }});
+                }};
+  size.reads_dims_only = true;
+  registry.add(size);
 }
 }  // namespace quiver::onnx
