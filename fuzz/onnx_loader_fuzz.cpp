@@ -11,7 +11,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // A tiny model may legitimately ask for gigabytes; here that must be a clean error.
-  quiver::set_tensor_byte_limit(size_t{256} << 20);
+  const quiver::TensorByteLimit limit(size_t{256} << 20);
   const std::string bytes(reinterpret_cast<const char*>(data), size);
   try {
     auto m = quiver::onnx::load_onnx_bytes(bytes, "");

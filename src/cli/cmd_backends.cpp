@@ -18,6 +18,7 @@
 #include "cli/command.hpp"
 #include "quiver/backends/backends.hpp"
 #include "quiver/core/model.hpp"
+#include "quiver/core/profile.hpp"
 #include "quiver/core/util.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
@@ -122,13 +123,14 @@ void cmd_bench(const std::string& path, const std::string& device, int64_t batch
     std::vector<Tensor> out;
     for (int i = 0; i < 3; ++i) s.run(inputs, out);
   }
-  if (profile) onnx::enable_profiling(true);
   std::vector<BenchResult> res(static_cast<size_t>(threads));
+  std::vector<OpProfile> profiles(static_cast<size_t>(threads));  // one per thread's state, merged below
   std::atomic<bool> go{false};
   std::vector<std::thread> th;
   for (int t = 0; t < threads; ++t)
     th.emplace_back([&, t] {
       Session s(model);
+      if (profile) s.set_profile(&profiles[static_cast<size_t>(t)]);
       std::vector<Tensor> out;
       auto& r = res[static_cast<size_t>(t)];
       r.lat_us.reserve(1 << 20);
@@ -175,13 +177,18 @@ void cmd_bench(const std::string& path, const std::string& device, int64_t batch
     std::printf("peak RSS: %.1f MiB\n", rss / 1048576.0);
   }
   if (profile) {
-    auto rows = onnx::profile_report();
+    OpProfile all;
+    for (const auto& p : profiles) all.merge(p);
+    const auto rows = all.rows();
     double total = 0;
-    for (auto& [op, ms, n] : rows) total += ms;
+    for (const auto& r : rows) total += r.ns / 1e6;
     std::printf("\nprofile (time in operators, all threads):\n%-28s %10s %7s %12s %12s\n", "op", "ms", "%", "calls", "us/call");
-    for (auto& [op, ms, n] : rows)
-      std::printf("%-28s %10.2f %6.1f%% %12lld %12.3f\n", op.c_str(), ms, 100 * ms / total, static_cast<long long>(n),
-                  1e3 * ms / static_cast<double>(n));
+    for (const auto& r : rows) {
+      const double ms = r.ns / 1e6;
+      std::printf("%-28s %10.2f %6.1f%% %12lld %12.3f\n", r.op.c_str(), ms, 100 * ms / total,
+                  static_cast<long long>(r.calls), 1e3 * ms / static_cast<double>(r.calls));
+    }
+    if (rows.empty()) std::printf("(this backend does not time its operators)\n");
   }
 }
 

@@ -1,6 +1,5 @@
 #include "quiver/core/tensor.hpp"
 
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -12,16 +11,17 @@
 namespace quiver {
 
 namespace {
-std::atomic<size_t> g_byte_limit{SIZE_MAX};
+thread_local size_t t_byte_limit = SIZE_MAX;  // see TensorByteLimit
 }
-void set_tensor_byte_limit(size_t bytes) { g_byte_limit.store(bytes ? bytes : SIZE_MAX); }
-size_t tensor_byte_limit() { return g_byte_limit.load(); }
+TensorByteLimit::TensorByteLimit(size_t bytes) : enclosing_(t_byte_limit) { t_byte_limit = bytes ? bytes : SIZE_MAX; }
+TensorByteLimit::~TensorByteLimit() { t_byte_limit = enclosing_; }
+size_t tensor_byte_limit() { return t_byte_limit; }
 
 Storage::Storage(DType dtype, size_t elements) : elements_(elements), dtype_(dtype) {
   size_t bytes = elements * dtype_size(dtype);
-  if (bytes > g_byte_limit.load(std::memory_order_relaxed))
+  if (bytes > t_byte_limit)
     throw_error(ErrorCode::ResourceExhausted, "tensor of " + std::to_string(bytes) + " bytes exceeds the limit of " +
-                                                  std::to_string(g_byte_limit.load()) + " bytes");
+                                                  std::to_string(t_byte_limit) + " bytes");
   bytes_ = (bytes + kTensorAlignment - 1) / kTensorAlignment * kTensorAlignment;
   if (bytes_ == 0) bytes_ = kTensorAlignment;  // never hand out null: views of empty tensors stay valid
   data_ = std::aligned_alloc(kTensorAlignment, bytes_);

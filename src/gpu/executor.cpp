@@ -581,33 +581,25 @@ void DeviceModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outpu
   if (st.err_unread) s.fill(st.err, sizeof(int32_t), 0, 1);
   st.err_unread = true;
   Runner r(*this, st);
-  // Profiling (quiver bench --profile): wait after every step so that its time is its own; a step
-  // that ran on the host (its CPU kernel, or dims only) is listed as "Op (host)".
-  const bool profiling = onnx::profiling_enabled();
-  std::vector<int64_t> times, cpu_times;
-  if (profiling) {
-    times.assign(plan_.steps.size(), 0);
-    cpu_times.assign(plan_.steps.size(), 0);
-    s.sync();
-  }
+  // Profiling (quiver bench --profile, RunState::profile): wait after every step so that its time is
+  // its own; a step placed on the host (its CPU kernel, or dims only) is listed as "Op (host)".
+  OpProfile* const profile = state.profile;
+  if (st.cpu->profile != profile) st.cpu->set_profile(profile);  // control-flow bodies
+  if (profile) s.sync();
   for (size_t si = 0; si < plan_.steps.size(); ++si) {
     const onnx::Step& step = plan_.steps[si];
-    const int64_t t0 = profiling ? now_ns() : 0;
+    const int64_t t0 = profile ? now_ns() : 0;
     try {
       r.run_step(si, step);
-      if (profiling) {
+      if (profile) {
         s.sync();
-        (step.placement == onnx::Placement::Device ? times : cpu_times)[si] = now_ns() - t0;
+        profile->add(step.placement == onnx::Placement::Device ? step.op_type : step.op_type + " (host)", now_ns() - t0);
       }
     } catch (const Error& e) {
       throw e.with_context({plan_.model_name, step.label});
     } catch (const std::exception& e) {
       throw Error(ErrorCode::Internal, e.what(), {plan_.model_name, step.label});
     }
-  }
-  if (profiling) {
-    onnx::profile_record(plan_, times);
-    onnx::profile_record(plan_, cpu_times, " (host)");
   }
   outputs.resize(plan_.outputs.size());
   for (size_t i = 0; i < outputs.size(); ++i) {

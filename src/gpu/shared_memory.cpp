@@ -118,7 +118,7 @@ void* map_fd(int fd, size_t bytes, const std::string& key) {
 std::unique_ptr<SharedDeviceMemory> allocate_emulated(int device, size_t bytes) {
   if (device != 0)
     throw_error(ErrorCode::InvalidArgument, "the emulated device is device 0, not " + std::to_string(device));
-  static std::atomic<uint64_t> counter{0};
+  static std::atomic<uint64_t> counter{0};  // a name generator for this process's regions, no setting
   const std::string key = "/quiver_devshm_" + std::to_string(getpid()) + "_" + std::to_string(counter++);
   const int fd = shm_open(key.c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
   if (fd < 0) throw_error(ErrorCode::Unavailable, "shm_open('" + key + "') failed: " + std::strerror(errno));

@@ -72,6 +72,7 @@ void OnnxModel::run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs
   check_inputs(inputs);
   auto& st = static_cast<OnnxState&>(state);
   for (size_t i = 0; i < inputs.size(); ++i) st.input_ptrs[i] = &inputs[i];
+  if (st.plan_state->profile != state.profile) st.plan_state->set_profile(state.profile);
   plan_->run(st.input_ptrs, *st.plan_state);
   outputs.resize(plan_->outputs.size());
   for (size_t i = 0; i < outputs.size(); ++i) {
@@ -289,13 +290,4 @@ std::vector<std::string> supported_ops() {
   return OpRegistry::instance().list();
 }
 
-}  // namespace quiver::onnx
-
-namespace quiver::onnx {
-void enable_profiling(bool on) { set_profiling(on); }
-std::vector<std::tuple<std::string, double, int64_t>> profile_report() {
-  std::vector<std::tuple<std::string, double, int64_t>> out;
-  for (const auto& e : profile_snapshot()) out.emplace_back(e.op_type, e.ns / 1e6, e.calls);
-  return out;
-}
 }  // namespace quiver::onnx

@@ -1,9 +1,6 @@
 #include "onnx/plan.hpp"
 
 #include <algorithm>
-#include <atomic>
-#include <map>
-#include <mutex>
 
 #include "quiver/core/shape.hpp"
 #include "quiver/core/util.hpp"
@@ -85,26 +82,6 @@ std::unique_ptr<PlanState> Plan::make_state() const {
   return st;
 }
 
-namespace {
-std::atomic<bool> g_profiling{false};
-std::mutex g_profile_mutex;
-std::map<std::string, ProfileEntry> g_profile;
-}  // namespace
-
-void set_profiling(bool on) {
-  std::lock_guard lock(g_profile_mutex);
-  g_profile.clear();
-  g_profiling.store(on);
-}
-
-std::vector<ProfileEntry> profile_snapshot() {
-  std::lock_guard lock(g_profile_mutex);
-  std::vector<ProfileEntry> out;
-  for (auto& [k, v] : g_profile) out.push_back(v);
-  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.ns > b.ns; });
-  return out;
-}
-
 const char* placement_name(Placement p) {
   switch (p) {
     case Placement::Cpu: return "cpu";
@@ -120,36 +97,19 @@ void Plan::run(std::span<const Tensor* const> inputs, PlanState& st) const {
                 {model_name});
   st.inputs = inputs.data();
   st.num_inputs = inputs.size();
-  const bool profiling = g_profiling.load(std::memory_order_relaxed);
-  std::vector<int64_t> times;
-  if (profiling) times.assign(steps.size(), 0);
+  OpProfile* const profile = st.profile;
   for (size_t si = 0; si < steps.size(); ++si) {
     const Step& step = steps[si];
     StepContext ctx(*this, step, st);
-    const int64_t t0 = profiling ? now_ns() : 0;
+    const int64_t t0 = profile ? now_ns() : 0;
     try {
       step.kernel->run(ctx);
-      if (profiling) times[si] = now_ns() - t0;
+      if (profile) profile->add(step.op_type, now_ns() - t0);
     } catch (const Error& e) {
       throw e.with_context({model_name, step.label});
     } catch (const std::exception& e) {
       throw Error(ErrorCode::Internal, e.what(), {model_name, step.label});
     }
-  }
-  if (profiling) profile_record(*this, times);
-}
-
-bool profiling_enabled() { return g_profiling.load(std::memory_order_relaxed); }
-
-void profile_record(const Plan& plan, const std::vector<int64_t>& step_ns, const std::string& suffix) {
-  std::lock_guard lock(g_profile_mutex);
-  for (size_t si = 0; si < plan.steps.size() && si < step_ns.size(); ++si) {
-    if (step_ns[si] == 0) continue;  // did not run this way (the GPU executor records two sides)
-    const std::string key = plan.steps[si].op_type + suffix;
-    auto& e = g_profile[key];
-    e.op_type = key;
-    e.ns += step_ns[si];
-    e.calls++;
   }
 }
 

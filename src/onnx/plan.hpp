@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "onnx/kernel.hpp"
+#include "quiver/core/profile.hpp"
 
 namespace quiver::onnx {
 
@@ -29,19 +30,6 @@ struct Step {
   uint32_t first_sub = 0, num_subs = 0;  // range in Plan::subplans_
 };
 
-// Per-op-type timing of every Plan::run while enabled (quiver bench --profile). Off: one relaxed
-// atomic load per run.
-struct ProfileEntry {
-  std::string op_type;
-  int64_t ns = 0;
-  int64_t calls = 0;
-};
-void set_profiling(bool on);
-bool profiling_enabled();
-// Adds one run's per-step times (ns, one per step of `plan`) to the totals.
-void profile_record(const Plan& plan, const std::vector<int64_t>& step_ns, const std::string& suffix = "");
-std::vector<ProfileEntry> profile_snapshot();  // sorted by time, descending
-
 class PlanState {
  public:
   std::vector<Tensor> slots;
@@ -49,6 +37,11 @@ class PlanState {
   const Tensor* const* inputs = nullptr;
   size_t num_inputs = 0;
   Tensor scratch;  // grows, reused
+  OpProfile* profile = nullptr;  // per-step times by op type (RunState::profile); subgraph states too
+  void set_profile(OpProfile* p) {
+    profile = p;
+    for (auto& s : subs) s->set_profile(p);
+  }
 };
 
 class Plan {

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <thread>
 
 #include "quiver/core/dtype.hpp"
 #include "quiver/core/error.hpp"
@@ -102,14 +103,22 @@ TEST(Error, NamesWhere) {
 }
 
 TEST(Tensor, ByteLimitIsACleanError) {
-  set_tensor_byte_limit(1 << 20);
-  try {
-    Tensor::empty(DType::F32, {1 << 20});
-    FAIL() << "expected ResourceExhausted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::ResourceExhausted);
+  {
+    const TensorByteLimit limit(1 << 20);
+    try {
+      Tensor::empty(DType::F32, {1 << 20});
+      FAIL() << "expected ResourceExhausted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::ResourceExhausted);
+    }
+    EXPECT_NO_THROW(Tensor::empty(DType::F32, {1000}));
+    {
+      const TensorByteLimit none(0);
+      EXPECT_EQ(tensor_byte_limit(), SIZE_MAX);
+    }
+    EXPECT_EQ(tensor_byte_limit(), size_t{1} << 20);
+    // Another thread is not bound by this scope's limit.
+    std::thread([] { EXPECT_EQ(tensor_byte_limit(), SIZE_MAX); }).join();
   }
-  EXPECT_NO_THROW(Tensor::empty(DType::F32, {1000}));
-  set_tensor_byte_limit(0);
   EXPECT_EQ(tensor_byte_limit(), SIZE_MAX);
 }

@@ -7,12 +7,14 @@
 #include <cstring>
 #include <functional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
 
 #include "gpu/stream.hpp"
 #include "onnx/graph_builder.hpp"
 #include "quiver/backends/backends.hpp"
+#include "quiver/core/profile.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
 #include "quiver/onnx/testing.hpp"
@@ -310,6 +312,15 @@ TEST(GpuExecutor, PlacementIsChosenAtLoadAndPrintedWithReasons) {
   EXPECT_NE(d.find("(2 steps on the device, 1 on the CPU)"), std::string::npos) << d;
   EXPECT_NE(d.find("  Conv 1: grouped conv\n"), std::string::npos) << d;
   EXPECT_EQ(d.find("Relu 1:"), std::string::npos) << d;
+  // Profiles mark the steps that ran on the host.
+  OpProfile prof;
+  auto st = gpu->make_state();
+  st->profile = &prof;
+  std::vector<Tensor> out;
+  gpu->run(std::vector<Tensor>{Tensor::zeros(DType::F32, {1, 2, 4, 4})}, out, *st);
+  std::set<std::string> ops;
+  for (const auto& r : prof.rows()) ops.insert(r.op);
+  EXPECT_EQ(ops, (std::set<std::string>{"Relu", "Conv (host)", "Neg"}));
   // The CPU engine's own model has no placement to report.
   std::ostringstream cs;
   g.load()->describe(cs);

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "quiver/core/profile.hpp"
 #include "quiver/core/util.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
@@ -360,4 +361,45 @@ TEST(Engine, TreeEnsembleRegressorRunsOnTheForestEngine) {
   ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{4, 1}));
   const float want[] = {111, 122, 123, 111};
   for (int i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(out[0].data<float>()[i], want[i]) << i;
+}
+
+// Profiling is the caller's: a sink hung on one state (RunState::profile, Session::set_profile). Runs
+// with other states, or of other models, add nothing to it; no process-wide switch exists.
+TEST(Engine, ProfilingIsPerStateAndOffByDefault) {
+  G g;
+  g.input("x", {-1, 4});
+  g.output("y", {-1, 4});
+  g.init("w", Tensor::from_vector<float>(std::vector<float>(16, 0.25f), {4, 4}));
+  g.node("Relu", {"x"}, {"r"});
+  g.node("MatMul", {"r", "w"}, {"m"});
+  g.node("Neg", {"m"}, {"y"});
+  auto model = g.load();
+  auto other = g.load();
+  const std::vector<Tensor> in{Tensor::from_vector<float>({1, -2, 3, -4}, {1, 4})};
+  OpProfile prof;
+  auto profiled = model->make_state();
+  profiled->profile = &prof;
+  auto plain = model->make_state();
+  std::vector<Tensor> out;
+  for (int i = 0; i < 3; ++i) {
+    model->run(in, out, *profiled);
+    model->run(in, out, *plain);
+    other->run_once(in);
+  }
+  const auto rows = prof.rows();
+  ASSERT_EQ(rows.size(), 3u);
+  for (const auto& r : rows) {
+    EXPECT_TRUE(r.op == "Relu" || r.op == "MatMul" || r.op == "Neg") << r.op;
+    EXPECT_EQ(r.calls, 3) << r.op;
+    EXPECT_GE(r.ns, 0) << r.op;
+  }
+  // A Session hands its profile to its state; merging adds the counts.
+  OpProfile second;
+  Session s(model);
+  s.set_profile(&second);
+  s.run(in, out);
+  s.set_profile(nullptr);
+  s.run(in, out);
+  prof.merge(second);
+  for (const auto& r : prof.rows()) EXPECT_EQ(r.calls, 4) << r.op;
 }

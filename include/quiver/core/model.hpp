@@ -40,10 +40,16 @@ struct ModelInfo {
   int64_t max_batch = 0;
 };
 
+class OpProfile;
+
 // Per-call scratch. Backends derive from it; callers only create it with Model::make_state().
 class RunState {
  public:
   virtual ~RunState() = default;
+  // When set, runs with this state add their per-operator times to it (backends that can time their
+  // operators: the ONNX engine and the GPU executor). Owned by the caller; costs two clock reads per
+  // step while set, one pointer test per run while not.
+  OpProfile* profile = nullptr;
 };
 
 struct LoadOptions {
@@ -88,6 +94,8 @@ class Session {
   const Model& model() const { return *model_; }
   const std::shared_ptr<const Model>& shared_model() const { return model_; }
   void run(std::span<const Tensor> inputs, std::vector<Tensor>& outputs) { model_->run(inputs, outputs, *state_); }
+  // Per-operator times of this session's runs go to `p` (nullptr: off). See RunState::profile.
+  void set_profile(OpProfile* p) { state_->profile = p; }
 
  private:
   std::shared_ptr<const Model> model_;

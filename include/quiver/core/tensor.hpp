@@ -15,9 +15,22 @@ namespace quiver {
 
 inline constexpr size_t kTensorAlignment = 64;
 
-// Upper bound on one tensor's allocation (default: none beyond 2^40 elements). A server or fuzzer
-// sets it so that a hostile model or request gets an error (ResourceExhausted) instead of the OOM killer.
-void set_tensor_byte_limit(size_t bytes);
+// Upper bound on one tensor's allocation by the calling thread while a TensorByteLimit lives (default:
+// none beyond 2^40 elements). A fuzzer or a request handler scopes one around untrusted work so that a
+// hostile model or request gets an error (ResourceExhausted) instead of the OOM killer. Scoped and per
+// thread: no process-wide setting that unrelated callers would see change. The engine allocates on
+// the calling thread.
+class TensorByteLimit {
+ public:
+  explicit TensorByteLimit(size_t bytes);  // 0: no limit within this scope
+  ~TensorByteLimit();                      // the enclosing limit again
+  TensorByteLimit(const TensorByteLimit&) = delete;
+  TensorByteLimit& operator=(const TensorByteLimit&) = delete;
+
+ private:
+  size_t enclosing_;
+};
+// The calling thread's limit now (SIZE_MAX: none).
 size_t tensor_byte_limit();
 
 // Owned, aligned storage. String tensors hold constructed std::string objects.

@@ -3,7 +3,6 @@
 #include <map>
 #include <memory>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "quiver/core/model.hpp"
@@ -45,12 +44,4 @@ ModelSummary summarize_onnx_bytes(const std::string& bytes, const std::string& w
 // Names of all operators the engine implements ("Add", "ai.onnx.ml::TreeEnsembleRegressor", ...).
 std::vector<std::string> supported_ops();
 
-}  // namespace quiver::onnx
-
-namespace quiver::onnx {
-// Time every operator of every ONNX model run in this process, grouped by op type (fused ops
-// show as e.g. "Conv+Relu"). For `quiver bench --profile`; costs two clock reads per step.
-void enable_profiling(bool on);
-// "op_type total_ms calls" rows, slowest first.
-std::vector<std::tuple<std::string, double, int64_t>> profile_report();
 }  // namespace quiver::onnx
