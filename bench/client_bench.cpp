@@ -19,7 +19,7 @@
 #include <random>
 #include <thread>
 
-#include "client/server_process.hpp"
+#include "support/server_process.hpp"
 #include "kserve/infer_messages.hpp"
 #include "grpc_service.grpc.pb.h"
 #include "quiver/client/client.hpp"

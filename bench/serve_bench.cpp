@@ -35,6 +35,7 @@
 #include "quiver/backends/backends.hpp"
 #include "quiver/core/util.hpp"
 #include "quiver/serve/server.hpp"
+#include "serve/repository.hpp"
 #include "load_util.hpp"
 
 namespace fs = std::filesystem;
@@ -370,7 +371,6 @@ void register_bench_backends() {
                     [](const std::string&, const LoadOptions&) -> std::shared_ptr<const Model> {
                       return std::make_shared<Mlp>();
                     }});
-  register_builtin_backends();
 }
 
 // A numeric field of /proc/PID/status ("VmRSS:" in kB, "Threads:").
@@ -533,6 +533,10 @@ int echo_server_only(double secs) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The process's malloc arenas, as `quiver serve` sets them (one per core);
+  // QUIVER_BENCH_MALLOC_ARENAS=N for A/B runs (0 = glibc's default).
+  const char* arenas = std::getenv("QUIVER_BENCH_MALLOC_ARENAS");
+  quiver::set_malloc_arenas(arenas ? std::atoi(arenas) : -1);
   if (argc > 2 && std::string(argv[1]) == "soak") return soak(std::atof(argv[2]));
   if (argc > 1 && std::string(argv[1]) == "echo-server") return echo_server_only(argc > 2 ? std::atof(argv[2]) : 60);
   // serve_bench batching [SECS [REPS]]: only the dynamic-batching comparisons.
@@ -555,8 +559,6 @@ int main(int argc, char** argv) {
   so.grpc_port = 0;
   so.http_port = 0;
   so.metrics_port = -1;
-  // QUIVER_BENCH_MALLOC_ARENAS=N: the server's malloc arena setting (0 = glibc default) for A/B runs.
-  if (const char* a = std::getenv("QUIVER_BENCH_MALLOC_ARENAS")) so.malloc_arenas = std::atoi(a);
   serve::Server server(so);
   server.start();
   const std::string qaddr = "127.0.0.1:" + std::to_string(server.grpc_port());

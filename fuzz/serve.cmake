@@ -9,10 +9,14 @@
 # serve_request_fuzz.cpp).
 if(TARGET quiver_serve)
   # quiver_gpu: the harness exports emulated device memory (gpu::SharedDeviceMemory) for a CUDA region.
-  quiver_add_fuzzer(fuzz_serve_request serve_request_fuzz.cpp quiver_serve quiver_gpu quiver_proto quiver_core)
+  # quiver_repository: the harness builds model versions through the server's internal headers.
+  quiver_add_fuzzer(fuzz_serve_request serve_request_fuzz.cpp quiver_serve quiver_repository quiver_kserve quiver_gpu
+                    quiver_proto quiver_core)
 endif()
-# Coverage feedback from the code under test (the codec lives in libquiver_serve), not only from
-# the harness: without this libFuzzer is blind inside decode_*/encode_* and the JSON parser.
+# Coverage feedback from the code under test (the request codec lives in libquiver_serve, the
+# KServe tensor formats it decodes with in libquiver_kserve), not only from the harness: without
+# this libFuzzer is blind inside decode_*/encode_* and the JSON parser.
 if(TARGET quiver_serve AND TARGET fuzz_serve_request)
   target_compile_options(quiver_serve PRIVATE -fsanitize=fuzzer-no-link)
+  target_compile_options(quiver_kserve PRIVATE -fsanitize=fuzzer-no-link)
 endif()

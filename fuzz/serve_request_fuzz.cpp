@@ -13,7 +13,7 @@
 #include <google/protobuf/stubs/logging.h>
 
 #include "quiver/gpu/shared_memory.hpp"
-#include "quiver/serve/codec.hpp"
+#include "serve/codec.hpp"
 
 using namespace quiver;
 using namespace quiver::serve;

@@ -1,6 +1,9 @@
 #include "quiver/backends/backends.hpp"
 
+#include <algorithm>
+#include <fstream>
 #include <mutex>
+#include <vector>
 
 #ifdef QUIVER_HAVE_ONNX
 #include "gpu/device.hpp"
@@ -61,20 +64,80 @@ std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std
 }  // namespace backends
 #endif
 
-void register_builtin_backends() {
-  static std::once_flag once;
-  std::call_once(once, [] {
+namespace {
+
+// The backends of this build, listed where the registry is defined: loading needs no set-up call.
+std::vector<Backend> builtin_backends() {
+  std::vector<Backend> list;
 #ifdef QUIVER_HAVE_ONNX
-    Backend onnx;
-    onnx.name = "onnx";
-    onnx.accepts = [](const std::string& path, std::string_view) { return path.size() > 5 && path.ends_with(".onnx"); };
-    onnx.load = [](const std::string& path, const LoadOptions& o) { return backends::load_onnx(path, o); };
-    register_backend(std::move(onnx));
+  Backend onnx;
+  onnx.name = "onnx";
+  onnx.accepts = [](const std::string& path, std::string_view) { return path.size() > 5 && path.ends_with(".onnx"); };
+  onnx.load = [](const std::string& path, const LoadOptions& o) { return backends::load_onnx(path, o); };
+  list.push_back(std::move(onnx));
 #endif
 #ifdef QUIVER_HAVE_FOREST
-    forest::register_backend();
+  list.push_back(forest::backend());
 #endif
-  });
+  return list;
+}
+
+struct Registry {
+  std::mutex mu;
+  std::vector<Backend> added;                        // register_backend(), asked first
+  const std::vector<Backend> builtin = builtin_backends();
+};
+
+Registry& registry() {
+  static Registry r;
+  return r;
+}
+
+}  // namespace
+
+void register_backend(Backend b) {
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  for (auto& x : r.added)
+    if (x.name == b.name) {
+      x = std::move(b);
+      return;
+    }
+  r.added.push_back(std::move(b));
+}
+
+std::vector<std::string> registered_backends() {
+  Registry& r = registry();
+  std::lock_guard lock(r.mu);
+  std::vector<std::string> out;
+  for (auto& x : r.added) out.push_back(x.name);
+  for (auto& x : r.builtin)
+    if (std::find(out.begin(), out.end(), x.name) == out.end()) out.push_back(x.name);
+  return out;
+}
+
+std::shared_ptr<const Model> load_model(const std::string& path, const LoadOptions& options, const std::string& backend) {
+  Registry& r = registry();
+  std::vector<Backend> backends;
+  {
+    std::lock_guard lock(r.mu);
+    backends = r.added;
+  }
+  backends.insert(backends.end(), r.builtin.begin(), r.builtin.end());
+  std::string head;
+  {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw_error(ErrorCode::NotFound, "cannot open model file", {"", "", "", path});
+    head.resize(4096);
+    f.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<size_t>(f.gcount()));
+  }
+  for (const auto& b : backends) {
+    if (!backend.empty() ? b.name == backend : b.accepts(path, head)) return b.load(path, options);
+  }
+  if (!backend.empty())
+    throw_error(ErrorCode::NotFound, "no backend named '" + backend + "' is registered", {"", "", "", path});
+  throw_error(ErrorCode::Unsupported, "no registered backend recognises this model file", {"", "", "", path});
 }
 
 }  // namespace quiver

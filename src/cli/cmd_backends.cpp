@@ -43,7 +43,6 @@ LoadOptions device_options(const std::string& device) {
 }
 
 std::shared_ptr<const Model> open_model(const std::string& path, const std::string& device) {
-  register_builtin_backends();
   return load_model(path, device_options(device));
 }
 
@@ -260,7 +259,6 @@ void cmd_infer(const std::string& path, const std::string& device, const std::st
 }
 
 void cmd_inspect(const std::string& path, const std::string& device) {
-  register_builtin_backends();
   if (is_onnx(path)) {
     // Inspect must work even when the model cannot be compiled: report unsupported ops by name.
     auto s = onnx::summarize_onnx(path);

@@ -11,6 +11,8 @@
 #include <pthread.h>
 
 #include "cli/command.hpp"
+#include "quiver/core/error.hpp"
+#include "quiver/core/util.hpp"
 #include "quiver/serve/server.hpp"
 
 namespace {
@@ -19,6 +21,7 @@ struct ServeArgs {
   quiver::serve::ServerOptions opt;
   std::string mode = "none";
   bool allow_failures = false;
+  int malloc_arenas = -1;
 };
 
 // Every connection is a descriptor: take the whole hard limit (the HTTP connection limit is
@@ -59,6 +62,9 @@ int run_serve(ServeArgs& a) {
   std::signal(SIGPIPE, SIG_IGN);
 
   raise_open_file_limit();
+  // Process policy, set here before the server's threads exist (they are attached to arenas as
+  // they first allocate).
+  quiver::set_malloc_arenas(a.malloc_arenas);
   Server server(a.opt);
   server.start();
   std::printf("%s\n", server.ready_line().c_str());
@@ -85,7 +91,7 @@ quiver::cli::CommandRegistrar reg(40, [](CLI::App& app) {
   cmd->add_option("--repository-poll-secs", o.poll_seconds, "Poll interval in poll mode")->capture_default_str();
   cmd->add_option("--memory-trim-secs", o.trim_seconds,
                   "Return freed heap pages to the OS this often (0 = never)")->capture_default_str();
-  cmd->add_option("--malloc-arenas", o.malloc_arenas,
+  cmd->add_option("--malloc-arenas", args->malloc_arenas,
                   "glibc malloc arenas for the process: -1 = one per core (default), 0 = glibc's default");
   cmd->add_flag("--cuda-shm-emulation", o.cuda_shm_emulation,
                 "Accept emulated CUDA IPC handles (device memory in POSIX shared memory): test clients without a GPU");

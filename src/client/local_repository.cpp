@@ -5,7 +5,7 @@
 
 #include "quiver/backends/backends.hpp"
 #include "quiver/core/util.hpp"
-#include "quiver/serve/model_config.hpp"
+#include "repository/loader.hpp"
 
 namespace fs = std::filesystem;
 
@@ -14,7 +14,6 @@ namespace quiver::client {
 LocalRepository::LocalRepository(std::string dir) : dir_(std::move(dir)) {
   if (!fs::is_directory(dir_))
     throw Error(ErrorCode::NotFound, "fallback model repository is not a directory", {.file = dir_});
-  register_builtin_backends();
 }
 
 bool LocalRepository::has(const std::string& model) const {
@@ -47,13 +46,13 @@ std::shared_ptr<const Model> LocalRepository::get(const std::string& model, cons
   const fs::path cfg_path = mdir / "config.pbtxt";
   if (fs::exists(cfg_path)) {
     text = read_file(cfg_path.string());
-    cfg = serve::parse_model_config(text, cfg_path.string());  // throws Parse naming file and line
+    cfg = repository::parse_model_config(text, cfg_path.string());  // throws Parse naming file and line
   }
   cfg.set_name(model);
   std::string v = version;
   // No version asked for: the highest one the config's version policy serves, as on the server.
   if (v.empty()) {
-    auto served = serve::select_versions(cfg, serve::version_directories(mdir.string(), model));
+    auto served = repository::select_versions(cfg, repository::version_directories(mdir.string(), model));
     if (served.empty())
       throw Error(ErrorCode::NotFound, "the version policy selects no version", {.model = model, .file = mdir.string()});
     v = std::to_string(served.back());
@@ -64,10 +63,10 @@ std::shared_ptr<const Model> LocalRepository::get(const std::string& model, cons
 
   // Loaded exactly as `quiver serve` loads it (engine, default file names, FIL interface, reshape,
   // auto-complete, provenance hash): the fallback answers with the server's tensors.
-  serve::ModelResolver resolver = [this](const std::string& n, int64_t ver) {
+  repository::ModelResolver resolver = [this](const std::string& n, int64_t ver) {
     return get(n, ver < 0 ? "" : std::to_string(ver));
   };
-  auto m = serve::load_repository_version(cfg, vdir.string(), v, text, cfg_path.string(), 1, resolver).model;
+  auto m = repository::load_repository_version(cfg, vdir.string(), v, text, cfg_path.string(), 1, resolver).model;
   std::lock_guard lk(mu_);
   return loaded_.try_emplace(key, m).first->second;  // a concurrent load of the same model: keep the first
 }

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "quiver/backends/backends.hpp"
 #include "quiver/client/client.hpp"
 #include "quiver/core/util.hpp"
 

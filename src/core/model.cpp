@@ -81,45 +81,4 @@ void validate_inputs(const ModelInfo& info, std::span<const Tensor> inputs) {
   }
 }
 
-namespace {
-std::mutex& registry_mutex() { static std::mutex m; return m; }
-std::vector<Backend>& registry() { static std::vector<Backend> r; return r; }
-}  // namespace
-
-void register_backend(Backend b) {
-  std::lock_guard lock(registry_mutex());
-  auto& r = registry();
-  for (auto& x : r) if (x.name == b.name) { x = std::move(b); return; }
-  r.push_back(std::move(b));
-}
-
-std::vector<std::string> registered_backends() {
-  std::lock_guard lock(registry_mutex());
-  std::vector<std::string> out;
-  for (auto& x : registry()) out.push_back(x.name);
-  return out;
-}
-
-std::shared_ptr<const Model> load_model(const std::string& path, const LoadOptions& options, const std::string& backend) {
-  std::vector<Backend> backends;
-  {
-    std::lock_guard lock(registry_mutex());
-    backends = registry();
-  }
-  std::string head;
-  {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw_error(ErrorCode::NotFound, "cannot open model file", {"", "", "", path});
-    head.resize(4096);
-    f.read(head.data(), static_cast<std::streamsize>(head.size()));
-    head.resize(static_cast<size_t>(f.gcount()));
-  }
-  for (const auto& b : backends) {
-    if (!backend.empty() ? b.name == backend : b.accepts(path, head)) return b.load(path, options);
-  }
-  if (!backend.empty())
-    throw_error(ErrorCode::NotFound, "no backend named '" + backend + "' is registered", {"", "", "", path});
-  throw_error(ErrorCode::Unsupported, "no registered backend recognises this model file", {"", "", "", path});
-}
-
 }  // namespace quiver

@@ -1,9 +1,11 @@
 #include "quiver/core/util.hpp"
 
+#include <malloc.h>
 #include <openssl/evp.h>
 
 #include <cstdio>
 #include <cstring>
+#include <thread>
 #include <fstream>
 #include <sstream>
 
@@ -61,5 +63,10 @@ static int64_t status_kb(const char* key) {
 
 int64_t peak_rss_bytes() { return status_kb("VmHWM:") * 1024; }
 int64_t current_rss_bytes() { return status_kb("VmRSS:") * 1024; }
+
+void set_malloc_arenas(int arenas) {
+  if (arenas == 0) return;
+  mallopt(M_ARENA_MAX, arenas > 0 ? arenas : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
 
 }  // namespace quiver

@@ -297,7 +297,6 @@ void InferenceFactory::init() {
     if (fs::path(path).is_relative() && !app().config_dir().empty() && !fs::exists(path) &&
         fs::exists(fs::path(app().config_dir()) / path))
       path = (fs::path(app().config_dir()) / path).string();
-    register_builtin_backends();
     LoadOptions lo;
     lo.params["device"] = *device_;
     lo.params["device_streams"] = std::to_string(*device_streams_);

@@ -279,7 +279,7 @@ void ForestModel::describe(std::ostream& os) const {
   forest_.describe(os);
 }
 
-void register_backend() {
+Backend backend() {
   Backend b;
   b.name = "forest";
   b.accepts = [](const std::string& path, std::string_view head) {
@@ -294,7 +294,7 @@ void register_backend() {
   b.load = [](const std::string& path, const LoadOptions& o) -> std::shared_ptr<const Model> {
     return ForestModel::load(path, o);
   };
-  quiver::register_backend(std::move(b));
+  return b;
 }
 
 }  // namespace quiver::forest

@@ -1,4 +1,4 @@
-#include "quiver/serve/codec.hpp"
+#include "serve/codec.hpp"
 
 #include <nlohmann/json.hpp>
 

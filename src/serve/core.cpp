@@ -35,10 +35,6 @@ ServerCore::ServerCore(ServerOptions o)
 ServerCore::~ServerCore() { shutdown(); }
 
 void ServerCore::start() {
-  // Before the server's threads exist: they are attached to arenas as they first allocate.
-  if (opt.malloc_arenas != 0)
-    mallopt(M_ARENA_MAX, opt.malloc_arenas > 0 ? opt.malloc_arenas
-                                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   RepositoryOptions ro;
   ro.root = opt.repository;
   ro.control = opt.control;

@@ -12,7 +12,8 @@
 #include "grpc_service.pb.h"
 #include "quiver/core/auth.hpp"
 #include "quiver/serve/server.hpp"
-#include "quiver/serve/shm.hpp"
+#include "serve/repository.hpp"
+#include "serve/shm.hpp"
 
 namespace quiver::serve {
 

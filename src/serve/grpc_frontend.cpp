@@ -10,7 +10,7 @@
 #include "grpc_service.grpc.pb.h"
 #include "health.grpc.pb.h"
 #include "quiver/core/util.hpp"
-#include "quiver/serve/codec.hpp"
+#include "serve/codec.hpp"
 
 namespace quiver::serve {
 

@@ -12,7 +12,7 @@
 #include "core.hpp"
 #include "serve/http_server.hpp"
 #include "quiver/core/util.hpp"
-#include "quiver/serve/codec.hpp"
+#include "serve/codec.hpp"
 
 namespace quiver::serve {
 

@@ -1,4 +1,4 @@
-#include "quiver/serve/repository.hpp"
+#include "serve/repository.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -100,7 +100,6 @@ void ModelRepository::check_model_name(const std::string& name) {
 }
 
 ModelRepository::ModelRepository(RepositoryOptions opt) : opt_(std::move(opt)) {
-  register_builtin_backends();
   std::error_code ec;
   if (!fs::is_directory(opt_.root, ec)) {
     ErrorWhere w;

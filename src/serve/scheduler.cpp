@@ -1,4 +1,4 @@
-#include "quiver/serve/scheduler.hpp"
+#include "serve/scheduler.hpp"
 
 #include <algorithm>
 #include <chrono>

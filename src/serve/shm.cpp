@@ -1,4 +1,4 @@
-#include "quiver/serve/shm.hpp"
+#include "serve/shm.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -1,4 +1,4 @@
-#include "quiver/serve/status.hpp"
+#include "serve/status.hpp"
 
 namespace quiver::serve {
 

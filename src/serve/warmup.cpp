@@ -5,8 +5,8 @@
 #include <random>
 
 #include "quiver/core/util.hpp"
-#include "quiver/serve/codec.hpp"
-#include "quiver/serve/repository.hpp"
+#include "serve/codec.hpp"
+#include "serve/repository.hpp"
 
 namespace fs = std::filesystem;
 

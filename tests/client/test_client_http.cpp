@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <sstream>
 
-#include "client/server_process.hpp"
+#include "support/server_process.hpp"
 #include "quiver/client/http.hpp"
 #include "quiver/client/shm.hpp"
 #include "quiver/core/util.hpp"

@@ -15,8 +15,9 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "client/server_process.hpp"
+#include "support/server_process.hpp"
 #include "grpc_service.grpc.pb.h"
+#include "quiver/backends/backends.hpp"
 #include "quiver/client/client.hpp"
 #include "quiver/core/util.hpp"
 

@@ -17,7 +17,7 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include "client/server_process.hpp"
+#include "support/server_process.hpp"
 #include "onnx/reference_sets.hpp"
 #include "grpc_service.grpc.pb.h"
 #include "quiver/client/client.hpp"

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "client/server_process.hpp"
+#include "support/server_process.hpp"
 #include "quiver/client/client.hpp"
 #include "quiver/core/util.hpp"
 

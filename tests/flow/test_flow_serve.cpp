@@ -7,7 +7,7 @@
 #include <map>
 #include <mutex>
 
-#include "client/server_process.hpp"
+#include "support/server_process.hpp"
 #include "flow_test_util.hpp"
 #include "onnx/reference_sets.hpp"
 #include "quiver/flow/application.hpp"

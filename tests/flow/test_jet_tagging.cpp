@@ -413,7 +413,6 @@ const std::string kQuiver = std::string(QUIVER_BINARY_DIR) + "/src/cli/quiver";
 // (the stand-in tests above cover the pipeline).
 bool engine_runs_particlenet(std::string& why) {
   try {
-    quiver::register_builtin_backends();
     auto m = quiver::load_model(kModel);
     return m != nullptr;
   } catch (const Error& e) {

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "forest_test_util.hpp"
+#include "quiver/backends/backends.hpp"
 #include "quiver/core/error.hpp"
 #include "quiver/forest/csv.hpp"
 
@@ -233,7 +234,6 @@ TEST(ForestBadInput, ModelRunWrongWidthAndDtype) {
 // Model interface, registry, describe, memory
 // ---------------------------------------------------------------------------------------------
 TEST(ForestModel, RegistryLoadsEveryFormatAndRuns) {
-  register_backend();
   const std::pair<std::string, std::string> files[] = {
       {"xgboost/xgb17/SoftmaxIrisNA17.json", "xgboost-json"},
       {"xgboost/xgb17/SoftmaxIrisNA17.ubj", "xgboost-ubj"},

@@ -13,9 +13,15 @@
 #include <vector>
 
 #include "grpc_service.grpc.pb.h"
-#include "serve/server_process.hpp"
+#include "support/server_process.hpp"
 
 namespace quiver::test {
+
+// The shared server-process helper (tests/support/server_process.hpp): `quiver serve` on a
+// repository with free loopback ports.
+using ServerProcess = quiver::testing::QuiverServe;
+using quiver::testing::make_temp_dir;
+using quiver::testing::write_text;
 
 inline constexpr const char* kIdent = R"(
 name: "ident"

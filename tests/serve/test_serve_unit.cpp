@@ -18,13 +18,14 @@
 #include <unistd.h>
 
 #include "quiver/core/util.hpp"
-#include "quiver/serve/codec.hpp"
-#include "quiver/serve/repository.hpp"
-#include "quiver/serve/scheduler.hpp"
-#include "quiver/serve/shm.hpp"
+#include "serve/codec.hpp"
+#include "serve/repository.hpp"
+#include "serve/scheduler.hpp"
+#include "serve/shm.hpp"
 
 using namespace quiver;
 using namespace quiver::serve;
+using namespace quiver::repository;  // the repository loader (src/repository)
 
 namespace {
 

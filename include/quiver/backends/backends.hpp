@@ -2,13 +2,23 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "quiver/core/model.hpp"
 
 namespace quiver {
-// Registers every backend compiled into this build with the core registry, so quiver::load_model()
-// can open any supported file. Idempotent, thread-safe.
-void register_builtin_backends();
+
+// Loads a model file with the backend that recognises it (`backend`: that one by name). The
+// backends of this build (onnx, forest) are always known; register_backend() adds others (the
+// client's "remote", plugins), which are asked first. Throws NotFound for a missing file or an
+// unknown backend name, Unsupported when no backend recognises the file, and what the loader throws.
+std::shared_ptr<const Model> load_model(const std::string& path, const LoadOptions& options = {},
+                                        const std::string& backend = "");
+// Adds a backend (or replaces the one of the same name). Thread-safe.
+void register_backend(Backend b);
+// Names of the added backends, then of the built-in ones.
+std::vector<std::string> registered_backends();
+
 }  // namespace quiver
 
 namespace quiver::backends {

@@ -102,17 +102,12 @@ class Session {
   std::unique_ptr<RunState> state_;
 };
 
-// ---- backend registry: load any supported file through one call ----
+// ---- what a backend part offers to the file loader (quiver::load_model, quiver/backends/backends.hpp) ----
 struct Backend {
   std::string name;  // "onnx", "forest"
   // Cheap check on path / first bytes: can this backend load it?
   std::function<bool(const std::string& path, std::string_view head)> accepts;
   std::function<std::shared_ptr<const Model>(const std::string& path, const LoadOptions&)> load;
 };
-void register_backend(Backend b);
-std::vector<std::string> registered_backends();
-// Loads by asking each registered backend; `backend` forces one by name. Fills info().sha256/path.
-std::shared_ptr<const Model> load_model(const std::string& path, const LoadOptions& options = {},
-                                        const std::string& backend = "");
 
 }  // namespace quiver

@@ -15,6 +15,11 @@ std::string sha256_file(const std::string& path);
 // Peak resident set size of this process in bytes (VmHWM).
 int64_t peak_rss_bytes();
 int64_t current_rss_bytes();
+// glibc malloc arenas for the whole process (mallopt M_ARENA_MAX): -1 = one per core, 0 = glibc's
+// default (8 per core), N > 0 = N. Each arena keeps its own fragmentation high-water mark, so with
+// 8 per core and ~40 server threads RSS creeps up by steps while the heap in use stays flat.
+// Process policy: a program's main() calls it before it starts threads (`quiver serve` does).
+void set_malloc_arenas(int arenas);
 
 inline int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(

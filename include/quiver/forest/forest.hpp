@@ -271,8 +271,8 @@ class ForestModel : public Model {
   FilOutput fil_;
 };
 
-// Registers Backend{"forest", ...} with the core registry (accepts .json/.ubj/.txt/.xml/.xml.gz whose
-// content looks like a tree model).
-void register_backend();
+// The "forest" backend of quiver::load_model (accepts .json/.ubj/.txt/.xml/.xml.gz whose content
+// looks like a tree model).
+Backend backend();
 
 }  // namespace quiver::forest

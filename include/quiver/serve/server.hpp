@@ -7,9 +7,13 @@
 #include <string>
 #include <vector>
 
-#include "quiver/serve/repository.hpp"
-
 namespace quiver::serve {
+
+// How the repository's models are loaded: all at start (None), re-read periodically (Poll), or
+// on request through the repository API (Explicit).
+enum class ModelControl { None, Poll, Explicit };
+
+class ModelRepository;  // internal (src/serve/repository.hpp): the loaded models and their schedulers
 
 struct ServerOptions {
   std::string repository;
@@ -24,11 +28,6 @@ struct ServerOptions {
   // arenas of ~40 transport threads otherwise keep their high-water marks, and RSS creeps up over
   // hours although the memory in use is flat. 0 = never.
   int trim_seconds = 30;
-  // glibc malloc arenas for the whole process (mallopt M_ARENA_MAX, set at start): -1 = one per
-  // core, 0 = glibc's default (8 per core). Each arena keeps its own fragmentation high-water mark,
-  // so with 8 per core and ~40 server threads RSS crept up by steps in a 1 h soak (+1.65%) while
-  // the heap in use stayed flat.
-  int malloc_arenas = -1;
   bool strict_startup = true;            // fail start when a model fails to load
   int intra_op_threads = 1;
   // HTTP event threads (libmicrohttpd, epoll): each serves any number of keep-alive connections.
@@ -88,6 +87,7 @@ class Server {
   int metrics_port() const;
   // "quiver serve ready grpc=HOST:PORT http=HOST:PORT metrics=HOST:PORT"
   std::string ready_line() const;
+  // The loaded models (for the project's benchmarks and tests; the type is internal).
   ModelRepository& repository();
   // Prometheus text exposition (what the metrics port serves).
   std::string metrics_text();

@@ -15,7 +15,7 @@
 #include "model_config.pb.h"
 #include "quiver/core/model.hpp"
 
-namespace quiver::serve {
+namespace quiver::repository {
 
 // Parses config.pbtxt text; throws Parse naming `file` and the line.
 inference::ModelConfig parse_model_config(const std::string& text, const std::string& file);
@@ -73,4 +73,4 @@ LoadedModel load_repository_version(inference::ModelConfig config, const std::st
                                     const std::string& config_path, int intra_op_threads = 1,
                                     const ModelResolver& resolver = {});
 
-}  // namespace quiver::serve
+}  // namespace quiver::repository

@@ -9,11 +9,11 @@
 #include <filesystem>
 #include <thread>
 
-#include "quiver/serve/model_config.hpp"
+#include "repository/loader.hpp"
 
 namespace fs = std::filesystem;
 
-namespace quiver::serve {
+namespace quiver::repository {
 
 namespace {
 class Collector : public google::protobuf::io::ErrorCollector {
@@ -406,4 +406,4 @@ std::shared_ptr<const Model> make_identity_model(const inference::ModelConfig& c
   return std::make_shared<IdentityModel>(std::move(info), delay_us);
 }
 
-}  // namespace quiver::serve
+}  // namespace quiver::repository

@@ -2,12 +2,14 @@
 // and the config's `reshape` as a thin Model adapter (so every caller sees the config's dims).
 #include <filesystem>
 
+#include "kserve/tensors.hpp"
+#include "quiver/backends/backends.hpp"
 #include "quiver/core/util.hpp"
-#include "quiver/serve/model_config.hpp"
+#include "repository/loader.hpp"
 
 namespace fs = std::filesystem;
 
-namespace quiver::serve {
+namespace quiver::repository {
 
 std::vector<int64_t> reshape_dims(std::span<const int64_t> actual, bool batched, std::span<const int64_t> from,
                                   std::span<const int64_t> to, const ErrorWhere& where) {
@@ -157,9 +159,9 @@ LoadedModel load_repository_version(inference::ModelConfig c, const std::string&
   } catch (const Error& e) {
     throw e.with_context({name});
   }
-  (*c.mutable_parameters())["quiver.sha256"].set_string_value(lm.sha256);
+  (*c.mutable_parameters())[kserve::kChecksumParameter].set_string_value(lm.sha256);
   lm.config = std::move(c);
   return lm;
 }
 
-}  // namespace quiver::serve
+}  // namespace quiver::repository

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "quiver/core/model.hpp"
-#include "quiver/serve/status.hpp"
+#include "serve/status.hpp"
 
 namespace quiver::serve {
 

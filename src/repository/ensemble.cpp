@@ -6,9 +6,9 @@
 #include <map>
 #include <set>
 
-#include "quiver/serve/model_config.hpp"
+#include "repository/loader.hpp"
 
-namespace quiver::serve {
+namespace quiver::repository {
 
 namespace {
 
@@ -254,4 +254,4 @@ std::shared_ptr<const Model> make_ensemble_model(const inference::ModelConfig& c
                                          slot.size(), resolver);
 }
 
-}  // namespace quiver::serve
+}  // namespace quiver::repository

@@ -15,10 +15,21 @@
 
 #include "model_config.pb.h"
 #include "quiver/core/model.hpp"
-#include "quiver/serve/model_config.hpp"
-#include "quiver/serve/scheduler.hpp"
+#include "quiver/serve/server.hpp"
+#include "repository/loader.hpp"
+#include "serve/scheduler.hpp"
 
 namespace quiver::serve {
+
+// The repository loader (src/repository) as the server uses it.
+using repository::config_dtype;
+using repository::load_repository_version;
+using repository::LoadedModel;
+using repository::model_config_to_text;
+using repository::ModelResolver;
+using repository::parse_model_config;
+using repository::select_versions;
+using repository::version_directories;
 
 // One input or output as the server validates it.
 struct IOSpec {
@@ -47,8 +58,6 @@ struct ModelVersion {
   const IOSpec* output(std::string_view n) const;
   ~ModelVersion();
 };
-
-enum class ModelControl { None, Poll, Explicit };
 
 struct RepositoryOptions {
   std::string root;

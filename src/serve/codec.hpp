@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "grpc_service.pb.h"
-#include "quiver/serve/repository.hpp"
-#include "quiver/serve/scheduler.hpp"
-#include "quiver/serve/shm.hpp"
+#include "serve/repository.hpp"
+#include "serve/scheduler.hpp"
+#include "serve/shm.hpp"
 
 namespace quiver::serve {
 
