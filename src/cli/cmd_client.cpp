@@ -25,7 +25,7 @@
 #include "quiver/client/client.hpp"
 #include "quiver/client/http.hpp"
 #include "quiver/client/shm.hpp"
-#include "quiver/core/auth.hpp"
+#include "kserve/auth.hpp"
 #include "quiver/core/half.hpp"
 #include "quiver/core/util.hpp"
 #ifdef QUIVER_CLIENT_HAVE_ONNX
@@ -512,8 +512,7 @@ void run_perf_grpc(const PerfArgs& a) {
 
   std::vector<std::string> servers;
   for (auto& s : client.report().servers) servers.push_back(s.address);
-  StatsPoller stats(servers, a.model, o.tls,
-                    a.auth_token_file.empty() ? "" : "Bearer " + read_token_file(a.auth_token_file).front());
+  StatsPoller stats(servers, a.model, o.tls, kserve::authorization_from_token_file(a.auth_token_file));
   print_settings(a, *meta, rows, servers.size());
 
   Sink sink;

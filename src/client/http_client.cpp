@@ -1,6 +1,6 @@
 // KServe v2 HTTP/REST client on cpp-httplib (HTTP) and nlohmann-json (JSON); metadata and config
 // JSON go through protobuf's JSON parser into the same messages the gRPC path decodes.
-#include "quiver/core/auth.hpp"
+#include "kserve/auth.hpp"
 #include "quiver/client/http.hpp"
 
 #include <google/protobuf/util/json_util.h>
@@ -128,7 +128,7 @@ struct HttpClient::Impl {
     cli.set_compress(opt.gzip);
     cli.set_decompress(true);
     if (!opt.auth_token_file.empty())
-      cli.set_default_headers({{"Authorization", "Bearer " + read_token_file(opt.auth_token_file).front()}});
+      cli.set_default_headers({{"Authorization", kserve::authorization_from_token_file(opt.auth_token_file)}});
   }
 
   void set_timeout(int64_t ns) {

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <cstdio>
 
-#include "quiver/core/auth.hpp"
+#include "kserve/auth.hpp"
 #include "quiver/core/util.hpp"
 
 namespace quiver::client {
@@ -46,7 +46,7 @@ const char* grpc_status_name(grpc::StatusCode c) {
 
 ServerSet::ServerSet(const ClientOptions& opt)
     : opt_(opt),
-      auth_header_(opt.auth_token_file.empty() ? "" : "Bearer " + read_token_file(opt.auth_token_file).front()),
+      auth_header_(kserve::authorization_from_token_file(opt.auth_token_file)),
       balancer_(opt.balancer, opt.breaker),
       discovery_(opt.discovery) {}
 

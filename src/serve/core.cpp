@@ -20,7 +20,7 @@ std::string platform_of(const ModelVersion& mv) {
 
 ServerCore::ServerCore(ServerOptions o)
     : opt(std::move(o)),
-      auth(opt.auth_token_file.empty() ? TokenSet() : TokenSet::from_file(opt.auth_token_file)),
+      auth(opt.auth_token_file.empty() ? kserve::TokenSet() : kserve::TokenSet::from_file(opt.auth_token_file)),
       shm(opt.cuda_shm_emulation) {
   trace_ = {{"trace_level", {"OFF"}}, {"trace_rate", {"1000"}}, {"trace_count", {"-1"}},
             {"log_frequency", {"0"}}, {"trace_file", {""}}, {"trace_mode", {"triton"}}};

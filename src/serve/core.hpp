@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "grpc_service.pb.h"
-#include "quiver/core/auth.hpp"
+#include "kserve/auth.hpp"
 #include "quiver/serve/server.hpp"
 #include "serve/repository.hpp"
 #include "serve/shm.hpp"
@@ -51,7 +51,7 @@ class ServerCore {
 
   ServerOptions opt;
   // The tokens both front ends check (empty: authentication off).
-  TokenSet auth;
+  kserve::TokenSet auth;
   std::unique_ptr<ModelRepository> repo;
   ShmManager shm;
   int grpc_port = -1, http_port = -1, metrics_port = -1;

@@ -178,7 +178,7 @@ struct HttpFrontend::Impl {
   // checks) in front of every handler; open() registers the health routes without it.
   struct Routes {
     HttpServer& http;
-    const TokenSet& auth;
+    const kserve::TokenSet& auth;
     static void unauthorized(HttpResponse& res) {
       error_body(401, "missing or invalid bearer token (send header 'Authorization: Bearer TOKEN')", res);
       res.set_header("WWW-Authenticate", "Bearer realm=\"quiver\"");

@@ -64,8 +64,8 @@ struct ClientOptions {
   std::shared_ptr<LocalModels> fallback_models;
   Compression compression = Compression::None;
   TlsOptions tls;
-  // A file whose first token (quiver/core/auth.hpp format) every call sends as
-  // "authorization: Bearer TOKEN" (quiver serve --auth-token-file). Read once, at construction.
+  // A token file in the format of quiver serve --auth-token-file (one per line, '#' comments): every
+  // call sends its first token as "authorization: Bearer TOKEN". Read once, at construction.
   std::string auth_token_file;
   int64_t default_timeout_ns = 0;         // when InferOptions.timeout_ns is 0; 0: no deadline
   int64_t health_interval_ns = 100'000'000;      // readiness probes

@@ -59,8 +59,8 @@ struct ServerOptions {
   // gRPC TLS: server certificate + key (PEM files); root CA to verify clients with mutual TLS.
   std::string grpc_server_cert, grpc_server_key, grpc_root_cert;
   bool grpc_mutual_tls = false;
-  // Bearer tokens (quiver/core/auth.hpp file format): when set, every request except the health
-  // endpoints (HTTP /v2/health/*, model readiness; gRPC ServerLive/ServerReady/ModelReady and
+  // Bearer tokens, one per line ('#' comments, blank lines skipped): when set, every request except
+  // the health endpoints (HTTP /v2/health/*, model readiness; gRPC ServerLive/ServerReady/ModelReady and
   // grpc.health.v1) needs "authorization: Bearer TOKEN"; others get 401 / UNAUTHENTICATED.
   std::string auth_token_file;
   // CUDA shared memory backed by POSIX shared memory (emulated device handles; see

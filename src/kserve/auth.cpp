@@ -1,4 +1,4 @@
-#include "quiver/core/auth.hpp"
+#include "kserve/auth.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -8,7 +8,7 @@
 #include "quiver/core/error.hpp"
 #include "quiver/core/util.hpp"
 
-namespace quiver {
+namespace quiver::kserve {
 
 namespace {
 std::array<unsigned char, 32> digest(std::string_view s) {
@@ -44,6 +44,10 @@ std::vector<std::string> read_token_file(const std::string& path) {
   return tokens;
 }
 
+std::string authorization_from_token_file(const std::string& path) {
+  return path.empty() ? std::string() : "Bearer " + read_token_file(path).front();
+}
+
 TokenSet::TokenSet(const std::vector<std::string>& tokens) {
   for (const auto& t : tokens) digests_.push_back(digest(t));
 }
@@ -61,4 +65,4 @@ bool TokenSet::allows(std::string_view authorization) const {
   return match != 0;
 }
 
-}  // namespace quiver
+}  // namespace quiver::kserve

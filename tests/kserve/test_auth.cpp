@@ -1,11 +1,11 @@
-// Bearer tokens: the token file format and the check quiver serve's front ends share.
+// Bearer tokens (src/kserve/auth.hpp): the token file format and the check quiver serve's front ends share.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
-#include "quiver/core/auth.hpp"
+#include "kserve/auth.hpp"
 #include "quiver/core/error.hpp"
 
 namespace {
@@ -19,7 +19,7 @@ std::string temp_file(const std::string& text) {
 
 TEST(Auth, TokenFileSkipsCommentsAndBlankLinesAndTrims) {
   auto p = temp_file("# site tokens\n\n  first-token  \r\nsecond.token_2\n# old: revoked\n");
-  auto t = quiver::read_token_file(p);
+  auto t = quiver::kserve::read_token_file(p);
   ASSERT_EQ(t.size(), 2u);
   EXPECT_EQ(t[0], "first-token");
   EXPECT_EQ(t[1], "second.token_2");
@@ -29,7 +29,7 @@ TEST(Auth, TokenFileSkipsCommentsAndBlankLinesAndTrims) {
 TEST(Auth, BadTokenFilesNameFileAndLineButNoToken) {
   auto empty = temp_file("# nothing here\n\n");
   try {
-    quiver::read_token_file(empty);
+    quiver::kserve::read_token_file(empty);
     FAIL() << "no error";
   } catch (const quiver::Error& e) {
     EXPECT_NE(std::string(e.what()).find("no token"), std::string::npos) << e.what();
@@ -37,23 +37,23 @@ TEST(Auth, BadTokenFilesNameFileAndLineButNoToken) {
   }
   auto spaced = temp_file("good\nsecret with spaces\n");
   try {
-    quiver::read_token_file(spaced);
+    quiver::kserve::read_token_file(spaced);
     FAIL() << "no error";
   } catch (const quiver::Error& e) {
     EXPECT_NE(std::string(e.what()).find("line 2"), std::string::npos) << e.what();
     EXPECT_EQ(std::string(e.what()).find("secret"), std::string::npos) << "the error shows the token: " << e.what();
   }
-  EXPECT_THROW(quiver::read_token_file("/nonexistent/quiver-tokens"), quiver::Error);
+  EXPECT_THROW(quiver::kserve::read_token_file("/nonexistent/quiver-tokens"), quiver::Error);
   std::filesystem::remove(empty);
   std::filesystem::remove(spaced);
 }
 
 TEST(Auth, AllowsOnlyKnownBearerTokens) {
-  quiver::TokenSet off;
+  quiver::kserve::TokenSet off;
   EXPECT_FALSE(off.enabled());
   EXPECT_TRUE(off.allows(""));
 
-  quiver::TokenSet s({"alpha-1", "beta-2"});
+  quiver::kserve::TokenSet s({"alpha-1", "beta-2"});
   EXPECT_TRUE(s.enabled());
   EXPECT_EQ(s.size(), 2u);
   EXPECT_TRUE(s.allows("Bearer alpha-1"));
