@@ -376,7 +376,6 @@ double bench_cpp_session_run(const InferenceSession& sess, py::handle input_feed
 }  // namespace
 
 void register_session(py::module_& m) {
-
   py::enum_<GraphOptimizationLevel>(m, "GraphOptimizationLevel",
                                     "ONNX Runtime's graph optimisation levels. Accepted for compatibility: Quiver "
                                     "always compiles the graph the same way (constant folding and fusions).")

@@ -402,6 +402,7 @@ TEST(JetTagging, BadEventIsReportedNotLost) {
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "support/server_process.hpp"
 #include "quiver/backends/backends.hpp"
 
 namespace {
@@ -576,24 +577,10 @@ TEST(JetTagging, ServiceModeThroughQuiverServeWithFallback) {
   fs::copy_file(kModel, dir / "repo/particlenet_ak4_hlt/1/model.onnx");
   std::ofstream(dir / "repo/particlenet_ak4_hlt/config.pbtxt") << "name: \"particlenet_ak4_hlt\"\nmax_batch_size: 4\n";
   std::ofstream(dir / "tokens") << "flow-test-token\n";
-  pid_t server = spawn_quiver({"serve", "--model-repository", (dir / "repo").string(), "--grpc-port", "0",
-                               "--http-port", "-1", "--metrics-port", "-1", "--auth-token-file",
-                               (dir / "tokens").string()},
-                              dir / "serve.out", dir / "serve.err");
-  std::string port;
-  auto t0 = std::chrono::steady_clock::now();
-  while (port.empty() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    std::ifstream f(dir / "serve.out");
-    std::string s((std::istreambuf_iterator<char>(f)), {});
-    auto p = s.find("grpc=127.0.0.1:");
-    if (p != std::string::npos) {
-      auto q = p + std::string("grpc=127.0.0.1:").size();
-      auto end = s.find_first_not_of("0123456789", q);
-      if (end != std::string::npos) port = s.substr(q, end - q);
-    }
-  }
-  ASSERT_FALSE(port.empty()) << "server did not start: " << quiver::read_file((dir / "serve.err").string());
+  // Throws (failing the test, with the server's stderr) when it is not ready within 30 s.
+  quiver::testing::QuiverServe server((dir / "repo").string(), {"--auth-token-file", (dir / "tokens").string()},
+                                      30000);
+  const std::string port = std::to_string(server.grpc_port);
   std::map<std::string, std::vector<Row>> rows;
   for (std::string run : {"direct", "service", "missing"}) {
     fs::path csv = dir / (run + ".csv");
@@ -609,14 +596,7 @@ TEST(JetTagging, ServiceModeThroughQuiverServeWithFallback) {
     EXPECT_EQ(rc, 0) << quiver::read_file((dir / (run + ".err")).string());
     rows[run] = read_csv(csv.string());
   }
-  kill(server, SIGTERM);
-  int status = 0;
-  for (int i = 0; i < 200 && waitpid(server, &status, WNOHANG) == 0; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  if (waitpid(server, &status, WNOHANG) == 0) {
-    kill(server, SIGKILL);
-    waitpid(server, &status, 0);
-  }
+  server.stop(10000);
   expect_rows_close(rows["direct"], rows["service"], 1e-5);
   expect_rows_close(rows["direct"], rows["missing"], 1e-5);
   bool big_event = false;
