@@ -37,7 +37,14 @@ void JetClustering::process(qf::Event& e) {
     out.phi = static_cast<float>(j.phi_std());
     out.e = static_cast<float>(j.e());
     out.mass = static_cast<float>(j.m());
-    for (auto& c : j.constituents()) out.constituents.push_back(c.user_index());
+    double flavour_pt[5] = {0, 0, 0, 0, 0};
+    for (auto& c : j.constituents()) {
+      out.constituents.push_back(c.user_index());
+      const Particle& p = parts[static_cast<size_t>(c.user_index())];
+      if (p.flavour >= 0 && p.flavour < 5) flavour_pt[p.flavour] += p.pt;
+    }
+    for (int f = 0; f < 5; ++f)
+      if (flavour_pt[f] > 0 && (out.truth_flavour < 0 || flavour_pt[f] > flavour_pt[out.truth_flavour])) out.truth_flavour = f;
     jets.push_back(std::move(out));
   }
 }

@@ -74,6 +74,7 @@ void GeneratorSource::generate(uint64_t seed, uint64_t index, int min_jets, int 
       int sign = U(rng) < 0.5 ? -1 : 1;
       Particle p = make_particle(t, sign, static_cast<float>(jpt * frac[i] / sum),
                                  static_cast<float>(jeta + gauss(width)), static_cast<float>(jphi + gauss(width)));
+      p.flavour = flavour;
       if (p.charge != 0) {
         bool displaced = (flavour == 3 || flavour == 2 || flavour == 4) && U(rng) < 0.3;
         double s = displaced ? 0.08 : 0.004;

@@ -27,7 +27,11 @@ struct Particle {
   int pdg = 0;
   ParticleType type = ParticleType::ChargedHadron;
   float dxy = 0, dz = 0;  // transverse / longitudinal impact parameter (cm), charged only
+  int flavour = -1;       // generator truth: flavour of the jet it came from (kFlavourNames); -1: none
 };
+
+// Generator truth flavours of jets (Particle::flavour, Jet::truth_flavour).
+inline constexpr const char* kFlavourNames[5] = {"light", "gluon", "c", "b", "tau"};
 
 struct SecondaryVertex {
   float pt = 0, eta = 0, phi = 0, mass = 0;
@@ -38,7 +42,20 @@ struct SecondaryVertex {
 struct Jet {
   float pt = 0, eta = 0, phi = 0, e = 0, mass = 0;
   std::vector<int> constituents;  // indices into "particles"
+  int truth_flavour = -1;         // the truth flavour carrying most of its constituents' pt; -1: none
 };
+
+// ParticleNet-AK4 inputs of one jet: six arrays [channels, points], back to back in this order.
+struct InputLayout {
+  const char* name;
+  int channels, points;
+};
+inline constexpr int kMaxPf = 50;  // candidates per jet (CMSSW pads to <= 50)
+inline constexpr int kMaxSv = 5;   // secondary vertices per jet
+inline constexpr InputLayout kInputLayout[6] = {{"pf_points", 2, kMaxPf}, {"pf_features", 23, kMaxPf},
+                                                {"pf_mask", 1, kMaxPf},   {"sv_points", 2, kMaxSv},
+                                                {"sv_features", 11, kMaxSv}, {"sv_mask", 1, kMaxSv}};
+inline constexpr int kInputFloats = (2 + 23 + 1) * kMaxPf + (2 + 11 + 1) * kMaxSv;  // per jet
 
 // ParticleNet-AK4 outputs: softmax over tau+, tau-, b, c, uds, g, and the pt regression.
 struct JetTag {
@@ -48,6 +65,9 @@ struct JetTag {
 struct JetTags {
   std::vector<JetTag> tags;  // one per jet, same order as "jets"
   qf::Provenance provenance;
+  // With the tagger's keep_inputs: each jet's model inputs (kInputFloats per jet, kInputLayout order),
+  // so that the model can be re-run on exactly these jets elsewhere (examples/python).
+  std::vector<float> inputs;
 };
 
 float delta_phi(float a, float b);
@@ -108,12 +128,14 @@ class JetClustering : public qf::Factory {
 // ParticleNet-AK4 (CMS HLT) inputs, built once; the mode (direct/batched/service) is a parameter.
 class ParticleNetTagger : public qf::InferenceFactory {
  public:
-  static constexpr int kMaxPf = 50;  // candidates per jet (CMSSW pads to <= 50)
-  static constexpr int kMaxSv = 5;   // secondary vertices per jet
+  static constexpr int kMaxPf = jet_tagging::kMaxPf;
+  static constexpr int kMaxSv = jet_tagging::kMaxSv;
   qf::Input<std::vector<Particle>> particles_{this, "particles"};
   qf::Input<std::vector<SecondaryVertex>> svs_{this, "secondary_vertices"};
   qf::Input<std::vector<Jet>> jets_{this, "jets"};
   qf::Output<JetTags> tags_{this, "jet_tags"};
+  qf::Parameter<bool> keep_inputs_{this, "keep_inputs", false,
+                                   "also keep each jet's model inputs in jet_tags (the writer's HDF5 gets /inputs)"};
   ParticleNetTagger();
 
  protected:

@@ -11,9 +11,10 @@ namespace jet_tagging {
 
 struct JetTagWriter::Columns {
   std::vector<uint64_t> event;
-  std::vector<int32_t> jet, ncons;
+  std::vector<int32_t> jet, ncons, truth_flavour;
   std::vector<float> pt, eta, phi, mass, target_pt;
   std::vector<float> prob[6];
+  std::vector<float> inputs[6];  // kInputLayout order, when the tagger keeps its inputs
   std::vector<std::string> model, version, sha256, mode;
   std::vector<uint64_t> failed_event;
   std::vector<std::string> failed_component, failed_message;
@@ -44,6 +45,17 @@ void h5write(hid_t loc, const char* name, hid_t type, const std::vector<T>& v, c
   H5Dclose(ds);
   H5Sclose(space);
   h5check(r, std::string("writing ") + name, file);
+}
+// A float dataset [rows, channels, points] (the model inputs of `rows` jets).
+void h5write_3d(hid_t loc, const char* name, const std::vector<float>& v, hsize_t channels, hsize_t points,
+                const std::string& file) {
+  hsize_t dims[3] = {v.size() / (channels * points), channels, points};
+  hid_t space = H5Screate_simple(3, dims, nullptr);
+  hid_t ds = H5Dcreate2(loc, name, H5T_NATIVE_FLOAT, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t r = ds < 0 ? -1 : (v.empty() ? 0 : H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()));
+  if (ds >= 0) H5Dclose(ds);
+  H5Sclose(space);
+  h5check(r, std::string("writing inputs/") + name, file);
 }
 void h5write_strings(hid_t loc, const char* name, const std::vector<std::string>& v, const std::string& file) {
   std::vector<const char*> ptrs;
@@ -109,6 +121,7 @@ void JetTagWriter::process(const qf::Event& e) {
       c.event.push_back(e.number());
       c.jet.push_back(static_cast<int32_t>(j));
       c.ncons.push_back(static_cast<int32_t>(jet.constituents.size()));
+      c.truth_flavour.push_back(jet.truth_flavour);
       c.pt.push_back(jet.pt);
       c.eta.push_back(jet.eta);
       c.phi.push_back(jet.phi);
@@ -119,6 +132,14 @@ void JetTagWriter::process(const qf::Event& e) {
       c.version.push_back(pv.version);
       c.sha256.push_back(pv.sha256);
       c.mode.push_back(pv.mode);
+      if (tags.inputs.size() == jets.size() * kInputFloats) {
+        const float* p = tags.inputs.data() + j * kInputFloats;
+        for (int k = 0; k < 6; ++k) {
+          const int n = kInputLayout[k].channels * kInputLayout[k].points;
+          c.inputs[k].insert(c.inputs[k].end(), p, p + n);
+          p += n;
+        }
+      }
     }
     rows_++;
   }
@@ -148,6 +169,7 @@ void JetTagWriter::finish() {
     h5write(g, "event", H5T_NATIVE_UINT64, c.event, f);
     h5write(g, "jet", H5T_NATIVE_INT32, c.jet, f);
     h5write(g, "n_constituents", H5T_NATIVE_INT32, c.ncons, f);
+    h5write(g, "truth_flavour", H5T_NATIVE_INT32, c.truth_flavour, f);  // kFlavourNames index; -1: none
     h5write(g, "pt", H5T_NATIVE_FLOAT, c.pt, f);
     h5write(g, "eta", H5T_NATIVE_FLOAT, c.eta, f);
     h5write(g, "phi", H5T_NATIVE_FLOAT, c.phi, f);
@@ -159,6 +181,14 @@ void JetTagWriter::finish() {
     h5write_strings(g, "model_sha256", c.sha256, f);
     h5write_strings(g, "inference_mode", c.mode, f);
     H5Gclose(g);
+    // /inputs/<name> [jets, channels, points], row i = jet i of /jets, when every jet kept its inputs.
+    const size_t jets = c.event.size();
+    if (jets > 0 && c.inputs[0].size() == jets * kInputLayout[0].channels * kInputLayout[0].points) {
+      hid_t ig = H5Gcreate2(file, "inputs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      for (int k = 0; k < 6; ++k)
+        h5write_3d(ig, kInputLayout[k].name, c.inputs[k], kInputLayout[k].channels, kInputLayout[k].points, f);
+      H5Gclose(ig);
+    }
     hid_t fg = H5Gcreate2(file, "failed_events", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     h5write(fg, "event", H5T_NATIVE_UINT64, c.failed_event, f);
     h5write_strings(fg, "component", c.failed_component, f);
