@@ -132,45 +132,51 @@ class InferenceSession {
   }
 
   py::list run(py::handle output_names, py::handle input_feed, std::optional<RunOptions> run_options) {
+    StateLease lease(*this);  // the model (set_providers may swap it meanwhile) and a run state of it
+    const Model& model = lease.model();
     if (run_options && run_options->terminate)
-      throw_error(ErrorCode::Cancelled, "run_options.terminate is set", {model_->info().name});
-    const ModelInfo& mi = model_->info();
-    std::vector<InputArray> held(mi.inputs.size());
-    feed(input_feed, held);
-    std::vector<size_t> selected = select_outputs(output_names);
+      throw_error(ErrorCode::Cancelled, "run_options.terminate is set", {model.info().name});
+    std::vector<InputArray> held(model.info().inputs.size());
+    feed(model, input_feed, held);
+    std::vector<size_t> selected = select_outputs(model, output_names);
     std::vector<Tensor> inputs(held.size());
     for (size_t i = 0; i < held.size(); ++i) inputs[i] = std::move(held[i].tensor);
     std::vector<Tensor> outputs;
     {
-      StateLease lease(*this);
       py::gil_scoped_release nogil;
-      model_->run(inputs, outputs, lease.state());
+      model.run(inputs, outputs, lease.state());
     }
     py::list result(selected.size());
     for (size_t i = 0; i < selected.size(); ++i) result[i] = to_numpy(std::move(outputs[selected[i]]));
     return result;
   }
 
-  py::list get_inputs() const { return node_args(model_->info().inputs); }
-  py::list get_outputs() const { return node_args(model_->info().outputs); }
+  py::list get_inputs() const { return node_args(current()->info().inputs); }
+  py::list get_outputs() const { return node_args(current()->info().outputs); }
   py::list get_overridable_initializers() const { return py::list(); }
 
-  const ModelMetadata& get_modelmeta() {
-    std::call_once(meta_once_, [&] { meta_ = make_metadata(); });
-    return meta_;
+  // Computed once per loaded model (the ONNX file's metadata is read again for it).
+  ModelMetadata get_modelmeta() {
+    std::shared_ptr<const Model> m = current();
+    std::lock_guard<std::mutex> lock(meta_mu_);
+    if (!meta_ || meta_model_ != m.get()) {
+      meta_ = make_metadata(*m);
+      meta_model_ = m.get();
+    }
+    return *meta_;
   }
 
   std::vector<std::string> get_providers() const {
-    const std::string& d = model_->info().device;
+    const std::string d = current()->info().device;
     if (d.empty()) return {kCpu};
     if (d.rfind("cuda", 0) == 0) return {kCuda, kCpu};
     return {d, kCpu};
   }
   py::dict get_provider_options() const {
     py::dict all;
+    const std::string d = current()->info().device;
     for (const auto& p : get_providers()) {
       py::dict o;
-      const std::string& d = model_->info().device;
       if (p == kCuda) o["device_id"] = py::str(d.find(':') == std::string::npos ? "0" : d.substr(d.find(':') + 1));
       all[py::str(p)] = o;
     }
@@ -180,18 +186,21 @@ class InferenceSession {
     load(resolve_device(providers, provider_options));
   }
   const SessionOptions& get_session_options() const { return options_; }
-  const Model& model() const { return *model_; }
-  std::shared_ptr<const Model> shared_model() const { return model_; }
+  std::shared_ptr<const Model> current() const {
+    std::lock_guard<std::mutex> lock(states_mu_);
+    return model_;
+  }
 
   std::string repr() const {
-    const ModelInfo& mi = model_->info();
+    std::shared_ptr<const Model> m = current();
+    const ModelInfo& mi = m->info();
     return "<quiver.InferenceSession " + mi.name + " (" + mi.backend + ", " + mi.format + ") on " +
            (mi.device.empty() ? std::string("cpu") : mi.device) + ">";
   }
 
   // Inputs by the model's order from a feed dict (GIL held). Errors name the input.
-  void feed(py::handle input_feed, std::vector<InputArray>& held) const {
-    const ModelInfo& mi = model_->info();
+  static void feed(const Model& model, py::handle input_feed, std::vector<InputArray>& held) {
+    const ModelInfo& mi = model.info();
     py::object dict = py::reinterpret_borrow<py::object>(input_feed);
     if (!PyDict_Check(dict.ptr())) {
       if (!PyObject_HasAttrString(dict.ptr(), "keys"))
@@ -229,27 +238,33 @@ class InferenceSession {
   }
 
  private:
-  // A RunState borrowed for one call (created when every pooled one is in use).
+  // The current model and a RunState of it, borrowed for one call (a state is created when every
+  // pooled one is in use). A state goes back to the pool only if the model was not replaced meanwhile.
   class StateLease {
    public:
     explicit StateLease(InferenceSession& s) : s_(s) {
       std::lock_guard<std::mutex> lock(s_.states_mu_);
+      model_ = s_.model_;
       if (!s_.states_.empty()) {
         state_ = std::move(s_.states_.back());
         s_.states_.pop_back();
       }
-      if (!state_) state_ = s_.model_->make_state();
     }
     ~StateLease() {
       std::lock_guard<std::mutex> lock(s_.states_mu_);
-      s_.states_.push_back(std::move(state_));
+      if (state_ && s_.model_ == model_) s_.states_.push_back(std::move(state_));
     }
     StateLease(const StateLease&) = delete;
     StateLease& operator=(const StateLease&) = delete;
-    RunState& state() { return *state_; }
+    const Model& model() const { return *model_; }
+    RunState& state() {
+      if (!state_) state_ = model_->make_state();
+      return *state_;
+    }
 
    private:
     InferenceSession& s_;
+    std::shared_ptr<const Model> model_;
     std::unique_ptr<RunState> state_;
   };
 
@@ -259,8 +274,8 @@ class InferenceSession {
     return s;
   }
 
-  std::vector<size_t> select_outputs(py::handle output_names) const {
-    const ModelInfo& mi = model_->info();
+  static std::vector<size_t> select_outputs(const Model& model, py::handle output_names) {
+    const ModelInfo& mi = model.info();
     std::vector<size_t> sel;
     if (output_names.is_none()) {
       for (size_t i = 0; i < mi.outputs.size(); ++i) sel.push_back(i);
@@ -309,8 +324,8 @@ class InferenceSession {
     states_.clear();
   }
 
-  ModelMetadata make_metadata() const {
-    const ModelInfo& mi = model_->info();
+  ModelMetadata make_metadata(const Model& model) const {
+    const ModelInfo& mi = model.info();
     ModelMetadata md;
     md.name = mi.name;
     md.sha256 = mi.sha256;
@@ -339,11 +354,12 @@ class InferenceSession {
   std::string backend_;
   std::string path_;
   std::optional<std::string> bytes_;
+  mutable std::mutex states_mu_;  // model_ and the states of it
   std::shared_ptr<const Model> model_;
-  std::mutex states_mu_;
   std::vector<std::unique_ptr<RunState>> states_;
-  std::once_flag meta_once_;
-  ModelMetadata meta_;
+  std::mutex meta_mu_;
+  std::optional<ModelMetadata> meta_;
+  const Model* meta_model_ = nullptr;
 };
 
 std::string node_arg_repr(const NodeArg& a) {
@@ -360,12 +376,13 @@ std::string node_arg_repr(const NodeArg& a) {
 // Seconds per call of the C++ Session::run on the same model and inputs (bench/python: the
 // Python layer's overhead is the difference). Not part of the public API.
 double bench_cpp_session_run(const InferenceSession& sess, py::handle input_feed, int64_t iterations) {
-  std::vector<InputArray> held(sess.model().info().inputs.size());
-  sess.feed(input_feed, held);
+  std::shared_ptr<const Model> model = sess.current();
+  std::vector<InputArray> held(model->info().inputs.size());
+  InferenceSession::feed(*model, input_feed, held);
   std::vector<Tensor> inputs;
   for (auto& h : held) inputs.push_back(h.tensor);
   py::gil_scoped_release nogil;
-  Session session(sess.shared_model());
+  Session session(model);
   std::vector<Tensor> outputs;
   session.run(inputs, outputs);  // warm: outputs allocated once, as a C++ caller reuses them
   const int64_t t0 = now_ns();
@@ -507,7 +524,7 @@ void register_session(py::module_& m) {
       .def("get_outputs", &InferenceSession::get_outputs, "The model's outputs (NodeArg), in order.")
       .def("get_overridable_initializers", &InferenceSession::get_overridable_initializers,
            "Always empty: initializers cannot be overridden at run time in Quiver.")
-      .def("get_modelmeta", &InferenceSession::get_modelmeta, py::return_value_policy::reference_internal,
+      .def("get_modelmeta", &InferenceSession::get_modelmeta,
            "ONNX Runtime's model metadata plus Quiver's provenance (sha256, model_version, backend, device).")
       .def("get_providers", &InferenceSession::get_providers, "Where the model runs, in ONNX Runtime's provider names.")
       .def("get_provider_options", &InferenceSession::get_provider_options)

@@ -248,8 +248,9 @@ def test_providers():
     # CUDA then CPU: CUDA where there is a device, else the CPU (ONNX Runtime's fallback).
     both = quiver.InferenceSession(MLP, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert both.get_providers()[-1] == "CPUExecutionProvider"
+    assert s.get_modelmeta().device == "cpu"
     s.set_providers(["gpu-emulator"])
-    assert s.get_providers()[0] == "gpu-emulator"
+    assert s.get_providers()[0] == "gpu-emulator" and s.get_modelmeta().device == "gpu-emulator"
 
 
 def test_cuda_alone_without_a_device_says_so():

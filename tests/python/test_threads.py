@@ -43,6 +43,28 @@ def test_forest_from_many_threads():
         np.testing.assert_allclose(got[0], want[r], rtol=1e-6, atol=1e-7)
 
 
+def test_set_providers_while_threads_run():
+    sess = quiver.InferenceSession(HEP / "hls4ml_three_layer" / "model.onnx")
+    x = np.random.default_rng(2).random((1, 16), dtype=np.float32)
+    want = sess.run(None, {"input_1_0": x})[0]
+    stop = threading.Event()
+
+    def caller():
+        n = 0
+        while not stop.is_set():
+            np.testing.assert_allclose(sess.run(None, {"input_1_0": x})[0], want, rtol=1e-5, atol=1e-7)
+            n += 1
+        return n
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [pool.submit(caller) for _ in range(3)]
+        for p in (["gpu-emulator"], ["CPUExecutionProvider"]) * 3:
+            sess.set_providers(p)
+        stop.set()
+        assert all(f.result() > 0 for f in futures)
+    assert sess.get_providers() == ["CPUExecutionProvider"]
+
+
 class Ticker:
     """A Python thread that records when it ran: ticks inside a call prove the GIL was free."""
 
