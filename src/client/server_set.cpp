@@ -85,9 +85,29 @@ void ServerSet::refresh_now() {
   maint_cv_.notify_all();
 }
 
+// A closed breaker alone is no promise: it opens only after several failures, so a server that
+// died and came back between two probes still looks serving while its channel is in reconnect
+// backoff and fails every call at once. Fresh probe answers are the promise.
 bool ServerSet::wait_for_serving(int n, int64_t timeout_ns) {
+  if (n <= 0) return true;
+  const int64_t since = now_ns();
+  waiters_.fetch_add(1);
+  refresh_now();
   std::unique_lock lk(serving_mu_);
-  return serving_cv_.wait_for(lk, std::chrono::nanoseconds(timeout_ns), [&] { return balancer_.serving_count() >= n; });
+  const bool ok =
+      serving_cv_.wait_for(lk, std::chrono::nanoseconds(timeout_ns), [&] { return ready_since(since) >= n; });
+  waiters_.fetch_sub(1);
+  return ok;
+}
+
+int ServerSet::ready_since(int64_t since_ns) const {
+  int n = 0;
+  for (auto& s : balancer_.servers()) {
+    if (s->removed.load() || !s->serving.load() || s->ready_probe_ns.load() < since_ns) continue;
+    std::lock_guard lk(s->mu);
+    n += s->breaker.serving() && s->breaker.consecutive_failures() == 0;
+  }
+  return n;
 }
 
 Error ServerSet::no_server_error(const std::string& model_key, bool fallback_off) const {
@@ -238,7 +258,7 @@ void ServerSet::probe_round(int64_t now, bool force_all) {
     }
     probes.push_back(std::move(p));
   }
-  bool any_up = false;
+  bool any_up = false;  // a server answered ready (wait_for_serving looks again)
   std::vector<std::shared_ptr<ServerState>> came_up;
   while (pending > 0) {
     void* tag;
@@ -273,9 +293,13 @@ void ServerSet::probe_round(int64_t now, bool force_all) {
     if (p->was_serving) {
       // A serving server that says "not ready" (draining) is taken out at once; one that cannot
       // be reached counts like a failed request; a slow answer (deadline) only means busy, which
-      // the balancer's load terms already handle.
+      // the balancer's load terms already handle. A ready answer ends a run of failures.
       bool opened = false;
-      if (p->status.ok() && !p->resp.ready() && s.breaker.serving()) {
+      if (up && s.breaker.serving()) {
+        s.breaker.record_success();
+        s.ready_probe_ns.store(now);
+        any_up = true;
+      } else if (p->status.ok() && !p->resp.ready() && s.breaker.serving()) {
         s.breaker.trip(t);
         opened = true;
       } else if (!p->status.ok() && p->status.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
@@ -290,6 +314,7 @@ void ServerSet::probe_round(int64_t now, bool force_all) {
     } else {
       s.breaker.probe_result(up, t);
       if (up) {
+        s.ready_probe_ns.store(now);
         s.serving.store(true);
         any_up = true;
       }
@@ -300,6 +325,7 @@ void ServerSet::probe_round(int64_t now, bool force_all) {
     std::lock_guard lk(sp->mu);
     sp->breaker.probe_result(ok, now_ns());
     if (ok) {
+      sp->ready_probe_ns.store(now);
       sp->serving.store(true);
       any_up = true;
     }
@@ -326,7 +352,7 @@ void ServerSet::maintenance_loop() {
     lk.unlock();
     const int64_t now = now_ns();
     if (forced || now >= next_discovery_ns_) run_discovery(now);
-    probe_round(now, forced);
+    probe_round(now, forced || waiters_.load() > 0);
     lk.lock();
   }
 }

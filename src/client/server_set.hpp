@@ -3,6 +3,7 @@
 // for the balancer's queue-time term, and picking a server for an attempt. One maintenance thread
 // does the periodic work; picking is lock-free but for the balancer's shared lock.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -53,6 +54,7 @@ class ServerSet {
 
   // Runs discovery and probes now, on the maintenance thread.
   void refresh_now();
+  // See Client::wait_for_serving.
   bool wait_for_serving(int n, int64_t timeout_ns);
   // "; HOST:PORT: why its last probe failed; ..." for servers out of service.
   std::string down_servers() const;
@@ -66,6 +68,8 @@ class ServerSet {
   void probe_round(int64_t now, bool force_all);
   void maintenance_loop();
   std::string tls_hint(const std::string& msg) const;
+  // Servers serving, with no transport failure since they answered a probe sent at or after `since_ns`.
+  int ready_since(int64_t since_ns) const;
 
   const ClientOptions& opt_;
   const std::string auth_header_;
@@ -81,7 +85,9 @@ class ServerSet {
   int64_t next_discovery_ns_ = 0;
   int64_t next_stats_ns_ = 0;
   std::map<const ServerState*, std::pair<uint64_t, uint64_t>> last_queue_;  // count, ns
-  // wait_for_serving
+  // wait_for_serving; while someone waits, every round probes the servers out of service too
+  // (their breaker's backoff is for unattended clients).
+  std::atomic<int> waiters_{0};
   std::mutex serving_mu_;
   std::condition_variable serving_cv_;
 };

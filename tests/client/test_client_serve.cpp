@@ -214,6 +214,38 @@ TEST(ClientServe, FallbackRunsTheSameEngineThenServersTakeOver) {
   }
 }
 
+// wait_for_serving's promise: once it says N servers serve, a request can go to them. Here the
+// server dies and comes back on its port before any background probe has seen it go (probes are
+// seconds apart): the client's breaker is still closed after the failed requests and the channel
+// sits in its reconnect backoff, yet the request after wait_for_serving must reach the server.
+TEST(ClientServe, WaitForServingMeansARequestReachesTheServer) {
+  Repo repo;
+  auto s = serve(repo);
+  ClientOptions o = fast_options({s->grpc()});
+  o.health_interval_ns = 2'000'000'000;
+  o.breaker = BreakerOptions{};
+  o.fallback = FallbackMode::OnFailure;
+  o.fallback_repository = repo.dir.string();
+  Client client(o);
+  ASSERT_TRUE(client.wait_for_serving(1, 10'000'000'000));
+  for (int round = 0; round < 3; ++round) {
+    auto before = client.infer("identity", {{"INPUT0", row(1)}});
+    ASSERT_TRUE(before.ok()) << before.error->what();
+    EXPECT_FALSE(before.provenance.fallback) << "round " << round;
+    s->kill9();
+    auto local = client.infer("identity", {{"INPUT0", row(2)}});
+    ASSERT_TRUE(local.ok()) << local.error->what();
+    EXPECT_TRUE(local.provenance.fallback) << "round " << round;
+    s->restart();
+    ASSERT_TRUE(client.wait_for_serving(1, 20'000'000'000)) << "round " << round;
+    auto again = client.infer("identity", {{"INPUT0", row(3)}});
+    ASSERT_TRUE(again.ok()) << again.error->what();
+    EXPECT_FALSE(again.provenance.fallback) << "round " << round << ": answered locally after "
+                                            << again.provenance.attempts << " attempt(s)";
+    EXPECT_TRUE(same(again.output("OUTPUT0"), row(3)));
+  }
+}
+
 // The local fallback reads a repository exactly as the server does: a Triton FIL model (input__0
 // -> output__0, predict_proba), a config `reshape` and an ensemble answer with the server's tensor
 // names, shapes and values when every server is gone.

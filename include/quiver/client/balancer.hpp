@@ -64,6 +64,9 @@ struct ServerState {
   std::atomic<int64_t> retries{0};        // attempts that were retries of an earlier attempt
   std::atomic<int64_t> breaker_trips{0};
   std::atomic<bool> any_missing{false};   // fast path of serves()
+  // Start time of the latest probe round in which this server answered ready (0: none yet):
+  // wait_for_serving counts only servers that answered a probe sent after it was called.
+  std::atomic<int64_t> ready_probe_ns{0};
 
   mutable std::mutex mu;                  // guards breaker, missing_models and last_error
   CircuitBreaker breaker;

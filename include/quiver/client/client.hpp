@@ -141,7 +141,10 @@ class Client final : public AsyncInferer {
   ClientReport report() const;
   // Runs discovery and readiness probes now (instead of waiting for the maintenance thread).
   void refresh_now();
-  // Waits (on a condition variable) until at least `n` servers are serving; false on timeout.
+  // Waits until at least `n` servers can take a request: each answered a readiness probe sent
+  // after this call (it starts a probe round at once) and has had no transport failure since.
+  // A breaker that has not yet seen a server die, or a channel still in its reconnect backoff,
+  // does not count. False on timeout.
   bool wait_for_serving(int n, int64_t timeout_ns);
   const ClientOptions& options() const;
   AsyncInferFn async_fn();
