@@ -203,7 +203,8 @@ class PyClient {
  public:
   PyClient(py::object urls, py::object servers_file, py::object dns_names, py::object fallback_repository,
            py::object fallback, py::object tls, py::object timeout, bool coalesce, double coalesce_max_delay,
-           int64_t coalesce_max_batch, bool shared_memory, bool shared_memory_outputs, double startup_wait) {
+           int64_t coalesce_max_batch, bool shared_memory, bool shared_memory_outputs, double startup_wait,
+           py::object token_file) {
     client::ClientOptions o;
     if (!urls.is_none()) add_urls(urls, o);
     if (!servers_file.is_none()) o.discovery.servers_file = path_string(servers_file);
@@ -221,16 +222,24 @@ class PyClient {
       throw_error(ErrorCode::InvalidArgument,
                   "no servers: give urls, servers_file or dns_names (or fallback='always-local' with a fallback_repository)");
     set_tls(tls, o.tls);
+    if (!token_file.is_none()) o.auth_token_file = path_string(token_file);
+    if (!(startup_wait >= 0)) throw_error(ErrorCode::InvalidArgument, "startup_wait must be >= 0 seconds");
     if (!timeout.is_none()) o.default_timeout_ns = seconds_to_ns(timeout, "timeout");
     o.shared_memory = shared_memory;
     o.shared_memory_outputs = shared_memory_outputs;
     o.startup_wait_ns = static_cast<int64_t>(startup_wait * 1e9);
+    const bool wait_for_a_server = o.fallback != client::FallbackMode::AlwaysLocal && o.startup_wait_ns > 0;
+    const int64_t wait_ns = o.startup_wait_ns;
     client::CoalesceOptions co;
     co.max_delay_ns = static_cast<int64_t>(coalesce_max_delay * 1e9);
     co.max_batch = coalesce_max_batch;
     {
-      py::gil_scoped_release nogil;  // waits up to startup_wait for the first readiness probes
+      py::gil_scoped_release nogil;
       client_ = std::make_shared<client::Client>(std::move(o));
+      // A server still starting when the analysis starts: its first requests should not all fall
+      // back. Returns early once one server answers; with none after startup_wait, requests fall
+      // back or fail (Unavailable) as they would anyway.
+      if (wait_for_a_server) client_->wait_for_serving(1, wait_ns);
       if (coalesce) batching_ = std::make_shared<client::BatchingClient>(*client_, co);
     }
     std::lock_guard<std::mutex> lock(g_live_mu);
@@ -480,21 +489,26 @@ void register_client(py::module_& m) {
       "many servers, failing over, and falling back to in-process inference with the same engine.\n\n"
       "Client(urls=None, *, servers_file=None, dns_names=None, fallback_repository=None, fallback=None,\n"
       "       tls=None, timeout=None, coalesce=False, coalesce_max_delay=0.0005, coalesce_max_batch=0,\n"
-      "       shared_memory=False, shared_memory_outputs=False, startup_wait=2.0)\n\n"
+      "       shared_memory=False, shared_memory_outputs=False, startup_wait=2.0, token_file=None)\n\n"
       "urls: 'host:port', 'grpc://h1:p1,h2:p2' ('grpcs://' turns TLS on) or a list of them.\n"
       "servers_file: one endpoint per line, re-read when it changes. fallback: 'off', 'on-failure'\n"
       "(default when fallback_repository is given) or 'always-local'. tls: True, a CA bundle path, or\n"
       "{'root_certs', 'client_cert', 'client_key', 'server_name'}. timeout: default deadline (s).\n"
+      "token_file: a file whose first token (blank lines and '#' comments skipped) is sent as\n"
+      "'authorization: Bearer TOKEN' to servers started with --auth-token-file.\n"
+      "startup_wait: the constructor waits up to this long (s) until a server answers its readiness\n"
+      "probe (0: no wait; not with fallback='always-local').\n"
       "coalesce: merge concurrent requests (e.g. from many Python threads) for the same model along\n"
       "the batch dimension into one RPC, waiting at most coalesce_max_delay seconds for company.\n"
       "Errors are the C++ client's, as quiver exceptions (Unavailable, DeadlineExceeded, NotFound, ...).")
       .def(py::init<py::object, py::object, py::object, py::object, py::object, py::object, py::object, bool, double,
-                    int64_t, bool, bool, double>(),
+                    int64_t, bool, bool, double, py::object>(),
            py::arg("urls") = py::none(), py::kw_only(), py::arg("servers_file") = py::none(),
            py::arg("dns_names") = py::none(), py::arg("fallback_repository") = py::none(),
            py::arg("fallback") = py::none(), py::arg("tls") = py::none(), py::arg("timeout") = py::none(),
            py::arg("coalesce") = false, py::arg("coalesce_max_delay") = 0.0005, py::arg("coalesce_max_batch") = 0,
-           py::arg("shared_memory") = false, py::arg("shared_memory_outputs") = false, py::arg("startup_wait") = 2.0)
+           py::arg("shared_memory") = false, py::arg("shared_memory_outputs") = false, py::arg("startup_wait") = 2.0,
+           py::arg("token_file") = py::none())
       .def("infer", &PyClient::infer, py::arg("model"), py::arg("inputs"), py::arg("outputs") = py::none(),
            py::arg("version") = py::none(), py::arg("timeout") = py::none(), py::arg("priority") = 0,
            py::arg("request_id") = py::none(),

@@ -2,6 +2,7 @@
 errors as exceptions, kill-the-server -> local fallback, coalescing across Python threads."""
 import concurrent.futures
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -106,6 +107,53 @@ def test_kill_the_server_then_fallback(server, repository):
         assert c.wait_for_serving(1, 20.0)
         again = c.infer("particlenet_ak4_hlt", feed)
         assert not again.provenance.fallback
+
+
+def test_bearer_token_from_a_file(repository, tmp_path):
+    tokens = tmp_path / "tokens"
+    tokens.write_text("site-token-1\nsite-token-2\n")
+    mine = tmp_path / "client-token"
+    mine.write_text("# this job's token\nsite-token-2\n")
+    s = Server(repository, extra=["--auth-token-file", str(tokens)])
+    try:
+        x = np.arange(4, dtype=np.float32).reshape(1, 4)
+        with quiver.Client(s.address, token_file=mine, **fast({})) as c:
+            r = c.infer("identity", {"INPUT0": x})
+            assert np.array_equal(r["OUTPUT0"], x) and not r.provenance.fallback
+            assert [i.name for i in c.model_metadata("identity").inputs] == ["INPUT0"]
+        with quiver.Client(s.address, **fast({})) as c:  # readiness needs no token, inference does
+            with pytest.raises(quiver.Error, match="UNAUTHENTICATED"):
+                c.infer("identity", {"INPUT0": x})
+        with pytest.raises(quiver.Error, match="no_such_token_file"):
+            quiver.Client(s.address, token_file=tmp_path / "no_such_token_file")
+    finally:
+        s.kill()
+
+
+def test_startup_wait_lets_a_starting_server_take_the_first_request(server, repository):
+    addr = server.address
+    server.kill()
+    # The server comes back on its port while the client is being constructed. The thread that
+    # starts it lives until the server is killed (the server dies with the thread that forked it).
+    done = threading.Event()
+
+    def start_later():
+        time.sleep(0.5)
+        server.start()
+        done.wait()
+        server.kill()
+
+    starter = threading.Thread(target=start_later)
+    starter.start()
+    try:
+        with quiver.Client(addr, fallback_repository=repository, timeout=20.0, startup_wait=20.0) as c:
+            r = c.infer("identity", {"INPUT0": np.ones((1, 4), np.float32)})
+            assert not r.provenance.fallback and r.provenance.server == addr
+    finally:
+        done.set()
+        starter.join()
+    with pytest.raises(quiver.InvalidArgument, match="startup_wait"):
+        quiver.Client(addr, startup_wait=-1.0)
 
 
 def test_always_local_needs_no_server(repository):

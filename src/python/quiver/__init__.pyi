@@ -242,6 +242,7 @@ class Client:
         shared_memory: bool = False,
         shared_memory_outputs: bool = False,
         startup_wait: float = 2.0,
+        token_file: Optional[_Path] = None,
     ) -> None: ...
     def infer(
         self,
