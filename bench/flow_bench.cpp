@@ -1,12 +1,18 @@
 // Benchmarks of the event-processing framework (docs/benchmarks.md, section "Event framework").
 //
-//   bench_flow overhead [--events N]            empty pipeline: source -> trivial factory -> processor;
-//                                               ns/event on 1 thread, rate on 1 and 2 threads
+//   bench_flow overhead [--work-ns 0,500,2000] [--threads 1,2,4,...] [--runs 5] [--events N]
+//                       [--in-flight N] [--variants parallel,ordered,unordered]
+//                                               source -> lazy factory (busy work) -> processor; per
+//                                               thread count: events/s and framework CPU per event,
+//                                               median [min-max] of alternating runs, scaling vs 1 thread
 //   bench_flow service [--latency-ms 10] [--events N] [--in-flight 16,64,256]
 //                                               service mode against a server answering after 10 ms
 //   bench_flow particlenet [--events N] [--threads T] [--device cuda [--in-flight N]]
 //                                               jet-tagging example: ParticleNet-AK4 direct vs batched
+#include <oneapi/tbb/task_arena.h>
 #include <sys/resource.h>
+
+#include <algorithm>
 
 #include <atomic>
 #include <chrono>
@@ -14,6 +20,7 @@
 #include <functional>
 #include <mutex>
 #include <cmath>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -54,12 +61,27 @@ class Trivial : public Factory {
     out_(e) = v;
   }
 };
+// Sums per worker thread (one cache line each), so that the benchmark's own processor does not
+// add a cache line written by every thread to what is measured.
 class Sink : public Processor {
  public:
   explicit Sink(Mode m) : Processor(m) {}
   Input<int64_t> in_{this, "m"};
-  std::atomic<int64_t> sum{0};
-  void process(const Event& e) override { sum.fetch_add(in_(e), std::memory_order_relaxed); }
+  struct alignas(64) Lane {
+    int64_t sum = 0;
+  };
+  std::vector<Lane> lanes;
+  void init() override { lanes.assign(static_cast<size_t>(runtime().concurrency()) + 1, Lane{}); }
+  void process(const Event& e) override {
+    int i = tbb::this_task_arena::current_thread_index();
+    size_t l = i >= 0 && static_cast<size_t>(i) < lanes.size() - 1 ? static_cast<size_t>(i) : lanes.size() - 1;
+    lanes[l].sum += in_(e);
+  }
+  int64_t sum() const {
+    int64_t s = 0;
+    for (auto& l : lanes) s += l.sum;
+    return s;
+  }
 };
 
 // y [N, 4] = 2 x: cheap, so that the service benchmark is latency-bound.
@@ -120,59 +142,130 @@ std::string arg(int argc, char** argv, const char* name, const char* def) {
   return def;
 }
 
-RunSummary run_empty(int threads, int64_t events, bool sequential, int64_t* sum_out, bool ordered = true) {
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (p <= list.size()) {
+    size_t c = list.find(',', p);
+    if (c == std::string::npos) c = list.size();
+    if (c > p) out.push_back(list.substr(p, c - p));
+    p = c + 1;
+  }
+  return out;
+}
+
+struct Variant {
+  const char* label;
+  bool seq, ordered;
+};
+
+RunSummary run_pipeline(const Variant& v, int threads, int64_t events, const std::string& in_flight, int64_t* sum_out) {
   Application app;
-  app.set_parameter("ordered", ordered ? "true" : "false");
+  app.set_parameter("ordered", v.ordered ? "true" : "false");
   app.set_parameter("nthreads", std::to_string(threads));
   app.set_parameter("nevents", std::to_string(events));
+  if (!in_flight.empty()) app.set_parameter("in_flight", in_flight);
   app.add<CountSource>("source");
   app.add<Trivial>("trivial");
-  auto& sink = app.add<Sink>("sink", sequential ? Processor::Mode::Sequential : Processor::Mode::Parallel);
+  auto& sink = app.add<Sink>("sink", v.seq ? Processor::Mode::Sequential : Processor::Mode::Parallel);
   auto s = app.run();
   if (s.fatal) throw *s.fatal;
-  *sum_out = sink.sum.load();
+  *sum_out = sink.sum();
   return s;
 }
 
+struct Stat {
+  double median, lo, hi;
+};
+Stat stat(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  double med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  return {med, v.front(), v.back()};
+}
+std::string rate_text(double r) {
+  char b[32];
+  if (r >= 1e6) std::snprintf(b, sizeof b, "%.2f M", r / 1e6);
+  else std::snprintf(b, sizeof b, "%.0f k", r / 1e3);
+  return b;
+}
+
+// Framework overhead and scaling: source -> lazy factory (busy work) -> processor. For each amount of
+// work and each processor kind, runs alternate over the thread counts (so that a change in the
+// machine's load touches every column alike); the table gives the median and [min-max] of the runs.
+// "CPU ns/event" is the process's user+system CPU time per event: the work, the framework, and
+// whatever the worker threads burn while idle.
 int overhead(int argc, char** argv) {
-  int64_t events = std::atoll(arg(argc, argv, "--events", "2000000").c_str());
-  double work_ns = std::atof(arg(argc, argv, "--work-ns", "0").c_str());
-  if (work_ns > 0) {
-    int64_t probe = 10000000;
-    auto t0 = std::chrono::steady_clock::now();
-    volatile double sink = spin(probe, 1.0);
-    (void)sink;
-    double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
-    g_work_iters = static_cast<int64_t>(work_ns * probe / ns);
+  const int hw = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  std::string default_threads;
+  for (int t = 1; t <= hw; t *= 2) default_threads += (default_threads.empty() ? "" : ",") + std::to_string(t);
+  if ((hw & (hw - 1)) != 0) default_threads += "," + std::to_string(hw);
+  std::vector<int> threads;
+  for (auto& t : split(arg(argc, argv, "--threads", default_threads.c_str()))) threads.push_back(std::atoi(t.c_str()));
+  const int runs = std::max(1, std::atoi(arg(argc, argv, "--runs", "5").c_str()));
+  const int64_t fixed_events = std::atoll(arg(argc, argv, "--events", "0").c_str());
+  const std::string in_flight = arg(argc, argv, "--in-flight", "");
+  std::vector<double> works;
+  for (auto& w : split(arg(argc, argv, "--work-ns", "0,500,2000"))) works.push_back(std::atof(w.c_str()));
+  std::vector<Variant> variants;
+  for (auto& v : split(arg(argc, argv, "--variants", "parallel,unordered,ordered"))) {
+    if (v == "parallel") variants.push_back({"parallel", false, true});
+    else if (v == "unordered") variants.push_back({"seq unordered", true, false});
+    else if (v == "ordered") variants.push_back({"seq ordered", true, true});
+    else throw Error(ErrorCode::InvalidArgument, "--variants: parallel, unordered or ordered, not '" + v + "'");
   }
-  std::printf("pipeline: source -> factory (%s) -> processor, %lld events\n",
-              work_ns > 0 ? ("~" + std::to_string(static_cast<int>(work_ns)) + " ns of work").c_str() : "trivial",
-              static_cast<long long>(events));
-  std::printf("%-14s %6s %10s %12s %12s %14s\n", "processor", "threads", "seconds", "events/s", "wall ns/ev",
-              "CPU ns/event");
-  int64_t expect = 0;
-  for (int64_t i = 0; i < events; ++i) expect += i * 3 + 1;
-  struct Variant {
-    const char* label;
-    bool seq, ordered;
-  };
-  for (const Variant& v : {Variant{"parallel", false, true}, Variant{"seq ordered", true, true},
-                           Variant{"seq unordered", true, false}}) {
-    double r1 = 0;
-    for (int t : {1, 2}) {
-      int64_t sum = 0;
-      run_empty(t, events / 10, v.seq, &sum, v.ordered);  // warm-up
-      double c0 = cpu_seconds();
-      auto s = run_empty(t, events, v.seq, &sum, v.ordered);
-      double cpu = cpu_seconds() - c0;
-      if (sum != expect) {
-        std::fprintf(stderr, "wrong sum\n");
-        return 1;
+  // Calibrate the busy loop once.
+  const int64_t probe = 20000000;
+  auto c0 = std::chrono::steady_clock::now();
+  volatile double sink = spin(probe, 1.0);
+  (void)sink;
+  const double ns_per_iter =
+      std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - c0).count() / probe;
+  std::printf("bench_flow overhead: %d runs per cell (alternating thread counts), in_flight %s, %d hardware threads\n",
+              runs, in_flight.empty() ? "default (4 x nthreads)" : in_flight.c_str(), hw);
+  for (double work_ns : works) {
+    g_work_iters = static_cast<int64_t>(work_ns / ns_per_iter);
+    const int64_t events =
+        fixed_events > 0 ? fixed_events : std::max<int64_t>(200000, static_cast<int64_t>(0.5e9 / (work_ns + 100)));
+    int64_t expect = 0;
+    for (int64_t i = 0; i < events; ++i) expect += i * 3 + 1;
+    std::printf("\nsource -> factory (%s) -> processor, %lld events per run\n",
+                work_ns > 0 ? ("~" + std::to_string(static_cast<int>(work_ns)) + " ns of work").c_str() : "no work",
+                static_cast<long long>(events));
+    std::printf("%-14s %7s %24s %9s %24s %9s\n", "processor", "threads", "events/s median [min-max]", "vs 1 thr",
+                "CPU ns/event [min-max]", "vs 1 thr");
+    for (const Variant& v : variants) {
+      std::vector<std::vector<double>> rate(threads.size()), cpu(threads.size());
+      for (size_t ti = 0; ti < threads.size(); ++ti) {  // warm-up
+        int64_t sum = 0;
+        run_pipeline(v, threads[ti], std::max<int64_t>(events / 10, 1000), in_flight, &sum);
       }
-      if (t == 1) r1 = s.rate();
-      std::printf("%-14s %6d %10.3f %12.0f %12.1f %14.1f%s\n", v.label, t, s.seconds, s.rate(),
-                  1e9 * s.seconds / s.processed, 1e9 * cpu / s.processed,
-                  t == 2 ? (" (x" + std::to_string(s.rate() / r1).substr(0, 4) + " wall)").c_str() : "");
+      for (int r = 0; r < runs; ++r)
+        for (size_t ti = 0; ti < threads.size(); ++ti) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(30));  // idle workers go to sleep
+          int64_t sum = 0;
+          double t0 = cpu_seconds();
+          auto s = run_pipeline(v, threads[ti], events, in_flight, &sum);
+          double used = cpu_seconds() - t0;
+          if (sum != expect || s.processed != static_cast<uint64_t>(events)) {
+            std::fprintf(stderr, "bench_flow: wrong result (%lld events, sum %lld, expected %lld)\n",
+                         static_cast<long long>(s.processed), static_cast<long long>(sum), static_cast<long long>(expect));
+            return 1;
+          }
+          rate[ti].push_back(s.rate());
+          cpu[ti].push_back(1e9 * used / s.processed);
+        }
+      const Stat r1 = stat(rate[0]), c1 = stat(cpu[0]);
+      for (size_t ti = 0; ti < threads.size(); ++ti) {
+        Stat r = stat(rate[ti]), c = stat(cpu[ti]);
+        char rb[64], cb[64];
+        std::snprintf(rb, sizeof rb, "%s [%s-%s]", rate_text(r.median).c_str(), rate_text(r.lo).c_str(),
+                      rate_text(r.hi).c_str());
+        std::snprintf(cb, sizeof cb, "%.0f [%.0f-%.0f]", c.median, c.lo, c.hi);
+        std::printf("%-14s %7d %24s %8.2fx %24s %8.2fx\n", v.label, threads[ti], rb, r.median / r1.median, cb,
+                    c.median / c1.median);
+        std::fflush(stdout);
+      }
     }
   }
   return 0;

@@ -29,8 +29,21 @@ struct FactoryState {
   std::exception_ptr err;
 };
 
-struct EventCtx {
+struct EventCtx;
+
+// Events read from the source in one turn by one thread; their slots go back to the pool together,
+// when the last of them has finished (runner.cpp).
+struct alignas(64) Group {
+  std::atomic<uint32_t> remaining{0};  // events not yet finished
+  Group* next = nullptr;               // in a list of returned groups
+  std::vector<EventCtx*> ev;
+};
+
+// One in-flight slot: the event and the runner's state for it. A cache line of its own, so that
+// events run by different threads never share one.
+struct alignas(64) EventCtx {
   Event event;
+  Group* group = nullptr;
   size_t next_async = 0;
   bool failed = false;
   std::optional<Error> error;

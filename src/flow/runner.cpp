@@ -1,26 +1,37 @@
-// The runner: executes a Topology (topology.cpp) with a fixed pool of in-flight event slots on a
-// oneTBB arena. It reads no parameter and wires nothing: the plan is complete when it starts.
+// The runner: executes a Topology (topology.cpp) on a oneTBB arena. It reads no parameter and wires
+// nothing: the plan is complete when it starts.
 //
-// Life of an event: a free slot is filled by the source (one thread at a time), then the event's
-// async factories run in dependency order — acquire() starts the work and the event is parked
-// holding a deferred TBB task (tbb::task_group::defer), which completion() submits to the arena
-// from whatever thread it runs on — then processors run: parallel ones inline, sequential ones
-// through a non-blocking serializer (the thread that finds it idle drains it; in ordered mode a
-// ring buffer releases events in emission order). Lazy factories run inside Input access. When
-// the event is done its slot returns to the free queue and the source is pumped again.
-// No thread ever waits for an external reply; the main thread waits in task_group::wait(), which
-// also executes tasks.
-#include <oneapi/tbb/concurrent_queue.h>
+// Life of an event. The source is read by one thread at a time into free event slots, a *group* of
+// up to K events per turn; the thread that read a group runs its events one after the other: async
+// factories in plan order (acquire() starts the work and the event parks holding a deferred TBB task,
+// which completion() submits to the arena from whatever thread it runs on; no thread waits), then the
+// processors — parallel ones inline, sequential ones through a hand-off to a drainer (the thread that
+// finds the stage idle runs it; in ordered mode a reorder window releases events in emission order).
+// Lazy factories run inside Input access. The group's slots go back to the pool together when its last
+// event has finished, and the thread that finished it reads the next group.
+//
+// What is shared, and how often (docs/flow.md, "What an event shares"):
+//  - the source and the pool of free slots (Hub): one try-lock per group. A thread that finds it busy
+//    never waits: it leaves a request and the holder spawns a pump task when it lets go.
+//  - a sequential stage: one hand-off (a mutex-protected inbox and a pending counter) per group, not
+//    per event; the reorder window and the drain belong to the thread that drains.
+//  - everything else an event writes is its own: its products, its lazy-factory state, its place in its
+//    group (the group's countdown is written by the threads that finish its events, usually one), and
+//    the per-thread lane (events finished, group size, returned groups).
+// K adapts per thread to the cost of an event (about kGroupNs of inline work per group, at most
+// in_flight / (2 x nthreads)): heavy events go one at a time, tiny ones share a source turn, a hand-off
+// and a slot return among many. Balance comes from oneTBB's work stealing: pump tasks (spawned when
+// free slots remain) are stolen by idle threads, which read groups of their own.
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/info.h>
 #include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/task_group.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <condition_variable>
-#include <csignal>
-#include <deque>
 #include <functional>
 #include <map>
 #include <thread>
@@ -45,6 +56,12 @@ extern "C" void __tsan_release(void* addr);
 namespace quiver::flow {
 
 using detail::EventCtx;
+using detail::Group;
+
+namespace {
+constexpr int64_t kGroupNs = 10000;  // inline work a group aims at: per-group costs stay a few %
+constexpr size_t kMaxGroup = 64;
+}  // namespace
 
 struct Runner;
 
@@ -67,18 +84,47 @@ void Completion::fail(std::exception_ptr error) const {
   if (s_) s_->fire(error ? error : std::make_exception_ptr(Error(ErrorCode::Internal, "async work failed")));
 }
 
-namespace {
-thread_local bool tls_pumping = false;
-thread_local bool tls_repump = false;
-}  // namespace
+// Per worker thread (arena slot) of one run. Written only by its thread, except `finished`, which
+// in_flight() reads from anywhere (so it has a cache line of its own).
+struct Lane {
+  alignas(64) std::atomic<uint64_t> finished{0};  // events that left the pipeline on this thread
+  alignas(64) bool pumping = false;               // inside pump() or a guarded task: don't recurse
+  bool repump = false;                            // a group came back meanwhile: read the source again
+  Group* returned = nullptr;                      // groups finished here, not yet back in the pool
+  uint64_t groups_run = 0;
+  Group* group = nullptr;                         // the group run_group is running on this thread
+  uint32_t group_done = 0;                        // its events finished here meanwhile
+  double ns_per_event = 0;                        // moving average of an event's inline cost
+};
 
-struct Sequencer {
-  std::mutex m;
-  bool busy = false;
-  bool ordered = true;
+// Events of one group that reached a sequential stage, handed over together.
+struct Handoff {
+  std::array<EventCtx*, kMaxGroup> ev;
+  size_t n = 0;
+  void push(EventCtx* c) { ev[n++] = c; }
+};
+
+// The source and the free slots: held by one thread at a time, for one group.
+struct Hub {
+  static constexpr uint32_t kBusy = 1, kRequested = 2;
+  alignas(64) std::atomic<uint32_t> state{0};  // kBusy: a thread holds it; kRequested: another wants it
+  std::vector<EventCtx*> free_slots;
+  std::vector<Group*> free_groups;
+  size_t cur_source = 0;
+  uint64_t next_seq = 0, skipped = 0, gen = 0, emitted = 0;
+  bool done = false;
+};
+
+// A sequential processor. Events arrive in batches (a group's worth) through the inbox; the thread
+// that finds the stage idle drains it: it owns the reorder window and runs the processor.
+struct SeqStage {
+  alignas(64) std::mutex m;
+  std::vector<EventCtx*> inbox;
+  bool draining = false;
+  alignas(64) std::vector<EventCtx*> taken;  // drainer only from here on
+  std::vector<EventCtx*> window;             // ordered: event of sequence s at s % size
+  std::vector<EventCtx*> out;
   uint64_t next = 0;
-  std::vector<EventCtx*> ring;  // ordered: slot seq % size
-  std::deque<EventCtx*> fifo;   // unordered
 };
 
 struct Runner final : Runtime {
@@ -86,6 +132,7 @@ struct Runner final : Runtime {
   const Topology& topo;
   const int threads;
   const size_t pool_n;
+  const size_t kmax;
   const uint64_t max_events;
   const uint64_t nskip;
   const bool ordered;
@@ -94,25 +141,24 @@ struct Runner final : Runtime {
   const std::vector<Source*>& sources;
   const std::vector<AsyncFactory*>& asyncs;
   std::vector<Processor*> procs;
-  std::vector<std::unique_ptr<Sequencer>> seqs;
+  std::vector<std::unique_ptr<SeqStage>> seqs;  // per processor; null for parallel ones
+  std::vector<size_t> next_seq_stage;           // per position: first sequential stage at or after it
+  std::vector<bool> parallel_after;             // per stage: a parallel processor comes later
   std::vector<std::unique_ptr<EventCtx>> pool;
+  std::vector<std::unique_ptr<Group>> group_records;
+  std::unique_ptr<Lane[]> lanes;
 
   std::unique_ptr<tbb::global_control> gc;
   std::unique_ptr<tbb::task_arena> arena;
   std::unique_ptr<tbb::task_group> tg;
 
-  tbb::concurrent_queue<EventCtx*> free_q;
-  std::atomic<bool> source_busy{false};
-  std::atomic<bool> pump_requested{false};
-  std::atomic<bool> source_done{false};
+  Hub hub;
+  alignas(64) std::atomic<bool> pump_task_pending{false};
+  alignas(64) std::atomic<Group*> returned{nullptr};     // groups given back while the hub was busy
+  alignas(64) std::atomic<uint64_t> emitted{0};          // published by the hub holder, per group
+  alignas(64) std::atomic<size_t> group_k{1};            // events per group (kmax at the start)
   std::atomic<bool> aborting{false};
-  std::atomic<int64_t> inflight{0};
-  size_t cur_source = 0;
-  uint64_t next_seq = 0;
-  uint64_t skipped = 0;
-  std::atomic<uint64_t> emitted{0};
   std::atomic<uint64_t> failed{0};
-  uint64_t gen_base = 0;
 
   std::mutex fail_m;
   std::vector<EventFailure> failures;
@@ -123,6 +169,11 @@ struct Runner final : Runtime {
         topo(t),
         threads(t.settings.threads),
         pool_n(t.settings.in_flight),
+        // Async factories' events come back one at a time: waiting for K free slots would leave
+        // slots idle, so those pipelines read one event per group.
+        kmax(t.asyncs.empty()
+                 ? std::clamp<size_t>(t.settings.in_flight / (2 * static_cast<size_t>(t.settings.threads)), 1, kMaxGroup)
+                 : 1),
         max_events(t.settings.max_events),
         nskip(t.settings.nskip),
         ordered(t.settings.ordered),
@@ -152,11 +203,26 @@ struct Runner final : Runtime {
       }
     }));
   }
-  int64_t in_flight() const override { return inflight.load(std::memory_order_relaxed); }
-  bool stopping() const override { return aborting.load() || app.stop_requested_.load(); }
+  int64_t in_flight() const override {
+    uint64_t done = 0;
+    for (int i = 0; i <= threads; ++i) done += lanes[i].finished.load(std::memory_order_relaxed);
+    return static_cast<int64_t>(emitted.load(std::memory_order_relaxed)) - static_cast<int64_t>(done);
+  }
+  bool stopping() const override {
+    return aborting.load(std::memory_order_relaxed) || app.stop_requested_.load(std::memory_order_relaxed);
+  }
   int concurrency() const override { return threads; }
   std::vector<std::function<void(const Event&)>> finish_listeners;  // registered during init, read-only after
   void on_event_finished(std::function<void(const Event&)> cb) override { finish_listeners.push_back(std::move(cb)); }
+
+  // The calling thread's lane. Only arena threads run events (completions from other threads only
+  // submit tasks), and a thread keeps its arena slot while it runs a task. There is one lane more
+  // than threads: an arena of one thread takes in a worker for enqueued tasks while the calling
+  // thread also works in it (oneTBB's mandatory concurrency), in slot 1.
+  Lane& lane() {
+    const int i = tbb::this_task_arena::current_thread_index();
+    return lanes[i >= 0 && i <= threads ? i : threads];
+  }
 
   // ---- failures
   void fail_event(EventCtx* c, const std::string& component, std::exception_ptr e) {
@@ -180,78 +246,179 @@ struct Runner final : Runtime {
     }
   }
 
-  // ---- source pump
-  void pump() {
-    bool outer = !tls_pumping;
-    tls_pumping = true;
+  // ---- source: groups of events
+  // Reads the source and runs what it read on this thread, as long as slots come back.
+  void pump(Lane& L) {
+    if (L.pumping) {
+      L.repump = true;
+      return;
+    }
+    L.pumping = true;
     for (;;) {
-      tls_repump = false;
-      EventCtx* last = emit_some();
-      if (last) {
-        run_event(last);
+      L.repump = false;
+      Group* g = emit(L);
+      if (g) {
+        run_group(L, g);
         continue;
       }
-      if (!tls_repump) break;
+      if (!L.repump) break;
     }
-    if (outer) tls_pumping = false;
+    L.pumping = false;
   }
 
-  // Emits events into free slots (spawning all but the last, which is returned to run inline).
-  EventCtx* emit_some() {
-    bool expected = false;
-    if (!source_busy.compare_exchange_strong(expected, true, std::memory_order_acquire)) {
-      pump_requested.store(true);
-      // The holder may have just released; retry once so the request is not lost.
-      expected = false;
-      if (!source_busy.compare_exchange_strong(expected, true, std::memory_order_acquire)) return nullptr;
+  // Runs f with this thread's pump loop marked active, so that groups finishing inside f come back
+  // without recursing into the source; reads the source afterwards if any did.
+  template <class F>
+  void pump_guard(Lane& L, F&& f) {
+    if (L.pumping) {
+      f();
+      return;
     }
-    EventCtx* last = nullptr;
-    for (;;) {
-      if (pump_requested.load(std::memory_order_relaxed)) pump_requested.store(false);
-      while (!source_done.load(std::memory_order_relaxed) && !stopping()) {
-        EventCtx* c = nullptr;
-        if (!free_q.try_pop(c)) break;
-        QUIVER_TSAN_ACQUIRE(c);
-        if (!fill(c)) {
-          free_q.push(c);
-          break;
-        }
-        if (last) {
-          EventCtx* l = last;
-          QUIVER_TSAN_RELEASE(this);
-          tg->run([this, l] {
-            QUIVER_TSAN_ACQUIRE(this);
-            guarded_run(l);
-            QUIVER_TSAN_RELEASE(this);
-          });
-        }
-        last = c;
+    L.pumping = true;
+    L.repump = false;
+    f();
+    L.pumping = false;
+    if (L.repump || L.returned) pump(L);
+  }
+
+  // A task that reads the source, for slots that came back on a thread busy with something else.
+  void spawn_pump() {
+    if (pump_task_pending.load(std::memory_order_relaxed) || pump_task_pending.exchange(true)) return;
+    QUIVER_TSAN_RELEASE(this);
+    tg->run([this] {
+      QUIVER_TSAN_ACQUIRE(this);
+      pump_task_pending.store(false);
+      pump(lane());
+      QUIVER_TSAN_RELEASE(this);
+    });
+  }
+
+  void spawn_group(Group* g) {
+    QUIVER_TSAN_RELEASE(this);
+    tg->run([this, g] {
+      QUIVER_TSAN_ACQUIRE(this);
+      Lane& L = lane();
+      pump_guard(L, [&] { run_group(L, g); });
+      QUIVER_TSAN_RELEASE(this);
+    });
+  }
+
+  bool hub_try_acquire() {
+    uint32_t st = hub.state.load(std::memory_order_relaxed);
+    return !(st & Hub::kBusy) &&
+           hub.state.compare_exchange_strong(st, Hub::kBusy, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+  // Busy: leave a request for the holder (true), or take the hub if it was let go meanwhile (false).
+  bool hub_request() {
+    uint32_t st = hub.state.fetch_or(Hub::kRequested, std::memory_order_acq_rel);
+    if (st & Hub::kBusy) return true;
+    st = Hub::kRequested;
+    return !hub.state.compare_exchange_strong(st, Hub::kBusy, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+  // Lets go of the hub unless a request came in (false: still held, serve it).
+  bool hub_release() {
+    uint32_t st = Hub::kBusy;
+    if (hub.state.compare_exchange_strong(st, 0, std::memory_order_release, std::memory_order_acquire)) return true;
+    hub.state.store(Hub::kBusy, std::memory_order_relaxed);  // consume the request, keep the hub
+    return false;
+  }
+
+  // Pushes a list of groups (linked by next) onto `returned`.
+  void give_back_shared(Group* list) {
+    Group* last = list;
+    while (last->next) last = last->next;
+    Group* head = returned.load(std::memory_order_relaxed);
+    do {
+      last->next = head;
+    } while (!returned.compare_exchange_weak(head, list, std::memory_order_release, std::memory_order_relaxed));
+  }
+
+  // Hub held: slots and records of finished groups go back to the pool.
+  void reclaim(Group* list) {
+    while (list) {
+      Group* g = list;
+      list = g->next;
+      g->next = nullptr;
+      for (EventCtx* c : g->ev) hub.free_slots.push_back(c);
+      g->ev.clear();
+      hub.free_groups.push_back(g);
+    }
+  }
+
+  // Takes the hub, gives back the groups that finished on this thread and reads every free slot, in
+  // groups of up to L.k events: the first group is returned to run here, the others become tasks
+  // (idle threads steal them). A thread that finds the hub busy never waits: it hands over its
+  // finished groups and leaves a request, which the holder serves before it lets go.
+  Group* emit(Lane& L) {
+    if (!hub_try_acquire()) {
+      if (L.returned) {
+        give_back_shared(L.returned);
+        L.returned = nullptr;
       }
-      source_busy.store(false, std::memory_order_release);
-      // Someone asked while we held the source: take it again if there is work.
-      if (!pump_requested.load() || source_done.load() || stopping() || free_q.empty()) break;
-      expected = false;
-      if (!source_busy.compare_exchange_strong(expected, true, std::memory_order_acquire)) break;
+      if (hub_request()) return nullptr;
     }
-    return last;
+    Group* first = nullptr;
+    do {
+      reclaim(L.returned);
+      L.returned = nullptr;
+      if (returned.load(std::memory_order_relaxed)) reclaim(returned.exchange(nullptr, std::memory_order_acquire));
+      while (!hub.done && !stopping()) {
+        // Only whole groups (or the last events of the input): with fewer than K slots free, more
+        // than half the pool is in flight and will come back, so no thread waits long for them,
+        // and groups do not fragment into the single slots events finish one by one.
+        size_t k = group_k.load(std::memory_order_relaxed);
+        if (max_events) {
+          if (hub.emitted >= max_events) {
+            hub.done = true;
+            break;
+          }
+          k = std::min<uint64_t>(k, max_events - hub.emitted);
+        }
+        if (hub.free_slots.size() < k) break;
+        Group* g = fill_group(k);
+        if (!g) break;
+        if (!first) first = g;
+        else spawn_group(g);
+      }
+    } while (!hub_release());
+    return first;
   }
 
-  // Reads one event into c. False: no event (end of input, failure).
+  // Hub held. Null when no slot is free or the input has ended.
+  Group* fill_group(size_t k) {
+    if (hub.free_slots.empty()) return nullptr;
+    Group* g = hub.free_groups.back();
+    hub.free_groups.pop_back();
+    k = std::min(k, hub.free_slots.size());
+    while (g->ev.size() < k) {
+      EventCtx* c = hub.free_slots.back();
+      QUIVER_TSAN_ACQUIRE(c);
+      if (!fill(c)) break;
+      hub.free_slots.pop_back();
+      c->group = g;
+      g->ev.push_back(c);
+    }
+    if (g->ev.empty()) {
+      hub.free_groups.push_back(g);
+      return nullptr;
+    }
+    g->remaining.store(static_cast<uint32_t>(g->ev.size()), std::memory_order_relaxed);
+    emitted.store(hub.emitted, std::memory_order_relaxed);
+    return g;
+  }
+
+  // Hub held: reads one event into c. False: no event (end of input, nevents, source failure).
   bool fill(EventCtx* c) {
     for (;;) {
-      if (max_events && emitted.load(std::memory_order_relaxed) >= max_events) {
-        source_done.store(true);
+      if ((max_events && hub.emitted >= max_events) || hub.cur_source >= sources.size()) {
+        hub.done = true;
         return false;
       }
-      if (cur_source >= sources.size()) {
-        source_done.store(true);
-        return false;
-      }
-      Source* src = sources[cur_source];
+      Source* src = sources[hub.cur_source];
       Event& e = c->event;
-      e.gen_ = ++gen_base;
-      e.sequence_ = next_seq;
-      e.number_ = next_seq + skipped;
+      e.gen_ = ++hub.gen;
+      e.sequence_ = hub.next_seq;
+      e.number_ = hub.next_seq + hub.skipped;
       c->next_async = 0;
       c->failed = false;
       c->error.reset();
@@ -263,50 +430,73 @@ struct Runner final : Runtime {
           for (auto* o : src->outputs()) o->publish(e);
       } catch (...) {
         Error err = detail::to_error(std::current_exception(), src->name());
-        std::string msg = "source '" + src->name() + "' failed after " + std::to_string(emitted.load()) +
+        std::string msg = "source '" + src->name() + "' failed after " + std::to_string(hub.emitted) +
                           " events (reading event " + std::to_string(e.number()) + "): " + err.what();
         spdlog::error("[flow] {}", msg);
         std::lock_guard<std::mutex> lk(fail_m);
         if (!fatal) fatal = Error(err.code(), msg, ErrorWhere{.node = src->name()});
-        source_done.store(true);
+        hub.done = true;
         return false;
       }
       if (!ok) {
-        ++cur_source;
+        ++hub.cur_source;
         continue;
       }
-      if (skipped < nskip) {
-        ++skipped;
+      if (hub.skipped < nskip) {
+        ++hub.skipped;
         continue;
       }
-      ++next_seq;
-      emitted.store(emitted.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);  // source lock held
-      inflight.fetch_add(1, std::memory_order_relaxed);
+      ++hub.next_seq;
+      ++hub.emitted;
       return true;
     }
   }
 
-  void guarded_run(EventCtx* c) {
-    pump_guard([&] { run_event(c); });
-  }
-  // Runs f with the pump loop active on this thread, so that events finishing inside f restart
-  // the source iteratively instead of recursively.
-  template <class F>
-  void pump_guard(F&& f) {
-    if (tls_pumping) {
-      f();
-      return;
+  // Runs the events of a group on this thread, in order, up to where each parks or reaches a
+  // sequential stage; those that reach one are handed over together. Local arrays, not lane
+  // scratch: a component that waits inside TBB may run another group on this thread meanwhile.
+  void run_group(Lane& L, Group* g) {
+    // Copy: the record goes back to the pool as soon as its last event finishes, which may happen
+    // on another thread while this loop still runs.
+    std::array<EventCtx*, kMaxGroup> run;
+    const size_t n = g->ev.size();
+    std::copy(g->ev.begin(), g->ev.end(), run.begin());
+    Handoff handoff;
+    // Events of g that finish on this thread, inside this call, are counted here and subtracted
+    // from g->remaining once, at the end (one atomic operation per group instead of per event).
+    Group* const outer_group = L.group;
+    const uint32_t outer_done = L.group_done;
+    L.group = g;
+    L.group_done = 0;
+    // The clock costs as much as a tiny event (a vDSO call; more on a VM): time one group in 8.
+    const bool timed = kmax > 1 && (L.groups_run++ % 8 == 0);
+    const int64_t t0 = timed ? now_ns() : 0;
+    for (size_t j = 0; j < n; ++j) {
+      run_event(L, run[j], &handoff);
+      if (L.returned && j + 1 < n && threads > 1) {
+        // Another group finished here (a resumed or drained event): its slots must not wait for
+        // the rest of this group; let an idle thread read into them.
+        give_back_shared(L.returned);
+        L.returned = nullptr;
+        spawn_pump();
+      }
     }
-    tls_pumping = true;
-    tls_repump = false;
-    f();
-    bool again = tls_repump;
-    tls_pumping = false;
-    if (again || pump_requested.load()) pump();
+    if (timed) {
+      const double per_event = static_cast<double>(now_ns() - t0) / static_cast<double>(n);
+      L.ns_per_event = L.ns_per_event > 0 ? 0.75 * L.ns_per_event + 0.25 * per_event : per_event;
+      const size_t k = std::clamp<size_t>(static_cast<size_t>(kGroupNs / std::max(L.ns_per_event, 1.0)), 1, kmax);
+      if (k != group_k.load(std::memory_order_relaxed)) group_k.store(k, std::memory_order_relaxed);
+    }
+    if (handoff.n) submit(L, next_seq_stage[0], handoff.ev.data(), handoff.n);
+    const uint32_t done = L.group_done;
+    L.group = outer_group;
+    L.group_done = outer_done;
+    if (done && g->remaining.fetch_sub(done, std::memory_order_acq_rel) == done) group_finished(L, g);
   }
 
   // ---- event steps
-  void run_event(EventCtx* c) {
+  // `handoff`: where events that reach the first sequential stage go (null: submit each at once).
+  void run_event(Lane& L, EventCtx* c, Handoff* handoff) {
     if (c->next_async < asyncs.size() && !c->failed) {
       AsyncFactory* af = asyncs[c->next_async];
       auto st = std::make_shared<Completion::State>();
@@ -314,7 +504,8 @@ struct Runner final : Runtime {
       st->ctx = c;
       st->handle = tg->defer([this, c] {
         QUIVER_TSAN_ACQUIRE(c);
-        resume(c);
+        Lane& R = lane();
+        pump_guard(R, [&] { resume(R, c); });
         QUIVER_TSAN_RELEASE(this);
       });
       Completion keep(st);
@@ -333,29 +524,29 @@ struct Runner final : Runtime {
       }
       return;  // parked until completion
     }
-    run_processors(c, 0);
+    advance(L, c, 0, handoff);
   }
 
-  void resume(EventCtx* c) {
-    pump_guard([&] {
-      AsyncFactory* af = asyncs[c->next_async];
-      if (c->async_error) {
-        fail_event(c, af->name(), c->async_error);
-      } else {
-        try {
-          af->produce(c->event);
-          for (auto* o : af->outputs()) o->publish(c->event);
-        } catch (...) {
-          fail_event(c, af->name(), std::current_exception());
-        }
+  void resume(Lane& L, EventCtx* c) {
+    AsyncFactory* af = asyncs[c->next_async];
+    if (c->async_error) {
+      fail_event(c, af->name(), c->async_error);
+    } else {
+      try {
+        af->produce(c->event);
+        for (auto* o : af->outputs()) o->publish(c->event);
+      } catch (...) {
+        fail_event(c, af->name(), std::current_exception());
       }
-      c->async_error = nullptr;
-      c->next_async++;
-      run_event(c);
-    });
+    }
+    c->async_error = nullptr;
+    c->next_async++;
+    run_event(L, c, nullptr);
   }
 
-  void run_processors(EventCtx* c, size_t from) {
+  // Runs processors from stage `from` on until a sequential one (the event is then appended to
+  // `handoff`, or submitted alone) or the end (the event finishes).
+  void advance(Lane& L, EventCtx* c, size_t from, Handoff* handoff) {
     for (size_t i = from; i < procs.size(); ++i) {
       if (seqs[i]) {
         // Lazy factories behind a sequential processor's declared inputs run here, in parallel,
@@ -367,7 +558,8 @@ struct Runner final : Runtime {
             fail_event(c, procs[i]->name(), std::current_exception());
           }
         }
-        submit_sequential(i, c);
+        if (handoff) handoff->push(c);
+        else submit(L, i, &c, 1);
         return;
       }
       if (c->failed) continue;
@@ -377,61 +569,115 @@ struct Runner final : Runtime {
         fail_event(c, procs[i]->name(), std::current_exception());
       }
     }
-    finish_event(c);
+    finish_event(L, c);
   }
 
-  void submit_sequential(size_t i, EventCtx* c) {
-    Sequencer& s = *seqs[i];
-    std::unique_lock<std::mutex> lk(s.m);
-    if (s.ordered) s.ring[c->event.sequence() % s.ring.size()] = c;
-    else s.fifo.push_back(c);
-    if (s.busy) return;
-    s.busy = true;
-    for (;;) {
-      EventCtx* x = nullptr;
-      if (s.ordered) {
-        EventCtx*& r = s.ring[s.next % s.ring.size()];
-        if (r && r->event.sequence() == s.next) {
-          x = r;
-          r = nullptr;
-          ++s.next;
-        }
-      } else if (!s.fifo.empty()) {
-        x = s.fifo.front();
-        s.fifo.pop_front();
-      }
-      if (!x) {
-        s.busy = false;
+  // ---- sequential stages
+  void submit(Lane& L, size_t i, EventCtx* const* ev, size_t n) {
+    SeqStage& s = *seqs[i];
+    {
+      std::lock_guard<std::mutex> lk(s.m);
+      if (s.draining) {
+        s.inbox.insert(s.inbox.end(), ev, ev + n);
         return;
       }
-      lk.unlock();
-      Processor* p = procs[i];
-      if (!x->failed) {
-        try {
-          p->process(x->event);
-        } catch (...) {
-          fail_event(x, p->name(), std::current_exception());
+      s.draining = true;
+    }
+    s.taken.assign(ev, ev + n);
+    drain(L, i);
+  }
+
+  // This thread drains stage i (starting with what is in `taken`) until its inbox is empty. Events
+  // that cannot run yet (ordered: an earlier one has not arrived) wait in the window.
+  void drain(Lane& L, size_t i) {
+    SeqStage& s = *seqs[i];
+    Processor* p = procs[i];
+    for (;;) {
+      s.out.clear();
+      if (ordered) {
+        for (EventCtx* x : s.taken) s.window[x->event.sequence() % s.window.size()] = x;
+        for (;;) {
+          EventCtx*& w = s.window[s.next % s.window.size()];
+          if (!w || w->event.sequence() != s.next) break;
+          s.out.push_back(w);
+          w = nullptr;
+          ++s.next;
         }
+      } else {
+        s.out.swap(s.taken);
       }
-      if (x->failed) {  // failed upstream, or in this processor: let it record the failure
-        try {
-          p->failed(x->event, *x->error);
-        } catch (const std::exception& e) {
-          spdlog::error("[{}] failed() threw: {}", p->name(), e.what());
-        }
+      s.taken.clear();
+      for (EventCtx* x : s.out) pass(p, x);
+      continue_after(L, i, s.out);
+      std::lock_guard<std::mutex> lk(s.m);
+      if (s.inbox.empty()) {
+        s.draining = false;
+        return;
       }
-      run_processors(x, i + 1);
-      lk.lock();
+      std::swap(s.inbox, s.taken);
     }
   }
 
-  void finish_event(EventCtx* c) {
+  void pass(Processor* p, EventCtx* x) {
+    if (!x->failed) {
+      try {
+        p->process(x->event);
+      } catch (...) {
+        fail_event(x, p->name(), std::current_exception());
+      }
+    }
+    if (x->failed) {  // failed upstream, or in this processor: let it record the failure
+      try {
+        p->failed(x->event, *x->error);
+      } catch (const std::exception& e) {
+        spdlog::error("[{}] failed() threw: {}", p->name(), e.what());
+      }
+    }
+  }
+
+  // Events that passed sequential stage i: finish them, or take them to the next stages — on a task
+  // when a parallel processor comes later, so that its work is not serialized on the drainer.
+  void continue_after(Lane& L, size_t i, const std::vector<EventCtx*>& out) {
+    if (out.empty()) return;
+    if (i + 1 == procs.size()) {
+      for (EventCtx* x : out) finish_event(L, x);
+      return;
+    }
+    auto go = [this, i](Lane& R, const std::vector<EventCtx*>& evs) {
+      // In chunks of a group's size: a Handoff holds at most kMaxGroup events.
+      for (size_t b = 0; b < evs.size(); b += kMaxGroup) {
+        Handoff next;
+        for (size_t j = b; j < std::min(evs.size(), b + kMaxGroup); ++j) advance(R, evs[j], i + 1, &next);
+        if (next.n) submit(R, next_seq_stage[i + 1], next.ev.data(), next.n);
+      }
+    };
+    if (parallel_after[i] && threads > 1) {
+      QUIVER_TSAN_RELEASE(this);
+      tg->run([this, go, evs = out] {
+        QUIVER_TSAN_ACQUIRE(this);
+        Lane& R = lane();
+        pump_guard(R, [&] { go(R, evs); });
+        QUIVER_TSAN_RELEASE(this);
+      });
+      return;
+    }
+    go(L, out);
+  }
+
+  void finish_event(Lane& L, EventCtx* c) {
     QUIVER_TSAN_RELEASE(c);
-    inflight.fetch_sub(1, std::memory_order_release);
+    L.finished.store(L.finished.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     for (auto& cb : finish_listeners) cb(c->event);  // before the slot can be reused
-    free_q.push(c);
-    if (tls_pumping) tls_repump = true;
-    else pump();
+    Group* g = c->group;
+    if (g == L.group) ++L.group_done;  // run_group of g on this thread subtracts it
+    else if (g->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) group_finished(L, g);
+  }
+
+  void group_finished(Lane& L, Group* g) {
+    g->next = L.returned;
+    L.returned = g;
+    if (L.pumping) L.repump = true;
+    else pump(L);
   }
 };
 
@@ -446,24 +692,40 @@ RunSummary Runner::run() {
   Runner& r = *this;
   RunSummary sum;
 
-  // ---- event pool
+  // ---- event pool, groups, lanes, sequential stages
   r.pool.reserve(r.pool_n);
   for (size_t s = 0; s < r.pool_n; ++s) {
-    auto c = std::unique_ptr<EventCtx>(new EventCtx());
+    auto c = std::make_unique<EventCtx>();
     c->event.slot_ = s;
     c->event.topo_ = &topo;
     for (auto& p : topo.products) c->event.slots_.push_back(p.output->make_slot());
     c->event.fstate_ = std::make_unique<detail::FactoryState[]>(topo.factories.size());
-    r.free_q.push(c.get());
     r.pool.push_back(std::move(c));
   }
-  r.seqs.resize(r.procs.size());
-  for (size_t i = 0; i < r.procs.size(); ++i)
+  // Slot 0 on top: the first groups get the lowest slots.
+  for (size_t s = r.pool_n; s-- > 0;) r.hub.free_slots.push_back(r.pool[s].get());
+  for (size_t g = 0; g < r.pool_n; ++g) {
+    r.group_records.push_back(std::make_unique<Group>());
+    r.group_records.back()->ev.reserve(r.kmax);
+    r.hub.free_groups.push_back(r.group_records.back().get());
+  }
+  r.lanes = std::make_unique<Lane[]>(static_cast<size_t>(r.threads) + 1);
+  r.group_k.store(r.kmax);
+  const size_t nproc = r.procs.size();
+  r.seqs.resize(nproc);
+  r.next_seq_stage.assign(nproc + 1, nproc);
+  r.parallel_after.assign(nproc, false);
+  for (size_t i = nproc; i-- > 0;) {
+    r.next_seq_stage[i] = topo.stages[i].sequential ? i : r.next_seq_stage[i + 1];
+    if (i + 1 < nproc) r.parallel_after[i] = r.parallel_after[i + 1] || !topo.stages[i + 1].sequential;
     if (topo.stages[i].sequential) {
-      r.seqs[i] = std::make_unique<Sequencer>();
-      r.seqs[i]->ordered = r.ordered;
-      r.seqs[i]->ring.assign(r.pool_n, nullptr);
+      r.seqs[i] = std::make_unique<SeqStage>();
+      r.seqs[i]->window.assign(r.pool_n, nullptr);
+      r.seqs[i]->inbox.reserve(r.pool_n);
+      r.seqs[i]->taken.reserve(r.pool_n);
+      r.seqs[i]->out.reserve(r.pool_n);
     }
+  }
 
   spdlog::set_level(spdlog::level::trace);  // components filter by their own level
 
@@ -516,10 +778,11 @@ RunSummary Runner::run() {
       uint64_t last = 0;
       int64_t tl = t0;
       while (!tick_cv.wait_for(lk, std::chrono::duration<double>(ticker_s), [&] { return tick_stop; })) {
-        uint64_t n = r.emitted.load() - r.inflight.load();
+        const int64_t inflight = std::max<int64_t>(0, r.in_flight());
+        const uint64_t n = r.emitted.load() - static_cast<uint64_t>(inflight);
         int64_t t = now_ns();
         spdlog::info("[flow] {} events, {:.1f} events/s (avg {:.1f}), {} in flight, {} failed", n,
-                     (n - last) / ((t - tl) * 1e-9), n / ((t - t0) * 1e-9), r.inflight.load(), r.failed.load());
+                     (n - last) / ((t - tl) * 1e-9), n / ((t - t0) * 1e-9), inflight, r.failed.load());
         last = n;
         tl = t;
       }
@@ -532,7 +795,7 @@ RunSummary Runner::run() {
       QUIVER_TSAN_RELEASE(&r);
       r.tg->run([&] {
         QUIVER_TSAN_ACQUIRE(&r);
-        r.pump();
+        r.pump(r.lane());
         QUIVER_TSAN_RELEASE(&r);
       });
       r.tg->wait();
@@ -553,11 +816,16 @@ RunSummary Runner::run() {
     ticker.join();
   }
   finish_all();
-  if (r.inflight.load() != 0 && !r.fatal)
-    r.fatal = Error(ErrorCode::Internal, std::to_string(r.inflight.load()) + " events were lost in flight");
+  const int64_t lost = r.in_flight();
+  if (lost != 0 && !r.fatal) r.fatal = Error(ErrorCode::Internal, std::to_string(lost) + " events were lost in flight");
+  // Every task has ended: unless the input ended or a stop was asked for, a wake-up was lost. Say so
+  // rather than report a short run as complete.
+  if (!r.hub.done && !r.stopping() && !r.fatal)
+    r.fatal = Error(ErrorCode::Internal, "the scheduler went idle after " + std::to_string(r.hub.emitted) +
+                                             " events before the input ended");
 
   sum.emitted = r.emitted.load();
-  sum.processed = r.emitted.load() - r.failed.load() - static_cast<uint64_t>(std::max<int64_t>(0, r.inflight.load()));
+  sum.processed = sum.emitted - r.failed.load() - static_cast<uint64_t>(std::max<int64_t>(0, lost));
   sum.failed = r.failed.load();
   sum.failures = std::move(r.failures);
   sum.threads = r.threads;
