@@ -157,6 +157,7 @@ std::vector<std::string> split(const std::string& list) {
 struct Variant {
   const char* label;
   bool seq, ordered;
+  bool independent = false;  // T separate 1-thread pipelines side by side (shares nothing)
 };
 
 RunSummary run_pipeline(const Variant& v, int threads, int64_t events, const std::string& in_flight, int64_t* sum_out) {
@@ -172,6 +173,30 @@ RunSummary run_pipeline(const Variant& v, int threads, int64_t events, const std
   if (s.fatal) throw *s.fatal;
   *sum_out = sink.sum();
   return s;
+}
+
+// The control: T pipelines of one thread each, in T threads of their own, sharing no framework
+// state: what this machine gives T threads running this code when nothing is shared. Returns the
+// combined rate; the sum is checked per pipeline.
+double run_independent(const Variant& v, int threads, int64_t events, const std::string& in_flight, bool* ok) {
+  const int64_t per = events / threads;
+  int64_t expect = 0;
+  for (int64_t i = 0; i < per; ++i) expect += i * 3 + 1;
+  std::vector<std::thread> ts;
+  std::atomic<bool> good{true};
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&] {
+      int64_t sum = 0;
+      Variant one = v;
+      one.independent = false;
+      auto s = run_pipeline(one, 1, per, in_flight, &sum);
+      if (sum != expect || s.processed != static_cast<uint64_t>(per)) good = false;
+    });
+  for (auto& t : ts) t.join();
+  *ok = good.load();
+  return static_cast<double>(per * threads) /
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 struct Stat {
@@ -208,11 +233,14 @@ int overhead(int argc, char** argv) {
   std::vector<double> works;
   for (auto& w : split(arg(argc, argv, "--work-ns", "0,500,2000"))) works.push_back(std::atof(w.c_str()));
   std::vector<Variant> variants;
-  for (auto& v : split(arg(argc, argv, "--variants", "parallel,unordered,ordered"))) {
+  for (auto& v : split(arg(argc, argv, "--variants", "parallel,unordered,ordered,independent"))) {
     if (v == "parallel") variants.push_back({"parallel", false, true});
     else if (v == "unordered") variants.push_back({"seq unordered", true, false});
     else if (v == "ordered") variants.push_back({"seq ordered", true, true});
-    else throw Error(ErrorCode::InvalidArgument, "--variants: parallel, unordered or ordered, not '" + v + "'");
+    else if (v == "independent") variants.push_back({"T x 1 thread", false, true, true});
+    else
+      throw Error(ErrorCode::InvalidArgument,
+                  "--variants: parallel, unordered, ordered or independent, not '" + v + "'");
   }
   // Calibrate the busy loop once.
   const int64_t probe = 20000000;
@@ -238,13 +266,25 @@ int overhead(int argc, char** argv) {
       std::vector<std::vector<double>> rate(threads.size()), cpu(threads.size());
       for (size_t ti = 0; ti < threads.size(); ++ti) {  // warm-up
         int64_t sum = 0;
-        run_pipeline(v, threads[ti], std::max<int64_t>(events / 10, 1000), in_flight, &sum);
+        if (!v.independent) run_pipeline(v, threads[ti], std::max<int64_t>(events / 10, 1000), in_flight, &sum);
       }
       for (int r = 0; r < runs; ++r)
         for (size_t ti = 0; ti < threads.size(); ++ti) {
           std::this_thread::sleep_for(std::chrono::milliseconds(30));  // idle workers go to sleep
           int64_t sum = 0;
           double t0 = cpu_seconds();
+          if (v.independent) {
+            bool ok = false;
+            const double r_all = run_independent(v, threads[ti], events, in_flight, &ok);
+            const double used = cpu_seconds() - t0;
+            if (!ok) {
+              std::fprintf(stderr, "bench_flow: wrong result in an independent pipeline\n");
+              return 1;
+            }
+            rate[ti].push_back(r_all);
+            cpu[ti].push_back(1e9 * used / static_cast<double>(events / threads[ti] * threads[ti]));
+            continue;
+          }
           auto s = run_pipeline(v, threads[ti], events, in_flight, &sum);
           double used = cpu_seconds() - t0;
           if (sum != expect || s.processed != static_cast<uint64_t>(events)) {

@@ -7,21 +7,22 @@
 // which completion() submits to the arena from whatever thread it runs on; no thread waits), then the
 // processors — parallel ones inline, sequential ones through a hand-off to a drainer (the thread that
 // finds the stage idle runs it; in ordered mode a reorder window releases events in emission order).
-// Lazy factories run inside Input access. The group's slots go back to the pool together when its last
-// event has finished, and the thread that finished it reads the next group.
+// Lazy factories run inside Input access. The group's slots go back to the pool together when its
+// last event has finished, and the thread that finished it reads the next group.
 //
 // What is shared, and how often (docs/flow.md, "What an event shares"):
-//  - the source and the pool of free slots (Hub): one try-lock per group. A thread that finds it busy
-//    never waits: it leaves a request and the holder spawns a pump task when it lets go.
-//  - a sequential stage: one hand-off (a mutex-protected inbox and a pending counter) per group, not
-//    per event; the reorder window and the drain belong to the thread that drains.
-//  - everything else an event writes is its own: its products, its lazy-factory state, its place in its
-//    group (the group's countdown is written by the threads that finish its events, usually one), and
-//    the per-thread lane (events finished, group size, returned groups).
-// K adapts per thread to the cost of an event (about kGroupNs of inline work per group, at most
-// in_flight / (2 x nthreads)): heavy events go one at a time, tiny ones share a source turn, a hand-off
-// and a slot return among many. Balance comes from oneTBB's work stealing: pump tasks (spawned when
-// free slots remain) are stolen by idle threads, which read groups of their own.
+//  - the source and the pool of free slots (Hub): one turn per group (a compare-and-swap to take it,
+//    one to let go). A thread with slots to read into waits a little for a busy hub; past that, or
+//    with nothing to read into, it hands its slots over, leaves a request and goes on: the holder
+//    serves the request before it lets go. Groups read beyond the first in a turn become tasks.
+//  - a sequential stage: one hand-off (a mutex-protected inbox) per group, not per event; the reorder
+//    window and the processor belong to the thread that drains.
+//  - everything else an event writes is its own: its products and lazy-factory state (EventCtx, a
+//    cache line of its own), its group's countdown (one atomic subtraction per group when the group
+//    finishes where it ran), and the running thread's lane (events finished, returned groups).
+// K adapts to the cost of an event (about kGroupNs of inline work per group, at most in_flight / (2 x
+// nthreads)): heavy events go one at a time, tiny ones share a source turn, a hand-off and a slot
+// return among many. Balance comes from oneTBB's work stealing of group and pump tasks.
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/info.h>
 #include <oneapi/tbb/task_arena.h>
@@ -43,7 +44,7 @@
 
 // oneTBB is not built with ThreadSanitizer, so TSAN cannot see the happens-before edges of its
 // task hand-offs; these annotations state them (no-ops in normal builds).
-#if defined(__SANITIZE_THREAD__)
+#if defined(QUIVER_TSAN) || defined(__SANITIZE_THREAD__)  // the build hides the latter (CMakeLists.txt)
 extern "C" void __tsan_acquire(void* addr);
 extern "C" void __tsan_release(void* addr);
 #define QUIVER_TSAN_RELEASE(p) __tsan_release(const_cast<void*>(static_cast<const volatile void*>(p)))
@@ -59,6 +60,13 @@ using detail::EventCtx;
 using detail::Group;
 
 namespace {
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 constexpr int64_t kGroupNs = 10000;  // inline work a group aims at: per-group costs stay a few %
 constexpr size_t kMaxGroup = 64;
 }  // namespace
@@ -157,6 +165,7 @@ struct Runner final : Runtime {
   alignas(64) std::atomic<Group*> returned{nullptr};     // groups given back while the hub was busy
   alignas(64) std::atomic<uint64_t> emitted{0};          // published by the hub holder, per group
   alignas(64) std::atomic<size_t> group_k{1};            // events per group (kmax at the start)
+  alignas(64) std::atomic<int> firing{0};                // completions inside arena->enqueue
   std::atomic<bool> aborting{false};
   std::atomic<uint64_t> failed{0};
 
@@ -185,15 +194,30 @@ struct Runner final : Runtime {
 
   RunSummary run();
 
+  // A task of this run. TSan cannot see oneTBB's hand-offs (the library is not instrumented), so
+  // they are stated, edge by edge and no more (a shared token would order unrelated tasks and hide
+  // real races): the spawner releases `token` once the task object is built, the task acquires it
+  // when it starts and releases `done_token` when it ends, which the main thread acquires after
+  // task_group::wait. Orderings between tasks are the scheduler's own atomics and mutexes.
+  template <class F>
+  tbb::task_handle make_task(const void* token, F&& f) {
+    return tg->defer([this, token, f = std::forward<F>(f)] {
+      QUIVER_TSAN_ACQUIRE(token);
+      f();
+      QUIVER_TSAN_RELEASE(&done_token);
+    });
+  }
+  template <class F>
+  void spawn(const void* token, F&& f) {
+    tbb::task_handle h = make_task(token, std::forward<F>(f));
+    QUIVER_TSAN_RELEASE(token);
+    tg->run(std::move(h));
+  }
+  char done_token = 0, enqueue_token = 0;  // addresses only (TSan annotations)
+
   // ---- Runtime
   void enqueue(std::function<void()> task) override {
-    QUIVER_TSAN_RELEASE(this);
-    arena->enqueue(tg->defer([this, task = std::move(task)] {
-      QUIVER_TSAN_ACQUIRE(this);
-      struct Done {
-        Runner* r;
-        ~Done() { QUIVER_TSAN_RELEASE(r); }
-      } done_{this};
+    tbb::task_handle h = make_task(&enqueue_token, [task = std::move(task)] {
       try {
         task();
       } catch (const std::exception& e) {
@@ -201,7 +225,9 @@ struct Runner final : Runtime {
       } catch (...) {
         spdlog::error("[flow] task failed with an unknown exception");
       }
-    }));
+    });
+    QUIVER_TSAN_RELEASE(&enqueue_token);
+    arena->enqueue(std::move(h));
   }
   int64_t in_flight() const override {
     uint64_t done = 0;
@@ -284,22 +310,16 @@ struct Runner final : Runtime {
   // A task that reads the source, for slots that came back on a thread busy with something else.
   void spawn_pump() {
     if (pump_task_pending.load(std::memory_order_relaxed) || pump_task_pending.exchange(true)) return;
-    QUIVER_TSAN_RELEASE(this);
-    tg->run([this] {
-      QUIVER_TSAN_ACQUIRE(this);
+    spawn(&pump_task_pending, [this] {
       pump_task_pending.store(false);
       pump(lane());
-      QUIVER_TSAN_RELEASE(this);
     });
   }
 
   void spawn_group(Group* g) {
-    QUIVER_TSAN_RELEASE(this);
-    tg->run([this, g] {
-      QUIVER_TSAN_ACQUIRE(this);
+    spawn(g, [this, g] {
       Lane& L = lane();
       pump_guard(L, [&] { run_group(L, g); });
-      QUIVER_TSAN_RELEASE(this);
     });
   }
 
@@ -307,6 +327,16 @@ struct Runner final : Runtime {
     uint32_t st = hub.state.load(std::memory_order_relaxed);
     return !(st & Hub::kBusy) &&
            hub.state.compare_exchange_strong(st, Hub::kBusy, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+  // Waits a little for the hub: a thread with slots of its own to read into would otherwise go idle
+  // (oneTBB spins as long) and leave them to the holder, whose cache does not hold them. Bounded
+  // (a slow source, a preempted holder): then the thread hands over and leaves a request.
+  bool hub_spin() {
+    for (int i = 0; i < 2000; ++i) {
+      cpu_relax();
+      if (hub_try_acquire()) return true;
+    }
+    return false;
   }
   // Busy: leave a request for the holder (true), or take the hub if it was let go meanwhile (false).
   bool hub_request() {
@@ -350,7 +380,7 @@ struct Runner final : Runtime {
   // (idle threads steal them). A thread that finds the hub busy never waits: it hands over its
   // finished groups and leaves a request, which the holder serves before it lets go.
   Group* emit(Lane& L) {
-    if (!hub_try_acquire()) {
+    if (!hub_try_acquire() && !(L.returned && hub_spin())) {
       if (L.returned) {
         give_back_shared(L.returned);
         L.returned = nullptr;
@@ -392,7 +422,6 @@ struct Runner final : Runtime {
     k = std::min(k, hub.free_slots.size());
     while (g->ev.size() < k) {
       EventCtx* c = hub.free_slots.back();
-      QUIVER_TSAN_ACQUIRE(c);
       if (!fill(c)) break;
       hub.free_slots.pop_back();
       c->group = g;
@@ -502,11 +531,9 @@ struct Runner final : Runtime {
       auto st = std::make_shared<Completion::State>();
       st->runner = this;
       st->ctx = c;
-      st->handle = tg->defer([this, c] {
-        QUIVER_TSAN_ACQUIRE(c);
+      st->handle = make_task(c, [this, c] {  // Completion::State::fire releases c
         Lane& R = lane();
         pump_guard(R, [&] { resume(R, c); });
-        QUIVER_TSAN_RELEASE(this);
       });
       Completion keep(st);
       st.reset();
@@ -652,12 +679,9 @@ struct Runner final : Runtime {
       }
     };
     if (parallel_after[i] && threads > 1) {
-      QUIVER_TSAN_RELEASE(this);
-      tg->run([this, go, evs = out] {
-        QUIVER_TSAN_ACQUIRE(this);
+      spawn(seqs[i].get(), [this, go, evs = out] {
         Lane& R = lane();
         pump_guard(R, [&] { go(R, evs); });
-        QUIVER_TSAN_RELEASE(this);
       });
       return;
     }
@@ -665,7 +689,6 @@ struct Runner final : Runtime {
   }
 
   void finish_event(Lane& L, EventCtx* c) {
-    QUIVER_TSAN_RELEASE(c);
     L.finished.store(L.finished.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     for (auto& cb : finish_listeners) cb(c->event);  // before the slot can be reused
     Group* g = c->group;
@@ -685,7 +708,12 @@ void Completion::State::fire(std::exception_ptr e) {
   if (fired.exchange(true)) return;
   ctx->async_error = e;
   QUIVER_TSAN_RELEASE(ctx);
-  runner->arena->enqueue(std::move(handle));
+  // The event may finish, and the run end, before enqueue() returns on this (foreign) thread: the
+  // runner keeps its arena until no completion is inside it.
+  Runner* r = runner;
+  r->firing.fetch_add(1, std::memory_order_relaxed);
+  r->arena->enqueue(std::move(handle));
+  r->firing.fetch_sub(1, std::memory_order_release);
 }
 
 RunSummary Runner::run() {
@@ -792,14 +820,10 @@ RunSummary Runner::run() {
   // ---- run
   try {
     r.arena->execute([&] {
-      QUIVER_TSAN_RELEASE(&r);
-      r.tg->run([&] {
-        QUIVER_TSAN_ACQUIRE(&r);
-        r.pump(r.lane());
-        QUIVER_TSAN_RELEASE(&r);
-      });
+      r.spawn(&r, [&r] { r.pump(r.lane()); });
       r.tg->wait();
-      QUIVER_TSAN_ACQUIRE(&r);
+      while (r.firing.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+      QUIVER_TSAN_ACQUIRE(&r.done_token);
     });
   } catch (...) {
     Error e = detail::to_error(std::current_exception(), "scheduler");
