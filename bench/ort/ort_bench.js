@@ -4,6 +4,8 @@
 // Timing: a tight loop around session.run only; Node's own overhead per call is reported separately
 // (a loop around an already-resolved promise) so it can be judged.
 // Usage: node ort_bench.js MODEL.onnx BATCH SECONDS [THREADS]  -> one JSON line.
+//        node ort_bench.js MODEL.onnx BATCH memory [THREADS]  -> the RSS the process gains from
+//        InferenceSession creation + the first run (inputs already read), one JSON line.
 const fs = require('fs');
 const path = require('path');
 const ort = require('onnxruntime-node');
@@ -50,16 +52,22 @@ async function main() {
   const dir = path.join(path.dirname(modelPath), 'test_data_set_0');
   const files = fs.readdirSync(dir).filter((f) => /^input_\d+\.pb$/.test(f))
       .sort((a, b) => parseInt(a.match(/\d+/)[0]) - parseInt(b.match(/\d+/)[0]));
+  const tensors = files.map((f) => {
+    const t = readTensor(path.join(dir, f));
+    const fixedBatch = t.dims[0] === 1 && batch !== 1 && /hls4ml/.test(modelPath);
+    return fixedBatch ? t : tile(t, batch);
+  });
+  const rss0 = process.memoryUsage().rss;
   const session = await ort.InferenceSession.create(modelPath, {
     intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: 'all', executionMode: 'sequential'});
   const feeds = {};
-  files.forEach((f, i) => {
-    let t = readTensor(path.join(dir, f));
-    const meta = session.inputNames[i];
-    const fixedBatch = t.dims[0] === 1 && batch !== 1 && /hls4ml/.test(modelPath);
-    if (!fixedBatch) t = tile(t, batch);
-    feeds[meta] = new ort.Tensor(t.type, t.data, t.dims);
-  });
+  tensors.forEach((t, i) => { feeds[session.inputNames[i]] = new ort.Tensor(t.type, t.data, t.dims); });
+  if (secondsArg === 'memory') {
+    await session.run(feeds);
+    console.log(JSON.stringify({peer: 'onnxruntime-node', model: modelPath, batch,
+      rss_gain_bytes: process.memoryUsage().rss - rss0}));
+    return;
+  }
   for (let i = 0; i < 20; i++) await session.run(feeds);
   const lat = [];
   const stopAt = process.hrtime.bigint() + BigInt(Math.round(seconds * 1e9));

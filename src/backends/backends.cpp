@@ -9,6 +9,9 @@
 #include "gpu/device.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #endif
+#ifdef QUIVER_HAVE_AOT
+#include "quiver/aot/aot.hpp"
+#endif
 #ifdef QUIVER_HAVE_FOREST
 #include "quiver/forest/forest.hpp"
 #endif
@@ -75,6 +78,9 @@ std::vector<Backend> builtin_backends() {
   onnx.accepts = [](const std::string& path, std::string_view) { return path.size() > 5 && path.ends_with(".onnx"); };
   onnx.load = [](const std::string& path, const LoadOptions& o) { return backends::load_onnx(path, o); };
   list.push_back(std::move(onnx));
+#endif
+#ifdef QUIVER_HAVE_AOT
+  list.push_back(aot::backend());
 #endif
 #ifdef QUIVER_HAVE_FOREST
   list.push_back(forest::backend());

@@ -66,13 +66,14 @@ std::string engine_for_config(const inference::ModelConfig& c) {
   const std::string& b = c.backend();
   if (p == "onnxruntime_onnx" || b == "onnxruntime" || b == "onnx") return "onnx";
   if (b == "fil" || b == "forest") return "forest";
+  if (b == "aot") return "aot";  // a library built from `quiver compile` output (model.so)
   if (b == "identity") return "identity";
   if (p == "ensemble") return "ensemble";
   if (b == "quiver") return "auto";  // any file a registered Quiver backend accepts (default_model_filename)
   if (p.empty() && b.empty()) return "";
   throw Error(ErrorCode::Unsupported,
               "platform '" + p + "' / backend '" + b +
-                  "' is not supported (Quiver serves onnxruntime_onnx / onnxruntime, fil / forest, identity and ensemble models)",
+                  "' is not supported (Quiver serves onnxruntime_onnx / onnxruntime, fil / forest, aot, identity and ensemble models)",
               {c.name()});
 }
 
@@ -105,6 +106,8 @@ std::string find_model_file(const inference::ModelConfig& c, const std::string& 
     throw Error(ErrorCode::InvalidArgument, "backend \"quiver\" needs default_model_filename", {c.name()});
   } else if (engine == "onnx") {
     candidates.push_back("model.onnx");
+  } else if (engine == "aot") {
+    candidates.push_back("model.so");
   } else {
     std::string mt = param(c, "model_type");
     if (mt == "xgboost") candidates.push_back("xgboost.model");
@@ -136,6 +139,10 @@ void guess_platform(inference::ModelConfig& c, const std::string& dir) {
     c.set_backend("onnxruntime");
     return;
   }
+  if (fs::exists(fs::path(dir) / "model.so", ec)) {
+    c.set_backend("aot");
+    return;
+  }
   for (const auto& f : forest_files()) {
     if (fs::exists(fs::path(dir) / f, ec)) {
       // Quiver's own forest interface (input -> prediction, margin): a repository that wants
@@ -148,7 +155,7 @@ void guess_platform(inference::ModelConfig& c, const std::string& dir) {
   w.model = c.name();
   w.file = dir;
   throw Error(ErrorCode::NotFound,
-              "no config.pbtxt and no recognised model file (model.onnx, xgboost.json, model.txt, ...) to auto-complete from",
+              "no config.pbtxt and no recognised model file (model.onnx, model.so, xgboost.json, model.txt, ...) to auto-complete from",
               w);
 }
 

@@ -1,4 +1,5 @@
 #include <cmath>
+#include "onnx/emit.hpp"
 
 #include "onnx/ops/unary.hpp"
 
@@ -10,5 +11,9 @@ QUIVER_REGISTER_OPS(abs) {
     else return x < T(0) ? T(-x) : x;
   }),
                                          UnaryTypes::Numeric)});
+}
+
+QUIVER_REGISTER_EMITTERS(abs) {
+  emitters.add("", "Abs", emit_unary("std::abs(v)", {DType::F32, DType::F64, DType::I64, DType::I32}));
 }
 }  // namespace quiver::onnx

@@ -3,6 +3,7 @@
 // (opset 14+, training_mode=1): normalises with the batch statistics and also returns the updated
 // running mean/var (momentum) as outputs 1 and 2.
 #include "onnx/ops/activation_attr.hpp"
+#include "onnx/emit.hpp"
 #include "onnx/ops/common.hpp"
 
 namespace quiver::onnx {
@@ -152,6 +153,36 @@ class BatchNormKernel final : public Kernel {
 
 }  // namespace
 
+// quiver compile: inference BatchNormalization with constant parameters as y = x * a[c] + b[c].
+void emit_batchnorm(Emit& e) {
+  if (e.in(0).dtype != DType::F32) e.refuse("emitted for float only");
+  if (e.node().opset() >= 14 && e.attrs().get_int("training_mode", 0) != 0) e.refuse("training mode");
+  for (size_t i = 1; i < 5; ++i)
+    if (!e.in(i).constant) e.refuse("parameters computed at run time");
+  const int64_t C = e.in(1).constant->numel();
+  const float eps = e.attrs().get_float("epsilon", 1e-5f);
+  std::vector<float> sc(static_cast<size_t>(C)), bi(sc), mean(sc), var(sc);
+  read_param(*e.in(1).constant, sc.data());
+  read_param(*e.in(2).constant, bi.data());
+  read_param(*e.in(3).constant, mean.data());
+  read_param(*e.in(4).constant, var.data());
+  Tensor a = Tensor::empty(DType::F32, {C}), b = Tensor::empty(DType::F32, {C});
+  for (int64_t c = 0; c < C; ++c) {
+    a.data<float>()[c] = sc[static_cast<size_t>(c)] / std::sqrt(var[static_cast<size_t>(c)] + eps);
+    b.data<float>()[c] = bi[static_cast<size_t>(c)] - mean[static_cast<size_t>(c)] * a.data<float>()[c];
+  }
+  for (size_t i = 1; i < 5; ++i) e.dims_only(i);
+  const int r = e.rank_in(0);
+  if (r < 2) e.refuse("input rank below 2");
+  e.same_dims(0, 0);
+  const std::string ka = e.add_const(std::move(a)), kb = e.add_const(std::move(b));
+  e.compute(emit_activation(e.node()) + "const int64_t N = " + e.din(0, 0) + ", L = " + e.span_in(0, 2, r) +
+            ";\nfor (int64_t n = 0; n < N; ++n)\n  for (int64_t c = 0; c < " + std::to_string(C) +
+            "; ++c) {\n    const float* xs = x0 + (n * " + std::to_string(C) + " + c) * L;\n    float* ys = y0 + (n * " +
+            std::to_string(C) + " + c) * L;\n    const float av = " + ka + "[c], bv = " + kb +
+            "[c];\n    for (int64_t i = 0; i < L; ++i) ys[i] = act(xs[i] * av + bv);\n  }\n");
+}
+
 QUIVER_REGISTER_OPS(batchnormalization) {
   registry.add({"", "BatchNormalization", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(5, 5);
@@ -197,4 +228,8 @@ QUIVER_REGISTER_OPS(batchnormalization) {
                 }});
 }
 
+
+QUIVER_REGISTER_EMITTERS(batchnormalization) {
+  emitters.add("", "BatchNormalization", emit_batchnorm);
+}
 }  // namespace quiver::onnx

@@ -2,8 +2,16 @@
 // does not represent (FLOAT8*, INT4/UINT4, INT2, FLOAT4E2M1, complex) are reported as unsupported.
 // Float -> integer: NaN gives 0 and out-of-range values saturate (ONNX leaves both unspecified).
 #include "onnx/ops/mathops.hpp"
+#include "onnx/emit.hpp"
 
 namespace quiver::onnx {
+// quiver compile: element conversion (bool: nonzero is true).
+void emit_cast(Emit& e) {
+  const std::string ti = e.tin(0), to = e.tout(0);
+  e.same_dims(0, 0);
+  e.compute("const int64_t n = I0.n();\nfor (int64_t j = 0; j < n; ++j) y0[j] = static_cast<" + to + ">(x0[j]);\n");
+}
+
 QUIVER_REGISTER_OPS(cast) {
   registry.add({"", "Cast", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(1, 1);
@@ -25,5 +33,9 @@ QUIVER_REGISTER_OPS(cast) {
                     }
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(cast) {
+  emitters.add("", "Cast", emit_cast);
 }
 }  // namespace quiver::onnx

@@ -1,7 +1,35 @@
 // Concat: joins inputs along `axis` (negative allowed from opset 11). Each output row is a sequence
 // of contiguous memcpy runs, one per input.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
+
+// quiver compile: copies of contiguous chunks along the axis.
+void emit_concat(Emit& e) {
+  const int r = e.rank_in(0);
+  int64_t a = e.attrs().get_int("axis", 0);
+  if (a < 0) a += r;
+  if (a < 0 || a >= r) e.refuse("axis out of range");
+  const size_t n = e.num_inputs();
+  const std::string t = e.tin(0);
+  std::string s = "O0 = I0;\n";
+  std::string xs, ss;
+  for (size_t i = 0; i < n; ++i) {
+    if (!e.has_input(i)) e.refuse("absent input");
+    if (e.rank_in(i) != r) e.refuse("inputs differ in rank");
+    const std::string I = "I" + std::to_string(i);
+    if (i > 0) {
+      s += "O0.d[" + std::to_string(a) + "] += " + I + ".d[" + std::to_string(a) + "];\n";
+      s += "for (int j = 0; j < " + std::to_string(r) + "; ++j) if (j != " + std::to_string(a) + " && " + I +
+           ".d[j] != I0.d[j]) fail(\"inputs differ off the axis\");\n";
+    }
+    xs += (i ? ", " : "") + std::string("x") + std::to_string(i);
+    ss += (i ? ", " : "") + std::string("&") + I;
+  }
+  e.shape(s);
+  e.compute("const " + t + "* const xs[] = {" + xs + "};\nconst rt::Shp* const ss[] = {" + ss + "};\nrt::concat(xs, ss, " +
+            std::to_string(n) + ", " + std::to_string(a) + ", y0, O0);\n");
+}
 
 QUIVER_REGISTER_OPS(concat) {
   registry.add({"", "Concat", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
@@ -88,5 +116,9 @@ QUIVER_REGISTER_OPS(concat) {
                     });
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(concat) {
+  emitters.add("", "Concat", emit_concat);
 }
 }  // namespace quiver::onnx

@@ -1,6 +1,29 @@
 // ConstantOfShape: a tensor of the given shape filled with the `value` attribute (default float 0).
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
+
+// quiver compile: dims read in the shape pass, filled with the attribute's value.
+void emit_constantofshape(Emit& e) {
+  const std::string t = e.tout(0);
+  if (!e.in(0).shape || e.in(0).shape->size() != 1 || (*e.in(0).shape)[0] < 0) e.refuse("the shape's length is not static");
+  const int64_t n = (*e.in(0).shape)[0];
+  if (n > 8) e.refuse("rank above 8");
+  e.read_values(0);
+  e.dims_only(0);
+  std::string v = "0";
+  if (auto val = e.attrs().get_tensor("value")) {
+    switch (val->dtype()) {
+      case DType::F32: v = cfloat(val->data<float>()[0]); break;
+      case DType::I64: v = cint(val->data<int64_t>()[0]); break;
+      case DType::I32: v = std::to_string(val->data<int32_t>()[0]); break;
+      case DType::Bool: v = val->data<bool>()[0] ? "true" : "false"; break;
+      default: e.refuse("value type");
+    }
+  }
+  e.shape("O0.r = " + std::to_string(n) + ";\nfor (int j = 0; j < O0.r; ++j) { if (x0[j] < 0) fail(\"negative dim\"); O0.d[j] = x0[j]; }\n");
+  e.compute("const int64_t n = O0.n();\nfor (int64_t j = 0; j < n; ++j) y0[j] = static_cast<" + t + ">(" + v + ");\n");
+}
 
 QUIVER_REGISTER_OPS(constantofshape) {
   registry.add({"", "ConstantOfShape", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
@@ -30,5 +53,9 @@ QUIVER_REGISTER_OPS(constantofshape) {
                     });
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(constantofshape) {
+  emitters.add("", "ConstantOfShape", emit_constantofshape);
 }
 }  // namespace quiver::onnx

@@ -3,6 +3,7 @@
 // convolutions (1x..x1 kernel, stride 1, no padding) feed the input directly as the GEMM's B
 // operand (no im2col). The weight tensor [M, C/g, k...] is already the row-major A operand.
 #include "onnx/blas.hpp"
+#include "onnx/emit.hpp"
 #include "onnx/ops/activation_attr.hpp"
 #include "onnx/ops/nn_common.hpp"
 #include "onnx/ops/norm_common.hpp"
@@ -169,6 +170,59 @@ class ConvKernel final : public Kernel {
 
 }  // namespace
 
+// quiver compile: 1-D/2-D float convolution with constant weights as im2col + gemm (runtime helper).
+void emit_conv(Emit& e) {
+  if (e.in(0).dtype != DType::F32) e.refuse("Conv is emitted for float only");
+  const int r = e.rank_in(0);
+  if (r != 3 && r != 4) e.refuse("only 1-D and 2-D convolutions are emitted");
+  if (!e.in(1).constant) e.refuse("weights computed at run time");
+  if (e.has_input(2) && !e.in(2).constant) e.refuse("bias computed at run time");
+  const Tensor& w = *e.in(1).constant;
+  WindowAttrs wa;
+  wa.nd = static_cast<size_t>(r - 2);
+  wa.kernel = e.attrs().get_ints("kernel_shape", std::vector<int64_t>(w.dims().begin() + 2, w.dims().end()));
+  read_window_attrs(e.node(), wa);
+  if (wa.auto_pad == AutoPad::SameUpper || wa.auto_pad == AutoPad::SameLower) {
+    if (!e.static_in(0)) e.refuse("auto_pad SAME with runtime spatial dims");
+    std::vector<int64_t> in(e.in(0).shape->begin() + 2, e.in(0).shape->end()), o(wa.nd), p(2 * wa.nd);
+    if (!window_output(wa, in.data(), o.data(), p.data(), nullptr)) e.refuse("window does not fit");
+    wa.pads = p;
+    wa.auto_pad = AutoPad::NotSet;
+  } else if (wa.auto_pad == AutoPad::Valid) {
+    wa.pads.assign(2 * wa.nd, 0);
+    wa.auto_pad = AutoPad::NotSet;
+  }
+  const int64_t groups = e.attrs().get_int("group", 1);
+  const bool two = r == 4;
+  // 1-D is H = 1: the spatial axis is W.
+  auto at = [&](const std::vector<int64_t>& v, int i2, int64_t def) { return two ? v[static_cast<size_t>(i2)] : (i2 == 0 ? def : v[0]); };
+  const int64_t kh = at(wa.kernel, 0, 1), kw = at(wa.kernel, 1, 1), sh = at(wa.strides, 0, 1), sw = at(wa.strides, 1, 1);
+  const int64_t dh = at(wa.dilations, 0, 1), dw = at(wa.dilations, 1, 1);
+  const size_t nd = wa.nd;
+  const int64_t ph0 = two ? wa.pads[0] : 0, ph1 = two ? wa.pads[nd] : 0;
+  const int64_t pw0 = two ? wa.pads[1] : wa.pads[0], pw1 = two ? wa.pads[nd + 1] : wa.pads[nd];
+  const int64_t M = w.dim(0);
+  if (w.dim(1) * groups != (e.in(0).shape && (*e.in(0).shape)[1] >= 0 ? (*e.in(0).shape)[1] : w.dim(1) * groups))
+    e.refuse("channels do not match the weights");
+  const std::string H = two ? "I0.d[2]" : "1", W = two ? "I0.d[3]" : "I0.d[2]";
+  const std::string OH = "((" + H + " + " + std::to_string(ph0 + ph1 - (kh - 1) * dh - 1) + ") / " + std::to_string(sh) + " + 1)";
+  const std::string OW = "((" + W + " + " + std::to_string(pw0 + pw1 - (kw - 1) * dw - 1) + ") / " + std::to_string(sw) + " + 1)";
+  e.shape("if (I0.d[1] != " + std::to_string(w.dim(1) * groups) + ") fail(\"input channels differ from the weights'\");\n");
+  e.shape("if (" + OH + " < 1 || " + OW + " < 1) fail(\"window does not fit the input\");\n");
+  if (two) e.set_dims(0, {"I0.d[0]", std::to_string(M), OH, OW});
+  else e.set_dims(0, {"I0.d[0]", std::to_string(M), OW});
+  const bool direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph0 == 0 && ph1 == 0 && pw0 == 0 && pw1 == 0;
+  const std::string K = std::to_string(w.dim(1) * kh * kw);
+  if (!direct) e.scratch("4 * " + K + " * " + OH + " * " + OW);
+  auto n = [](int64_t v) { return std::to_string(v); };
+  e.compute(emit_activation(e.node()) + "rt::ConvArgs a;\na.N = I0.d[0];\na.C = I0.d[1];\na.H = " + H + ";\na.W = " + W +
+            ";\na.M = " + n(M) + ";\na.OH = " + (two ? "O0.d[2]" : "1") + ";\na.OW = " + (two ? "O0.d[3]" : "O0.d[2]") +
+            ";\na.kh = " + n(kh) + ";\na.kw = " + n(kw) + ";\na.sh = " + n(sh) + ";\na.sw = " + n(sw) + ";\na.dh = " + n(dh) +
+            ";\na.dw = " + n(dw) + ";\na.ph = " + n(ph0) + ";\na.pw = " + n(pw0) + ";\na.groups = " + n(groups) +
+            ";\na.x = x0;\na.w = x1;\na.bias = " + (e.has_input(2) ? "x2" : "nullptr") + ";\na.y = y0;\na.col = " +
+            (direct ? "nullptr" : "static_cast<float*>(scratch)") + ";\na.act = act;\nrt::conv(a);\n");
+}
+
 QUIVER_REGISTER_OPS(conv) {
   registry.add({"", "Conv", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(2, 3);
@@ -227,4 +281,8 @@ QUIVER_REGISTER_OPS(conv) {
                 }});
 }
 
+
+QUIVER_REGISTER_EMITTERS(conv) {
+  emitters.add("", "Conv", emit_conv);
+}
 }  // namespace quiver::onnx

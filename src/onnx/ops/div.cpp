@@ -1,4 +1,5 @@
 #include "onnx/ops/binary.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
 // Integer division by zero is undefined in ONNX; we return 0 instead of trapping.
 QUIVER_REGISTER_OPS(div) {
@@ -7,5 +8,9 @@ QUIVER_REGISTER_OPS(div) {
                   if constexpr (std::is_integral_v<T>) return b == 0 ? T(0) : static_cast<T>(a / b);
                   else return a / b;
                 })});
+}
+
+QUIVER_REGISTER_EMITTERS(div) {
+  emitters.add("", "Div", emit_binary("rt::div(a, b)", {DType::F32, DType::F64, DType::I64, DType::I32}));
 }
 }

@@ -2,6 +2,7 @@
 // opset < 10, where the mask has the input's type). Training mode with a non-zero ratio is random
 // and reported as unsupported; training mode with ratio 0 is the identity.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
 
 namespace {
@@ -14,6 +15,15 @@ void fill_ones(Tensor& m) {
   });
 }
 }  // namespace
+
+// quiver compile: a view of input 0 with the output's dims.
+void emit_dropout(Emit& e) {
+  if (e.wanted(1)) e.refuse("the mask output is not emitted");
+  e.same_dims(0, 0);
+  for (size_t i = 1; i < e.num_inputs(); ++i)
+    if (e.has_input(i)) e.dims_only(i);
+  e.view(0);
+}
 
 QUIVER_REGISTER_OPS(dropout) {
   OpDef d{"", "Dropout", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
@@ -62,5 +72,9 @@ QUIVER_REGISTER_OPS(dropout) {
           }};
   d.aliases_input0 = true;
   registry.add(d);
+}
+
+QUIVER_REGISTER_EMITTERS(dropout) {
+  emitters.add("", "Dropout", emit_dropout);
 }
 }  // namespace quiver::onnx

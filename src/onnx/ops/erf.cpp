@@ -1,6 +1,7 @@
 // Erf. Float (and F16/BF16) use fast_erf (a rational approximation, ~3 ulp) in a loop compiled for
 // AVX-512/AVX2/baseline (GELU in transformers such as ParT is Erf-bound); double uses std::erf.
 #include <cmath>
+#include "onnx/emit.hpp"
 
 #include "onnx/ops/mathops.hpp"
 #include "onnx/simd.hpp"
@@ -15,5 +16,9 @@ void erf_array(const float* x, float* y, int64_t n) {
 
 QUIVER_REGISTER_OPS(erf) {
   registry.add({"", "Erf", float_unary_builder(erf_array, [](double x) { return std::erf(x); })});
+}
+
+QUIVER_REGISTER_EMITTERS(erf) {
+  emitters.add("", "Erf", emit_unary("std::erf(v)"));
 }
 }  // namespace quiver::onnx

@@ -1,7 +1,21 @@
 // Expand: numpy-style (bidirectional) broadcast of the input to a shape. Broadcast dims are filled by
 // replicating already-written blocks with memcpy.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
+
+// quiver compile: the target shape is read in the shape pass (a constant or computed from dims).
+void emit_expand(Emit& e) {
+  e.tin(0);
+  if (!e.in(1).shape || e.in(1).shape->size() != 1 || (*e.in(1).shape)[0] < 0) e.refuse("the shape input's length is not static");
+  const int64_t n = (*e.in(1).shape)[0];
+  if (n > 8) e.refuse("rank above 8");
+  e.read_values(1);
+  e.dims_only(1);
+  e.shape("rt::Shp s{};\ns.r = " + std::to_string(n) + ";\nfor (int j = 0; j < s.r; ++j) s.d[j] = static_cast<int64_t>(x1[j]);\n"
+          "if (!rt::broadcast(I0, s, O0)) fail(\"shape does not broadcast\");\n");
+  e.compute("rt::expand(x0, I0, y0, O0);\n");
+}
 
 QUIVER_REGISTER_OPS(expand) {
   registry.add({"", "Expand", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
@@ -40,5 +54,9 @@ QUIVER_REGISTER_OPS(expand) {
                     });
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(expand) {
+  emitters.add("", "Expand", emit_expand);
 }
 }  // namespace quiver::onnx

@@ -1,6 +1,17 @@
 // Flatten: 2-D view [prod(dims[:axis]), prod(dims[axis:])] of the input; no copy.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
+
+// quiver compile: a view of input 0 with the output's dims.
+void emit_flatten(Emit& e) {
+  const int r = e.rank_in(0);
+  int64_t a = e.attrs().get_int("axis", 1);
+  if (a < 0) a += r;
+  if (a < 0 || a > r) e.refuse("axis out of range");
+  e.shape("O0.r = 2; O0.d[0] = I0.span(0, " + std::to_string(a) + "); O0.d[1] = I0.span(" + std::to_string(a) + ", I0.r);\n");
+  e.view(0);
+}
 
 QUIVER_REGISTER_OPS(flatten) {
   OpDef d{"", "Flatten", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
@@ -38,5 +49,9 @@ QUIVER_REGISTER_OPS(flatten) {
           }};
   d.aliases_input0 = true;
   registry.add(d);
+}
+
+QUIVER_REGISTER_EMITTERS(flatten) {
+  emitters.add("", "Flatten", emit_flatten);
 }
 }  // namespace quiver::onnx

@@ -1,9 +1,14 @@
 #include <cmath>
+#include "onnx/emit.hpp"
 
 #include "onnx/ops/unary.hpp"
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(floor) {
   registry.add({"", "Floor", unary_builder(fixed([](auto x) { return std::floor(x); }))});
+}
+
+QUIVER_REGISTER_EMITTERS(floor) {
+  emitters.add("", "Floor", emit_unary("std::floor(v)"));
 }
 }  // namespace quiver::onnx

@@ -1,6 +1,7 @@
 // Gather: out = data[:axis] x indices.shape x data[axis+1:]; each index selects a contiguous block
 // of prod(data[axis+1:]) elements, copied with memcpy. Negative indices count from the end.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
 
 namespace {
@@ -35,6 +36,23 @@ void gather(const T* x, const I* idx, T* y, int64_t outer, int64_t dim, int64_t 
   }
 }
 }  // namespace
+
+// quiver compile: Gather along one axis (indices checked against the runtime dim).
+void emit_gather(Emit& e) {
+  const int r = e.rank_in(0), ri = e.rank_in(1);
+  e.tin(0);
+  int64_t a = e.attrs().get_int("axis", 0);
+  if (a < 0) a += r;
+  if (a < 0 || a >= r) e.refuse("axis out of range");
+  std::string d;
+  int k = 0;
+  std::string s;
+  for (int i = 0; i < a; ++i) s += "O0.d[" + std::to_string(k++) + "] = I0.d[" + std::to_string(i) + "]; ";
+  for (int i = 0; i < ri; ++i) s += "O0.d[" + std::to_string(k++) + "] = I1.d[" + std::to_string(i) + "]; ";
+  for (int i = static_cast<int>(a) + 1; i < r; ++i) s += "O0.d[" + std::to_string(k++) + "] = I0.d[" + std::to_string(i) + "]; ";
+  e.shape("O0.r = " + std::to_string(k) + "; " + s + "\n");
+  e.compute("if (!rt::gather(x0, I0, x1, I1.n(), " + std::to_string(a) + ", y0)) fail(\"index out of range\");\n");
+}
 
 QUIVER_REGISTER_OPS(gather) {
   registry.add({"", "Gather", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
@@ -77,5 +95,9 @@ QUIVER_REGISTER_OPS(gather) {
                     });
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(gather) {
+  emitters.add("", "Gather", emit_gather);
 }
 }  // namespace quiver::onnx

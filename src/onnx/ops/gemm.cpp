@@ -1,5 +1,6 @@
 // Gemm: Y = alpha * op(A) op(B) + beta * C (C unidirectionally broadcast), optional fused activation.
 #include "onnx/blas.hpp"
+#include "onnx/emit.hpp"
 #include "onnx/ops/activation_attr.hpp"
 #include "onnx/ops/shape_ops.hpp"
 
@@ -107,6 +108,49 @@ class GemmKernel final : public Kernel {
 
 }  // namespace
 
+// quiver compile: constant B is stored transposed-to-[K, N] at compile time (rows streamed).
+void emit_gemm(Emit& e) {
+  const auto& at = e.attrs();
+  if (at.has("_quiver_a_btrans")) e.refuse("the transposed-A fusion is not emitted");
+  if (e.rank_in(0) != 2 || e.rank_in(1) != 2) e.refuse("Gemm operands must be 2-D");
+  const bool ta = at.get_int("transA", 0) != 0, tb = at.get_int("transB", 0) != 0;
+  const float alpha = at.get_float("alpha", 1.0f), beta = at.get_float("beta", 1.0f);
+  const std::string M = e.din(0, ta ? 1 : 0), K = e.din(0, ta ? 0 : 1), N = e.din(1, tb ? 0 : 1);
+  e.shape("if (I0.d[" + std::string(ta ? "0" : "1") + "] != I1.d[" + (tb ? "1" : "0") +
+          "]) fail(\"inner dims differ\");\n");
+  e.set_dims(0, {M, N});
+  std::string c = emit_activation(e.node()) + "rt::GemmArgs g;\ng.M = " + M + ";\ng.N = " + N + ";\ng.K = " + K +
+                  ";\ng.A = x0;\ng.lda = " + (ta ? "1" : K) + ";\ng.ak = " + (ta ? M : "1") + ";\n";
+  if (tb && e.in(1).constant) {
+    const Tensor& w = *e.in(1).constant;
+    const int64_t n = w.dim(0), k = w.dim(1);
+    Tensor p = Tensor::empty(DType::F32, {k, n});
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < k; ++j) p.data<float>()[j * n + i] = w.data<float>()[i * k + j];
+    e.dims_only(1);
+    c += "g.B = " + e.add_const(std::move(p)) + ";\ng.ldb = " + N + ";\ng.bk = 1;\n";
+  } else if (tb) {
+    c += "g.B = x1;\ng.ldb = 1;\ng.bk = " + K + ";\n";
+  } else {
+    c += "g.B = x1;\ng.ldb = " + N + ";\ng.bk = 1;\n";
+  }
+  c += "g.C = y0;\ng.ldc = " + N + ";\ng.alpha = " + cfloat(alpha) + ";\ng.act = act;\n";
+  if (e.has_input(2) && beta != 0.0f) {
+    if (e.in(2).dtype != DType::F32) e.refuse("Gemm's C must be float");
+    const int rc = e.rank_in(2);
+    if (rc > 2) e.refuse("Gemm's C has rank above 2");
+    if (beta == 1.0f && rc >= 1 && e.in(2).shape && (*e.in(2).shape)[static_cast<size_t>(rc - 1)] > 1 &&
+        (rc == 1 || (*e.in(2).shape)[0] == 1)) {
+      c += "g.col_bias = x2;\n";
+    } else {
+      c += "g.Cin = x2;\ng.beta_c = " + cfloat(beta) + ";\n";
+      c += "g.cin_cs = I2.r >= 1 && I2.d[I2.r - 1] != 1 ? 1 : 0;\n";
+      c += "g.cin_rs = I2.r == 2 && I2.d[0] != 1 ? I2.d[1] : 0;\n";
+    }
+  }
+  e.compute(c + "rt::gemm(g);\n");
+}
+
 QUIVER_REGISTER_OPS(gemm) {
   registry.add({"", "Gemm", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(2, 3);
@@ -141,4 +185,8 @@ QUIVER_REGISTER_OPS(gemm) {
                 }});
 }
 
+
+QUIVER_REGISTER_EMITTERS(gemm) {
+  emitters.add("", "Gemm", emit_gemm);
+}
 }  // namespace quiver::onnx

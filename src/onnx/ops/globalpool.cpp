@@ -1,5 +1,6 @@
 // GlobalAveragePool / GlobalMaxPool / GlobalLpPool: reduce all spatial dims of [N, C, ...] to 1.
 #include "onnx/ops/common.hpp"
+#include "onnx/emit.hpp"
 
 namespace quiver::onnx {
 
@@ -60,10 +61,27 @@ KernelBuilder global_pool_builder() {
 
 }  // namespace
 
+// quiver compile: the mean over the spatial dims of each (image, channel).
+void emit_global_average(Emit& e) {
+  if (e.in(0).dtype != DType::F32) e.refuse("emitted for float only");
+  const int r = e.rank_in(0);
+  if (r < 3) e.refuse("rank below 3");
+  std::vector<std::string> d = {"I0.d[0]", "I0.d[1]"};
+  for (int i = 2; i < r; ++i) d.push_back("1");
+  e.set_dims(0, d);
+  e.compute("const int64_t nc = I0.d[0] * I0.d[1], L = " + e.span_in(0, 2, r) +
+            ";\nfor (int64_t j = 0; j < nc; ++j) {\n  float s = 0.f;\n  for (int64_t i = 0; i < L; ++i) s += x0[j * L + i];\n"
+            "  y0[j] = s / static_cast<float>(L);\n}\n");
+}
+
 QUIVER_REGISTER_OPS(globalpool) {
   registry.add({"", "GlobalAveragePool", global_pool_builder<GKind::Avg>()});
   registry.add({"", "GlobalMaxPool", global_pool_builder<GKind::Max>()});
   registry.add({"", "GlobalLpPool", global_pool_builder<GKind::Lp>()});
 }
 
+
+QUIVER_REGISTER_EMITTERS(globalpool) {
+  emitters.add("", "GlobalAveragePool", emit_global_average);
+}
 }  // namespace quiver::onnx

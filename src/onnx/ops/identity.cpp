@@ -1,6 +1,13 @@
 // Identity (and inference-mode Dropout in dropout.cpp): output views the input, no copy.
 #include "onnx/ops/common.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
+// quiver compile: a view of input 0 with the output's dims.
+void emit_identity(Emit& e) {
+  e.same_dims(0, 0);
+  e.view(0);
+}
+
 QUIVER_REGISTER_OPS(identity) {
   OpDef d{"", "Identity", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
             ctx.expect_inputs(1, 1);
@@ -13,5 +20,9 @@ QUIVER_REGISTER_OPS(identity) {
           }};
   d.aliases_input0 = true;
   registry.add(d);
+}
+
+QUIVER_REGISTER_EMITTERS(identity) {
+  emitters.add("", "Identity", emit_identity);
 }
 }

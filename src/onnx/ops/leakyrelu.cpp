@@ -1,4 +1,5 @@
 #include <cmath>
+#include "onnx/emit.hpp"
 
 #include "onnx/ops/unary.hpp"
 
@@ -12,5 +13,11 @@ QUIVER_REGISTER_OPS(leakyrelu) {
           return x >= T(0) ? x : T(alpha) * x;
         };
       })});
+}
+
+QUIVER_REGISTER_EMITTERS(leakyrelu) {
+  emitters.add("", "LeakyRelu", [](Emit& e) {
+    emit_unary("v >= 0 ? v : " + cfloat(e.attrs().get_float("alpha", 0.01f)) + " * v")(e);
+  });
 }
 }  // namespace quiver::onnx

@@ -1,5 +1,6 @@
 // Not (logical). The file is not called not.cpp because `not` is a C++ keyword (alternative token).
 #include "onnx/ops/mathops.hpp"
+#include "onnx/emit.hpp"
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(logical_not) {
@@ -15,5 +16,9 @@ QUIVER_REGISTER_OPS(logical_not) {
                     for (int64_t i = 0, n = x.numel(); i < n; ++i) py[i] = !px[i];
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(logical_not) {
+  emitters.add("", "Not", emit_unary("!v", {DType::Bool}));
 }
 }  // namespace quiver::onnx

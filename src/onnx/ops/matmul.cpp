@@ -2,6 +2,7 @@
 // input (index 2, length N) and an activation; float runs on the engine GEMM, other types on a
 // plain loop.
 #include "onnx/blas.hpp"
+#include "onnx/emit.hpp"
 #include "onnx/ops/activation_attr.hpp"
 #include "onnx/ops/common.hpp"
 
@@ -134,6 +135,16 @@ class MatMulKernel final : public Kernel {
 
 }  // namespace
 
+// quiver compile: numpy MatMul as gemm calls (a 2-D B folds the batch into the rows).
+void emit_matmul(Emit& e) {
+  if (e.in(0).dtype != DType::F32) e.refuse("MatMul is emitted for float only");
+  e.rank_in(0);
+  e.rank_in(1);
+  e.shape("if (!rt::matmul_shape(I0, I1, O0)) fail(\"operand dims do not multiply\");\n");
+  e.compute(emit_activation(e.node()) + "rt::matmul(x0, I0, x1, I1, y0, " + (e.has_input(2) ? "x2" : "nullptr") +
+            ", act);\n");
+}
+
 QUIVER_REGISTER_OPS(matmul) {
   registry.add({"", "MatMul", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(2, 3);
@@ -163,4 +174,8 @@ QUIVER_REGISTER_OPS(matmul) {
                 }});
 }
 
+
+QUIVER_REGISTER_EMITTERS(matmul) {
+  emitters.add("", "MatMul", emit_matmul);
+}
 }  // namespace quiver::onnx

@@ -1,5 +1,6 @@
 // Max: variadic, numpy broadcasting; NaN propagates (like numpy.maximum).
 #include "onnx/ops/mathops.hpp"
+#include "onnx/emit.hpp"
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(max) {
@@ -10,5 +11,12 @@ QUIVER_REGISTER_OPS(max) {
                                  return a < b ? b : a;
                                },
                                nullptr, /*allow_int=*/true)});
+}
+
+QUIVER_REGISTER_EMITTERS(max) {
+  emitters.add("", "Max", [](Emit& e) {
+    if (e.num_inputs() != 2) e.refuse("emitted for two inputs");
+    emit_binary("a > b || a != a ? a : b", {DType::F32, DType::I64, DType::I32})(e);
+  });
 }
 }  // namespace quiver::onnx

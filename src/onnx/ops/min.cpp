@@ -1,5 +1,6 @@
 // Min: variadic, numpy broadcasting; NaN propagates (like numpy.minimum).
 #include "onnx/ops/mathops.hpp"
+#include "onnx/emit.hpp"
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(min) {
@@ -10,5 +11,12 @@ QUIVER_REGISTER_OPS(min) {
                                  return b < a ? b : a;
                                },
                                nullptr, /*allow_int=*/true)});
+}
+
+QUIVER_REGISTER_EMITTERS(min) {
+  emitters.add("", "Min", [](Emit& e) {
+    if (e.num_inputs() != 2) e.refuse("emitted for two inputs");
+    emit_binary("a < b || a != a ? a : b", {DType::F32, DType::I64, DType::I32})(e);
+  });
 }
 }  // namespace quiver::onnx

@@ -3,6 +3,7 @@
 // computed in double (float for F16/BF16 bases). A constant scalar exponent of 1, 2, 3, 0.5 or -1 gets
 // a fast path (x*x for the common Pow(x, 2)).
 #include "onnx/ops/mathops.hpp"
+#include "onnx/emit.hpp"
 
 namespace quiver::onnx {
 namespace {
@@ -42,6 +43,18 @@ T pow_value(T x, E y) {
 enum class Fast { None, One, Square, Cube, Sqrt, Recip };
 
 }  // namespace
+
+// quiver compile: float ** float in double as the engine computes it; x*x for a constant exponent 2.
+void emit_pow(Emit& e) {
+  if (e.in(0).dtype != DType::F32 || e.in(1).dtype != DType::F32) e.refuse("Pow is emitted for float only");
+  const auto& c = e.in(1).constant;
+  if (c && c->numel() == 1 && c->data<float>()[0] == 2.0f) {
+    emit_unary("v * v")(e);
+    e.dims_only(1);
+    return;
+  }
+  emit_binary("static_cast<float>(std::pow(static_cast<double>(a), static_cast<double>(b)))", {DType::F32})(e);
+}
 
 QUIVER_REGISTER_OPS(pow) {
   registry.add({"", "Pow", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
@@ -99,5 +112,9 @@ QUIVER_REGISTER_OPS(pow) {
                     });
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(pow) {
+  emitters.add("", "Pow", emit_pow);
 }
 }  // namespace quiver::onnx

@@ -1,6 +1,19 @@
 // Range: start, start+delta, ... up to (excluding) limit; n = max(ceil((limit-start)/delta), 0).
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
+
+// quiver compile: the length from start/limit/delta read in the shape pass.
+void emit_range(Emit& e) {
+  const std::string t = e.tin(0);
+  if (e.in(0).dtype != DType::F32 && e.in(0).dtype != DType::I64 && e.in(0).dtype != DType::I32) e.refuse("element type");
+  for (size_t i = 0; i < 3; ++i) e.read_values(i);
+  const bool fl = e.in(0).dtype == DType::F32;
+  e.shape("if (x2[0] == 0) fail(\"delta must not be zero\");\nO0.r = 1;\nO0.d[0] = " +
+          std::string(fl ? "std::max<int64_t>(static_cast<int64_t>(std::ceil((x1[0] - x0[0]) / x2[0])), 0)"
+                         : "std::max<int64_t>((static_cast<int64_t>(x1[0]) - x0[0] + x2[0] + (x2[0] > 0 ? -1 : 1)) / x2[0], 0)") + ";\n");
+  e.compute(t + " v = x0[0];\nfor (int64_t j = 0; j < O0.d[0]; ++j, v += x2[0]) y0[j] = v;\n");
+}
 
 QUIVER_REGISTER_OPS(range) {
   registry.add({"", "Range", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
@@ -52,5 +65,9 @@ QUIVER_REGISTER_OPS(range) {
                     });
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(range) {
+  emitters.add("", "Range", emit_range);
 }
 }  // namespace quiver::onnx

@@ -9,6 +9,7 @@
 // 0 (Sum, L1, L2, SumSquare), 1 (Prod), -inf / +inf or the integer limits (Max / Min), -inf (LogSum,
 // LogSumExp), NaN (Mean of floats).
 #include "onnx/ops/mathops.hpp"
+#include "onnx/emit.hpp"
 
 namespace quiver::onnx {
 namespace {
@@ -271,6 +272,53 @@ KernelBuilder reduce_builder(int axes_input_opset) {
 
 }  // namespace
 
+// quiver compile: reductions over axes known at compile time (attribute or constant input).
+template <RKind K>
+Emitter emit_reduce(int axes_input_opset) {
+  return [axes_input_opset](Emit& e) {
+    const DType t = e.in(0).dtype;
+    if (t != DType::F32 && !(K != RKind::Mean && (t == DType::I64 || t == DType::I32))) e.refuse("element type not emitted");
+    const int r = e.rank_in(0);
+    std::vector<int64_t> axes;
+    if (e.node().opset() >= axes_input_opset) {
+      if (e.has_input(1)) {
+        auto c = e.node().const_ints(1);
+        if (!c) e.refuse("axes computed at run time");
+        axes = *c;
+        e.dims_only(1);
+      }
+    } else {
+      axes = e.attrs().get_ints("axes");
+    }
+    const bool keep = e.attrs().get_int("keepdims", 1) != 0;
+    if (axes.empty() && e.attrs().get_int("noop_with_empty_axes", 0) != 0) e.refuse("noop_with_empty_axes");
+    std::vector<bool> mask(static_cast<size_t>(r), axes.empty());
+    for (int64_t a : axes) mask.at(static_cast<size_t>(a < 0 ? a + r : a)) = true;
+    std::vector<std::string> d;
+    std::string m, cnt = "1";
+    for (int i = 0; i < r; ++i) {
+      const bool red = mask[static_cast<size_t>(i)];
+      m += (i ? ", " : "") + std::string(red ? "true" : "false");
+      if (red) cnt += " * I0.d[" + std::to_string(i) + "]";
+      if (!red) d.push_back("I0.d[" + std::to_string(i) + "]");
+      else if (keep) d.push_back("1");
+    }
+    e.set_dims(0, d);
+    const std::string ty = e.tin(0);
+    std::string init, f;
+    switch (K) {
+      case RKind::Sum: case RKind::Mean: init = ty + "(0)"; f = "a + b"; break;
+      case RKind::Max: init = "std::numeric_limits<" + ty + ">::lowest()"; f = "a > b ? a : b"; break;
+      default: init = "std::numeric_limits<" + ty + ">::max()"; f = "a < b ? a : b"; break;
+    }
+    std::string c = "static const bool mask[] = {" + (m.empty() ? std::string("false") : m) + "};\nrt::reduce(x0, I0, mask, y0, " +
+                    init + ", [](" + ty + " a, " + ty + " b) { return " + f + "; });\n";
+    if (K == RKind::Mean)
+      c += "const int64_t cnt = " + cnt + ";\nconst int64_t no = O0.n();\nfor (int64_t j = 0; j < no; ++j) y0[j] /= static_cast<float>(cnt);\n";
+    e.compute(c);
+  };
+}
+
 QUIVER_REGISTER_OPS(reduce) {
   registry.add({"", "ReduceSum", reduce_builder<RKind::Sum>(13)});
   registry.add({"", "ReduceMean", reduce_builder<RKind::Mean>(18)});
@@ -284,4 +332,11 @@ QUIVER_REGISTER_OPS(reduce) {
   registry.add({"", "ReduceSumSquare", reduce_builder<RKind::SumSquare>(18)});
 }
 
+
+QUIVER_REGISTER_EMITTERS(reduce) {
+  emitters.add("", "ReduceSum", emit_reduce<RKind::Sum>(13));
+  emitters.add("", "ReduceMean", emit_reduce<RKind::Mean>(18));
+  emitters.add("", "ReduceMax", emit_reduce<RKind::Max>(18));
+  emitters.add("", "ReduceMin", emit_reduce<RKind::Min>(18));
+}
 }  // namespace quiver::onnx

@@ -1,5 +1,6 @@
 // Reshape: 0 copies the input dim (unless allowzero=1), -1 is inferred. Output views the input.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
 
 std::vector<int64_t> reshape_dims(std::span<const int64_t> in, const std::vector<int64_t>& spec, bool allowzero,
@@ -39,6 +40,23 @@ std::vector<int64_t> reshape_dims(std::span<const int64_t> in, const std::vector
   return out;
 }
 
+// quiver compile: a view of input 0 with the output's dims.
+void emit_reshape(Emit& e) {
+  if (e.num_inputs() < 2 || !e.has_input(1)) e.refuse("Reshape without a shape input (opset < 5) is not emitted");
+  const int r = e.rank_out(0);
+  const bool allowzero = e.attrs().get_int("allowzero", 0) != 0;
+  e.read_values(1);
+  e.dims_only(1);
+  e.shape("int64_t known = 1;\nint neg = -1;\nO0.r = " + std::to_string(r) + ";\nfor (int j = 0; j < " + std::to_string(r) +
+          "; ++j) {\n  int64_t v = static_cast<int64_t>(x1[j]);\n" +
+          (allowzero ? "" : "  if (v == 0) { if (j >= I0.r) fail(\"0 copies a dim the input lacks\"); v = I0.d[j]; }\n") +
+          "  if (v == -1) { if (neg >= 0) fail(\"more than one -1\"); neg = j; v = 1; }\n"
+          "  if (v < 0) fail(\"negative dim\");\n  O0.d[j] = v;\n  known *= v;\n}\n"
+          "if (neg >= 0) {\n  if (known == 0 || I0.n() % known != 0) fail(\"cannot infer the -1 dim\");\n"
+          "  O0.d[neg] = I0.n() / known;\n}\nif (O0.n() != I0.n()) fail(\"element count changes\");\n");
+  e.view(0);
+}
+
 QUIVER_REGISTER_OPS(reshape) {
   OpDef d{"", "Reshape", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
             ctx.expect_inputs(2, 2);
@@ -74,5 +92,9 @@ QUIVER_REGISTER_OPS(reshape) {
           }};
   d.aliases_input0 = true;
   registry.add(d);
+}
+
+QUIVER_REGISTER_EMITTERS(reshape) {
+  emitters.add("", "Reshape", emit_reshape);
 }
 }  // namespace quiver::onnx

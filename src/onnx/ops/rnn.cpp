@@ -1,6 +1,7 @@
 // RNN (ai.onnx): see rnn_common.hpp for the shared recurrent implementation. This file also holds
 // the vectorised sigmoid/tanh used by LSTM/GRU/RNN gates.
 #include <bit>
+#include "onnx/emit.hpp"
 
 #include "onnx/ops/rnn_common.hpp"
 #include "onnx/simd.hpp"
@@ -81,7 +82,90 @@ void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N,
   }
 }
 
+// quiver compile (RNN, GRU and LSTM, whose shared implementation is rnn_common.hpp): the cell as rt::recurrent with W and R transposed and the biases folded at compile
+// time, exactly as the CPU kernel folds them.
+inline Emitter emit_recurrent(CellKind kind) {
+  return [kind](Emit& e) {
+    const auto& at = e.attrs();
+    const int64_t G = kind == CellKind::LSTM ? 4 : kind == CellKind::GRU ? 3 : 1;
+    const std::string dir = at.get_string("direction", "forward");
+    const int64_t D = dir == "bidirectional" ? 2 : 1;
+    const int layout = static_cast<int>(at.get_int("layout", 0));
+    if (!e.in(1).constant || !e.in(2).constant) e.refuse("W and R computed at run time");
+    for (size_t i = 3; i < e.num_inputs(); ++i)
+      if (e.has_input(i) && i != 4 && i != 5 && i != 6 && !e.in(i).constant) e.refuse("B or P computed at run time");
+    if (e.rank_in(0) != 3) e.refuse("X must be 3-D");
+    const Tensor& w = *e.in(1).constant;
+    const Tensor& r = *e.in(2).constant;
+    const int64_t H = r.dim(2), GH = G * H, I = w.dim(2);
+    if (w.rank() != 3 || w.dim(0) != D || w.dim(1) != GH || r.dim(0) != D || r.dim(1) != GH) e.refuse("W/R shapes");
+    const bool lbr = at.get_int("linear_before_reset", 0) != 0 && kind == CellKind::GRU;
+    Tensor wt = Tensor::empty(DType::F32, {D, I, GH}), rt = Tensor::empty(DType::F32, {D, H, GH});
+    for (int64_t d = 0; d < D; ++d) {
+      RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, wt.data<float>() + d * I * GH);
+      RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, rt.data<float>() + d * H * GH);
+    }
+    std::string bias = "nullptr", rbh = "nullptr";
+    const Tensor* bt = e.has_input(3) && e.in(3).constant && e.in(3).constant->numel() > 0 ? e.in(3).constant.get() : nullptr;
+    if (bt) {
+      if (bt->numel() != D * 2 * GH) e.refuse("B has the wrong size");
+      Tensor fb = Tensor::empty(DType::F32, {D, GH}), rb = Tensor::empty(DType::F32, {D, H});
+      for (int64_t d = 0; d < D; ++d)
+        for (int64_t j = 0; j < GH; ++j) {
+          const float wb = bt->data<float>()[d * 2 * GH + j], rbv = bt->data<float>()[d * 2 * GH + GH + j];
+          const bool keep_rb = lbr && j >= 2 * H;
+          fb.data<float>()[d * GH + j] = wb + (keep_rb ? 0.0f : rbv);
+          if (keep_rb) rb.data<float>()[d * H + j - 2 * H] = rbv;
+        }
+      bias = e.add_const(std::move(fb));
+      if (lbr) rbh = e.add_const(std::move(rb));
+    }
+    const auto acts = parse_rnn_activations(at, kind, D);
+    std::string al;
+    for (const auto& a : acts)
+      al += "{" + std::to_string(static_cast<int>(a.kind)) + ", " + cfloat(a.alpha) + ", " + cfloat(a.beta) + "}, ";
+    for (size_t i = 1; i < e.num_inputs(); ++i)
+      if (e.has_input(i) && i != 4 && i != 5 && i != 6 && i != 7) e.dims_only(i);
+    if (e.has_input(3)) e.dims_only(3);
+    const std::string T = layout == 0 ? "I0.d[0]" : "I0.d[1]", B = layout == 0 ? "I0.d[1]" : "I0.d[0]";
+    const std::string Hs = std::to_string(H), Ds = std::to_string(D);
+    e.shape("if (I0.d[2] != " + std::to_string(I) + ") fail(\"X has the wrong input size\");\n");
+    if (layout == 0) e.set_dims(0, {T, Ds, B, Hs});
+    else e.set_dims(0, {B, T, Ds, Hs});
+    const std::vector<std::string> st = layout == 0 ? std::vector<std::string>{Ds, B, Hs} : std::vector<std::string>{B, Ds, Hs};
+    for (size_t k = 1; k < e.num_outputs(); ++k) e.set_dims(k, st);
+    auto opt = [&](size_t i) { return e.has_input(i) ? "x" + std::to_string(i) : std::string("nullptr"); };
+    if (e.has_input(4) && e.in(4).dtype != DType::I32 && e.in(4).dtype != DType::I64) e.refuse("sequence_lens type");
+    std::string c = "static const rt::RnnAct acts[] = {" + al + "};\nrt::RecArgs a;\na.cell = " +
+                    std::to_string(kind == CellKind::LSTM ? 2 : kind == CellKind::GRU ? 1 : 0) + ";\na.T = " + T +
+                    ";\na.B = " + B + ";\na.I = " + std::to_string(I) + ";\na.H = " + Hs + ";\na.D = " + Ds +
+                    ";\na.layout = " + std::to_string(layout) + ";\na.reverse_only = " + (dir == "reverse" ? "true" : "false") +
+                    ";\na.input_forget = " + (at.get_int("input_forget", 0) != 0 ? "true" : "false") +
+                    ";\na.lbr = " + (lbr ? "true" : "false") + ";\na.clip = " + cfloat(at.has("clip") ? at.get_float("clip", 0) : 0) +
+                    ";\na.X = x0;\na.Wt = " + e.add_const(std::move(wt)) + ";\na.Rt = " + e.add_const(std::move(rt)) +
+                    ";\na.bias = " + bias + ";\na.rbh = " + rbh + ";\n";
+    if (e.has_input(4)) c += std::string(e.in(4).dtype == DType::I32 ? "a.lens32" : "a.lens64") + " = x4;\n";
+    if (e.has_input(5)) c += "if (I5.n() != " + Ds + " * " + B + " * " + Hs + ") fail(\"initial_h has the wrong size\");\n";
+    if (kind == CellKind::LSTM && e.has_input(6)) c += "if (I6.n() != " + Ds + " * " + B + " * " + Hs + ") fail(\"initial_c has the wrong size\");\n";
+    c += "a.h0 = " + opt(5) + ";\n";
+    if (kind == CellKind::LSTM) c += "a.c0 = " + opt(6) + ";\na.P = " + opt(7) + ";\n";
+    c += "a.Y = y0;\n";
+    if (e.num_outputs() > 1) c += "a.Yh = y1;\n";
+    if (e.num_outputs() > 2) c += "a.Yc = y2;\n";
+    c += "a.work = static_cast<float*>(scratch);\na.acts = acts;\na.acts_per_dir = " + std::to_string(acts.size() / static_cast<size_t>(D)) +
+         ";\nif (!rt::recurrent(a)) fail(\"sequence_lens value outside [0, T]\");\n";
+    e.scratch("4 * " + std::to_string(2 * GH + 3 * H));
+    e.compute(c);
+  };
+}
+
 QUIVER_REGISTER_OPS(rnn) {
   registry.add({"", "RNN", [](BuildContext& ctx) { return build_recurrent(ctx, CellKind::RNN); }});
+}
+
+QUIVER_REGISTER_EMITTERS(rnn) {
+  emitters.add("", "RNN", emit_recurrent(CellKind::RNN));
+  emitters.add("", "GRU", emit_recurrent(CellKind::GRU));
+  emitters.add("", "LSTM", emit_recurrent(CellKind::LSTM));
 }
 }  // namespace quiver::onnx

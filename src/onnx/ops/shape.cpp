@@ -1,5 +1,6 @@
 // Shape (with start/end, opset 15) and Size. Folded to a constant when the input's dims are static.
 #include "onnx/ops/common.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
 
 static void shape_range(int64_t rank, int64_t start, int64_t end, bool has_end, int64_t& s, int64_t& e) {
@@ -8,6 +9,16 @@ static void shape_range(int64_t rank, int64_t start, int64_t end, bool has_end, 
   s = std::clamp<int64_t>(s, 0, rank);
   e = std::clamp<int64_t>(e, 0, rank);
   if (e < s) e = s;
+}
+
+// quiver compile: the runtime dims [start, end) as int64 (dims only: the shape pass computes it).
+void emit_shape(Emit& e) {
+  const int r = e.rank_in(0);
+  int64_t s = 0, en = 0;
+  shape_range(r, e.attrs().get_int("start", 0), e.attrs().get_int("end", 0), e.attrs().has("end"), s, en);
+  e.dims_only(0);
+  e.set_dims(0, {std::to_string(en - s)});
+  e.compute("for (int j = 0; j < " + std::to_string(en - s) + "; ++j) y0[j] = I0.d[" + std::to_string(s) + " + j];\n");
 }
 
 QUIVER_REGISTER_OPS(shape) {
@@ -56,5 +67,9 @@ QUIVER_REGISTER_OPS(shape) {
                 }};
   size.reads_dims_only = true;
   registry.add(size);
+}
+
+QUIVER_REGISTER_EMITTERS(shape) {
+  emitters.add("", "Shape", emit_shape);
 }
 }  // namespace quiver::onnx

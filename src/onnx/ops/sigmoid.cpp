@@ -1,4 +1,5 @@
 #include <cmath>
+#include "onnx/emit.hpp"
 
 #include "onnx/ops/unary.hpp"
 
@@ -11,5 +12,9 @@ QUIVER_REGISTER_OPS(sigmoid) {
     const T e = T(std::exp(x));
     return T(e / (T(1) + e));
   }))});
+}
+
+QUIVER_REGISTER_EMITTERS(sigmoid) {
+  emitters.add("", "Sigmoid", emit_unary("v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v))"));
 }
 }  // namespace quiver::onnx

@@ -2,6 +2,7 @@
 // Negative starts/ends count from the end, values are clamped per the spec (differently for negative
 // steps). The result is a strided view copied with contiguous memcpy runs where the step is 1.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
 
 namespace {
@@ -75,6 +76,25 @@ void run_slice(ExecContext& ec, const SliceSpec& s, DType t) {
 }
 }  // namespace
 
+// quiver compile: starts/ends/axes/steps read in the shape pass (constants or computed from dims).
+void emit_slice(Emit& e) {
+  e.tin(0);
+  e.rank_in(0);
+  if (e.node().opset() < 10) e.refuse("Slice before opset 10 (attributes) is not emitted");
+  if (!e.in(1).shape || e.in(1).shape->size() != 1 || (*e.in(1).shape)[0] < 0) e.refuse("starts' length is not static");
+  const std::string n = std::to_string((*e.in(1).shape)[0]);
+  for (size_t i = 1; i < e.num_inputs(); ++i)
+    if (e.has_input(i)) {
+      e.read_values(i);
+      e.dims_only(i);
+      if (e.in(i).dtype != e.in(1).dtype) e.refuse("index inputs of different types");
+    }
+  const std::string call = "rt::slice_setup(I0, x1, x2, " + std::string(e.has_input(3) ? "x3" : "decltype(x1)(nullptr)") + ", " +
+                           (e.has_input(4) ? "x4" : "decltype(x1)(nullptr)") + ", " + n + ", start, step, ";
+  e.shape("int64_t start[8] = {}, step[8] = {};\nif (!" + call + "O0)) fail(\"bad starts/ends/axes/steps\");\n");
+  e.compute("int64_t start[8] = {}, step[8] = {};\nrt::Shp o{};\n" + call + "o);\nrt::slice_copy(x0, I0, start, step, y0, O0);\n");
+}
+
 QUIVER_REGISTER_OPS(slice) {
   registry.add({"", "Slice", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   const DType t = ctx.input_dtype(0);
@@ -135,5 +155,9 @@ QUIVER_REGISTER_OPS(slice) {
                     run_slice(ec, s, t);
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(slice) {
+  emitters.add("", "Slice", emit_slice);
 }
 }  // namespace quiver::onnx

@@ -1,6 +1,7 @@
 // Softmax / LogSoftmax / Hardmax. Opset < 13: input coerced to 2-D at `axis` (default 1), normalised
 // over the flattened trailing block. Opset >= 13: along `axis` (default -1).
 #include "onnx/ops/common.hpp"
+#include "onnx/emit.hpp"
 #include "onnx/ops/vmath.hpp"
 #include "onnx/simd.hpp"
 
@@ -110,10 +111,32 @@ KernelBuilder builder(Kind kind) {
 
 }  // namespace
 
+// quiver compile: opset < 13 softmaxes the flattened tail [axis:], opset >= 13 one axis.
+template <bool Log>
+void emit_softmax(Emit& e) {
+  if (e.in(0).dtype != DType::F32) e.refuse("emitted for float only");
+  const int r = e.rank_in(0);
+  const bool old = e.node().opset() < 13;
+  int64_t a = e.attrs().get_int("axis", old ? 1 : -1);
+  if (a < 0) a += r;
+  if (a < 0 || a >= std::max(r, 1)) e.refuse("axis out of range");
+  const int ax = static_cast<int>(a);
+  e.same_dims(0, 0);
+  const std::string outer = e.span_in(0, 0, ax);
+  const std::string mid = old ? e.span_in(0, ax, r) : e.din(0, ax);
+  const std::string inner = old ? "1" : e.span_in(0, ax + 1, r);
+  e.compute(std::string("rt::softmax<") + (Log ? "true" : "false") + ">(x0, y0, " + outer + ", " + mid + ", " + inner + ");\n");
+}
+
 QUIVER_REGISTER_OPS(softmax) {
   registry.add({"", "Softmax", builder(Kind::Softmax)});
   registry.add({"", "LogSoftmax", builder(Kind::LogSoftmax)});
   registry.add({"", "Hardmax", builder(Kind::Hardmax)});
 }
 
+
+QUIVER_REGISTER_EMITTERS(softmax) {
+  emitters.add("", "Softmax", emit_softmax<false>);
+  emitters.add("", "LogSoftmax", emit_softmax<true>);
+}
 }  // namespace quiver::onnx

@@ -1,6 +1,7 @@
 // Squeeze: removes size-1 dims (the listed `axes`, attribute before opset 13 and input from 13, or
 // all of them). Output views the input.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
 
 namespace {
@@ -27,6 +28,37 @@ std::vector<int64_t> squeeze_dims(std::span<const int64_t> in, const std::option
 }
 }  // namespace
 
+// quiver compile: a view of input 0 with the output's dims.
+void emit_squeeze(Emit& e) {
+  const int r = e.rank_in(0), ro = e.rank_out(0);
+  std::vector<int64_t> axes;
+  if (e.node().opset() >= 13) {
+    if (e.has_input(1)) {
+      auto c = e.node().const_ints(1);
+      if (!c) e.refuse("axes computed at run time");
+      axes = *c;
+      e.dims_only(1);
+    }
+  } else {
+    axes = e.attrs().get_ints("axes");
+  }
+  std::vector<bool> drop(static_cast<size_t>(r), false);
+  if (axes.empty()) {
+    if (!e.in(0).shape || ro != r - static_cast<int>(std::count(e.in(0).shape->begin(), e.in(0).shape->end(), 1)))
+      e.refuse("Squeeze without axes needs the input's static dims");
+    for (int i = 0; i < r; ++i) drop[static_cast<size_t>(i)] = (*e.in(0).shape)[static_cast<size_t>(i)] == 1;
+  }
+  for (int64_t a : axes) drop.at(static_cast<size_t>(a < 0 ? a + r : a)) = true;
+  std::vector<std::string> d;
+  std::string check;
+  for (int i = 0; i < r; ++i)
+    if (!drop[static_cast<size_t>(i)]) d.push_back("I0.d[" + std::to_string(i) + "]");
+    else check += "if (I0.d[" + std::to_string(i) + "] != 1) fail(\"squeezed dim is not 1\");\n";
+  e.shape(check);
+  e.set_dims(0, d);
+  e.view(0);
+}
+
 QUIVER_REGISTER_OPS(squeeze) {
   OpDef d{"", "Squeeze", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
             ctx.expect_inputs(1, 2);
@@ -50,5 +82,9 @@ QUIVER_REGISTER_OPS(squeeze) {
           }};
   d.aliases_input0 = true;
   registry.add(d);
+}
+
+QUIVER_REGISTER_EMITTERS(squeeze) {
+  emitters.add("", "Squeeze", emit_squeeze);
 }
 }  // namespace quiver::onnx

@@ -1,6 +1,7 @@
 // Tile: output dim d = input dim d * repeats[d]. Each dim's block is written once and then
 // replicated with memcpy.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
 
 namespace {
@@ -21,6 +22,17 @@ void tile_rec(size_t d, const T* src, T* dst, const std::vector<int64_t>& in, co
   for (int64_t k = 1; k < rep[d]; ++k) copy_n_elems(dst, dst + k * blk, blk);
 }
 }  // namespace
+
+// quiver compile: repeats read in the shape pass.
+void emit_tile(Emit& e) {
+  e.tin(0);
+  const int r = e.rank_in(0);
+  e.read_values(1);
+  e.dims_only(1);
+  e.shape("if (I1.n() != " + std::to_string(r) + ") fail(\"repeats must have one value per dim\");\nO0 = I0;\nfor (int j = 0; j < " +
+          std::to_string(r) + "; ++j) { if (x1[j] < 0) fail(\"negative repeat\"); O0.d[j] = I0.d[j] * x1[j]; }\n");
+  e.compute("rt::tile(x0, I0, y0, O0);\n");
+}
 
 QUIVER_REGISTER_OPS(tile) {
   registry.add({"", "Tile", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
@@ -64,5 +76,9 @@ QUIVER_REGISTER_OPS(tile) {
                     });
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(tile) {
+  emitters.add("", "Tile", emit_tile);
 }
 }  // namespace quiver::onnx

@@ -1,6 +1,7 @@
 // TopK: the k largest (or smallest) values along `axis` and their int64 indices. Ties keep the lower
 // index first. k is an attribute before opset 10 and a 1-element input from 10.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
 
 namespace {
@@ -38,6 +39,30 @@ void topk(const T* x, T* vals, int64_t* idx, int64_t outer, int64_t n, int64_t i
     }
 }
 }  // namespace
+
+// quiver compile: k from the attribute or read in the shape pass; partial sort with the engine's ties.
+void emit_topk(Emit& e) {
+  if (e.in(0).dtype != DType::F32 && e.in(0).dtype != DType::I64) e.refuse("element type");
+  const int r = e.rank_in(0);
+  int64_t a = e.attrs().get_int("axis", -1);
+  if (a < 0) a += r;
+  if (a < 0 || a >= r) e.refuse("axis out of range");
+  const bool largest = e.attrs().get_int("largest", 1) != 0;
+  std::string k;
+  if (e.node().opset() < 10) {
+    k = std::to_string(e.attrs().get_int("k", 0));
+  } else {
+    e.read_values(1);
+    e.dims_only(1);
+    k = "static_cast<int64_t>(x1[0])";
+  }
+  const std::string A = std::to_string(a);
+  e.shape("const int64_t k = " + k + ";\nif (k < 0 || k > I0.d[" + A + "]) fail(\"k is outside [0, dim]\");\nO0 = I0;\nO0.d[" + A +
+          "] = k;\nO1 = O0;\n");
+  e.scratch("8 * I0.d[" + A + "]");
+  e.compute(std::string("rt::topk(x0, y0, y1, I0.span(0, ") + A + "), I0.d[" + A + "], I0.span(" + A + " + 1, I0.r), O0.d[" + A +
+            "], " + (largest ? "true" : "false") + ", static_cast<int64_t*>(scratch));\n");
+}
 
 QUIVER_REGISTER_OPS(topk) {
   registry.add({"", "TopK", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
@@ -101,5 +126,9 @@ QUIVER_REGISTER_OPS(topk) {
                     });
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(topk) {
+  emitters.add("", "TopK", emit_topk);
 }
 }  // namespace quiver::onnx

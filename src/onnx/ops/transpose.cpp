@@ -3,6 +3,7 @@
 // when the innermost output dim stays innermost, contiguous runs are memcpy'd; otherwise the
 // innermost output dim and the dim that is contiguous in the input are moved in cache-sized tiles.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
 
 namespace {
@@ -77,6 +78,22 @@ void transpose(const T* src, T* dst, std::vector<int64_t> dims, std::vector<int6
 }
 }  // namespace
 
+// quiver compile: any permutation through the runtime's strided copy.
+void emit_transpose(Emit& e) {
+  const int r = e.rank_in(0);
+  std::vector<int64_t> perm = e.attrs().get_ints("perm");
+  if (perm.empty())
+    for (int i = r - 1; i >= 0; --i) perm.push_back(i);
+  if (static_cast<int>(perm.size()) != r) e.refuse("perm does not match the rank");
+  std::string p, d;
+  for (int i = 0; i < r; ++i) {
+    p += (i ? ", " : "") + std::to_string(perm[static_cast<size_t>(i)]);
+    d += "O0.d[" + std::to_string(i) + "] = I0.d[" + std::to_string(perm[static_cast<size_t>(i)]) + "]; ";
+  }
+  e.shape("O0.r = " + std::to_string(r) + "; " + d + "\n");
+  e.compute("static const int perm[] = {" + (p.empty() ? std::string("0") : p) + "};\nrt::transpose(x0, I0, y0, perm);\n");
+}
+
 QUIVER_REGISTER_OPS(transpose) {
   registry.add({"", "Transpose", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(1, 1);
@@ -122,5 +139,9 @@ QUIVER_REGISTER_OPS(transpose) {
                     });
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(transpose) {
+  emitters.add("", "Transpose", emit_transpose);
 }
 }  // namespace quiver::onnx

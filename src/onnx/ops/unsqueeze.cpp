@@ -1,6 +1,7 @@
 // Unsqueeze: inserts size-1 dims at `axes` (attribute before opset 13, input from 13; positions in
 // the output rank, negative allowed). Output views the input.
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/emit.hpp"
 namespace quiver::onnx {
 
 namespace {
@@ -16,6 +17,28 @@ std::vector<int64_t> unsqueeze_dims(std::span<const int64_t> in, const std::vect
   return out;
 }
 }  // namespace
+
+// quiver compile: a view of input 0 with the output's dims.
+void emit_unsqueeze(Emit& e) {
+  const int r = e.rank_in(0), ro = e.rank_out(0);
+  std::vector<int64_t> axes;
+  if (e.node().opset() >= 13) {
+    auto c = e.node().const_ints(1);
+    if (!c) e.refuse("axes computed at run time");
+    axes = *c;
+    e.dims_only(1);
+  } else {
+    axes = e.attrs().get_ints("axes");
+  }
+  std::vector<bool> ins(static_cast<size_t>(ro), false);
+  for (int64_t a : axes) ins.at(static_cast<size_t>(a < 0 ? a + ro : a)) = true;
+  std::vector<std::string> d;
+  int k = 0;
+  for (int i = 0; i < ro; ++i) d.push_back(ins[static_cast<size_t>(i)] ? std::string("1") : "I0.d[" + std::to_string(k++) + "]");
+  if (k != r) e.refuse("axes do not match the ranks");
+  e.set_dims(0, d);
+  e.view(0);
+}
 
 QUIVER_REGISTER_OPS(unsqueeze) {
   OpDef d{"", "Unsqueeze", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
@@ -41,5 +64,9 @@ QUIVER_REGISTER_OPS(unsqueeze) {
           }};
   d.aliases_input0 = true;
   registry.add(d);
+}
+
+QUIVER_REGISTER_EMITTERS(unsqueeze) {
+  emitters.add("", "Unsqueeze", emit_unsqueeze);
 }
 }  // namespace quiver::onnx

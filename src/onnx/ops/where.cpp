@@ -1,7 +1,16 @@
 // Where(condition, X, Y): elementwise select with three-way numpy broadcasting; any element type.
 #include "onnx/ops/mathops.hpp"
+#include "onnx/emit.hpp"
 
 namespace quiver::onnx {
+// quiver compile: broadcasting select.
+void emit_where(Emit& e) {
+  e.rank_in(0);
+  const std::string t = e.tin(1);
+  e.shape("rt::Shp t{};\nif (!rt::broadcast(I0, I1, t) || !rt::broadcast(t, I2, O0)) fail(\"inputs do not broadcast\");\n");
+  e.compute("rt::ternary(x0, I0, x1, I1, x2, I2, y0, O0, [](bool c, " + t + " a, " + t + " b) { return c ? a : b; });\n");
+}
+
 QUIVER_REGISTER_OPS(where) {
   registry.add({"", "Where", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(3, 3);
@@ -37,5 +46,9 @@ QUIVER_REGISTER_OPS(where) {
                     });
                   });
                 }});
+}
+
+QUIVER_REGISTER_EMITTERS(where) {
+  emitters.add("", "Where", emit_where);
 }
 }  // namespace quiver::onnx

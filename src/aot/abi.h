@@ -1,0 +1,21 @@
+/* The C ABI of a library built from `quiver compile` output, as the aot backend loads it. The shared
+   library (built with QUIVER_AOT_LOADABLE) exports quiver_aot_entry(); every library also exports the
+   same functions under its own name (NAME_info, NAME_workspace_bytes, NAME_output_dims, NAME_run).
+   dims: the symbolic dims' values in the order "dims" lists them in info(). Functions return 0 on
+   success, else write a message into err (when err_len > 0) and return non-zero. */
+#ifndef QUIVER_AOT_ABI_DEFINED
+#define QUIVER_AOT_ABI_DEFINED
+#include <stddef.h>
+#include <stdint.h>
+#define QUIVER_AOT_ABI_VERSION 1
+typedef struct quiver_aot_api {
+  int abi_version;
+  /* JSON: name, source_sha256, quiver_version, format, target, dims [{name, max}], inputs and outputs
+     [{name, c_name, dtype, shape: [int | dim name | "?"]}]. */
+  const char* (*info)(void);
+  int (*workspace_bytes)(const int64_t* dims, size_t* bytes, char* err, size_t err_len);
+  int (*output_dims)(const int64_t* dims, int output, int64_t* out_dims, int* rank, char* err, size_t err_len);
+  int (*run)(const int64_t* dims, const void* const* inputs, void* const* outputs, void* workspace,
+             size_t workspace_bytes, char* err, size_t err_len);
+} quiver_aot_api;
+#endif

@@ -1,0 +1,68 @@
+// Building compiled output with the C++ compiler directly (quiver compile --check, tests): the same
+// flags as the generated CMakeLists.txt, the two translation units compiled at once.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "quiver/aot/aot.hpp"
+
+namespace quiver::aot {
+namespace {
+
+std::string quote(const std::string& s) {
+  std::string r = "'";
+  for (char c : s) r += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return r + "'";
+}
+
+}  // namespace
+
+std::string build_shared(const CompileResult& c, const std::string& cxx_in) {
+  std::string cxx = cxx_in;
+  if (cxx.empty()) {
+    const char* e = std::getenv("CXX");
+    cxx = e && *e ? e : "g++";
+  }
+  // The target is recorded in the generated CMakeLists.txt; read it back from there.
+  std::string march = "-march=native";
+  {
+    std::FILE* f = std::fopen((std::filesystem::path(c.dir) / "CMakeLists.txt").c_str(), "r");
+    if (f) {
+      char line[512];
+      while (std::fgets(line, sizeof line, f)) {
+        std::string l(line);
+        auto p = l.find("_ARCH_FLAGS \"");
+        if (p != std::string::npos) {
+          auto q = l.find('"', p + 13);
+          march = l.substr(p + 13, q - p - 13);
+          break;
+        }
+      }
+      std::fclose(f);
+    }
+  }
+  const std::string n = c.name;
+  const std::string lib = (std::filesystem::path(c.dir) / ("lib" + n + ".so")).string();
+  const std::string flags = "-std=c++17 -fPIC -Wall -Wextra " + march;
+  const std::string cmd = "cd " + quote(c.dir) + " && { " + cxx + " " + flags + " -O0 -c " + quote(n + "_weights.cpp") +
+                          " -o " + quote(n + "_weights.o") + " & " + cxx + " " + flags +
+                          " -O3 -fno-math-errno -fno-trapping-math -c " + quote(n + ".cpp") + " -o " + quote(n + ".o") +
+                          " && " + cxx + " " + flags + " -c " + quote(n + "_entry.cpp") + " -o " + quote(n + "_entry.o") +
+                          "; a=$?; wait $! ; b=$?; [ $a -eq 0 ] && [ $b -eq 0 ]; } && " + cxx + " -shared -o " +
+                          quote(lib) + " " + quote(n + ".o") + " " + quote(n + "_entry.o") + " " + quote(n + "_weights.o") +
+                          " 2>&1";
+  std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) throw_error(ErrorCode::Internal, "cannot start the C++ compiler");
+  std::string out;
+  char buf[4096];
+  size_t got;
+  while ((got = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, got);
+  const int rc = pclose(p);
+  if (rc != 0 || !std::filesystem::exists(lib))
+    throw_error(ErrorCode::Internal, "building " + lib + " failed:\n" + out.substr(0, 8000), {n, "", "", c.dir});
+  return lib;
+}
+
+}  // namespace quiver::aot

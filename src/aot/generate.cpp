@@ -1,0 +1,712 @@
+// quiver compile: an ONNX plan compiled for the code-emitter target -> C++ source files.
+//
+// The engine's compiler does the model work (fusion, constant folding, types, static shapes, slot
+// assignment by liveness); each step's op emitted its code when the compiler chose its kernel for this
+// target (onnx/emit.hpp). Here the steps are stitched into one translation unit:
+//   pass 1 (shapes): every value's runtime dims from the Dims, plus the small integer values that
+//     depend on dims alone (Shape -> Gather -> Concat -> Reshape chains), computed in the frame;
+//   layout: each slot's bytes = the largest value it holds; offsets in the caller's workspace;
+//   pass 2 (compute): the steps in plan order, on pointers the layout fixed.
+// The frame (dims of every value, slot offsets, the small values) lives at the start of the workspace,
+// so the generated code keeps no state of its own.
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "aot/emitter_target.hpp"
+#include "onnx/emit.hpp"
+#include "onnx/onnx_model_impl.hpp"
+#include "quiver/aot/aot.hpp"
+#include "quiver/core/util.hpp"
+
+namespace quiver::aot {
+
+extern const char* const kRuntimeSource;  // runtime.inc (generated runtime_source.cpp)
+extern const char* const kAbiSource;      // abi.h
+
+namespace {
+
+namespace fs = std::filesystem;
+using onnx::EmittedStep;
+using onnx::Plan;
+using onnx::Step;
+using onnx::ValueRef;
+
+std::string ident(const std::string& s) {
+  std::string r;
+  for (char c : s) r += std::isalnum(static_cast<unsigned char>(c)) != 0 ? c : '_';
+  if (r.empty() || std::isdigit(static_cast<unsigned char>(r[0])) != 0) r = "_" + r;
+  return r;
+}
+
+std::string json_str(const std::string& s) {
+  std::string r = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') r += std::string("\\") + c;
+    else if (static_cast<unsigned char>(c) < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\u%04x", c);
+      r += b;
+    } else r += c;
+  }
+  return r + "\"";
+}
+// A C++ string literal for any bytes.
+std::string cstr(const std::string& s) {
+  std::string r = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') r += std::string("\\") + static_cast<char>(c);
+    else if (c < 0x20 || c >= 0x7f) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\%03o", c);
+      r += b;
+    } else r += static_cast<char>(c);
+  }
+  return r + "\"";
+}
+
+std::string ctype_of(DType t) {
+  switch (t) {
+    case DType::F32: return "float";
+    case DType::F64: return "double";
+    case DType::I64: return "int64_t";
+    case DType::I32: return "int32_t";
+    case DType::I16: return "int16_t";
+    case DType::I8: return "int8_t";
+    case DType::U8: return "uint8_t";
+    case DType::U16: return "uint16_t";
+    case DType::U32: return "uint32_t";
+    case DType::U64: return "uint64_t";
+    case DType::Bool: return "bool";
+    default: return "";
+  }
+}
+
+// Where a value's data is, as a C++ expression of the generated run().
+struct Loc {
+  enum Kind { Input, Const, Slot, Small, None } kind = None;
+  size_t index = 0;  // input, constant, slot, or byte offset in the small area
+};
+
+struct Value {
+  DType dtype = DType::Undefined;
+  Loc loc;
+  int step = -1;     // defining step (-1: graph input)
+  bool small = false;
+};
+
+struct ConstRec {
+  std::shared_ptr<const Tensor> t;
+  std::string name;
+  bool used = false;
+};
+
+void write_file(const fs::path& p, const std::string& text) {
+  std::ofstream f(p, std::ios::binary);
+  f << text;
+  if (!f) throw_error(ErrorCode::Internal, "cannot write " + p.string(), {"", "", "", p.string()});
+}
+
+// Constants as exact literals.
+void write_array(std::ostringstream& os, const ConstRec& c) {
+  const Tensor& t = *c.t;
+  const std::string ty = ctype_of(t.dtype());
+  const int64_t n = t.numel();
+  os << "alignas(64) extern const " << ty << " " << c.name << "[" << std::max<int64_t>(n, 1) << "] = {";
+  if (n == 0) os << "0";
+  for (int64_t i = 0; i < n; ++i) {
+    if (i % 8 == 0) os << "\n ";
+    switch (t.dtype()) {
+      case DType::F32: os << onnx::cfloat(t.data<float>()[i]); break;
+      case DType::F64: {
+        const double v = t.data<double>()[i];
+        if (std::isnan(v)) os << "std::numeric_limits<double>::quiet_NaN()";
+        else if (std::isinf(v)) os << (v > 0 ? "" : "-") << "std::numeric_limits<double>::infinity()";
+        else {
+          char b[64];
+          std::snprintf(b, sizeof b, "%a", v);
+          os << b;
+        }
+        break;
+      }
+      case DType::I64: os << onnx::cint(t.data<int64_t>()[i]); break;
+      case DType::I32: os << t.data<int32_t>()[i]; break;
+      case DType::I16: os << t.data<int16_t>()[i]; break;
+      case DType::I8: os << static_cast<int>(t.data<int8_t>()[i]); break;
+      case DType::U8: os << static_cast<unsigned>(t.data<uint8_t>()[i]) << "u"; break;
+      case DType::U16: os << t.data<uint16_t>()[i] << "u"; break;
+      case DType::U32: os << t.data<uint32_t>()[i] << "u"; break;
+      case DType::U64: os << t.data<uint64_t>()[i] << "ull"; break;
+      case DType::Bool: os << (t.data<bool>()[i] ? "true" : "false"); break;
+      default: break;
+    }
+    os << ",";
+  }
+  os << "};\n";
+}
+
+class Generator {
+ public:
+  Generator(const onnx::OnnxModel& model, const std::string& name, const CompileOptions& opt, std::string source)
+      : model_(model), plan_(model.plan()), name_(name), opt_(opt), source_(std::move(source)) {}
+
+  CompileResult run(const fs::path& dir);
+
+ private:
+  void collect_dims();
+  void walk();
+  std::string ptr_expr(int id) const;
+  DType dtype_of(int id) const;
+  std::string shape_decl(int id, const std::string& var) const;
+  void emit_block(std::ostringstream& os, size_t si, bool shape_pass);
+  static std::string indent(const std::string& code, const std::string& pre);
+  std::string header() const;
+  std::string source();
+  std::string weights();
+  std::string cmake() const;
+  std::string info_json() const;
+
+  const onnx::OnnxModel& model_;
+  const Plan& plan_;
+  std::string name_;
+  CompileOptions opt_;
+  std::string source_;  // the model file's name
+
+  std::vector<std::string> dims_;                          // symbolic dims, ABI order
+  std::vector<std::vector<std::string>> input_dims_;        // per input: per axis, literal or Dims field
+  std::vector<std::string> in_names_, out_names_;          // C identifiers
+  std::vector<Value> values_;                              // inputs, then step outputs
+  std::vector<std::vector<int>> step_in_, step_out_;       // value id per step input / output (-1 none)
+  std::vector<const EmittedStep*> emitted_;
+  std::vector<ConstRec> consts_;                           // plan constants then emitter constants
+  std::vector<std::vector<size_t>> step_consts_;           // per step: its K<j> in consts_
+  std::vector<std::vector<int>> slot_values_;              // per slot: the values it holds
+  std::vector<int> output_values_;                         // per graph output: value id (<= -2: constant)
+  std::vector<uint8_t> small_steps_;                       // per step: runs in the shape pass
+  size_t small_bytes_ = 0;
+};
+
+void Generator::collect_dims() {
+  const auto& info = model_.info();
+  std::set<std::string> seen_in, seen_out;
+  auto unique = [](std::set<std::string>& seen, std::string s) {
+    std::string b = s;
+    for (int k = 2; seen.count(s); ++k) s = b + "_" + std::to_string(k);
+    seen.insert(s);
+    return s;
+  };
+  for (size_t i = 0; i < info.inputs.size(); ++i) {
+    const auto& ti = info.inputs[i];
+    in_names_.push_back(unique(seen_in, ident(ti.name)));
+    std::vector<std::string> axes;
+    if (ti.shape.empty() && !model_.plan().steps.empty()) {
+      // Rank 0 inputs are fine; unknown rank is not (the engine keeps rank_known, not exposed here).
+    }
+    for (size_t a = 0; a < ti.shape.size(); ++a) {
+      const Dim& d = ti.shape[a];
+      if (d.is_fixed()) { axes.push_back(std::to_string(d.value)); continue; }
+      std::string sym = ident(d.symbol.empty() ? ti.name + "_dim" + std::to_string(a) : d.symbol);
+      if (std::find(dims_.begin(), dims_.end(), sym) == dims_.end()) dims_.push_back(sym);
+      axes.push_back("d." + sym);
+    }
+    input_dims_.push_back(axes);
+  }
+  for (const auto& to : info.outputs) out_names_.push_back(unique(seen_out, ident(to.name)));
+  for (const auto& [k, v] : opt_.max_dims)
+    if (std::find(dims_.begin(), dims_.end(), ident(k)) == dims_.end())
+      throw_error(ErrorCode::InvalidArgument, "--max-dim names '" + k + "', which is not a symbolic dim of the inputs",
+                  {info.name});
+}
+
+void Generator::walk() {
+  const auto& info = model_.info();
+  // Refuse first, naming every step that cannot be emitted.
+  std::string refused;
+  for (const Step& s : plan_.steps) {
+    const auto* e = dynamic_cast<const EmittedStep*>(s.device_kernel.get());
+    if (s.placement != onnx::Placement::Device || !e)
+      refused += "\n  " + s.label + ": " + (s.why_cpu.empty() ? "not emitted" : s.why_cpu);
+    emitted_.push_back(e);
+  }
+  if (!refused.empty())
+    throw_error(ErrorCode::Unsupported, "cannot compile ahead of time; steps the code emitter refused:" + refused,
+                {info.name});
+
+  for (const auto& c : plan_.constants) consts_.push_back({c, "c" + std::to_string(consts_.size()), false});
+  for (size_t i = 0; i < info.inputs.size(); ++i) {
+    Value v;
+    v.dtype = info.inputs[i].dtype;
+    v.loc = {Loc::Input, i};
+    values_.push_back(v);
+  }
+  std::vector<int> slot_holder(plan_.num_slots, -1);
+  slot_values_.assign(plan_.num_slots, {});
+  std::string data_dependent;
+  for (size_t si = 0; si < plan_.steps.size(); ++si) {
+    const Step& s = plan_.steps[si];
+    const EmittedStep& e = *emitted_[si];
+    std::vector<int> ins;
+    for (size_t i = 0; i < s.inputs.size(); ++i) {
+      const ValueRef r = s.inputs[i];
+      const bool reads = (i < e.reads_data.size() && e.reads_data[i]) || (i < e.reads_values.size() && e.reads_values[i]);
+      if (r.kind == ValueRef::Absent) ins.push_back(-1);
+      else if (r.kind == ValueRef::Input) ins.push_back(static_cast<int>(r.index));
+      else if (r.kind == ValueRef::Const) {
+        ins.push_back(-2 - static_cast<int>(r.index));  // constants: negative ids
+        if (reads) consts_[r.index].used = true;
+      } else {
+        ins.push_back(slot_holder.at(r.index));
+      }
+    }
+    step_consts_.emplace_back();
+    for (const auto& k : e.consts) {
+      step_consts_.back().push_back(consts_.size());
+      consts_.push_back({k, "s" + std::to_string(si) + "_k" + std::to_string(step_consts_.back().size() - 1), true});
+    }
+    auto known = [&](int id) { return id <= -2 || (id >= 0 && values_[static_cast<size_t>(id)].small); };
+    for (size_t i = 0; i < ins.size(); ++i)
+      if (i < e.reads_values.size() && e.reads_values[i] && !known(ins[i]))
+        data_dependent += "\n  " + s.label + ": input " + std::to_string(i) +
+                          " sets the output's dims but is computed from tensor data";
+    // Small integer outputs computed from constants, dims and other such values: the shape pass.
+    bool small = e.view_of < 0 && e.scratch.empty();
+    for (size_t k = 0; k < s.outputs.size() && small; ++k) {
+      if (s.outputs[k] < 0) continue;
+      const DType t = e.out_dtypes[k];
+      if (t != DType::I64 && t != DType::I32 && t != DType::Bool) small = false;
+      else if (!e.out_shapes[k]) small = false;
+      else {
+        int64_t n = 1;
+        for (int64_t d : *e.out_shapes[k]) n = d < 0 ? -1 : (n < 0 ? -1 : n * d);
+        if (n < 0 || n > 64) small = false;
+      }
+    }
+    for (size_t i = 0; i < ins.size() && small; ++i)
+      if (ins[i] != -1 && i < e.reads_data.size() && e.reads_data[i] && !known(ins[i])) small = false;
+    std::vector<int> outs;
+    for (size_t k = 0; k < s.outputs.size(); ++k) {
+      if (s.outputs[k] < 0) { outs.push_back(-1); continue; }
+      Value v;
+      v.step = static_cast<int>(si);
+      v.dtype = e.out_dtypes[k];
+      if (k == 0 && e.view_of >= 0) {
+        const int src = ins.at(static_cast<size_t>(e.view_of));
+        if (src <= -2) v.loc = {Loc::Const, static_cast<size_t>(-2 - src)};
+        else {
+          v.loc = values_.at(static_cast<size_t>(src)).loc;
+          v.small = values_[static_cast<size_t>(src)].small;
+        }
+      } else if (small) {
+        int64_t n = 1;
+        for (int64_t d : *e.out_shapes[k]) n *= d;
+        small_bytes_ = (small_bytes_ + 7) / 8 * 8;
+        v.loc = {Loc::Small, small_bytes_};
+        v.small = true;
+        small_bytes_ += static_cast<size_t>(std::max<int64_t>(n, 1)) * dtype_size(v.dtype);
+      } else {
+        v.loc = {Loc::Slot, static_cast<size_t>(s.outputs[k])};
+        slot_values_[static_cast<size_t>(s.outputs[k])].push_back(static_cast<int>(values_.size()));
+      }
+      outs.push_back(static_cast<int>(values_.size()));
+      values_.push_back(v);
+      slot_holder[static_cast<size_t>(s.outputs[k])] = outs.back();
+    }
+    small_steps_.push_back(small ? 1 : 0);
+    step_in_.push_back(ins);
+    step_out_.push_back(outs);
+  }
+  if (!data_dependent.empty())
+    throw_error(ErrorCode::Unsupported, "cannot compile ahead of time; data-dependent shapes:" + data_dependent,
+                {info.name});
+  for (const ValueRef r : plan_.outputs) {
+    if (r.kind == ValueRef::Input) output_values_.push_back(static_cast<int>(r.index));
+    else if (r.kind == ValueRef::Const) {
+      output_values_.push_back(-2 - static_cast<int>(r.index));
+      consts_[r.index].used = true;
+    } else if (r.kind == ValueRef::Slot) output_values_.push_back(slot_holder.at(r.index));
+    else throw_error(ErrorCode::Unsupported, "a graph output is not produced", {info.name});
+  }
+}
+
+std::string Generator::ptr_expr(int id) const {
+  if (id <= -2) return "W::" + consts_[static_cast<size_t>(-2 - id)].name;
+  const Value& v = values_.at(static_cast<size_t>(id));
+  const std::string t = ctype_of(v.dtype);
+  switch (v.loc.kind) {
+    case Loc::Input: return "in." + in_names_[v.loc.index];
+    case Loc::Const: return "W::" + consts_[v.loc.index].name;
+    case Loc::Slot: return "reinterpret_cast<" + t + "*>(base + F.off[" + std::to_string(v.loc.index) + "])";
+    case Loc::Small: return "reinterpret_cast<" + t + "*>(F.small + " + std::to_string(v.loc.index) + ")";
+    default: return "nullptr";
+  }
+}
+
+DType Generator::dtype_of(int id) const {
+  if (id <= -2) return consts_[static_cast<size_t>(-2 - id)].t->dtype();
+  return values_.at(static_cast<size_t>(id)).dtype;
+}
+
+std::string Generator::shape_decl(int id, const std::string& var) const {
+  if (id <= -2) {
+    const Tensor& t = *consts_[static_cast<size_t>(-2 - id)].t;
+    std::string d;
+    for (int64_t x : t.dims()) d += (d.empty() ? "" : ", ") + std::to_string(x);
+    return "[[maybe_unused]] static const rt::Shp " + var + "{" + std::to_string(t.dims().size()) + ", {" + d + "}};";
+  }
+  return "[[maybe_unused]] const rt::Shp& " + var + " = F.s[" + std::to_string(id) + "];";
+}
+
+// One step's block. Pass 1: dims (and a small step's values); pass 2: the compute.
+void Generator::emit_block(std::ostringstream& os, size_t si, bool shape_pass) {
+  const Step& s = plan_.steps[si];
+  const EmittedStep& e = *emitted_[si];
+  const bool small = small_steps_[si] != 0;
+  if (!shape_pass && (small || e.view_of >= 0 || e.compute.empty())) return;
+  os << "  {  // " << s.label << (e.comment.empty() ? "" : " - " + e.comment) << "\n";
+  const auto& ins = step_in_[si];
+  const auto& outs = step_out_[si];
+  for (size_t i = 0; i < ins.size(); ++i) {
+    if (ins[i] == -1) continue;
+    os << "    " << shape_decl(ins[i], "I" + std::to_string(i)) << "\n";
+  }
+  for (size_t k = 0; k < outs.size(); ++k) {
+    const std::string o = "O" + std::to_string(k);
+    if (outs[k] < 0) os << "    [[maybe_unused]] rt::Shp " << o << "{};\n";
+    else os << "    [[maybe_unused]] " << (shape_pass ? "" : "const ") << "rt::Shp& " << o << " = F.s[" << outs[k] << "];\n";
+  }
+  // Data pointers: in pass 1 only constants and small values exist.
+  for (size_t i = 0; i < ins.size(); ++i) {
+    if (ins[i] == -1) continue;
+    const bool avail = ins[i] <= -2 || values_[static_cast<size_t>(ins[i])].small;
+    if (shape_pass && !avail) continue;
+    if (ins[i] <= -2 && !consts_[static_cast<size_t>(-2 - ins[i])].used) continue;  // dims only: not in W
+    os << "    [[maybe_unused]] const " << ctype_of(dtype_of(ins[i])) << "* x" << i << " = " << ptr_expr(ins[i]) << ";\n";
+  }
+  os << "    [[maybe_unused]] auto fail = [](const char* m) { fail_at(" << cstr(s.label) << ", m); };\n";
+  if (shape_pass) {
+    os << "    {\n" << indent(e.shape, "      ") << "    }\n";
+    if (!e.scratch.empty()) os << "    F.scratch = std::max<int64_t>(F.scratch, static_cast<int64_t>(" << e.scratch << "));\n";
+  }
+  if (!shape_pass || small) {
+    for (size_t k = 0; k < outs.size(); ++k)
+      os << "    [[maybe_unused]] " << ctype_of(e.out_dtypes[k]) << "* y" << k << " = "
+         << (outs[k] < 0 ? std::string("nullptr") : ptr_expr(outs[k])) << ";\n";
+    for (size_t j = 0; j < step_consts_[si].size(); ++j) {
+      const auto& c = consts_[step_consts_[si][j]];
+      os << "    [[maybe_unused]] const " << ctype_of(c.t->dtype()) << "* K" << j << " = W::" << c.name << ";\n";
+    }
+    if (!e.scratch.empty()) os << "    [[maybe_unused]] void* scratch = base + F.scratch_off;\n";
+    if (shape_pass) os << "    [[maybe_unused]] unsigned char* base = nullptr;\n";
+    os << "    {\n" << indent(e.compute, "      ") << "    }\n";
+  }
+  os << "  }\n";
+}
+
+std::string Generator::indent(const std::string& code, const std::string& pre) {
+  std::string r;
+  size_t at = 0;
+  while (at < code.size()) {
+    size_t nl = code.find('\n', at);
+    if (nl == std::string::npos) nl = code.size();
+    if (nl > at) r += pre + code.substr(at, nl - at);
+    r += "\n";
+    at = nl + 1;
+  }
+  return r;
+}
+
+std::string Generator::info_json() const {
+  const auto& info = model_.info();
+  std::ostringstream j;
+  j << "{\"name\":" << json_str(name_) << ",\"model\":" << json_str(info.name) << ",\"source_sha256\":"
+    << json_str(info.sha256) << ",\"quiver_version\":" << json_str(QUIVER_AOT_VERSION) << ",\"format\":"
+    << json_str(info.format) << ",\"target\":" << json_str(opt_.target) << ",\"abi\":1,\"dims\":[";
+  for (size_t i = 0; i < dims_.size(); ++i) {
+    auto it = opt_.max_dims.find(dims_[i]);
+    j << (i ? "," : "") << "{\"name\":" << json_str(dims_[i]) << ",\"max\":" << (it == opt_.max_dims.end() ? -1 : it->second)
+      << "}";
+  }
+  auto tensors = [&](const std::vector<TensorInfo>& ts, const std::vector<std::string>& cn, bool inputs) {
+    for (size_t i = 0; i < ts.size(); ++i) {
+      j << (i ? "," : "") << "{\"name\":" << json_str(ts[i].name) << ",\"c_name\":" << json_str(cn[i])
+        << ",\"dtype\":" << json_str(std::string(dtype_kserve_name(ts[i].dtype))) << ",\"shape\":[";
+      for (size_t a = 0; a < ts[i].shape.size(); ++a) {
+        j << (a ? "," : "");
+        if (ts[i].shape[a].is_fixed()) j << ts[i].shape[a].value;
+        else if (inputs) j << json_str(input_dims_[i][a].substr(2));
+        else j << json_str(ts[i].shape[a].symbol.empty() ? "?" : ts[i].shape[a].symbol);
+      }
+      j << "]}";
+    }
+  };
+  j << "],\"inputs\":[";
+  tensors(info.inputs, in_names_, true);
+  j << "],\"outputs\":[";
+  tensors(info.outputs, out_names_, false);
+  j << "]}";
+  return j.str();
+}
+
+std::string Generator::header() const {
+  const auto& info = model_.info();
+  std::ostringstream h;
+  h << "// Generated by quiver compile " << QUIVER_AOT_VERSION << " from " << source_
+    << " (sha256 " << info.sha256 << ").\n"
+    << "// C++17, standard library only. Reentrant: run() keeps no state; any number of threads may call it at\n"
+    << "// once, each with its own workspace of workspace_bytes(dims) bytes.\n"
+    << "#pragma once\n#include <cstddef>\n#include <cstdint>\n\n"
+    << "extern \"C\" {\n" << kAbiSource << "}\n\n"
+    << "namespace " << name_ << " {\n\n"
+    << "// The runtime values of the symbolic dims (batch, particle counts).\n"
+    << "struct Dims {\n";
+  for (const auto& d : dims_) h << "  int64_t " << d << " = 1;\n";
+  if (dims_.empty()) h << "  // none: every dim is fixed\n";
+  h << "};\n\n";
+  h << "constexpr size_t kNumInputs = " << info.inputs.size() << ", kNumOutputs = " << info.outputs.size() << ";\n\n";
+  h << "// Inputs, row-major. Shapes:\n";
+  for (size_t i = 0; i < info.inputs.size(); ++i) {
+    std::string shp;
+    for (const auto& a : input_dims_[i]) shp += (shp.empty() ? "" : ", ") + (a.rfind("d.", 0) == 0 ? a.substr(2) : a);
+    h << "//   " << in_names_[i] << " (" << info.inputs[i].name << "): " << dtype_name(info.inputs[i].dtype) << " ["
+      << shp << "]\n";
+  }
+  h << "struct Inputs {\n  Dims dims;\n";
+  for (size_t i = 0; i < info.inputs.size(); ++i)
+    h << "  const " << ctype_of(info.inputs[i].dtype) << "* " << in_names_[i] << " = nullptr;\n";
+  h << "};\n\n// Outputs: caller-owned buffers of output_dims() elements.\nstruct Outputs {\n";
+  for (size_t i = 0; i < info.outputs.size(); ++i)
+    h << "  " << ctype_of(info.outputs[i].dtype) << "* " << out_names_[i] << " = nullptr;  // " << info.outputs[i].name << "\n";
+  h << "};\n\n"
+    << "// Bytes of workspace run() needs for these dims (throws std::invalid_argument on bad dims).\n"
+    << "size_t workspace_bytes(const Dims& dims);\n"
+    << "// Dims of output `k` (rank returned; `out` holds up to 8).\n"
+    << "int output_dims(const Dims& dims, size_t k, int64_t* out);\n"
+    << "// Runs the model. `workspace` holds at least workspace_bytes(in.dims) bytes (any alignment).\n"
+    << "void run(const Inputs& in, const Outputs& out, void* workspace, size_t workspace_size);\n"
+    << "// Metadata (JSON): model, source SHA-256, Quiver version, inputs and outputs with dims.\n"
+    << "const char* info();\n\n"
+    << "}  // namespace " << name_ << "\n\n"
+    << "extern \"C\" {\n"
+    << "const char* " << name_ << "_info(void);\n"
+    << "int " << name_ << "_workspace_bytes(const int64_t* dims, size_t* bytes, char* err, size_t err_len);\n"
+    << "int " << name_ << "_output_dims(const int64_t* dims, int output, int64_t* out_dims, int* rank, char* err, size_t err_len);\n"
+    << "int " << name_ << "_run(const int64_t* dims, const void* const* inputs, void* const* outputs, void* workspace,\n"
+    << "    size_t workspace_bytes, char* err, size_t err_len);\n"
+    << "}\n";
+  return h.str();
+}
+
+std::string Generator::source() {
+  const auto& info = model_.info();
+  std::ostringstream c;
+  c << "// Generated by quiver compile " << QUIVER_AOT_VERSION << " from " << source_
+    << ": " << plan_.steps.size() << " steps.\n"
+    << "#include \"" << name_ << ".hpp\"\n\n"
+    << "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <exception>\n"
+    << "#include <limits>\n#include <memory>\n#include <new>\n#include <stdexcept>\n#include <string>\n#include <type_traits>\n\n"
+    << "namespace {\n" << kRuntimeSource << "}  // namespace\n\n"
+    << "namespace " << name_ << " {\n\nnamespace W {  // " << name_ << "_weights.cpp\n";
+  for (const auto& k : consts_)
+    if (k.used)
+      c << "extern const " << ctype_of(k.t->dtype()) << " " << k.name << "[" << std::max<int64_t>(k.t->numel(), 1) << "];\n";
+  c << "}  // namespace W\n\nnamespace {\n\n"
+    << "constexpr char kInfo[] = " << cstr(info_json()) << ";\n\n"
+    << "[[noreturn]] void fail_at(const char* step, const char* msg) {\n"
+    << "  throw std::invalid_argument(std::string(\"" << name_ << ": \") + step + \": \" + msg);\n}\n\n"
+    << "// Every value's dims, the slots' offsets and the small values: the start of the workspace.\n"
+    << "struct Frame {\n  rt::Shp s[" << std::max<size_t>(values_.size(), 1) << "];\n"
+    << "  int64_t off[" << std::max<size_t>(plan_.num_slots, 1) << "];\n"
+    << "  int64_t scratch, scratch_off, total;\n"
+    << "  alignas(64) unsigned char small[" << std::max<size_t>(small_bytes_, 1) << "];\n};\n\n"
+    << "constexpr int64_t round64(int64_t b) { return (b + 63) / 64 * 64; }\n\n";
+  // Pass 1.
+  c << "// Pass 1: dims of every value (and the values computed from dims alone), then the layout.\n"
+    << "void shapes(const Dims& d, Frame& F) {\n  (void)d;\n";
+  for (const auto& dm : dims_) {
+    auto it = opt_.max_dims.find(dm);
+    c << "  if (d." << dm << " < 0) fail_at(\"dims\", \"" << dm << " is negative\");\n";
+    if (it != opt_.max_dims.end())
+      c << "  if (d." << dm << " > " << it->second << ") fail_at(\"dims\", \"" << dm << " is above its declared maximum "
+        << it->second << " (quiver compile --max-dim)\");\n";
+  }
+  for (size_t i = 0; i < info.inputs.size(); ++i) {
+    c << "  F.s[" << i << "].r = " << input_dims_[i].size() << ";";
+    for (size_t a = 0; a < input_dims_[i].size(); ++a) c << " F.s[" << i << "].d[" << a << "] = " << input_dims_[i][a] << ";";
+    c << "\n";
+  }
+  c << "  F.scratch = 0;\n";
+  for (size_t si = 0; si < plan_.steps.size(); ++si) emit_block(c, si, true);
+  c << "  int64_t at = round64(static_cast<int64_t>(sizeof(Frame)));\n";
+  for (size_t sl = 0; sl < plan_.num_slots; ++sl) {
+    if (slot_values_[sl].empty()) { c << "  F.off[" << sl << "] = 0;\n"; continue; }
+    c << "  {\n    int64_t b = 0;\n";
+    for (int v : slot_values_[sl])
+      c << "    b = std::max<int64_t>(b, F.s[" << v << "].n() * " << dtype_size(values_[static_cast<size_t>(v)].dtype) << ");\n";
+    c << "    F.off[" << sl << "] = at;\n    at += round64(b);\n  }\n";
+  }
+  c << "  F.scratch_off = at;\n  F.total = at + round64(F.scratch);\n}\n\n";
+  // Pass 2.
+  c << "unsigned char* align64(void* p) {\n"
+    << "  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(p) + 63) / 64 * 64);\n}\n\n"
+    << "void compute(const Inputs& in, const Outputs& out, Frame& F, unsigned char* base) {\n";
+  for (size_t si = 0; si < plan_.steps.size(); ++si) emit_block(c, si, false);
+  for (size_t k = 0; k < output_values_.size(); ++k) {
+    const int v = output_values_[k];
+    const std::string n = v <= -2 ? std::to_string(consts_[static_cast<size_t>(-2 - v)].t->numel())
+                                  : "F.s[" + std::to_string(v) + "].n()";
+    c << "  std::memcpy(out." << out_names_[k] << ", " << ptr_expr(v) << ", static_cast<size_t>(" << n << ") * sizeof(*out."
+      << out_names_[k] << "));\n";
+  }
+  c << "}\n\n}  // namespace\n\n";
+  // API.
+  c << "const char* info() { return kInfo; }\n\n"
+    << "size_t workspace_bytes(const Dims& dims) {\n"
+    << "  std::unique_ptr<Frame> F(new Frame);\n  shapes(dims, *F);\n  return static_cast<size_t>(F->total) + 64;\n}\n\n"
+    << "int output_dims(const Dims& dims, size_t k, int64_t* out) {\n"
+    << "  if (k >= kNumOutputs) throw std::invalid_argument(\"" << name_ << ": no output \" + std::to_string(k));\n"
+    << "  std::unique_ptr<Frame> F(new Frame);\n  shapes(dims, *F);\n"
+    << "  static constexpr int64_t ids[] = {";
+  for (size_t k = 0; k < output_values_.size(); ++k) c << (k ? ", " : "") << output_values_[k];
+  if (output_values_.empty()) c << "0";
+  c << "};\n  const int64_t v = ids[k];\n";
+  c << "  if (v >= 0) {\n    for (int a = 0; a < F->s[v].r; ++a) out[a] = F->s[v].d[a];\n    return F->s[v].r;\n  }\n";
+  c << "  switch (v) {\n";
+  for (int v : output_values_)
+    if (v <= -2) {
+      const Tensor& t = *consts_[static_cast<size_t>(-2 - v)].t;
+      c << "    case " << v << ":";
+      for (size_t a = 0; a < t.dims().size(); ++a) c << " out[" << a << "] = " << t.dims()[a] << ";";
+      c << " return " << t.dims().size() << ";\n";
+    }
+  c << "    default: return 0;\n  }\n}\n\n";
+  c << "void run(const Inputs& in, const Outputs& out, void* workspace, size_t workspace_size) {\n";
+  for (size_t i = 0; i < in_names_.size(); ++i)
+    c << "  if (!in." << in_names_[i] << ") fail_at(\"run\", \"input " << in_names_[i] << " is null\");\n";
+  for (size_t i = 0; i < out_names_.size(); ++i)
+    c << "  if (!out." << out_names_[i] << ") fail_at(\"run\", \"output " << out_names_[i] << " is null\");\n";
+  c << "  unsigned char* base = align64(workspace);\n"
+    << "  if (workspace_size < static_cast<size_t>(sizeof(Frame)) + 64) fail_at(\"run\", \"workspace too small\");\n"
+    << "  Frame& F = *new (base) Frame;\n  shapes(in.dims, F);\n"
+    << "  if (static_cast<size_t>(F.total) + static_cast<size_t>(base - static_cast<unsigned char*>(workspace)) > workspace_size)\n"
+    << "    fail_at(\"run\", \"workspace too small for these dims (see workspace_bytes)\");\n"
+    << "  compute(in, out, F, base);\n}\n\n}  // namespace " << name_ << "\n\n";
+  // C ABI.
+  auto dims_from = [&]() {
+    std::string s = "  " + name_ + "::Dims d;\n";
+    for (size_t i = 0; i < dims_.size(); ++i) s += "  d." + dims_[i] + " = dims[" + std::to_string(i) + "];\n";
+    if (dims_.empty()) s += "  (void)dims;\n";
+    return s;
+  };
+  c << "namespace {\nint report(const std::exception& e, char* err, size_t err_len) {\n"
+    << "  if (err && err_len) {\n    std::strncpy(err, e.what(), err_len - 1);\n    err[err_len - 1] = 0;\n  }\n  return 1;\n}\n}  // namespace\n\n"
+    << "extern \"C\" {\n"
+    << "const char* " << name_ << "_info(void) { return " << name_ << "::info(); }\n"
+    << "int " << name_ << "_workspace_bytes(const int64_t* dims, size_t* bytes, char* err, size_t err_len) {\n"
+    << "  try {\n" << dims_from() << "  *bytes = " << name_ << "::workspace_bytes(d);\n  return 0;\n"
+    << "  } catch (const std::exception& e) {\n    return report(e, err, err_len);\n  }\n}\n"
+    << "int " << name_ << "_output_dims(const int64_t* dims, int output, int64_t* out_dims, int* rank, char* err, size_t err_len) {\n"
+    << "  try {\n" << dims_from() << "  if (output < 0) throw std::invalid_argument(\"negative output index\");\n"
+    << "  *rank = " << name_ << "::output_dims(d, static_cast<size_t>(output), out_dims);\n  return 0;\n"
+    << "  } catch (const std::exception& e) {\n    return report(e, err, err_len);\n  }\n}\n"
+    << "int " << name_ << "_run(const int64_t* dims, const void* const* inputs, void* const* outputs, void* workspace,\n"
+    << "    size_t workspace_bytes, char* err, size_t err_len) {\n  try {\n" << dims_from()
+    << "  " << name_ << "::Inputs in;\n  in.dims = d;\n";
+  for (size_t i = 0; i < in_names_.size(); ++i)
+    c << "  in." << in_names_[i] << " = static_cast<const " << ctype_of(info.inputs[i].dtype) << "*>(inputs[" << i << "]);\n";
+  c << "  " << name_ << "::Outputs out;\n";
+  for (size_t i = 0; i < out_names_.size(); ++i)
+    c << "  out." << out_names_[i] << " = static_cast<" << ctype_of(info.outputs[i].dtype) << "*>(outputs[" << i << "]);\n";
+  c << "  " << name_ << "::run(in, out, workspace, workspace_bytes);\n  return 0;\n"
+    << "  } catch (const std::exception& e) {\n    return report(e, err, err_len);\n  }\n}\n}  // extern \"C\"\n";
+  return c.str();
+}
+
+std::string Generator::weights() {
+  std::ostringstream w;
+  w << "// Generated by quiver compile: the constants of " << name_ << ", as exact literals.\n"
+    << "#include <cstdint>\n#include <limits>\n\nnamespace " << name_ << "::W {\n\n";
+  for (const auto& k : consts_)
+    if (k.used) write_array(w, k);
+  w << "\n}  // namespace " << name_ << "::W\n";
+  return w.str();
+}
+
+std::string Generator::cmake() const {
+  const std::string n = name_;
+  std::string march = opt_.target == "native" ? "-march=native" : "-march=" + opt_.target;
+  std::ostringstream m;
+  m << "# Generated by quiver compile. Builds lib" << n << ".so (loadable by quiver's aot backend) and lib" << n
+    << ".a;\n# usable with add_subdirectory(). Needs only a C++17 compiler.\n"
+    << "cmake_minimum_required(VERSION 3.16)\nproject(" << n << " LANGUAGES CXX)\n\n"
+    << "set(" << n << "_ARCH_FLAGS \"" << march << "\" CACHE STRING \"Instruction set the model is built for\")\n"
+    << "add_library(" << n << "_objects OBJECT " << n << ".cpp " << n << "_weights.cpp)\n"
+    << "set_target_properties(" << n << "_objects PROPERTIES POSITION_INDEPENDENT_CODE ON)\n"
+    << "target_compile_features(" << n << "_objects PUBLIC cxx_std_17)\n"
+    << "separate_arguments(_" << n << "_arch UNIX_COMMAND \"${" << n << "_ARCH_FLAGS}\")\n"
+    << "target_compile_options(" << n << "_objects PRIVATE -O3 -fno-math-errno -fno-trapping-math ${_" << n << "_arch})\n"
+    << "set_source_files_properties(" << n << "_weights.cpp PROPERTIES COMPILE_OPTIONS -O0)\n\n"
+    << "add_library(" << n << " SHARED " << n << "_entry.cpp $<TARGET_OBJECTS:" << n << "_objects>)\n"
+    << "add_library(" << n << "_static STATIC $<TARGET_OBJECTS:" << n << "_objects>)\n"
+    << "set_target_properties(" << n << "_static PROPERTIES OUTPUT_NAME " << n << ")\n"
+    << "foreach(_t " << n << " " << n << "_static)\n"
+    << "  target_include_directories(${_t} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})\n"
+    << "  target_compile_features(${_t} PUBLIC cxx_std_17)\nendforeach()\n";
+  return m.str();
+}
+
+CompileResult Generator::run(const fs::path& dir) {
+  collect_dims();
+  walk();
+  const std::string hdr = header(), src = source(), wts = weights(), cm = cmake();
+  std::ostringstream entry;
+  entry << "// Generated by quiver compile: the entry point of lib" << name_ << ".so for quiver's aot backend.\n"
+        << "#include \"" << name_ << ".hpp\"\n\nextern \"C\" __attribute__((visibility(\"default\"))) const quiver_aot_api* "
+        << "quiver_aot_entry(void) {\n  static const quiver_aot_api api = {QUIVER_AOT_ABI_VERSION, " << name_ << "_info, "
+        << name_ << "_workspace_bytes, " << name_ << "_output_dims, " << name_ << "_run};\n  return &api;\n}\n";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw_error(ErrorCode::InvalidArgument, "cannot create " + dir.string() + ": " + ec.message());
+  CompileResult r;
+  r.name = name_;
+  r.dir = dir.string();
+  r.steps = plan_.steps.size();
+  r.dims = dims_;
+  for (const auto& k : consts_)
+    if (k.used) r.weight_bytes += k.t->nbytes();
+  const std::pair<std::string, const std::string*> files[] = {{name_ + ".hpp", &hdr},
+                                                              {name_ + ".cpp", &src},
+                                                              {name_ + "_weights.cpp", &wts},
+                                                              {"CMakeLists.txt", &cm}};
+  for (const auto& [f, text] : files) {
+    write_file(dir / f, *text);
+    r.files.push_back(f);
+  }
+  write_file(dir / (name_ + "_entry.cpp"), entry.str());
+  r.files.push_back(name_ + "_entry.cpp");
+  return r;
+}
+
+}  // namespace
+
+CompileResult compile_model(const std::string& model_path, const std::string& out_dir, const CompileOptions& options) {
+  std::string name = options.name.empty() ? fs::path(model_path).stem().string() : options.name;
+  if (options.name.empty() && name == "model") name = fs::path(model_path).parent_path().filename().string();
+  const std::string id = ident(name);
+  if (!options.name.empty() && id != options.name)
+    throw_error(ErrorCode::InvalidArgument, "--name must be a C identifier (letters, digits, _): '" + options.name + "'");
+  if (options.target != "native" && options.target != "x86-64-v3" && options.target != "x86-64-v2")
+    throw_error(ErrorCode::InvalidArgument, "--target must be native, x86-64-v3 or x86-64-v2, not '" + options.target + "'");
+  LoadOptions lo;
+  lo.name = name;
+  onnx::CompileOptions co;
+  co.fuse_transposed_gemm = false;
+  auto model = onnx::compile_onnx_file(model_path, lo, co, emitter_target());
+  Generator g(*model, id, options, fs::path(model_path).filename().string());
+  return g.run(out_dir);
+}
+
+}  // namespace quiver::aot

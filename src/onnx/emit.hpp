@@ -1,0 +1,140 @@
+// Internal: the code-emitter target's contract with operators (quiver compile, src/aot).
+//
+// An op file may register an emitter for its op (QUIVER_REGISTER_EMITTERS below). The code emitter is
+// a target (onnx/target.hpp): the compiler builds every node with its CPU builder (types, static
+// shapes, folded constants), then select_kernel asks the emitter library, which calls the op's
+// emitter with an Emit for the step. The
+// emitter writes the step as C++17 source text (standard library only) or refuses with a reason; the
+// generator (src/aot) refuses the whole model naming every step that was refused. Nothing is decided
+// when the generated code runs except what depends on the runtime dims.
+//
+// What the emitted text may use (the generated code declares these around it):
+//   shape code   : `const Shp& I<k>` (inputs' runtime dims), `Shp& O<k>` (to set), and `x<k>` for the
+//                  inputs declared with read_values (their data: constants or values the generated
+//                  code computes from dims alone, such as Shape -> Gather -> Concat chains);
+//                  `fail("...")` throws with the step's name.
+//   compute code : I<k>, O<k> (already set), `const T* x<k>` inputs, `T* y<k>` outputs (wanted ones),
+//                  `K<j>` constants the emitter added, `scratch` (void*, 64-byte aligned) when asked;
+//                  helpers of the runtime (src/aot/runtime.inc: Shp, gemm, conv, ...).
+// A dim is a literal where the compiler knows it statically (din/dout), so loops over weights get
+// constant bounds; the batch and symbolic dims stay runtime values.
+#pragma once
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "onnx/kernel.hpp"
+#include "onnx/target.hpp"
+
+namespace quiver::onnx {
+
+// One step as source, held in the plan as its device kernel.
+struct EmittedStep final : DeviceKernel {
+  std::string shape;    // statements setting every wanted O<k>
+  std::string compute;  // statements; empty for a view
+  std::string scratch;  // bytes of scratch as an expression of I<k>/O<k> (empty: none)
+  int view_of = -1;     // >= 0: output 0 is that input's memory with O0's dims (no compute)
+  std::vector<uint8_t> reads_values;  // per input: the shape code reads its data
+  std::vector<uint8_t> reads_data;    // per input: the compute code reads its data (0: dims only)
+  std::vector<std::shared_ptr<const Tensor>> consts;  // K<j>: constants made by the emitter (packed weights)
+  std::string comment;  // what the step does, for the reader of the generated code
+  // As the compiler typed the step's outputs (dtype, static dims with -1 for runtime ones).
+  std::vector<DType> out_dtypes;
+  std::vector<std::optional<std::vector<int64_t>>> out_shapes;
+};
+
+// Thrown by Emit::refuse; the emitter library turns it into "stays off the target: <why>".
+class EmitRefused : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Emit {
+ public:
+  explicit Emit(const StepQuery& q);
+
+  const BuildContext& node() const { return q_.node; }
+  const Attributes& attrs() const { return q_.node.attrs(); }
+  const std::string& op() const { return q_.node.op_type(); }
+  size_t num_inputs() const { return q_.node.num_inputs(); }
+  bool has_input(size_t i) const { return q_.node.has_input(i); }
+  const ValueInfo& in(size_t i) const { return q_.node.input(i); }
+  size_t num_outputs() const { return q_.outputs.size(); }
+  const ValueInfo& out(size_t i) const { return q_.outputs[i]; }
+  bool wanted(size_t i) const { return i < q_.wanted.size() && q_.wanted[i]; }
+
+  // Rank of input/output i; refuses when the compiler does not know it (or it exceeds the runtime's 8).
+  int rank_in(size_t i) const;
+  int rank_out(size_t i) const;
+  // Dim `axis` of input/output i as a C++ expression: a literal when static, else I<i>.d[axis].
+  std::string din(size_t i, int axis) const;
+  std::string dout(size_t i, int axis) const;
+  // Elements of input/output i (literal when fully static), and of dims [from, to) of input i.
+  std::string numel_in(size_t i) const;
+  std::string numel_out(size_t i) const;
+  std::string span_in(size_t i, int from, int to) const;
+  std::string span_out(size_t i, int from, int to) const;
+  bool static_in(size_t i) const;  // every dim known
+  // Element type of a dtype in the generated code ("float", "int64_t", ...); refuses the others.
+  std::string ctype(DType t) const;
+  std::string tin(size_t i) const { return ctype(in(i).dtype); }
+  std::string tout(size_t i) const { return ctype(out(i).dtype); }
+
+  // Writing the step.
+  void shape(const std::string& code) { step_->shape += code; }
+  void compute(const std::string& code) { step_->compute += code; }
+  // Output k gets these dims (C++ expressions).
+  void set_dims(size_t k, const std::vector<std::string>& dims);
+  void same_dims(size_t k, size_t i) { shape("O" + std::to_string(k) + " = I" + std::to_string(i) + ";\n"); }
+  void read_values(size_t i) { step_->reads_values.at(i) = 1; }
+  void dims_only(size_t i) { step_->reads_data.at(i) = 0; }
+  void view(size_t i) { step_->view_of = static_cast<int>(i); }
+  void scratch(const std::string& bytes) { step_->scratch = bytes; }
+  void comment(const std::string& text) { step_->comment = text; }
+  // A constant the emitter made (weights repacked at compile time); returns its name, K<j>.
+  std::string add_const(Tensor t);
+  [[noreturn]] void refuse(const std::string& why) const { throw EmitRefused(why); }
+
+  std::unique_ptr<EmittedStep> take() { return std::move(step_); }
+
+ private:
+  const std::vector<int64_t>& dims_of(const ValueInfo& v, const char* what, size_t i) const;
+  std::string dim_expr(const ValueInfo& v, const char* io, size_t i, int axis) const;
+  const StepQuery& q_;
+  std::unique_ptr<EmittedStep> step_;
+};
+
+// The emitters, keyed by (domain, op type): a table filled once per process from the op files that
+// have one (each defines `QUIVER_REGISTER_EMITTERS(<file stem>)`; a generated file calls them all)
+// and only read afterwards, like OpRegistry. An op without an emitter is refused by name.
+using Emitter = std::function<void(Emit&)>;
+class EmitterRegistry {
+ public:
+  static const EmitterRegistry& instance();
+  void add(std::string domain, std::string op_type, Emitter emit);
+  const Emitter* find(const std::string& domain, const std::string& op_type) const;
+  std::vector<std::string> list() const;  // "domain::op" names, sorted
+
+ private:
+  std::vector<std::pair<std::string, Emitter>> emitters_;  // key "domain::op"
+};
+#define QUIVER_REGISTER_EMITTERS(stem) void register_emitters_##stem(::quiver::onnx::EmitterRegistry& emitters)
+
+// Helpers op files share.
+std::string cfloat(double v);     // exact float literal ("0x1.8p+1f", or a NaN/Inf expression)
+std::string cint(int64_t v);      // "INT64_C(...)"-free literal that is valid for int64_t
+// `rt::Act act` set to the activation the fusion pass attached to a Gemm/Conv/MatMul node.
+std::string emit_activation(const BuildContext& ctx);
+// Elementwise with one input: `expr` computes the value from `v` (of the input's element type).
+Emitter emit_unary(const std::string& expr, std::initializer_list<DType> types = {DType::F32, DType::F64});
+// Binary broadcasting `expr` of `a` and `b` (e.g. "a + b"); output type from the compiler.
+Emitter emit_binary(const std::string& expr, std::initializer_list<DType> types);
+// Output 0 is input 0 with the compiler's output dims (Reshape, Flatten, Squeeze, Identity ...): the
+// dims come from `dims_code` (shape statements) or, when empty, from a rule the caller writes.
+Emitter emit_view(const std::string& dims_code, std::vector<size_t> value_inputs = {});
+
+}  // namespace quiver::onnx

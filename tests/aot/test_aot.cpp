@@ -1,0 +1,265 @@
+// quiver compile: models compiled ahead of time, built with the plain C++ compiler, loaded by the aot
+// backend and checked against the reference data sets and the engine (runtime batch included);
+// the library depends on the C/C++ runtime only; two threads share one loaded library; bad dims and
+// inputs get errors; ops the emitter cannot write are refused by name at compile time.
+//
+// QUIVER_AOT_MODELS (environment, comma-separated) picks the HEP models; the default is the CTest
+// subset (label unit keeps it short), the `aot_all` label runs every model that compiles.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "quiver/aot/aot.hpp"
+#include "quiver/core/error.hpp"
+#include "quiver/onnx/onnx_model.hpp"
+#include "quiver/onnx/tensor_proto.hpp"
+#include "quiver/onnx/testing.hpp"
+
+namespace fs = std::filesystem;
+using namespace quiver;
+
+namespace {
+
+const std::string kHep = std::string(QUIVER_SHARED_DIR) + "/models/hep/";
+
+fs::path out_root() { return fs::path(QUIVER_BINARY_DIR) / "tests" / "aot" / "out"; }
+
+std::string run_command(const std::string& cmd, int* rc) {
+  std::string out;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  *rc = pclose(p);
+  return out;
+}
+
+struct DataSet {
+  std::vector<Tensor> inputs, outputs;
+};
+
+std::vector<DataSet> data_sets(const std::string& model) {
+  std::vector<DataSet> r;
+  for (int k = 0;; ++k) {
+    const fs::path dir = fs::path(kHep) / model / ("test_data_set_" + std::to_string(k));
+    if (!fs::is_directory(dir)) break;
+    DataSet d;
+    for (const auto& f : onnx::numbered_files(dir.string(), "input")) d.inputs.push_back(onnx::read_tensor_file(f).tensor);
+    for (const auto& f : onnx::numbered_files(dir.string(), "output")) d.outputs.push_back(onnx::read_tensor_file(f).tensor);
+    r.push_back(std::move(d));
+  }
+  return r;
+}
+
+// Compiles and builds once per process and model (-Werror: the generated code is warning-free).
+std::shared_ptr<const Model> compiled(const std::string& model, aot::CompileResult* result = nullptr,
+                                      std::string* lib_path = nullptr) {
+  static std::map<std::string, std::pair<aot::CompileResult, std::string>> done;
+  auto it = done.find(model);
+  if (it == done.end()) {
+    aot::CompileResult r = aot::compile_model(kHep + model + "/model.onnx", (out_root() / model).string());
+    const std::string lib = aot::build_shared(r, "g++ -Werror");
+    it = done.emplace(model, std::make_pair(r, lib)).first;
+  }
+  if (result) *result = it->second.first;
+  if (lib_path) *lib_path = it->second.second;
+  return aot::load_library(it->second.second);
+}
+
+std::vector<std::string> models_under_test() {
+  const char* env = std::getenv("QUIVER_AOT_MODELS");
+  std::string list = env && *env ? env : "hls4ml_three_layer,ticl_supercls,ticl_energy_id,higgs_interaction_net,deepdoublex_ddb_94x_unsorted";
+  std::vector<std::string> r;
+  std::stringstream ss(list);
+  for (std::string m; std::getline(ss, m, ',');)
+    if (!m.empty()) r.push_back(m);
+  return r;
+}
+
+const onnx::Tolerance kTol{1e-4, 1e-5};
+
+void expect_close(const std::vector<Tensor>& got, const std::vector<Tensor>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const std::string m = onnx::compare_tensors(got[i], want[i], kTol);
+    EXPECT_TRUE(m.empty()) << what << ", output " << i << ": " << m;
+  }
+}
+
+class AotModels : public ::testing::TestWithParam<std::string> {};
+void check_reference_and_engine(const std::string& m, const std::shared_ptr<const Model>& lib);
+void check_runtime_only(const std::string& lib);
+void check_two_threads(const std::string& m, const std::shared_ptr<const Model>& lib);
+
+// One test per model (CTest runs each in its own process: the model is built once).
+TEST_P(AotModels, CompiledLibraryMatchesReferenceAndEngine) {
+  const std::string m = GetParam();
+  std::string lib_path;
+  auto lib = compiled(m, nullptr, &lib_path);
+  SCOPED_TRACE(m);
+  check_reference_and_engine(m, lib);
+  check_runtime_only(lib_path);
+  check_two_threads(m, lib);
+}
+
+void check_reference_and_engine(const std::string& m, const std::shared_ptr<const Model>& lib) {
+  auto engine = onnx::load_onnx(kHep + m + "/model.onnx");
+  const auto sets = data_sets(m);
+  ASSERT_FALSE(sets.empty());
+  for (size_t k = 0; k < sets.size(); ++k) {
+    const auto& d = sets[k];
+    expect_close(lib->run_once(d.inputs), d.outputs, m + " data set " + std::to_string(k));
+    expect_close(lib->run_once(d.inputs), engine->run_once(d.inputs), m + " vs engine, set " + std::to_string(k));
+    // The batch is a runtime value: other batches than the data set's agree with the engine too.
+    const bool batched = !lib->info().inputs.empty() && !lib->info().inputs[0].shape.empty() &&
+                         !lib->info().inputs[0].shape[0].is_fixed();
+    if (!batched) continue;
+    for (int64_t b : {int64_t{1}, int64_t{5}, int64_t{64}}) {
+      std::vector<Tensor> in = onnx::tile_batch(d.inputs, b);
+      if (in[0].dims()[0] != b) {  // tile_batch only grows a batch: take the first b rows instead
+        in.clear();
+        for (const auto& t : d.inputs) {
+          std::vector<int64_t> dims = t.dims();
+          const int64_t rows = std::min<int64_t>(b, dims[0]);
+          dims[0] = rows;
+          in.push_back(Tensor::view(t.dtype(), dims, t.raw()).clone());
+        }
+      }
+      expect_close(lib->run_once(in), engine->run_once(in), m + " vs engine at batch " + std::to_string(in[0].dims()[0]));
+    }
+  }
+}
+
+// The library needs nothing but the C and C++ runtime (no Quiver, no oneDNN, no BLAS).
+void check_runtime_only(const std::string& lib) {
+  int rc = 0;
+  const std::string out = run_command("ldd " + lib, &rc);
+  ASSERT_EQ(rc, 0) << out;
+  const std::set<std::string> allowed = {"linux-vdso.so.1", "libstdc++.so.6", "libm.so.6", "libgcc_s.so.1", "libc.so.6"};
+  std::stringstream ss(out);
+  int n = 0;
+  for (std::string line; std::getline(ss, line);) {
+    std::stringstream ls(line);
+    std::string name;
+    ls >> name;
+    if (name.empty() || name.find("ld-linux") != std::string::npos) continue;
+    EXPECT_TRUE(allowed.count(name)) << "unexpected dependency: " << line;
+    ++n;
+  }
+  EXPECT_GT(n, 0) << out;
+}
+
+// Two threads, one loaded library, each with its own state: results equal the single-thread ones.
+void check_two_threads(const std::string& m, const std::shared_ptr<const Model>& lib) {
+  const auto sets = data_sets(m);
+  ASSERT_FALSE(sets.empty());
+  std::vector<std::vector<Tensor>> want;
+  for (const auto& d : sets) want.push_back(lib->run_once(d.inputs));
+  std::atomic<int> mismatches{0};
+  auto worker = [&](size_t first) {
+    Session s(lib);
+    std::vector<Tensor> out;
+    for (int it = 0; it < 40; ++it) {
+      const size_t k = (first + static_cast<size_t>(it)) % sets.size();
+      s.run(sets[k].inputs, out);
+      for (size_t i = 0; i < out.size(); ++i)
+        if (!onnx::compare_tensors(out[i], want[k][i], {0, 0}).empty()) ++mismatches;
+    }
+  };
+  std::thread a(worker, 0), b(worker, 1);
+  a.join();
+  b.join();
+  EXPECT_EQ(mismatches.load(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Hep, AotModels, ::testing::ValuesIn(models_under_test()),
+                         [](const auto& info) { return info.param; });
+
+TEST(Aot, WrongInputsAreRejectedWithTheTensorName) {
+  auto lib = compiled("ticl_supercls");
+  const auto sets = data_sets("ticl_supercls");
+  std::vector<Tensor> in = sets[0].inputs;
+  in[0] = Tensor::zeros(DType::F32, {2, 16});  // 17 features expected
+  try {
+    lib->run_once(in);
+    FAIL() << "accepted a wrong shape";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("input"), std::string::npos) << e.what();
+  }
+  in[0] = Tensor::zeros(DType::F64, {2, 17});
+  EXPECT_THROW(lib->run_once(in), Error);
+}
+
+TEST(Aot, MaxDimIsEnforcedAtRunTime) {
+  aot::CompileOptions o;
+  o.name = "ticl_supercls_max4";
+  o.max_dims["batch_size"] = 4;
+  auto r = aot::compile_model(kHep + "ticl_supercls/model.onnx", (out_root() / "ticl_supercls_max4").string(), o);
+  auto lib = aot::load_library(aot::build_shared(r, "g++ -Werror"));
+  EXPECT_NO_THROW(lib->run_once(std::vector<Tensor>{Tensor::zeros(DType::F32, {4, 17})}));
+  try {
+    lib->run_once(std::vector<Tensor>{Tensor::zeros(DType::F32, {5, 17})});
+    FAIL() << "accepted batch 5 above --max-dim 4";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("batch_size"), std::string::npos) << e.what();
+  }
+  aot::CompileOptions bad;
+  bad.max_dims["no_such_dim"] = 3;
+  EXPECT_THROW(aot::compile_model(kHep + "ticl_supercls/model.onnx", (out_root() / "bad").string(), bad), Error);
+}
+
+TEST(Aot, UnemittableOpsAreRefusedByNameBeforeWriting) {
+  const fs::path out = out_root() / "refused";
+  fs::remove_all(out);
+  try {
+    aot::compile_model(std::string(QUIVER_SHARED_DIR) + "/conformance/onnx-node/node/test_nonzero_example/model.onnx",
+                       out.string());
+    FAIL() << "NonZero compiled";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::Unsupported);
+    EXPECT_NE(std::string(e.what()).find("NonZero"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(Aot, NotACompiledLibrary) {
+  EXPECT_THROW(aot::load_library("/lib/x86_64-linux-gnu/libm.so.6"), Error);
+  EXPECT_THROW(aot::load_library((out_root() / "missing.so").string()), Error);
+}
+
+// The generated CMakeLists.txt: the static library through add_subdirectory() in a program that uses
+// the C++ API (Dims, workspace_bytes, run), built with CMake and the plain compiler.
+TEST(Aot, CMakeProjectWithStaticLibraryAndCxxApi) {
+  aot::CompileResult r;
+  compiled("ticl_supercls", &r);
+  const fs::path app = out_root() / "cmake_app";
+  fs::remove_all(app);
+  fs::create_directories(app);
+  std::ofstream(app / "CMakeLists.txt") << "cmake_minimum_required(VERSION 3.16)\nproject(app CXX)\n"
+                                        << "add_subdirectory(" << r.dir << " model)\n"
+                                        << "add_executable(app main.cpp)\ntarget_link_libraries(app PRIVATE ticl_supercls_static)\n";
+  std::ofstream(app / "main.cpp")
+      << "#include <cstdio>\n#include <memory>\n#include <vector>\n#include \"ticl_supercls.hpp\"\n"
+      << "int main() {\n  ticl_supercls::Inputs in;\n  in.dims.batch_size = 3;\n  std::vector<float> x(3 * 17, 0.5f), y(3);\n"
+      << "  in.input = x.data();\n  ticl_supercls::Outputs out;\n  out.output = y.data();\n"
+      << "  const size_t n = ticl_supercls::workspace_bytes(in.dims);\n  std::unique_ptr<unsigned char[]> ws(new unsigned char[n]);\n"
+      << "  ticl_supercls::run(in, out, ws.get(), n);\n  int64_t d[8];\n  const int r = ticl_supercls::output_dims(in.dims, 0, d);\n"
+      << "  std::printf(\"rank %d dims %lld %lld values %.6f %.6f\\n\", r, (long long)d[0], (long long)d[1], y[0], y[2]);\n"
+      << "  return y[0] == y[2] && r == 2 && d[0] == 3 ? 0 : 1;\n}\n";
+  int rc = 0;
+  const std::string out = run_command("cmake -S " + app.string() + " -B " + (app / "build").string() +
+                                          " -DCMAKE_BUILD_TYPE=Release && cmake --build " + (app / "build").string() +
+                                          " -j2 && " + (app / "build" / "app").string(),
+                                      &rc);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("rank 2 dims 3 1"), std::string::npos) << out;
+  EXPECT_TRUE(fs::exists(app / "build" / "model" / "libticl_supercls.so")) << out;
+}
+
+}  // namespace
