@@ -24,3 +24,14 @@ function(quiver_add_test name)
     QUIVER_BINARY_DIR="${PROJECT_BINARY_DIR}")
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES LABELS "${ARG_LABELS}" ${ARG_PROPERTIES})
 endfunction()
+
+# quiver_add_command_test(NAME COMMAND args... EXIT 0|nonzero OUTPUT regex [LABELS ...]) : runs a
+# command and checks both its exit status and its output (stdout and stderr together). CTest's own
+# PASS_REGULAR_EXPRESSION ignores the exit status and WILL_FAIL accepts any failure; this needs both.
+function(quiver_add_command_test name)
+  cmake_parse_arguments(ARG "" "EXIT;OUTPUT" "COMMAND;LABELS" ${ARGN})
+  string(JOIN "|" cmd ${ARG_COMMAND})
+  add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} "-DCMD=${cmd}" "-DEXIT=${ARG_EXIT}" "-DOUTPUT=${ARG_OUTPUT}"
+           -P ${PROJECT_SOURCE_DIR}/cmake/expect_command.cmake)
+  set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}")
+endfunction()

@@ -1,6 +1,4 @@
 # Tree-ensemble parsers: build-fuzz/fuzz/fuzz_forest -max_total_time=60 fuzz/corpus/forest
 if(TARGET quiver_forest)
-  # coverage feedback from the parsers themselves (not only from the harness)
-  target_compile_options(quiver_forest PRIVATE -fsanitize=fuzzer-no-link)
   quiver_add_fuzzer(fuzz_forest ${CMAKE_CURRENT_LIST_DIR}/forest_fuzz.cpp quiver_forest quiver_core)
 endif()

@@ -1,17 +1,30 @@
 // libFuzzer target: untrusted request bytes through the server's decoding and validation, the
 // way the gRPC and HTTP front ends feed them. Any input must either decode into tensors that
-// match the model, or throw quiver::Error; nothing may crash, hang or read out of bounds.
+// match the model, or throw quiver::Error; nothing may crash, hang or read out of bounds. And a
+// request that validates round-trips the identity model: its outputs equal the decoded inputs, and
+// the encoded response, read back the way a client reads it (raw contents through the client's
+// decoder, the HTTP JSON header and binary section, shared-memory regions), carries the same
+// dtype, shape and bytes. (JSON cannot carry NaN / infinities or bytes that are not UTF-8: such
+// values are compared only through binary data and shared memory.)
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include <google/protobuf/stubs/logging.h>
+#include <nlohmann/json.hpp>
 
+#include "kserve/infer_messages.hpp"
+#include "kserve/json_tensors.hpp"
+#include "kserve/tensors.hpp"
+#include "quiver/core/half.hpp"
 #include "quiver/gpu/shared_memory.hpp"
 #include "serve/codec.hpp"
 
@@ -67,11 +80,216 @@ ShmManager& shm_manager() {
   return *m;
 }
 
-void exercise(const ModelVersion& mv, InferRequest& req, const std::vector<OutputTarget>& targets) {
-  // Decoded inputs must satisfy the model; run the identity model and encode the results.
-  std::vector<Tensor> outs = mv.model->run_once(req.inputs);
+[[noreturn]] void broken(const ModelVersion& mv, const std::string& tensor, const std::string& what) {
+  std::fprintf(stderr, "serve fuzz invariant broken (model %s, tensor '%s'): %s\n", mv.name.c_str(), tensor.c_str(),
+               what.c_str());
+  std::abort();
+}
+
+std::string wire(const Tensor& t) {
+  std::string w;
+  kserve::assign_wire(t, w);
+  return w;
+}
+
+// The identity model answers with its inputs: output k is input k (model order). The expected wire
+// bytes are taken before encoding (an output written to shared memory may overwrite an input there).
+std::vector<std::string> check_identity(const ModelVersion& mv, const InferRequest& req, const std::vector<Tensor>& outs) {
+  if (outs.size() != req.inputs.size())
+    broken(mv, "", std::to_string(outs.size()) + " outputs for " + std::to_string(req.inputs.size()) + " inputs");
+  std::vector<std::string> expected;
+  for (size_t k = 0; k < outs.size(); ++k) {
+    const Tensor& in = req.inputs[k];
+    if (outs[k].dtype() != in.dtype() || outs[k].dims() != in.dims())
+      broken(mv, mv.outputs[k].name, "identity output's dtype or shape differs from its input");
+    expected.push_back(wire(in));
+    if (wire(outs[k]) != expected.back()) broken(mv, mv.outputs[k].name, "identity output's bytes differ from its input");
+  }
+  return expected;
+}
+
+// Encoding may still refuse with a typed error (an output larger than its shared-memory slot, a
+// classification of BYTES); an Internal error is a finding.
+template <class F>
+bool encoded(const ModelVersion& mv, F&& encode) {
+  try {
+    encode();
+    return true;
+  } catch (const Error& e) {
+    if (e.code() == ErrorCode::Internal) broken(mv, "", std::string("encoding the response: ") + e.what());
+    return false;
+  }
+}
+
+const IOSpec& spec_of(const ModelVersion& mv, const OutputTarget& tg) { return mv.outputs[tg.index]; }
+
+// Physical byte range of a shared-memory target: "r" and "r2" are one object ("r2" starts at 16),
+// "c" is another. Outputs whose ranges overlap overwrite each other, so only the others are checked.
+struct Span {
+  int object;
+  uint64_t lo, hi;
+};
+Span physical(const OutputTarget& tg, uint64_t size) {
+  const std::string& n = tg.shm->name();
+  const int obj = n == "c" ? 1 : 0;
+  const uint64_t base = n == "r2" ? 16 : 0;
+  return {obj, base + tg.shm_offset, base + tg.shm_offset + size};
+}
+std::vector<bool> overlapping(const std::vector<OutputTarget>& targets, const std::vector<uint64_t>& sizes) {
+  std::vector<bool> out(targets.size(), false);
+  for (size_t a = 0; a < targets.size(); ++a)
+    for (size_t b = a + 1; b < targets.size(); ++b) {
+      if (!targets[a].shm || !targets[b].shm) continue;
+      const Span x = physical(targets[a], sizes[a]), y = physical(targets[b], sizes[b]);
+      if (x.object == y.object && x.lo < y.hi && y.lo < x.hi) out[a] = out[b] = true;
+    }
+  return out;
+}
+
+// Inputs read from system shared memory are views into it: an output written over them changes
+// what later outputs (views of the same bytes) carry. Such requests are checked up to encoding only.
+bool outputs_overwrite_inputs(const InferRequest& req, const std::vector<OutputTarget>& targets,
+                              const std::vector<uint64_t>& sizes) {
+  const auto* base = shm_manager().get("r")->host(0, 64, "");
+  for (const Tensor& in : req.inputs) {
+    const auto* p = static_cast<const uint8_t*>(in.raw());
+    if (!p || p < base || p >= base + 64) continue;
+    const uint64_t lo = static_cast<uint64_t>(p - base), hi = lo + in.nbytes();
+    for (size_t j = 0; j < targets.size(); ++j) {
+      if (!targets[j].shm) continue;
+      const Span o = physical(targets[j], sizes[j]);
+      if (o.object == 0 && o.lo < hi && lo < o.hi) return true;
+    }
+  }
+  return false;
+}
+
+void check_shm(const ModelVersion& mv, const OutputTarget& tg, const std::string& expected) {
+  std::string got(expected.size(), '\0');
+  tg.shm->read(tg.shm_offset, got.data(), got.size(), spec_of(mv, tg).name);
+  if (got != expected) broken(mv, spec_of(mv, tg).name, "shared-memory output differs from the input");
+}
+
+void check_header(const ModelVersion& mv, const OutputTarget& tg, const Tensor& expected, const std::string& datatype,
+                  const std::vector<int64_t>& shape) {
+  if (datatype != dtype_kserve_name(expected.dtype())) broken(mv, spec_of(mv, tg).name, "datatype " + datatype);
+  if (shape != response_shape(expected)) broken(mv, spec_of(mv, tg).name, "shape differs from the input's");
+}
+
+void round_trip_grpc(const ModelVersion& mv, const InferRequest& req, const std::vector<OutputTarget>& targets,
+                     const std::vector<Tensor>& outs) {
+  const auto expected = check_identity(mv, req, outs);
   inference::ModelInferResponse resp;
-  encode_grpc_response(mv, targets, outs, resp);  // shared-memory targets write into "r" / "r2" / "c"
+  if (!encoded(mv, [&] { encode_grpc_response(mv, targets, outs, resp); })) return;  // writes "r" / "r2" / "c"
+  if (resp.outputs_size() != static_cast<int>(targets.size()) || resp.raw_output_contents_size() != resp.outputs_size())
+    broken(mv, "", "response has " + std::to_string(resp.outputs_size()) + " outputs for " + std::to_string(targets.size()) +
+                       " requested");
+  std::vector<uint64_t> sizes;
+  for (const auto& tg : targets) sizes.push_back(expected[spec_of(mv, tg).model_index].size());
+  if (outputs_overwrite_inputs(req, targets, sizes)) return;
+  const auto overlap = overlapping(targets, sizes);
+  for (size_t j = 0; j < targets.size(); ++j) {
+    const OutputTarget& tg = targets[j];
+    const IOSpec& s = spec_of(mv, tg);
+    const auto& o = resp.outputs(static_cast<int>(j));
+    if (o.name() != s.name) broken(mv, s.name, "response output " + std::to_string(j) + " is named '" + o.name() + "'");
+    if (tg.class_count) continue;  // the classification extension transforms the values
+    const Tensor& in = req.inputs[s.model_index];
+    check_header(mv, tg, in, o.datatype(), std::vector<int64_t>(o.shape().begin(), o.shape().end()));
+    if (tg.shm) {
+      if (!overlap[j]) check_shm(mv, tg, expected[s.model_index]);
+      continue;
+    }
+    // Read back by the client's decoder.
+    auto one = std::make_shared<inference::ModelInferResponse>();
+    *one->add_outputs() = o;
+    *one->add_raw_output_contents() = resp.raw_output_contents(static_cast<int>(j));
+    const auto back = kserve::decode_outputs(one);
+    if (back.size() != 1 || wire(back[0].tensor) != expected[s.model_index] || back[0].tensor.dims() != in.dims())
+      broken(mv, s.name, "the client's decoder reads back other values than were sent");
+  }
+}
+
+bool valid_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+    i += n;
+  }
+  return true;
+}
+
+// Values JSON can carry exactly (finite numbers, UTF-8 strings).
+bool json_exact(const Tensor& t) {
+  switch (t.dtype()) {
+    case DType::F32:
+      for (float v : t.span<float>())
+        if (!std::isfinite(v)) return false;
+      return true;
+    case DType::F64:
+      for (double v : t.span<double>())
+        if (!std::isfinite(v)) return false;
+      return true;
+    case DType::F16:
+      for (uint16_t h : t.span<uint16_t>())
+        if (!std::isfinite(Half::to_float(h))) return false;
+      return true;
+    case DType::BF16:
+      for (uint16_t h : t.span<uint16_t>())
+        if (!std::isfinite(BFloat16::to_float(h))) return false;
+      return true;
+    case DType::String:
+      for (const auto& v : t.span<std::string>())
+        if (!valid_utf8(v)) return false;
+      return true;
+    default: return true;
+  }
+}
+
+void round_trip_http(const ModelVersion& mv, const InferRequest& req, const HttpInferRequest& info,
+                     const std::vector<Tensor>& outs) {
+  const auto expected = check_identity(mv, req, outs);
+  int64_t hl = 0;
+  std::string body;
+  if (!encoded(mv, [&] { body = encode_http_response(mv, info, outs, hl); })) return;
+  if (hl > static_cast<int64_t>(body.size())) broken(mv, "", "JSON header length past the body");
+  const nlohmann::json j = nlohmann::json::parse(hl < 0 ? body : body.substr(0, static_cast<size_t>(hl)));
+  const auto& arr = j.at("outputs");
+  if (arr.size() != info.outputs.size()) broken(mv, "", "response lists another number of outputs than requested");
+  std::vector<uint64_t> sizes;
+  for (const auto& tg : info.outputs) sizes.push_back(expected[spec_of(mv, tg).model_index].size());
+  if (outputs_overwrite_inputs(req, info.outputs, sizes)) return;
+  const auto overlap = overlapping(info.outputs, sizes);
+  size_t pos = hl < 0 ? body.size() : static_cast<size_t>(hl);
+  for (size_t k = 0; k < info.outputs.size(); ++k) {
+    const OutputTarget& tg = info.outputs[k];
+    const IOSpec& s = spec_of(mv, tg);
+    const auto& o = arr[k];
+    if (o.at("name") != s.name) broken(mv, s.name, "response output " + std::to_string(k) + " has another name");
+    const auto params = o.value("parameters", nlohmann::json::object());
+    if (tg.class_count) {  // values transformed; only its binary section is skipped
+      if (params.contains("binary_data_size")) pos += params["binary_data_size"].get<size_t>();
+      continue;
+    }
+    const Tensor& in = req.inputs[s.model_index];
+    check_header(mv, tg, in, o.at("datatype").get<std::string>(), o.at("shape").get<std::vector<int64_t>>());
+    const std::string& want = expected[s.model_index];
+    if (tg.shm) {
+      if (!overlap[k]) check_shm(mv, tg, want);
+    } else if (params.contains("binary_data_size")) {
+      const auto n = params["binary_data_size"].get<size_t>();
+      if (n != want.size() || pos + n > body.size() || body.compare(pos, n, want) != 0)
+        broken(mv, s.name, "binary output differs from the input");
+      pos += n;
+    } else if (json_exact(in)) {
+      const Tensor back = kserve::tensor_from_json(in.dtype(), in.dims(), o.at("data"), ErrorCode::Parse, {mv.name, "", s.name, "", -1}, "output");
+      if (wire(back) != want) broken(mv, s.name, "JSON output differs from the input");
+    }
+  }
+  if (pos != body.size()) broken(mv, "", "binary section has bytes no output accounts for");
 }
 }  // namespace
 
@@ -88,29 +306,34 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // selector bit 0: batched / plain model, bit 1: gRPC / HTTP, bit 2: HTTP binary section,
   // bit 3: the ragged model instead.
   const ModelVersion& mv = (selector & 8) ? ragged() : (selector & 1) ? batched() : plain();
-  try {
-    if (selector & 2) {
-      inference::ModelInferRequest msg;
-      if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return 0;
-      InferRequest req;
-      std::vector<OutputTarget> targets;
+  // Only decoding may reject the bytes; what follows a successful decode must hold (a quiver::Error
+  // from it escapes and is a finding, like any other exception).
+  if (selector & 2) {
+    inference::ModelInferRequest msg;
+    if (!msg.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) return 0;
+    InferRequest req;
+    std::vector<OutputTarget> targets;
+    try {
       decode_grpc_request(msg, mv, shm, req, targets);
-      exercise(mv, req, targets);
-    } else {
-      // HTTP: optional binary section; the header length comes from the next two bytes.
-      int64_t header_len = -1;
-      if ((selector & 4) && bytes.size() >= 2) {
-        header_len = (static_cast<uint8_t>(bytes[0]) | static_cast<uint8_t>(bytes[1]) << 8);
-        bytes.remove_prefix(2);
-      }
-      InferRequest req;
-      HttpInferRequest info;
-      decode_http_request(bytes, header_len, mv, shm, req, info);
-      std::vector<Tensor> outs = mv.model->run_once(req.inputs);
-      int64_t hl = 0;
-      (void)encode_http_response(mv, info, outs, hl);
+    } catch (const Error&) {
+      return 0;
     }
-  } catch (const Error&) {
+    round_trip_grpc(mv, req, targets, mv.model->run_once(req.inputs));
+  } else {
+    // HTTP: optional binary section; the header length comes from the next two bytes.
+    int64_t header_len = -1;
+    if ((selector & 4) && bytes.size() >= 2) {
+      header_len = (static_cast<uint8_t>(bytes[0]) | static_cast<uint8_t>(bytes[1]) << 8);
+      bytes.remove_prefix(2);
+    }
+    InferRequest req;
+    HttpInferRequest info;
+    try {
+      decode_http_request(bytes, header_len, mv, shm, req, info);
+    } catch (const Error&) {
+      return 0;
+    }
+    round_trip_http(mv, req, info, mv.model->run_once(req.inputs));
   }
   return 0;
 }

@@ -294,6 +294,18 @@ TEST(MathOps, ArgMaxLastIndexAndCumSumExclusiveReverse) {
   for (size_t i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(out[2].data<float>()[i], e[i]) << i;
 }
 
+// Found by fuzz_onnx_loader (fuzz/corpus/onnx_loader/argmax_scalar_input): a scalar input of known
+// rank made the shape rule index an empty shape. A scalar gives the scalar index 0, as at run time.
+TEST(MathOps, ArgMinOfAScalarLoadsAndGivesIndexZero) {
+  G g;
+  g.input("x", {});
+  g.output("i", {}, DType::I64);
+  g.node("ArgMin", {"x"}, {"i"});
+  auto out = g.load()->run_once(std::vector<Tensor>{Tensor::scalar<float>(3.5f)});
+  ASSERT_EQ(out[0].rank(), 0u);
+  EXPECT_EQ(out[0].data<int64_t>()[0], 0);
+}
+
 TEST(MathOps, EinsumBatchMatmulTraceAndEllipsis) {
   std::mt19937 rng(11);
   G g(12);

@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 
+#include "quiver/core/half.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
 #include "onnx/graph_builder.hpp"
@@ -142,6 +143,46 @@ TEST(ShapeOps, GatherNegativeIndicesAndOutOfRangeError) {
   auto e = expect_error([&] { m->run_once(std::vector<Tensor>{iota_f({4, 3}), Tensor::from_vector<int64_t>({4}, {1})}); });
   EXPECT_NE(std::string(e.what()).find("pick_rows"), std::string::npos) << e.what();
   EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+}
+
+// Found by fuzz_onnx_loader: a count too large for int64 (or NaN) was converted before the size
+// check (undefined), and an int64 span past int64 overflowed. Huge or NaN counts are typed errors;
+// the full int64 span is exact.
+TEST(ShapeOps, RangeRefusesHugeAndNaNCountsAndSpansAllOfInt64) {
+  for (int elem : {1, 10}) {  // float, float16
+    G g;
+    g.input("s", {}, elem);
+    g.input("l", {}, elem);
+    g.input("d", {}, elem);
+    g.output("y", {-1}, elem);
+    g.node("Range", {"s", "l", "d"}, {"y"}, "steps");
+    auto m = g.load();
+    auto scalar = [elem](float v) {
+      if (elem == 1) return Tensor::scalar<float>(v);
+      Tensor h = Tensor::empty(DType::F16, std::span<const int64_t>());
+      h.data<uint16_t>()[0] = Half(v).bits;
+      return h;
+    };
+    const float huge = elem == 1 ? 1e37f : 60000.f, tiny = elem == 1 ? 1e-30f : 1e-7f;
+    auto e = expect_error([&] { m->run_once(std::vector<Tensor>{scalar(0), scalar(huge), scalar(tiny)}); });
+    EXPECT_NE(std::string(e.what()).find("Range would produce"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("steps"), std::string::npos) << e.what();
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    e = expect_error([&] { m->run_once(std::vector<Tensor>{scalar(0), scalar(nan), scalar(1)}); });
+    EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
+  }
+  G g;
+  g.input("s", {}, 7);
+  g.input("l", {}, 7);
+  g.input("d", {}, 7);
+  g.output("y", {-1}, 7);
+  g.node("Range", {"s", "l", "d"}, {"y"});
+  const int64_t lo = std::numeric_limits<int64_t>::min(), hi = std::numeric_limits<int64_t>::max();
+  auto out = g.load()->run_once(std::vector<Tensor>{Tensor::scalar<int64_t>(lo), Tensor::scalar<int64_t>(hi),
+                                                   Tensor::scalar<int64_t>(int64_t{1} << 62)});
+  ASSERT_EQ(out[0].dims(), (std::vector<int64_t>{4}));
+  const int64_t want[] = {lo, lo + (int64_t{1} << 62), 0, int64_t{1} << 62};
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(out[0].data<int64_t>()[i], want[i]) << i;
 }
 
 TEST(ShapeOps, ScatterNDAddAccumulatesDuplicatesAndRejectsBadIndex) {

@@ -17,10 +17,12 @@ KernelBuilder arg_builder() {
     const bool last = ctx.attrs().get_int("select_last_index", 0) != 0;
     std::optional<std::vector<int64_t>> oshape;
     if (const auto& s = ctx.input(0).shape) {
-      const int64_t a = norm_axis(axis, static_cast<int64_t>(s->size()), nullptr, &ctx);
       oshape = *s;
-      if (keepdims) (*oshape)[static_cast<size_t>(a)] = 1;
-      else oshape->erase(oshape->begin() + a);
+      if (!s->empty()) {  // a scalar gives the scalar index 0, as the kernel does
+        const int64_t a = norm_axis(axis, static_cast<int64_t>(s->size()), nullptr, &ctx);
+        if (keepdims) (*oshape)[static_cast<size_t>(a)] = 1;
+        else oshape->erase(oshape->begin() + a);
+      }
     }
     ctx.set_output(0, DType::I64, oshape);
     return make_kernel([t, axis, keepdims, last](ExecContext& ec) {

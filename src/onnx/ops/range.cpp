@@ -1,7 +1,19 @@
 // Range: start, start+delta, ... up to (excluding) limit; n = max(ceil((limit-start)/delta), 0).
+#include <cmath>
+#include <string>
+
 #include "onnx/ops/shape_ops.hpp"
 #include "onnx/emit.hpp"
 namespace quiver::onnx {
+namespace {
+// ceil(span / delta) as an element count, refused past 2^32 elements (or NaN) before it becomes an
+// integer: converting such a double to int64 is undefined.
+int64_t element_count(double count, ExecContext& ec) {
+  if (std::isnan(count)) ec.fail("start, limit and delta give no element count (NaN)");
+  if (count > 4294967296.0) ec.fail("Range would produce " + std::to_string(count) + " elements");
+  return count <= 0 ? 0 : static_cast<int64_t>(count);
+}
+}  // namespace
 
 // quiver compile: the length from start/limit/delta read in the shape pass.
 void emit_range(Emit& e) {
@@ -31,7 +43,7 @@ QUIVER_REGISTER_OPS(range) {
                       const float limit = static_cast<float>(read_scalar_f64(ec.input(1)));
                       const float delta = static_cast<float>(read_scalar_f64(ec.input(2)));
                       if (delta == 0.f) ec.fail("delta must not be zero");
-                      const int64_t n = std::max<int64_t>(static_cast<int64_t>(std::ceil((limit - start) / delta)), 0);
+                      const int64_t n = element_count(std::ceil((static_cast<double>(limit) - start) / delta), ec);
                       Tensor& y = ec.output(0, t, {n});
                       float v = start;
                       for (int64_t i = 0; i < n; ++i, v += delta) {
@@ -46,13 +58,15 @@ QUIVER_REGISTER_OPS(range) {
                               delta = ec.input(2).data<T>()[0];
                       if (delta == T(0)) ec.fail("delta must not be zero");
                       int64_t n;
-                      if constexpr (std::is_floating_point_v<T>)
-                        n = static_cast<int64_t>(std::ceil((static_cast<double>(limit) - start) / delta));
-                      else
-                        n = static_cast<int64_t>(std::ceil(static_cast<double>(static_cast<int64_t>(limit) - start) /
-                                                           static_cast<double>(delta)));
-                      n = std::max<int64_t>(n, 0);
-                      if (n > (int64_t{1} << 32)) ec.fail("Range would produce " + std::to_string(n) + " elements");
+                      if constexpr (std::is_floating_point_v<T>) {
+                        n = element_count(std::ceil((static_cast<double>(limit) - start) / delta), ec);
+                      } else {
+                        // Exact integer ceil((limit - start) / delta): the span may not fit int64.
+                        const __int128 span = static_cast<__int128>(limit) - start, d = delta;
+                        __int128 q = span / d;
+                        if (span % d != 0 && ((span % d > 0) == (d > 0))) ++q;
+                        n = element_count(static_cast<double>(q), ec);
+                      }
                       Tensor& y = ec.output(0, t, {n});
                       T* p = y.data<T>();
                       // Accumulate like the reference (start + i*delta for ints; repeated addition for floats).
@@ -60,7 +74,10 @@ QUIVER_REGISTER_OPS(range) {
                         T v = start;
                         for (int64_t i = 0; i < n; ++i) { p[i] = v; v += delta; }
                       } else {
-                        for (int64_t i = 0; i < n; ++i) p[i] = static_cast<T>(start + static_cast<T>(i) * delta);
+                        // Modulo 2^64 like the reference's wrap-around, without signed overflow.
+                        for (int64_t i = 0; i < n; ++i)
+                          p[i] = static_cast<T>(static_cast<uint64_t>(static_cast<int64_t>(start)) +
+                                                static_cast<uint64_t>(i) * static_cast<uint64_t>(static_cast<int64_t>(delta)));
                       }
                     });
                   });

@@ -20,7 +20,9 @@ inline float exp(float x) {
   const bool is_nan = x != x;
   const bool over = x > hi;
   const bool under = x < lo;
-  float xc = x < lo ? lo : (x > hi ? hi : x);
+  // NaN is replaced before the float -> int conversion below (undefined for NaN); the result is
+  // NaN again at the end.
+  float xc = is_nan ? 0.0f : (x < lo ? lo : (x > hi ? hi : x));
   const float n = std::nearbyint(xc * 1.44269504088896341f);
   // ln2 split in two so n*ln2 is exact enough for |n| <= 128.
   float r = xc - n * 0.693145751953125f;

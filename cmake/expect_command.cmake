@@ -1,0 +1,15 @@
+# Run by quiver_add_command_test (QuiverHelpers.cmake): CMD ('|'-separated), EXIT (0 or nonzero),
+# OUTPUT (a regex the combined output must match).
+string(REPLACE "|" ";" cmd "${CMD}")
+execute_process(COMMAND ${cmd} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+message("${out}")
+if(EXIT STREQUAL "0" AND NOT rc STREQUAL "0")
+  message(FATAL_ERROR "expected exit status 0, got ${rc}")
+elseif(EXIT STREQUAL "nonzero" AND (rc STREQUAL "0" OR NOT rc MATCHES "^[0-9]+$"))
+  message(FATAL_ERROR "expected a nonzero exit status, got '${rc}'")
+elseif(NOT EXIT MATCHES "^(0|nonzero)$")
+  message(FATAL_ERROR "EXIT must be 0 or nonzero, not '${EXIT}'")
+endif()
+if(NOT out MATCHES "${OUTPUT}")
+  message(FATAL_ERROR "output does not match: ${OUTPUT}")
+endif()
