@@ -115,6 +115,9 @@ quiver::cli::CommandRegistrar reg(40, [](CLI::App& app) {
   cmd->add_option("--http-idle-timeout", o.http_idle_timeout_s,
                   "Seconds a kept-alive HTTP connection may wait for its next request (0: no limit)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--grpc-max-connections", o.grpc_max_connections,
+                  "gRPC connections at once (0: from the open-file limit); past it new ones are closed at once")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--grpc-max-concurrent-streams", o.grpc_max_concurrent_streams,
                   "Concurrent calls per gRPC connection (HTTP/2 streams)")->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -12,6 +12,7 @@
 #include "grpc_service.pb.h"
 #include "kserve/auth.hpp"
 #include "quiver/serve/server.hpp"
+#include "serve/acceptor.hpp"
 #include "serve/repository.hpp"
 #include "serve/shm.hpp"
 
@@ -55,6 +56,8 @@ class ServerCore {
   std::unique_ptr<ModelRepository> repo;
   ShmManager shm;
   int grpc_port = -1, http_port = -1, metrics_port = -1;
+  // The spare file descriptor the listeners share (refusing connections when out of descriptors).
+  std::shared_ptr<DescriptorReserve> descriptors = std::make_shared<DescriptorReserve>();
 
  private:
   void poll_loop();

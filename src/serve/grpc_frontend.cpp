@@ -3,10 +3,13 @@
 // model's scheduler and finishes the RPC from the completion callback: no thread blocks per call.
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <deque>
 
 #include "core.hpp"
+#include "serve/acceptor.hpp"
 #include "grpc_service.grpc.pb.h"
 #include "health.grpc.pb.h"
 #include "quiver/core/util.hpp"
@@ -399,6 +402,74 @@ struct GrpcFrontend::Impl {
   InferenceService infer;
   HealthService health;
   std::unique_ptr<grpc::Server> server;
+
+  // Connections are accepted here and handed to gRPC through its external connection acceptor
+  // (the same handshake, TLS and channel arguments as its own listener): gRPC 1.51 has no cap on
+  // connections, and its listener stops for good when the process runs out of descriptors.
+  Acceptor acceptor;
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> to_grpc;
+  std::string where;
+  unsigned max_conn = 0;
+  // The connections handed over, as (descriptor, inode): gRPC closes them itself, so one whose
+  // descriptor is closed or now names another file is gone. The accepting thread's own.
+  std::vector<std::pair<int, ino_t>> conns;
+  int64_t scanned_at = 0;
+  std::atomic<size_t> open{0};
+  std::atomic<uint64_t> refused{0};
+  uint64_t logged_refused = 0, logged_no_fd = 0;
+  int64_t logged_at = INT64_MIN / 2;
+
+  void scan(int64_t now) {
+    scanned_at = now;
+    for (size_t i = 0; i < conns.size();) {
+      struct stat st {};
+      if (fstat(conns[i].first, &st) != 0 || st.st_ino != conns[i].second) {
+        conns[i] = conns.back();
+        conns.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    open = conns.size();
+  }
+
+  bool take(int fd) {
+    if (conns.size() >= max_conn) {
+      const int64_t now = steady_ms();
+      if (now - scanned_at >= 100) scan(now);  // at the limit: find those closed since
+      if (conns.size() >= max_conn) {
+        refused.fetch_add(1, std::memory_order_relaxed);
+        return false;
+      }
+    }
+    struct stat st {};
+    if (fstat(fd, &st) != 0) return false;
+    conns.emplace_back(fd, st.st_ino);
+    open = conns.size();
+    grpc::experimental::ExternalConnectionAcceptor::NewConnectionParameters p;
+    p.listener_fd = acceptor.listen_fd();
+    p.fd = fd;
+    to_grpc->HandleNewConnection(&p);
+    return true;
+  }
+
+  // Every second: the count, and at most one line per 10 s about refused connections.
+  void tick(int64_t now, bool last) {
+    scan(now);
+    const uint64_t r = refused.load(), f = acceptor.out_of_descriptors();
+    if ((r == logged_refused && f == logged_no_fd) || (now - logged_at < 10000 && !last)) return;
+    const std::string span =
+        logged_at < 0 ? "" : " in the last " + std::to_string((now - logged_at + 500) / 1000) + " s";
+    if (r != logged_refused)
+      std::fprintf(stderr, "quiver serve: %s: refused %llu new connection(s)%s: at the limit of %u connections\n",
+                   where.c_str(), static_cast<unsigned long long>(r - logged_refused), span.c_str(), max_conn);
+    if (f != logged_no_fd)
+      std::fprintf(stderr, "quiver serve: %s: refused %llu new connection(s)%s: the process is out of file descriptors\n",
+                   where.c_str(), static_cast<unsigned long long>(f - logged_no_fd), span.c_str());
+    logged_refused = r;
+    logged_no_fd = f;
+    logged_at = now;
+  }
 };
 
 GrpcFrontend::GrpcFrontend(ServerCore& core) : impl_(std::make_unique<Impl>(core)) {}
@@ -421,15 +492,17 @@ int GrpcFrontend::start() {
     if (o.grpc_mutual_tls) throw Error(ErrorCode::InvalidArgument, "mutual TLS needs --grpc-server-cert and --grpc-server-key");
     creds = grpc::InsecureServerCredentials();
   }
+  Impl& m = *impl_;
+  const int port = m.acceptor.listen(o.bind, o.grpc_port, "gRPC");
+  m.where = "gRPC on " + o.bind + ":" + std::to_string(port);
+  m.max_conn = o.grpc_max_connections > 0 ? static_cast<unsigned>(o.grpc_max_connections) : auto_max_connections();
   grpc::ServerBuilder b;
-  std::string host = o.bind.find(':') != std::string::npos ? "[" + o.bind + "]" : o.bind;
-  int port = 0;
-  b.AddListeningPort(host + ":" + std::to_string(o.grpc_port), creds, &port);
-  b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  // Connection limits, set deliberately (gRPC's defaults: unlimited streams, a 120 s handshake,
-  // idle connections kept forever, keepalive pings every 2 h). gRPC 1.51 has no cap on the number
-  // of connections; a connection that never completes the HTTP/2 handshake is closed after the
-  // handshake timeout, one without calls after the idle timeout (GOAWAY: clients reconnect).
+  m.to_grpc = b.experimental().AddExternalConnectionAcceptor(
+      grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD, creds);
+  // Limits, set deliberately (gRPC's defaults: unlimited streams, a 120 s handshake, idle
+  // connections kept forever, keepalive pings every 2 h). A connection that has not completed the
+  // HTTP/2 (and TLS) handshake by the handshake timeout is closed, one without calls for the idle
+  // timeout gets GOAWAY (clients reconnect).
   auto ms = [](double s) { return static_cast<int>(std::clamp(s * 1000, 1.0, double(INT32_MAX))); };
   b.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, std::max(1, o.grpc_max_concurrent_streams));
   b.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, ms(o.grpc_handshake_timeout_s));
@@ -446,13 +519,31 @@ int GrpcFrontend::start() {
   b.SetMaxSendMessageSize(static_cast<int>(std::min<int64_t>(o.max_message_bytes, INT32_MAX)));
   b.RegisterService(&impl_->infer);
   b.RegisterService(&impl_->health);
-  impl_->server = b.BuildAndStart();
-  if (!impl_->server || port == 0)
-    throw Error(ErrorCode::Unavailable, "cannot listen for gRPC on " + host + ":" + std::to_string(o.grpc_port));
+  m.server = b.BuildAndStart();
+  if (!m.server) {
+    m.acceptor.stop();
+    throw Error(ErrorCode::Unavailable, "cannot start the " + m.where + " server");
+  }
+  Acceptor::Handlers h;
+  h.take = [&m](int fd, const sockaddr*, socklen_t) { return m.take(fd); };
+  h.tick = [&m](int64_t now, bool last) { m.tick(now, last); };
+  h.watching = [&m] { return m.open.load() > 0 || m.refused.load() != m.logged_refused; };
+  m.acceptor.start(std::move(h), 1000, m.core.descriptors);
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  std::fprintf(stderr,
+               "quiver serve: %s: up to %u connections%s, %d concurrent calls each; handshake %g s, idle %d s, "
+               "keepalive ping every %d ms (timeout %d ms), client pings at least %d ms apart (%d strikes)\n",
+               m.where.c_str(), m.max_conn,
+               o.grpc_max_connections > 0 ? "" : (" (from the open-file limit " + std::to_string(rl.rlim_cur) + ")").c_str(),
+               o.grpc_max_concurrent_streams, o.grpc_handshake_timeout_s, o.grpc_idle_timeout_s,
+               o.grpc_keepalive_time_ms, o.grpc_keepalive_timeout_ms, o.grpc_min_recv_ping_interval_ms,
+               o.grpc_max_ping_strikes);
   return port;
 }
 
 void GrpcFrontend::shutdown() {
+  impl_->acceptor.stop();  // no new connections from here on
   if (!impl_->server) return;
   // Inference work has drained already (ServerCore::shutdown); give calls still open a short
   // grace, then cancel them.

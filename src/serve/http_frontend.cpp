@@ -439,6 +439,7 @@ void HttpFrontend::start(int port, int metrics_port, int& bound_http, int& bound
   const ServerOptions& o = impl_->core.opt;
   HttpServer::Options ho;
   ho.bind = o.bind;
+  ho.descriptors = impl_->core.descriptors;
   if (port >= 0) {
     ho.port = port;
     ho.threads = o.http_threads;

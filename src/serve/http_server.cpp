@@ -1,25 +1,18 @@
 #include "serve/http_server.hpp"
 
-#include <fcntl.h>
 #include <microhttpd.h>
-#include <netdb.h>
-#include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
-#include <thread>
 
 #include "quiver/core/error.hpp"
+#include "serve/acceptor.hpp"
 
 namespace quiver::serve {
 namespace {
@@ -30,11 +23,6 @@ struct Route {
   HttpServer::Handler sync;
   HttpServer::AsyncHandler async;
 };
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // Where a connection is in its request cycle: which deadline applies.
 enum class Phase : uint8_t { Header, Body, Processing, Idle };
@@ -134,7 +122,6 @@ std::string compress_body(const std::string& in, int wbits) {
 
 struct HttpServer::Impl {
   explicit Impl(ErrorBody e) : error_body(std::move(e)) {}
-  ~Impl() { close_fds(); }
   ErrorBody error_body;
   std::vector<Route> routes;
   Options opt;
@@ -144,25 +131,15 @@ struct HttpServer::Impl {
   std::string where;    // "HTTP on HOST:PORT" in log lines
   std::string refusal;  // the canned 503, written to connections past the overflow reserve
 
-  // The accepting thread: accepts, refuses past the limits, closes connections past deadlines,
+  // Accepts, refuses past the limits, and (its tick) closes connections past their deadlines and
   // logs at most once per interval.
-  std::thread acceptor;
-  int listen_fd = -1, wake_fd = -1, spare_fd = -1;
+  Acceptor acceptor;
   std::mutex table_mu;  // the list of open connections (Conn::prev / next / reaped)
   Conn* head = nullptr;
-  std::atomic<uint64_t> open{0}, refused{0}, fd_refused{0}, overflow_served{0}, header_timeouts{0},
-      body_timeouts{0};
+  std::atomic<uint64_t> open{0}, refused{0}, overflow_served{0}, header_timeouts{0}, body_timeouts{0};
   // Handed to libmicrohttpd / seen in its STARTED notice: the difference is on its way (queued for
   // a worker thread), counted against the limit before the notice comes.
   std::atomic<uint64_t> handed{0}, started{0};
-
-  void close_fds() {
-    for (int* fd : {&listen_fd, &wake_fd, &spare_fd})
-      if (*fd >= 0) {
-        ::close(*fd);
-        *fd = -1;
-      }
-  }
 
   // libmicrohttpd's connection notices (its threads).
   static void on_connection(void* cls, MHD_Connection* c, void** ctx, MHD_ConnectionNotificationCode code) {
@@ -181,7 +158,7 @@ struct HttpServer::Impl {
         ::shutdown(k->fd, SHUT_RDWR);
         self->refused.fetch_add(1, std::memory_order_relaxed);
       } else {
-        k->deadline = now_ms() + self->header_ms;
+        k->deadline = steady_ms() + self->header_ms;
       }
       *ctx = k;
       std::lock_guard lk(self->table_mu);
@@ -211,7 +188,7 @@ struct HttpServer::Impl {
     auto* self = static_cast<Impl*>(cls);
     if (Conn* k = conn_of(c)) {
       k->phase = Phase::Header;
-      const int64_t d = now_ms() + self->header_ms, cur = k->deadline;
+      const int64_t d = steady_ms() + self->header_ms, cur = k->deadline;
       if (cur == 0 || d < cur) k->deadline = d;
     }
     return nullptr;
@@ -256,7 +233,7 @@ struct HttpServer::Impl {
         const bool body = (cl && std::strtoull(cl, nullptr, 10) > 0) ||
                           MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
         if (body) {
-          k->body_start = now_ms();
+          k->body_start = steady_ms();
           k->body_bytes = 0;
           k->phase = Phase::Body;
           k->deadline = k->body_start + self->body_ms;
@@ -308,7 +285,7 @@ struct HttpServer::Impl {
     // after idle_timeout; this deadline bounds one that trickles the next request line.
     if (Conn* k = conn_of(c)) {
       k->phase = Phase::Idle;
-      k->deadline = self->idle_ms ? now_ms() + self->idle_ms + self->header_ms : 0;
+      k->deadline = self->idle_ms ? steady_ms() + self->idle_ms + self->header_ms : 0;
     }
   }
 
@@ -395,54 +372,24 @@ struct HttpServer::Impl {
 
   // ---- the accepting thread ----
 
-  // Past the overflow reserve (or out of descriptors): the canned 503, then close. What the client
-  // already sent is read first, so that the close does not reset the connection under the answer.
+  // The canned 503 for connections past the overflow reserve (or when out of descriptors). What
+  // the client already sent is read first, so that the close does not reset the connection under
+  // the answer.
   void write_refusal(int fd) const {
     char sink[4096];
     (void)::recv(fd, sink, sizeof sink, MSG_DONTWAIT);
     (void)::send(fd, refusal.data(), refusal.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   }
-  void refuse(int fd) const {
-    write_refusal(fd);
-    ::close(fd);
-  }
 
-  // Accepts what is queued (a bounded batch, so that deadlines keep being checked). Returns the
-  // time until which the queue is left alone after an error that retrying at once cannot fix.
-  int64_t accept_ready() {
-    for (int i = 0; i < 512; ++i) {
-      sockaddr_storage addr{};
-      socklen_t len = sizeof addr;
-      int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-        if ((errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
-          // Out of descriptors: the spare one makes room to take the connection off the queue and
-          // refuse it, rather than leave it (and every later one) hanging in the backlog.
-          ::close(spare_fd);
-          fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-          if (fd >= 0) {
-            refuse(fd);
-            fd_refused.fetch_add(1, std::memory_order_relaxed);
-          }
-          spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-          continue;
-        }
-        return now_ms() + 100;  // ENOBUFS / ENOMEM, or no spare descriptor left
-      }
-      const uint64_t queued = handed.load() - started.load();
-      if (open.load() + queued >= static_cast<uint64_t>(max_conn) + overflow) {
-        refuse(fd);
-        refused.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      if (MHD_add_connection(daemon, fd, reinterpret_cast<sockaddr*>(&addr), len) == MHD_YES)
-        handed.fetch_add(1);
-      else  // libmicrohttpd closed it (out of memory)
-        refused.fetch_add(1, std::memory_order_relaxed);
+  bool take(int fd, const sockaddr* addr, socklen_t len) {
+    const uint64_t queued = handed.load() - started.load();
+    if (open.load() + queued >= static_cast<uint64_t>(max_conn) + overflow) {
+      refused.fetch_add(1, std::memory_order_relaxed);
+      return false;
     }
-    return 0;
+    if (MHD_add_connection(daemon, fd, addr, len) == MHD_YES) handed.fetch_add(1);
+    else refused.fetch_add(1, std::memory_order_relaxed);  // libmicrohttpd closed it (out of memory)
+    return true;
   }
 
   // Shuts down connections past their deadline; libmicrohttpd then sees the end of the stream,
@@ -468,7 +415,8 @@ struct HttpServer::Impl {
 
   // Whether something is left to log later (`last`: at stop, log what is left regardless).
   bool report(int64_t now, LogState& l, bool last = false) {
-    const uint64_t r = refused.load(), f = fd_refused.load(), h = header_timeouts.load(), b = body_timeouts.load();
+    const uint64_t r = refused.load(), f = acceptor.out_of_descriptors(), h = header_timeouts.load(),
+                   b = body_timeouts.load();
     if (r == l.refused && f == l.fd_refused && h == l.header && b == l.body) return false;
     if (now - l.at < kLogIntervalMs && !last) return true;
     const std::string span = l.at < 0 ? "" : " in the last " + std::to_string((now - l.at + 500) / 1000) + " s";
@@ -500,35 +448,11 @@ struct HttpServer::Impl {
     return false;
   }
 
-  void run() {
-    constexpr int64_t kTickMs = 250;
-    LogState log;
-    int64_t paused_until = 0, next_tick = now_ms() + kTickMs;
-    bool log_pending = false, accepted = false;
-    for (;;) {
-      const int64_t now = now_ms();
-      const bool paused = now < paused_until;
-      // Nothing to watch (no connection, none just handed over and not yet counted, nothing left
-      // to log): sleep until a connection comes.
-      const bool idle = open.load() == 0 && !accepted && !log_pending;
-      int64_t wait = idle ? -1 : std::max<int64_t>(0, next_tick - now);
-      if (paused) wait = wait < 0 ? paused_until - now : std::min(wait, paused_until - now);
-      pollfd p[2] = {{wake_fd, POLLIN, 0}, {listen_fd, static_cast<short>(paused ? 0 : POLLIN), 0}};
-      const int n = ::poll(p, 2, static_cast<int>(wait));
-      if (n > 0 && (p[0].revents & POLLIN)) {  // stop()
-        report(now_ms(), log, true);
-        return;
-      }
-      accepted = n > 0 && (p[1].revents & POLLIN);
-      if (accepted) paused_until = accept_ready();
-      const int64_t t = now_ms();
-      if (idle) next_tick = t + kTickMs;
-      if (t >= next_tick) {
-        reap(t);
-        log_pending = report(t, log);
-        next_tick = t + kTickMs;
-      }
-    }
+  LogState log;
+  bool log_pending = false;
+  void tick(int64_t now, bool last) {
+    reap(now);
+    log_pending = report(now, log, last);
   }
 };
 
@@ -545,13 +469,6 @@ void HttpServer::PostAsync(const std::string& pattern, AsyncHandler h) {
   impl_->routes.push_back({"POST", std::regex(pattern), nullptr, std::move(h)});
 }
 
-unsigned HttpServer::auto_max_connections() {
-  rlimit rl{};
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 16;
-  const int64_t soft = rl.rlim_cur == RLIM_INFINITY ? int64_t(1) << 20 : static_cast<int64_t>(rl.rlim_cur);
-  return static_cast<unsigned>(std::clamp<int64_t>((soft - 512) * 3 / 4, 16, 65536));
-}
-
 int HttpServer::start(const Options& o) {
   Impl& m = *impl_;
   m.opt = o;
@@ -563,34 +480,7 @@ int HttpServer::start(const Options& o) {
   if (!(o.header_timeout_s > 0) || !(o.body_timeout_s > 0))
     throw Error(ErrorCode::InvalidArgument, o.name + ": the header and body timeouts must be positive");
 
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* ai = nullptr;
-  const std::string port = std::to_string(o.port);
-  if (getaddrinfo(o.bind.c_str(), port.c_str(), &hints, &ai) != 0 || !ai)
-    throw Error(ErrorCode::Unavailable, "cannot resolve the " + o.name + " bind address '" + o.bind + "'");
-  const std::string target = o.bind + ":" + std::to_string(o.port);
-  m.listen_fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int err = m.listen_fd < 0 ? errno : 0;
-  if (!err) {
-    const int on = 1;
-    setsockopt(m.listen_fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    // The kernel caps the backlog at net.core.somaxconn; it is drained by the accepting thread.
-    if (::bind(m.listen_fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(m.listen_fd, 65535) != 0) err = errno;
-  }
-  freeaddrinfo(ai);
-  if (err) {
-    m.close_fds();
-    throw Error(ErrorCode::Unavailable, "cannot listen for " + o.name + " on " + target + ": " + std::strerror(err));
-  }
-  sockaddr_storage bound{};
-  socklen_t blen = sizeof bound;
-  getsockname(m.listen_fd, reinterpret_cast<sockaddr*>(&bound), &blen);
-  const int bound_port =
-      ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                        : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  const int bound_port = m.acceptor.listen(o.bind, o.port, o.name);
   m.where = o.name + " on " + o.bind + ":" + std::to_string(bound_port);
 
   HttpResponse r;
@@ -615,13 +505,16 @@ int HttpServer::start(const Options& o) {
       MHD_OPTION_CONNECTION_TIMEOUT, o.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, o.connection_memory,
       MHD_OPTION_NOTIFY_COMPLETED, &Impl::completed, &m, MHD_OPTION_NOTIFY_CONNECTION, &Impl::on_connection, &m,
       MHD_OPTION_URI_LOG_CALLBACK, &Impl::on_request_line, &m, MHD_OPTION_END);
-  m.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  m.spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  if (!m.daemon || m.wake_fd < 0) {
+  if (!m.daemon) {
     stop();
-    throw Error(ErrorCode::Unavailable, "cannot start the " + o.name + " server on " + target);
+    throw Error(ErrorCode::Unavailable, "cannot start the " + m.where + " server (libmicrohttpd)");
   }
-  m.acceptor = std::thread([&m] { m.run(); });
+  Acceptor::Handlers h;
+  h.take = [&m](int fd, const sockaddr* addr, socklen_t len) { return m.take(fd, addr, len); };
+  h.refuse = [&m](int fd) { m.write_refusal(fd); };
+  h.tick = [&m](int64_t now, bool last) { m.tick(now, last); };
+  h.watching = [&m] { return m.open.load() > 0 || m.log_pending; };
+  m.acceptor.start(std::move(h), 250, o.descriptors);
 
   rlimit rl{};
   getrlimit(RLIMIT_NOFILE, &rl);
@@ -638,30 +531,25 @@ int HttpServer::start(const Options& o) {
   if (static_cast<uint64_t>(m.max_conn) + m.overflow + 512 > rl.rlim_cur)
     std::fprintf(stderr,
                  "quiver serve: %s: warning: %u connections leave less than 512 of the open-file limit %llu to "
-                 "everything else; gRPC (1.51) stops accepting for good when the process runs out of descriptors\n",
+                 "everything else (when the process runs out, new connections are refused)\n",
                  m.where.c_str(), m.max_conn + m.overflow, static_cast<unsigned long long>(rl.rlim_cur));
   return bound_port;
 }
 
 void HttpServer::stop() {
   Impl& m = *impl_;
-  if (m.acceptor.joinable()) {
-    const uint64_t one = 1;
-    (void)!::write(m.wake_fd, &one, sizeof one);
-    m.acceptor.join();
-  }
+  m.acceptor.stop();  // first: nothing is handed to libmicrohttpd after this
   if (m.daemon) {
     MHD_stop_daemon(m.daemon);
     m.daemon = nullptr;
   }
-  m.close_fds();
 }
 
 HttpServer::Stats HttpServer::stats() const {
   const Impl& m = *impl_;
   Stats s;
   s.open = m.open.load();
-  s.refused = m.refused.load() + m.fd_refused.load();
+  s.refused = m.refused.load() + m.acceptor.out_of_descriptors();
   s.overflow_served = m.overflow_served.load();
   s.header_timeouts = m.header_timeouts.load();
   s.body_timeouts = m.body_timeouts.load();

@@ -21,6 +21,8 @@
 
 namespace quiver::serve {
 
+class DescriptorReserve;
+
 struct HttpRequest {
   std::string method, path, body;
   std::smatch matches;  // of the route's pattern against `path`
@@ -55,7 +57,7 @@ class HttpServer {
     int port = 0;  // 0: a free one
     int threads = 8;
     size_t max_body = 64 << 20;  // after decompression too
-    // Connections served at once; 0: sized from the open-file limit (auto_max_connections).
+    // Connections served at once; 0: sized from the open-file limit (auto_max_connections()).
     unsigned max_connections = 0;
     // Past max_connections, this many more are taken for one request each (GET of overflow_paths
     // answered, anything else 503 + close); past both, a canned 503 and close at once.
@@ -74,11 +76,9 @@ class HttpServer {
     // zeroed between requests, so a kept-alive connection costs all of it in resident memory:
     // 16 KiB (about 17 KB RSS per idle connection) takes request headers up to ~12 KB.
     size_t connection_memory = 16 << 10;
+    // The spare descriptor shared with the server's other listeners (acceptor.hpp; null: its own).
+    std::shared_ptr<DescriptorReserve> descriptors;
   };
-
-  // (open-file soft limit - 512) * 3/4, within [16, 65536]: the rest is left to gRPC (whose 1.51
-  // listener stops for good on EMFILE), model files and the process itself.
-  static unsigned auto_max_connections();
 
   struct Stats {
     uint64_t open = 0;              // connections now

@@ -33,8 +33,9 @@ struct ServerOptions {
   // HTTP event threads (libmicrohttpd, epoll): each serves any number of keep-alive connections.
   int http_threads = 8;
   // HTTP connections served at once; 0: sized from the open-file limit ((limit - 512) * 3/4,
-  // within [16, 65536]). Past it a few more get one request each (health checks answered, the
-  // rest 503), then new connections get a 503 and are closed at once: never left in the backlog.
+  // within [16, 65536], as for gRPC). Past it a few more get one request each (health checks
+  // answered, the rest 503), then new connections get a 503 and are closed at once: never left in
+  // the backlog.
   int http_max_connections = 0;
   // Slow clients lose their slot: the request headers must be complete within
   // http_header_timeout_s of connecting (or of the request line, on a kept-alive connection); the
@@ -44,9 +45,10 @@ struct ServerOptions {
   double http_body_timeout_s = 10;
   int64_t http_min_body_rate = 64 << 10;  // bytes per second
   int http_idle_timeout_s = 60;
-  // gRPC transport limits (channel arguments; README "Connections, limits and slow clients").
-  // gRPC 1.51 has no cap on connections: they are bounded by the open-file limit, of which HTTP
-  // leaves a quarter.
+  // gRPC limits (README "Connections, limits and slow clients"). Connections are accepted by the
+  // server and handed to gRPC: past grpc_max_connections (0: sized like HTTP's) a new one is
+  // closed at once. The rest are gRPC channel arguments.
+  int grpc_max_connections = 0;
   int grpc_max_concurrent_streams = 1024;  // per connection; further calls wait in the client
   double grpc_handshake_timeout_s = 10;    // TCP connect to the HTTP/2 settings exchange
   int grpc_idle_timeout_s = 900;           // a connection without calls gets GOAWAY (0: never)
