@@ -1,7 +1,12 @@
 // Quiver vs ONNX Runtime on the CMS models, same model/inputs/batch/threads, in one run.
 // Usage: node bench/ort_compare.js [--quiver build/src/cli/quiver] [--batches 1,64] [--seconds 3]
-//        [--threads 1] [--models a,b,...]
-// Prints one row per (model, batch) with both throughputs and the ratio, then the geometric means.
+//        [--threads 1] [--models a,b,...] [--runs 5]
+// Both sides measure a warmed state (20 calls on the measured session/state before its window) over
+// a window of at least --seconds and 20 calls. Each (model, batch) point is --runs rounds, quiver and
+// ORT alternating (the order flips each round, so drift hits both sides alike); a row shows the
+// medians with the spread (min-max) of throughput, the throughput ratio and the p50 ratio
+// (ORT p50 / quiver p50: > 1 means quiver is faster either way), and each side's first call of a
+// fresh state. Then the geometric means of both ratios per batch.
 const {execFileSync} = require('child_process');
 const fs = require('fs');
 const path = require('path');
@@ -13,32 +18,46 @@ const quiver = path.resolve(opt('--quiver', path.join(root, 'build/src/cli/quive
 const hep = path.resolve(root, '../shared/models/hep');
 const batches = opt('--batches', '1,64').split(',').map(Number);
 const seconds = opt('--seconds', '3');
+if (!(parseFloat(seconds) >= 3)) console.log(`note: --seconds ${seconds} is under the 3 s an honest point needs`);
 const threads = opt('--threads', '1');
+const runs = parseInt(opt('--runs', '5'));
+if (!(runs >= 5)) console.log(`note: --runs ${runs} is under the 5 alternating rounds an honest point needs`);
 const models = opt('--models', fs.readdirSync(hep).filter((m) => fs.existsSync(path.join(hep, m, 'model.onnx'))).join(',')).split(',');
 
 const run = (cmd, a) => JSON.parse(execFileSync(cmd, a, {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}).trim().split('\n').pop());
+const median = (v) => { const s = [...v].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2; };
+const spread = (v, d = 0) => `${Math.min(...v).toFixed(d)}-${Math.max(...v).toFixed(d)}`;
 const rows = [];
-console.log(`quiver: ${quiver}\nthreads ${threads}, ${seconds} s per measurement\n`);
-console.log('model                          batch   quiver inf/s      ORT inf/s    ratio   quiver p50 us  ORT p50 us');
+console.log(`quiver: ${quiver}\nthreads ${threads}, ${seconds} s (and >= 20 calls) per measurement, ${runs} alternating rounds per point, medians [min-max]\n`);
+console.log('model                          batch   quiver inf/s [spread]        ORT inf/s [spread]  thr ratio  quiver p50 us  ORT p50 us  p50 ratio  1st call us quiver / ORT');
 for (const b of batches) {
   for (const m of models) {
     const file = path.join(hep, m, 'model.onnx');
     if (b !== 1 && m === 'hls4ml_three_layer') continue;  // fixed batch 1
-    let q, o;
-    try {
-      q = run(quiver, ['bench', file, '--batch', String(b), '--threads', threads, '--seconds', seconds, '--json']);
-    } catch (e) { console.log(`${m.padEnd(30)} ${String(b).padStart(5)}   quiver failed: ${(e.stderr || e.message).toString().trim().split('\n').pop()}`); continue; }
-    try {
-      o = run('node', [path.join(__dirname, 'ort/ort_bench.js'), file, String(b), seconds, threads]);
-    } catch (e) { console.log(`${m.padEnd(30)} ${String(b).padStart(5)}   ORT failed: ${e.message}`); continue; }
-    const ratio = q.inferences_per_s / o.inferences_per_s;
-    rows.push({m, b, ratio});
-    console.log(`${m.padEnd(30)} ${String(b).padStart(5)} ${q.inferences_per_s.toFixed(1).padStart(14)} ${o.inferences_per_s.toFixed(1).padStart(14)} ${ratio.toFixed(2).padStart(8)} ${q.latency_us.p50.toFixed(1).padStart(14)} ${o.latency_us.p50.toFixed(1).padStart(11)}`);
+    const qs = [], os = [];
+    const side = {
+      quiver: () => qs.push(run(quiver, ['bench', file, '--batch', String(b), '--threads', threads, '--seconds', seconds, '--json'])),
+      ORT: () => os.push(run('node', [path.join(__dirname, 'ort/ort_bench.js'), file, String(b), seconds, threads])),
+    };
+    let failed = null;
+    for (let r = 0; r < runs && !failed; r++) {
+      for (const name of (r % 2 ? ['ORT', 'quiver'] : ['quiver', 'ORT'])) {
+        try { side[name](); } catch (e) { failed = `${name} failed: ${(e.stderr || e.message).toString().trim().split('\n').pop()}`; break; }
+      }
+    }
+    if (failed) { console.log(`${m.padEnd(30)} ${String(b).padStart(5)}   ${failed}`); continue; }
+    const qi = qs.map((x) => x.inferences_per_s), oi = os.map((x) => x.inferences_per_s);
+    const qp = median(qs.map((x) => x.latency_us.p50)), op = median(os.map((x) => x.latency_us.p50));
+    const ratio = median(qi) / median(oi), p50ratio = op / qp;
+    rows.push({m, b, ratio, p50ratio});
+    const qf = median(qs.map((x) => x.first_call_us)), of = median(os.map((x) => x.first_call_us));
+    console.log(`${m.padEnd(30)} ${String(b).padStart(5)} ${`${median(qi).toFixed(1)} [${spread(qi)}]`.padStart(24)} ${`${median(oi).toFixed(1)} [${spread(oi)}]`.padStart(24)} ` +
+                `${ratio.toFixed(2).padStart(10)} ${qp.toFixed(1).padStart(14)} ${op.toFixed(1).padStart(11)} ${p50ratio.toFixed(2).padStart(10)}  ${qf.toFixed(0).padStart(10)} / ${of.toFixed(0)}`);
   }
 }
+const geo = (r, k) => Math.exp(r.reduce((s, x) => s + Math.log(x[k]), 0) / r.length);
 for (const b of batches) {
   const r = rows.filter((x) => x.b === b && x.m !== 'hls4ml_three_layer');
   if (!r.length) continue;
-  const g = Math.exp(r.reduce((s, x) => s + Math.log(x.ratio), 0) / r.length);
-  console.log(`geometric mean ratio (quiver/ORT) over ${r.length} CMS models at batch ${b}: ${g.toFixed(2)}`);
+  console.log(`geometric mean (quiver/ORT) over ${r.length} CMS models at batch ${b}: throughput ${geo(r, 'ratio').toFixed(2)}, p50 ${geo(r, 'p50ratio').toFixed(2)}`);
 }

@@ -42,6 +42,12 @@ class OnnxState final : public RunState {
 
 }  // namespace
 
+size_t state_arena_bytes(const RunState& state) {
+  const auto* st = dynamic_cast<const OnnxState*>(&state);
+  if (!st) throw Error(ErrorCode::InvalidArgument, "state_arena_bytes: not a state of an ONNX model");
+  return st->plan_state->arena_bytes();
+}
+
 std::unique_ptr<RunState> OnnxModel::make_state() const {
   auto st = std::make_unique<OnnxState>();
   st->plan_state = plan_->make_state();

@@ -38,6 +38,13 @@ class PlanState {
   size_t num_inputs = 0;
   Tensor scratch;  // grows, reused
   OpProfile* profile = nullptr;  // per-step times by op type (RunState::profile); subgraph states too
+  // Owned bytes of the slots and scratch, subgraph states included (views count nothing).
+  size_t arena_bytes() const {
+    size_t n = scratch.is_view() ? 0 : scratch.capacity_bytes();
+    for (const auto& t : slots) n += t.is_view() ? 0 : t.capacity_bytes();
+    for (const auto& s : subs) n += s->arena_bytes();
+    return n;
+  }
   void set_profile(OpProfile* p) {
     profile = p;
     for (auto& s : subs) s->set_profile(p);

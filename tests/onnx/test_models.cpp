@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "quiver/core/prepare.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
 #include "quiver/onnx/testing.hpp"
@@ -43,6 +44,33 @@ TEST_P(HepModel, ReproducesOnnxRuntime) {
       EXPECT_EQ(diff, "") << GetParam() << " " << set << " output " << e.name;
     }
   }
+}
+
+// prepare_state sizes a fresh state ahead: the first real call at that size (batch 16 here, other
+// dims as in the data set) finds its arena big enough and grows it by nothing. An unprepared
+// state grows on that call, which is what prepare_state moves off the hot path.
+TEST_P(HepModel, PreparedStateDoesNotGrowOnFirstRun) {
+  const std::string dir = kHep + GetParam();
+  auto model = onnx::load_onnx(dir + "/model.onnx");
+  const auto& mi = model->info();
+  std::vector<Tensor> src;
+  for (const auto& f : onnx::numbered_files(dir + "/test_data_set_0", "input")) src.push_back(onnx::read_tensor_file(f).tensor);
+  const bool fixed_batch = !mi.inputs.empty() && !mi.inputs[0].shape.empty() && mi.inputs[0].shape[0].is_fixed();
+  const std::vector<Tensor> inputs = fixed_batch ? src : onnx::tile_batch(src, 16);
+  const int64_t batch = inputs[0].rank() == 0 ? 1 : inputs[0].dim(0);
+  std::vector<Tensor> outputs;
+
+  auto fresh = model->make_state();
+  const size_t fresh_bytes = onnx::state_arena_bytes(*fresh);
+  model->run(inputs, outputs, *fresh);
+  EXPECT_GT(onnx::state_arena_bytes(*fresh), fresh_bytes) << GetParam() << ": an unprepared state grows on its first call";
+
+  auto prepared = model->make_state();
+  prepare_state(*model, *prepared, batch, dims_of(mi, inputs));
+  const size_t before = onnx::state_arena_bytes(*prepared);
+  EXPECT_GT(before, 0u);
+  model->run(inputs, outputs, *prepared);
+  EXPECT_EQ(onnx::state_arena_bytes(*prepared), before) << GetParam() << ": the first call after prepare_state grew the arena";
 }
 
 INSTANTIATE_TEST_SUITE_P(Cms, HepModel, ::testing::ValuesIn(kModels),

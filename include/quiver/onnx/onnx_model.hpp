@@ -44,4 +44,8 @@ ModelSummary summarize_onnx_bytes(const std::string& bytes, const std::string& w
 // Names of all operators the engine implements ("Add", "ai.onnx.ml::TreeEnsembleRegressor", ...).
 std::vector<std::string> supported_ops();
 
+// Bytes the engine's state owns for activations and scratch (subgraph states included): what a call
+// has grown the state's arena to. `state` must come from an ONNX model's make_state().
+size_t state_arena_bytes(const RunState& state);
+
 }  // namespace quiver::onnx
