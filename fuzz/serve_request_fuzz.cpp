@@ -25,8 +25,11 @@
 #include "kserve/json_tensors.hpp"
 #include "kserve/tensors.hpp"
 #include "quiver/core/half.hpp"
+#include "quiver/core/util.hpp"
 #include "quiver/gpu/shared_memory.hpp"
 #include "serve/codec.hpp"
+#include "serve/http_server.hpp"
+#include "serve/scheduler.hpp"
 
 using namespace quiver;
 using namespace quiver::serve;
@@ -278,6 +281,9 @@ void round_trip_http(const ModelVersion& mv, const InferRequest& req, const Http
     check_header(mv, tg, in, o.at("datatype").get<std::string>(), o.at("shape").get<std::vector<int64_t>>());
     const std::string& want = expected[s.model_index];
     if (tg.shm) {
+      // As Triton: name, datatype and shape only (its C++ HTTP client reads any output
+      // parameters as binary data).
+      if (o.size() != 3 || o.contains("parameters")) broken(mv, s.name, "shared-memory output carries more than name, datatype, shape");
       if (!overlap[k]) check_shm(mv, tg, want);
     } else if (params.contains("binary_data_size")) {
       const auto n = params["binary_data_size"].get<size_t>();
@@ -291,6 +297,64 @@ void round_trip_http(const ModelVersion& mv, const InferRequest& req, const Http
   }
   if (pos != body.size()) broken(mv, "", "binary section has bytes no output accounts for");
 }
+// Accept-Encoding as Triton reads it: one of gzip / deflate / identity, and never a coding the
+// header does not name.
+void check_response_encoding(std::string_view header) {
+  const std::string e = response_encoding(header);
+  if (e.empty()) return;
+  if (e != "gzip" && e != "deflate") std::abort();
+  std::string lower(header);
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower.find(e) == std::string::npos) std::abort();
+}
+
+const ModelVersion& vector_model() {
+  static auto mv = make_version(R"(backend: "identity" max_batch_size: 4
+input [ { name: "X" data_type: TYPE_FP32 dims: [ 2 ] } ] output [ { name: "Y" data_type: TYPE_FP32 dims: [ 2 ] } ])");
+  return *mv;
+}
+
+// Bytes as a scheduler script: options from the first two, then one request per byte (rows 1-5:
+// 5 exceeds max_batch_size; an odd row count of 3 with bit 3 carries a bad width; bit 4 asks for
+// a queue timeout of 1 us). Checks the statistics invariant perf_analyzer relies on
+// (stats_inconsistency) from inside every completion and at the end.
+void run_scheduler_script(std::string_view bytes) {
+  if (bytes.size() < 2) return;
+  const auto a = static_cast<uint8_t>(bytes[0]), b = static_cast<uint8_t>(bytes[1]);
+  bytes.remove_prefix(2);
+  if (bytes.size() > 64) bytes = bytes.substr(0, 64);
+  SchedulerOptions o;
+  o.instances = 1 + (a & 1);
+  o.max_batch = 4;
+  o.dynamic_batching = a & 2;
+  o.preserve_ordering = a & 4;
+  o.max_queue_delay_us = (a & 8) ? 100 : 0;
+  o.default_policy.max_queue_size = b & 3;
+  o.default_policy.delay_on_timeout = b & 4;
+  o.default_policy.allow_timeout_override = true;
+  std::atomic<bool> bad{false};
+  {
+    Scheduler s(vector_model().model, o, "fuzz");
+    for (char c : bytes) {
+      const auto v = static_cast<uint8_t>(c);
+      const int64_t rows = 1 + (v & 7) % 5;
+      const int64_t width = (v & 8) && rows == 3 ? 3 : 2;
+      auto r = std::make_unique<InferRequest>();
+      r->inputs.push_back(Tensor::from_vector(std::vector<float>(static_cast<size_t>(rows * width), 1.f), {rows, width}));
+      r->batch = rows;
+      r->timeout_us = (v & 16) ? 1 : 0;
+      r->arrival_ns = now_ns();
+      r->complete = [&s, &bad](const Status&, FailReason, std::span<const Tensor>) {
+        if (!stats_inconsistency(s.stats()).empty()) bad = true;
+      };
+      s.enqueue(std::move(r));
+    }
+    s.drain();
+    if (!stats_inconsistency(s.stats()).empty()) bad = true;
+  }
+  if (bad) std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -304,7 +368,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t selector = data[0];
   std::string_view bytes(reinterpret_cast<const char*>(data + 1), size - 1);
   // selector bit 0: batched / plain model, bit 1: gRPC / HTTP, bit 2: HTTP binary section,
-  // bit 3: the ragged model instead.
+  // bit 3: the ragged model instead; bit 4: the bytes are an Accept-Encoding header; bit 5: a
+  // scheduler script (statistics).
+  if (selector & 16) {
+    check_response_encoding(bytes);
+    return 0;
+  }
+  if (selector & 32) {
+    run_scheduler_script(bytes);
+    return 0;
+  }
   const ModelVersion& mv = (selector & 8) ? ragged() : (selector & 1) ? batched() : plain();
   // Only decoding may reject the bytes; what follows a successful decode must hold (a quiver::Error
   // from it escapes and is a finding, like any other exception).

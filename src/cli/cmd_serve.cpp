@@ -22,6 +22,7 @@ struct ServeArgs {
   std::string mode = "none";
   bool allow_failures = false;
   int malloc_arenas = -1;
+  bool exit_on_error = true;
 };
 
 // Every connection is a descriptor: take the whole hard limit (the HTTP connection limit is
@@ -50,7 +51,7 @@ int run_serve(ServeArgs& a) {
   else throw quiver::Error(quiver::ErrorCode::InvalidArgument, "--model-control-mode must be none, poll or explicit");
   if (!a.opt.load_models.empty() && a.opt.control != ModelControl::Explicit)
     throw quiver::Error(quiver::ErrorCode::InvalidArgument, "--load-model needs --model-control-mode explicit");
-  a.opt.strict_startup = !a.allow_failures;
+  a.opt.strict_startup = a.exit_on_error && !a.allow_failures;
 
   // SIGTERM / SIGINT are taken synchronously by this thread; every thread the server starts
   // inherits the blocked mask.
@@ -95,7 +96,14 @@ quiver::cli::CommandRegistrar reg(40, [](CLI::App& app) {
                   "glibc malloc arenas for the process: -1 = one per core (default), 0 = glibc's default");
   cmd->add_flag("--cuda-shm-emulation", o.cuda_shm_emulation,
                 "Accept emulated CUDA IPC handles (device memory in POSIX shared memory): test clients without a GPU");
-  cmd->add_flag("--allow-load-failures", args->allow_failures, "Start even when some models fail to load");
+  cmd->add_option("--exit-on-error", args->exit_on_error,
+                  "Exit when a model fails to load at startup (Triton's flag; false: serve the others, the "
+                  "failed one is UNAVAILABLE with its load error in the repository index)")
+      ->capture_default_str();
+  cmd->add_flag("--allow-load-failures", args->allow_failures, "Same as --exit-on-error=false");
+  cmd->add_option("--server-name", o.server_name,
+                  "Name in ServerMetadata (GET /v2): Triton answers 'triton', for tooling that checks it")
+      ->capture_default_str();
   cmd->add_option("--intra-op-threads", o.intra_op_threads, "Threads per model execution")->capture_default_str();
   cmd->add_option("--http-threads", o.http_threads,
                   "HTTP event threads (each serves any number of connections)")->capture_default_str();

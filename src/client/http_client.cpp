@@ -7,6 +7,7 @@
 #include <httplib.h>
 
 #include <cstring>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "client/metadata.hpp"
@@ -86,24 +87,40 @@ uint64_t u64_at(const json& obj, const char* a, const char* b) {
   return 0;
 }
 
-// An output the server wrote into the request's shared-memory slot: checked, then viewed.
-Tensor shm_output(DType dt, const std::vector<int64_t>& dims, const json& p, const HttpShmSlot* slot,
-                  const ErrorWhere& w) {
-  if (!slot || !p[kserve::kShmRegion].is_string() || p[kserve::kShmRegion].get<std::string>() != slot->region)
-    throw Error(ErrorCode::Parse, "output was written to a shared-memory region this request did not give", w);
-  auto num = [&](const char* k) -> uint64_t {
-    if (!p.contains(k)) return 0;
-    if (!p[k].is_number_unsigned() && !(p[k].is_number_integer() && p[k].get<int64_t>() >= 0))
-      throw Error(ErrorCode::Parse, std::string(k) + " of the output is not a non-negative integer", w);
-    return p[k].get<uint64_t>();
-  };
-  const uint64_t off = num(kserve::kShmOffset), size = num(kserve::kShmByteSize);
+// Where this request asked the server to write an output: region offset and bytes given.
+struct ShmOutputPlace {
+  uint64_t offset = 0, byte_size = 0;
+};
+
+// An output the server wrote into the request's shared-memory slot: checked, then viewed. Triton
+// (and quiver serve) answer such an output with name, datatype and shape only, so it is found
+// where the request placed it; older servers that name the region in `parameters` are checked
+// against that too.
+Tensor shm_output(DType dt, const std::vector<int64_t>& dims, const json* p, const ShmOutputPlace& place,
+                  const HttpShmSlot* slot, const ErrorWhere& w) {
+  if (!slot) throw Error(ErrorCode::Parse, "output was written to shared memory this request did not give", w);
+  uint64_t off = place.offset;
+  if (p && p->contains(kserve::kShmRegion)) {
+    if (!(*p)[kserve::kShmRegion].is_string() || (*p)[kserve::kShmRegion].get<std::string>() != slot->region)
+      throw Error(ErrorCode::Parse, "output was written to a shared-memory region this request did not give", w);
+    if (p->contains(kserve::kShmOffset)) {
+      const json& v = (*p)[kserve::kShmOffset];
+      if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
+        throw Error(ErrorCode::Parse, std::string(kserve::kShmOffset) + " of the output is not a non-negative integer", w);
+      off = v.get<uint64_t>();
+    }
+  }
   if (dt == DType::String) throw Error(ErrorCode::Unsupported, "BYTES output in shared memory", w);
-  const uint64_t need = static_cast<uint64_t>(numel(dims)) * dtype_size(dt);
-  if (size != need)
+  const uint64_t size = static_cast<uint64_t>(numel(dims)) * dtype_size(dt);
+  if (size > place.byte_size)
     throw Error(ErrorCode::Parse,
-                "shared-memory output has " + std::to_string(size) + " bytes, " + dims_to_string(dims) + " needs " +
-                    std::to_string(need),
+                "shared-memory output " + dims_to_string(dims) + " needs " + std::to_string(size) +
+                    " bytes, the request gave it " + std::to_string(place.byte_size),
+                w);
+  if (off != place.offset)
+    throw Error(ErrorCode::Parse,
+                "shared-memory output at offset " + std::to_string(off) + ", the request placed it at " +
+                    std::to_string(place.offset),
                 w);
   if (off < slot->offset || off - slot->offset > slot->byte_size || size > slot->byte_size - (off - slot->offset))
     throw Error(ErrorCode::Parse, "shared-memory output at offset " + std::to_string(off) + " lies outside the slot", w);
@@ -251,6 +268,7 @@ InferResult HttpClient::Impl::infer(const std::string& model, const std::vector<
   uint64_t cursor = slot ? slot->offset : 0;  // next free byte of the slot (region offset)
   const uint64_t slot_end = slot ? slot->offset + slot->byte_size : 0;
   std::vector<bool> in_shm(inputs.size(), false);
+  std::map<std::string, ShmOutputPlace> shm_outs;  // outputs this request placed in the slot
   bool any_shm_out = false;
   try {
     if (slot && !slot->base) throw Error(ErrorCode::InvalidArgument, "shared-memory slot without a mapping", {.model = model});
@@ -298,6 +316,7 @@ InferResult HttpClient::Impl::infer(const std::string& model, const std::vector<
                        {{kserve::kShmRegion, slot->region},
                         {kserve::kShmByteSize, bytes},
                         {kserve::kShmOffset, cursor}}}});
+      shm_outs[name] = {cursor, bytes};
       cursor += (bytes + 63) / 64 * 64;
     }
     head["outputs"] = std::move(outs);
@@ -396,9 +415,11 @@ InferResult HttpClient::Impl::infer(const std::string& model, const std::vector<
         pos += n;
       } else if (out.contains("data")) {
         r.outputs.push_back({name, kserve::tensor_from_json(*dt, dims, out["data"], ErrorCode::Parse, w, "output")});
-      } else if (p && p->contains(kserve::kShmRegion)) {
-        r.outputs.push_back({name, shm_output(*dt, dims, *p, slot, w)});
+      } else if (auto it = shm_outs.find(name); it != shm_outs.end()) {
+        r.outputs.push_back({name, shm_output(*dt, dims, p, it->second, slot, w)});
         any_shm_out = true;
+      } else if (p && p->contains(kserve::kShmRegion)) {
+        throw Error(ErrorCode::Parse, "output was written to a shared-memory region this request did not give", w);
       } else {
         throw Error(ErrorCode::Parse, "output '" + name + "' has neither data nor binary_data_size", w);
       }

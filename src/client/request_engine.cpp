@@ -83,6 +83,21 @@ struct RequestEngine::Request {
   std::shared_ptr<SlotLease> shm_lease;  // released at completion (outputs may keep it longer)
   bool shm_inputs = false, shm_outputs = false;
   std::atomic<bool> finished{false};
+  std::atomic<bool> in_call{true};  // infer_async has not returned yet
+};
+
+// A result decided while infer_async still runs, handed to a completion-queue thread by an
+// alarm that is already due.
+struct RequestEngine::Deferred final : Tag {
+  RequestEngine* engine;
+  RequestPtr req;
+  InferResult result;
+  grpc::Alarm alarm;
+  void proceed(bool) override {
+    engine->deliver_now(req, std::move(result));
+    delete this;
+  }
+  void cancel() override {}
 };
 
 RequestEngine::RequestEngine(const ClientOptions& opt, uint64_t client_id, ServerSet& servers, MetadataCache& meta,
@@ -97,6 +112,7 @@ RequestEngine::~RequestEngine() {
 }
 
 void RequestEngine::start() {
+  cq_running_.store(true, std::memory_order_release);
   for (int i = 0; i < std::max(1, opt_.completion_threads); ++i)
     cq_threads_.emplace_back([this] {
       void* tag;
@@ -115,6 +131,7 @@ void RequestEngine::drain() {
 void RequestEngine::stop() {
   if (stopped_) return;
   stopped_ = true;
+  cq_running_.store(false, std::memory_order_release);
   cq_.Shutdown();
   if (cq_threads_.empty()) {  // never started: drain the queue here
     void* tag;
@@ -148,6 +165,20 @@ void RequestEngine::unlink(Tag* t) {
 
 // ---------------- completion ----------------
 void RequestEngine::deliver(const RequestPtr& req, InferResult r) {
+  // Without running completion-queue threads (never started, or stopped) there is no client
+  // thread to hand the result to: then it is delivered here.
+  if (req->in_call.load(std::memory_order_acquire) && cq_running_.load(std::memory_order_acquire)) {
+    auto* d = new Deferred;
+    d->engine = this;
+    d->req = req;
+    d->result = std::move(r);
+    d->alarm.Set(&cq_, std::chrono::system_clock::now(), d);
+    return;
+  }
+  deliver_now(req, std::move(r));
+}
+
+void RequestEngine::deliver_now(const RequestPtr& req, InferResult r) {
   if (req->finished.exchange(true)) {
     std::fprintf(stderr, "quiver client: internal error: request %s completed twice (ignored)\n",
                  req->opt.request_id.c_str());
@@ -419,6 +450,12 @@ void RequestEngine::finish_ok(const RequestPtr& req, const std::shared_ptr<pb::M
 void RequestEngine::infer_async(const std::string& model, std::vector<NamedTensor> inputs, const InferOptions& o,
                                 InferCallback done) {
   auto req = std::make_shared<Request>();
+  // Results decided before this returns (no server, encoding errors, shutdown) go through the
+  // completion queue: `done` runs later, on a client thread, as client.hpp promises.
+  struct Returned {
+    Request& r;
+    ~Returned() { r.in_call.store(false, std::memory_order_release); }
+  } returned{*req};
   req->start_ns = now_ns();
   req->model = model;
   req->opt = o;

@@ -53,11 +53,16 @@ class RequestEngine {
   struct Request;
   struct Attempt;
   struct RetryTimer;
+  struct Deferred;
   using RequestPtr = std::shared_ptr<Request>;
 
   bool link(Tag* t);
   void unlink(Tag* t);
+  // Delivers the result: at once on a client thread, or, while infer_async has not yet returned
+  // to its caller, through the completion queue (`done` never runs inside infer_async: a
+  // callback that issues the next request must not recurse when every request fails at once).
   void deliver(const RequestPtr& req, InferResult r);
+  void deliver_now(const RequestPtr& req, InferResult r);
   void fail(const RequestPtr& req, ErrorCode code, std::string msg);
   void fail_or_fall_back(const RequestPtr& req, ErrorCode code, std::string msg);
   void start_attempt(const RequestPtr& req);
@@ -80,6 +85,8 @@ class RequestEngine {
   grpc::CompletionQueue cq_;
   std::vector<std::thread> cq_threads_;
   bool stopped_ = false;
+  // The completion-queue threads run (between start and stop): deferred deliveries can be posted.
+  std::atomic<bool> cq_running_{false};
   std::atomic<uint64_t> next_id_{1};
   Counters counters_;
 

@@ -17,7 +17,7 @@ std::string_view error_code_name(ErrorCode c) {
   return "error";
 }
 
-std::string format_error(ErrorCode code, const std::string& message, const ErrorWhere& w) {
+std::string format_where(const ErrorWhere& w) {
   std::string s;
   auto add = [&s](const char* label, const std::string& v) {
     if (v.empty()) return;
@@ -35,11 +35,21 @@ std::string format_error(ErrorCode code, const std::string& message, const Error
   }
   add("node", w.node);
   add("tensor", w.tensor);
+  return s;
+}
+
+std::string format_error(ErrorCode code, const std::string& message, const ErrorWhere& w) {
+  const std::string where = format_where(w);
   std::string out(error_code_name(code));
-  if (!s.empty()) out += " (" + s + ")";
+  if (!where.empty()) out += " (" + where + ")";
   out += ": ";
   out += message;
   return out;
+}
+
+std::string format_error_message_first(ErrorCode code, const std::string& message, const ErrorWhere& w) {
+  const std::string where = format_where(w);
+  return message + " (" + std::string(error_code_name(code)) + (where.empty() ? "" : "; " + where) + ")";
 }
 
 Error::Error(ErrorCode code, std::string message, ErrorWhere where)

@@ -191,13 +191,21 @@ std::shared_ptr<const ForestModel> ForestModel::load(const std::string& path, co
     fil.output_class = param_bool(options, "output_class", param_bool(options, "is_classifier", false, path), path);
     fil.predict_proba = param_bool(options, "predict_proba", false, path);
     fil.threshold = param_float(options, "threshold", 0.5f, path);
+    const int64_t pc = param_int(options, "binary_proba_columns", 1, path);
+    if (pc != 1 && pc != 2)
+      throw_error(ErrorCode::InvalidArgument,
+                  "load parameter 'binary_proba_columns' must be 1 (p) or 2 ([1 - p, p]), got " + std::to_string(pc),
+                  {"", "", "", path});
+    fil.binary_proba_pair = pc == 2 && fil.predict_proba && forest.transform() != Transform::SoftmaxClass &&
+                            forest.n_prediction_columns() == 1;
   } else if (itf != options.params.end() && !itf->second.empty() && itf->second != "native") {
     throw_error(ErrorCode::InvalidArgument, "load parameter 'interface' must be native or triton_fil, got '" + itf->second + "'",
                 {"", "", "", path});
   }
   if (fil.enabled) {
     int64_t cols = forest.n_prediction_columns();
-    if (fil.predict_proba) cols = forest.transform() == Transform::SoftmaxClass ? forest.n_outputs() : cols;
+    if (fil.binary_proba_pair) cols = 2;
+    else if (fil.predict_proba) cols = forest.transform() == Transform::SoftmaxClass ? forest.n_outputs() : cols;
     else if (fil.output_class) cols = 1;
     mi.inputs.push_back({"input__0", DType::F32, {Dim::sym("batch"), Dim(forest.n_features())}});
     mi.outputs.push_back({"output__0", DType::F32, {Dim::sym("batch"), Dim(cols)}});
@@ -255,6 +263,13 @@ void ForestModel::run_fil(const Tensor& x, Tensor& out, RunState& state) const {
       double sum = 0;
       for (size_t c = 0; c < k; ++c) sum += std::exp(static_cast<double>(m[c] - mx));
       for (size_t c = 0; c < k; ++c) y[r * k + c] = static_cast<float>(std::exp(static_cast<double>(m[c] - mx)) / sum);
+    }
+  } else if (fil_.binary_proba_pair) {  // [1 - p, p], written back to front in place
+    forest_.predict(rows, un, y);
+    for (size_t r = un; r-- > 0;) {
+      const float p = y[r];
+      y[2 * r + 1] = p;
+      y[2 * r] = 1.0f - p;
     }
   } else if (fil_.output_class && !fil_.predict_proba && !softmax_class) {
     const size_t np = static_cast<size_t>(forest_.n_prediction_columns());

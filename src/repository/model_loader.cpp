@@ -141,7 +141,14 @@ LoadedModel load_repository_version(inference::ModelConfig c, const std::string&
       for (const auto& [k, p] : c.parameters()) lo.params[k] = p.string_value();
       // backend "fil": Triton FIL's tensor names and output_class / predict_proba / threshold,
       // so that a Triton FIL repository works unchanged; "forest" keeps Quiver's own interface.
-      if (c.backend() == "fil") lo.params.emplace("interface", "triton_fil");
+      if (c.backend() == "fil") {
+        lo.params.emplace("interface", "triton_fil");
+        // A binary predict_proba model declared with output dims [2] gets [1 - p, p], as FIL
+        // writes it (its own test configs declare [2]); [1] keeps p alone.
+        for (const auto& o : c.output())
+          if (o.name() == "output__0" && o.dims_size() > 0 && o.dims(o.dims_size() - 1) == 2)
+            lo.params.emplace("binary_proba_columns", "2");
+      }
       // instance_group { kind: KIND_GPU gpus: [N] }: the GPU executor on device N (the first GPU
       // group decides; a "device" parameter in the config wins, e.g. "gpu-emulator" for tests).
       if (!lo.params.count("device"))

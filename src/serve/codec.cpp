@@ -550,10 +550,9 @@ std::string encode_http_response(const ModelVersion& mv, const HttpInferRequest&
     o["datatype"] = std::string(dtype_kserve_name(t.dtype()));
     o["shape"] = t.dims();
     if (tg.shm) {
+      // Name, datatype and shape only, as Triton answers: its C++ HTTP client takes any output
+      // `parameters` for the binary-data extension and looks for binary_data_size there.
       write_to_shm(mv, tg, s, t);
-      o["parameters"] = {{kserve::kShmRegion, tg.shm->name()},
-                         {kserve::kShmByteSize, kserve::wire_size(t)}};
-      if (tg.shm_offset) o["parameters"][kserve::kShmOffset] = tg.shm_offset;
     } else if (tg.binary) {
       o["parameters"] = {{"binary_data_size", kserve::wire_size(t)}};
       binaries.push_back(&t);

@@ -40,10 +40,11 @@ void ServerCore::start() {
   ro.control = opt.control;
   ro.startup_models = opt.load_models;
   ro.intra_op_threads = opt.intra_op_threads;
+  ro.max_override_bytes = opt.max_message_bytes;
   repo = std::make_unique<ModelRepository>(ro);
   live_ = true;
   auto errors = repo->load_startup();
-  for (const auto& e : errors) std::fprintf(stderr, "quiver serve: failed to load: %s\n", e.c_str());
+  for (const auto& e : errors) std::fprintf(stderr, "quiver serve: %s\n", e.c_str());
   if (!errors.empty() && opt.strict_startup)
     throw Error(ErrorCode::Unavailable, std::to_string(errors.size()) + " model(s) failed to load; first: " + errors[0]);
   if (opt.grpc_port >= 0) {
@@ -105,7 +106,7 @@ void ServerCore::shutdown() {
 }
 
 void ServerCore::server_metadata(inference::ServerMetadataResponse& r) const {
-  r.set_name("quiver");
+  r.set_name(opt.server_name);
   r.set_version("0.1.0");
   for (const char* e : {"model_repository", "model_configuration", "system_shared_memory", "binary_tensor_data",
                         "classification", "parameters", "statistics", "schedule_policy", "trace", "logging"})
@@ -186,7 +187,7 @@ void ServerCore::repository_index(bool ready_only, inference::RepositoryIndexRes
   }
 }
 
-void ServerCore::load_model(const std::string& name, const std::string& config) {
+void ServerCore::load_model(const std::string& name, const std::string& config, const std::vector<ModelFile>& files) {
   if (opt.control != ModelControl::Explicit)
     throw Error(ErrorCode::Unavailable, std::string("explicit model load / unload is not allowed in model control mode '") +
                                             (opt.control == ModelControl::Poll ? "poll" : "none") + "'", {name});
@@ -202,7 +203,7 @@ void ServerCore::load_model(const std::string& name, const std::string& config) 
     text = model_config_to_text(c);
     if (text.empty()) text = " ";
   }
-  repo->load(name, text);
+  repo->load(name, text, files);
 }
 
 void ServerCore::unload_model(const std::string& name) {

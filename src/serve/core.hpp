@@ -41,7 +41,8 @@ class ServerCore {
   void model_statistics(const std::string& name, const std::string& version,
                         inference::ModelStatisticsResponse& r) const;
   void repository_index(bool ready_only, inference::RepositoryIndexResponse& r) const;
-  void load_model(const std::string& name, const std::string& config);
+  // RepositoryModelLoad: `config` (Triton's JSON, or text format) and model-file overrides.
+  void load_model(const std::string& name, const std::string& config, const std::vector<ModelFile>& files = {});
   void unload_model(const std::string& name);
   std::map<std::string, std::vector<std::string>> trace_settings(
       const std::map<std::string, std::vector<std::string>>& update);

@@ -239,16 +239,20 @@ class InferenceService final : public inference::GRPCInferenceService::CallbackS
                                                 inference::RepositoryModelLoadResponse*) override {
     return guarded(core_, ctx, [&] {
       std::string config;
+      std::vector<ModelFile> files;
       for (const auto& [k, v] : q->parameters()) {
         if (k == "config") {
           if (v.parameter_choice_case() != inference::ModelRepositoryParameter::kStringParam)
             throw Error(ErrorCode::InvalidArgument, "parameter 'config' must be a string", {q->model_name()});
           config = v.string_param();
-        } else if (k.rfind("file:", 0) == 0) {
-          throw Error(ErrorCode::Unsupported, "model file overrides ('" + k + "') are not supported", {q->model_name()});
+        } else if (k.rfind("file:", 0) == 0) {  // the file's bytes, as Triton's gRPC client sends them
+          if (v.parameter_choice_case() != inference::ModelRepositoryParameter::kBytesParam)
+            throw Error(ErrorCode::InvalidArgument, "parameter '" + k + "' must be bytes_param (the file content)",
+                        {q->model_name()});
+          files.push_back({k.substr(5), v.bytes_param()});
         }
       }
-      core_.load_model(q->model_name(), config);
+      core_.load_model(q->model_name(), config, files);
     });
   }
   grpc::ServerUnaryReactor* RepositoryModelUnload(grpc::CallbackServerContext* ctx,

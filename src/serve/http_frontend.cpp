@@ -1,5 +1,6 @@
 // HTTP/REST front end (KServe v2 + Triton extensions) and the Prometheus metrics endpoint, on the
-// libmicrohttpd layer of http_server.hpp (gzip / deflate bodies both ways). Inference requests are
+// libmicrohttpd layer of http_server.hpp (gzip / deflate request bodies; inference responses
+// compressed when accepted, nothing else, as Triton). Inference requests are
 // answered when the scheduler completes them: the connection waits suspended, holding no thread.
 #include <nlohmann/json.hpp>
 #include <absl/strings/escaping.h>
@@ -19,10 +20,11 @@ namespace quiver::serve {
 using nlohmann::json;
 
 namespace {
-void send_error(HttpResponse& res, const Error& e) {
-  res.status = http_status(e.code());
-  res.set_content(json{{"error", e.what()}}.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+void send_error(HttpResponse& res, const Status& st) {
+  res.status = http_status(st.code);
+  res.set_content(json{{"error", st.message}}.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
 }
+void send_error(HttpResponse& res, const Error& e) { send_error(res, Status::from(e)); }
 void send_json(HttpResponse& res, const json& j) {
   res.status = 200;
   res.set_content(j.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
@@ -156,10 +158,14 @@ struct HttpFrontend::Impl {
     }
     ir->complete = [mv, info, respond](const Status& st, FailReason, std::span<const Tensor> outs) {
       HttpResponse res;
+      if (!st.ok) {
+        send_error(res, st);
+        return respond(std::move(res));
+      }
       try {
-        if (!st.ok) throw Error(st.code, st.message);
         int64_t out_header_len = -1;
         std::string body = encode_http_response(*mv, *info, outs, out_header_len);
+        res.compress = true;  // inference answers only, as Triton (errors and other routes: never)
         if (out_header_len >= 0) {
           res.set_header("Inference-Header-Content-Length", std::to_string(out_header_len));
           res.set_content(std::move(body), "application/octet-stream");
@@ -301,18 +307,24 @@ struct HttpFrontend::Impl {
     }));
     s.Post(R"(/v2/repository/models/([^/]+)/load)", guarded([this](const HttpRequest& req, HttpResponse& res) {
       json b = body_json(req);
+      const std::string model = req.matches[1].str();
       std::string config;
+      std::vector<ModelFile> files;
       if (b.contains("parameters") && b["parameters"].is_object()) {
         for (auto it = b["parameters"].begin(); it != b["parameters"].end(); ++it) {
           if (it.key() == "config") {
-            if (!it.value().is_string()) throw Error(ErrorCode::InvalidArgument, "parameter 'config' must be a string");
+            if (!it.value().is_string())
+              throw Error(ErrorCode::InvalidArgument, "parameter 'config' must be a string", {model});
             config = it.value().get<std::string>();
-          } else if (it.key().rfind("file:", 0) == 0) {
-            throw Error(ErrorCode::Unsupported, "model file overrides are not supported");
+          } else if (it.key().rfind("file:", 0) == 0) {  // base64 of the file, as Triton's HTTP client sends it
+            std::string content;
+            if (!it.value().is_string() || !absl::Base64Unescape(it.value().get<std::string>(), &content))
+              throw Error(ErrorCode::InvalidArgument, "parameter '" + it.key() + "' must be a base64 string", {model});
+            files.push_back({it.key().substr(5), std::move(content)});
           }
         }
       }
-      core.load_model(req.matches[1].str(), config);
+      core.load_model(model, config, files);
       res.status = 200;
     }));
     s.Post(R"(/v2/repository/models/([^/]+)/unload)", guarded([this](const HttpRequest& req, HttpResponse& res) {

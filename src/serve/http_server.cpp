@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -119,6 +120,46 @@ std::string compress_body(const std::string& in, int wbits) {
 }
 
 }  // namespace
+
+std::string response_encoding(std::string_view accept) {
+  std::string best;  // "identity" competes too: listed first with the same q, it wins
+  double best_q = 0;
+  size_t pos = 0;
+  while (pos <= accept.size()) {
+    size_t end = accept.find(',', pos);
+    if (end == std::string_view::npos) end = accept.size();
+    std::string_view item = accept.substr(pos, end - pos);
+    pos = end + 1;
+    const size_t semi = item.find(';');
+    std::string_view name = item.substr(0, semi);
+    auto trim = [](std::string_view v) {
+      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+      return v;
+    };
+    name = trim(name);
+    std::string n(name);
+    for (auto& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    double q = 1;
+    if (semi != std::string_view::npos) {  // parameters: only q matters; a malformed q refuses
+      std::string_view params = item.substr(semi + 1);
+      while (!params.empty()) {
+        const size_t next = params.find(';');
+        std::string_view p = trim(params.substr(0, next));
+        params = next == std::string_view::npos ? std::string_view() : params.substr(next + 1);
+        if (p.size() < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=') continue;
+        const std::string_view v = trim(p.substr(2));
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), q, std::chars_format::fixed);
+        if (ec != std::errc() || end != v.data() + v.size() || !(q >= 0 && q <= 1)) q = 0;
+      }
+    }
+    if ((n == "gzip" || n == "deflate" || n == "identity") && q > best_q) {
+      best = n;
+      best_q = q;
+    }
+  }
+  return best == "identity" ? std::string() : best;
+}
 
 struct HttpServer::Impl {
   explicit Impl(ErrorBody e) : error_body(std::move(e)) {}
@@ -341,15 +382,12 @@ struct HttpServer::Impl {
     }
     auto* body = new std::string(std::move(res.body));
     std::string encoding;
-    const std::string accept = call->req.header(MHD_HTTP_HEADER_ACCEPT_ENCODING);
-    if (body->size() >= 512 && !accept.empty()) {
-      const int wbits = has_token(accept, "gzip") ? 31 : has_token(accept, "deflate") ? 15 : 0;
-      if (wbits) {
-        std::string z = compress_body(*body, wbits);
-        if (!z.empty() && z.size() < body->size()) {
-          *body = std::move(z);
-          encoding = wbits == 31 ? "gzip" : "deflate";
-        }
+    if (res.compress && body->size() >= 512) {
+      encoding = response_encoding(call->req.header(MHD_HTTP_HEADER_ACCEPT_ENCODING));
+      if (!encoding.empty()) {
+        std::string z = compress_body(*body, encoding == "gzip" ? 31 : 15);
+        if (!z.empty() && z.size() < body->size()) *body = std::move(z);
+        else encoding.clear();
       }
     }
     MHD_Response* r = MHD_create_response_from_buffer_with_free_callback_cls(

@@ -1,8 +1,9 @@
 // Internal: the HTTP layer of `quiver serve` on libmicrohttpd (event-driven: a few epoll threads
 // serve any number of keep-alive connections; bench/http_bench measured it 1.1x cpp-httplib at
 // concurrency 1 and 1.6x at 16 on the same echo endpoint). Routes are regular expressions on the
-// path; request bodies with Content-Encoding gzip / deflate are inflated (bounded), responses are
-// compressed when the client accepts it. Async routes complete from any thread: the connection is
+// path; request bodies with Content-Encoding gzip / deflate are inflated (bounded); responses a
+// handler marks compressible (inference answers, as Triton) are compressed when the client
+// accepts it. Async routes complete from any thread: the connection is
 // suspended meanwhile and holds no thread.
 //
 // Connections are accepted by one thread of our own and handed to libmicrohttpd, so that nothing
@@ -16,6 +17,7 @@
 #include <memory>
 #include <regex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -36,12 +38,21 @@ struct HttpResponse {
   int status = 200;
   std::string body, content_type;
   std::vector<std::pair<std::string, std::string>> headers;
+  // Compressed per the request's Accept-Encoding. Triton compresses inference responses only, and
+  // its clients inflate only those (tritonclient's aio client sends "Accept-Encoding: gzip,
+  // deflate" on every call and reads metadata, config and statistics as plain JSON).
+  bool compress = false;
   void set_content(std::string b, std::string type) {
     body = std::move(b);
     content_type = std::move(type);
   }
   void set_header(std::string k, std::string v) { headers.emplace_back(std::move(k), std::move(v)); }
 };
+
+// The response encoding for an Accept-Encoding header: "gzip", "deflate" or "" (identity), the
+// one of gzip / deflate / identity with the highest q-value (q=0: refused), the first listed
+// among equals, as Triton picks.
+std::string response_encoding(std::string_view accept_encoding);
 
 class HttpServer {
  public:

@@ -1,8 +1,12 @@
 #include "serve/repository.hpp"
 
+#include <stdlib.h>
+
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <thread>
+#include <utility>
 
 #include "quiver/backends/backends.hpp"
 #include "quiver/core/util.hpp"
@@ -142,11 +146,16 @@ std::string ModelRepository::fingerprint(const std::string& name) const {
 }
 
 std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(const std::string& name,
-                                                                                const std::string& config_override) {
+                                                                                const std::string& config_override,
+                                                                                const std::string& model_dir) {
   check_model_name(name);
-  fs::path dir = fs::path(opt_.root) / name;
+  const fs::path dir = model_dir.empty() ? fs::path(opt_.root) / name : fs::path(model_dir);
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) throw Error(ErrorCode::NotFound, "no such model in the repository", {name});
+  if (!fs::is_directory(dir, ec))
+    throw Error(ErrorCode::NotFound,
+                "failed to load '" + name + "', failed to poll from model repository: no directory '" + name +
+                    "' in " + opt_.root,
+                {name});
   // Base config: override (RepositoryModelLoad "config" parameter), config.pbtxt, or empty.
   inference::ModelConfig base;
   fs::path cfg_path = dir / "config.pbtxt";
@@ -208,8 +217,88 @@ void ModelRepository::retire(std::map<int64_t, std::shared_ptr<ModelVersion>>& o
   old.clear();
 }
 
-void ModelRepository::load(const std::string& name, const std::string& config_override) {
+namespace {
+
+// "<version>/<path>" of a file override: a version number, then 1-16 plain names (no empty, ".",
+// ".." or hidden components, no backslashes or control characters), so that the file lands inside
+// the override directory.
+void check_override_path(const std::string& model, const std::string& path) {
+  const ErrorWhere w{.model = model, .file = path};
+  auto bad = [&](const std::string& why) {
+    throw Error(ErrorCode::InvalidArgument, "file override 'file:" + path + "': " + why, w);
+  };
+  if (path.size() > 1024) bad("path longer than 1024 characters");
+  const size_t slash = path.find('/');
+  const std::string version = path.substr(0, slash);
+  if (version.empty() || version.size() > 18 || version.find_first_not_of("0123456789") != std::string::npos)
+    bad("must start with a version number ('file:<version>/<name>')");
+  if (slash == std::string::npos || slash + 1 == path.size()) bad("names no file after the version");
+  size_t pos = slash + 1, parts = 0;
+  while (pos <= path.size()) {
+    size_t end = path.find('/', pos);
+    if (end == std::string::npos) end = path.size();
+    const std::string part = path.substr(pos, end - pos);
+    if (part.empty() || part[0] == '.' || part.size() > 255) bad("'" + part + "' is not a plain file or directory name");
+    for (char c : part)
+      if (c == '\\' || static_cast<unsigned char>(c) < 0x20) bad("'" + part + "' is not a plain file or directory name");
+    if (++parts > 16) bad("more than 16 path components");
+    pos = end + 1;
+  }
+}
+
+// Writes the override files into a fresh private directory; the returned handle removes it.
+std::shared_ptr<const std::string> write_override_dir(const std::string& model, const std::vector<ModelFile>& files,
+                                                      int64_t max_bytes) {
+  if (files.size() > 4096)
+    throw Error(ErrorCode::InvalidArgument, std::to_string(files.size()) + " file overrides (at most 4096)", {model});
+  uint64_t total = 0;
+  for (const auto& f : files) {
+    check_override_path(model, f.path);
+    total += f.content.size();
+  }
+  if (total > static_cast<uint64_t>(std::max<int64_t>(0, max_bytes)))
+    throw Error(ErrorCode::ResourceExhausted,
+                "file overrides of " + std::to_string(total) + " bytes exceed the " + std::to_string(max_bytes) +
+                    "-byte limit",
+                {model});
+  std::string tmpl = (fs::temp_directory_path() / ("quiver-override-" + model + "-XXXXXX")).string();
+  if (!mkdtemp(tmpl.data()))
+    throw Error(ErrorCode::Internal, "cannot create a directory for the file overrides", {.model = model, .file = tmpl});
+  auto dir = std::shared_ptr<const std::string>(new std::string(tmpl), [](const std::string* d) {
+    std::error_code ec;
+    fs::remove_all(*d, ec);
+    delete d;
+  });
+  for (const auto& f : files) {
+    const fs::path target = fs::path(*dir) / f.path;
+    std::error_code ec;
+    fs::create_directories(target.parent_path(), ec);
+    std::ofstream out(target, std::ios::binary | std::ios::trunc);
+    out.write(f.content.data(), static_cast<std::streamsize>(f.content.size()));
+    if (ec || !out.flush())
+      throw Error(ErrorCode::Internal, "cannot write the file override", {.model = model, .file = target.string()});
+  }
+  return dir;
+}
+
+}  // namespace
+
+void ModelRepository::load(const std::string& name, const std::string& config_override,
+                           const std::vector<ModelFile>& files) {
   check_model_name(name);
+  if (!files.empty() && config_override.empty())
+    throw Error(ErrorCode::InvalidArgument,
+                "failed to load '" + name + "': file overrides need the 'config' parameter (the configuration of "
+                "the override model directory)",
+                {name});
+  std::shared_ptr<const std::string> override_dir;
+  if (!files.empty()) {
+    try {
+      override_dir = write_override_dir(name, files, opt_.max_override_bytes);
+    } catch (const Error& e) {
+      throw Error(e.code(), "failed to load '" + name + "': " + e.message(), e.where());
+    }
+  }
   std::lock_guard lg(load_mu_);
   {
     std::unique_lock lk(mu_);
@@ -218,20 +307,27 @@ void ModelRepository::load(const std::string& name, const std::string& config_ov
   std::map<int64_t, std::shared_ptr<ModelVersion>> fresh;
   std::string fp = fingerprint(name);
   try {
-    fresh = load_versions(name, config_override);
-  } catch (const Error& e) {
+    fresh = load_versions(name, config_override, override_dir ? *override_dir : std::string());
+  } catch (const Error& raw) {
+    // Triton's wording first ("failed to load 'NAME'..."), what went wrong and where after it.
+    const std::string prefix = "failed to load '" + name + "'";
+    const Error e = raw.message().rfind(prefix, 0) == 0
+                        ? raw.with_context({name})
+                        : Error(raw.code(), prefix + ": " + raw.message(), raw.where()).with_context({name});
     std::unique_lock lk(mu_);
     auto& en = models_[name];
     std::map<int64_t, std::shared_ptr<ModelVersion>> old;
     old.swap(en.versions);
     en.state = "UNAVAILABLE";
-    en.reason = e.what();
+    en.reason = format_error_message_first(e.code(), e.message(), e.where());
     en.fingerprint = fp;
+    auto old_dir = std::move(en.override_dir);
     lk.unlock();
     retire(old);
-    throw;
+    throw e;
   }
   std::map<int64_t, std::shared_ptr<ModelVersion>> old;
+  std::shared_ptr<const std::string> old_dir;
   {
     std::unique_lock lk(mu_);
     auto& en = models_[name];
@@ -240,6 +336,7 @@ void ModelRepository::load(const std::string& name, const std::string& config_ov
     en.state = "READY";
     en.reason.clear();
     en.fingerprint = fp;
+    old_dir = std::exchange(en.override_dir, std::move(override_dir));
   }
   retire(old);
 }
@@ -248,6 +345,7 @@ void ModelRepository::unload(const std::string& name) {
   check_model_name(name);
   std::lock_guard lg(load_mu_);
   std::map<int64_t, std::shared_ptr<ModelVersion>> old;
+  std::shared_ptr<const std::string> old_dir;  // released after the versions that read it
   {
     std::unique_lock lk(mu_);
     auto it = models_.find(name);
@@ -257,6 +355,7 @@ void ModelRepository::unload(const std::string& name) {
     old.swap(it->second.versions);
     it->second.state = "UNAVAILABLE";
     it->second.reason = "unloaded";
+    old_dir = std::move(it->second.override_dir);
   }
   retire(old);
 }
@@ -302,7 +401,7 @@ void ModelRepository::load_in_order(const std::vector<std::string>& names, std::
     try {
       load(n);
     } catch (const Error& e) {
-      errors.push_back(e.what());
+      errors.push_back(format_error_message_first(e.code(), e.message(), e.where()));
     }
   }
   while (!pending.empty()) {
@@ -312,7 +411,7 @@ void ModelRepository::load_in_order(const std::vector<std::string>& names, std::
         load(n);
       } catch (const Error& e) {
         failed.push_back(n);
-        why.push_back(e.what());
+        why.push_back(format_error_message_first(e.code(), e.message(), e.where()));
       }
     }
     if (failed.size() == pending.size()) {
@@ -337,7 +436,7 @@ std::vector<std::string> ModelRepository::poll() {
     }
   }
   for (const auto& n : to_unload) {
-    try { unload(n); } catch (const Error& e) { errors.push_back(e.what()); }
+    try { unload(n); } catch (const Error& e) { errors.push_back(format_error_message_first(e.code(), e.message(), e.where())); }
   }
   load_in_order(to_load, errors);
   return errors;
@@ -359,7 +458,8 @@ std::shared_ptr<ModelVersion> ModelRepository::get(const std::string& name, cons
   auto it = models_.find(name);
   if (it == models_.end() || it->second.versions.empty()) {
     if (it != models_.end() && !it->second.reason.empty() && it->second.reason != "unloaded")
-      throw Error(ErrorCode::Unavailable, "model is not ready: " + it->second.reason, {name});
+      throw Error(ErrorCode::Unavailable,
+                  "Request for unknown model: '" + name + "' has no available versions: " + it->second.reason, {name});
     throw Error(ErrorCode::NotFound, "Request for unknown model: '" + name + "' is not found", {name});
   }
   const auto& vs = it->second.versions;

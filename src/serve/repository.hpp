@@ -64,6 +64,17 @@ struct RepositoryOptions {
   ModelControl control = ModelControl::None;
   std::vector<std::string> startup_models;  // explicit mode: models to load at start ("*": all)
   int intra_op_threads = 1;
+  // Model-file overrides of one load request (RepositoryModelLoad "file:" parameters): at most
+  // this many bytes together.
+  int64_t max_override_bytes = int64_t(64) << 20;
+};
+
+// A model file sent with a load request (Triton's "file:<version>/<path>" parameter): `path` is
+// "<version>/<relative path>" inside an override model directory that replaces the model's
+// directory for that load.
+struct ModelFile {
+  std::string path;
+  std::string content;
 };
 
 struct ModelState {
@@ -78,8 +89,12 @@ class ModelRepository {
   // Startup loading according to the control mode. Failures are recorded (state UNAVAILABLE with
   // the reason) and returned as messages; other models still load.
   std::vector<std::string> load_startup();
-  // (Re)load one model: all versions the policy selects. Throws (NotFound, Parse, ...).
-  void load(const std::string& name, const std::string& config_override = "");
+  // (Re)load one model: all versions the policy selects. Throws (NotFound, Parse, ...). With
+  // `files` (which need a config override, as in Triton) the model loads from a fresh directory
+  // holding just those files, kept until the model is unloaded or loaded again; their paths are
+  // checked (a version number, then plain names: nothing escapes that directory) and their sizes
+  // bounded (RepositoryOptions::max_override_bytes) before anything is written.
+  void load(const std::string& name, const std::string& config_override = "", const std::vector<ModelFile>& files = {});
   // Unload; in-flight requests on it complete first. Throws NotFound.
   void unload(const std::string& name);
   // Poll mode: load new / changed models, unload removed ones. Returns messages of failures.
@@ -106,9 +121,11 @@ class ModelRepository {
     std::string fingerprint;
     std::string state = "UNAVAILABLE";
     std::string reason;
+    std::shared_ptr<const std::string> override_dir;  // removed with its last reference
   };
   std::map<int64_t, std::shared_ptr<ModelVersion>> load_versions(const std::string& name,
-                                                                 const std::string& config_override);
+                                                                 const std::string& config_override,
+                                                                 const std::string& model_dir);
   std::string fingerprint(const std::string& name) const;
   void load_in_order(const std::vector<std::string>& names, std::vector<std::string>& errors);
   void retire(std::map<int64_t, std::shared_ptr<ModelVersion>>& old);

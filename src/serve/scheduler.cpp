@@ -332,6 +332,12 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
     for (auto& p : batch) finish(p, failure, FailReason::Backend, {}, t0);
     return;
   }
+  // Statistics of the whole execution in one step, before any response leaves: a snapshot sees
+  // each request in all of success, queue and compute input / infer / output or in none of them
+  // (perf_analyzer refuses unequal compute counts), and never lags behind what clients saw. The
+  // output phase (slicing, encoding and handing each response to the transport) is timed after
+  // the callbacks; its nanoseconds follow, without changing a count.
+  const uint64_t n = batch.size();
   {
     std::lock_guard lk(stats_mu_);
     stats_.execution_count++;
@@ -340,9 +346,13 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
     auto& b = stats_.batch[static_cast<uint64_t>(total)];
     b[0].add(t1 - t0);
     b[1].add(t2 - t1);
-    for (size_t i = 0; i < batch.size(); ++i) {
+    b[2].count++;
+    for (const auto& p : batch) {
+      stats_.queue.add(static_cast<uint64_t>(t0 - p.req->arrival_ns));
       stats_.compute_input.add(t1 - t0);
       stats_.compute_infer.add(t2 - t1);
+      stats_.compute_output.count++;
+      stats_.success.add(static_cast<uint64_t>(t2 - p.req->arrival_ns));
     }
   }
   // Hand each request its rows of every output (views, valid during the callback).
@@ -350,35 +360,34 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
   for (auto& p : batch) {
     const int64_t rows = p.req->batch;  // finish() may move the request away (preserve_ordering)
     if (batch.size() == 1) {
-      finish(p, Status::success(), FailReason::Other, inst.outputs, t0);
+      finish(p, Status::success(), FailReason::Other, inst.outputs, -1);
     } else {
       inst.slices.resize(inst.outputs.size());
       for (size_t o = 0; o < inst.outputs.size(); ++o) inst.slices[o] = inst.outputs[o].rows(row, rows);
-      finish(p, Status::success(), FailReason::Other, inst.slices, t0);
+      finish(p, Status::success(), FailReason::Other, inst.slices, -1);
     }
     row += rows;
   }
   // The slices share the outputs' storage: drop them so that the next run reuses it.
   for (auto& t : inst.slices) t = Tensor();
-  const int64_t t3 = now_ns();
+  const uint64_t out_ns = static_cast<uint64_t>(now_ns() - t2);
   std::lock_guard lk(stats_mu_);
-  stats_.batch[static_cast<uint64_t>(total)][2].add(t3 - t2);
-  for (size_t i = 0; i < batch.size(); ++i) stats_.compute_output.add(t3 - t2);
+  stats_.batch[static_cast<uint64_t>(total)][2].ns += out_ns;
+  stats_.compute_output.ns += out_ns * n;
+  stats_.success.ns += out_ns * n;
 }
 
+// `exec_start`: >= 0 for a failure (its time and reason counted here; queue and compute times
+// count successes only, as in Triton), < 0 for a success, whose statistics execute() has recorded.
 void Scheduler::finish(Pending& p, const Status& st, FailReason why, std::span<const Tensor> outputs,
                        int64_t exec_start) {
   InferRequest& r = *p.req;
-  auto account = [this, &p, st, why, exec_start] {
+  const bool counted = exec_start < 0;
+  auto account = [this, &p, why] {
     int64_t end = now_ns();
     std::lock_guard lk(stats_mu_);
-    if (exec_start > 0) stats_.queue.add(static_cast<uint64_t>(exec_start - p.req->arrival_ns));
-    if (st.ok) {
-      stats_.success.add(static_cast<uint64_t>(end - p.req->arrival_ns));
-    } else {
-      stats_.fail.add(static_cast<uint64_t>(end - p.req->arrival_ns));
-      stats_.failures[why]++;
-    }
+    stats_.fail.add(static_cast<uint64_t>(end - p.req->arrival_ns));
+    stats_.failures[why]++;
   };
   auto call = [&r, st, why](std::span<const Tensor> outs) {
     try {
@@ -387,30 +396,20 @@ void Scheduler::finish(Pending& p, const Status& st, FailReason why, std::span<c
       // A transport callback must not take the scheduler down.
     }
   };
+  if (!counted) account();  // before the response leaves: statistics never lag behind what clients saw
   if (!opt_.preserve_ordering) {
-    account();  // before the response leaves: statistics never lag behind what clients saw
     call(outputs);
   } else {
     // Keep a copy of the outputs until every earlier request has been answered.
     auto held = std::make_shared<std::vector<Tensor>>();
     for (const auto& t : outputs) held->push_back(t.clone());
     auto owned = std::make_shared<Pending>(std::move(p));
-    deliver_ordered(owned->seq, [owned, held, st, why, this]() mutable {
-      {
-        int64_t end = now_ns();
-        std::lock_guard lk(stats_mu_);
-        if (st.ok) stats_.success.add(static_cast<uint64_t>(end - owned->req->arrival_ns));
-        else { stats_.fail.add(static_cast<uint64_t>(end - owned->req->arrival_ns)); stats_.failures[why]++; }
-      }
+    deliver_ordered(owned->seq, [owned, held, st, why]() mutable {
       try {
         owned->req->complete(st, why, *held);
       } catch (...) {
       }
     });
-    if (exec_start > 0) {
-      std::lock_guard lk(stats_mu_);
-      stats_.queue.add(static_cast<uint64_t>(exec_start - owned->req->arrival_ns));
-    }
   }
   std::lock_guard lk(mu_);
   if (--in_flight_ == 0) idle_cv_.notify_all();
@@ -431,6 +430,29 @@ void Scheduler::count_failure(FailReason why, int64_t ns) {
   std::lock_guard lk(stats_mu_);
   stats_.fail.add(static_cast<uint64_t>(ns));
   stats_.failures[why]++;
+}
+
+std::string stats_inconsistency(const StatsSnapshot& st) {
+  std::string why;
+  auto expect = [&](const char* what, uint64_t a, uint64_t b) {
+    if (a != b) why += std::string(what) + " " + std::to_string(a) + " != " + std::to_string(b) + "; ";
+  };
+  expect("compute_input vs compute_infer", st.compute_input.count, st.compute_infer.count);
+  expect("compute_infer vs compute_output", st.compute_infer.count, st.compute_output.count);
+  expect("compute_output vs success", st.compute_output.count, st.success.count);
+  expect("success vs queue", st.success.count, st.queue.count);
+  uint64_t b_in = 0, b_infer = 0, b_out = 0, rows = 0;
+  for (const auto& [size, d] : st.batch) {
+    b_in += d[0].count;
+    b_infer += d[1].count;
+    b_out += d[2].count;
+    rows += size * d[0].count;
+  }
+  expect("batch input vs execution_count", b_in, st.execution_count);
+  expect("batch infer vs execution_count", b_infer, st.execution_count);
+  expect("batch output vs execution_count", b_out, st.execution_count);
+  expect("batch rows vs inference_count", rows, st.inference_count);
+  return why;
 }
 
 StatsSnapshot Scheduler::stats() const {

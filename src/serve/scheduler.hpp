@@ -73,6 +73,12 @@ struct StatsSnapshot {
   uint64_t pending = 0;  // requests queued or executing
 };
 
+// "" when the snapshot is consistent the way perf_analyzer needs it ("Server side statistics
+// compute counts must be the same"): every successful request in success, queue and all three
+// compute counts, every execution in each of its batch-size counts, the batch sizes adding up to
+// inference_count; otherwise which counts differ. Every snapshot Scheduler::stats() takes holds it.
+std::string stats_inconsistency(const StatsSnapshot& s);
+
 class Scheduler {
  public:
   Scheduler(std::shared_ptr<const Model> model, SchedulerOptions opt, std::string label);

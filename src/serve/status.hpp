@@ -13,7 +13,11 @@ struct Status {
 
   static Status success() { return {}; }
   static Status error(ErrorCode c, std::string msg) { return {false, c, std::move(msg)}; }
-  static Status from(const Error& e) { return {false, e.code(), e.what()}; }
+  // On the wire the message comes first, Quiver's code and location after it: Triton's clients
+  // match how an error text starts ("Request for unknown model", "failed to load").
+  static Status from(const Error& e) {
+    return {false, e.code(), format_error_message_first(e.code(), e.message(), e.where())};
+  }
 };
 
 // Triton mapping: NotFound->404/NOT_FOUND, InvalidArgument/Parse->400/INVALID_ARGUMENT,

@@ -246,6 +246,73 @@ TEST(ClientIntegration, AllServersDownFallbackThenBack) {
   fs::remove_all(repo);
 }
 
+// Every request fails at once (no server serving: all killed, or a rate-limited balancer whose
+// breaker is open) while each callback issues the next request, as `quiver perf` does. The
+// client promises `done` runs later on a client thread: never inside infer_async, so such a chain
+// cannot recurse however many requests fail in a row.
+namespace {
+thread_local int issuing_depth = 0;  // > 0 while this thread is inside infer_async
+}
+
+TEST(ClientIntegration, AllServersDownCallbacksNeverRunInsideInferAsync) {
+  auto s0 = fake();
+  auto s1 = fake();
+  ClientOptions o = fast_options({s0->grpc(), s1->grpc()});
+  o.default_timeout_ns = 2'000'000'000;
+  o.breaker.open_ns = o.breaker.max_open_ns = 600'000'000'000;  // once open, it stays open
+  Client client(o);
+  ASSERT_TRUE(client.wait_for_serving(2, 10'000'000'000));
+  s0->kill9();
+  s1->kill9();
+  // Until both are known down, a request may still make an attempt (which fails on a client
+  // thread); the failed attempts open the breakers, after which every request fails before
+  // infer_async could return.
+  auto any_serving = [&] {
+    for (const auto& s : client.report().servers)
+      if (s.serving) return true;
+    return false;
+  };
+  for (int i = 0; i < 1000 && any_serving(); ++i) (void)client.infer("identity", {{"INPUT0", row(1)}});
+  for (const auto& s : client.report().servers) ASSERT_FALSE(s.serving) << s.address;
+  const auto before = client.report();
+
+  const std::thread::id main_id = std::this_thread::get_id();
+  // Recursion of any depth shows in `nested`; ClientServe.PerfWithDeadServer... shows the crash.
+  const int kChains = 8, kTotal = 20000;
+  std::atomic<int> issued{0}, unavailable{0}, other{0}, nested{0}, on_main{0};
+  std::mutex err_mu;
+  std::string first_error;
+  Waiter w;
+  std::function<void()> issue = [&] {
+    issued++;
+    ++issuing_depth;
+    client.infer_async("identity", {{"INPUT0", row(1)}}, {}, [&](InferResult r) {
+      if (issuing_depth > 0) nested++;
+      if (std::this_thread::get_id() == main_id) on_main++;
+      if (!r.ok() && r.error->code() == ErrorCode::Unavailable) {
+        unavailable++;
+      } else {
+        other++;
+        std::lock_guard lk(err_mu);
+        if (first_error.empty()) first_error = r.ok() ? "success" : r.error->what();
+      }
+      w.add();
+      if (issued.load() < kTotal) issue();
+    });
+    --issuing_depth;
+  };
+  for (int c = 0; c < kChains; ++c) issue();
+  // Each chain stops once kTotal were issued; a few chains may overshoot by one each.
+  ASSERT_TRUE(w.wait(kTotal, std::chrono::seconds(120))) << "only " << w.count() << " callbacks";
+  ASSERT_TRUE(w.wait(issued.load(), std::chrono::seconds(30)));
+  EXPECT_EQ(nested, 0) << "callbacks ran inside infer_async (recursion)";
+  EXPECT_EQ(on_main, 0) << "callbacks ran on the thread that called infer_async";
+  EXPECT_EQ(unavailable.load(), issued.load()) << other << " other results, first: " << first_error;
+  auto rep = client.report();
+  EXPECT_EQ(rep.failed - before.failed, issued.load());
+  EXPECT_EQ(rep.requests - before.requests, issued.load());
+}
+
 TEST(ClientIntegration, AlwaysLocalNeedsNoServer) {
   std::string repo = make_identity_repo() + "_local";
   fs::create_directories(repo);

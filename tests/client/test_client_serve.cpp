@@ -567,6 +567,38 @@ TEST(ClientServe, SystemSharedMemoryOutputs) {
   }
 }
 
+// `quiver perf` issues each request from the previous one's callback. Once its only server dies
+// (and its breaker opens) every request fails before infer_async returns; the callbacks must not
+// nest (this overflowed the stack within a window: SIGSEGV). A small stack makes any recursion
+// show at once.
+TEST(ClientServe, PerfWithDeadServerFailsEveryRequestWithoutRecursing) {
+  Repo repo;
+  auto s = serve(repo);
+  const std::string addr = s->grpc();
+  const std::string cmd = "bash -c 'ulimit -s 512; exec timeout 120 " + kQuiver + " perf -m identity -u " + addr +
+                          " --concurrency-range 4 -p 300 -s 0 --max-trials 10' 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char line[4096];
+  bool killed = false;
+  while (fgets(line, sizeof line, p)) {
+    out += line;
+    if (!killed && out.find("Pass [1]") != std::string::npos) {  // measuring: now the server dies
+      s->kill9();
+      killed = true;
+    }
+  }
+  const int rc = pclose(p);
+  ASSERT_TRUE(killed) << out;
+  ASSERT_TRUE(WIFEXITED(rc)) << "status " << rc << "\n" << out;
+  EXPECT_NE(WEXITSTATUS(rc), 124) << "timed out\n" << out;
+  EXPECT_LT(WEXITSTATUS(rc), 128) << "killed by a signal\n" << out;
+  // Windows of failures, then a clear error: nothing succeeded at that concurrency.
+  EXPECT_NE(out.find("errors)"), std::string::npos) << out;
+  EXPECT_NE(out.find("every request failed at concurrency 4"), std::string::npos) << out;
+}
+
 TEST(ClientServe, PerfCommandReportsPerServerCsvAndPlot) {
   Repo repo;
   auto s0 = serve(repo), s1 = serve(repo);

@@ -584,6 +584,92 @@ TEST(ServeScheduler, IdleInstanceRunsShortRequestsOnTheCallersThread) {
   EXPECT_EQ(c.results[0].values, (std::vector<float>{2.f, 2.f}));
 }
 
+// perf_analyzer refuses a statistics window whose compute input / infer / output counts differ
+// ("Server side statistics compute counts must be the same."): every snapshot must hold each
+// finished request in all of them or in none, and hold it before its response leaves. Checked
+// from inside every completion (where the output count used to lag by the batch being
+// answered) and by a thread taking snapshots throughout.
+TEST(ServeScheduler, StatisticsCountsAgreeInEverySnapshot) {
+  struct Case {
+    const char* name;
+    int64_t max_batch;
+    SchedulerOptions opt;
+  };
+  std::vector<Case> cases;
+  {
+    SchedulerOptions o;  // inline on the caller's thread or one instance thread
+    cases.push_back({"plain", 0, o});
+    o.instances = 2;
+    o.max_batch = 8;
+    o.dynamic_batching = true;
+    o.max_queue_delay_us = 200;
+    cases.push_back({"dynamic batching, 2 instances", 8, o});
+    o.preserve_ordering = true;
+    o.instances = 3;
+    cases.push_back({"preserve_ordering, 3 instances", 8, o});
+  }
+  for (const auto& cs : cases) {
+    SCOPED_TRACE(cs.name);
+    auto model = std::make_shared<RecordingModel>(cs.max_batch, 0);
+    Scheduler s(model, cs.opt, "rec");
+    const int kRequests = 600;
+    std::mutex mu;
+    std::condition_variable cv;
+    int answered = 0;
+    std::string first_bad;
+    std::atomic<bool> done{false};
+    std::thread snapshots([&] {
+      while (!done.load()) {
+        std::string why = stats_inconsistency(s.stats());
+        if (!why.empty()) {
+          std::lock_guard lk(mu);
+          if (first_bad.empty()) first_bad = "snapshot thread: " + why;
+        }
+      }
+    });
+    std::atomic<uint64_t> completions_begun{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 4; ++t)
+      clients.emplace_back([&, t] {
+        for (int i = 0; i < kRequests / 4; ++i) {
+          auto r = std::make_unique<InferRequest>();
+          const int64_t rows = cs.max_batch ? 1 + (i + t) % 3 : 1;
+          r->inputs.push_back(Tensor::from_vector(std::vector<float>(static_cast<size_t>(rows * 2), 1.f), {rows, 2}));
+          r->batch = rows;
+          r->arrival_ns = now_ns();
+          r->complete = [&](const Status& st, FailReason, std::span<const Tensor>) {
+            // Every completion that began before this snapshot (this one included) was counted
+            // before its response left.
+            const uint64_t begun = ++completions_begun;
+            const StatsSnapshot snap = s.stats();
+            std::lock_guard lk(mu);
+            std::string why = stats_inconsistency(snap);
+            if (!st.ok) why += "request failed: " + st.message + "; ";
+            ++answered;
+            if (snap.success.count < begun)
+              why += "success " + std::to_string(snap.success.count) + " lags " + std::to_string(begun) + " answers; ";
+            if (!why.empty() && first_bad.empty()) first_bad = "in a completion: " + why;
+            cv.notify_all();
+          };
+          s.enqueue(std::move(r));
+        }
+      });
+    for (auto& c : clients) c.join();
+    {
+      std::unique_lock lk(mu);
+      ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(30), [&] { return answered == kRequests; }));
+    }
+    s.drain();
+    done = true;
+    snapshots.join();
+    EXPECT_EQ(first_bad, "");
+    const StatsSnapshot end = s.stats();
+    EXPECT_EQ(stats_inconsistency(end), "");
+    EXPECT_EQ(end.success.count, static_cast<uint64_t>(kRequests));
+    EXPECT_GE(end.compute_output.ns, end.batch.empty() ? 0u : 1u);
+  }
+}
+
 TEST(ServeScheduler, StopRejectsNewButFinishesQueued) {
   auto model = std::make_shared<RecordingModel>(0, 10);
   auto s = std::make_unique<Scheduler>(model, SchedulerOptions{}, "rec");

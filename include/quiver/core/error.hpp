@@ -45,6 +45,11 @@ class Error : public std::runtime_error {
 };
 
 std::string format_error(ErrorCode code, const std::string& message, const ErrorWhere& where);
+// "model 'm', file 'f', offset N, node 'n', tensor 't'" (the fields that are set).
+std::string format_where(const ErrorWhere& where);
+// "MESSAGE (CODE; WHERE)": the message first, for protocols whose clients match on how an error
+// text starts (Triton's: "Request for unknown model: ...", "failed to load '...'").
+std::string format_error_message_first(ErrorCode code, const std::string& message, const ErrorWhere& where);
 
 [[noreturn]] void throw_error(ErrorCode code, std::string message, ErrorWhere where = {});
 

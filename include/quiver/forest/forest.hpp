@@ -236,8 +236,10 @@ Forest load_forest(const std::string& path, Format format = Format::Auto);
 //   "output_class" (alias "is_classifier") = "false" (default): the prediction (C = its columns);
 //   "output_class" = "true": the class id (C = 1): one-column models p > "threshold" (default 0.5),
 //       several columns argmax (multi:softmax's prediction already is the class);
-//   "predict_proba" = "true": per-class scores (C = classes; a binary model has one column, its
-//       probability; multi:softmax gives the softmax of its margins).
+//   "predict_proba" = "true": per-class scores (C = classes; multi:softmax gives the softmax of its
+//       margins). A binary model gives its probability p (C = 1), or [1 - p, p] (C = 2, what
+//       Triton's FIL backend writes and its test configs declare) with "binary_proba_columns" = "2"
+//       (quiver serve sets it from a FIL config whose output__0 has dims [2]).
 // ---------------------------------------------------------------------------------------------
 // What run() produces under "interface" = "triton_fil" (see above).
 struct FilOutput {
@@ -245,6 +247,7 @@ struct FilOutput {
   bool output_class = false;
   bool predict_proba = false;
   float threshold = 0.5f;
+  bool binary_proba_pair = false;  // binary predict_proba as [1 - p, p]
 };
 
 class ForestModel : public Model {

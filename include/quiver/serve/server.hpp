@@ -28,7 +28,12 @@ struct ServerOptions {
   // arenas of ~40 transport threads otherwise keep their high-water marks, and RSS creeps up over
   // hours although the memory in use is flat. 0 = never.
   int trim_seconds = 30;
-  bool strict_startup = true;            // fail start when a model fails to load
+  // Triton's --exit-on-error: a model that fails to load at startup stops the server. false:
+  // the server starts with the others; the failed one is UNAVAILABLE in the repository index with
+  // its load error as the reason, and requests for it get that error.
+  bool strict_startup = true;
+  // ServerMetadata's name (Triton answers "triton"; tooling that checks it can be given that).
+  std::string server_name = "quiver";
   int intra_op_threads = 1;
   // HTTP event threads (libmicrohttpd, epoll): each serves any number of keep-alive connections.
   int http_threads = 8;
