@@ -18,6 +18,7 @@
 #include <sstream>
 
 #include "aot/emitter_target.hpp"
+#include "onnx/ctype.hpp"
 #include "onnx/emit.hpp"
 #include "onnx/onnx_model_impl.hpp"
 #include "quiver/aot/aot.hpp"
@@ -69,23 +70,6 @@ std::string cstr(const std::string& s) {
   return r + "\"";
 }
 
-std::string ctype_of(DType t) {
-  switch (t) {
-    case DType::F32: return "float";
-    case DType::F64: return "double";
-    case DType::I64: return "int64_t";
-    case DType::I32: return "int32_t";
-    case DType::I16: return "int16_t";
-    case DType::I8: return "int8_t";
-    case DType::U8: return "uint8_t";
-    case DType::U16: return "uint16_t";
-    case DType::U32: return "uint32_t";
-    case DType::U64: return "uint64_t";
-    case DType::Bool: return "bool";
-    default: return "";
-  }
-}
-
 // Where a value's data is, as a C++ expression of the generated run().
 struct Loc {
   enum Kind { Input, Const, Slot, Small, None } kind = None;
@@ -114,7 +98,7 @@ void write_file(const fs::path& p, const std::string& text) {
 // Constants as exact literals.
 void write_array(std::ostringstream& os, const ConstRec& c) {
   const Tensor& t = *c.t;
-  const std::string ty = ctype_of(t.dtype());
+  const std::string ty = onnx::c_type_name(t.dtype());
   const int64_t n = t.numel();
   os << "alignas(64) extern const " << ty << " " << c.name << "[" << std::max<int64_t>(n, 1) << "] = {";
   if (n == 0) os << "0";
@@ -335,7 +319,7 @@ void Generator::walk() {
 std::string Generator::ptr_expr(int id) const {
   if (id <= -2) return "W::" + consts_[static_cast<size_t>(-2 - id)].name;
   const Value& v = values_.at(static_cast<size_t>(id));
-  const std::string t = ctype_of(v.dtype);
+  const std::string t = onnx::c_type_name(v.dtype);
   switch (v.loc.kind) {
     case Loc::Input: return "in." + in_names_[v.loc.index];
     case Loc::Const: return "W::" + consts_[v.loc.index].name;
@@ -384,7 +368,7 @@ void Generator::emit_block(std::ostringstream& os, size_t si, bool shape_pass) {
     const bool avail = ins[i] <= -2 || values_[static_cast<size_t>(ins[i])].small;
     if (shape_pass && !avail) continue;
     if (ins[i] <= -2 && !consts_[static_cast<size_t>(-2 - ins[i])].used) continue;  // dims only: not in W
-    os << "    [[maybe_unused]] const " << ctype_of(dtype_of(ins[i])) << "* x" << i << " = " << ptr_expr(ins[i]) << ";\n";
+    os << "    [[maybe_unused]] const " << onnx::c_type_name(dtype_of(ins[i])) << "* x" << i << " = " << ptr_expr(ins[i]) << ";\n";
   }
   os << "    [[maybe_unused]] auto fail = [](const char* m) { fail_at(" << cstr(s.label) << ", m); };\n";
   if (shape_pass) {
@@ -393,11 +377,11 @@ void Generator::emit_block(std::ostringstream& os, size_t si, bool shape_pass) {
   }
   if (!shape_pass || small) {
     for (size_t k = 0; k < outs.size(); ++k)
-      os << "    [[maybe_unused]] " << ctype_of(e.out_dtypes[k]) << "* y" << k << " = "
+      os << "    [[maybe_unused]] " << onnx::c_type_name(e.out_dtypes[k]) << "* y" << k << " = "
          << (outs[k] < 0 ? std::string("nullptr") : ptr_expr(outs[k])) << ";\n";
     for (size_t j = 0; j < step_consts_[si].size(); ++j) {
       const auto& c = consts_[step_consts_[si][j]];
-      os << "    [[maybe_unused]] const " << ctype_of(c.t->dtype()) << "* K" << j << " = W::" << c.name << ";\n";
+      os << "    [[maybe_unused]] const " << onnx::c_type_name(c.t->dtype()) << "* K" << j << " = W::" << c.name << ";\n";
     }
     if (!e.scratch.empty()) os << "    [[maybe_unused]] void* scratch = base + F.scratch_off;\n";
     if (shape_pass) os << "    [[maybe_unused]] unsigned char* base = nullptr;\n";
@@ -476,10 +460,10 @@ std::string Generator::header() const {
   }
   h << "struct Inputs {\n  Dims dims;\n";
   for (size_t i = 0; i < info.inputs.size(); ++i)
-    h << "  const " << ctype_of(info.inputs[i].dtype) << "* " << in_names_[i] << " = nullptr;\n";
+    h << "  const " << onnx::c_type_name(info.inputs[i].dtype) << "* " << in_names_[i] << " = nullptr;\n";
   h << "};\n\n// Outputs: caller-owned buffers of output_dims() elements.\nstruct Outputs {\n";
   for (size_t i = 0; i < info.outputs.size(); ++i)
-    h << "  " << ctype_of(info.outputs[i].dtype) << "* " << out_names_[i] << " = nullptr;  // " << info.outputs[i].name << "\n";
+    h << "  " << onnx::c_type_name(info.outputs[i].dtype) << "* " << out_names_[i] << " = nullptr;  // " << info.outputs[i].name << "\n";
   h << "};\n\n"
     << "// Bytes of workspace run() needs for these dims (throws std::invalid_argument on bad dims).\n"
     << "size_t workspace_bytes(const Dims& dims);\n"
@@ -512,7 +496,7 @@ std::string Generator::source() {
     << "namespace " << name_ << " {\n\nnamespace W {  // " << name_ << "_weights.cpp\n";
   for (const auto& k : consts_)
     if (k.used)
-      c << "extern const " << ctype_of(k.t->dtype()) << " " << k.name << "[" << std::max<int64_t>(k.t->numel(), 1) << "];\n";
+      c << "extern const " << onnx::c_type_name(k.t->dtype()) << " " << k.name << "[" << std::max<int64_t>(k.t->numel(), 1) << "];\n";
   c << "}  // namespace W\n\nnamespace {\n\n"
     << "constexpr char kInfo[] = " << cstr(info_json()) << ";\n\n"
     << "[[noreturn]] void fail_at(const char* step, const char* msg) {\n"
@@ -616,10 +600,10 @@ std::string Generator::source() {
     << "    size_t workspace_bytes, char* err, size_t err_len) {\n  try {\n" << dims_from()
     << "  " << name_ << "::Inputs in;\n  in.dims = d;\n";
   for (size_t i = 0; i < in_names_.size(); ++i)
-    c << "  in." << in_names_[i] << " = static_cast<const " << ctype_of(info.inputs[i].dtype) << "*>(inputs[" << i << "]);\n";
+    c << "  in." << in_names_[i] << " = static_cast<const " << onnx::c_type_name(info.inputs[i].dtype) << "*>(inputs[" << i << "]);\n";
   c << "  " << name_ << "::Outputs out;\n";
   for (size_t i = 0; i < out_names_.size(); ++i)
-    c << "  out." << out_names_[i] << " = static_cast<" << ctype_of(info.outputs[i].dtype) << "*>(outputs[" << i << "]);\n";
+    c << "  out." << out_names_[i] << " = static_cast<" << onnx::c_type_name(info.outputs[i].dtype) << "*>(outputs[" << i << "]);\n";
   c << "  " << name_ << "::run(in, out, workspace, workspace_bytes);\n  return 0;\n"
     << "  } catch (const std::exception& e) {\n    return report(e, err, err_len);\n  }\n}\n}  // extern \"C\"\n";
   return c.str();

@@ -1,4 +1,5 @@
 #include "onnx/emit.hpp"
+#include "onnx/ctype.hpp"
 
 #include "onnx/ops/activation_attr.hpp"
 
@@ -68,7 +69,7 @@ bool Emit::static_in(size_t i) const {
   return true;
 }
 
-std::string Emit::ctype(DType t) const {
+std::string c_type_name(DType t) {
   switch (t) {
     case DType::F32: return "float";
     case DType::F64: return "double";
@@ -81,8 +82,14 @@ std::string Emit::ctype(DType t) const {
     case DType::U32: return "uint32_t";
     case DType::U64: return "uint64_t";
     case DType::Bool: return "bool";
-    default: refuse("element type " + std::string(dtype_name(t)) + " is not emitted");
+    default: return "";
   }
+}
+
+std::string Emit::ctype(DType t) const {
+  std::string c = c_type_name(t);
+  if (c.empty()) refuse("element type " + std::string(dtype_name(t)) + " is not emitted");
+  return c;
 }
 
 void Emit::set_dims(size_t k, const std::vector<std::string>& dims) {
