@@ -227,6 +227,10 @@ std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mute
       }
     }
     if (total >= opt_.max_batch) full = true;
+    // A head larger than max_batch on its own (the transports refuse those; other callers may
+    // not) runs alone rather than never: an empty batch would end the worker with the request
+    // still counted in flight.
+    if (picks.empty()) picks.push_back({head_q, 0, head->req->batch});
     size_t take = picks.size();
     bool run_now = full || stopping_ || opt_.max_queue_delay_us == 0;
     int64_t deadline = head->req->arrival_ns + static_cast<int64_t>(opt_.max_queue_delay_us) * 1000;

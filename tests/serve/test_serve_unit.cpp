@@ -482,6 +482,25 @@ TEST(ServeScheduler, MaxBatchAndPreferredSizes) {
   EXPECT_GE(ms, 150);
 }
 
+// The transports refuse a batch above max_batch_size; the scheduler itself must still answer one
+// (found by fuzz_serve_request: the worker took an empty batch for "stopping" and drain() hung).
+TEST(ServeScheduler, RequestLargerThanMaxBatchRunsAloneInsteadOfStallingTheWorker) {
+  auto model = std::make_shared<RecordingModel>(16, 0);
+  SchedulerOptions o;
+  o.max_batch = 4;
+  o.dynamic_batching = true;
+  Scheduler s(model, o, "rec");
+  Collector c(3);
+  s.enqueue(c.make(0, 5, 2, 0.f));
+  s.enqueue(c.make(1, 1, 2, 1.f));
+  s.enqueue(c.make(2, 2, 2, 2.f));
+  ASSERT_TRUE(c.wait(3));
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(c.results[i].st.ok) << c.results[i].st.message;
+  EXPECT_EQ(c.results[0].values.size(), 10u);
+  s.drain();
+  EXPECT_EQ(s.stats().success.count, 3u);
+}
+
 TEST(ServeScheduler, QueueFullAndTimeoutAreRejected) {
   auto model = std::make_shared<RecordingModel>(0, 50);
   SchedulerOptions o;
