@@ -1,12 +1,17 @@
 // Quiver vs ONNX Runtime on the CMS models, same model/inputs/batch/threads, in one run.
 // Usage: node bench/ort_compare.js [--quiver build/src/cli/quiver] [--batches 1,64] [--seconds 3]
-//        [--threads 1] [--models a,b,...] [--runs 5]
+//        [--threads 1] [--models a,b,...] [--runs 5] [--reproducible]
 // Both sides measure a warmed state (20 calls on the measured session/state before its window) over
 // a window of at least --seconds and 20 calls. Each (model, batch) point is --runs rounds, quiver and
 // ORT alternating (the order flips each round, so drift hits both sides alike); a row shows the
 // medians with the spread (min-max) of throughput, the throughput ratio and the p50 ratio
 // (ORT p50 / quiver p50: > 1 means quiver is faster either way), and each side's first call of a
 // fresh state. Then the geometric means of both ratios per batch.
+// --reproducible adds a third side to every round, Quiver in reproducible numerics
+// (`quiver bench --reproducible`, the order of the three rotating each round): its median throughput
+// [spread] and p50, its cost against the default mode (default / reproducible throughput and
+// reproducible / default p50: how many times slower) and its ratios to ORT (throughput and p50, > 1
+// means reproducible quiver is faster); then their geometric means per batch.
 const {execFileSync} = require('child_process');
 const fs = require('fs');
 const path = require('path');
@@ -22,6 +27,7 @@ if (!(parseFloat(seconds) >= 3)) console.log(`note: --seconds ${seconds} is unde
 const threads = opt('--threads', '1');
 const runs = parseInt(opt('--runs', '5'));
 if (!(runs >= 5)) console.log(`note: --runs ${runs} is under the 5 alternating rounds an honest point needs`);
+const repro = args.includes('--reproducible');
 const models = opt('--models', fs.readdirSync(hep).filter((m) => fs.existsSync(path.join(hep, m, 'model.onnx'))).join(',')).split(',');
 
 const run = (cmd, a) => JSON.parse(execFileSync(cmd, a, {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}).trim().split('\n').pop());
@@ -29,19 +35,25 @@ const median = (v) => { const s = [...v].sort((a, b) => a - b); const n = s.leng
 const spread = (v, d = 0) => `${Math.min(...v).toFixed(d)}-${Math.max(...v).toFixed(d)}`;
 const rows = [];
 console.log(`quiver: ${quiver}\nthreads ${threads}, ${seconds} s (and >= 20 calls) per measurement, ${runs} alternating rounds per point, medians [min-max]\n`);
-console.log('model                          batch   quiver inf/s [spread]        ORT inf/s [spread]  thr ratio  quiver p50 us  ORT p50 us  p50 ratio  1st call us quiver / ORT');
+console.log('model                          batch   quiver inf/s [spread]        ORT inf/s [spread]  thr ratio  quiver p50 us  ORT p50 us  p50 ratio  1st call us quiver / ORT' +
+            (repro ? '    repro inf/s [spread]  repro p50 us  repro cost thr / p50  repro/ORT thr / p50' : ''));
 for (const b of batches) {
   for (const m of models) {
     const file = path.join(hep, m, 'model.onnx');
     if (b !== 1 && m === 'hls4ml_three_layer') continue;  // fixed batch 1
-    const qs = [], os = [];
+    const qbench = ['bench', file, '--batch', String(b), '--threads', threads, '--seconds', seconds, '--json'];
+    const qs = [], os = [], rs = [];
     const side = {
-      quiver: () => qs.push(run(quiver, ['bench', file, '--batch', String(b), '--threads', threads, '--seconds', seconds, '--json'])),
+      quiver: () => qs.push(run(quiver, qbench)),
       ORT: () => os.push(run('node', [path.join(__dirname, 'ort/ort_bench.js'), file, String(b), seconds, threads])),
+      reproducible: () => rs.push(run(quiver, [...qbench, '--reproducible'])),
     };
+    const names = repro ? ['quiver', 'ORT', 'reproducible'] : ['quiver', 'ORT'];
     let failed = null;
     for (let r = 0; r < runs && !failed; r++) {
-      for (const name of (r % 2 ? ['ORT', 'quiver'] : ['quiver', 'ORT'])) {
+      // two sides: flip each round; three: rotate, so each side goes first, middle and last alike
+      const order = repro ? names.map((_, i) => names[(i + r) % 3]) : (r % 2 ? ['ORT', 'quiver'] : ['quiver', 'ORT']);
+      for (const name of order) {
         try { side[name](); } catch (e) { failed = `${name} failed: ${(e.stderr || e.message).toString().trim().split('\n').pop()}`; break; }
       }
     }
@@ -49,10 +61,18 @@ for (const b of batches) {
     const qi = qs.map((x) => x.inferences_per_s), oi = os.map((x) => x.inferences_per_s);
     const qp = median(qs.map((x) => x.latency_us.p50)), op = median(os.map((x) => x.latency_us.p50));
     const ratio = median(qi) / median(oi), p50ratio = op / qp;
-    rows.push({m, b, ratio, p50ratio});
+    const row = {m, b, ratio, p50ratio};
     const qf = median(qs.map((x) => x.first_call_us)), of = median(os.map((x) => x.first_call_us));
+    let extra = '';
+    if (repro) {
+      const ri = rs.map((x) => x.inferences_per_s), rp = median(rs.map((x) => x.latency_us.p50));
+      Object.assign(row, {cost: median(qi) / median(ri), pcost: rp / qp, rratio: median(ri) / median(oi), rp50ratio: op / rp});
+      extra = ` ${`${median(ri).toFixed(1)} [${spread(ri)}]`.padStart(23)} ${rp.toFixed(1).padStart(13)} ${`${row.cost.toFixed(2)} / ${row.pcost.toFixed(2)}`.padStart(21)}` +
+              ` ${`${row.rratio.toFixed(2)} / ${row.rp50ratio.toFixed(2)}`.padStart(20)}`;
+    }
+    rows.push(row);
     console.log(`${m.padEnd(30)} ${String(b).padStart(5)} ${`${median(qi).toFixed(1)} [${spread(qi)}]`.padStart(24)} ${`${median(oi).toFixed(1)} [${spread(oi)}]`.padStart(24)} ` +
-                `${ratio.toFixed(2).padStart(10)} ${qp.toFixed(1).padStart(14)} ${op.toFixed(1).padStart(11)} ${p50ratio.toFixed(2).padStart(10)}  ${qf.toFixed(0).padStart(10)} / ${of.toFixed(0)}`);
+                `${ratio.toFixed(2).padStart(10)} ${qp.toFixed(1).padStart(14)} ${op.toFixed(1).padStart(11)} ${p50ratio.toFixed(2).padStart(10)}  ${qf.toFixed(0).padStart(10)} / ${of.toFixed(0)}${extra}`);
   }
 }
 const geo = (r, k) => Math.exp(r.reduce((s, x) => s + Math.log(x[k]), 0) / r.length);
@@ -60,4 +80,8 @@ for (const b of batches) {
   const r = rows.filter((x) => x.b === b && x.m !== 'hls4ml_three_layer');
   if (!r.length) continue;
   console.log(`geometric mean (quiver/ORT) over ${r.length} CMS models at batch ${b}: throughput ${geo(r, 'ratio').toFixed(2)}, p50 ${geo(r, 'p50ratio').toFixed(2)}`);
+  if (repro) {
+    console.log(`reproducible mode at batch ${b} over ${r.length} CMS models (geometric means): cost vs default ${geo(r, 'cost').toFixed(2)}x throughput, ` +
+                `${geo(r, 'pcost').toFixed(2)}x p50; reproducible quiver/ORT: throughput ${geo(r, 'rratio').toFixed(2)}, p50 ${geo(r, 'rp50ratio').toFixed(2)}`);
+  }
 }

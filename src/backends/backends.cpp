@@ -44,7 +44,11 @@ DeviceChoice choose_device(const LoadOptions& options) {
     streams = std::stoi(v);
     c.options.params.erase(it);
   }
-  c.device = gpu::parse_device(name);
+  // Reproducible numerics is a CPU mode: "auto" means the CPU there (an explicit GPU is refused by
+  // the device loader with a clear error).
+  auto num = c.options.params.find("numerics");
+  const bool reproducible = num != c.options.params.end() && num->second == "reproducible";
+  c.device = gpu::parse_device(reproducible && name == "auto" ? std::string("cpu") : name);
   c.device.streams = streams;
   return c;
 }

@@ -35,19 +35,36 @@ namespace {
 
 bool is_onnx(const std::string& path) { return path.size() > 5 && path.substr(path.size() - 5) == ".onnx"; }
 
-// --device of inspect / infer / bench / onnx-test (each command binds its own): where ONNX models run
-// (cpu, cuda, auto, gpu-emulator); the backend layer reads it.
-LoadOptions device_options(const std::string& device) {
+// --device, --reproducible and --isa of inspect / infer / bench / onnx-test (each command binds its
+// own): where and how ONNX models run; the backend layer reads params["device"], the ONNX loader
+// params["numerics"] and params["isa"].
+struct Where {
+  std::string device, isa;
+  bool reproducible = false;
+};
+
+LoadOptions device_options(const Where& w) {
   LoadOptions o;
-  if (!device.empty()) o.params["device"] = device;
+  if (!w.device.empty()) o.params["device"] = w.device;
+  if (w.reproducible) o.params["numerics"] = "reproducible";
+  if (!w.isa.empty()) {
+    if (!w.reproducible) throw CLI::ValidationError("--isa", "applies with --reproducible");
+    o.params["isa"] = w.isa;
+  }
   return o;
 }
 
-std::shared_ptr<const Model> open_model(const std::string& path, const std::string& device) {
-  return load_model(path, device_options(device));
+std::shared_ptr<const Model> open_model(const std::string& path, const Where& where) {
+  return load_model(path, device_options(where));
 }
 
-constexpr const char* kDeviceHelp = "ONNX models: cpu (default), cuda, cuda:N, auto or gpu-emulator";
+void add_where_options(CLI::App* c, Where& w) {
+  c->add_option("--device", w.device, "ONNX models: cpu (default), cuda, cuda:N, auto or gpu-emulator");
+  c->add_flag("--reproducible", w.reproducible,
+              "ONNX models: reproducible numerics, outputs bitwise identical for any ISA, batch and threads");
+  c->add_option("--isa", w.isa, "with --reproducible: the kernels' instruction set (avx512, avx2, baseline, auto; "
+                                "default: QUIVER_ISA, else the best this CPU runs)");
+}
 
 // ---- inputs for bench: a reference data set tiled along the batch dim (onnx::tile_batch), or synthesized ----
 
@@ -74,7 +91,7 @@ double pct(std::vector<double>& v, double p) {
   return v[k];
 }
 
-void cmd_bench(const std::string& path, const std::string& device, int64_t batch, int threads,
+void cmd_bench(const std::string& path, const Where& device, int64_t batch, int threads,
                const std::vector<std::string>& dim_args, double seconds, const std::string& test_data, bool json,
                bool profile) {
   auto model = open_model(path, device);
@@ -204,7 +221,7 @@ void cmd_bench(const std::string& path, const std::string& device, int64_t batch
   }
 }
 
-void cmd_infer(const std::string& path, const std::string& device, const std::string& test_data,
+void cmd_infer(const std::string& path, const Where& device, const std::string& test_data,
                const std::vector<std::string>& input_args, const std::string& out_dir, bool compare,
                const std::string& csv, const std::string& csv_out, bool margin) {
   auto model = open_model(path, device);
@@ -271,7 +288,7 @@ void cmd_infer(const std::string& path, const std::string& device, const std::st
   if (failures) cli::set_exit_code(2);
 }
 
-void cmd_inspect(const std::string& path, const std::string& device) {
+void cmd_inspect(const std::string& path, const Where& device) {
   if (is_onnx(path)) {
     // Inspect must work even when the model cannot be compiled: report unsupported ops by name.
     auto s = onnx::summarize_onnx(path);
@@ -310,7 +327,8 @@ std::vector<std::string> read_case_list(const std::string& list_file) {
 
 struct OnnxTestArgs {
   std::vector<std::string> dirs;
-  std::string list, expect, record, device;
+  std::string list, expect, record;
+  Where where;
   bool verbose = false;
 };
 
@@ -355,7 +373,7 @@ void cmd_onnx_test(const OnnxTestArgs& a) {
   const onnx::Expectations expected = a.expect.empty() ? onnx::Expectations{} : onnx::read_expectations(a.expect);
 
   int passed = 0, failed = 0, skipped = 0;
-  const LoadOptions options = device_options(a.device);
+  const LoadOptions options = device_options(a.where);
   const onnx::ModelLoader load = [&](const std::string& p) { return backends::load_onnx(p, options); };
   std::vector<onnx::CaseResult> results;
   for (const auto& c : cases) {
@@ -376,7 +394,8 @@ void cmd_onnx_test(const OnnxTestArgs& a) {
       for (size_t p; (p = rel[i].message.find(abs)) != std::string::npos;) rel[i].message.replace(p, abs.size(), short_name);
     }
     write_file(a.record, onnx::format_expectations(
-                             rel, "Expected results of `quiver onnx-test" + (a.device.empty() ? "" : " --device " + a.device) +
+                             rel, "Expected results of `quiver onnx-test" + (a.where.device.empty() ? "" : " --device " + a.where.device) +
+                                 (a.where.reproducible ? " --reproducible" : "") +
                                           "` (written by --record; a ratchet: see tests/onnx/CMakeLists.txt)\n"
                                           "pass NAME | fail NAME REASON | skip NAME REASON (refused at load)"));
     std::printf("recorded %zu cases in %s\n", results.size(), a.record.c_str());
@@ -401,21 +420,21 @@ void cmd_onnx_test(const OnnxTestArgs& a) {
 cli::CommandRegistrar reg(10, [](CLI::App& app) {
   {
     auto* c = app.add_subcommand("inspect", "Show a model's inputs, outputs, operators and parameters");
-    struct A { std::string path, device; };
+    struct A { std::string path; Where device; };
     auto a = std::make_shared<A>();
     c->add_option("model", a->path, "model file")->required();
-    c->add_option("--device", a->device, kDeviceHelp);
+    add_where_options(c, a->device);
     c->callback([a] { cmd_inspect(a->path, a->device); });
   }
   {
     auto* c = app.add_subcommand("infer", "Run a model once on inputs from files");
-    struct A { std::string path, device, test_data, out, csv, csv_out; std::vector<std::string> inputs; bool compare = false, margin = false; };
+    struct A { Where device; std::string path, test_data, out, csv, csv_out; std::vector<std::string> inputs; bool compare = false, margin = false; };
     auto a = std::make_shared<A>();
     c->add_option("model", a->path, "model file")->required();
     c->add_option("--test-data", a->test_data, "folder with input_<i>.pb (ONNX TensorProto)");
     c->add_option("--input", a->inputs, "NAME=FILE.pb (repeatable)");
     c->add_option("--output-dir", a->out, "write output_<i>.pb here");
-    c->add_option("--device", a->device, kDeviceHelp);
+    add_where_options(c, a->device);
     c->add_flag("--compare", a->compare, "compare with output_<i>.pb in --test-data (rtol 1e-4, atol 1e-5)");
     c->add_option("--csv", a->csv, "tree models: rows of features (header row optional)");
     c->add_option("--output", a->csv_out, "with --csv: write predictions to this CSV");
@@ -424,14 +443,14 @@ cli::CommandRegistrar reg(10, [](CLI::App& app) {
   }
   {
     auto* c = app.add_subcommand("bench", "Measure throughput, latency and memory of direct inference");
-    struct A { std::string path, device, data; int64_t batch = 1; int threads = 1; std::vector<std::string> dims; double seconds = 3; bool json = false, profile = false; };
+    struct A { Where device; std::string path, data; int64_t batch = 1; int threads = 1; std::vector<std::string> dims; double seconds = 3; bool json = false, profile = false; };
     auto a = std::make_shared<A>();
     c->add_option("model", a->path, "model file")->required();
     c->add_option("--batch,-b", a->batch, "events per call");
     c->add_option("--threads,-t", a->threads, "threads sharing the loaded model")->check(CLI::Range(1, 256));
     c->add_option("--dim", a->dims, "NAME=V for a dynamic dimension (repeatable)");
     c->add_option("--seconds,-s", a->seconds, "length of the timed window (at least 20 calls per thread)");
-    c->add_option("--device", a->device, kDeviceHelp);
+    add_where_options(c, a->device);
     c->add_option("--test-data", a->data, "use these inputs (tiled to --batch); default: the model's test_data_set_0");
     c->add_flag("--json", a->json, "print one JSON object");
     c->add_flag("--profile", a->profile, "ONNX models: time spent per operator type");
@@ -447,7 +466,7 @@ cli::CommandRegistrar reg(10, [](CLI::App& app) {
                   "is not listed or did not run; better results are reported");
     c->add_option("--record", a->record, "write this run's results in the --expect format");
     c->add_flag("--verbose,-v", a->verbose, "print passing cases too");
-    c->add_option("--device", a->device, kDeviceHelp);
+    add_where_options(c, a->where);
     c->callback([a] { cmd_onnx_test(*a); });
   }
 });

@@ -300,6 +300,7 @@ void InferenceFactory::init() {
     LoadOptions lo;
     lo.params["device"] = *device_;
     lo.params["device_streams"] = std::to_string(*device_streams_);
+    if (*numerics_ != "default") lo.params["numerics"] = *numerics_;
     model_ = load_model(path, lo);
   }
   if (!model_)

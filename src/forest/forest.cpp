@@ -17,6 +17,7 @@
 #include <limits>
 #include <sstream>
 
+#include "core/repro/repro.hpp"
 #include "quiver/core/error.hpp"
 
 namespace quiver::forest {
@@ -538,7 +539,7 @@ void Forest::accumulate(const float* rows, size_t n, double* acc, int32_t t0, in
           }
         }
       }
-      if (single_output_) {
+      if (single_output_ && !repro_) {
         for (; r < r1; ++r) acc[r] += block_sum<Special>(c, roots, depth, rows + r * nf, b, e);
       } else {
         for (; r < r1; ++r)
@@ -550,6 +551,18 @@ void Forest::accumulate(const float* rows, size_t n, double* acc, int32_t t0, in
 
 void Forest::transform_row(const float* m, float* p) const {
   const int no = n_outputs_;
+  if (repro_) {  // float, the engine's own functions
+    switch (transform_) {
+      case Transform::Sigmoid:
+        for (int k = 0; k < no; ++k) p[k] = static_cast<float>(sigmoid_alpha_ * m[k]);
+        repro_->sigmoid(p, p, no);
+        return;
+      case Transform::Exp: repro_->exp(m, p, no); return;
+      case Transform::TmvaGrad: repro_->tanh(m, p, no); return;  // 2 / (1 + e^-2m) - 1 = tanh m
+      case Transform::Softmax: repro_->softmax(m, p, 1, no, 1, false); return;
+      default: break;  // exact: identity, hinge, argmax
+    }
+  }
   switch (transform_) {
     case Transform::Identity:
       for (int k = 0; k < no; ++k) p[k] = m[k];
@@ -611,7 +624,7 @@ void Forest::finish(double* acc, size_t n, int32_t t0, int32_t t1, float* margin
     for (size_t k = 0; k < no; ++k) m[k] = static_cast<float>(base_margin_[k] + scale[k] * acc[r * no + k]);
     if (margin_out) std::memcpy(margin_out + r * no, m, no * sizeof(float));
     if (pred_out) {
-      if (transform_ == Transform::Sigmoid || transform_ == Transform::Exp || transform_ == Transform::TmvaGrad) {
+      if (!repro_ && (transform_ == Transform::Sigmoid || transform_ == Transform::Exp || transform_ == Transform::TmvaGrad)) {
         // transform from the double sum (no extra float rounding of the margin)
         for (size_t k = 0; k < no; ++k) {
           double mm = base_margin_[k] + scale[k] * acc[r * no + k];
@@ -658,7 +671,7 @@ void Forest::predict(const float* rows, size_t n, float* out, bool margin, int32
 }
 
 float Forest::predict_row(const float* row, bool margin) const {
-  if (single_output_ && !average_) {
+  if (single_output_ && !average_ && !repro_) {
     const int32_t t0 = round_ptr_[static_cast<size_t>(round_begin_)];
     const int32_t t1 = round_ptr_[static_cast<size_t>(round_end_)];
     double s = base_margin_[0] + (has_special_ ? row_sum_single<true>(row, t0, t1) : row_sum_single<false>(row, t0, t1));

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/repro/mode.hpp"
 #include "quiver/core/error.hpp"
 #include "quiver/core/util.hpp"
 #include "quiver/forest/forest.hpp"
@@ -172,6 +173,7 @@ std::shared_ptr<const ForestModel> ForestModel::load(const std::string& path, co
   spec.default_round_begin = static_cast<int32_t>(rb);
   spec.default_round_end = static_cast<int32_t>(re);
   Forest forest = Forest::build(spec, path);
+  if (const repro::Mode mode = repro::mode_of(options); mode.reproducible) forest.set_reproducible(&repro::kernels(mode.isa));
 
   ModelInfo mi;
   mi.name = options.name.empty() ? std::filesystem::path(path).filename().string() : options.name;
@@ -259,6 +261,10 @@ void ForestModel::run_fil(const Tensor& x, Tensor& out, RunState& state) const {
     forest_.predict(rows, un, scratch.data(), true);
     for (size_t r = 0; r < un; ++r) {
       const float* m = &scratch[r * k];
+      if (const repro::Kernels* rk = forest_.reproducible()) {
+        rk->softmax(m, y + r * k, 1, static_cast<int64_t>(k), 1, false);
+        continue;
+      }
       const float mx = *std::max_element(m, m + k);
       double sum = 0;
       for (size_t c = 0; c < k; ++c) sum += std::exp(static_cast<double>(m[c] - mx));

@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 
+#include "onnx/numerics.hpp"
 #include "onnx/onnx_model_impl.hpp"
 #include "onnx/ops/common.hpp"
 #include "quiver/core/shape.hpp"
@@ -635,6 +636,7 @@ onnx::Target device_target(const DeviceSpec& dev) {
 }  // namespace
 
 std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOptions& options, const DeviceSpec& dev) {
+  onnx::expect_default_numerics(options, dev.text());
   auto base = onnx::compile_onnx_file(path, options, {}, device_target(dev));
   const std::string name = base->info().name;
   try {
@@ -646,6 +648,7 @@ std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOption
 
 std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std::string& base_dir,
                                              const LoadOptions& options, const DeviceSpec& dev) {
+  onnx::expect_default_numerics(options, dev.text());
   return make_device_model(onnx::compile_onnx_bytes(bytes, base_dir, options, {}, device_target(dev)), dev);
 }
 

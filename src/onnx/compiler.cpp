@@ -293,6 +293,11 @@ void GraphCompiler::build_node(const ::onnx::NodeProto& node) {
   if (!def)
     fail("unsupported operator '" + (node.domain().empty() ? "" : node.domain() + "::") + node.op_type() + "'",
          label, "", ErrorCode::Unsupported);
+  // Reproducible numerics: only ops that say how their bits stay fixed (OpDef::repro) are built.
+  if (env_.target.reproducible() && def->repro == Repro::None)
+    fail("operator '" + (node.domain().empty() ? "" : node.domain() + "::") + node.op_type() +
+             "' has no reproducible kernel (numerics=reproducible); load with numerics=default",
+         label, "", ErrorCode::Unsupported);
   std::vector<int> in_ids;
   for (const auto& name : node.input()) {
     if (name.empty()) { in_ids.push_back(-1); continue; }

@@ -164,6 +164,15 @@ std::unique_ptr<Kernel> make_kernel(F f) { return std::make_unique<LambdaKernel<
 
 using KernelBuilder = std::function<std::unique_ptr<Kernel>(BuildContext&)>;
 
+// How an op stays bitwise reproducible (numerics=reproducible, onnx/numerics.hpp).
+enum class Repro : uint8_t {
+  None,     // no reproducible kernel: refused at load in reproducible mode
+  Exact,    // the CPU kernel's bits depend on nothing but the values: integer, copy, compare, select,
+            // or per element a fixed sequence of correctly rounded IEEE operations (+ - * / sqrt) and
+            // fixed-order sums, compiled without contraction; no libm call, no ISA-dependent clone
+  Variant,  // the builder picks its reproducible kernel when BuildContext::target().reproducible()
+};
+
 struct OpDef {
   std::string domain;  // "" = ai.onnx; "ai.onnx.ml"; "com.microsoft"
   std::string op_type;
@@ -172,6 +181,7 @@ struct OpDef {
   bool foldable = true;         // may be constant-folded (false for random ops)
   bool reads_dims_only = false; // the kernel reads input 0's dims, never its data (Shape, Size; views
                                 // with aliases_input0 do too)
+  Repro repro = Repro::None;
 };
 
 // The CPU kernels, keyed by (domain, op type). A table filled once per process from the op files
@@ -180,6 +190,10 @@ class OpRegistry {
  public:
   static OpRegistry& instance();
   void add(OpDef def);
+  void add(OpDef def, Repro repro) {
+    def.repro = repro;
+    add(std::move(def));
+  }
   const OpDef* find(const std::string& domain, const std::string& op_type) const;
   std::vector<std::string> list() const;  // "domain::op" names, sorted
 

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "onnx/compiler.hpp"
+#include "onnx/numerics.hpp"
 #include "onnx/onnx_model_impl.hpp"
 #include "onnx/plan.hpp"
 #include "quiver/core/util.hpp"
@@ -97,6 +98,7 @@ void OnnxModel::describe(std::ostream& os) const {
   os << "\nparameters: " << summary_.parameter_count << " (" << summary_.parameter_bytes << " bytes)\n";
   os << "steps after compilation: " << plan_->steps.size() << ", activation slots: " << plan_->num_slots << "\n";
   if (!plan_->cpu_only) describe_placement(os);
+  else if (plan_->target != "cpu") os << "target: " << plan_->target << "\n";
   os << "operators:\n";
   for (const auto& [op, n] : summary_.op_counts) os << "  " << op << " " << n << "\n";
   os << "unsupported operators: " << (summary_.unsupported_ops.empty() ? "none" : "") << "\n";
@@ -277,13 +279,13 @@ void expect_cpu(const LoadOptions& options) {
 std::shared_ptr<const Model> load_onnx_bytes(const std::string& bytes, const std::string& base_dir,
                                              const LoadOptions& options, const CompileOptions& compile) {
   expect_cpu(options);
-  return compile_onnx_bytes(bytes, base_dir, options, compile, Target{});
+  return compile_onnx_bytes(bytes, base_dir, options, compile, cpu_target(options));
 }
 
 std::shared_ptr<const Model> load_onnx(const std::string& path, const LoadOptions& options,
                                        const CompileOptions& compile) {
   expect_cpu(options);
-  return compile_onnx_file(path, options, compile, Target{});
+  return compile_onnx_file(path, options, compile, cpu_target(options));
 }
 
 ModelSummary summarize_onnx(const std::string& path) { return summarize(parse_model(read_file(path), path)); }

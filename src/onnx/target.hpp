@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "core/repro/repro.hpp"
+
 namespace quiver::onnx {
 
 class BuildContext;
@@ -64,14 +66,25 @@ class DeviceKernels {
   virtual KernelChoice choose(const StepQuery& step) const = 0;
 };
 
+// How CPU kernels compute (onnx/numerics.hpp).
+enum class Numerics : uint8_t {
+  Default,       // the fastest kernels for this CPU (results may differ in the last bits by ISA/batch)
+  Reproducible,  // bitwise identical results for any ISA, batch size, row position and thread count
+};
+// The instruction set of the reproducible kernels (x86-64 levels, core/repro/repro.hpp).
+using Isa = repro::Isa;
+
 // What a plan is compiled for.
 struct Target {
   std::string name = "cpu";                // "cpu", "cuda:0", "gpu-emulator": printed by inspect
   const DeviceKernels* device = nullptr;   // asked first for each step; null: every step on the CPU
-  // Later kernel variants are fields here, read once by select_kernel and by builders through
-  // BuildContext::target() (see docs/contributing.md): the CPU ISA and reproducible numerics (#15),
-  // the device precision (#24). The code emitter (#17) walks a plan compiled for a CPU target.
+  // Kernel variants, read once by select_kernel and by builders through BuildContext::target() (see
+  // docs/contributing.md): reproducible numerics and its ISA (#15); later the device precision (#24).
+  // The code emitter (#17) walks a plan compiled for a CPU target.
+  Numerics numerics = Numerics::Default;
+  Isa isa = Isa::Baseline;  // Numerics::Reproducible: the ISA of its kernels (resolved at load)
   bool cpu_only() const { return device == nullptr; }
+  bool reproducible() const { return numerics == Numerics::Reproducible; }
 };
 
 }  // namespace quiver::onnx

@@ -130,6 +130,9 @@ class InferenceFactory : public AsyncFactory {
   Parameter<std::string> device_{this, "device", "cpu",
                                  "where the local model runs (direct, batched, fallback): cpu | cuda | cuda:N | auto | "
                                  "gpu-emulator"};
+  Parameter<std::string> numerics_{this, "numerics", "default",
+                                   "the local model's numerics: default | reproducible (outputs bitwise identical on "
+                                   "any CPU ISA, batch and thread count; CPU only)"};
   Parameter<int64_t> device_streams_{this, "device_streams", 4,
                                      "GPU: batches of this model on the device at once (each with its own buffers)"};
   Parameter<std::string> service_{this, "service", "loopback:0", "service: loopback[:LATENCY_MS] | grpc://HOST:PORT"};

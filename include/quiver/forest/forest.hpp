@@ -19,6 +19,8 @@
 
 #include "quiver/core/model.hpp"
 
+namespace quiver::repro { struct Kernels; }
+
 namespace quiver::forest {
 
 // ---------------------------------------------------------------------------------------------
@@ -165,6 +167,12 @@ class Forest {
                     int32_t round_end = -1) const;
   // The per-event fast path: margin (margin=true) or prediction of output 0 for one row.
   float predict_row(const float* row, bool margin = false) const;
+  // Reproducible numerics (LoadOptions::params["numerics"] = "reproducible"): every path sums a row's
+  // leaves in tree order (the same bits per row and blocked, at any position in the batch) and the
+  // transforms use `kernels` (the engine's own exp/sigmoid/tanh, the same bits on every ISA).
+  // Set once, before the forest is shared.
+  void set_reproducible(const repro::Kernels* kernels) { repro_ = kernels; }
+  const repro::Kernels* reproducible() const { return repro_; }
   // All outputs of one row; `out` has n_outputs() (margin) or n_prediction_columns() floats.
   void predict_row(const float* row, float* out, bool margin) const;
   // Applies the transform to one row of margins.
@@ -201,6 +209,7 @@ class Forest {
   bool has_special_ = false, single_output_ = true, average_ = false;
   Transform transform_ = Transform::Identity;
   double sigmoid_alpha_ = 1.0;
+  const repro::Kernels* repro_ = nullptr;
   std::string objective_, format_;
   std::vector<std::string> feature_names_, feature_types_;
   std::vector<std::vector<std::string>> category_names_;

@@ -10,7 +10,7 @@ QUIVER_REGISTER_OPS(abs) {
     if constexpr (std::is_unsigned_v<T>) return x;
     else return x < T(0) ? T(-x) : x;
   }),
-                                         UnaryTypes::Numeric)});
+                                         UnaryTypes::Numeric)}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(abs) {

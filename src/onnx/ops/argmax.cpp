@@ -68,7 +68,7 @@ KernelBuilder arg_builder() {
 }  // namespace
 
 QUIVER_REGISTER_OPS(argmax) {
-  registry.add({"", "ArgMax", arg_builder<true>()});
-  registry.add({"", "ArgMin", arg_builder<false>()});
+  registry.add({"", "ArgMax", arg_builder<true>()}, Repro::Exact);
+  registry.add({"", "ArgMin", arg_builder<false>()}, Repro::Exact);
 }
 }  // namespace quiver::onnx

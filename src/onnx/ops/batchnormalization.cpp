@@ -2,6 +2,7 @@
 // b = B - mean * a (precomputed at load when scale/B/mean/var are constant). Training mode
 // (opset 14+, training_mode=1): normalises with the batch statistics and also returns the updated
 // running mean/var (momentum) as outputs 1 and 2.
+#include "onnx/numerics.hpp"
 #include "onnx/ops/activation_attr.hpp"
 #include "onnx/emit.hpp"
 #include "onnx/ops/common.hpp"
@@ -56,8 +57,9 @@ void write_param(Tensor& t, const float* v) {
 class BatchNormKernel final : public Kernel {
  public:
   BatchNormKernel(DType t, float eps, float momentum, bool training, std::vector<float> a, std::vector<float> b,
-                  ActivationSpec act)
-      : t_(t), eps_(eps), momentum_(momentum), training_(training), a_(std::move(a)), b_(std::move(b)), act_(act) {}
+                  ActivationSpec act, Blas blas)
+      : t_(t), eps_(eps), momentum_(momentum), training_(training), a_(std::move(a)), b_(std::move(b)), act_(act),
+        blas_(blas) {}
 
   void run(ExecContext& ec) const override {
     const Tensor& x = ec.input(0);
@@ -117,7 +119,9 @@ class BatchNormKernel final : public Kernel {
       using T = std::remove_cv_t<std::remove_pointer_t<decltype(xp)>>;
       affine_channels<T>(xp, y.data<T>(), N, C, L, a, b);
     });
-    if (act_.kind != Activation::None && t_ == DType::F32) {
+    if (act_.kind != Activation::None && t_ == DType::F32 && blas_.repro()) {
+      blas_.activation(y.data<float>(), 1, y.numel(), y.numel(), act_);
+    } else if (act_.kind != Activation::None && t_ == DType::F32) {
       float* yp = y.data<float>();
       for (int64_t i = 0; i < y.numel(); ++i) {
         float& v = yp[i];
@@ -149,6 +153,7 @@ class BatchNormKernel final : public Kernel {
   bool training_;
   std::vector<float> a_, b_;  // precomputed inference affine (empty when params are not constant)
   ActivationSpec act_;
+  Blas blas_;  // reproducible numerics: its activation
 };
 
 }  // namespace
@@ -195,6 +200,9 @@ QUIVER_REGISTER_OPS(batchnormalization) {
                   if (ctx.opset() < 9 && at.get_int("spatial", 1) == 0)
                     ctx.unsupported("BatchNormalization with spatial=0");
                   const DType t = ctx.input_dtype(0);
+                  // Reproducible numerics: a row's output must not depend on the other rows.
+                  if (training && ctx.target().reproducible())
+                    ctx.unsupported("no reproducible kernel for BatchNormalization in training mode (batch statistics)");
                   ctx.set_output(0, t, ctx.input(0).shape);
                   if (training) {
                     if (ctx.num_outputs() > 1) ctx.set_output(1, ctx.input_dtype(3), ctx.input(3).shape);
@@ -224,8 +232,8 @@ QUIVER_REGISTER_OPS(batchnormalization) {
                     }
                   }
                   return std::make_unique<BatchNormKernel>(t, eps, momentum, training, std::move(a), std::move(b),
-                                                           fused_activation(ctx));
-                }});
+                                                           fused_activation(ctx), Blas(ctx.target()));
+                }}, Repro::Variant);
 }
 
 

@@ -32,7 +32,7 @@ QUIVER_REGISTER_OPS(cast) {
                       ec.fail(e.message());
                     }
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(cast) {

@@ -20,6 +20,6 @@ QUIVER_REGISTER_OPS(castlike) {
                       ec.fail(e.message());
                     }
                   });
-                }});
+                }}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -5,7 +5,7 @@
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(ceil) {
-  registry.add({"", "Ceil", unary_builder(fixed([](auto x) { return std::ceil(x); }))});
+  registry.add({"", "Ceil", unary_builder(fixed([](auto x) { return std::ceil(x); }))}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(ceil) {

@@ -69,6 +69,6 @@ QUIVER_REGISTER_OPS(clip) {
                       clip_run<T>(x, y, lo, hi);
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 }  // namespace quiver::onnx

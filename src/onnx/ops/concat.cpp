@@ -115,7 +115,7 @@ QUIVER_REGISTER_OPS(concat) {
                       }
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(concat) {

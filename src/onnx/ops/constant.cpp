@@ -27,6 +27,6 @@ QUIVER_REGISTER_OPS(constant) {
                     ctx.fail("Constant has no value attribute");
                   }
                   return nullptr;
-                }});
+                }}, Repro::Exact);
 }
 }

@@ -52,7 +52,7 @@ QUIVER_REGISTER_OPS(constantofshape) {
                       std::fill_n(y.data<T>(), y.numel(), value.data<T>()[0]);
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(constantofshape) {

@@ -4,6 +4,7 @@
 // operand (no im2col). The weight tensor [M, C/g, k...] is already the row-major A operand.
 #include "onnx/blas.hpp"
 #include "onnx/emit.hpp"
+#include "onnx/numerics.hpp"
 #include "onnx/ops/activation_attr.hpp"
 #include "onnx/ops/nn_common.hpp"
 #include "onnx/ops/norm_common.hpp"
@@ -14,8 +15,8 @@ namespace {
 
 class ConvKernel final : public Kernel {
  public:
-  ConvKernel(WindowAttrs w, bool kernel_known, int64_t group, ActivationSpec act, DType t)
-      : w_(std::move(w)), kernel_known_(kernel_known), group_(group), act_(act), t_(t) {}
+  ConvKernel(WindowAttrs w, bool kernel_known, int64_t group, ActivationSpec act, DType t, Blas blas)
+      : w_(std::move(w)), kernel_known_(kernel_known), group_(group), act_(act), t_(t), blas_(blas) {}
 
   void run(ExecContext& ec) const override {
     const Tensor* b = ec.has_input(2) ? ec.input_ptr(2) : nullptr;
@@ -125,10 +126,10 @@ class ConvKernel final : public Kernel {
           ga.B = xn + (lo - g.pb[2] + t * g.d[2]); ga.ldb = Lin;
           ga.C = yn + lo; ga.ldc = L;
           ga.beta = 1.0f;
-          gemm(ga);
+          blas_.gemm(ga);
         }
       }
-      if (act_.kind != Activation::None) apply_activation(Y, 1, y.numel(), y.numel(), act_);
+      if (act_.kind != Activation::None) blas_.activation(Y, 1, y.numel(), y.numel(), act_);
       return;
     }
     float* col = pointwise ? nullptr : static_cast<float*>(ec.scratch(static_cast<size_t>(Kc * L) * sizeof(float)));
@@ -152,10 +153,10 @@ class ConvKernel final : public Kernel {
         ga.B = B; ga.ldb = L;
         ga.C = yg; ga.ldc = L;
         ga.beta = bias ? 1.0f : 0.0f;
-        gemm(ga);
+        blas_.gemm(ga);
       }
     }
-    if (act_.kind != Activation::None) apply_activation(Y, 1, y.numel(), y.numel(), act_);
+    if (act_.kind != Activation::None) blas_.activation(Y, 1, y.numel(), y.numel(), act_);
   }
 
   WindowAttrs w_;
@@ -163,6 +164,7 @@ class ConvKernel final : public Kernel {
   int64_t group_;
   ActivationSpec act_;
   DType t_;
+  Blas blas_;  // chosen for the target at load
  public:
   // Constant float weights [M, C, taps] repacked as [taps][M][C] (group 1 only).
   std::shared_ptr<const std::vector<float>> tapw_;
@@ -253,7 +255,7 @@ QUIVER_REGISTER_OPS(conv) {
                     const int64_t group0 = at.get_int("group", 1);
                     if (group0 < 1) ctx.fail("group must be >= 1");
                     ctx.set_output(0, t);
-                    return std::make_unique<ConvKernel>(std::move(w), false, group0, fused_activation(ctx), t);
+                    return std::make_unique<ConvKernel>(std::move(w), false, group0, fused_activation(ctx), t, Blas(ctx.target()));
                   }
                   if (nd > 3) ctx.unsupported("Conv with " + std::to_string(nd) + " spatial dims (at most 3 supported)");
                   w.nd = nd;
@@ -265,7 +267,7 @@ QUIVER_REGISTER_OPS(conv) {
                   std::optional<std::vector<int64_t>> shape;
                   if (known && wi.shape && !wi.shape->empty()) shape = window_static_shape(w, xi, (*wi.shape)[0]);
                   ctx.set_output(0, t, shape);
-                  auto k = std::make_unique<ConvKernel>(std::move(w), known, group, fused_activation(ctx), t);
+                  auto k = std::make_unique<ConvKernel>(std::move(w), known, group, fused_activation(ctx), t, Blas(ctx.target()));
                   if (group == 1 && t == DType::F32 && wi.constant && wi.constant->rank() == nd + 2) {
                     const Tensor& wc = *wi.constant;
                     const int64_t M = wc.dim(0), C = wc.dim(1), T = product(wc.dims(), 2);
@@ -278,7 +280,7 @@ QUIVER_REGISTER_OPS(conv) {
                     }
                   }
                   return k;
-                }});
+                }}, Repro::Variant);
 }
 
 

@@ -7,7 +7,7 @@ QUIVER_REGISTER_OPS(div) {
                   using T = decltype(a);
                   if constexpr (std::is_integral_v<T>) return b == 0 ? T(0) : static_cast<T>(a / b);
                   else return a / b;
-                })});
+                })}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(div) {

@@ -71,7 +71,7 @@ QUIVER_REGISTER_OPS(dropout) {
             });
           }};
   d.aliases_input0 = true;
-  registry.add(d);
+  registry.add(d, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(dropout) {

@@ -3,7 +3,7 @@
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(equal) {
-  registry.add({"", "Equal", compare_builder([](const auto& a, const auto& b) { return a == b; }, /*allow_bool_string=*/true)});
+  registry.add({"", "Equal", compare_builder([](const auto& a, const auto& b) { return a == b; }, /*allow_bool_string=*/true)}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(equal) {

@@ -15,7 +15,7 @@ void erf_array(const float* x, float* y, int64_t n) {
 }  // namespace
 
 QUIVER_REGISTER_OPS(erf) {
-  registry.add({"", "Erf", float_unary_builder(erf_array, [](double x) { return std::erf(x); })});
+  registry.add({"", "Erf", repro_unary(float_unary_builder(erf_array, [](double x) { return std::erf(x); }), &repro::Kernels::erf)}, Repro::Variant);
 }
 
 QUIVER_REGISTER_EMITTERS(erf) {

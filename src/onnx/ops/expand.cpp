@@ -53,7 +53,7 @@ QUIVER_REGISTER_OPS(expand) {
                       broadcast_copy(x.data<T>(), x.dims(), y.data<T>(), od);
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(expand) {

@@ -48,7 +48,7 @@ QUIVER_REGISTER_OPS(flatten) {
             });
           }};
   d.aliases_input0 = true;
-  registry.add(d);
+  registry.add(d, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(flatten) {

@@ -5,7 +5,7 @@
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(floor) {
-  registry.add({"", "Floor", unary_builder(fixed([](auto x) { return std::floor(x); }))});
+  registry.add({"", "Floor", unary_builder(fixed([](auto x) { return std::floor(x); }))}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(floor) {

@@ -94,7 +94,7 @@ QUIVER_REGISTER_OPS(gather) {
                         gather(x.data<T>(), ind.data<int32_t>(), y.data<T>(), outer, dim, nidx, inner);
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(gather) {

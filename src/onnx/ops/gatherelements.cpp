@@ -61,6 +61,6 @@ QUIVER_REGISTER_OPS(gatherelements) {
                       else gather_elements<T, int32_t>(x, ind, y, a, ec);
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 }  // namespace quiver::onnx

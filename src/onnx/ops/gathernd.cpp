@@ -51,6 +51,6 @@ QUIVER_REGISTER_OPS(gathernd) {
                         }
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -1,6 +1,7 @@
 // Gemm: Y = alpha * op(A) op(B) + beta * C (C unidirectionally broadcast), optional fused activation.
 #include "onnx/blas.hpp"
 #include "onnx/emit.hpp"
+#include "onnx/numerics.hpp"
 #include "onnx/ops/activation_attr.hpp"
 #include "onnx/ops/shape_ops.hpp"
 
@@ -13,8 +14,9 @@ namespace {
 
 class GemmKernel final : public Kernel {
  public:
-  GemmKernel(float alpha, float beta, bool ta, bool tb, ActivationSpec act, std::shared_ptr<const Tensor> packed_b)
-      : alpha_(alpha), beta_(beta), ta_(ta), tb_(tb), act_(act), packed_b_(std::move(packed_b)) {}
+  GemmKernel(float alpha, float beta, bool ta, bool tb, ActivationSpec act, std::shared_ptr<const Tensor> packed_b,
+             Blas blas)
+      : alpha_(alpha), beta_(beta), ta_(ta), tb_(tb), act_(act), packed_b_(std::move(packed_b)), blas_(blas) {}
   // Set by the Transpose -> Reshape -> Gemm fusion: input 0 is X [B, C, L] and A is
   // reshape(transpose(X, 0,2,1), target).
   std::optional<std::array<int64_t, 2>> a_btrans_;
@@ -65,7 +67,7 @@ class GemmKernel final : public Kernel {
       g.alpha = alpha_;
       g.act = act_;
       if (has_c) g.bias = c->data<float>();
-      gemm(g);
+      blas_.gemm(g);
     }
   }
 
@@ -96,7 +98,7 @@ class GemmKernel final : public Kernel {
         g.beta = beta_;
       }
     }
-    gemm(g);
+    blas_.gemm(g);
   }
 
  private:
@@ -104,6 +106,7 @@ class GemmKernel final : public Kernel {
   bool ta_, tb_;
   ActivationSpec act_;
   std::shared_ptr<const Tensor> packed_b_;  // constant B stored as [K, N] row-major
+  Blas blas_;
 };
 
 }  // namespace
@@ -175,14 +178,14 @@ QUIVER_REGISTER_OPS(gemm) {
                     shape = std::vector<int64_t>{(*ctx.input(0).shape)[ta ? 1 : 0], (*ctx.input(1).shape)[tb ? 0 : 1]};
                   ctx.set_output(0, DType::F32, shape);
                   auto k = std::make_unique<GemmKernel>(at.get_float("alpha", 1.0f), at.get_float("beta", 1.0f), ta, tb,
-                                                        fused_activation(ctx), std::move(packed));
+                                                        fused_activation(ctx), std::move(packed), Blas(ctx.target()));
                   if (btrans) {
                     const auto v = at.get_ints("_quiver_a_btrans");
                     if (v.size() != 2) ctx.fail("internal: _quiver_a_btrans needs 2 values");
                     k->a_btrans_ = std::array<int64_t, 2>{v[0], v[1]};
                   }
                   return k;
-                }});
+                }}, Repro::Variant);
 }
 
 

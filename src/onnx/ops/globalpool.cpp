@@ -75,8 +75,8 @@ void emit_global_average(Emit& e) {
 }
 
 QUIVER_REGISTER_OPS(globalpool) {
-  registry.add({"", "GlobalAveragePool", global_pool_builder<GKind::Avg>()});
-  registry.add({"", "GlobalMaxPool", global_pool_builder<GKind::Max>()});
+  registry.add({"", "GlobalAveragePool", global_pool_builder<GKind::Avg>()}, Repro::Exact);
+  registry.add({"", "GlobalMaxPool", global_pool_builder<GKind::Max>()}, Repro::Exact);
   registry.add({"", "GlobalLpPool", global_pool_builder<GKind::Lp>()});
 }
 

@@ -3,6 +3,6 @@
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(gru) {
-  registry.add({"", "GRU", [](BuildContext& ctx) { return build_recurrent(ctx, CellKind::GRU); }});
+  registry.add({"", "GRU", [](BuildContext& ctx) { return build_recurrent(ctx, CellKind::GRU); }}, Repro::Variant);
 }
 }  // namespace quiver::onnx

@@ -12,6 +12,6 @@ QUIVER_REGISTER_OPS(hardsigmoid) {
           using T = decltype(x);
           return std::max<T>(T(0), std::min<T>(T(1), T(alpha) * x + T(beta)));
         };
-      })});
+      })}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -19,7 +19,7 @@ QUIVER_REGISTER_OPS(identity) {
             return make_kernel([](ExecContext& ec) { ec.alias_output(0, 0, ec.input(0).dims()); });
           }};
   d.aliases_input0 = true;
-  registry.add(d);
+  registry.add(d, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(identity) {

@@ -70,7 +70,7 @@ QUIVER_REGISTER_OPS(if) {
                     ctx.set_output(i, dt, shape);
                   }
                   return std::make_unique<IfKernel>(std::move(t), std::move(e));
-                }});
+                }}, Repro::Exact);
 }
 
 }  // namespace quiver::onnx

@@ -12,7 +12,7 @@ QUIVER_REGISTER_OPS(leakyrelu) {
           using T = decltype(x);
           return x >= T(0) ? x : T(alpha) * x;
         };
-      })});
+      })}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(leakyrelu) {

@@ -3,7 +3,7 @@
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(lessorequal) {
-  registry.add({"", "LessOrEqual", compare_builder([](const auto& a, const auto& b) { return a <= b; })});
+  registry.add({"", "LessOrEqual", compare_builder([](const auto& a, const auto& b) { return a <= b; })}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(lessorequal) {

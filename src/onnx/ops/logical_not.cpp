@@ -15,7 +15,7 @@ QUIVER_REGISTER_OPS(logical_not) {
                     bool* py = y.data<bool>();
                     for (int64_t i = 0, n = x.numel(); i < n; ++i) py[i] = !px[i];
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(logical_not) {

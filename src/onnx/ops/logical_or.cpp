@@ -3,6 +3,6 @@
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(logical_or) {
-  registry.add({"", "Or", bool_binary_builder([](bool a, bool b) { return a || b; })});
+  registry.add({"", "Or", bool_binary_builder([](bool a, bool b) { return a || b; })}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -3,6 +3,6 @@
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(lstm) {
-  registry.add({"", "LSTM", [](BuildContext& ctx) { return build_recurrent(ctx, CellKind::LSTM); }});
+  registry.add({"", "LSTM", [](BuildContext& ctx) { return build_recurrent(ctx, CellKind::LSTM); }}, Repro::Variant);
 }
 }  // namespace quiver::onnx

@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 
+#include "onnx/numerics.hpp"
 #include "onnx/ops/common.hpp"
 #include "onnx/ops/unary.hpp"
 
@@ -258,6 +259,22 @@ KernelBuilder float_unary_builder(FF ff, FD fd) {
         });
       }
     });
+  };
+}
+
+// A unary float op with a reproducible variant (numerics=reproducible): `def` builds the default
+// kernel; in reproducible mode the ISA table's `fn` runs float32 (float16/bfloat16 through a float
+// buffer); float64 has no reproducible kernel and is refused at load.
+using FloatArrayFn = void (*)(const float*, float*, int64_t);
+inline KernelBuilder repro_unary(KernelBuilder def, FloatArrayFn repro::Kernels::*fn) {
+  return [def, fn](BuildContext& ctx) -> std::unique_ptr<Kernel> {
+    if (!ctx.target().reproducible()) return def(ctx);
+    ctx.expect_inputs(1, 1);
+    const DType t = ctx.input_dtype(0);
+    if (t != DType::F32 && !is_half_dtype(t))
+      ctx.fail("no reproducible kernel for " + ctx.op_type() + " of " + dt_str(t), ctx.input_name(0),
+               ErrorCode::Unsupported);
+    return float_unary_builder(repro_kernels(ctx.target()).*fn, [](double x) { return x; })(ctx);
   };
 }
 

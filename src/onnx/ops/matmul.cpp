@@ -3,6 +3,7 @@
 // plain loop.
 #include "onnx/blas.hpp"
 #include "onnx/emit.hpp"
+#include "onnx/numerics.hpp"
 #include "onnx/ops/activation_attr.hpp"
 #include "onnx/ops/common.hpp"
 
@@ -48,7 +49,8 @@ void naive_matmul(const T* A, const T* B, T* C, int64_t M, int64_t N, int64_t K)
 
 class MatMulKernel final : public Kernel {
  public:
-  MatMulKernel(DType t, ActivationSpec act, bool has_bias) : t_(t), act_(act), has_bias_(has_bias) {}
+  MatMulKernel(DType t, ActivationSpec act, bool has_bias, Blas blas)
+      : t_(t), act_(act), has_bias_(has_bias), blas_(blas) {}
   void run(ExecContext& ec) const override {
     const Tensor& a = ec.input(0);
     const Tensor& b = ec.input(1);
@@ -123,7 +125,7 @@ class MatMulKernel final : public Kernel {
       g.A = A; g.lda = K; g.B = B; g.ldb = N; g.C = C; g.ldc = N;
       g.bias = bias;
       g.act = act_;
-      gemm(g);
+      blas_.gemm(g);
     } else {
       naive_matmul<T>(A, B, C, M, N, K);
     }
@@ -131,6 +133,7 @@ class MatMulKernel final : public Kernel {
   DType t_;
   ActivationSpec act_;
   bool has_bias_;
+  Blas blas_;  // chosen for the target at load
 };
 
 }  // namespace
@@ -170,8 +173,8 @@ QUIVER_REGISTER_OPS(matmul) {
                   ctx.set_output(0, t, shape);
                   const bool bias = ctx.has_input(2);
                   if (bias && t != DType::F32) ctx.fail("fused bias only for float");
-                  return std::make_unique<MatMulKernel>(t, fused_activation(ctx), bias);
-                }});
+                  return std::make_unique<MatMulKernel>(t, fused_activation(ctx), bias, Blas(ctx.target()));
+                }}, Repro::Variant);
 }
 
 

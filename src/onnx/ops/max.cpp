@@ -10,7 +10,7 @@ QUIVER_REGISTER_OPS(max) {
                                    if (std::isnan(a) || std::isnan(b)) return a + b;
                                  return a < b ? b : a;
                                },
-                               nullptr, /*allow_int=*/true)});
+                               nullptr, /*allow_int=*/true)}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(max) {

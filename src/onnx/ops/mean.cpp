@@ -5,6 +5,6 @@ namespace quiver::onnx {
 QUIVER_REGISTER_OPS(mean) {
   registry.add({"", "Mean", variadic_builder([](auto a, auto b) { return a + b; },
                                              [](auto acc, int64_t count) { return acc / decltype(acc)(count); },
-                                             /*allow_int=*/false)});
+                                             /*allow_int=*/false)}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -10,7 +10,7 @@ QUIVER_REGISTER_OPS(min) {
                                    if (std::isnan(a) || std::isnan(b)) return a + b;
                                  return b < a ? b : a;
                                },
-                               nullptr, /*allow_int=*/true)});
+                               nullptr, /*allow_int=*/true)}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(min) {

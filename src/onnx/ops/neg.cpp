@@ -6,7 +6,7 @@
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(neg) {
   registry.add({"", "Neg", unary_builder(fixed([](auto x) { return decltype(x)(-x); }),
-                                         UnaryTypes::Signed)});
+                                         UnaryTypes::Signed)}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(neg) {

@@ -41,6 +41,6 @@ QUIVER_REGISTER_OPS(nonzero) {
                       }
                     }
                   });
-                }});
+                }}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -43,6 +43,6 @@ QUIVER_REGISTER_OPS(onehot) {
                         }
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 }  // namespace quiver::onnx

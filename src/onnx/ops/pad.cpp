@@ -131,6 +131,6 @@ QUIVER_REGISTER_OPS(pad) {
                       pad_typed<T>(x, y, pb, v, mode);
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -79,6 +79,10 @@ QUIVER_REGISTER_OPS(pow) {
                     else if (e == 0.5) fast = Fast::Sqrt;
                     else if (e == -1) fast = Fast::Recip;
                   }
+                  // Reproducible numerics: the fast paths are exact IEEE operations; a general float
+                  // power would be the C library's pow, whose last bits vary by version and ISA.
+                  if (ctx.target().reproducible() && dtype_is_float(t) && fast == Fast::None)
+                    ctx.unsupported("no reproducible kernel for a float Pow whose exponent is not a constant 1, 2, 3, 0.5 or -1");
                   return make_kernel([t, te, fast](ExecContext& ec) {
                     const Tensor& a = ec.input(0);
                     const Tensor& b = ec.input(1);
@@ -111,7 +115,7 @@ QUIVER_REGISTER_OPS(pow) {
                       });
                     });
                   });
-                }});
+                }}, Repro::Variant);
 }
 
 QUIVER_REGISTER_EMITTERS(pow) {

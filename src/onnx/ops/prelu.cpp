@@ -39,6 +39,6 @@ QUIVER_REGISTER_OPS(prelu) {
                       });
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 }  // namespace quiver::onnx

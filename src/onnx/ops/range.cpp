@@ -81,7 +81,7 @@ QUIVER_REGISTER_OPS(range) {
                       }
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(range) {

@@ -5,7 +5,7 @@
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(reciprocal) {
-  registry.add({"", "Reciprocal", unary_builder(fixed([](auto x) { return decltype(x)(1) / x; }))});
+  registry.add({"", "Reciprocal", unary_builder(fixed([](auto x) { return decltype(x)(1) / x; }))}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(reciprocal) {

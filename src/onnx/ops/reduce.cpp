@@ -320,10 +320,10 @@ Emitter emit_reduce(int axes_input_opset) {
 }
 
 QUIVER_REGISTER_OPS(reduce) {
-  registry.add({"", "ReduceSum", reduce_builder<RKind::Sum>(13)});
-  registry.add({"", "ReduceMean", reduce_builder<RKind::Mean>(18)});
-  registry.add({"", "ReduceMax", reduce_builder<RKind::Max>(18)});
-  registry.add({"", "ReduceMin", reduce_builder<RKind::Min>(18)});
+  registry.add({"", "ReduceSum", reduce_builder<RKind::Sum>(13)}, Repro::Exact);
+  registry.add({"", "ReduceMean", reduce_builder<RKind::Mean>(18)}, Repro::Exact);
+  registry.add({"", "ReduceMax", reduce_builder<RKind::Max>(18)}, Repro::Exact);
+  registry.add({"", "ReduceMin", reduce_builder<RKind::Min>(18)}, Repro::Exact);
   registry.add({"", "ReduceProd", reduce_builder<RKind::Prod>(18)});
   registry.add({"", "ReduceL1", reduce_builder<RKind::L1>(18)});
   registry.add({"", "ReduceL2", reduce_builder<RKind::L2>(18)});

@@ -3,7 +3,7 @@
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(relu) {
   registry.add({"", "Relu", unary_builder(fixed([](auto x) { return x > decltype(x)(0) ? x : decltype(x)(0); }),
-                                         UnaryTypes::Signed)});
+                                         UnaryTypes::Signed)}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(relu) {

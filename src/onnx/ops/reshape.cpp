@@ -91,7 +91,7 @@ QUIVER_REGISTER_OPS(reshape) {
             });
           }};
   d.aliases_input0 = true;
-  registry.add(d);
+  registry.add(d, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(reshape) {

@@ -160,7 +160,7 @@ inline Emitter emit_recurrent(CellKind kind) {
 }
 
 QUIVER_REGISTER_OPS(rnn) {
-  registry.add({"", "RNN", [](BuildContext& ctx) { return build_recurrent(ctx, CellKind::RNN); }});
+  registry.add({"", "RNN", [](BuildContext& ctx) { return build_recurrent(ctx, CellKind::RNN); }}, Repro::Variant);
 }
 
 QUIVER_REGISTER_EMITTERS(rnn) {

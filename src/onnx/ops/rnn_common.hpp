@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "onnx/blas.hpp"
+#include "onnx/numerics.hpp"
 #include "onnx/ops/common.hpp"
 
 namespace quiver::onnx {
@@ -49,8 +50,11 @@ void rnn_tanh_inplace(float* x, int64_t n);
 // y[0:N] = x[0:K] x B[K, N] (row stride ldb): the batch-1 recurrent step, accumulating in registers.
 void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N, float* y);
 
-// In-place activation over n values.
-inline void rnn_act(float* x, int64_t n, const RnnActivation& a) {
+// In-place activation over n values; `rk`: the reproducible kernels (numerics=reproducible), whose
+// sigmoid and tanh replace the polynomial clones (the other activations used there are exact).
+inline void rnn_act(float* x, int64_t n, const RnnActivation& a, const repro::Kernels* rk = nullptr) {
+  if (rk && a.kind == RnnAct::Sigmoid) return rk->sigmoid(x, x, n);
+  if (rk && a.kind == RnnAct::Tanh) return rk->tanh(x, x, n);
   switch (a.kind) {
     case RnnAct::Sigmoid:
       rnn_sigmoid_inplace(x, n);
@@ -81,6 +85,7 @@ class RecurrentKernel final : public Kernel {
     float clip = 0;  // 0: none
     bool input_forget = false, linear_before_reset = false;
     std::vector<RnnActivation> acts;  // per direction: count_per_dir() entries
+    Blas blas;                        // GEMMs and sigmoid/tanh for the target
     // Packed constant weights (empty when W/R are not constant): per direction W^T [I, G*H], R^T [H, G*H].
     std::vector<float> wt, rt;
     int64_t input_size = -1;
@@ -170,7 +175,7 @@ class RecurrentKernel final : public Kernel {
       GemmArgs g;
       g.M = T * B; g.N = GH; g.K = I;
       g.A = X; g.lda = I; g.B = wt; g.ldb = GH; g.C = xw; g.ldc = GH;
-      gemm(g);
+      c_.blas.gemm(g);
       if (wb) {
         // Fold W bias and (except GRU's h-gate with linear_before_reset) R bias into xw.
         for (int64_t row = 0; row < T * B; ++row) {
@@ -243,15 +248,15 @@ class RecurrentKernel final : public Kernel {
   }
 
   // C[B, n] = A[B, k] x Bm[k, n] with ldb.
-  static void mm(const float* a, int64_t m, int64_t k, const float* bm, int64_t ldb, int64_t n, float* cm, int64_t ldc) {
-    if (m == 1) {
+  void mm(const float* a, int64_t m, int64_t k, const float* bm, int64_t ldb, int64_t n, float* cm, int64_t ldc) const {
+    if (m == 1 && !c_.blas.repro()) {  // reproducible: the same GEMM for every batch size
       rnn_gemv(a, k, bm, ldb, n, cm);
       return;
     }
     GemmArgs g;
     g.M = m; g.N = n; g.K = k;
     g.A = a; g.lda = k; g.B = bm; g.ldb = ldb; g.C = cm; g.ldc = ldc;
-    gemm(g);
+    c_.blas.gemm(g);
   }
 
   // GRU with linear_before_reset = 0 (h gate = g(x Wh + (r . h) Rh + b)), one step for all batch
@@ -274,7 +279,7 @@ class RecurrentKernel final : public Kernel {
       for (int64_t j = 0; j < 2 * H; ++j) hr[j] += xr[j];
       if (c_.clip > 0)
         for (int64_t j = 0; j < 2 * H; ++j) hr[j] = clipv(hr[j]);
-      rnn_act(hr, 2 * H, f);  // z and r
+      rnn_act(hr, 2 * H, f, c_.blas.repro());  // z and r
       const float* hb = h + b * H;
       for (int64_t k = 0; k < H; ++k) tb[k] = hr[H + k] * hb[k];
     }
@@ -290,7 +295,7 @@ class RecurrentKernel final : public Kernel {
       for (int64_t k = 0; k < H; ++k) gh[k] += xh[k];
       if (c_.clip > 0)
         for (int64_t k = 0; k < H; ++k) gh[k] = clipv(gh[k]);
-      rnn_act(gh, H, gg);
+      rnn_act(gh, H, gg, c_.blas.repro());
       for (int64_t k = 0; k < H; ++k) hb[k] = (1.0f - gz[k]) * gh[k] + gz[k] * hb[k];
       if (y) {
         std::copy_n(hb, H, y->data<float>() + y_offset(t, d, b, T, D, B, H));
@@ -309,7 +314,7 @@ class RecurrentKernel final : public Kernel {
     switch (c_.kind) {
       case CellKind::RNN: {
         if (clip) for (int64_t k = 0; k < H; ++k) g[k] = clipv(g[k]);
-        rnn_act(g, H, acts[0]);
+        rnn_act(g, H, acts[0], c_.blas.repro());
         std::copy_n(g, H, h);
         break;
       }
@@ -328,21 +333,21 @@ class RecurrentKernel final : public Kernel {
             gf[k] = clipv(gf[k]);
             gc[k] = clipv(gc[k]);
           }
-        rnn_act(gi, H, f);
+        rnn_act(gi, H, f, c_.blas.repro());
         if (c_.input_forget) {
           for (int64_t k = 0; k < H; ++k) gf[k] = 1.0f - gi[k];
         } else {
-          rnn_act(gf, H, f);
+          rnn_act(gf, H, f, c_.blas.repro());
         }
-        rnn_act(gc, H, gg);
+        rnn_act(gc, H, gg, c_.blas.repro());
         for (int64_t k = 0; k < H; ++k) c[k] = gf[k] * c[k] + gi[k] * gc[k];
         if (p)
           for (int64_t k = 0; k < H; ++k) go[k] += p[H + k] * c[k];
         if (clip)
           for (int64_t k = 0; k < H; ++k) go[k] = clipv(go[k]);
-        rnn_act(go, H, f);
+        rnn_act(go, H, f, c_.blas.repro());
         std::copy_n(c, H, tmp);
-        rnn_act(tmp, H, hh);
+        rnn_act(tmp, H, hh, c_.blas.repro());
         for (int64_t k = 0; k < H; ++k) h[k] = go[k] * tmp[k];
         break;
       }
@@ -351,14 +356,14 @@ class RecurrentKernel final : public Kernel {
         const RnnActivation &f = acts[0], &gg = acts[1];
         if (clip)
           for (int64_t k = 0; k < 2 * H; ++k) g[k] = clipv(g[k]);
-        rnn_act(gz, H, f);
-        rnn_act(gr, H, f);
+        rnn_act(gz, H, f, c_.blas.repro());
+        rnn_act(gr, H, f, c_.blas.repro());
         // linear_before_reset = 1 only (the other form runs in gru_step_batched).
         const float* xh = xr + 2 * H;  // x projection (+ Wb) of the h gate
         for (int64_t k = 0; k < H; ++k) gh[k] = xh[k] + gr[k] * (gh[k] + (rbh ? rbh[k] : 0.0f));
         if (clip)
           for (int64_t k = 0; k < H; ++k) gh[k] = clipv(gh[k]);
-        rnn_act(gh, H, gg);
+        rnn_act(gh, H, gg, c_.blas.repro());
         for (int64_t k = 0; k < H; ++k) h[k] = (1.0f - gz[k]) * gh[k] + gz[k] * h[k];
         break;
       }
@@ -443,6 +448,11 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
   if (c.hidden <= 0 && ri.shape && ri.shape->size() == 3) c.hidden = (*ri.shape)[2];
   if (c.hidden <= 0) ctx.fail("hidden_size is missing and R's shape is unknown");
   c.acts = parse_rnn_activations(at, kind, c.dirs);
+  c.blas = Blas(ctx.target());
+  if (ctx.target().reproducible())
+    for (const auto& a : c.acts)
+      if (a.kind == RnnAct::ScaledTanh || a.kind == RnnAct::Elu || a.kind == RnnAct::Softplus)
+        ctx.unsupported("no reproducible kernel for the " + ctx.op_type() + " activation (ScaledTanh, Elu and Softplus use the C library)");
   // Pack constant W/R.
   const int64_t H = c.hidden, GH = c.gates * H;
   if (ctx.input(1).constant && ctx.input(2).constant) {

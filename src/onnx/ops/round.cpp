@@ -5,6 +5,6 @@
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(round) {
-  registry.add({"", "Round", unary_builder(fixed([](auto x) { return std::nearbyint(x); }))});
+  registry.add({"", "Round", unary_builder(fixed([](auto x) { return std::nearbyint(x); }))}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -70,7 +70,7 @@ KernelBuilder builder() {
 }  // namespace
 
 QUIVER_REGISTER_OPS(scatterelements) {
-  registry.add({"", "ScatterElements", builder()});
+  registry.add({"", "ScatterElements", builder()}, Repro::Exact);
   registry.add({"", "Scatter", builder()});
 }
 }  // namespace quiver::onnx

@@ -88,6 +88,6 @@ QUIVER_REGISTER_OPS(scatternd) {
                       }
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -51,7 +51,7 @@ QUIVER_REGISTER_OPS(shape) {
                   });
                 }};
   shape.reads_dims_only = true;
-  registry.add(shape);
+  registry.add(shape, Repro::Exact);
   OpDef size{"", "Size", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(1, 1);
                   const auto& sh = ctx.input(0).shape;
@@ -66,7 +66,7 @@ QUIVER_REGISTER_OPS(shape) {
                   });
                 }};
   size.reads_dims_only = true;
-  registry.add(size);
+  registry.add(size, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(shape) {

@@ -11,6 +11,6 @@ QUIVER_REGISTER_OPS(sign) {
     if constexpr (std::is_unsigned_v<T>) return T(x > T(0) ? 1 : 0);
     else return T(x > T(0) ? 1 : (x < T(0) ? -1 : 0));
   }),
-                                         UnaryTypes::Numeric)});
+                                         UnaryTypes::Numeric)}, Repro::Exact);
 }
 }  // namespace quiver::onnx

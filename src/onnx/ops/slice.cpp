@@ -154,7 +154,7 @@ QUIVER_REGISTER_OPS(slice) {
                     if (ec.has_input(4)) s.steps = read_ints(ec.input(4));
                     run_slice(ec, s, t);
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(slice) {

@@ -1,5 +1,6 @@
 // Softmax / LogSoftmax / Hardmax. Opset < 13: input coerced to 2-D at `axis` (default 1), normalised
 // over the flattened trailing block. Opset >= 13: along `axis` (default -1).
+#include "onnx/numerics.hpp"
 #include "onnx/ops/common.hpp"
 #include "onnx/emit.hpp"
 #include "onnx/ops/vmath.hpp"
@@ -81,7 +82,11 @@ KernelBuilder builder(Kind kind) {
     const bool legacy = ctx.opset() < 13;
     const int64_t axis = ctx.attrs().get_int("axis", legacy ? 1 : -1);
     ctx.set_output(0, t, ctx.input(0).shape);
-    return make_kernel([kind, legacy, axis, t](ExecContext& ec) {
+    // Reproducible numerics: the ISA's table (own exp/log, sums in index order); float32/16 only.
+    const repro::Kernels* rk = ctx.target().reproducible() ? &repro_kernels(ctx.target()) : nullptr;
+    if (rk && (t == DType::F64 || kind == Kind::Hardmax))
+      ctx.unsupported("no reproducible kernel for " + ctx.op_type() + " of " + std::string(dtype_name(t)));
+    return make_kernel([kind, legacy, axis, t, rk](ExecContext& ec) {
       const Tensor& x = ec.input(0);
       Tensor& y = ec.output(0, t, x.dims());
       const int64_t r = static_cast<int64_t>(x.rank());
@@ -97,12 +102,16 @@ KernelBuilder builder(Kind kind) {
         n = r == 0 ? 1 : x.dim(static_cast<size_t>(a));
         inner = product(x.dims(), static_cast<size_t>(a) + 1);
       }
-      if (t == DType::F32) softmax_block(x.data<float>(), y.data<float>(), outer, n, inner, kind);
+      const auto f32 = [&](const float* px, float* py) {
+        if (rk) rk->softmax(px, py, outer, n, inner, kind == Kind::LogSoftmax);
+        else softmax_block(px, py, outer, n, inner, kind);
+      };
+      if (t == DType::F32) f32(x.data<float>(), y.data<float>());
       else if (t == DType::F64) softmax_block(x.data<double>(), y.data<double>(), outer, n, inner, kind);
       else {
         std::vector<float> xf(static_cast<size_t>(x.numel())), yf(xf.size());
         for (size_t i = 0; i < xf.size(); ++i) xf[i] = static_cast<float>(x.data<Half>()[i]);
-        softmax_block(xf.data(), yf.data(), outer, n, inner, kind);
+        f32(xf.data(), yf.data());
         for (size_t i = 0; i < xf.size(); ++i) y.data<Half>()[i] = Half(yf[i]);
       }
     });
@@ -129,8 +138,8 @@ void emit_softmax(Emit& e) {
 }
 
 QUIVER_REGISTER_OPS(softmax) {
-  registry.add({"", "Softmax", builder(Kind::Softmax)});
-  registry.add({"", "LogSoftmax", builder(Kind::LogSoftmax)});
+  registry.add({"", "Softmax", builder(Kind::Softmax)}, Repro::Variant);
+  registry.add({"", "LogSoftmax", builder(Kind::LogSoftmax)}, Repro::Variant);
   registry.add({"", "Hardmax", builder(Kind::Hardmax)});
 }
 

@@ -100,6 +100,6 @@ QUIVER_REGISTER_OPS(split) {
                       }
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -5,7 +5,7 @@
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(sqrt) {
-  registry.add({"", "Sqrt", unary_builder(fixed([](auto x) { return std::sqrt(x); }))});
+  registry.add({"", "Sqrt", unary_builder(fixed([](auto x) { return std::sqrt(x); }))}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(sqrt) {

@@ -81,7 +81,7 @@ QUIVER_REGISTER_OPS(squeeze) {
             });
           }};
   d.aliases_input0 = true;
-  registry.add(d);
+  registry.add(d, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(squeeze) {

@@ -1,7 +1,7 @@
 #include "onnx/ops/binary.hpp"
 #include "onnx/emit.hpp"
 namespace quiver::onnx {
-QUIVER_REGISTER_OPS(sub) { registry.add({"", "Sub", arith_builder([](auto a, auto b) { return a - b; })}); }
+QUIVER_REGISTER_OPS(sub) { registry.add({"", "Sub", arith_builder([](auto a, auto b) { return a - b; })}, Repro::Exact); }
 
 QUIVER_REGISTER_EMITTERS(sub) {
   emitters.add("", "Sub", emit_binary("a - b", {DType::F32, DType::F64, DType::I64, DType::I32}));

@@ -3,6 +3,6 @@
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(sum) {
-  registry.add({"", "Sum", variadic_builder([](auto a, auto b) { return a + b; }, nullptr, /*allow_int=*/true)});
+  registry.add({"", "Sum", variadic_builder([](auto a, auto b) { return a + b; }, nullptr, /*allow_int=*/true)}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -1,11 +1,11 @@
 #include <cmath>
 #include "onnx/emit.hpp"
 
-#include "onnx/ops/unary.hpp"
+#include "onnx/ops/mathops.hpp"
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(tanh) {
-  registry.add({"", "Tanh", unary_builder(fixed([](auto x) { return std::tanh(x); }))});
+  registry.add({"", "Tanh", repro_unary(unary_builder(fixed([](auto x) { return std::tanh(x); })), &repro::Kernels::tanh)}, Repro::Variant);
 }
 
 QUIVER_REGISTER_EMITTERS(tanh) {

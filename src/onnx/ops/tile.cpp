@@ -75,7 +75,7 @@ QUIVER_REGISTER_OPS(tile) {
                       tile_rec<T>(0, x.data<T>(), y.data<T>(), in, rp, contiguous_strides(in), contiguous_strides(o));
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(tile) {

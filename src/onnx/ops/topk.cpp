@@ -125,7 +125,7 @@ QUIVER_REGISTER_OPS(topk) {
                       }
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(topk) {

@@ -138,7 +138,7 @@ QUIVER_REGISTER_OPS(transpose) {
                       transpose(x.data<T>(), y.data<T>(), od, st);
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(transpose) {

@@ -1,5 +1,6 @@
 // ai.onnx.ml TreeEnsembleRegressor / TreeEnsembleClassifier, evaluated by the forest engine
 // (src/forest): the node attributes become a quiver::forest::ForestSpec, compiled once at load.
+#include "onnx/numerics.hpp"
 #include "onnx/ops/common.hpp"
 
 #ifdef QUIVER_ONNX_HAVE_FOREST
@@ -11,6 +12,14 @@
 namespace quiver::onnx {
 
 namespace {
+
+// Reproducible numerics: the forest sums in tree order on every path and transforms with the ISA
+// table's functions (quiver/forest/forest.hpp, Forest::set_reproducible).
+std::shared_ptr<const forest::Forest> make_forest(const BuildContext& ctx, const forest::ForestSpec& spec) {
+  forest::Forest f = forest::Forest::build(spec, ctx.node_name());
+  if (ctx.target().reproducible()) f.set_reproducible(&repro_kernels(ctx.target()));
+  return std::make_shared<const forest::Forest>(std::move(f));
+}
 
 using forest::ForestSpec;
 using forest::Transform;
@@ -91,7 +100,7 @@ std::unique_ptr<Kernel> build_regressor(BuildContext& ctx) {
   ForestSpec spec = build_spec(ctx, lv, n_targets, nf, agg, a.get_string("post_transform", "NONE"));
   spec.base_margin.clear();
   for (float b : a.get_floats("base_values")) spec.base_margin.push_back(b);
-  auto f = std::make_shared<const forest::Forest>(forest::Forest::build(spec, ctx.node_name()));
+  auto f = make_forest(ctx, spec);
   ctx.set_output(0, DType::F32);
   return make_kernel([f, nf](ExecContext& ec) {
     const Tensor& x = ec.input(0);
@@ -124,7 +133,7 @@ std::unique_ptr<Kernel> build_classifier(BuildContext& ctx) {
   spec.base_margin.clear();
   for (float b : a.get_floats("base_values")) spec.base_margin.push_back(b);
   if (binary_single && spec.base_margin.size() == 2) spec.base_margin = {spec.base_margin[1]};
-  auto f = std::make_shared<const forest::Forest>(forest::Forest::build(spec, ctx.node_name()));
+  auto f = make_forest(ctx, spec);
   ctx.set_output(0, string_labels ? DType::String : DType::I64);
   ctx.set_output(1, DType::F32);
   return make_kernel([=](ExecContext& ec) {
@@ -161,8 +170,8 @@ std::unique_ptr<Kernel> build_classifier(BuildContext& ctx) {
 }  // namespace
 
 QUIVER_REGISTER_OPS(tree_ensemble) {
-  registry.add({"ai.onnx.ml", "TreeEnsembleRegressor", build_regressor});
-  registry.add({"ai.onnx.ml", "TreeEnsembleClassifier", build_classifier});
+  registry.add({"ai.onnx.ml", "TreeEnsembleRegressor", build_regressor}, Repro::Variant);
+  registry.add({"ai.onnx.ml", "TreeEnsembleClassifier", build_classifier}, Repro::Variant);
 }
 
 }  // namespace quiver::onnx

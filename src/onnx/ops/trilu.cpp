@@ -43,6 +43,6 @@ QUIVER_REGISTER_OPS(trilu) {
                         }
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 }  // namespace quiver::onnx

@@ -63,7 +63,7 @@ QUIVER_REGISTER_OPS(unsqueeze) {
             });
           }};
   d.aliases_input0 = true;
-  registry.add(d);
+  registry.add(d, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(unsqueeze) {

@@ -45,7 +45,7 @@ QUIVER_REGISTER_OPS(where) {
                                            });
                     });
                   });
-                }});
+                }}, Repro::Exact);
 }
 
 QUIVER_REGISTER_EMITTERS(where) {
