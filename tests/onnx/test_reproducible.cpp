@@ -294,8 +294,10 @@ TEST_P(ReproHepModel, BitwiseEqualAcrossIsaBatchPositionAndThreads) {
     // The data set's batch.
     const auto whole = run(*model, inputs);
     for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(same_row(whole, r, ref, r, *model), "") << "data set batch";
-    // Each row alone (batch 1).
-    for (int64_t r = 0; r < rows; ++r) {
+    // Each row alone (batch 1) and two threads: on the widest ISA (the other ISAs are held to its bits
+    // on the data set's batch and on batch 64, which puts every row at several positions).
+    const bool widest = isa == isas[0];
+    for (int64_t r = 0; widest && r < rows; ++r) {
       const auto one = run(*model, row(inputs, r));
       EXPECT_EQ(same_row(one, 0, ref, r, *model), "") << "batch 1, row " << r;
     }
@@ -307,6 +309,7 @@ TEST_P(ReproHepModel, BitwiseEqualAcrossIsaBatchPositionAndThreads) {
       const auto big = run(*model, quiver::onnx::tile_batch(inputs, 64));
       for (int64_t r = 0; r < 64; ++r) EXPECT_EQ(same_row(big, r, ref, r % rows, *model), "") << "batch 64, position " << r;
     }
+    if (!widest) continue;
     // Two threads sharing the model, each with its own state, several calls each.
     std::vector<std::string> errors(2);
     std::vector<std::thread> ts;
