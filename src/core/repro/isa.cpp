@@ -24,8 +24,15 @@ bool parse_isa(const char* s, Isa& out) {
 bool cpu_has_isa(Isa isa) {
 #if defined(__x86_64__)
   switch (isa) {
-    case Isa::Avx512: return __builtin_cpu_supports("x86-64-v4");
-    case Isa::Avx2: return __builtin_cpu_supports("x86-64-v3");
+    // Features, not the level names: clang 14 (the fuzz build) knows no "x86-64-v3"/"-v4" here. These
+    // set the levels apart; every CPU that has them has the rest of its level.
+    case Isa::Avx512:
+      return cpu_has_isa(Isa::Avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+             __builtin_cpu_supports("avx512cd");
+    case Isa::Avx2:
+      return __builtin_cpu_supports("avx") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2");
     case Isa::Baseline: return true;
   }
   return false;
