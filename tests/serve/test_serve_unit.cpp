@@ -18,13 +18,6 @@
 #include <unistd.h>
 
 #include "quiver/core/util.hpp"
-#ifdef QUIVER_TEST_ONNX
-#include <sstream>
-
-#include "quiver/backends/backends.hpp"
-#include "quiver/onnx/tensor_proto.hpp"
-#include "quiver/onnx/testing.hpp"
-#endif
 #include "serve/codec.hpp"
 #include "serve/repository.hpp"
 #include "serve/scheduler.hpp"
@@ -1042,41 +1035,3 @@ TEST(ServeShm, RegionBoundsChecked) {
 }
 
 }  // namespace
-
-#ifdef QUIVER_TEST_ONNX
-// config.pbtxt parameters { key: "numerics" value: { string_value: "reproducible" } } loads the model in
-// reproducible numerics: the served model gives the bytes of a direct reproducible load, for a batch
-// and for each of its rows alone.
-TEST(ServeRepository, NumericsParameterLoadsReproducibleMode) {
-  namespace fs = std::filesystem;
-  TempRepo t("numerics");
-  const std::string hep = std::string(QUIVER_SHARED_DIR) + "/models/hep/ticl_energy_id";
-  t.model("ticl", "backend: \"onnx\" parameters { key: \"numerics\" value: { string_value: \"reproducible\" } }");
-  fs::copy_file(hep + "/model.onnx", t.root / "ticl/1/model.onnx");
-  ModelRepository repo = t.open();
-  repo.load("ticl");
-  auto mv = repo.get("ticl", "");
-  ASSERT_TRUE(mv);
-  std::ostringstream os;
-  mv->model->describe(os);
-  EXPECT_NE(os.str().find("reproducible"), std::string::npos) << os.str();
-  LoadOptions lo;
-  lo.params["numerics"] = "reproducible";
-  auto direct = load_model(hep + "/model.onnx", lo);
-  std::vector<Tensor> in;
-  for (const auto& f : onnx::numbered_files(hep + "/test_data_set_0", "input")) in.push_back(onnx::read_tensor_file(f).tensor);
-  auto run = [&](const Model& m, const std::vector<Tensor>& x) {
-    auto st = m.make_state();
-    std::vector<Tensor> out;
-    m.run(x, out, *st);
-    return out;
-  };
-  const auto a = run(*mv->model, in), b = run(*direct, in);
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].nbytes(), b[i].nbytes());
-    EXPECT_EQ(std::memcmp(a[i].raw(), b[i].raw(), a[i].nbytes()), 0) << "output " << i;
-  }
-  repo.shutdown();
-}
-#endif  // QUIVER_TEST_ONNX
