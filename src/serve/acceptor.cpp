@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -43,6 +44,12 @@ DescriptorReserve::Accepted DescriptorReserve::accept(int listen_fd, sockaddr_st
   len = sizeof addr;
   a.fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
   a.error = a.fd < 0 ? errno : 0;
+  if (a.fd >= 0) {
+    // gRPC's own listener set this on its sockets; without it a request/response exchange on one
+    // connection waits for delayed ACKs (gRPC at concurrency 1 lost half its throughput).
+    const int on = 1;
+    setsockopt(a.fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  }
   if (a.fd >= 0 || (a.error != EMFILE && a.error != ENFILE) || fd_ < 0) return a;
   ::close(fd_);
   const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -138,6 +138,7 @@ void Scheduler::enqueue(std::unique_ptr<InferRequest> req) {
         batch.clear();
         return;
       }
+      if (p.deadline_ns > 0) next_deadline_ns_ = std::min(next_deadline_ns_, p.deadline_ns);
       queues_[level].push_back(std::move(p));
       ++queued_;
       ++in_flight_;
@@ -174,10 +175,16 @@ std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mute
     }
     int64_t now = now_ns();
     // Queue policy: requests past their deadline are rejected or moved behind the others.
-    for (size_t l = 0; l < levels_; ++l) {
-      auto& q = queues_[l];
-      for (auto it = q.begin(); it != q.end();) {
-        if (it->deadline_ns > 0 && now >= it->deadline_ns) {
+    if (now >= next_deadline_ns_) {
+      next_deadline_ns_ = INT64_MAX;
+      for (size_t l = 0; l < levels_; ++l) {
+        auto& q = queues_[l];
+        for (auto it = q.begin(); it != q.end();) {
+          if (it->deadline_ns == 0 || now < it->deadline_ns) {
+            if (it->deadline_ns > 0) next_deadline_ns_ = std::min(next_deadline_ns_, it->deadline_ns);
+            ++it;
+            continue;
+          }
           if (policy(l).delay_on_timeout) {
             it->delayed = true;
             delayed_[l].push_back(std::move(*it));
@@ -186,8 +193,6 @@ std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mute
             --queued_;
           }
           it = q.erase(it);
-        } else {
-          ++it;
         }
       }
     }
