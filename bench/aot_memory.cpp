@@ -7,9 +7,9 @@
 #include <string>
 
 #include "quiver/backends/backends.hpp"
+#include "quiver/core/batching.hpp"
 #include "quiver/core/model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
-#include "quiver/onnx/testing.hpp"
 
 namespace {
 long vm_rss_kib() {
@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
     std::vector<quiver::Tensor> in;
     for (const auto& f : quiver::onnx::numbered_files(argv[2], "input")) in.push_back(quiver::onnx::read_tensor_file(f).tensor);
     const int64_t batch = std::stoll(argv[3]);
-    if (batch > 1) in = quiver::onnx::tile_batch(in, batch);
+    if (batch > 1) in = quiver::tile_rows(in, batch);
     const long before = vm_rss_kib();
     auto model = quiver::load_model(argv[1]);
     quiver::Session s(model);

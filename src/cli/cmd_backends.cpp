@@ -17,6 +17,7 @@
 
 #include "cli/command.hpp"
 #include "quiver/backends/backends.hpp"
+#include "quiver/core/batching.hpp"
 #include "quiver/core/model.hpp"
 #include "quiver/core/prepare.hpp"
 #include "quiver/core/profile.hpp"
@@ -66,7 +67,7 @@ void add_where_options(CLI::App* c, Where& w) {
                                 "default: QUIVER_ISA, else the best this CPU runs)");
 }
 
-// ---- inputs for bench: a reference data set tiled along the batch dim (onnx::tile_batch), or synthesized ----
+// ---- inputs for bench: a reference data set tiled along the batch dim (tile_rows, core/batching), or synthesized ----
 
 std::vector<Tensor> synth_inputs(const ModelInfo& mi, int64_t batch, const std::map<std::string, int64_t>& dims) {
   std::mt19937 rng(42);
@@ -115,7 +116,7 @@ void cmd_bench(const std::string& path, const Where& device, int64_t batch, int 
       throw Error(ErrorCode::InvalidArgument, data_dir + " has " + std::to_string(src.size()) + " inputs, model needs " +
                                                   std::to_string(mi.inputs.size()));
     bool fixed_batch = !mi.inputs.empty() && !mi.inputs[0].shape.empty() && mi.inputs[0].shape[0].is_fixed();
-    inputs = fixed_batch ? src : onnx::tile_batch(src, batch);
+    inputs = fixed_batch ? src : tile_rows(src, batch);
   } else {
     inputs = synth_inputs(mi, batch, dims);
   }

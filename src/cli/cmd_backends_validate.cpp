@@ -17,10 +17,10 @@
 #include "cli/command.hpp"
 #include "core/repro/repro.hpp"
 #include "quiver/backends/backends.hpp"
+#include "quiver/core/batching.hpp"
 #include "quiver/core/model.hpp"
 #include "quiver/core/util.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
-#include "quiver/onnx/testing.hpp"
 
 namespace fs = std::filesystem;
 using namespace quiver;
@@ -151,32 +151,6 @@ Diff diff(const Tensor& got, const Tensor& ref, double rtol, double atol) {
   return d;
 }
 
-// Row r of every tensor (dim 0), and the rows of several results joined again.
-std::vector<Tensor> rows_of(const std::vector<Tensor>& ts, int64_t r) {
-  std::vector<Tensor> out;
-  for (const auto& t : ts) {
-    std::vector<int64_t> d = t.dims();
-    const size_t rb = t.nbytes() / static_cast<size_t>(d[0]);
-    d[0] = 1;
-    Tensor n = Tensor::empty(t.dtype(), d);
-    std::memcpy(n.raw(), static_cast<const char*>(t.raw()) + r * rb, rb);
-    out.push_back(std::move(n));
-  }
-  return out;
-}
-std::vector<Tensor> join_rows(const std::vector<std::vector<Tensor>>& parts) {
-  std::vector<Tensor> out;
-  for (size_t i = 0; i < parts[0].size(); ++i) {
-    std::vector<int64_t> d = parts[0][i].dims();
-    d[0] = static_cast<int64_t>(parts.size());
-    Tensor t = Tensor::empty(parts[0][i].dtype(), d);
-    const size_t rb = parts[0][i].nbytes();
-    for (size_t r = 0; r < parts.size(); ++r) std::memcpy(static_cast<char*>(t.raw()) + r * rb, parts[r][i].raw(), rb);
-    out.push_back(std::move(t));
-  }
-  return out;
-}
-
 std::vector<Tensor> run_once(const Model& m, const std::vector<Tensor>& in) {
   auto st = m.make_state();
   std::vector<Tensor> out;
@@ -210,10 +184,10 @@ std::vector<Tensor> run_path(const Model& m, const PathSpec& p, const DataSet& d
     switch (p.batch) {
       case PathSpec::EachRow: {
         std::vector<std::vector<Tensor>> parts;
-        for (int64_t r = 0; r < rows; ++r) parts.push_back(run_once(m, rows_of(ds.inputs, r)));
-        return join_rows(parts);
+        for (int64_t r = 0; r < rows; ++r) parts.push_back(run_once(m, take_rows(ds.inputs, r, 1)));
+        return join_calls(parts);
       }
-      case PathSpec::Tiled64: return run_once(m, onnx::tile_batch(ds.inputs, 64));
+      case PathSpec::Tiled64: return run_once(m, tile_rows(ds.inputs, 64));
       default: return run_once(m, ds.inputs);
     }
   };
@@ -391,8 +365,8 @@ int cmd_validate(const ValidateArgs& a) {
       }
       const bool tiled = p.batch == PathSpec::Tiled64;
       const std::vector<Tensor>& ref0 = ds.expected.empty() ? repro_out[k] : ds.expected;
-      const std::vector<Tensor> ref = tiled ? onnx::tile_batch(ref0, 64) : ref0;
-      const std::vector<Tensor> rrep = tiled ? onnx::tile_batch(repro_out[k], 64) : repro_out[k];
+      const std::vector<Tensor> ref = tiled ? tile_rows(ref0, 64) : ref0;
+      const std::vector<Tensor> rrep = tiled ? tile_rows(repro_out[k], 64) : repro_out[k];
       for (size_t i = 0; i < mi.outputs.size(); ++i) {
         Diff d;
         bool bitwise = false;

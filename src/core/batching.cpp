@@ -106,4 +106,56 @@ std::vector<std::vector<NamedTensor>> split_batch(const std::vector<NamedTensor>
   return parts;
 }
 
+std::vector<Tensor> take_rows(const std::vector<Tensor>& tensors, int64_t first, int64_t count) {
+  std::vector<Tensor> out;
+  out.reserve(tensors.size());
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const Tensor& t = tensors[i];
+    if (t.rank() == 0 || first < 0 || count < 0 || first > t.dim(0) - count)
+      throw Error(ErrorCode::InvalidArgument,
+                  "rows [" + std::to_string(first) + ", +" + std::to_string(count) + ") are outside " +
+                      dims_to_string(t.dims()),
+                  {.tensor = "#" + std::to_string(i)});
+    out.push_back(t.rows(first, count));
+  }
+  return out;
+}
+
+std::vector<Tensor> tile_rows(const std::vector<Tensor>& tensors, int64_t batch) {
+  std::vector<Tensor> out;
+  out.reserve(tensors.size());
+  for (const Tensor& t : tensors) {
+    if (t.rank() == 0 || t.dim(0) == batch || t.dim(0) == 0) {
+      out.push_back(t);
+      continue;
+    }
+    if (t.dim(0) > batch) {
+      out.push_back(t.rows(0, batch));
+      continue;
+    }
+    std::vector<int64_t> dims = t.dims();
+    dims[0] = batch;
+    Tensor n = Tensor::empty(t.dtype(), dims);
+    for (int64_t at = 0; at < batch; at += t.dim(0)) copy_rows(t, 0, n, at, std::min(t.dim(0), batch - at));
+    out.push_back(std::move(n));
+  }
+  return out;
+}
+
+std::vector<Tensor> join_calls(const std::vector<std::vector<Tensor>>& parts) {
+  if (parts.empty()) return {};
+  std::vector<Tensor> out(parts[0].size());
+  std::vector<const Tensor*> column(parts.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    for (size_t p = 0; p < parts.size(); ++p) {
+      if (parts[p].size() != out.size())
+        throw Error(ErrorCode::InvalidArgument, "calls to join have " + std::to_string(parts[p].size()) + " and " +
+                                                    std::to_string(out.size()) + " tensors");
+      column[p] = &parts[p][i];
+    }
+    join_rows(column, out[i], "#" + std::to_string(i));
+  }
+  return out;
+}
+
 }  // namespace quiver

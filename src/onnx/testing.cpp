@@ -214,21 +214,4 @@ RatchetReport check_expectations(const std::vector<CaseResult>& results, const E
   return rep;
 }
 
-std::vector<Tensor> tile_batch(const std::vector<Tensor>& src, int64_t batch) {
-  std::vector<Tensor> out;
-  for (const auto& t : src) {
-    if (t.rank() == 0 || t.dim(0) == batch || t.dim(0) == 0) { out.push_back(t); continue; }
-    std::vector<int64_t> d = t.dims();
-    const int64_t rows = d[0];
-    d[0] = batch;
-    Tensor n = Tensor::empty(t.dtype(), d);
-    const size_t row_bytes = t.nbytes() / static_cast<size_t>(rows);
-    for (int64_t b = 0; b < batch; ++b)
-      std::memcpy(static_cast<char*>(n.raw()) + b * row_bytes, static_cast<const char*>(t.raw()) + (b % rows) * row_bytes,
-                  row_bytes);
-    out.push_back(std::move(n));
-  }
-  return out;
-}
-
 }  // namespace quiver::onnx

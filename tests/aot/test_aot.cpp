@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "quiver/aot/aot.hpp"
+#include "quiver/core/batching.hpp"
 #include "quiver/core/error.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
@@ -121,16 +122,7 @@ void check_reference_and_engine(const std::string& m, const std::shared_ptr<cons
                          !lib->info().inputs[0].shape[0].is_fixed();
     if (!batched) continue;
     for (int64_t b : {int64_t{1}, int64_t{5}, int64_t{64}}) {
-      std::vector<Tensor> in = onnx::tile_batch(d.inputs, b);
-      if (in[0].dims()[0] != b) {  // tile_batch only grows a batch: take the first b rows instead
-        in.clear();
-        for (const auto& t : d.inputs) {
-          std::vector<int64_t> dims = t.dims();
-          const int64_t rows = std::min<int64_t>(b, dims[0]);
-          dims[0] = rows;
-          in.push_back(Tensor::view(t.dtype(), dims, t.raw()).clone());
-        }
-      }
+      const std::vector<Tensor> in = tile_rows(d.inputs, b);  // the data set's rows repeated or cut to b
       expect_close(lib->run_once(in), engine->run_once(in), m + " vs engine at batch " + std::to_string(in[0].dims()[0]));
     }
   }

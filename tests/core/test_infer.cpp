@@ -118,6 +118,34 @@ TEST(Batching, JoinAndCopyRowsCheckTheirShapes) {
   EXPECT_THROW(copy_rows(s, 1, d, 0, 2), Error);  // past the source's rows
 }
 
+TEST(Batching, WholeCallsTakeTileAndJoinRows) {
+  const std::vector<Tensor> call = {Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {3, 2}),
+                                    Tensor::from_vector<int64_t>({7, 8, 9}, {3}), Tensor::scalar(2.5f)};
+  // take_rows: views of one row of each tensor; a scalar has no rows.
+  const auto one = take_rows({call[0], call[1]}, 2, 1);
+  ASSERT_EQ(one[0].dims(), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(one[0].data<float>()[1], 6.0f);
+  EXPECT_EQ(one[1].data<int64_t>()[0], 9);
+  EXPECT_THROW(take_rows(call, 0, 1), Error);
+  EXPECT_THROW(take_rows({call[0]}, 2, 2), Error);
+  // tile_rows: rows repeated up to the batch, or cut to it; scalars kept.
+  const auto big = tile_rows(call, 7);
+  ASSERT_EQ(big[0].dims(), (std::vector<int64_t>{7, 2}));
+  EXPECT_EQ(big[0].data<float>()[2 * 6 + 1], 2.0f);  // row 6 is row 0
+  EXPECT_EQ(big[1].data<int64_t>()[4], 8);           // row 4 is row 1
+  EXPECT_EQ(big[2].rank(), 0u);
+  const auto small = tile_rows(call, 2);
+  ASSERT_EQ(small[1].dims(), (std::vector<int64_t>{2}));
+  EXPECT_EQ(small[1].data<int64_t>()[1], 8);
+  // join_calls: the rows of each call in order, per tensor; calls that disagree are refused.
+  const auto joined = join_calls({take_rows({call[0], call[1]}, 1, 2), one});
+  ASSERT_EQ(joined[0].dims(), (std::vector<int64_t>{3, 2}));
+  EXPECT_EQ(joined[0].data<float>()[0], 3.0f);
+  EXPECT_EQ(joined[1].data<int64_t>()[2], 9);
+  EXPECT_THROW(join_calls({one, {call[0]}}), Error);
+  EXPECT_THROW(join_calls({one, {call[1], call[0]}}), Error);
+}
+
 TEST(Fallback, ModesDecideWhichFailuresRunLocally) {
   auto local = single_local_model(std::make_shared<PlusOne>());
   Fallback off(FallbackMode::Off, local, inline_executor()), on(FallbackMode::OnFailure, local, inline_executor()),

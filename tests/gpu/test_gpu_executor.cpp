@@ -14,6 +14,7 @@
 #include "gpu/stream.hpp"
 #include "onnx/graph_builder.hpp"
 #include "quiver/backends/backends.hpp"
+#include "quiver/core/batching.hpp"
 #include "quiver/core/profile.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
@@ -107,7 +108,7 @@ TEST(GpuExecutor, ParticleNetAnyBatchMatchesTheCpuRowByRow) {
   auto base = read_inputs(dir + "/test_data_set_0");
   auto gs = gpu->make_state();
   for (int64_t batch : {1, 5, 32, 3}) {
-    auto in = quiver::onnx::tile_batch(base, batch);
+    auto in = quiver::tile_rows(base, batch);
     auto out = gpu->run_once(in);
     std::vector<Tensor> again;
     gpu->run(in, again, *gs);
@@ -121,7 +122,7 @@ TEST(GpuExecutor, ParticleNetAnyBatchMatchesTheCpuRowByRow) {
 TEST(GpuExecutor, ThreadsWithTheirOwnStatesShareOneModel) {
   const std::string dir = kHep + "particlenet_ak4_hlt";
   auto gpu = quiver::backends::load_onnx(dir + "/model.onnx", on_device());
-  auto in = quiver::onnx::tile_batch(read_inputs(dir + "/test_data_set_0"), 8);
+  auto in = quiver::tile_rows(read_inputs(dir + "/test_data_set_0"), 8);
   const auto ref = gpu->run_once(in);
   for (const auto& d : run_in_threads(*gpu, in, ref[0], 3, 3, {0, 0})) EXPECT_EQ(d, "");
 }
@@ -131,7 +132,7 @@ TEST(GpuExecutor, DeviceStreamsBoundConcurrentRunsAndCallersWait) {
   auto opts = on_device();
   opts.params["device_streams"] = "1";  // one set of device buffers: the threads take turns
   auto gpu = quiver::backends::load_onnx(dir + "/model.onnx", opts);
-  auto in = quiver::onnx::tile_batch(read_inputs(dir + "/test_data_set_0"), 4);
+  auto in = quiver::tile_rows(read_inputs(dir + "/test_data_set_0"), 4);
   const auto ref = quiver::onnx::load_onnx(dir + "/model.onnx")->run_once(in);
   for (const auto& d : run_in_threads(*gpu, in, ref[0], 4, 2, {1e-4, 1e-5})) EXPECT_EQ(d, "");
   opts.params["device_streams"] = "0";

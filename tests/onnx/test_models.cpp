@@ -7,6 +7,7 @@
 
 #include <filesystem>
 
+#include "quiver/core/batching.hpp"
 #include "quiver/core/prepare.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
@@ -56,7 +57,7 @@ TEST_P(HepModel, PreparedStateDoesNotGrowOnFirstRun) {
   std::vector<Tensor> src;
   for (const auto& f : onnx::numbered_files(dir + "/test_data_set_0", "input")) src.push_back(onnx::read_tensor_file(f).tensor);
   const bool fixed_batch = !mi.inputs.empty() && !mi.inputs[0].shape.empty() && mi.inputs[0].shape[0].is_fixed();
-  const std::vector<Tensor> inputs = fixed_batch ? src : onnx::tile_batch(src, 16);
+  const std::vector<Tensor> inputs = fixed_batch ? src : tile_rows(src, 16);
   const int64_t batch = inputs[0].rank() == 0 ? 1 : inputs[0].dim(0);
   std::vector<Tensor> outputs;
 

@@ -13,6 +13,7 @@
 #include "onnx/hep_models.hpp"
 #include "onnx/numerics.hpp"
 #include "core/repro/repro.hpp"
+#include "quiver/core/batching.hpp"
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
 #include "quiver/onnx/testing.hpp"
@@ -228,20 +229,6 @@ std::vector<Tensor> run(const Model& m, const std::vector<Tensor>& in) {
   return out;
 }
 
-// Row r of every tensor (dim 0).
-std::vector<Tensor> row(const std::vector<Tensor>& ts, int64_t r) {
-  std::vector<Tensor> out;
-  for (const auto& t : ts) {
-    std::vector<int64_t> d = t.dims();
-    const size_t rb = t.nbytes() / static_cast<size_t>(d[0]);
-    d[0] = 1;
-    Tensor n = Tensor::empty(t.dtype(), d);
-    std::memcpy(n.raw(), static_cast<const char*>(t.raw()) + r * rb, rb);
-    out.push_back(std::move(n));
-  }
-  return out;
-}
-
 // Empty when row `r` of `got` has the bytes of row `want_row` of `want`, for every output.
 std::string same_row(const std::vector<Tensor>& got, int64_t r, const std::vector<Tensor>& want, int64_t want_row,
                      const Model& m) {
@@ -298,7 +285,7 @@ TEST_P(ReproHepModel, BitwiseEqualAcrossIsaBatchPositionAndThreads) {
     // on the data set's batch and on batch 64, which puts every row at several positions).
     const bool widest = isa == isas[0];
     for (int64_t r = 0; widest && r < rows; ++r) {
-      const auto one = run(*model, row(inputs, r));
+      const auto one = run(*model, take_rows(inputs, r, 1));
       EXPECT_EQ(same_row(one, 0, ref, r, *model), "") << "batch 1, row " << r;
     }
     // Batch 64: the data set's rows tiled, so each row sits at several positions (0 .. 63).
@@ -306,7 +293,7 @@ TEST_P(ReproHepModel, BitwiseEqualAcrossIsaBatchPositionAndThreads) {
       if (isa == isas[0]) std::printf("[ NOTE     ] %s has a fixed batch of %ld: batch 64 not checked\n", GetParam(),
                                       static_cast<long>(shape0[0].value));
     } else {
-      const auto big = run(*model, quiver::onnx::tile_batch(inputs, 64));
+      const auto big = run(*model, quiver::tile_rows(inputs, 64));
       for (int64_t r = 0; r < 64; ++r) EXPECT_EQ(same_row(big, r, ref, r % rows, *model), "") << "batch 64, position " << r;
     }
     if (!widest) continue;

@@ -1,6 +1,7 @@
 // Batch assembly: joining the rows (dim 0) of several requests' tensors into one batch and giving
-// each request its rows of the results back. The one implementation behind the server's dynamic
-// batcher, the client's coalescer and the flow's batch stage and service mode.
+// each request its rows of the results back; taking, tiling and joining the rows of whole calls. The
+// one implementation behind the server's dynamic batcher, the client's coalescer, the flow's batch
+// stage and service mode, and the batch paths of `quiver bench` / `quiver validate` and the tests.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -29,5 +30,18 @@ std::vector<NamedTensor> concat_batch(const std::vector<const std::vector<NamedT
 // dim 0 is not offsets.back().
 std::vector<std::vector<NamedTensor>> split_batch(const std::vector<NamedTensor>& outputs,
                                                   const std::vector<int64_t>& offsets);
+
+// ---- Whole calls (every input or output of one call, in order) ----
+
+// Rows [first, first + count) of every tensor, as views sharing their storage. Throws
+// InvalidArgument when a tensor is a scalar or has fewer rows.
+std::vector<Tensor> take_rows(const std::vector<Tensor>& tensors, int64_t first, int64_t count);
+// Every tensor's rows repeated (0, 1, .., n-1, 0, 1, ..) up to `batch` rows, or its first `batch`
+// rows when it has more: a reference data set as a bigger or smaller batch. Scalars, empty
+// tensors and tensors already of that batch are kept as they are.
+std::vector<Tensor> tile_rows(const std::vector<Tensor>& tensors, int64_t batch);
+// Several calls' tensors joined along dim 0: tensor i of the result holds parts[0][i], parts[1][i],
+// ... in order. Throws InvalidArgument (naming the tensor's index) when the parts disagree.
+std::vector<Tensor> join_calls(const std::vector<std::vector<Tensor>>& parts);
 
 }  // namespace quiver

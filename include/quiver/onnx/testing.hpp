@@ -27,10 +27,6 @@ struct CaseResult {
   std::string message;  // why it failed / which op is unsupported
 };
 
-// Repeats the rows (dim 0) of every tensor up to `batch` rows (a reference data set as a bigger batch);
-// scalars, empty tensors and tensors already of that batch are kept as they are.
-std::vector<Tensor> tile_batch(const std::vector<Tensor>& src, int64_t batch);
-
 // Runs one ONNX backend test case folder (model.onnx + test_data_set_*/), the model loaded by `load`
 // (default: the CPU engine, load_onnx; `quiver onnx-test --device` passes the backend layer's loader).
 // Skipped only when the loader refuses the model as Unsupported; any error while running
