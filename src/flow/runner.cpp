@@ -145,6 +145,8 @@ struct Runner final : Runtime {
   const uint64_t nskip;
   const bool ordered;
   const bool abort_policy;
+  const bool bounded_read_ahead;
+  const size_t nthreads_z;
 
   const std::vector<Source*>& sources;
   const std::vector<AsyncFactory*>& asyncs;
@@ -164,7 +166,7 @@ struct Runner final : Runtime {
   alignas(64) std::atomic<bool> pump_task_pending{false};
   alignas(64) std::atomic<Group*> returned{nullptr};     // groups given back while the hub was busy
   alignas(64) std::atomic<uint64_t> emitted{0};          // published by the hub holder, per group
-  alignas(64) std::atomic<size_t> group_k{1};            // events per group (kmax at the start)
+  alignas(64) std::atomic<size_t> group_k{1};            // events per group (1 at the start)
   alignas(64) std::atomic<int> firing{0};                // completions inside arena->enqueue
   std::atomic<bool> aborting{false};
   std::atomic<uint64_t> failed{0};
@@ -187,6 +189,8 @@ struct Runner final : Runtime {
         nskip(t.settings.nskip),
         ordered(t.settings.ordered),
         abort_policy(t.settings.error_policy == ErrorPolicy::Abort),
+        bounded_read_ahead(t.settings.bounded_read_ahead),
+        nthreads_z(static_cast<size_t>(t.settings.threads)),
         sources(t.sources),
         asyncs(t.asyncs) {
     for (auto& st : t.stages) procs.push_back(st.processor);
@@ -396,7 +400,8 @@ struct Runner final : Runtime {
         // Only whole groups (or the last events of the input): with fewer than K slots free, more
         // than half the pool is in flight and will come back, so no thread waits long for them,
         // and groups do not fragment into the single slots events finish one by one.
-        size_t k = group_k.load(std::memory_order_relaxed);
+        const size_t kg = group_k.load(std::memory_order_relaxed);
+        size_t k = kg;
         if (max_events) {
           if (hub.emitted >= max_events) {
             hub.done = true;
@@ -405,6 +410,9 @@ struct Runner final : Runtime {
           k = std::min<uint64_t>(k, max_events - hub.emitted);
         }
         if (hub.free_slots.size() < k) break;
+        // Default pool: at most max(4, 2 x K) x nthreads events in flight (two groups per thread;
+        // heavy events, K = 1, stay at the classic 4 per thread), however many slots are free.
+        if (bounded_read_ahead && pool_n - hub.free_slots.size() + k > std::max<size_t>(4, 2 * kg) * nthreads_z) break;
         Group* g = fill_group(k);
         if (!g) break;
         if (!first) first = g;
@@ -738,7 +746,10 @@ RunSummary Runner::run() {
     r.hub.free_groups.push_back(r.group_records.back().get());
   }
   r.lanes = std::make_unique<Lane[]>(static_cast<size_t>(r.threads) + 1);
-  r.group_k.store(r.kmax);
+  // One event per group until the first group has been timed: heavy events must not start out
+  // serialized in a large group on one thread (a lane times its first group; tiny events reach
+  // large groups at once).
+  r.group_k.store(1);
   const size_t nproc = r.procs.size();
   r.seqs.resize(nproc);
   r.next_seq_stage.assign(nproc + 1, nproc);

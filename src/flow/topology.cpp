@@ -31,6 +31,8 @@ Topology::Settings read_settings(const Application& app) {
   Topology::Settings s;
   s.threads = app.get_parameter<int>("nthreads", default_threads());
   if (s.threads < 1) throw Error(ErrorCode::InvalidArgument, "parameter 'nthreads' must be >= 1");
+  // Unset: decided once the async factories are known (build_topology).
+  s.bounded_read_ahead = !app.parameter("in_flight");
   int64_t inflight = app.get_parameter<int64_t>("in_flight", 4 * static_cast<int64_t>(s.threads));
   if (inflight < 1) throw Error(ErrorCode::InvalidArgument, "parameter 'in_flight' must be >= 1");
   s.in_flight = static_cast<size_t>(inflight);
@@ -198,6 +200,16 @@ Topology Application::build_topology() {
       if (std::find(users.begin(), users.end(), c.get()) == users.end()) users.push_back(c.get());
     }
 
+  // The default pool: events of synchronous pipelines run in groups of up to 64, and two groups per
+  // thread in flight keep the source ahead of the workers (the runner bounds the read-ahead); async
+  // factories' events come back one at a time, so there every slot is usable and 4 per thread stay.
+  if (t.settings.bounded_read_ahead) {
+    if (t.asyncs.empty())
+      t.settings.in_flight = Topology::Settings::kAutoSlotsPerThread * static_cast<size_t>(t.settings.threads);
+    else
+      t.settings.bounded_read_ahead = false;
+  }
+
   check_lazy_cycles(t);
   order_async_factories(t);
   return t;
@@ -235,7 +247,8 @@ std::vector<size_t> indices(const Ports& ports) {
 std::string Topology::describe() const {
   std::ostringstream os;
   const Settings& s = settings;
-  os << "settings: nthreads=" << s.threads << " in_flight=" << s.in_flight << " nevents=" << s.max_events
+  os << "settings: nthreads=" << s.threads << " in_flight=" << s.in_flight
+     << (s.bounded_read_ahead ? " (default: max(4, 2 x K) x nthreads of them in flight)" : "") << " nevents=" << s.max_events
      << (s.max_events ? "" : " (until the sources end)") << " nskip=" << s.nskip
      << " ordered=" << (s.ordered ? "true" : "false")
      << " error_policy=" << (s.error_policy == ErrorPolicy::Abort ? "abort" : "skip") << " ticker=" << s.ticker_s

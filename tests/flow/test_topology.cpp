@@ -103,7 +103,8 @@ TEST(Topology, RolesWiringAndAsyncOrderWithoutRunningAnything) {
   EXPECT_EQ(g_calls.load(), 0) << "build_topology must not run components";
 
   EXPECT_EQ(t.settings.threads, 3);
-  EXPECT_EQ(t.settings.in_flight, 12u);  // 4 x nthreads by default
+  EXPECT_EQ(t.settings.in_flight, 12u);  // 4 x nthreads by default with an async factory
+  EXPECT_FALSE(t.settings.bounded_read_ahead);
   EXPECT_FALSE(t.settings.ordered);
   EXPECT_EQ(t.settings.error_policy, ErrorPolicy::Abort);
   EXPECT_EQ(*src.start_, 5);  // parameters are bound
@@ -180,6 +181,27 @@ TEST(Topology, DescribePrintsSettingsEventPathAndProducts) {
   EXPECT_NE(d.find("mid ["), std::string::npos) << d;
   EXPECT_NE(d.find("int 'm': made by 'mid', read by 'late'"), std::string::npos) << d;
   EXPECT_NE(d.find("Numbers]"), std::string::npos) << "the component's class is named: " << d;
+}
+
+// The default pool depends on the pipeline: without async factories it is large and the runner
+// bounds the read-ahead by the group size; an explicit in_flight is taken as it is.
+TEST(Topology, DefaultInFlightWithoutAsyncFactories) {
+  Application app;
+  app.set_parameter("nthreads", "3");
+  app.set_parameter("out.label", "x");
+  app.add<Numbers>("source");
+  app.add<Step>("mid", "n", "m");
+  app.add<Reader>("out", "m", Processor::Mode::Sequential);
+  Topology t = app.build_topology();
+  EXPECT_EQ(t.settings.in_flight, 384u);  // 128 x nthreads slots
+  EXPECT_TRUE(t.settings.bounded_read_ahead);
+  EXPECT_NE(t.describe().find("in_flight=384 (default: max(4, 2 x K) x nthreads of them in flight)"), std::string::npos)
+      << t.describe();
+
+  app.set_parameter("in_flight", "12");
+  t = app.build_topology();
+  EXPECT_EQ(t.settings.in_flight, 12u);
+  EXPECT_FALSE(t.settings.bounded_read_ahead);
 }
 
 TEST(Topology, SourcesReadOneAfterTheOtherShareTheirProducts) {
