@@ -250,7 +250,7 @@ int overhead(int argc, char** argv) {
   const double ns_per_iter =
       std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - c0).count() / probe;
   std::printf("bench_flow overhead: %d runs per cell (alternating thread counts), in_flight %s, %d hardware threads\n",
-              runs, in_flight.empty() ? "default (4 x nthreads)" : in_flight.c_str(), hw);
+              runs, in_flight.empty() ? "default" : in_flight.c_str(), hw);
   for (double work_ns : works) {
     g_work_iters = static_cast<int64_t>(work_ns / ns_per_iter);
     const int64_t events =
