@@ -422,40 +422,34 @@ TEST(Flow, BackPressureBoundsEventsInFlight) {
 
 // Without async factories and without an in_flight parameter the pool is 128 x nthreads slots, but
 // the runner keeps only max(4, 2 x K) x nthreads events in flight: two groups per thread.
+// Returns the most events ever read and not yet collected.
+template <class Square>
+int default_pool_peak(int nevents, int threads, Processor::Mode mode) {
+  std::atomic<int> live{0};
+  Application app;
+  basic(app, nevents, threads);
+  auto& src = app.add<IntSource>("source");
+  src.live = &live;
+  app.add<Square>("square");
+  auto& col = app.add<Collector>("out", mode);
+  col.live = &live;
+  auto s = run_with_timeout(app, 120);
+  EXPECT_FALSE(s.fatal) << s.fatal->what();
+  EXPECT_EQ(col.rows.size(), static_cast<size_t>(nevents));
+  EXPECT_EQ(col.pool_size(), 128u * static_cast<size_t>(threads));
+  return src.max_live.load();
+}
+
 TEST(Flow, DefaultPoolBoundsReadAheadByGroupSize) {
-  {  // Tiny events, one thread: K starts at 1 (4 events in the first turn), then at most two groups.
-    std::atomic<int> live{0};
-    Application app;
-    basic(app, 5000, 1);
-    auto& src = app.add<IntSource>("source");
-    src.live = &live;
-    app.add<SquareFactory>("square");
-    auto& col = app.add<Collector>("out");
-    col.live = &live;
-    auto s = run_with_timeout(app);
-    ASSERT_FALSE(s.fatal) << s.fatal->what();
-    EXPECT_EQ(col.rows.size(), 5000u);
-    EXPECT_EQ(col.pool_size(), 128u);
-    EXPECT_GE(src.max_live.load(), 4);
-    EXPECT_LE(src.max_live.load(), 128);
-  }
-  {  // Heavy events (5 ms each), two threads: one event per group from the start (the first groups
-     // are read before any was timed) and at most 4 per thread in flight, as with the old pool.
-    std::atomic<int> live{0};
-    Application app;
-    basic(app, 100, 2);
-    auto& src = app.add<IntSource>("source");
-    src.live = &live;
-    app.add<SlowSquare>("square");
-    auto& col = app.add<Collector>("out", Processor::Mode::Parallel);
-    col.live = &live;
-    auto s = run_with_timeout(app, 120);
-    ASSERT_FALSE(s.fatal) << s.fatal->what();
-    EXPECT_EQ(col.rows.size(), 100u);
-    EXPECT_EQ(col.pool_size(), 256u);
-    EXPECT_GE(src.max_live.load(), 1);
-    EXPECT_LE(src.max_live.load(), 8);
-  }
+  // Tiny events, one thread: K starts at 1 (4 events in the first turn), then at most two groups.
+  const int tiny = default_pool_peak<SquareFactory>(5000, 1, Processor::Mode::Sequential);
+  EXPECT_GE(tiny, 4);
+  EXPECT_LE(tiny, 128);
+  // Heavy events (5 ms each), two threads: one event per group from the start (the first groups
+  // are read before any was timed) and at most 4 per thread in flight, as with the old pool.
+  const int heavy = default_pool_peak<SlowSquare>(100, 2, Processor::Mode::Parallel);
+  EXPECT_GE(heavy, 1);
+  EXPECT_LE(heavy, 8);
 }
 
 // ---- errors
