@@ -19,8 +19,8 @@ struct Use {
 
 class Fuser {
  public:
-  Fuser(const ::onnx::GraphProto& g, const ConstLookup& lookup, FusedGraph& out, bool transposed_gemm)
-      : g_(g), lookup_(lookup), out_(out), transposed_gemm_(transposed_gemm) {
+  Fuser(const ::onnx::GraphProto& g, const ConstLookup& lookup, FusedGraph& out, bool cpu_engine)
+      : g_(g), lookup_(lookup), out_(out), cpu_engine_(cpu_engine) {
     for (const auto& n : g.node()) nodes_.push_back(&n);
     alive_.assign(nodes_.size(), true);
   }
@@ -34,7 +34,15 @@ class Fuser {
       if (alive_[i] && nodes_[i]->op_type() == "Add" && dom(i)) fuse_bias(i);
     rebuild_uses();
     for (size_t i = 0; i < nodes_.size(); ++i)
-      if (transposed_gemm_ && alive_[i] && nodes_[i]->op_type() == "Gemm" && dom(i)) fuse_transposed_a(i);
+      if (cpu_engine_ && alive_[i] && nodes_[i]->op_type() == "Gemm" && dom(i)) fuse_transposed_a(i);
+    if (cpu_engine_) {  // CPU-engine fusions (kernels the emitter and device targets lack)
+      rebuild_uses();
+      for (size_t i = 0; i < nodes_.size(); ++i)
+        if (alive_[i] && nodes_[i]->op_type() == "Erf" && dom(i)) fuse_gelu(i);
+      rebuild_uses();
+      for (size_t i = 0; i < nodes_.size(); ++i)
+        if (alive_[i] && nodes_[i]->op_type() == "ReduceMean" && dom(i)) fuse_layer_norm(i);
+    }
     rebuild_uses();
     for (size_t i = 0; i < nodes_.size(); ++i) {
       const auto& op = nodes_[i]->op_type();
@@ -136,6 +144,138 @@ class Fuser {
   std::shared_ptr<const Tensor> i64_const(const std::string& name) const {
     auto t = const_tensor(name);
     return t && t->dtype() == DType::I64 ? t : nullptr;
+  }
+
+  // The one node that reads `name` (not a graph output, read once), of type `op`; -1 otherwise.
+  int sole_user(const std::string& name, const char* op) const {
+    if (graph_outputs_.count(name)) return -1;
+    auto it = uses_.find(name);
+    if (it == uses_.end() || it->second.size() != 1 || it->second[0].input < 0) return -1;
+    const size_t u = it->second[0].node;
+    return nodes_[u]->op_type() == op && dom(u) ? static_cast<int>(u) : -1;
+  }
+  // A float constant holding one value close to `v` (exporters write 1/sqrt(2) and eps in float).
+  bool scalar_near(const std::string& name, double v) const {
+    auto t = f32_const(name);
+    if (!t || t->numel() != 1) return false;
+    return std::abs(static_cast<double>(t->data<float>()[0]) - v) <= 1e-6 * std::abs(v);
+  }
+  // For a binary node that reads `from`: its other input.
+  static const std::string* other_input(const ::onnx::NodeProto& n, const std::string& from) {
+    if (n.input_size() != 2) return nullptr;
+    if (n.input(0) == from) return &n.input(1);
+    if (n.input(1) == from) return &n.input(0);
+    return nullptr;
+  }
+  void replace_with(size_t at, const char* op_type, std::vector<std::string> inputs, const std::string& output) {
+    auto* n = clone(at);
+    n->set_op_type(op_type);
+    n->clear_domain();
+    n->clear_input();
+    for (auto& in : inputs) n->add_input(std::move(in));
+    n->clear_output();
+    n->add_output(output);
+    n->clear_attribute();
+  }
+
+  // PyTorch's exact GELU as exported before opset 20:
+  //   Div(x, sqrt 2) -> Erf -> Add(1) -> Mul(x, .) -> Mul(0.5)  =>  Gelu(x)
+  // one pass over the tensor instead of five (ParT applies it to every pair feature map).
+  void fuse_gelu(size_t erf_i) {
+    const auto& erf = *nodes_[erf_i];
+    if (erf.input_size() != 1 || erf.output_size() != 1) return;
+    const int di = producer(erf.input(0));
+    if (di < 0 || nodes_[di]->op_type() != "Div" || !dom(static_cast<size_t>(di)) || !single_use(erf.input(0), erf_i))
+      return;
+    const auto& div = *nodes_[di];
+    if (div.input_size() != 2 || !scalar_near(div.input(1), 1.4142135623730951)) return;
+    const std::string& x = div.input(0);
+    const int ai = sole_user(erf.output(0), "Add");
+    if (ai < 0) return;
+    const std::string* one = other_input(*nodes_[ai], erf.output(0));
+    if (!one || !scalar_near(*one, 1.0)) return;
+    const int mi = sole_user(nodes_[ai]->output(0), "Mul");
+    if (mi < 0) return;
+    const std::string* mx = other_input(*nodes_[mi], nodes_[ai]->output(0));
+    if (!mx || *mx != x) return;
+    const int hi = sole_user(nodes_[mi]->output(0), "Mul");
+    if (hi < 0) return;
+    const std::string* half = other_input(*nodes_[hi], nodes_[mi]->output(0));
+    if (!half || !scalar_near(*half, 0.5)) return;
+    const std::string y = nodes_[hi]->output(0);
+    replace_with(static_cast<size_t>(di), "Gelu", {x}, y);
+    for (int k : {static_cast<int>(erf_i), ai, mi, hi}) alive_[static_cast<size_t>(k)] = false;
+    ++out_.fused_count;
+  }
+
+  // ReduceMean over the last axis, keepdims (axes as attribute before opset 18, as input after).
+  bool mean_last_axis(const ::onnx::NodeProto& n) const {
+    if (const auto* kd = attr(n, "keepdims"); kd && kd->i() == 0) return false;
+    if (const auto* nw = attr(n, "noop_with_empty_axes"); nw && nw->i() != 0) return false;
+    if (const auto* ax = attr(n, "axes")) return n.input_size() == 1 && ax->ints_size() == 1 && ax->ints(0) == -1;
+    if (n.input_size() != 2) return false;
+    auto t = i64_const(n.input(1));
+    return t && t->numel() == 1 && t->data<int64_t>()[0] == -1;
+  }
+  // LayerNorm over the last axis as PyTorch exports it before opset 17:
+  //   m = ReduceMean(x); d = Sub(x, m); v = ReduceMean(Pow(d, 2)); y = Div(d, Sqrt(Add(v, eps)))
+  //   -> Mul(gamma) -> Add(beta)   =>  LayerNormalization(x, gamma, beta, axis -1, epsilon eps)
+  // nine passes and four temporaries become one pass per row.
+  void fuse_layer_norm(size_t m_i) {
+    const auto& rm = *nodes_[m_i];
+    if (rm.output_size() != 1 || !mean_last_axis(rm)) return;
+    const std::string& x = rm.input(0);
+    const int si = sole_user(rm.output(0), "Sub");
+    if (si < 0 || nodes_[si]->input_size() != 2 || nodes_[si]->input(0) != x || nodes_[si]->input(1) != rm.output(0))
+      return;
+    const std::string& d = nodes_[si]->output(0);
+    // d feeds exactly Pow(d, 2) and Div(d, .)
+    auto it = uses_.find(d);
+    if (graph_outputs_.count(d) || it == uses_.end() || it->second.size() != 2) return;
+    int pi = -1, vi = -1;
+    for (const auto& u : it->second) {
+      if (u.input != 0) return;
+      const auto& op = nodes_[u.node]->op_type();
+      if (op == "Pow" && dom(u.node)) pi = static_cast<int>(u.node);
+      else if (op == "Div" && dom(u.node)) vi = static_cast<int>(u.node);
+    }
+    if (pi < 0 || vi < 0 || nodes_[pi]->input_size() != 2 || !scalar_near(nodes_[pi]->input(1), 2.0)) return;
+    const int vm = sole_user(nodes_[pi]->output(0), "ReduceMean");
+    if (vm < 0 || nodes_[vm]->input(0) != nodes_[pi]->output(0) || !mean_last_axis(*nodes_[vm])) return;
+    const int ei = sole_user(nodes_[vm]->output(0), "Add");
+    if (ei < 0) return;
+    const std::string* eps_name = other_input(*nodes_[ei], nodes_[vm]->output(0));
+    auto eps = eps_name ? f32_const(*eps_name) : nullptr;
+    if (!eps || eps->numel() != 1 || !(eps->data<float>()[0] >= 0)) return;
+    const int qi = sole_user(nodes_[ei]->output(0), "Sqrt");
+    if (qi < 0 || sole_user(nodes_[qi]->output(0), "Div") != vi || nodes_[vi]->input_size() != 2 ||
+        nodes_[vi]->input(1) != nodes_[qi]->output(0))
+      return;
+    // Scale and shift: constant float vectors (LayerNormalization broadcasts them to the last axis
+    // and checks their length at run time).
+    const int gi = sole_user(nodes_[vi]->output(0), "Mul");
+    if (gi < 0) return;
+    const std::string* gamma = other_input(*nodes_[gi], nodes_[vi]->output(0));
+    auto g = gamma ? f32_const(*gamma) : nullptr;
+    if (!g || g->rank() != 1) return;
+    const int bi = sole_user(nodes_[gi]->output(0), "Add");
+    if (bi < 0) return;
+    const std::string* beta = other_input(*nodes_[bi], nodes_[gi]->output(0));
+    auto b = beta ? f32_const(*beta) : nullptr;
+    if (!b || b->rank() != 1 || b->numel() != g->numel()) return;
+    const std::string y = nodes_[bi]->output(0);
+    const float e = eps->data<float>()[0];
+    replace_with(m_i, "LayerNormalization", {x, *gamma, *beta}, y);
+    auto* a = out_.owned.back().add_attribute();
+    a->set_name("epsilon");
+    a->set_type(::onnx::AttributeProto::FLOAT);
+    a->set_f(e);
+    auto* ax = out_.owned.back().add_attribute();
+    ax->set_name("axis");
+    ax->set_type(::onnx::AttributeProto::INT);
+    ax->set_i(-1);
+    for (int k : {si, pi, vm, ei, qi, vi, gi, bi}) alive_[static_cast<size_t>(k)] = false;
+    ++out_.fused_count;
   }
 
   // Transpose(X [B, C, L], perm 0,2,1) -> Reshape(to 2-D) -> Gemm(A, transA = 0)  =>  Gemm reading X
@@ -298,7 +438,7 @@ class Fuser {
   const ::onnx::GraphProto& g_;
   const ConstLookup& lookup_;
   FusedGraph& out_;
-  bool transposed_gemm_;
+  bool cpu_engine_;
   std::vector<const ::onnx::NodeProto*> nodes_;
   std::vector<bool> alive_;
   std::unordered_map<std::string, size_t> producer_;
@@ -310,13 +450,13 @@ class Fuser {
 }  // namespace
 
 FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const,
-                      bool transposed_gemm) {
+                      bool cpu_engine_fusions) {
   FusedGraph out;
   if (!enabled) {
     for (const auto& n : g.node()) out.nodes.push_back(&n);
     return out;
   }
-  Fuser(g, lookup_const, out, transposed_gemm).run();
+  Fuser(g, lookup_const, out, cpu_engine_fusions).run();
   return out;
 }
 

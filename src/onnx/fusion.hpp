@@ -3,6 +3,10 @@
 //   MatMul(x, W) + Add(bias)           -> MatMul with a bias input (one GEMM with fused epilogue)
 //   Gemm/Conv/MatMul + Relu/LeakyRelu/Sigmoid/Tanh/Clip -> same op with a fused activation
 //   Transpose(0,2,1) -> Reshape(2-D) -> Gemm  -> Gemm reading the untransposed input (transA per block)
+//   Div(sqrt 2) -> Erf -> Add(1) -> Mul(x) -> Mul(0.5)           -> Gelu
+//   ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add (last axis) -> LayerNormalization
+// The last three are CPU-engine fusions (`cpu_engine_fusions`): the code emitter and device targets
+// have no kernels for the fused forms.
 #pragma once
 #include <deque>
 #include <functional>
@@ -25,7 +29,7 @@ struct FusedGraph {
 
 using ConstLookup = std::function<std::shared_ptr<const Tensor>(const std::string&)>;
 FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const,
-                      bool transposed_gemm = true);
+                      bool cpu_engine_fusions = true);
 
 // Fused activation, carried on the rewritten node as attributes
 // "_quiver_act" (string) and "_quiver_alpha"/"_quiver_beta" (floats).

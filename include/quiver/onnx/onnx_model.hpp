@@ -12,7 +12,8 @@ namespace quiver::onnx {
 struct CompileOptions {
   bool fold_constants = true;
   bool fuse = true;  // MatMul+Add, Gemm/Conv+activation, BatchNorm into Conv
-  bool fuse_transposed_gemm = true;  // Transpose->Reshape->Gemm read transposed (CPU targets only)
+  bool fuse_transposed_gemm = true;  // CPU-engine fusions (Transpose->Reshape->Gemm read transposed, GELU,
+                                     // LayerNorm): CPU targets only, off for the code emitter
 };
 
 // Load an .onnx file (external data resolved next to it) to run on the CPU. Throws quiver::Error naming
