@@ -145,6 +145,73 @@ TEST(Engine, TransposeReshapeGemmFusionMatchesUnfused) {
   }
 }
 
+// PyTorch's pre-opset-17 LayerNorm and exact GELU decompositions become one LayerNormalization and one
+// Gelu node (CPU engine): same results as the unfused graph; an intermediate that is also a graph
+// output keeps its pattern unfused (and correct).
+TEST(Engine, LayerNormAndGeluFusionsMatchUnfused) {
+  const int64_t T = 5, C = 37;  // C not a multiple of the 16-lane loop
+  auto scalar = [](float v) {
+    Tensor t = Tensor::empty(DType::F32, {});
+    t.data<float>()[0] = v;
+    return t;
+  };
+  for (bool expose : {false, true}) {
+    G g(14);
+    g.input("x", {-1, T, C});
+    g.output("y", {-1, T, C});
+    if (expose) g.output("e", {-1, T, C});
+    auto axes = [](::onnx::NodeProto* n) {
+      auto* a = n->add_attribute();
+      a->set_name("axes");
+      a->set_type(::onnx::AttributeProto::INTS);
+      a->add_ints(-1);
+    };
+    axes(g.node("ReduceMean", {"x"}, {"m"}));
+    g.node("Sub", {"x", "m"}, {"d"});
+    g.init("two", scalar(2.f));
+    g.node("Pow", {"d", "two"}, {"p"});
+    axes(g.node("ReduceMean", {"p"}, {"v"}));
+    g.init("eps", scalar(1e-5f));
+    g.node("Add", {"v", "eps"}, {"ve"});
+    g.node("Sqrt", {"ve"}, {"s"});
+    g.node("Div", {"d", "s"}, {"n"});
+    Tensor gamma = Tensor::empty(DType::F32, {C}), beta = Tensor::empty(DType::F32, {C});
+    for (int64_t i = 0; i < C; ++i) {
+      gamma.data<float>()[i] = 1.0f + 0.01f * static_cast<float>(i);
+      beta.data<float>()[i] = 0.05f * static_cast<float>(i % 7) - 0.1f;
+    }
+    g.init("gamma", gamma);
+    g.init("beta", beta);
+    g.node("Mul", {"n", "gamma"}, {"ng"});
+    g.node("Add", {"ng", "beta"}, {"h"});
+    g.init("sqrt2", scalar(1.4142135381698608f));
+    g.init("one", scalar(1.f));
+    g.init("half", scalar(0.5f));
+    g.node("Div", {"h", "sqrt2"}, {"hd"});
+    g.node("Erf", {"hd"}, {"e"});
+    g.node("Add", {"one", "e"}, {"e1"});
+    g.node("Mul", {"h", "e1"}, {"he"});
+    g.node("Mul", {"he", "half"}, {"y"});
+    quiver::onnx::CompileOptions nofuse;
+    nofuse.fuse = false;
+    auto fused = g.load(), plain = g.load(nofuse);
+    std::ostringstream os;
+    fused->describe(os);
+    // LayerNorm: 9 nodes -> 1; GELU: 5 -> 1 unless Erf's output is also a graph output.
+    EXPECT_NE(os.str().find(expose ? "steps after compilation: 6," : "steps after compilation: 2,"), std::string::npos)
+        << os.str();
+    for (int64_t B : {1, 3}) {
+      Tensor x = Tensor::empty(DType::F32, {B, T, C});
+      for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = 3.0f * std::sin(0.7f * static_cast<float>(i)) + 0.5f;
+      auto yf = fused->run_once(std::vector<Tensor>{x});
+      auto yp = plain->run_once(std::vector<Tensor>{x});
+      ASSERT_EQ(yf.size(), yp.size());
+      for (size_t k = 0; k < yf.size(); ++k)
+        EXPECT_EQ(quiver::onnx::compare_tensors(yf[k], yp[k], {1e-5, 1e-5}), "") << "output " << k << " B=" << B;
+    }
+  }
+}
+
 // Found by fuzz_onnx_loader: an initializer whose dims overflow int64 when multiplied must give a
 // clear error (and no signed overflow in the model summary, which UBSan reports).
 TEST(Engine, InitializerWithOverflowingDimsIsAClearError) {
