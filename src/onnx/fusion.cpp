@@ -19,8 +19,8 @@ struct Use {
 
 class Fuser {
  public:
-  Fuser(const ::onnx::GraphProto& g, const ConstLookup& lookup, FusedGraph& out, bool cpu_engine)
-      : g_(g), lookup_(lookup), out_(out), cpu_engine_(cpu_engine) {
+  Fuser(const ::onnx::GraphProto& g, const ConstLookup& lookup, FusedGraph& out, bool cpu_engine, bool default_numerics)
+      : g_(g), lookup_(lookup), out_(out), cpu_engine_(cpu_engine), default_numerics_(default_numerics) {
     for (const auto& n : g.node()) nodes_.push_back(&n);
     alive_.assign(nodes_.size(), true);
   }
@@ -35,7 +35,7 @@ class Fuser {
     rebuild_uses();
     for (size_t i = 0; i < nodes_.size(); ++i)
       if (cpu_engine_ && alive_[i] && nodes_[i]->op_type() == "Gemm" && dom(i)) fuse_transposed_a(i);
-    if (cpu_engine_) {  // CPU-engine fusions (kernels the emitter and device targets lack)
+    if (cpu_engine_ && default_numerics_) {  // kernels the emitter, devices and reproducible mode lack
       rebuild_uses();
       for (size_t i = 0; i < nodes_.size(); ++i)
         if (alive_[i] && nodes_[i]->op_type() == "Erf" && dom(i)) fuse_gelu(i);
@@ -439,6 +439,7 @@ class Fuser {
   const ConstLookup& lookup_;
   FusedGraph& out_;
   bool cpu_engine_;
+  bool default_numerics_;
   std::vector<const ::onnx::NodeProto*> nodes_;
   std::vector<bool> alive_;
   std::unordered_map<std::string, size_t> producer_;
@@ -450,13 +451,13 @@ class Fuser {
 }  // namespace
 
 FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const,
-                      bool cpu_engine_fusions) {
+                      bool cpu_engine_fusions, bool default_numerics) {
   FusedGraph out;
   if (!enabled) {
     for (const auto& n : g.node()) out.nodes.push_back(&n);
     return out;
   }
-  Fuser(g, lookup_const, out, cpu_engine_fusions).run();
+  Fuser(g, lookup_const, out, cpu_engine_fusions, default_numerics).run();
   return out;
 }
 

@@ -6,7 +6,8 @@
 //   Div(sqrt 2) -> Erf -> Add(1) -> Mul(x) -> Mul(0.5)           -> Gelu
 //   ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add (last axis) -> LayerNormalization
 // The last three are CPU-engine fusions (`cpu_engine_fusions`): the code emitter and device targets
-// have no kernels for the fused forms.
+// have no kernels for the fused forms. Gelu and LayerNormalization also need `default_numerics`:
+// they have no reproducible kernels, so numerics=reproducible keeps the unfused ops.
 #pragma once
 #include <deque>
 #include <functional>
@@ -29,7 +30,7 @@ struct FusedGraph {
 
 using ConstLookup = std::function<std::shared_ptr<const Tensor>(const std::string&)>;
 FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const,
-                      bool cpu_engine_fusions = true);
+                      bool cpu_engine_fusions = true, bool default_numerics = true);
 
 // Fused activation, carried on the rewritten node as attributes
 // "_quiver_act" (string) and "_quiver_alpha"/"_quiver_beta" (floats).
