@@ -1,6 +1,8 @@
 // quiver validate: runs a model through every path this machine offers and compares each output with
 // the reference (issue #15); --record / --against keep the farm check: the SHA-256 of the
-// reproducible-mode bytes, recorded on one site and verified on every other.
+// reproducible-mode bytes, recorded on one site and verified on every other. The paths of this file:
+// the engine's numerics, ISAs, batches, threads and devices, and every other registered backend that
+// loads the model; other parts add theirs (cli/validate.hpp).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +17,7 @@
 #include <thread>
 
 #include "cli/command.hpp"
+#include "cli/validate.hpp"
 #include "core/repro/repro.hpp"
 #include "quiver/backends/backends.hpp"
 #include "quiver/core/batching.hpp"
@@ -28,11 +31,7 @@ using nlohmann::json;
 
 namespace {
 
-struct DataSet {
-  std::string name;
-  std::vector<Tensor> inputs;
-  std::vector<Tensor> expected;  // the data set's outputs; empty: none
-};
+using cli::validate::DataSet;
 
 struct ValidateArgs {
   std::string model;
@@ -337,14 +336,15 @@ int cmd_validate(const ValidateArgs& a) {
   paths.push_back({"default batch=1 (each row)", false, "", "", 1, PathSpec::EachRow});
   if (!fixed_batch) paths.push_back({"default batch=64 (rows tiled)", false, "", "", 1, PathSpec::Tiled64});
   paths.push_back({"default threads=2", false, "", "", 2});
-  if (mi.backend == "onnx") paths.push_back({"gpu (cuda)", false, "", "cuda"});
-  notes.push_back("a local quiver serve (gRPC, HTTP) and the client's fallback are not run by validate yet");
+  if (mi.backend == "onnx") {
+    paths.push_back({"gpu (cuda)", false, "", "cuda"});
+    paths.push_back({"gpu-emulator (device executor on the host)", false, "", "gpu-emulator"});
+  }
 
-  json rows = json::array();
-  bool all_ok = true;
-  if (!a.json)
-    std::printf("%-36s %-18s %-24s %11s %11s %9s %8s  %s\n", "path", "data set", "output", "max abs", "max rel",
-                "max ulp", "bitwise", "result");
+  // Every path as a run function: this file's, every other registered backend that loads the model,
+  // then what the other parts add (a served model, the client's fallback). The paths own what they
+  // need (a server process) until `all` is gone, on every way out of this function.
+  std::vector<cli::validate::Path> all;
   for (const auto& p : paths) {
     std::shared_ptr<const Model> m;
     try {
@@ -354,19 +354,43 @@ int cmd_validate(const ValidateArgs& a) {
       notes.push_back(p.name + ": not available here (" + e.what() + ")");
       continue;
     }
+    all.push_back({p.name, p.reproducible, [m, p](const DataSet& ds) { return run_path(*m, p, ds); },
+                   p.batch == PathSpec::Tiled64 ? 64 : 0});
+  }
+  for (const auto& b : registered_backends()) {
+    if (b == mi.backend) continue;
+    try {
+      auto m = load_model(a.model, {}, b);
+      all.push_back({"backend " + b, false, [m](const DataSet& ds) { return run_once(*m, ds.inputs); }});
+    } catch (const std::exception& e) {
+      std::string why = e.what();
+      why = why.substr(0, std::min(why.find('\n'), size_t{300}));
+      notes.push_back("backend " + b + ": does not load this model (" + why + ")");
+    }
+  }
+  auto adders = cli::validate::path_adders();
+  std::stable_sort(adders.begin(), adders.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+  const cli::validate::Subject subject{a.model, mi, data};
+  for (const auto& [order, add] : adders) add(subject, all, notes);
+
+  json rows = json::array();
+  bool all_ok = true;
+  if (!a.json)
+    std::printf("%-44s %-18s %-24s %11s %11s %9s %8s  %s\n", "path", "data set", "output", "max abs", "max rel",
+                "max ulp", "bitwise", "result");
+  for (const auto& p : all) {
     for (size_t k = 0; k < data.size(); ++k) {
       const DataSet& ds = data[k];
       std::vector<Tensor> got;
       std::string failure;
       try {
-        got = run_path(*m, p, ds);
+        got = p.run(ds);
       } catch (const std::exception& e) {
         failure = e.what();
       }
-      const bool tiled = p.batch == PathSpec::Tiled64;
       const std::vector<Tensor>& ref0 = ds.expected.empty() ? repro_out[k] : ds.expected;
-      const std::vector<Tensor> ref = tiled ? tile_rows(ref0, 64) : ref0;
-      const std::vector<Tensor> rrep = tiled ? tile_rows(repro_out[k], 64) : repro_out[k];
+      const std::vector<Tensor> ref = p.tiled_to > 0 ? tile_rows(ref0, p.tiled_to) : ref0;
+      const std::vector<Tensor> rrep = p.tiled_to > 0 ? tile_rows(repro_out[k], p.tiled_to) : repro_out[k];
       for (size_t i = 0; i < mi.outputs.size(); ++i) {
         Diff d;
         bool bitwise = false;
@@ -386,7 +410,7 @@ int cmd_validate(const ValidateArgs& a) {
                           {"max_rel", d.max_rel}, {"max_ulp", d.max_ulp}, {"bitwise", bitwise}, {"pass", ok},
                           {"problem", d.problem}});
         } else {
-          std::printf("%-36s %-18s %-24s %11.3g %11.3g %9lld %8s  %s\n", p.name.c_str(), ds.name.c_str(),
+          std::printf("%-44s %-18s %-24s %11.3g %11.3g %9lld %8s  %s\n", p.name.c_str(), ds.name.c_str(),
                       mi.outputs[i].name.c_str(), d.max_abs, d.max_rel, static_cast<long long>(d.max_ulp),
                       bitwise ? "yes" : "no", result.c_str());
         }
@@ -425,6 +449,18 @@ int cmd_validate(const ValidateArgs& a) {
   }
   return all_ok ? 0 : 1;
 }
+
+}  // namespace
+
+namespace quiver::cli::validate {
+PathRegistrar::PathRegistrar(int order, PathAdder adder) { path_adders().emplace_back(order, std::move(adder)); }
+std::vector<std::pair<int, PathAdder>>& path_adders() {
+  static std::vector<std::pair<int, PathAdder>> adders;
+  return adders;
+}
+}  // namespace quiver::cli::validate
+
+namespace {
 
 cli::CommandRegistrar reg(12, [](CLI::App& app) {
   auto* c = app.add_subcommand("validate",
