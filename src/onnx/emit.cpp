@@ -104,6 +104,45 @@ std::string Emit::add_const(Tensor t) {
   return "K" + std::to_string(step_->consts.size() - 1);
 }
 
+std::vector<int64_t> Emit::axes(int input_from, int rank) {
+  std::vector<int64_t> axes;
+  if (node().opset() >= input_from) {
+    if (has_input(1)) {
+      auto c = node().const_ints(1);
+      if (!c) refuse("axes computed at run time");
+      axes = *c;
+      dims_only(1);
+    }
+  } else {
+    axes = attrs().get_ints("axes");
+  }
+  std::vector<bool> seen(static_cast<size_t>(rank), false);
+  for (int64_t& a : axes) {
+    if (a < -rank || a >= rank) refuse("axis " + std::to_string(a) + " out of range for rank " + std::to_string(rank));
+    if (a < 0) a += rank;
+    if (seen[static_cast<size_t>(a)]) refuse("axis " + std::to_string(a) + " repeated");
+    seen[static_cast<size_t>(a)] = true;
+  }
+  return axes;
+}
+
+std::string Emit::add_packed_b(const float* b, int64_t K, int64_t N, int64_t ldb, int64_t bk, int64_t count,
+                               int64_t step) {
+  const int64_t one = packed_b_floats(K, N);
+  Tensor p = Tensor::empty(DType::F32, {count * one});
+  float* out = p.data<float>();
+  std::fill(out, out + count * one, 0.0f);
+  for (int64_t m = 0; m < count; ++m) {
+    const float* bm = b + m * step;
+    float* om = out + m * one;
+    for (int64_t j = 0; j < N; ++j) {
+      float* panel = om + j / kGemmPanel * kGemmPanel * K + j % kGemmPanel;
+      for (int64_t k = 0; k < K; ++k) panel[k * kGemmPanel] = bm[k * ldb + j * bk];
+    }
+  }
+  return add_const(std::move(p));
+}
+
 std::string cfloat(double v) {
   const float f = static_cast<float>(v);
   if (std::isnan(f)) return "std::numeric_limits<float>::quiet_NaN()";

@@ -97,6 +97,15 @@ class Emit {
   void comment(const std::string& text) { step_->comment = text; }
   // A constant the emitter made (weights repacked at compile time); returns its name, K<j>.
   std::string add_const(Tensor t);
+  // The `axes` of Reduce*/Squeeze/Unsqueeze: the attribute before opset `input_from`, the constant
+  // input 1 from then on (absent: empty; computed at run time: refused). Negative axes are counted
+  // from `rank`; an axis out of range or repeated is refused.
+  std::vector<int64_t> axes(int input_from, int rank);
+  // Float constant B(k, j) = b[k * ldb + j * bk] (K x N) in the runtime gemm's panel layout
+  // (rt::GemmArgs::Bp: panels of kGemmPanel columns, each [K][kGemmPanel], zero-padded past N),
+  // `count` such matrices one after another (b advanced by `step` floats). Returns its name, K<j>.
+  std::string add_packed_b(const float* b, int64_t K, int64_t N, int64_t ldb, int64_t bk, int64_t count = 1,
+                           int64_t step = 0);
   [[noreturn]] void refuse(const std::string& why) const { throw EmitRefused(why); }
 
   std::unique_ptr<EmittedStep> take() { return std::move(step_); }
@@ -123,6 +132,11 @@ class EmitterRegistry {
   std::vector<std::pair<std::string, Emitter>> emitters_;  // key "domain::op"
 };
 #define QUIVER_REGISTER_EMITTERS(stem) void register_emitters_##stem(::quiver::onnx::EmitterRegistry& emitters)
+
+// Columns per packed panel of a gemm's B; equals rt::kNR in src/aot/runtime.inc.
+inline constexpr int64_t kGemmPanel = 16;
+// Floats of one K x N matrix packed by Emit::add_packed_b.
+inline int64_t packed_b_floats(int64_t K, int64_t N) { return (N + kGemmPanel - 1) / kGemmPanel * kGemmPanel * K; }
 
 // Helpers op files share.
 std::string cfloat(double v);     // exact float literal ("0x1.8p+1f", or a NaN/Inf expression)

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
 #include "quiver/onnx/testing.hpp"
+#include "onnx/graph_builder.hpp"
 
 namespace fs = std::filesystem;
 using namespace quiver;
@@ -51,8 +53,8 @@ std::vector<DataSet> data_sets(const std::string& model) {
     const fs::path dir = fs::path(kHep) / model / ("test_data_set_" + std::to_string(k));
     if (!fs::is_directory(dir)) break;
     DataSet d;
-    for (const auto& f : onnx::numbered_files(dir.string(), "input")) d.inputs.push_back(onnx::read_tensor_file(f).tensor);
-    for (const auto& f : onnx::numbered_files(dir.string(), "output")) d.outputs.push_back(onnx::read_tensor_file(f).tensor);
+    for (const auto& f : quiver::onnx::numbered_files(dir.string(), "input")) d.inputs.push_back(quiver::onnx::read_tensor_file(f).tensor);
+    for (const auto& f : quiver::onnx::numbered_files(dir.string(), "output")) d.outputs.push_back(quiver::onnx::read_tensor_file(f).tensor);
     r.push_back(std::move(d));
   }
   return r;
@@ -83,12 +85,12 @@ std::vector<std::string> models_under_test() {
   return r;
 }
 
-const onnx::Tolerance kTol{1e-4, 1e-5};
+const quiver::onnx::Tolerance kTol{1e-4, 1e-5};
 
 void expect_close(const std::vector<Tensor>& got, const std::vector<Tensor>& want, const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   for (size_t i = 0; i < got.size(); ++i) {
-    const std::string m = onnx::compare_tensors(got[i], want[i], kTol);
+    const std::string m = quiver::onnx::compare_tensors(got[i], want[i], kTol);
     EXPECT_TRUE(m.empty()) << what << ", output " << i << ": " << m;
   }
 }
@@ -110,7 +112,7 @@ TEST_P(AotModels, CompiledLibraryMatchesReferenceAndEngine) {
 }
 
 void check_reference_and_engine(const std::string& m, const std::shared_ptr<const Model>& lib) {
-  auto engine = onnx::load_onnx(kHep + m + "/model.onnx");
+  auto engine = quiver::onnx::load_onnx(kHep + m + "/model.onnx");
   const auto sets = data_sets(m);
   ASSERT_FALSE(sets.empty());
   for (size_t k = 0; k < sets.size(); ++k) {
@@ -161,7 +163,7 @@ void check_two_threads(const std::string& m, const std::shared_ptr<const Model>&
       const size_t k = (first + static_cast<size_t>(it)) % sets.size();
       s.run(sets[k].inputs, out);
       for (size_t i = 0; i < out.size(); ++i)
-        if (!onnx::compare_tensors(out[i], want[k][i], {0, 0}).empty()) ++mismatches;
+        if (!quiver::onnx::compare_tensors(out[i], want[k][i], {0, 0}).empty()) ++mismatches;
     }
   };
   std::thread a(worker, 0), b(worker, 1);
@@ -255,3 +257,99 @@ TEST(Aot, CMakeProjectWithStaticLibraryAndCxxApi) {
 }
 
 }  // namespace
+
+// The emitted gemm's edges against the engine, on a model built here: row counts that are not a
+// multiple of the register tile, column counts that are not a multiple of the packed panel, transposed
+// and runtime operands (Gemm with a computed B, batched MatMul of two inputs), constant B packed at
+// compile time (2-D and batched), grouped/strided/padded/dilated 2-D convolution, 1x1 and 1-D
+// convolution, fused activations, and the axes of Reduce/Squeeze/Unsqueeze (negative ones included).
+TEST(Aot, GemmAndConvEdgesMatchTheEngine) {
+  test::G g(13);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  auto weights = [&](const std::string& name, std::vector<int64_t> dims) {
+    Tensor t = Tensor::empty(DType::F32, dims);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+    g.init(name, t);
+  };
+  auto ints = [&](const std::string& name, std::vector<int64_t> v) {
+    Tensor t = Tensor::empty(DType::I64, {static_cast<int64_t>(v.size())});
+    for (size_t i = 0; i < v.size(); ++i) t.data<int64_t>()[i] = v[i];
+    g.init(name, t);
+  };
+  g.input("x", {-1, 13});
+  g.input("wt", {6, 13});
+  g.input("y", {-1, 5, 7});
+  g.input("z", {-1, 7, 19});
+  g.input("img", {-1, 4, 9, 11});
+  g.input("seq", {-1, 3, 17});
+  weights("W1", {21, 13});
+  weights("b1", {21});
+  weights("W2", {21, 37});
+  weights("W3", {7, 18});
+  weights("W4", {2, 7, 3});
+  weights("W5", {6, 10});
+  weights("CW", {6, 2, 3, 3});
+  weights("Cb", {6});
+  weights("CW2", {5, 6, 1, 1});
+  weights("SW", {8, 3, 5});
+  ints("ax_last", {-1});
+  ints("ax_2", {2});
+  ints("ax_1", {-3});
+  auto* n = g.node("Gemm", {"x", "W1", "b1"}, {"g1"});
+  test::attr_int(n, "transB", 1);
+  test::attr_float(n, "alpha", 0.5f);
+  g.node("Relu", {"g1"}, {"g1r"});
+  g.node("Gemm", {"g1r", "W2"}, {"g2"});
+  n = g.node("Gemm", {"wt", "x"}, {"gt"});  // B computed at run time, transposed
+  test::attr_int(n, "transB", 1);
+  n = g.node("Gemm", {"wt", "W5"}, {"gta"});  // transposed A: [6, 13]^T [6, 10]
+  test::attr_int(n, "transA", 1);
+  g.node("MatMul", {"y", "z"}, {"m1"});
+  g.node("MatMul", {"y", "W3"}, {"m2"});
+  g.node("Sigmoid", {"m2"}, {"m2s"});
+  g.node("Unsqueeze", {"y", "ax_2"}, {"yu"});  // [b, 5, 1, 7]
+  g.node("Squeeze", {"yu", "ax_2"}, {"ys"});
+  g.node("Unsqueeze", {"ys", "ax_1"}, {"ys1"});  // [b, 1, 5, 7]
+  g.node("MatMul", {"ys1", "W4"}, {"m3"});        // x [2, 7, 3]: a batched constant B, broadcast
+  n = g.node("Conv", {"img", "CW", "Cb"}, {"c1"});
+  test::attr_int(n, "group", 2);
+  test::attr_ints(n, "strides", {2, 2});
+  test::attr_ints(n, "pads", {1, 2, 1, 0});
+  test::attr_ints(n, "dilations", {1, 2});
+  g.node("Relu", {"c1"}, {"c1r"});
+  g.node("Conv", {"c1r", "CW2"}, {"c2"});
+  n = g.node("Conv", {"seq", "SW"}, {"s1"});
+  test::attr_ints(n, "pads", {2, 2});
+  n = g.node("ReduceSum", {"s1", "ax_last"}, {"r1"});
+  test::attr_int(n, "keepdims", 0);
+  g.output("g2", {-1, 37});
+  g.output("gt", {6, -1});
+  g.output("gta", {13, 10});
+  g.output("m1", {-1, 5, 19});
+  g.output("m2s", {-1, 5, 18});
+  g.output("c2", {-1, 5, 5, 5});
+  g.output("r1", {-1, 8});
+  g.output("m3", {-1, 2, 5, 3});
+  const fs::path dir = out_root() / "edges";
+  fs::create_directories(dir);
+  const std::string file = (dir / "edges.onnx").string();
+  {
+    std::ofstream f(file, std::ios::binary);
+    f << g.bytes();
+  }
+  aot::CompileOptions o;
+  o.name = "edges";
+  auto r = aot::compile_model(file, (dir / "out").string(), o);
+  auto lib = aot::load_library(aot::build_shared(r, "g++ -Werror"));
+  auto engine = quiver::onnx::load_onnx(file);
+  for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{9}}) {
+    std::vector<Tensor> in;
+    for (std::vector<int64_t> d : {std::vector<int64_t>{b, 13}, {6, 13}, {b, 5, 7}, {b, 7, 19}, {b, 4, 9, 11}, {b, 3, 17}}) {
+      Tensor t = Tensor::empty(DType::F32, d);
+      for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+      in.push_back(std::move(t));
+    }
+    expect_close(lib->run_once(in), engine->run_once(in), "edges at batch " + std::to_string(b));
+  }
+}

@@ -172,7 +172,8 @@ class ConvKernel final : public Kernel {
 
 }  // namespace
 
-// quiver compile: 1-D/2-D float convolution with constant weights as im2col + gemm (runtime helper).
+// quiver compile: 1-D/2-D float convolution with constant weights as im2col + gemm (runtime helper),
+// the weights packed per group at compile time as the gemm's B (W^T: K x Cout/groups).
 void emit_conv(Emit& e) {
   if (e.in(0).dtype != DType::F32) e.refuse("Conv is emitted for float only");
   const int r = e.rank_in(0);
@@ -180,6 +181,7 @@ void emit_conv(Emit& e) {
   if (!e.in(1).constant) e.refuse("weights computed at run time");
   if (e.has_input(2) && !e.in(2).constant) e.refuse("bias computed at run time");
   const Tensor& w = *e.in(1).constant;
+  if (w.dtype() != DType::F32) e.refuse("weights are not float");
   WindowAttrs wa;
   wa.nd = static_cast<size_t>(r - 2);
   wa.kernel = e.attrs().get_ints("kernel_shape", std::vector<int64_t>(w.dims().begin() + 2, w.dims().end()));
@@ -217,11 +219,14 @@ void emit_conv(Emit& e) {
   const std::string K = std::to_string(w.dim(1) * kh * kw);
   if (!direct) e.scratch("4 * " + K + " * " + OH + " * " + OW);
   auto n = [](int64_t v) { return std::to_string(v); };
+  const int64_t kdepth = w.dim(1) * kh * kw, mg = M / groups;
+  e.dims_only(1);
+  const std::string wp = e.add_packed_b(w.data<float>(), kdepth, mg, 1, kdepth, groups, mg * kdepth);
   e.compute(emit_activation(e.node()) + "rt::ConvArgs a;\na.N = I0.d[0];\na.C = I0.d[1];\na.H = " + H + ";\na.W = " + W +
             ";\na.M = " + n(M) + ";\na.OH = " + (two ? "O0.d[2]" : "1") + ";\na.OW = " + (two ? "O0.d[3]" : "O0.d[2]") +
             ";\na.kh = " + n(kh) + ";\na.kw = " + n(kw) + ";\na.sh = " + n(sh) + ";\na.sw = " + n(sw) + ";\na.dh = " + n(dh) +
             ";\na.dw = " + n(dw) + ";\na.ph = " + n(ph0) + ";\na.pw = " + n(pw0) + ";\na.groups = " + n(groups) +
-            ";\na.x = x0;\na.w = x1;\na.bias = " + (e.has_input(2) ? "x2" : "nullptr") + ";\na.y = y0;\na.col = " +
+            ";\na.x = x0;\na.wp = " + wp + ";\na.bias = " + (e.has_input(2) ? "x2" : "nullptr") + ";\na.y = y0;\na.col = " +
             (direct ? "nullptr" : "static_cast<float*>(scratch)") + ";\na.act = act;\nrt::conv(a);\n");
 }
 

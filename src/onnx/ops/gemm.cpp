@@ -111,7 +111,8 @@ class GemmKernel final : public Kernel {
 
 }  // namespace
 
-// quiver compile: constant B is stored transposed-to-[K, N] at compile time (rows streamed).
+// quiver compile: a constant B is packed into the runtime gemm's panels at compile time; a B computed
+// at run time is packed panel by panel into the step's scratch.
 void emit_gemm(Emit& e) {
   const auto& at = e.attrs();
   if (at.has("_quiver_a_btrans")) e.refuse("the transposed-A fusion is not emitted");
@@ -124,18 +125,15 @@ void emit_gemm(Emit& e) {
   e.set_dims(0, {M, N});
   std::string c = emit_activation(e.node()) + "rt::GemmArgs g;\ng.M = " + M + ";\ng.N = " + N + ";\ng.K = " + K +
                   ";\ng.A = x0;\ng.lda = " + (ta ? "1" : K) + ";\ng.ak = " + (ta ? M : "1") + ";\n";
-  if (tb && e.in(1).constant) {
+  if (e.in(1).constant) {
     const Tensor& w = *e.in(1).constant;
-    const int64_t n = w.dim(0), k = w.dim(1);
-    Tensor p = Tensor::empty(DType::F32, {k, n});
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < k; ++j) p.data<float>()[j * n + i] = w.data<float>()[i * k + j];
+    const int64_t k = w.dim(tb ? 1 : 0), n = w.dim(tb ? 0 : 1);
     e.dims_only(1);
-    c += "g.B = " + e.add_const(std::move(p)) + ";\ng.ldb = " + N + ";\ng.bk = 1;\n";
-  } else if (tb) {
-    c += "g.B = x1;\ng.ldb = 1;\ng.bk = " + K + ";\n";
+    c += "g.Bp = " + e.add_packed_b(w.data<float>(), k, n, tb ? 1 : n, tb ? k : 1) + ";\n";
   } else {
-    c += "g.B = x1;\ng.ldb = " + N + ";\ng.bk = 1;\n";
+    c += "g.B = x1;\ng.ldb = " + (tb ? std::string("1") : N) + ";\ng.bk = " + (tb ? K : std::string("1")) +
+         ";\ng.pack = static_cast<float*>(scratch);\n";
+    e.scratch("rt::gemm_pack_bytes(" + K + ")");
   }
   c += "g.C = y0;\ng.ldc = " + N + ";\ng.alpha = " + cfloat(alpha) + ";\ng.act = act;\n";
   if (e.has_input(2) && beta != 0.0f) {

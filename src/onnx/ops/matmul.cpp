@@ -138,14 +138,28 @@ class MatMulKernel final : public Kernel {
 
 }  // namespace
 
-// quiver compile: numpy MatMul as gemm calls (a 2-D B folds the batch into the rows).
+// quiver compile: numpy MatMul as gemm calls (a 2-D B folds the batch into the rows). A constant B is
+// packed into the gemm's panels at compile time (each matrix of a batched one); a B computed at run
+// time is packed panel by panel into the step's scratch.
 void emit_matmul(Emit& e) {
   if (e.in(0).dtype != DType::F32) e.refuse("MatMul is emitted for float only");
   e.rank_in(0);
-  e.rank_in(1);
+  const int rb = e.rank_in(1);
   e.shape("if (!rt::matmul_shape(I0, I1, O0)) fail(\"operand dims do not multiply\");\n");
-  e.compute(emit_activation(e.node()) + "rt::matmul(x0, I0, x1, I1, y0, " + (e.has_input(2) ? "x2" : "nullptr") +
-            ", act);\n");
+  std::string b = "x1", packed = "nullptr", pack = "nullptr";
+  if (e.in(1).constant) {
+    const Tensor& w = *e.in(1).constant;
+    const int64_t K = rb == 1 ? w.dim(0) : w.dim(rb - 2), N = rb == 1 ? 1 : w.dim(rb - 1);
+    const int64_t count = N * K == 0 ? 0 : w.numel() / (N * K);
+    e.dims_only(1);
+    b = "nullptr";
+    packed = e.add_packed_b(w.data<float>(), K, N, N, 1, count, K * N);
+  } else {
+    pack = "static_cast<float*>(scratch)";
+    e.scratch("rt::gemm_pack_bytes(" + e.din(1, rb == 1 ? 0 : rb - 2) + ")");
+  }
+  e.compute(emit_activation(e.node()) + "rt::matmul(x0, I0, " + b + ", I1, " + packed + ", " + pack + ", y0, " +
+            (e.has_input(2) ? "x2" : "nullptr") + ", act);\n");
 }
 
 QUIVER_REGISTER_OPS(matmul) {

@@ -279,21 +279,11 @@ Emitter emit_reduce(int axes_input_opset) {
     const DType t = e.in(0).dtype;
     if (t != DType::F32 && !(K != RKind::Mean && (t == DType::I64 || t == DType::I32))) e.refuse("element type not emitted");
     const int r = e.rank_in(0);
-    std::vector<int64_t> axes;
-    if (e.node().opset() >= axes_input_opset) {
-      if (e.has_input(1)) {
-        auto c = e.node().const_ints(1);
-        if (!c) e.refuse("axes computed at run time");
-        axes = *c;
-        e.dims_only(1);
-      }
-    } else {
-      axes = e.attrs().get_ints("axes");
-    }
+    const std::vector<int64_t> axes = e.axes(axes_input_opset, r);
     const bool keep = e.attrs().get_int("keepdims", 1) != 0;
     if (axes.empty() && e.attrs().get_int("noop_with_empty_axes", 0) != 0) e.refuse("noop_with_empty_axes");
     std::vector<bool> mask(static_cast<size_t>(r), axes.empty());
-    for (int64_t a : axes) mask.at(static_cast<size_t>(a < 0 ? a + r : a)) = true;
+    for (int64_t a : axes) mask[static_cast<size_t>(a)] = true;
     std::vector<std::string> d;
     std::string m, cnt = "1";
     for (int i = 0; i < r; ++i) {

@@ -31,24 +31,14 @@ std::vector<int64_t> squeeze_dims(std::span<const int64_t> in, const std::option
 // quiver compile: a view of input 0 with the output's dims.
 void emit_squeeze(Emit& e) {
   const int r = e.rank_in(0), ro = e.rank_out(0);
-  std::vector<int64_t> axes;
-  if (e.node().opset() >= 13) {
-    if (e.has_input(1)) {
-      auto c = e.node().const_ints(1);
-      if (!c) e.refuse("axes computed at run time");
-      axes = *c;
-      e.dims_only(1);
-    }
-  } else {
-    axes = e.attrs().get_ints("axes");
-  }
+  const std::vector<int64_t> axes = e.axes(13, r);
   std::vector<bool> drop(static_cast<size_t>(r), false);
   if (axes.empty()) {
     if (!e.in(0).shape || ro != r - static_cast<int>(std::count(e.in(0).shape->begin(), e.in(0).shape->end(), 1)))
       e.refuse("Squeeze without axes needs the input's static dims");
     for (int i = 0; i < r; ++i) drop[static_cast<size_t>(i)] = (*e.in(0).shape)[static_cast<size_t>(i)] == 1;
   }
-  for (int64_t a : axes) drop.at(static_cast<size_t>(a < 0 ? a + r : a)) = true;
+  for (int64_t a : axes) drop[static_cast<size_t>(a)] = true;
   std::vector<std::string> d;
   std::string check;
   for (int i = 0; i < r; ++i)

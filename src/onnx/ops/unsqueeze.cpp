@@ -21,17 +21,9 @@ std::vector<int64_t> unsqueeze_dims(std::span<const int64_t> in, const std::vect
 // quiver compile: a view of input 0 with the output's dims.
 void emit_unsqueeze(Emit& e) {
   const int r = e.rank_in(0), ro = e.rank_out(0);
-  std::vector<int64_t> axes;
-  if (e.node().opset() >= 13) {
-    auto c = e.node().const_ints(1);
-    if (!c) e.refuse("axes computed at run time");
-    axes = *c;
-    e.dims_only(1);
-  } else {
-    axes = e.attrs().get_ints("axes");
-  }
+  if (e.node().opset() >= 13 && !e.has_input(1)) e.refuse("Unsqueeze without axes");
   std::vector<bool> ins(static_cast<size_t>(ro), false);
-  for (int64_t a : axes) ins.at(static_cast<size_t>(a < 0 ? a + ro : a)) = true;
+  for (int64_t a : e.axes(13, ro)) ins[static_cast<size_t>(a)] = true;
   std::vector<std::string> d;
   int k = 0;
   for (int i = 0; i < ro; ++i) d.push_back(ins[static_cast<size_t>(i)] ? std::string("1") : "I0.d[" + std::to_string(k++) + "]");
