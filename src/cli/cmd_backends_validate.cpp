@@ -150,13 +150,6 @@ Diff diff(const Tensor& got, const Tensor& ref, double rtol, double atol) {
   return d;
 }
 
-std::vector<Tensor> run_once(const Model& m, const std::vector<Tensor>& in) {
-  auto st = m.make_state();
-  std::vector<Tensor> out;
-  m.run(in, out, *st);
-  return out;
-}
-
 struct PathSpec {
   std::string name;
   bool reproducible = false;
@@ -183,11 +176,11 @@ std::vector<Tensor> run_path(const Model& m, const PathSpec& p, const DataSet& d
     switch (p.batch) {
       case PathSpec::EachRow: {
         std::vector<std::vector<Tensor>> parts;
-        for (int64_t r = 0; r < rows; ++r) parts.push_back(run_once(m, take_rows(ds.inputs, r, 1)));
+        for (int64_t r = 0; r < rows; ++r) parts.push_back(m.run_once(take_rows(ds.inputs, r, 1)));
         return join_calls(parts);
       }
-      case PathSpec::Tiled64: return run_once(m, tile_rows(ds.inputs, 64));
-      default: return run_once(m, ds.inputs);
+      case PathSpec::Tiled64: return m.run_once(tile_rows(ds.inputs, 64));
+      default: return m.run_once(ds.inputs);
     }
   };
   if (p.threads == 1) return once();
@@ -257,7 +250,7 @@ int cmd_validate(const ValidateArgs& a) {
 
   // Reproducible-mode outputs on this machine (the reference where a data set has no outputs).
   std::vector<std::vector<Tensor>> repro_out;
-  for (const auto& ds : data) repro_out.push_back(run_once(*ref_model, ds.inputs));
+  for (const auto& ds : data) repro_out.push_back(ref_model->run_once(ds.inputs));
 
   if (!a.against.empty()) {
     json g;
@@ -361,7 +354,7 @@ int cmd_validate(const ValidateArgs& a) {
     if (b == mi.backend) continue;
     try {
       auto m = load_model(a.model, {}, b);
-      all.push_back({"backend " + b, false, [m](const DataSet& ds) { return run_once(*m, ds.inputs); }});
+      all.push_back({"backend " + b, false, [m](const DataSet& ds) { return m->run_once(ds.inputs); }});
     } catch (const std::exception& e) {
       std::string why = e.what();
       why = why.substr(0, std::min(why.find('\n'), size_t{300}));

@@ -222,13 +222,6 @@ LoadOptions repro_options(Isa isa) {
   return o;
 }
 
-std::vector<Tensor> run(const Model& m, const std::vector<Tensor>& in) {
-  auto st = m.make_state();
-  std::vector<Tensor> out;
-  m.run(in, out, *st);
-  return out;
-}
-
 // Empty when row `r` of `got` has the bytes of row `want_row` of `want`, for every output.
 std::string same_row(const std::vector<Tensor>& got, int64_t r, const std::vector<Tensor>& want, int64_t want_row,
                      const Model& m) {
@@ -267,7 +260,7 @@ TEST_P(ReproHepModel, BitwiseEqualAcrossIsaBatchPositionAndThreads) {
 
   // The reference: the data set's batch on the widest ISA; it must still match ONNX Runtime's outputs.
   auto first = quiver::onnx::load_onnx(dir + "/model.onnx", repro_options(isas[0]));
-  const std::vector<Tensor> ref = run(*first, inputs);
+  const std::vector<Tensor> ref = first->run_once(inputs);
   ASSERT_EQ(ref.size(), expected_files.size());
   for (size_t i = 0; i < ref.size(); ++i)
     EXPECT_EQ(quiver::onnx::compare_tensors(ref[i], quiver::onnx::read_tensor_file(expected_files[i]).tensor, {1e-4, 1e-5}), "")
@@ -279,13 +272,13 @@ TEST_P(ReproHepModel, BitwiseEqualAcrossIsaBatchPositionAndThreads) {
     SCOPED_TRACE(std::string("isa ") + quiver::onnx::isa_name(isa));
     auto model = isa == isas[0] ? first : quiver::onnx::load_onnx(dir + "/model.onnx", repro_options(isa));
     // The data set's batch.
-    const auto whole = run(*model, inputs);
+    const auto whole = model->run_once(inputs);
     for (int64_t r = 0; r < rows; ++r) EXPECT_EQ(same_row(whole, r, ref, r, *model), "") << "data set batch";
     // Each row alone (batch 1) and two threads: on the widest ISA (the other ISAs are held to its bits
     // on the data set's batch and on batch 64, which puts every row at several positions).
     const bool widest = isa == isas[0];
     for (int64_t r = 0; widest && r < rows; ++r) {
-      const auto one = run(*model, take_rows(inputs, r, 1));
+      const auto one = model->run_once(take_rows(inputs, r, 1));
       EXPECT_EQ(same_row(one, 0, ref, r, *model), "") << "batch 1, row " << r;
     }
     // Batch 64: the data set's rows tiled, so each row sits at several positions (0 .. 63).
@@ -293,7 +286,7 @@ TEST_P(ReproHepModel, BitwiseEqualAcrossIsaBatchPositionAndThreads) {
       if (isa == isas[0]) std::printf("[ NOTE     ] %s has a fixed batch of %ld: batch 64 not checked\n", GetParam(),
                                       static_cast<long>(shape0[0].value));
     } else {
-      const auto big = run(*model, quiver::tile_rows(inputs, 64));
+      const auto big = model->run_once(quiver::tile_rows(inputs, 64));
       for (int64_t r = 0; r < 64; ++r) EXPECT_EQ(same_row(big, r, ref, r % rows, *model), "") << "batch 64, position " << r;
     }
     if (!widest) continue;
