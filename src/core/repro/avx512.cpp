@@ -13,6 +13,15 @@ constexpr const char* kIsa = "avx512";
   return reinterpret_cast<V>(_mm512_fmadd_ps(reinterpret_cast<__m512>(a), reinterpret_cast<__m512>(b),
                                              reinterpret_cast<__m512>(c)));
 }
+[[gnu::always_inline]] inline V vsplat(float a) { return reinterpret_cast<V>(_mm512_set1_ps(a)); }
+[[gnu::always_inline]] inline __mmask16 lanes(int n) { return static_cast<__mmask16>((1u << n) - 1); }
+[[gnu::always_inline]] inline V vload_n(const float* p, int n) {
+  return reinterpret_cast<V>(_mm512_maskz_loadu_ps(lanes(n), p));
+}
+[[gnu::always_inline]] inline void vstore_n(float* p, V v, int n) {
+  _mm512_mask_storeu_ps(p, lanes(n), reinterpret_cast<__m512>(v));
+}
+constexpr int kMR = 6, kAcc = 24;  // 24 accumulators of the 32 zmm registers
 #include "core/repro/kernels.inc"
 }  // namespace
 const Kernels& kernels_avx512() { return kTable; }

@@ -33,6 +33,16 @@ constexpr const char* kIsa = "baseline";
   for (int i = 0; i < W; ++i) r[i] = fma(a[i], b[i], c[i]);
   return r;
 }
+[[gnu::always_inline]] inline V vsplat(float a) { return V{a, a, a, a}; }
+[[gnu::always_inline]] inline V vload_n(const float* p, int n) {
+  V v = {};
+  for (int i = 0; i < n; ++i) v[i] = p[i];
+  return v;
+}
+[[gnu::always_inline]] inline void vstore_n(float* p, V v, int n) {
+  for (int i = 0; i < n; ++i) p[i] = v[i];
+}
+constexpr int kMR = 4, kAcc = 8;
 #include "core/repro/kernels.inc"
 }  // namespace
 const Kernels& kernels_baseline() { return kTable; }
