@@ -143,6 +143,8 @@ static void reference_gemm(const repro::GemmCall& g, std::vector<float>& c) {
       if (g.beta != 0.0f) y = std::fma(g.beta, out, y);
       if (g.bias) y = y + g.bias[n];
       if (g.act == repro::Act::Relu) y = y > 0 ? y : 0;
+      if (g.act == repro::Act::LeakyRelu) y = y >= 0 ? y : y * g.act_alpha;
+      if (g.act == repro::Act::Clip) y = std::min(std::max(y, g.act_alpha), g.act_beta);
       out = y;
     }
 }
@@ -178,6 +180,78 @@ TEST(ReproKernels, GemmIsTheFixedOrderFmaChainOnEveryIsa) {
         for (size_t i = 0; i < got.size(); ++i)
           ASSERT_EQ(bits(got[i]), bits(want[i])) << quiver::onnx::isa_name(isa) << " " << M << "x" << N << "x" << K
                                                  << " variant " << variant << " element " << i;
+      }
+    }
+  }
+}
+
+// The register-tiled GEMM's edges: M, N not multiples of the tile (every row remainder of the 6-row
+// AVX-512 and 4-row AVX2/baseline panels, masked column tails), K = 0 and 1, long K, padded leading
+// dimensions (the padding must stay untouched), both transposes, alpha/beta/bias and every fused
+// activation. Exact activations compare with the reference order; sigmoid and tanh (the engine's own)
+// compare bits across the ISAs.
+TEST(ReproKernels, TiledGemmEdgesAreBitwiseEqualOnEveryIsa) {
+  std::mt19937 rng(15);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  const int64_t shapes[][3] = {{1, 1, 0},  {2, 5, 1},    {5, 1, 3},    {6, 16, 1},  {7, 17, 2},   {11, 129, 9},
+                               {13, 63, 4}, {12, 96, 31}, {3, 300, 70}, {1, 257, 300}, {25, 47, 129}, {9, 8, 1}};
+  const repro::Act acts[] = {repro::Act::None, repro::Act::Relu, repro::Act::LeakyRelu, repro::Act::Clip,
+                             repro::Act::Sigmoid, repro::Act::Tanh};
+  int case_no = 0;
+  for (const auto& s : shapes) {
+    for (int variant = 0; variant < 8; ++variant, ++case_no) {
+      const int64_t M = s[0], N = s[1], K = s[2];
+      const int64_t pad = variant % 3;  // leading dimensions beyond the matrix
+      repro::GemmCall g;
+      g.M = M; g.N = N; g.K = K;
+      g.transA = (variant & 1) != 0;
+      g.transB = (variant & 2) != 0;
+      g.lda = (g.transA ? M : K) + pad;
+      g.ldb = (g.transB ? K : N) + pad;
+      g.ldc = N + pad;
+      std::vector<float> A(static_cast<size_t>((g.transA ? K : M) * g.lda + 1)),
+          B(static_cast<size_t>((g.transB ? N : K) * g.ldb + 1)), bias(static_cast<size_t>(N)),
+          C0(static_cast<size_t>(M * g.ldc));
+      for (auto* v : {&A, &B, &bias, &C0})
+        for (auto& x : *v) x = u(rng);
+      g.A = A.data();
+      g.B = B.data();
+      g.alpha = variant & 4 ? -0.75f : 1.0f;
+      g.beta = variant % 3 == 1 ? 0.5f : (variant % 3 == 2 ? 1.0f : 0.0f);
+      g.bias = variant & 4 ? nullptr : bias.data();
+      g.act = acts[case_no % 6];
+      g.act_alpha = g.act == repro::Act::Clip ? -0.5f : 0.1f;
+      g.act_beta = 0.5f;
+      const bool exact_act = g.act != repro::Act::Sigmoid && g.act != repro::Act::Tanh;
+      std::vector<float> want = C0;
+      reference_gemm(g, want);
+      std::vector<float> first;
+      for (Isa isa : runnable_isas()) {
+        std::vector<float> got = C0;
+        g.C = got.data();
+        table(isa).gemm(g);
+        const std::string where = std::string(quiver::onnx::isa_name(isa)) + " " + std::to_string(M) + "x" +
+                                  std::to_string(N) + "x" + std::to_string(K) + " variant " + std::to_string(variant);
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t n = N; n < g.ldc; ++n)
+            ASSERT_EQ(bits(got[static_cast<size_t>(m * g.ldc + n)]), bits(C0[static_cast<size_t>(m * g.ldc + n)]))
+                << where << ": padding of row " << m << " written";
+        if (exact_act) {
+          for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(bits(got[i]), bits(want[i])) << where << " element " << i;
+        } else {
+          for (size_t i = 0; i < got.size(); ++i) {  // the engine's sigmoid/tanh: a few ulp from libm's
+            if (static_cast<int64_t>(i) % g.ldc >= N) continue;
+            const double y = want[i];
+            const double e = g.act == repro::Act::Tanh ? std::tanh(y) : 1.0 / (1.0 + std::exp(-y));
+            ASSERT_NEAR(got[i], e, 2e-6) << where << " element " << i;
+          }
+        }
+        if (first.empty()) {
+          first = got;
+        } else {
+          for (size_t i = 0; i < got.size(); ++i)
+            ASSERT_EQ(bits(got[i]), bits(first[i])) << where << " differs from the first ISA at element " << i;
+        }
       }
     }
   }
