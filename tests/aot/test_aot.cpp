@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "aot_test_util.hpp"
 #include "quiver/aot/aot.hpp"
 #include "quiver/core/batching.hpp"
 #include "quiver/core/error.hpp"
@@ -45,16 +46,7 @@ const std::string kHep = std::string(QUIVER_SHARED_DIR) + "/models/hep/";
 
 fs::path out_root() { return fs::path(QUIVER_BINARY_DIR) / "tests" / "aot" / "out"; }
 
-std::string run_command(const std::string& cmd, int* rc) {
-  std::string out;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  *rc = pclose(p);
-  return out;
-}
+using aot_test::run_command;
 
 struct DataSet {
   std::vector<Tensor> inputs, outputs;
@@ -80,7 +72,7 @@ std::shared_ptr<const Model> compiled(const std::string& model, aot::CompileResu
   auto it = done.find(model);
   if (it == done.end()) {
     aot::CompileResult r = aot::compile_model(kHep + model + "/model.onnx", (out_root() / model).string());
-    const std::string lib = aot::build_shared(r, "g++ -Werror");
+    const std::string lib = aot::build_shared(r, aot_test::compiler());
     it = done.emplace(model, std::make_pair(r, lib)).first;
   }
   if (result) *result = it->second.first;
@@ -143,46 +135,12 @@ void check_reference_and_engine(const std::string& m, const std::shared_ptr<cons
   }
 }
 
-// The library needs nothing but the C and C++ runtime (no Quiver, no oneDNN, no BLAS).
-void check_runtime_only(const std::string& lib) {
-  int rc = 0;
-  const std::string out = run_command("ldd " + lib, &rc);
-  ASSERT_EQ(rc, 0) << out;
-  const std::set<std::string> allowed = {"linux-vdso.so.1", "libstdc++.so.6", "libm.so.6", "libgcc_s.so.1", "libc.so.6"};
-  std::stringstream ss(out);
-  int n = 0;
-  for (std::string line; std::getline(ss, line);) {
-    std::stringstream ls(line);
-    std::string name;
-    ls >> name;
-    if (name.empty() || name.find("ld-linux") != std::string::npos) continue;
-    EXPECT_TRUE(allowed.count(name)) << "unexpected dependency: " << line;
-    ++n;
-  }
-  EXPECT_GT(n, 0) << out;
-}
+void check_runtime_only(const std::string& lib) { aot_test::expect_runtime_only(lib); }
 
-// Two threads, one loaded library, each with its own state: results equal the single-thread ones.
 void check_two_threads(const std::string& m, const std::shared_ptr<const Model>& lib) {
-  const auto sets = data_sets(m);
-  ASSERT_FALSE(sets.empty());
-  std::vector<std::vector<Tensor>> want;
-  for (const auto& d : sets) want.push_back(lib->run_once(d.inputs));
-  std::atomic<int> mismatches{0};
-  auto worker = [&](size_t first) {
-    Session s(lib);
-    std::vector<Tensor> out;
-    for (int it = 0; it < 40; ++it) {
-      const size_t k = (first + static_cast<size_t>(it)) % sets.size();
-      s.run(sets[k].inputs, out);
-      for (size_t i = 0; i < out.size(); ++i)
-        if (!quiver::onnx::compare_tensors(out[i], want[k][i], {0, 0}).empty()) ++mismatches;
-    }
-  };
-  std::thread a(worker, 0), b(worker, 1);
-  a.join();
-  b.join();
-  EXPECT_EQ(mismatches.load(), 0);
+  std::vector<std::vector<Tensor>> sets;
+  for (auto& d : data_sets(m)) sets.push_back(std::move(d.inputs));
+  aot_test::expect_threads_agree(lib, sets);
 }
 
 INSTANTIATE_TEST_SUITE_P(Hep, AotModels, ::testing::ValuesIn(models_under_test()),
@@ -208,7 +166,7 @@ TEST(Aot, MaxDimIsEnforcedAtRunTime) {
   o.name = "ticl_supercls_max4";
   o.max_dims["batch_size"] = 4;
   auto r = aot::compile_model(kHep + "ticl_supercls/model.onnx", (out_root() / "ticl_supercls_max4").string(), o);
-  auto lib = aot::load_library(aot::build_shared(r, "g++ -Werror"));
+  auto lib = aot::load_library(aot::build_shared(r, aot_test::compiler()));
   EXPECT_NO_THROW(lib->run_once(std::vector<Tensor>{Tensor::zeros(DType::F32, {4, 17})}));
   try {
     lib->run_once(std::vector<Tensor>{Tensor::zeros(DType::F32, {5, 17})});
@@ -355,7 +313,7 @@ TEST(Aot, GemmAndConvEdgesMatchTheEngine) {
   aot::CompileOptions o;
   o.name = "edges";
   auto r = aot::compile_model(file, (dir / "out").string(), o);
-  auto lib = aot::load_library(aot::build_shared(r, "g++ -Werror"));
+  auto lib = aot::load_library(aot::build_shared(r, aot_test::compiler()));
   auto engine = quiver::onnx::load_onnx(file);
   for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{9}, int64_t{17}}) {  // row tiles of 6/12, rests of 4, 2, 1
     std::vector<Tensor> in;

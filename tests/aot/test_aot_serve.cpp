@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "aot_test_util.hpp"
 #include "quiver/aot/aot.hpp"
 #include "quiver/backends/backends.hpp"
 #include "quiver/onnx/onnx_model.hpp"
@@ -20,7 +21,7 @@ TEST(AotServe, RepositoryLoadsModelSoAsBackendAot) {
   const fs::path out = fs::path(QUIVER_BINARY_DIR) / "tests" / "aot" / "out" / "serve";
   fs::remove_all(out);
   auto r = aot::compile_model(hep + "/model.onnx", (out / "src").string());
-  const std::string lib = aot::build_shared(r, "g++ -Werror");
+  const std::string lib = aot::build_shared(r, aot_test::compiler());
   const fs::path repo = out / "repo";
   fs::create_directories(repo / "auto" / "1");
   fs::create_directories(repo / "explicit" / "3");

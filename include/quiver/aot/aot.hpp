@@ -20,6 +20,9 @@ struct CompileOptions {
   std::string name;                        // C++ identifier of the library (default: from the file name)
   std::map<std::string, int64_t> max_dims;  // symbolic dim -> largest value run() accepts
   std::string target = "native";           // native | x86-64-v3 | x86-64-v2 (the -march it builds with)
+  // Load parameters of the model's backend, fixed at compile time (tree ensembles: round_begin,
+  // round_end, use_best_iteration; see quiver/forest/forest.hpp).
+  std::map<std::string, std::string> params;
 };
 
 struct CompileResult {
@@ -31,7 +34,8 @@ struct CompileResult {
   std::vector<std::string> dims;   // symbolic dims, in the order of the C ABI's dims arrays
 };
 
-// Compiles an ONNX model into `out_dir` (created). Throws quiver::Error(Unsupported) naming every step
+// Compiles an ONNX model or a tree-ensemble file (every format the forest backend loads: XGBoost JSON /
+// UBJSON, LightGBM text, TMVA XML) into `out_dir` (created). Throws quiver::Error(Unsupported) naming every step
 // that cannot be emitted (node, op and why) before writing anything.
 CompileResult compile_model(const std::string& model_path, const std::string& out_dir, const CompileOptions& options = {});
 

@@ -187,6 +187,13 @@ class Forest {
   const std::vector<FlatNode>& nodes() const { return nodes_; }
   const std::vector<int32_t>& tree_roots() const { return tree_root_; }
   const std::vector<uint8_t>& tree_depths() const { return tree_depth_; }
+  // The rest of the layout, for code generators that write it out (quiver compile, src/forest/codegen).
+  const std::vector<uint16_t>& tree_outputs() const { return tree_output_; }
+  const std::vector<int32_t>& round_ptr() const { return round_ptr_; }
+  const std::vector<uint32_t>& category_words() const { return cat_words_; }
+  const std::vector<uint32_t>& category_sets() const { return cat_sets_; }  // per set: first word, bits
+  bool average() const { return average_; }
+  double sigmoid_alpha() const { return sigmoid_alpha_; }
 
  private:
   template <bool Special>
