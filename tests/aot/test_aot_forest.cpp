@@ -2,7 +2,7 @@
 // LightGBM text, TMVA XML) compiled, built with the plain C++ compiler, loaded by the aot backend and
 // checked against the shared manifests' expected predictions (cases.json, as tests/forest does for the
 // engine), against the engine on rows that take every kind of branch, from two threads, and with
-// ldd showing the C/C++ runtime only.
+// ldd showing the C/C++ runtime only; and ONNX models with TreeEnsemble nodes.
 //
 // QUIVER_AOT_FOREST_FOLDERS (environment, comma-separated XGBoost folders) picks the manifests; the
 // default is the CTest subset, label aot_all runs every folder.
@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -18,9 +19,11 @@
 #include "../forest/forest_expected.hpp"
 #include "aot_test_util.hpp"
 #include "forest/codegen.hpp"
+#include "onnx/graph_builder.hpp"
 #include "quiver/aot/aot.hpp"
 #include "quiver/core/error.hpp"
 #include "quiver/forest/csv.hpp"
+#include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/testing.hpp"
 
 namespace fs = std::filesystem;
@@ -174,9 +177,127 @@ TEST(AotForest, EveryFormatMatchesTheEngine) {
     const auto got = lib->run_once(in);
     ASSERT_EQ(got.size(), want.size());
     for (size_t i = 0; i < got.size(); ++i)
-      EXPECT_EQ(onnx::compare_tensors(got[i], want[i], {1e-6, 1e-6}), "") << lib->info().outputs[i].name;
+      EXPECT_EQ(quiver::onnx::compare_tensors(got[i], want[i], {1e-6, 1e-6}), "") << lib->info().outputs[i].name;
     aot_test::expect_runtime_only(lib_path);
     aot_test::expect_threads_agree(lib, {in});
+  }
+}
+
+// ONNX models with ai.onnx.ml TreeEnsembleRegressor / TreeEnsembleClassifier nodes: an XGBoost forest
+// (3 classes, missing values) re-expressed as node attributes — a regressor of the margins, a softmax
+// classifier, a binary logistic classifier (one score column) and a classifier whose probabilities are
+// not wanted — compiled, built and compared with the engine at several batches.
+TEST(AotForest, OnnxTreeEnsembleNodesMatchTheEngine) {
+  using namespace quiver::forest;
+  const std::string path = forest_test::shared("xgboost/xgb17/SoftmaxIrisNA17.json");
+  const ForestSpec xs = parse_forest(read_file(path), Format::Auto, path);
+  const Forest direct = Forest::build(xs, path);
+  test::G g(13);
+  auto* ml = g.m.add_opset_import();
+  ml->set_domain("ai.onnx.ml");
+  ml->set_version(3);
+  g.input("X", {-1, 4});
+  auto floats = [](::onnx::NodeProto* n, const std::string& name, const std::vector<float>& v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(::onnx::AttributeProto::FLOATS);
+    for (float x : v) a->add_floats(x);
+  };
+  auto strings = [](::onnx::NodeProto* n, const std::string& name, const std::vector<std::string>& v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(::onnx::AttributeProto::STRINGS);
+    for (const auto& x : v) a->add_strings(x);
+  };
+  // The trees as nodes_* attributes; leaves as <prefix>_* (class or target), all on output 0 when `one`.
+  auto trees = [&](::onnx::NodeProto* n, const std::string& prefix, bool one) {
+    std::vector<int64_t> tid, nid, fid, tn, fn, miss, ltid, lnid, lid;
+    std::vector<float> vals, lw;
+    std::vector<std::string> modes;
+    for (size_t t = 0; t < xs.trees.size(); ++t) {
+      const auto& tr = xs.trees[t];
+      if (one && tr.output != 0) continue;
+      for (size_t k = 0; k < tr.size(); ++k) {
+        tid.push_back(static_cast<int64_t>(t));
+        nid.push_back(static_cast<int64_t>(k));
+        const bool leaf = tr.mode[k] == SplitMode::Leaf;
+        fid.push_back(leaf ? 0 : tr.feature[k]);
+        vals.push_back(static_cast<float>(tr.threshold[k]));
+        modes.push_back(leaf ? "LEAF" : "BRANCH_LT");
+        tn.push_back(leaf ? 0 : tr.left[k]);
+        fn.push_back(leaf ? 0 : tr.right[k]);
+        miss.push_back(leaf ? 0 : tr.default_left[k]);
+        if (leaf) {
+          ltid.push_back(static_cast<int64_t>(t));
+          lnid.push_back(static_cast<int64_t>(k));
+          lid.push_back(one ? 0 : tr.output);
+          lw.push_back(static_cast<float>(tr.leaf_value[k]));
+        }
+      }
+    }
+    test::attr_ints(n, "nodes_treeids", tid);
+    test::attr_ints(n, "nodes_nodeids", nid);
+    test::attr_ints(n, "nodes_featureids", fid);
+    floats(n, "nodes_values", vals);
+    strings(n, "nodes_modes", modes);
+    test::attr_ints(n, "nodes_truenodeids", tn);
+    test::attr_ints(n, "nodes_falsenodeids", fn);
+    test::attr_ints(n, "nodes_missing_value_tracks_true", miss);
+    test::attr_ints(n, prefix + "_treeids", ltid);
+    test::attr_ints(n, prefix + "_nodeids", lnid);
+    test::attr_ints(n, prefix + "_ids", lid);
+    floats(n, prefix + "_weights", lw);
+  };
+  std::vector<float> base;
+  for (double b : direct.base_margin()) base.push_back(static_cast<float>(b));
+  auto* reg = g.node("TreeEnsembleRegressor", {"X"}, {"margins"}, "reg");
+  reg->set_domain("ai.onnx.ml");
+  trees(reg, "target", false);
+  test::attr_int(reg, "n_targets", 3);
+  floats(reg, "base_values", base);
+  auto* cls = g.node("TreeEnsembleClassifier", {"X"}, {"label", "probs"}, "cls");
+  cls->set_domain("ai.onnx.ml");
+  trees(cls, "class", false);
+  test::attr_ints(cls, "classlabels_int64s", {10, 20, 30});
+  test::attr_str(cls, "post_transform", "SOFTMAX");
+  floats(cls, "base_values", base);
+  auto* bin = g.node("TreeEnsembleClassifier", {"X"}, {"blabel", "bprobs"}, "bin");
+  bin->set_domain("ai.onnx.ml");
+  trees(bin, "class", true);
+  test::attr_ints(bin, "classlabels_int64s", {0, 1});
+  test::attr_str(bin, "post_transform", "LOGISTIC");
+  auto* lab = g.node("TreeEnsembleClassifier", {"X"}, {"label_only", ""}, "label_only");
+  lab->set_domain("ai.onnx.ml");
+  trees(lab, "class", false);
+  test::attr_ints(lab, "classlabels_int64s", {7, 8, 9});
+  g.output("margins", {-1, 3});
+  g.output("label", {-1}, DType::I64);
+  g.output("probs", {-1, 3});
+  g.output("blabel", {-1}, DType::I64);
+  g.output("bprobs", {-1, 2});
+  g.output("label_only", {-1}, DType::I64);
+  const fs::path dir = out_root() / "onnx_trees";
+  fs::create_directories(dir);
+  const std::string file = (dir / "trees.onnx").string();
+  {
+    std::ofstream f(file, std::ios::binary);
+    f << g.bytes();
+  }
+  aot::CompileOptions o;
+  o.name = "onnx_trees";
+  const aot::CompileResult r = aot::compile_model(file, (dir / "out").string(), o);
+  EXPECT_EQ(r.steps, 4u);
+  auto lib = aot::load_library(aot::build_shared(r, aot_test::compiler()));
+  auto engine = quiver::onnx::load_onnx(file);
+  const Tensor rows = probe_rows(direct, 300, 9);
+  for (int64_t b : {int64_t{1}, int64_t{7}, int64_t{300}}) {
+    const std::vector<int64_t> dims{b, 4};
+    const std::vector<Tensor> in{Tensor::view(DType::F32, dims, rows.data<float>())};
+    const auto got = lib->run_once(in);
+    const auto want = engine->run_once(in);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_EQ(quiver::onnx::compare_tensors(got[i], want[i], {1e-6, 1e-6}), "") << lib->info().outputs[i].name << " at batch " << b;
   }
 }
 
