@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 #include <cstring>
+#include <latch>
 #include <thread>
 
 #include "cli/command.hpp"
@@ -148,8 +149,9 @@ void cmd_bench(const std::string& path, const Where& device, int64_t batch, int 
   constexpr int kWarmup = 20, kMinCalls = 20;
   std::vector<BenchResult> res(static_cast<size_t>(threads));
   std::vector<OpProfile> profiles(static_cast<size_t>(threads));  // one per thread's state, merged below
-  std::atomic<bool> go{false};
-  std::atomic<int> warmed{0};
+  // Blocking (not spinning) while the others warm up: a spinning main thread would hold the second
+  // core of a small machine and slow the warm-up of the thread it waits for.
+  std::latch warmed(threads), go(1);
   std::vector<std::thread> th;
   for (int t = 0; t < threads; ++t)
     th.emplace_back([&, t] {
@@ -159,8 +161,8 @@ void cmd_bench(const std::string& path, const Where& device, int64_t batch, int 
       if (profile) s.set_profile(&profiles[static_cast<size_t>(t)]);
       auto& r = res[static_cast<size_t>(t)];
       r.lat_us.reserve(1 << 20);
-      ++warmed;
-      while (!go.load()) std::this_thread::yield();
+      warmed.count_down();
+      go.wait();
       const int64_t start = now_ns();
       const int64_t stop = start + static_cast<int64_t>(seconds * 1e9);
       int64_t t0 = start;
@@ -174,8 +176,8 @@ void cmd_bench(const std::string& path, const Where& device, int64_t batch, int 
       }
       r.seconds = (t0 - start) / 1e9;
     });
-  while (warmed.load() < threads) std::this_thread::yield();
-  go = true;
+  warmed.wait();
+  go.count_down();
   for (auto& x : th) x.join();
   int64_t calls = 0;
   double secs = 0;
