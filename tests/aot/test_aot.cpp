@@ -357,3 +357,92 @@ TEST(Aot, RuntimeExpSigmoidTanhMatchLibm) {
   EXPECT_TRUE(std::isnan(rt::sigmoid_v(std::nanf(""))));
   EXPECT_TRUE(std::isnan(rt::tanh_v(std::nanf(""))));
 }
+
+// The recurrent cells' edges against the engine: bidirectional GRU with linear_before_reset,
+// sequence_lens (0 and T among them) and an initial state; a forward GRU without bias with clip; a
+// reverse LSTM with peepholes, bias, sequence_lens and initial h/c; a batch-first LSTM with input_forget;
+// a bidirectional RNN. Hidden sizes that end panels part-way (17, 20: 2H = 40, 4H = 68); batches of 1
+// row (the gemv path), 3 and 7 rows.
+TEST(Aot, RecurrentEdgesMatchTheEngine) {
+  test::G g(14);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-0.6f, 0.6f);
+  auto weights = [&](const std::string& name, std::vector<int64_t> dims) {
+    Tensor t = Tensor::empty(DType::F32, dims);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+    g.init(name, t);
+  };
+  const int64_t T = 5, I = 6;
+  g.input("x", {T, -1, I});
+  g.input("xl", {-1, T, I});
+  g.input("lens", {-1}, DType::I32);
+  g.input("h0", {2, -1, 20});
+  g.input("h0l", {1, -1, 17});
+  g.input("c0l", {1, -1, 17});
+  weights("GW", {2, 60, I});
+  weights("GR", {2, 60, 20});
+  weights("GB", {2, 120});
+  weights("FW", {1, 60, I});
+  weights("FR", {1, 60, 20});
+  weights("LW", {1, 68, I});
+  weights("LR", {1, 68, 17});
+  weights("LB", {1, 136});
+  weights("LP", {1, 51});
+  weights("RW", {2, 9, I});
+  weights("RR", {2, 9, 9});
+  auto* n = g.node("GRU", {"x", "GW", "GR", "GB", "lens", "h0"}, {"y1", "yh1"});
+  test::attr_int(n, "hidden_size", 20);
+  test::attr_str(n, "direction", "bidirectional");
+  test::attr_int(n, "linear_before_reset", 1);
+  n = g.node("GRU", {"x", "FW", "FR"}, {"y2"});
+  test::attr_int(n, "hidden_size", 20);
+  test::attr_float(n, "clip", 0.7f);
+  n = g.node("LSTM", {"x", "LW", "LR", "LB", "lens", "h0l", "c0l", "LP"}, {"y3", "yh3", "yc3"});
+  test::attr_int(n, "hidden_size", 17);
+  test::attr_str(n, "direction", "reverse");
+  n = g.node("LSTM", {"xl", "LW", "LR"}, {"y4"});
+  test::attr_int(n, "hidden_size", 17);
+  test::attr_int(n, "layout", 1);
+  test::attr_int(n, "input_forget", 1);
+  n = g.node("RNN", {"x", "RW", "RR"}, {"y5"});
+  test::attr_int(n, "hidden_size", 9);
+  test::attr_str(n, "direction", "bidirectional");
+  g.output("y1", {T, 2, -1, 20});
+  g.output("yh1", {2, -1, 20});
+  g.output("y2", {T, 1, -1, 20});
+  g.output("y3", {T, 1, -1, 17});
+  g.output("yh3", {1, -1, 17});
+  g.output("yc3", {1, -1, 17});
+  g.output("y4", {-1, T, 1, 17});
+  g.output("y5", {T, 2, -1, 9});
+  const fs::path dir = out_root() / "recurrent";
+  fs::create_directories(dir);
+  const std::string file = (dir / "recurrent.onnx").string();
+  {
+    std::ofstream f(file, std::ios::binary);
+    f << g.bytes();
+  }
+  aot::CompileOptions o;
+  o.name = "recurrent";
+  auto r = aot::compile_model(file, (dir / "out").string(), o);
+  auto lib = aot::load_library(aot::build_shared(r, "g++ -Werror"));
+  auto engine = quiver::onnx::load_onnx(file);
+  std::uniform_real_distribution<float> ux(-1.f, 1.f);
+  for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{7}}) {
+    std::vector<Tensor> in;
+    for (std::vector<int64_t> d : {std::vector<int64_t>{T, b, I}, {b, T, I}}) {
+      Tensor t = Tensor::empty(DType::F32, d);
+      for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = ux(rng);
+      in.push_back(std::move(t));
+    }
+    Tensor lens = Tensor::empty(DType::I32, {b});
+    for (int64_t i = 0; i < b; ++i) lens.data<int32_t>()[i] = static_cast<int32_t>(b == 1 ? 3 : (i * 5) % (T + 1));  // 0..T
+    in.push_back(std::move(lens));
+    for (std::vector<int64_t> d : {std::vector<int64_t>{2, b, 20}, {1, b, 17}, {1, b, 17}}) {
+      Tensor t = Tensor::empty(DType::F32, d);
+      for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = ux(rng);
+      in.push_back(std::move(t));
+    }
+    expect_close(lib->run_once(in), engine->run_once(in), "recurrent at batch " + std::to_string(b));
+  }
+}

@@ -82,8 +82,8 @@ void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N,
   }
 }
 
-// quiver compile (RNN, GRU and LSTM, whose shared implementation is rnn_common.hpp): the cell as rt::recurrent with W and R transposed and the biases folded at compile
-// time, exactly as the CPU kernel folds them.
+// quiver compile (RNN, GRU and LSTM, whose shared implementation is rnn_common.hpp): the cell as rt::recurrent with W^T and R^T
+// packed for its gemms and the biases folded at compile time, exactly as the CPU kernel folds them.
 inline Emitter emit_recurrent(CellKind kind) {
   return [kind](Emit& e) {
     const auto& at = e.attrs();
@@ -100,10 +100,27 @@ inline Emitter emit_recurrent(CellKind kind) {
     const int64_t H = r.dim(2), GH = G * H, I = w.dim(2);
     if (w.rank() != 3 || w.dim(0) != D || w.dim(1) != GH || r.dim(0) != D || r.dim(1) != GH) e.refuse("W/R shapes");
     const bool lbr = at.get_int("linear_before_reset", 0) != 0 && kind == CellKind::GRU;
-    Tensor wt = Tensor::empty(DType::F32, {D, I, GH}), rt = Tensor::empty(DType::F32, {D, H, GH});
-    for (int64_t d = 0; d < D; ++d) {
-      RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, wt.data<float>() + d * I * GH);
-      RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, rt.data<float>() + d * H * GH);
+    // W^T and R^T in the gemm's panel layout: W is [D][G*H][I], so B(k = i, j) = W[j * I + i].
+    const std::string wp = e.add_packed_b(w.data<float>(), I, GH, 1, I, D, GH * I);
+    std::string rp;
+    if (kind == CellKind::GRU) {
+      // Per direction R_zr^T [H][2H], then R_h^T [H][H] (it multiplies r * h, known only after z and r).
+      const int64_t zr = packed_b_floats(H, 2 * H), hh = packed_b_floats(H, H);
+      Tensor packed = Tensor::empty(DType::F32, {D * (zr + hh)});
+      float* out = packed.data<float>();
+      std::fill(out, out + D * (zr + hh), 0.0f);
+      for (int64_t d = 0; d < D; ++d) {
+        const float* rd = r.data<float>() + d * GH * H;
+        for (int64_t j = 0; j < GH; ++j) {
+          const bool zr_part = j < 2 * H;
+          const int64_t jj = zr_part ? j : j - 2 * H;
+          float* panel = out + d * (zr + hh) + (zr_part ? 0 : zr) + jj / kGemmPanel * kGemmPanel * H + jj % kGemmPanel;
+          for (int64_t k = 0; k < H; ++k) panel[k * kGemmPanel] = rd[j * H + k];
+        }
+      }
+      rp = e.add_const(std::move(packed));
+    } else {
+      rp = e.add_packed_b(r.data<float>(), H, GH, 1, H, D, GH * H);
     }
     std::string bias = "nullptr", rbh = "nullptr";
     const Tensor* bt = e.has_input(3) && e.in(3).constant && e.in(3).constant->numel() > 0 ? e.in(3).constant.get() : nullptr;
@@ -142,7 +159,7 @@ inline Emitter emit_recurrent(CellKind kind) {
                     ";\na.layout = " + std::to_string(layout) + ";\na.reverse_only = " + (dir == "reverse" ? "true" : "false") +
                     ";\na.input_forget = " + (at.get_int("input_forget", 0) != 0 ? "true" : "false") +
                     ";\na.lbr = " + (lbr ? "true" : "false") + ";\na.clip = " + cfloat(at.has("clip") ? at.get_float("clip", 0) : 0) +
-                    ";\na.X = x0;\na.Wt = " + e.add_const(std::move(wt)) + ";\na.Rt = " + e.add_const(std::move(rt)) +
+                    ";\na.X = x0;\na.Wp = " + wp + ";\na.Rp = " + rp +
                     ";\na.bias = " + bias + ";\na.rbh = " + rbh + ";\n";
     if (e.has_input(4)) c += std::string(e.in(4).dtype == DType::I32 ? "a.lens32" : "a.lens64") + " = x4;\n";
     if (e.has_input(5)) c += "if (I5.n() != " + Ds + " * " + B + " * " + Hs + ") fail(\"initial_h has the wrong size\");\n";
@@ -154,7 +171,7 @@ inline Emitter emit_recurrent(CellKind kind) {
     if (e.num_outputs() > 2) c += "a.Yc = y2;\n";
     c += "a.work = static_cast<float*>(scratch);\na.acts = acts;\na.acts_per_dir = " + std::to_string(acts.size() / static_cast<size_t>(D)) +
          ";\nif (!rt::recurrent(a)) fail(\"sequence_lens value outside [0, T]\");\n";
-    e.scratch("4 * " + std::to_string(2 * GH + 3 * H));
+    e.scratch("rt::recurrent_work_bytes(" + std::to_string(G) + ", " + T + ", " + B + ", " + Hs + ")");
     e.compute(c);
   };
 }
