@@ -48,6 +48,21 @@ fs::path out_root() { return fs::path(QUIVER_BINARY_DIR) / "tests" / "aot" / "ou
 
 using aot_test::run_command;
 
+// A test graph written as NAME.onnx, compiled, built with the tests' compiler (aot_test::compiler) and loaded, and the engine on it.
+std::pair<std::shared_ptr<const Model>, std::shared_ptr<const Model>> compile_graph(const test::G& g, const std::string& name) {
+  const fs::path dir = out_root() / name;
+  fs::create_directories(dir);
+  const std::string file = (dir / (name + ".onnx")).string();
+  {
+    std::ofstream f(file, std::ios::binary);
+    f << g.bytes();
+  }
+  aot::CompileOptions o;
+  o.name = name;
+  auto r = aot::compile_model(file, (dir / "out").string(), o);
+  return {aot::load_library(aot::build_shared(r, aot_test::compiler())), quiver::onnx::load_onnx(file)};
+}
+
 struct DataSet {
   std::vector<Tensor> inputs, outputs;
 };
@@ -264,9 +279,12 @@ TEST(Aot, GemmAndConvEdgesMatchTheEngine) {
   weights("Cb", {6});
   weights("CW2", {5, 6, 1, 1});
   weights("SW", {8, 3, 5});
+  weights("CW3", {13, 4, 1, 1});  // 1x1 over 99 pixels: panel pairs read in place, a packed last panel
+  weights("Cb3", {13});
   ints("ax_last", {-1});
   ints("ax_2", {2});
   ints("ax_1", {-3});
+  ints("ax_02", {0, 2});
   auto* n = g.node("Gemm", {"x", "W1", "b1"}, {"g1"});
   test::attr_int(n, "transB", 1);
   test::attr_float(n, "alpha", 0.5f);
@@ -291,8 +309,12 @@ TEST(Aot, GemmAndConvEdgesMatchTheEngine) {
   test::attr_ints(n, "dilations", {1, 2});
   g.node("Relu", {"c1"}, {"c1r"});
   g.node("Conv", {"c1r", "CW2"}, {"c2"});
+  g.node("Conv", {"img", "CW3", "Cb3"}, {"c3"});
   n = g.node("Conv", {"seq", "SW"}, {"s1"});
   test::attr_ints(n, "pads", {2, 2});
+  n = g.node("ReduceMax", {"y"}, {"r2"});  // a middle axis: [b, 5, 7] -> [b, 1, 7]
+  test::attr_ints(n, "axes", {1});
+  g.node("ReduceSum", {"img", "ax_02"}, {"r3"});  // two runs of axes: the general walk
   n = g.node("ReduceSum", {"s1", "ax_last"}, {"r1"});
   test::attr_int(n, "keepdims", 0);
   g.output("g2", {-1, 233});
@@ -301,20 +323,12 @@ TEST(Aot, GemmAndConvEdgesMatchTheEngine) {
   g.output("m1", {-1, 5, 19});
   g.output("m2s", {-1, 5, 18});
   g.output("c2", {-1, 5, 5, 5});
+  g.output("c3", {-1, 13, 9, 11});
   g.output("r1", {-1, 8});
+  g.output("r2", {-1, 1, 7});
+  g.output("r3", {1, 4, 1, 11});
   g.output("m3", {-1, 2, 5, 3});
-  const fs::path dir = out_root() / "edges";
-  fs::create_directories(dir);
-  const std::string file = (dir / "edges.onnx").string();
-  {
-    std::ofstream f(file, std::ios::binary);
-    f << g.bytes();
-  }
-  aot::CompileOptions o;
-  o.name = "edges";
-  auto r = aot::compile_model(file, (dir / "out").string(), o);
-  auto lib = aot::load_library(aot::build_shared(r, aot_test::compiler()));
-  auto engine = quiver::onnx::load_onnx(file);
+  const auto [lib, engine] = compile_graph(g, "edges");
   for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{9}, int64_t{17}}) {  // row tiles of 6/12, rests of 4, 2, 1
     std::vector<Tensor> in;
     for (std::vector<int64_t> d : {std::vector<int64_t>{b, 13}, {6, 13}, {b, 5, 7}, {b, 7, 19}, {b, 4, 9, 11}, {b, 3, 17}}) {
@@ -415,18 +429,7 @@ TEST(Aot, RecurrentEdgesMatchTheEngine) {
   g.output("yc3", {1, -1, 17});
   g.output("y4", {-1, T, 1, 17});
   g.output("y5", {T, 2, -1, 9});
-  const fs::path dir = out_root() / "recurrent";
-  fs::create_directories(dir);
-  const std::string file = (dir / "recurrent.onnx").string();
-  {
-    std::ofstream f(file, std::ios::binary);
-    f << g.bytes();
-  }
-  aot::CompileOptions o;
-  o.name = "recurrent";
-  auto r = aot::compile_model(file, (dir / "out").string(), o);
-  auto lib = aot::load_library(aot::build_shared(r, "g++ -Werror"));
-  auto engine = quiver::onnx::load_onnx(file);
+  const auto [lib, engine] = compile_graph(g, "recurrent");
   std::uniform_real_distribution<float> ux(-1.f, 1.f);
   for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{7}}) {
     std::vector<Tensor> in;

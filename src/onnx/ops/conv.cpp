@@ -217,17 +217,16 @@ void emit_conv(Emit& e) {
   else e.set_dims(0, {"I0.d[0]", std::to_string(M), OW});
   const bool direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph0 == 0 && ph1 == 0 && pw0 == 0 && pw1 == 0;
   const std::string K = std::to_string(w.dim(1) * kh * kw);
-  if (!direct) e.scratch("4 * " + K + " * " + OH + " * " + OW);
+  // Scratch: the gemm's pack for the last panel of pixels, then the im2col copy.
+  e.scratch("rt::gemm_pack_bytes(" + K + ")" + (direct ? std::string() : " + 4 * " + K + " * " + OH + " * " + OW));
   auto n = [](int64_t v) { return std::to_string(v); };
-  const int64_t kdepth = w.dim(1) * kh * kw, mg = M / groups;
-  e.dims_only(1);
-  const std::string wp = e.add_packed_b(w.data<float>(), kdepth, mg, 1, kdepth, groups, mg * kdepth);
   e.compute(emit_activation(e.node()) + "rt::ConvArgs a;\na.N = I0.d[0];\na.C = I0.d[1];\na.H = " + H + ";\na.W = " + W +
             ";\na.M = " + n(M) + ";\na.OH = " + (two ? "O0.d[2]" : "1") + ";\na.OW = " + (two ? "O0.d[3]" : "O0.d[2]") +
             ";\na.kh = " + n(kh) + ";\na.kw = " + n(kw) + ";\na.sh = " + n(sh) + ";\na.sw = " + n(sw) + ";\na.dh = " + n(dh) +
             ";\na.dw = " + n(dw) + ";\na.ph = " + n(ph0) + ";\na.pw = " + n(pw0) + ";\na.groups = " + n(groups) +
-            ";\na.x = x0;\na.wp = " + wp + ";\na.bias = " + (e.has_input(2) ? "x2" : "nullptr") + ";\na.y = y0;\na.col = " +
-            (direct ? "nullptr" : "static_cast<float*>(scratch)") + ";\na.act = act;\nrt::conv(a);\n");
+            ";\na.x = x0;\na.w = x1;\na.bias = " + (e.has_input(2) ? "x2" : "nullptr") +
+            ";\na.y = y0;\na.pack = static_cast<float*>(scratch);\na.col = " +
+            (direct ? "nullptr" : "a.pack + rt::gemm_pack_bytes(" + K + ") / 4") + ";\na.act = act;\nrt::conv(a);\n");
 }
 
 QUIVER_REGISTER_OPS(conv) {
