@@ -48,7 +48,15 @@ fs::path out_root() { return fs::path(QUIVER_BINARY_DIR) / "tests" / "aot" / "ou
 
 using aot_test::run_command;
 
-// A test graph written as NAME.onnx, compiled, built with the tests' compiler (aot_test::compiler) and loaded, and the engine on it.
+// A float tensor of values drawn from `u`.
+Tensor random_tensor(const std::vector<int64_t>& dims, std::mt19937& rng, std::uniform_real_distribution<float>& u) {
+  Tensor t = Tensor::empty(DType::F32, dims);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
+  return t;
+}
+
+// A test graph written as NAME.onnx, compiled, built with the tests' compiler (aot_test::compiler) and
+// loaded, and the engine on it.
 std::pair<std::shared_ptr<const Model>, std::shared_ptr<const Model>> compile_graph(const test::G& g, const std::string& name) {
   const fs::path dir = out_root() / name;
   fs::create_directories(dir);
@@ -253,11 +261,7 @@ TEST(Aot, GemmAndConvEdgesMatchTheEngine) {
   test::G g(13);
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
-  auto weights = [&](const std::string& name, std::vector<int64_t> dims) {
-    Tensor t = Tensor::empty(DType::F32, dims);
-    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
-    g.init(name, t);
-  };
+  auto weights = [&](const std::string& name, std::vector<int64_t> dims) { g.init(name, random_tensor(dims, rng, u)); };
   auto ints = [&](const std::string& name, std::vector<int64_t> v) {
     Tensor t = Tensor::empty(DType::I64, {static_cast<int64_t>(v.size())});
     for (size_t i = 0; i < v.size(); ++i) t.data<int64_t>()[i] = v[i];
@@ -332,9 +336,7 @@ TEST(Aot, GemmAndConvEdgesMatchTheEngine) {
   for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{9}, int64_t{17}}) {  // row tiles of 6/12, rests of 4, 2, 1
     std::vector<Tensor> in;
     for (std::vector<int64_t> d : {std::vector<int64_t>{b, 13}, {6, 13}, {b, 5, 7}, {b, 7, 19}, {b, 4, 9, 11}, {b, 3, 17}}) {
-      Tensor t = Tensor::empty(DType::F32, d);
-      for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
-      in.push_back(std::move(t));
+      in.push_back(random_tensor(d, rng, u));
     }
     expect_close(lib->run_once(in), engine->run_once(in), "edges at batch " + std::to_string(b));
   }
@@ -381,11 +383,7 @@ TEST(Aot, RecurrentEdgesMatchTheEngine) {
   test::G g(14);
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> u(-0.6f, 0.6f);
-  auto weights = [&](const std::string& name, std::vector<int64_t> dims) {
-    Tensor t = Tensor::empty(DType::F32, dims);
-    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = u(rng);
-    g.init(name, t);
-  };
+  auto weights = [&](const std::string& name, std::vector<int64_t> dims) { g.init(name, random_tensor(dims, rng, u)); };
   const int64_t T = 5, I = 6;
   g.input("x", {T, -1, I});
   g.input("xl", {-1, T, I});
@@ -434,17 +432,13 @@ TEST(Aot, RecurrentEdgesMatchTheEngine) {
   for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{7}}) {
     std::vector<Tensor> in;
     for (std::vector<int64_t> d : {std::vector<int64_t>{T, b, I}, {b, T, I}}) {
-      Tensor t = Tensor::empty(DType::F32, d);
-      for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = ux(rng);
-      in.push_back(std::move(t));
+      in.push_back(random_tensor(d, rng, ux));
     }
     Tensor lens = Tensor::empty(DType::I32, {b});
     for (int64_t i = 0; i < b; ++i) lens.data<int32_t>()[i] = static_cast<int32_t>(b == 1 ? 3 : (i * 5) % (T + 1));  // 0..T
     in.push_back(std::move(lens));
     for (std::vector<int64_t> d : {std::vector<int64_t>{2, b, 20}, {1, b, 17}, {1, b, 17}}) {
-      Tensor t = Tensor::empty(DType::F32, d);
-      for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = ux(rng);
-      in.push_back(std::move(t));
+      in.push_back(random_tensor(d, rng, ux));
     }
     expect_close(lib->run_once(in), engine->run_once(in), "recurrent at batch " + std::to_string(b));
   }
