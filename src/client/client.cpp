@@ -3,6 +3,7 @@
 // request engine (attempts, retries, delivery) and the one fallback to local inference.
 #include "quiver/client/client.hpp"
 
+#include <tbb/task_arena.h>
 #include <tbb/task_group.h>
 
 #include <mutex>
@@ -37,12 +38,18 @@ uint64_t random_id() {
 struct Client::Impl {
   const ClientOptions opt;
   const uint64_t client_id = random_id();
-  // Local work (fallback inference, metadata prefetches) on TBB workers.
+  // Local work (fallback inference, metadata prefetches) on TBB workers. Enqueued into the
+  // client's own arena, not run() on the calling thread's task pool: the caller (an application
+  // thread about to block on a future, a completion-queue thread) never waits on the task group,
+  // and a task spawned there may be left to sit unstolen (seen: `quiver validate`'s always-local
+  // client hanging in a third of runs at nice 19). An enqueued task gets a worker even when no
+  // thread waits (oneTBB's mandatory concurrency).
+  tbb::task_arena arena{tbb::task_arena::automatic, 0};
   tbb::task_group workers;
-  std::mutex workers_mu;  // run() from completion threads and callers' threads
+  std::mutex workers_mu;  // defer() from completion threads and callers' threads
   Fallback::Executor on_workers = [this](std::function<void()> task) {
     std::lock_guard lk(workers_mu);
-    workers.run(std::move(task));
+    arena.enqueue(workers.defer(std::move(task)));
   };
   std::shared_ptr<const Fallback> fallback;  // null when off
   std::shared_ptr<ShmPool> shm;              // null when off
@@ -81,7 +88,7 @@ struct Client::Impl {
   void shutdown() {
     servers.stop();
     engine.drain();
-    workers.wait();
+    arena.execute([this] { workers.wait(); });
     if (shm) shm->unregister_from(servers.servers());
     engine.stop();
   }

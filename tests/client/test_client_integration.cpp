@@ -14,6 +14,8 @@
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
+#include <tbb/global_control.h>
+#include <tbb/parallel_for.h>
 
 #include "support/server_process.hpp"
 #include "grpc_service.grpc.pb.h"
@@ -331,6 +333,37 @@ TEST(ClientIntegration, AlwaysLocalNeedsNoServer) {
   auto meta = client.model_metadata("identity");
   EXPECT_EQ(meta->info.max_batch, 64);
   EXPECT_EQ(meta->info.inputs.at(0).name, "INPUT0");
+  fs::remove_all(repo);
+}
+
+// The fallback's work must not depend on the calling thread ever waiting on it: a caller blocks on
+// its future, and no TBB worker may be free (a one-core job slot has none: `quiver validate` under
+// `taskset -c 0` hung every time, and at times on two cores). One thread for TBB, as on one core;
+// calls from a thread that has done TBB work and from a fresh one must all complete.
+TEST(ClientIntegration, AlwaysLocalCallsCompleteWhileTheCallerBlocks) {
+  tbb::global_control one_thread(tbb::global_control::max_allowed_parallelism, 1);
+  std::string repo = make_identity_repo() + "_blocking";
+  fs::create_directories(repo);
+  fs::rename(make_identity_repo() + "/identity", repo + "/identity");
+  ClientOptions o;
+  o.fallback = FallbackMode::AlwaysLocal;
+  o.fallback_repository = repo;
+  Client client(o);
+  auto calls = [&](int n) {
+    std::atomic<int> sum{0};
+    tbb::parallel_for(0, 1000, [&](int i) { sum.fetch_add(i, std::memory_order_relaxed); });
+    for (int i = 0; i < n; ++i) {
+      auto f = client.infer_future("identity", {{"INPUT0", row(static_cast<float>(i), 2)}});
+      if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready) return i;
+      auto r = f.get();
+      if (!r.ok() || !same(r.output("OUTPUT0"), row(static_cast<float>(i), 2))) return -i - 1;
+    }
+    return n;
+  };
+  EXPECT_EQ(calls(300), 300) << "call never completed (or, negative, wrong result)";
+  int from_thread = 0;
+  std::thread([&] { from_thread = calls(300); }).join();
+  EXPECT_EQ(from_thread, 300);
   fs::remove_all(repo);
 }
 
