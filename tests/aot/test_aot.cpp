@@ -344,6 +344,58 @@ TEST(Aot, GemmAndConvEdgesMatchTheEngine) {
 
 // exp/sigmoid/tanh of the generated code (straight-line float code, no libm) against libm: relative
 // error within a few float ulps over the whole range, the clamped ends, signed zero, infinities, NaN.
+// Clip (a constant lower bound only, both bounds as inputs read at run time, the opset-6 attributes),
+// Sign, and Split (constant sizes with an unwanted part, equal chunks of an odd dim, the opset-2
+// attribute) against the engine, NaN and signed zeros included.
+TEST(Aot, ClipSignSplitMatchTheEngine) {
+  for (int opset : {13, 6}) {
+    test::G g(opset);
+    g.input("x", {-1, 9});
+    g.output("a", {-1, 9});
+    if (opset >= 11) {
+      g.input("lo", {});
+      g.input("hi", {});
+      g.init("c", Tensor::scalar(-0.25f));
+      g.node("Clip", {"x", "c"}, {"c1"});
+      g.node("Clip", {"c1", "lo", "hi"}, {"c2"});
+    } else {
+      auto* n = g.node("Clip", {"x"}, {"c2"});
+      test::attr_float(n, "min", -0.25f);
+      test::attr_float(n, "max", 0.5f);
+    }
+    g.node("Sign", {"c2"}, {"s"});
+    g.node("Add", {"c2", "s"}, {"a"});
+    if (opset >= 13) {
+      g.init("sizes", Tensor::from_vector<int64_t>({2, 3, 4}, {3}));
+      test::attr_int(g.node("Split", {"a", "sizes"}, {"p1", "p2", "p3"}), "axis", 1);
+      test::attr_int(g.node("Split", {"a"}, {"e1", "e2"}), "axis", -1);
+      for (const char* o : {"p1", "p3", "e1", "e2"}) g.output(o, {-1, -1});
+    } else {
+      auto* q = g.node("Split", {"a"}, {"q1", "q2"});
+      test::attr_ints(q, "split", {4, 5});
+      test::attr_int(q, "axis", 1);
+      test::attr_int(g.node("Split", {"a"}, {"r1", "r2"}), "axis", 0);
+      for (const char* o : {"q1", "q2", "r1", "r2"}) g.output(o, {-1, -1});
+    }
+    const fs::path dir = out_root() / ("clip_sign_" + std::to_string(opset));
+    fs::create_directories(dir);
+    const std::string file = (dir / "m.onnx").string();
+    std::ofstream(file, std::ios::binary) << g.bytes();
+    aot::CompileOptions o;
+    o.name = "clip_sign_" + std::to_string(opset);
+    auto lib = aot::load_library(aot::build_shared(aot::compile_model(file, (dir / "out").string(), o), aot_test::compiler()));
+    auto engine = quiver::onnx::load_onnx(file);
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::vector<Tensor> in{Tensor::from_vector<float>({-2, -0.25f, -0.0f, 0, 0.1f, 0.5f, 3, nan, -nan, 1, 2, -1, 0.3f, -0.3f, 7, -7, 0.2f, nan},
+                                                      {2, 9})};
+    if (opset >= 11) {
+      in.push_back(Tensor::scalar(-1.0f));
+      in.push_back(Tensor::scalar(0.5f));
+    }
+    expect_close(lib->run_once(in), engine->run_once(in), "opset " + std::to_string(opset));
+  }
+}
+
 TEST(Aot, RuntimeExpSigmoidTanhMatchLibm) {
   namespace rt = generated::rt;
   double worst_exp = 0, worst_sig = 0, worst_tanh = 0;

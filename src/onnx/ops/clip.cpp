@@ -1,5 +1,6 @@
 // Clip: y = min(max(x, lo), hi). Opset < 11: `min`/`max` float attributes; opset >= 11: optional
 // scalar inputs 1 and 2 of x's dtype (absent bound = no bound). As numpy.clip, lo > hi gives hi.
+#include "onnx/emit.hpp"
 #include "onnx/ops/mathops.hpp"
 
 namespace quiver::onnx {
@@ -71,4 +72,37 @@ QUIVER_REGISTER_OPS(clip) {
                   });
                 }}, Repro::Exact);
 }
+namespace {
+
+// quiver compile: bounds from the attributes (opset < 11) or read from inputs 1 and 2 at run time
+// (absent: no bound); NaN passes through, as in the kernel.
+void emit_clip(Emit& e) {
+  const DType dt = e.in(0).dtype;
+  const bool fp = dt == DType::F32 || dt == DType::F64;
+  if (!fp && dt != DType::I64 && dt != DType::I32) e.refuse("element type " + std::string(dtype_name(dt)) + " is not emitted for Clip");
+  const std::string t = e.tin(0);
+  std::string lo = fp ? "-std::numeric_limits<" + t + ">::infinity()" : "std::numeric_limits<" + t + ">::lowest()";
+  std::string hi = fp ? "std::numeric_limits<" + t + ">::infinity()" : "std::numeric_limits<" + t + ">::max()";
+  if (e.node().opset() < 11) {
+    if (!fp) e.refuse("Clip before opset 11 takes float tensors only");
+    if (e.attrs().has("min")) lo = "static_cast<" + t + ">(" + cfloat(e.attrs().get_float("min", 0.0f)) + ")";
+    if (e.attrs().has("max")) hi = "static_cast<" + t + ">(" + cfloat(e.attrs().get_float("max", 0.0f)) + ")";
+  } else {
+    for (size_t i = 1; i < 3 && i < e.num_inputs(); ++i)
+      if (e.has_input(i) && e.in(i).dtype != dt) e.refuse("bound dtype differs from the input's");
+    if (e.num_inputs() > 1 && e.has_input(1)) lo = "x1[0]";
+    if (e.num_inputs() > 2 && e.has_input(2)) hi = "x2[0]";
+  }
+  e.same_dims(0, 0);
+  e.compute("const " + t + " lo = " + lo + ", hi = " + hi + ";\nconst int64_t n = " + e.numel_in(0) +
+            ";\nfor (int64_t j = 0; j < n; ++j) {\n  " + t + " v = x0[j];\n" +
+            (fp ? "  if (!std::isnan(v)) {\n    v = v < lo ? lo : v;\n    v = v > hi ? hi : v;\n  }\n"
+                : "  v = v < lo ? lo : v;\n  v = v > hi ? hi : v;\n") +
+            "  y0[j] = v;\n}\n");
+}
+
+}  // namespace
+
+QUIVER_REGISTER_EMITTERS(clip) { emitters.add("", "Clip", emit_clip); }
+
 }  // namespace quiver::onnx

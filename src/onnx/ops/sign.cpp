@@ -1,5 +1,6 @@
 #include <cmath>
 
+#include "onnx/emit.hpp"
 #include "onnx/ops/unary.hpp"
 
 namespace quiver::onnx {
@@ -12,5 +13,11 @@ QUIVER_REGISTER_OPS(sign) {
     else return T(x > T(0) ? 1 : (x < T(0) ? -1 : 0));
   }),
                                          UnaryTypes::Numeric)}, Repro::Exact);
+}
+
+// NaN stays NaN (std::isnan is false for the integer types); zero gives +0 as the kernel does.
+QUIVER_REGISTER_EMITTERS(sign) {
+  emitters.add("", "Sign", emit_unary("std::isnan(v) ? v : (v > 0 ? 1 : (v < 0 ? -1 : 0))",
+                                      {DType::F32, DType::F64, DType::I64, DType::I32}));
 }
 }  // namespace quiver::onnx

@@ -1,6 +1,7 @@
 // Split: along `axis` into parts given by `split` (attribute before opset 13, input from 13) or into
 // equal parts (num_outputs from opset 18: ceil-sized chunks, the last one smaller). Each part is
 // copied with one memcpy per outer row.
+#include "onnx/emit.hpp"
 #include "onnx/ops/shape_ops.hpp"
 namespace quiver::onnx {
 
@@ -102,4 +103,58 @@ QUIVER_REGISTER_OPS(split) {
                   });
                 }}, Repro::Exact);
 }
+
+namespace {
+
+// quiver compile: the part sizes are constants (attribute or constant input) or equal ceil-sized
+// chunks of the runtime dim; each wanted part is copied one outer row at a time.
+void emit_split(Emit& e) {
+  const int r = e.rank_in(0);
+  if (r == 0) e.refuse("cannot split a scalar");
+  int64_t a = e.attrs().get_int("axis", 0);
+  if (a < 0) a += r;
+  if (a < 0 || a >= r) e.refuse("axis out of range");
+  const size_t nout = e.num_outputs();
+  std::optional<std::vector<int64_t>> split;
+  if (e.attrs().has("split")) split = e.attrs().get_ints("split");
+  if (e.num_inputs() > 1 && e.has_input(1)) {
+    split = e.node().const_ints(1);
+    if (!split) e.refuse("split sizes computed at run time");
+    e.dims_only(1);
+  }
+  const std::string A = std::to_string(a), N = std::to_string(nout);
+  std::string sh = "const int64_t d = I0.d[" + A + "];\nint64_t sz[" + N + "];\n";
+  if (split) {
+    if (split->size() != nout) e.refuse("split has " + std::to_string(split->size()) + " entries for " + N + " outputs");
+    for (size_t k = 0; k < nout; ++k) {
+      if ((*split)[k] < 0) e.refuse("negative split size");
+      sh += "sz[" + std::to_string(k) + "] = " + std::to_string((*split)[k]) + ";\n";
+    }
+    int64_t total = 0;
+    for (int64_t v : *split) total += v;
+    sh += "if (d != " + std::to_string(total) + ") fail(\"split sizes do not sum to the dim\");\n";
+  } else {
+    sh += "{\n  const int64_t chunk = (d + " + N + " - 1) / " + N + ";\n  int64_t left = d;\n  for (int k = 0; k < " + N +
+          "; ++k) {\n    sz[k] = std::min(chunk, left);\n    left -= sz[k];\n  }\n}\n";
+  }
+  std::string cp = "const int64_t outer = I0.span(0, " + A + "), inner = I0.span(" + A + " + 1, I0.r), row = I0.d[" + A +
+                   "] * inner;\nint64_t col = 0;\n";
+  for (size_t k = 0; k < nout; ++k) {
+    const std::string K = std::to_string(k);
+    sh += "O" + K + " = I0;\nO" + K + ".d[" + A + "] = sz[" + K + "];\n";
+    cp += "{\n  const int64_t blk = O" + K + ".d[" + A + "] * inner;\n";
+    if (e.wanted(k))
+      cp += "  for (int64_t o = 0; o < outer && blk > 0; ++o)\n    std::memcpy(y" + K + " + o * blk, x0 + o * row + col, "
+            "static_cast<size_t>(blk) * sizeof(*x0));\n";
+    cp += "  col += blk;\n}\n";
+  }
+  e.tin(0);
+  e.shape(sh);
+  e.compute(cp);
+}
+
+}  // namespace
+
+QUIVER_REGISTER_EMITTERS(split) { emitters.add("", "Split", emit_split); }
+
 }  // namespace quiver::onnx
