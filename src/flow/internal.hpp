@@ -21,8 +21,8 @@ struct Application::Plugin {
 
 namespace quiver::flow::detail {
 
-// Lazy-factory state of one event slot.
-struct FactoryState {
+// Lazy-factory state of one event slot (a cache line of its own, see SlotBase).
+struct alignas(64) FactoryState {
   std::atomic<uint64_t> done_gen{0};
   std::mutex m;
   uint64_t err_gen = 0;

@@ -1,25 +1,27 @@
 // The runner: executes a Topology (topology.cpp) on a oneTBB arena. It reads no parameter and wires
 // nothing: the plan is complete when it starts.
 //
-// Life of an event. The source is read by one thread at a time into free event slots, a *group* of
-// up to K events per turn; the thread that read a group runs its events one after the other: async
+// Life of an event. The source is read by one thread at a time, a *group* of up to K events per
+// turn, into the slots of the group that just finished on that thread (or free slots of the pool);
+// the thread that read a group runs its events one after the other: async
 // factories in plan order (acquire() starts the work and the event parks holding a deferred TBB task,
 // which completion() submits to the arena from whatever thread it runs on; no thread waits), then the
 // processors — parallel ones inline, sequential ones through a hand-off to a drainer (the thread that
 // finds the stage idle runs it; in ordered mode a reorder window releases events in emission order).
-// Lazy factories run inside Input access. The group's slots go back to the pool together when its
-// last event has finished, and the thread that finished it reads the next group.
+// Lazy factories run inside Input access. The group's slots come back together when its last event
+// has finished, and the thread that finished it reads its next group into them.
 //
 // What is shared, and how often (docs/flow.md, "What an event shares"):
-//  - the source and the pool of free slots (Hub): one turn per group (a compare-and-swap to take it,
-//    one to let go). A thread with slots to read into waits a little for a busy hub; past that, or
-//    with nothing to read into, it hands its slots over, leaves a request and goes on: the holder
-//    serves the request before it lets go. Groups read beyond the first in a turn become tasks.
+//  - the source and the hub (its state word, counters, the pool of free slots): one turn per group
+//    (a compare-and-swap to take it, one to let go). A thread with slots to read into waits about a
+//    turn for a busy hub; past that, or with nothing to read into, it hands its slots over,
+//    registers a want and goes idle: the holder reads a group for each want and spawns it.
 //  - a sequential stage: one hand-off (a mutex-protected inbox) per group, not per event; the reorder
 //    window and the processor belong to the thread that drains.
-//  - everything else an event writes is its own: its products and lazy-factory state (EventCtx, a
-//    cache line of its own), its group's countdown (one atomic subtraction per group when the group
-//    finishes where it ran), and the running thread's lane (events finished, returned groups).
+//  - everything else an event writes is its own: its products and lazy-factory state (EventCtx,
+//    slots and guards on lines of their own), its group's countdown (one atomic subtraction per
+//    group when the group finishes where it ran), and the running thread's lane (events finished,
+//    returned groups).
 // K adapts to the cost of an event (about kGroupNs of inline work per group, at most in_flight / (2 x
 // nthreads)): heavy events go one at a time, tiny ones share a source turn, a hand-off and a slot
 // return among many. Balance comes from oneTBB's work stealing of group and pump tasks.
@@ -114,12 +116,18 @@ struct Handoff {
 
 // The source and the free slots: held by one thread at a time, for one group.
 struct Hub {
-  static constexpr uint32_t kBusy = 1, kRequested = 2;
-  alignas(64) std::atomic<uint32_t> state{0};  // kBusy: a thread holds it; kRequested: another wants it
-  std::vector<EventCtx*> free_slots;
+  // Bit 0: a thread holds the hub. Bits 1..: threads that went idle wanting a group (the holder
+  // reads one for each and spawns it). One word, so that letting go (a compare-and-swap) fails when
+  // a want came in meanwhile, and the holder serves it first.
+  static constexpr uint32_t kBusy = 1, kWant = 2;
+  alignas(64) std::atomic<uint32_t> state{0};
+  // The holder's data on other lines: a thread waiting for the hub reads `state` while the holder
+  // writes these per event.
+  alignas(64) std::vector<EventCtx*> free_slots;
   std::vector<Group*> free_groups;
   size_t cur_source = 0;
   uint64_t next_seq = 0, skipped = 0, gen = 0, emitted = 0;
+  size_t out = 0;  // events read whose slots have not come back to the pool
   bool done = false;
 };
 
@@ -147,6 +155,7 @@ struct Runner final : Runtime {
   const bool abort_policy;
   const bool bounded_read_ahead;
   const size_t nthreads_z;
+  const uint32_t max_wants;  // threads that may wait for a group at once: all but one
 
   const std::vector<Source*>& sources;
   const std::vector<AsyncFactory*>& asyncs;
@@ -191,6 +200,7 @@ struct Runner final : Runtime {
         abort_policy(t.settings.error_policy == ErrorPolicy::Abort),
         bounded_read_ahead(t.settings.bounded_read_ahead),
         nthreads_z(static_cast<size_t>(t.settings.threads)),
+        max_wants(static_cast<uint32_t>(t.settings.threads - 1)),
         sources(t.sources),
         asyncs(t.asyncs) {
     for (auto& st : t.stages) procs.push_back(st.processor);
@@ -329,32 +339,36 @@ struct Runner final : Runtime {
 
   bool hub_try_acquire() {
     uint32_t st = hub.state.load(std::memory_order_relaxed);
-    return !(st & Hub::kBusy) &&
-           hub.state.compare_exchange_strong(st, Hub::kBusy, std::memory_order_acquire, std::memory_order_relaxed);
+    return !(st & Hub::kBusy) && hub.state.compare_exchange_strong(st, st | Hub::kBusy, std::memory_order_acquire,
+                                                                    std::memory_order_relaxed);
   }
   // Waits a little for the hub: a thread with slots of its own to read into would otherwise go idle
-  // (oneTBB spins as long) and leave them to the holder, whose cache does not hold them. Bounded
-  // (a slow source, a preempted holder): then the thread hands over and leaves a request.
+  // and leave them to the holder, whose cache does not hold them. A turn reads one group (about a
+  // microsecond for tiny events), so the wait is bounded to a few turns (~30-100 cycles a pause):
+  // past that the holder is slow or preempted, and spinning only burns CPU; the thread hands over
+  // and leaves a want.
   bool hub_spin() {
-    for (int i = 0; i < 2000; ++i) {
+    for (int i = 0; i < 256; ++i) {
       cpu_relax();
       if (hub_try_acquire()) return true;
     }
     return false;
   }
-  // Busy: leave a request for the holder (true), or take the hub if it was let go meanwhile (false).
+  // The hub is busy: register as a thread wanting a group (true: the holder, or the next one, reads
+  // it and spawns it), or take the hub if it was let go meanwhile (false). At most nthreads - 1
+  // wants: one group for each other thread is all that idle threads can use.
   bool hub_request() {
-    uint32_t st = hub.state.fetch_or(Hub::kRequested, std::memory_order_acq_rel);
-    if (st & Hub::kBusy) return true;
-    st = Hub::kRequested;
-    return !hub.state.compare_exchange_strong(st, Hub::kBusy, std::memory_order_acquire, std::memory_order_relaxed);
-  }
-  // Lets go of the hub unless a request came in (false: still held, serve it).
-  bool hub_release() {
-    uint32_t st = Hub::kBusy;
-    if (hub.state.compare_exchange_strong(st, 0, std::memory_order_release, std::memory_order_acquire)) return true;
-    hub.state.store(Hub::kBusy, std::memory_order_relaxed);  // consume the request, keep the hub
-    return false;
+    uint32_t st = hub.state.load(std::memory_order_relaxed);
+    for (;;) {
+      if (!(st & Hub::kBusy)) {
+        if (hub.state.compare_exchange_weak(st, st | Hub::kBusy, std::memory_order_acquire, std::memory_order_relaxed))
+          return false;
+      } else if ((st >> 1) >= max_wants ||
+                 hub.state.compare_exchange_weak(st, st + Hub::kWant, std::memory_order_release,
+                                                 std::memory_order_relaxed)) {
+        return true;
+      }
+    }
   }
 
   // Pushes a list of groups (linked by next) onto `returned`.
@@ -373,16 +387,20 @@ struct Runner final : Runtime {
       Group* g = list;
       list = g->next;
       g->next = nullptr;
+      hub.out -= g->ev.size();
       for (EventCtx* c : g->ev) hub.free_slots.push_back(c);
       g->ev.clear();
       hub.free_groups.push_back(g);
     }
   }
 
-  // Takes the hub, gives back the groups that finished on this thread and reads every free slot, in
-  // groups of up to L.k events: the first group is returned to run here, the others become tasks
-  // (idle threads steal them). A thread that finds the hub busy never waits: it hands over its
-  // finished groups and leaves a request, which the holder serves before it lets go.
+  // Takes the hub and reads one group of up to K events to run here, into the slots of a group that
+  // just finished on this thread (their lines, and the group record's, are in its cache; the pool's
+  // lists are not touched), plus one group, spawned as a task, for each thread that went idle
+  // wanting one. Events are thus read by the thread that runs them, and slots cross threads only
+  // for an idle one or after a sequential stage. A thread that finds the hub busy waits only a
+  // little: then it hands over its finished groups and registers a want, which the holder serves
+  // before it lets go.
   Group* emit(Lane& L) {
     if (!hub_try_acquire() && !(L.returned && hub_spin())) {
       if (L.returned) {
@@ -392,53 +410,87 @@ struct Runner final : Runtime {
       if (hub_request()) return nullptr;
     }
     Group* first = nullptr;
-    do {
+    Group* mine = L.returned;  // its slots and record are reused for this thread's next group
+    if (mine) {
+      L.returned = mine->next;
+      mine->next = nullptr;
+      hub.out -= mine->ev.size();
+    }
+    uint32_t st = hub.state.load(std::memory_order_relaxed);
+    for (;;) {
+      if (returned.load(std::memory_order_relaxed)) reclaim(returned.exchange(nullptr, std::memory_order_acquire));
       reclaim(L.returned);
       L.returned = nullptr;
-      if (returned.load(std::memory_order_relaxed)) reclaim(returned.exchange(nullptr, std::memory_order_acquire));
-      while (!hub.done && !stopping()) {
-        // Only whole groups (or the last events of the input): with fewer than K slots free, more
-        // than half the pool is in flight and will come back, so no thread waits long for them,
-        // and groups do not fragment into the single slots events finish one by one.
-        const size_t kg = group_k.load(std::memory_order_relaxed);
-        size_t k = kg;
-        if (max_events) {
-          if (hub.emitted >= max_events) {
-            hub.done = true;
-            break;
-          }
-          k = std::min<uint64_t>(k, max_events - hub.emitted);
-        }
-        if (hub.free_slots.size() < k) break;
-        // Default pool: at most max(4, 2 x K) x nthreads events in flight (two groups per thread;
-        // heavy events, K = 1, stay at the classic 4 per thread), however many slots are free.
-        if (bounded_read_ahead && pool_n - hub.free_slots.size() + k > std::max<size_t>(4, 2 * kg) * nthreads_z) break;
-        Group* g = fill_group(k);
-        if (!g) break;
-        if (!first) first = g;
-        else spawn_group(g);
+      if (!first) first = next_group(mine);
+      if (mine) {  // not reused (nothing to read, the bound): back to the pool
+        hub.out += mine->ev.size();
+        reclaim(mine);
+        mine = nullptr;
       }
-    } while (!hub_release());
+      for (; st >> 1; st -= Hub::kWant) {
+        Group* g = next_group(mine);
+        if (!g) break;
+        hub.state.fetch_sub(Hub::kWant, std::memory_order_relaxed);  // the holder alone removes wants
+        spawn_group(g);
+      }
+      // Nothing to read (slots in flight, the read-ahead bound): want a group when slots come back,
+      // so that this thread is not left idle while another reads only for itself.
+      uint32_t next = st & ~Hub::kBusy;
+      if (!first && (st >> 1) < max_wants && !hub.done && !stopping()) next += Hub::kWant;
+      if (hub.state.compare_exchange_strong(st, next, std::memory_order_release, std::memory_order_relaxed)) break;
+      // A want (or handed-over slots with it) came in meanwhile: serve it before letting go.
+    }
     return first;
   }
 
-  // Hub held. Null when no slot is free or the input has ended.
-  Group* fill_group(size_t k) {
-    if (hub.free_slots.empty()) return nullptr;
-    Group* g = hub.free_groups.back();
-    hub.free_groups.pop_back();
-    k = std::min(k, hub.free_slots.size());
+  // Hub held: the next group of up to K events, within the read-ahead bound, read into the slots of
+  // `mine` (a finished group; null: the pool) and then the pool's. Null when there is nothing to read
+  // (too few slots free, the bound, the end of the input, a stop). Clears `mine` when it used it.
+  Group* next_group(Group*& mine) {
+    if (hub.done || stopping()) return nullptr;
+    // Only whole groups (or the last events of the input): with fewer than K slots free, more than
+    // half the pool is in flight and will come back, so no thread waits long for them, and groups
+    // do not fragment into the single slots events finish one by one.
+    const size_t kg = group_k.load(std::memory_order_relaxed);
+    size_t k = kg;
+    if (max_events) {
+      if (hub.emitted >= max_events) {
+        hub.done = true;
+        return nullptr;
+      }
+      k = std::min<uint64_t>(k, max_events - hub.emitted);
+    }
+    if ((mine ? mine->ev.size() : 0) + hub.free_slots.size() < k) return nullptr;
+    // Default pool: at most max(4, 2 x K) x nthreads events in flight (two groups per thread;
+    // heavy events, K = 1, stay at the classic 4 per thread), however many slots are free.
+    if (bounded_read_ahead && hub.out + k > std::max<size_t>(4, 2 * kg) * nthreads_z) return nullptr;
+    // The record and slots to read into: mine's, or the pool's.
+    std::array<EventCtx*, kMaxGroup> reuse;
+    size_t nreuse = 0, used = 0;
+    Group* g = mine;
+    if (g) {
+      nreuse = g->ev.size();
+      std::copy(g->ev.begin(), g->ev.end(), reuse.begin());
+      g->ev.clear();
+      mine = nullptr;
+    } else {
+      g = hub.free_groups.back();
+      hub.free_groups.pop_back();
+    }
     while (g->ev.size() < k) {
-      EventCtx* c = hub.free_slots.back();
-      if (!fill(c)) break;
-      hub.free_slots.pop_back();
+      EventCtx* c = used < nreuse ? reuse[used] : hub.free_slots.empty() ? nullptr : hub.free_slots.back();
+      if (!c || !fill(c)) break;
+      if (used < nreuse) ++used;
+      else hub.free_slots.pop_back();
       c->group = g;
       g->ev.push_back(c);
     }
+    for (; used < nreuse; ++used) hub.free_slots.push_back(reuse[used]);  // a smaller K, the end of input
     if (g->ev.empty()) {
       hub.free_groups.push_back(g);
       return nullptr;
     }
+    hub.out += g->ev.size();
     g->remaining.store(static_cast<uint32_t>(g->ev.size()), std::memory_order_relaxed);
     emitted.store(hub.emitted, std::memory_order_relaxed);
     return g;
@@ -750,6 +802,8 @@ RunSummary Runner::run() {
   // serialized in a large group on one thread (a lane times its first group; tiny events reach
   // large groups at once).
   r.group_k.store(1);
+  // The first thread to read reads a group for each other thread too.
+  r.hub.state.store(r.max_wants * Hub::kWant);
   const size_t nproc = r.procs.size();
   r.seqs.resize(nproc);
   r.next_seq_stage.assign(nproc + 1, nproc);

@@ -57,7 +57,8 @@ struct ProductKey {
 std::string demangle(const char* mangled);
 std::string product_name(const ProductKey& k);  // "std::vector<Jet> 'jets'"
 
-class SlotBase {
+// A cache line (or more) of its own: events run by different threads never share one.
+class alignas(64) SlotBase {
  public:
   virtual ~SlotBase() = default;
   std::atomic<uint64_t> present_gen{0};  // == event generation when the product exists
