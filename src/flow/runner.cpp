@@ -318,7 +318,9 @@ struct Runner final : Runtime {
     L.repump = false;
     f();
     L.pumping = false;
-    if (L.repump || L.returned) pump(L);
+    // The thread is free now: read the next group, or register a want (a thread that goes idle
+    // without one is fed only when another thread happens to be short of slots).
+    pump(L);
   }
 
   // A task that reads the source, for slots that came back on a thread busy with something else.
