@@ -101,6 +101,21 @@ std::string make_identity_repo() {
   return dir.string();
 }
 
+// A repository of its own holding only the identity model, for an always-local client.
+std::string local_identity_repo(const std::string& suffix) {
+  std::string repo = make_identity_repo() + suffix;
+  fs::create_directories(repo);
+  fs::rename(make_identity_repo() + "/identity", repo + "/identity");
+  return repo;
+}
+
+ClientOptions always_local(const std::string& repo) {
+  ClientOptions o;
+  o.fallback = FallbackMode::AlwaysLocal;
+  o.fallback_repository = repo;
+  return o;
+}
+
 // Atomic rewrite, as a deployment tool would do it (write + rename).
 void replace_file(const std::string& path, const std::string& text) {
   write_file(path + ".tmp", text);
@@ -316,13 +331,8 @@ TEST(ClientIntegration, AllServersDownCallbacksNeverRunInsideInferAsync) {
 }
 
 TEST(ClientIntegration, AlwaysLocalNeedsNoServer) {
-  std::string repo = make_identity_repo() + "_local";
-  fs::create_directories(repo);
-  fs::rename(make_identity_repo() + "/identity", repo + "/identity");
-  ClientOptions o;
-  o.fallback = FallbackMode::AlwaysLocal;
-  o.fallback_repository = repo;
-  Client client(o);
+  const std::string repo = local_identity_repo("_local");
+  Client client(always_local(repo));
   auto r = client.infer("identity", {{"INPUT0", row(5, 2)}});
   ASSERT_TRUE(r.ok()) << r.error->what();
   EXPECT_TRUE(r.provenance.fallback);
@@ -342,13 +352,8 @@ TEST(ClientIntegration, AlwaysLocalNeedsNoServer) {
 // calls from a thread that has done TBB work and from a fresh one must all complete.
 TEST(ClientIntegration, AlwaysLocalCallsCompleteWhileTheCallerBlocks) {
   tbb::global_control one_thread(tbb::global_control::max_allowed_parallelism, 1);
-  std::string repo = make_identity_repo() + "_blocking";
-  fs::create_directories(repo);
-  fs::rename(make_identity_repo() + "/identity", repo + "/identity");
-  ClientOptions o;
-  o.fallback = FallbackMode::AlwaysLocal;
-  o.fallback_repository = repo;
-  Client client(o);
+  const std::string repo = local_identity_repo("_blocking");
+  Client client(always_local(repo));
   auto calls = [&](int n) {
     std::atomic<int> sum{0};
     tbb::parallel_for(0, 1000, [&](int i) { sum.fetch_add(i, std::memory_order_relaxed); });
