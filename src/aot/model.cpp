@@ -35,8 +35,8 @@ class AotState final : public RunState {
 
 class AotModel final : public Model {
  public:
-  AotModel(void* handle, const quiver_aot_api* api, ModelInfo info, std::vector<DimUse> dims, nlohmann::json meta)
-      : handle_(handle), api_(api), info_(std::move(info)), dims_(std::move(dims)), meta_(std::move(meta)) {}
+  AotModel(const quiver_aot_api* api, ModelInfo info, std::vector<DimUse> dims, nlohmann::json meta)
+      : api_(api), info_(std::move(info)), dims_(std::move(dims)), meta_(std::move(meta)) {}
   // The library stays loaded for the process: code of a model may still be referenced by a thread
   // that outlives the Model (and unloading compiled code buys nothing).
   ~AotModel() override = default;
@@ -113,7 +113,6 @@ class AotModel final : public Model {
   }
 
  private:
-  void* handle_;
   const quiver_aot_api* api_;
   ModelInfo info_;
   std::vector<DimUse> dims_;
@@ -181,7 +180,7 @@ std::shared_ptr<const Model> load_library(const std::string& path, const LoadOpt
   for (const auto& d : dims)
     if (d.at.empty())
       throw_error(ErrorCode::Parse, "compiled model metadata: dim '" + d.name + "' is used by no input", {info.name, "", "", path});
-  return std::make_shared<AotModel>(h, api, std::move(info), std::move(dims), std::move(meta));
+  return std::make_shared<AotModel>(api, std::move(info), std::move(dims), std::move(meta));
 }
 
 Backend backend() {
