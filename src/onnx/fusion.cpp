@@ -5,7 +5,10 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cmath>
+#include <initializer_list>
+#include <string_view>
 #include <unordered_map>
 
 namespace quiver::onnx {
@@ -26,34 +29,27 @@ class Fuser {
   }
 
   void run() {
-    rebuild_uses();
-    for (size_t i = 0; i < nodes_.size(); ++i)
-      if (alive_[i] && nodes_[i]->op_type() == "BatchNormalization" && dom(i)) fold_bn(i);
-    rebuild_uses();
-    for (size_t i = 0; i < nodes_.size(); ++i)
-      if (alive_[i] && nodes_[i]->op_type() == "Add" && dom(i)) fuse_bias(i);
-    rebuild_uses();
-    for (size_t i = 0; i < nodes_.size(); ++i)
-      if (cpu_engine_ && alive_[i] && nodes_[i]->op_type() == "Gemm" && dom(i)) fuse_transposed_a(i);
+    pass({"BatchNormalization"}, &Fuser::fold_bn);
+    pass({"Add"}, &Fuser::fuse_bias);
+    if (cpu_engine_) pass({"Gemm"}, &Fuser::fuse_transposed_a);
     if (cpu_engine_ && default_numerics_) {  // kernels the emitter, devices and reproducible mode lack
-      rebuild_uses();
-      for (size_t i = 0; i < nodes_.size(); ++i)
-        if (alive_[i] && nodes_[i]->op_type() == "Erf" && dom(i)) fuse_gelu(i);
-      rebuild_uses();
-      for (size_t i = 0; i < nodes_.size(); ++i)
-        if (alive_[i] && nodes_[i]->op_type() == "ReduceMean" && dom(i)) fuse_layer_norm(i);
+      pass({"Erf"}, &Fuser::fuse_gelu);
+      pass({"ReduceMean"}, &Fuser::fuse_layer_norm);
     }
-    rebuild_uses();
-    for (size_t i = 0; i < nodes_.size(); ++i) {
-      const auto& op = nodes_[i]->op_type();
-      if (alive_[i] && dom(i) && (op == "Relu" || op == "LeakyRelu" || op == "Sigmoid" || op == "Tanh" || op == "Clip"))
-        fuse_act(i);
-    }
+    pass({"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip"}, &Fuser::fuse_act);
     for (size_t i = 0; i < nodes_.size(); ++i)
       if (alive_[i]) out_.nodes.push_back(nodes_[i]);
   }
 
  private:
+  // One fusion pass: the uses as the previous passes left them, then `fuse` at every live node of
+  // the default domain whose op is one of `ops`.
+  void pass(std::initializer_list<std::string_view> ops, void (Fuser::*fuse)(size_t)) {
+    rebuild_uses();
+    for (size_t i = 0; i < nodes_.size(); ++i)
+      if (alive_[i] && dom(i) && std::find(ops.begin(), ops.end(), nodes_[i]->op_type()) != ops.end()) (this->*fuse)(i);
+  }
+
   bool dom(size_t i) const { return nodes_[i]->domain().empty() || nodes_[i]->domain() == "ai.onnx"; }
 
   void rebuild_uses() {
