@@ -30,6 +30,13 @@
 #include "quiver/forest/csv.hpp"
 #endif
 
+#ifdef QUIVER_HAVE_ONNX
+// From src/onnx/blas.hpp (that header would bring in the ONNX protobuf's own namespace `onnx`).
+namespace quiver::onnx {
+double gemm_peak_gflops(double seconds);
+}
+#endif
+
 namespace fs = std::filesystem;
 using namespace quiver;
 
@@ -214,13 +221,38 @@ void cmd_bench(const std::string& path, const Where& device, int64_t batch, int 
     const auto rows = all.rows();
     double total = 0;
     for (const auto& r : rows) total += r.ns / 1e6;
-    std::printf("\nprofile (time in operators, all threads):\n%-28s %10s %7s %12s %12s\n", "op", "ms", "%", "calls", "us/call");
+    std::printf("\nprofile (time in operators, all threads):\n%-28s %10s %7s %12s %12s %10s\n", "op", "ms", "%", "calls",
+                "us/call", "GFLOP/s");
+    double flops = 0, flop_ns = 0;
     for (const auto& r : rows) {
       const double ms = r.ns / 1e6;
-      std::printf("%-28s %10.2f %6.1f%% %12lld %12.3f\n", r.op.c_str(), ms, 100 * ms / total,
+      std::printf("%-28s %10.2f %6.1f%% %12lld %12.3f", r.op.c_str(), ms, 100 * ms / total,
                   static_cast<long long>(r.calls), 1e3 * ms / static_cast<double>(r.calls));
+      if (r.flops > 0 && r.ns > 0) std::printf(" %10.1f", r.flops / static_cast<double>(r.ns));
+      std::printf("\n");
+      if (r.flops > 0) {
+        flops += r.flops;
+        flop_ns += static_cast<double>(r.ns);
+      }
     }
     if (rows.empty()) std::printf("(this backend does not time its operators)\n");
+    // Distance to the machine: the GEMM-type operators' (Gemm, MatMul, Conv, LSTM/GRU/RNN) floating-
+    // point work per call, their rate, and the whole call's rate, against the single-thread GEMM peak.
+    if (flops > 0) {
+      const double per_call = flops / static_cast<double>(calls);
+      const double in_ops = flops / flop_ns;
+      const double whole = per_call * static_cast<double>(calls) / (secs * 1e9) / threads;
+      std::printf("\nGEMM-type operators: %.4f GFLOP per call; %.1f GFLOP/s in those operators, %.1f GFLOP/s over the "
+                  "whole call (per thread)\n", per_call / 1e9, in_ops, whole);
+#ifdef QUIVER_HAVE_ONNX
+      if (mi.backend == "onnx") {
+        const double peak = onnx::gemm_peak_gflops(0.5);
+        std::printf("single-thread GEMM peak (engine gemm(), 256x1600x64, best of 0.5 s): %.1f GFLOP/s; "
+                    "operators at %.0f%% of it, the whole call at %.0f%%\n",
+                    peak, 100 * in_ops / peak, 100 * whole / peak);
+      }
+#endif
+    }
   }
 }
 

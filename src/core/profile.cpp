@@ -4,11 +4,12 @@
 
 namespace quiver {
 
-void OpProfile::add(const std::string& op, int64_t ns) {
+void OpProfile::add(const std::string& op, int64_t ns, double flops) {
   Row& r = rows_[op];
   if (r.op.empty()) r.op = op;
   r.ns += ns;
   r.calls++;
+  r.flops += flops;
 }
 
 void OpProfile::merge(const OpProfile& other) {
@@ -17,6 +18,7 @@ void OpProfile::merge(const OpProfile& other) {
     if (r.op.empty()) r.op = op;
     r.ns += o.ns;
     r.calls += o.calls;
+    r.flops += o.flops;
   }
 }
 

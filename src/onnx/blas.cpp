@@ -2,10 +2,12 @@
 #include "onnx/simd.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #ifdef QUIVER_BLAS_DNNL
 #include <dnnl.h>
@@ -208,6 +210,28 @@ const char* gemm_backend_name() {
 #else
   return "openblas";
 #endif
+}
+
+double gemm_peak_gflops(double seconds) {
+  constexpr int64_t M = 256, N = 1600, K = 64;
+  std::vector<float> a(M * K), b(K * N), c(M * N);
+  for (size_t i = 0; i < a.size(); ++i) a[i] = static_cast<float>(i % 7) * 0.25f;
+  for (size_t i = 0; i < b.size(); ++i) b[i] = static_cast<float>(i % 5) * 0.5f;
+  GemmArgs g;
+  g.M = M; g.N = N; g.K = K;
+  g.A = a.data(); g.lda = K; g.B = b.data(); g.ldb = N; g.C = c.data(); g.ldc = N;
+  using clock = std::chrono::steady_clock;
+  for (int i = 0; i < 3; ++i) gemm(g);  // the library's first-call work
+  // Best of short windows: the peak, not an average that a moment of load on the machine drags.
+  double best = 0;
+  const auto end = clock::now() + std::chrono::duration<double>(seconds);
+  do {
+    const auto t0 = clock::now();
+    for (int i = 0; i < 20; ++i) gemm(g);
+    const double s = std::chrono::duration<double>(clock::now() - t0).count();
+    best = std::max(best, 20 * 2.0 * M * N * K / s / 1e9);
+  } while (clock::now() < end);
+  return best;
 }
 
 void gemm(const GemmArgs& g) {

@@ -24,5 +24,9 @@ void gemm(const GemmArgs& g);
 void apply_activation(float* C, int64_t rows, int64_t cols, int64_t ld, const ActivationSpec& act);
 // Name of the large-shape backend ("openblas" / "dnnl") for reports.
 const char* gemm_backend_name();
+// The single-thread GEMM peak of this machine as gemm() reaches it: GFLOP/s of a 256 x 1600 x 64
+// product (bench/gemm_bench's largest HEP shape, where the library runs at its best) over about
+// `seconds`. For reports (`quiver bench --profile`: how close a model runs to the hardware).
+double gemm_peak_gflops(double seconds);
 
 }  // namespace quiver::onnx

@@ -73,6 +73,33 @@ class StepContext final : public ExecContext {
   std::vector<std::unique_ptr<Tensor>> dummies_;
 };
 
+// Floating-point operations of a GEMM-type step (a multiply-add counts 2), for the profile's
+// GFLOP/s; 0 for other ops. From the dims of the inputs taken before the step ran (its output may
+// reuse an input's slot) and of its first output after.
+struct FlopDims {
+  std::vector<int64_t> in[3];
+};
+double step_flops(const std::string& op_type, const FlopDims& d, const Tensor* y) {
+  const std::string op = op_type.substr(0, op_type.find('+'));  // "Conv+Relu" counts as Conv
+  auto n = [](const std::vector<int64_t>& v) { return static_cast<double>(numel(v)); };
+  if (op == "LSTM" || op == "GRU" || op == "RNN") {  // X [T, B, I] or [B, T, I], W [D, G*H, I], R [D, G*H, H]
+    if (d.in[0].size() != 3 || d.in[0][2] == 0) return 0;
+    return 2 * n(d.in[0]) / static_cast<double>(d.in[0][2]) * (n(d.in[1]) + n(d.in[2]));
+  }
+  if (!y || y->numel() == 0) return 0;
+  const double ny = static_cast<double>(y->numel());
+  if (op == "Gemm") {  // Y [M, N]; A holds M x K values (2-D, or 3-D with the fused transpose)
+    if (y->rank() != 2 || y->dim(0) == 0) return 0;
+    return 2 * ny * n(d.in[0]) / static_cast<double>(y->dim(0));
+  }
+  if (op == "MatMul") return d.in[0].empty() ? 0 : 2 * ny * static_cast<double>(d.in[0].back());
+  if (op == "Conv") {  // W [Cout, Cin / group, k...]: each output value takes W's per-channel count
+    if (d.in[1].empty() || d.in[1][0] == 0) return 0;
+    return 2 * ny * n(d.in[1]) / static_cast<double>(d.in[1][0]);
+  }
+  return 0;
+}
+
 }  // namespace
 
 std::unique_ptr<PlanState> Plan::make_state() const {
@@ -101,10 +128,18 @@ void Plan::run(std::span<const Tensor* const> inputs, PlanState& st) const {
   for (size_t si = 0; si < steps.size(); ++si) {
     const Step& step = steps[si];
     StepContext ctx(*this, step, st);
+    FlopDims fd;
+    if (profile)
+      for (size_t i = 0; i < 3; ++i)
+        if (const Tensor* t = ctx.input_ptr(i)) fd.in[i] = t->dims();
     const int64_t t0 = profile ? now_ns() : 0;
     try {
       step.kernel->run(ctx);
-      if (profile) profile->add(step.op_type, now_ns() - t0);
+      if (profile) {
+        const int64_t ns = now_ns() - t0;
+        const Tensor* y = !step.outputs.empty() && step.outputs[0] >= 0 ? &st.slots[step.outputs[0]] : nullptr;
+        profile->add(step.op_type, ns, step_flops(step.op_type, fd, y));
+      }
     } catch (const Error& e) {
       throw e.with_context({model_name, step.label});
     } catch (const std::exception& e) {

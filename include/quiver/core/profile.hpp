@@ -15,8 +15,9 @@ class OpProfile {
     std::string op;  // operator type as the backend names it ("Conv+Relu", "MatMul (host)")
     int64_t ns = 0;
     int64_t calls = 0;
+    double flops = 0;  // floating-point operations done, where the backend counts them (GEMM-type ops)
   };
-  void add(const std::string& op, int64_t ns);
+  void add(const std::string& op, int64_t ns, double flops = 0);
   void merge(const OpProfile& other);
   std::vector<Row> rows() const;  // slowest first
   bool empty() const { return rows_.empty(); }
