@@ -1,9 +1,12 @@
 #include "quiver/backends/backends.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <mutex>
 #include <vector>
+
+#include "quiver/core/util.hpp"
 
 #ifdef QUIVER_HAVE_ONNX
 #include "gpu/device.hpp"
@@ -148,6 +151,90 @@ std::shared_ptr<const Model> load_model(const std::string& path, const LoadOptio
   if (!backend.empty())
     throw_error(ErrorCode::NotFound, "no backend named '" + backend + "' is registered", {"", "", "", path});
   throw_error(ErrorCode::Unsupported, "no registered backend recognises this model file", {"", "", "", path});
+}
+
+// ---------------------------------------------------------------- sizing states ahead
+
+size_t state_bytes(const RunState& state) {
+#ifdef QUIVER_HAVE_ONNX
+  return onnx::state_arena_bytes(state);
+#else
+  (void)state;
+  return 0;
+#endif
+}
+
+std::string PrepareReport::summary() const {
+  char buf[160];
+  std::string s;
+  if (spec.batch > 0) {
+    std::snprintf(buf, sizeof buf, "%zu state(s) prepared at %s (%s): %.1f MiB in %.1f ms", states, spec.str().c_str(),
+                  configured ? "prepare_state" : "default", static_cast<double>(bytes) / 1048576.0, ms);
+    s = buf;
+  } else {
+    s = configured ? "states not prepared (prepare_state off)" : "states not prepared";
+  }
+  if (!note.empty()) s += "; " + note;
+  return s;
+}
+
+PrepareReport prepare_states(const Model& model, std::span<RunState* const> states, const std::string& configured,
+                             const PrepareSpec& automatic, const ErrorWhere& where, int64_t max_batch) {
+  PrepareReport r;
+  r.states = states.size();
+  const ModelInfo& info = model.info();
+  const int64_t t0 = now_ns();
+  if (!configured.empty()) {
+    r.configured = true;
+    r.spec = parse_prepare_spec(configured, where);
+    if (r.spec.batch > 0) {
+      try {
+        check_prepare_spec(info, r.spec, max_batch);
+        for (RunState* st : states) prepare_state(model, *st, r.spec.batch, r.spec.dims);
+      } catch (const Error& e) {
+        // The caller's names (the served model, the parameter) first, then the input it concerns.
+        ErrorWhere w = where;
+        if (w.model.empty()) w.model = e.where().model;
+        w.tensor = e.where().tensor;
+        throw Error(e.code(), "preparing states at '" + r.spec.str() + "': " + e.message(), w);
+      }
+    }
+  } else if (automatic.batch > 0 && !states.empty() && !(info.backend == "onnx" && info.device.empty())) {
+    // Other backends' states hold no arena that grows with the batch (or do not report it): a
+    // default run there would cost load time (an identity model's delay) for nothing to size.
+    r.note = "automatic sizing is for the ONNX engine on the CPU (this model: " + info.backend +
+             (info.device.empty() ? "" : " on " + info.device) + "); a prepare spec sizes any model";
+  } else if (automatic.batch > 0 && !states.empty()) {
+    PrepareSpec s = automatic;
+    if (max_batch <= 0) max_batch = info.max_batch;
+    if (max_batch > 0) s.batch = std::min(s.batch, max_batch);
+    try {
+      check_prepare_spec(info, s, max_batch);
+      if (s.batch > 1) {  // estimate one state's bytes from batch 1 before going bigger
+        prepare_state(model, *states[0], 1, s.dims);
+        const size_t one = state_bytes(*states[0]);
+        if (one > 0 && one * static_cast<size_t>(s.batch) > kAutoPrepareMaxBytes) {
+          const int64_t fit = std::max<int64_t>(1, static_cast<int64_t>(kAutoPrepareMaxBytes / one));
+          char buf[200];
+          std::snprintf(buf, sizeof buf,
+                        "default batch %lld cut to %lld: one state would take ~%.0f MiB (automatic sizing stays "
+                        "within %zu MiB; a prepare spec sets any size)",
+                        static_cast<long long>(s.batch), static_cast<long long>(fit),
+                        static_cast<double>(one) * static_cast<double>(s.batch) / 1048576.0, kAutoPrepareMaxBytes >> 20);
+          r.note = buf;
+          s.batch = fit;
+        }
+      }
+      for (RunState* st : states) prepare_state(model, *st, s.batch, s.dims);
+      r.spec = s;
+    } catch (const std::exception& e) {
+      r.spec = {};
+      r.note = std::string("the default sizing at batch ") + std::to_string(s.batch) + " failed: " + e.what();
+    }
+  }
+  for (RunState* st : states) r.bytes += state_bytes(*st);
+  r.ms = static_cast<double>(now_ns() - t0) / 1e6;
+  return r;
 }
 
 }  // namespace quiver

@@ -13,6 +13,7 @@
 #include "client/request_engine.hpp"
 #include "client/server_set.hpp"
 #include "client/shm_pool.hpp"
+#include "quiver/backends/backends.hpp"
 #include "quiver/client/local_repository.hpp"
 
 namespace quiver::client {
@@ -68,6 +69,44 @@ struct Client::Impl {
         meta(opt, servers, fallback, on_workers),
         engine(opt, client_id, servers, meta, shm, fallback, on_workers) {}
 
+  int64_t prepared_bytes = 0;
+
+  // fallback_prepare: each model loaded now, and its states sized ahead and handed to the pool the
+  // fallback runs with.
+  void prepare_fallback() {
+    for (const std::string& entry : opt.fallback_prepare) {
+      const size_t eq = entry.find('=');
+      std::string model = entry.substr(0, eq), version;
+      if (const size_t colon = model.find(':'); colon != std::string::npos) {
+        version = model.substr(colon + 1);
+        model.resize(colon);
+      }
+      const ErrorWhere where{.model = model, .node = "client option fallback_prepare '" + entry + "'"};
+      if (!fallback)
+        throw Error(ErrorCode::InvalidArgument, "fallback_prepare needs the fallback enabled", where);
+      if (model.empty()) throw Error(ErrorCode::InvalidArgument, "fallback_prepare entry names no model", where);
+      std::shared_ptr<const Model> m;
+      try {
+        m = fallback->models().get(model, version);
+      } catch (const Error& e) {
+        throw e.with_context(where);
+      }
+      const int n = opt.fallback_prepare_states > 0 ? opt.fallback_prepare_states : arena.max_concurrency();
+      std::vector<std::unique_ptr<RunState>> owned;
+      std::vector<RunState*> states;
+      for (int k = 0; k < n; ++k) {
+        owned.push_back(m->make_state());
+        states.push_back(owned.back().get());
+      }
+      PrepareSpec automatic;
+      automatic.batch = 1;
+      const PrepareReport rep =
+          prepare_states(*m, states, eq == std::string::npos ? "" : entry.substr(eq + 1), automatic, where);
+      prepared_bytes += static_cast<int64_t>(rep.bytes);
+      fallback->models().add_states(*m, std::move(owned));
+    }
+  }
+
   std::shared_ptr<const Fallback> make_fallback() const {
     if (opt.fallback == FallbackMode::Off) return nullptr;
     std::shared_ptr<LocalModels> models = opt.fallback_models;
@@ -95,7 +134,10 @@ struct Client::Impl {
 };
 
 // ---------------- Client ----------------
-Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>(std::move(options))) { impl_->start(); }
+Client::Client(ClientOptions options) : impl_(std::make_shared<Impl>(std::move(options))) {
+  impl_->prepare_fallback();
+  impl_->start();
+}
 
 Client::~Client() { impl_->shutdown(); }
 
@@ -136,6 +178,7 @@ ClientReport Client::report() const {
   r.failed = c.failed.load();
   r.retries = c.retries.load();
   r.fallbacks = c.fallbacks.load();
+  r.fallback_prepared_bytes = impl_->prepared_bytes;
   for (auto& s : impl_->servers.servers()) {
     ServerReport sr;
     sr.address = s->address;

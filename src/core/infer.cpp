@@ -70,6 +70,12 @@ std::vector<NamedTensor> LocalModels::run(const std::string& model, const std::s
   return result;
 }
 
+void LocalModels::add_states(const Model& model, std::vector<std::unique_ptr<RunState>> states) {
+  std::lock_guard lk(states_mu_);
+  auto& free = states_[&model];
+  for (auto& st : states) free.push_back(std::move(st));
+}
+
 namespace {
 class SingleModel final : public LocalModels {
  public:

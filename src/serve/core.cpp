@@ -285,6 +285,10 @@ std::string ServerCore::metrics_text() {
          [](const StatsSnapshot& s) { return s.compute_infer.ns / 1000; });
   family("nv_inference_compute_output_duration_us", "counter", "Cumulative inference compute output duration in microseconds (does not include cached requests)",
          [](const StatsSnapshot& s) { return s.compute_output.ns / 1000; });
+  os << "# HELP quiver_model_prepared_state_bytes Bytes the model's execution states hold once sized ahead at load "
+        "(config parameter prepare_state, else the batch the batcher forms)\n"
+        "# TYPE quiver_model_prepared_state_bytes gauge\n";
+  for (auto& [mv, s] : snaps) os << "quiver_model_prepared_state_bytes{" << labels(*mv) << "} " << mv->prepared_bytes << "\n";
 
   // CPU utilisation (since the previous scrape) and memory, from /proc.
   double util = 0;

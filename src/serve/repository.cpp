@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -204,6 +205,13 @@ std::map<int64_t, std::shared_ptr<ModelVersion>> ModelRepository::load_versions(
     mv->config = std::make_shared<inference::ModelConfig>(std::move(c));
     mv->scheduler = std::make_unique<Scheduler>(mv->model, scheduler_options(*mv->config),
                                                 "model '" + name + "' version " + vs);
+    // Sized ahead, then warmed: no first request pays a fresh state's arena growth.
+    const auto& params = mv->config->parameters();
+    const auto ps = params.find("prepare_state");
+    const PrepareReport prep = mv->scheduler->prepare(ps == params.end() ? "" : ps->second.string_value(),
+                                                      {.model = name, .node = "config parameter 'prepare_state'"});
+    mv->prepared_bytes = prep.bytes;
+    std::fprintf(stderr, "quiver serve: model '%s' version %s: %s\n", name.c_str(), vs.c_str(), prep.summary().c_str());
     warm_up(*mv, dir.string());
     out[v] = std::move(mv);
   }

@@ -53,6 +53,7 @@ struct ModelVersion {
   std::vector<IOSpec> inputs;   // model input order
   std::vector<IOSpec> outputs;  // model output order
   std::unique_ptr<Scheduler> scheduler;
+  size_t prepared_bytes = 0;  // held by the execution states once sized ahead (prepare_state)
 
   const IOSpec* input(std::string_view n) const;
   const IOSpec* output(std::string_view n) const;

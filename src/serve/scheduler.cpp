@@ -69,6 +69,32 @@ void Scheduler::warm_up(std::span<const Tensor> inputs, int count) {
     for (int k = 0; k < std::max(1, count); ++k) model_->run(inputs, inst->outputs, *inst->state);
 }
 
+PrepareReport Scheduler::prepare(const std::string& configured, const ErrorWhere& where) {
+  std::vector<RunState*> states;
+  {
+    std::lock_guard lk(mu_);
+    // The inline path (no batcher, no ordering) runs on spare states: size as many as it can use.
+    if (!opt_.dynamic_batching && !opt_.preserve_ordering)
+      while (static_cast<int>(spare_.size()) < opt_.instances) spare_.push_back(new_instance());
+    for (auto& i : instances_) states.push_back(i->state.get());
+    for (auto& i : spare_) states.push_back(i->state.get());
+  }
+  PrepareSpec automatic;
+  automatic.batch = 1;
+  if (opt_.dynamic_batching)
+    automatic.batch = opt_.preferred_batch_sizes.empty() ? opt_.max_batch : opt_.preferred_batch_sizes.back();
+  // The worker threads only touch their state for a request, and none has arrived yet.
+  return prepare_states(*model_, states, configured, automatic, where, opt_.max_batch);
+}
+
+size_t Scheduler::state_bytes() const {
+  std::lock_guard lk(mu_);
+  size_t n = 0;
+  for (const auto& i : instances_) n += quiver::state_bytes(*i->state);
+  for (const auto& i : spare_) n += quiver::state_bytes(*i->state);
+  return n;
+}
+
 void Scheduler::stop() {
   std::lock_guard lk(mu_);
   stopping_ = true;

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "quiver/backends/backends.hpp"
 #include "quiver/core/model.hpp"
 #include "serve/status.hpp"
 
@@ -99,6 +100,12 @@ class Scheduler {
   // as many for inline execution) before the first request; not counted in the statistics.
   // Call before the scheduler serves. Throws what the model throws.
   void warm_up(std::span<const Tensor> inputs, int count);
+  // Sizes every execution state ahead (prepare_states): at `configured` (the config's prepare_state
+  // parameter, "" when absent), else at the batch the batcher forms (the largest preferred size,
+  // else max_batch) or, without dynamic batching, at batch 1. Call before the scheduler serves.
+  PrepareReport prepare(const std::string& configured, const ErrorWhere& where);
+  // Bytes the execution states hold now (state_bytes). Only while no request runs (after drain()).
+  size_t state_bytes() const;
   // True when called from one of this scheduler's instance threads.
   bool on_worker_thread() const;
   const SchedulerOptions& options() const { return opt_; }

@@ -538,3 +538,86 @@ TEST(ClientIntegration, RemoteModelThroughLoadModel) {
   EXPECT_EQ(m2->info().version, "1");
   EXPECT_TRUE(same(m2->run_once(std::vector<Tensor>{x})[0], x));
 }
+
+namespace {
+
+// Records, per state, the largest batch it has run; a run on real (non-zero) inputs larger than
+// that is a state growing on a production call. prepare runs on zeros.
+class SizingModel final : public Model {
+ public:
+  SizingModel() {
+    info_.name = "sizing";
+    info_.backend = "test";
+    info_.max_batch = 64;
+    info_.inputs = {{"INPUT0", DType::F32, {Dim::sym("N"), 4}}};
+    info_.outputs = {{"OUTPUT0", DType::F32, {Dim::sym("N"), 4}}};
+  }
+  struct State : RunState {
+    int64_t sized = 0;
+  };
+  const ModelInfo& info() const override { return info_; }
+  std::unique_ptr<RunState> make_state() const override { return std::make_unique<State>(); }
+  void run(std::span<const Tensor> in, std::vector<Tensor>& out, RunState& st) const override {
+    auto& s = static_cast<State&>(st);
+    bool real = false;
+    for (float v : in[0].span<float>()) real = real || v != 0;
+    if (real && in[0].dim(0) > s.sized) ++grew;
+    s.sized = std::max(s.sized, in[0].dim(0));
+    out.assign(1, in[0].clone());
+  }
+  mutable std::atomic<int> grew{0};
+
+ private:
+  ModelInfo info_;
+};
+
+}  // namespace
+
+// fallback_prepare: the model is loaded and its fallback states sized at construction, so local
+// calls up to that size never grow a state; without it the first calls do. Bytes are reported for
+// the engine's models; a bad entry fails the construction naming the model.
+TEST(ClientIntegration, FallbackPrepareSizesTheLocalStatesAhead) {
+  for (bool prepare : {true, false}) {
+    auto m = std::make_shared<SizingModel>();
+    ClientOptions o;
+    o.fallback = FallbackMode::AlwaysLocal;
+    o.fallback_models = single_local_model(m, "sizing");
+    if (prepare) o.fallback_prepare = {"sizing=8"};
+    o.fallback_prepare_states = 2;
+    Client client(o);
+    std::vector<std::future<InferResult>> calls;
+    for (int k = 0; k < 6; ++k) {
+      std::promise<InferResult> p;
+      calls.push_back(p.get_future());
+      client.infer_async("sizing", {{"INPUT0", row(static_cast<float>(k + 1), 1 + k % 8)}}, {},
+                         [p = std::make_shared<std::promise<InferResult>>(std::move(p))](InferResult r) { p->set_value(std::move(r)); });
+    }
+    for (auto& f : calls) ASSERT_TRUE(f.get().ok());
+    if (prepare) EXPECT_EQ(m->grew.load(), 0) << "a prepared fallback state grew on a call";
+    else EXPECT_GT(m->grew.load(), 0) << "without fallback_prepare the first calls size the states";
+  }
+
+  quiver::testing::TempRepository t("quiver_client_prepare");
+  t.add("ticl", "backend: \"onnx\" max_batch_size: 16");
+  const std::string hep = std::string(QUIVER_SHARED_DIR) + "/models/hep/ticl_energy_id";
+  fs::copy_file(hep + "/model.onnx", t.dir / "ticl/1/model.onnx");
+  ClientOptions o = always_local(t.dir.string());
+  o.fallback_prepare = {"ticl:1=8"};
+  o.fallback_prepare_states = 1;
+  {
+    Client client(o);
+    EXPECT_GT(client.report().fallback_prepared_bytes, 0);
+  }
+  for (auto [entry, needle] : {std::pair<const char*, const char*>{"ticl=8,n_pf=3", "'n_pf'"},
+                               {"ticl=eight", "'eight'"},
+                               {"nope=4", "nope"}}) {
+    o.fallback_prepare = {entry};
+    try {
+      Client client(o);
+      ADD_FAILURE() << entry << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("fallback_prepare"), std::string::npos) << e.what();
+    }
+  }
+}

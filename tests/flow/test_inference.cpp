@@ -30,12 +30,22 @@ class TinyModel final : public Model {
     info_.max_batch = max_batch;
   }
   const ModelInfo& info() const override { return info_; }
-  std::unique_ptr<RunState> make_state() const override { return std::make_unique<RunState>(); }
-  void run(std::span<const Tensor> in, std::vector<Tensor>& out, RunState&) const override {
+  // The largest batch a state has run: a run on real (non-zero) inputs beyond it is a state growing
+  // on a production call (prepare runs on zeros).
+  struct State : RunState {
+    int64_t sized = 0;
+  };
+  std::unique_ptr<RunState> make_state() const override { return std::make_unique<State>(); }
+  void run(std::span<const Tensor> in, std::vector<Tensor>& out, RunState& st) const override {
     validate_inputs(info_, in);
     calls++;
     int64_t n = in[0].dim(0);
     largest = std::max<int64_t>(largest, n);
+    auto& s = static_cast<State&>(st);
+    bool real = false;
+    for (float v : in[0].span<float>()) real = real || v != 0;
+    if (real && n > s.sized) ++grew;
+    s.sized = std::max(s.sized, n);
     out.resize(2);
     out[0].ensure(DType::F32, std::vector<int64_t>{n, 3});
     out[1].ensure(DType::F32, std::vector<int64_t>{n, 1});
@@ -55,6 +65,7 @@ class TinyModel final : public Model {
   }
   mutable std::atomic<int> calls{0};
   mutable std::atomic<int64_t> largest{0};
+  mutable std::atomic<int> grew{0};
 
  private:
   ModelInfo info_;
@@ -304,5 +315,40 @@ TEST(FlowInference, ConfigurationErrorsNameTheParameter) {
     FAIL();
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), ErrorCode::NotFound);
+  }
+}
+
+// prepare: the local model's states (one per worker thread) are sized before the first event, so no
+// event's call grows one; without it (off, or the default for a backend other than the engine) the
+// first calls do. A spec that does not fit the model fails init naming the parameter and the input.
+TEST(FlowInference, PrepareSizesTheLocalStatesAhead) {
+  struct Case {
+    const char* mode;
+    std::map<std::string, std::string> extra;
+    bool grows;
+  };
+  for (const Case& c : {Case{"direct", {{"tagger.prepare", "1,n=5"}}, false},
+                        Case{"direct", {{"tagger.prepare", "off"}}, true},
+                        Case{"direct", {{"tagger.direct_granularity", "event"}, {"tagger.prepare", "3,n=5"}}, false},
+                        Case{"batched", {{"tagger.max_batch", "16"}, {"tagger.prepare", "16,n=5"}}, false},
+                        Case{"batched", {{"tagger.max_batch", "16"}}, true}}) {
+    auto m = std::make_shared<TinyModel>();
+    auto r = run_mode(c.mode, m, {}, c.extra);
+    ASSERT_FALSE(r.summary.fatal) << r.summary.fatal->what();
+    ASSERT_EQ(r.rows.size(), 120u);
+    if (c.grows) EXPECT_GT(m->grew.load(), 0) << c.mode;
+    else EXPECT_EQ(m->grew.load(), 0) << c.mode << ": an event's call grew a prepared state";
+  }
+  for (auto [spec, needle] : {std::pair<const char*, const char*>{"8", "'p'"},  // n has no value
+                              {"8,n=5,m=2", "'m'"},
+                              {"2000,n=5", "max batch 1024"},
+                              {"many", "'many'"}}) {
+    try {
+      run_mode("direct", std::make_shared<TinyModel>(), {}, {{"tagger.prepare", spec}});
+      ADD_FAILURE() << spec << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("tagger.prepare"), std::string::npos) << e.what();
+    }
   }
 }

@@ -62,6 +62,13 @@ struct ClientOptions {
   FallbackMode fallback = FallbackMode::Off;
   std::string fallback_repository;
   std::shared_ptr<LocalModels> fallback_models;
+  // Fallback models loaded and sized ahead at construction, so that the first fallback neither
+  // loads the model nor grows a fresh state: "MODEL" or "MODEL:VERSION", optionally "=SPEC" with a
+  // prepare spec (quiver/core/prepare.hpp: "64", "16,n_pf=100", off; default: batch 1).
+  // fallback_prepare_states states each (0: one per worker thread of the client). A bad entry, or a
+  // model that cannot be loaded or sized, fails the construction naming the model.
+  std::vector<std::string> fallback_prepare;
+  int fallback_prepare_states = 0;
   Compression compression = Compression::None;
   TlsOptions tls;
   // A token file in the format of quiver serve --auth-token-file (one per line, '#' comments): every
@@ -107,6 +114,7 @@ struct ClientReport {
   int64_t failed = 0;     // callbacks run with an error
   int64_t retries = 0;    // extra attempts
   int64_t fallbacks = 0;  // answered locally
+  int64_t fallback_prepared_bytes = 0;  // held by the fallback states sized ahead (fallback_prepare)
 };
 
 // Cached model metadata + config (fetched once per model/version from a server, or from the local

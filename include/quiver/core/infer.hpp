@@ -106,6 +106,8 @@ class LocalModels {
   // (all when `outputs` is empty) in model order.
   std::vector<NamedTensor> run(const std::string& model, const std::string& version,
                                const std::vector<NamedTensor>& inputs, const std::vector<std::string>& outputs = {});
+  // Hands states of `model` (from its make_state(), e.g. sized ahead) to those run() reuses.
+  void add_states(const Model& model, std::vector<std::unique_ptr<RunState>> states);
 
  private:
   // RunStates of the models run here, reused across calls (models stay loaded as long as this).

@@ -28,4 +28,23 @@ std::map<std::string, int64_t> dims_of(const ModelInfo& info, std::span<const Te
 // pages touched at that size. Later calls of that size (or smaller) reuse it without growing.
 void prepare_state(const Model& model, RunState& state, int64_t batch, const std::map<std::string, int64_t>& dims = {});
 
+// What to size states for ahead of production calls: dim 0 of batched inputs and the values of
+// the other dynamic dims by symbol. batch 0: not prepared.
+struct PrepareSpec {
+  int64_t batch = 0;
+  std::map<std::string, int64_t> dims;
+  std::string str() const;  // "64,n_pf=100", "off"
+};
+
+// Parses a prepare spec as users write it (config.pbtxt parameter "prepare_state", the flow
+// component's "prepare" parameter, the client's fallback_prepare): "BATCH" or
+// "BATCH,SYMBOL=VALUE,..."; "off" or "0": not prepared. Throws InvalidArgument naming `where`
+// (model, component) and saying what in `text` is wrong.
+PrepareSpec parse_prepare_spec(const std::string& text, const ErrorWhere& where);
+
+// Checks `spec` against the model: batch within `max_batch` (the caller's limit, e.g. a served
+// model's max_batch_size; 0: info.max_batch), every symbol a dynamic dim of some input, every
+// dynamic dim but a batch dim given a value. Throws InvalidArgument naming the model and the input.
+void check_prepare_spec(const ModelInfo& info, const PrepareSpec& spec, int64_t max_batch = 0);
+
 }  // namespace quiver

@@ -139,6 +139,9 @@ class InferenceFactory : public AsyncFactory {
   Parameter<std::string> fallback_{this, "fallback", "direct", "on service failure: direct | fail"};
   Parameter<std::string> granularity_{this, "direct_granularity", "item", "direct mode: one call per item | event"};
   Parameter<int64_t> max_batch_{this, "max_batch", 64, "batched mode: items per model call"};
+  Parameter<std::string> prepare_{this, "prepare", "",
+                                  "direct/batched: size the local model's states ahead, BATCH[,SYMBOL=VALUE...] or off; "
+                                  "default: max_batch in batched mode, else 1 (symbolic dims from set_dim)"};
   Parameter<double> max_wait_ms_{this, "max_wait_ms", 2.0, "batched mode: longest wait for a batch to fill"};
   Parameter<bool> spread_{this, "spread", true,
                           "when all in-flight events wait here, split the queued items over the worker threads "

@@ -46,7 +46,7 @@ ModelSummary summarize_onnx_bytes(const std::string& bytes, const std::string& w
 std::vector<std::string> supported_ops();
 
 // Bytes the engine's state owns for activations and scratch (subgraph states included): what a call
-// has grown the state's arena to. `state` must come from an ONNX model's make_state().
+// has grown the state's arena to. 0 for a state of another backend (or of the GPU executor).
 size_t state_arena_bytes(const RunState& state);
 
 }  // namespace quiver::onnx
