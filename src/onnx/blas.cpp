@@ -1,4 +1,6 @@
 #include "onnx/blas.hpp"
+
+#include "core/repro/repro.hpp"
 #include "onnx/simd.hpp"
 
 #include <algorithm>
@@ -242,17 +244,37 @@ void gemm(const GemmArgs& g) {
     epilogue(g.C, g.M, g.N, g.ldc, g.bias, g.act);
     return;
   }
-  // Small products: the library's dispatch overhead (and the signal mask around it) dominates;
-  // bench/gemm_bench: the register-tiled kernel matches or beats oneDNN up to ~64k multiply-adds
-  // (e.g. 16x64x16: 0.19 vs 0.43 us; 64x64x16: 0.71 vs 1.43 us), oneDNN wins above.
+  // Small products: the library's dispatch overhead (and the signal mask around it) dominates. They
+  // run on the register-tiled kernel of reproducible mode (core/repro, #15: 6 rows x 4 vectors of
+  // accumulators, the column tail as one masked vector, transA by strides) at this CPU's widest ISA;
+  // bench/gemm_bench, AVX-512, ns per call, tiled / the engine's older small kernel / oneDNN:
+  // 32x25x64 (a DeepJet 1x1 convolution of one jet) 1027 / 2195 / 1209, 1x100x100 283 / 487 / 438,
+  // 1x512x256 3467 / 7686 / 4724, 64x25x64 1943 / 2128 / 2017; from ~600k multiply-adds up oneDNN
+  // is as fast or faster (64x200x50 9474 / - / 8770, 64x400x64 29 253 / - / 20 572). Products of a
+  // few rows (dense layers of one event) stay tiled at any size. Without AVX2 the tiled kernel's
+  // fma is a library call, so the baseline keeps the engine's own small kernel (no transposes).
+  const int64_t macs = g.M * g.N * g.K;
+  const bool has_epilogue = g.bias || g.act.kind != Activation::None;
+  static const repro::Kernels* const tiled =
+      repro::best_isa() == repro::Isa::Baseline ? nullptr : &repro::kernels(repro::best_isa());
+  if (tiled && !g.transB && g.alpha != 0.0f && (macs <= (int64_t{1} << 18) || g.M <= 4)) {
+    repro::GemmCall c;
+    c.M = g.M; c.N = g.N; c.K = g.K;
+    c.A = g.A; c.lda = g.lda; c.transA = g.transA;
+    c.B = g.B; c.ldb = g.ldb;
+    c.C = g.C; c.ldc = g.ldc;
+    c.alpha = g.alpha; c.beta = g.beta;
+    c.bias = g.bias;  // added in the tile; the activation below is the default mode's own
+    tiled->gemm(c);
+    if (g.act.kind != Activation::None) epilogue(g.C, g.M, g.N, g.ldc, nullptr, g.act);
+    return;
+  }
 #ifdef QUIVER_BLAS_DNNL
   const int64_t small_limit = 65536;
 #else
   const int64_t small_limit = 32 * 32 * 32;
 #endif
-  const bool small = !g.transA && !g.transB && g.alpha != 0.0f && g.M * g.N * g.K <= small_limit;
-  const bool has_epilogue = g.bias || g.act.kind != Activation::None;
-  if (small) {
+  if (!tiled && !g.transA && !g.transB && g.alpha != 0.0f && macs <= small_limit) {
     small_gemm_nn(g.M, g.N, g.K, g.A, g.lda, g.B, g.ldb, g.C, g.ldc, g.alpha, g.beta);
     if (has_epilogue) epilogue(g.C, g.M, g.N, g.ldc, g.bias, g.act);
     return;
