@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -141,6 +142,72 @@ TEST(Engine, TransposeReshapeGemmFusionMatchesUnfused) {
       auto yp = plain->run_once(std::vector<Tensor>{x});
       ASSERT_EQ(yf[0].dims(), yp[0].dims()) << "target " << target[0] << "," << target[1] << " B=" << B;
       EXPECT_EQ(quiver::onnx::compare_tensors(yf[0], yp[0], {1e-5, 1e-6}), "") << "B=" << B;
+    }
+  }
+}
+
+// A constant B of zeros and ones that selects columns (one 1 per column: a gather) or sums runs of
+// them (one 1 per row, columns non-decreasing, some empty: segment sums) runs without the GEMM in
+// default numerics; B that is neither (a second 1 in a row and a column, or a 0.5) takes the GEMM.
+// All against the naive product, with a bias and Relu fused, B given as is and transposed, alpha 2.
+TEST(Engine, OneHotGemmMatchesNaiveProduct) {
+  const int64_t K = 64, N = 23;  // the last segment has 33 rows
+  for (int form = 0; form < 4; ++form) {
+    Tensor b = Tensor::zeros(DType::F32, {K, N});
+    float* bp = b.data<float>();
+    for (int64_t n = 0; n < N; ++n) {
+      if (form == 0) bp[((n * 7) % K) * N + n] = 1;  // gather, some rows picked twice
+    }
+    if (form == 1) {  // segments of lengths 0..3 and a long last one (>= 16: the vector loop)
+      int64_t k = 0;
+      for (int64_t n = 0; n < N && k < K; ++n)
+        for (int64_t j = 0; j < (n == N - 1 ? K : n % 4) && k < K; ++j) bp[k++ * N + n] = 1;
+      for (; k < K; ++k) bp[k * N + N - 1] = 1;
+    }
+    if (form >= 2) {
+      for (int64_t n = 0; n < N; ++n) bp[((n * 7) % K) * N + n] = 1;
+      if (form == 2) bp[3 * N + 5] = bp[3 * N + 6] = 1;
+      if (form == 3) bp[10 * N + 2] = 0.5f;
+    }
+    for (bool tb : {false, true}) {
+      Tensor w = b;
+      if (tb) {
+        w = Tensor::empty(DType::F32, {N, K});
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t n = 0; n < N; ++n) w.data<float>()[n * K + k] = bp[k * N + n];
+      }
+      Tensor bias = Tensor::empty(DType::F32, {N});
+      for (int64_t n = 0; n < N; ++n) bias.data<float>()[n] = 0.25f * static_cast<float>(n % 5) - 0.5f;
+      G g;
+      g.input("a", {-1, K});
+      g.output("y", {-1, N});
+      g.init("w", w);
+      g.init("bias", bias);
+      auto* gm = g.node("Gemm", {"a", "w", "bias"}, {"g"});
+      auto* at = gm->add_attribute();
+      at->set_name("transB");
+      at->set_type(::onnx::AttributeProto::INT);
+      at->set_i(tb ? 1 : 0);
+      auto* al = gm->add_attribute();
+      al->set_name("alpha");
+      al->set_type(::onnx::AttributeProto::FLOAT);
+      al->set_f(2.0f);
+      g.node("Relu", {"g"}, {"y"});
+      auto m = g.load();
+      for (int64_t M : {1, 5}) {
+        Tensor a = Tensor::empty(DType::F32, {M, K});
+        for (int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = std::sin(0.23f * static_cast<float>(i) + 0.1f);
+        auto y = m->run_once(std::vector<Tensor>{a});
+        ASSERT_EQ(y[0].dims(), (std::vector<int64_t>{M, N}));
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t n = 0; n < N; ++n) {
+            double want = 0;
+            for (int64_t k = 0; k < K; ++k) want += double(a.data<float>()[i * K + k]) * bp[k * N + n];
+            want = std::max(0.0, 2 * want + bias.data<float>()[n]);
+            ASSERT_NEAR(y[0].data<float>()[i * N + n], want, 1e-5 * (1 + std::abs(want)))
+                << "form " << form << " transB " << tb << " M " << M << " (" << i << ", " << n << ")";
+          }
+      }
     }
   }
 }

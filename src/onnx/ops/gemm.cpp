@@ -4,19 +4,111 @@
 #include "onnx/numerics.hpp"
 #include "onnx/ops/activation_attr.hpp"
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/simd.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 #include <optional>
 
 namespace quiver::onnx {
 
 namespace {
 
+// A constant B of zeros and ones that only selects or sums columns of A (interaction networks'
+// sender/receiver matrices: ParT-style graph models export message passing as products with them).
+// Default numerics only: the sums run in another order than a GEMM's, and a NaN or inf in A reaches
+// only the outputs that select it (in a GEMM, 0 x inf would also spread a NaN to the others).
+struct OneHotB {
+  int64_t K = 0, N = 0;         // B's shape
+  bool gather = false;          // every column of B has one 1: y[m, n] = A[m, src[n]]
+  std::vector<int32_t> src;     // gather: per column n, the row k of its 1
+  std::vector<int64_t> begin;   // otherwise every row of B has one 1, in column order: y[m, n] is
+                                // the sum of A[m, begin[n] .. begin[n + 1]) (N + 1 entries)
+};
+
+// B as [K, N] row-major; nullopt unless it is one of the two forms.
+std::optional<OneHotB> one_hot_form(const float* b, int64_t K, int64_t N) {
+  if (K <= 0 || N <= 0 || K > INT32_MAX) return std::nullopt;
+  for (int64_t i = 0; i < K * N; ++i)
+    if (b[i] != 0.0f && b[i] != 1.0f) return std::nullopt;
+  OneHotB f;
+  f.K = K;
+  f.N = N;
+  f.src.assign(static_cast<size_t>(N), -1);
+  bool cols = true;
+  for (int64_t k = 0; k < K && cols; ++k)
+    for (int64_t n = 0; n < N; ++n)
+      if (b[k * N + n] != 0.0f) {
+        if (f.src[static_cast<size_t>(n)] >= 0) {
+          cols = false;
+          break;
+        }
+        f.src[static_cast<size_t>(n)] = static_cast<int32_t>(k);
+      }
+  if (cols && std::find(f.src.begin(), f.src.end(), -1) == f.src.end()) {
+    f.gather = true;
+    return f;
+  }
+  f.src.clear();
+  // Segments: row k's single 1 is in column dst(k), and dst never decreases.
+  f.begin.assign(static_cast<size_t>(N + 1), K);
+  int64_t last = -1;
+  for (int64_t k = 0; k < K; ++k) {
+    int64_t dst = -1;
+    for (int64_t n = 0; n < N; ++n)
+      if (b[k * N + n] != 0.0f) {
+        if (dst >= 0) return std::nullopt;
+        dst = n;
+      }
+    if (dst < 0 || dst < last) return std::nullopt;
+    for (int64_t n = last + 1; n <= dst; ++n) f.begin[static_cast<size_t>(n)] = k;
+    last = dst;
+  }
+  return f;
+}
+
+QUIVER_HOT
+void gather_columns(const float* a, int64_t M, int64_t K, const int32_t* src, int64_t N, float* y) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* am = a + m * K;
+    float* ym = y + m * N;
+    for (int64_t n = 0; n < N; ++n) ym[n] = am[src[n]];
+  }
+}
+
+typedef float v16f __attribute__((vector_size(64)));
+
+QUIVER_HOT
+void segment_sums(const float* a, int64_t M, int64_t K, const int64_t* begin, int64_t N, float* y) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* am = a + m * K;
+    for (int64_t n = 0; n < N; ++n) {
+      int64_t k = begin[n];
+      const int64_t e = begin[n + 1];
+      float s = 0.0f;
+      if (e - k >= 16) {  // 16 partial sums, then across them
+        v16f acc = {};
+        for (; k + 16 <= e; k += 16) {
+          v16f v;
+          std::memcpy(&v, am + k, sizeof v);
+          acc += v;
+        }
+        for (int j = 0; j < 16; ++j) s += acc[j];
+      }
+      for (; k < e; ++k) s += am[k];
+      y[m * N + n] = s;
+    }
+  }
+}
+
 class GemmKernel final : public Kernel {
  public:
   GemmKernel(float alpha, float beta, bool ta, bool tb, ActivationSpec act, std::shared_ptr<const Tensor> packed_b,
              Blas blas)
       : alpha_(alpha), beta_(beta), ta_(ta), tb_(tb), act_(act), packed_b_(std::move(packed_b)), blas_(blas) {}
+  // Set by the builder for a constant one-hot B (OneHotB; default numerics, A not transposed).
+  std::optional<OneHotB> one_hot_;
   // Set by the Transpose -> Reshape -> Gemm fusion: input 0 is X [B, C, L] and A is
   // reshape(transpose(X, 0,2,1), target).
   std::optional<std::array<int64_t, 2>> a_btrans_;
@@ -27,6 +119,29 @@ class GemmKernel final : public Kernel {
       return;
     }
     run_a(ec, ec.input(0));
+  }
+
+  // y = alpha * A B (+ bias row) with B one-hot: a gather or segment sums instead of the GEMM.
+  // False (nothing written) when the operands are not the plain case; the caller runs the GEMM.
+  bool run_one_hot(ExecContext& ec, const Tensor& a) const {
+    const Tensor* c = ec.input_ptr(2);
+    const bool has_c = c && beta_ != 0.0f && c->numel() > 0;
+    const int64_t N = one_hot_->N;
+    if (a.rank() != 2 || a.dim(1) != one_hot_->K || (has_c && !bias_row(c, N))) return false;
+    const int64_t M = a.dim(0), Ka = a.dim(1);
+    Tensor& y = ec.output(0, DType::F32, {M, N});
+    float* yp = y.data<float>();
+    if (one_hot_->gather) gather_columns(a.data<float>(), M, Ka, one_hot_->src.data(), N, yp);
+    else segment_sums(a.data<float>(), M, Ka, one_hot_->begin.data(), N, yp);
+    if (alpha_ != 1.0f)
+      for (int64_t i = 0; i < M * N; ++i) yp[i] *= alpha_;
+    if (has_c) {
+      const float* bias = c->data<float>();
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) yp[m * N + n] += bias[n];
+    }
+    blas_.activation(yp, M, N, N, act_);
+    return true;
   }
 
   // The bias row case of C (broadcast along M, beta 1): added in the GEMM's fused epilogue.
@@ -72,6 +187,7 @@ class GemmKernel final : public Kernel {
   }
 
   void run_a(ExecContext& ec, const Tensor& a) const {
+    if (one_hot_ && run_one_hot(ec, a)) return;
     const Tensor& b = packed_b_ ? *packed_b_ : ec.input(1);
     const bool tb = packed_b_ ? false : tb_;
     if (a.rank() != 2 || b.rank() != 2) ec.fail("A and B must be 2-D, got " + dims_to_string(a.dims()) + " and " + dims_to_string(b.dims()));
@@ -177,6 +293,12 @@ QUIVER_REGISTER_OPS(gemm) {
                   ctx.set_output(0, DType::F32, shape);
                   auto k = std::make_unique<GemmKernel>(at.get_float("alpha", 1.0f), at.get_float("beta", 1.0f), ta, tb,
                                                         fused_activation(ctx), std::move(packed), Blas(ctx.target()));
+                  // A one-hot constant B (OneHotB): selected once here, in default numerics.
+                  if (!ta && !btrans && !ctx.target().reproducible() && ctx.input(1).constant &&
+                      ctx.input(1).constant->rank() == 2) {
+                    const Tensor& b = packed ? *packed : *ctx.input(1).constant;
+                    k->one_hot_ = one_hot_form(b.data<float>(), b.dim(0), b.dim(1));
+                  }
                   if (btrans) {
                     const auto v = at.get_ints("_quiver_a_btrans");
                     if (v.size() != 2) ctx.fail("internal: _quiver_a_btrans needs 2 values");
