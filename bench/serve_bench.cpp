@@ -4,10 +4,15 @@
 //     and the server-side overhead (p50 latency difference at concurrency 1).
 //  2. dynamic batching: a 16-64-32-32-5 MLP (the hls4ml jet-tagging architecture) served with
 //     and without the dynamic batcher at concurrency 64.
+//  3. the batcher against the engine (issue #20 item 5): at concurrency 64, `quiver serve` with
+//     dynamic batching (one instance) against the in-process engine's own throughput, one thread,
+//     at the batch size the batcher formed (ParticleNet-AK4, TICL energy-id, the wide MLP), and the
+//     tiny MLP batched against the raw gRPC echo at the same concurrency.
 // Everything runs in this process on loopback, clients and servers sharing the machine, in one
 // run so that ratios compare like with like.
 #include <grpcpp/grpcpp.h>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <httplib.h>
@@ -33,7 +38,11 @@
 #include <onnx/onnx_pb.h>
 #endif
 #include "quiver/backends/backends.hpp"
+#include "quiver/core/batching.hpp"
 #include "quiver/core/util.hpp"
+#if QUIVER_BENCH_HAVE_ONNX
+#include "quiver/onnx/tensor_proto.hpp"
+#endif
 #include "quiver/serve/server.hpp"
 #include "serve/repository.hpp"
 #include "load_util.hpp"
@@ -165,10 +174,11 @@ using bench::summarize;
 using bench::http_load;
 using bench::measure_window;
 
+Result load_request(const std::string& addr, const inference::ModelInferRequest& req, int concurrency, double seconds,
+                    std::shared_ptr<grpc::Channel> ch = nullptr);
+
 Result load(const std::string& addr, const std::string& model, int concurrency, double seconds, int width = 16,
             std::shared_ptr<grpc::Channel> ch = nullptr) {
-  if (!ch) ch = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
-  auto stub = inference::GRPCInferenceService::NewStub(ch);
   inference::ModelInferRequest req;
   req.set_model_name(model);
   auto* in = req.add_inputs();
@@ -181,7 +191,14 @@ Result load(const std::string& addr, const std::string& model, int concurrency, 
   std::vector<float> payload(static_cast<size_t>(width));
   for (int i = 0; i < width; ++i) payload[i] = 0.1f * float(i);
   req.add_raw_input_contents(std::string(reinterpret_cast<char*>(payload.data()), payload.size() * 4));
+  return load_request(addr, req, concurrency, seconds, std::move(ch));
+}
 
+// Closed loop: `concurrency` copies of `req` in flight, each reissued when its reply arrives.
+Result load_request(const std::string& addr, const inference::ModelInferRequest& req, int concurrency, double seconds,
+                    std::shared_ptr<grpc::Channel> ch) {
+  if (!ch) ch = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  auto stub = inference::GRPCInferenceService::NewStub(ch);
   struct Slot {
     std::unique_ptr<grpc::ClientContext> ctx;
     inference::ModelInferResponse resp;
@@ -350,6 +367,16 @@ instance_group [ { count: 1 kind: KIND_CPU } ]
                                  "dynamic_batching { max_queue_delay_microseconds: 100 }\n"
                                  "instance_group [ { count: 1 kind: KIND_CPU } ]\n");
 #endif
+    // Real CMS models behind the batcher, for the comparison with the engine's own throughput.
+    for (const auto& [name, dir] : {std::pair<const char*, const char*>{"pnak4", "particlenet_ak4_hlt"}, {"energyid", "ticl_energy_id"}}) {
+      const fs::path src = fs::path(QUIVER_SHARED_DIR) / "models/hep" / dir / "model.onnx";
+      if (!fs::exists(src)) continue;
+      fs::create_directories(fs::path(root) / name / "1");
+      fs::copy_file(src, fs::path(root) / name / "1/model.onnx");
+      put(std::string(name) + "/config.pbtxt", "platform: \"onnxruntime_onnx\"\nmax_batch_size: 64\n"
+                                                "dynamic_batching { max_queue_delay_microseconds: 100 }\n"
+                                                "instance_group [ { count: 1 kind: KIND_CPU } ]\n");
+    }
     fs::path ticl = fs::path(QUIVER_SHARED_DIR) / "models/hep/ticl_supercls/model.onnx";
     if (fs::exists(ticl)) {
       for (const char* name : {"ticl", "ticl_nobatch"}) {
@@ -364,6 +391,66 @@ instance_group [ { count: 1 kind: KIND_CPU } ]
     }
   }
   return root;
+}
+
+#if QUIVER_BENCH_HAVE_ONNX
+// Row 0 of every input of a model's test_data_set_0 (model input order): one event, as a client
+// sends it.
+std::vector<NamedTensor> first_event(const fs::path& model_dir) {
+  std::vector<NamedTensor> out;
+  for (const auto& f : quiver::onnx::numbered_files((model_dir / "test_data_set_0").string(), "input")) {
+    NamedTensor t = quiver::onnx::read_tensor_file(f);
+    t.tensor = t.tensor.rows(0, 1).clone();
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+inference::ModelInferRequest request_of(const std::string& model, const std::vector<NamedTensor>& event) {
+  inference::ModelInferRequest req;
+  req.set_model_name(model);
+  for (const auto& t : event) {
+    auto* in = req.add_inputs();
+    in->set_name(t.name);
+    in->set_datatype("FP32");  // the inputs of these models
+    for (int64_t d : t.tensor.dims()) in->add_shape(d);
+    req.add_raw_input_contents(std::string(static_cast<const char*>(t.tensor.raw()), t.tensor.nbytes()));
+  }
+  return req;
+}
+
+// The engine's own throughput in rows/s on this thread at `batch` rows per call: a warmed state,
+// then a window of `seconds` and at least 20 calls (as quiver bench).
+double engine_rows_per_s(const Model& model, const std::vector<NamedTensor>& event, int64_t batch, double seconds) {
+  std::vector<Tensor> one;
+  for (const auto& t : event) one.push_back(t.tensor);
+  const std::vector<Tensor> in = tile_rows(one, batch);
+  auto st = model.make_state();
+  std::vector<Tensor> out;
+  for (int i = 0; i < 20; ++i) model.run(in, out, *st);
+  const int64_t t0 = now_ns(), stop = t0 + static_cast<int64_t>(seconds * 1e9);
+  int64_t calls = 0, t = t0;
+  while (t < stop || calls < 20) {
+    model.run(in, out, *st);
+    ++calls;
+    t = now_ns();
+  }
+  return static_cast<double>(calls * batch) / (static_cast<double>(t - t0) * 1e-9);
+}
+#endif
+
+double cpu_seconds() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+std::string med_spread(std::vector<double> v, int digits) {
+  std::sort(v.begin(), v.end());
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%.*f [%.*f-%.*f]", digits, v[v.size() / 2], digits, v.front(), digits, v.back());
+  return buf;
 }
 
 void register_bench_backends() {
@@ -617,6 +704,81 @@ int main(int argc, char** argv) {
   };
   batching_pair("mlpwide", "wide MLP 16-1024x3-5, ONNX", 16);
   batching_pair("ticl", "TICL supercls MLP, ONNX", 17);
+
+#if QUIVER_BENCH_HAVE_ONNX
+  // The batcher against the engine itself: each round serves at concurrency 64, reads the mean
+  // batch the batcher formed in that round from the scheduler's statistics, then runs the same
+  // model file in-process on one thread at that batch (rounded). Target >= 0.8x.
+  std::printf("\nbatcher vs engine, concurrency 64, dynamic batching (1 instance, max 64, 100 us delay) vs the in-process "
+              "engine (1 thread) at the mean batch the batcher formed; median [min-max] of %d rounds\n\n", reps);
+  std::printf("| %-26s | %22s | %16s | %26s | %18s | %18s | %18s |\n", "model", "served req/s", "mean batch",
+              "engine rows/s at that batch", "served / engine", "process CPU cores", "instance busy cores");
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(28, '-').c_str(), std::string(24, '-').c_str(),
+              std::string(18, '-').c_str(), std::string(28, '-').c_str(), std::string(20, '-').c_str(),
+              std::string(20, '-').c_str(), std::string(20, '-').c_str());
+  auto vs_engine = [&](const std::string& name, const char* label, const std::vector<NamedTensor>& event) {
+    if (!fs::exists(fs::path(repo) / name)) return;
+    const auto req = request_of(name, event);
+    auto model = load_model((fs::path(repo) / name / "1/model.onnx").string());  // the same file, no server
+    std::vector<double> served, engine, ratio, batches, cpu, exec;
+    for (int r = 0; r < reps; ++r) {
+      // Where the CPU goes while serving: the process's CPU time (load generator, gRPC on both
+      // sides, the instance) and the instance's execution time, both in cores over the round.
+      const auto s0 = server.repository().get(name)->scheduler->stats();
+      const double c0 = cpu_seconds();
+      const int64_t w0 = now_ns();
+      const Result s = load_request(qaddr, req, 64, secs);
+      const double wall = static_cast<double>(now_ns() - w0) * 1e-9;
+      const double c1 = cpu_seconds();
+      const auto s1 = server.repository().get(name)->scheduler->stats();
+      cpu.push_back((c1 - c0) / wall);
+      // (per execution: the batch's input gather, model run and output split; the request-level
+      // compute_* sums count each batch once per request in it)
+      auto busy_ns = [](const serve::StatsSnapshot& st) {
+        uint64_t n = 0;
+        for (const auto& [size, d] : st.batch) n += d[0].ns + d[1].ns + d[2].ns;
+        return n;
+      };
+      exec.push_back(static_cast<double>(busy_ns(s1) - busy_ns(s0)) * 1e-9 / wall);
+      const double mb = s1.execution_count > s0.execution_count
+                            ? double(s1.inference_count - s0.inference_count) / double(s1.execution_count - s0.execution_count)
+                            : 1.0;
+      const double e = engine_rows_per_s(*model, event, std::max<int64_t>(1, std::llround(mb)), secs);
+      if (s.errors) std::printf("  %s: %llu errors\n", name.c_str(), static_cast<unsigned long long>(s.errors));
+      served.push_back(s.rps);
+      engine.push_back(e);
+      ratio.push_back(s.rps / e);
+      batches.push_back(mb);
+    }
+    std::printf("| %-26s | %22s | %16s | %26s | %18s | %18s | %18s |\n", label, med_spread(served, 0).c_str(),
+                med_spread(batches, 1).c_str(), med_spread(engine, 0).c_str(), med_spread(ratio, 2).c_str(),
+                med_spread(cpu, 2).c_str(), med_spread(exec, 2).c_str());
+    std::fflush(stdout);
+  };
+  vs_engine("pnak4", "ParticleNet-AK4 (HLT)", first_event(fs::path(QUIVER_SHARED_DIR) / "models/hep/particlenet_ak4_hlt"));
+  vs_engine("energyid", "TICL energy-id", first_event(fs::path(QUIVER_SHARED_DIR) / "models/hep/ticl_energy_id"));
+  {
+    Tensor x = Tensor::empty(DType::F32, {1, 16});
+    for (int i = 0; i < 16; ++i) x.data<float>()[i] = 0.1f * float(i);
+    vs_engine("mlpwide", "wide MLP 16-1024x3-5", {{"input_1_0", x}});
+  }
+#endif
+  {
+    // The tiny MLP behind the batcher against the raw echo at the same concurrency (same payload).
+    std::vector<double> echo, served, ratio;
+    for (int r = 0; r < reps; ++r) {
+      const bool echo_first = r % 2 == 0;
+      Result e, q;
+      if (echo_first) e = load(eaddr, "mlp", 64, secs);
+      q = load(qaddr, "mlp", 64, secs);
+      if (!echo_first) e = load(eaddr, "mlp", 64, secs);
+      echo.push_back(e.rps);
+      served.push_back(q.rps);
+      ratio.push_back(q.rps / e.rps);
+    }
+    std::printf("\ntiny MLP 16-64-32-32-5 with dynamic batching vs the raw gRPC echo, concurrency 64: %s vs %s req/s, "
+                "ratio %s\n", med_spread(served, 0).c_str(), med_spread(echo, 0).c_str(), med_spread(ratio, 2).c_str());
+  }
 
   auto stats = [&](const std::string& m) {
     auto mv = server.repository().get(m);
