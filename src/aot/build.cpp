@@ -51,7 +51,7 @@ std::string build_shared(const CompileResult& c, const std::string& cxx_in) {
                           " -O3 -fno-math-errno -fno-trapping-math -c " + quote(n + ".cpp") + " -o " + quote(n + ".o") +
                           " && " + cxx + " " + flags + " -c " + quote(n + "_entry.cpp") + " -o " + quote(n + "_entry.o") +
                           "; a=$?; wait $! ; b=$?; [ $a -eq 0 ] && [ $b -eq 0 ]; } && " + cxx + " -shared -o " +
-                          quote(lib) + " " + quote(n + ".o") + " " + quote(n + "_entry.o") + " " + quote(n + "_weights.o") +
+                          quote("lib" + n + ".so") + " " + quote(n + ".o") + " " + quote(n + "_entry.o") + " " + quote(n + "_weights.o") +
                           " 2>&1";
   std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   if (!p) throw_error(ErrorCode::Internal, "cannot start the C++ compiler");
