@@ -240,7 +240,7 @@ RnnRef naive_rnn(bool lstm, bool lbr, int64_t T, int64_t D, int64_t B, int64_t I
 
 // Bidirectional LSTM with peepholes, sequence_lens (one row shorter than T), initial h/c; GRU with
 // linear_before_reset 0 and 1: Y, Y_h (and Y_c) against the naive recurrence. Variant 3: LSTM
-// without peepholes (the fused cell on AVX-512), 37 hidden units (two 16-lane blocks and a masked 5).
+// without peepholes, 37 hidden units (not a multiple of any vector width).
 TEST(NnOps, RecurrentMatchesNaive) {
   std::mt19937 rng(5);
   const int64_t T = 4, B = 2, I = 3, D = 2;

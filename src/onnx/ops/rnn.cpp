@@ -1,11 +1,6 @@
 // RNN (ai.onnx): see rnn_common.hpp for the shared recurrent implementation. This file also holds
 // the vectorised sigmoid/tanh used by LSTM/GRU/RNN gates.
 #include <bit>
-#include <cstdint>
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 #include "onnx/emit.hpp"
 
 #include "onnx/ops/rnn_common.hpp"
@@ -85,92 +80,6 @@ void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N,
     for (int64_t k = 0; k < K; ++k) acc += x[k] * B[k * ldb + n0];
     y[n0] = acc;
   }
-}
-
-// The LSTM cell with the default activations (sigmoid, tanh, tanh), no peepholes, clip or
-// input_forget, on AVX-512: all four gates, c and h of a batch row in one pass of 16 lanes (the last
-// masked). DeepJet at batch 64 spent ~20 % of its time in the gates' sigmoid/tanh, mostly in their
-// divisions (vdivps: one per 16 values every ~10 cycles, five per hidden unit): here each 1 / d is
-// the 14-bit vrcp14ps estimate refined by one Newton step, r + r (1 - d r), within ~2 ulp like the
-// division's callers already allow (the polynomial exp is ~1e-7 relative). NaN propagates (the
-// clamps keep a NaN operand). Picked once when the kernel is built (rnn_lstm_cell).
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(QUIVER_TSAN)
-#define QUIVER_V4 __attribute__((target("arch=x86-64-v4")))
-// GCC 12 warns inside its own masked-load intrinsics (their _mm512_undefined_ps operand) when they
-// are inlined into a function with a target attribute: a false positive.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-namespace {
-
-// Same range reduction and polynomial as QUIVER_FAST_EXP; 2^n by vscalefps.
-QUIVER_V4 inline __m512 exp_v4(__m512 x) {
-  x = _mm512_min_ps(_mm512_set1_ps(88.7f), _mm512_max_ps(_mm512_set1_ps(-87.3f), x));
-  const __m512 fn = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(0.5f)),
-                                         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fmadd_ps(fn, _mm512_set1_ps(2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, fn);
-}
-
-// 1 / d for d >= 1.
-QUIVER_V4 inline __m512 recip_v4(__m512 d) {
-  const __m512 r = _mm512_rcp14_ps(d);
-  return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r);
-}
-
-QUIVER_V4 inline __m512 sigmoid_v4(__m512 v) {
-  return recip_v4(_mm512_add_ps(_mm512_set1_ps(1.0f), exp_v4(_mm512_sub_ps(_mm512_setzero_ps(), v))));
-}
-
-// tanh |v| = (1 - e) / (1 + e), e = exp(-2|v|); |v| < 0.02: the series (as rnn_tanh_inplace).
-QUIVER_V4 inline __m512 tanh_v4(__m512 v) {
-  const __m512 a = _mm512_abs_ps(v);
-  const __m512 e = exp_v4(_mm512_mul_ps(a, _mm512_set1_ps(-2.0f)));
-  const __m512 big = _mm512_mul_ps(_mm512_sub_ps(_mm512_set1_ps(1.0f), e), recip_v4(_mm512_add_ps(_mm512_set1_ps(1.0f), e)));
-  const __m512 a2 = _mm512_mul_ps(a, a);
-  const __m512 small = _mm512_mul_ps(
-      a, _mm512_fnmadd_ps(a2, _mm512_fnmadd_ps(a2, _mm512_set1_ps(0.133333333f), _mm512_set1_ps(0.333333333f)),
-                          _mm512_set1_ps(1.0f)));
-  const __m512 t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_set1_ps(0.02f), _CMP_LT_OQ), big, small);
-  // |t| with v's sign
-  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(t),
-                                             _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(INT32_MIN))));
-}
-
-QUIVER_V4 inline __m512 gate_v4(__mmask16 m, const float* hg, const float* xg) {
-  return _mm512_add_ps(_mm512_maskz_loadu_ps(m, hg), _mm512_maskz_loadu_ps(m, xg));
-}
-
-QUIVER_V4 void lstm_cell_v4(const float* hg, const float* xg, float* h, float* c, int64_t H) {
-  for (int64_t k = 0; k < H; k += 16) {
-    const __mmask16 m = H - k >= 16 ? __mmask16(0xffff) : static_cast<__mmask16>((1u << (H - k)) - 1);
-    const __m512 i = sigmoid_v4(gate_v4(m, hg + k, xg + k));
-    const __m512 o = sigmoid_v4(gate_v4(m, hg + H + k, xg + H + k));
-    const __m512 f = sigmoid_v4(gate_v4(m, hg + 2 * H + k, xg + 2 * H + k));
-    const __m512 g = tanh_v4(gate_v4(m, hg + 3 * H + k, xg + 3 * H + k));
-    const __m512 cn = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, c + k), _mm512_mul_ps(i, g));
-    _mm512_mask_storeu_ps(c + k, m, cn);
-    _mm512_mask_storeu_ps(h + k, m, _mm512_mul_ps(o, tanh_v4(cn)));
-  }
-}
-
-}  // namespace
-#pragma GCC diagnostic pop
-#undef QUIVER_V4
-#endif
-
-LstmCellFn rnn_lstm_cell() {
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(QUIVER_TSAN)
-  if (cpu_has_isa(Isa::Avx512)) return lstm_cell_v4;
-#endif
-  return nullptr;
 }
 
 // quiver compile (RNN, GRU and LSTM, whose shared implementation is rnn_common.hpp): the cell as rt::recurrent with W^T and R^T

@@ -50,12 +50,6 @@ void rnn_tanh_inplace(float* x, int64_t n);
 // y[0:N] = x[0:K] x B[K, N] (row stride ldb): the batch-1 recurrent step, accumulating in registers.
 void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N, float* y);
 
-// One LSTM batch row with the default activations and no peepholes, clip or input_forget: gates
-// i, o, f, c from hg[4H] (the h projection) + xg[4H] (the x projection and biases); updates h and c.
-// rnn_lstm_cell(): this CPU's fused kernel, or null where none is compiled (the generic path runs).
-using LstmCellFn = void (*)(const float* hg, const float* xg, float* h, float* c, int64_t H);
-LstmCellFn rnn_lstm_cell();
-
 // In-place activation over n values; `rk`: the reproducible kernels (numerics=reproducible), whose
 // sigmoid and tanh replace the polynomial clones (the other activations used there are exact).
 inline void rnn_act(float* x, int64_t n, const RnnActivation& a, const repro::Kernels* rk = nullptr) {
@@ -92,7 +86,6 @@ class RecurrentKernel final : public Kernel {
     bool input_forget = false, linear_before_reset = false;
     std::vector<RnnActivation> acts;  // per direction: count_per_dir() entries
     Blas blas;                        // GEMMs and sigmoid/tanh for the target
-    LstmCellFn fused_cell = nullptr;  // the default-numerics LSTM cell for this CPU (rnn_lstm_cell)
     // Packed constant weights (empty when W/R are not constant): per direction W^T [I, G*H], R^T [H, G*H].
     std::vector<float> wt, rt;
     int64_t input_size = -1;
@@ -218,11 +211,6 @@ class RecurrentKernel final : public Kernel {
           float* hr = hp + b * GH;
           float* hb = h + b * H;
           float* cb = c + b * H;
-          if (c_.fused_cell) {
-            c_.fused_cell(hr, xr, hb, cb, H);
-            if (y) std::copy_n(hb, H, y->data<float>() + y_offset(t, d, b, T, D, B, H));
-            continue;
-          }
           const int64_t nx = c_.kind == CellKind::GRU ? 2 * H : GH;  // GRU's h gate is combined in step_row
           for (int64_t j = 0; j < nx; ++j) hr[j] += xr[j];
           step_row(hr, hb, cb, xr, rbh, pd, acts, tmp + b * H);
@@ -465,16 +453,6 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
     for (const auto& a : c.acts)
       if (a.kind == RnnAct::ScaledTanh || a.kind == RnnAct::Elu || a.kind == RnnAct::Softplus)
         ctx.unsupported("no reproducible kernel for the " + ctx.op_type() + " activation (ScaledTanh, Elu and Softplus use the C library)");
-  // Plain LSTM (sigmoid, tanh, tanh; no peepholes, clip or input_forget) in default numerics: the
-  // fused cell, if this CPU has one. Peepholes are an input, so a node that has one keeps the generic cell.
-  const bool plain_acts = [&] {
-    for (size_t a = 0; a < c.acts.size(); ++a)
-      if (c.acts[a].kind != (a % 3 == 0 ? RnnAct::Sigmoid : RnnAct::Tanh)) return false;
-    return true;
-  }();
-  if (kind == CellKind::LSTM && !ctx.target().reproducible() && plain_acts && c.clip == 0 && !c.input_forget &&
-      !ctx.has_input(7))
-    c.fused_cell = rnn_lstm_cell();
   // Pack constant W/R.
   const int64_t H = c.hidden, GH = c.gates * H;
   if (ctx.input(1).constant && ctx.input(2).constant) {
