@@ -1,6 +1,9 @@
 // quiver compile vs the engine (speed) and vs the engine and ONNX Runtime (memory), in one run.
 // Usage (under /work/tools/cpu bench):
-//   node bench/aot_compare.js [--build build] [--models a,b] [--batches 1,64] [--seconds 2] [--rounds 5]
+//   node bench/aot_compare.js [--build build] [--models a,b] [--batches 1,64] [--seconds 2] [--rounds 5] [--reproducible]
+// --reproducible: the models compiled with `quiver compile --reproducible` (checked bitwise against the
+// engine's reproducible mode first) against the engine's reproducible mode (`quiver bench
+// --reproducible`); the memory part is skipped.
 // Each model is compiled and built once (quiver compile --check: it must match the engine first).
 // Speed: `quiver bench` on MODEL.onnx and on the compiled libNAME.so, alternating, `--rounds` times per
 // batch, same inputs (test_data_set_0 tiled to the batch), one thread; medians with min..max.
@@ -21,7 +24,8 @@ const batches = opt('--batches', '1,64').split(',').map(Number);
 const seconds = opt('--seconds', '2');
 const rounds = Number(opt('--rounds', '5'));
 const models = opt("--models", "hls4ml_three_layer,ticl_supercls,ticl_energy_id,higgs_interaction_net,deepboostedjet_resnet,deepdoublex_bvl_102x,deepdoublex_ddb_94x_unsorted,deepjet_run3,deepvertex_phase1,particlenet_ak4_hlt,particlenet_ak8_hlt").split(',');
-const outDir = path.join(build, 'bench-aot');
+const repro = args.includes('--reproducible');
+const outDir = path.join(build, repro ? 'bench-aot-repro' : 'bench-aot');
 
 const json = (cmd, a) => JSON.parse(execFileSync(cmd, a, {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}).trim().split('\n').pop());
 const median = (v) => { const s = [...v].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2; };
@@ -30,10 +34,11 @@ const fmt = (v) => `${median(v).toFixed(0)} [${Math.min(...v).toFixed(0)}..${Mat
 const libs = {};
 for (const m of models) {
   const dir = path.join(outDir, m);
-  execFileSync(quiver, ['compile', path.join(hep, m, 'model.onnx'), '-o', dir, '--name', m, '--check'], {stdio: ['ignore', 'pipe', 'inherit']});
+  execFileSync(quiver, ['compile', path.join(hep, m, 'model.onnx'), '-o', dir, '--name', m, '--check', ...(repro ? ['--reproducible'] : [])],
+               {stdio: ['ignore', 'pipe', 'inherit']});
   libs[m] = path.join(dir, `lib${m}.so`);
 }
-console.log(`quiver: ${quiver}; 1 thread, ${seconds} s per measurement, ${rounds} alternating rounds\n`);
+console.log(`quiver: ${quiver}; 1 thread, ${seconds} s per measurement, ${rounds} alternating rounds${repro ? '; reproducible numerics (engine and compiled)' : ''}\n`);
 console.log('model                          batch   engine inf/s [min..max]      aot inf/s [min..max]   aot/engine');
 const ratios = {};
 for (const b of batches) {
@@ -43,7 +48,7 @@ for (const b of batches) {
     const data = path.join(hep, m, 'test_data_set_0');
     const e = [], a = [];
     for (let r = 0; r < rounds; r++) {
-      e.push(json(quiver, ['bench', file, '--batch', String(b), '--seconds', seconds, '--json']).inferences_per_s);
+      e.push(json(quiver, ['bench', file, '--batch', String(b), '--seconds', seconds, '--json', ...(repro ? ['--reproducible'] : [])]).inferences_per_s);
       a.push(json(quiver, ['bench', libs[m], '--test-data', data, '--batch', String(b), '--seconds', seconds, '--json']).inferences_per_s);
     }
     const ratio = median(a) / median(e);
@@ -55,6 +60,7 @@ for (const b of batches) {
   const r = ratios[b] || [];
   if (r.length) console.log(`geometric mean aot/engine at batch ${b} over ${r.length} models: ${Math.exp(r.reduce((s, x) => s + Math.log(x), 0) / r.length).toFixed(2)}`);
 }
+if (repro) process.exit(0);
 console.log('\nRSS gained by loading + first run (batch 1), MiB, median of 3:');
 console.log('model                             engine      aot      ORT   aot/engine  aot/ORT');
 for (const m of models) {

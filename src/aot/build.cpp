@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <utility>
 #include <filesystem>
 
 #include "quiver/aot/aot.hpp"
@@ -25,19 +27,20 @@ std::string build_shared(const CompileResult& c, const std::string& cxx_in) {
     const char* e = std::getenv("CXX");
     cxx = e && *e ? e : "g++";
   }
-  // The target is recorded in the generated CMakeLists.txt; read it back from there.
-  std::string march = "-march=native";
+  // The target and the floating-point flags (reproducible numerics: -ffp-contract=off) are recorded
+  // in the generated CMakeLists.txt; read them back from there.
+  std::string march = "-march=native", fp;
   {
     std::FILE* f = std::fopen((std::filesystem::path(c.dir) / "CMakeLists.txt").c_str(), "r");
     if (f) {
       char line[512];
       while (std::fgets(line, sizeof line, f)) {
         std::string l(line);
-        auto p = l.find("_ARCH_FLAGS \"");
-        if (p != std::string::npos) {
-          auto q = l.find('"', p + 13);
-          march = l.substr(p + 13, q - p - 13);
-          break;
+        for (auto [key, value] : {std::pair<const char*, std::string*>{"_ARCH_FLAGS \"", &march}, {"_FP_FLAGS \"", &fp}}) {
+          const auto p = l.find(key);
+          if (p == std::string::npos || l.rfind("set(", 0) != 0) continue;
+          const size_t at = p + std::strlen(key);
+          *value = l.substr(at, l.find('"', at) - at);
         }
       }
       std::fclose(f);
@@ -45,7 +48,7 @@ std::string build_shared(const CompileResult& c, const std::string& cxx_in) {
   }
   const std::string n = c.name;
   const std::string lib = (std::filesystem::path(c.dir) / ("lib" + n + ".so")).string();
-  const std::string flags = "-std=c++17 -fPIC -Wall -Wextra " + march;
+  const std::string flags = "-std=c++17 -fPIC -Wall -Wextra " + march + (fp.empty() ? "" : " " + fp);
   const std::string cmd = "cd " + quote(c.dir) + " && { " + cxx + " " + flags + " -O0 -c " + quote(n + "_weights.cpp") +
                           " -o " + quote(n + "_weights.o") + " & " + cxx + " " + flags +
                           " -O3 -fno-math-errno -fno-trapping-math -c " + quote(n + ".cpp") + " -o " + quote(n + ".o") +

@@ -25,18 +25,26 @@ class Emitters final : public onnx::DeviceKernels {
       c.why = r.what();
       return c;
     }
+    auto step = e.take();
+    if (q.node.target().reproducible() && !step->bitwise) {
+      c.why = "no reproducible emission for " + q.node.op_type() +
+              " (quiver compile --reproducible emits only code bitwise equal to the engine's reproducible mode)";
+      return c;
+    }
     c.placement = onnx::Placement::Device;
-    c.kernel = e.take();
+    c.kernel = std::move(step);
     return c;
   }
 };
 
 }  // namespace
 
-const onnx::Target& emitter_target() {
+const onnx::Target& emitter_target(bool reproducible) {
   static const Emitters lib;
   static const onnx::Target t{"aot", &lib};
-  return t;
+  // Constant folding runs the engine's reproducible kernels: any ISA gives the same bits.
+  static const onnx::Target r{"aot (reproducible)", &lib, onnx::Numerics::Reproducible, repro::best_isa()};
+  return reproducible ? r : t;
 }
 
 }  // namespace quiver::aot

@@ -31,6 +31,7 @@ namespace quiver::aot {
 
 extern const char* const kRuntimeSource;  // runtime.inc (generated runtime_source.cpp)
 extern const char* const kAbiSource;      // abi.h
+extern const char* const kReproSource;    // runtime_repro.inc (with core/repro's soft_fma.inc and math.inc)
 
 namespace {
 
@@ -138,8 +139,9 @@ void write_array(std::ostringstream& os, const ConstRec& c) {
 
 class Generator {
  public:
-  Generator(const ModelInfo& info, const Plan& plan, const std::string& name, const CompileOptions& opt, std::string source)
-      : info_(info), plan_(plan), name_(name), opt_(opt), source_(std::move(source)) {}
+  Generator(const ModelInfo& info, const Plan& plan, const std::string& name, const CompileOptions& opt, std::string source,
+            bool reproducible = false)
+      : info_(info), plan_(plan), name_(name), opt_(opt), source_(std::move(source)), repro_(reproducible) {}
 
   CompileResult run(const fs::path& dir);
 
@@ -162,6 +164,7 @@ class Generator {
   std::string name_;
   CompileOptions opt_;
   std::string source_;  // the model file's name
+  bool repro_;          // reproducible numerics: the rr runtime, no contraction or fast math
 
   std::vector<std::string> dims_;                          // symbolic dims, ABI order
   std::vector<std::vector<std::string>> input_dims_;        // per input: per axis, literal or Dims field
@@ -408,7 +411,8 @@ std::string Generator::info_json() const {
   std::ostringstream j;
   j << "{\"name\":" << json_str(name_) << ",\"model\":" << json_str(info.name) << ",\"source_sha256\":"
     << json_str(info.sha256) << ",\"quiver_version\":" << json_str(QUIVER_AOT_VERSION) << ",\"format\":"
-    << json_str(info.format) << ",\"target\":" << json_str(opt_.target) << ",\"abi\":1,\"dims\":[";
+    << json_str(info.format) << ",\"target\":" << json_str(opt_.target)
+    << ",\"numerics\":" << json_str(repro_ ? "reproducible" : "default") << ",\"abi\":1,\"dims\":[";
   for (size_t i = 0; i < dims_.size(); ++i) {
     auto it = opt_.max_dims.find(dims_[i]);
     j << (i ? "," : "") << "{\"name\":" << json_str(dims_[i]) << ",\"max\":" << (it == opt_.max_dims.end() ? -1 : it->second)
@@ -492,7 +496,11 @@ std::string Generator::source() {
     << "#include \"" << name_ << ".hpp\"\n\n"
     << "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <exception>\n"
     << "#include <limits>\n#include <memory>\n#include <new>\n#include <stdexcept>\n#include <string>\n#include <type_traits>\n\n"
-    << "namespace {\n" << kRuntimeSource << "}  // namespace\n\n"
+    << (repro_ ? "// Reproducible numerics: bitwise equal to the engine's reproducible mode on every instruction set,\n"
+                 "// as long as no multiply and add is contracted and no math is reassociated.\n"
+                 "#if defined(__FAST_MATH__)\n#error \"reproducible numerics: build without -ffast-math (and with -ffp-contract=off)\"\n#endif\n\n"
+               : "")
+    << "namespace {\n" << kRuntimeSource << (repro_ ? kReproSource : "") << "}  // namespace\n\n"
     << "namespace " << name_ << " {\n\nnamespace W {  // " << name_ << "_weights.cpp\n";
   for (const auto& k : consts_)
     if (k.used)
@@ -631,7 +639,10 @@ std::string Generator::cmake() const {
     << "set_target_properties(" << n << "_objects PROPERTIES POSITION_INDEPENDENT_CODE ON)\n"
     << "target_compile_features(" << n << "_objects PUBLIC cxx_std_17)\n"
     << "separate_arguments(_" << n << "_arch UNIX_COMMAND \"${" << n << "_ARCH_FLAGS}\")\n"
-    << "target_compile_options(" << n << "_objects PRIVATE -O3 -fno-math-errno -fno-trapping-math ${_" << n << "_arch})\n"
+    << (repro_ ? "# Reproducible numerics: no contraction of a*b+c into fma (the code says fma where the engine does).\n" : "")
+    << "set(" << n << "_FP_FLAGS \"" << (repro_ ? "-ffp-contract=off" : "") << "\")\n"
+    << "separate_arguments(_" << n << "_fp UNIX_COMMAND \"${" << n << "_FP_FLAGS}\")\n"
+    << "target_compile_options(" << n << "_objects PRIVATE -O3 -fno-math-errno -fno-trapping-math ${_" << n << "_arch} ${_" << n << "_fp})\n"
     << "set_source_files_properties(" << n << "_weights.cpp PROPERTIES COMPILE_OPTIONS -O0)\n\n"
     << "add_library(" << n << " SHARED " << n << "_entry.cpp $<TARGET_OBJECTS:" << n << "_objects>)\n"
     << "add_library(" << n << "_static STATIC $<TARGET_OBJECTS:" << n << "_objects>)\n"
@@ -756,10 +767,16 @@ CompileResult compile_model(const std::string& model_path, const std::string& ou
   LoadOptions lo;
   lo.name = name;
   lo.params = options.params;
+  bool reproducible = false;
+  if (auto it = lo.params.find("numerics"); it != lo.params.end()) {
+    if (it->second != "reproducible" && it->second != "default")
+      throw_error(ErrorCode::InvalidArgument, "numerics must be default or reproducible, not '" + it->second + "'", {name});
+    reproducible = it->second == "reproducible";
+  }
   onnx::CompileOptions co;
   co.fuse_transposed_gemm = false;
-  auto model = onnx::compile_onnx_file(model_path, lo, co, emitter_target());
-  Generator g(model->info(), model->plan(), id, options, fs::path(model_path).filename().string());
+  auto model = onnx::compile_onnx_file(model_path, lo, co, emitter_target(reproducible));
+  Generator g(model->info(), model->plan(), id, options, fs::path(model_path).filename().string(), reproducible);
   return g.run(out_dir);
 }
 

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -23,12 +24,60 @@ namespace {
 struct CompileArgs {
   std::string model, out, name, target = "native";
   std::vector<std::string> max_dims, params;
-  bool check = false;
+  bool check = false, reproducible = false;
   double rtol = 1e-4, atol = 1e-5;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Reproducible numerics: the compiled library's outputs equal the engine's reproducible mode bit for
+// bit, at the data set's batch and for each row alone (batch 1, rows concatenated).
+std::string bitwise_vs_engine(const Model& compiled, const Model& engine, const std::vector<Tensor>& inputs) {
+  auto differ = [&](const std::vector<Tensor>& got, const std::vector<Tensor>& want, const std::string& how) {
+    for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
+      const auto m = onnx::compare_tensors(got[i], want[i], {0, 0});
+      const bool same_bits = got[i].nbytes() == want[i].nbytes() &&
+                             std::memcmp(got[i].raw(), want[i].raw(), got[i].nbytes()) == 0;
+      if (!same_bits)
+        return "output " + compiled.info().outputs[i].name + " differs in bits from the engine's reproducible mode (" +
+               how + ")" + (m.empty() ? "" : ": " + m);
+    }
+    return std::string();
+  };
+  const std::vector<Tensor> want = engine.run_once(inputs);
+  std::string why = differ(compiled.run_once(inputs), want, "the data set's batch");
+  if (!why.empty() || inputs.empty() || inputs[0].rank() == 0) return why;
+  const int64_t rows = inputs[0].dim(0);
+  for (const auto& t : inputs)
+    if (t.rank() == 0 || t.dim(0) != rows) return why;  // no common batch dim: the data set's batch only
+  for (const auto& t : want)
+    if (t.rank() == 0 || t.dim(0) != rows) return why;
+  std::vector<std::vector<Tensor>> per_row;
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<Tensor> in;
+    for (const auto& t : inputs) {
+      std::vector<int64_t> d = t.dims();
+      d[0] = 1;
+      const size_t row_bytes = t.nbytes() / static_cast<size_t>(rows);
+      in.push_back(Tensor::view(t.dtype(), d, static_cast<const unsigned char*>(t.raw()) + static_cast<size_t>(r) * row_bytes));
+    }
+    per_row.push_back(compiled.run_once(in));
+  }
+  std::vector<Tensor> joined;
+  for (size_t i = 0; i < want.size(); ++i) {
+    Tensor j = Tensor::empty(want[i].dtype(), want[i].dims());
+    size_t at = 0;
+    for (const auto& pr : per_row) {
+      if (i >= pr.size()) return "batch 1 gave fewer outputs";
+      if (at + pr[i].nbytes() > j.nbytes()) return "output " + compiled.info().outputs[i].name + " at batch 1 has other dims";
+      std::memcpy(static_cast<unsigned char*>(j.raw()) + at, pr[i].raw(), pr[i].nbytes());
+      at += pr[i].nbytes();
+    }
+    joined.push_back(std::move(j));
+  }
+  return differ(joined, want, "batch 1, row by row");
 }
 
 void cmd_compile(const CompileArgs& a) {
@@ -53,6 +102,8 @@ void cmd_compile(const CompileArgs& a) {
     if (eq == std::string::npos || eq == 0) throw Error(ErrorCode::InvalidArgument, "--param expects KEY=VALUE, got '" + p + "'");
     o.params[p.substr(0, eq)] = p.substr(eq + 1);
   }
+  if (a.reproducible) o.params["numerics"] = "reproducible";
+  const bool repro = o.params.count("numerics") && o.params.at("numerics") == "reproducible";
   std::string out = a.out;
   if (out.empty()) {
     if (!a.check) throw Error(ErrorCode::InvalidArgument, "give the output folder with -o DIR");
@@ -112,8 +163,14 @@ void cmd_compile(const CompileArgs& a) {
       std::vector<Tensor> inputs, expected;
       for (const auto& f : onnx::numbered_files(dir.string(), "input")) inputs.push_back(onnx::read_tensor_file(f).tensor);
       for (const auto& f : onnx::numbered_files(dir.string(), "output")) expected.push_back(onnx::read_tensor_file(f).tensor);
-      const std::string why = compare(compiled->run_once(inputs), engine->run_once(inputs), &expected);
-      std::cout << dir.filename().string() << ": " << (why.empty() ? "ok (reference data and engine)" : "FAILED: " + why) << "\n";
+      std::string why = compare(compiled->run_once(inputs), engine->run_once(inputs), &expected);
+      if (why.empty() && repro) why = bitwise_vs_engine(*compiled, *engine, inputs);
+      std::cout << dir.filename().string() << ": "
+                << (why.empty() ? (repro ? "ok (reference data; bitwise equal to the engine's reproducible mode at the data "
+                                           "set's batch and batch 1)"
+                                         : "ok (reference data and engine)")
+                                : "FAILED: " + why)
+                << "\n";
       if (!why.empty()) ++failed;
     }
     if (sets == 0) std::cout << "no test_data_set_* next to the model: built and loaded only\n";
@@ -133,6 +190,9 @@ quiver::cli::CommandRegistrar reg(45, [](CLI::App& app) {
   c->add_option("--param", a->params, "KEY=VALUE: a load parameter fixed at compile time (tree ensembles: round_begin, "
                                       "round_end, use_best_iteration)")->take_all();
   c->add_option("--target", a->target, "instruction set: native, x86-64-v3 or x86-64-v2")->default_val("native");
+  c->add_flag("--reproducible", a->reproducible,
+              "emit the engine's reproducible numerics (#15): outputs bitwise equal to `--reproducible` runs of the "
+              "engine on every instruction set (ops without such code are refused by name)");
   c->add_flag("--check", a->check, "also build it with the C++ compiler and run it against the engine and the "
                                    "model's test_data_set_* (rtol/atol below)");
   c->add_option("--rtol", a->rtol, "relative tolerance of --check")->default_val(1e-4);

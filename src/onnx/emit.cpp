@@ -193,6 +193,32 @@ std::string emit_activation(const BuildContext& ctx) {
          ";\nact.beta = " + cfloat(a.beta) + ";\n";
 }
 
+std::string emit_repro_activation(const BuildContext& ctx) {
+  const ActivationSpec a = fused_activation(ctx);
+  static const char* const kinds[] = {"rr::kNone", "rr::kRelu", "rr::kLeakyRelu", "rr::kSigmoid", "rr::kTanh", "rr::kClip"};
+  return "rr::Act act;\nact.kind = " + std::string(kinds[static_cast<int>(a.kind)]) + ";\nact.alpha = " + cfloat(a.alpha) +
+         ";\nact.beta = " + cfloat(a.beta) + ";\n";
+}
+
+Emitter exact(Emitter emit) {
+  return [emit](Emit& e) {
+    emit(e);
+    e.bitwise();
+  };
+}
+
+Emitter emit_math(const std::string& expr, const std::string& repro_fn) {
+  const Emitter def = emit_unary(expr), repro = emit_unary("rr::" + repro_fn + "(v)", {DType::F32});
+  return [def, repro](Emit& e) {
+    if (!e.reproducible()) {
+      def(e);
+      return;
+    }
+    repro(e);
+    e.bitwise();
+  };
+}
+
 Emitter emit_unary(const std::string& expr, std::initializer_list<DType> types) {
   std::vector<DType> allowed(types);
   return [expr, allowed](Emit& e) {

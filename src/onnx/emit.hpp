@@ -42,6 +42,9 @@ struct EmittedStep final : DeviceKernel {
   std::vector<uint8_t> reads_data;    // per input: the compute code reads its data (0: dims only)
   std::vector<std::shared_ptr<const Tensor>> consts;  // K<j>: constants made by the emitter (packed weights)
   std::string comment;  // what the step does, for the reader of the generated code
+  // The code performs the same IEEE operations in the same order as the engine's kernel for the
+  // plan's numerics (Emit::bitwise); quiver compile --reproducible refuses every step without it.
+  bool bitwise = false;
   // As the compiler typed the step's outputs (dtype, static dims with -1 for runtime ones).
   std::vector<DType> out_dtypes;
   std::vector<std::optional<std::vector<int64_t>>> out_shapes;
@@ -83,6 +86,13 @@ class Emit {
   std::string ctype(DType t) const;
   std::string tin(size_t i) const { return ctype(in(i).dtype); }
   std::string tout(size_t i) const { return ctype(out(i).dtype); }
+
+  // quiver compile --reproducible (#15): the plan is compiled for the engine's reproducible numerics
+  // (constant folding and fusions included). An emitter then writes the operations of the op's
+  // reproducible kernel in their order (src/aot/runtime_repro.inc holds the shared ones: rr::gemm,
+  // rr::conv, the engine's own exp/tanh/...) and says so with bitwise(); other steps are refused.
+  bool reproducible() const { return q_.node.target().reproducible(); }
+  void bitwise() { step_->bitwise = true; }
 
   // Writing the step.
   void shape(const std::string& code) { step_->shape += code; }
@@ -139,6 +149,14 @@ inline constexpr int64_t kGemmPanel = 16;
 inline int64_t packed_b_floats(int64_t K, int64_t N) { return (N + kGemmPanel - 1) / kGemmPanel * kGemmPanel * K; }
 
 // Helpers op files share.
+// `emit`, marked bitwise in every mode: the op is Repro::Exact and its code does what its CPU kernel
+// does (integer, copy, compare and select, or per element the same correctly rounded operations).
+Emitter exact(Emitter emit);
+// Elementwise float math: `expr` of `v` by default; in reproducible mode `rr::<repro_fn>(v)`, the
+// engine's own function (float32 only).
+Emitter emit_math(const std::string& expr, const std::string& repro_fn);
+// `rr::Act act` set to the fused activation, computed as the reproducible kernels compute it.
+std::string emit_repro_activation(const BuildContext& ctx);
 std::string cfloat(double v);     // exact float literal ("0x1.8p+1f", or a NaN/Inf expression)
 std::string cint(int64_t v);      // "INT64_C(...)"-free literal that is valid for int64_t
 // `rt::Act act` set to the activation the fusion pass attached to a Gemm/Conv/MatMul node.

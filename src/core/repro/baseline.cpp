@@ -8,26 +8,8 @@ typedef float V __attribute__((vector_size(16)));
 constexpr int W = 4;
 constexpr const char* kIsa = "baseline";
 
-// Correctly rounded a*b+c without an FMA instruction (and without the C library's fmaf, which
-// switches rounding modes and is ~20x slower): the product of two floats is exact in double; the sum
-// is rounded to odd (TwoSum gives the rounding error; an inexact even result moves one ulp towards
-// it), and a double rounded to odd then rounded to float is the correctly rounded float result
-// (53 >= 24 + 2 bits). Inf and NaN follow from the double operations.
-[[gnu::always_inline]] inline float fma(float a, float b, float c) {
-  const double p = static_cast<double>(a) * static_cast<double>(b);
-  const double cd = c;
-  const double s = p + cd;
-  const double bb = s - p;
-  const double err = (p - (s - bb)) + (cd - bb);
-  uint64_t u;
-  __builtin_memcpy(&u, &s, 8);
-  const bool adjust = err != 0.0 && (u & 1) == 0;
-  const bool away = (err > 0.0) == (s > 0.0);
-  u = adjust ? (away ? u + 1 : u - 1) : u;
-  double r;
-  __builtin_memcpy(&r, &u, 8);
-  return static_cast<float>(s - s == 0.0 ? r : s);  // s - s != 0: s is inf or NaN
-}
+#include "core/repro/soft_fma.inc"
+[[gnu::always_inline]] inline float fma(float a, float b, float c) { return soft_fma(a, b, c); }
 [[gnu::always_inline]] inline V vfma(V a, V b, V c) {
   V r;
   for (int i = 0; i < W; ++i) r[i] = fma(a[i], b[i], c[i]);

@@ -14,6 +14,7 @@ QUIVER_REGISTER_OPS(abs) {
 }
 
 QUIVER_REGISTER_EMITTERS(abs) {
-  emitters.add("", "Abs", emit_unary("std::abs(v)", {DType::F32, DType::F64, DType::I64, DType::I32}));
+  // The kernel's expression (not std::abs): -0 and a negative NaN keep their sign bit, as in the engine.
+  emitters.add("", "Abs", exact(emit_unary("v < 0 ? -v : v", {DType::F32, DType::F64, DType::I64, DType::I32})));
 }
 }  // namespace quiver::onnx

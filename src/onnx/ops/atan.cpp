@@ -9,6 +9,6 @@ QUIVER_REGISTER_OPS(atan) {
 }
 
 QUIVER_REGISTER_EMITTERS(atan) {
-  emitters.add("", "Atan", emit_unary("std::atan(v)"));
+  emitters.add("", "Atan", emit_math("std::atan(v)", "f_atan"));
 }
 }  // namespace quiver::onnx

@@ -181,6 +181,18 @@ void emit_batchnorm(Emit& e) {
   if (r < 2) e.refuse("input rank below 2");
   e.same_dims(0, 0);
   const std::string ka = e.add_const(std::move(a)), kb = e.add_const(std::move(b));
+  if (e.reproducible()) {
+    // The kernel's a and b (the same expressions, computed here), its x * a + b in two roundings
+    // (no contraction), then its reproducible activation over Y.
+    e.compute(emit_repro_activation(e.node()) + "const int64_t N = " + e.din(0, 0) + ", L = " + e.span_in(0, 2, r) +
+              ";\nfor (int64_t n = 0; n < N; ++n)\n  for (int64_t c = 0; c < " + std::to_string(C) +
+              "; ++c) {\n    const float* xs = x0 + (n * " + std::to_string(C) + " + c) * L;\n    float* ys = y0 + (n * " +
+              std::to_string(C) + " + c) * L;\n    const float av = " + ka + "[c], bv = " + kb +
+              "[c];\n    for (int64_t i = 0; i < L; ++i) ys[i] = xs[i] * av + bv;\n  }\nrr::act_n(y0, N * " +
+              std::to_string(C) + " * L, act);\n");
+    e.bitwise();
+    return;
+  }
   e.compute(emit_activation(e.node()) + "const int64_t N = " + e.din(0, 0) + ", L = " + e.span_in(0, 2, r) +
             ";\nfor (int64_t n = 0; n < N; ++n)\n  for (int64_t c = 0; c < " + std::to_string(C) +
             "; ++c) {\n    const float* xs = x0 + (n * " + std::to_string(C) + " + c) * L;\n    float* ys = y0 + (n * " +

@@ -9,7 +9,19 @@ namespace quiver::onnx {
 void emit_cast(Emit& e) {
   const std::string ti = e.tin(0), to = e.tout(0);
   e.same_dims(0, 0);
+  const bool float_to_int = (e.in(0).dtype == DType::F32 || e.in(0).dtype == DType::F64) && e.out(0).dtype != DType::Bool &&
+                            e.out(0).dtype != DType::F32 && e.out(0).dtype != DType::F64;
+  if (e.reproducible() && float_to_int) {
+    // convert_value: NaN gives 0, out-of-range values saturate (the kernel's defined result).
+    e.compute("const int64_t n = I0.n();\nfor (int64_t j = 0; j < n; ++j) {\n  const " + ti + " v = x0[j];\n  y0[j] = v != v ? " +
+              to + "(0) : v <= static_cast<" + ti + ">(std::numeric_limits<" + to + ">::lowest()) ? std::numeric_limits<" + to +
+              ">::lowest() : v >= static_cast<" + ti + ">(std::numeric_limits<" + to + ">::max()) ? std::numeric_limits<" + to +
+              ">::max() : static_cast<" + to + ">(v);\n}\n");
+    e.bitwise();
+    return;
+  }
   e.compute("const int64_t n = I0.n();\nfor (int64_t j = 0; j < n; ++j) y0[j] = static_cast<" + to + ">(x0[j]);\n");
+  e.bitwise();  // conversions between these types are exact or correctly rounded
 }
 
 QUIVER_REGISTER_OPS(cast) {

@@ -9,6 +9,6 @@ QUIVER_REGISTER_OPS(ceil) {
 }
 
 QUIVER_REGISTER_EMITTERS(ceil) {
-  emitters.add("", "Ceil", emit_unary("std::ceil(v)"));
+  emitters.add("", "Ceil", exact(emit_unary("std::ceil(v)")));
 }
 }  // namespace quiver::onnx

@@ -103,6 +103,6 @@ void emit_clip(Emit& e) {
 
 }  // namespace
 
-QUIVER_REGISTER_EMITTERS(clip) { emitters.add("", "Clip", emit_clip); }
+QUIVER_REGISTER_EMITTERS(clip) { emitters.add("", "Clip", exact(emit_clip)); }
 
 }  // namespace quiver::onnx

@@ -119,6 +119,6 @@ QUIVER_REGISTER_OPS(concat) {
 }
 
 QUIVER_REGISTER_EMITTERS(concat) {
-  emitters.add("", "Concat", emit_concat);
+  emitters.add("", "Concat", exact(emit_concat));
 }
 }  // namespace quiver::onnx

@@ -56,6 +56,6 @@ QUIVER_REGISTER_OPS(constantofshape) {
 }
 
 QUIVER_REGISTER_EMITTERS(constantofshape) {
-  emitters.add("", "ConstantOfShape", emit_constantofshape);
+  emitters.add("", "ConstantOfShape", exact(emit_constantofshape));
 }
 }  // namespace quiver::onnx

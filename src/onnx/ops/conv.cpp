@@ -217,6 +217,36 @@ void emit_conv(Emit& e) {
   else e.set_dims(0, {"I0.d[0]", std::to_string(M), OW});
   const bool direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph0 == 0 && ph1 == 0 && pw0 == 0 && pw1 == 0;
   const std::string K = std::to_string(w.dim(1) * kh * kw);
+  if (e.reproducible()) {
+    // The kernel's paths with repro::gemm (rr::conv): the same geometry, tap-wise or im2col path and
+    // order of sums; the tap-wise weights [tap][M][C] made here as ConvKernel's tapw_.
+    auto n = [](int64_t v) { return std::to_string(v); };
+    std::string tapw = "nullptr";
+    const int64_t C = w.dim(1), T = kh * kw;
+    if (groups == 1 && T > 1) {
+      Tensor p = Tensor::empty(DType::F32, {T * M * C});
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t t = 0; t < T; ++t) p.data<float>()[(t * M + m) * C + c] = w.data<float>()[(m * C + c) * T + t];
+      tapw = e.add_const(std::move(p));
+    }
+    if (!direct) e.scratch("4 * " + K + " * " + OH + " * " + OW);
+    std::string c = emit_repro_activation(e.node()) + "rr::Conv a;\na.nd = " + (two ? "2" : "1") +
+                    ";\na.N = I0.d[0];\na.C = I0.d[1];\na.M = " + n(M) + ";\na.groups = " + n(groups) + ";\n";
+    const int64_t kk[2] = {two ? kh : kw, kw}, ss[2] = {two ? sh : sw, sw}, dd[2] = {two ? dh : dw, dw},
+                  pp0[2] = {two ? ph0 : pw0, pw0}, pp1[2] = {two ? ph1 : pw1, pw1};
+    for (int i = 0; i < (two ? 2 : 1); ++i) {
+      const std::string I = n(i);
+      c += "a.in[" + I + "] = I0.d[" + n(2 + i) + "];\na.out[" + I + "] = O0.d[" + n(2 + i) + "];\na.k[" + I + "] = " +
+           n(kk[i]) + ";\na.s[" + I + "] = " + n(ss[i]) + ";\na.d[" + I + "] = " + n(dd[i]) + ";\na.pb[" + I + "] = " +
+           n(pp0[i]) + ";\na.pe[" + I + "] = " + n(pp1[i]) + ";\n";
+    }
+    c += "a.x = x0;\na.w = x1;\na.tapw = " + tapw + ";\na.bias = " + (e.has_input(2) ? "x2" : "nullptr") +
+         ";\na.y = y0;\na.col = " + (direct ? "nullptr" : "static_cast<float*>(scratch)") + ";\na.act = act;\nrr::conv(a);\n";
+    e.compute(c);
+    e.bitwise();
+    return;
+  }
   // Scratch: the gemm's pack for the last panel of pixels, then the im2col copy.
   e.scratch("rt::gemm_pack_bytes(" + K + ")" + (direct ? std::string() : " + 4 * " + K + " * " + OH + " * " + OW));
   auto n = [](int64_t v) { return std::to_string(v); };

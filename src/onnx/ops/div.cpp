@@ -11,6 +11,6 @@ QUIVER_REGISTER_OPS(div) {
 }
 
 QUIVER_REGISTER_EMITTERS(div) {
-  emitters.add("", "Div", emit_binary("rt::div(a, b)", {DType::F32, DType::F64, DType::I64, DType::I32}));
+  emitters.add("", "Div", exact(emit_binary("rt::div(a, b)", {DType::F32, DType::F64, DType::I64, DType::I32})));
 }
 }

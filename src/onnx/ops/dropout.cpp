@@ -75,6 +75,6 @@ QUIVER_REGISTER_OPS(dropout) {
 }
 
 QUIVER_REGISTER_EMITTERS(dropout) {
-  emitters.add("", "Dropout", emit_dropout);
+  emitters.add("", "Dropout", exact(emit_dropout));
 }
 }  // namespace quiver::onnx

@@ -7,6 +7,6 @@ QUIVER_REGISTER_OPS(equal) {
 }
 
 QUIVER_REGISTER_EMITTERS(equal) {
-  emitters.add("", "Equal", emit_binary("a == b", {DType::F32, DType::F64, DType::I64, DType::I32, DType::Bool}));
+  emitters.add("", "Equal", exact(emit_binary("a == b", {DType::F32, DType::F64, DType::I64, DType::I32, DType::Bool})));
 }
 }  // namespace quiver::onnx

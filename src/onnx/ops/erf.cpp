@@ -19,6 +19,6 @@ QUIVER_REGISTER_OPS(erf) {
 }
 
 QUIVER_REGISTER_EMITTERS(erf) {
-  emitters.add("", "Erf", emit_unary("std::erf(v)"));
+  emitters.add("", "Erf", emit_math("std::erf(v)", "f_erf"));
 }
 }  // namespace quiver::onnx

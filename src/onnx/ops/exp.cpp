@@ -9,6 +9,6 @@ QUIVER_REGISTER_OPS(exp) {
 }
 
 QUIVER_REGISTER_EMITTERS(exp) {
-  emitters.add("", "Exp", emit_unary("std::exp(v)"));
+  emitters.add("", "Exp", emit_math("std::exp(v)", "f_exp"));
 }
 }  // namespace quiver::onnx

@@ -57,6 +57,6 @@ QUIVER_REGISTER_OPS(expand) {
 }
 
 QUIVER_REGISTER_EMITTERS(expand) {
-  emitters.add("", "Expand", emit_expand);
+  emitters.add("", "Expand", exact(emit_expand));
 }
 }  // namespace quiver::onnx

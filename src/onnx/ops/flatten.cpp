@@ -52,6 +52,6 @@ QUIVER_REGISTER_OPS(flatten) {
 }
 
 QUIVER_REGISTER_EMITTERS(flatten) {
-  emitters.add("", "Flatten", emit_flatten);
+  emitters.add("", "Flatten", exact(emit_flatten));
 }
 }  // namespace quiver::onnx

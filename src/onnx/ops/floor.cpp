@@ -9,6 +9,6 @@ QUIVER_REGISTER_OPS(floor) {
 }
 
 QUIVER_REGISTER_EMITTERS(floor) {
-  emitters.add("", "Floor", emit_unary("std::floor(v)"));
+  emitters.add("", "Floor", exact(emit_unary("std::floor(v)")));
 }
 }  // namespace quiver::onnx

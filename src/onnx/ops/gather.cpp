@@ -98,6 +98,6 @@ QUIVER_REGISTER_OPS(gather) {
 }
 
 QUIVER_REGISTER_EMITTERS(gather) {
-  emitters.add("", "Gather", emit_gather);
+  emitters.add("", "Gather", exact(emit_gather));
 }
 }  // namespace quiver::onnx

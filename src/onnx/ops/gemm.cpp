@@ -227,6 +227,48 @@ class GemmKernel final : public Kernel {
 
 }  // namespace
 
+namespace {
+// quiver compile --reproducible: the kernel's repro::gemm as rr::gemm, with the same choice of C's
+// role (a bias row added after alpha * AB, else C broadcast into Y and fma(beta, C, alpha * AB)) made
+// at run time from C's dims as the kernel makes it; a constant transposed B stored as [K, N].
+void emit_gemm_repro(Emit& e) {
+  const auto& at = e.attrs();
+  const bool ta = at.get_int("transA", 0) != 0, tb = at.get_int("transB", 0) != 0;
+  const float alpha = at.get_float("alpha", 1.0f), beta = at.get_float("beta", 1.0f);
+  const std::string M = e.din(0, ta ? 1 : 0), K = e.din(0, ta ? 0 : 1), N = e.din(1, tb ? 0 : 1);
+  std::string c = emit_repro_activation(e.node()) + "rr::Gemm g;\ng.M = " + M + ";\ng.N = " + N + ";\ng.K = " + K +
+                  ";\ng.A = x0;\ng.am = " + (ta ? "1" : K) + ";\ng.ak = " + (ta ? M : "1") + ";\n";
+  if (e.in(1).constant && tb) {
+    const Tensor& w = *e.in(1).constant;
+    const int64_t n = w.dim(0), k = w.dim(1);
+    Tensor p = Tensor::empty(DType::F32, {k, n});
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < k; ++j) p.data<float>()[j * n + i] = w.data<float>()[i * k + j];
+    e.dims_only(1);
+    c += "g.B = " + e.add_const(std::move(p)) + ";\ng.bk = " + N + ";\ng.bn = 1;\n";
+  } else {
+    c += "g.B = x1;\ng.bk = " + (tb ? std::string("1") : N) + ";\ng.bn = " + (tb ? K : std::string("1")) + ";\n";
+  }
+  c += "g.C = y0;\ng.ldc = " + N + ";\ng.alpha = " + cfloat(alpha) + ";\n";
+  if (e.has_input(2) && beta != 0.0f) {
+    if (e.in(2).dtype != DType::F32) e.refuse("Gemm's C must be float");
+    if (e.rank_in(2) > 2) e.refuse("Gemm's C has rank above 2");
+    // As GemmKernel::run_a: an empty C adds nothing; a bias row [N] or [1, N] with beta 1 is the
+    // epilogue's bias; any other C is broadcast into Y first and added as fma(beta, C, y).
+    c += "const int64_t nc = I2.n();\nif (nc > 0) {\n"
+         "  if (nc == g.N && (I2.r == 1 || (I2.r == 2 && I2.d[0] == 1)) && " + std::string(beta == 1.0f ? "true" : "false") +
+         ") {\n    g.bias = x2;\n  } else {\n"
+         "    const int64_t rs = I2.r == 2 && I2.d[0] != 1 ? I2.d[1] : 0, cs = I2.r >= 1 && I2.d[I2.r - 1] != 1 ? 1 : 0;\n"
+         "    if ((I2.r == 2 && I2.d[0] != 1 && I2.d[0] != g.M) || (I2.r >= 1 && I2.d[I2.r - 1] != 1 && I2.d[I2.r - 1] != g.N))\n"
+         "      fail(\"C does not broadcast to [M, N]\");\n"
+         "    for (int64_t i = 0; i < g.M; ++i)\n      for (int64_t j = 0; j < g.N; ++j) y0[i * g.N + j] = x2[i * rs + j * cs];\n"
+         "    g.beta = " + cfloat(beta) + ";\n  }\n}\n";
+  }
+  e.compute(c + "rr::gemm(g);\nrr::act_n(y0, g.M * g.N, act);\n");
+  e.bitwise();
+}
+}  // namespace
+
 // quiver compile: a constant B is packed into the runtime gemm's panels at compile time; a B computed
 // at run time is packed panel by panel into the step's scratch.
 void emit_gemm(Emit& e) {
@@ -239,6 +281,10 @@ void emit_gemm(Emit& e) {
   e.shape("if (I0.d[" + std::string(ta ? "0" : "1") + "] != I1.d[" + (tb ? "1" : "0") +
           "]) fail(\"inner dims differ\");\n");
   e.set_dims(0, {M, N});
+  if (e.reproducible()) {
+    emit_gemm_repro(e);
+    return;
+  }
   std::string c = emit_activation(e.node()) + "rt::GemmArgs g;\ng.M = " + M + ";\ng.N = " + N + ";\ng.K = " + K +
                   ";\ng.A = x0;\ng.lda = " + (ta ? "1" : K) + ";\ng.ak = " + (ta ? M : "1") + ";\n";
   if (e.in(1).constant) {

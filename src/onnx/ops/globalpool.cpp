@@ -71,7 +71,8 @@ void emit_global_average(Emit& e) {
   e.set_dims(0, d);
   e.compute("const int64_t nc = I0.d[0] * I0.d[1], L = " + e.span_in(0, 2, r) +
             ";\nfor (int64_t j = 0; j < nc; ++j) {\n  float s = 0.f;\n  for (int64_t i = 0; i < L; ++i) s += x0[j * L + i];\n"
-            "  y0[j] = s / static_cast<float>(L);\n}\n");
+            "  y0[j] = L ? s / static_cast<float>(L) : 0.f;\n}\n");
+  e.bitwise();  // the kernel's sum in index order, then one division
 }
 
 QUIVER_REGISTER_OPS(globalpool) {

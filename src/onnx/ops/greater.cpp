@@ -7,6 +7,6 @@ QUIVER_REGISTER_OPS(greater) {
 }
 
 QUIVER_REGISTER_EMITTERS(greater) {
-  emitters.add("", "Greater", emit_binary("a > b", {DType::F32, DType::F64, DType::I64, DType::I32, DType::Bool}));
+  emitters.add("", "Greater", exact(emit_binary("a > b", {DType::F32, DType::F64, DType::I64, DType::I32, DType::Bool})));
 }
 }  // namespace quiver::onnx

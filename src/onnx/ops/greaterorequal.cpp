@@ -7,6 +7,6 @@ QUIVER_REGISTER_OPS(greaterorequal) {
 }
 
 QUIVER_REGISTER_EMITTERS(greaterorequal) {
-  emitters.add("", "GreaterOrEqual", emit_binary("a >= b", {DType::F32, DType::F64, DType::I64, DType::I32, DType::Bool}));
+  emitters.add("", "GreaterOrEqual", exact(emit_binary("a >= b", {DType::F32, DType::F64, DType::I64, DType::I32, DType::Bool})));
 }
 }  // namespace quiver::onnx

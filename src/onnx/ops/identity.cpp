@@ -23,6 +23,6 @@ QUIVER_REGISTER_OPS(identity) {
 }
 
 QUIVER_REGISTER_EMITTERS(identity) {
-  emitters.add("", "Identity", emit_identity);
+  emitters.add("", "Identity", exact(emit_identity));
 }
 }

@@ -16,8 +16,8 @@ QUIVER_REGISTER_OPS(leakyrelu) {
 }
 
 QUIVER_REGISTER_EMITTERS(leakyrelu) {
-  emitters.add("", "LeakyRelu", [](Emit& e) {
+  emitters.add("", "LeakyRelu", exact([](Emit& e) {
     emit_unary("v >= 0 ? v : " + cfloat(e.attrs().get_float("alpha", 0.01f)) + " * v")(e);
-  });
+  }));
 }
 }  // namespace quiver::onnx

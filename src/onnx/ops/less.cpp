@@ -7,6 +7,6 @@ QUIVER_REGISTER_OPS(less) {
 }
 
 QUIVER_REGISTER_EMITTERS(less) {
-  emitters.add("", "Less", emit_binary("a < b", {DType::F32, DType::F64, DType::I64, DType::I32, DType::Bool}));
+  emitters.add("", "Less", exact(emit_binary("a < b", {DType::F32, DType::F64, DType::I64, DType::I32, DType::Bool})));
 }
 }  // namespace quiver::onnx

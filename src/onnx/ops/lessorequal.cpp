@@ -7,6 +7,6 @@ QUIVER_REGISTER_OPS(lessorequal) {
 }
 
 QUIVER_REGISTER_EMITTERS(lessorequal) {
-  emitters.add("", "LessOrEqual", emit_binary("a <= b", {DType::F32, DType::F64, DType::I64, DType::I32, DType::Bool}));
+  emitters.add("", "LessOrEqual", exact(emit_binary("a <= b", {DType::F32, DType::F64, DType::I64, DType::I32, DType::Bool})));
 }
 }  // namespace quiver::onnx

@@ -9,6 +9,6 @@ QUIVER_REGISTER_OPS(log) {
 }
 
 QUIVER_REGISTER_EMITTERS(log) {
-  emitters.add("", "Log", emit_unary("std::log(v)"));
+  emitters.add("", "Log", emit_math("std::log(v)", "f_log"));
 }
 }  // namespace quiver::onnx

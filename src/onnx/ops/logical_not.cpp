@@ -19,6 +19,6 @@ QUIVER_REGISTER_OPS(logical_not) {
 }
 
 QUIVER_REGISTER_EMITTERS(logical_not) {
-  emitters.add("", "Not", emit_unary("!v", {DType::Bool}));
+  emitters.add("", "Not", exact(emit_unary("!v", {DType::Bool})));
 }
 }  // namespace quiver::onnx

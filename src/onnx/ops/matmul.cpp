@@ -146,6 +146,12 @@ void emit_matmul(Emit& e) {
   e.rank_in(0);
   const int rb = e.rank_in(1);
   e.shape("if (!rt::matmul_shape(I0, I1, O0)) fail(\"operand dims do not multiply\");\n");
+  if (e.reproducible()) {  // the kernel's repro::gemm chains, bias and activation (rr::matmul)
+    e.compute(emit_repro_activation(e.node()) + "rr::matmul(x0, I0, x1, I1, y0, " + (e.has_input(2) ? "x2" : "nullptr") +
+              ", act);\n");
+    e.bitwise();
+    return;
+  }
   std::string b = "x1", packed = "nullptr", pack = "nullptr";
   if (e.in(1).constant) {
     const Tensor& w = *e.in(1).constant;

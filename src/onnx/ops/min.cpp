@@ -16,7 +16,10 @@ QUIVER_REGISTER_OPS(min) {
 QUIVER_REGISTER_EMITTERS(min) {
   emitters.add("", "Min", [](Emit& e) {
     if (e.num_inputs() != 2) e.refuse("emitted for two inputs");
-    emit_binary("a < b || a != a ? a : b", {DType::F32, DType::I64, DType::I32})(e);
+    // The kernel's expression: NaN propagates as a + b, ties (and +0 vs -0) give a.
+    emit_binary(e.in(0).dtype == DType::F32 ? "a != a || b != b ? a + b : (b < a ? b : a)" : "b < a ? b : a",
+                {DType::F32, DType::I64, DType::I32})(e);
+    e.bitwise();
   });
 }
 }  // namespace quiver::onnx

@@ -4,6 +4,6 @@ namespace quiver::onnx {
 QUIVER_REGISTER_OPS(mul) { registry.add({"", "Mul", arith_builder([](auto a, auto b) { return a * b; })}, Repro::Exact); }
 
 QUIVER_REGISTER_EMITTERS(mul) {
-  emitters.add("", "Mul", emit_binary("a * b", {DType::F32, DType::F64, DType::I64, DType::I32}));
+  emitters.add("", "Mul", exact(emit_binary("a * b", {DType::F32, DType::F64, DType::I64, DType::I32})));
 }
 }

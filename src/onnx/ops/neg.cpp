@@ -10,6 +10,6 @@ QUIVER_REGISTER_OPS(neg) {
 }
 
 QUIVER_REGISTER_EMITTERS(neg) {
-  emitters.add("", "Neg", emit_unary("-v", {DType::F32, DType::F64, DType::I64, DType::I32}));
+  emitters.add("", "Neg", exact(emit_unary("-v", {DType::F32, DType::F64, DType::I64, DType::I32})));
 }
 }  // namespace quiver::onnx

@@ -48,6 +48,17 @@ enum class Fast { None, One, Square, Cube, Sqrt, Recip };
 void emit_pow(Emit& e) {
   if (e.in(0).dtype != DType::F32 || e.in(1).dtype != DType::F32) e.refuse("Pow is emitted for float only");
   const auto& c = e.in(1).constant;
+  if (e.reproducible()) {
+    // The kernel's fast paths (the only float powers it runs reproducibly; it refuses the rest).
+    const double x = c && c->numel() == 1 ? static_cast<double>(c->data<float>()[0]) : 0.0;
+    const char* expr = !c || c->numel() != 1 ? nullptr
+                       : x == 1 ? "v" : x == 2 ? "v * v" : x == 3 ? "v * v * v" : x == 0.5 ? "std::sqrt(v)" : x == -1 ? "1.0f / v" : nullptr;
+    if (!expr) e.refuse("no reproducible Pow for this exponent");
+    emit_unary(expr, {DType::F32})(e);
+    e.dims_only(1);
+    e.bitwise();
+    return;
+  }
   if (c && c->numel() == 1 && c->data<float>()[0] == 2.0f) {
     emit_unary("v * v")(e);
     e.dims_only(1);

@@ -25,6 +25,7 @@ void emit_range(Emit& e) {
           std::string(fl ? "std::max<int64_t>(static_cast<int64_t>(std::ceil((x1[0] - x0[0]) / x2[0])), 0)"
                          : "std::max<int64_t>((static_cast<int64_t>(x1[0]) - x0[0] + x2[0] + (x2[0] > 0 ? -1 : 1)) / x2[0], 0)") + ";\n");
   e.compute(t + " v = x0[0];\nfor (int64_t j = 0; j < O0.d[0]; ++j, v += x2[0]) y0[j] = v;\n");
+  if (!fl) e.bitwise();  // integers: exact; a float range's running sum is not the kernel's yet
 }
 
 QUIVER_REGISTER_OPS(range) {

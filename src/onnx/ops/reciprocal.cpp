@@ -9,6 +9,6 @@ QUIVER_REGISTER_OPS(reciprocal) {
 }
 
 QUIVER_REGISTER_EMITTERS(reciprocal) {
-  emitters.add("", "Reciprocal", emit_unary("1 / v"));
+  emitters.add("", "Reciprocal", exact(emit_unary("1 / v")));
 }
 }  // namespace quiver::onnx

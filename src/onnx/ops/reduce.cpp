@@ -295,6 +295,17 @@ Emitter emit_reduce(int axes_input_opset) {
     }
     e.set_dims(0, d);
     const std::string ty = e.tin(0);
+    if (e.reproducible()) {
+      // The kernel's own order and double accumulation (rr::reduce); integer sums would wrap
+      // differently in the emitted type than in the kernel's 64 bits.
+      if (t != DType::F32) e.refuse("reproducible emission is for float only");
+      static const char* const kinds[] = {"rr::kSum", "rr::kMean", "rr::kMax", "rr::kMin"};
+      e.scratch("8 * (O0.n() > 0 ? O0.n() : 1)");
+      e.compute("static const bool mask[] = {" + (m.empty() ? std::string("false") : m) + "};\nrr::reduce<" +
+                kinds[static_cast<int>(K)] + ">(x0, I0, mask, y0, static_cast<double*>(scratch));\n");
+      e.bitwise();
+      return;
+    }
     std::string init, f;
     switch (K) {
       case RKind::Sum: case RKind::Mean: init = ty + "(0)"; f = "a + b"; break;

@@ -7,6 +7,6 @@ QUIVER_REGISTER_OPS(relu) {
 }
 
 QUIVER_REGISTER_EMITTERS(relu) {
-  emitters.add("", "Relu", emit_unary("v > 0 ? v : 0", {DType::F32, DType::F64, DType::I64, DType::I32}));
+  emitters.add("", "Relu", exact(emit_unary("v > 0 ? v : 0", {DType::F32, DType::F64, DType::I64, DType::I32})));
 }
 }

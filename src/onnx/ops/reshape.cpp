@@ -95,6 +95,6 @@ QUIVER_REGISTER_OPS(reshape) {
 }
 
 QUIVER_REGISTER_EMITTERS(reshape) {
-  emitters.add("", "Reshape", emit_reshape);
+  emitters.add("", "Reshape", exact(emit_reshape));
 }
 }  // namespace quiver::onnx

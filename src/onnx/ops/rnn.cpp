@@ -84,6 +84,81 @@ void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N,
 
 // quiver compile (RNN, GRU and LSTM, whose shared implementation is rnn_common.hpp): the cell as rt::recurrent with W^T and R^T
 // packed for its gemms and the biases folded at compile time, exactly as the CPU kernel folds them.
+// quiver compile --reproducible: RecurrentKernel's reproducible path as rr::recurrent (the same GEMM
+// chains, folded bias and gate arithmetic in its order), W^T and R^T as the kernel packs them.
+inline void emit_recurrent_repro(Emit& e, CellKind kind, int64_t D, int layout, const std::string& dir, bool lbr,
+                                 const Tensor& w, const Tensor& r) {
+  const auto& at = e.attrs();
+  const int64_t G = kind == CellKind::LSTM ? 4 : kind == CellKind::GRU ? 3 : 1;
+  const int64_t H = r.dim(2), GH = G * H, I = w.dim(2);
+  Tensor wt = Tensor::empty(DType::F32, {D * I * GH}), rt = Tensor::empty(DType::F32, {D * H * GH});
+  for (int64_t d = 0; d < D; ++d) {
+    RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, wt.data<float>() + d * I * GH);
+    RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, rt.data<float>() + d * H * GH);
+  }
+  std::string bias = "nullptr", rbh = "nullptr";
+  const Tensor* bt = e.has_input(3) && e.in(3).constant && e.in(3).constant->numel() > 0 ? e.in(3).constant.get() : nullptr;
+  if (bt) {
+    if (bt->numel() != D * 2 * GH) e.refuse("B has the wrong size");
+    // The kernel adds wb[j] + (keep_rb ? 0 : rb[j]) to each projection: that sum, made here.
+    Tensor fb = Tensor::empty(DType::F32, {D * GH}), rb = Tensor::empty(DType::F32, {D * H});
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t j = 0; j < GH; ++j) {
+        const float wb = bt->data<float>()[d * 2 * GH + j], rbv = bt->data<float>()[d * 2 * GH + GH + j];
+        const bool keep_rb = lbr && j >= 2 * H;
+        fb.data<float>()[d * GH + j] = wb + (keep_rb ? 0.0f : rbv);
+        if (keep_rb) rb.data<float>()[d * H + j - 2 * H] = rbv;
+      }
+    bias = e.add_const(std::move(fb));
+    if (lbr) rbh = e.add_const(std::move(rb));
+  }
+  const auto acts = parse_rnn_activations(at, kind, D);
+  std::string al;
+  for (const auto& a : acts)
+    al += "{" + std::to_string(static_cast<int>(a.kind)) + ", " + cfloat(a.alpha) + ", " + cfloat(a.beta) + "}, ";
+  for (size_t i = 1; i < e.num_inputs(); ++i)
+    if (e.has_input(i) && i != 4 && i != 5 && i != 6 && i != 7) e.dims_only(i);
+  const std::string T = layout == 0 ? "I0.d[0]" : "I0.d[1]", B = layout == 0 ? "I0.d[1]" : "I0.d[0]";
+  const std::string Hs = std::to_string(H), Ds = std::to_string(D);
+  e.shape("if (I0.d[2] != " + std::to_string(I) + ") fail(\"X has the wrong input size\");\n");
+  if (layout == 0) e.set_dims(0, {T, Ds, B, Hs});
+  else e.set_dims(0, {B, T, Ds, Hs});
+  const std::vector<std::string> st = layout == 0 ? std::vector<std::string>{Ds, B, Hs} : std::vector<std::string>{B, Ds, Hs};
+  for (size_t k = 1; k < e.num_outputs(); ++k) e.set_dims(k, st);
+  if (e.has_input(4) && e.in(4).dtype != DType::I32 && e.in(4).dtype != DType::I64) e.refuse("sequence_lens type");
+  // As the kernel's opt(): an absent or empty optional input is none.
+  auto opt = [&](size_t i) {
+    return e.has_input(i) ? "(I" + std::to_string(i) + ".n() > 0 ? x" + std::to_string(i) + " : nullptr)" : std::string("nullptr");
+  };
+  std::string c = "static const rr::RnnAct acts[] = {" + al + "};\nrr::Rec a;\na.cell = " +
+                  std::to_string(kind == CellKind::LSTM ? 2 : kind == CellKind::GRU ? 1 : 0) + ";\na.T = " + T + ";\na.B = " + B +
+                  ";\na.I = " + std::to_string(I) + ";\na.H = " + Hs + ";\na.D = " + Ds + ";\na.layout = " + std::to_string(layout) +
+                  ";\na.reverse_only = " + (dir == "reverse" ? "true" : "false") + ";\na.input_forget = " +
+                  (at.get_int("input_forget", 0) != 0 ? "true" : "false") + ";\na.lbr = " + (lbr ? "true" : "false") +
+                  ";\na.clip = " + cfloat(at.has("clip") ? at.get_float("clip", 0) : 0) + ";\na.X = x0;\na.Wt = " +
+                  e.add_const(std::move(wt)) + ";\na.Rt = " + e.add_const(std::move(rt)) + ";\na.bias = " + bias + ";\na.rbh = " + rbh +
+                  ";\n";
+  if (e.has_input(4)) {
+    c += "if (I4.n() > 0 && I4.n() != " + B + ") fail(\"sequence_lens has the wrong size\");\n";
+    c += std::string(e.in(4).dtype == DType::I32 ? "a.lens32" : "a.lens64") + " = " + opt(4) + ";\n";
+  }
+  if (e.has_input(5)) c += "if (I5.n() > 0 && I5.n() != " + Ds + " * " + B + " * " + Hs + ") fail(\"initial_h has the wrong size\");\n";
+  if (kind == CellKind::LSTM && e.has_input(6))
+    c += "if (I6.n() > 0 && I6.n() != " + Ds + " * " + B + " * " + Hs + ") fail(\"initial_c has the wrong size\");\n";
+  if (kind == CellKind::LSTM && e.has_input(7))
+    c += "if (I7.n() > 0 && I7.n() != " + Ds + " * 3 * " + Hs + ") fail(\"P has the wrong size\");\n";
+  c += "a.h0 = " + opt(5) + ";\n";
+  if (kind == CellKind::LSTM) c += "a.c0 = " + opt(6) + ";\na.P = " + opt(7) + ";\n";
+  c += "a.Y = y0;\n";
+  if (e.num_outputs() > 1) c += "a.Yh = y1;\n";
+  if (e.num_outputs() > 2) c += "a.Yc = y2;\n";
+  c += "a.work = static_cast<unsigned char*>(scratch);\na.acts = acts;\na.acts_per_dir = " +
+       std::to_string(acts.size() / static_cast<size_t>(D)) + ";\nif (!rr::recurrent(a)) fail(\"sequence_lens value outside [0, T]\");\n";
+  e.scratch("rr::rec_work_bytes(" + std::to_string(G) + ", " + T + ", " + B + ", " + Hs + ")");
+  e.compute(c);
+  e.bitwise();
+}
+
 inline Emitter emit_recurrent(CellKind kind) {
   return [kind](Emit& e) {
     const auto& at = e.attrs();
@@ -100,6 +175,10 @@ inline Emitter emit_recurrent(CellKind kind) {
     const int64_t H = r.dim(2), GH = G * H, I = w.dim(2);
     if (w.rank() != 3 || w.dim(0) != D || w.dim(1) != GH || r.dim(0) != D || r.dim(1) != GH) e.refuse("W/R shapes");
     const bool lbr = at.get_int("linear_before_reset", 0) != 0 && kind == CellKind::GRU;
+    if (e.reproducible()) {
+      emit_recurrent_repro(e, kind, D, layout, dir, lbr, w, r);
+      return;
+    }
     // W^T and R^T in the gemm's panel layout: W is [D][G*H][I], so B(k = i, j) = W[j * I + i].
     const std::string wp = e.add_packed_b(w.data<float>(), I, GH, 1, I, D, GH * I);
     std::string rp;

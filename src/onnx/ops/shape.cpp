@@ -70,6 +70,6 @@ QUIVER_REGISTER_OPS(shape) {
 }
 
 QUIVER_REGISTER_EMITTERS(shape) {
-  emitters.add("", "Shape", emit_shape);
+  emitters.add("", "Shape", exact(emit_shape));
 }
 }  // namespace quiver::onnx

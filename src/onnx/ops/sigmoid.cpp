@@ -15,6 +15,6 @@ QUIVER_REGISTER_OPS(sigmoid) {
 }
 
 QUIVER_REGISTER_EMITTERS(sigmoid) {
-  emitters.add("", "Sigmoid", emit_unary("v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v))"));
+  emitters.add("", "Sigmoid", emit_math("v >= 0 ? 1 / (1 + std::exp(-v)) : std::exp(v) / (1 + std::exp(v))", "f_sigmoid"));
 }
 }  // namespace quiver::onnx

@@ -17,7 +17,7 @@ QUIVER_REGISTER_OPS(sign) {
 
 // NaN stays NaN (std::isnan is false for the integer types); zero gives +0 as the kernel does.
 QUIVER_REGISTER_EMITTERS(sign) {
-  emitters.add("", "Sign", emit_unary("std::isnan(v) ? v : (v > 0 ? 1 : (v < 0 ? -1 : 0))",
-                                      {DType::F32, DType::F64, DType::I64, DType::I32}));
+  emitters.add("", "Sign", exact(emit_unary("std::isnan(v) ? v : (v > 0 ? 1 : (v < 0 ? -1 : 0))",
+                                      {DType::F32, DType::F64, DType::I64, DType::I32})));
 }
 }  // namespace quiver::onnx

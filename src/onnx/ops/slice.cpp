@@ -158,6 +158,6 @@ QUIVER_REGISTER_OPS(slice) {
 }
 
 QUIVER_REGISTER_EMITTERS(slice) {
-  emitters.add("", "Slice", emit_slice);
+  emitters.add("", "Slice", exact(emit_slice));
 }
 }  // namespace quiver::onnx

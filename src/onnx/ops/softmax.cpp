@@ -152,6 +152,11 @@ void emit_softmax(Emit& e) {
   const std::string outer = e.span_in(0, 0, ax);
   const std::string mid = old ? e.span_in(0, ax, r) : e.din(0, ax);
   const std::string inner = old ? "1" : e.span_in(0, ax + 1, r);
+  if (e.reproducible()) {  // repro::softmax (the engine's exp and log, sums in index order)
+    e.compute("rr::softmax(x0, y0, " + outer + ", " + mid + ", " + inner + ", " + (Log ? "true" : "false") + ");\n");
+    e.bitwise();
+    return;
+  }
   e.compute(std::string("rt::softmax<") + (Log ? "true" : "false") + ">(x0, y0, " + outer + ", " + mid + ", " + inner + ");\n");
 }
 

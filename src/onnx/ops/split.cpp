@@ -155,6 +155,6 @@ void emit_split(Emit& e) {
 
 }  // namespace
 
-QUIVER_REGISTER_EMITTERS(split) { emitters.add("", "Split", emit_split); }
+QUIVER_REGISTER_EMITTERS(split) { emitters.add("", "Split", exact(emit_split)); }
 
 }  // namespace quiver::onnx

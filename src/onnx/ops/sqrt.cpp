@@ -9,6 +9,6 @@ QUIVER_REGISTER_OPS(sqrt) {
 }
 
 QUIVER_REGISTER_EMITTERS(sqrt) {
-  emitters.add("", "Sqrt", emit_unary("std::sqrt(v)"));
+  emitters.add("", "Sqrt", exact(emit_unary("std::sqrt(v)")));
 }
 }  // namespace quiver::onnx

@@ -75,6 +75,6 @@ QUIVER_REGISTER_OPS(squeeze) {
 }
 
 QUIVER_REGISTER_EMITTERS(squeeze) {
-  emitters.add("", "Squeeze", emit_squeeze);
+  emitters.add("", "Squeeze", exact(emit_squeeze));
 }
 }  // namespace quiver::onnx

@@ -4,6 +4,6 @@ namespace quiver::onnx {
 QUIVER_REGISTER_OPS(sub) { registry.add({"", "Sub", arith_builder([](auto a, auto b) { return a - b; })}, Repro::Exact); }
 
 QUIVER_REGISTER_EMITTERS(sub) {
-  emitters.add("", "Sub", emit_binary("a - b", {DType::F32, DType::F64, DType::I64, DType::I32}));
+  emitters.add("", "Sub", exact(emit_binary("a - b", {DType::F32, DType::F64, DType::I64, DType::I32})));
 }
 }

@@ -9,6 +9,6 @@ QUIVER_REGISTER_OPS(tanh) {
 }
 
 QUIVER_REGISTER_EMITTERS(tanh) {
-  emitters.add("", "Tanh", emit_unary("std::tanh(v)"));
+  emitters.add("", "Tanh", emit_math("std::tanh(v)", "f_tanh"));
 }
 }  // namespace quiver::onnx

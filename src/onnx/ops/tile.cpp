@@ -79,6 +79,6 @@ QUIVER_REGISTER_OPS(tile) {
 }
 
 QUIVER_REGISTER_EMITTERS(tile) {
-  emitters.add("", "Tile", emit_tile);
+  emitters.add("", "Tile", exact(emit_tile));
 }
 }  // namespace quiver::onnx

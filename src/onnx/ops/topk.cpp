@@ -129,6 +129,6 @@ QUIVER_REGISTER_OPS(topk) {
 }
 
 QUIVER_REGISTER_EMITTERS(topk) {
-  emitters.add("", "TopK", emit_topk);
+  emitters.add("", "TopK", exact(emit_topk));
 }
 }  // namespace quiver::onnx

@@ -142,6 +142,6 @@ QUIVER_REGISTER_OPS(transpose) {
 }
 
 QUIVER_REGISTER_EMITTERS(transpose) {
-  emitters.add("", "Transpose", emit_transpose);
+  emitters.add("", "Transpose", exact(emit_transpose));
 }
 }  // namespace quiver::onnx

@@ -59,6 +59,6 @@ QUIVER_REGISTER_OPS(unsqueeze) {
 }
 
 QUIVER_REGISTER_EMITTERS(unsqueeze) {
-  emitters.add("", "Unsqueeze", emit_unsqueeze);
+  emitters.add("", "Unsqueeze", exact(emit_unsqueeze));
 }
 }  // namespace quiver::onnx

@@ -49,6 +49,6 @@ QUIVER_REGISTER_OPS(where) {
 }
 
 QUIVER_REGISTER_EMITTERS(where) {
-  emitters.add("", "Where", emit_where);
+  emitters.add("", "Where", exact(emit_where));
 }
 }  // namespace quiver::onnx
