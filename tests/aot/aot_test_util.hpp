@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <set>
 #include <sstream>
@@ -17,6 +18,16 @@
 #include "quiver/onnx/testing.hpp"
 
 namespace aot_test {
+
+// The comma-separated list in environment variable `var`, else `def` (the models a test runs).
+inline std::vector<std::string> list_from_env(const char* var, const char* def) {
+  const char* env = std::getenv(var);
+  std::stringstream ss(env && *env ? env : def);
+  std::vector<std::string> r;
+  for (std::string m; std::getline(ss, m, ',');)
+    if (!m.empty()) r.push_back(m);
+  return r;
+}
 
 inline std::string run_command(const std::string& cmd, int* rc) {
   std::string out;

@@ -104,13 +104,7 @@ std::shared_ptr<const Model> compiled(const std::string& model, aot::CompileResu
 }
 
 std::vector<std::string> models_under_test() {
-  const char* env = std::getenv("QUIVER_AOT_MODELS");
-  std::string list = env && *env ? env : "hls4ml_three_layer,ticl_supercls,ticl_energy_id,higgs_interaction_net,deepdoublex_ddb_94x_unsorted";
-  std::vector<std::string> r;
-  std::stringstream ss(list);
-  for (std::string m; std::getline(ss, m, ',');)
-    if (!m.empty()) r.push_back(m);
-  return r;
+  return aot_test::list_from_env("QUIVER_AOT_MODELS", "hls4ml_three_layer,ticl_supercls,ticl_energy_id,higgs_interaction_net,deepdoublex_ddb_94x_unsorted");
 }
 
 const quiver::onnx::Tolerance kTol{1e-4, 1e-5};

@@ -48,6 +48,11 @@ const char* const kTargets[] = {"native", "x86-64-v2"};
 
 fs::path out_root() { return fs::path(QUIVER_BINARY_DIR) / "tests" / "aot" / "out_repro"; }
 
+void write_graph(const test::G& g, const std::string& file) {
+  std::ofstream f(file, std::ios::binary);
+  f << g.bytes();
+}
+
 LoadOptions repro_options() {
   LoadOptions o;
   o.params["numerics"] = "reproducible";
@@ -123,13 +128,8 @@ std::vector<Tensor> row_by_row(const Model& lib, const std::vector<Tensor>& in) 
 std::string sha(const Tensor& t) { return sha256_hex(std::string_view(static_cast<const char*>(t.raw()), t.nbytes())); }
 
 std::vector<std::string> models_under_test() {
-  const char* env = std::getenv("QUIVER_AOT_REPRO_MODELS");
-  std::string list = env && *env ? env : "hls4ml_three_layer,ticl_supercls,ticl_energy_id,higgs_interaction_net,deepdoublex_ddb_94x_unsorted";
-  std::vector<std::string> r;
-  std::stringstream ss(list);
-  for (std::string m; std::getline(ss, m, ',');)
-    if (!m.empty()) r.push_back(m);
-  return r;
+  return aot_test::list_from_env("QUIVER_AOT_REPRO_MODELS",
+                                 "hls4ml_three_layer,ticl_supercls,ticl_energy_id,higgs_interaction_net,deepdoublex_ddb_94x_unsorted");
 }
 
 class AotReproModels : public ::testing::TestWithParam<std::string> {};
@@ -178,10 +178,7 @@ Built build_graph(const test::G& g, const std::string& name) {
   const fs::path dir = out_root() / name;
   fs::create_directories(dir);
   const std::string file = (dir / (name + ".onnx")).string();
-  {
-    std::ofstream f(file, std::ios::binary);
-    f << g.bytes();
-  }
+  write_graph(g, file);
   Built b;
   b.engine = quiver::onnx::load_onnx(file, repro_options());
   for (const char* t : kTargets)
@@ -416,10 +413,7 @@ TEST(AotRepro, RefusalsAndBuildFlags) {
   o.params["numerics"] = "reproducible";
   auto refused = [&](const test::G& g, const std::string& stem, const std::vector<std::string>& words) {
     const std::string file = (dir / (stem + ".onnx")).string();
-    {
-      std::ofstream f(file, std::ios::binary);
-      f << g.bytes();
-    }
+    write_graph(g, file);
     try {
       aot::compile_model(file, (dir / stem).string(), o);
       ADD_FAILURE() << stem << " compiled under --reproducible";
@@ -456,10 +450,7 @@ TEST(AotRepro, RefusalsAndBuildFlags) {
   h.output("y", {-1, 4});
   const std::string file2 = (dir / "flags.onnx").string();
   aot::CompileOptions o2 = o;
-  {
-    std::ofstream f(file2, std::ios::binary);
-    f << h.bytes();
-  }
+  write_graph(h, file2);
   o2.name = "repro_flags";
   aot::compile_model(file2, (dir / "flags").string(), o2);
   std::ifstream cm(dir / "flags" / "CMakeLists.txt");

@@ -86,6 +86,49 @@ void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N,
 // packed for its gemms and the biases folded at compile time, exactly as the CPU kernel folds them.
 // quiver compile --reproducible: RecurrentKernel's reproducible path as rr::recurrent (the same GEMM
 // chains, folded bias and gate arithmetic in its order), W^T and R^T as the kernel packs them.
+// What both emitted variants share: the folded bias (the kernel adds wb[j] + (keep_rb ? 0 : rb[j]) to
+// each input projection: that sum, made here; GRU's Rb of the h gate apart with linear_before_reset),
+// the activations as `{kind, alpha, beta}` initialisers, and the outputs' dims.
+struct RecurrentCommon {
+  std::string bias = "nullptr", rbh = "nullptr", acts, T, B, H, D;
+  size_t acts_per_dir = 1;
+};
+inline RecurrentCommon emit_recurrent_common(Emit& e, CellKind kind, int64_t D, int layout, bool lbr, int64_t H, int64_t I) {
+  const int64_t GH = (kind == CellKind::LSTM ? 4 : kind == CellKind::GRU ? 3 : 1) * H;
+  RecurrentCommon rc;
+  const Tensor* bt = e.has_input(3) && e.in(3).constant && e.in(3).constant->numel() > 0 ? e.in(3).constant.get() : nullptr;
+  if (bt) {
+    if (bt->numel() != D * 2 * GH) e.refuse("B has the wrong size");
+    Tensor fb = Tensor::empty(DType::F32, {D, GH}), rb = Tensor::empty(DType::F32, {D, H});
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t j = 0; j < GH; ++j) {
+        const float wb = bt->data<float>()[d * 2 * GH + j], rbv = bt->data<float>()[d * 2 * GH + GH + j];
+        const bool keep_rb = lbr && j >= 2 * H;
+        fb.data<float>()[d * GH + j] = wb + (keep_rb ? 0.0f : rbv);
+        if (keep_rb) rb.data<float>()[d * H + j - 2 * H] = rbv;
+      }
+    rc.bias = e.add_const(std::move(fb));
+    if (lbr) rc.rbh = e.add_const(std::move(rb));
+  }
+  const auto acts = parse_rnn_activations(e.attrs(), kind, D);
+  for (const auto& a : acts)
+    rc.acts += "{" + std::to_string(static_cast<int>(a.kind)) + ", " + cfloat(a.alpha) + ", " + cfloat(a.beta) + "}, ";
+  rc.acts_per_dir = acts.size() / static_cast<size_t>(D);
+  for (size_t i = 1; i < e.num_inputs(); ++i)
+    if (e.has_input(i) && i != 4 && i != 5 && i != 6 && i != 7) e.dims_only(i);
+  rc.T = layout == 0 ? "I0.d[0]" : "I0.d[1]";
+  rc.B = layout == 0 ? "I0.d[1]" : "I0.d[0]";
+  rc.H = std::to_string(H);
+  rc.D = std::to_string(D);
+  e.shape("if (I0.d[2] != " + std::to_string(I) + ") fail(\"X has the wrong input size\");\n");
+  if (layout == 0) e.set_dims(0, {rc.T, rc.D, rc.B, rc.H});
+  else e.set_dims(0, {rc.B, rc.T, rc.D, rc.H});
+  const std::vector<std::string> st = layout == 0 ? std::vector<std::string>{rc.D, rc.B, rc.H} : std::vector<std::string>{rc.B, rc.D, rc.H};
+  for (size_t k = 1; k < e.num_outputs(); ++k) e.set_dims(k, st);
+  if (e.has_input(4) && e.in(4).dtype != DType::I32 && e.in(4).dtype != DType::I64) e.refuse("sequence_lens type");
+  return rc;
+}
+
 inline void emit_recurrent_repro(Emit& e, CellKind kind, int64_t D, int layout, const std::string& dir, bool lbr,
                                  const Tensor& w, const Tensor& r) {
   const auto& at = e.attrs();
@@ -96,47 +139,19 @@ inline void emit_recurrent_repro(Emit& e, CellKind kind, int64_t D, int layout, 
     RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, wt.data<float>() + d * I * GH);
     RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, rt.data<float>() + d * H * GH);
   }
-  std::string bias = "nullptr", rbh = "nullptr";
-  const Tensor* bt = e.has_input(3) && e.in(3).constant && e.in(3).constant->numel() > 0 ? e.in(3).constant.get() : nullptr;
-  if (bt) {
-    if (bt->numel() != D * 2 * GH) e.refuse("B has the wrong size");
-    // The kernel adds wb[j] + (keep_rb ? 0 : rb[j]) to each projection: that sum, made here.
-    Tensor fb = Tensor::empty(DType::F32, {D * GH}), rb = Tensor::empty(DType::F32, {D * H});
-    for (int64_t d = 0; d < D; ++d)
-      for (int64_t j = 0; j < GH; ++j) {
-        const float wb = bt->data<float>()[d * 2 * GH + j], rbv = bt->data<float>()[d * 2 * GH + GH + j];
-        const bool keep_rb = lbr && j >= 2 * H;
-        fb.data<float>()[d * GH + j] = wb + (keep_rb ? 0.0f : rbv);
-        if (keep_rb) rb.data<float>()[d * H + j - 2 * H] = rbv;
-      }
-    bias = e.add_const(std::move(fb));
-    if (lbr) rbh = e.add_const(std::move(rb));
-  }
-  const auto acts = parse_rnn_activations(at, kind, D);
-  std::string al;
-  for (const auto& a : acts)
-    al += "{" + std::to_string(static_cast<int>(a.kind)) + ", " + cfloat(a.alpha) + ", " + cfloat(a.beta) + "}, ";
-  for (size_t i = 1; i < e.num_inputs(); ++i)
-    if (e.has_input(i) && i != 4 && i != 5 && i != 6 && i != 7) e.dims_only(i);
-  const std::string T = layout == 0 ? "I0.d[0]" : "I0.d[1]", B = layout == 0 ? "I0.d[1]" : "I0.d[0]";
-  const std::string Hs = std::to_string(H), Ds = std::to_string(D);
-  e.shape("if (I0.d[2] != " + std::to_string(I) + ") fail(\"X has the wrong input size\");\n");
-  if (layout == 0) e.set_dims(0, {T, Ds, B, Hs});
-  else e.set_dims(0, {B, T, Ds, Hs});
-  const std::vector<std::string> st = layout == 0 ? std::vector<std::string>{Ds, B, Hs} : std::vector<std::string>{B, Ds, Hs};
-  for (size_t k = 1; k < e.num_outputs(); ++k) e.set_dims(k, st);
-  if (e.has_input(4) && e.in(4).dtype != DType::I32 && e.in(4).dtype != DType::I64) e.refuse("sequence_lens type");
+  const RecurrentCommon rc = emit_recurrent_common(e, kind, D, layout, lbr, H, I);
+  const std::string &T = rc.T, &B = rc.B, &Hs = rc.H, &Ds = rc.D;
   // As the kernel's opt(): an absent or empty optional input is none.
   auto opt = [&](size_t i) {
     return e.has_input(i) ? "(I" + std::to_string(i) + ".n() > 0 ? x" + std::to_string(i) + " : nullptr)" : std::string("nullptr");
   };
-  std::string c = "static const rr::RnnAct acts[] = {" + al + "};\nrr::Rec a;\na.cell = " +
+  std::string c = "static const rr::RnnAct acts[] = {" + rc.acts + "};\nrr::Rec a;\na.cell = " +
                   std::to_string(kind == CellKind::LSTM ? 2 : kind == CellKind::GRU ? 1 : 0) + ";\na.T = " + T + ";\na.B = " + B +
                   ";\na.I = " + std::to_string(I) + ";\na.H = " + Hs + ";\na.D = " + Ds + ";\na.layout = " + std::to_string(layout) +
                   ";\na.reverse_only = " + (dir == "reverse" ? "true" : "false") + ";\na.input_forget = " +
                   (at.get_int("input_forget", 0) != 0 ? "true" : "false") + ";\na.lbr = " + (lbr ? "true" : "false") +
                   ";\na.clip = " + cfloat(at.has("clip") ? at.get_float("clip", 0) : 0) + ";\na.X = x0;\na.Wt = " +
-                  e.add_const(std::move(wt)) + ";\na.Rt = " + e.add_const(std::move(rt)) + ";\na.bias = " + bias + ";\na.rbh = " + rbh +
+                  e.add_const(std::move(wt)) + ";\na.Rt = " + e.add_const(std::move(rt)) + ";\na.bias = " + rc.bias + ";\na.rbh = " + rc.rbh +
                   ";\n";
   if (e.has_input(4)) {
     c += "if (I4.n() > 0 && I4.n() != " + B + ") fail(\"sequence_lens has the wrong size\");\n";
@@ -153,7 +168,7 @@ inline void emit_recurrent_repro(Emit& e, CellKind kind, int64_t D, int layout, 
   if (e.num_outputs() > 1) c += "a.Yh = y1;\n";
   if (e.num_outputs() > 2) c += "a.Yc = y2;\n";
   c += "a.work = static_cast<unsigned char*>(scratch);\na.acts = acts;\na.acts_per_dir = " +
-       std::to_string(acts.size() / static_cast<size_t>(D)) + ";\nif (!rr::recurrent(a)) fail(\"sequence_lens value outside [0, T]\");\n";
+       std::to_string(rc.acts_per_dir) + ";\nif (!rr::recurrent(a)) fail(\"sequence_lens value outside [0, T]\");\n";
   e.scratch("rr::rec_work_bytes(" + std::to_string(G) + ", " + T + ", " + B + ", " + Hs + ")");
   e.compute(c);
   e.bitwise();
@@ -201,37 +216,9 @@ inline Emitter emit_recurrent(CellKind kind) {
     } else {
       rp = e.add_packed_b(r.data<float>(), H, GH, 1, H, D, GH * H);
     }
-    std::string bias = "nullptr", rbh = "nullptr";
-    const Tensor* bt = e.has_input(3) && e.in(3).constant && e.in(3).constant->numel() > 0 ? e.in(3).constant.get() : nullptr;
-    if (bt) {
-      if (bt->numel() != D * 2 * GH) e.refuse("B has the wrong size");
-      Tensor fb = Tensor::empty(DType::F32, {D, GH}), rb = Tensor::empty(DType::F32, {D, H});
-      for (int64_t d = 0; d < D; ++d)
-        for (int64_t j = 0; j < GH; ++j) {
-          const float wb = bt->data<float>()[d * 2 * GH + j], rbv = bt->data<float>()[d * 2 * GH + GH + j];
-          const bool keep_rb = lbr && j >= 2 * H;
-          fb.data<float>()[d * GH + j] = wb + (keep_rb ? 0.0f : rbv);
-          if (keep_rb) rb.data<float>()[d * H + j - 2 * H] = rbv;
-        }
-      bias = e.add_const(std::move(fb));
-      if (lbr) rbh = e.add_const(std::move(rb));
-    }
-    const auto acts = parse_rnn_activations(at, kind, D);
-    std::string al;
-    for (const auto& a : acts)
-      al += "{" + std::to_string(static_cast<int>(a.kind)) + ", " + cfloat(a.alpha) + ", " + cfloat(a.beta) + "}, ";
-    for (size_t i = 1; i < e.num_inputs(); ++i)
-      if (e.has_input(i) && i != 4 && i != 5 && i != 6 && i != 7) e.dims_only(i);
-    if (e.has_input(3)) e.dims_only(3);
-    const std::string T = layout == 0 ? "I0.d[0]" : "I0.d[1]", B = layout == 0 ? "I0.d[1]" : "I0.d[0]";
-    const std::string Hs = std::to_string(H), Ds = std::to_string(D);
-    e.shape("if (I0.d[2] != " + std::to_string(I) + ") fail(\"X has the wrong input size\");\n");
-    if (layout == 0) e.set_dims(0, {T, Ds, B, Hs});
-    else e.set_dims(0, {B, T, Ds, Hs});
-    const std::vector<std::string> st = layout == 0 ? std::vector<std::string>{Ds, B, Hs} : std::vector<std::string>{B, Ds, Hs};
-    for (size_t k = 1; k < e.num_outputs(); ++k) e.set_dims(k, st);
+    const RecurrentCommon rc = emit_recurrent_common(e, kind, D, layout, lbr, H, I);
+    const std::string &T = rc.T, &B = rc.B, &Hs = rc.H, &Ds = rc.D, &bias = rc.bias, &rbh = rc.rbh, &al = rc.acts;
     auto opt = [&](size_t i) { return e.has_input(i) ? "x" + std::to_string(i) : std::string("nullptr"); };
-    if (e.has_input(4) && e.in(4).dtype != DType::I32 && e.in(4).dtype != DType::I64) e.refuse("sequence_lens type");
     std::string c = "static const rt::RnnAct acts[] = {" + al + "};\nrt::RecArgs a;\na.cell = " +
                     std::to_string(kind == CellKind::LSTM ? 2 : kind == CellKind::GRU ? 1 : 0) + ";\na.T = " + T +
                     ";\na.B = " + B + ";\na.I = " + std::to_string(I) + ";\na.H = " + Hs + ";\na.D = " + Ds +
@@ -248,7 +235,7 @@ inline Emitter emit_recurrent(CellKind kind) {
     c += "a.Y = y0;\n";
     if (e.num_outputs() > 1) c += "a.Yh = y1;\n";
     if (e.num_outputs() > 2) c += "a.Yc = y2;\n";
-    c += "a.work = static_cast<float*>(scratch);\na.acts = acts;\na.acts_per_dir = " + std::to_string(acts.size() / static_cast<size_t>(D)) +
+    c += "a.work = static_cast<float*>(scratch);\na.acts = acts;\na.acts_per_dir = " + std::to_string(rc.acts_per_dir) +
          ";\nif (!rt::recurrent(a)) fail(\"sequence_lens value outside [0, T]\");\n";
     e.scratch("rt::recurrent_work_bytes(" + std::to_string(G) + ", " + T + ", " + B + ", " + Hs + ")");
     e.compute(c);
