@@ -7,6 +7,9 @@
 //     depend on dims alone (Shape -> Gather -> Concat -> Reshape chains), computed in the frame;
 //   layout: each slot's bytes = the largest value it holds; offsets in the caller's workspace;
 //   pass 2 (compute): the steps in plan order, on pointers the layout fixed.
+// A data-dependent dim (NonZero's count, EmittedStep::data_dims) is its bound in pass 1; pass 2 sets
+// it, computes the dims (and small values) of every step downstream of it again, and checks each
+// against the bytes the layout gave its slot.
 // The frame (dims of every value, slot offsets, the small values) lives at the start of the workspace,
 // so the generated code keeps no state of its own.
 #include <algorithm>
@@ -85,6 +88,7 @@ struct Value {
   Loc loc;
   int step = -1;     // defining step (-1: graph input)
   bool small = false;
+  bool dyn = false;  // dims (or small data) depend on a data-dependent dim: computed again in pass 2
 };
 
 struct ConstRec {
@@ -177,6 +181,7 @@ class Generator {
   std::vector<std::vector<int>> slot_values_;              // per slot: the values it holds
   std::vector<int> output_values_;                         // per graph output: value id (<= -2: constant)
   std::vector<uint8_t> small_steps_;                       // per step: runs in the shape pass
+  std::vector<uint8_t> redo_steps_;                        // per step: reads a dyn value (dims again in pass 2)
   size_t small_bytes_ = 0;
 };
 
@@ -259,8 +264,11 @@ void Generator::walk() {
       if (i < e.reads_values.size() && e.reads_values[i] && !known(ins[i]))
         data_dependent += "\n  " + s.label + ": input " + std::to_string(i) +
                           " sets the output's dims but is computed from tensor data";
+    bool redo = false;
+    for (int id : ins)
+      if (id >= 0 && values_[static_cast<size_t>(id)].dyn) redo = true;
     // Small integer outputs computed from constants, dims and other such values: the shape pass.
-    bool small = e.view_of < 0 && e.scratch.empty();
+    bool small = e.view_of < 0 && e.scratch.empty() && !e.data_dims;
     for (size_t k = 0; k < s.outputs.size() && small; ++k) {
       if (s.outputs[k] < 0) continue;
       const DType t = e.out_dtypes[k];
@@ -280,6 +288,7 @@ void Generator::walk() {
       Value v;
       v.step = static_cast<int>(si);
       v.dtype = e.out_dtypes[k];
+      v.dyn = redo || e.data_dims;
       if (k == 0 && e.view_of >= 0) {
         const int src = ins.at(static_cast<size_t>(e.view_of));
         if (src <= -2) v.loc = {Loc::Const, static_cast<size_t>(-2 - src)};
@@ -303,6 +312,7 @@ void Generator::walk() {
       slot_holder[static_cast<size_t>(s.outputs[k])] = outs.back();
     }
     small_steps_.push_back(small ? 1 : 0);
+    redo_steps_.push_back(redo ? 1 : 0);
     step_in_.push_back(ins);
     step_out_.push_back(outs);
   }
@@ -352,7 +362,8 @@ void Generator::emit_block(std::ostringstream& os, size_t si, bool shape_pass) {
   const Step& s = plan_.steps[si];
   const EmittedStep& e = *emitted_[si];
   const bool small = small_steps_[si] != 0;
-  if (!shape_pass && (small || e.view_of >= 0 || e.compute.empty())) return;
+  const bool redo = !shape_pass && redo_steps_[si] != 0;  // dims again, from data-dependent ones
+  if (!shape_pass && !redo && (small || e.view_of >= 0 || e.compute.empty())) return;
   os << "  {  // " << s.label << (e.comment.empty() ? "" : " - " + e.comment) << "\n";
   const auto& ins = step_in_[si];
   const auto& outs = step_out_[si];
@@ -363,7 +374,9 @@ void Generator::emit_block(std::ostringstream& os, size_t si, bool shape_pass) {
   for (size_t k = 0; k < outs.size(); ++k) {
     const std::string o = "O" + std::to_string(k);
     if (outs[k] < 0) os << "    [[maybe_unused]] rt::Shp " << o << "{};\n";
-    else os << "    [[maybe_unused]] " << (shape_pass ? "" : "const ") << "rt::Shp& " << o << " = F.s[" << outs[k] << "];\n";
+    else
+      os << "    [[maybe_unused]] " << (shape_pass || redo || e.data_dims ? "" : "const ") << "rt::Shp& " << o << " = F.s["
+         << outs[k] << "];\n";
   }
   // Data pointers: in pass 1 only constants and small values exist.
   for (size_t i = 0; i < ins.size(); ++i) {
@@ -374,11 +387,24 @@ void Generator::emit_block(std::ostringstream& os, size_t si, bool shape_pass) {
     os << "    [[maybe_unused]] const " << onnx::c_type_name(dtype_of(ins[i])) << "* x" << i << " = " << ptr_expr(ins[i]) << ";\n";
   }
   os << "    [[maybe_unused]] auto fail = [](const char* m) { fail_at(" << cstr(s.label) << ", m); };\n";
-  if (shape_pass) {
+  // Pass 2 after a data-dependent dim: each slot output must fit what the layout (from the bounds) gave.
+  auto fits = [&]() {
+    for (size_t k = 0; k < outs.size(); ++k)
+      if (outs[k] >= 0 && values_[static_cast<size_t>(outs[k])].loc.kind == Loc::Slot)
+        os << "    if (O" << k << ".n() * " << dtype_size(values_[static_cast<size_t>(outs[k])].dtype) << " > F.cap["
+           << values_[static_cast<size_t>(outs[k])].loc.index
+           << "]) fail(\"data-dependent dims above the bound the workspace was sized for\");\n";
+  };
+  if (shape_pass || redo) {
     os << "    {\n" << indent(e.shape, "      ") << "    }\n";
-    if (!e.scratch.empty()) os << "    F.scratch = std::max<int64_t>(F.scratch, static_cast<int64_t>(" << e.scratch << "));\n";
+    if (!e.scratch.empty()) {
+      if (shape_pass) os << "    F.scratch = std::max<int64_t>(F.scratch, static_cast<int64_t>(" << e.scratch << "));\n";
+      else os << "    if (static_cast<int64_t>(" << e.scratch << ") > F.scratch) fail(\"scratch above the bound the workspace was sized for\");\n";
+    }
+    if (redo) fits();
   }
-  if (!shape_pass || small) {
+  const bool run_compute = shape_pass ? small : !(e.view_of >= 0 || e.compute.empty());
+  if (run_compute) {
     for (size_t k = 0; k < outs.size(); ++k)
       os << "    [[maybe_unused]] " << onnx::c_type_name(e.out_dtypes[k]) << "* y" << k << " = "
          << (outs[k] < 0 ? std::string("nullptr") : ptr_expr(outs[k])) << ";\n";
@@ -389,6 +415,7 @@ void Generator::emit_block(std::ostringstream& os, size_t si, bool shape_pass) {
     if (!e.scratch.empty()) os << "    [[maybe_unused]] void* scratch = base + F.scratch_off;\n";
     if (shape_pass) os << "    [[maybe_unused]] unsigned char* base = nullptr;\n";
     os << "    {\n" << indent(e.compute, "      ") << "    }\n";
+    if (!shape_pass && e.data_dims) fits();
   }
   os << "  }\n";
 }
@@ -511,7 +538,7 @@ std::string Generator::source() {
     << "  throw std::invalid_argument(std::string(\"" << name_ << ": \") + step + \": \" + msg);\n}\n\n"
     << "// Every value's dims, the slots' offsets and the small values: the start of the workspace.\n"
     << "struct Frame {\n  rt::Shp s[" << std::max<size_t>(values_.size(), 1) << "];\n"
-    << "  int64_t off[" << std::max<size_t>(plan_.num_slots, 1) << "];\n"
+    << "  int64_t off[" << std::max<size_t>(plan_.num_slots, 1) << "], cap[" << std::max<size_t>(plan_.num_slots, 1) << "];\n"
     << "  int64_t scratch, scratch_off, total;\n"
     << "  alignas(64) unsigned char small[" << std::max<size_t>(small_bytes_, 1) << "];\n};\n\n"
     << "constexpr int64_t round64(int64_t b) { return (b + 63) / 64 * 64; }\n\n";
@@ -534,20 +561,27 @@ std::string Generator::source() {
   for (size_t si = 0; si < plan_.steps.size(); ++si) emit_block(c, si, true);
   c << "  int64_t at = round64(static_cast<int64_t>(sizeof(Frame)));\n";
   for (size_t sl = 0; sl < plan_.num_slots; ++sl) {
-    if (slot_values_[sl].empty()) { c << "  F.off[" << sl << "] = 0;\n"; continue; }
+    if (slot_values_[sl].empty()) { c << "  F.off[" << sl << "] = 0;\n  F.cap[" << sl << "] = 0;\n"; continue; }
     c << "  {\n    int64_t b = 0;\n";
     for (int v : slot_values_[sl])
       c << "    b = std::max<int64_t>(b, F.s[" << v << "].n() * " << dtype_size(values_[static_cast<size_t>(v)].dtype) << ");\n";
-    c << "    F.off[" << sl << "] = at;\n    at += round64(b);\n  }\n";
+    c << "    F.off[" << sl << "] = at;\n    F.cap[" << sl << "] = b;\n    at += round64(b);\n  }\n";
   }
   c << "  F.scratch_off = at;\n  F.total = at + round64(F.scratch);\n}\n\n";
   // Pass 2.
   c << "unsigned char* align64(void* p) {\n"
     << "  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(p) + 63) / 64 * 64);\n}\n\n"
     << "void compute(const Inputs& in, const Outputs& out, Frame& F, unsigned char* base) {\n";
+  // An output downstream of a data-dependent dim: the caller sized it by output_dims() (the bounds).
+  for (size_t k = 0; k < output_values_.size(); ++k)
+    if (output_values_[k] >= 0 && values_[static_cast<size_t>(output_values_[k])].dyn)
+      c << "  const rt::Shp sized" << k << " = F.s[" << output_values_[k] << "];\n";
   for (size_t si = 0; si < plan_.steps.size(); ++si) emit_block(c, si, false);
   for (size_t k = 0; k < output_values_.size(); ++k) {
     const int v = output_values_[k];
+    if (v >= 0 && values_[static_cast<size_t>(v)].dyn)
+      c << "  if (!rt::same(F.s[" << v << "], sized" << k << ")) fail_at(\"outputs\", \"the dims of output " << out_names_[k]
+        << " depend on tensor data and differ from output_dims()\");\n";
     const std::string n = v <= -2 ? std::to_string(consts_[static_cast<size_t>(-2 - v)].t->numel())
                                   : "F.s[" + std::to_string(v) + "].n()";
     c << "  std::memcpy(out." << out_names_[k] << ", " << ptr_expr(v) << ", static_cast<size_t>(" << n << ") * sizeof(*out."

@@ -1,5 +1,11 @@
 // Graph compiler: topological order (node lists need not be sorted), outer-scope capture for
 // subgraphs, kernel building, constant folding, fusions and liveness-based slot reuse.
+//
+// Shape values: the small integer tensors a graph computes from dims (Shape -> Gather -> Concat ->
+// Reshape ..., exporters' `expand(-1)` and `squeeze(dim)` patterns) are tracked element by element,
+// each known where it reads only static dims. A fully known one is a constant (so `Equal(Shape(x)[1], 1)`
+// folds when dim 1 is static), and a partly known one gives Expand / Reshape / ConstantOfShape the
+// static dims it fixes. An If whose condition is constant is replaced by its chosen branch's nodes.
 #include "onnx/compiler.hpp"
 
 #include <onnx/onnx_pb.h>
@@ -108,6 +114,15 @@ class GraphCompiler {
   }
   std::vector<const ::onnx::NodeProto*> topo_sort(const std::vector<const ::onnx::NodeProto*>& nodes);
   void build_node(const ::onnx::NodeProto& node);
+  // A name this graph or an enclosing one defines (without capturing it).
+  bool visible(const std::string& name) const { return names_.count(name) || (parent_ && parent_->visible(name)); }
+  // If with a constant condition: builds the chosen branch's nodes here; false when it cannot.
+  bool inline_if(const ::onnx::NodeProto& node);
+  // Shape values (see the top of the file): element-wise known values of small integer tensors.
+  using Partial = std::vector<std::optional<int64_t>>;
+  std::optional<Partial> partial_of(int id) const;
+  std::optional<Partial> partial_out(const ::onnx::NodeProto& node, const std::vector<int>& in_ids, int opset) const;
+  void refine_dims(const ::onnx::NodeProto& node, const std::vector<int>& in_ids, ValueInfo& out) const;
   void select_kernel(const OpDef& def, BuildCtx& ctx, const std::vector<int>& in_ids, const std::vector<int>& outs,
                      Step& step);
   // Subgraph bodies run on the CPU executor, inside their step's CPU kernel: compiled for the CPU.
@@ -129,6 +144,7 @@ class GraphCompiler {
   std::vector<std::string> captured_;
   std::vector<std::vector<int>> step_out_values_;  // value ids per step output
   std::vector<std::vector<int>> step_in_values_;   // value ids per step input (-1 absent)
+  std::unordered_map<int, Partial> partial_;       // shape values that are not constants, by value id
   FusedGraph fused_;                                // node list after fusion rewrites
   std::unique_ptr<CompileEnv> sub_env_;
 };
@@ -287,8 +303,234 @@ std::vector<const ::onnx::NodeProto*> GraphCompiler::topo_sort(const std::vector
   return order;
 }
 
+bool GraphCompiler::inline_if(const ::onnx::NodeProto& node) {
+  const int cid = node.input_size() == 1 ? lookup(node.input(0)) : -1;
+  if (cid < 0 || !values_[cid].info.constant || values_[cid].info.constant->numel() != 1) return false;
+  const Tensor& c = *values_[cid].info.constant;
+  bool cond = false;
+  if (c.dtype() == DType::Bool) cond = c.data<bool>()[0];
+  else if (c.dtype() == DType::I64) cond = c.data<int64_t>()[0] != 0;
+  else if (c.dtype() == DType::I32) cond = c.data<int32_t>()[0] != 0;
+  else return false;
+  const ::onnx::GraphProto* branch = nullptr;
+  for (const auto& a : node.attribute())
+    if (a.name() == (cond ? "then_branch" : "else_branch") && a.has_g()) branch = &a.g();
+  if (!branch || branch->input_size() != 0 || branch->output_size() < node.output_size() ||
+      branch->sparse_initializer_size() != 0)
+    return false;
+  // The branch's names join this graph: none may shadow a visible one (ONNX forbids it; stay safe).
+  for (const auto& init : branch->initializer())
+    if (visible(init.name())) return false;
+  for (const auto& n : branch->node())
+    for (const auto& o : n.output())
+      if (!o.empty() && visible(o)) return false;
+  for (const auto& init : branch->initializer())
+    add_constant(init.name(), std::make_shared<const Tensor>(tensor_from_proto(init, env_.base_dir, init.name())));
+  std::vector<const ::onnx::NodeProto*> nodes;
+  for (const auto& n : branch->node()) nodes.push_back(&n);
+  for (const auto* n : topo_sort(nodes)) build_node(*n);
+  for (int i = 0; i < node.output_size(); ++i) {
+    if (node.output(i).empty()) continue;
+    const int id = lookup(branch->output(i).name());
+    if (id < 0) fail("branch output is not produced", node_label(node), branch->output(i).name(), ErrorCode::Parse);
+    if (names_.count(node.output(i))) fail("value is defined twice", node_label(node), node.output(i), ErrorCode::Parse);
+    names_[node.output(i)] = id;
+  }
+  return true;
+}
+
+std::optional<GraphCompiler::Partial> GraphCompiler::partial_of(int id) const {
+  if (id < 0) return std::nullopt;
+  if (const auto& t = values_[id].info.constant) {
+    if (t->numel() > 64) return std::nullopt;
+    Partial p;
+    for (int64_t i = 0; i < t->numel(); ++i) {
+      if (t->dtype() == DType::I64) p.push_back(t->data<int64_t>()[i]);
+      else if (t->dtype() == DType::I32) p.push_back(t->data<int32_t>()[i]);
+      else if (t->dtype() == DType::Bool) p.push_back(t->data<bool>()[i] ? 1 : 0);
+      else return std::nullopt;
+    }
+    return p;
+  }
+  auto it = partial_.find(id);
+  if (it == partial_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<GraphCompiler::Partial> GraphCompiler::partial_out(const ::onnx::NodeProto& node, const std::vector<int>& in_ids,
+                                                                 int opset) const {
+  if (!node.domain().empty() && node.domain() != "ai.onnx") return std::nullopt;
+  const std::string& op = node.op_type();
+  const Attributes at(&node);
+  auto in = [&](size_t i) { return i < in_ids.size() ? partial_of(in_ids[i]) : std::nullopt; };
+  auto rank = [&](size_t i) -> int64_t {
+    if (i >= in_ids.size() || in_ids[i] < 0 || !values_[in_ids[i]].info.shape) return -1;
+    return static_cast<int64_t>(values_[in_ids[i]].info.shape->size());
+  };
+  auto ints = [&](size_t i) -> std::optional<std::vector<int64_t>> {
+    const auto p = in(i);
+    if (!p || i >= in_ids.size() || !values_[in_ids[i]].info.constant) return std::nullopt;
+    std::vector<int64_t> v;
+    for (const auto& x : *p) v.push_back(*x);
+    return v;
+  };
+  if (op == "Shape") {
+    const int64_t r = rank(0);
+    if (r < 0) return std::nullopt;
+    int64_t st = at.get_int("start", 0), en = at.get_int("end", r);
+    if (st < 0) st += r;
+    if (en < 0) en += r;
+    st = std::clamp<int64_t>(st, 0, r);
+    en = std::clamp<int64_t>(en, 0, r);
+    Partial p;
+    for (int64_t i = st; i < en; ++i) {
+      const int64_t d = (*values_[in_ids[0]].info.shape)[static_cast<size_t>(i)];
+      p.push_back(d >= 0 ? std::optional<int64_t>(d) : std::nullopt);
+    }
+    return p;
+  }
+  if (op == "Identity" || op == "Unsqueeze" || op == "Squeeze" || op == "Reshape" || op == "Flatten") return in(0);
+  if (op == "Cast") {
+    const auto p = in(0);
+    const int64_t to = at.get_int("to", 0);
+    if (!p || (to != ::onnx::TensorProto::INT64 && to != ::onnx::TensorProto::INT32 && to != ::onnx::TensorProto::BOOL))
+      return std::nullopt;
+    Partial r = *p;
+    for (auto& x : r)
+      if (x && to == ::onnx::TensorProto::BOOL) x = *x != 0 ? 1 : 0;
+      else if (x && to == ::onnx::TensorProto::INT32 && (*x < INT32_MIN || *x > INT32_MAX)) x.reset();
+    return r;
+  }
+  if (op == "Concat") {
+    const int64_t axis = at.get_int("axis", 0);
+    if (axis != 0 && axis != -1) return std::nullopt;
+    Partial r;
+    for (size_t i = 0; i < in_ids.size(); ++i) {
+      const auto p = in(i);
+      if (!p || rank(i) != 1) return std::nullopt;
+      r.insert(r.end(), p->begin(), p->end());
+    }
+    return r;
+  }
+  if (op == "Gather") {
+    const auto p = in(0);
+    const auto idx = ints(1);
+    if (!p || !idx || rank(0) != 1 || at.get_int("axis", 0) != 0) return std::nullopt;
+    Partial r;
+    const auto n = static_cast<int64_t>(p->size());
+    for (int64_t k : *idx) {
+      if (k < 0) k += n;
+      if (k < 0 || k >= n) return std::nullopt;
+      r.push_back((*p)[static_cast<size_t>(k)]);
+    }
+    return r;
+  }
+  if (op == "Slice" && opset >= 10) {
+    const auto p = in(0);
+    const auto st = ints(1), en = ints(2);
+    if (!p || rank(0) != 1 || !st || !en || st->size() != 1 || en->size() != 1) return std::nullopt;
+    if (in_ids.size() > 3 && in_ids[3] >= 0) {
+      const auto ax = ints(3);
+      if (!ax || ax->size() != 1 || ((*ax)[0] != 0 && (*ax)[0] != -1)) return std::nullopt;
+    }
+    int64_t step = 1;
+    if (in_ids.size() > 4 && in_ids[4] >= 0) {
+      const auto sp = ints(4);
+      if (!sp || sp->size() != 1 || (*sp)[0] == 0) return std::nullopt;
+      step = (*sp)[0];
+    }
+    const auto n = static_cast<int64_t>(p->size());
+    int64_t b = (*st)[0], e = (*en)[0];
+    if (b < 0) b += n;
+    if (e < 0) e += n;
+    Partial r;
+    if (step > 0) {
+      b = std::clamp<int64_t>(b, 0, n);
+      e = std::clamp<int64_t>(e, 0, n);
+      for (int64_t i = b; i < e; i += step) r.push_back((*p)[static_cast<size_t>(i)]);
+    } else {
+      b = std::clamp<int64_t>(b, 0, n - 1);
+      e = std::clamp<int64_t>(e, -1, n - 1);
+      for (int64_t i = b; i > e; i += step) r.push_back((*p)[static_cast<size_t>(i)]);
+    }
+    return r;
+  }
+  // Element-wise on 0-D / 1-D values (numpy broadcasting of a single element).
+  const bool where = op == "Where";
+  if (!(where || op == "Equal" || op == "Add" || op == "Sub" || op == "Mul")) return std::nullopt;
+  const size_t nin = where ? 3 : 2;
+  if (in_ids.size() != nin) return std::nullopt;
+  std::vector<Partial> a;
+  size_t n = 1;
+  for (size_t i = 0; i < nin; ++i) {
+    auto p = in(i);
+    if (!p || rank(i) > 1) return std::nullopt;
+    if (p->size() != 1) {
+      if (n != 1 && n != p->size()) return std::nullopt;
+      n = p->size();
+    }
+    a.push_back(std::move(*p));
+  }
+  Partial r(n);
+  for (size_t k = 0; k < n; ++k) {
+    auto el = [&](size_t i) { return a[i].size() == 1 ? a[i][0] : a[i][k]; };
+    if (where) {
+      if (el(0)) r[k] = *el(0) ? el(1) : el(2);
+      continue;
+    }
+    const auto x = el(0), y = el(1);
+    if (!x || !y) continue;
+    int64_t v = 0;
+    if (op == "Equal") v = *x == *y ? 1 : 0;
+    else if (op == "Add" ? __builtin_add_overflow(*x, *y, &v)
+                         : op == "Sub" ? __builtin_sub_overflow(*x, *y, &v) : __builtin_mul_overflow(*x, *y, &v))
+      continue;
+    r[k] = v;
+  }
+  return r;
+}
+
+void GraphCompiler::refine_dims(const ::onnx::NodeProto& node, const std::vector<int>& in_ids, ValueInfo& out) const {
+  if (!node.domain().empty() && node.domain() != "ai.onnx") return;
+  const std::string& op = node.op_type();
+  const size_t si = op == "ConstantOfShape" ? 0 : 1;
+  if ((op != "Expand" && op != "Reshape" && op != "ConstantOfShape") || si >= in_ids.size()) return;
+  const auto s = partial_of(in_ids[si]);
+  if (!s) return;
+  const auto& ish = in_ids[0] >= 0 ? values_[in_ids[0]].info.shape : std::nullopt;
+  std::vector<int64_t> d;
+  if (op == "ConstantOfShape") {
+    for (const auto& v : *s) d.push_back(v && *v >= 0 ? *v : -1);
+  } else if (op == "Reshape") {
+    const bool allowzero = Attributes(&node).get_int("allowzero", 0) != 0;
+    for (size_t i = 0; i < s->size(); ++i) {
+      const auto& v = (*s)[i];
+      if (v && *v > 0) d.push_back(*v);
+      else if (v && *v == 0 && !allowzero && ish && i < ish->size()) d.push_back((*ish)[i]);
+      else d.push_back(-1);
+    }
+  } else {  // Expand: numpy broadcasting of the input's dims with the shape's values
+    if (!ish) return;
+    const size_t r = std::max(ish->size(), s->size());
+    for (size_t i = 0; i < r; ++i) {
+      const std::optional<int64_t> sv = i + s->size() >= r ? (*s)[i + s->size() - r] : std::optional<int64_t>(1);
+      const int64_t iv = i + ish->size() >= r ? (*ish)[i + ish->size() - r] : 1;
+      if (sv && *sv == 1) d.push_back(iv);
+      else if (iv == 1 || iv < 0) d.push_back(sv ? *sv : -1);
+      else d.push_back(iv);  // a valid shape value is 1 or this dim
+    }
+  }
+  if (!out.shape) out.shape = d;
+  else if (out.shape->size() == d.size())
+    for (size_t i = 0; i < d.size(); ++i)
+      if ((*out.shape)[i] < 0) (*out.shape)[i] = d[i];
+}
+
 void GraphCompiler::build_node(const ::onnx::NodeProto& node) {
   const std::string label = node_label(node);
+  if (node.op_type() == "If" && (node.domain().empty() || node.domain() == "ai.onnx") && env_.options.fold_constants &&
+      inline_if(node))
+    return;
   const OpDef* def = OpRegistry::instance().find(node.domain(), node.op_type());
   if (!def)
     fail("unsupported operator '" + (node.domain().empty() ? "" : node.domain() + "::") + node.op_type() + "'",
@@ -315,6 +557,28 @@ void GraphCompiler::build_node(const ::onnx::NodeProto& node) {
   for (size_t i = 0; i < ctx.out_.size(); ++i) {
     if (node.output(static_cast<int>(i)).empty()) continue;
     if (!ctx.out_set_[i]) fail("operator did not declare output " + std::to_string(i), label, node.output(static_cast<int>(i)), ErrorCode::Internal);
+  }
+  // Shape values: the dims a partly known shape input fixes; a fully known value is a constant.
+  std::optional<Partial> part;
+  if (ctx.out_.size() == 1 && !node.output(0).empty() && !ctx.out_const_[0]) {
+    refine_dims(node, in_ids, ctx.out_[0]);
+    part = partial_out(node, in_ids, ctx.opset());
+    const ValueInfo& o = ctx.out_[0];
+    int64_t n = o.shape ? 1 : -1;
+    if (o.shape)
+      for (int64_t d : *o.shape) n = d < 0 || n < 0 ? -1 : n * d;
+    if (part && env_.options.fold_constants && def->foldable && n == static_cast<int64_t>(part->size()) &&
+        std::all_of(part->begin(), part->end(), [](const auto& v) { return v.has_value(); }) &&
+        (o.dtype == DType::I64 || o.dtype == DType::I32 || o.dtype == DType::Bool)) {
+      Tensor t = Tensor::empty(o.dtype, *o.shape);
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t v = *(*part)[static_cast<size_t>(i)];
+        if (o.dtype == DType::I64) t.data<int64_t>()[i] = v;
+        else if (o.dtype == DType::I32) t.data<int32_t>()[i] = static_cast<int32_t>(v);
+        else t.data<bool>()[i] = v != 0;
+      }
+      ctx.out_const_[0] = std::make_shared<const Tensor>(std::move(t));
+    }
   }
   // All outputs constant (declared by the builder): no step.
   bool all_const = true;
@@ -384,6 +648,7 @@ void GraphCompiler::build_node(const ::onnx::NodeProto& node) {
     }
     outs.push_back(add_value(name, std::move(r)));
   }
+  if (part && outs[0] >= 0) partial_[outs[0]] = std::move(*part);
   step.first_sub = static_cast<uint32_t>(plan_->subplans.size());
   step.num_subs = static_cast<uint32_t>(ctx.subplans_.size());
   for (auto& sp : ctx.subplans_) plan_->subplans.push_back(sp);

@@ -38,6 +38,10 @@ struct EmittedStep final : DeviceKernel {
   std::string compute;  // statements; empty for a view
   std::string scratch;  // bytes of scratch as an expression of I<k>/O<k> (empty: none)
   int view_of = -1;     // >= 0: output 0 is that input's memory with O0's dims (no compute)
+  // The compute code sets its outputs' dims from the data (NonZero: `Shp& O<k>`); the shape code sets a
+  // bound that sizes the workspace, and the dims of every later step that depends on them are computed
+  // again at run time and checked against what the layout holds.
+  bool data_dims = false;
   std::vector<uint8_t> reads_values;  // per input: the shape code reads its data
   std::vector<uint8_t> reads_data;    // per input: the compute code reads its data (0: dims only)
   std::vector<std::shared_ptr<const Tensor>> consts;  // K<j>: constants made by the emitter (packed weights)
@@ -103,6 +107,7 @@ class Emit {
   void read_values(size_t i) { step_->reads_values.at(i) = 1; }
   void dims_only(size_t i) { step_->reads_data.at(i) = 0; }
   void view(size_t i) { step_->view_of = static_cast<int>(i); }
+  void data_dims() { step_->data_dims = true; }
   void scratch(const std::string& bytes) { step_->scratch = bytes; }
   void comment(const std::string& text) { step_->comment = text; }
   // A constant the emitter made (weights repacked at compile time); returns its name, K<j>.

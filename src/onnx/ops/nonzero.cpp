@@ -1,4 +1,5 @@
 // NonZero: [rank, nnz] int64 coordinates of the non-zero elements, in row-major order.
+#include "onnx/emit.hpp"
 #include "onnx/ops/shape_ops.hpp"
 namespace quiver::onnx {
 
@@ -43,4 +44,33 @@ QUIVER_REGISTER_OPS(nonzero) {
                   });
                 }}, Repro::Exact);
 }
+
+namespace {
+
+// quiver compile: the count is data-dependent. The shape code gives the bound (every element
+// non-zero), which sizes the workspace; the compute code counts, sets the actual count in the frame
+// (EmittedStep::data_dims) and writes the [rank, count] coordinates.
+void emit_nonzero(Emit& e) {
+  const int r = e.rank_in(0);
+  e.tin(0);
+  e.data_dims();
+  e.shape("O0.r = 2;\nO0.d[0] = " + std::to_string(std::max(r, 1)) + ";\nO0.d[1] = I0.n();\n");
+  std::string c = "const int64_t n = I0.n();\nint64_t cnt = 0;\nfor (int64_t i = 0; i < n; ++i) cnt += x0[i] != 0 ? 1 : 0;\n"
+                  "O0.d[1] = cnt;\n";
+  if (r == 0) {
+    c += "if (cnt) y0[0] = 0;\n";  // a scalar is treated as 1-D, as the kernel does
+  } else {
+    c += "int64_t st[8], acc = 1;\nfor (int a = I0.r - 1; a >= 0; --a) {\n  st[a] = acc;\n  acc *= I0.d[a];\n}\n"
+         "for (int64_t i = 0, j = 0; i < n; ++i) {\n  if (!(x0[i] != 0)) continue;\n  int64_t rem = i;\n"
+         "  for (int a = 0; a < " + std::to_string(r) + "; ++a) {\n    y0[a * cnt + j] = rem / st[a];\n    rem %= st[a];\n  }\n"
+         "  ++j;\n}\n";
+  }
+  e.compute(c);
+  e.comment("data-dependent count, bounded by the element count");
+}
+
+}  // namespace
+
+QUIVER_REGISTER_EMITTERS(nonzero) { emitters.add("", "NonZero", emit_nonzero); }
+
 }  // namespace quiver::onnx

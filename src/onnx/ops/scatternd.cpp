@@ -1,5 +1,6 @@
 // ScatterND: out = copy of data; for each index tuple in indices[..., :k], the slice
 // data[idx] (prod(data.shape[k:]) elements) is replaced/reduced with the matching updates slice.
+#include "onnx/emit.hpp"
 #include "onnx/ops/scatter_reduce.hpp"
 namespace quiver::onnx {
 
@@ -90,4 +91,53 @@ QUIVER_REGISTER_OPS(scatternd) {
                   });
                 }}, Repro::Exact);
 }
+
+namespace {
+
+// quiver compile: data copied, then each index tuple's slice replaced (one memcpy) or reduced as the
+// kernel does (scatter_apply); every index is checked against its runtime dim.
+void emit_scatternd(Emit& e) {
+  e.rank_in(0);
+  e.rank_in(2);
+  const int q = e.rank_in(1);
+  if (q < 1) e.refuse("indices must have rank >= 1");
+  if (e.in(1).dtype != DType::I64) e.refuse("indices must be int64");
+  const std::string t = e.tin(0);
+  const std::string red = e.attrs().get_string("reduction", "none");
+  std::string apply;
+  if (red == "none") apply = "";
+  else if (e.in(0).dtype == DType::Bool) {
+    if (red == "add" || red == "max") apply = "dst[i] = dst[i] || src[i];";
+    else if (red == "mul" || red == "min") apply = "dst[i] = dst[i] && src[i];";
+  } else if (red == "add") apply = "dst[i] = static_cast<" + t + ">(dst[i] + src[i]);";
+  else if (red == "mul") apply = "dst[i] = static_cast<" + t + ">(dst[i] * src[i]);";
+  else if (red == "max") apply = "dst[i] = std::max(dst[i], src[i]);";
+  else if (red == "min") apply = "dst[i] = std::min(dst[i], src[i]);";
+  if (red != "none" && apply.empty()) e.refuse("unknown reduction '" + red + "'");
+  e.same_dims(0, 0);
+  e.shape("const int k = static_cast<int>(I1.d[I1.r - 1]);\n"
+          "if (k > I0.r) fail(\"the last dim of indices exceeds the rank of data\");\n"
+          "bool ok = I2.r == I1.r - 1 + I0.r - k;\n"
+          "for (int a = 0; ok && a < I1.r - 1; ++a) ok = I2.d[a] == I1.d[a];\n"
+          "for (int a = k; ok && a < I0.r; ++a) ok = I2.d[I1.r - 1 + a - k] == I0.d[a];\n"
+          "if (!ok) fail(\"updates dims must be indices.shape[:-1] + data.shape[k:]\");\n");
+  e.compute("std::memcpy(y0, x0, static_cast<size_t>(I0.n()) * sizeof(*x0));\n"
+            "const int k = static_cast<int>(I1.d[I1.r - 1]);\n"
+            "const int64_t n = I1.span(0, I1.r - 1), slice = I0.span(k, I0.r);\n"
+            "int64_t st[8], acc = 1;\nfor (int a = I0.r - 1; a >= 0; --a) {\n  st[a] = acc;\n  acc *= I0.d[a];\n}\n"
+            "for (int64_t j = 0; j < n; ++j) {\n  int64_t off = 0;\n  for (int a = 0; a < k; ++a) {\n"
+            "    int64_t v = x1[j * k + a];\n    if (v < 0) v += I0.d[a];\n"
+            "    if (v < 0 || v >= I0.d[a]) fail(\"an index of indices is out of range for data\");\n"
+            "    off += v * st[a];\n  }\n" +
+            (apply.empty() ? std::string("  std::memcpy(y0 + off, x2 + j * slice, static_cast<size_t>(slice) * sizeof(*x0));\n")
+                           : "  auto* dst = y0 + off;\n  const auto* src = x2 + j * slice;\n  for (int64_t i = 0; i < slice; ++i) " +
+                                 apply + "\n") +
+            "}\n");
+  e.comment("reduction " + red);
+}
+
+}  // namespace
+
+QUIVER_REGISTER_EMITTERS(scatternd) { emitters.add("", "ScatterND", emit_scatternd); }
+
 }  // namespace quiver::onnx

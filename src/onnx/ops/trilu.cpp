@@ -1,5 +1,6 @@
 // Trilu: keeps the upper (j - i >= k) or lower (j - i <= k) triangle of the last two dims, zeroing
 // the rest. Row-wise: one memcpy of the kept run and one fill of the zeroed run per row.
+#include "onnx/emit.hpp"
 #include "onnx/ops/shape_ops.hpp"
 namespace quiver::onnx {
 
@@ -45,4 +46,44 @@ QUIVER_REGISTER_OPS(trilu) {
                   });
                 }}, Repro::Exact);
 }
+
+namespace {
+
+// quiver compile: the same row-wise copy/fill; k is a literal when constant, else read at run time.
+void emit_trilu(Emit& e) {
+  const int r = e.rank_in(0);
+  if (r < 2) e.refuse("input must have rank >= 2");
+  e.tin(0);
+  const bool upper = e.attrs().get_int("upper", 1) != 0;
+  std::string k = "0";
+  if (e.has_input(1)) {
+    if (const auto kv = e.node().const_ints(1)) {
+      if (kv->size() != 1) e.refuse("k must be a scalar");
+      k = cint((*kv)[0]);
+      e.dims_only(1);
+    } else {
+      e.shape("if (I1.n() != 1) fail(\"k must be a scalar\");\n");
+      k = "x1[0]";
+    }
+  }
+  e.same_dims(0, 0);
+  const std::string n = e.din(0, r - 2), m = e.din(0, r - 1);
+  // k clamped to [-n - 1, m + 1] first: the same kept columns, and i + k cannot overflow.
+  e.compute("const int64_t n = " + n + ", m = " + m + ", batch = " + e.span_in(0, 0, r - 2) +
+            ";\nconst int64_t k = std::max<int64_t>(-n - 1, std::min<int64_t>(" + k + ", m + 1));\n"
+            "for (int64_t b = 0; b < batch; ++b)\n  for (int64_t i = 0; i < n; ++i) {\n"
+            "    const auto* xr = x0 + (b * n + i) * m;\n    auto* yr = y0 + (b * n + i) * m;\n"
+            "    const int64_t c = std::max<int64_t>(0, std::min<int64_t>(m, i + k" + (upper ? "" : " + 1") + "));\n" +
+            (upper ? "    std::fill_n(yr, c, std::remove_pointer_t<decltype(yr)>{});\n"
+                     "    std::memcpy(yr + c, xr + c, static_cast<size_t>(m - c) * sizeof(*xr));\n"
+                   : "    std::memcpy(yr, xr, static_cast<size_t>(c) * sizeof(*xr));\n"
+                     "    std::fill_n(yr + c, m - c, std::remove_pointer_t<decltype(yr)>{});\n") +
+            "  }\n");
+  e.comment(upper ? "upper triangle" : "lower triangle");
+}
+
+}  // namespace
+
+QUIVER_REGISTER_EMITTERS(trilu) { emitters.add("", "Trilu", emit_trilu); }
+
 }  // namespace quiver::onnx
