@@ -71,6 +71,6 @@ void emit_nonzero(Emit& e) {
 
 }  // namespace
 
-QUIVER_REGISTER_EMITTERS(nonzero) { emitters.add("", "NonZero", emit_nonzero); }
+QUIVER_REGISTER_EMITTERS(nonzero) { emitters.add("", "NonZero", exact(emit_nonzero)); }
 
 }  // namespace quiver::onnx

@@ -133,6 +133,9 @@ void emit_scatternd(Emit& e) {
                            : "  auto* dst = y0 + off;\n  const auto* src = x2 + j * slice;\n  for (int64_t i = 0; i < slice; ++i) " +
                                  apply + "\n") +
             "}\n");
+  // Copies are the kernel's operations; the reductions are left to the refusal under --reproducible
+  // (the kernel's scatter_apply decides NaN and signed-zero ties its own way).
+  if (red == "none") e.bitwise();
   e.comment("reduction " + red);
 }
 

@@ -84,6 +84,6 @@ void emit_trilu(Emit& e) {
 
 }  // namespace
 
-QUIVER_REGISTER_EMITTERS(trilu) { emitters.add("", "Trilu", emit_trilu); }
+QUIVER_REGISTER_EMITTERS(trilu) { emitters.add("", "Trilu", exact(emit_trilu)); }
 
 }  // namespace quiver::onnx
