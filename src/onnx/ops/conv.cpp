@@ -172,8 +172,8 @@ class ConvKernel final : public Kernel {
 
 }  // namespace
 
-// quiver compile: 1-D/2-D float convolution with constant weights as im2col + gemm (runtime helper),
-// the weights packed per group at compile time as the gemm's B (W^T: K x Cout/groups).
+// quiver compile: 1-D/2-D float convolution with constant weights as a gemm (rt::conv), given both the
+// weights as stored (Y = W X) and W^T packed per group at compile time (Y^T = X^T W^T).
 void emit_conv(Emit& e) {
   if (e.in(0).dtype != DType::F32) e.refuse("Conv is emitted for float only");
   const int r = e.rank_in(0);
@@ -247,14 +247,37 @@ void emit_conv(Emit& e) {
     e.bitwise();
     return;
   }
-  // Scratch: the gemm's pack for the last panel of pixels, then the im2col copy.
-  e.scratch("rt::gemm_pack_bytes(" + K + ")" + (direct ? std::string() : " + 4 * " + K + " * " + OH + " * " + OW));
+  // W^T for the transposed form (rt::conv picks it from the dims), packed per group; for a 1-D
+  // convolution (also a 2-D one whose other axis is 1 with a unit kernel there) in tap-major order
+  // (k = tap * Cin/groups + c), as the runtime reads the taps in place.
+  const int64_t cg = w.dim(1), mg = M / groups, T = kh * kw, Kn = cg * T;
+  auto sdim = [&](int i) -> int64_t {
+    const auto& s = e.in(0).shape;
+    return s && static_cast<int>(s->size()) > i ? (*s)[static_cast<size_t>(i)] : -1;
+  };
+  const bool oned = !two || (kw == 1 && pw0 == 0 && pw1 == 0 && sdim(3) == 1) || (kh == 1 && ph0 == 0 && ph1 == 0 && sdim(2) == 1);
+  const bool tapmajor = oned && T > 1;
+  std::string wt;
+  if (tapmajor) {
+    std::vector<float> r(static_cast<size_t>(M * Kn));
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t c = 0; c < cg; ++c)
+        for (int64_t t = 0; t < T; ++t) r[static_cast<size_t>(m * Kn + t * cg + c)] = w.data<float>()[(m * cg + c) * T + t];
+    wt = e.add_packed_b(r.data(), Kn, mg, 1, Kn, groups, mg * Kn);
+  } else {
+    wt = e.add_packed_b(w.data<float>(), Kn, mg, 1, Kn, groups, mg * Kn);
+  }
+  // Scratch: the gemm's pack for the last panel of pixels, then the im2col copy or the padded input.
+  e.scratch("rt::gemm_pack_bytes(" + K + ")" +
+            (direct ? std::string()
+                    : " + 4 * std::max<int64_t>(" + K + " * " + OH + " * " + OW + ", " + std::to_string(cg) + " * (" + H +
+                          " + " + std::to_string(ph0 + ph1) + ") * (" + W + " + " + std::to_string(pw0 + pw1) + "))"));
   auto n = [](int64_t v) { return std::to_string(v); };
   e.compute(emit_activation(e.node()) + "rt::ConvArgs a;\na.N = I0.d[0];\na.C = I0.d[1];\na.H = " + H + ";\na.W = " + W +
             ";\na.M = " + n(M) + ";\na.OH = " + (two ? "O0.d[2]" : "1") + ";\na.OW = " + (two ? "O0.d[3]" : "O0.d[2]") +
             ";\na.kh = " + n(kh) + ";\na.kw = " + n(kw) + ";\na.sh = " + n(sh) + ";\na.sw = " + n(sw) + ";\na.dh = " + n(dh) +
             ";\na.dw = " + n(dw) + ";\na.ph = " + n(ph0) + ";\na.pw = " + n(pw0) + ";\na.groups = " + n(groups) +
-            ";\na.x = x0;\na.w = x1;\na.bias = " + (e.has_input(2) ? "x2" : "nullptr") +
+            ";\na.x = x0;\na.w = x1;\na.wt = " + wt + ";\na.wt_taps = " + (tapmajor ? "true" : "false") + ";\na.bias = " + (e.has_input(2) ? "x2" : "nullptr") +
             ";\na.y = y0;\na.pack = static_cast<float*>(scratch);\na.col = " +
             (direct ? "nullptr" : "a.pack + rt::gemm_pack_bytes(" + K + ") / 4") + ";\na.act = act;\nrt::conv(a);\n");
 }
