@@ -237,4 +237,16 @@ PrepareReport prepare_states(const Model& model, std::span<RunState* const> stat
   return r;
 }
 
+PreparedStates make_prepared_states(const Model& model, int n, const std::string& configured,
+                                    const PrepareSpec& automatic, const ErrorWhere& where, int64_t max_batch) {
+  PreparedStates p;
+  std::vector<RunState*> raw;
+  for (int k = 0; k < std::max(1, n); ++k) {
+    p.states.push_back(model.make_state());
+    raw.push_back(p.states.back().get());
+  }
+  p.report = prepare_states(model, raw, configured, automatic, where, max_batch);
+  return p;
+}
+
 }  // namespace quiver

@@ -92,18 +92,12 @@ struct Client::Impl {
         throw e.with_context(where);
       }
       const int n = opt.fallback_prepare_states > 0 ? opt.fallback_prepare_states : arena.max_concurrency();
-      std::vector<std::unique_ptr<RunState>> owned;
-      std::vector<RunState*> states;
-      for (int k = 0; k < n; ++k) {
-        owned.push_back(m->make_state());
-        states.push_back(owned.back().get());
-      }
       PrepareSpec automatic;
       automatic.batch = 1;
-      const PrepareReport rep =
-          prepare_states(*m, states, eq == std::string::npos ? "" : entry.substr(eq + 1), automatic, where);
-      prepared_bytes += static_cast<int64_t>(rep.bytes);
-      fallback->models().add_states(*m, std::move(owned));
+      PreparedStates p =
+          make_prepared_states(*m, n, eq == std::string::npos ? "" : entry.substr(eq + 1), automatic, where);
+      prepared_bytes += static_cast<int64_t>(p.report.bytes);
+      fallback->models().add_states(*m, std::move(p.states));
     }
   }
 

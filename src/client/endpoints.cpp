@@ -17,12 +17,6 @@ namespace quiver::client {
 
 namespace {
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
-
 // Splits "host:port" / "[v6]:port"; returns false on a malformed spelling.
 bool split_host_port(std::string_view ep, std::string& host, int& port) {
   size_t colon;

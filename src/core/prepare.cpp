@@ -2,6 +2,8 @@
 
 #include <optional>
 
+#include "quiver/core/util.hpp"
+
 namespace quiver {
 
 std::vector<Tensor> expected_inputs(const ModelInfo& info, int64_t batch, const std::map<std::string, int64_t>& dims) {
@@ -77,9 +79,7 @@ PrepareSpec parse_prepare_spec(const std::string& text, const ErrorWhere& where)
   while (pos <= text.size()) {
     size_t end = text.find(',', pos);
     if (end == std::string::npos) end = text.size();
-    std::string part = text.substr(pos, end - pos);
-    while (!part.empty() && part.front() == ' ') part.erase(part.begin());
-    while (!part.empty() && part.back() == ' ') part.pop_back();
+    const std::string part(trim(std::string_view(text).substr(pos, end - pos)));
     if (first) {
       auto b = positive(part);
       if (!b || *b < 1) throw bad("the batch '" + part + "' is not a positive integer");

@@ -10,6 +10,7 @@
 
 #include "flow/internal.hpp"
 #include "quiver/flow/application.hpp"
+#include "quiver/core/util.hpp"
 #include "quiver/flow/topology.hpp"
 
 namespace quiver::flow {
@@ -134,12 +135,7 @@ namespace {
   throw Error(ErrorCode::InvalidArgument,
               "parameter '" + key + "': cannot read '" + text + "' as " + type);
 }
-std::string trim(const std::string& s) {
-  size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return s.substr(b, e - b);
-}
+std::string trim(const std::string& s) { return std::string(quiver::trim(s)); }
 template <class I>
 I parse_int(const std::string& key, const std::string& text, const char* type) {
   std::string t = trim(text);

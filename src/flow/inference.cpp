@@ -369,19 +369,13 @@ void InferenceFactory::init() {
   }
   if (I.mode != Mode::Service) {
     // One state per worker thread, sized ahead so that no event pays a fresh state's first call.
-    std::vector<std::unique_ptr<RunState>> owned;
-    std::vector<RunState*> states;
-    for (int k = 0; k < std::max(1, runtime().concurrency()); ++k) {
-      owned.push_back(model_->make_state());
-      states.push_back(owned.back().get());
-    }
     PrepareSpec automatic;
     automatic.batch = I.mode == Mode::Batched ? max_batch : 1;
     automatic.dims = I.dims;
-    const PrepareReport rep =
-        prepare_states(*model_, states, *prepare_, automatic, ErrorWhere{.model = info.name, .node = name() + ".prepare"});
-    log(LogLevel::Info, rep.summary());
-    for (auto& st : owned) I.states->give(std::move(st));
+    PreparedStates p = make_prepared_states(*model_, runtime().concurrency(), *prepare_, automatic,
+                                            ErrorWhere{.model = info.name, .node = name() + ".prepare"});
+    log(LogLevel::Info, p.report.summary());
+    for (auto& st : p.states) I.states->give(std::move(st));
   }
   engine_.set_spread(*spread_);
   if (I.mode == Mode::Batched)

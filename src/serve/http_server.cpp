@@ -13,6 +13,7 @@
 #include <mutex>
 
 #include "quiver/core/error.hpp"
+#include "quiver/core/util.hpp"
 #include "serve/acceptor.hpp"
 
 namespace quiver::serve {
@@ -132,11 +133,6 @@ std::string response_encoding(std::string_view accept) {
     pos = end + 1;
     const size_t semi = item.find(';');
     std::string_view name = item.substr(0, semi);
-    auto trim = [](std::string_view v) {
-      while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-      while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-      return v;
-    };
     name = trim(name);
     std::string n(name);
     for (auto& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -69,6 +69,14 @@ TEST(Model, ConstRunFromManyThreads) {
   EXPECT_EQ(bad.load(), 0);
 }
 
+TEST(Util, TrimStripsWhiteSpaceAtBothEndsOnly) {
+  EXPECT_EQ(trim(""), "");
+  EXPECT_EQ(trim(" \t\r\n"), "");
+  EXPECT_EQ(trim("  a b \t"), "a b");
+  EXPECT_EQ(trim("x"), "x");
+  EXPECT_EQ(trim("\tkey = value\r\n"), "key = value");
+}
+
 TEST(Util, Sha256) {
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_GT(peak_rss_bytes(), 0);

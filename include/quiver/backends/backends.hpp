@@ -53,6 +53,15 @@ struct PrepareReport {
 PrepareReport prepare_states(const Model& model, std::span<RunState* const> states, const std::string& configured,
                              const PrepareSpec& automatic, const ErrorWhere& where, int64_t max_batch = 0);
 
+// `n` (at least 1) fresh states of `model`, sized by prepare_states, for a caller that hands them to
+// its own pool (the flow's inference factories, the client's local fallback).
+struct PreparedStates {
+  std::vector<std::unique_ptr<RunState>> states;
+  PrepareReport report;
+};
+PreparedStates make_prepared_states(const Model& model, int n, const std::string& configured,
+                                    const PrepareSpec& automatic, const ErrorWhere& where, int64_t max_batch = 0);
+
 }  // namespace quiver
 
 namespace quiver::backends {

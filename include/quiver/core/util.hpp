@@ -21,6 +21,15 @@ int64_t current_rss_bytes();
 // Process policy: a program's main() calls it before it starts threads (`quiver serve` does).
 void set_malloc_arenas(int arenas);
 
+// `s` without leading and trailing white space (space, tab, CR, LF, FF, VT): the one trim that
+// option, header and list parsers share.
+inline std::string_view trim(std::string_view s) {
+  constexpr std::string_view ws = " \t\r\n\f\v";
+  const size_t b = s.find_first_not_of(ws);
+  if (b == std::string_view::npos) return {};
+  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
 inline int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
