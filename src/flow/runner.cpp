@@ -359,15 +359,18 @@ struct Runner final : Runtime {
   // The hub is busy: register as a thread wanting a group (true: the holder, or the next one, reads
   // it and spawns it), or take the hub if it was let go meanwhile (false). At most nthreads - 1
   // wants: one group for each other thread is all that idle threads can use.
+  // With the wants full it registers nothing, so slots handed over just before (give_back_shared)
+  // are seen by the holder only through the check emit makes after letting go; both sides are
+  // sequentially consistent for that (see emit).
   bool hub_request() {
-    uint32_t st = hub.state.load(std::memory_order_relaxed);
+    uint32_t st = hub.state.load(std::memory_order_seq_cst);
     for (;;) {
       if (!(st & Hub::kBusy)) {
-        if (hub.state.compare_exchange_weak(st, st | Hub::kBusy, std::memory_order_acquire, std::memory_order_relaxed))
+        if (hub.state.compare_exchange_weak(st, st | Hub::kBusy, std::memory_order_seq_cst, std::memory_order_seq_cst))
           return false;
       } else if ((st >> 1) >= max_wants ||
-                 hub.state.compare_exchange_weak(st, st + Hub::kWant, std::memory_order_release,
-                                                 std::memory_order_relaxed)) {
+                 hub.state.compare_exchange_weak(st, st + Hub::kWant, std::memory_order_seq_cst,
+                                                 std::memory_order_seq_cst)) {
         return true;
       }
     }
@@ -380,7 +383,7 @@ struct Runner final : Runtime {
     Group* head = returned.load(std::memory_order_relaxed);
     do {
       last->next = head;
-    } while (!returned.compare_exchange_weak(head, list, std::memory_order_release, std::memory_order_relaxed));
+    } while (!returned.compare_exchange_weak(head, list, std::memory_order_seq_cst, std::memory_order_relaxed));
   }
 
   // Hub held: slots and records of finished groups go back to the pool.
@@ -439,7 +442,16 @@ struct Runner final : Runtime {
       // so that this thread is not left idle while another reads only for itself.
       uint32_t next = st & ~Hub::kBusy;
       if (!first && (st >> 1) < max_wants && !hub.done && !stopping()) next += Hub::kWant;
-      if (hub.state.compare_exchange_strong(st, next, std::memory_order_release, std::memory_order_relaxed)) break;
+      if (hub.state.compare_exchange_strong(st, next, std::memory_order_seq_cst, std::memory_order_relaxed)) {
+        // Slots handed over after the reclaim above by a thread that found the wants full: it
+        // registered nothing (the exchange did not fail) and went idle counting on the holder. It
+        // pushed them before it read the hub busy, and we read `returned` after letting go, both
+        // sequentially consistent: we see them, or it saw the hub free and took it. Without this,
+        // a run whose last events finish that way strands their slots and ends early.
+        if (!returned.load(std::memory_order_seq_cst) || !hub_try_acquire()) break;
+        st = hub.state.load(std::memory_order_relaxed);
+        continue;
+      }
       // A want (or handed-over slots with it) came in meanwhile: serve it before letting go.
     }
     return first;

@@ -3,6 +3,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <future>
 #include <mutex>
 #include <queue>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -152,6 +154,47 @@ class Gate {
   bool open_ = false, by_timeout_ = false, closing_ = false;
   size_t held_at_open_ = 0;
   std::thread watchdog_;  // last: starts after the members it uses
+};
+
+// Counts how many calls of a piece of work overlap in time. Whether calls *can* overlap is what
+// the tests ask, not how fast an idle worker thread wakes: on a loaded machine (CI under a
+// sanitizer, other builds) a sleeping oneTBB worker can take hundreds of milliseconds to be
+// scheduled, and a run of short calls may end on one thread before it arrives. So the first call
+// that finds itself alone waits (once per probe, at most `patience`) for a second call to start.
+// A runner that never overlaps the calls still fails the test: the wait ends with one call active.
+class OverlapProbe {
+ public:
+  explicit OverlapProbe(std::chrono::milliseconds patience = std::chrono::seconds(10)) : patience_(patience) {}
+  void enter() {
+    std::unique_lock<std::mutex> lk(m_);
+    max_ = std::max(max_, ++active_);
+    threads_.insert(std::this_thread::get_id());
+    cv_.notify_all();
+    if (max_ < 2 && !waited_) {
+      waited_ = true;
+      cv_.wait_for(lk, patience_, [this] { return max_ >= 2; });
+    }
+  }
+  void leave() {
+    std::lock_guard<std::mutex> lk(m_);
+    --active_;
+  }
+  int max_active() const {
+    std::lock_guard<std::mutex> lk(m_);
+    return max_;
+  }
+  size_t threads() const {
+    std::lock_guard<std::mutex> lk(m_);
+    return threads_.size();
+  }
+
+ private:
+  const std::chrono::milliseconds patience_;
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  int active_ = 0, max_ = 0;
+  bool waited_ = false;
+  std::set<std::thread::id> threads_;
 };
 
 }  // namespace flowtest
