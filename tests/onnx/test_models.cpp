@@ -47,6 +47,30 @@ TEST_P(HepModel, ReproducesOnnxRuntime) {
   }
 }
 
+// The same references tiled to batch 64 (rows repeated): kernels that switch to a batched layout
+// for many rows (the LSTM's transposed step, GEMMs on the library) must give the same rows.
+TEST_P(HepModel, ReproducesOnnxRuntimeAtBatch64) {
+  const std::string dir = kHep + GetParam();
+  auto model = onnx::load_onnx(dir + "/model.onnx");
+  const auto& mi = model->info();
+  if (!mi.inputs.empty() && !mi.inputs[0].shape.empty() && mi.inputs[0].shape[0].is_fixed()) GTEST_SKIP() << "fixed batch";
+  auto state = model->make_state();
+  for (const char* set : {"test_data_set_0", "test_data_set_1"}) {
+    const std::string sd = dir + "/" + set;
+    std::vector<Tensor> src, want;
+    for (const auto& f : onnx::numbered_files(sd, "input")) src.push_back(onnx::read_tensor_file(f).tensor);
+    for (const auto& f : onnx::numbered_files(sd, "output")) want.push_back(onnx::read_tensor_file(f).tensor);
+    const int64_t rows = src[0].dim(0);
+    for (const auto& w : want) ASSERT_EQ(w.dim(0), rows) << GetParam() << ": an output without the batch rows";
+    std::vector<Tensor> outputs;
+    model->run(tile_rows(src, 64), outputs, *state);
+    want = tile_rows(want, 64);
+    ASSERT_EQ(outputs.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_EQ(onnx::compare_tensors(outputs[i], want[i], {1e-4, 1e-5}), "") << GetParam() << " " << set << " output " << i;
+  }
+}
+
 // prepare_state sizes a fresh state ahead: the first real call at that size (batch 16 here, other
 // dims as in the data set) finds its arena big enough and grows it by nothing. An unprepared
 // state grows on that call, which is what prepare_state moves off the hot path.

@@ -240,19 +240,24 @@ RnnRef naive_rnn(bool lstm, bool lbr, int64_t T, int64_t D, int64_t B, int64_t I
 
 // Bidirectional LSTM with peepholes, sequence_lens (one row shorter than T), initial h/c; GRU with
 // linear_before_reset 0 and 1: Y, Y_h (and Y_c) against the naive recurrence. Variant 3: LSTM
-// without peepholes, 37 hidden units (not a multiple of any vector width).
+// without peepholes, 37 hidden units (not a multiple of any vector width). Variants 4 and 5: the
+// batched LSTM (20 rows, every sequence T long, no peepholes), with a random and a zero initial h.
 TEST(NnOps, RecurrentMatchesNaive) {
   std::mt19937 rng(5);
-  const int64_t T = 4, B = 2, I = 3, D = 2;
-  const std::vector<int64_t> lens = {4, 2};
-  for (int variant = 0; variant < 4; ++variant) {
-    const bool lstm = variant == 0 || variant == 3, lbr = variant == 2, peep = variant == 0;
-    const int64_t H = variant == 3 ? 37 : 5;
+  const int64_t T = 4, I = 3, D = 2;
+  for (int variant = 0; variant < 6; ++variant) {
+    const bool lstm = variant == 0 || variant >= 3, lbr = variant == 2, peep = variant == 0;
+    const bool batched = variant >= 4;
+    const int64_t H = variant >= 3 ? 37 : 5, B = batched ? 20 : 2;
     const int64_t G = lstm ? 4 : 3;
+    std::vector<int64_t> lens(static_cast<size_t>(B), T);
+    if (!batched) lens[1] = 2;
     Tensor x = rnd({T, B, I}, rng), w = rnd({D, G * H, I}, rng, 0.5f), r = rnd({D, G * H, H}, rng, 0.5f),
            bias = rnd({D, 2 * G * H}, rng, 0.5f), h0 = rnd({D, B, H}, rng), c0 = rnd({D, B, H}, rng),
            p = rnd({D, 3 * H}, rng, 0.5f);
-    Tensor sl = Tensor::from_vector(std::vector<int32_t>{4, 2}, {2});
+    if (variant == 5) std::fill_n(h0.data<float>(), h0.numel(), 0.0f);
+    std::vector<int32_t> lens32(lens.begin(), lens.end());
+    Tensor sl = Tensor::from_vector(lens32, {B});
     Graph g;
     g.input("x");
     g.input("sl", DType::I32);
@@ -280,10 +285,64 @@ TEST(NnOps, RecurrentMatchesNaive) {
     if (!lstm) one_int(n, "linear_before_reset", lbr ? 1 : 0);
     auto res = g.load()->run_once(feeds);
     auto want = naive_rnn(lstm, lbr, T, D, B, I, H, x, w, r, bias, lens, h0, lstm ? &c0 : nullptr, peep ? &p : nullptr);
-    const std::string what = variant == 3 ? "LSTM (no peepholes)" : lstm ? "LSTM" : lbr ? "GRU lbr" : "GRU";
+    const std::string what = batched ? "LSTM batched " + std::to_string(variant) : variant == 3 ? "LSTM (no peepholes)" : lstm ? "LSTM" : lbr ? "GRU lbr" : "GRU";
     EXPECT_EQ(res[0].dims(), (std::vector<int64_t>{T, D, B, H}));
     expect_close(res[0], want.y, what + " Y");
     expect_close(res[1], want.yh, what + " Y_h");
     if (lstm) expect_close(res[2], want.yc, what + " Y_c");
+  }
+}
+
+// layout = 1 (batch-major X [B, T, I], Y [B, T, D, H], states [B, D, H]) against the naive
+// recurrence in layout 0: bidirectional LSTM without peepholes, 2 rows (row by row) and 20 (batched).
+TEST(NnOps, LstmLayout1MatchesNaive) {
+  std::mt19937 rng(9);
+  const int64_t T = 5, I = 4, D = 2, H = 19, G = 4;
+  for (int64_t B : {2, 20}) {
+    const std::vector<int64_t> lens(static_cast<size_t>(B), T);
+    Tensor x = rnd({T, B, I}, rng), w = rnd({D, G * H, I}, rng, 0.5f), r = rnd({D, G * H, H}, rng, 0.5f),
+           bias = rnd({D, 2 * G * H}, rng, 0.5f), h0 = rnd({D, B, H}, rng), c0 = rnd({D, B, H}, rng);
+    // The same data batch-major.
+    Tensor xb = Tensor::empty(DType::F32, {B, T, I}), h0b = Tensor::empty(DType::F32, {B, D, H}), c0b = Tensor::empty(DType::F32, {B, D, H});
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < I; ++i) xb.data<float>()[(b * T + t) * I + i] = x.data<float>()[(t * B + b) * I + i];
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t k = 0; k < H; ++k) {
+          h0b.data<float>()[(b * D + d) * H + k] = h0.data<float>()[(d * B + b) * H + k];
+          c0b.data<float>()[(b * D + d) * H + k] = c0.data<float>()[(d * B + b) * H + k];
+        }
+    Graph g;
+    g.input("x");
+    g.input("h0");
+    g.input("c0");
+    g.init("w", w);
+    g.init("r", r);
+    g.init("b", bias);
+    for (const char* o : {"y", "yh", "yc"}) g.output(o);
+    auto* n = g.node("LSTM", {"x", "w", "r", "b", "", "h0", "c0"}, {"y", "yh", "yc"});
+    one_int(n, "hidden_size", H);
+    one_int(n, "layout", 1);
+    str(n, "direction", "bidirectional");
+    const std::vector<Tensor> feeds = {xb, h0b, c0b};
+    auto res = g.load()->run_once(feeds);
+    const auto want = naive_rnn(true, false, T, D, B, I, H, x, w, r, bias, lens, h0, &c0, nullptr);
+    std::vector<double> y(want.y.size()), yh(want.yh.size()), yc(want.yc.size());
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t d = 0; d < D; ++d)
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t k = 0; k < H; ++k) y[((b * T + t) * D + d) * H + k] = want.y[((t * D + d) * B + b) * H + k];
+    for (int64_t d = 0; d < D; ++d)
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t k = 0; k < H; ++k) {
+          yh[(b * D + d) * H + k] = want.yh[(d * B + b) * H + k];
+          yc[(b * D + d) * H + k] = want.yc[(d * B + b) * H + k];
+        }
+    const std::string what = "layout 1, B = " + std::to_string(B);
+    EXPECT_EQ(res[0].dims(), (std::vector<int64_t>{B, T, D, H}));
+    expect_close(res[0], y, what + " Y");
+    expect_close(res[1], yh, what + " Y_h");
+    expect_close(res[2], yc, what + " Y_c");
   }
 }

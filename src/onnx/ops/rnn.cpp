@@ -54,6 +54,60 @@ void rnn_tanh_inplace(float* x, int64_t n) {
   }
 }
 
+// tanh(v) from one exp: sign(v) (1 - e) / (1 + e), e = exp(-2|v|); below |v| = 0.02 the series,
+// where 1 - e would cancel.
+#define QUIVER_FAST_TANH(vin, out)                                                       \
+  do {                                                                                   \
+    const float v_ = (vin);                                                              \
+    const float a_ = std::abs(v_);                                                       \
+    float e2_;                                                                           \
+    QUIVER_FAST_EXP(-2.0f * a_, e2_);                                                    \
+    const float big_ = (1.0f - e2_) / (1.0f + e2_);                                      \
+    const float s2_ = a_ * a_;                                                           \
+    const float small_ = a_ * (1.0f - s2_ * (0.333333333f - s2_ * 0.133333333f));       \
+    const float t_ = a_ < 0.02f ? small_ : big_;                                         \
+    (out) = v_ < 0 ? -t_ : t_;                                                           \
+  } while (0)
+
+// The batched LSTM's passes (rnn_common.hpp): each inner loop runs over one row of B values, so
+// it vectorises without a tail for batches that are a multiple of the vector width.
+QUIVER_RNN_CLONES
+void lstm_gates_t(float* g, int64_t H, int64_t B, int64_t ld, const float* bias) {
+  for (int64_t row = 0; row < 3 * H; ++row) {
+    float* __restrict p = g + row * ld;
+    const float bv = bias[row];
+    for (int64_t n = 0; n < B; ++n) {
+      float e;
+      QUIVER_FAST_EXP(-(p[n] + bv), e);
+      p[n] = 1.0f / (1.0f + e);
+    }
+  }
+  for (int64_t row = 3 * H; row < 4 * H; ++row) {
+    float* __restrict p = g + row * ld;
+    const float bv = bias[row];
+    for (int64_t n = 0; n < B; ++n) QUIVER_FAST_TANH(p[n] + bv, p[n]);
+  }
+}
+
+QUIVER_RNN_CLONES
+void lstm_cell_t(const float* g, int64_t H, int64_t B, int64_t ld, float* c, float* h) {
+  for (int64_t k = 0; k < H; ++k) {
+    const float* __restrict gi = g + k * ld;
+    const float* __restrict go = g + (H + k) * ld;
+    const float* __restrict gf = g + (2 * H + k) * ld;
+    const float* __restrict gc = g + (3 * H + k) * ld;
+    float* __restrict ck = c + k * B;
+    float* __restrict hk = h + k * B;
+    for (int64_t n = 0; n < B; ++n) {
+      const float cv = gf[n] * ck[n] + gi[n] * gc[n];
+      ck[n] = cv;
+      float th;
+      QUIVER_FAST_TANH(cv, th);
+      hk[n] = go[n] * th;
+    }
+  }
+}
+
 QUIVER_RNN_CLONES
 void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N, float* y) {
   int64_t n0 = 0;

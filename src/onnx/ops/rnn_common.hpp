@@ -6,6 +6,7 @@
 // (X[T*B, I] x W^T[I, G*H] + biases), then each step runs H_{t-1}[B, H] x R^T[H, G*H] and the
 // elementwise gate update. W^T and R^T are packed at load when constant.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -49,6 +50,12 @@ void rnn_sigmoid_inplace(float* x, int64_t n);
 void rnn_tanh_inplace(float* x, int64_t n);
 // y[0:N] = x[0:K] x B[K, N] (row stride ldb): the batch-1 recurrent step, accumulating in registers.
 void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N, float* y);
+// The LSTM's batched step in the transposed layout (default numerics, default activations; see
+// RecurrentKernel::run_lstm_batched): g holds the gate pre-activations as 4H rows [i, o, f, c] of B
+// columns (row stride ld), bias one value per row. lstm_gates_t: i, o, f = sigmoid(g + bias),
+// c = tanh(g + bias), in place. lstm_cell_t: c = f * c + i * g, h = o * tanh(c), both [H, B].
+void lstm_gates_t(float* g, int64_t H, int64_t B, int64_t ld, const float* bias);
+void lstm_cell_t(const float* g, int64_t H, int64_t B, int64_t ld, float* c, float* h);
 
 // In-place activation over n values; `rk`: the reproducible kernels (numerics=reproducible), whose
 // sigmoid and tanh replace the polynomial clones (the other activations used there are exact).
@@ -89,7 +96,13 @@ class RecurrentKernel final : public Kernel {
     // Packed constant weights (empty when W/R are not constant): per direction W^T [I, G*H], R^T [H, G*H].
     std::vector<float> wt, rt;
     int64_t input_size = -1;
+    // LSTM in default numerics with the default activations, no clip, no input_forget: batches of
+    // kBatchedRows or more rows run run_lstm_batched (when there are no peepholes and every sequence
+    // is T long).
+    bool lstm_batched = false;
+    std::vector<float> wr;  // lstm_batched with constant W and R: per direction [W | R], [4H, I + H]
   };
+  static constexpr int64_t kBatchedRows = 16;
 
   explicit RecurrentKernel(Config c) : c_(std::move(c)) {}
 
@@ -125,7 +138,6 @@ class RecurrentKernel final : public Kernel {
     if (ec.wants_output(0)) {
       if (c_.layout == 0) y = &ec.output(0, DType::F32, {T, D, B, H});
       else y = &ec.output(0, DType::F32, {B, T, D, H});
-      std::fill_n(y->data<float>(), y->numel(), 0.0f);
     }
     Tensor* yh = nullptr;
     Tensor* yc = nullptr;
@@ -139,7 +151,13 @@ class RecurrentKernel final : public Kernel {
       for (int64_t l : lens)
         if (l < 0 || l > T) ec.fail("sequence_lens value " + std::to_string(l) + " outside [0, " + std::to_string(T) + "]");
     }
+    if (c_.lstm_batched && !peep && B >= kBatchedRows && T > 0 &&
+        std::all_of(lens.begin(), lens.end(), [T](int64_t l) { return l == T; })) {
+      run_lstm_batched(ec, x, w, r, bias, h0, c0, y, yh, yc, T, B, I);
+      return;
+    }
 
+    if (y) std::fill_n(y->data<float>(), y->numel(), 0.0f);  // steps past a sequence's end stay zero
     // Scratch: xw [T*B, GH], hp [B, GH], h [B, H], c [B, H], tmp [B, H], packed weights if needed.
     const bool packed = !c_.wt.empty();
     const size_t n_xw = T * B * GH, n_hp = B * GH, n_bh = B * H;
@@ -303,6 +321,91 @@ class RecurrentKernel final : public Kernel {
     }
   }
 
+  // LSTM, batch of B >= kBatchedRows rows, every sequence T long, default cell (Config::lstm_batched).
+  // Transposed, so that every elementwise pass streams over whole rows of B values, and one GEMM per
+  // step: [W | R] [4H, I + H] x [x_t^T; h_{t-1}^T] [I + H, B] into G [4H, B], which stays in cache
+  // (the first step of a zero initial state multiplies only the I columns of W). A gate pass (bias
+  // folded in) and a cell pass then write h_t^T under x_{t+1}^T in the next step's operand; those
+  // blocks ([T + 1, I + H, B]) keep every h, so Y, Y_h and Y_c are transposed once at the end.
+  void run_lstm_batched(ExecContext& ec, const Tensor& x, const Tensor& w, const Tensor& r, const Tensor* bias,
+                        const Tensor* h0, const Tensor* c0, Tensor* y, Tensor* yh, Tensor* yc, int64_t T, int64_t B,
+                        int64_t I) const {
+    const int64_t H = c_.hidden, GH = 4 * H, D = c_.dirs, K = I + H, zs = K * B;
+    const bool packed = !c_.wr.empty();
+    if (packed && I != c_.input_size) ec.fail("X has input size " + std::to_string(I) + ", W was packed for " + std::to_string(c_.input_size));
+    const size_t n_wr = packed ? 0 : static_cast<size_t>(GH * K);
+    float* base = static_cast<float*>(ec.scratch(sizeof(float) * ((T + 1) * zs + GH * B + H * B + GH + n_wr + 64)));
+    float* zb = base;             // step s's operand [x_t^T; h_{s-1}^T], s = 0..T
+    float* gb = zb + (T + 1) * zs;  // gates [4H, B]
+    float* cs = gb + GH * B;      // c^T [H, B]
+    float* fb = cs + H * B;       // folded bias [4H]
+    float* wrb = fb + GH;         // [W | R] when not packed at load
+    const float* X = x.data<float>();
+    for (int64_t d = 0; d < D; ++d) {
+      const bool reverse = c_.reverse_only || d == 1;
+      const float* wr = packed ? c_.wr.data() + d * GH * K : wrb;
+      if (!packed) concat_wr(w.data<float>() + d * GH * I, r.data<float>() + d * GH * H, GH, I, H, wrb);
+      if (bias)
+        for (int64_t j = 0; j < GH; ++j) fb[j] = bias->data<float>()[d * 2 * GH + j] + bias->data<float>()[d * 2 * GH + GH + j];
+      else
+        std::fill_n(fb, GH, 0.0f);
+      bool h_zero = true;
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t off = state_offset(d, b, D, B, H);
+        for (int64_t k = 0; k < H; ++k) {
+          const float hv = h0 ? h0->data<float>()[off + k] : 0.0f;
+          h_zero = h_zero && hv == 0.0f;
+          zb[(I + k) * B + b] = hv;
+          cs[k * B + b] = c0 ? c0->data<float>()[off + k] : 0.0f;
+        }
+      }
+      for (int64_t s = 0; s < T; ++s) {
+        const int64_t t = reverse ? T - 1 - s : s;
+        float* z = zb + s * zs;
+        for (int64_t b = 0; b < B; ++b) {
+          const float* xr = X + row_of(t, b, T, B) * I;
+          for (int64_t i = 0; i < I; ++i) z[i * B + b] = xr[i];
+        }
+        GemmArgs g;
+        g.M = GH; g.N = B; g.K = s == 0 && h_zero ? I : K;
+        g.A = wr; g.lda = K; g.B = z; g.ldb = B; g.C = gb; g.ldc = B;
+        c_.blas.gemm(g);
+        lstm_gates_t(gb, H, B, B, fb);
+        lstm_cell_t(gb, H, B, B, cs, z + zs + I * B);
+      }
+      // Back to the ONNX layouts: row b of a state is H values at state_offset(d, b).
+      const int64_t s0 = state_offset(d, 0, D, B, H), sld = state_offset(d, 1, D, B, H) - s0;
+      if (y)
+        for (int64_t s = 0; s < T; ++s) {
+          const int64_t t = reverse ? T - 1 - s : s;
+          const int64_t y0 = y_offset(t, d, 0, T, D, B, H);
+          transpose_into(zb + (s + 1) * zs + I * B, H, B, y->data<float>() + y0, y_offset(t, d, 1, T, D, B, H) - y0);
+        }
+      if (yh) transpose_into(zb + T * zs + I * B, H, B, yh->data<float>() + s0, sld);
+      if (yc) transpose_into(cs, H, B, yc->data<float>() + s0, sld);
+    }
+  }
+
+ public:
+  // [W | R] of one direction, [4H, I + H] (W [4H, I] and R [4H, H] as ONNX stores them).
+  static void concat_wr(const float* w, const float* r, int64_t GH, int64_t I, int64_t H, float* out) {
+    for (int64_t j = 0; j < GH; ++j) {
+      std::copy_n(w + j * I, I, out + j * (I + H));
+      std::copy_n(r + j * H, H, out + j * (I + H) + I);
+    }
+  }
+
+ private:
+  // dst[j * ld + i] = src[i * cols + j] for a [rows, cols] src, in 16 x 16 tiles.
+  static void transpose_into(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld) {
+    for (int64_t i0 = 0; i0 < rows; i0 += 16)
+      for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+        const int64_t i1 = std::min(rows, i0 + 16), j1 = std::min(cols, j0 + 16);
+        for (int64_t j = j0; j < j1; ++j)
+          for (int64_t i = i0; i < i1; ++i) dst[j * ld + i] = src[i * cols + j];
+      }
+  }
+
   float clipv(float v) const { return c_.clip > 0 ? std::min(std::max(v, -c_.clip), c_.clip) : v; }
 
   // One batch row: `g` holds the gate pre-activations (x and h projections, biases); for GRU the
@@ -449,6 +552,9 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
   if (c.hidden <= 0) ctx.fail("hidden_size is missing and R's shape is unknown");
   c.acts = parse_rnn_activations(at, kind, c.dirs);
   c.blas = Blas(ctx.target());
+  c.lstm_batched = kind == CellKind::LSTM && !ctx.target().reproducible() && c.clip == 0 && !c.input_forget;
+  for (size_t i = 0; i < c.acts.size(); ++i)
+    if (c.acts[i].kind != (i % 3 == 0 ? RnnAct::Sigmoid : RnnAct::Tanh)) c.lstm_batched = false;
   if (ctx.target().reproducible())
     for (const auto& a : c.acts)
       if (a.kind == RnnAct::ScaledTanh || a.kind == RnnAct::Elu || a.kind == RnnAct::Softplus)
@@ -468,6 +574,11 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
     for (int64_t d = 0; d < c.dirs; ++d) {
       RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, c.wt.data() + d * I * GH);
       RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, c.rt.data() + d * H * GH);
+    }
+    if (c.lstm_batched) {
+      c.wr.resize(static_cast<size_t>(c.dirs * GH * (I + H)));
+      for (int64_t d = 0; d < c.dirs; ++d)
+        RecurrentKernel::concat_wr(w.data<float>() + d * GH * I, r.data<float>() + d * GH * H, GH, I, H, c.wr.data() + d * GH * (I + H));
     }
   }
   // Output shapes.
