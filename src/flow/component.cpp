@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <sstream>
 
@@ -101,21 +102,37 @@ const SlotBase& Event::get_slot(size_t index) const {
 
 void Event::run_factory(size_t f) const {
   detail::FactoryState& st = fstate_[f];
-  if (st.done_gen.load(std::memory_order_acquire) == gen_) return;
-  std::lock_guard<std::mutex> lk(st.m);
-  if (st.done_gen.load(std::memory_order_relaxed) == gen_) return;
-  if (st.err_gen == gen_) std::rethrow_exception(st.err);
-  Factory* fac = topo_->factories[f];
-  Event& self = const_cast<Event&>(*this);
-  try {
-    fac->process(self);
-    for (auto* o : fac->outputs()) o->publish(self);
-  } catch (...) {
-    st.err = std::make_exception_ptr(detail::to_error(std::current_exception(), fac->name()));
-    st.err_gen = gen_;
-    std::rethrow_exception(st.err);
+  uint64_t claimed = st.claim_gen.load(std::memory_order_relaxed);
+  if (st.done_gen.load(std::memory_order_acquire) != gen_) {
+    if (claimed != gen_ &&
+        st.claim_gen.compare_exchange_strong(claimed, gen_, std::memory_order_acq_rel, std::memory_order_relaxed)) {
+      Factory* fac = topo_->factories[f];
+      Event& self = const_cast<Event&>(*this);
+      try {
+        fac->process(self);
+        for (auto* o : fac->outputs()) o->publish(self);
+      } catch (...) {
+        st.err = std::make_exception_ptr(detail::to_error(std::current_exception(), fac->name()));
+        st.err_gen = gen_;
+      }
+      st.done_gen.store(gen_, std::memory_order_release);
+      if (st.waiting.load(std::memory_order_relaxed)) {
+        std::lock_guard<std::mutex> lk(st.m);
+        st.waiting.store(false, std::memory_order_relaxed);
+        st.cv.notify_all();
+      }
+    } else {
+      // Another thread runs it for this event. The flag and the done store are not ordered against
+      // each other (that would cost the common path a fence), so a wake-up can be missed: the wait
+      // re-checks on a short timeout instead of relying on it.
+      std::unique_lock<std::mutex> lk(st.m);
+      while (st.done_gen.load(std::memory_order_acquire) != gen_) {
+        st.waiting.store(true, std::memory_order_relaxed);
+        st.cv.wait_for(lk, std::chrono::microseconds(200));
+      }
+    }
   }
-  st.done_gen.store(gen_, std::memory_order_release);
+  if (st.err_gen == gen_) std::rethrow_exception(st.err);
 }
 
 // ---------------------------------------------------------------- ports, parameters

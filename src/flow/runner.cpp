@@ -121,14 +121,18 @@ struct Hub {
   // a want came in meanwhile, and the holder serves it first.
   static constexpr uint32_t kBusy = 1, kWant = 2;
   alignas(64) std::atomic<uint32_t> state{0};
-  // The holder's data on other lines: a thread waiting for the hub reads `state` while the holder
-  // writes these per event.
+  // The holder's counters, on one line (a waiting thread reads `state`, on its own line, while the
+  // holder writes these per event; they move to the next holder once per turn). `published` is
+  // `emitted` for in_flight() readers, stored once per group.
+  alignas(64) uint64_t next_seq = 0;
+  uint64_t skipped = 0, gen = 0, emitted = 0;
+  size_t out = 0;  // events read whose slots have not come back to the pool
+  size_t cur_source = 0;
+  std::atomic<uint64_t> published{0};
+  bool done = false;
+  // The pool: written only when slots pass through it (not when a thread reads into its own group).
   alignas(64) std::vector<EventCtx*> free_slots;
   std::vector<Group*> free_groups;
-  size_t cur_source = 0;
-  uint64_t next_seq = 0, skipped = 0, gen = 0, emitted = 0;
-  size_t out = 0;  // events read whose slots have not come back to the pool
-  bool done = false;
 };
 
 // A sequential processor. Events arrive in batches (a group's worth) through the inbox; the thread
@@ -174,7 +178,6 @@ struct Runner final : Runtime {
   Hub hub;
   alignas(64) std::atomic<bool> pump_task_pending{false};
   alignas(64) std::atomic<Group*> returned{nullptr};     // groups given back while the hub was busy
-  alignas(64) std::atomic<uint64_t> emitted{0};          // published by the hub holder, per group
   alignas(64) std::atomic<size_t> group_k{1};            // events per group (1 at the start)
   alignas(64) std::atomic<int> firing{0};                // completions inside arena->enqueue
   std::atomic<bool> aborting{false};
@@ -246,7 +249,7 @@ struct Runner final : Runtime {
   int64_t in_flight() const override {
     uint64_t done = 0;
     for (int i = 0; i <= threads; ++i) done += lanes[i].finished.load(std::memory_order_relaxed);
-    return static_cast<int64_t>(emitted.load(std::memory_order_relaxed)) - static_cast<int64_t>(done);
+    return static_cast<int64_t>(hub.published.load(std::memory_order_relaxed)) - static_cast<int64_t>(done);
   }
   bool stopping() const override {
     return aborting.load(std::memory_order_relaxed) || app.stop_requested_.load(std::memory_order_relaxed);
@@ -506,7 +509,7 @@ struct Runner final : Runtime {
     }
     hub.out += g->ev.size();
     g->remaining.store(static_cast<uint32_t>(g->ev.size()), std::memory_order_relaxed);
-    emitted.store(hub.emitted, std::memory_order_relaxed);
+    hub.published.store(hub.emitted, std::memory_order_relaxed);
     return g;
   }
 
@@ -523,8 +526,10 @@ struct Runner final : Runtime {
       e.sequence_ = hub.next_seq;
       e.number_ = hub.next_seq + hub.skipped;
       c->next_async = 0;
-      c->failed = false;
-      c->error.reset();
+      if (c->failed) {  // only then: `error` lies on lines of its own (EventCtx)
+        c->failed = false;
+        c->error.reset();
+      }
       c->async_error = nullptr;
       bool ok;
       try {
@@ -886,7 +891,7 @@ RunSummary Runner::run() {
       int64_t tl = t0;
       while (!tick_cv.wait_for(lk, std::chrono::duration<double>(ticker_s), [&] { return tick_stop; })) {
         const int64_t inflight = std::max<int64_t>(0, r.in_flight());
-        const uint64_t n = r.emitted.load() - static_cast<uint64_t>(inflight);
+        const uint64_t n = r.hub.published.load() - static_cast<uint64_t>(inflight);
         int64_t t = now_ns();
         spdlog::info("[flow] {} events, {:.1f} events/s (avg {:.1f}), {} in flight, {} failed", n,
                      (n - last) / ((t - tl) * 1e-9), n / ((t - t0) * 1e-9), inflight, r.failed.load());
@@ -927,7 +932,7 @@ RunSummary Runner::run() {
     r.fatal = Error(ErrorCode::Internal, "the scheduler went idle after " + std::to_string(r.hub.emitted) +
                                              " events before the input ended");
 
-  sum.emitted = r.emitted.load();
+  sum.emitted = r.hub.published.load();
   sum.processed = sum.emitted - r.failed.load() - static_cast<uint64_t>(std::max<int64_t>(0, lost));
   sum.failed = r.failed.load();
   sum.failures = std::move(r.failures);
