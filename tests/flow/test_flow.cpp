@@ -142,6 +142,71 @@ TEST(Flow, LazyFactoryRunsOncePerEventAndOnlyWhenNeeded) {
   }
 }
 
+// Sub-tasks of one event ask for the same lazy product at once: the factory runs once, the others
+// wait for it (its result, or its error) instead of running it again.
+namespace {
+class HeldSquare : public Factory {
+ public:
+  Input<int> value_{this, "value"};
+  Output<int64_t> square_{this, "square"};
+  std::atomic<int> calls{0};
+  std::atomic<int>* arrived = nullptr;
+  int readers = 0;
+  void process(Event& e) override {
+    ++calls;
+    // Hold the run until every reader has asked (bounded: a reader may still be on its way).
+    for (int i = 0; i < 200000 && arrived->load() < readers; ++i) std::this_thread::yield();
+    if (value_(e) % 10 == 7) throw quiver::Error(quiver::ErrorCode::Internal, "square of a seven");
+    square_(e) = int64_t(value_(e)) * value_(e);
+  }
+};
+class FanOutReader : public Processor {
+ public:
+  explicit FanOutReader(std::atomic<int>* arrived, int readers) : arrived_(arrived), readers_(readers) {}
+  Input<int64_t> sq_{this, "square"};
+  Input<int> value_{this, "value"};
+  std::atomic<int> wrong{0}, errors{0}, events{0};
+  void process(const Event& e) override {
+    arrived_->store(0);
+    std::vector<std::thread> ts;
+    for (int t = 0; t < readers_; ++t)
+      ts.emplace_back([&] {
+        ++*arrived_;
+        try {
+          if (sq_(e) != int64_t(value_(e)) * value_(e)) ++wrong;
+        } catch (const quiver::Error& err) {
+          if (std::string(err.what()).find("square of a seven") == std::string::npos) ++wrong;
+          ++errors;
+        }
+      });
+    for (auto& t : ts) t.join();
+    ++events;
+  }
+
+ private:
+  std::atomic<int>* arrived_;
+  int readers_;
+};
+}  // namespace
+
+TEST(Flow, LazyFactoryAskedFromManyThreadsOfOneEventRunsOnce) {
+  Application app;
+  basic(app, 60, 1);
+  app.set_parameter("error_policy", "skip");
+  std::atomic<int> arrived{0};
+  app.add<IntSource>("source");
+  auto& sq = app.add<HeldSquare>("square");
+  sq.arrived = &arrived;
+  sq.readers = 4;
+  auto& r = app.add<FanOutReader>("reader", &arrived, 4);
+  auto s = run_with_timeout(app);
+  ASSERT_FALSE(s.fatal) << s.fatal->what();
+  EXPECT_EQ(sq.calls.load(), 60);  // once per event, however many threads asked
+  EXPECT_EQ(r.events.load(), 60);
+  EXPECT_EQ(r.wrong.load(), 0);
+  EXPECT_EQ(r.errors.load(), 6 * 4);  // events 7, 17, ..., 57: every reader gets the factory's error
+}
+
 TEST(Flow, ParametersFromAssignmentsAndConfig) {
   namespace fs = std::filesystem;
   fs::path dir = fs::temp_directory_path() / ("quiver_flow_cfg_" + std::to_string(::getpid()));
