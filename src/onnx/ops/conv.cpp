@@ -247,7 +247,8 @@ void emit_conv(Emit& e) {
     e.bitwise();
     return;
   }
-  // W^T for the transposed form (rt::conv picks it from the dims), packed per group; for a 1-D
+  // W^T for the transposed form (rt::conv picks it from the dims) of a window other than 1x1, packed
+  // per group; for a 1-D
   // convolution (also a 2-D one whose other axis is 1 with a unit kernel there) in tap-major order
   // (k = tap * Cin/groups + c), as the runtime reads the taps in place.
   const int64_t cg = w.dim(1), mg = M / groups, T = kh * kw, Kn = cg * T;
@@ -257,14 +258,14 @@ void emit_conv(Emit& e) {
   };
   const bool oned = !two || (kw == 1 && pw0 == 0 && pw1 == 0 && sdim(3) == 1) || (kh == 1 && ph0 == 0 && ph1 == 0 && sdim(2) == 1);
   const bool tapmajor = oned && T > 1;
-  std::string wt;
-  if (tapmajor) {
+  std::string wt = "nullptr";  // a 1x1 convolution keeps Y = W X (rt::conv)
+  if (!direct && tapmajor) {
     std::vector<float> r(static_cast<size_t>(M * Kn));
     for (int64_t m = 0; m < M; ++m)
       for (int64_t c = 0; c < cg; ++c)
         for (int64_t t = 0; t < T; ++t) r[static_cast<size_t>(m * Kn + t * cg + c)] = w.data<float>()[(m * cg + c) * T + t];
     wt = e.add_packed_b(r.data(), Kn, mg, 1, Kn, groups, mg * Kn);
-  } else {
+  } else if (!direct) {
     wt = e.add_packed_b(w.data<float>(), Kn, mg, 1, Kn, groups, mg * Kn);
   }
   // Scratch: the gemm's pack for the last panel of pixels, then the im2col copy or the padded input.
