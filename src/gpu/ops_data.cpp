@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "gpu/executor.hpp"
+#include "onnx/ops/slice.hpp"
 
 namespace quiver::gpu {
 namespace {
@@ -125,21 +126,9 @@ std::unique_ptr<const DeviceOp> build_slice(DeviceBuild& b) {
       seen[a] = true;
       const int64_t d = x.dims[a], st = steps[k];
       if (st == 0) c.fail("slice step is 0");
-      int64_t lo = starts[k], hi = ends[k];
-      if (lo < 0) lo += d;
-      if (hi < 0) hi += d;
-      int64_t len;
-      if (st > 0) {
-        lo = std::clamp<int64_t>(lo, 0, d);
-        hi = std::clamp<int64_t>(hi, 0, d);
-        len = hi > lo ? (hi - lo + st - 1) / st : 0;
-      } else {
-        lo = std::clamp<int64_t>(lo, 0, d - 1);
-        hi = std::clamp<int64_t>(hi, -1, d - 1);
-        len = lo > hi ? (lo - hi + (-st) - 1) / (-st) : 0;
-      }
-      out[a] = len;
-      if (len > 0) off += lo * xs[a];
+      const onnx::SliceAxis sa = onnx::slice_axis(d, starts[k], ends[k], st);
+      out[a] = sa.count;
+      if (sa.count > 0) off += sa.start * xs[a];
       src[a] = xs[a] * st;
     }
     const void* xp = c.dev(0);

@@ -18,6 +18,7 @@
 #include <unordered_set>
 
 #include "onnx/fusion.hpp"
+#include "onnx/ops/slice.hpp"
 #include "onnx/proto_io.hpp"
 #include "quiver/core/shape.hpp"
 
@@ -439,20 +440,9 @@ std::optional<GraphCompiler::Partial> GraphCompiler::partial_out(const ::onnx::N
       if (!sp || sp->size() != 1 || (*sp)[0] == 0) return std::nullopt;
       step = (*sp)[0];
     }
-    const auto n = static_cast<int64_t>(p->size());
-    int64_t b = (*st)[0], e = (*en)[0];
-    if (b < 0) b += n;
-    if (e < 0) e += n;
+    const SliceAxis sa = slice_axis(static_cast<int64_t>(p->size()), (*st)[0], (*en)[0], step);
     Partial r;
-    if (step > 0) {
-      b = std::clamp<int64_t>(b, 0, n);
-      e = std::clamp<int64_t>(e, 0, n);
-      for (int64_t i = b; i < e; i += step) r.push_back((*p)[static_cast<size_t>(i)]);
-    } else {
-      b = std::clamp<int64_t>(b, 0, n - 1);
-      e = std::clamp<int64_t>(e, -1, n - 1);
-      for (int64_t i = b; i > e; i += step) r.push_back((*p)[static_cast<size_t>(i)]);
-    }
+    for (int64_t k = 0; k < sa.count; ++k) r.push_back((*p)[static_cast<size_t>(sa.start + k * step)]);
     return r;
   }
   // Element-wise on 0-D / 1-D values (numpy broadcasting of a single element).

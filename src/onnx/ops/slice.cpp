@@ -1,9 +1,28 @@
 // Slice: starts/ends/axes as attributes (opset < 10) or inputs with optional steps (opset >= 10).
 // Negative starts/ends count from the end, values are clamped per the spec (differently for negative
 // steps). The result is a strided view copied with contiguous memcpy runs where the step is 1.
+#include "onnx/ops/slice.hpp"
+
 #include "onnx/ops/shape_ops.hpp"
 #include "onnx/emit.hpp"
 namespace quiver::onnx {
+
+SliceAxis slice_axis(int64_t d, int64_t b, int64_t e, int64_t st) {
+  if (b < 0) b += d;
+  if (e < 0) e += d;
+  if (st > 0) {
+    b = std::clamp<int64_t>(b, 0, d);
+    e = std::clamp<int64_t>(e, 0, d);
+  } else {
+    b = std::clamp<int64_t>(b, 0, std::max<int64_t>(d - 1, 0));
+    e = std::clamp<int64_t>(e, -1, d - 1);
+  }
+  int64_t c = 0;
+  if (st > 0 && e > b) c = (e - b + st - 1) / st;
+  else if (st < 0 && b > e) c = (b - e + (-st) - 1) / (-st);
+  if (d == 0) c = 0;
+  return {b, c};
+}
 
 namespace {
 struct SliceSpec {
@@ -36,23 +55,10 @@ void resolve(const SliceSpec& s, std::span<const int64_t> dims, std::vector<int6
     const int64_t d = dims[a];
     const int64_t st = s.steps.empty() ? 1 : s.steps[i];
     if (st == 0) fail("step must not be zero");
-    int64_t b = s.starts[i], e = s.ends[i];
-    if (b < 0) b += d;
-    if (e < 0) e += d;
-    if (st > 0) {
-      b = std::clamp<int64_t>(b, 0, d);
-      e = std::clamp<int64_t>(e, 0, d);
-    } else {
-      b = std::clamp<int64_t>(b, 0, std::max<int64_t>(d - 1, 0));
-      e = std::clamp<int64_t>(e, -1, d - 1);
-    }
-    int64_t c = 0;
-    if (st > 0 && e > b) c = (e - b + st - 1) / st;
-    else if (st < 0 && b > e) c = (b - e + (-st) - 1) / (-st);
-    if (d == 0) c = 0;
-    start[a] = b;
+    const SliceAxis sa = slice_axis(d, s.starts[i], s.ends[i], st);
+    start[a] = sa.start;
     step[a] = st;
-    count[a] = c;
+    count[a] = sa.count;
   }
 }
 
