@@ -39,21 +39,6 @@ void rnn_sigmoid_inplace(float* x, int64_t n) {
   }
 }
 
-QUIVER_RNN_CLONES
-void rnn_tanh_inplace(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = x[i];
-    const float a = std::abs(v);
-    float e;
-    QUIVER_FAST_EXP(-2.0f * a, e);
-    const float big = (1.0f - e) / (1.0f + e);
-    const float v2 = a * a;
-    const float small = a * (1.0f - v2 * (0.333333333f - v2 * 0.133333333f));  // |x| < 0.02: series
-    const float t = a < 0.02f ? small : big;
-    x[i] = v < 0 ? -t : t;
-  }
-}
-
 // tanh(v) from one exp: sign(v) (1 - e) / (1 + e), e = exp(-2|v|); below |v| = 0.02 the series,
 // where 1 - e would cancel.
 #define QUIVER_FAST_TANH(vin, out)                                                       \
@@ -68,6 +53,11 @@ void rnn_tanh_inplace(float* x, int64_t n) {
     const float t_ = a_ < 0.02f ? small_ : big_;                                         \
     (out) = v_ < 0 ? -t_ : t_;                                                           \
   } while (0)
+
+QUIVER_RNN_CLONES
+void rnn_tanh_inplace(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) QUIVER_FAST_TANH(x[i], x[i]);
+}
 
 // The batched LSTM's passes (rnn_common.hpp): each inner loop runs over one row of B values, so
 // it vectorises without a tail for batches that are a multiple of the vector width.
