@@ -1,6 +1,7 @@
-// Internal: the one GEMM entry point of the engine. Small shapes (the per-event HEP case) run on a
-// register-blocked kernel compiled for AVX2/FMA and a baseline (chosen at run time); large shapes go
-// to the BLAS library chosen at build time (OpenBLAS or oneDNN).
+// Internal: the one GEMM entry point of the engine. Small shapes (the per-event HEP case) run on the
+// register-tiled kernel of reproducible mode (core/repro) at the widest ISA this CPU has, looked up
+// once per process; a CPU without AVX2 keeps the engine's own small kernel. Large shapes go to the
+// BLAS library chosen at build time (OpenBLAS or oneDNN).
 #pragma once
 #include <cstdint>
 
