@@ -140,6 +140,35 @@ TEST(MathOps, ModSignSemanticsAndZeroDivisor) {
   for (size_t i = 0; i < 4; ++i) EXPECT_DOUBLE_EQ(out[0].data<double>()[i], e[i]);
 }
 
+// Abs clears the sign bit of floats: -0 gives +0 and a negative NaN a positive one (numpy, ONNX
+// Runtime and the CUDA kernel agree), so results are the same bits on every target.
+TEST(MathOps, AbsClearsTheSignBitOfZeroAndNan) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (DType dt : {DType::F32, DType::F64}) {
+    G g;
+    g.input("x", {5}, dt);
+    g.output("y", {5}, dt);
+    g.node("Abs", {"x"}, {"y"});
+    const std::vector<double> in{-0.0, -static_cast<double>(nan), -1.5, 2.0, -std::numeric_limits<double>::infinity()};
+    Tensor x = dt == DType::F32 ? vec<float>({-0.0f, -nan, -1.5f, 2.0f, -std::numeric_limits<float>::infinity()}) : vec<double>(in);
+    auto out = g.load()->run_once(std::vector<Tensor>{x});
+    for (size_t i = 0; i < 5; ++i) {
+      const double y = dt == DType::F32 ? double(out[0].data<float>()[i]) : out[0].data<double>()[i];
+      EXPECT_FALSE(std::signbit(y)) << dtype_name(dt) << " element " << i;
+      if (i == 1) EXPECT_TRUE(std::isnan(y));
+      else EXPECT_EQ(y, std::fabs(in[i])) << dtype_name(dt) << " element " << i;
+    }
+  }
+  G g;
+  g.input("x", {3}, DType::I64);
+  g.output("y", {3}, DType::I64);
+  g.node("Abs", {"x"}, {"y"});
+  auto out = g.load()->run_once(std::vector<Tensor>{vec<int64_t>({-7, 0, 5})});
+  EXPECT_EQ(out[0].data<int64_t>()[0], 7);
+  EXPECT_EQ(out[0].data<int64_t>()[1], 0);
+  EXPECT_EQ(out[0].data<int64_t>()[2], 5);
+}
+
 TEST(MathOps, PowMixedTypesExactIntegersAndFastPath) {
   G g;
   g.input("a", {3}, DType::I64);
