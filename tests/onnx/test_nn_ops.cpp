@@ -47,6 +47,7 @@ struct ConvCase {
   std::vector<int64_t> xdims, kernel, strides, dil, pads;
   int64_t cout, group;
   bool bias;
+  const char* act = nullptr;  // a following Relu or Sigmoid (fused into the Conv by the compiler)
 };
 
 std::vector<double> naive_conv(const ConvCase& c, const Tensor& x, const Tensor& w, const Tensor* b, std::vector<int64_t>& ydims) {
@@ -92,8 +93,9 @@ std::vector<double> naive_conv(const ConvCase& c, const Tensor& x, const Tensor&
 }  // namespace
 
 // 1-D, [N,C,L,1] with (3,1) kernels, pointwise, depthwise with stride/dilation/asymmetric pads,
-// grouped 3-D: the pointwise GEMM path, the im2col path and the trivial-dim squeeze all agree with
-// the naive loop. Weights both as initializers and as runtime inputs.
+// grouped 3-D, few output channels (with a fused activation): the pointwise GEMM path, the im2col
+// path, the direct path and the trivial-dim squeeze all agree with the naive loop. Weights both as
+// initializers and as runtime inputs.
 TEST(NnOps, ConvMatchesNaive) {
   std::mt19937 rng(11);
   const std::vector<ConvCase> cases = {
@@ -102,6 +104,14 @@ TEST(NnOps, ConvMatchesNaive) {
       {{1, 8, 12, 1}, {1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}, 16, 1, true},
       {{2, 4, 7, 6}, {3, 3}, {2, 1}, {2, 1}, {2, 1, 1, 0}, 4, 4, false},
       {{1, 4, 3, 4, 5}, {2, 2, 3}, {1, 2, 1}, {1, 1, 2}, {0, 1, 1, 1, 0, 1}, 6, 2, true},
+      // Few output channels with constant weights (default numerics: the direct path): TICL
+      // energy-id's layers, dilations and asymmetric pads, 1, 5 and 8 channels, a wide input, 1-D.
+      {{3, 3, 50, 10}, {5, 1}, {1, 1}, {1, 1}, {2, 0, 2, 0}, 3, 1, true, "Relu"},
+      {{2, 3, 50, 10}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, 3, 1, true, "Relu"},
+      {{2, 5, 9, 13}, {3, 2}, {1, 1}, {2, 3}, {0, 2, 3, 1}, 8, 1, true, "Sigmoid"},
+      {{1, 2, 6, 7}, {2, 3}, {1, 1}, {1, 1}, {0, 0, 0, 0}, 1, 1, false},
+      {{2, 20, 11, 4}, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, 5, 1, true, "Relu"},
+      {{2, 7, 40}, {5}, {1}, {1}, {0, 3}, 6, 1, true},
   };
   for (size_t ci = 0; ci < cases.size(); ++ci) {
     const auto& c = cases[ci];
@@ -126,7 +136,8 @@ TEST(NnOps, ConvMatchesNaive) {
       g.output("y");
       std::vector<std::string> in = {"x", "w"};
       if (c.bias) in.push_back("b");
-      auto* n = g.node("Conv", in, {"y"});
+      auto* n = g.node("Conv", in, {c.act ? "conv_y" : "y"});
+      if (c.act) g.node(c.act, {"conv_y"}, {"y"});
       if (const_w) ints(n, "kernel_shape", c.kernel);  // runtime W without shapes: rank found at run time
       ints(n, "strides", c.strides);
       ints(n, "dilations", c.dil);
@@ -135,6 +146,8 @@ TEST(NnOps, ConvMatchesNaive) {
       auto out = g.load()->run_once(feeds);
       std::vector<int64_t> yd;
       auto want = naive_conv(c, x, w, c.bias ? &b : nullptr, yd);
+      if (c.act)
+        for (double& v : want) v = std::string(c.act) == "Relu" ? std::max(v, 0.0) : 1 / (1 + std::exp(-v));
       ASSERT_EQ(out[0].dims(), yd) << "case " << ci;
       expect_close(out[0], want, "conv case " + std::to_string(ci) + (const_w ? " const" : " runtime"));
     }
