@@ -22,6 +22,9 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include "aot_test_util.hpp"
 #include "quiver/aot/aot.hpp"
@@ -596,8 +599,11 @@ TEST(Aot, RuntimeExpSigmoidTanhMatchLibm) {
 // The recurrent cells' edges against the engine: bidirectional GRU with linear_before_reset,
 // sequence_lens (0 and T among them) and an initial state; a forward GRU without bias with clip; a
 // reverse LSTM with peepholes, bias, sequence_lens and initial h/c; a batch-first LSTM with input_forget;
-// a bidirectional RNN. Hidden sizes that end panels part-way (17, 20: 2H = 40, 4H = 68); batches of 1
-// row (the gemv path), 3 and 7 rows.
+// a bidirectional RNN; LSTMs with the default cell, which take the batched form (one gemm per step of [x_t | h]
+// by the packed [W | R]^T, rt::lstm_batch) at 16+ rows whose sequences are all T long: bidirectional with bias and random
+// h/c, batch-first with sequence_lens (all T at 16 and 40 rows, one shorter at 19: the general form)
+// and no initial state. Hidden sizes that end panels part-way (17, 20: 2H = 40, 4H = 68); batches of 1
+// row (the gemv path), 3, 7, 16 (one full panel of rows), 19 and 40 (partial panels).
 TEST(Aot, RecurrentEdgesMatchTheEngine) {
   test::G g(14);
   std::mt19937 rng(11);
@@ -610,6 +616,9 @@ TEST(Aot, RecurrentEdgesMatchTheEngine) {
   g.input("h0", {2, -1, 20});
   g.input("h0l", {1, -1, 17});
   g.input("c0l", {1, -1, 17});
+  g.input("lensT", {-1}, DType::I32);
+  g.input("h0b", {2, -1, 20});
+  g.input("c0b", {2, -1, 20});
   weights("GW", {2, 60, I});
   weights("GR", {2, 60, 20});
   weights("GB", {2, 120});
@@ -621,6 +630,9 @@ TEST(Aot, RecurrentEdgesMatchTheEngine) {
   weights("LP", {1, 51});
   weights("RW", {2, 9, I});
   weights("RR", {2, 9, 9});
+  weights("BW", {2, 80, I});
+  weights("BR", {2, 80, 20});
+  weights("BB", {2, 160});
   auto* n = g.node("GRU", {"x", "GW", "GR", "GB", "lens", "h0"}, {"y1", "yh1"});
   test::attr_int(n, "hidden_size", 20);
   test::attr_str(n, "direction", "bidirectional");
@@ -638,6 +650,12 @@ TEST(Aot, RecurrentEdgesMatchTheEngine) {
   n = g.node("RNN", {"x", "RW", "RR"}, {"y5"});
   test::attr_int(n, "hidden_size", 9);
   test::attr_str(n, "direction", "bidirectional");
+  n = g.node("LSTM", {"x", "BW", "BR", "BB", "", "h0b", "c0b"}, {"y6", "yh6", "yc6"});
+  test::attr_int(n, "hidden_size", 20);
+  test::attr_str(n, "direction", "bidirectional");
+  n = g.node("LSTM", {"xl", "LW", "LR", "LB", "lensT"}, {"y7", "yh7"});
+  test::attr_int(n, "hidden_size", 17);
+  test::attr_int(n, "layout", 1);
   g.output("y1", {T, 2, -1, 20});
   g.output("yh1", {2, -1, 20});
   g.output("y2", {T, 1, -1, 20});
@@ -646,9 +664,14 @@ TEST(Aot, RecurrentEdgesMatchTheEngine) {
   g.output("yc3", {1, -1, 17});
   g.output("y4", {-1, T, 1, 17});
   g.output("y5", {T, 2, -1, 9});
+  g.output("y6", {T, 2, -1, 20});
+  g.output("yh6", {2, -1, 20});
+  g.output("yc6", {2, -1, 20});
+  g.output("y7", {-1, T, 1, 17});
+  g.output("yh7", {-1, 1, 17});
   const auto [lib, engine] = compile_graph(g, "recurrent");
   std::uniform_real_distribution<float> ux(-1.f, 1.f);
-  for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{7}}) {
+  for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{7}, int64_t{16}, int64_t{19}, int64_t{40}}) {
     std::vector<Tensor> in;
     for (std::vector<int64_t> d : {std::vector<int64_t>{T, b, I}, {b, T, I}}) {
       in.push_back(random_tensor(d, rng, ux));
@@ -659,6 +682,17 @@ TEST(Aot, RecurrentEdgesMatchTheEngine) {
     for (std::vector<int64_t> d : {std::vector<int64_t>{2, b, 20}, {1, b, 17}, {1, b, 17}}) {
       in.push_back(random_tensor(d, rng, ux));
     }
-    expect_close(lib->run_once(in), engine->run_once(in), "recurrent at batch " + std::to_string(b));
+    Tensor lens_t = Tensor::empty(DType::I32, {b});
+    for (int64_t i = 0; i < b; ++i) lens_t.data<int32_t>()[i] = b == 19 && i == 7 ? T - 2 : T;
+    in.push_back(std::move(lens_t));
+    for (int k = 0; k < 2; ++k) in.push_back(random_tensor({2, b, 20}, rng, ux));
+#if defined(__SSE__)
+    const unsigned csr = _mm_getcsr();  // the LSTM steps flush subnormals and restore the caller's mode
+    auto got = lib->run_once(in);
+    EXPECT_EQ(csr, _mm_getcsr());
+#else
+    auto got = lib->run_once(in);
+#endif
+    expect_close(got, engine->run_once(in), "recurrent at batch " + std::to_string(b));
   }
 }

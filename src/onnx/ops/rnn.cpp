@@ -321,9 +321,37 @@ inline Emitter emit_recurrent(CellKind kind) {
     c += "a.Y = y0;\n";
     if (e.num_outputs() > 1) c += "a.Yh = y1;\n";
     if (e.num_outputs() > 2) c += "a.Yc = y2;\n";
-    c += "a.work = static_cast<float*>(scratch);\na.acts = acts;\na.acts_per_dir = " + std::to_string(rc.acts_per_dir) +
-         ";\nif (!rt::recurrent(a)) fail(\"sequence_lens value outside [0, T]\");\n";
-    e.scratch("rt::recurrent_work_bytes(" + std::to_string(G) + ", " + T + ", " + B + ", " + Hs + ")");
+    c += "a.work = static_cast<float*>(scratch);\na.acts = acts;\na.acts_per_dir = " + std::to_string(rc.acts_per_dir) + ";\n";
+    const std::string general_bytes = "rt::recurrent_work_bytes(" + std::to_string(G) + ", " + T + ", " + B + ", " + Hs + ")";
+    // The engine's batched LSTM (RecurrentKernel::lstm_batched) where the cell allows it: the generated
+    // code takes it for batches of kBatchedRows+ rows whose sequences are all T long, else rt::recurrent.
+    bool batched = kind == CellKind::LSTM && !e.has_input(7) && !at.has("clip") && at.get_int("input_forget", 0) == 0;
+    const auto acts = parse_rnn_activations(at, kind, D);
+    for (size_t i = 0; i < acts.size(); ++i)
+      if (acts[i].kind != (i % 3 == 0 ? RnnAct::Sigmoid : RnnAct::Tanh)) batched = false;
+    if (kind == CellKind::LSTM) c += "const rt::FlushSubnormals flush;  // saturated gates make subnormal products\n";
+    if (!batched) {
+      c += "if (!rt::recurrent(a)) fail(\"sequence_lens value outside [0, T]\");\n";
+      e.scratch(general_bytes);
+      e.compute(c);
+      return;
+    }
+    const int64_t K = I + H;
+    Tensor wr = Tensor::empty(DType::F32, {D * GH * K});
+    for (int64_t d = 0; d < D; ++d)
+      RecurrentKernel::concat_wr(w.data<float>() + d * GH * I, r.data<float>() + d * GH * H, GH, I, H, wr.data<float>() + d * GH * K);
+    const std::string wrp = e.add_packed_b(wr.data<float>(), K, GH, 1, K, D, GH * K);
+    const std::string rows = std::to_string(RecurrentKernel::kBatchedRows);
+    const std::string lens = e.has_input(4) ? (e.in(4).dtype == DType::I32 ? "a.lens32" : "a.lens64") : "static_cast<const int32_t*>(nullptr)";
+    c += "if (a.B >= " + rows + " && rt::full_length(" + lens + ", a.B, a.T)) {  // the batched form\n"
+         "  rt::LstmBatchArgs t;\n  t.T = a.T;\n  t.B = a.B;\n  t.I = a.I;\n  t.H = a.H;\n  t.D = a.D;\n  t.layout = a.layout;\n"
+         "  t.reverse_only = a.reverse_only;\n  t.X = a.X;\n  t.Wp = a.Wp;\n  t.WRp = " + wrp +
+         ";\n  t.bias = a.bias;\n  t.h0 = a.h0;\n  t.c0 = a.c0;\n  t.Y = a.Y;\n  t.Yh = a.Yh;\n  t.Yc = a.Yc;\n  t.work = a.work;\n"
+         "  rt::lstm_batch(t);\n} else if (!rt::recurrent(a)) {\n  fail(\"sequence_lens value outside [0, T]\");\n}\n";
+    // Scratch for the form the call will take; with sequence_lens either form (it depends on the values).
+    const std::string t_bytes = "rt::lstm_batch_work_bytes(" + B + ", " + std::to_string(I) + ", " + Hs + ")";
+    const std::string big = e.has_input(4) ? "std::max<int64_t>(" + t_bytes + ", " + general_bytes + ")" : t_bytes;
+    e.scratch("(" + B + " >= " + rows + " ? " + big + " : " + general_bytes + ")");
     e.compute(c);
   };
 }
