@@ -44,8 +44,9 @@ inline float rnn_act1(float x, const RnnActivation& a) {
   return x;
 }
 
-// Vectorised in-place sigmoid / tanh (polynomial exp, |rel err| ~1e-7; defined in rnn.cpp with
-// AVX2/FMA and baseline clones).
+// The default-numerics hot loops, defined in src/onnx/rnn_kernels.cpp (x86-64-v4/v3/baseline clones,
+// the one recurrent file compiled with fused multiply-adds). Vectorised in-place sigmoid / tanh
+// (polynomial exp, |rel err| ~1e-7).
 void rnn_sigmoid_inplace(float* x, int64_t n);
 void rnn_tanh_inplace(float* x, int64_t n);
 // y[0:N] = x[0:K] x B[K, N] (row stride ldb): the batch-1 recurrent step, accumulating in registers.
