@@ -216,8 +216,8 @@ std::string rate_text(double r) {
 }
 
 // Framework overhead and scaling: source -> lazy factory (busy work) -> processor. For each amount of
-// work and each processor kind, runs alternate over the thread counts (so that a change in the
-// machine's load touches every column alike); the table gives the median and [min-max] of the runs.
+// work, runs alternate over the processor kinds and the thread counts (so that a change in the
+// machine's load touches every row alike); the table gives the median and [min-max] of the runs.
 // "CPU ns/event" is the process's user+system CPU time per event: the work, the framework, and
 // whatever the worker threads burn while idle.
 int overhead(int argc, char** argv) {
@@ -262,14 +262,20 @@ int overhead(int argc, char** argv) {
                 static_cast<long long>(events));
     std::printf("%-14s %7s %24s %9s %24s %9s\n", "processor", "threads", "events/s median [min-max]", "vs 1 thr",
                 "CPU ns/event [min-max]", "vs 1 thr");
-    for (const Variant& v : variants) {
-      std::vector<std::vector<double>> rate(threads.size()), cpu(threads.size());
+    // Runs alternate over the variants too (run r of every variant and thread count, then run r + 1),
+    // so that the control (T x 1 thread) is measured in the same stretch of time as the pipelines: a
+    // disturbance of the machine (another process, the VM's neighbours) shows in the control as well.
+    using Samples = std::vector<std::vector<double>>;
+    std::vector<Samples> rate(variants.size(), Samples(threads.size())), cpu(variants.size(), Samples(threads.size()));
+    for (const Variant& v : variants)
       for (size_t ti = 0; ti < threads.size(); ++ti) {  // warm-up
         int64_t sum = 0;
         if (!v.independent) run_pipeline(v, threads[ti], std::max<int64_t>(events / 10, 1000), in_flight, &sum);
       }
-      for (int r = 0; r < runs; ++r)
+    for (int r = 0; r < runs; ++r)
+      for (size_t vi = 0; vi < variants.size(); ++vi)
         for (size_t ti = 0; ti < threads.size(); ++ti) {
+          const Variant& v = variants[vi];
           std::this_thread::sleep_for(std::chrono::milliseconds(30));  // idle workers go to sleep
           int64_t sum = 0;
           double t0 = cpu_seconds();
@@ -281,8 +287,8 @@ int overhead(int argc, char** argv) {
               std::fprintf(stderr, "bench_flow: wrong result in an independent pipeline\n");
               return 1;
             }
-            rate[ti].push_back(r_all);
-            cpu[ti].push_back(1e9 * used / static_cast<double>(events / threads[ti] * threads[ti]));
+            rate[vi][ti].push_back(r_all);
+            cpu[vi][ti].push_back(1e9 * used / static_cast<double>(events / threads[ti] * threads[ti]));
             continue;
           }
           auto s = run_pipeline(v, threads[ti], events, in_flight, &sum);
@@ -292,18 +298,19 @@ int overhead(int argc, char** argv) {
                          static_cast<long long>(s.processed), static_cast<long long>(sum), static_cast<long long>(expect));
             return 1;
           }
-          rate[ti].push_back(s.rate());
-          cpu[ti].push_back(1e9 * used / s.processed);
+          rate[vi][ti].push_back(s.rate());
+          cpu[vi][ti].push_back(1e9 * used / s.processed);
         }
-      const Stat r1 = stat(rate[0]), c1 = stat(cpu[0]);
+    for (size_t vi = 0; vi < variants.size(); ++vi) {
+      const Stat r1 = stat(rate[vi][0]), c1 = stat(cpu[vi][0]);
       for (size_t ti = 0; ti < threads.size(); ++ti) {
-        Stat r = stat(rate[ti]), c = stat(cpu[ti]);
+        Stat r = stat(rate[vi][ti]), c = stat(cpu[vi][ti]);
         char rb[64], cb[64];
         std::snprintf(rb, sizeof rb, "%s [%s-%s]", rate_text(r.median).c_str(), rate_text(r.lo).c_str(),
                       rate_text(r.hi).c_str());
         std::snprintf(cb, sizeof cb, "%.0f [%.0f-%.0f]", c.median, c.lo, c.hi);
-        std::printf("%-14s %7d %24s %8.2fx %24s %8.2fx\n", v.label, threads[ti], rb, r.median / r1.median, cb,
-                    c.median / c1.median);
+        std::printf("%-14s %7d %24s %8.2fx %24s %8.2fx\n", variants[vi].label, threads[ti], rb, r.median / r1.median,
+                    cb, c.median / c1.median);
         std::fflush(stdout);
       }
     }

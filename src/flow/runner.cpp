@@ -746,7 +746,14 @@ struct Runner final : Runtime {
   void continue_after(Lane& L, size_t i, const std::vector<EventCtx*>& out) {
     if (out.empty()) return;
     if (i + 1 == procs.size()) {
-      for (EventCtx* x : out) finish_event(L, x);
+      // The drainer finishes other threads' events here: one subtraction per run of events of one
+      // group (they arrive together), not one per event on a line that the group's thread uses.
+      for (size_t j = 0; j < out.size();) {
+        Group* g = out[j]->group;
+        uint32_t n = 0;
+        for (; j < out.size() && out[j]->group == g; ++j, ++n) leave(L, out[j]);
+        count_finished(L, g, n);
+      }
       return;
     }
     auto go = [this, i](Lane& R, const std::vector<EventCtx*>& evs) {
@@ -768,11 +775,18 @@ struct Runner final : Runtime {
   }
 
   void finish_event(Lane& L, EventCtx* c) {
+    leave(L, c);
+    count_finished(L, c->group, 1);
+  }
+  // An event leaves the pipeline (its slot stays taken until its group is counted finished).
+  void leave(Lane& L, EventCtx* c) {
     L.finished.store(L.finished.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     for (auto& cb : finish_listeners) cb(c->event);  // before the slot can be reused
-    Group* g = c->group;
-    if (g == L.group) ++L.group_done;  // run_group of g on this thread subtracts it
-    else if (g->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) group_finished(L, g);
+  }
+  // n events of g have left the pipeline on this thread.
+  void count_finished(Lane& L, Group* g, uint32_t n) {
+    if (g == L.group) L.group_done += n;  // run_group of g on this thread subtracts it
+    else if (g->remaining.fetch_sub(n, std::memory_order_acq_rel) == n) group_finished(L, g);
   }
 
   void group_finished(Lane& L, Group* g) {
