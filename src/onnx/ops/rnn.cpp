@@ -60,8 +60,8 @@ inline void emit_recurrent_repro(Emit& e, CellKind kind, int64_t D, int layout, 
   const int64_t H = r.dim(2), GH = G * H, I = w.dim(2);
   Tensor wt = Tensor::empty(DType::F32, {D * I * GH}), rt = Tensor::empty(DType::F32, {D * H * GH});
   for (int64_t d = 0; d < D; ++d) {
-    RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, wt.data<float>() + d * I * GH);
-    RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, rt.data<float>() + d * H * GH);
+    RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, wt.data<float>() + d * I * GH, GH);
+    RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, rt.data<float>() + d * H * GH, GH);
   }
   const RecurrentCommon rc = emit_recurrent_common(e, kind, D, layout, lbr, H, I);
   const std::string &T = rc.T, &B = rc.B, &Hs = rc.H, &Ds = rc.D;
@@ -163,10 +163,9 @@ inline Emitter emit_recurrent(CellKind kind) {
     const std::string general_bytes = "rt::recurrent_work_bytes(" + std::to_string(G) + ", " + T + ", " + B + ", " + Hs + ")";
     // The engine's batched LSTM (RecurrentKernel::lstm_batched) where the cell allows it: the generated
     // code takes it for batches of kBatchedRows+ rows whose sequences are all T long, else rt::recurrent.
-    bool batched = kind == CellKind::LSTM && !e.has_input(7) && !at.has("clip") && at.get_int("input_forget", 0) == 0;
-    const auto acts = parse_rnn_activations(at, kind, D);
-    for (size_t i = 0; i < acts.size(); ++i)
-      if (acts[i].kind != (i % 3 == 0 ? RnnAct::Sigmoid : RnnAct::Tanh)) batched = false;
+    const bool batched = !e.has_input(7) && lstm_default_cell(kind, at.has("clip") ? at.get_float("clip", 0) : 0,
+                                                               at.get_int("input_forget", 0) != 0,
+                                                               parse_rnn_activations(at, kind, D));
     if (kind == CellKind::LSTM) c += "const rt::FlushSubnormals flush;  // saturated gates make subnormal products\n";
     if (!batched) {
       c += "if (!rt::recurrent(a)) fail(\"sequence_lens value outside [0, T]\");\n";

@@ -183,8 +183,8 @@ class RecurrentKernel final : public Kernel {
       } else {
         float* wtp = wbuf;
         float* rtp = wbuf + I * GH;
-        transpose_into(w.data<float>() + d * GH * I, GH, I, wtp);
-        transpose_into(r.data<float>() + d * GH * H, GH, H, rtp);
+        transpose_into(w.data<float>() + d * GH * I, GH, I, wtp, GH);
+        transpose_into(r.data<float>() + d * GH * H, GH, H, rtp, GH);
         wt = wtp;
         rt = rtp;
       }
@@ -244,11 +244,6 @@ class RecurrentKernel final : public Kernel {
         if (yc) std::copy_n(c + b * H, H, yc->data<float>() + off);
       }
     }
-  }
-
-  static void transpose_into(const float* src, int64_t rows, int64_t cols, float* dst) {
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) dst[j * rows + i] = src[i * cols + j];
   }
 
  private:
@@ -396,8 +391,8 @@ class RecurrentKernel final : public Kernel {
     }
   }
 
- private:
-  // dst[j * ld + i] = src[i * cols + j] for a [rows, cols] src, in 16 x 16 tiles.
+  // dst[j * ld + i] = src[i * cols + j] for a [rows, cols] src, in 16 x 16 tiles (ld = rows: the
+  // plain transpose, as the weights are packed).
   static void transpose_into(const float* src, int64_t rows, int64_t cols, float* dst, int64_t ld) {
     for (int64_t i0 = 0; i0 < rows; i0 += 16)
       for (int64_t j0 = 0; j0 < cols; j0 += 16) {
@@ -406,6 +401,8 @@ class RecurrentKernel final : public Kernel {
           for (int64_t i = i0; i < i1; ++i) dst[j * ld + i] = src[i * cols + j];
       }
   }
+
+ private:
 
   float clipv(float v) const { return c_.clip > 0 ? std::min(std::max(v, -c_.clip), c_.clip) : v; }
 
@@ -523,6 +520,15 @@ inline std::vector<RnnActivation> parse_rnn_activations(const Attributes& at, Ce
   return acts;
 }
 
+// An LSTM cell the batched forms take (the engine's run_lstm_batched, the compiled rt::lstm_batch):
+// sigmoid/tanh/tanh in every direction, no clip, no input_forget. Peepholes are checked by each caller.
+inline bool lstm_default_cell(CellKind kind, float clip, bool input_forget, const std::vector<RnnActivation>& acts) {
+  if (kind != CellKind::LSTM || clip != 0 || input_forget) return false;
+  for (size_t i = 0; i < acts.size(); ++i)
+    if (acts[i].kind != (i % 3 == 0 ? RnnAct::Sigmoid : RnnAct::Tanh)) return false;
+  return true;
+}
+
 inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind) {
   const size_t max_in = kind == CellKind::LSTM ? 8 : 6;
   ctx.expect_inputs(3, max_in);
@@ -553,9 +559,7 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
   if (c.hidden <= 0) ctx.fail("hidden_size is missing and R's shape is unknown");
   c.acts = parse_rnn_activations(at, kind, c.dirs);
   c.blas = Blas(ctx.target());
-  c.lstm_batched = kind == CellKind::LSTM && !ctx.target().reproducible() && c.clip == 0 && !c.input_forget;
-  for (size_t i = 0; i < c.acts.size(); ++i)
-    if (c.acts[i].kind != (i % 3 == 0 ? RnnAct::Sigmoid : RnnAct::Tanh)) c.lstm_batched = false;
+  c.lstm_batched = !ctx.target().reproducible() && lstm_default_cell(kind, c.clip, c.input_forget, c.acts);
   if (ctx.target().reproducible())
     for (const auto& a : c.acts)
       if (a.kind == RnnAct::ScaledTanh || a.kind == RnnAct::Elu || a.kind == RnnAct::Softplus)
@@ -573,8 +577,8 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
     c.wt.resize(static_cast<size_t>(c.dirs * I * GH));
     c.rt.resize(static_cast<size_t>(c.dirs * H * GH));
     for (int64_t d = 0; d < c.dirs; ++d) {
-      RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, c.wt.data() + d * I * GH);
-      RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, c.rt.data() + d * H * GH);
+      RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, c.wt.data() + d * I * GH, GH);
+      RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, c.rt.data() + d * H * GH, GH);
     }
     if (c.lstm_batched) {
       c.wr.resize(static_cast<size_t>(c.dirs * GH * (I + H)));
