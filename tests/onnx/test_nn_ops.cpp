@@ -3,9 +3,13 @@
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <random>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 
 #include "quiver/onnx/onnx_model.hpp"
 #include "quiver/onnx/tensor_proto.hpp"
@@ -304,6 +308,46 @@ TEST(NnOps, RecurrentMatchesNaive) {
     expect_close(res[1], want.yh, what + " Y_h");
     if (lstm) expect_close(res[2], want.yc, what + " Y_c");
   }
+}
+
+// Default numerics: the recurrent kernels treat subnormals as zero while they run and give the
+// caller's MXCSR back (numerics.hpp, SubnormalsAsZero); reproducible mode keeps them. One hidden
+// unit, one step, zero weights: o = sigmoid(-80) ~ 1.8e-35, i ~ 1, c = tanh(1e-4) ~ 1e-4, so
+// Y_h = o * tanh(c) ~ 1.8e-39, subnormal. Batch 1 (row by row) and 16 (the batched LSTM).
+TEST(NnOps, LstmSubnormalsFlushedInDefaultNumericsOnly) {
+#if defined(__SSE__)
+  for (int64_t B : {1, 16}) {
+    Tensor bias = Tensor::empty(DType::F32, {1, 8});
+    const float b[8] = {20.f, -80.f, -20.f, 1e-4f, 0, 0, 0, 0};  // W bias i, o, f, c; R bias zero
+    std::copy_n(b, 8, bias.data<float>());
+    Graph g;
+    g.input("x");
+    g.init("w", Tensor::zeros(DType::F32, {1, 4, 1}));
+    g.init("r", Tensor::zeros(DType::F32, {1, 4, 1}));
+    g.init("b", bias);
+    g.output("yh");
+    auto* n = g.node("LSTM", {"x", "w", "r", "b"}, {"", "yh"});
+    one_int(n, "hidden_size", 1);
+    const std::vector<Tensor> feeds = {Tensor::zeros(DType::F32, {1, B, 1})};
+    const unsigned csr = _mm_getcsr() & ~0x8040u;  // the caller's mode: subnormals kept
+    const unsigned saved = _mm_getcsr();
+    _mm_setcsr(csr);
+    auto flushed = g.load()->run_once(feeds);
+    const unsigned after = _mm_getcsr();
+    LoadOptions lo;
+    lo.params["numerics"] = "reproducible";
+    auto kept = g.load({}, lo)->run_once(feeds);
+    _mm_setcsr(saved);
+    EXPECT_EQ(after, csr) << "B = " << B;
+    for (int64_t i = 0; i < B; ++i) {
+      EXPECT_EQ(flushed[0].data<float>()[i], 0.0f) << "B = " << B << ", row " << i;
+      const float v = kept[0].data<float>()[i];
+      EXPECT_TRUE(v > 0 && v < 1.17549435e-38f) << "B = " << B << ", row " << i << ": " << v;
+    }
+  }
+#else
+  GTEST_SKIP() << "no MXCSR on this CPU";
+#endif
 }
 
 // layout = 1 (batch-major X [B, T, I], Y [B, T, D, H], states [B, D, H]) against the naive

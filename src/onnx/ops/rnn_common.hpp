@@ -152,6 +152,7 @@ class RecurrentKernel final : public Kernel {
       for (int64_t l : lens)
         if (l < 0 || l > T) ec.fail("sequence_lens value " + std::to_string(l) + " outside [0, " + std::to_string(T) + "]");
     }
+    const SubnormalsAsZero flush(!c_.blas.repro());  // default numerics only (numerics.hpp)
     if (c_.lstm_batched && !peep && B >= kBatchedRows && T > 0 &&
         std::all_of(lens.begin(), lens.end(), [T](int64_t l) { return l == T; })) {
       run_lstm_batched(ec, x, w, r, bias, h0, c0, y, yh, yc, T, B, I);
