@@ -37,6 +37,7 @@ class Fuser {
       pass({"ReduceMean"}, &Fuser::fuse_layer_norm);
     }
     pass({"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip"}, &Fuser::fuse_act);
+    if (cpu_engine_ && default_numerics_) pass({"Conv"}, &Fuser::fuse_edge_conv);  // after fuse_act: keeps its activation
     for (size_t i = 0; i < nodes_.size(); ++i)
       if (alive_[i]) out_.nodes.push_back(nodes_[i]);
   }
@@ -306,6 +307,143 @@ class Fuser {
     a->add_ints(target->data<int64_t>()[1]);
     alive_[static_cast<size_t>(ri)] = false;
     alive_[static_cast<size_t>(ti)] = false;
+    ++out_.fused_count;
+  }
+
+  // The node producing `name` if it is `op` of the default domain and `name` is read once, by `by`.
+  int sole_producer(const std::string& name, const char* op, size_t by) const {
+    const int p = producer(name);
+    if (p < 0 || nodes_[p]->op_type() != op || !dom(static_cast<size_t>(p)) || !single_use(name, by)) return -1;
+    return p;
+  }
+  bool ints_attr_is(const ::onnx::NodeProto& n, const char* name, std::initializer_list<int64_t> want) const {
+    const auto* a = attr(n, name);
+    if (!a || a->ints_size() != static_cast<int>(want.size())) return false;
+    int i = 0;
+    for (int64_t v : want)
+      if (a->ints(i++) != v) return false;
+    return true;
+  }
+  static bool no_allowzero(const ::onnx::NodeProto& n) {
+    const auto* az = attr(n, "allowzero");
+    return n.input_size() == 2 && (!az || az->i() == 0);
+  }
+  // Expand's shape: constant ones, or ConstantOfShape(int64 1) of a constant length <= 4 (either
+  // leaves a 4-D input as it is).
+  bool ones_of_rank_le4(const std::string& name) const {
+    if (auto t = i64_const(name)) {
+      if (t->numel() > 4) return false;
+      for (int64_t i = 0; i < t->numel(); ++i)
+        if (t->data<int64_t>()[i] != 1) return false;
+      return true;
+    }
+    const int ci = producer(name);
+    if (ci < 0 || nodes_[ci]->op_type() != "ConstantOfShape" || !dom(static_cast<size_t>(ci))) return false;
+    const auto* v = attr(*nodes_[ci], "value");
+    if (!v || !v->has_t()) return false;
+    std::shared_ptr<const Tensor> one;
+    try {
+      one = std::make_shared<const Tensor>(tensor_from_proto(v->t(), "", name));
+    } catch (const Error&) {
+      return false;
+    }
+    auto len = i64_const(nodes_[ci]->input(0));
+    return one->dtype() == DType::I64 && one->numel() == 1 && one->data<int64_t>()[0] == 1 && len && len->numel() == 1 &&
+           len->data<int64_t>()[0] <= 4;
+  }
+
+  // ParticleNet's EdgeConv features (weaver's get_graph_feature_v2 as PyTorch exports it) into their
+  // first 1x1 convolution (after fuse_act, so with its activation):
+  //   nbr = Transpose(Reshape(Gather(Reshape(Transpose(X, 1 0 2), t2), idx, axis 1), t3), 1 0 2 3)
+  //   ctr = Tile(Expand(Reshape(X, t4), ones), [1, 1, 1, k])          (the Expand may be absent)
+  //   y   = Conv(Concat(ctr, Sub(nbr, ctr), axis 1), W [C1, 2C, 1, 1], b)
+  // => quiver::EdgeConv(X, idx, t2, t3, t4, [W_c - W_d; W_d], b) (ops/edgeconv.cpp: k times fewer
+  // multiply-adds, no [B, 2C, P, k] tensors; ~20 % of ParticleNet's call was that glue). The
+  // targets depend on X's shape, so the kernel checks them at run time.
+  void fuse_edge_conv(size_t conv_i) {
+    const auto& conv = *nodes_[conv_i];
+    if (conv.input_size() < 2 || conv.output_size() != 1) return;
+    auto W = f32_const(conv.input(1));
+    if (!W || W->rank() != 4 || W->dim(1) % 2 != 0 || W->dim(2) != 1 || W->dim(3) != 1) return;
+    std::shared_ptr<const Tensor> bias;
+    if (conv.input_size() > 2 && !conv.input(2).empty()) {
+      bias = f32_const(conv.input(2));
+      if (!bias || bias->numel() != W->dim(0)) return;
+    }
+    if (const auto* g = attr(conv, "group"); g && g->i() != 1) return;
+    if (const auto* ap = attr(conv, "auto_pad"); ap && ap->s() != "NOTSET" && ap->s() != "VALID") return;
+    for (const char* a : {"strides", "dilations"})
+      if (attr(conv, a) && !ints_attr_is(conv, a, {1, 1})) return;
+    if (attr(conv, "pads") && !ints_attr_is(conv, "pads", {0, 0, 0, 0})) return;
+    if (attr(conv, "kernel_shape") && !ints_attr_is(conv, "kernel_shape", {1, 1})) return;
+    const int cat = sole_producer(conv.input(0), "Concat", conv_i);
+    if (cat < 0 || nodes_[cat]->input_size() != 2) return;
+    if (const auto* ax = attr(*nodes_[cat], "axis"); !ax || ax->i() != 1) return;
+    const std::string& ctr = nodes_[cat]->input(0);
+    const int sub = sole_producer(nodes_[cat]->input(1), "Sub", static_cast<size_t>(cat));
+    if (sub < 0 || nodes_[sub]->input_size() != 2 || nodes_[sub]->input(1) != ctr) return;
+    // ctr feeds exactly the Concat and the Sub.
+    auto cu = uses_.find(ctr);
+    if (graph_outputs_.count(ctr) || cu == uses_.end() || cu->second.size() != 2) return;
+    for (const auto& u : cu->second)
+      if (!(u.node == static_cast<size_t>(cat) && u.input == 0) && !(u.node == static_cast<size_t>(sub) && u.input == 1)) return;
+    const int tile = producer(ctr);
+    if (tile < 0 || nodes_[tile]->op_type() != "Tile" || !dom(static_cast<size_t>(tile)) || nodes_[tile]->input_size() != 2) return;
+    auto reps = i64_const(nodes_[tile]->input(1));
+    if (!reps || reps->numel() != 4) return;
+    const int64_t* rp = reps->data<int64_t>();
+    const int64_t k = rp[3];
+    if (rp[0] != 1 || rp[1] != 1 || rp[2] != 1 || k < 1) return;
+    std::vector<int> dead{cat, sub, tile};
+    int r4 = sole_producer(nodes_[tile]->input(0), "Reshape", static_cast<size_t>(tile));
+    if (r4 < 0) {
+      const int ex = sole_producer(nodes_[tile]->input(0), "Expand", static_cast<size_t>(tile));
+      if (ex < 0 || nodes_[ex]->input_size() != 2 || !ones_of_rank_le4(nodes_[ex]->input(1))) return;
+      dead.push_back(ex);
+      r4 = sole_producer(nodes_[ex]->input(0), "Reshape", static_cast<size_t>(ex));
+    }
+    if (r4 < 0 || !no_allowzero(*nodes_[r4])) return;
+    const std::string& x = nodes_[r4]->input(0);
+    const int t3 = sole_producer(nodes_[sub]->input(0), "Transpose", static_cast<size_t>(sub));
+    if (t3 < 0 || !ints_attr_is(*nodes_[t3], "perm", {1, 0, 2, 3})) return;
+    const int r3 = sole_producer(nodes_[t3]->input(0), "Reshape", static_cast<size_t>(t3));
+    if (r3 < 0 || !no_allowzero(*nodes_[r3])) return;
+    const int ga = sole_producer(nodes_[r3]->input(0), "Gather", static_cast<size_t>(r3));
+    if (ga < 0 || nodes_[ga]->input_size() != 2) return;
+    if (const auto* ax = attr(*nodes_[ga], "axis"); !ax || ax->i() != 1) return;
+    const int r2 = sole_producer(nodes_[ga]->input(0), "Reshape", static_cast<size_t>(ga));
+    if (r2 < 0 || !no_allowzero(*nodes_[r2])) return;
+    const int t2 = sole_producer(nodes_[r2]->input(0), "Transpose", static_cast<size_t>(r2));
+    if (t2 < 0 || !ints_attr_is(*nodes_[t2], "perm", {1, 0, 2}) || nodes_[t2]->input(0) != x) return;
+    // [W_c - W_d; W_d] from W = [W_c | W_d] ([C1, 2C]).
+    const int64_t C1 = W->dim(0), C = W->dim(1) / 2;
+    Tensor wn = Tensor::empty(DType::F32, {2 * C1, C});
+    for (int64_t o = 0; o < C1; ++o)
+      for (int64_t c = 0; c < C; ++c) {
+        const float wc = W->data<float>()[o * 2 * C + c], wd = W->data<float>()[o * 2 * C + C + c];
+        wn.data<float>()[o * C + c] = wc - wd;
+        wn.data<float>()[(C1 + o) * C + c] = wd;
+      }
+    std::vector<std::string> in{x, nodes_[ga]->input(1), nodes_[r2]->input(1), nodes_[r3]->input(1), nodes_[r4]->input(1),
+                                add_const(conv.input(1) + "_edge", std::move(wn))};
+    if (bias) in.push_back(conv.input(2));
+    auto* n = clone(conv_i);
+    n->set_domain("quiver");
+    n->set_op_type("EdgeConv");
+    n->clear_input();
+    for (auto& s : in) n->add_input(std::move(s));
+    // Keep the fused activation; the convolution's own attributes no longer apply.
+    std::vector<::onnx::AttributeProto> keep;
+    for (const auto& a : n->attribute())
+      if (a.name().rfind("_quiver_", 0) == 0) keep.push_back(a);
+    n->clear_attribute();
+    for (auto& a : keep) *n->add_attribute() = std::move(a);
+    auto* ka = n->add_attribute();
+    ka->set_name("k");
+    ka->set_type(::onnx::AttributeProto::INT);
+    ka->set_i(k);
+    for (int d : {r4, t3, r3, ga, r2, t2}) dead.push_back(d);
+    for (int d : dead) alive_[static_cast<size_t>(d)] = false;
     ++out_.fused_count;
   }
 

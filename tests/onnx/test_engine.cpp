@@ -286,6 +286,79 @@ TEST(Engine, LayerNormAndGeluFusionsMatchUnfused) {
   }
 }
 
+// ParticleNet's EdgeConv features into a 1x1 Conv + Relu (weaver's get_graph_feature_v2 as PyTorch
+// exports it) become one quiver::EdgeConv step (CPU engine, default numerics): the same results as
+// the graph's own nodes, with and without the Expand, for neighbour indices that are negative or in
+// another jet; reproducible mode keeps the graph.
+TEST(Engine, EdgeConvFusionMatchesUnfused) {
+  const int64_t C = 5, P = 7, k = 3, C1 = 6;
+  auto i64 = [](std::vector<int64_t> v) {
+    Tensor t = Tensor::empty(DType::I64, {static_cast<int64_t>(v.size())});
+    std::copy(v.begin(), v.end(), t.data<int64_t>());
+    return t;
+  };
+  for (bool expand : {false, true}) {
+    G g(13);
+    g.input("x", {-1, C, P});
+    g.io_any(g.g->add_input(), "idx", DType::I64);  // shapeless: its length is not the batch
+    g.output("y", {-1, C1, P, k});
+    quiver::test::attr_ints(g.node("Transpose", {"x"}, {"xt"}), "perm", {1, 0, 2});
+    g.init("t2", i64({C, -1}));
+    g.node("Reshape", {"xt", "t2"}, {"xf"});
+    quiver::test::attr_int(g.node("Gather", {"xf", "idx"}, {"gf"}), "axis", 1);
+    g.init("t3", i64({C, -1, P, k}));
+    g.node("Reshape", {"gf", "t3"}, {"g4"});
+    quiver::test::attr_ints(g.node("Transpose", {"g4"}, {"nbr"}), "perm", {1, 0, 2, 3});
+    g.init("t4", i64({-1, C, P, 1}));
+    g.node("Reshape", {"x", "t4"}, {"x4"});
+    std::string tiled = "x4";
+    if (expand) {
+      g.init("four", i64({4}));
+      auto* a = quiver::test::add_attr(g.node("ConstantOfShape", {"four"}, {"ones"}), "value", ::onnx::AttributeProto::TENSOR);
+      a->mutable_t()->ParseFromString(quiver::onnx::serialize_tensor({"", i64({1})}));
+      g.node("Expand", {"x4", "ones"}, {"x4e"});
+      tiled = "x4e";
+    }
+    g.init("reps", i64({1, 1, 1, k}));
+    g.node("Tile", {tiled, "reps"}, {"ctr"});
+    g.node("Sub", {"nbr", "ctr"}, {"d"});
+    quiver::test::attr_int(g.node("Concat", {"ctr", "d"}, {"e"}), "axis", 1);
+    Tensor w = Tensor::empty(DType::F32, {C1, 2 * C, 1, 1}), b = Tensor::empty(DType::F32, {C1});
+    for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = 0.3f * std::cos(1.3f * static_cast<float>(i));
+    for (int64_t i = 0; i < C1; ++i) b.data<float>()[i] = 0.1f * static_cast<float>(i) - 0.2f;
+    g.init("w", w);
+    g.init("b", b);
+    quiver::test::attr_ints(g.node("Conv", {"e", "w", "b"}, {"c"}), "kernel_shape", {1, 1});
+    g.node("Relu", {"c"}, {"y"});
+    quiver::onnx::CompileOptions nofuse;
+    nofuse.fuse = false;
+    auto fused = g.load(), plain = g.load(nofuse);
+    EXPECT_EQ(steps_line(*fused), "steps after compilation: 1") << "expand " << expand;
+    LoadOptions repro;
+    repro.params["numerics"] = "reproducible";
+    EXPECT_NE(steps_line(*g.load({}, repro)), "steps after compilation: 1");
+    for (int64_t B : {1, 3}) {
+      Tensor x = Tensor::empty(DType::F32, {B, C, P});
+      for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::sin(0.7f * static_cast<float>(i)) + 0.2f;
+      Tensor idx = Tensor::empty(DType::I64, {B * P * k});
+      for (int64_t i = 0; i < idx.numel(); ++i) {
+        const int64_t v = (i * 7 + 3) % (B * P);  // points of any jet
+        idx.data<int64_t>()[i] = i % 5 == 0 ? v - B * P : v;
+      }
+      const std::vector<Tensor> feeds{x, idx};
+      auto yf = fused->run_once(feeds);
+      auto yp = plain->run_once(feeds);
+      ASSERT_EQ(yf.size(), 1u);
+      EXPECT_EQ(yf[0].dims(), (std::vector<int64_t>{B, C1, P, k}));
+      EXPECT_EQ(quiver::onnx::compare_tensors(yf[0], yp[0], {1e-5, 1e-5}), "") << "expand " << expand << ", B=" << B;
+      // An index outside [-B P, B P) is a named error, as Gather's is.
+      idx.data<int64_t>()[4] = B * P;
+      const Error e = expect_error([&] { fused->run_once(std::vector<Tensor>{x, idx}); });
+      EXPECT_NE(std::string(e.what()).find("outside"), std::string::npos) << e.what();
+    }
+  }
+}
+
 // Found by fuzz_onnx_loader: an initializer whose dims overflow int64 when multiplied must give a
 // clear error (and no signed overflow in the model summary, which UBSan reports).
 TEST(Engine, InitializerWithOverflowingDimsIsAClearError) {
