@@ -10,6 +10,7 @@
 
 #include "aot/abi.h"
 #include "quiver/aot/aot.hpp"
+#include "quiver/core/util.hpp"
 
 namespace quiver::aot {
 namespace {
@@ -155,6 +156,10 @@ std::shared_ptr<const Model> load_library(const std::string& path, const LoadOpt
   info.format = "aot";
   info.version = options.version;
   info.path = path;
+  // The bytes that run, as the engine and the forests hash their model files and a repository its
+  // entries: provenance (direct, fallback, served) names the same library everywhere. The source
+  // model's hash is in the metadata block (inspect).
+  info.sha256 = sha256_file(path);
   std::vector<DimUse> dims;
   for (const auto& d : meta.at("dims")) dims.push_back({d.at("name").get<std::string>(), d.value("max", int64_t{-1}), {}});
   auto tensors = [&](const nlohmann::json& arr, std::vector<TensorInfo>& out, bool inputs) {
