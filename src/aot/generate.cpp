@@ -6,7 +6,8 @@
 //   pass 1 (shapes): every value's runtime dims from the Dims, plus the small integer values that
 //     depend on dims alone (Shape -> Gather -> Concat -> Reshape chains), computed in the frame;
 //   layout: each slot's bytes = the largest value it holds; offsets in the caller's workspace;
-//   pass 2 (compute): the steps in plan order, on pointers the layout fixed.
+//   pass 2 (compute): the steps in plan order, on pointers the layout fixed: one function per step that
+//     computes (a fused group is one step), commented with its ONNX nodes, called in order by compute().
 // A data-dependent dim (NonZero's count, EmittedStep::data_dims) is its bound in pass 1; pass 2 sets
 // it, computes the dims (and small values) of every step downstream of it again, and checks each
 // against the bytes the layout gave its slot.
@@ -155,7 +156,10 @@ class Generator {
   std::string ptr_expr(int id) const;
   DType dtype_of(int id) const;
   std::string shape_decl(int id, const std::string& var) const;
-  void emit_block(std::ostringstream& os, size_t si, bool shape_pass);
+  bool has_function(size_t si) const;
+  std::string function_name(size_t si) const;
+  std::string nodes_of(size_t si) const;
+  std::string step_body(size_t si, bool shape_pass) const;
   static std::string indent(const std::string& code, const std::string& pre);
   std::string header() const;
   std::string source();
@@ -357,25 +361,47 @@ std::string Generator::shape_decl(int id, const std::string& var) const {
   return "[[maybe_unused]] const rt::Shp& " + var + " = F.s[" + std::to_string(id) + "];";
 }
 
-// One step's block. Pass 1: dims (and a small step's values); pass 2: the compute.
-void Generator::emit_block(std::ostringstream& os, size_t si, bool shape_pass) {
+// Pass 2 runs a step (in a function of its own) unless it is a view, computed in the shape pass, or empty.
+bool Generator::has_function(size_t si) const {
+  const EmittedStep& e = *emitted_[si];
+  return redo_steps_[si] != 0 || !(small_steps_[si] != 0 || e.view_of >= 0 || e.compute.empty());
+}
+
+// A step function's name: the step's index and its node's name as an identifier (what a profile shows).
+std::string Generator::function_name(size_t si) const {
+  const std::string& label = plan_.steps[si].label;  // "name (Op)"
+  const size_t paren = label.rfind(" (");
+  std::string n = ident(paren == std::string::npos ? label : label.substr(0, paren));
+  while (!n.empty() && n.front() == '_') n.erase(n.begin());
+  if (n.size() > 48) n.resize(48);
+  return "step" + std::to_string(si) + (n.empty() ? "" : "_" + n);
+}
+
+// The ONNX nodes of a step: its node, then those fused into it.
+std::string Generator::nodes_of(size_t si) const {
+  std::string r = plan_.steps[si].label;
+  for (const auto& f : emitted_[si]->fused) r += " + " + f;
+  return r;
+}
+
+// One step's statements. Pass 1: dims (and a small step's values); pass 2: the compute.
+std::string Generator::step_body(size_t si, bool shape_pass) const {
+  std::ostringstream os;
   const Step& s = plan_.steps[si];
   const EmittedStep& e = *emitted_[si];
   const bool small = small_steps_[si] != 0;
   const bool redo = !shape_pass && redo_steps_[si] != 0;  // dims again, from data-dependent ones
-  if (!shape_pass && !redo && (small || e.view_of >= 0 || e.compute.empty())) return;
-  os << "  {  // " << s.label << (e.comment.empty() ? "" : " - " + e.comment) << "\n";
   const auto& ins = step_in_[si];
   const auto& outs = step_out_[si];
   for (size_t i = 0; i < ins.size(); ++i) {
     if (ins[i] == -1) continue;
-    os << "    " << shape_decl(ins[i], "I" + std::to_string(i)) << "\n";
+    os << "  " << shape_decl(ins[i], "I" + std::to_string(i)) << "\n";
   }
   for (size_t k = 0; k < outs.size(); ++k) {
     const std::string o = "O" + std::to_string(k);
-    if (outs[k] < 0) os << "    [[maybe_unused]] rt::Shp " << o << "{};\n";
+    if (outs[k] < 0) os << "  [[maybe_unused]] rt::Shp " << o << "{};\n";
     else
-      os << "    [[maybe_unused]] " << (shape_pass || redo || e.data_dims ? "" : "const ") << "rt::Shp& " << o << " = F.s["
+      os << "  [[maybe_unused]] " << (shape_pass || redo || e.data_dims ? "" : "const ") << "rt::Shp& " << o << " = F.s["
          << outs[k] << "];\n";
   }
   // Data pointers: in pass 1 only constants and small values exist.
@@ -384,40 +410,40 @@ void Generator::emit_block(std::ostringstream& os, size_t si, bool shape_pass) {
     const bool avail = ins[i] <= -2 || values_[static_cast<size_t>(ins[i])].small;
     if (shape_pass && !avail) continue;
     if (ins[i] <= -2 && !consts_[static_cast<size_t>(-2 - ins[i])].used) continue;  // dims only: not in W
-    os << "    [[maybe_unused]] const " << onnx::c_type_name(dtype_of(ins[i])) << "* x" << i << " = " << ptr_expr(ins[i]) << ";\n";
+    os << "  [[maybe_unused]] const " << onnx::c_type_name(dtype_of(ins[i])) << "* x" << i << " = " << ptr_expr(ins[i]) << ";\n";
   }
-  os << "    [[maybe_unused]] auto fail = [](const char* m) { fail_at(" << cstr(s.label) << ", m); };\n";
+  os << "  [[maybe_unused]] auto fail = [](const char* m) { fail_at(" << cstr(s.label) << ", m); };\n";
   // Pass 2 after a data-dependent dim: each slot output must fit what the layout (from the bounds) gave.
   auto fits = [&]() {
     for (size_t k = 0; k < outs.size(); ++k)
       if (outs[k] >= 0 && values_[static_cast<size_t>(outs[k])].loc.kind == Loc::Slot)
-        os << "    if (O" << k << ".n() * " << dtype_size(values_[static_cast<size_t>(outs[k])].dtype) << " > F.cap["
+        os << "  if (O" << k << ".n() * " << dtype_size(values_[static_cast<size_t>(outs[k])].dtype) << " > F.cap["
            << values_[static_cast<size_t>(outs[k])].loc.index
            << "]) fail(\"data-dependent dims above the bound the workspace was sized for\");\n";
   };
   if (shape_pass || redo) {
-    os << "    {\n" << indent(e.shape, "      ") << "    }\n";
+    os << "  {\n" << indent(e.shape, "    ") << "  }\n";
     if (!e.scratch.empty()) {
-      if (shape_pass) os << "    F.scratch = std::max<int64_t>(F.scratch, static_cast<int64_t>(" << e.scratch << "));\n";
-      else os << "    if (static_cast<int64_t>(" << e.scratch << ") > F.scratch) fail(\"scratch above the bound the workspace was sized for\");\n";
+      if (shape_pass) os << "  F.scratch = std::max<int64_t>(F.scratch, static_cast<int64_t>(" << e.scratch << "));\n";
+      else os << "  if (static_cast<int64_t>(" << e.scratch << ") > F.scratch) fail(\"scratch above the bound the workspace was sized for\");\n";
     }
     if (redo) fits();
   }
   const bool run_compute = shape_pass ? small : !(e.view_of >= 0 || e.compute.empty());
   if (run_compute) {
     for (size_t k = 0; k < outs.size(); ++k)
-      os << "    [[maybe_unused]] " << onnx::c_type_name(e.out_dtypes[k]) << "* y" << k << " = "
+      os << "  [[maybe_unused]] " << onnx::c_type_name(e.out_dtypes[k]) << "* y" << k << " = "
          << (outs[k] < 0 ? std::string("nullptr") : ptr_expr(outs[k])) << ";\n";
     for (size_t j = 0; j < step_consts_[si].size(); ++j) {
       const auto& c = consts_[step_consts_[si][j]];
-      os << "    [[maybe_unused]] const " << onnx::c_type_name(c.t->dtype()) << "* K" << j << " = W::" << c.name << ";\n";
+      os << "  [[maybe_unused]] const " << onnx::c_type_name(c.t->dtype()) << "* K" << j << " = W::" << c.name << ";\n";
     }
-    if (!e.scratch.empty()) os << "    [[maybe_unused]] void* scratch = base + F.scratch_off;\n";
-    if (shape_pass) os << "    [[maybe_unused]] unsigned char* base = nullptr;\n";
-    os << "    {\n" << indent(e.compute, "      ") << "    }\n";
+    if (!e.scratch.empty()) os << "  [[maybe_unused]] void* scratch = base + F.scratch_off;\n";
+    if (shape_pass) os << "  [[maybe_unused]] unsigned char* base = nullptr;\n";
+    os << "  {\n" << indent(e.compute, "    ") << "  }\n";
     if (!shape_pass && e.data_dims) fits();
   }
-  os << "  }\n";
+  return os.str();
 }
 
 std::string Generator::indent(const std::string& code, const std::string& pre) {
@@ -558,7 +584,8 @@ std::string Generator::source() {
     c << "\n";
   }
   c << "  F.scratch = 0;\n";
-  for (size_t si = 0; si < plan_.steps.size(); ++si) emit_block(c, si, true);
+  for (size_t si = 0; si < plan_.steps.size(); ++si)
+    c << "  {  // " << plan_.steps[si].label << "\n" << indent(step_body(si, true), "  ") << "  }\n";
   c << "  int64_t at = round64(static_cast<int64_t>(sizeof(Frame)));\n";
   for (size_t sl = 0; sl < plan_.num_slots; ++sl) {
     if (slot_values_[sl].empty()) { c << "  F.off[" << sl << "] = 0;\n  F.cap[" << sl << "] = 0;\n"; continue; }
@@ -568,15 +595,33 @@ std::string Generator::source() {
     c << "    F.off[" << sl << "] = at;\n    F.cap[" << sl << "] = b;\n    at += round64(b);\n  }\n";
   }
   c << "  F.scratch_off = at;\n  F.total = at + round64(F.scratch);\n}\n\n";
-  // Pass 2.
   c << "unsigned char* align64(void* p) {\n"
-    << "  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(p) + 63) / 64 * 64);\n}\n\n"
-    << "void compute(const Inputs& in, const Outputs& out, Frame& F, unsigned char* base) {\n";
+    << "  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(p) + 63) / 64 * 64);\n}\n\n";
+  // Pass 2: one function per step that computes (a fused group is one step), called in plan order by
+  // compute(). A step function sees the caller's inputs, the frame and the workspace, nothing else.
+  c << "// Pass 2: one function per plan step, in plan order (compute() below calls them).\n\n";
+  for (size_t si = 0; si < plan_.steps.size(); ++si) {
+    if (!has_function(si)) continue;
+    const EmittedStep& e = *emitted_[si];
+    c << "// " << nodes_of(si) << (e.comment.empty() ? "" : "\n//   " + e.comment) << "\n"
+      << "void " << function_name(si) << "([[maybe_unused]] const Inputs& in, [[maybe_unused]] Frame& F,"
+      << " [[maybe_unused]] unsigned char* base) {\n" << step_body(si, false) << "}\n\n";
+  }
+  c << "void compute([[maybe_unused]] const Inputs& in, const Outputs& out, [[maybe_unused]] Frame& F,"
+    << " [[maybe_unused]] unsigned char* base) {\n";
   // An output downstream of a data-dependent dim: the caller sized it by output_dims() (the bounds).
   for (size_t k = 0; k < output_values_.size(); ++k)
     if (output_values_[k] >= 0 && values_[static_cast<size_t>(output_values_[k])].dyn)
       c << "  const rt::Shp sized" << k << " = F.s[" << output_values_[k] << "];\n";
-  for (size_t si = 0; si < plan_.steps.size(); ++si) emit_block(c, si, false);
+  for (size_t si = 0; si < plan_.steps.size(); ++si) {
+    const EmittedStep& e = *emitted_[si];
+    if (has_function(si)) c << "  " << function_name(si) << "(in, F, base);\n";
+    else
+      c << "  // " << plan_.steps[si].label << ": "
+        << (e.view_of >= 0 ? "a view of input " + std::to_string(e.view_of) + " (no code)"
+                           : small_steps_[si] ? std::string("computed from dims in the shape pass") : std::string("no code"))
+        << "\n";
+  }
   for (size_t k = 0; k < output_values_.size(); ++k) {
     const int v = output_values_[k];
     if (v >= 0 && values_[static_cast<size_t>(v)].dyn)

@@ -33,10 +33,6 @@ const ValueInfo kAbsent = [] {
 }();
 const std::string kEmpty;
 
-std::string node_label(const ::onnx::NodeProto& n) {
-  return (n.name().empty() ? (n.output_size() ? n.output(0) : std::string("?")) : n.name()) + " (" + n.op_type() + ")";
-}
-
 // Names a subgraph reads but does not define (its outer-scope references), recursively.
 void free_names(const ::onnx::GraphProto& g, std::set<std::string>& out) {
   std::unordered_set<std::string> defined;

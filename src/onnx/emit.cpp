@@ -12,6 +12,7 @@ namespace quiver::onnx {
 Emit::Emit(const StepQuery& q) : q_(q), step_(std::make_unique<EmittedStep>()) {
   step_->reads_values.assign(q.node.num_inputs(), 0);
   step_->reads_data.assign(q.node.num_inputs(), 1);
+  step_->fused = q.node.attrs().get_strings("_quiver_fused");
   for (const auto& o : q.outputs) {
     step_->out_dtypes.push_back(o.dtype);
     step_->out_shapes.push_back(o.shape);

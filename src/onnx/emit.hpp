@@ -46,6 +46,7 @@ struct EmittedStep final : DeviceKernel {
   std::vector<uint8_t> reads_data;    // per input: the compute code reads its data (0: dims only)
   std::vector<std::shared_ptr<const Tensor>> consts;  // K<j>: constants made by the emitter (packed weights)
   std::string comment;  // what the step does, for the reader of the generated code
+  std::vector<std::string> fused;  // the nodes fused into the step's node ("name (Op)", fusion.hpp)
   // The code performs the same IEEE operations in the same order as the engine's kernel for the
   // plan's numerics (Emit::bitwise); quiver compile --reproducible refuses every step without it.
   bool bitwise = false;

@@ -13,6 +13,10 @@
 
 namespace quiver::onnx {
 
+std::string node_label(const ::onnx::NodeProto& n) {
+  return (n.name().empty() ? (n.output_size() ? n.output(0) : std::string("?")) : n.name()) + " (" + n.op_type() + ")";
+}
+
 namespace {
 
 struct Use {
@@ -101,6 +105,19 @@ class Fuser {
     nodes_[i] = &out_.owned.back();
     return &out_.owned.back();
   }
+  // Records on rewritten node `n` the nodes it absorbed (attribute _quiver_fused, fusion.hpp).
+  void absorbed(::onnx::NodeProto* n, std::initializer_list<int> from, const std::string& first = "") {
+    ::onnx::AttributeProto* a = nullptr;
+    for (auto& at : *n->mutable_attribute())
+      if (at.name() == "_quiver_fused") a = &at;
+    if (!a) {
+      a = n->add_attribute();
+      a->set_name("_quiver_fused");
+      a->set_type(::onnx::AttributeProto::STRINGS);
+    }
+    if (!first.empty()) a->add_strings(first);
+    for (int i : from) a->add_strings(node_label(*nodes_[static_cast<size_t>(i)]));
+  }
   std::string add_const(const std::string& base, Tensor t) {
     std::string name = base + "__quiver_fused_" + std::to_string(out_.new_constants.size());
     out_.new_constants.emplace_back(name, std::make_shared<const Tensor>(std::move(t)));
@@ -163,7 +180,10 @@ class Fuser {
     if (n.input(1) == from) return &n.input(0);
     return nullptr;
   }
-  void replace_with(size_t at, const char* op_type, std::vector<std::string> inputs, const std::string& output) {
+  // Node `at` becomes `op_type` (no attributes) reading `inputs`; it absorbed the node it was and `from`.
+  void replace_with(size_t at, const char* op_type, std::vector<std::string> inputs, const std::string& output,
+                    std::initializer_list<int> from) {
+    const std::string was = node_label(*nodes_[at]);
     auto* n = clone(at);
     n->set_op_type(op_type);
     n->clear_domain();
@@ -172,6 +192,7 @@ class Fuser {
     n->clear_output();
     n->add_output(output);
     n->clear_attribute();
+    absorbed(n, from, was);
   }
 
   // PyTorch's exact GELU as exported before opset 20:
@@ -199,7 +220,7 @@ class Fuser {
     const std::string* half = other_input(*nodes_[hi], nodes_[mi]->output(0));
     if (!half || !scalar_near(*half, 0.5)) return;
     const std::string y = nodes_[hi]->output(0);
-    replace_with(static_cast<size_t>(di), "Gelu", {x}, y);
+    replace_with(static_cast<size_t>(di), "Gelu", {x}, y, {static_cast<int>(erf_i), ai, mi, hi});
     for (int k : {static_cast<int>(erf_i), ai, mi, hi}) alive_[static_cast<size_t>(k)] = false;
     ++out_.fused_count;
   }
@@ -261,7 +282,7 @@ class Fuser {
     if (!b || b->rank() != 1 || b->numel() != g->numel()) return;
     const std::string y = nodes_[bi]->output(0);
     const float e = eps->data<float>()[0];
-    replace_with(m_i, "LayerNormalization", {x, *gamma, *beta}, y);
+    replace_with(m_i, "LayerNormalization", {x, *gamma, *beta}, y, {si, pi, vm, ei, qi, vi, gi, bi});
     auto* a = out_.owned.back().add_attribute();
     a->set_name("epsilon");
     a->set_type(::onnx::AttributeProto::FLOAT);
@@ -304,6 +325,7 @@ class Fuser {
     a->set_type(::onnx::AttributeProto::INTS);
     a->add_ints(target->data<int64_t>()[0]);
     a->add_ints(target->data<int64_t>()[1]);
+    absorbed(n, {ti, ri});
     alive_[static_cast<size_t>(ri)] = false;
     alive_[static_cast<size_t>(ti)] = false;
     ++out_.fused_count;
@@ -343,6 +365,7 @@ class Fuser {
     if (n->input_size() > 2) n->set_input(2, bn_name);
     else n->add_input(bn_name);
     n->set_output(0, bn.output(0));
+    absorbed(n, {static_cast<int>(bn_i)});
     alive_[bn_i] = false;
     ++out_.fused_count;
   }
@@ -368,6 +391,7 @@ class Fuser {
       auto* n = clone(static_cast<size_t>(mi));
       n->add_input(add_const(add.input(1 - side), bias->reshaped(std::vector<int64_t>{N})));
       n->set_output(0, add.output(0));
+      absorbed(n, {static_cast<int>(add_i)});
       alive_[add_i] = false;
       ++out_.fused_count;
       return;
@@ -427,6 +451,7 @@ class Fuser {
     add_attr("_quiver_alpha", alpha);
     add_attr("_quiver_beta", beta);
     n->set_output(0, act.output(0));
+    absorbed(n, {static_cast<int>(act_i)});
     alive_[act_i] = false;
     ++out_.fused_count;
   }

@@ -28,12 +28,18 @@ struct FusedGraph {
   int fused_count = 0;
 };
 
+// "name (OpType)" (the first output's name when the node has none): how errors, plans and generated
+// code name a node.
+std::string node_label(const ::onnx::NodeProto& n);
+
 using ConstLookup = std::function<std::shared_ptr<const Tensor>(const std::string&)>;
 FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const,
                       bool cpu_engine_fusions = true, bool default_numerics = true);
 
 // Fused activation, carried on the rewritten node as attributes
 // "_quiver_act" (string) and "_quiver_alpha"/"_quiver_beta" (floats).
+// Every rewritten node also lists the nodes it absorbed, as their node_label()s, in attribute
+// "_quiver_fused" (strings; quiver compile names them in the generated code).
 enum class Activation { None, Relu, LeakyRelu, Sigmoid, Tanh, Clip };
 struct ActivationSpec {
   Activation kind = Activation::None;

@@ -213,6 +213,77 @@ TEST(Aot, UnemittableOpsAreRefusedByNameBeforeWriting) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// The generated NAME.cpp is readable: one function per plan step that computes (a fused group is one
+// step), its comment naming the ONNX nodes (name and op type; the fused ones too), called in plan order
+// by compute(), which holds no step code of its own; a view has no function, only a comment there.
+TEST(Aot, GeneratedCodeHasOneFunctionPerStepNamingItsNodes) {
+  test::G g(13);
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  g.input("x", {-1, 6});
+  g.init("W1", random_tensor({4, 6}, rng, u));
+  g.init("b1", random_tensor({4}, rng, u));
+  g.init("W2", random_tensor({4, 8}, rng, u));
+  g.init("b2", random_tensor({8}, rng, u));
+  g.init("shape", Tensor::from_vector<int64_t>({-1, 2, 4}, {3}));
+  test::attr_int(g.node("Gemm", {"x", "W1", "b1"}, {"g"}, "dense1"), "transB", 1);
+  g.node("Relu", {"g"}, {"gr"}, "relu1");
+  g.node("MatMul", {"gr", "W2"}, {"m"}, "dense2");
+  g.node("Add", {"m", "b2"}, {"mb"}, "bias2");
+  g.node("Sigmoid", {"mb"}, {"ms"}, "act2");
+  g.node("Tanh", {"ms"}, {"t"}, "squash");
+  g.node("Reshape", {"t", "shape"}, {"r"}, "split_rows");
+  test::attr_int(g.node("Softmax", {"r"}, {"y"}, "probs"), "axis", -1);
+  g.output("y", {-1, 2, 4});
+  auto [lib, engine] = compile_graph(g, "readable");
+  std::vector<Tensor> in{random_tensor({3, 6}, rng, u)};
+  expect_close(lib->run_once(in), engine->run_once(in), "readable");
+
+  std::ifstream f(out_root() / "readable" / "out" / "readable.cpp");
+  std::vector<std::string> lines;
+  for (std::string l; std::getline(f, l);) lines.push_back(l);
+  // Each step function with the comment lines just above it.
+  std::vector<std::pair<std::string, std::string>> functions;  // name, comment
+  size_t compute_at = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].rfind("void compute(", 0) == 0) compute_at = i;
+    if (lines[i].rfind("void step", 0) != 0) continue;
+    std::string comment;
+    for (size_t j = i; j > 0 && lines[j - 1].rfind("//", 0) == 0; --j) comment = lines[j - 1] + "\n" + comment;
+    functions.emplace_back(lines[i].substr(5, lines[i].find('(') - 5), comment);
+  }
+  const std::vector<std::vector<std::string>> steps{{"dense1 (Gemm)", "relu1 (Relu)"},
+                                                    {"dense2 (MatMul)", "bias2 (Add)", "act2 (Sigmoid)"},
+                                                    {"squash (Tanh)"},
+                                                    {"probs (Softmax)"}};
+  ASSERT_EQ(functions.size(), steps.size()) << "one function per step that computes";
+  for (size_t k = 0; k < steps.size(); ++k) {
+    EXPECT_EQ(functions[k].first.rfind("step", 0), 0u);
+    EXPECT_NE(functions[k].first.find(steps[k][0].substr(0, steps[k][0].find(' '))), std::string::npos)
+        << functions[k].first;
+    for (const auto& node : steps[k]) {
+      EXPECT_NE(functions[k].second.find(node), std::string::npos) << node << " in\n" << functions[k].second;
+    }
+    for (size_t o = 0; o < steps.size(); ++o)
+      if (o != k) {
+        EXPECT_EQ(functions[k].second.find(steps[o][0]), std::string::npos) << functions[k].second;
+      }
+  }
+  // compute(): the calls in plan order, the view as a comment, then the copies to the outputs; no step code.
+  ASSERT_GT(compute_at, 0u);
+  std::vector<std::string> calls;
+  bool view_named = false;
+  for (size_t i = compute_at + 1; i < lines.size() && lines[i] != "}"; ++i) {
+    const std::string& l = lines[i];
+    if (l.rfind("  step", 0) == 0) calls.push_back(l.substr(2, l.find('(') - 2));
+    else if (l.rfind("  //", 0) == 0) view_named = view_named || l.find("split_rows (Reshape)") != std::string::npos;
+    else EXPECT_EQ(l.rfind("  std::memcpy(out.", 0), 0u) << "step code in compute(): " << l;
+  }
+  EXPECT_TRUE(view_named);
+  ASSERT_EQ(calls.size(), functions.size());
+  for (size_t k = 0; k < calls.size(); ++k) EXPECT_EQ(calls[k], functions[k].first);
+}
+
 TEST(Aot, NotACompiledLibrary) {
   EXPECT_THROW(aot::load_library("/lib/x86_64-linux-gnu/libm.so.6"), Error);
   EXPECT_THROW(aot::load_library((out_root() / "missing.so").string()), Error);
