@@ -771,16 +771,16 @@ namespace {
 // A tree-ensemble file as a plan of one emitted step: the forest's flat layout and walk
 // (forest/codegen.hpp), input "input" [batch, features], outputs "prediction" and "margin" as the
 // forest backend's model has them; the rest (API, C ABI, metadata, CMake) is the ONNX path's.
+// Reproducible numerics: the forest loads as the engine's reproducible mode loads it (sums in tree
+// order, float transforms through the engine's functions) and the generated code includes the rr runtime.
 CompileResult compile_forest(const std::string& path, const std::string& out_dir, const CompileOptions& options,
-                             const std::string& name, const std::string& id) {
+                             const std::string& name, const std::string& id, bool reproducible) {
   LoadOptions lo;
   lo.name = name;
   lo.params = options.params;
   if (auto it = lo.params.find("interface"); it != lo.params.end() && it->second != "native")
     throw_error(ErrorCode::Unsupported, "quiver compile writes the native forest interface (input, prediction, margin); "
                 "interface=" + it->second + " is not compiled", {name, "", "", path});
-  if (auto it = lo.params.find("numerics"); it != lo.params.end() && it->second == "reproducible")
-    throw_error(ErrorCode::Unsupported, "reproducible numerics are not compiled for tree ensembles", {name, "", "", path});
   auto fm = forest::ForestModel::load(path, lo);
   const forest::Forest& f = fm->forest();
   forest::ForestCode code = forest::emit_forest(f, "x0", "I0.d[0]", "y1", "y0");
@@ -811,7 +811,7 @@ CompileResult compile_forest(const std::string& path, const std::string& out_dir
   st.op_type = "TreeEnsemble";
   plan.steps.push_back(std::move(st));
   plan.outputs = {ValueRef{ValueRef::Slot, 0}, ValueRef{ValueRef::Slot, 1}};
-  Generator g(fm->info(), plan, id, options, fs::path(path).filename().string());
+  Generator g(fm->info(), plan, id, options, fs::path(path).filename().string(), reproducible);
   return g.run(out_dir);
 }
 
@@ -842,16 +842,16 @@ CompileResult compile_model(const std::string& model_path, const std::string& ou
     throw_error(ErrorCode::InvalidArgument, "--name must be a C identifier (letters, digits, _): '" + options.name + "'");
   if (options.target != "native" && options.target != "x86-64-v3" && options.target != "x86-64-v2")
     throw_error(ErrorCode::InvalidArgument, "--target must be native, x86-64-v3 or x86-64-v2, not '" + options.target + "'");
-  if (trees) return compile_forest(model_path, out_dir, options, name, id);
-  LoadOptions lo;
-  lo.name = name;
-  lo.params = options.params;
   bool reproducible = false;
-  if (auto it = lo.params.find("numerics"); it != lo.params.end()) {
+  if (auto it = options.params.find("numerics"); it != options.params.end()) {
     if (it->second != "reproducible" && it->second != "default")
       throw_error(ErrorCode::InvalidArgument, "numerics must be default or reproducible, not '" + it->second + "'", {name});
     reproducible = it->second == "reproducible";
   }
+  if (trees) return compile_forest(model_path, out_dir, options, name, id, reproducible);
+  LoadOptions lo;
+  lo.name = name;
+  lo.params = options.params;
   onnx::CompileOptions co;
   co.fuse_transposed_gemm = false;
   auto model = onnx::compile_onnx_file(model_path, lo, co, emitter_target(reproducible));

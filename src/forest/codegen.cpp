@@ -1,7 +1,8 @@
 // A Forest as C++ source: the flat nodes (the evaluator's layout, forest.cpp) as constant arrays and a
 // walk written for this forest. Each row walks eight trees at a time (independent chains overlap their
-// loads), sums in double and finishes exactly as Forest::finish does (margin in float, the sigmoid /
-// exp transforms from the double sum).
+// loads), sums in double in tree order and finishes exactly as Forest::finish does (margin in float; the
+// sigmoid / exp transforms from the double sum, or, for a reproducible forest, from the float margin
+// through the engine's own functions, rr::f_* of the reproducible runtime).
 #include "forest/codegen.hpp"
 
 #include <cmath>
@@ -36,8 +37,6 @@ Tensor tensor_of(DType t, const std::vector<T>& v) {
 
 ForestCode emit_forest(const Forest& f, const std::string& rows, const std::string& n, const std::string& margin,
                        const std::string& prediction, size_t first_k) {
-  if (f.reproducible())
-    throw_error(ErrorCode::Unsupported, "reproducible forests are not compiled ahead of time (the transforms use the C++ library)");
   const auto [rb, re] = f.default_rounds();
   const int32_t t0 = f.round_ptr().at(static_cast<size_t>(rb)), t1 = f.round_ptr().at(static_cast<size_t>(re));
   const int no = f.n_outputs(), nf = f.n_features(), npc = f.n_prediction_columns();
@@ -137,25 +136,36 @@ ForestCode emit_forest(const Forest& f, const std::string& rows, const std::stri
     << "  if (" << margin << ") std::memcpy(" << margin << " + r * " << no << ", m, " << no << " * sizeof(float));\n"
     << "  if (" << prediction << ") {\n"
     << "    float* pr = " << prediction << " + r * " << npc << ";\n";
+  const std::string each = "    for (int o = 0; o < " + std::to_string(no) + "; ++o) ";
+  // Reproducible: Forest::transform_row's float path element by element through the engine's own
+  // functions (its kernels apply them to arrays), so the bits depend on neither libm nor the target.
+  const bool repro = f.reproducible();
   switch (f.transform()) {
-    case Transform::Identity: s << "    for (int o = 0; o < " << no << "; ++o) pr[o] = m[o];\n"; break;
+    case Transform::Identity: s << each << "pr[o] = m[o];\n"; break;
     case Transform::Sigmoid:
-      s << "    for (int o = 0; o < " << no << "; ++o)\n      pr[o] = static_cast<float>(1.0 / (1.0 + std::exp(-"
-        << dlit(f.sigmoid_alpha()) << " * (base[o] + scale[o] * acc[o]))));\n";
+      if (repro) s << each << "pr[o] = rr::f_sigmoid(static_cast<float>(" << dlit(f.sigmoid_alpha()) << " * m[o]));\n";
+      else
+        s << each << "pr[o] = static_cast<float>(1.0 / (1.0 + std::exp(-" << dlit(f.sigmoid_alpha())
+          << " * (base[o] + scale[o] * acc[o]))));\n";
       break;
     case Transform::Exp:
-      s << "    for (int o = 0; o < " << no << "; ++o) pr[o] = static_cast<float>(std::exp(base[o] + scale[o] * acc[o]));\n";
+      if (repro) s << each << "pr[o] = rr::f_exp(m[o]);\n";
+      else s << each << "pr[o] = static_cast<float>(std::exp(base[o] + scale[o] * acc[o]));\n";
       break;
-    case Transform::TmvaGrad:
-      s << "    for (int o = 0; o < " << no
-        << "; ++o) pr[o] = static_cast<float>(2.0 / (1.0 + std::exp(-2.0 * (base[o] + scale[o] * acc[o]))) - 1.0);\n";
+    case Transform::TmvaGrad:  // 2 / (1 + e^-2m) - 1 = tanh m
+      if (repro) s << each << "pr[o] = rr::f_tanh(m[o]);\n";
+      else s << each << "pr[o] = static_cast<float>(2.0 / (1.0 + std::exp(-2.0 * (base[o] + scale[o] * acc[o]))) - 1.0);\n";
       break;
-    case Transform::Hinge: s << "    for (int o = 0; o < " << no << "; ++o) pr[o] = m[o] > 0.0f ? 1.0f : 0.0f;\n"; break;
+    case Transform::Hinge: s << each << "pr[o] = m[o] > 0.0f ? 1.0f : 0.0f;\n"; break;
     case Transform::Softmax:
+      if (repro) {
+        s << "    rr::softmax(m, pr, 1, " << no << ", 1, false);\n";
+        break;
+      }
       s << "    double mx = -std::numeric_limits<double>::infinity(), sum = 0.0;\n"
-        << "    for (int o = 0; o < " << no << "; ++o) mx = std::max(mx, static_cast<double>(m[o]));\n"
-        << "    for (int o = 0; o < " << no << "; ++o) sum += std::exp(static_cast<double>(m[o]) - mx);\n"
-        << "    for (int o = 0; o < " << no << "; ++o) pr[o] = static_cast<float>(std::exp(static_cast<double>(m[o]) - mx) / sum);\n";
+        << each << "mx = std::max(mx, static_cast<double>(m[o]));\n"
+        << each << "sum += std::exp(static_cast<double>(m[o]) - mx);\n"
+        << each << "pr[o] = static_cast<float>(std::exp(static_cast<double>(m[o]) - mx) / sum);\n";
       break;
     case Transform::SoftmaxClass:
       s << "    int best = 0;\n    for (int o = 1; o < " << no << "; ++o)\n      if (m[o] > m[best]) best = o;\n"

@@ -22,8 +22,9 @@ struct ForestCode {
   size_t scratch_bytes = 0;
 };
 
-// The default round range of `f` (Forest::default_rounds) is baked in. Reproducible forests are refused
-// (Error Unsupported): the generated code uses the C++ library's exp.
+// The default round range of `f` (Forest::default_rounds) is baked in. For a reproducible forest
+// (Forest::set_reproducible) the transforms call the reproducible runtime (rr::, src/aot/runtime_repro.inc),
+// which the generated file must then include.
 ForestCode emit_forest(const Forest& f, const std::string& rows, const std::string& n, const std::string& margin,
                        const std::string& prediction, size_t first_k = 0);
 
