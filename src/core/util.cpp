@@ -1,7 +1,7 @@
 #include "quiver/core/util.hpp"
 
 #include <malloc.h>
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 
 #include <cstdio>
 #include <cstring>
@@ -29,21 +29,40 @@ void write_file(const std::string& path, std::string_view bytes) {
   if (!f) throw_error(ErrorCode::Internal, "write error", {"", "", "", path});
 }
 
-std::string sha256_hex(std::string_view bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+namespace {
+std::string hex_digest(sha256_ctx& ctx) {
+  uint8_t md[SHA256_DIGEST_SIZE];
+  sha256_digest(&ctx, SHA256_DIGEST_SIZE, md);
   static const char* hex = "0123456789abcdef";
   std::string out;
-  out.reserve(len * 2);
-  for (unsigned i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
+  out.reserve(2 * SHA256_DIGEST_SIZE);
+  for (uint8_t b : md) {
+    out += hex[b >> 4];
+    out += hex[b & 15];
   }
   return out;
 }
+}  // namespace
 
-std::string sha256_file(const std::string& path) { return sha256_hex(read_file(path)); }
+std::string sha256_hex(std::string_view bytes) {
+  sha256_ctx ctx;
+  sha256_init(&ctx);
+  sha256_update(&ctx, bytes.size(), reinterpret_cast<const uint8_t*>(bytes.data()));
+  return hex_digest(ctx);
+}
+
+// Streamed in blocks: no file-sized buffer in the heap of the process that loads a model.
+std::string sha256_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw_error(ErrorCode::NotFound, "cannot open file", {"", "", "", path});
+  sha256_ctx ctx;
+  sha256_init(&ctx);
+  char buf[1 << 14];
+  while (f.read(buf, sizeof buf) || f.gcount() > 0)
+    sha256_update(&ctx, static_cast<size_t>(f.gcount()), reinterpret_cast<const uint8_t*>(buf));
+  if (f.bad()) throw_error(ErrorCode::Parse, "read error", {"", "", "", path});
+  return hex_digest(ctx);
+}
 
 static int64_t status_kb(const char* key) {
   FILE* f = std::fopen("/proc/self/status", "r");

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <thread>
 
+#include "quiver/core/error.hpp"
 #include "quiver/core/model.hpp"
 #include "quiver/core/util.hpp"
 
@@ -80,4 +82,24 @@ TEST(Util, TrimStripsWhiteSpaceAtBothEndsOnly) {
 TEST(Util, Sha256) {
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_GT(peak_rss_bytes(), 0);
+}
+
+// sha256_file streams the file in blocks: the same digest as hashing the bytes at once, for sizes
+// around the block (16 KiB), and a named error for a missing file.
+TEST(Util, Sha256OfAFileEqualsTheDigestOfItsBytes) {
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  const std::string path = ::testing::TempDir() + "quiver_sha256_file.bin";
+  for (size_t n : {size_t{0}, size_t{1}, size_t{16383}, size_t{16384}, size_t{16385}, size_t{100003}}) {
+    std::string bytes(n, '\0');
+    for (size_t i = 0; i < n; ++i) bytes[i] = static_cast<char>((i * 131 + 7) & 0xff);
+    write_file(path, bytes);
+    EXPECT_EQ(sha256_file(path), sha256_hex(bytes)) << n << " bytes";
+  }
+  std::remove(path.c_str());
+  try {
+    sha256_file(path);
+    FAIL() << "no error for a missing file";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("quiver_sha256_file.bin"), std::string::npos) << e.what();
+  }
 }
