@@ -49,13 +49,17 @@ std::string build_shared(const CompileResult& c, const std::string& cxx_in) {
   const std::string n = c.name;
   const std::string lib = (std::filesystem::path(c.dir) / ("lib" + n + ".so")).string();
   const std::string flags = "-std=c++17 -fPIC -Wall -Wextra " + march + (fp.empty() ? "" : " " + fp);
-  const std::string cmd = "cd " + quote(c.dir) + " && { " + cxx + " " + flags + " -O0 -c " + quote(n + "_weights.cpp") +
-                          " -o " + quote(n + "_weights.o") + " & " + cxx + " " + flags +
+  // --weights file: no constant-data translation unit (NAME.weights is read at run time, next to the
+  // library this writes).
+  const bool file = !c.weights_file.empty();
+  const std::string weights_tu = file ? std::string("true")
+                                      : cxx + " " + flags + " -O0 -c " + quote(n + "_weights.cpp") + " -o " + quote(n + "_weights.o");
+  const std::string cmd = "cd " + quote(c.dir) + " && { " + weights_tu + " & " + cxx + " " + flags +
                           " -O3 -fno-math-errno -fno-trapping-math -c " + quote(n + ".cpp") + " -o " + quote(n + ".o") +
                           " && " + cxx + " " + flags + " -c " + quote(n + "_entry.cpp") + " -o " + quote(n + "_entry.o") +
                           "; a=$?; wait $! ; b=$?; [ $a -eq 0 ] && [ $b -eq 0 ]; } && " + cxx + " -shared -o " +
-                          quote("lib" + n + ".so") + " " + quote(n + ".o") + " " + quote(n + "_entry.o") + " " + quote(n + "_weights.o") +
-                          " 2>&1";
+                          quote("lib" + n + ".so") + " " + quote(n + ".o") + " " + quote(n + "_entry.o") +
+                          (file ? std::string() : " " + quote(n + "_weights.o")) + " 2>&1";
   std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
   if (!p) throw_error(ErrorCode::Internal, "cannot start the C++ compiler");
   std::string out;

@@ -13,14 +13,26 @@
 // against the bytes the layout gave its slot.
 // The frame (dims of every value, slot offsets, the small values) lives at the start of the workspace,
 // so the generated code keeps no state of its own.
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 
 #include "aot/emitter_target.hpp"
 #include "forest/codegen.hpp"
@@ -36,6 +48,12 @@ namespace quiver::aot {
 extern const char* const kRuntimeSource;  // runtime.inc (generated runtime_source.cpp)
 extern const char* const kAbiSource;      // abi.h
 extern const char* const kReproSource;    // runtime_repro.inc (with core/repro's soft_fma.inc and math.inc)
+extern const char* const kWeightsSource;  // weights.inc
+
+namespace {
+// The NAME.weights layout and checksum (wf::Header, wf::checksum): the text the generated code carries.
+#include "aot/weights.inc"
+}  // namespace
 
 namespace {
 
@@ -96,6 +114,8 @@ struct ConstRec {
   std::shared_ptr<const Tensor> t;
   std::string name;
   bool used = false;
+  bool in_code = false;  // read by the shape pass: in NAME.cpp even with a weights file
+  uint64_t offset = 0;   // in the weights file's data
 };
 
 void write_file(const fs::path& p, const std::string& text) {
@@ -142,11 +162,19 @@ void write_array(std::ostringstream& os, const ConstRec& c) {
   os << "};\n";
 }
 
+// Whether the shape pass reads input i's data: values its shape code reads, or a small step's compute.
+bool reads_in_shapes(const EmittedStep& e, bool small, size_t i) {
+  const bool values = i < e.reads_values.size() && e.reads_values[i];
+  const bool data = i < e.reads_data.size() && e.reads_data[i];
+  return values || (small && data);
+}
+
 class Generator {
  public:
   Generator(const ModelInfo& info, const Plan& plan, const std::string& name, const CompileOptions& opt, std::string source,
             bool reproducible = false)
-      : info_(info), plan_(plan), name_(name), opt_(opt), source_(std::move(source)), repro_(reproducible) {}
+      : info_(info), plan_(plan), name_(name), opt_(opt), source_(std::move(source)), repro_(reproducible),
+        file_(opt.weights == "file") {}
 
   CompileResult run(const fs::path& dir);
 
@@ -154,6 +182,8 @@ class Generator {
   void collect_dims();
   void walk();
   std::string ptr_expr(int id) const;
+  std::string const_ptr(size_t k) const;
+  void layout_weights();
   DType dtype_of(int id) const;
   std::string shape_decl(int id, const std::string& var) const;
   bool has_function(size_t si) const;
@@ -164,6 +194,7 @@ class Generator {
   std::string header() const;
   std::string source();
   std::string weights();
+  std::string weights_file() const;
   std::string cmake() const;
   std::string info_json() const;
 
@@ -173,6 +204,10 @@ class Generator {
   CompileOptions opt_;
   std::string source_;  // the model file's name
   bool repro_;          // reproducible numerics: the rr runtime, no contraction or fast math
+  bool file_ = false;   // weights in NAME.weights (CompileOptions::weights == "file")
+  std::string blob_;    // file_: the data of NAME.weights (after its header)
+  uint64_t checksum_ = 0;      // of blocks_ (wf::Expect)
+  std::vector<uint64_t> blocks_;  // the checksum of each 64 KiB block of blob_
 
   std::vector<std::string> dims_;                          // symbolic dims, ABI order
   std::vector<std::vector<std::string>> input_dims_;        // per input: per axis, literal or Dims field
@@ -315,6 +350,12 @@ void Generator::walk() {
       values_.push_back(v);
       slot_holder[static_cast<size_t>(s.outputs[k])] = outs.back();
     }
+    // Constants the shape pass reads stay in the code (workspace_bytes() and output_dims() run it
+    // without the weights file).
+    for (size_t i = 0; i < ins.size(); ++i)
+      if (ins[i] <= -2 && reads_in_shapes(e, small, i)) consts_[static_cast<size_t>(-2 - ins[i])].in_code = true;
+    if (small)
+      for (size_t k : step_consts_.back()) consts_[k].in_code = true;
     small_steps_.push_back(small ? 1 : 0);
     redo_steps_.push_back(redo ? 1 : 0);
     step_in_.push_back(ins);
@@ -333,13 +374,34 @@ void Generator::walk() {
   }
 }
 
+// Constant k: an array of NAME.cpp / NAME_weights.cpp, or its place in the mapped weights file (F.w).
+std::string Generator::const_ptr(size_t k) const {
+  const ConstRec& c = consts_[k];
+  if (!file_ || c.in_code) return "W::" + c.name;
+  return "reinterpret_cast<const " + std::string(onnx::c_type_name(c.t->dtype())) + "*>(F.w + " + std::to_string(c.offset) + ")";
+}
+
+// file_: every constant the code reads (but those in the code) at a 64-byte aligned offset of the data.
+void Generator::layout_weights() {
+  if (!file_) return;
+  for (auto& c : consts_) {
+    if (!c.used || c.in_code) continue;
+    c.offset = blob_.size();
+    blob_.append(static_cast<const char*>(c.t->raw()), c.t->nbytes());
+    blob_.resize((blob_.size() + (c.t->nbytes() == 0 ? 1 : 0) + 63) / 64 * 64, '\0');
+  }
+  const auto* d = reinterpret_cast<const unsigned char*>(blob_.data());
+  for (uint64_t b = 0; b < wf::blocks_of(blob_.size()); ++b) blocks_.push_back(wf::block_sum(d, blob_.size(), b));
+  checksum_ = wf::checksum(reinterpret_cast<const unsigned char*>(blocks_.data()), blocks_.size() * sizeof(uint64_t));
+}
+
 std::string Generator::ptr_expr(int id) const {
-  if (id <= -2) return "W::" + consts_[static_cast<size_t>(-2 - id)].name;
+  if (id <= -2) return const_ptr(static_cast<size_t>(-2 - id));
   const Value& v = values_.at(static_cast<size_t>(id));
   const std::string t = onnx::c_type_name(v.dtype);
   switch (v.loc.kind) {
     case Loc::Input: return "in." + in_names_[v.loc.index];
-    case Loc::Const: return "W::" + consts_[v.loc.index].name;
+    case Loc::Const: return const_ptr(v.loc.index);
     case Loc::Slot: return "reinterpret_cast<" + t + "*>(base + F.off[" + std::to_string(v.loc.index) + "])";
     case Loc::Small: return "reinterpret_cast<" + t + "*>(F.small + " + std::to_string(v.loc.index) + ")";
     default: return "nullptr";
@@ -407,7 +469,7 @@ std::string Generator::step_body(size_t si, bool shape_pass) const {
   // Data pointers: in pass 1 only constants and small values exist.
   for (size_t i = 0; i < ins.size(); ++i) {
     if (ins[i] == -1) continue;
-    const bool avail = ins[i] <= -2 || values_[static_cast<size_t>(ins[i])].small;
+    const bool avail = ins[i] <= -2 ? !shape_pass || reads_in_shapes(e, small, i) : values_[static_cast<size_t>(ins[i])].small;
     if (shape_pass && !avail) continue;
     if (ins[i] <= -2 && !consts_[static_cast<size_t>(-2 - ins[i])].used) continue;  // dims only: not in W
     os << "  [[maybe_unused]] const " << onnx::c_type_name(dtype_of(ins[i])) << "* x" << i << " = " << ptr_expr(ins[i]) << ";\n";
@@ -436,7 +498,8 @@ std::string Generator::step_body(size_t si, bool shape_pass) const {
          << (outs[k] < 0 ? std::string("nullptr") : ptr_expr(outs[k])) << ";\n";
     for (size_t j = 0; j < step_consts_[si].size(); ++j) {
       const auto& c = consts_[step_consts_[si][j]];
-      os << "  [[maybe_unused]] const " << onnx::c_type_name(c.t->dtype()) << "* K" << j << " = W::" << c.name << ";\n";
+      os << "  [[maybe_unused]] const " << onnx::c_type_name(c.t->dtype()) << "* K" << j << " = " << const_ptr(step_consts_[si][j])
+         << ";\n";
     }
     if (!e.scratch.empty()) os << "  [[maybe_unused]] void* scratch = base + F.scratch_off;\n";
     if (shape_pass) os << "  [[maybe_unused]] unsigned char* base = nullptr;\n";
@@ -465,7 +528,8 @@ std::string Generator::info_json() const {
   j << "{\"name\":" << json_str(name_) << ",\"model\":" << json_str(info.name) << ",\"source_sha256\":"
     << json_str(info.sha256) << ",\"quiver_version\":" << json_str(QUIVER_AOT_VERSION) << ",\"format\":"
     << json_str(info.format) << ",\"target\":" << json_str(opt_.target)
-    << ",\"numerics\":" << json_str(repro_ ? "reproducible" : "default") << ",\"abi\":1,\"dims\":[";
+    << ",\"numerics\":" << json_str(repro_ ? "reproducible" : "default") << ",\"weights\":" << json_str(file_ ? "file" : "source")
+    << ",\"abi\":2,\"dims\":[";
   for (size_t i = 0; i < dims_.size(); ++i) {
     auto it = opt_.max_dims.find(dims_[i]);
     j << (i ? "," : "") << "{\"name\":" << json_str(dims_[i]) << ",\"max\":" << (it == opt_.max_dims.end() ? -1 : it->second)
@@ -529,7 +593,13 @@ std::string Generator::header() const {
     << "// Runs the model. `workspace` holds at least workspace_bytes(in.dims) bytes (any alignment).\n"
     << "void run(const Inputs& in, const Outputs& out, void* workspace, size_t workspace_size);\n"
     << "// Metadata (JSON): model, source SHA-256, Quiver version, inputs and outputs with dims.\n"
-    << "const char* info();\n\n"
+    << "const char* info();\n"
+    << (file_ ? "// The weights are in " + name_ + ".weights: maps `path` (null: " + name_ + ".weights in the folder of the library,\n"
+                "// or of the program it is linked into) once and checks it; run() does so on first use otherwise.\n"
+                "// Throws std::runtime_error naming the file and what is wrong with it. The weights stay loaded and\n"
+                "// unchanged while the library is; loading another file then is an error.\n"
+              : "// The weights are built into the library: nothing to load (the same API as --weights file).\n")
+    << "void load_weights(const char* path = nullptr);\n\n"
     << "}  // namespace " << name_ << "\n\n"
     << "extern \"C\" {\n"
     << "const char* " << name_ << "_info(void);\n"
@@ -537,6 +607,7 @@ std::string Generator::header() const {
     << "int " << name_ << "_output_dims(const int64_t* dims, int output, int64_t* out_dims, int* rank, char* err, size_t err_len);\n"
     << "int " << name_ << "_run(const int64_t* dims, const void* const* inputs, void* const* outputs, void* workspace,\n"
     << "    size_t workspace_bytes, char* err, size_t err_len);\n"
+    << "int " << name_ << "_load_weights(const char* path, char* err, size_t err_len);\n"
     << "}\n";
   return h.str();
 }
@@ -548,24 +619,47 @@ std::string Generator::source() {
     << ": " << plan_.steps.size() << " steps.\n"
     << "#include \"" << name_ << ".hpp\"\n\n"
     << "#include <algorithm>\n#include <cmath>\n#include <cstdint>\n#include <cstring>\n#include <exception>\n"
-    << "#include <limits>\n#include <memory>\n#include <new>\n#include <stdexcept>\n#include <string>\n#include <type_traits>\n\n"
+    << "#include <limits>\n#include <memory>\n#include <new>\n#include <stdexcept>\n#include <string>\n#include <type_traits>\n"
+    << (file_ ? "#include <atomic>\n#include <cerrno>\n#include <cstdio>\n#include <fstream>\n#include <mutex>\n"
+                "#if defined(__unix__) || defined(__APPLE__)\n#include <dlfcn.h>\n#include <fcntl.h>\n#include <sys/mman.h>\n"
+                "#include <sys/stat.h>\n#include <unistd.h>\n#endif\n"
+              : "")
+    << "\n"
     << (repro_ ? "// Reproducible numerics: bitwise equal to the engine's reproducible mode on every instruction set,\n"
                  "// as long as no multiply and add is contracted and no math is reassociated.\n"
                  "#if defined(__FAST_MATH__)\n#error \"reproducible numerics: build without -ffast-math (and with -ffp-contract=off)\"\n#endif\n\n"
                : "")
-    << "namespace {\n" << kRuntimeSource << (repro_ ? kReproSource : "") << "}  // namespace\n\n"
-    << "namespace " << name_ << " {\n\nnamespace W {  // " << name_ << "_weights.cpp\n";
-  for (const auto& k : consts_)
-    if (k.used)
-      c << "extern const " << onnx::c_type_name(k.t->dtype()) << " " << k.name << "[" << std::max<int64_t>(k.t->numel(), 1) << "];\n";
+    << "namespace {\n" << kRuntimeSource << (repro_ ? kReproSource : "") << (file_ ? kWeightsSource : "") << "}  // namespace\n\n"
+    << "namespace " << name_ << " {\n\n";
+  if (!file_) {
+    c << "namespace W {  // " << name_ << "_weights.cpp\n";
+    for (const auto& k : consts_)
+      if (k.used)
+        c << "extern const " << onnx::c_type_name(k.t->dtype()) << " " << k.name << "[" << std::max<int64_t>(k.t->numel(), 1) << "];\n";
+  } else {
+    // The constants the shape pass reads (workspace_bytes() and output_dims() need no weights file).
+    c << "namespace W {  // the constants the shape pass reads; the others are in " << name_ << ".weights\n";
+    for (const auto& k : consts_)
+      if (k.used && k.in_code) write_array(c, k);
+  }
   c << "}  // namespace W\n\nnamespace {\n\n"
-    << "constexpr char kInfo[] = " << cstr(info_json()) << ";\n\n"
-    << "[[noreturn]] void fail_at(const char* step, const char* msg) {\n"
+    << "constexpr char kInfo[] = " << cstr(info_json()) << ";\n\n";
+  if (file_) {
+    c << "// What the library was compiled with; " << name_ << ".weights must hold exactly this.\n"
+      << "constexpr uint64_t kWeightBlocks[" << std::max<size_t>(blocks_.size(), 1) << "] = {";
+    for (size_t b = 0; b < blocks_.size(); ++b) c << (b ? (b % 6 ? ", " : ",\n    ") : "") << "0x" << wf::hex(blocks_[b]) << "ull";
+    c << "};\n"
+      << "constexpr wf::Expect kWeights{" << cstr(name_) << ", " << cstr(info_.sha256) << ", " << blob_.size() << "ull, 0x"
+      << wf::hex(checksum_) << "ull, kWeightBlocks};\n"
+      << "wf::Store& weights_store() {\n  static wf::Store store;  // set once, read-only afterwards\n  return store;\n}\n\n";
+  }
+  c << "[[noreturn]] void fail_at(const char* step, const char* msg) {\n"
     << "  throw std::invalid_argument(std::string(\"" << name_ << ": \") + step + \": \" + msg);\n}\n\n"
     << "// Every value's dims, the slots' offsets and the small values: the start of the workspace.\n"
     << "struct Frame {\n  rt::Shp s[" << std::max<size_t>(values_.size(), 1) << "];\n"
     << "  int64_t off[" << std::max<size_t>(plan_.num_slots, 1) << "], cap[" << std::max<size_t>(plan_.num_slots, 1) << "];\n"
     << "  int64_t scratch, scratch_off, total;\n"
+    << (file_ ? "  const unsigned char* w;  // the weights file's data\n" : "")
     << "  alignas(64) unsigned char small[" << std::max<size_t>(small_bytes_, 1) << "];\n};\n\n"
     << "constexpr int64_t round64(int64_t b) { return (b + 63) / 64 * 64; }\n\n";
   // Pass 1.
@@ -635,6 +729,8 @@ std::string Generator::source() {
   c << "}\n\n}  // namespace\n\n";
   // API.
   c << "const char* info() { return kInfo; }\n\n"
+    << (file_ ? "void load_weights(const char* path) { weights_store().load(kWeights, path); }\n\n"
+              : "void load_weights(const char*) {}\n\n")
     << "size_t workspace_bytes(const Dims& dims) {\n"
     << "  std::unique_ptr<Frame> F(new Frame);\n  shapes(dims, *F);\n  return static_cast<size_t>(F->total) + 64;\n}\n\n"
     << "int output_dims(const Dims& dims, size_t k, int64_t* out) {\n"
@@ -664,6 +760,7 @@ std::string Generator::source() {
     << "  Frame& F = *new (base) Frame;\n  shapes(in.dims, F);\n"
     << "  if (static_cast<size_t>(F.total) + static_cast<size_t>(base - static_cast<unsigned char*>(workspace)) > workspace_size)\n"
     << "    fail_at(\"run\", \"workspace too small for these dims (see workspace_bytes)\");\n"
+    << (file_ ? "  F.w = weights_store().data(kWeights);\n" : "")
     << "  compute(in, out, F, base);\n}\n\n}  // namespace " << name_ << "\n\n";
   // C ABI.
   auto dims_from = [&]() {
@@ -692,6 +789,9 @@ std::string Generator::source() {
   for (size_t i = 0; i < out_names_.size(); ++i)
     c << "  out." << out_names_[i] << " = static_cast<" << onnx::c_type_name(info.outputs[i].dtype) << "*>(outputs[" << i << "]);\n";
   c << "  " << name_ << "::run(in, out, workspace, workspace_bytes);\n  return 0;\n"
+    << "  } catch (const std::exception& e) {\n    return report(e, err, err_len);\n  }\n}\n"
+    << "int " << name_ << "_load_weights(const char* path, char* err, size_t err_len) {\n"
+    << "  try {\n    " << name_ << "::load_weights(path);\n    return 0;\n"
     << "  } catch (const std::exception& e) {\n    return report(e, err, err_len);\n  }\n}\n}  // extern \"C\"\n";
   return c.str();
 }
@@ -706,6 +806,19 @@ std::string Generator::weights() {
   return w.str();
 }
 
+// NAME.weights: the header (wf::Header, weights.inc), then the data layout_weights() made.
+std::string Generator::weights_file() const {
+  wf::Header h{};
+  std::memcpy(h.magic, wf::kMagic, sizeof h.magic);
+  h.version = wf::kVersion;
+  h.header_bytes = wf::kHeaderBytes;
+  h.data_bytes = blob_.size();
+  h.checksum = checksum_;
+  std::memcpy(h.sha256, info_.sha256.data(), std::min(info_.sha256.size(), sizeof h.sha256));
+  std::memcpy(h.name, name_.data(), std::min(name_.size(), sizeof h.name - 1));
+  return std::string(reinterpret_cast<const char*>(&h), sizeof h) + blob_;
+}
+
 std::string Generator::cmake() const {
   const std::string n = name_;
   std::string march = opt_.target == "native" ? "-march=native" : "-march=" + opt_.target;
@@ -714,7 +827,7 @@ std::string Generator::cmake() const {
     << ".a;\n# usable with add_subdirectory(). Needs only a C++17 compiler.\n"
     << "cmake_minimum_required(VERSION 3.16)\nproject(" << n << " LANGUAGES CXX)\n\n"
     << "set(" << n << "_ARCH_FLAGS \"" << march << "\" CACHE STRING \"Instruction set the model is built for\")\n"
-    << "add_library(" << n << "_objects OBJECT " << n << ".cpp " << n << "_weights.cpp)\n"
+    << "add_library(" << n << "_objects OBJECT " << n << ".cpp" << (file_ ? "" : " " + n + "_weights.cpp") << ")\n"
     << "set_target_properties(" << n << "_objects PROPERTIES POSITION_INDEPENDENT_CODE ON)\n"
     << "target_compile_features(" << n << "_objects PUBLIC cxx_std_17)\n"
     << "separate_arguments(_" << n << "_arch UNIX_COMMAND \"${" << n << "_ARCH_FLAGS}\")\n"
@@ -722,25 +835,32 @@ std::string Generator::cmake() const {
     << "set(" << n << "_FP_FLAGS \"" << (repro_ ? "-ffp-contract=off" : "") << "\")\n"
     << "separate_arguments(_" << n << "_fp UNIX_COMMAND \"${" << n << "_FP_FLAGS}\")\n"
     << "target_compile_options(" << n << "_objects PRIVATE -O3 -fno-math-errno -fno-trapping-math ${_" << n << "_arch} ${_" << n << "_fp})\n"
-    << "set_source_files_properties(" << n << "_weights.cpp PROPERTIES COMPILE_OPTIONS -O0)\n\n"
+    << (file_ ? "\n" : "set_source_files_properties(" + n + "_weights.cpp PROPERTIES COMPILE_OPTIONS -O0)\n\n")
     << "add_library(" << n << " SHARED " << n << "_entry.cpp $<TARGET_OBJECTS:" << n << "_objects>)\n"
     << "add_library(" << n << "_static STATIC $<TARGET_OBJECTS:" << n << "_objects>)\n"
     << "set_target_properties(" << n << "_static PROPERTIES OUTPUT_NAME " << n << ")\n"
     << "foreach(_t " << n << " " << n << "_static)\n"
     << "  target_include_directories(${_t} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})\n"
     << "  target_compile_features(${_t} PUBLIC cxx_std_17)\nendforeach()\n";
+  if (file_)
+    m << "# The weights: " << n << ".weights, mapped at run time, looked for next to lib" << n << ".so by default\n"
+      << "# (next to the program for the static library, or wherever " << n << "::load_weights(path) says).\n"
+      << "add_custom_command(TARGET " << n << " POST_BUILD COMMAND ${CMAKE_COMMAND} -E copy_if_different\n"
+      << "  ${CMAKE_CURRENT_SOURCE_DIR}/" << n << ".weights $<TARGET_FILE_DIR:" << n << ">)\n";
   return m.str();
 }
 
 CompileResult Generator::run(const fs::path& dir) {
   collect_dims();
   walk();
-  const std::string hdr = header(), src = source(), wts = weights(), cm = cmake();
+  layout_weights();
+  const std::string hdr = header(), src = source(), wts = file_ ? weights_file() : weights(), cm = cmake();
   std::ostringstream entry;
   entry << "// Generated by quiver compile: the entry point of lib" << name_ << ".so for quiver's aot backend.\n"
         << "#include \"" << name_ << ".hpp\"\n\nextern \"C\" __attribute__((visibility(\"default\"))) const quiver_aot_api* "
         << "quiver_aot_entry(void) {\n  static const quiver_aot_api api = {QUIVER_AOT_ABI_VERSION, " << name_ << "_info, "
-        << name_ << "_workspace_bytes, " << name_ << "_output_dims, " << name_ << "_run};\n  return &api;\n}\n";
+        << name_ << "_workspace_bytes, " << name_ << "_output_dims, " << name_ << "_run, " << name_
+        << "_load_weights};\n  return &api;\n}\n";
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw_error(ErrorCode::InvalidArgument, "cannot create " + dir.string() + ": " + ec.message());
@@ -749,11 +869,12 @@ CompileResult Generator::run(const fs::path& dir) {
   r.dir = dir.string();
   r.steps = plan_.steps.size();
   r.dims = dims_;
+  if (file_) r.weights_file = name_ + ".weights";
   for (const auto& k : consts_)
     if (k.used) r.weight_bytes += k.t->nbytes();
   const std::pair<std::string, const std::string*> files[] = {{name_ + ".hpp", &hdr},
                                                               {name_ + ".cpp", &src},
-                                                              {name_ + "_weights.cpp", &wts},
+                                                              {file_ ? name_ + ".weights" : name_ + "_weights.cpp", &wts},
                                                               {"CMakeLists.txt", &cm}};
   for (const auto& [f, text] : files) {
     write_file(dir / f, *text);
@@ -840,6 +961,8 @@ CompileResult compile_model(const std::string& model_path, const std::string& ou
   const std::string id = ident(name);
   if (!options.name.empty() && id != options.name)
     throw_error(ErrorCode::InvalidArgument, "--name must be a C identifier (letters, digits, _): '" + options.name + "'");
+  if (options.weights != "source" && options.weights != "file")
+    throw_error(ErrorCode::InvalidArgument, "--weights must be source or file, not '" + options.weights + "'");
   if (options.target != "native" && options.target != "x86-64-v3" && options.target != "x86-64-v2")
     throw_error(ErrorCode::InvalidArgument, "--target must be native, x86-64-v3 or x86-64-v2, not '" + options.target + "'");
   bool reproducible = false;

@@ -105,7 +105,10 @@ class AotModel final : public Model {
     os << "compiled by:  quiver " << meta_.value("quiver_version", "?") << " (quiver compile, target "
        << meta_.value("target", "?") << ")\n"
        << "source model: " << meta_.value("model", "?") << " (" << meta_.value("format", "?") << ", sha256 "
-       << meta_.value("source_sha256", "?") << ")\n";
+       << meta_.value("source_sha256", "?") << ")\n"
+       << "weights:      " << (meta_.value("weights", "source") == "file" ? "mapped from " + meta_.value("name", "?") + ".weights"
+                                                                          : std::string("built into the library"))
+       << "\n";
     if (!dims_.empty()) {
       os << "symbolic dims:";
       for (const auto& d : dims_) os << " " << d.name << (d.max >= 0 ? "<=" + std::to_string(d.max) : "");
@@ -137,11 +140,12 @@ std::shared_ptr<const Model> load_library(const std::string& path, const LoadOpt
                 "not a library built from quiver compile output (no quiver_aot_entry symbol)", {"", "", "", path});
   }
   const quiver_aot_api* api = entry();
-  if (!api || api->abi_version != QUIVER_AOT_ABI_VERSION) {
+  // ABI 1 (libraries from before --weights file) is ABI 2 without its last member, load_weights.
+  if (!api || (api->abi_version != 1 && api->abi_version != QUIVER_AOT_ABI_VERSION)) {
     dlclose(h);
     throw_error(ErrorCode::Unsupported,
-                "compiled-model ABI " + std::to_string(api ? api->abi_version : -1) + " is not this Quiver's " +
-                    std::to_string(QUIVER_AOT_ABI_VERSION),
+                "compiled-model ABI " + std::to_string(api ? api->abi_version : -1) + " is not this Quiver's (1 or " +
+                    std::to_string(QUIVER_AOT_ABI_VERSION) + ")",
                 {"", "", "", path});
   }
   nlohmann::json meta;
@@ -149,6 +153,21 @@ std::shared_ptr<const Model> load_library(const std::string& path, const LoadOpt
     meta = nlohmann::json::parse(api->info());
   } catch (const std::exception& e) {
     throw_error(ErrorCode::Parse, std::string("compiled model metadata: ") + e.what(), {"", "", "", path});
+  }
+  // Weights in a NAME.weights file (quiver compile --weights file): mapped and checked now, so that a
+  // missing, truncated, corrupted or foreign file fails the load, naming the file, not the first run.
+  const bool weights_file = meta.value("weights", "source") == "file";
+  const auto wp = options.params.find("weights");
+  if (wp != options.params.end() && !weights_file)
+    throw_error(ErrorCode::InvalidArgument,
+                "parameter weights=" + wp->second + ": this library has its weights built in (compiled with --weights source)",
+                {"", "", "", path});
+  if (weights_file) {
+    char err[1024] = {0};
+    if (api->abi_version < 2 || !api->load_weights)
+      throw_error(ErrorCode::Unsupported, "the library declares a weights file but has no load_weights", {"", "", "", path});
+    if (api->load_weights(wp == options.params.end() ? nullptr : wp->second.c_str(), err, sizeof err) != 0)
+      throw_error(ErrorCode::InvalidArgument, err, {"", "", "", wp == options.params.end() ? path : wp->second});
   }
   ModelInfo info;
   info.name = options.name.empty() ? meta.value("name", "model") : options.name;

@@ -22,7 +22,7 @@ using namespace quiver;
 namespace {
 
 struct CompileArgs {
-  std::string model, out, name, target = "native";
+  std::string model, out, name, target = "native", weights = "source";
   std::vector<std::string> max_dims, params;
   bool check = false, reproducible = false;
   double rtol = 1e-4, atol = 1e-5;
@@ -84,6 +84,7 @@ void cmd_compile(const CompileArgs& a) {
   aot::CompileOptions o;
   o.name = a.name;
   o.target = a.target;
+  o.weights = a.weights;
   for (const auto& m : a.max_dims) {
     const auto eq = m.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -187,12 +188,16 @@ quiver::cli::CommandRegistrar reg(45, [](CLI::App& app) {
   c->add_option("model", a->model, "ONNX model, or a tree ensemble (XGBoost JSON/UBJ, LightGBM text, TMVA XML)")
       ->required()
       ->check(CLI::ExistingFile);
-  c->add_option("-o,--output", a->out, "output folder (NAME.hpp, NAME.cpp, NAME_weights.cpp, CMakeLists.txt)");
+  c->add_option("-o,--output", a->out, "output folder (NAME.hpp, NAME.cpp, NAME_weights.cpp or NAME.weights, CMakeLists.txt)");
   c->add_option("--name", a->name, "C++ name of the library (default: from the file name)");
   c->add_option("--max-dim", a->max_dims, "NAME=V: largest value a symbolic dim may take at run time")->take_all();
   c->add_option("--param", a->params, "KEY=VALUE: a load parameter fixed at compile time (tree ensembles: round_begin, "
                                       "round_end, use_best_iteration)")->take_all();
   c->add_option("--target", a->target, "instruction set: native, x86-64-v3 or x86-64-v2")->default_val("native");
+  c->add_option("--weights", a->weights, "source: the weights built into the library (NAME_weights.cpp); file: in "
+                                         "NAME.weights, mapped read-only when the library is used (next to it, or a "
+                                         "path given to NAME::load_weights / the aot backend's weights parameter)")
+      ->default_val("source");
   c->add_flag("--reproducible", a->reproducible,
               "emit the engine's reproducible numerics (#15): outputs bitwise equal to `--reproducible` runs of the "
               "engine on every instruction set (ops without such code are refused by name)");

@@ -23,6 +23,9 @@ struct CompileOptions {
   // Load parameters of the model's backend, fixed at compile time (tree ensembles: round_begin,
   // round_end, use_best_iteration; see quiver/forest/forest.hpp).
   std::map<std::string, std::string> params;
+  // Where the weights go: "source" (NAME_weights.cpp, constant data built into the library) or "file"
+  // (NAME.weights, mapped read-only by the library on load_weights() or its first run()).
+  std::string weights = "source";
 };
 
 struct CompileResult {
@@ -32,6 +35,7 @@ struct CompileResult {
   size_t steps = 0;
   size_t weight_bytes = 0;
   std::vector<std::string> dims;   // symbolic dims, in the order of the C ABI's dims arrays
+  std::string weights_file;        // NAME.weights (weights = "file"), else empty
 };
 
 // Compiles an ONNX model or a tree-ensemble file (every format the forest backend loads: XGBoost JSON /
@@ -43,7 +47,9 @@ CompileResult compile_model(const std::string& model_path, const std::string& ou
 // generated CMakeLists.txt uses. Returns the library's path; throws with the compiler's output.
 std::string build_shared(const CompileResult& compiled, const std::string& cxx = "");
 
-// Loads a compiled library (libNAME.so, or model.so in a repository) as a Model.
+// Loads a compiled library (libNAME.so, or model.so in a repository) as a Model. A library compiled with
+// weights = "file" loads its weights here: options.params["weights"] (a path), else NAME.weights next to
+// the library; a missing, truncated, corrupted or foreign file is an error naming the file.
 std::shared_ptr<const Model> load_library(const std::string& path, const LoadOptions& options = {});
 
 // The `aot` backend of quiver::load_model (ELF files ending in .so; load_library checks the entry point).
