@@ -977,6 +977,7 @@ CompileResult compile_model(const std::string& model_path, const std::string& ou
   lo.params = options.params;
   onnx::CompileOptions co;
   co.fuse_transposed_gemm = false;
+  co.fuse_edge_conv = true;
   auto model = onnx::compile_onnx_file(model_path, lo, co, emitter_target(reproducible));
   Generator g(model->info(), model->plan(), id, options, fs::path(model_path).filename().string(), reproducible);
   return g.run(out_dir);

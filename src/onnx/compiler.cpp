@@ -768,7 +768,8 @@ std::shared_ptr<Plan> GraphCompiler::compile(const std::vector<ValueInfo>& input
   fused_ = fuse_graph(g_, env_.options.fuse, [this](const std::string& n) -> std::shared_ptr<const Tensor> {
     int id = names_.count(n) ? names_[n] : -1;
     return id >= 0 ? values_[id].info.constant : nullptr;
-  }, env_.options.fuse_transposed_gemm && env_.target.cpu_only(), !env_.target.reproducible());
+  }, env_.options.fuse_transposed_gemm && env_.target.cpu_only(), !env_.target.reproducible(),
+     env_.options.fuse_edge_conv && !env_.target.reproducible());
   for (auto& [name, t] : fused_.new_constants) add_constant(name, t);
 
   std::vector<const ::onnx::NodeProto*> nodes;

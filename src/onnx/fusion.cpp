@@ -26,8 +26,9 @@ struct Use {
 
 class Fuser {
  public:
-  Fuser(const ::onnx::GraphProto& g, const ConstLookup& lookup, FusedGraph& out, bool cpu_engine, bool default_numerics)
-      : g_(g), lookup_(lookup), out_(out), cpu_engine_(cpu_engine), default_numerics_(default_numerics) {
+  Fuser(const ::onnx::GraphProto& g, const ConstLookup& lookup, FusedGraph& out, bool cpu_engine, bool default_numerics,
+        bool emitter)
+      : g_(g), lookup_(lookup), out_(out), cpu_engine_(cpu_engine), default_numerics_(default_numerics), emitter_(emitter) {
     for (const auto& n : g.node()) nodes_.push_back(&n);
     alive_.assign(nodes_.size(), true);
   }
@@ -41,6 +42,7 @@ class Fuser {
       pass({"ReduceMean"}, &Fuser::fuse_layer_norm);
     }
     pass({"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip"}, &Fuser::fuse_act);
+    if (emitter_) pass({"Conv"}, &Fuser::fuse_edge_conv);  // after fuse_act: takes the Conv's activation
     for (size_t i = 0; i < nodes_.size(); ++i)
       if (alive_[i]) out_.nodes.push_back(nodes_[i]);
   }
@@ -456,11 +458,105 @@ class Fuser {
     ++out_.fused_count;
   }
 
+  // ParticleNet's EdgeConv features and their first 1x1 convolution, as PyTorch exports
+  // get_graph_feature (v2: features gathered along axis 1 of a [C, N*P] transpose):
+  //   g = Gather(f, idx, axis 1); G = Transpose(Reshape(g, s), perm 1,0,2,3); T = Tile(x, [1,1,1,k])
+  //   y = Conv(Concat(T, Sub(G, T), axis 1), W [O, 2C, 1, 1], b)
+  // =>  ai.quiver::EdgeConv(x, f, idx, s, W, b) with attribute k: the code emitter computes it as
+  // (W1 - W2) x + W2 f over the points and one gather-add over the edges (ops/edgeconv.cpp), no
+  // [2C, P, k] tensor and a k times smaller product. Dims the graph computes at run time (s) are
+  // checked by the step.
+  void fuse_edge_conv(size_t conv_i) {
+    const auto& conv = *nodes_[conv_i];
+    if (conv.input_size() < 2 || conv.output_size() != 1) return;
+    auto W = f32_const(conv.input(1));
+    if (!W || W->rank() != 4 || W->dim(1) % 2 != 0 || W->dim(2) != 1 || W->dim(3) != 1) return;
+    if (conv.input_size() > 2 && !conv.input(2).empty()) {
+      auto b = f32_const(conv.input(2));
+      if (!b || b->numel() != W->dim(0)) return;
+    }
+    for (const auto& a : conv.attribute()) {
+      const auto& n = a.name();
+      auto all = [&](int64_t v) {
+        for (int64_t x : a.ints())
+          if (x != v) return false;
+        return true;
+      };
+      if (n == "group" ? a.i() != 1
+          : n == "strides" || n == "dilations" || n == "kernel_shape" ? !all(1)
+          : n == "pads" ? !all(0)
+          : n == "auto_pad" ? a.s() != "NOTSET" && a.s() != "VALID"
+          : n.rfind("_quiver_", 0) != 0)
+        return;
+    }
+    auto node_of = [&](const std::string& name, const char* op, size_t user) -> int {
+      const int i = producer(name);
+      if (i < 0 || nodes_[i]->op_type() != op || !dom(static_cast<size_t>(i)) || !single_use(name, user)) return -1;
+      return i;
+    };
+    const int ci = node_of(conv.input(0), "Concat", conv_i);
+    if (ci < 0) return;
+    const auto& cat = *nodes_[ci];
+    const auto* axis = attr(cat, "axis");
+    if (cat.input_size() != 2 || !axis || (axis->i() != 1 && axis->i() != -3)) return;
+    const std::string& t = cat.input(0);
+    const int si = node_of(cat.input(1), "Sub", static_cast<size_t>(ci));
+    if (si < 0 || nodes_[si]->input_size() != 2 || nodes_[si]->input(1) != t) return;
+    // T feeds exactly the Concat and the Sub.
+    const int ti = producer(t);
+    auto tu = uses_.find(t);
+    if (ti < 0 || nodes_[ti]->op_type() != "Tile" || !dom(static_cast<size_t>(ti)) || graph_outputs_.count(t) ||
+        tu == uses_.end() || tu->second.size() != 2)
+      return;
+    auto reps = i64_const(nodes_[ti]->input_size() == 2 ? nodes_[ti]->input(1) : std::string());
+    if (!reps || reps->numel() != 4) return;
+    const int64_t* rp = reps->data<int64_t>();
+    if (rp[0] != 1 || rp[1] != 1 || rp[2] != 1 || rp[3] < 1) return;
+    const int tri = node_of(nodes_[si]->input(0), "Transpose", static_cast<size_t>(si));
+    if (tri < 0) return;
+    const auto* perm = attr(*nodes_[tri], "perm");
+    if (!perm || perm->ints_size() != 4 || perm->ints(0) != 1 || perm->ints(1) != 0 || perm->ints(2) != 2 ||
+        perm->ints(3) != 3)
+      return;
+    const int ri = node_of(nodes_[tri]->input(0), "Reshape", static_cast<size_t>(tri));
+    if (ri < 0 || nodes_[ri]->input_size() != 2) return;
+    if (const auto* az = attr(*nodes_[ri], "allowzero"); az && az->i() != 0) return;
+    const int gi = node_of(nodes_[ri]->input(0), "Gather", static_cast<size_t>(ri));
+    if (gi < 0 || nodes_[gi]->input_size() != 2) return;
+    const auto* gax = attr(*nodes_[gi], "axis");
+    if (!gax || gax->i() != 1) return;
+    std::vector<std::string> ins{nodes_[ti]->input(0), nodes_[gi]->input(0), nodes_[gi]->input(1), nodes_[ri]->input(1),
+                                 conv.input(1)};
+    if (conv.input_size() > 2 && !conv.input(2).empty()) ins.push_back(conv.input(2));
+    std::vector<::onnx::AttributeProto> keep;  // the fused activation
+    const ::onnx::AttributeProto* earlier = nullptr;  // what the Conv absorbed before (BatchNorm, Relu)
+    for (const auto& a : conv.attribute()) {
+      if (a.name() == "_quiver_fused") earlier = &a;
+      else if (a.name().rfind("_quiver_", 0) == 0) keep.push_back(a);
+    }
+    const std::vector<std::string> before = earlier ? std::vector<std::string>(earlier->strings().begin(), earlier->strings().end())
+                                                    : std::vector<std::string>{};
+    replace_with(conv_i, "EdgeConv", ins, conv.output(0), {gi, ri, tri, ti, si, ci});
+    auto* n = &out_.owned.back();
+    n->set_domain("ai.quiver");
+    for (auto& a : keep) *n->add_attribute() = std::move(a);
+    for (auto& a : *n->mutable_attribute())
+      if (a.name() == "_quiver_fused")
+        for (const auto& b : before) a.add_strings(b);
+    auto* k = n->add_attribute();
+    k->set_name("k");
+    k->set_type(::onnx::AttributeProto::INT);
+    k->set_i(rp[3]);
+    for (int d : {ci, si, ti, tri, ri, gi}) alive_[static_cast<size_t>(d)] = false;
+    ++out_.fused_count;
+  }
+
   const ::onnx::GraphProto& g_;
   const ConstLookup& lookup_;
   FusedGraph& out_;
   bool cpu_engine_;
   bool default_numerics_;
+  bool emitter_;
   std::vector<const ::onnx::NodeProto*> nodes_;
   std::vector<bool> alive_;
   std::unordered_map<std::string, size_t> producer_;
@@ -472,13 +568,13 @@ class Fuser {
 }  // namespace
 
 FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const,
-                      bool cpu_engine_fusions, bool default_numerics) {
+                      bool cpu_engine_fusions, bool default_numerics, bool emitter_fusions) {
   FusedGraph out;
   if (!enabled) {
     for (const auto& n : g.node()) out.nodes.push_back(&n);
     return out;
   }
-  Fuser(g, lookup_const, out, cpu_engine_fusions, default_numerics).run();
+  Fuser(g, lookup_const, out, cpu_engine_fusions, default_numerics, emitter_fusions).run();
   return out;
 }
 

@@ -5,9 +5,13 @@
 //   Transpose(0,2,1) -> Reshape(2-D) -> Gemm  -> Gemm reading the untransposed input (transA per block)
 //   Div(sqrt 2) -> Erf -> Add(1) -> Mul(x) -> Mul(0.5)           -> Gelu
 //   ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add (last axis) -> LayerNormalization
-// The last three are CPU-engine fusions (`cpu_engine_fusions`): the code emitter and device targets
-// have no kernels for the fused forms. Gelu and LayerNormalization also need `default_numerics`:
-// they have no reproducible kernels, so numerics=reproducible keeps the unfused ops.
+//   Conv1x1(Concat(Tile(x), Transpose(Reshape(Gather(f, idx))) - Tile(x))) -> ai.quiver::EdgeConv
+// The Transpose/Gelu/LayerNormalization ones are CPU-engine fusions (`cpu_engine_fusions`): the code
+// emitter and device targets have no kernels for the fused forms. Gelu and LayerNormalization also
+// need `default_numerics`: they have no reproducible kernels, so numerics=reproducible keeps the
+// unfused ops. EdgeConv is the code emitter's (`emitter_fusions`: CompileOptions::fuse_edge_conv, which
+// quiver compile sets; default numerics only): its step sums in another order than the unfused Conv
+// (ops/edgeconv.cpp).
 #pragma once
 #include <deque>
 #include <functional>
@@ -34,7 +38,7 @@ std::string node_label(const ::onnx::NodeProto& n);
 
 using ConstLookup = std::function<std::shared_ptr<const Tensor>(const std::string&)>;
 FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLookup& lookup_const,
-                      bool cpu_engine_fusions = true, bool default_numerics = true);
+                      bool cpu_engine_fusions = true, bool default_numerics = true, bool emitter_fusions = false);
 
 // Fused activation, carried on the rewritten node as attributes
 // "_quiver_act" (string) and "_quiver_alpha"/"_quiver_beta" (floats).

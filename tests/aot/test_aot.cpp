@@ -530,6 +530,122 @@ TEST(Aot, ScatterNDMatchesTheEngine) {
   }
 }
 
+// ParticleNet's edge features (get_graph_feature v2: Gather along axis 1 of a [C, N*P] transpose,
+// Reshape to [C, N, P, k] by a shape computed from Shape(x), Transpose, Tile of the points, Sub,
+// Concat) and their 1x1 Conv: the compiler fuses them into ai.quiver::EdgeConv for the code emitter
+// (computed as (W1 - W2) x + W2 f). Against the engine (unfused) at several batches and point counts,
+// with negative indices and ones that cross images, for points tiled from [.., 1] and from [.., 2];
+// the engine's own EdgeConv kernel (a model holding the fused node) against the unfused graph.
+test::NumberedG<13> edge_conv_graph(bool fused) {
+  const int64_t C = 3, O = 5, k = 4;
+  test::NumberedG<13> g;
+  g.input("x", {-1, C, -1});
+  g.input("idx", {-1}, DType::I64);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1, 1);
+  g.init("w", random_tensor({O, 2 * C, 1, 1}, rng, u));
+  g.init("b", random_tensor({O}, rng, u));
+  g.init("w2", random_tensor({O, 2 * C, 1, 1}, rng, u));
+  g.init("fs", Tensor::from_vector<int64_t>({C, -1}, {2}));
+  g.init("i0", Tensor::scalar<int64_t>(0));
+  g.init("i1", Tensor::scalar<int64_t>(1));
+  g.init("i2", Tensor::scalar<int64_t>(2));
+  g.init("ax0", Tensor::from_vector<int64_t>({0}, {1}));
+  g.init("ax3", Tensor::from_vector<int64_t>({3}, {1}));
+  g.init("m1", Tensor::from_vector<int64_t>({-1}, {1}));
+  g.init("last2", Tensor::from_vector<int64_t>({-1, 2 * k}, {2}));
+  g.init("rep", Tensor::from_vector<int64_t>({1, 1, 1, k}, {4}));
+  g.init("pairs", Tensor::from_vector<int64_t>({0, 0, -1, 2}, {4}));
+  test::attr_ints(g.node("Transpose", {"x"}, {"xt"}), "perm", {1, 0, 2});
+  g.node("Reshape", {"xt", "fs"}, {"f"});
+  g.node("Shape", {"x"}, {"sh"});
+  g.node("Gather", {"sh", "i0"}, {"n"});
+  g.node("Gather", {"sh", "i1"}, {"c"});
+  g.node("Gather", {"sh", "i2"}, {"p"});
+  for (const char* v : {"n", "c", "p"}) g.node("Unsqueeze", {v, "ax0"}, {std::string(v) + "1"});
+  test::attr_int(g.node("Concat", {"c1", "n1", "p1", "m1"}, {"s"}), "axis", 0);
+  test::attr_int(g.node("Concat", {"c1", "n1", "last2"}, {"s2"}), "axis", 0);
+  g.node("Unsqueeze", {"x", "ax3"}, {"x4"});
+  g.node("Reshape", {"x", "pairs"}, {"xp"});  // [N, C, P / 2, 2]
+  auto edges = [&](const std::string& pts, const std::string& shape, const std::string& w, bool bias, bool relu,
+                   const std::string& y) {
+    const std::string conv_out = relu ? y + "_pre" : y;
+    if (fused) {
+      std::vector<std::string> in{pts, "f", "idx", shape, w};
+      if (bias) in.push_back("b");
+      auto* n = g.node("EdgeConv", in, {y});
+      n->set_domain("ai.quiver");
+      test::attr_int(n, "k", k);
+      if (relu) test::attr_str(n, "_quiver_act", "Relu");
+      return;
+    }
+    test::attr_int(g.node("Gather", {"f", "idx"}, {y + "_g"}), "axis", 1);
+    g.node("Reshape", {y + "_g", shape}, {y + "_r"});
+    test::attr_ints(g.node("Transpose", {y + "_r"}, {y + "_G"}), "perm", {1, 0, 2, 3});
+    g.node("Tile", {pts, "rep"}, {y + "_T"});
+    g.node("Sub", {y + "_G", y + "_T"}, {y + "_S"});
+    test::attr_int(g.node("Concat", {y + "_T", y + "_S"}, {y + "_cat"}), "axis", 1);
+    std::vector<std::string> in{y + "_cat", w};
+    if (bias) in.push_back("b");
+    test::attr_ints(g.node("Conv", in, {conv_out}), "kernel_shape", {1, 1});
+    if (relu) g.node("Relu", {conv_out}, {y});
+  };
+  edges("x4", "s", "w", true, true, "y");
+  edges("xp", "s2", "w2", false, false, "y2");
+  g.output("y", {-1, O, -1, k});
+  g.output("y2", {-1, O, -1, 2 * k});
+  // Own symbols for the edge count and the half point count (numbered dims go by position).
+  g.g->mutable_input(1)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(0)->set_dim_param("edges");
+  g.g->mutable_output(1)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(2)->set_dim_param("half");
+  return g;
+}
+
+TEST(Aot, EdgeConvMatchesTheEngine) {
+  auto [lib, engine] = compile_graph(edge_conv_graph(false), "edge_conv");
+  std::ifstream src(out_root() / "edge_conv" / "out" / "edge_conv.cpp");
+  const std::string code((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
+  size_t fused = 0;
+  for (size_t at = code.find("rt::edge_conv(a)"); at != std::string::npos; at = code.find("rt::edge_conv(a)", at + 1)) ++fused;
+  EXPECT_EQ(fused, 2u) << "both edge blocks fused";
+  // Each fused step's function is commented with every node it replaced.
+  size_t named = 0;
+  for (size_t at = code.find("\n// "); at != std::string::npos; at = code.find("\n// ", at + 1)) {
+    const std::string line = code.substr(at + 1, code.find('\n', at + 1) - at - 1);
+    if (line.find("(EdgeConv)") == std::string::npos) continue;
+    bool all = true;
+    for (const char* op : {"(Conv)", "(Gather)", "(Reshape)", "(Transpose)", "(Tile)", "(Sub)", "(Concat)"})
+      all = all && line.find(op) != std::string::npos;
+    EXPECT_TRUE(all) << line;
+    ++named;
+  }
+  EXPECT_EQ(named, 2u);
+  const test::NumberedG<13> fg = edge_conv_graph(true);
+  auto engine_fused = quiver::onnx::load_onnx_bytes(fg.bytes(), "", {}, {});
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> u(-2, 2);
+  for (const auto& [n, p] : std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {3, 6}, {2, 16}, {5, 34}}) {
+    const int64_t L = n * p * 4;
+    std::uniform_int_distribution<int64_t> pick(-n * p, n * p - 1);  // negative ones count from the end
+    Tensor idx = Tensor::empty(DType::I64, {L});
+    for (int64_t i = 0; i < L; ++i) idx.data<int64_t>()[i] = pick(rng);
+    std::vector<Tensor> in{random_tensor({n, 3, p}, rng, u), idx};
+    const std::string what = "N " + std::to_string(n) + ", P " + std::to_string(p);
+    const auto want = engine->run_once(in);
+    expect_close(lib->run_once(in), want, what);
+    expect_close(engine_fused->run_once(in), want, what + " (the engine's EdgeConv kernel)");
+  }
+  // An index out of range is an error naming the step, as in the engine's Gather.
+  std::vector<Tensor> bad{random_tensor({1, 3, 2}, rng, u), Tensor::from_vector<int64_t>({0, 1, 2, 0, 1, 0, 1, 0}, {8})};
+  EXPECT_THROW(engine->run_once(bad), Error);
+  EXPECT_THROW(engine_fused->run_once(bad), Error);
+  try {
+    lib->run_once(bad);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+  }
+}
+
 // NonZero's count is data-dependent: later steps (Transpose, Shape -> Gather -> ConstantOfShape,
 // ScatterND, ReduceSum) take it at run time; the workspace is sized for every element non-zero.
 TEST(Aot, NonZeroCountIsARuntimeDim) {

@@ -47,13 +47,8 @@ void emit_reshape(Emit& e) {
   const bool allowzero = e.attrs().get_int("allowzero", 0) != 0;
   e.read_values(1);
   e.dims_only(1);
-  e.shape("int64_t known = 1;\nint neg = -1;\nO0.r = " + std::to_string(r) + ";\nfor (int j = 0; j < " + std::to_string(r) +
-          "; ++j) {\n  int64_t v = static_cast<int64_t>(x1[j]);\n" +
-          (allowzero ? "" : "  if (v == 0) { if (j >= I0.r) fail(\"0 copies a dim the input lacks\"); v = I0.d[j]; }\n") +
-          "  if (v == -1) { if (neg >= 0) fail(\"more than one -1\"); neg = j; v = 1; }\n"
-          "  if (v < 0) fail(\"negative dim\");\n  O0.d[j] = v;\n  known *= v;\n}\n"
-          "if (neg >= 0) {\n  if (known == 0 || I0.n() % known != 0) fail(\"cannot infer the -1 dim\");\n"
-          "  O0.d[neg] = I0.n() / known;\n}\nif (O0.n() != I0.n()) fail(\"element count changes\");\n");
+  e.shape(std::string("if (const char* m = rt::reshape_dims(I0, x1, ") + std::to_string(r) + ", " +
+          (allowzero ? "true" : "false") + ", O0)) fail(m);\n");
   e.view(0);
 }
 
