@@ -410,6 +410,50 @@ TEST(Aot, GemmAndConvEdgesMatchTheEngine) {
   }
 }
 
+// Convolutions with few output channels per group (at most 4, unit strides) run as shifted runs over
+// a zero-padded copy of the input (rt::conv_few_outputs): TICL energy-id's shapes (3 channels, 3x3
+// padded with a fused Relu; 5x1 padded along H only), asymmetric pads with a dilation, two groups of
+// two channels, and a kernel wider than the unpadded row.
+TEST(Aot, ConvWithFewOutputChannelsMatchesTheEngine) {
+  test::G g(13);
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  auto weights = [&](const std::string& name, std::vector<int64_t> dims) { g.init(name, random_tensor(dims, rng, u)); };
+  g.input("img", {-1, 4, 9, 11});
+  g.input("narrow", {-1, 3, 6, 2});
+  weights("W3", {3, 4, 3, 3});
+  weights("b3", {3});
+  weights("W51", {3, 4, 5, 1});
+  weights("b51", {3});
+  weights("Wd", {4, 4, 2, 3});
+  weights("Wg", {4, 2, 3, 3});
+  weights("bg", {4});
+  weights("Ww", {1, 3, 3, 5});
+  auto* n = g.node("Conv", {"img", "W3", "b3"}, {"c3"});
+  test::attr_ints(n, "pads", {1, 1, 1, 1});
+  g.node("Relu", {"c3"}, {"c3r"});
+  n = g.node("Conv", {"img", "W51", "b51"}, {"c51"});
+  test::attr_ints(n, "pads", {2, 0, 2, 0});
+  n = g.node("Conv", {"img", "Wd"}, {"cd"});
+  test::attr_ints(n, "pads", {0, 2, 1, 0});
+  test::attr_ints(n, "dilations", {2, 1});
+  n = g.node("Conv", {"img", "Wg", "bg"}, {"cg"});
+  test::attr_int(n, "group", 2);
+  test::attr_ints(n, "pads", {1, 0, 1, 2});
+  n = g.node("Conv", {"narrow", "Ww"}, {"cw"});
+  test::attr_ints(n, "pads", {1, 2, 1, 2});
+  g.output("c3r", {-1, 3, 9, 11});
+  g.output("c51", {-1, 3, 9, 11});
+  g.output("cd", {-1, 4, 8, 11});
+  g.output("cg", {-1, 4, 9, 11});
+  g.output("cw", {-1, 1, 6, 2});
+  const auto [lib, engine] = compile_graph(g, "few_outputs");
+  for (int64_t b : {int64_t{1}, int64_t{2}, int64_t{5}}) {
+    std::vector<Tensor> in{random_tensor({b, 4, 9, 11}, rng, u), random_tensor({b, 3, 6, 2}, rng, u)};
+    expect_close(lib->run_once(in), engine->run_once(in), "few output channels at batch " + std::to_string(b));
+  }
+}
+
 // exp/sigmoid/tanh of the generated code (straight-line float code, no libm) against libm: relative
 // error within a few float ulps over the whole range, the clamped ends, signed zero, infinities, NaN.
 // Clip (a constant lower bound only, both bounds as inputs read at run time, the opset-6 attributes),
