@@ -4,12 +4,16 @@
 //                       [--in-flight N] [--variants parallel,ordered,unordered]
 //                                               source -> lazy factory (busy work) -> processor; per
 //                                               thread count: events/s and framework CPU per event,
-//                                               median [min-max] of alternating runs, scaling vs 1 thread
+//                                               median [min-max] of alternating runs, scaling vs 1 thread;
+//                                               before each round, what a cache line costs to move
+//                                               between two CPUs (ping-pong), printed with the table
 //   bench_flow service [--latency-ms 10] [--events N] [--in-flight 16,64,256]
 //                                               service mode against a server answering after 10 ms
 //   bench_flow particlenet [--events N] [--threads T] [--device cuda [--in-flight N]]
 //                                               jet-tagging example: ParticleNet-AK4 direct vs batched
 #include <oneapi/tbb/task_arena.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -199,6 +203,53 @@ double run_independent(const Variant& v, int threads, int64_t events, const std:
          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// What one cache line costs to move between two of this machine's CPUs, right now: two threads
+// pinned to the first two CPUs the process may use bounce one line (ns per one-way transfer; 0
+// with fewer than 2 CPUs). On a VM this changes with where the host places the vCPUs (on the
+// AMD EPYC host of docs/benchmarks.md, ~50-80 ns or ~210-245 ns from one minute to the next), and
+// with it what every line that moves between threads costs the 2-thread runs: the rounds record it.
+double line_transfer_ns() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return 0;
+  int cpus[2], n = 0;
+  for (int c = 0; c < CPU_SETSIZE && n < 2; ++c)
+    if (CPU_ISSET(c, &allowed)) cpus[n++] = c;
+  if (n < 2) return 0;
+  auto pin = [](int c) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(c, &one);
+    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+  };
+  struct alignas(128) Line {
+    std::atomic<int64_t> turn{0};
+  } line;
+  constexpr int64_t kRounds = 100000;
+  auto play = [&](int64_t first) {
+    for (int64_t i = first; i < 2 * kRounds; i += 2) {
+      while (line.turn.load(std::memory_order_acquire) != i) {
+      }
+      line.turn.store(i + 1, std::memory_order_release);
+    }
+  };
+  std::thread other([&] {
+    pin(cpus[1]);
+    play(1);
+  });
+  cpu_set_t before;
+  pthread_getaffinity_np(pthread_self(), sizeof before, &before);
+  pin(cpus[0]);
+  const auto t0 = std::chrono::steady_clock::now();
+  play(0);
+  while (line.turn.load(std::memory_order_acquire) != 2 * kRounds) {
+  }
+  const double ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+  other.join();
+  pthread_setaffinity_np(pthread_self(), sizeof before, &before);
+  return ns / (2.0 * kRounds);
+}
+
 struct Stat {
   double median, lo, hi;
 };
@@ -266,6 +317,7 @@ int overhead(int argc, char** argv) {
     // so that the control (T x 1 thread) is measured in the same stretch of time as the pipelines: a
     // disturbance of the machine (another process, the VM's neighbours) shows in the control as well.
     using Samples = std::vector<std::vector<double>>;
+    std::vector<double> transfer;  // line_transfer_ns() before each round
     std::vector<Samples> rate(variants.size(), Samples(threads.size())), cpu(variants.size(), Samples(threads.size()));
     for (const Variant& v : variants)
       for (size_t ti = 0; ti < threads.size(); ++ti) {  // warm-up
@@ -273,7 +325,8 @@ int overhead(int argc, char** argv) {
         if (!v.independent) run_pipeline(v, threads[ti], std::max<int64_t>(events / 10, 1000), in_flight, &sum);
       }
     for (int r = 0; r < runs; ++r)
-      for (size_t vi = 0; vi < variants.size(); ++vi)
+      for (size_t vi = 0; vi < variants.size(); ++vi) {
+        if (vi == 0) transfer.push_back(line_transfer_ns());
         for (size_t ti = 0; ti < threads.size(); ++ti) {
           const Variant& v = variants[vi];
           std::this_thread::sleep_for(std::chrono::milliseconds(30));  // idle workers go to sleep
@@ -301,6 +354,12 @@ int overhead(int argc, char** argv) {
           rate[vi][ti].push_back(s.rate());
           cpu[vi][ti].push_back(1e9 * used / s.processed);
         }
+      }
+    {
+      const Stat t = stat(transfer);
+      std::printf("cache line between two CPUs (ping-pong before each round): %.0f ns [%.0f-%.0f] one way\n", t.median,
+                  t.lo, t.hi);
+    }
     for (size_t vi = 0; vi < variants.size(); ++vi) {
       const Stat r1 = stat(rate[vi][0]), c1 = stat(cpu[vi][0]);
       for (size_t ti = 0; ti < threads.size(); ++ti) {
