@@ -37,7 +37,7 @@ class Fuser {
     pass({"BatchNormalization"}, &Fuser::fold_bn);
     pass({"Add"}, &Fuser::fuse_bias);
     if (cpu_engine_) pass({"Gemm"}, &Fuser::fuse_transposed_a);
-    if (cpu_engine_ && default_numerics_) {  // kernels the emitter, devices and reproducible mode lack
+    if ((cpu_engine_ || emitter_) && default_numerics_) {  // kernels devices and reproducible mode lack
       pass({"Erf"}, &Fuser::fuse_gelu);
       pass({"ReduceMean"}, &Fuser::fuse_layer_norm);
     }

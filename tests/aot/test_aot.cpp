@@ -827,6 +827,109 @@ TEST(Aot, RuntimeExpSigmoidTanhMatchLibm) {
   EXPECT_TRUE(std::isnan(rt::tanh_v(std::nanf(""))));
 }
 
+// erf of the generated code (Taylor series below 1, A&S 7.1.26 above, no libm) against libm:
+// absolute error over [-10, 10], relative error near zero (where 1 - ... would lose it), the branch
+// point, signed zeros, infinities and NaN.
+TEST(Aot, RuntimeErfMatchesLibm) {
+  namespace rt = generated::rt;
+  double worst_abs = 0, worst_rel_small = 0;
+  for (int i = -1000000; i <= 1000000; ++i) {
+    const float x = static_cast<float>(i) * 1e-5f;  // [-10, 10]
+    const double e = std::erf(static_cast<double>(x));
+    worst_abs = std::max(worst_abs, std::abs(rt::erf_v(x) - e));
+    if (x != 0.f && std::abs(x) < 1.2f) worst_rel_small = std::max(worst_rel_small, std::abs(rt::erf_v(x) - e) / std::abs(e));
+  }
+  EXPECT_LT(worst_abs, 2.5e-7);  // measured 1.8e-7
+  EXPECT_LT(worst_rel_small, 3e-7);  // measured 2.1e-7
+  for (float x : {1e-30f, -1e-20f, 1e-40f, 0.9999999f, 1.f, -1.0000001f, 3.9f, 9.5f})
+    EXPECT_NEAR(rt::erf_v(x), std::erf(x), 3e-7 * std::abs(std::erf(x)) + 1e-45) << x;
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(rt::erf_v(inf), 1.f);
+  EXPECT_EQ(rt::erf_v(-inf), -1.f);
+  EXPECT_EQ(rt::erf_v(0.f), 0.f);
+  EXPECT_TRUE(std::signbit(rt::erf_v(-0.f)));
+  EXPECT_TRUE(std::isnan(rt::erf_v(std::nanf(""))));
+}
+
+// GELU and LayerNorm as PyTorch exports them (Div/Erf/Add/Mul/Mul; ReduceMean/Sub/Pow/ReduceMean/Add/
+// Sqrt/Div/Mul/Add), which the fusion pass makes Gelu and LayerNormalization steps of for the emitter
+// too (rt::erf_v, rt::layer_norm), a masked softmax over the last axis (rt::softmax_rows: -inf keys
+// exactly 0), a standalone Erf; then the opset-20 ops: LayerNormalization over two axes with a scale
+// and no bias, Gelu with the tanh approximation. Rows of 37 (two blocks of 16 lanes and a tail) and 3.
+TEST(Aot, GeluLayerNormSoftmaxMatchTheEngine) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  {
+    test::G g(13);
+    g.input("x", {-1, 5, 37});
+    g.init("sqrt2", Tensor::scalar(1.4142135623730951f));
+    g.init("one", Tensor::scalar(1.f));
+    g.init("half", Tensor::scalar(0.5f));
+    g.init("two", Tensor::scalar(2.f));
+    g.init("eps", Tensor::scalar(1e-5f));
+    g.init("gamma", random_tensor({37}, rng, u));
+    g.init("beta", random_tensor({37}, rng, u));
+    g.init("cut", Tensor::scalar(-0.8f));
+    g.init("ninf", Tensor::scalar(-std::numeric_limits<float>::infinity()));
+    g.init("three", Tensor::scalar(3.f));
+    g.node("Div", {"x", "sqrt2"}, {"d"});
+    g.node("Erf", {"d"}, {"e"});
+    g.node("Add", {"e", "one"}, {"a"});
+    g.node("Mul", {"x", "a"}, {"m"});
+    g.node("Mul", {"m", "half"}, {"gelu"});
+    test::attr_ints(g.node("ReduceMean", {"gelu"}, {"mean"}), "axes", {-1});
+    g.node("Sub", {"gelu", "mean"}, {"c"});
+    g.node("Pow", {"c", "two"}, {"c2"});
+    test::attr_ints(g.node("ReduceMean", {"c2"}, {"var"}), "axes", {-1});
+    g.node("Add", {"var", "eps"}, {"ve"});
+    g.node("Sqrt", {"ve"}, {"sd"});
+    g.node("Div", {"c", "sd"}, {"n"});
+    g.node("Mul", {"n", "gamma"}, {"ng"});
+    g.node("Add", {"ng", "beta"}, {"ln"});
+    g.node("Less", {"x", "cut"}, {"masked"});
+    g.node("Where", {"masked", "ninf", "ln"}, {"scores"});
+    test::attr_int(g.node("Softmax", {"scores"}, {"sm"}), "axis", -1);
+    g.node("Mul", {"x", "three"}, {"x3"});
+    g.node("Erf", {"x3"}, {"erf"});
+    g.output("ln", {-1, 5, 37});
+    g.output("sm", {-1, 5, 37});
+    g.output("erf", {-1, 5, 37});
+    const auto [lib, engine] = compile_graph(g, "gelu_ln_softmax");
+    std::ifstream f(out_root() / "gelu_ln_softmax" / "out" / "gelu_ln_softmax.cpp");
+    const std::string code((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_NE(code.find("rt::erf_v(v * 0.70710678f)"), std::string::npos) << "GELU not fused";
+    EXPECT_NE(code.find("rt::layer_norm("), std::string::npos) << "LayerNorm not fused";
+    for (int64_t b : {int64_t{1}, int64_t{3}}) {
+      std::vector<Tensor> in{random_tensor({b, 5, 37}, rng, u)};
+      const auto got = lib->run_once(in), want = engine->run_once(in);
+      expect_close(got, want, "batch " + std::to_string(b));
+      const float* x = in[0].data<float>();
+      int masked = 0;
+      for (int64_t i = 0; i < in[0].numel(); ++i)
+        if (x[i] < -0.8f) {
+          EXPECT_EQ(got[1].data<float>()[i], 0.f) << i;
+          ++masked;
+        }
+      EXPECT_GT(masked, 0);
+    }
+  }
+  {
+    test::G g(20);
+    g.input("x", {-1, 3, 4, 5});
+    g.init("scale", random_tensor({4, 5}, rng, u));
+    auto* n = g.node("LayerNormalization", {"x", "scale"}, {"ln"});
+    test::attr_int(n, "axis", -2);
+    test::attr_float(n, "epsilon", 1e-3f);
+    test::attr_str(g.node("Gelu", {"ln"}, {"y"}), "approximate", "tanh");
+    g.output("y", {-1, 3, 4, 5});
+    const auto [lib, engine] = compile_graph(g, "layer_norm_gelu_tanh");
+    for (int64_t b : {int64_t{1}, int64_t{2}}) {
+      std::vector<Tensor> in{random_tensor({b, 3, 4, 5}, rng, u)};
+      expect_close(lib->run_once(in), engine->run_once(in), "opset 20, batch " + std::to_string(b));
+    }
+  }
+}
+
 // The recurrent cells' edges against the engine: bidirectional GRU with linear_before_reset,
 // sequence_lens (0 and T among them) and an initial state; a forward GRU without bias with clip; a
 // reverse LSTM with peepholes, bias, sequence_lens and initial h/c; a batch-first LSTM with input_forget;

@@ -19,6 +19,6 @@ QUIVER_REGISTER_OPS(erf) {
 }
 
 QUIVER_REGISTER_EMITTERS(erf) {
-  emitters.add("", "Erf", emit_math("std::erf(v)", "f_erf"));
+  emitters.add("", "Erf", emit_math("rt::erf_v(v)", "f_erf"));
 }
 }  // namespace quiver::onnx

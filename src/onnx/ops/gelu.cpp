@@ -3,6 +3,7 @@
 // tanh approximation and double use the plain element functor.
 #include <cmath>
 
+#include "onnx/emit.hpp"
 #include "onnx/ops/mathops.hpp"
 #include "onnx/simd.hpp"
 
@@ -31,7 +32,20 @@ KernelBuilder gelu_builder() {
     return a == "tanh" ? approx(ctx) : exact(ctx);
   };
 }
+// quiver compile (default numerics; the fusion pass makes this op of PyTorch's exact-GELU export for the
+// emitter too): one pass with the runtime's vectorizable erf_v / tanh_v.
+void emit_gelu(Emit& e) {
+  if (e.reproducible()) e.refuse("Gelu has no reproducible emission");
+  const std::string a = e.attrs().get_string("approximate", "none");
+  if (a == "tanh")
+    emit_unary("0.5f * v * (1.f + rt::tanh_v(0.7978845608f * (v + 0.044715f * v * v * v)))", {DType::F32})(e);
+  else if (a == "none")
+    emit_unary("0.5f * v * (1.f + rt::erf_v(v * 0.70710678f))", {DType::F32})(e);
+  else
+    e.refuse("approximate must be 'none' or 'tanh', got '" + a + "'");
+}
 }  // namespace
 
 QUIVER_REGISTER_OPS(gelu) { registry.add({"", "Gelu", gelu_builder()}); }
+QUIVER_REGISTER_EMITTERS(gelu) { emitters.add("", "Gelu", emit_gelu); }
 }  // namespace quiver::onnx

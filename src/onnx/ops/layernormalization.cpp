@@ -1,6 +1,7 @@
 // LayerNormalization (opset 17; optional Mean / InvStdDev outputs) and RMSNormalization (opset 23):
 // normalise over the trailing dims starting at `axis`, then scale (and bias). Scale/bias broadcast
 // to the normalised shape.
+#include "onnx/emit.hpp"
 #include "onnx/ops/norm_common.hpp"
 #include "onnx/simd.hpp"
 
@@ -143,11 +144,41 @@ KernelBuilder norm_builder() {
   };
 }
 
+// quiver compile (default numerics): float rows with float scale/bias of the normalised dims
+// (rt::layer_norm; the fusion pass makes this op of ParT's decomposed LayerNorms for the emitter too).
+void emit_layer_norm(Emit& e) {
+  if (e.reproducible()) e.refuse("LayerNormalization has no reproducible emission");
+  for (size_t i = 0; i < e.num_inputs(); ++i)
+    if (e.has_input(i) && e.in(i).dtype != DType::F32) e.refuse("emitted for float only");
+  if (e.attrs().get_int("stash_type", 1) != 1) e.refuse("emitted for stash_type 1 (float) only");
+  if (e.wanted(1) || e.wanted(2)) e.refuse("the Mean / InvStdDev outputs are not emitted");
+  const int r = e.rank_in(0);
+  int64_t a = e.attrs().get_int("axis", -1);
+  if (a < 0) a += r;
+  if (a < 0 || a >= r) e.refuse("axis out of range");
+  const bool bias = e.has_input(2);
+  const std::string inner = e.span_in(0, static_cast<int>(a), r), as = std::to_string(a);
+  // Scale and bias: the normalised dims (leading 1s allowed): no broadcasting inside them.
+  std::string check;
+  const std::string rs = std::to_string(r);
+  for (int i = 1; i <= (bias ? 2 : 1); ++i) {
+    const std::string I = "I" + std::to_string(i);
+    check += "for (int j = 1; j <= " + I + ".r; ++j) if (" + I + ".d[" + I + ".r - j] != (j <= " + rs + " - " + as +
+             " ? I0.d[" + rs + " - j] : 1)) fail(\"scale and bias must have the normalised dims\");\n";
+  }
+  e.shape(check);
+  e.same_dims(0, 0);
+  e.compute("rt::layer_norm(x0, y0, " + e.span_in(0, 0, static_cast<int>(a)) + ", " + inner + ", x1, " +
+            (bias ? "x2" : "nullptr") + ", " + cfloat(e.attrs().get_float("epsilon", 1e-5f)) + ");\n");
+}
+
 }  // namespace
 
 QUIVER_REGISTER_OPS(layernormalization) {
   registry.add({"", "LayerNormalization", norm_builder<false>()});
   registry.add({"", "RMSNormalization", norm_builder<true>()});
 }
+
+QUIVER_REGISTER_EMITTERS(layernormalization) { emitters.add("", "LayerNormalization", emit_layer_norm); }
 
 }  // namespace quiver::onnx
