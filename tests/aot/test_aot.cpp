@@ -454,6 +454,70 @@ TEST(Aot, ConvWithFewOutputChannelsMatchesTheEngine) {
   }
 }
 
+// Gemms with a constant 0/1 B that only selects columns of A (one 1 per column) or sums runs of
+// them (one 1 per row, in column order): the emitter takes the engine's choice (a gather, segment
+// sums; the index arrays instead of B), with bias, alpha and activation, and the same sums in the
+// same order, so the bits equal the engine's. A B with another value stays a GEMM.
+TEST(Aot, OneHotGemmIsAGatherOrSegmentSumsAsInTheEngine) {
+  test::G g(13);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  g.input("a", {-1, 6});
+  g.input("w", {-1, 40});
+  Tensor sel = Tensor::empty(DType::F32, {6, 5});  // [K, N]: column j picks row src[j]
+  std::fill(sel.data<float>(), sel.data<float>() + 30, 0.f);
+  const int src[5] = {3, 0, 5, 3, 1};
+  for (int j = 0; j < 5; ++j) sel.data<float>()[src[j] * 5 + j] = 1.f;
+  g.init("sel", sel);
+  g.init("bias", random_tensor({5}, rng, u));
+  Tensor seg = Tensor::empty(DType::F32, {3, 6});  // transB: B = seg^T [6, 3], rows 0-1 -> 0, 2-4 -> 1, 5 -> 2
+  std::fill(seg.data<float>(), seg.data<float>() + 18, 0.f);
+  const int dst[6] = {0, 0, 1, 1, 1, 2};
+  for (int k = 0; k < 6; ++k) seg.data<float>()[dst[k] * 6 + k] = 1.f;
+  g.init("seg", seg);
+  Tensor wide = Tensor::empty(DType::F32, {40, 2});  // 20 + 20 rows: the 16-lane partial sums
+  for (int k = 0; k < 40; ++k) {
+    wide.data<float>()[k * 2] = k < 20 ? 1.f : 0.f;
+    wide.data<float>()[k * 2 + 1] = k < 20 ? 0.f : 1.f;
+  }
+  g.init("wide", wide);
+  Tensor twos = sel.clone();
+  twos.data<float>()[src[0] * 5] = 2.f;  // not 0/1: the GEMM
+  g.init("twos", twos);
+  g.node("Gemm", {"a", "sel", "bias"}, {"picked"});
+  g.node("Relu", {"picked"}, {"picked_relu"});
+  auto* n = g.node("Gemm", {"a", "seg"}, {"summed"});
+  test::attr_int(n, "transB", 1);
+  test::attr_float(n, "alpha", 0.5f);
+  g.node("Gemm", {"w", "wide"}, {"summed_wide"});
+  g.node("Gemm", {"a", "twos"}, {"dense"});
+  g.output("picked_relu", {-1, 5});
+  g.output("summed", {-1, 3});
+  g.output("summed_wide", {-1, 2});
+  g.output("dense", {-1, 5});
+  const auto [lib, engine] = compile_graph(g, "one_hot");
+  std::ifstream f(out_root() / "one_hot" / "out" / "one_hot.cpp");
+  const std::string code((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto count = [&](const std::string& what) {
+    size_t c = 0;
+    for (size_t p = code.find(what); p != std::string::npos; p = code.find(what, p + 1)) ++c;
+    return c;
+  };
+  EXPECT_EQ(count("rt::gather_columns(x0"), 1u);
+  EXPECT_EQ(count("rt::segment_sums(x0"), 2u);
+  EXPECT_EQ(count("rt::gemm(g);"), 1u);  // the B with a 2
+  for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{7}}) {
+    std::vector<Tensor> in{random_tensor({b, 6}, rng, u), random_tensor({b, 40}, rng, u)};
+    const auto got = lib->run_once(in), want = engine->run_once(in);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(got[i].dims(), want[i].dims()) << "output " << i;
+      EXPECT_EQ(std::memcmp(got[i].raw(), want[i].raw(), static_cast<size_t>(got[i].numel()) * 4), 0)
+          << "output " << i << " at batch " << b << " differs from the engine's bits";
+    }
+  }
+}
+
 // exp/sigmoid/tanh of the generated code (straight-line float code, no libm) against libm: relative
 // error within a few float ulps over the whole range, the clamped ends, signed zero, infinities, NaN.
 // Clip (a constant lower bound only, both bounds as inputs read at run time, the opset-6 attributes),

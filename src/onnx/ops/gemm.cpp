@@ -267,6 +267,50 @@ void emit_gemm_repro(Emit& e) {
   e.compute(c + "rr::gemm(g);\nrr::act_n(y0, g.M * g.N, act);\n");
   e.bitwise();
 }
+
+// The engine's one-hot choice (GemmKernel::run_one_hot) for the emitter: a constant B that only
+// selects or sums columns of A becomes rt::gather_columns / rt::segment_sums over index constants, and
+// B itself is not stored (interaction networks: most of their weights are such matrices). Only where
+// the engine takes it too (A not transposed, C absent or a bias row with beta 1), so that both run the
+// same sums; false leaves the step to the GEMM.
+bool emit_one_hot(Emit& e, bool ta, bool tb, float alpha, float beta, const std::string& M, const std::string& N,
+                  const std::string& K) {
+  if (ta || !e.in(1).constant || e.in(1).constant->rank() != 2 || e.in(1).constant->dtype() != DType::F32) return false;
+  bool bias = false;
+  if (e.has_input(2) && beta != 0.0f) {
+    const auto& cs = e.in(2).shape;
+    const int64_t n = e.in(1).constant->dim(tb ? 0 : 1);
+    if (!cs || beta != 1.0f || !((cs->size() == 1 && (*cs)[0] == n) || (cs->size() == 2 && (*cs)[0] == 1 && (*cs)[1] == n)))
+      return false;
+    bias = true;
+  }
+  const Tensor& w = *e.in(1).constant;
+  const int64_t k = w.dim(tb ? 1 : 0), n = w.dim(tb ? 0 : 1);
+  std::vector<float> b(static_cast<size_t>(k * n));  // B as [K, N] row-major
+  for (int64_t i = 0; i < k; ++i)
+    for (int64_t j = 0; j < n; ++j) b[static_cast<size_t>(i * n + j)] = w.data<float>()[tb ? j * k + i : i * n + j];
+  const auto f = one_hot_form(b.data(), k, n);
+  if (!f) return false;
+  e.dims_only(1);
+  std::string c;
+  if (f->gather) {
+    Tensor src = Tensor::empty(DType::I32, {n});
+    std::copy(f->src.begin(), f->src.end(), src.data<int32_t>());
+    c = "rt::gather_columns(x0, " + M + ", " + K + ", " + e.add_const(std::move(src)) + ", " + N + ", y0);\n";
+    e.comment("B selects one column of A per output column: a gather");
+  } else {
+    Tensor begin = Tensor::empty(DType::I64, {n + 1});
+    std::copy(f->begin.begin(), f->begin.end(), begin.data<int64_t>());
+    c = "rt::segment_sums(x0, " + M + ", " + K + ", " + e.add_const(std::move(begin)) + ", " + N + ", y0);\n";
+    e.comment("B sums runs of A's columns: segment sums");
+  }
+  const std::string mn = "(" + M + ") * (" + N + ")";
+  if (alpha != 1.0f) c += "for (int64_t i = 0; i < " + mn + "; ++i) y0[i] *= " + cfloat(alpha) + ";\n";
+  if (bias)
+    c += "for (int64_t i = 0; i < " + M + "; ++i)\n  for (int64_t j = 0; j < " + N + "; ++j) y0[i * " + N + " + j] += x2[j];\n";
+  e.compute(emit_activation(e.node()) + c + "rt::act_n(y0, " + mn + ", act);\n");
+  return true;
+}
 }  // namespace
 
 // quiver compile: a constant B is packed into the runtime gemm's panels at compile time; a B computed
@@ -285,6 +329,7 @@ void emit_gemm(Emit& e) {
     emit_gemm_repro(e);
     return;
   }
+  if (emit_one_hot(e, ta, tb, alpha, beta, M, N, K)) return;
   std::string c = emit_activation(e.node()) + "rt::GemmArgs g;\ng.M = " + M + ";\ng.N = " + N + ";\ng.K = " + K +
                   ";\ng.A = x0;\ng.lda = " + (ta ? "1" : K) + ";\ng.ak = " + (ta ? M : "1") + ";\n";
   if (e.in(1).constant) {
