@@ -5,13 +5,14 @@
 // target (onnx/emit.hpp). Here the steps are stitched into one translation unit:
 //   pass 1 (shapes): every value's runtime dims from the Dims, plus the small integer values that
 //     depend on dims alone (Shape -> Gather -> Concat -> Reshape chains), computed in the frame;
-//   layout: each slot's bytes = the largest value it holds; offsets in the caller's workspace;
+//   layout: a buffer per value (views and in-place outputs share it), placed for the call's dims so
+//     that buffers alive at the same time do not overlap (rt::place_buffers); offsets in the workspace;
 //   pass 2 (compute): the steps in plan order, on pointers the layout fixed: one function per step that
 //     computes (a fused group is one step), commented with its ONNX nodes, called in order by compute().
 // A data-dependent dim (NonZero's count, EmittedStep::data_dims) is its bound in pass 1; pass 2 sets
 // it, computes the dims (and small values) of every step downstream of it again, and checks each
-// against the bytes the layout gave its slot.
-// The frame (dims of every value, slot offsets, the small values) lives at the start of the workspace,
+// against the bytes the layout gave its buffer.
+// The frame (dims of every value, buffer offsets, the small values) lives at the start of the workspace,
 // so the generated code keeps no state of its own.
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -99,7 +100,7 @@ std::string cstr(const std::string& s) {
 // Where a value's data is, as a C++ expression of the generated run().
 struct Loc {
   enum Kind { Input, Const, Slot, Small, None } kind = None;
-  size_t index = 0;  // input, constant, slot, or byte offset in the small area
+  size_t index = 0;  // input, constant, buffer (Slot: see Buffer), or byte offset in the small area
 };
 
 struct Value {
@@ -108,6 +109,18 @@ struct Value {
   int step = -1;     // defining step (-1: graph input)
   bool small = false;
   bool dyn = false;  // dims (or small data) depend on a data-dependent dim: computed again in pass 2
+};
+
+// A region of the workspace: the values it holds (its first value, the views of it, and the outputs
+// of steps the engine's plan runs in place on it), the steps from its first value's to its last
+// reader's (graph outputs: to the end), and the buffers it must not overlap. Each buffer gets its own
+// offset (rt::place_buffers), so two values share bytes only when their lifetimes are disjoint:
+// the engine's slots (one per value alive at once, each as large as the largest value it ever holds)
+// cost up to the sum of those maxima instead of the largest set of values alive at once.
+struct Buffer {
+  std::vector<int> values;
+  int first = 0, last = 0;
+  double estimate = 0;  // bytes with runtime dims taken as 64: the placement order
 };
 
 struct ConstRec {
@@ -217,7 +230,9 @@ class Generator {
   std::vector<const EmittedStep*> emitted_;
   std::vector<ConstRec> consts_;                           // plan constants then emitter constants
   std::vector<std::vector<size_t>> step_consts_;           // per step: its K<j> in consts_
-  std::vector<std::vector<int>> slot_values_;              // per slot: the values it holds
+  std::vector<Buffer> buffers_;                            // Loc::Slot index: the workspace's buffers
+  std::vector<int> place_order_;                           // buffers by decreasing estimate
+  std::vector<std::vector<int>> place_conflicts_;          // per place_order_ entry: earlier ones it overlaps
   std::vector<int> output_values_;                         // per graph output: value id (<= -2: constant)
   std::vector<uint8_t> small_steps_;                       // per step: runs in the shape pass
   std::vector<uint8_t> redo_steps_;                        // per step: reads a dyn value (dims again in pass 2)
@@ -275,7 +290,6 @@ void Generator::walk() {
     values_.push_back(v);
   }
   std::vector<int> slot_holder(plan_.num_slots, -1);
-  slot_values_.assign(plan_.num_slots, {});
   std::string data_dependent;
   for (size_t si = 0; si < plan_.steps.size(); ++si) {
     const Step& s = plan_.steps[si];
@@ -290,7 +304,12 @@ void Generator::walk() {
         ins.push_back(-2 - static_cast<int>(r.index));  // constants: negative ids
         if (reads) consts_[r.index].used = true;
       } else {
-        ins.push_back(slot_holder.at(r.index));
+        const int id = slot_holder.at(r.index);
+        ins.push_back(id);
+        if (id >= 0 && values_[static_cast<size_t>(id)].loc.kind == Loc::Slot) {
+          Buffer& b = buffers_[values_[static_cast<size_t>(id)].loc.index];
+          b.last = std::max(b.last, static_cast<int>(si));
+        }
       }
     }
     step_consts_.emplace_back();
@@ -343,8 +362,24 @@ void Generator::walk() {
         v.small = true;
         small_bytes_ += static_cast<size_t>(std::max<int64_t>(n, 1)) * dtype_size(v.dtype);
       } else {
-        v.loc = {Loc::Slot, static_cast<size_t>(s.outputs[k])};
-        slot_values_[static_cast<size_t>(s.outputs[k])].push_back(static_cast<int>(values_.size()));
+        // Written in place (the plan gives it the slot of one of this step's inputs): that buffer.
+        const int held = slot_holder[static_cast<size_t>(s.outputs[k])];
+        size_t buf = buffers_.size();
+        if (held >= 0 && std::find(ins.begin(), ins.end(), held) != ins.end() &&
+            values_[static_cast<size_t>(held)].loc.kind == Loc::Slot)
+          buf = values_[static_cast<size_t>(held)].loc.index;
+        if (buf == buffers_.size()) {
+          buffers_.emplace_back();
+          buffers_.back().first = buffers_.back().last = static_cast<int>(si);
+        }
+        double est = 1e12;  // no static rank: placed among the first
+        if (e.out_shapes[k]) {
+          est = static_cast<double>(dtype_size(v.dtype));
+          for (int64_t d : *e.out_shapes[k]) est *= d < 0 ? 64.0 : static_cast<double>(d);
+        }
+        v.loc = {Loc::Slot, buf};
+        buffers_[buf].values.push_back(static_cast<int>(values_.size()));
+        buffers_[buf].estimate = std::max(buffers_[buf].estimate, est);
       }
       outs.push_back(static_cast<int>(values_.size()));
       values_.push_back(v);
@@ -371,6 +406,25 @@ void Generator::walk() {
       consts_[r.index].used = true;
     } else if (r.kind == ValueRef::Slot) output_values_.push_back(slot_holder.at(r.index));
     else throw_error(ErrorCode::Unsupported, "a graph output is not produced", {info.name});
+  }
+  // Graph outputs are copied out after the last step.
+  for (int v : output_values_)
+    if (v >= 0 && values_[static_cast<size_t>(v)].loc.kind == Loc::Slot)
+      buffers_[values_[static_cast<size_t>(v)].loc.index].last = static_cast<int>(plan_.steps.size());
+  // Placement order (largest first by the estimate, then by first step) and, per buffer, the earlier
+  // ones whose lifetimes overlap its own: all that the run-time placement needs.
+  place_order_.resize(buffers_.size());
+  for (size_t b = 0; b < buffers_.size(); ++b) place_order_[b] = static_cast<int>(b);
+  std::stable_sort(place_order_.begin(), place_order_.end(), [&](int a, int b) {
+    return buffers_[static_cast<size_t>(a)].estimate > buffers_[static_cast<size_t>(b)].estimate;
+  });
+  place_conflicts_.assign(buffers_.size(), {});
+  for (size_t i = 0; i < place_order_.size(); ++i) {
+    const Buffer& a = buffers_[static_cast<size_t>(place_order_[i])];
+    for (size_t j = 0; j < i; ++j) {
+      const Buffer& b = buffers_[static_cast<size_t>(place_order_[j])];
+      if (a.first <= b.last && b.first <= a.last) place_conflicts_[i].push_back(place_order_[j]);
+    }
   }
 }
 
@@ -653,11 +707,33 @@ std::string Generator::source() {
       << wf::hex(checksum_) << "ull, kWeightBlocks};\n"
       << "wf::Store& weights_store() {\n  static wf::Store store;  // set once, read-only afterwards\n  return store;\n}\n\n";
   }
+  size_t max_conflicts = 0;
+  for (const auto& cf : place_conflicts_) max_conflicts = std::max(max_conflicts, cf.size());
+  if (!buffers_.empty()) {
+    // The workspace's buffers for rt::place_buffers: the order, and per entry the earlier ones alive
+    // at the same time (kPlaceConflicts[kPlaceBegin[i] .. kPlaceBegin[i + 1])).
+    auto list = [&](const char* name, const std::vector<int>& v) {
+      c << "constexpr int32_t " << name << "[] = {";
+      for (size_t i = 0; i < v.size(); ++i) c << (i ? (i % 16 ? ", " : ",\n    ") : "") << v[i];
+      if (v.empty()) c << "0";
+      c << "};\n";
+    };
+    std::vector<int> begin{0}, all;
+    for (const auto& cf : place_conflicts_) {
+      all.insert(all.end(), cf.begin(), cf.end());
+      begin.push_back(static_cast<int>(all.size()));
+    }
+    list("kPlaceOrder", place_order_);
+    list("kPlaceBegin", begin);
+    list("kPlaceConflicts", all);
+    c << "\n";
+  }
   c << "[[noreturn]] void fail_at(const char* step, const char* msg) {\n"
     << "  throw std::invalid_argument(std::string(\"" << name_ << ": \") + step + \": \" + msg);\n}\n\n"
-    << "// Every value's dims, the slots' offsets and the small values: the start of the workspace.\n"
+    << "// Every value's dims, the buffers' offsets and the small values: the start of the workspace.\n"
     << "struct Frame {\n  rt::Shp s[" << std::max<size_t>(values_.size(), 1) << "];\n"
-    << "  int64_t off[" << std::max<size_t>(plan_.num_slots, 1) << "], cap[" << std::max<size_t>(plan_.num_slots, 1) << "];\n"
+    << "  int64_t off[" << std::max<size_t>(buffers_.size(), 1) << "], cap[" << std::max<size_t>(buffers_.size(), 1) << "];\n"
+    << "  int64_t place[" << 2 * std::max<size_t>(max_conflicts, 1) << "];  // rt::place_buffers' list\n"
     << "  int64_t scratch, scratch_off, total;\n"
     << (file_ ? "  const unsigned char* w;  // the weights file's data\n" : "")
     << "  alignas(64) unsigned char small[" << std::max<size_t>(small_bytes_, 1) << "];\n};\n\n"
@@ -681,13 +757,18 @@ std::string Generator::source() {
   for (size_t si = 0; si < plan_.steps.size(); ++si)
     c << "  {  // " << plan_.steps[si].label << "\n" << indent(step_body(si, true), "  ") << "  }\n";
   c << "  int64_t at = round64(static_cast<int64_t>(sizeof(Frame)));\n";
-  for (size_t sl = 0; sl < plan_.num_slots; ++sl) {
-    if (slot_values_[sl].empty()) { c << "  F.off[" << sl << "] = 0;\n  F.cap[" << sl << "] = 0;\n"; continue; }
-    c << "  {\n    int64_t b = 0;\n";
-    for (int v : slot_values_[sl])
-      c << "    b = std::max<int64_t>(b, F.s[" << v << "].n() * " << dtype_size(values_[static_cast<size_t>(v)].dtype) << ");\n";
-    c << "    F.off[" << sl << "] = at;\n    F.cap[" << sl << "] = b;\n    at += round64(b);\n  }\n";
+  for (size_t b = 0; b < buffers_.size(); ++b) {
+    c << "  F.cap[" << b << "] = ";
+    const auto& vs = buffers_[b].values;
+    for (size_t j = 0; j + 1 < vs.size(); ++j) c << "std::max<int64_t>(";
+    for (size_t j = 0; j < vs.size(); ++j)
+      c << (j ? ", " : "") << "F.s[" << vs[j] << "].n() * " << dtype_size(values_[static_cast<size_t>(vs[j])].dtype)
+        << (j ? ")" : "");
+    c << ";\n";
   }
+  if (!buffers_.empty())
+    c << "  at += rt::place_buffers(F.off, F.cap, kPlaceOrder, kPlaceBegin, kPlaceConflicts, " << buffers_.size()
+      << ", F.place, at);\n";
   c << "  F.scratch_off = at;\n  F.total = at + round64(F.scratch);\n}\n\n";
   c << "unsigned char* align64(void* p) {\n"
     << "  return reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(p) + 63) / 64 * 64);\n}\n\n";

@@ -454,6 +454,66 @@ TEST(Aot, ConvWithFewOutputChannelsMatchesTheEngine) {
   }
 }
 
+// The workspace's layout (rt::place_buffers): buffers alive at the same time never share a byte, a
+// buffer takes the lowest gap between the ones it conflicts with, and offsets are 64-byte multiples
+// from the base. Random lifetimes check the first property against every pair.
+TEST(Aot, BuffersShareBytesOnlyWhenTheirLifetimesAreDisjoint) {
+  namespace rt = generated::rt;
+  {
+    // b0 [steps 0-1] 1000 B, b2 [2-3] 900 B, b1 [1-2] 100 B, b4 [2-3] 60 B, b3 [0-3] 64 B, placed in
+    // that order (largest first).
+    const int64_t cap[5] = {1000, 100, 900, 64, 60};
+    const int32_t order[5] = {0, 2, 1, 4, 3};
+    const int32_t begin[6] = {0, 0, 0, 2, 4, 8};
+    const int32_t conf[8] = {0, 2, 2, 1, 0, 2, 1, 4};
+    int64_t off[5], tmp[8];
+    const int64_t top = rt::place_buffers(off, cap, order, begin, conf, 5, tmp, 128);
+    EXPECT_EQ(off[0], 128);         // first
+    EXPECT_EQ(off[2], 128);         // dead b0's bytes
+    EXPECT_EQ(off[1], 128 + 1024);  // above b0 and b2
+    EXPECT_EQ(off[4], 128 + 960);   // the 64-byte gap between b2 (960) and b1
+    EXPECT_EQ(off[3], 128 + 1152);  // above all
+    EXPECT_EQ(top, 1216);
+  }
+  std::mt19937 rng(3);
+  for (int round = 0; round < 200; ++round) {
+    const int n = 1 + static_cast<int>(rng() % 24);
+    std::vector<int64_t> cap(static_cast<size_t>(n)), first(static_cast<size_t>(n)), last(static_cast<size_t>(n));
+    for (int b = 0; b < n; ++b) {
+      cap[static_cast<size_t>(b)] = rng() % 5 == 0 ? 0 : static_cast<int64_t>(rng() % 5000);
+      first[static_cast<size_t>(b)] = rng() % 20;
+      last[static_cast<size_t>(b)] = first[static_cast<size_t>(b)] + rng() % 8;
+    }
+    std::vector<int32_t> order(static_cast<size_t>(n)), begin{0}, conf;
+    for (int i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+    std::shuffle(order.begin(), order.end(), rng);
+    auto overlap = [&](int a, int b) {
+      return first[static_cast<size_t>(a)] <= last[static_cast<size_t>(b)] && first[static_cast<size_t>(b)] <= last[static_cast<size_t>(a)];
+    };
+    for (int i = 0; i < n; ++i) {
+      for (int j = 0; j < i; ++j)
+        if (overlap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)])) conf.push_back(order[static_cast<size_t>(j)]);
+      begin.push_back(static_cast<int32_t>(conf.size()));
+    }
+    std::vector<int64_t> off(static_cast<size_t>(n)), tmp(static_cast<size_t>(2 * n + 2));
+    const int64_t top = rt::place_buffers(off.data(), cap.data(), order.data(), begin.data(), conf.data(), n, tmp.data(), 0);
+    int64_t sum = 0;
+    for (int a = 0; a < n; ++a) {
+      const int64_t ea = off[static_cast<size_t>(a)] + (cap[static_cast<size_t>(a)] + 63) / 64 * 64;
+      sum += (cap[static_cast<size_t>(a)] + 63) / 64 * 64;
+      EXPECT_EQ(off[static_cast<size_t>(a)] % 64, 0);
+      EXPECT_LE(ea, top);
+      for (int b = 0; b < a; ++b) {
+        if (!overlap(a, b) || cap[static_cast<size_t>(a)] == 0 || cap[static_cast<size_t>(b)] == 0) continue;
+        const int64_t eb = off[static_cast<size_t>(b)] + (cap[static_cast<size_t>(b)] + 63) / 64 * 64;
+        EXPECT_TRUE(ea <= off[static_cast<size_t>(b)] || eb <= off[static_cast<size_t>(a)])
+            << "round " << round << ": buffers " << a << " and " << b << " are alive together and overlap";
+      }
+    }
+    EXPECT_LE(top, sum);
+  }
+}
+
 // Gemms with a constant 0/1 B that only selects columns of A (one 1 per column) or sums runs of
 // them (one 1 per row, in column order): the emitter takes the engine's choice (a gather, segment
 // sums; the index arrays instead of B), with bias, alpha and activation, and the same sums in the
