@@ -36,7 +36,7 @@ class Fuser {
   void run() {
     pass({"BatchNormalization"}, &Fuser::fold_bn);
     pass({"Add"}, &Fuser::fuse_bias);
-    if (cpu_engine_) pass({"Gemm"}, &Fuser::fuse_transposed_a);
+    if (cpu_engine_ || (emitter_ && default_numerics_)) pass({"Gemm"}, &Fuser::fuse_transposed_a);
     if ((cpu_engine_ || emitter_) && default_numerics_) {  // kernels devices and reproducible mode lack
       pass({"Erf"}, &Fuser::fuse_gelu);
       pass({"ReduceMean"}, &Fuser::fuse_layer_norm);

@@ -514,6 +514,49 @@ TEST(Aot, BuffersShareBytesOnlyWhenTheirLifetimesAreDisjoint) {
   }
 }
 
+// Transpose(0,2,1) -> Reshape -> Gemm, fused as in the engine: each block of A read transposed in
+// place when the Reshape gives [B*L, C] (with transB, a bias row and Relu), the transpose
+// materialised first when the target mixes blocks ([B*L*C/8, 8]); no Transpose step is emitted.
+TEST(Aot, TransposedAGemmMatchesTheEngine) {
+  test::G g(13);
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  g.input("x", {-1, 5, 7});
+  g.input("z", {-1, 4, 6});
+  g.init("W", random_tensor({3, 5}, rng, u));
+  g.init("b", random_tensor({3}, rng, u));
+  g.init("W8", random_tensor({8, 2}, rng, u));
+  Tensor t1 = Tensor::empty(DType::I64, {2});
+  t1.data<int64_t>()[0] = -1;
+  t1.data<int64_t>()[1] = 5;
+  g.init("t1", t1);
+  Tensor t8 = Tensor::empty(DType::I64, {2});
+  t8.data<int64_t>()[0] = -1;
+  t8.data<int64_t>()[1] = 8;
+  g.init("t8", t8);
+  auto* n = g.node("Transpose", {"x"}, {"xt"});
+  test::attr_ints(n, "perm", {0, 2, 1});
+  g.node("Reshape", {"xt", "t1"}, {"xr"});
+  n = g.node("Gemm", {"xr", "W", "b"}, {"y"});
+  test::attr_int(n, "transB", 1);
+  g.node("Relu", {"y"}, {"yr"});
+  n = g.node("Transpose", {"z"}, {"zt"});
+  test::attr_ints(n, "perm", {0, 2, 1});
+  g.node("Reshape", {"zt", "t8"}, {"zr"});
+  g.node("Gemm", {"zr", "W8"}, {"y8"});
+  g.output("yr", {-1, 3});
+  g.output("y8", {-1, 2});
+  const auto [lib, engine] = compile_graph(g, "btrans");
+  std::ifstream f(out_root() / "btrans" / "out" / "btrans.cpp");
+  const std::string code((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(code.find("(Transpose)\n"), std::string::npos) << "a Transpose step was emitted";
+  EXPECT_NE(code.find("A read transposed per block"), std::string::npos);
+  for (int64_t b : {int64_t{1}, int64_t{2}, int64_t{5}}) {
+    std::vector<Tensor> in{random_tensor({b, 5, 7}, rng, u), random_tensor({b, 4, 6}, rng, u)};
+    expect_close(lib->run_once(in), engine->run_once(in), "transposed A at batch " + std::to_string(b));
+  }
+}
+
 // Gemms with a constant 0/1 B that only selects columns of A (one 1 per column) or sums runs of
 // them (one 1 per row, in column order): the emitter takes the engine's choice (a gather, segment
 // sums; the index arrays instead of B), with bias, alpha and activation, and the same sums in the

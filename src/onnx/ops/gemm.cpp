@@ -315,9 +315,67 @@ bool emit_one_hot(Emit& e, bool ta, bool tb, float alpha, float beta, const std:
 
 // quiver compile: a constant B is packed into the runtime gemm's panels at compile time; a B computed
 // at run time is packed panel by panel into the step's scratch.
+// Transpose(X [B, C, L], 0,2,1) -> Reshape(target) -> Gemm, fused (fusion.cpp, default numerics): as
+// GemmKernel::run_btrans, block b of A is X[b] read transposed (a stride swap for rt::gemm) when the
+// target gives [B*L, C]; otherwise the transpose is materialised in scratch first.
+void emit_gemm_btrans(Emit& e) {
+  const auto& at = e.attrs();
+  const auto tgt = at.get_ints("_quiver_a_btrans");
+  if (tgt.size() != 2) e.refuse("internal: _quiver_a_btrans needs 2 values");
+  if (e.reproducible()) e.refuse("the transposed-A fusion is not in reproducible plans");
+  if (e.rank_in(0) != 3 || e.rank_in(1) != 2) e.refuse("a fused transposed A must be 3-D and B 2-D");
+  if (at.get_int("transA", 0) != 0) e.refuse("transA with the transposed-A fusion");
+  const bool tb = at.get_int("transB", 0) != 0;
+  const float alpha = at.get_float("alpha", 1.0f), beta = at.get_float("beta", 1.0f);
+  const std::string N = e.din(1, tb ? 0 : 1), Kb = e.din(1, tb ? 1 : 0);
+  // The Reshape target against the transposed dims [B, L, C]; r.d[1] is the GEMM's K.
+  e.shape("const rt::Shp t{3, {I0.d[0], I0.d[2], I0.d[1]}};\nconst int64_t tg[2] = {" + cint(tgt[0]) + ", " +
+          cint(tgt[1]) + "};\nrt::Shp r;\nif (const char* m = rt::reshape_dims(t, tg, 2, false, r)) fail(m);\n"
+          "if (r.d[1] != " + Kb + ") fail(\"inner dims differ\");\n");
+  e.shape("O0.r = 2; O0.d[0] = r.d[0]; O0.d[1] = " + N + ";\n");
+  // Blocks read in place when the rows are (b, l): O0.d[0] == B * L (then K == C).
+  const std::string inplace = "(O0.d[0] == I0.d[0] * I0.d[2])";
+  std::string c = emit_activation(e.node()) + "rt::GemmArgs g;\ng.N = " + N + ";\n";
+  if (e.in(1).constant) {
+    const Tensor& w = *e.in(1).constant;
+    const int64_t k = w.dim(tb ? 1 : 0), n = w.dim(tb ? 0 : 1);
+    e.dims_only(1);
+    c += "g.Bp = " + e.add_packed_b(w.data<float>(), k, n, tb ? 1 : n, tb ? k : 1) + ";\n";
+    e.scratch("(" + inplace + " ? 0 : I0.n() * 4)");
+  } else {
+    c += "g.B = x1;\ng.ldb = " + (tb ? std::string("1") : N) + ";\ng.bk = " + (tb ? Kb : std::string("1")) + ";\n";
+    e.scratch("(" + inplace + " ? 0 : I0.n() * 4) + rt::gemm_pack_bytes(" + Kb + ")");
+    c += "g.pack = reinterpret_cast<float*>(static_cast<unsigned char*>(scratch) + (" + inplace + " ? 0 : I0.n() * 4));\n";
+  }
+  c += "g.alpha = " + cfloat(alpha) + ";\ng.act = act;\n";
+  if (e.has_input(2) && beta != 0.0f) {
+    // As the kernel: a bias row with beta 1 (anything else would have been a fused Gemm the engine
+    // materialises; refused here rather than emitted differently).
+    const auto& cs = e.in(2).shape;
+    if (e.in(2).dtype != DType::F32 || !cs || beta != 1.0f || cs->empty() || cs->size() > 2 || (cs->size() == 2 && (*cs)[0] != 1))
+      e.refuse("a fused transposed-A Gemm with a C other than a bias row");
+    c += "if (I2.n() != g.N) fail(\"C is not a bias row of N values\");\ng.col_bias = x2;\n";
+  }
+  c += "const int64_t B = I0.d[0], C = I0.d[1], L = I0.d[2];\n"
+       "if (" + inplace + ") {\n"
+       "  for (int64_t b = 0; b < B; ++b) {\n"
+       "    g.M = L; g.K = C; g.A = x0 + b * C * L; g.lda = 1; g.ak = L;\n"
+       "    g.C = y0 + b * L * g.N; g.ldc = g.N;\n    rt::gemm(g);\n  }\n"
+       "} else {\n"
+       "  float* t = static_cast<float*>(scratch);\n"
+       "  for (int64_t b = 0; b < B; ++b)\n    for (int64_t l = 0; l < L; ++l)\n"
+       "      for (int64_t k = 0; k < C; ++k) t[(b * L + l) * C + k] = x0[(b * C + k) * L + l];\n"
+       "  g.M = O0.d[0]; g.K = " + Kb + "; g.A = t; g.lda = g.K; g.ak = 1; g.C = y0; g.ldc = g.N;\n  rt::gemm(g);\n}\n";
+  e.compute(c);
+  e.comment("Transpose(0,2,1) and Reshape fused: A read transposed per block");
+}
+
 void emit_gemm(Emit& e) {
   const auto& at = e.attrs();
-  if (at.has("_quiver_a_btrans")) e.refuse("the transposed-A fusion is not emitted");
+  if (at.has("_quiver_a_btrans")) {
+    emit_gemm_btrans(e);
+    return;
+  }
   if (e.rank_in(0) != 2 || e.rank_in(1) != 2) e.refuse("Gemm operands must be 2-D");
   const bool ta = at.get_int("transA", 0) != 0, tb = at.get_int("transB", 0) != 0;
   const float alpha = at.get_float("alpha", 1.0f), beta = at.get_float("beta", 1.0f);
@@ -381,6 +439,8 @@ QUIVER_REGISTER_OPS(gemm) {
                   if (!btrans && ctx.input(0).shape && ctx.input(1).shape && ctx.input(0).shape->size() == 2 &&
                       ctx.input(1).shape->size() == 2)
                     shape = std::vector<int64_t>{(*ctx.input(0).shape)[ta ? 1 : 0], (*ctx.input(1).shape)[tb ? 0 : 1]};
+                  else if (btrans && ctx.input(1).shape && ctx.input(1).shape->size() == 2)
+                    shape = std::vector<int64_t>{-1, (*ctx.input(1).shape)[tb ? 0 : 1]};  // rows from the target at run time
                   ctx.set_output(0, DType::F32, shape);
                   auto k = std::make_unique<GemmKernel>(at.get_float("alpha", 1.0f), at.get_float("beta", 1.0f), ta, tb,
                                                         fused_activation(ctx), std::move(packed), Blas(ctx.target()));
