@@ -1097,6 +1097,56 @@ TEST(Aot, GeluLayerNormSoftmaxMatchTheEngine) {
   }
 }
 
+// Where over broadcast runs (rt::ternary on merge_runs: ParT's attention mask [B, 1, 1, S] against a
+// scalar and [B, H, S, S], each operand full or broadcast, a one-element output), Concat of int64
+// index columns along the last axis (chunks of 1 and 2, copied element-wise, and of 17, by memcpy),
+// and ScatterND of element tuples (slices of one element) as ParT builds its pair matrix.
+TEST(Aot, WhereConcatScatterRunsMatchTheEngine) {
+  test::G g(13);
+  g.input("mask", {-1, 1, 1, 7}, DType::Bool);
+  g.input("s", {-1, 3, 7, 7});
+  g.input("t", {-1, 3, 1, 7});
+  g.input("i1", {-1, 4, 1}, DType::I64);
+  g.input("i2", {-1, 4, 2}, DType::I64);
+  g.input("i17", {-1, 4, 17}, DType::I64);
+  g.input("e", {1, 1});
+  g.input("tuples", {5, 2}, DType::I64);
+  g.input("upd", {5});
+  g.init("ninf", Tensor::scalar(-std::numeric_limits<float>::infinity()));
+  g.init("zero", Tensor::scalar(0.f));
+  g.init("grid", Tensor::from_vector<float>(std::vector<float>(12, 0.5f), {3, 4}));
+  g.node("Where", {"mask", "ninf", "s"}, {"w1"});
+  g.node("Where", {"mask", "t", "zero"}, {"w2"});
+  g.node("Where", {"mask", "s", "t"}, {"w3"});
+  g.node("Greater", {"e", "zero"}, {"ep"});
+  g.node("Where", {"ep", "e", "zero"}, {"w4"});
+  test::attr_int(g.node("Concat", {"i1", "i2", "i17", "i1"}, {"cat"}), "axis", -1);
+  g.node("ScatterND", {"grid", "tuples", "upd"}, {"sc"});
+  g.output("w1", {-1, 3, 7, 7});
+  g.output("w2", {-1, 1, 1, 7});
+  g.output("w3", {-1, 3, 7, 7});
+  g.output("w4", {1, 1});
+  g.output("cat", {-1, 4, 21}, DType::I64);
+  g.output("sc", {3, 4});
+  const auto [lib, engine] = compile_graph(g, "where_concat_scatter");
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (int64_t b : {int64_t{1}, int64_t{2}}) {
+    Tensor mask = Tensor::empty(DType::Bool, {b, 1, 1, 7});
+    for (int64_t i = 0; i < mask.numel(); ++i) mask.data<bool>()[i] = (i * 5 + b) % 3 == 0;
+    auto ints = [&](std::vector<int64_t> d, int64_t base) {
+      Tensor t = Tensor::empty(DType::I64, d);
+      for (int64_t i = 0; i < t.numel(); ++i) t.data<int64_t>()[i] = base + i;
+      return t;
+    };
+    Tensor tuples = Tensor::from_vector<int64_t>({0, 0, 2, 3, 1, -1, 0, 3, 2, 1}, {5, 2});
+    std::vector<Tensor> in{mask, random_tensor({b, 3, 7, 7}, rng, u), random_tensor({b, 3, 1, 7}, rng, u),
+                           ints({b, 4, 1}, 100), ints({b, 4, 2}, 200), ints({b, 4, 17}, 300),
+                           Tensor::from_vector<float>({0.75f}, {1, 1}), tuples, random_tensor({5}, rng, u)};
+    expect_close(lib->run_once(in), engine->run_once(in), "batch " + std::to_string(b));
+  }
+}
+
 // The recurrent cells' edges against the engine: bidirectional GRU with linear_before_reset,
 // sequence_lens (0 and T among them) and an initial state; a forward GRU without bias with clip; a
 // reverse LSTM with peepholes, bias, sequence_lens and initial h/c; a batch-first LSTM with input_forget;

@@ -129,7 +129,8 @@ void emit_scatternd(Emit& e) {
             "    int64_t v = x1[j * k + a];\n    if (v < 0) v += I0.d[a];\n"
             "    if (v < 0 || v >= I0.d[a]) fail(\"an index of indices is out of range for data\");\n"
             "    off += v * st[a];\n  }\n" +
-            (apply.empty() ? std::string("  std::memcpy(y0 + off, x2 + j * slice, static_cast<size_t>(slice) * sizeof(*x0));\n")
+            (apply.empty() ? std::string("  if (slice == 1) y0[off] = x2[j];  // element tuples (ParT's pairs): no memcpy call each\n"
+                                           "  else std::memcpy(y0 + off, x2 + j * slice, static_cast<size_t>(slice) * sizeof(*x0));\n")
                            : "  auto* dst = y0 + off;\n  const auto* src = x2 + j * slice;\n  for (int64_t i = 0; i < slice; ++i) " +
                                  apply + "\n") +
             "}\n");
