@@ -313,8 +313,6 @@ bool emit_one_hot(Emit& e, bool ta, bool tb, float alpha, float beta, const std:
 }
 }  // namespace
 
-// quiver compile: a constant B is packed into the runtime gemm's panels at compile time; a B computed
-// at run time is packed panel by panel into the step's scratch.
 // Transpose(X [B, C, L], 0,2,1) -> Reshape(target) -> Gemm, fused (fusion.cpp, default numerics): as
 // GemmKernel::run_btrans, block b of A is X[b] read transposed (a stride swap for rt::gemm) when the
 // target gives [B*L, C]; otherwise the transpose is materialised in scratch first.
@@ -363,13 +361,14 @@ void emit_gemm_btrans(Emit& e) {
        "    g.C = y0 + b * L * g.N; g.ldc = g.N;\n    rt::gemm(g);\n  }\n"
        "} else {\n"
        "  float* t = static_cast<float*>(scratch);\n"
-       "  for (int64_t b = 0; b < B; ++b)\n    for (int64_t l = 0; l < L; ++l)\n"
-       "      for (int64_t k = 0; k < C; ++k) t[(b * L + l) * C + k] = x0[(b * C + k) * L + l];\n"
+       "  static const int perm[] = {0, 2, 1};\n  rt::transpose(x0, I0, t, perm);\n"
        "  g.M = O0.d[0]; g.K = " + Kb + "; g.A = t; g.lda = g.K; g.ak = 1; g.C = y0; g.ldc = g.N;\n  rt::gemm(g);\n}\n";
   e.compute(c);
   e.comment("Transpose(0,2,1) and Reshape fused: A read transposed per block");
 }
 
+// quiver compile: a constant B is packed into the runtime gemm's panels at compile time; a B computed
+// at run time is packed panel by panel into the step's scratch.
 void emit_gemm(Emit& e) {
   const auto& at = e.attrs();
   if (at.has("_quiver_a_btrans")) {
