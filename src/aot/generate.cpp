@@ -112,8 +112,9 @@ struct Value {
 };
 
 // A region of the workspace: the values it holds (its first value, the views of it, and the outputs
-// of steps the engine's plan runs in place on it), the steps from its first value's to its last
-// reader's (graph outputs: to the end), and the buffers it must not overlap. Each buffer gets its own
+// of steps the engine's plan runs in place on it) and the steps from its first value's to its last
+// reader's (graph outputs: to the end); the buffers it must not overlap follow from those ranges
+// (Generator::place_conflicts_). Each buffer gets its own
 // offset (rt::place_buffers), so two values share bytes only when their lifetimes are disjoint:
 // the engine's slots (one per value alive at once, each as large as the largest value it ever holds)
 // cost up to the sum of those maxima instead of the largest set of values alive at once.

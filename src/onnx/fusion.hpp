@@ -6,9 +6,10 @@
 //   Div(sqrt 2) -> Erf -> Add(1) -> Mul(x) -> Mul(0.5)           -> Gelu
 //   ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add (last axis) -> LayerNormalization
 //   Conv1x1(Concat(Tile(x), Transpose(Reshape(Gather(f, idx))) - Tile(x))) -> ai.quiver::EdgeConv
-// The Transpose one is a CPU-engine fusion (`cpu_engine_fusions`). Gelu and LayerNormalization are the
-// CPU engine's and the code emitter's (`emitter_fusions`; rt::erf_v, rt::layer_norm): device targets
-// have no kernels for them. Both also need `default_numerics`: they have no reproducible kernels, so
+// The Transpose one is the CPU engine's (`cpu_engine_fusions`, every numerics) and the code emitter's in
+// default numerics (rt::gemm reads A transposed). Gelu and LayerNormalization are the CPU engine's and
+// the code emitter's (`emitter_fusions`; rt::erf_v, rt::layer_norm): device targets have no kernels for
+// them. Both also need `default_numerics`: they have no reproducible kernels, so
 // numerics=reproducible keeps the unfused ops. EdgeConv is the code emitter's (`emitter_fusions`: CompileOptions::fuse_edge_conv, which
 // quiver compile sets; default numerics only): its step sums in another order than the unfused Conv
 // (ops/edgeconv.cpp).
