@@ -412,8 +412,9 @@ TEST(Aot, GemmAndConvEdgesMatchTheEngine) {
 
 // Convolutions with few output channels per group (at most 4, unit strides) run as shifted runs over
 // a zero-padded copy of the input (rt::conv_few_outputs): TICL energy-id's shapes (3 channels, 3x3
-// padded with a fused Relu; 5x1 padded along H only), asymmetric pads with a dilation, two groups of
-// two channels, and a kernel wider than the unpadded row.
+// padded with a fused Relu, or a fused LeakyRelu applied after the rows are copied out; 5x1 padded
+// along H only), asymmetric pads with a dilation, two groups of two channels, and a kernel wider than
+// the unpadded row.
 TEST(Aot, ConvWithFewOutputChannelsMatchesTheEngine) {
   test::G g(13);
   std::mt19937 rng(11);
@@ -432,6 +433,9 @@ TEST(Aot, ConvWithFewOutputChannelsMatchesTheEngine) {
   auto* n = g.node("Conv", {"img", "W3", "b3"}, {"c3"});
   test::attr_ints(n, "pads", {1, 1, 1, 1});
   g.node("Relu", {"c3"}, {"c3r"});
+  n = g.node("Conv", {"img", "W3"}, {"c3l"});
+  test::attr_ints(n, "pads", {1, 1, 1, 1});
+  test::attr_float(g.node("LeakyRelu", {"c3l"}, {"c3lr"}), "alpha", 0.25f);
   n = g.node("Conv", {"img", "W51", "b51"}, {"c51"});
   test::attr_ints(n, "pads", {2, 0, 2, 0});
   n = g.node("Conv", {"img", "Wd"}, {"cd"});
@@ -443,6 +447,7 @@ TEST(Aot, ConvWithFewOutputChannelsMatchesTheEngine) {
   n = g.node("Conv", {"narrow", "Ww"}, {"cw"});
   test::attr_ints(n, "pads", {1, 2, 1, 2});
   g.output("c3r", {-1, 3, 9, 11});
+  g.output("c3lr", {-1, 3, 9, 11});
   g.output("c51", {-1, 3, 9, 11});
   g.output("cd", {-1, 4, 8, 11});
   g.output("cg", {-1, 4, 9, 11});
@@ -554,6 +559,42 @@ TEST(Aot, TransposedAGemmMatchesTheEngine) {
   for (int64_t b : {int64_t{1}, int64_t{2}, int64_t{5}}) {
     std::vector<Tensor> in{random_tensor({b, 5, 7}, rng, u), random_tensor({b, 4, 6}, rng, u)};
     expect_close(lib->run_once(in), engine->run_once(in), "transposed A at batch " + std::to_string(b));
+  }
+}
+
+// Transposes as the runtime reduces them (rt::transpose: dims of 1 dropped, neighbours merged): TICL
+// energy-id's NHWC <-> NCHW switches of 3 channels (a 2-D transpose with a side of 3, compile-time
+// counts either way), sides of 2 and 4, 16 x 16 tiles with partial ones, x's last axis kept last
+// (runs), and a rank-6 permutation with a dim of 1 and an odometer over three outer axes.
+TEST(Aot, TransposeMatchesTheEngine) {
+  test::G g(13);
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  struct Case {
+    std::vector<int64_t> in;
+    std::vector<int64_t> perm;
+  };
+  const std::vector<Case> cases{{{-1, 50, 10, 3}, {0, 3, 1, 2}}, {{-1, 3, 50, 10}, {0, 2, 3, 1}},
+                                {{-1, 2, 37}, {0, 2, 1}},        {{-1, 37, 4}, {0, 2, 1}},
+                                {{-1, 3, 4}, {0, 2, 1}},         {{-1, 19, 23}, {0, 2, 1}},
+                                {{-1, 4, 6, 8}, {2, 0, 1, 3}},   {{-1, 3, 1, 5, 6, 2}, {0, 4, 2, 1, 5, 3}}};
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string x = "x" + std::to_string(i), y = "y" + std::to_string(i);
+    g.input(x, cases[i].in);
+    test::attr_ints(g.node("Transpose", {x}, {y}), "perm", cases[i].perm);
+    std::vector<int64_t> od;
+    for (int64_t p : cases[i].perm) od.push_back(cases[i].in[static_cast<size_t>(p)]);
+    g.output(y, od);
+  }
+  const auto [lib, engine] = compile_graph(g, "transposes");
+  for (int64_t b : {int64_t{1}, int64_t{2}, int64_t{5}}) {
+    std::vector<Tensor> in;
+    for (const Case& c : cases) {
+      std::vector<int64_t> d = c.in;
+      d[0] = b;
+      in.push_back(random_tensor(d, rng, u));
+    }
+    expect_close(lib->run_once(in), engine->run_once(in), "transposes at batch " + std::to_string(b));
   }
 }
 
