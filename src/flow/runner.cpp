@@ -105,6 +105,10 @@ struct Lane {
   Group* group = nullptr;                         // the group run_group is running on this thread
   uint32_t group_done = 0;                        // its events finished here meanwhile
   double ns_per_event = 0;                        // moving average of an event's inline cost
+  // Per sequential stage: this thread's events that reached it while another thread held it (or,
+  // ordered, before their turn). They stay here, in this core's cache, and this thread runs them
+  // itself when it next takes the stage; it hands them over only when it goes idle (pump).
+  std::vector<std::vector<EventCtx*>> parked;
 };
 
 // Events of one group that reached a sequential stage, handed over together.
@@ -135,16 +139,20 @@ struct Hub {
   std::vector<Group*> free_groups;
 };
 
-// A sequential processor. Events arrive in batches (a group's worth) through the inbox; the thread
-// that finds the stage idle drains it: it owns the reorder window and runs the processor.
+// A sequential processor. The processor moves to the events, not the events to it: a thread whose
+// group reaches the stage takes it and runs its own events there (unordered: if no other thread
+// holds it; ordered: if its first event is the next in sequence); otherwise it parks them in its
+// lane and goes on, and runs them at its next visit. One hand-over of the stage per group instead
+// of moving each event's lines to a drainer. Events handed over (a thread going idle, async
+// pipelines) come through the inbox; the holder runs them too: it owns the reorder window.
 struct SeqStage {
   alignas(64) std::mutex m;
   std::vector<EventCtx*> inbox;
   bool draining = false;
-  alignas(64) std::vector<EventCtx*> taken;  // drainer only from here on
-  std::vector<EventCtx*> window;             // ordered: event of sequence s at s % size
+  uint64_t next = 0;  // ordered: sequence of the next event to run (read by visitors under m while idle)
+  alignas(64) std::vector<EventCtx*> taken;  // holder only from here on
+  std::vector<EventCtx*> window;             // ordered: handed-over event of sequence s at s % size
   std::vector<EventCtx*> out;
-  uint64_t next = 0;
 };
 
 struct Runner final : Runtime {
@@ -160,6 +168,10 @@ struct Runner final : Runtime {
   const bool bounded_read_ahead;
   const size_t nthreads_z;
   const uint32_t max_wants;  // threads that may wait for a group at once: all but one
+  // Events park at a busy sequential stage (SeqStage) only in synchronous pipelines with several
+  // threads: async factories' events come back one at a time on any thread, and a parked event
+  // holds its slot, which those pipelines need in flight.
+  const bool park;
 
   const std::vector<Source*>& sources;
   const std::vector<AsyncFactory*>& asyncs;
@@ -204,6 +216,7 @@ struct Runner final : Runtime {
         bounded_read_ahead(t.settings.bounded_read_ahead),
         nthreads_z(static_cast<size_t>(t.settings.threads)),
         max_wants(static_cast<uint32_t>(t.settings.threads - 1)),
+        park(t.settings.threads > 1 && t.asyncs.empty()),
         sources(t.sources),
         asyncs(t.asyncs) {
     for (auto& st : t.stages) procs.push_back(st.processor);
@@ -304,7 +317,9 @@ struct Runner final : Runtime {
         run_group(L, g);
         continue;
       }
-      if (!L.repump) break;
+      if (L.repump) continue;
+      // Going idle: events parked at sequential stages would wait for a visit that may never come.
+      if (!hand_over_parked(L) || !L.repump) break;
     }
     L.pumping = false;
   }
@@ -679,7 +694,35 @@ struct Runner final : Runtime {
   }
 
   // ---- sequential stages
+  static bool by_sequence(const EventCtx* a, const EventCtx* b) { return a->event.sequence() < b->event.sequence(); }
+
+  // Events of this thread reach sequential stage i. With parking, they join the thread's parked
+  // events there, and the thread runs them now if it can take the stage (unordered: no other thread
+  // holds it; ordered: its earliest parked event is the next in sequence), else it goes on and
+  // runs them at its next visit (or hands them over when it goes idle). Without: submit_shared.
   void submit(Lane& L, size_t i, EventCtx* const* ev, size_t n) {
+    if (!park) {
+      submit_shared(L, i, ev, n);
+      return;
+    }
+    SeqStage& s = *seqs[i];
+    std::vector<EventCtx*>& mine = L.parked[i];
+    const size_t old = mine.size();
+    mine.insert(mine.end(), ev, ev + n);
+    // A thread's groups come in sequence order, except a group stolen or run nested meanwhile.
+    if (ordered && !std::is_sorted(mine.begin() + static_cast<ptrdiff_t>(old ? old - 1 : 0), mine.end(), by_sequence))
+      std::sort(mine.begin(), mine.end(), by_sequence);
+    {
+      std::lock_guard<std::mutex> lk(s.m);
+      // `next` is written by the holder only, so it is read here only while the stage is idle.
+      if (s.draining || (ordered && mine.front()->event.sequence() != s.next)) return;
+      s.draining = true;
+    }
+    drain(L, i);
+  }
+
+  // Events handed over to stage i: the holder runs them (this thread, if the stage is idle).
+  void submit_shared(Lane& L, size_t i, EventCtx* const* ev, size_t n) {
     SeqStage& s = *seqs[i];
     {
       std::lock_guard<std::mutex> lk(s.m);
@@ -693,32 +736,71 @@ struct Runner final : Runtime {
     drain(L, i);
   }
 
-  // This thread drains stage i (starting with what is in `taken`) until its inbox is empty. Events
-  // that cannot run yet (ordered: an earlier one has not arrived) wait in the window.
+  // This thread goes idle: it hands its parked events over to their stages (in stage order, since
+  // running one stage may park events at a later one). True if it handed any over.
+  bool hand_over_parked(Lane& L) {
+    bool any = false;
+    for (size_t i = 0; i < procs.size(); ++i) {
+      if (!seqs[i]) continue;
+      // submit_shared copies them, but may park more here (a processor waiting inside TBB runs a
+      // group meanwhile): hand over from a copy until none is left.
+      while (!L.parked[i].empty()) {
+        std::vector<EventCtx*> evs;
+        evs.swap(L.parked[i]);
+        submit_shared(L, i, evs.data(), evs.size());
+        if (L.parked[i].empty()) {  // keep the reserved capacity
+          evs.clear();
+          L.parked[i].swap(evs);
+        }
+        any = true;
+      }
+    }
+    return any;
+  }
+
+  // This thread holds stage i: it runs the handed-over events (`taken`, then the inbox) and its own
+  // parked ones, until none is left that it may run. Ordered: in sequence, while the next one is
+  // handed over (the window) or its own; an event parked by another thread stops it (that thread
+  // runs it at its next visit). Events that cannot run yet wait in the window or where they are.
   void drain(Lane& L, size_t i) {
     SeqStage& s = *seqs[i];
     Processor* p = procs[i];
+    std::vector<EventCtx*>& mine = L.parked[i];
     for (;;) {
       s.out.clear();
       if (ordered) {
         for (EventCtx* x : s.taken) s.window[x->event.sequence() % s.window.size()] = x;
+        size_t h = 0;
         for (;;) {
           EventCtx*& w = s.window[s.next % s.window.size()];
-          if (!w || w->event.sequence() != s.next) break;
-          s.out.push_back(w);
-          w = nullptr;
+          if (w && w->event.sequence() == s.next) {
+            s.out.push_back(w);
+            w = nullptr;
+          } else if (h < mine.size() && mine[h]->event.sequence() == s.next) {
+            s.out.push_back(mine[h++]);
+          } else {
+            break;
+          }
           ++s.next;
         }
+        mine.erase(mine.begin(), mine.begin() + static_cast<ptrdiff_t>(h));
       } else {
         s.out.swap(s.taken);
+        s.out.insert(s.out.end(), mine.begin(), mine.end());
+        mine.clear();
       }
       s.taken.clear();
+      // Not `mine` from here on: a processor that waits inside TBB may run a group on this thread
+      // meanwhile, whose events park there.
       for (EventCtx* x : s.out) pass(p, x);
       continue_after(L, i, s.out);
       std::lock_guard<std::mutex> lk(s.m);
       if (s.inbox.empty()) {
-        s.draining = false;
-        return;
+        const bool own = !mine.empty() && (!ordered || mine.front()->event.sequence() == s.next);
+        if (!own) {
+          s.draining = false;
+          return;
+        }
       }
       std::swap(s.inbox, s.taken);
     }
@@ -851,6 +933,11 @@ RunSummary Runner::run() {
       r.seqs[i]->taken.reserve(r.pool_n);
       r.seqs[i]->out.reserve(r.pool_n);
     }
+  }
+  for (int t = 0; t <= r.threads; ++t) {
+    r.lanes[t].parked.resize(nproc);
+    for (size_t i = 0; i < nproc; ++i)
+      if (r.seqs[i]) r.lanes[t].parked[i].reserve(r.pool_n);
   }
 
   spdlog::set_level(spdlog::level::trace);  // components filter by their own level
