@@ -6,8 +6,9 @@
 // the thread that read a group runs its events one after the other: async
 // factories in plan order (acquire() starts the work and the event parks holding a deferred TBB task,
 // which completion() submits to the arena from whatever thread it runs on; no thread waits), then the
-// processors — parallel ones inline, sequential ones through a hand-off to a drainer (the thread that
-// finds the stage idle runs it; in ordered mode a reorder window releases events in emission order).
+// processors — parallel ones inline, sequential ones by the same thread when it can take the stage
+// (else its events park in its lane until its next visit, or are handed over to the stage's holder
+// when it goes idle; in ordered mode events run in emission order, see SeqStage).
 // Lazy factories run inside Input access. The group's slots come back together when its last event
 // has finished, and the thread that finished it reads its next group into them.
 //
@@ -16,8 +17,9 @@
 //    (a compare-and-swap to take it, one to let go). A thread with slots to read into waits about a
 //    turn for a busy hub; past that, or with nothing to read into, it hands its slots over,
 //    registers a want and goes idle: the holder reads a group for each want and spawns it.
-//  - a sequential stage: one hand-off (a mutex-protected inbox) per group, not per event; the reorder
-//    window and the processor belong to the thread that drains.
+//  - a sequential stage: one visit (a mutex held to look) per group, not per event; the stage's
+//    state moves to the thread that takes it, the events stay where they ran. The reorder window
+//    and the processor belong to the thread that holds it.
 //  - everything else an event writes is its own: its products and lazy-factory state (EventCtx,
 //    slots and guards on lines of their own), its group's countdown (one atomic subtraction per
 //    group when the group finishes where it ran), and the running thread's lane (events finished,
@@ -828,8 +830,9 @@ struct Runner final : Runtime {
   void continue_after(Lane& L, size_t i, const std::vector<EventCtx*>& out) {
     if (out.empty()) return;
     if (i + 1 == procs.size()) {
-      // The drainer finishes other threads' events here: one subtraction per run of events of one
-      // group (they arrive together), not one per event on a line that the group's thread uses.
+      // The holder may finish other threads' events here (handed over): one subtraction per run of
+      // events of one group (they arrive together), not one per event on a line that the group's
+      // thread uses.
       for (size_t j = 0; j < out.size();) {
         Group* g = out[j]->group;
         uint32_t n = 0;

@@ -602,8 +602,7 @@ TEST(Flow, SequentialStagesRunTinyEventsOnceAndInOrderOnManyThreads) {
         const std::string what =
             std::to_string(threads) + " threads, " + (ordered ? "ordered" : "unordered") + ", run " + std::to_string(run);
 #ifdef QUIVER_TSAN
-        // Fewer under ThreadSanitizer: its history must still hold a task's construction when a
-        // thief starts it (scripts/tsan.supp names that frame), and it runs ~20x slower.
+        // Fewer under ThreadSanitizer, which runs this ~20x slower.
         const int n = 3000 + 77 * run;
 #else
         const int n = 20000 + 777 * run;
