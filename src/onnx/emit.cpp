@@ -187,11 +187,18 @@ std::vector<std::string> EmitterRegistry::list() const {
   return r;
 }
 
+namespace {
+const char* const kRtActKinds[] = {"rt::kNone", "rt::kRelu", "rt::kLeakyRelu", "rt::kSigmoid", "rt::kTanh", "rt::kClip"};
+}  // namespace
+
 std::string emit_activation(const BuildContext& ctx) {
   const ActivationSpec a = fused_activation(ctx);
-  static const char* const kinds[] = {"rt::kNone", "rt::kRelu", "rt::kLeakyRelu", "rt::kSigmoid", "rt::kTanh", "rt::kClip"};
-  return "rt::Act act;\nact.kind = " + std::string(kinds[static_cast<int>(a.kind)]) + ";\nact.alpha = " + cfloat(a.alpha) +
+  return "rt::Act act;\nact.kind = " + std::string(kRtActKinds[static_cast<int>(a.kind)]) + ";\nact.alpha = " + cfloat(a.alpha) +
          ";\nact.beta = " + cfloat(a.beta) + ";\n";
+}
+
+std::string act_literal(const ActivationSpec& a) {
+  return "rt::Act{" + std::string(kRtActKinds[static_cast<int>(a.kind)]) + ", " + cfloat(a.alpha) + ", " + cfloat(a.beta) + "}";
 }
 
 std::string emit_repro_activation(const BuildContext& ctx) {

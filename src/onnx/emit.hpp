@@ -27,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "onnx/fusion.hpp"
 #include "onnx/kernel.hpp"
 #include "onnx/target.hpp"
 
@@ -167,6 +168,8 @@ std::string cfloat(double v);     // exact float literal ("0x1.8p+1f", or a NaN/
 std::string cint(int64_t v);      // "INT64_C(...)"-free literal that is valid for int64_t
 // `rt::Act act` set to the activation the fusion pass attached to a Gemm/Conv/MatMul node.
 std::string emit_activation(const BuildContext& ctx);
+// The same as an expression, `rt::Act{kind, alpha, beta}`, for activations carried otherwise.
+std::string act_literal(const ActivationSpec& a);
 // Elementwise with one input: `expr` computes the value from `v` (of the input's element type).
 Emitter emit_unary(const std::string& expr, std::initializer_list<DType> types = {DType::F32, DType::F64});
 // Binary broadcasting `expr` of `a` and `b` (e.g. "a + b"); output type from the compiler.

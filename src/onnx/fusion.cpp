@@ -42,7 +42,10 @@ class Fuser {
       pass({"ReduceMean"}, &Fuser::fuse_layer_norm);
     }
     pass({"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip"}, &Fuser::fuse_act);
-    if (emitter_) pass({"Conv"}, &Fuser::fuse_edge_conv);  // after fuse_act: takes the Conv's activation
+    if (emitter_) {
+      pass({"Conv"}, &Fuser::fuse_edge_conv);  // after fuse_act: takes the Conv's activation
+      pass({"ReduceMean"}, &Fuser::fuse_edge_mean);
+    }
     for (size_t i = 0; i < nodes_.size(); ++i)
       if (alive_[i]) out_.nodes.push_back(nodes_[i]);
   }
@@ -108,7 +111,7 @@ class Fuser {
     return &out_.owned.back();
   }
   // Records on rewritten node `n` the nodes it absorbed (attribute _quiver_fused, fusion.hpp).
-  void absorbed(::onnx::NodeProto* n, std::initializer_list<int> from, const std::string& first = "") {
+  void absorbed(::onnx::NodeProto* n, const std::vector<int>& from, const std::string& first = "") {
     ::onnx::AttributeProto* a = nullptr;
     for (auto& at : *n->mutable_attribute())
       if (at.name() == "_quiver_fused") a = &at;
@@ -184,7 +187,7 @@ class Fuser {
   }
   // Node `at` becomes `op_type` (no attributes) reading `inputs`; it absorbed the node it was and `from`.
   void replace_with(size_t at, const char* op_type, std::vector<std::string> inputs, const std::string& output,
-                    std::initializer_list<int> from) {
+                    const std::vector<int>& from) {
     const std::string was = node_label(*nodes_[at]);
     auto* n = clone(at);
     n->set_op_type(op_type);
@@ -466,14 +469,15 @@ class Fuser {
   // (W1 - W2) x + W2 f over the points and one gather-add over the edges (ops/edgeconv.cpp), no
   // [2C, P, k] tensor and a k times smaller product. Dims the graph computes at run time (s) are
   // checked by the step.
-  void fuse_edge_conv(size_t conv_i) {
-    const auto& conv = *nodes_[conv_i];
-    if (conv.input_size() < 2 || conv.output_size() != 1) return;
+  // The constant weights [O, C, 1, 1] of a Conv that is a product over positions (1x1 kernel, unit
+  // strides and dilations, no padding, one group; a constant bias of O values or none); null otherwise.
+  std::shared_ptr<const Tensor> pointwise_conv(const ::onnx::NodeProto& conv) const {
+    if (conv.input_size() < 2 || conv.output_size() != 1) return nullptr;
     auto W = f32_const(conv.input(1));
-    if (!W || W->rank() != 4 || W->dim(1) % 2 != 0 || W->dim(2) != 1 || W->dim(3) != 1) return;
+    if (!W || W->rank() != 4 || W->dim(2) != 1 || W->dim(3) != 1) return nullptr;
     if (conv.input_size() > 2 && !conv.input(2).empty()) {
       auto b = f32_const(conv.input(2));
-      if (!b || b->numel() != W->dim(0)) return;
+      if (!b || b->numel() != W->dim(0)) return nullptr;
     }
     for (const auto& a : conv.attribute()) {
       const auto& n = a.name();
@@ -487,8 +491,15 @@ class Fuser {
           : n == "pads" ? !all(0)
           : n == "auto_pad" ? a.s() != "NOTSET" && a.s() != "VALID"
           : n.rfind("_quiver_", 0) != 0)
-        return;
+        return nullptr;
     }
+    return W;
+  }
+
+  void fuse_edge_conv(size_t conv_i) {
+    const auto& conv = *nodes_[conv_i];
+    auto W = pointwise_conv(conv);
+    if (!W || W->dim(1) % 2 != 0) return;
     auto node_of = [&](const std::string& name, const char* op, size_t user) -> int {
       const int i = producer(name);
       if (i < 0 || nodes_[i]->op_type() != op || !dom(static_cast<size_t>(i)) || !single_use(name, user)) return -1;
@@ -548,6 +559,100 @@ class Fuser {
     k->set_type(::onnx::AttributeProto::INT);
     k->set_i(rp[3]);
     for (int d : {ci, si, ti, tri, ri, gi}) alive_[static_cast<size_t>(d)] = false;
+    ++out_.fused_count;
+  }
+
+  // The rest of an EdgeConv block up to its pooling: EdgeConv -> 1x1 Conv (+ activation) ... ->
+  // ReduceMean over the edges (the last axis)  =>  the EdgeConv node with each convolution's W and b
+  // appended (a zero bias made where one is absent) and attributes acts / alphas / betas (the layers'
+  // activations) and mean_keepdims. The code emitter then runs the chain a tile of points at a time
+  // (rt::edge_mean): no [N, O, P, k] tensor is alive, only the pooled [N, O, P].
+  void fuse_edge_mean(size_t mean_i) {
+    const auto& rm = *nodes_[mean_i];
+    if (rm.input_size() < 1 || rm.output_size() != 1) return;
+    const auto* kd = attr(rm, "keepdims");
+    const int64_t keep = kd ? kd->i() : 1;
+    if (const auto* nw = attr(rm, "noop_with_empty_axes"); nw && nw->i() != 0) return;
+    std::vector<int64_t> axes;
+    if (const auto* ax = attr(rm, "axes")) {
+      if (rm.input_size() != 1) return;
+      axes.assign(ax->ints().begin(), ax->ints().end());
+    } else {
+      auto t = rm.input_size() == 2 ? i64_const(rm.input(1)) : nullptr;
+      if (!t) return;
+      axes.assign(t->data<int64_t>(), t->data<int64_t>() + t->numel());
+    }
+    if (axes.size() != 1 || (axes[0] != 3 && axes[0] != -1)) return;
+    std::vector<int> convs;  // from the mean back to the EdgeConv
+    std::string cur = rm.input(0);
+    size_t user = mean_i;
+    int ei = -1;
+    while (ei < 0) {
+      const int pi = producer(cur);
+      if (pi < 0 || !single_use(cur, user)) return;
+      const auto& p = *nodes_[static_cast<size_t>(pi)];
+      if (p.domain() == "ai.quiver" && p.op_type() == "EdgeConv") {
+        ei = pi;
+      } else {
+        if (!dom(static_cast<size_t>(pi)) || p.op_type() != "Conv" || !pointwise_conv(p)) return;
+        convs.push_back(pi);
+        cur = p.input(0);
+        user = static_cast<size_t>(pi);
+      }
+    }
+    std::reverse(convs.begin(), convs.end());
+    const auto& ec = *nodes_[static_cast<size_t>(ei)];
+    if (ec.input_size() < 5 || attr(ec, "mean_keepdims")) return;
+    auto W0 = f32_const(ec.input(4));
+    if (!W0) return;
+    int64_t ch = W0->dim(0);
+    for (int c : convs) {
+      auto W = pointwise_conv(*nodes_[static_cast<size_t>(c)]);
+      if (W->dim(1) != ch) return;
+      ch = W->dim(0);
+    }
+    auto zeros = [&](const std::string& base, int64_t n) {
+      Tensor z = Tensor::empty(DType::F32, {n});
+      std::fill(z.data<float>(), z.data<float>() + n, 0.f);
+      return add_const(base, std::move(z));
+    };
+    auto* n = clone(static_cast<size_t>(ei));
+    if (n->input_size() == 5) n->add_input(zeros(ec.input(4), W0->dim(0)));
+    auto* acts = n->add_attribute();
+    acts->set_name("acts");
+    acts->set_type(::onnx::AttributeProto::STRINGS);
+    auto* alphas = n->add_attribute();
+    alphas->set_name("alphas");
+    alphas->set_type(::onnx::AttributeProto::FLOATS);
+    auto* betas = n->add_attribute();
+    betas->set_name("betas");
+    betas->set_type(::onnx::AttributeProto::FLOATS);
+    std::vector<std::string> earlier;  // what the convolutions absorbed before (BatchNorm, Relu)
+    for (int c : convs) {
+      const auto& cv = *nodes_[static_cast<size_t>(c)];
+      n->add_input(cv.input(1));
+      if (cv.input_size() > 2 && !cv.input(2).empty()) n->add_input(cv.input(2));
+      else n->add_input(zeros(cv.input(1), f32_const(cv.input(1))->dim(0)));
+      const auto* a = attr(cv, "_quiver_act");
+      acts->add_strings(a ? a->s() : "");
+      const auto* al = attr(cv, "_quiver_alpha");
+      const auto* be = attr(cv, "_quiver_beta");
+      alphas->add_floats(al ? al->f() : 0.f);
+      betas->add_floats(be ? be->f() : 0.f);
+      if (const auto* f = attr(cv, "_quiver_fused")) earlier.insert(earlier.end(), f->strings().begin(), f->strings().end());
+    }
+    auto* k = n->add_attribute();
+    k->set_name("mean_keepdims");
+    k->set_type(::onnx::AttributeProto::INT);
+    k->set_i(keep != 0 ? 1 : 0);
+    n->set_output(0, rm.output(0));
+    std::vector<int> gone = convs;
+    gone.push_back(static_cast<int>(mean_i));
+    absorbed(n, gone);
+    for (auto& at : *n->mutable_attribute())
+      if (at.name() == "_quiver_fused")
+        for (const auto& b : earlier) at.add_strings(b);
+    for (int g : gone) alive_[static_cast<size_t>(g)] = false;
     ++out_.fused_count;
   }
 

@@ -788,7 +788,10 @@ TEST(Aot, ScatterNDMatchesTheEngine) {
 // (computed as (W1 - W2) x + W2 f). Against the engine (unfused) at several batches and point counts,
 // with negative indices and ones that cross images, for points tiled from [.., 1] and from [.., 2];
 // the engine's own EdgeConv kernel (a model holding the fused node) against the unfused graph.
-test::NumberedG<13> edge_conv_graph(bool fused) {
+// With `block`, each EdgeConv goes on through the rest of a ParticleNet block (1x1 Convs with and
+// without bias and activation, then ReduceMean over the edges, keepdims 0 and 1), which the compiler
+// fuses into the EdgeConv node (attribute mean_keepdims) and emits as rt::edge_mean.
+test::NumberedG<13> edge_conv_graph(bool fused, bool block = false) {
   const int64_t C = 3, O = 5, k = 4;
   test::NumberedG<13> g;
   g.input("x", {-1, C, -1});
@@ -819,6 +822,46 @@ test::NumberedG<13> edge_conv_graph(bool fused) {
   test::attr_int(g.node("Concat", {"c1", "n1", "last2"}, {"s2"}), "axis", 0);
   g.node("Unsqueeze", {"x", "ax3"}, {"x4"});
   g.node("Reshape", {"x", "pairs"}, {"xp"});  // [N, C, P / 2, 2]
+  g.init("c1w", random_tensor({6, O, 1, 1}, rng, u));
+  g.init("c1b", random_tensor({6}, rng, u));
+  g.init("c2w", random_tensor({4, 6, 1, 1}, rng, u));
+  g.init("c3w", random_tensor({3, O, 1, 1}, rng, u));
+  g.init("c3b", random_tensor({3}, rng, u));
+  g.init("zero4", Tensor::from_vector<float>({0, 0, 0, 0}, {4}));
+  g.init("zeroO", Tensor::from_vector<float>(std::vector<float>(O, 0.f), {O}));
+  // The block after edge set 1: Conv(c1w, c1b) + Relu, Conv(c2w), mean over axis -1 (keepdims 0);
+  // after edge set 2: Conv(c3w, c3b) + LeakyRelu(0.2), mean over axis 3 (keepdims 1).
+  auto block_of = [&](const std::string& y, auto* fused_node) {
+    const bool first = y == "y";
+    if (fused_node) {
+      if (!first) fused_node->add_input("zeroO");
+      for (const char* in : first ? std::vector<const char*>{"c1w", "c1b", "c2w", "zero4"} : std::vector<const char*>{"c3w", "c3b"})
+        fused_node->add_input(in);
+      auto* acts = test::add_attr(fused_node, "acts", ::onnx::AttributeProto::STRINGS);
+      auto* al = test::add_attr(fused_node, "alphas", ::onnx::AttributeProto::FLOATS);
+      auto* be = test::add_attr(fused_node, "betas", ::onnx::AttributeProto::FLOATS);
+      for (const char* a : first ? std::vector<const char*>{"Relu", ""} : std::vector<const char*>{"LeakyRelu"}) acts->add_strings(a);
+      for (float a : first ? std::vector<float>{0, 0} : std::vector<float>{0.2f}) {
+        al->add_floats(a);
+        be->add_floats(0);
+      }
+      test::attr_int(fused_node, "mean_keepdims", first ? 0 : 1);
+      fused_node->set_output(0, first ? "m" : "m2");
+      return;
+    }
+    if (first) {
+      test::attr_ints(g.node("Conv", {y, "c1w", "c1b"}, {"l1_pre"}), "kernel_shape", {1, 1});
+      g.node("Relu", {"l1_pre"}, {"l1"});
+      test::attr_ints(g.node("Conv", {"l1", "c2w"}, {"l2"}), "kernel_shape", {1, 1});
+      auto* rm = g.node("ReduceMean", {"l2"}, {"m"});
+      test::attr_ints(rm, "axes", {-1});
+      test::attr_int(rm, "keepdims", 0);
+    } else {
+      test::attr_ints(g.node("Conv", {y, "c3w", "c3b"}, {"l3_pre"}), "kernel_shape", {1, 1});
+      test::attr_float(g.node("LeakyRelu", {"l3_pre"}, {"l3"}), "alpha", 0.2f);
+      test::attr_ints(g.node("ReduceMean", {"l3"}, {"m2"}), "axes", {3});
+    }
+  };
   auto edges = [&](const std::string& pts, const std::string& shape, const std::string& w, bool bias, bool relu,
                    const std::string& y) {
     const std::string conv_out = relu ? y + "_pre" : y;
@@ -829,6 +872,7 @@ test::NumberedG<13> edge_conv_graph(bool fused) {
       n->set_domain("ai.quiver");
       test::attr_int(n, "k", k);
       if (relu) test::attr_str(n, "_quiver_act", "Relu");
+      if (block) block_of(y, n);
       return;
     }
     test::attr_int(g.node("Gather", {"f", "idx"}, {y + "_g"}), "axis", 1);
@@ -841,11 +885,17 @@ test::NumberedG<13> edge_conv_graph(bool fused) {
     if (bias) in.push_back("b");
     test::attr_ints(g.node("Conv", in, {conv_out}), "kernel_shape", {1, 1});
     if (relu) g.node("Relu", {conv_out}, {y});
+    if (block) block_of(y, static_cast<::onnx::NodeProto*>(nullptr));
   };
   edges("x4", "s", "w", true, true, "y");
   edges("xp", "s2", "w2", false, false, "y2");
-  g.output("y", {-1, O, -1, k});
-  g.output("y2", {-1, O, -1, 2 * k});
+  if (block) {
+    g.output("m", {-1, 4, -1});
+    g.output("m2", {-1, 3, -1, 1});
+  } else {
+    g.output("y", {-1, O, -1, k});
+    g.output("y2", {-1, O, -1, 2 * k});
+  }
   // Own symbols for the edge count and the half point count (numbered dims go by position).
   g.g->mutable_input(1)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(0)->set_dim_param("edges");
   g.g->mutable_output(1)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(2)->set_dim_param("half");
@@ -889,6 +939,63 @@ TEST(Aot, EdgeConvMatchesTheEngine) {
   // An index out of range is an error naming the step, as in the engine's Gather.
   std::vector<Tensor> bad{random_tensor({1, 3, 2}, rng, u), Tensor::from_vector<int64_t>({0, 1, 2, 0, 1, 0, 1, 0}, {8})};
   EXPECT_THROW(engine->run_once(bad), Error);
+  EXPECT_THROW(engine_fused->run_once(bad), Error);
+  try {
+    lib->run_once(bad);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+  }
+}
+
+// The rest of each block fused too: one rt::edge_mean step per block (no rt::edge_conv, no Conv or
+// ReduceMean step left), commented with every node it replaced; against the engine (unfused) with
+// points spanning one, two and several tiles of the step (128 edge rows), and the engine's own kernel
+// for the fused node against the unfused graph.
+TEST(Aot, EdgeConvBlockRunsTileByTileAsTheEngine) {
+  auto [lib, engine] = compile_graph(edge_conv_graph(false, true), "edge_block");
+  std::ifstream src(out_root() / "edge_block" / "out" / "edge_block.cpp");
+  const std::string code((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
+  auto count = [&](const std::string& what) {
+    size_t c = 0;
+    for (size_t at = code.find(what); at != std::string::npos; at = code.find(what, at + 1)) ++c;
+    return c;
+  };
+  EXPECT_EQ(count("rt::edge_mean(a)"), 2u);
+  EXPECT_EQ(count("rt::edge_conv(a)"), 0u);
+  EXPECT_EQ(count("rt::conv(a)"), 0u);
+  EXPECT_EQ(count("rt::reduce("), 0u);
+  size_t named = 0;
+  for (size_t at = code.find("\n// "); at != std::string::npos; at = code.find("\n// ", at + 1)) {
+    const std::string line = code.substr(at + 1, code.find('\n', at + 1) - at - 1);
+    if (line.find("(EdgeConv)") == std::string::npos) continue;
+    const bool first = line.find("m_node (ReduceMean)") != std::string::npos;
+    for (const char* op : {"(Gather)", "(Tile)", "(Concat)"}) EXPECT_NE(line.find(op), std::string::npos) << op << ": " << line;
+    for (const char* op : first ? std::vector<const char*>{"l1_pre_node (Conv)", "l1_node (Relu)", "l2_node (Conv)"}
+                                : std::vector<const char*>{"l3_pre_node (Conv)", "l3_node (LeakyRelu)", "m2_node (ReduceMean)"})
+      EXPECT_NE(line.find(op), std::string::npos) << op << ": " << line;
+    ++named;
+  }
+  EXPECT_EQ(named, 2u);
+  const test::NumberedG<13> fg = edge_conv_graph(true, true);
+  auto engine_fused = quiver::onnx::load_onnx_bytes(fg.bytes(), "", {}, {});
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> u(-2, 2);
+  for (const auto& [n, p] : std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {3, 6}, {2, 34}, {2, 70}, {1, 130}}) {
+    const int64_t L = n * p * 4;
+    std::uniform_int_distribution<int64_t> pick(-n * p, n * p - 1);
+    Tensor idx = Tensor::empty(DType::I64, {L});
+    for (int64_t i = 0; i < L; ++i) idx.data<int64_t>()[i] = pick(rng);
+    std::vector<Tensor> in{random_tensor({n, 3, p}, rng, u), idx};
+    const std::string what = "N " + std::to_string(n) + ", P " + std::to_string(p);
+    const auto want = engine->run_once(in);
+    ASSERT_EQ(want.size(), 2u);
+    EXPECT_EQ(want[0].dims(), (std::vector<int64_t>{n, 4, p}));
+    EXPECT_EQ(want[1].dims(), (std::vector<int64_t>{n, 3, p / 2, 1}));
+    expect_close(lib->run_once(in), want, what);
+    expect_close(engine_fused->run_once(in), want, what + " (the engine's EdgeConv kernel)");
+  }
+  std::vector<Tensor> bad{random_tensor({1, 3, 2}, rng, u), Tensor::from_vector<int64_t>({0, 1, 2, 0, 1, 0, 1, 0}, {8})};
   EXPECT_THROW(engine_fused->run_once(bad), Error);
   try {
     lib->run_once(bad);

@@ -5,18 +5,23 @@
 
 namespace quiver::onnx {
 
-inline ActivationSpec fused_activation(const BuildContext& ctx) {
+// The activation fuse_act names `kind` ("Relu", ...; empty or unknown: none).
+inline ActivationSpec activation_named(const std::string& kind, float alpha, float beta) {
   ActivationSpec a;
-  const std::string k = ctx.attrs().get_string("_quiver_act", "");
-  if (k.empty()) return a;
-  if (k == "Relu") a.kind = Activation::Relu;
-  else if (k == "LeakyRelu") a.kind = Activation::LeakyRelu;
-  else if (k == "Sigmoid") a.kind = Activation::Sigmoid;
-  else if (k == "Tanh") a.kind = Activation::Tanh;
-  else if (k == "Clip") a.kind = Activation::Clip;
-  a.alpha = ctx.attrs().get_float("_quiver_alpha", 0.f);
-  a.beta = ctx.attrs().get_float("_quiver_beta", 0.f);
+  if (kind == "Relu") a.kind = Activation::Relu;
+  else if (kind == "LeakyRelu") a.kind = Activation::LeakyRelu;
+  else if (kind == "Sigmoid") a.kind = Activation::Sigmoid;
+  else if (kind == "Tanh") a.kind = Activation::Tanh;
+  else if (kind == "Clip") a.kind = Activation::Clip;
+  else return a;
+  a.alpha = alpha;
+  a.beta = beta;
   return a;
+}
+
+inline ActivationSpec fused_activation(const BuildContext& ctx) {
+  return activation_named(ctx.attrs().get_string("_quiver_act", ""), ctx.attrs().get_float("_quiver_alpha", 0.f),
+                          ctx.attrs().get_float("_quiver_beta", 0.f));
 }
 
 }  // namespace quiver::onnx

@@ -1,11 +1,15 @@
-// ai.quiver::EdgeConv(x, f, idx, s, W, b) attribute k (and a fused activation): made by the code
-// emitter's fusion pass (onnx/fusion.cpp, fuse_edge_conv) from ParticleNet's edge features and their
-// first 1x1 convolution, never found in a model file:
+// ai.quiver::EdgeConv(x, f, idx, s, W, b, [W1, b1, ..., WL, bL]) attributes k (and a fused
+// activation), and with the rest of the block acts / alphas / betas / mean_keepdims: made by the code
+// emitter's fusion pass (onnx/fusion.cpp, fuse_edge_conv and fuse_edge_mean) from ParticleNet's edge
+// features, their 1x1 convolutions and the mean over the edges, never found in a model file:
 //   T = Tile(x [N, C, H, d], [1, 1, 1, k]); G = Transpose(Reshape(Gather(f [C, M], idx, axis 1), s), 1,0,2,3)
 //   y = act(Conv(Concat(T, G - T, axis 1), W [O, 2C, 1, 1], b))            [N, O, H, d * k]
+// and, with mean_keepdims, y_l = acts[l](Conv(y_{l-1}, W_l [O_l, O_{l-1}, 1, 1], b_l)) for l = 1..L, then
+// ReduceMean(y_L, axis 3, keepdims = mean_keepdims)                        [N, O_L, H (, 1)]
 // G must have T's dims (the Sub does not broadcast): the step fails naming itself otherwise.
 // The CPU kernel computes that definition as written (the fused node exists only in plans for the
-// code emitter, whose step computes (W1 - W2) x + W2 f: rt::edge_conv).
+// code emitter, whose step computes (W1 - W2) x + W2 f: rt::edge_conv, and the block a tile of points
+// at a time: rt::edge_mean).
 #include "onnx/blas.hpp"
 #include "onnx/emit.hpp"
 #include "onnx/ops/activation_attr.hpp"
@@ -28,9 +32,46 @@ void check_dims(const Tensor& x, const Tensor& f, const Tensor& idx, const std::
             dims_to_string(x.dims()) + " x " + std::to_string(k));
 }
 
+// The layers after the EdgeConv and the mean (attribute mean_keepdims present).
+struct Block {
+  std::vector<std::shared_ptr<const Tensor>> W, b;  // W_l [O_l, O_{l-1}, 1, 1], b_l [O_l]
+  std::vector<ActivationSpec> acts;
+  bool keepdims = false;
+};
+
+// Reads the block's layers from the node, checking what the fusion pass promises.
+Block read_block(const BuildContext& ctx, int64_t O0) {
+  Block blk;
+  blk.keepdims = ctx.attrs().get_int("mean_keepdims", 0) != 0;
+  if (ctx.num_inputs() < 6 || (ctx.num_inputs() - 6) % 2 != 0) ctx.fail("a block needs b and (W, b) pairs");
+  const size_t L = (ctx.num_inputs() - 6) / 2;
+  const auto acts = ctx.attrs().get_strings("acts");
+  const auto alphas = ctx.attrs().get_floats("alphas");
+  const auto betas = ctx.attrs().get_floats("betas");
+  if (acts.size() != L || alphas.size() != L || betas.size() != L) ctx.fail("acts, alphas and betas must have one entry per layer");
+  int64_t ch = O0;
+  for (size_t l = 0; l < L; ++l) {
+    const ValueInfo& w = ctx.input(6 + 2 * l);
+    const ValueInfo& b = ctx.input(7 + 2 * l);
+    if (!w.constant || w.constant->dtype() != DType::F32 || w.constant->rank() != 4 || w.constant->dim(1) != ch ||
+        w.constant->dim(2) != 1 || w.constant->dim(3) != 1)
+      ctx.fail("layer " + std::to_string(l + 1) + ": W must be constant float [O, " + std::to_string(ch) + ", 1, 1]");
+    ch = w.constant->dim(0);
+    if (!b.constant || b.constant->dtype() != DType::F32 || b.constant->numel() != ch)
+      ctx.fail("layer " + std::to_string(l + 1) + ": b must be constant float [" + std::to_string(ch) + "]");
+    blk.W.push_back(w.constant);
+    blk.b.push_back(b.constant);
+    blk.acts.push_back(activation_named(acts[l], alphas[l], betas[l]));
+  }
+  if (!ctx.has_input(5) || !ctx.input(5).constant || ctx.input(5).constant->numel() != O0)
+    ctx.fail("b must be constant float [" + std::to_string(O0) + "]");
+  return blk;
+}
+
 }  // namespace
 
-// quiver compile (default numerics; the fusion is off in reproducible mode): rt::edge_conv.
+// quiver compile (default numerics; the fusion is off in reproducible mode): rt::edge_conv, or with
+// the rest of the block rt::edge_mean.
 void emit_edge_conv(Emit& e) {
   if (e.reproducible()) e.refuse("EdgeConv has no reproducible emission");
   if (e.in(0).dtype != DType::F32 || e.in(1).dtype != DType::F32) e.refuse("EdgeConv is emitted for float only");
@@ -38,12 +79,7 @@ void emit_edge_conv(Emit& e) {
   if (!e.in(4).constant || (e.has_input(5) && !e.in(5).constant)) e.refuse("weights computed at run time");
   const Tensor& w = *e.in(4).constant;
   const int64_t O = w.dim(0), C = w.dim(1) / 2, k = e.attrs().get_int("k", 1);
-  // wd = W1 - W2 (the columns for x_i minus those for x_j - x_i).
-  Tensor wd = Tensor::empty(DType::F32, {O, C});
-  for (int64_t o = 0; o < O; ++o)
-    for (int64_t c = 0; c < C; ++c)
-      wd.data<float>()[o * C + c] = w.data<float>()[o * 2 * C + c] - w.data<float>()[o * 2 * C + C + c];
-  const std::string kd = e.add_const(std::move(wd));
+  const bool block = e.attrs().has("mean_keepdims");
   const std::string Cs = std::to_string(C), Os = std::to_string(O), ks = std::to_string(k);
   e.read_values(3);
   e.dims_only(3);
@@ -53,23 +89,74 @@ void emit_edge_conv(Emit& e) {
           "rt::Shp g{};\ng.r = I2.r + 1;\ng.d[0] = " + Cs + ";\nfor (int j = 0; j < I2.r; ++j) g.d[j + 1] = I2.d[j];\n"
           "rt::Shp s{};\nif (const char* m = rt::reshape_dims(g, x3, 4, false, s)) fail(m);\n"
           "if (s.d[0] != " + Cs + " || s.d[1] != I0.d[0] || s.d[2] != I0.d[2] || s.d[3] != I0.d[3] * " + ks +
-          ") fail(\"gathered neighbours do not match the tiled points\");\n"
-          "O0.r = 4;\nO0.d[0] = I0.d[0];\nO0.d[1] = " + Os + ";\nO0.d[2] = I0.d[2];\nO0.d[3] = I0.d[3] * " + ks + ";\n");
-  e.scratch("rt::gemm_pack_bytes(" + Cs + ") + 4 * " + Os + " * (I1.d[1] + I0.d[2] * I0.d[3]) + 4 * I0.d[2] * O0.d[3]");
+          ") fail(\"gathered neighbours do not match the tiled points\");\n");
   const bool i64 = e.in(2).dtype == DType::I64;
-  e.compute(emit_activation(e.node()) + "rt::EdgeConvArgs a;\na.N = I0.d[0];\na.C = " + Cs +
-            ";\na.H = I0.d[2];\na.d = I0.d[3];\na.Kt = O0.d[3];\na.M = I1.d[1];\na.O = " + Os +
-            ";\na.r = x0;\na.f = x1;\na." + (i64 ? "idx64" : "idx32") + " = x2;\na.wd = " + kd + ";\na.w2 = x4 + " + Cs +
-            ";\na.bias = " + (e.has_input(5) ? "x5" : "nullptr") +
-            ";\na.y = y0;\na.pack = static_cast<float*>(scratch);\na.z = a.pack + rt::gemm_pack_bytes(" + Cs +
-            ") / 4;\na.ix = reinterpret_cast<int32_t*>(a.z + a.O * (a.M + a.H * a.d));\na.act = act;\n"
-            "if (!rt::edge_conv(a)) fail(\"index out of range\");\n");
-  e.comment("EdgeConv: the Tile/Gather/Transpose/Sub/Concat edge features and their 1x1 Conv, as (W1 - W2) x + W2 f");
+  if (!block) {
+    // wd = W1 - W2 (the columns for x_i minus those for x_j - x_i).
+    Tensor wd = Tensor::empty(DType::F32, {O, C});
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t c = 0; c < C; ++c)
+        wd.data<float>()[o * C + c] = w.data<float>()[o * 2 * C + c] - w.data<float>()[o * 2 * C + C + c];
+    const std::string kd = e.add_const(std::move(wd));
+    e.shape("O0.r = 4;\nO0.d[0] = I0.d[0];\nO0.d[1] = " + Os + ";\nO0.d[2] = I0.d[2];\nO0.d[3] = I0.d[3] * " + ks + ";\n");
+    e.scratch("rt::gemm_pack_bytes(" + Cs + ") + 4 * " + Os + " * (I1.d[1] + I0.d[2] * I0.d[3]) + 4 * I0.d[2] * O0.d[3]");
+    e.compute(emit_activation(e.node()) + "rt::EdgeConvArgs a;\na.N = I0.d[0];\na.C = " + Cs +
+              ";\na.H = I0.d[2];\na.d = I0.d[3];\na.Kt = O0.d[3];\na.M = I1.d[1];\na.O = " + Os +
+              ";\na.r = x0;\na.f = x1;\na." + (i64 ? "idx64" : "idx32") + " = x2;\na.wd = " + kd + ";\na.w2 = x4 + " + Cs +
+              ";\na.bias = " + (e.has_input(5) ? "x5" : "nullptr") +
+              ";\na.y = y0;\na.pack = static_cast<float*>(scratch);\na.z = a.pack + rt::gemm_pack_bytes(" + Cs +
+              ") / 4;\na.ix = reinterpret_cast<int32_t*>(a.z + a.O * (a.M + a.H * a.d));\na.act = act;\n"
+              "if (!rt::edge_conv(a)) fail(\"index out of range\");\n");
+    e.comment("EdgeConv: the Tile/Gather/Transpose/Sub/Concat edge features and their 1x1 Conv, as (W1 - W2) x + W2 f");
+    return;
+  }
+  const Block blk = read_block(e.node(), O);
+  const size_t L = blk.W.size();
+  std::vector<int64_t> chans{O};
+  for (const auto& W : blk.W) chans.push_back(W->dim(0));
+  int64_t Omax = 0;
+  for (int64_t c : chans) Omax = c > Omax ? c : Omax;
+  const int64_t OL = chans.back();
+  // B operands packed at compile time: (W1 - W2)^T and W2^T as [C][O], each layer's W^T as [O_{l-1}][O_l].
+  Tensor wd = Tensor::empty(DType::F32, {C, O});
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t c = 0; c < C; ++c)
+      wd.data<float>()[c * O + o] = w.data<float>()[o * 2 * C + c] - w.data<float>()[o * 2 * C + C + c];
+  const std::string wdp = e.add_packed_b(wd.data<float>(), C, O, O, 1);
+  const std::string w2p = e.add_packed_b(w.data<float>() + C, C, O, 1, 2 * C);
+  e.dims_only(4);  // only the packed forms are stored
+  for (size_t l = 0; l < L; ++l) e.dims_only(6 + 2 * l);
+  std::string wps, bs, acts, os = std::to_string(O);
+  for (size_t l = 0; l < L; ++l) {
+    const int64_t in = chans[l], out = chans[l + 1];
+    wps += (l ? ", " : "") + e.add_packed_b(blk.W[l]->data<float>(), in, out, 1, in);
+    bs += std::string(l ? ", " : "") + "x" + std::to_string(7 + 2 * l);
+    acts += (l ? ", " : "") + act_literal(blk.acts[l]);
+    os += ", " + std::to_string(out);
+  }
+  const std::string Ls = std::to_string(L), OLs = std::to_string(OL);
+  e.shape("O0.r = " + std::string(blk.keepdims ? "4" : "3") + ";\nO0.d[0] = I0.d[0];\nO0.d[1] = " + OLs +
+          ";\nO0.d[2] = I0.d[2];\n" + (blk.keepdims ? "O0.d[3] = 1;\n" : ""));
+  e.scratch("4 * rt::edge_mean_floats(I0.d[2], I0.d[3], I0.d[3] * " + ks + ", I1.d[1], " + Os + ", " + std::to_string(Omax) + ")");
+  std::string code = emit_activation(e.node()) + "static const int64_t O[] = {" + os + "};\n";
+  if (L) {
+    code += "const float* const Wp[] = {" + wps + "};\nconst float* const b[] = {" + bs + "};\n" +
+            "static const rt::Act acts[] = {" + acts + "};\n";
+  }
+  code += "rt::EdgeMeanArgs a;\na.N = I0.d[0];\na.C = " + Cs + ";\na.H = I0.d[2];\na.d = I0.d[3];\na.Kt = I0.d[3] * " + ks +
+          ";\na.M = I1.d[1];\na.L = " + Ls + ";\na.O = O;\na.r = x0;\na.f = x1;\na." + (i64 ? "idx64" : "idx32") +
+          " = x2;\na.wdp = " + wdp + ";\na.w2p = " + w2p + ";\na.bias = x5;\na.act = act;\n" +
+          (L ? "a.Wp = Wp;\na.b = b;\na.acts = acts;\n" : "") +
+          "a.y = y0;\na.work = static_cast<float*>(scratch);\nif (!rt::edge_mean(a)) fail(\"index out of range\");\n";
+  e.compute(code);
+  e.comment("EdgeConv block: the edge features, their 1x1 Conv as (W1 - W2) x + W2 f, " + Ls +
+            " more 1x1 Conv(s) and the mean over the edges, " + "a tile of points at a time (no [N, O, P, k] tensor)");
 }
 
 QUIVER_REGISTER_OPS(edgeconv) {
   registry.add({"ai.quiver", "EdgeConv", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
-                  ctx.expect_inputs(5, 6);
+                  const bool block = ctx.attrs().has("mean_keepdims");
+                  if (!block) ctx.expect_inputs(5, 6);
                   ctx.expect_dtype(0, {DType::F32});
                   ctx.expect_dtype(1, {DType::F32});
                   ctx.expect_dtype(2, {DType::I32, DType::I64});
@@ -81,12 +168,17 @@ QUIVER_REGISTER_OPS(edgeconv) {
                   const std::shared_ptr<const Tensor> W = wi.constant;
                   const int64_t O = W->dim(0), C = W->dim(1) / 2, k = ctx.attrs().get_int("k", 1);
                   if (k < 1) ctx.fail("k must be >= 1");
+                  const Block blk = block ? read_block(ctx, O) : Block{};
+                  const int64_t OL = blk.W.empty() ? O : blk.W.back()->dim(0);
                   std::optional<std::vector<int64_t>> shape;
-                  if (const auto& xs = ctx.input(0).shape; xs && xs->size() == 4)
-                    shape = std::vector<int64_t>{(*xs)[0], O, (*xs)[2], (*xs)[3] < 0 ? -1 : (*xs)[3] * k};
+                  if (const auto& xs = ctx.input(0).shape; xs && xs->size() == 4) {
+                    if (!block) shape = std::vector<int64_t>{(*xs)[0], O, (*xs)[2], (*xs)[3] < 0 ? -1 : (*xs)[3] * k};
+                    else if (blk.keepdims) shape = std::vector<int64_t>{(*xs)[0], OL, (*xs)[2], 1};
+                    else shape = std::vector<int64_t>{(*xs)[0], OL, (*xs)[2]};
+                  }
                   ctx.set_output(0, DType::F32, shape);
                   const ActivationSpec act = fused_activation(ctx);
-                  return make_kernel([W, O, C, k, act](ExecContext& ec) {
+                  return make_kernel([W, O, C, k, act, block, blk, OL](ExecContext& ec) {
                     const Tensor& x = ec.input(0);
                     const Tensor& f = ec.input(1);
                     const Tensor& idx = ec.input(2);
@@ -100,11 +192,17 @@ QUIVER_REGISTER_OPS(edgeconv) {
                       if (v < -M || v >= M) ec.fail("index " + std::to_string(v) + " out of range [" + std::to_string(-M) + ", " + std::to_string(M) + ")", "indices");
                       ix[static_cast<size_t>(i)] = v < 0 ? v + M : v;
                     }
-                    Tensor& y = ec.output(0, DType::F32, {N, O, H, Kt});
+                    std::vector<float> edges;
+                    float* yp = nullptr;
+                    if (block) {
+                      edges.resize(static_cast<size_t>(N * O * H * Kt));
+                      yp = edges.data();
+                    } else {
+                      yp = ec.output(0, DType::F32, {N, O, H, Kt}).data<float>();
+                    }
                     const float* wp = W->data<float>();
                     const float* xp = x.data<float>();
                     const float* fp = f.data<float>();
-                    float* yp = y.data<float>();
                     for (int64_t n = 0; n < N; ++n)
                       for (int64_t h = 0; h < H; ++h)
                         for (int64_t j = 0; j < Kt; ++j) {
@@ -118,7 +216,35 @@ QUIVER_REGISTER_OPS(edgeconv) {
                             yp[((n * O + o) * H + h) * Kt + j] = s;
                           }
                         }
-                    apply_activation(yp, 1, y.numel(), y.numel(), act);
+                    const int64_t E = N * O * H * Kt;
+                    apply_activation(yp, 1, E, E, act);
+                    if (!block) return;
+                    // The layers as written: y_l[n][o][e] = act_l(b_l[o] + sum_c W_l[o][c] y_{l-1}[n][c][e]).
+                    int64_t ch = O;
+                    for (size_t l = 0; l < blk.W.size(); ++l) {
+                      const int64_t out = blk.W[l]->dim(0), P = H * Kt;
+                      std::vector<float> next(static_cast<size_t>(N * out * P));
+                      const float* wl = blk.W[l]->data<float>();
+                      const float* bl = blk.b[l]->data<float>();
+                      for (int64_t n = 0; n < N; ++n)
+                        for (int64_t o = 0; o < out; ++o)
+                          for (int64_t q = 0; q < P; ++q) {
+                            float s = bl[o];
+                            for (int64_t c = 0; c < ch; ++c) s += wl[o * ch + c] * edges[static_cast<size_t>((n * ch + c) * P + q)];
+                            next[static_cast<size_t>((n * out + o) * P + q)] = s;
+                          }
+                      apply_activation(next.data(), 1, N * out * P, N * out * P, blk.acts[l]);
+                      edges.swap(next);
+                      ch = out;
+                    }
+                    std::vector<int64_t> od{N, OL, H};
+                    if (blk.keepdims) od.push_back(1);
+                    float* y = ec.output(0, DType::F32, od).data<float>();
+                    for (int64_t r = 0; r < N * OL * H; ++r) {
+                      float s = 0.f;
+                      for (int64_t j = 0; j < Kt; ++j) s += edges[static_cast<size_t>(r * Kt + j)];
+                      y[r] = s / static_cast<float>(Kt);
+                    }
                   });
                 }});
 }
