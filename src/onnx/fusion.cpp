@@ -45,6 +45,7 @@ class Fuser {
     if (emitter_) {
       pass({"Conv"}, &Fuser::fuse_edge_conv);  // after fuse_act: takes the Conv's activation
       pass({"ReduceMean"}, &Fuser::fuse_edge_mean);
+      if (default_numerics_) pass({"Conv"}, &Fuser::fuse_pointwise_chain);
     }
     for (size_t i = 0; i < nodes_.size(); ++i)
       if (alive_[i]) out_.nodes.push_back(nodes_[i]);
@@ -469,12 +470,14 @@ class Fuser {
   // (W1 - W2) x + W2 f over the points and one gather-add over the edges (ops/edgeconv.cpp), no
   // [2C, P, k] tensor and a k times smaller product. Dims the graph computes at run time (s) are
   // checked by the step.
-  // The constant weights [O, C, 1, 1] of a Conv that is a product over positions (1x1 kernel, unit
+  // The constant weights [O, C, 1...] of a Conv that is a product over positions (1x1 kernel, unit
   // strides and dilations, no padding, one group; a constant bias of O values or none); null otherwise.
   std::shared_ptr<const Tensor> pointwise_conv(const ::onnx::NodeProto& conv) const {
     if (conv.input_size() < 2 || conv.output_size() != 1) return nullptr;
     auto W = f32_const(conv.input(1));
-    if (!W || W->rank() != 4 || W->dim(2) != 1 || W->dim(3) != 1) return nullptr;
+    if (!W || W->rank() < 3) return nullptr;
+    for (size_t d = 2; d < W->rank(); ++d)
+      if (W->dim(d) != 1) return nullptr;
     if (conv.input_size() > 2 && !conv.input(2).empty()) {
       auto b = f32_const(conv.input(2));
       if (!b || b->numel() != W->dim(0)) return nullptr;
@@ -499,7 +502,7 @@ class Fuser {
   void fuse_edge_conv(size_t conv_i) {
     const auto& conv = *nodes_[conv_i];
     auto W = pointwise_conv(conv);
-    if (!W || W->dim(1) % 2 != 0) return;
+    if (!W || W->rank() != 4 || W->dim(1) % 2 != 0) return;
     auto node_of = [&](const std::string& name, const char* op, size_t user) -> int {
       const int i = producer(name);
       if (i < 0 || nodes_[i]->op_type() != op || !dom(static_cast<size_t>(i)) || !single_use(name, user)) return -1;
@@ -653,6 +656,121 @@ class Fuser {
       if (at.name() == "_quiver_fused")
         for (const auto& b : earlier) at.add_strings(b);
     for (int g : gone) alive_[static_cast<size_t>(g)] = false;
+    ++out_.fused_count;
+  }
+
+  // A node a position-wise chain can hold: a 1x1 Conv, an inference BatchNormalization with constant
+  // parameters and no fused activation, a GELU (erf or tanh form).
+  bool chain_member(size_t i) const {
+    const auto& n = *nodes_[i];
+    if (!dom(i) || n.output_size() != 1 || n.input_size() < 1) return false;
+    const auto& op = n.op_type();
+    if (op == "Conv") return pointwise_conv(n) != nullptr;
+    if (op == "Gelu") {
+      const auto* a = attr(n, "approximate");
+      return !a || a->s() == "none" || a->s() == "tanh";
+    }
+    if (op != "BatchNormalization" || n.input_size() != 5 || attr(n, "_quiver_act")) return false;
+    if (const auto* t = attr(n, "training_mode"); t && t->i() != 0) return false;
+    for (int k = 1; k < 5; ++k)
+      if (!f32_const(n.input(k))) return false;
+    return true;
+  }
+  // A run of position-wise nodes with two or more 1x1 Convs, each value inside read only by the next
+  // node (ParT's pair embedding: BatchNorm, GELU, then three Conv (+ BN folded) and GELUs; ParT's
+  // and DeepJet's per-particle convolutions)  =>  ai.quiver::PointwiseChain (ops/pointwisechain.cpp):
+  // the code emitter runs it a tile of positions at a time, so none of the [N, C, L] values between
+  // the nodes is alive. Seeded at each Conv, grown backwards and forwards.
+  void fuse_pointwise_chain(size_t conv_i) {
+    if (!chain_member(conv_i)) return;
+    std::vector<size_t> run{conv_i};
+    for (;;) {  // backwards
+      const std::string& in = nodes_[run.front()]->input(0);
+      const int pi = producer(in);
+      if (pi < 0 || !alive_[static_cast<size_t>(pi)] || !single_use(in, run.front()) || !chain_member(static_cast<size_t>(pi)))
+        break;
+      run.insert(run.begin(), static_cast<size_t>(pi));
+    }
+    for (;;) {  // forwards
+      const std::string& out = nodes_[run.back()]->output(0);
+      if (graph_outputs_.count(out)) break;
+      auto it = uses_.find(out);
+      if (it == uses_.end() || it->second.size() != 1 || it->second[0].input != 0) break;
+      const size_t u = it->second[0].node;
+      if (!alive_[u] || !chain_member(u)) break;
+      run.push_back(u);
+    }
+    size_t convs = 0;
+    for (size_t i : run) convs += nodes_[i]->op_type() == "Conv";
+    if (convs < 2) return;
+    std::vector<std::string> ins{nodes_[run.front()]->input(0)};
+    ::onnx::AttributeProto layers, acts, alphas, betas;
+    for (size_t i : run) {
+      const auto& n = *nodes_[i];
+      const auto& op = n.op_type();
+      std::string act;
+      float al = 0, be = 0;
+      if (op == "Conv") {
+        layers.add_strings("Conv");
+        auto W = pointwise_conv(n);
+        ins.push_back(n.input(1));
+        if (n.input_size() > 2 && !n.input(2).empty()) ins.push_back(n.input(2));
+        else {
+          Tensor z = Tensor::empty(DType::F32, {W->dim(0)});
+          std::fill(z.data<float>(), z.data<float>() + W->dim(0), 0.f);
+          ins.push_back(add_const(n.input(1), std::move(z)));
+        }
+        if (const auto* a = attr(n, "_quiver_act")) act = a->s();
+        if (const auto* a = attr(n, "_quiver_alpha")) al = a->f();
+        if (const auto* a = attr(n, "_quiver_beta")) be = a->f();
+      } else if (op == "Gelu") {
+        const auto* a = attr(n, "approximate");
+        layers.add_strings(a && a->s() == "tanh" ? "GeluTanh" : "Gelu");
+      } else {  // BatchNormalization as y = x * scale + shift, as emit_batchnorm folds it
+        layers.add_strings("Affine");
+        auto g = f32_const(n.input(1)), b = f32_const(n.input(2)), m = f32_const(n.input(3)), v = f32_const(n.input(4));
+        const int64_t C = g->numel();
+        if (b->numel() != C || m->numel() != C || v->numel() != C) return;
+        const auto* ea = attr(n, "epsilon");
+        const float eps = ea ? ea->f() : 1e-5f;
+        Tensor sc = Tensor::empty(DType::F32, {C}), sh = Tensor::empty(DType::F32, {C});
+        for (int64_t c = 0; c < C; ++c) {
+          sc.data<float>()[c] = g->data<float>()[c] / std::sqrt(v->data<float>()[c] + eps);
+          sh.data<float>()[c] = b->data<float>()[c] - m->data<float>()[c] * sc.data<float>()[c];
+        }
+        ins.push_back(add_const(n.input(1), std::move(sc)));
+        ins.push_back(add_const(n.input(2), std::move(sh)));
+      }
+      acts.add_strings(act);
+      alphas.add_floats(al);
+      betas.add_floats(be);
+    }
+    std::vector<std::string> earlier;  // what the members absorbed before (BatchNorms, activations)
+    for (size_t i : run)
+      if (const auto* f = attr(*nodes_[i], "_quiver_fused"))
+        for (const auto& x : f->strings())
+          if (x != node_label(*nodes_[i])) earlier.push_back(x);
+    const size_t last = run.back();
+    std::vector<int> from;
+    for (size_t i : run)
+      if (i != last) from.push_back(static_cast<int>(i));
+    replace_with(last, "PointwiseChain", ins, nodes_[last]->output(0), from);
+    auto* n = &out_.owned.back();
+    n->set_domain("ai.quiver");
+    auto put = [&](::onnx::AttributeProto& a, const char* name, ::onnx::AttributeProto::AttributeType t) {
+      a.set_name(name);
+      a.set_type(t);
+      *n->add_attribute() = a;
+    };
+    put(layers, "layers", ::onnx::AttributeProto::STRINGS);
+    put(acts, "acts", ::onnx::AttributeProto::STRINGS);
+    put(alphas, "alphas", ::onnx::AttributeProto::FLOATS);
+    put(betas, "betas", ::onnx::AttributeProto::FLOATS);
+    for (auto& a : *n->mutable_attribute())
+      if (a.name() == "_quiver_fused")
+        for (const auto& b : earlier) a.add_strings(b);
+    for (int i : from) alive_[static_cast<size_t>(i)] = false;
+    rebuild_uses();
     ++out_.fused_count;
   }
 

@@ -6,13 +6,17 @@
 //   Div(sqrt 2) -> Erf -> Add(1) -> Mul(x) -> Mul(0.5)           -> Gelu
 //   ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add (last axis) -> LayerNormalization
 //   Conv1x1(Concat(Tile(x), Transpose(Reshape(Gather(f, idx))) - Tile(x))) -> ai.quiver::EdgeConv
+//   EdgeConv -> 1x1 Conv ... -> ReduceMean over the edges                  -> EdgeConv with the block
+//   runs of 1x1 Conv / BatchNormalization / Gelu with >= 2 Convs           -> ai.quiver::PointwiseChain
 // The Transpose one is the CPU engine's (`cpu_engine_fusions`, every numerics) and the code emitter's in
 // default numerics (rt::gemm reads A transposed). Gelu and LayerNormalization are the CPU engine's and
 // the code emitter's (`emitter_fusions`; rt::erf_v, rt::layer_norm): device targets have no kernels for
 // them. Both also need `default_numerics`: they have no reproducible kernels, so
-// numerics=reproducible keeps the unfused ops. EdgeConv is the code emitter's (`emitter_fusions`: CompileOptions::fuse_edge_conv, which
-// quiver compile sets; default numerics only): its step sums in another order than the unfused Conv
-// (ops/edgeconv.cpp).
+// numerics=reproducible keeps the unfused ops. EdgeConv (with its block) and PointwiseChain are the code
+// emitter's (`emitter_fusions`: CompileOptions::fuse_edge_conv, which quiver compile sets; default
+// numerics only): their steps sum in another order than the unfused nodes and run a tile of points or
+// positions at a time, so the values between the nodes never exist whole (ops/edgeconv.cpp,
+// ops/pointwisechain.cpp).
 #pragma once
 #include <deque>
 #include <functional>

@@ -1005,6 +1005,95 @@ TEST(Aot, EdgeConvBlockRunsTileByTileAsTheEngine) {
   }
 }
 
+// Runs of position-wise nodes with two or more 1x1 Convs become one PointwiseChain step run a tile of
+// positions at a time: BatchNorm -> Gelu -> Conv + Relu -> Gelu (tanh) -> Conv without bias over
+// [N, 4, L], and Conv + LeakyRelu -> Conv over [N, 3, H, W]; a Conv whose output has a second reader
+// ends its run. Against the engine (unfused) with L spanning one to three tiles (512 rows), and the
+// engine's own kernel for a fused node against the unfused nodes.
+test::NumberedG<20> pointwise_graph(bool fused) {
+  test::NumberedG<20> g;
+  std::mt19937 rng(21);
+  std::uniform_real_distribution<float> u(-1, 1), pos(0.5f, 1.5f);
+  g.input("x", {-1, 4, -1});
+  g.input("z", {-1, 3, -1, -1});
+  for (int d : {2, 3})  // own symbols (numbered dims go by position)
+    g.g->mutable_input(1)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(d)->set_dim_param("z" + std::to_string(d));
+  g.init("w1", random_tensor({8, 4, 1}, rng, u));
+  g.init("b1", random_tensor({8}, rng, u));
+  g.init("w2", random_tensor({6, 8, 1}, rng, u));
+  g.init("v1", random_tensor({5, 3, 1, 1}, rng, u));
+  g.init("c1", random_tensor({5}, rng, u));
+  g.init("v2", random_tensor({7, 5, 1, 1}, rng, u));
+  g.init("c2", random_tensor({7}, rng, u));
+  if (fused) {  // only the second run, as the fusion would write it
+    auto* n = g.node("PointwiseChain", {"z", "v1", "c1", "v2", "c2"}, {"q"});
+    n->set_domain("ai.quiver");
+    auto* layers = test::add_attr(n, "layers", ::onnx::AttributeProto::STRINGS);
+    auto* acts = test::add_attr(n, "acts", ::onnx::AttributeProto::STRINGS);
+    auto* al = test::add_attr(n, "alphas", ::onnx::AttributeProto::FLOATS);
+    auto* be = test::add_attr(n, "betas", ::onnx::AttributeProto::FLOATS);
+    for (const char* l : {"Conv", "Conv"}) layers->add_strings(l);
+    for (const char* a : {"LeakyRelu", ""}) acts->add_strings(a);
+    for (float a : {0.1f, 0.f}) al->add_floats(a);
+    for (int i = 0; i < 2; ++i) be->add_floats(0.f);
+    g.output("q", {-1, 7, -1, -1});
+    return g;
+  }
+  g.init("sc", random_tensor({4}, rng, pos));
+  g.init("sh", random_tensor({4}, rng, u));
+  g.init("mu", random_tensor({4}, rng, u));
+  g.init("var", random_tensor({4}, rng, pos));
+  g.node("BatchNormalization", {"x", "sc", "sh", "mu", "var"}, {"bn"});
+  g.node("Gelu", {"bn"}, {"g1"});
+  g.node("Conv", {"g1", "w1", "b1"}, {"c1o"});
+  g.node("Relu", {"c1o"}, {"r1"});
+  test::attr_str(g.node("Gelu", {"r1"}, {"g2"}), "approximate", "tanh");
+  g.node("Conv", {"g2", "w2"}, {"y"});
+  g.output("y", {-1, 6, -1});
+  g.node("Conv", {"z", "v1", "c1"}, {"d1"});
+  test::attr_float(g.node("LeakyRelu", {"d1"}, {"e1"}), "alpha", 0.1f);
+  g.node("Conv", {"e1", "v2", "c2"}, {"q"});
+  g.output("q", {-1, 7, -1, -1});
+  // A run cut short: the first Conv's output is also a graph output, so only Conv -> Conv after it
+  // would remain with one Conv: no chain.
+  g.node("Conv", {"z", "v1", "c1"}, {"o1"});
+  g.node("Conv", {"o1", "v2", "c2"}, {"o2"});
+  g.output("o1", {-1, 5, -1, -1});
+  g.output("o2", {-1, 7, -1, -1});
+  return g;
+}
+
+TEST(Aot, PointwiseChainRunsTileByTileAsTheEngine) {
+  auto [lib, engine] = compile_graph(pointwise_graph(false), "pointwise");
+  std::ifstream src(out_root() / "pointwise" / "out" / "pointwise.cpp");
+  const std::string code((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
+  auto count = [&](const std::string& what) {
+    size_t c = 0;
+    for (size_t at = code.find(what); at != std::string::npos; at = code.find(what, at + 1)) ++c;
+    return c;
+  };
+  EXPECT_EQ(count("rt::pointwise_chain(a)"), 2u);
+  EXPECT_EQ(count("rt::conv(a)"), 2u) << "o1 and o2 stay Conv steps";
+  for (const char* node : {"bn_node (BatchNormalization)", "g1_node (Gelu)", "r1_node (Relu)", "g2_node (Gelu)", "e1_node (LeakyRelu)"})
+    EXPECT_NE(code.find(node), std::string::npos) << node << " named in the fused steps' comments";
+  std::mt19937 rng(22);
+  std::uniform_real_distribution<float> u(-2, 2);
+  const test::NumberedG<20> fg = pointwise_graph(true);
+  auto engine_fused = quiver::onnx::load_onnx_bytes(fg.bytes(), "", {}, {});
+  for (const auto& [n, l] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {2, 37}, {3, 512}, {2, 1100}}) {
+    const int64_t h = l % 7 + 1, w = (l + 1) / h + 1;
+    std::vector<Tensor> in{random_tensor({n, 4, l}, rng, u), random_tensor({n, 3, h, w * 4}, rng, u)};
+    const std::string what = "N " + std::to_string(n) + ", L " + std::to_string(l);
+    const auto want = engine->run_once(in);
+    expect_close(lib->run_once(in), want, what);
+    const std::vector<Tensor> q{want[1]};
+    expect_close(engine_fused->run_once(in), q, what + " (the engine's PointwiseChain kernel)");
+  }
+  // Wrong channels: an error naming the step, not garbage.
+  std::vector<Tensor> bad{random_tensor({1, 5, 3}, rng, u), random_tensor({1, 3, 2, 2}, rng, u)};
+  EXPECT_THROW(lib->run_once(bad), Error);
+}
+
 // NonZero's count is data-dependent: later steps (Transpose, Shape -> Gather -> ConstantOfShape,
 // ScatterND, ReduceSum) take it at run time; the workspace is sized for every element non-zero.
 TEST(Aot, NonZeroCountIsARuntimeDim) {
