@@ -74,6 +74,19 @@ std::pair<std::shared_ptr<const Model>, std::shared_ptr<const Model>> compile_gr
   return {aot::load_library(aot::build_shared(r, aot_test::compiler())), quiver::onnx::load_onnx(file)};
 }
 
+// The NAME.cpp that compile_graph(g, name) generated.
+std::string generated_code(const std::string& name) {
+  std::ifstream f(out_root() / name / "out" / (name + ".cpp"));
+  return std::string((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+// How often `what` occurs in `code`.
+size_t occurrences(const std::string& code, const std::string& what) {
+  size_t c = 0;
+  for (size_t at = code.find(what); at != std::string::npos; at = code.find(what, at + 1)) ++c;
+  return c;
+}
+
 struct DataSet {
   std::vector<Tensor> inputs, outputs;
 };
@@ -640,13 +653,8 @@ TEST(Aot, OneHotGemmIsAGatherOrSegmentSumsAsInTheEngine) {
   g.output("summed_wide", {-1, 2});
   g.output("dense", {-1, 5});
   const auto [lib, engine] = compile_graph(g, "one_hot");
-  std::ifstream f(out_root() / "one_hot" / "out" / "one_hot.cpp");
-  const std::string code((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  auto count = [&](const std::string& what) {
-    size_t c = 0;
-    for (size_t p = code.find(what); p != std::string::npos; p = code.find(what, p + 1)) ++c;
-    return c;
-  };
+  const std::string code = generated_code("one_hot");
+  auto count = [&](const std::string& what) { return occurrences(code, what); };
   EXPECT_EQ(count("rt::gather_columns(x0"), 1u);
   EXPECT_EQ(count("rt::segment_sums(x0"), 2u);
   EXPECT_EQ(count("rt::gemm(g);"), 1u);  // the B with a 2
@@ -904,11 +912,8 @@ test::NumberedG<13> edge_conv_graph(bool fused, bool block = false) {
 
 TEST(Aot, EdgeConvMatchesTheEngine) {
   auto [lib, engine] = compile_graph(edge_conv_graph(false), "edge_conv");
-  std::ifstream src(out_root() / "edge_conv" / "out" / "edge_conv.cpp");
-  const std::string code((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
-  size_t fused = 0;
-  for (size_t at = code.find("rt::edge_conv(a)"); at != std::string::npos; at = code.find("rt::edge_conv(a)", at + 1)) ++fused;
-  EXPECT_EQ(fused, 2u) << "both edge blocks fused";
+  const std::string code = generated_code("edge_conv");
+  EXPECT_EQ(occurrences(code, "rt::edge_conv(a)"), 2u) << "both edge blocks fused";
   // Each fused step's function is commented with every node it replaced.
   size_t named = 0;
   for (size_t at = code.find("\n// "); at != std::string::npos; at = code.find("\n// ", at + 1)) {
@@ -954,13 +959,8 @@ TEST(Aot, EdgeConvMatchesTheEngine) {
 // for the fused node against the unfused graph.
 TEST(Aot, EdgeConvBlockRunsTileByTileAsTheEngine) {
   auto [lib, engine] = compile_graph(edge_conv_graph(false, true), "edge_block");
-  std::ifstream src(out_root() / "edge_block" / "out" / "edge_block.cpp");
-  const std::string code((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
-  auto count = [&](const std::string& what) {
-    size_t c = 0;
-    for (size_t at = code.find(what); at != std::string::npos; at = code.find(what, at + 1)) ++c;
-    return c;
-  };
+  const std::string code = generated_code("edge_block");
+  auto count = [&](const std::string& what) { return occurrences(code, what); };
   EXPECT_EQ(count("rt::edge_mean(a)"), 2u);
   EXPECT_EQ(count("rt::edge_conv(a)"), 0u);
   EXPECT_EQ(count("rt::conv(a)"), 0u);
@@ -997,12 +997,8 @@ TEST(Aot, EdgeConvBlockRunsTileByTileAsTheEngine) {
   }
   std::vector<Tensor> bad{random_tensor({1, 3, 2}, rng, u), Tensor::from_vector<int64_t>({0, 1, 2, 0, 1, 0, 1, 0}, {8})};
   EXPECT_THROW(engine_fused->run_once(bad), Error);
-  try {
-    lib->run_once(bad);
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
-  }
+  const Error e = test::expect_error([&] { lib->run_once(bad); });
+  EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
 }
 
 // Runs of position-wise nodes with two or more 1x1 Convs become one PointwiseChain step run a tile of
@@ -1065,13 +1061,8 @@ test::NumberedG<20> pointwise_graph(bool fused) {
 
 TEST(Aot, PointwiseChainRunsTileByTileAsTheEngine) {
   auto [lib, engine] = compile_graph(pointwise_graph(false), "pointwise");
-  std::ifstream src(out_root() / "pointwise" / "out" / "pointwise.cpp");
-  const std::string code((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
-  auto count = [&](const std::string& what) {
-    size_t c = 0;
-    for (size_t at = code.find(what); at != std::string::npos; at = code.find(what, at + 1)) ++c;
-    return c;
-  };
+  const std::string code = generated_code("pointwise");
+  auto count = [&](const std::string& what) { return occurrences(code, what); };
   EXPECT_EQ(count("rt::pointwise_chain(a)"), 2u);
   EXPECT_EQ(count("rt::conv(a)"), 2u) << "o1 and o2 stay Conv steps";
   for (const char* node : {"bn_node (BatchNormalization)", "g1_node (Gelu)", "r1_node (Relu)", "g2_node (Gelu)", "e1_node (LeakyRelu)"})
