@@ -462,14 +462,6 @@ class Fuser {
     ++out_.fused_count;
   }
 
-  // ParticleNet's EdgeConv features and their first 1x1 convolution, as PyTorch exports
-  // get_graph_feature (v2: features gathered along axis 1 of a [C, N*P] transpose):
-  //   g = Gather(f, idx, axis 1); G = Transpose(Reshape(g, s), perm 1,0,2,3); T = Tile(x, [1,1,1,k])
-  //   y = Conv(Concat(T, Sub(G, T), axis 1), W [O, 2C, 1, 1], b)
-  // =>  ai.quiver::EdgeConv(x, f, idx, s, W, b) with attribute k: the code emitter computes it as
-  // (W1 - W2) x + W2 f over the points and one gather-add over the edges (ops/edgeconv.cpp), no
-  // [2C, P, k] tensor and a k times smaller product. Dims the graph computes at run time (s) are
-  // checked by the step.
   // The constant weights [O, C, 1...] of a Conv that is a product over positions (1x1 kernel, unit
   // strides and dilations, no padding, one group; a constant bias of O values or none); null otherwise.
   std::shared_ptr<const Tensor> pointwise_conv(const ::onnx::NodeProto& conv) const {
@@ -499,6 +491,44 @@ class Fuser {
     return W;
   }
 
+  // A float zero bias of n values, named after the weights `w` it goes with.
+  std::string zero_bias(const std::string& w, int64_t n) {
+    Tensor z = Tensor::empty(DType::F32, {n});
+    std::fill(z.data<float>(), z.data<float>() + n, 0.f);
+    return add_const(w, std::move(z));
+  }
+  // Per-layer activations of a fused chain (attributes acts / alphas / betas): the fused activation of
+  // `conv`, or none for a layer without one (conv null).
+  struct LayerActs {
+    ::onnx::AttributeProto acts, alphas, betas;
+    void add(const ::onnx::NodeProto* conv) {
+      const auto* k = conv ? attr(*conv, "_quiver_act") : nullptr;
+      const auto* al = conv ? attr(*conv, "_quiver_alpha") : nullptr;
+      const auto* be = conv ? attr(*conv, "_quiver_beta") : nullptr;
+      acts.add_strings(k ? k->s() : "");
+      alphas.add_floats(al ? al->f() : 0.f);
+      betas.add_floats(be ? be->f() : 0.f);
+    }
+    void put_on(::onnx::NodeProto* n) {
+      put(n, acts, "acts", ::onnx::AttributeProto::STRINGS);
+      put(n, alphas, "alphas", ::onnx::AttributeProto::FLOATS);
+      put(n, betas, "betas", ::onnx::AttributeProto::FLOATS);
+    }
+  };
+  static void put(::onnx::NodeProto* n, ::onnx::AttributeProto a, const char* name, ::onnx::AttributeProto::AttributeType t) {
+    a.set_name(name);
+    a.set_type(t);
+    *n->add_attribute() = std::move(a);
+  }
+
+  // ParticleNet's EdgeConv features and their first 1x1 convolution, as PyTorch exports
+  // get_graph_feature (v2: features gathered along axis 1 of a [C, N*P] transpose):
+  //   g = Gather(f, idx, axis 1); G = Transpose(Reshape(g, s), perm 1,0,2,3); T = Tile(x, [1,1,1,k])
+  //   y = Conv(Concat(T, Sub(G, T), axis 1), W [O, 2C, 1, 1], b)
+  // =>  ai.quiver::EdgeConv(x, f, idx, s, W, b) with attribute k: the code emitter computes it as
+  // (W1 - W2) x + W2 f over the points and one gather-add over the edges (ops/edgeconv.cpp), no
+  // [2C, P, k] tensor and a k times smaller product. Dims the graph computes at run time (s) are
+  // checked by the step.
   void fuse_edge_conv(size_t conv_i) {
     const auto& conv = *nodes_[conv_i];
     auto W = pointwise_conv(conv);
@@ -614,36 +644,19 @@ class Fuser {
       if (W->dim(1) != ch) return;
       ch = W->dim(0);
     }
-    auto zeros = [&](const std::string& base, int64_t n) {
-      Tensor z = Tensor::empty(DType::F32, {n});
-      std::fill(z.data<float>(), z.data<float>() + n, 0.f);
-      return add_const(base, std::move(z));
-    };
     auto* n = clone(static_cast<size_t>(ei));
-    if (n->input_size() == 5) n->add_input(zeros(ec.input(4), W0->dim(0)));
-    auto* acts = n->add_attribute();
-    acts->set_name("acts");
-    acts->set_type(::onnx::AttributeProto::STRINGS);
-    auto* alphas = n->add_attribute();
-    alphas->set_name("alphas");
-    alphas->set_type(::onnx::AttributeProto::FLOATS);
-    auto* betas = n->add_attribute();
-    betas->set_name("betas");
-    betas->set_type(::onnx::AttributeProto::FLOATS);
+    if (n->input_size() == 5) n->add_input(zero_bias(ec.input(4), W0->dim(0)));
+    LayerActs la;
     std::vector<std::string> earlier;  // what the convolutions absorbed before (BatchNorm, Relu)
     for (int c : convs) {
       const auto& cv = *nodes_[static_cast<size_t>(c)];
       n->add_input(cv.input(1));
       if (cv.input_size() > 2 && !cv.input(2).empty()) n->add_input(cv.input(2));
-      else n->add_input(zeros(cv.input(1), f32_const(cv.input(1))->dim(0)));
-      const auto* a = attr(cv, "_quiver_act");
-      acts->add_strings(a ? a->s() : "");
-      const auto* al = attr(cv, "_quiver_alpha");
-      const auto* be = attr(cv, "_quiver_beta");
-      alphas->add_floats(al ? al->f() : 0.f);
-      betas->add_floats(be ? be->f() : 0.f);
+      else n->add_input(zero_bias(cv.input(1), f32_const(cv.input(1))->dim(0)));
+      la.add(&cv);
       if (const auto* f = attr(cv, "_quiver_fused")) earlier.insert(earlier.end(), f->strings().begin(), f->strings().end());
     }
+    la.put_on(n);
     auto* k = n->add_attribute();
     k->set_name("mean_keepdims");
     k->set_type(::onnx::AttributeProto::INT);
@@ -704,25 +717,17 @@ class Fuser {
     for (size_t i : run) convs += nodes_[i]->op_type() == "Conv";
     if (convs < 2) return;
     std::vector<std::string> ins{nodes_[run.front()]->input(0)};
-    ::onnx::AttributeProto layers, acts, alphas, betas;
+    ::onnx::AttributeProto layers;
+    LayerActs la;
     for (size_t i : run) {
       const auto& n = *nodes_[i];
       const auto& op = n.op_type();
-      std::string act;
-      float al = 0, be = 0;
+      la.add(op == "Conv" ? &n : nullptr);
       if (op == "Conv") {
         layers.add_strings("Conv");
-        auto W = pointwise_conv(n);
         ins.push_back(n.input(1));
         if (n.input_size() > 2 && !n.input(2).empty()) ins.push_back(n.input(2));
-        else {
-          Tensor z = Tensor::empty(DType::F32, {W->dim(0)});
-          std::fill(z.data<float>(), z.data<float>() + W->dim(0), 0.f);
-          ins.push_back(add_const(n.input(1), std::move(z)));
-        }
-        if (const auto* a = attr(n, "_quiver_act")) act = a->s();
-        if (const auto* a = attr(n, "_quiver_alpha")) al = a->f();
-        if (const auto* a = attr(n, "_quiver_beta")) be = a->f();
+        else ins.push_back(zero_bias(n.input(1), pointwise_conv(n)->dim(0)));
       } else if (op == "Gelu") {
         const auto* a = attr(n, "approximate");
         layers.add_strings(a && a->s() == "tanh" ? "GeluTanh" : "Gelu");
@@ -741,9 +746,6 @@ class Fuser {
         ins.push_back(add_const(n.input(1), std::move(sc)));
         ins.push_back(add_const(n.input(2), std::move(sh)));
       }
-      acts.add_strings(act);
-      alphas.add_floats(al);
-      betas.add_floats(be);
     }
     std::vector<std::string> earlier;  // what the members absorbed before (BatchNorms, activations)
     for (size_t i : run)
@@ -757,15 +759,8 @@ class Fuser {
     replace_with(last, "PointwiseChain", ins, nodes_[last]->output(0), from);
     auto* n = &out_.owned.back();
     n->set_domain("ai.quiver");
-    auto put = [&](::onnx::AttributeProto& a, const char* name, ::onnx::AttributeProto::AttributeType t) {
-      a.set_name(name);
-      a.set_type(t);
-      *n->add_attribute() = a;
-    };
-    put(layers, "layers", ::onnx::AttributeProto::STRINGS);
-    put(acts, "acts", ::onnx::AttributeProto::STRINGS);
-    put(alphas, "alphas", ::onnx::AttributeProto::FLOATS);
-    put(betas, "betas", ::onnx::AttributeProto::FLOATS);
+    put(n, std::move(layers), "layers", ::onnx::AttributeProto::STRINGS);
+    la.put_on(n);
     for (auto& a : *n->mutable_attribute())
       if (a.name() == "_quiver_fused")
         for (const auto& b : earlier) a.add_strings(b);
