@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 
@@ -111,18 +112,26 @@ class Fuser {
     nodes_[i] = &out_.owned.back();
     return &out_.owned.back();
   }
-  // Records on rewritten node `n` the nodes it absorbed (attribute _quiver_fused, fusion.hpp).
-  void absorbed(::onnx::NodeProto* n, const std::vector<int>& from, const std::string& first = "") {
-    ::onnx::AttributeProto* a = nullptr;
+  // The list of nodes rewritten node `n` absorbed (attribute _quiver_fused, fusion.hpp), made on first use.
+  static ::onnx::AttributeProto* record(::onnx::NodeProto* n) {
     for (auto& at : *n->mutable_attribute())
-      if (at.name() == "_quiver_fused") a = &at;
-    if (!a) {
-      a = n->add_attribute();
-      a->set_name("_quiver_fused");
-      a->set_type(::onnx::AttributeProto::STRINGS);
-    }
+      if (at.name() == "_quiver_fused") return &at;
+    auto* a = n->add_attribute();
+    a->set_name("_quiver_fused");
+    a->set_type(::onnx::AttributeProto::STRINGS);
+    return a;
+  }
+  // Records on `n` the nodes `from`, each followed by what it had absorbed itself (a chain that takes
+  // a Conv with a folded BatchNorm names the BatchNorm too).
+  void absorbed(::onnx::NodeProto* n, const std::vector<int>& from, const std::string& first = "") {
+    ::onnx::AttributeProto* a = record(n);
     if (!first.empty()) a->add_strings(first);
-    for (int i : from) a->add_strings(node_label(*nodes_[static_cast<size_t>(i)]));
+    for (int i : from) {
+      const auto& f = *nodes_[static_cast<size_t>(i)];
+      a->add_strings(node_label(f));
+      if (const auto* had = attr(f, "_quiver_fused"))
+        for (const auto& x : had->strings()) a->add_strings(x);
+    }
   }
   std::string add_const(const std::string& base, Tensor t) {
     std::string name = base + "__quiver_fused_" + std::to_string(out_.new_constants.size());
@@ -190,6 +199,8 @@ class Fuser {
   void replace_with(size_t at, const char* op_type, std::vector<std::string> inputs, const std::string& output,
                     const std::vector<int>& from) {
     const std::string was = node_label(*nodes_[at]);
+    std::vector<std::string> had;  // what the node had absorbed before
+    if (const auto* f = attr(*nodes_[at], "_quiver_fused")) had.assign(f->strings().begin(), f->strings().end());
     auto* n = clone(at);
     n->set_op_type(op_type);
     n->clear_domain();
@@ -198,7 +209,9 @@ class Fuser {
     n->clear_output();
     n->add_output(output);
     n->clear_attribute();
-    absorbed(n, from, was);
+    absorbed(n, {}, was);
+    for (auto& x : had) record(n)->add_strings(std::move(x));
+    absorbed(n, from);
   }
 
   // PyTorch's exact GELU as exported before opset 20:
@@ -234,11 +247,20 @@ class Fuser {
   // ReduceMean over the last axis, keepdims (axes as attribute before opset 18, as input after).
   bool mean_last_axis(const ::onnx::NodeProto& n) const {
     if (const auto* kd = attr(n, "keepdims"); kd && kd->i() == 0) return false;
-    if (const auto* nw = attr(n, "noop_with_empty_axes"); nw && nw->i() != 0) return false;
-    if (const auto* ax = attr(n, "axes")) return n.input_size() == 1 && ax->ints_size() == 1 && ax->ints(0) == -1;
-    if (n.input_size() != 2) return false;
-    auto t = i64_const(n.input(1));
-    return t && t->numel() == 1 && t->data<int64_t>()[0] == -1;
+    const auto axes = reduce_axes(n);
+    return axes && *axes == std::vector<int64_t>{-1};
+  }
+  // The constant axes of a Reduce* node (attribute before opset 18, input after); nullopt when they
+  // are not constant, or empty with noop_with_empty_axes.
+  std::optional<std::vector<int64_t>> reduce_axes(const ::onnx::NodeProto& n) const {
+    if (const auto* nw = attr(n, "noop_with_empty_axes"); nw && nw->i() != 0) return std::nullopt;
+    if (const auto* ax = attr(n, "axes")) {
+      if (n.input_size() != 1) return std::nullopt;
+      return std::vector<int64_t>(ax->ints().begin(), ax->ints().end());
+    }
+    auto t = n.input_size() == 2 ? i64_const(n.input(1)) : nullptr;
+    if (!t) return std::nullopt;
+    return std::vector<int64_t>(t->data<int64_t>(), t->data<int64_t>() + t->numel());
   }
   // LayerNorm over the last axis as PyTorch exports it before opset 17:
   //   m = ReduceMean(x); d = Sub(x, m); v = ReduceMean(Pow(d, 2)); y = Div(d, Sqrt(Add(v, eps)))
@@ -572,21 +594,13 @@ class Fuser {
     std::vector<std::string> ins{nodes_[ti]->input(0), nodes_[gi]->input(0), nodes_[gi]->input(1), nodes_[ri]->input(1),
                                  conv.input(1)};
     if (conv.input_size() > 2 && !conv.input(2).empty()) ins.push_back(conv.input(2));
-    std::vector<::onnx::AttributeProto> keep;  // the fused activation
-    const ::onnx::AttributeProto* earlier = nullptr;  // what the Conv absorbed before (BatchNorm, Relu)
-    for (const auto& a : conv.attribute()) {
-      if (a.name() == "_quiver_fused") earlier = &a;
-      else if (a.name().rfind("_quiver_", 0) == 0) keep.push_back(a);
-    }
-    const std::vector<std::string> before = earlier ? std::vector<std::string>(earlier->strings().begin(), earlier->strings().end())
-                                                    : std::vector<std::string>{};
+    std::vector<::onnx::AttributeProto> keep;  // the fused activation (replace_with keeps the record)
+    for (const auto& a : conv.attribute())
+      if (a.name() != "_quiver_fused" && a.name().rfind("_quiver_", 0) == 0) keep.push_back(a);
     replace_with(conv_i, "EdgeConv", ins, conv.output(0), {gi, ri, tri, ti, si, ci});
     auto* n = &out_.owned.back();
     n->set_domain("ai.quiver");
     for (auto& a : keep) *n->add_attribute() = std::move(a);
-    for (auto& a : *n->mutable_attribute())
-      if (a.name() == "_quiver_fused")
-        for (const auto& b : before) a.add_strings(b);
     auto* k = n->add_attribute();
     k->set_name("k");
     k->set_type(::onnx::AttributeProto::INT);
@@ -605,17 +619,8 @@ class Fuser {
     if (rm.input_size() < 1 || rm.output_size() != 1) return;
     const auto* kd = attr(rm, "keepdims");
     const int64_t keep = kd ? kd->i() : 1;
-    if (const auto* nw = attr(rm, "noop_with_empty_axes"); nw && nw->i() != 0) return;
-    std::vector<int64_t> axes;
-    if (const auto* ax = attr(rm, "axes")) {
-      if (rm.input_size() != 1) return;
-      axes.assign(ax->ints().begin(), ax->ints().end());
-    } else {
-      auto t = rm.input_size() == 2 ? i64_const(rm.input(1)) : nullptr;
-      if (!t) return;
-      axes.assign(t->data<int64_t>(), t->data<int64_t>() + t->numel());
-    }
-    if (axes.size() != 1 || (axes[0] != 3 && axes[0] != -1)) return;
+    const auto axes = reduce_axes(rm);
+    if (!axes || axes->size() != 1 || ((*axes)[0] != 3 && (*axes)[0] != -1)) return;
     std::vector<int> convs;  // from the mean back to the EdgeConv
     std::string cur = rm.input(0);
     size_t user = mean_i;
@@ -647,14 +652,12 @@ class Fuser {
     auto* n = clone(static_cast<size_t>(ei));
     if (n->input_size() == 5) n->add_input(zero_bias(ec.input(4), W0->dim(0)));
     LayerActs la;
-    std::vector<std::string> earlier;  // what the convolutions absorbed before (BatchNorm, Relu)
     for (int c : convs) {
       const auto& cv = *nodes_[static_cast<size_t>(c)];
       n->add_input(cv.input(1));
       if (cv.input_size() > 2 && !cv.input(2).empty()) n->add_input(cv.input(2));
       else n->add_input(zero_bias(cv.input(1), f32_const(cv.input(1))->dim(0)));
       la.add(&cv);
-      if (const auto* f = attr(cv, "_quiver_fused")) earlier.insert(earlier.end(), f->strings().begin(), f->strings().end());
     }
     la.put_on(n);
     auto* k = n->add_attribute();
@@ -665,9 +668,6 @@ class Fuser {
     std::vector<int> gone = convs;
     gone.push_back(static_cast<int>(mean_i));
     absorbed(n, gone);
-    for (auto& at : *n->mutable_attribute())
-      if (at.name() == "_quiver_fused")
-        for (const auto& b : earlier) at.add_strings(b);
     for (int g : gone) alive_[static_cast<size_t>(g)] = false;
     ++out_.fused_count;
   }
@@ -685,8 +685,9 @@ class Fuser {
     }
     if (op != "BatchNormalization" || n.input_size() != 5 || attr(n, "_quiver_act")) return false;
     if (const auto* t = attr(n, "training_mode"); t && t->i() != 0) return false;
+    auto g = f32_const(n.input(1));
     for (int k = 1; k < 5; ++k)
-      if (!f32_const(n.input(k))) return false;
+      if (auto p = f32_const(n.input(k)); !p || p->numel() != g->numel()) return false;
     return true;
   }
   // A run of position-wise nodes with two or more 1x1 Convs, each value inside read only by the next
@@ -734,24 +735,15 @@ class Fuser {
       } else {  // BatchNormalization as y = x * scale + shift, as emit_batchnorm folds it
         layers.add_strings("Affine");
         auto g = f32_const(n.input(1)), b = f32_const(n.input(2)), m = f32_const(n.input(3)), v = f32_const(n.input(4));
-        const int64_t C = g->numel();
-        if (b->numel() != C || m->numel() != C || v->numel() != C) return;
+        const int64_t C = g->numel();  // all four of C values (chain_member)
         const auto* ea = attr(n, "epsilon");
-        const float eps = ea ? ea->f() : 1e-5f;
         Tensor sc = Tensor::empty(DType::F32, {C}), sh = Tensor::empty(DType::F32, {C});
-        for (int64_t c = 0; c < C; ++c) {
-          sc.data<float>()[c] = g->data<float>()[c] / std::sqrt(v->data<float>()[c] + eps);
-          sh.data<float>()[c] = b->data<float>()[c] - m->data<float>()[c] * sc.data<float>()[c];
-        }
+        batchnorm_affine(g->data<float>(), b->data<float>(), m->data<float>(), v->data<float>(), ea ? ea->f() : 1e-5f, C,
+                         sc.data<float>(), sh.data<float>());
         ins.push_back(add_const(n.input(1), std::move(sc)));
         ins.push_back(add_const(n.input(2), std::move(sh)));
       }
     }
-    std::vector<std::string> earlier;  // what the members absorbed before (BatchNorms, activations)
-    for (size_t i : run)
-      if (const auto* f = attr(*nodes_[i], "_quiver_fused"))
-        for (const auto& x : f->strings())
-          if (x != node_label(*nodes_[i])) earlier.push_back(x);
     const size_t last = run.back();
     std::vector<int> from;
     for (size_t i : run)
@@ -761,9 +753,6 @@ class Fuser {
     n->set_domain("ai.quiver");
     put(n, std::move(layers), "layers", ::onnx::AttributeProto::STRINGS);
     la.put_on(n);
-    for (auto& a : *n->mutable_attribute())
-      if (a.name() == "_quiver_fused")
-        for (const auto& b : earlier) a.add_strings(b);
     for (int i : from) alive_[static_cast<size_t>(i)] = false;
     rebuild_uses();
     ++out_.fused_count;

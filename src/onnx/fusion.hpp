@@ -18,6 +18,8 @@
 // positions at a time, so the values between the nodes never exist whole (ops/edgeconv.cpp,
 // ops/pointwisechain.cpp).
 #pragma once
+#include <cmath>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -49,6 +51,17 @@ FusedGraph fuse_graph(const ::onnx::GraphProto& g, bool enabled, const ConstLook
 // "_quiver_act" (string) and "_quiver_alpha"/"_quiver_beta" (floats).
 // Every rewritten node also lists the nodes it absorbed, as their node_label()s, in attribute
 // "_quiver_fused" (strings; quiver compile names them in the generated code).
+// Inference BatchNormalization as y = x * scale + shift, scale = gamma / sqrt(var + eps) and shift =
+// beta - mean * scale: how the code emitter runs it (emit_batchnorm, and the PointwiseChain fusion's
+// Affine layers). fold_bn keeps its own order of operations for the Conv's bias.
+inline void batchnorm_affine(const float* gamma, const float* beta, const float* mean, const float* var, float eps,
+                             int64_t n, float* scale, float* shift) {
+  for (int64_t c = 0; c < n; ++c) {
+    scale[c] = gamma[c] / std::sqrt(var[c] + eps);
+    shift[c] = beta[c] - mean[c] * scale[c];
+  }
+}
+
 enum class Activation { None, Relu, LeakyRelu, Sigmoid, Tanh, Clip };
 struct ActivationSpec {
   Activation kind = Activation::None;

@@ -24,4 +24,16 @@ inline ActivationSpec fused_activation(const BuildContext& ctx) {
                           ctx.attrs().get_float("_quiver_beta", 0.f));
 }
 
+// The activations of the `n` layers of a fused chain (attributes acts / alphas / betas, written by the
+// fusion pass: EdgeConv's block, PointwiseChain).
+inline std::vector<ActivationSpec> layer_activations(const BuildContext& ctx, size_t n) {
+  const auto acts = ctx.attrs().get_strings("acts");
+  const auto alphas = ctx.attrs().get_floats("alphas");
+  const auto betas = ctx.attrs().get_floats("betas");
+  if (acts.size() != n || alphas.size() != n || betas.size() != n) ctx.fail("acts, alphas and betas must have one entry per layer");
+  std::vector<ActivationSpec> r;
+  for (size_t l = 0; l < n; ++l) r.push_back(activation_named(acts[l], alphas[l], betas[l]));
+  return r;
+}
+
 }  // namespace quiver::onnx

@@ -197,10 +197,7 @@ void emit_batchnorm(Emit& e) {
   read_param(*e.in(3).constant, mean.data());
   read_param(*e.in(4).constant, var.data());
   Tensor a = Tensor::empty(DType::F32, {C}), b = Tensor::empty(DType::F32, {C});
-  for (int64_t c = 0; c < C; ++c) {
-    a.data<float>()[c] = sc[static_cast<size_t>(c)] / std::sqrt(var[static_cast<size_t>(c)] + eps);
-    b.data<float>()[c] = bi[static_cast<size_t>(c)] - mean[static_cast<size_t>(c)] * a.data<float>()[c];
-  }
+  batchnorm_affine(sc.data(), bi.data(), mean.data(), var.data(), eps, C, a.data<float>(), b.data<float>());
   for (size_t i = 1; i < 5; ++i) e.dims_only(i);
   const int r = e.rank_in(0);
   if (r < 2) e.refuse("input rank below 2");

@@ -45,10 +45,7 @@ Block read_block(const BuildContext& ctx, int64_t O0) {
   blk.keepdims = ctx.attrs().get_int("mean_keepdims", 0) != 0;
   if (ctx.num_inputs() < 6 || (ctx.num_inputs() - 6) % 2 != 0) ctx.fail("a block needs b and (W, b) pairs");
   const size_t L = (ctx.num_inputs() - 6) / 2;
-  const auto acts = ctx.attrs().get_strings("acts");
-  const auto alphas = ctx.attrs().get_floats("alphas");
-  const auto betas = ctx.attrs().get_floats("betas");
-  if (acts.size() != L || alphas.size() != L || betas.size() != L) ctx.fail("acts, alphas and betas must have one entry per layer");
+  blk.acts = layer_activations(ctx, L);
   int64_t ch = O0;
   for (size_t l = 0; l < L; ++l) {
     const ValueInfo& w = ctx.input(6 + 2 * l);
@@ -61,7 +58,6 @@ Block read_block(const BuildContext& ctx, int64_t O0) {
       ctx.fail("layer " + std::to_string(l + 1) + ": b must be constant float [" + std::to_string(ch) + "]");
     blk.W.push_back(w.constant);
     blk.b.push_back(b.constant);
-    blk.acts.push_back(activation_named(acts[l], alphas[l], betas[l]));
   }
   if (!ctx.has_input(5) || !ctx.input(5).constant || ctx.input(5).constant->numel() != O0)
     ctx.fail("b must be constant float [" + std::to_string(O0) + "]");

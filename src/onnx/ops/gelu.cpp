@@ -38,9 +38,9 @@ void emit_gelu(Emit& e) {
   if (e.reproducible()) e.refuse("Gelu has no reproducible emission");
   const std::string a = e.attrs().get_string("approximate", "none");
   if (a == "tanh")
-    emit_unary("0.5f * v * (1.f + rt::tanh_v(0.7978845608f * (v + 0.044715f * v * v * v)))", {DType::F32})(e);
+    emit_unary("rt::gelu_tanh_v(v)", {DType::F32})(e);
   else if (a == "none")
-    emit_unary("0.5f * v * (1.f + rt::erf_v(v * 0.70710678f))", {DType::F32})(e);
+    emit_unary("rt::gelu_v(v)", {DType::F32})(e);
   else
     e.refuse("approximate must be 'none' or 'tanh', got '" + a + "'");
 }

@@ -42,11 +42,8 @@ int64_t chain_channels(const BuildContext& ctx) {
 std::vector<Layer> read_layers(const BuildContext& ctx) {
   const int64_t C = chain_channels(ctx);
   const auto kinds = ctx.attrs().get_strings("layers");
-  const auto acts = ctx.attrs().get_strings("acts");
-  const auto alphas = ctx.attrs().get_floats("alphas");
-  const auto betas = ctx.attrs().get_floats("betas");
-  if (kinds.empty() || acts.size() != kinds.size() || alphas.size() != kinds.size() || betas.size() != kinds.size())
-    ctx.fail("layers, acts, alphas and betas must have one entry per layer");
+  if (kinds.empty()) ctx.fail("a chain needs layers");
+  const std::vector<ActivationSpec> acts = layer_activations(ctx, kinds.size());
   std::vector<Layer> ls;
   size_t at = 1;
   int64_t ch = C;
@@ -68,7 +65,7 @@ std::vector<Layer> read_layers(const BuildContext& ctx) {
         if (y.p->dim(d) != 1) ctx.fail("layer " + std::to_string(l) + ": W must be a 1x1 kernel");
       y.out = y.p->dim(0);
       if (y.q->numel() != y.out) ctx.fail("layer " + std::to_string(l) + ": b must have " + std::to_string(y.out) + " values");
-      y.act = activation_named(acts[l], alphas[l], betas[l]);
+      y.act = acts[l];
     } else if (kinds[l] == "Affine") {
       y.kind = Kind::Affine;
       y.p = constant(at, "scale");
