@@ -11,7 +11,8 @@
 //     computes (a fused group is one step), commented with its ONNX nodes, called in order by compute().
 // A data-dependent dim (NonZero's count, EmittedStep::data_dims) is its bound in pass 1; pass 2 sets
 // it, computes the dims (and small values) of every step downstream of it again, and checks each
-// against the bytes the layout gave its buffer.
+// against the bytes the layout gave its buffer. A graph output whose runtime dims follow from one is
+// sized by its bound; run() reports the dims it wrote (Outputs::dims, the C ABI's run_dims).
 // The frame (dims of every value, buffer offsets, the small values) lives at the start of the workspace,
 // so the generated code keeps no state of its own.
 #include <dlfcn.h>
@@ -31,6 +32,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -109,7 +111,20 @@ struct Value {
   int step = -1;     // defining step (-1: graph input)
   bool small = false;
   bool dyn = false;  // dims (or small data) depend on a data-dependent dim: computed again in pass 2
+  // dims (or, for a small value, its data) may differ from the bound: a data-dependent dim reaches
+  // them (dd <= dyn: a step computed again may still give the same dims, e.g. ScatterND's, its data's)
+  bool dd = false;
+  std::optional<std::vector<int64_t>> dims;  // as the compiler typed it (-1: runtime)
 };
+
+// Whether generated `code` names the identifier `id` (an emitter's shape code sees input k only as
+// I<k> and x<k>, emit.hpp: an input it does not name cannot set its output's dims).
+bool names(const std::string& code, const std::string& id) {
+  auto part = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; };
+  for (size_t at = code.find(id); at != std::string::npos; at = code.find(id, at + 1))
+    if ((at == 0 || !part(code[at - 1])) && (at + id.size() == code.size() || !part(code[at + id.size()]))) return true;
+  return false;
+}
 
 // A region of the workspace: the values it holds (its first value, the views of it, and the outputs
 // of steps the engine's plan runs in place on it) and the steps from its first value's to its last
@@ -211,6 +226,7 @@ class Generator {
   std::string weights_file() const;
   std::string cmake() const;
   std::string info_json() const;
+  std::vector<int64_t> dd_axes(size_t k) const;
 
   const ModelInfo& info_;
   const Plan& plan_;
@@ -237,21 +253,25 @@ class Generator {
   std::vector<int> output_values_;                         // per graph output: value id (<= -2: constant)
   std::vector<uint8_t> small_steps_;                       // per step: runs in the shape pass
   std::vector<uint8_t> redo_steps_;                        // per step: reads a dyn value (dims again in pass 2)
+  std::vector<uint8_t> dd_out_;                            // per graph output: its dims may depend on the data
+  bool has_dd_ = false;                                    // some dd_out_: Outputs::dims, run(..., Outputs&)
   size_t small_bytes_ = 0;
 };
 
+// `s`, or s_2, s_3, ... if `seen` has it; then in `seen`.
+std::string unique_in(std::set<std::string>& seen, std::string s) {
+  std::string b = s;
+  for (int k = 2; seen.count(s); ++k) s = b + "_" + std::to_string(k);
+  seen.insert(s);
+  return s;
+}
+
 void Generator::collect_dims() {
   const auto& info = info_;
-  std::set<std::string> seen_in, seen_out;
-  auto unique = [](std::set<std::string>& seen, std::string s) {
-    std::string b = s;
-    for (int k = 2; seen.count(s); ++k) s = b + "_" + std::to_string(k);
-    seen.insert(s);
-    return s;
-  };
+  std::set<std::string> seen_in;
   for (size_t i = 0; i < info.inputs.size(); ++i) {
     const auto& ti = info.inputs[i];
-    in_names_.push_back(unique(seen_in, ident(ti.name)));
+    in_names_.push_back(unique_in(seen_in, ident(ti.name)));
     std::vector<std::string> axes;
     for (size_t a = 0; a < ti.shape.size(); ++a) {
       const Dim& d = ti.shape[a];
@@ -262,7 +282,6 @@ void Generator::collect_dims() {
     }
     input_dims_.push_back(axes);
   }
-  for (const auto& to : info.outputs) out_names_.push_back(unique(seen_out, ident(to.name)));
   for (const auto& [k, v] : opt_.max_dims)
     if (std::find(dims_.begin(), dims_.end(), ident(k)) == dims_.end())
       throw_error(ErrorCode::InvalidArgument, "--max-dim names '" + k + "', which is not a symbolic dim of the inputs",
@@ -341,6 +360,14 @@ void Generator::walk() {
     }
     for (size_t i = 0; i < ins.size() && small; ++i)
       if (ins[i] != -1 && i < e.reads_data.size() && e.reads_data[i] && !known(ins[i])) small = false;
+    // Data-dependent inputs: any (a small output's data may follow from them), and those the shape
+    // code reads (the dims may).
+    bool dd_in = false, dd_dims = false;
+    for (size_t i = 0; i < ins.size(); ++i) {
+      if (ins[i] < 0 || !values_[static_cast<size_t>(ins[i])].dd) continue;
+      dd_in = true;
+      if (names(e.shape, "I" + std::to_string(i)) || names(e.shape, "x" + std::to_string(i))) dd_dims = true;
+    }
     std::vector<int> outs;
     for (size_t k = 0; k < s.outputs.size(); ++k) {
       if (s.outputs[k] < 0) { outs.push_back(-1); continue; }
@@ -348,6 +375,7 @@ void Generator::walk() {
       v.step = static_cast<int>(si);
       v.dtype = e.out_dtypes[k];
       v.dyn = redo || e.data_dims;
+      v.dims = e.out_shapes[k];
       if (k == 0 && e.view_of >= 0) {
         const int src = ins.at(static_cast<size_t>(e.view_of));
         if (src <= -2) v.loc = {Loc::Const, static_cast<size_t>(-2 - src)};
@@ -382,6 +410,7 @@ void Generator::walk() {
         buffers_[buf].values.push_back(static_cast<int>(values_.size()));
         buffers_[buf].estimate = std::max(buffers_[buf].estimate, est);
       }
+      v.dd = e.data_dims || (v.small ? dd_in : dd_dims);
       outs.push_back(static_cast<int>(values_.size()));
       values_.push_back(v);
       slot_holder[static_cast<size_t>(s.outputs[k])] = outs.back();
@@ -408,6 +437,20 @@ void Generator::walk() {
     } else if (r.kind == ValueRef::Slot) output_values_.push_back(slot_holder.at(r.index));
     else throw_error(ErrorCode::Unsupported, "a graph output is not produced", {info.name});
   }
+  // Outputs whose dims may depend on the data (a runtime axis downstream of a data-dependent dim):
+  // run() reports their actual dims in Outputs::dims, so no output may be called `dims` then.
+  for (size_t k = 0; k < output_values_.size(); ++k) {
+    const int v = output_values_[k];
+    bool dd = v >= 0 && values_[static_cast<size_t>(v)].dd;
+    if (dd && values_[static_cast<size_t>(v)].dims)
+      dd = std::any_of(values_[static_cast<size_t>(v)].dims->begin(), values_[static_cast<size_t>(v)].dims->end(),
+                       [](int64_t d) { return d < 0; });
+    dd_out_.push_back(dd ? 1 : 0);
+    has_dd_ = has_dd_ || dd;
+  }
+  std::set<std::string> seen_out;
+  if (has_dd_) seen_out.insert("dims");
+  for (const auto& to : info.outputs) out_names_.push_back(unique_in(seen_out, ident(to.name)));
   // Graph outputs are copied out after the last step.
   for (int v : output_values_)
     if (v >= 0 && values_[static_cast<size_t>(v)].loc.kind == Loc::Slot)
@@ -577,6 +620,17 @@ std::string Generator::indent(const std::string& code, const std::string& pre) {
   return r;
 }
 
+// The axes of data-dependent output k that may vary with the data: its runtime ones (every declared one
+// when the compiler does not know its rank).
+std::vector<int64_t> Generator::dd_axes(size_t k) const {
+  const Value& v = values_.at(static_cast<size_t>(output_values_[k]));
+  std::vector<int64_t> r;
+  const size_t rank = v.dims ? v.dims->size() : info_.outputs[k].shape.size();
+  for (size_t a = 0; a < rank; ++a)
+    if (!v.dims || (*v.dims)[a] < 0) r.push_back(static_cast<int64_t>(a));
+  return r;
+}
+
 std::string Generator::info_json() const {
   const auto& info = info_;
   std::ostringstream j;
@@ -584,7 +638,7 @@ std::string Generator::info_json() const {
     << json_str(info.sha256) << ",\"quiver_version\":" << json_str(QUIVER_AOT_VERSION) << ",\"format\":"
     << json_str(info.format) << ",\"target\":" << json_str(opt_.target)
     << ",\"numerics\":" << json_str(repro_ ? "reproducible" : "default") << ",\"weights\":" << json_str(file_ ? "file" : "source")
-    << ",\"abi\":2,\"dims\":[";
+    << ",\"abi\":3,\"dims\":[";
   for (size_t i = 0; i < dims_.size(); ++i) {
     auto it = opt_.max_dims.find(dims_[i]);
     j << (i ? "," : "") << "{\"name\":" << json_str(dims_[i]) << ",\"max\":" << (it == opt_.max_dims.end() ? -1 : it->second)
@@ -600,7 +654,14 @@ std::string Generator::info_json() const {
         else if (inputs) j << json_str(input_dims_[i][a].substr(2));
         else j << json_str(ts[i].shape[a].symbol.empty() ? "?" : ts[i].shape[a].symbol);
       }
-      j << "]}";
+      j << "]";
+      if (!inputs && dd_out_[i] != 0) {
+        j << ",\"data_dependent_axes\":[";
+        const auto axes = dd_axes(i);
+        for (size_t a = 0; a < axes.size(); ++a) j << (a ? "," : "") << axes[a];
+        j << "]";
+      }
+      j << "}";
     }
   };
   j << "],\"inputs\":[";
@@ -637,16 +698,38 @@ std::string Generator::header() const {
   h << "struct Inputs {\n  Dims dims;\n";
   for (size_t i = 0; i < info.inputs.size(); ++i)
     h << "  const " << onnx::c_type_name(info.inputs[i].dtype) << "* " << in_names_[i] << " = nullptr;\n";
-  h << "};\n\n// Outputs: caller-owned buffers of output_dims() elements.\nstruct Outputs {\n";
-  for (size_t i = 0; i < info.outputs.size(); ++i)
-    h << "  " << onnx::c_type_name(info.outputs[i].dtype) << "* " << out_names_[i] << " = nullptr;  // " << info.outputs[i].name << "\n";
+  h << "};\n\n";
+  if (has_dd_) {
+    h << "// The dims of a tensor: rank and extents.\nstruct Shape {\n  int rank = 0;\n  int64_t d[8] = {};\n};\n\n"
+      << "// Every output's dims as run() wrote it.\nstruct OutputDims {\n";
+    for (size_t i = 0; i < info.outputs.size(); ++i) h << "  Shape " << out_names_[i] << ";\n";
+    h << "};\n\n"
+      << "// Outputs: caller-owned buffers of output_dims() elements. The dims of those marked \"data-dependent\"\n"
+      << "// depend on the input values (NonZero's count): output_dims() gives their bound, which sizes the\n"
+      << "// buffer; run() writes the data row-major in the actual dims at the start of the buffer and sets\n"
+      << "// `dims` to every output's actual dims (an error naming the step or output if the data exceeds a bound).\n";
+  } else {
+    h << "// Outputs: caller-owned buffers of output_dims() elements.\n";
+  }
+  h << "struct Outputs {\n";
+  for (size_t i = 0; i < info.outputs.size(); ++i) {
+    h << "  " << onnx::c_type_name(info.outputs[i].dtype) << "* " << out_names_[i] << " = nullptr;  // " << info.outputs[i].name;
+    if (dd_out_[i] != 0) {
+      std::string axes;
+      for (int64_t a : dd_axes(i)) axes += (axes.empty() ? "" : ", ") + std::to_string(a);
+      h << ": data-dependent dims (axes " << axes << ")";
+    }
+    h << "\n";
+  }
+  if (has_dd_) h << "  OutputDims dims;  // set by run()\n";
   h << "};\n\n"
     << "// Bytes of workspace run() needs for these dims (throws std::invalid_argument on bad dims).\n"
     << "size_t workspace_bytes(const Dims& dims);\n"
     << "// Dims of output `k` (rank returned; `out` holds up to 8).\n"
     << "int output_dims(const Dims& dims, size_t k, int64_t* out);\n"
     << "// Runs the model. `workspace` holds at least workspace_bytes(in.dims) bytes (any alignment).\n"
-    << "void run(const Inputs& in, const Outputs& out, void* workspace, size_t workspace_size);\n"
+    << (has_dd_ ? "// Sets out.dims to the dims it wrote.\nvoid run(const Inputs& in, Outputs& out, void* workspace, size_t workspace_size);\n"
+                : "void run(const Inputs& in, const Outputs& out, void* workspace, size_t workspace_size);\n")
     << "// Metadata (JSON): model, source SHA-256, Quiver version, inputs and outputs with dims.\n"
     << "const char* info();\n"
     << (file_ ? "// The weights are in " + name_ + ".weights: maps `path` (null: " + name_ + ".weights in the folder of the library,\n"
@@ -662,6 +745,11 @@ std::string Generator::header() const {
     << "int " << name_ << "_output_dims(const int64_t* dims, int output, int64_t* out_dims, int* rank, char* err, size_t err_len);\n"
     << "int " << name_ << "_run(const int64_t* dims, const void* const* inputs, void* const* outputs, void* workspace,\n"
     << "    size_t workspace_bytes, char* err, size_t err_len);\n"
+    << "// " << name_ << "_run, and each output's dims as written: output k's rank in out_ranks[k], its dims in\n"
+    << "// out_dims[k * QUIVER_AOT_MAX_RANK ...]." << (has_dd_ ? " " + name_ + "_run fails on data-dependent dims that differ from\n"
+                                                               "// " + name_ + "_output_dims (their bound)." : "") << "\n"
+    << "int " << name_ << "_run_dims(const int64_t* dims, const void* const* inputs, void* const* outputs, int* out_ranks,\n"
+    << "    int64_t* out_dims, void* workspace, size_t workspace_bytes, char* err, size_t err_len);\n"
     << "int " << name_ << "_load_weights(const char* path, char* err, size_t err_len);\n"
     << "}\n";
   return h.str();
@@ -783,8 +871,11 @@ std::string Generator::source() {
       << "void " << function_name(si) << "([[maybe_unused]] const Inputs& in, [[maybe_unused]] Frame& F,"
       << " [[maybe_unused]] unsigned char* base) {\n" << step_body(si, false) << "}\n\n";
   }
+  // With data-dependent outputs, `report_dims` says whether the caller learns their dims (run(), the C
+  // ABI's run_dims) or must find output_dims()'s (the C ABI's run).
+  const std::string report_param = has_dd_ ? ", bool report_dims" : "";
   c << "void compute([[maybe_unused]] const Inputs& in, const Outputs& out, [[maybe_unused]] Frame& F,"
-    << " [[maybe_unused]] unsigned char* base) {\n";
+    << " [[maybe_unused]] unsigned char* base" << report_param << ") {\n";
   // An output downstream of a data-dependent dim: the caller sized it by output_dims() (the bounds).
   for (size_t k = 0; k < output_values_.size(); ++k)
     if (output_values_[k] >= 0 && values_[static_cast<size_t>(output_values_[k])].dyn)
@@ -800,29 +891,28 @@ std::string Generator::source() {
   }
   for (size_t k = 0; k < output_values_.size(); ++k) {
     const int v = output_values_[k];
-    if (v >= 0 && values_[static_cast<size_t>(v)].dyn)
-      c << "  if (!rt::same(F.s[" << v << "], sized" << k << ")) fail_at(\"outputs\", \"the dims of output " << out_names_[k]
+    const std::string on = out_names_[k], fs = "F.s[" + std::to_string(v) + "]";
+    if (dd_out_[k] != 0)
+      c << "  if (" << fs << ".n() > sized" << k << ".n()) fail_at(\"outputs\", \"output " << on
+        << " has more elements than output_dims() gave its buffer (data-dependent dims above their bound)\");\n"
+        << "  if (!report_dims && !rt::same(" << fs << ", sized" << k << ")) fail_at(\"outputs\", \"the dims of output " << on
+        << " depend on tensor data and differ from output_dims(): " << name_ << "_run_dims reports them\");\n";
+    else if (v >= 0 && values_[static_cast<size_t>(v)].dyn)
+      c << "  if (!rt::same(" << fs << ", sized" << k << ")) fail_at(\"outputs\", \"the dims of output " << on
         << " depend on tensor data and differ from output_dims()\");\n";
-    const std::string n = v <= -2 ? std::to_string(consts_[static_cast<size_t>(-2 - v)].t->numel())
-                                  : "F.s[" + std::to_string(v) + "].n()";
-    c << "  std::memcpy(out." << out_names_[k] << ", " << ptr_expr(v) << ", static_cast<size_t>(" << n << ") * sizeof(*out."
-      << out_names_[k] << "));\n";
+    const std::string n = v <= -2 ? std::to_string(consts_[static_cast<size_t>(-2 - v)].t->numel()) : fs + ".n()";
+    c << "  std::memcpy(out." << on << ", " << ptr_expr(v) << ", static_cast<size_t>(" << n << ") * sizeof(*out." << on << "));\n";
   }
-  c << "}\n\n}  // namespace\n\n";
-  // API.
-  c << "const char* info() { return kInfo; }\n\n"
-    << (file_ ? "void load_weights(const char* path) { weights_store().load(kWeights, path); }\n\n"
-              : "void load_weights(const char*) {}\n\n")
-    << "size_t workspace_bytes(const Dims& dims) {\n"
-    << "  std::unique_ptr<Frame> F(new Frame);\n  shapes(dims, *F);\n  return static_cast<size_t>(F->total) + 64;\n}\n\n"
-    << "int output_dims(const Dims& dims, size_t k, int64_t* out) {\n"
-    << "  if (k >= kNumOutputs) throw std::invalid_argument(\"" << name_ << ": no output \" + std::to_string(k));\n"
-    << "  std::unique_ptr<Frame> F(new Frame);\n  shapes(dims, *F);\n"
+  c << "}\n\n";
+  // Output k's dims from the frame.
+  c << "// Dims of output k (rank returned; `out` holds up to 8): after shapes() their bounds, after compute()\n"
+    << "// the dims it wrote.\n"
+    << "int frame_dims(const Frame& F, size_t k, int64_t* out) {\n"
     << "  static constexpr int64_t ids[] = {";
   for (size_t k = 0; k < output_values_.size(); ++k) c << (k ? ", " : "") << output_values_[k];
   if (output_values_.empty()) c << "0";
   c << "};\n  const int64_t v = ids[k];\n";
-  c << "  if (v >= 0) {\n    for (int a = 0; a < F->s[v].r; ++a) out[a] = F->s[v].d[a];\n    return F->s[v].r;\n  }\n";
+  c << "  if (v >= 0) {\n    for (int a = 0; a < F.s[v].r; ++a) out[a] = F.s[v].d[a];\n    return F.s[v].r;\n  }\n";
   c << "  switch (v) {\n";
   for (int v : output_values_)
     if (v <= -2) {
@@ -832,7 +922,9 @@ std::string Generator::source() {
       c << " return " << t.dims().size() << ";\n";
     }
   c << "    default: return 0;\n  }\n}\n\n";
-  c << "void run(const Inputs& in, const Outputs& out, void* workspace, size_t workspace_size) {\n";
+  // Every form of run: checks, the shape pass, compute; the frame holds the outputs' dims afterwards.
+  c << "const Frame& execute(const Inputs& in, const Outputs& out, void* workspace, size_t workspace_size" << report_param
+    << ") {\n";
   for (size_t i = 0; i < in_names_.size(); ++i)
     c << "  if (!in." << in_names_[i] << ") fail_at(\"run\", \"input " << in_names_[i] << " is null\");\n";
   for (size_t i = 0; i < out_names_.size(); ++i)
@@ -843,7 +935,27 @@ std::string Generator::source() {
     << "  if (static_cast<size_t>(F.total) + static_cast<size_t>(base - static_cast<unsigned char*>(workspace)) > workspace_size)\n"
     << "    fail_at(\"run\", \"workspace too small for these dims (see workspace_bytes)\");\n"
     << (file_ ? "  F.w = weights_store().data(kWeights);\n" : "")
-    << "  compute(in, out, F, base);\n}\n\n}  // namespace " << name_ << "\n\n";
+    << "  compute(in, out, F, base" << (has_dd_ ? ", report_dims" : "") << ");\n  return F;\n}\n\n}  // namespace\n\n";
+  // API.
+  c << "const char* info() { return kInfo; }\n\n"
+    << (file_ ? "void load_weights(const char* path) { weights_store().load(kWeights, path); }\n\n"
+              : "void load_weights(const char*) {}\n\n")
+    << "size_t workspace_bytes(const Dims& dims) {\n"
+    << "  std::unique_ptr<Frame> F(new Frame);\n  shapes(dims, *F);\n  return static_cast<size_t>(F->total) + 64;\n}\n\n"
+    << "int output_dims(const Dims& dims, size_t k, int64_t* out) {\n"
+    << "  if (k >= kNumOutputs) throw std::invalid_argument(\"" << name_ << ": no output \" + std::to_string(k));\n"
+    << "  std::unique_ptr<Frame> F(new Frame);\n  shapes(dims, *F);\n  return frame_dims(*F, k, out);\n}\n\n";
+  if (has_dd_) {
+    c << "void run(const Inputs& in, Outputs& out, void* workspace, size_t workspace_size) {\n"
+      << "  const Frame& F = execute(in, out, workspace, workspace_size, true);\n";
+    for (size_t k = 0; k < out_names_.size(); ++k)
+      c << "  out.dims." << out_names_[k] << ".rank = frame_dims(F, " << k << ", out.dims." << out_names_[k] << ".d);\n";
+    c << "}\n\n";
+  } else {
+    c << "void run(const Inputs& in, const Outputs& out, void* workspace, size_t workspace_size) {\n"
+      << "  execute(in, out, workspace, workspace_size);\n}\n\n";
+  }
+  c << "}  // namespace " << name_ << "\n\n";
   // C ABI.
   auto dims_from = [&]() {
     std::string s = "  " + name_ + "::Dims d;\n";
@@ -852,7 +964,21 @@ std::string Generator::source() {
     return s;
   };
   c << "namespace {\nint report(const std::exception& e, char* err, size_t err_len) {\n"
-    << "  if (err && err_len) {\n    std::strncpy(err, e.what(), err_len - 1);\n    err[err_len - 1] = 0;\n  }\n  return 1;\n}\n}  // namespace\n\n"
+    << "  if (err && err_len) {\n    std::strncpy(err, e.what(), err_len - 1);\n    err[err_len - 1] = 0;\n  }\n  return 1;\n}\n\n"
+    << "// The C ABI's arrays as the C++ API's structs.\n"
+    << "void bind(const int64_t* dims, const void* const* inputs, void* const* outputs, " << name_ << "::Inputs& in, " << name_
+    << "::Outputs& out) {\n";
+  {
+    std::string d = dims_from();
+    c << d << "  in.dims = d;\n";
+  }
+  for (size_t i = 0; i < in_names_.size(); ++i)
+    c << "  in." << in_names_[i] << " = static_cast<const " << onnx::c_type_name(info.inputs[i].dtype) << "*>(inputs[" << i << "]);\n";
+  for (size_t i = 0; i < out_names_.size(); ++i)
+    c << "  out." << out_names_[i] << " = static_cast<" << onnx::c_type_name(info.outputs[i].dtype) << "*>(outputs[" << i << "]);\n";
+  if (in_names_.empty()) c << "  (void)inputs;\n";
+  if (out_names_.empty()) c << "  (void)outputs;\n";
+  c << "}\n}  // namespace\n\n"
     << "extern \"C\" {\n"
     << "const char* " << name_ << "_info(void) { return " << name_ << "::info(); }\n"
     << "int " << name_ << "_workspace_bytes(const int64_t* dims, size_t* bytes, char* err, size_t err_len) {\n"
@@ -863,14 +989,17 @@ std::string Generator::source() {
     << "  *rank = " << name_ << "::output_dims(d, static_cast<size_t>(output), out_dims);\n  return 0;\n"
     << "  } catch (const std::exception& e) {\n    return report(e, err, err_len);\n  }\n}\n"
     << "int " << name_ << "_run(const int64_t* dims, const void* const* inputs, void* const* outputs, void* workspace,\n"
-    << "    size_t workspace_bytes, char* err, size_t err_len) {\n  try {\n" << dims_from()
-    << "  " << name_ << "::Inputs in;\n  in.dims = d;\n";
-  for (size_t i = 0; i < in_names_.size(); ++i)
-    c << "  in." << in_names_[i] << " = static_cast<const " << onnx::c_type_name(info.inputs[i].dtype) << "*>(inputs[" << i << "]);\n";
-  c << "  " << name_ << "::Outputs out;\n";
-  for (size_t i = 0; i < out_names_.size(); ++i)
-    c << "  out." << out_names_[i] << " = static_cast<" << onnx::c_type_name(info.outputs[i].dtype) << "*>(outputs[" << i << "]);\n";
-  c << "  " << name_ << "::run(in, out, workspace, workspace_bytes);\n  return 0;\n"
+    << "    size_t workspace_bytes, char* err, size_t err_len) {\n  try {\n"
+    << "  " << name_ << "::Inputs in;\n  " << name_ << "::Outputs out;\n  bind(dims, inputs, outputs, in, out);\n"
+    << "  " << name_ << "::execute(in, out, workspace, workspace_bytes" << (has_dd_ ? ", false" : "") << ");\n  return 0;\n"
+    << "  } catch (const std::exception& e) {\n    return report(e, err, err_len);\n  }\n}\n"
+    << "int " << name_ << "_run_dims(const int64_t* dims, const void* const* inputs, void* const* outputs, int* out_ranks,\n"
+    << "    int64_t* out_dims, void* workspace, size_t workspace_bytes, char* err, size_t err_len) {\n  try {\n"
+    << "  if (!out_ranks || !out_dims) throw std::invalid_argument(\"" << name_ << ": run_dims: out_ranks or out_dims is null\");\n"
+    << "  " << name_ << "::Inputs in;\n  " << name_ << "::Outputs out;\n  bind(dims, inputs, outputs, in, out);\n"
+    << "  const auto& F = " << name_ << "::execute(in, out, workspace, workspace_bytes" << (has_dd_ ? ", true" : "") << ");\n"
+    << "  for (size_t k = 0; k < " << name_ << "::kNumOutputs; ++k)\n"
+    << "    out_ranks[k] = " << name_ << "::frame_dims(F, k, out_dims + k * QUIVER_AOT_MAX_RANK);\n  return 0;\n"
     << "  } catch (const std::exception& e) {\n    return report(e, err, err_len);\n  }\n}\n"
     << "int " << name_ << "_load_weights(const char* path, char* err, size_t err_len) {\n"
     << "  try {\n    " << name_ << "::load_weights(path);\n    return 0;\n"
@@ -942,7 +1071,7 @@ CompileResult Generator::run(const fs::path& dir) {
         << "#include \"" << name_ << ".hpp\"\n\nextern \"C\" __attribute__((visibility(\"default\"))) const quiver_aot_api* "
         << "quiver_aot_entry(void) {\n  static const quiver_aot_api api = {QUIVER_AOT_ABI_VERSION, " << name_ << "_info, "
         << name_ << "_workspace_bytes, " << name_ << "_output_dims, " << name_ << "_run, " << name_
-        << "_load_weights};\n  return &api;\n}\n";
+        << "_load_weights, " << name_ << "_run_dims};\n  return &api;\n}\n";
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw_error(ErrorCode::InvalidArgument, "cannot create " + dir.string() + ": " + ec.message());

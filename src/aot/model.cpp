@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <sstream>
 
 #include "aot/abi.h"
@@ -32,12 +33,18 @@ class AotState final : public RunState {
   size_t ws_cap = 0;
   std::vector<const void*> in_ptrs;
   std::vector<void*> out_ptrs;
+  std::vector<int> ranks;         // run_dims: the dims the outputs were written with
+  std::vector<int64_t> run_dims;
+  std::vector<Tensor> at_bound;   // data-dependent outputs as written (sized by their bound)
 };
 
 class AotModel final : public Model {
  public:
-  AotModel(const quiver_aot_api* api, ModelInfo info, std::vector<DimUse> dims, nlohmann::json meta)
-      : api_(api), info_(std::move(info)), dims_(std::move(dims)), meta_(std::move(meta)) {}
+  AotModel(const quiver_aot_api* api, ModelInfo info, std::vector<DimUse> dims, nlohmann::json meta,
+           std::vector<uint8_t> data_dims_out)
+      : api_(api), info_(std::move(info)), dims_(std::move(dims)), meta_(std::move(meta)),
+        data_dims_out_(std::move(data_dims_out)),
+        data_dims_(std::find(data_dims_out_.begin(), data_dims_out_.end(), 1) != data_dims_out_.end()) {}
   // The library stays loaded for the process: code of a model may still be referenced by a thread
   // that outlives the Model (and unloading compiled code buys nothing).
   ~AotModel() override = default;
@@ -93,12 +100,32 @@ class AotModel final : public Model {
     st.in_ptrs.resize(inputs.size());
     st.out_ptrs.resize(outputs.size());
     for (size_t i = 0; i < inputs.size(); ++i) st.in_ptrs[i] = inputs[i].raw();
+    if (data_dims_) st.at_bound.resize(outputs.size());
     for (size_t k = 0; k < outputs.size(); ++k) {
-      outputs[k].ensure(info_.outputs[k].dtype, st.out_dims[k]);
-      st.out_ptrs[k] = outputs[k].raw();
+      Tensor& t = data_dims_out_[k] ? st.at_bound[k] : outputs[k];
+      t.ensure(info_.outputs[k].dtype, st.out_dims[k]);
+      st.out_ptrs[k] = t.raw();
     }
-    if (api_->run(dims.data(), st.in_ptrs.data(), st.out_ptrs.data(), st.ws.get(), st.ws_cap, err, sizeof err) != 0)
+    if (!data_dims_) {
+      if (api_->run(dims.data(), st.in_ptrs.data(), st.out_ptrs.data(), st.ws.get(), st.ws_cap, err, sizeof err) != 0)
+        throw_error(ErrorCode::InvalidArgument, err, {info_.name});
+      return;
+    }
+    // Outputs whose dims depend on the data: written at the start of bound-sized buffers, then copied
+    // out in the dims the library reports.
+    st.ranks.resize(outputs.size());
+    st.run_dims.resize(outputs.size() * QUIVER_AOT_MAX_RANK);
+    if (api_->run_dims(dims.data(), st.in_ptrs.data(), st.out_ptrs.data(), st.ranks.data(), st.run_dims.data(), st.ws.get(),
+                       st.ws_cap, err, sizeof err) != 0)
       throw_error(ErrorCode::InvalidArgument, err, {info_.name});
+    for (size_t k = 0; k < outputs.size(); ++k) {
+      if (!data_dims_out_[k]) continue;
+      const std::span<const int64_t> d(st.run_dims.data() + k * QUIVER_AOT_MAX_RANK, static_cast<size_t>(st.ranks[k]));
+      outputs[k].ensure(info_.outputs[k].dtype, d);
+      if (outputs[k].nbytes() > st.at_bound[k].nbytes())
+        throw_error(ErrorCode::Internal, "the library reports more elements than output_dims gave", {info_.name, "", info_.outputs[k].name});
+      std::memcpy(outputs[k].raw(), st.at_bound[k].raw(), outputs[k].nbytes());
+    }
   }
 
   void describe(std::ostream& os) const override {
@@ -109,6 +136,10 @@ class AotModel final : public Model {
        << "weights:      " << (meta_.value("weights", "source") == "file" ? "mapped from " + meta_.value("name", "?") + ".weights"
                                                                           : std::string("built into the library"))
        << "\n";
+    std::string dd;
+    for (const auto& o : meta_.at("outputs"))
+      if (o.contains("data_dependent_axes")) dd += " " + o.value("name", "?") + o.at("data_dependent_axes").dump();
+    if (!dd.empty()) os << "data-dependent output axes (run reports their dims):" << dd << "\n";
     if (!dims_.empty()) {
       os << "symbolic dims:";
       for (const auto& d : dims_) os << " " << d.name << (d.max >= 0 ? "<=" + std::to_string(d.max) : "");
@@ -121,6 +152,8 @@ class AotModel final : public Model {
   ModelInfo info_;
   std::vector<DimUse> dims_;
   nlohmann::json meta_;
+  std::vector<uint8_t> data_dims_out_;  // per output: its dims depend on the data (data_dependent_axes)
+  bool data_dims_;                      // some do: run through run_dims
 };
 
 }  // namespace
@@ -140,11 +173,12 @@ std::shared_ptr<const Model> load_library(const std::string& path, const LoadOpt
                 "not a library built from quiver compile output (no quiver_aot_entry symbol)", {"", "", "", path});
   }
   const quiver_aot_api* api = entry();
-  // ABI 1 (libraries from before --weights file) is ABI 2 without its last member, load_weights.
-  if (!api || (api->abi_version != 1 && api->abi_version != QUIVER_AOT_ABI_VERSION)) {
+  // ABI 1 (libraries from before --weights file) is ABI 2 without its last member, load_weights; ABI 2
+  // is ABI 3 without run_dims.
+  if (!api || api->abi_version < 1 || api->abi_version > QUIVER_AOT_ABI_VERSION) {
     dlclose(h);
     throw_error(ErrorCode::Unsupported,
-                "compiled-model ABI " + std::to_string(api ? api->abi_version : -1) + " is not this Quiver's (1 or " +
+                "compiled-model ABI " + std::to_string(api ? api->abi_version : -1) + " is not this Quiver's (1 to " +
                     std::to_string(QUIVER_AOT_ABI_VERSION) + ")",
                 {"", "", "", path});
   }
@@ -204,7 +238,11 @@ std::shared_ptr<const Model> load_library(const std::string& path, const LoadOpt
   for (const auto& d : dims)
     if (d.at.empty())
       throw_error(ErrorCode::Parse, "compiled model metadata: dim '" + d.name + "' is used by no input", {info.name, "", "", path});
-  return std::make_shared<AotModel>(api, std::move(info), std::move(dims), std::move(meta));
+  std::vector<uint8_t> data_dims;
+  for (const auto& o : meta.at("outputs")) data_dims.push_back(o.contains("data_dependent_axes") ? 1 : 0);
+  if (std::count(data_dims.begin(), data_dims.end(), 1) && (api->abi_version < 3 || !api->run_dims))
+    throw_error(ErrorCode::Unsupported, "compiled model metadata: data-dependent output dims but no run_dims", {info.name, "", "", path});
+  return std::make_shared<AotModel>(api, std::move(info), std::move(dims), std::move(meta), std::move(data_dims));
 }
 
 Backend backend() {

@@ -39,6 +39,11 @@
 namespace generated {
 #include "../../src/aot/runtime.inc"
 }
+#include <dlfcn.h>
+
+#include <nlohmann/json.hpp>
+
+#include "../../src/aot/abi.h"
 
 namespace fs = std::filesystem;
 using namespace quiver;
@@ -59,8 +64,9 @@ Tensor random_tensor(const std::vector<int64_t>& dims, std::mt19937& rng, std::u
 }
 
 // A test graph written as NAME.onnx, compiled, built with the tests' compiler (aot_test::compiler) and
-// loaded, and the engine on it.
-std::pair<std::shared_ptr<const Model>, std::shared_ptr<const Model>> compile_graph(const test::G& g, const std::string& name) {
+// loaded, and the engine on it; `lib_path`, when given, receives the built library's path.
+std::pair<std::shared_ptr<const Model>, std::shared_ptr<const Model>> compile_graph(const test::G& g, const std::string& name,
+                                                                                    std::string* lib_path = nullptr) {
   const fs::path dir = out_root() / name;
   fs::create_directories(dir);
   const std::string file = (dir / (name + ".onnx")).string();
@@ -71,7 +77,9 @@ std::pair<std::shared_ptr<const Model>, std::shared_ptr<const Model>> compile_gr
   aot::CompileOptions o;
   o.name = name;
   auto r = aot::compile_model(file, (dir / "out").string(), o);
-  return {aot::load_library(aot::build_shared(r, aot_test::compiler())), quiver::onnx::load_onnx(file)};
+  const std::string lib = aot::build_shared(r, aot_test::compiler());
+  if (lib_path) *lib_path = lib;
+  return {aot::load_library(lib), quiver::onnx::load_onnx(file)};
 }
 
 // The NAME.cpp that compile_graph(g, name) generated.
@@ -1119,6 +1127,251 @@ TEST(Aot, NonZeroCountIsARuntimeDim) {
   for (auto& [what, x] : cases) {
     const std::vector<Tensor> in{x};
     expect_close(lib->run_once(in), engine->run_once(in), what);
+  }
+}
+
+// A graph output with named dims: digits for a fixed dim, else the symbol (exporters name NonZero's
+// count, e.g. "NonZero_dim_1").
+void output_with_dims(test::G& g, const std::string& name, DType t, const std::vector<std::string>& dims) {
+  auto* v = g.g->add_output();
+  v->set_name(name);
+  auto* tt = v->mutable_type()->mutable_tensor_type();
+  tt->set_elem_type(static_cast<int>(t));
+  auto* shape = tt->mutable_shape();
+  for (const auto& d : dims) {
+    auto* dim = shape->add_dim();
+    if (std::isdigit(static_cast<unsigned char>(d[0])) != 0) dim->set_dim_value(std::stoll(d));
+    else dim->set_dim_param(d);
+  }
+}
+
+// Outputs whose dims depend on the data: NonZero itself, the values of x at its coordinates (Gather
+// of the flattened x at row * ncols + col), its transpose and the sum over its rows; next to them an
+// output of the input's dims (Relu) and a sum of everything (a scalar: computed again after NonZero,
+// but of fixed dims).
+test::NumberedG<14> nonzero_outputs_graph() {
+  test::NumberedG<14> g;
+  g.input("x", {-1, -1});
+  g.node("NonZero", {"x"}, {"nz"});
+  g.init("i0", Tensor::scalar<int64_t>(0));
+  g.init("i1", Tensor::scalar<int64_t>(1));
+  test::attr_int(g.node("Gather", {"nz", "i0"}, {"rows"}), "axis", 0);
+  test::attr_int(g.node("Gather", {"nz", "i1"}, {"cols"}), "axis", 0);
+  g.node("Shape", {"x"}, {"xs"});
+  test::attr_int(g.node("Gather", {"xs", "i1"}, {"ncols"}), "axis", 0);
+  g.node("Mul", {"rows", "ncols"}, {"row_start"});
+  g.node("Add", {"row_start", "cols"}, {"lin"});
+  g.init("flat", Tensor::from_vector<int64_t>({-1}, {1}));
+  g.node("Reshape", {"x", "flat"}, {"xf"});
+  test::attr_int(g.node("Gather", {"xf", "lin"}, {"vals"}), "axis", 0);
+  test::attr_ints(g.node("Transpose", {"nz"}, {"t"}), "perm", {1, 0});
+  test::attr_int(g.node("Cast", {"nz"}, {"nzf"}), "to", 1);
+  g.init("ax0", Tensor::from_vector<int64_t>({0}, {1}));
+  test::attr_int(g.node("ReduceSum", {"nzf", "ax0"}, {"rsum"}), "keepdims", 0);
+  test::attr_int(g.node("ReduceSum", {"nzf"}, {"total"}), "keepdims", 0);
+  g.node("Relu", {"x"}, {"y"});
+  output_with_dims(g, "nz", DType::I64, {"2", "nnz"});
+  output_with_dims(g, "vals", DType::F32, {"nnz"});
+  output_with_dims(g, "t", DType::I64, {"nnz", "2"});
+  output_with_dims(g, "rsum", DType::F32, {"nnz"});
+  output_with_dims(g, "y", DType::F32, {"n1", "n2"});
+  output_with_dims(g, "total", DType::F32, {});
+  return g;
+}
+
+// nonzero_outputs_graph() compiled and built once per process: the library's path and the engine.
+std::pair<std::string, std::shared_ptr<const Model>> nonzero_outputs_library() {
+  static const auto built = [] {
+    std::string path;
+    auto models = compile_graph(nonzero_outputs_graph(), "nonzero_out", &path);
+    return std::make_pair(path, models.second);
+  }();
+  return built;
+}
+
+// Inputs with no, some and every element non-zero (NaN and -0 among them), as [rows, cols].
+std::vector<std::pair<std::string, Tensor>> nonzero_cases() {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> u(0.5f, 2);
+  return {{"all zeros", Tensor::from_vector<float>(std::vector<float>(12, 0.0f), {3, 4})},
+          {"some", Tensor::from_vector<float>({0, -0.0f, 2, nan, 0, 0, -1, 0, 0.5f, 0, 0, 3}, {4, 3})},
+          {"all", Tensor::from_vector<float>(std::vector<float>(10, 1.0f), {2, 5})},
+          {"one zero", Tensor::from_vector<float>({0}, {1, 1})},
+          {"one non-zero", Tensor::from_vector<float>({-4}, {1, 1})},
+          {"some of a wide row", Tensor::from_vector<float>({0, 0, 0, 5, 0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0, 7}, {1, 17})},
+          {"random", random_tensor({6, 7}, rng, u)}};
+}
+
+int64_t count_non_zero(const Tensor& x) {
+  int64_t c = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) c += x.data<float>()[i] != 0 ? 1 : 0;
+  return c;
+}
+
+// Through the aot backend (what quiver infer / bench / compile --check run): every output has the dims
+// the data gives it, and equals the engine's, for one call per state and for one state reused across
+// counts that shrink and grow again.
+TEST(Aot, OutputsWithDataDependentDimsHaveTheirActualDims) {
+  const auto [path, engine] = nonzero_outputs_library();
+  auto lib = aot::load_library(path);
+  Session session(lib);
+  std::vector<Tensor> out;
+  for (int pass = 0; pass < 2; ++pass)
+    for (const auto& [what, x] : nonzero_cases()) {
+      const std::vector<Tensor> in{x};
+      const auto want = engine->run_once(in);
+      const int64_t cnt = count_non_zero(x);
+      const auto got = lib->run_once(in);
+      expect_close(got, want, what);
+      ASSERT_EQ(got.size(), 6u);
+      EXPECT_EQ(got[0].dims(), (std::vector<int64_t>{2, cnt})) << what;
+      EXPECT_EQ(got[1].dims(), (std::vector<int64_t>{cnt})) << what;
+      EXPECT_EQ(got[2].dims(), (std::vector<int64_t>{cnt, 2})) << what;
+      EXPECT_EQ(got[4].dims(), x.dims()) << what;
+      session.run(in, out);
+      expect_close(out, want, what + " (one state for every case)");
+    }
+  // inspect names the data-dependent outputs and their axes.
+  std::ostringstream d;
+  lib->describe(d);
+  EXPECT_NE(d.str().find("nz[1] vals[0] t[0] rsum[0]\n"), std::string::npos) << d.str();
+}
+
+// The C ABI: info marks the data-dependent axes; run_dims writes each output's dims; run keeps working
+// where they equal output_dims() (the bound) and fails naming the output and run_dims where not.
+TEST(Aot, DataDependentOutputDimsThroughTheCAbi) {
+  const auto [path, engine] = nonzero_outputs_library();
+  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  ASSERT_TRUE(h) << dlerror();
+  auto entry = reinterpret_cast<const quiver_aot_api* (*)()>(dlsym(h, "quiver_aot_entry"));
+  ASSERT_TRUE(entry);
+  const quiver_aot_api* api = entry();
+  ASSERT_EQ(api->abi_version, 3);
+  ASSERT_TRUE(api->run_dims);
+  const auto info = nlohmann::json::parse(api->info());
+  std::map<std::string, std::string> axes;
+  for (const auto& o : info.at("outputs"))
+    axes[o.at("name").get<std::string>()] = o.contains("data_dependent_axes") ? o.at("data_dependent_axes").dump() : "-";
+  EXPECT_EQ(axes, (std::map<std::string, std::string>{
+                      {"nz", "[1]"}, {"vals", "[0]"}, {"t", "[0]"}, {"rsum", "[0]"}, {"y", "-"}, {"total", "-"}}));
+  char err[512] = {0};
+  for (const auto& [what, x] : nonzero_cases()) {
+    const std::vector<Tensor> in{x};
+    const auto want = engine->run_once(in);
+    const int64_t dims[2] = {x.dim(0), x.dim(1)};
+    size_t ws_bytes = 0;
+    ASSERT_EQ(api->workspace_bytes(dims, &ws_bytes, err, sizeof err), 0) << err;
+    std::vector<unsigned char> ws(ws_bytes);
+    // Buffers at the bound (output_dims), guarded by a canary beyond it.
+    std::vector<std::vector<unsigned char>> bufs;
+    std::vector<void*> outs;
+    std::vector<size_t> bound_bytes;
+    for (int k = 0; k < 6; ++k) {
+      int64_t od[QUIVER_AOT_MAX_RANK];
+      int rank = 0;
+      ASSERT_EQ(api->output_dims(dims, k, od, &rank, err, sizeof err), 0) << err;
+      int64_t n = 1;
+      for (int a = 0; a < rank; ++a) n *= od[a];
+      bound_bytes.push_back(static_cast<size_t>(n) * dtype_size(want[static_cast<size_t>(k)].dtype()));
+      bufs.emplace_back(bound_bytes.back() + 64, 0xa5);
+    }
+    for (auto& b : bufs) outs.push_back(b.data());
+    const void* ins[1] = {x.raw()};
+    int ranks[6];
+    int64_t od[6 * QUIVER_AOT_MAX_RANK];
+    ASSERT_EQ(api->run_dims(dims, ins, outs.data(), ranks, od, ws.data(), ws.size(), err, sizeof err), 0) << what << ": " << err;
+    for (size_t k = 0; k < 6; ++k) {
+      const std::vector<int64_t> got_dims(od + k * QUIVER_AOT_MAX_RANK, od + k * QUIVER_AOT_MAX_RANK + ranks[k]);
+      EXPECT_EQ(got_dims, want[k].dims()) << what << ", output " << k;
+      if (got_dims != want[k].dims()) continue;
+      const Tensor got = Tensor::view(want[k].dtype(), got_dims, bufs[k].data());
+      EXPECT_EQ(quiver::onnx::compare_tensors(got, want[k], kTol), "") << what << ", output " << k;
+      for (size_t b = bound_bytes[k]; b < bufs[k].size(); ++b) ASSERT_EQ(bufs[k][b], 0xa5) << what << ": written past the bound";
+    }
+    const int rc = api->run(dims, ins, outs.data(), ws.data(), ws.size(), err, sizeof err);
+    if (count_non_zero(x) == x.numel()) {
+      EXPECT_EQ(rc, 0) << what << ": every element non-zero: the dims are the bound's: " << err;
+    } else {
+      EXPECT_NE(rc, 0) << what;
+      EXPECT_NE(std::string(err).find("output nz depend on tensor data and differ from output_dims(): nonzero_out_run_dims"),
+                std::string::npos)
+          << err;
+    }
+  }
+  const int64_t dims[2] = {1, 1};
+  const float one = 1;
+  const void* ins[1] = {&one};
+  int64_t nz[2], t[2];
+  float vals[1], rsum[1], y[1], total[1];
+  void* outs[6] = {nz, vals, t, rsum, y, total};
+  std::vector<unsigned char> ws(1 << 16);
+  int64_t od[6 * QUIVER_AOT_MAX_RANK];
+  EXPECT_NE(api->run_dims(dims, ins, outs, nullptr, od, ws.data(), ws.size(), err, sizeof err), 0);
+  EXPECT_NE(std::string(err).find("out_ranks or out_dims is null"), std::string::npos) << err;
+  dlclose(h);
+}
+
+// The C++ API of such a model: Outputs::dims, set by run(); a program built with the plain compiler.
+TEST(Aot, DataDependentOutputDimsThroughTheCxxApi) {
+  nonzero_outputs_library();
+  const fs::path dir = out_root() / "nonzero_out" / "out", app = out_root() / "nonzero_out_app";
+  fs::create_directories(app);
+  std::ofstream(app / "main.cpp")
+      << "#include <cstdio>\n#include <vector>\n#include \"nonzero_out.hpp\"\n"
+      << "int main() {\n  nonzero_out::Inputs in;\n  in.dims.n1 = 2;\n  in.dims.n2 = 3;\n"
+      << "  const float x[6] = {0, 1, 0, 2, 0, 3};\n  in.x = x;\n"
+      << "  std::vector<int64_t> nz(6 * 2), t(6 * 2);\n  std::vector<float> vals(6), rsum(6), y(6), total(1);\n"
+      << "  nonzero_out::Outputs out;\n  out.nz = nz.data();\n  out.vals = vals.data();\n  out.t = t.data();\n"
+      << "  out.rsum = rsum.data();\n  out.y = y.data();\n  out.total = total.data();\n"
+      << "  std::vector<unsigned char> ws(nonzero_out::workspace_bytes(in.dims));\n"
+      << "  nonzero_out::run(in, out, ws.data(), ws.size());\n"
+      << "  const auto& d = out.dims;\n"
+      << "  std::printf(\"nz %d [%lld %lld] t [%lld %lld] vals [%lld] y [%lld %lld] total %d\\n\", d.nz.rank,\n"
+      << "              (long long)d.nz.d[0], (long long)d.nz.d[1], (long long)d.t.d[0], (long long)d.t.d[1],\n"
+      << "              (long long)d.vals.d[0], (long long)d.y.d[0], (long long)d.y.d[1], d.total.rank);\n"
+      << "  for (int64_t i = 0; i < d.nz.d[0] * d.nz.d[1]; ++i) std::printf(\"%lld \", (long long)nz[i]);\n"
+      << "  for (int64_t i = 0; i < d.vals.d[0]; ++i) std::printf(\"%g \", vals[i]);\n  std::printf(\"\\n\");\n}\n";
+  int rc = 0;
+  const std::string out = run_command(aot_test::compiler() + " -std=c++17 -O1 -I" + dir.string() + " " + (app / "main.cpp").string() +
+                                          " " + (dir / "nonzero_out.cpp").string() + " " + (dir / "nonzero_out_weights.cpp").string() +
+                                          " -o " + (app / "app").string() + " && " + (app / "app").string(),
+                                      &rc);
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("nz 2 [2 3] t [3 2] vals [3] y [2 3] total 0\n0 1 1 1 0 2 1 2 3 \n"), std::string::npos) << out;
+}
+
+// Past the bound: a dim that shrinks as NonZero's count grows ([rows * cols - count] zeros) has its
+// bound at count = every element; fewer non-zero elements need more than the workspace holds, an
+// error naming the step.
+TEST(Aot, DataDependentDimsPastTheirBoundAreAnErrorNamingTheStep) {
+  test::NumberedG<14> g;
+  g.input("x", {-1, -1});
+  g.node("NonZero", {"x"}, {"nz"});
+  g.node("Shape", {"nz"}, {"nzs"});
+  g.init("i0", Tensor::scalar<int64_t>(0));
+  g.init("i1", Tensor::scalar<int64_t>(1));
+  test::attr_int(g.node("Gather", {"nzs", "i1"}, {"cnt"}), "axis", 0);
+  g.node("Shape", {"x"}, {"xs"});
+  test::attr_int(g.node("Gather", {"xs", "i0"}, {"r"}), "axis", 0);
+  test::attr_int(g.node("Gather", {"xs", "i1"}, {"c"}), "axis", 0);
+  g.node("Mul", {"r", "c"}, {"n"});
+  g.node("Sub", {"n", "cnt"}, {"zeros_n"});
+  g.init("ax0", Tensor::from_vector<int64_t>({0}, {1}));
+  g.node("Unsqueeze", {"zeros_n", "ax0"}, {"zs"});
+  attr_tensor(g.node("ConstantOfShape", {"zs"}, {"pad"}), "value", Tensor::from_vector<float>({0}, {1}));
+  output_with_dims(g, "pad", DType::F32, {"n_zero"});
+  auto [lib, engine] = compile_graph(g, "nonzero_past_bound");
+  const std::vector<Tensor> every{Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3})};
+  expect_close(lib->run_once(every), engine->run_once(every), "every element non-zero");
+  const std::vector<Tensor> some{Tensor::from_vector<float>({1, 0, 3, 0, 5, 6}, {2, 3})};
+  EXPECT_EQ(engine->run_once(some)[0].dims(), (std::vector<int64_t>{2}));
+  try {
+    lib->run_once(some);
+    ADD_FAILURE() << "no error past the bound";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pad_node (ConstantOfShape): data-dependent dims above the bound"), std::string::npos)
+        << e.what();
   }
 }
 
