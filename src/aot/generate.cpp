@@ -30,6 +30,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -210,6 +211,7 @@ class Generator {
  private:
   void collect_dims();
   void walk();
+  void mark_dims_only_steps();
   std::string ptr_expr(int id) const;
   std::string const_ptr(size_t k) const;
   void layout_weights();
@@ -255,6 +257,7 @@ class Generator {
   std::vector<uint8_t> redo_steps_;                        // per step: reads a dyn value (dims again in pass 2)
   std::vector<uint8_t> dd_out_;                            // per graph output: its dims may depend on the data
   bool has_dd_ = false;                                    // some dd_out_: Outputs::dims, run(..., Outputs&)
+  std::vector<uint8_t> dims_only_steps_;                   // per step: no one reads its outputs' data
   size_t small_bytes_ = 0;
 };
 
@@ -288,6 +291,39 @@ void Generator::collect_dims() {
                   {info.name});
 }
 
+// Steps whose outputs' data nobody reads (only their dims: Shape, or the dims of an Expand's target)
+// keep their shape code and get no buffer and no compute: exporters build full tensors to take their
+// shape (ParT sums its four [N, 8, pairs] int64 index parts only to read Shape of the sum). Backwards
+// over the plan: a step's data is wanted by a graph output, or by a step whose data is wanted and that
+// reads it (its compute, its shape code's values, or a view of it). Steps with data-dependent dims run
+// anyway (their compute sets the dims).
+void Generator::mark_dims_only_steps() {
+  const size_t n = plan_.steps.size();
+  std::vector<int> holder(plan_.num_slots, -1);  // slot -> the step whose value it holds now
+  std::vector<std::vector<int>> from(n);         // per step input: the step that made it (-1: none)
+  for (size_t si = 0; si < n; ++si) {
+    const Step& s = plan_.steps[si];
+    for (const ValueRef r : s.inputs) from[si].push_back(r.kind == ValueRef::Slot ? holder.at(r.index) : -1);
+    for (int o : s.outputs)
+      if (o >= 0) holder[static_cast<size_t>(o)] = static_cast<int>(si);
+  }
+  std::vector<uint8_t> wanted(n, 0);
+  for (const ValueRef r : plan_.outputs)
+    if (r.kind == ValueRef::Slot && holder.at(r.index) >= 0) wanted[static_cast<size_t>(holder[r.index])] = 1;
+  for (size_t si = n; si-- > 0;) {
+    const EmittedStep& e = *emitted_[si];
+    if (e.data_dims) wanted[si] = 1;
+    if (!wanted[si]) continue;
+    for (size_t i = 0; i < from[si].size(); ++i) {
+      const bool reads = (i < e.reads_data.size() && e.reads_data[i]) || (i < e.reads_values.size() && e.reads_values[i]) ||
+                         static_cast<int>(i) == e.view_of;
+      if (reads && from[si][i] >= 0) wanted[static_cast<size_t>(from[si][i])] = 1;
+    }
+  }
+  dims_only_steps_.assign(n, 0);
+  for (size_t si = 0; si < n; ++si) dims_only_steps_[si] = wanted[si] ? 0 : 1;
+}
+
 void Generator::walk() {
   const auto& info = info_;
   // Refuse first, naming every step that cannot be emitted.
@@ -309,6 +345,7 @@ void Generator::walk() {
     v.loc = {Loc::Input, i};
     values_.push_back(v);
   }
+  mark_dims_only_steps();
   std::vector<int> slot_holder(plan_.num_slots, -1);
   std::string data_dependent;
   for (size_t si = 0; si < plan_.steps.size(); ++si) {
@@ -346,7 +383,7 @@ void Generator::walk() {
     for (int id : ins)
       if (id >= 0 && values_[static_cast<size_t>(id)].dyn) redo = true;
     // Small integer outputs computed from constants, dims and other such values: the shape pass.
-    bool small = e.view_of < 0 && e.scratch.empty() && !e.data_dims;
+    bool small = e.view_of < 0 && e.scratch.empty() && !e.data_dims && !dims_only_steps_[si];
     for (size_t k = 0; k < s.outputs.size() && small; ++k) {
       if (s.outputs[k] < 0) continue;
       const DType t = e.out_dtypes[k];
@@ -383,6 +420,8 @@ void Generator::walk() {
           v.loc = values_.at(static_cast<size_t>(src)).loc;
           v.small = values_[static_cast<size_t>(src)].small;
         }
+      } else if (dims_only_steps_[si]) {
+        v.loc = {Loc::None, 0};  // only its dims are read: no buffer
       } else if (small) {
         int64_t n = 1;
         for (int64_t d : *e.out_shapes[k]) n *= d;
@@ -524,6 +563,7 @@ std::string Generator::shape_decl(int id, const std::string& var) const {
 // Pass 2 runs a step (in a function of its own) unless it is a view, computed in the shape pass, or empty.
 bool Generator::has_function(size_t si) const {
   const EmittedStep& e = *emitted_[si];
+  if (dims_only_steps_[si]) return redo_steps_[si] != 0;
   return redo_steps_[si] != 0 || !(small_steps_[si] != 0 || e.view_of >= 0 || e.compute.empty());
 }
 
@@ -583,13 +623,13 @@ std::string Generator::step_body(size_t si, bool shape_pass) const {
   };
   if (shape_pass || redo) {
     os << "  {\n" << indent(e.shape, "    ") << "  }\n";
-    if (!e.scratch.empty()) {
+    if (!e.scratch.empty() && !dims_only_steps_[si]) {
       if (shape_pass) os << "  F.scratch = std::max<int64_t>(F.scratch, static_cast<int64_t>(" << e.scratch << "));\n";
       else os << "  if (static_cast<int64_t>(" << e.scratch << ") > F.scratch) fail(\"scratch above the bound the workspace was sized for\");\n";
     }
     if (redo) fits();
   }
-  const bool run_compute = shape_pass ? small : !(e.view_of >= 0 || e.compute.empty());
+  const bool run_compute = shape_pass ? small : !(e.view_of >= 0 || e.compute.empty() || dims_only_steps_[si]);
   if (run_compute) {
     for (size_t k = 0; k < outs.size(); ++k)
       os << "  [[maybe_unused]] " << onnx::c_type_name(e.out_dtypes[k]) << "* y" << k << " = "
@@ -827,6 +867,16 @@ std::string Generator::source() {
     << (file_ ? "  const unsigned char* w;  // the weights file's data\n" : "")
     << "  alignas(64) unsigned char small[" << std::max<size_t>(small_bytes_, 1) << "];\n};\n\n"
     << "constexpr int64_t round64(int64_t b) { return (b + 63) / 64 * 64; }\n\n";
+  // The function objects steps name (Emit::functor), each once.
+  std::map<std::string, const std::string*> defs;
+  for (const EmittedStep* e : emitted_)
+    for (const auto& [n, text] : e->defs) {
+      auto [it, fresh] = defs.emplace(n, &text);
+      if (fresh) c << text;
+      else if (*it->second != text)
+        throw_error(ErrorCode::Internal, "two different definitions named " + n, {info_.name});
+    }
+  if (!defs.empty()) c << "\n";
   // Pass 1.
   c << "// Pass 1: dims of every value (and the values computed from dims alone), then the layout.\n"
     << "void shapes(const Dims& d, Frame& F) {\n  (void)d;\n";
@@ -886,7 +936,9 @@ std::string Generator::source() {
     else
       c << "  // " << plan_.steps[si].label << ": "
         << (e.view_of >= 0 ? "a view of input " + std::to_string(e.view_of) + " (no code)"
-                           : small_steps_[si] ? std::string("computed from dims in the shape pass") : std::string("no code"))
+                           : small_steps_[si] ? std::string("computed from dims in the shape pass")
+                           : dims_only_steps_[si] ? std::string("only its dims are read (no buffer, no code)")
+                                                  : std::string("no code"))
         << "\n";
   }
   for (size_t k = 0; k < output_values_.size(); ++k) {

@@ -19,6 +19,19 @@ Emit::Emit(const StepQuery& q) : q_(q), step_(std::make_unique<EmittedStep>()) {
   }
 }
 
+std::string Emit::functor(const std::string& base, const std::string& body) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a: a stable name for the same text in every run
+  for (unsigned char ch : body) {
+    h ^= ch;
+    h *= 1099511628211ull;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  std::string name = "op_" + base + "_" + hex;
+  step_->defs.emplace_back(name, "struct " + name + " {\n  " + body + "\n};\n");
+  return name;
+}
+
 const std::vector<int64_t>& Emit::dims_of(const ValueInfo& v, const char* what, size_t i) const {
   if (!v.shape) refuse(std::string("the rank of ") + what + " " + std::to_string(i) + " is not known at compile time");
   if (v.shape->size() > 8) refuse(std::string("rank ") + std::to_string(v.shape->size()) + " of " + what + " " +
@@ -250,8 +263,9 @@ Emitter emit_binary(const std::string& expr, std::initializer_list<DType> types)
     e.rank_in(1);
     e.rank_out(0);
     e.shape("if (!rt::broadcast(I0, I1, O0)) fail(\"inputs do not broadcast\");\n");
-    e.compute("rt::binary(x0, I0, x1, I1, y0, O0, [](" + e.tin(0) + " a, " + e.tin(1) + " b) { return static_cast<" +
-              e.tout(0) + ">(" + expr + "); });\n");
+    const std::string f = e.functor(e.op(), e.tout(0) + " operator()(" + e.tin(0) + " a, " + e.tin(1) +
+                                               " b) const { return static_cast<" + e.tout(0) + ">(" + expr + "); }");
+    e.compute("rt::binary(x0, I0, x1, I1, y0, O0, " + f + "{});\n");
   };
 }
 

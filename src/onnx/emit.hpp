@@ -47,6 +47,9 @@ struct EmittedStep final : DeviceKernel {
   std::vector<uint8_t> reads_data;    // per input: the compute code reads its data (0: dims only)
   std::vector<std::shared_ptr<const Tensor>> consts;  // K<j>: constants made by the emitter (packed weights)
   std::string comment;  // what the step does, for the reader of the generated code
+  // (name, text): namespace-scope definitions the code names (Emit::functor); the generated file holds
+  // each once, whichever steps define it.
+  std::vector<std::pair<std::string, std::string>> defs;
   std::vector<std::string> fused;  // the nodes fused into the step's node ("name (Op)", fusion.hpp)
   // The code performs the same IEEE operations in the same order as the engine's kernel for the
   // plan's numerics (Emit::bitwise); quiver compile --reproducible refuses every step without it.
@@ -123,6 +126,11 @@ class Emit {
   // `count` such matrices one after another (b advanced by `step` floats). Returns its name, K<j>.
   std::string add_packed_b(const float* b, int64_t K, int64_t N, int64_t ldb, int64_t bk, int64_t count = 1,
                            int64_t step = 0);
+  // A function object `struct NAME { body };` at namespace scope, NAME = op_<base>_<hash of body>:
+  // steps with the same operation on the same types name the same type, so a runtime template
+  // (rt::binary, rt::ternary) is instantiated once per operation rather than once per step's lambda
+  // (ParT: 100 rt::binary steps were half of its 1.7 MB of code). Returns NAME.
+  std::string functor(const std::string& base, const std::string& body);
   [[noreturn]] void refuse(const std::string& why) const { throw EmitRefused(why); }
 
   std::unique_ptr<EmittedStep> take() { return std::move(step_); }

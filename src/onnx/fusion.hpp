@@ -8,6 +8,7 @@
 //   Conv1x1(Concat(Tile(x), Transpose(Reshape(Gather(f, idx))) - Tile(x))) -> ai.quiver::EdgeConv
 //   EdgeConv -> 1x1 Conv ... -> ReduceMean over the edges                  -> EdgeConv with the block
 //   runs of 1x1 Conv / BatchNormalization / Gelu with >= 2 Convs           -> ai.quiver::PointwiseChain
+//   ScatterND(data, Concat(Unsqueeze(Expand(c, s), -1) ...), u)            -> ai.quiver::ScatterNDParts
 // The Transpose one is the CPU engine's (`cpu_engine_fusions`, every numerics) and the code emitter's in
 // default numerics (rt::gemm reads A transposed). Gelu and LayerNormalization are the CPU engine's and
 // the code emitter's (`emitter_fusions`; rt::erf_v, rt::layer_norm): device targets have no kernels for
@@ -16,7 +17,8 @@
 // emitter's (`emitter_fusions`: CompileOptions::fuse_edge_conv, which quiver compile sets; default
 // numerics only): their steps sum in another order than the unfused nodes and run a tile of points or
 // positions at a time, so the values between the nodes never exist whole (ops/edgeconv.cpp,
-// ops/pointwisechain.cpp).
+// ops/pointwisechain.cpp). ScatterNDParts is the code emitter's too (the same switch): bit-exact, it
+// spares the emitted code the index tuples (ops/scatterndparts.cpp).
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -798,6 +798,173 @@ TEST(Aot, ScatterNDMatchesTheEngine) {
   }
 }
 
+// ParT's pair-embedding scatter: index tuples Concat(Unsqueeze(Expand(part, s), -1) ..., axis -1) of a
+// batch index Range(N) [N, 1, 1], a head index [1, 3, 1] and the pair indices i, j [pairs] of
+// NonZero(Trilu(ones[P, P], k = -1)), s the Shape of their broadcast sum (Add chains whose data
+// nobody reads). The compiler fuses each ScatterND with its parts into ai.quiver::ScatterNDParts for
+// the code emitter (rt::scatter_parts: no tuple tensor); an Expand with a second reader stays a step
+// and its output is a part as is. Against the engine (unfused) for P = 1 (no pairs), 2 and 5, and
+// batches 1 and 3; a head index out of range is an error naming the step.
+test::G scatter_parts_graph() {
+  test::G g(14);
+  g.input("x", {-1, 3, -1, -1});
+  g.input("h", {1, 3, 1}, DType::I64);
+  auto* xd = g.g->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  xd->mutable_dim(2)->set_dim_param("P");
+  xd->mutable_dim(3)->set_dim_param("P");
+  g.node("Shape", {"x"}, {"xs"});
+  g.init("i0", Tensor::scalar<int64_t>(0));
+  test::attr_int(g.node("Gather", {"xs", "i0"}, {"n"}), "axis", 0);
+  g.init("one", Tensor::scalar<int64_t>(1));
+  g.node("Range", {"i0", "n", "one"}, {"rn"});
+  g.init("to_b", Tensor::from_vector<int64_t>({-1, 1, 1}, {3}));
+  g.node("Reshape", {"rn", "to_b"}, {"b"});  // [N, 1, 1]
+  g.init("s2", Tensor::from_vector<int64_t>({2}, {1}));
+  g.init("s4", Tensor::from_vector<int64_t>({4}, {1}));
+  g.node("Slice", {"xs", "s2", "s4"}, {"pp"});  // [P, P]
+  attr_tensor(g.node("ConstantOfShape", {"pp"}, {"ones"}), "value", Tensor::from_vector<int64_t>({1}, {1}));
+  g.init("km1", Tensor::scalar<int64_t>(-1));
+  test::attr_int(g.node("Trilu", {"ones", "km1"}, {"low"}), "upper", 0);
+  g.node("NonZero", {"low"}, {"nz"});  // [2, pairs]
+  g.init("halves", Tensor::from_vector<int64_t>({1, 1}, {2}));
+  test::attr_int(g.node("Split", {"nz", "halves"}, {"nzi", "nzj"}), "axis", 0);
+  g.init("ax0", Tensor::from_vector<int64_t>({0}, {1}));
+  g.node("Squeeze", {"nzi", "ax0"}, {"i"});
+  g.node("Squeeze", {"nzj", "ax0"}, {"j"});
+  // The index shape as the exporter computes it: the parts' broadcast sum, only its Shape read.
+  g.node("Add", {"b", "h"}, {"t1"});
+  g.node("Add", {"t1", "i"}, {"t2"});
+  g.node("Add", {"t2", "j"}, {"t3"});
+  g.node("Shape", {"t3"}, {"s"});  // [N, 3, pairs]
+  // Updates [N, 3, pairs]: 10 i + j + 100 b + x[0, 0, 0, 0].
+  g.init("ten", Tensor::scalar<int64_t>(10));
+  g.node("Mul", {"i", "ten"}, {"i10"});
+  g.node("Add", {"i10", "j"}, {"ij"});
+  g.init("hundred", Tensor::scalar<int64_t>(100));
+  g.node("Mul", {"b", "hundred"}, {"b100"});
+  g.node("Add", {"ij", "b100"}, {"uij"});
+  g.node("Expand", {"uij", "s"}, {"ue"});
+  test::attr_int(g.node("Cast", {"ue"}, {"uf"}), "to", 1);
+  g.init("zero4", Tensor::from_vector<int64_t>({0, 0, 0, 0}, {4}));
+  g.init("one4", Tensor::from_vector<int64_t>({1, 1, 1, 1}, {4}));
+  g.node("Slice", {"x", "zero4", "one4"}, {"x0"});
+  g.init("to1", Tensor::from_vector<int64_t>({1}, {1}));
+  g.node("Reshape", {"x0", "to1"}, {"x01"});
+  g.node("Add", {"uf", "x01"}, {"u"});
+  auto parts = [&](const std::string& tag, bool shared_i) {
+    std::vector<std::string> cat;
+    for (const char* p : {"b", "h", "i", "j"}) {
+      const std::string e = tag + "_e" + p, q = tag + "_q" + p;
+      g.node("Expand", {p, "s"}, {e});
+      g.init(tag + "_ax" + p, Tensor::from_vector<int64_t>({-1}, {1}));
+      g.node("Unsqueeze", {e, tag + "_ax" + p}, {q});
+      cat.push_back(q);
+      if (shared_i && std::string(p) == "i") {  // a second reader: this Expand stays a step
+        test::attr_int(g.node("Cast", {e}, {tag + "_eif"}), "to", 1);
+        test::attr_int(g.node("ReduceSum", {tag + "_eif"}, {tag + "_isum"}), "keepdims", 0);
+      }
+    }
+    test::attr_int(g.node("Concat", cat, {tag + "_idx"}), "axis", -1);
+    g.node("ScatterND", {"x", tag + "_idx", "u"}, {tag + "_y"});
+  };
+  parts("a", false);
+  parts("c", true);
+  g.output("a_y", {-1, 3, -1, -1});
+  g.output("c_y", {-1, 3, -1, -1});
+  g.output("c_isum", {});
+  auto* od = g.g->mutable_output(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  od->mutable_dim(2)->set_dim_param("P");
+  od->mutable_dim(3)->set_dim_param("P");
+  od = g.g->mutable_output(1)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  od->mutable_dim(2)->set_dim_param("P");
+  od->mutable_dim(3)->set_dim_param("P");
+  return g;
+}
+
+TEST(Aot, ScatterNDWithIndexPartsMatchesTheEngine) {
+  auto [lib, engine] = compile_graph(scatter_parts_graph(), "scatter_parts");
+  const std::string code = generated_code("scatter_parts");
+  EXPECT_EQ(occurrences(code, "rt::scatter_parts("), 2u);
+  EXPECT_NE(code.find("c_ei_node (Expand)"), std::string::npos) << "the Expand with a second reader stays a step";
+  EXPECT_NE(code.find("a_y_node (ScatterNDParts) + a_y_node (ScatterND) + a_idx_node (Concat) + a_eb_node (Expand)"), std::string::npos) << "the Concat is in the step";
+  // Six Adds, int64 and float: one function object per type pair, not one per step.
+  EXPECT_EQ(occurrences(code, "struct op_Add_"), 2u);
+  EXPECT_NE(code.find("// t1_node (Add): only its dims are read (no buffer, no code)"), std::string::npos);
+  for (const char* n : {"t2_node (Add)", "t3_node (Add)"}) {
+    // Only their dims are read: each computes dims again after NonZero, but no data and no buffer.
+    const size_t fn = code.find(std::string("// ") + n + "\nvoid ");
+    ASSERT_NE(fn, std::string::npos) << n;
+    const size_t end = code.find("\n}\n", fn);
+    EXPECT_EQ(code.substr(fn, end - fn).find("rt::binary"), std::string::npos) << n << " computes no data";
+  }
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> u(-1, 1);
+  const Tensor heads = Tensor::from_vector<int64_t>({0, -1, 1}, {1, 3, 1});
+  for (const auto& [n, p] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 2}, {3, 5}, {2, 4}}) {
+    std::vector<Tensor> in{random_tensor({n, 3, p, p}, rng, u), heads};
+    expect_close(lib->run_once(in), engine->run_once(in), "N " + std::to_string(n) + ", P " + std::to_string(p));
+  }
+  std::vector<Tensor> bad{random_tensor({2, 3, 3, 3}, rng, u), Tensor::from_vector<int64_t>({0, 1, 3}, {1, 3, 1})};
+  EXPECT_THROW(engine->run_once(bad), Error);
+  const Error e = test::expect_error([&] { lib->run_once(bad); });
+  EXPECT_NE(std::string(e.what()).find("a_y_node (ScatterNDParts)"), std::string::npos) << e.what();
+  EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+}
+
+// The engine's own ScatterNDParts kernel (a model holding the fused node) against ScatterND on the
+// tuples Concat builds, and its errors: parts whose dims differ, updates of the wrong dims.
+TEST(Aot, ScatterNDPartsKernelMatchesScatterND) {
+  auto graph = [](bool fused) {
+    test::G g(14);
+    g.input("x", {3, 4, 5});
+    g.input("b", {2, 1}, DType::I64);
+    g.input("k", {-1, -1}, DType::I64);
+    g.input("u", {-1, -1, 5});
+    for (int i : {2, 3})
+      for (int d : {0, 1})
+        g.g->mutable_input(i)->mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(d)->set_dim_param(
+            std::string(i == 2 ? "k" : "u") + std::to_string(d));
+    g.node("Shape", {"u"}, {"us"});
+    g.init("z", Tensor::from_vector<int64_t>({0}, {1}));
+    g.init("two", Tensor::from_vector<int64_t>({2}, {1}));
+    g.node("Slice", {"us", "z", "two"}, {"s"});  // the index shape: updates' first two dims
+    if (fused) {
+      auto* n = g.node("ScatterNDParts", {"x", "u", "b", "s", "k"}, {"y"});
+      n->set_domain("ai.quiver");
+      test::attr_ints(n, "expanded", {1, 0});
+    } else {
+      g.node("Expand", {"b", "s"}, {"eb"});
+      g.init("ax", Tensor::from_vector<int64_t>({-1}, {1}));
+      g.node("Unsqueeze", {"eb", "ax"}, {"qb"});
+      g.node("Unsqueeze", {"k", "ax"}, {"qk"});
+      test::attr_int(g.node("Concat", {"qb", "qk"}, {"idx"}), "axis", -1);
+      g.node("ScatterND", {"x", "idx", "u"}, {"y"});
+    }
+    g.output("y", {3, 4, 5});
+    return g;
+  };
+  auto fused = graph(true).load(), plain = graph(false).load();
+  std::mt19937 rng(32);
+  std::uniform_real_distribution<float> u(-1, 1);
+  // Tuples (b[r], k[r, c]) over a [2, 2] index shape, negative indices included.
+  const std::vector<Tensor> in{random_tensor({3, 4, 5}, rng, u), Tensor::from_vector<int64_t>({2, -3}, {2, 1}),
+                               Tensor::from_vector<int64_t>({0, 3, 1, -1}, {2, 2}), random_tensor({2, 2, 5}, rng, u)};
+  const auto want = plain->run_once(in);
+  const auto got = fused->run_once(in);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].dims(), want[0].dims());
+  for (int64_t e = 0; e < want[0].numel(); ++e) EXPECT_EQ(got[0].data<float>()[e], want[0].data<float>()[e]) << e;
+  // k [2, 3] against the expanded b's [2, 2]: what Concat refuses, named.
+  std::vector<Tensor> mismatch = in;
+  mismatch[2] = Tensor::from_vector<int64_t>({0, 1, 2, 0, 1, 2}, {2, 3});
+  EXPECT_THROW(plain->run_once(mismatch), Error);
+  const Error e = test::expect_error([&] { fused->run_once(mismatch); });
+  EXPECT_NE(std::string(e.what()).find("index part 1"), std::string::npos) << e.what();
+  std::vector<Tensor> oob = in;
+  oob[1] = Tensor::from_vector<int64_t>({2, 3}, {2, 1});
+  EXPECT_THROW(fused->run_once(oob), Error);
+}
+
 // ParticleNet's edge features (get_graph_feature v2: Gather along axis 1 of a [C, N*P] transpose,
 // Reshape to [C, N, P, k] by a shape computed from Shape(x), Transpose, Tile of the points, Sub,
 // Concat) and their 1x1 Conv: the compiler fuses them into ai.quiver::EdgeConv for the code emitter

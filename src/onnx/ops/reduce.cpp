@@ -312,8 +312,9 @@ Emitter emit_reduce(int axes_input_opset) {
       case RKind::Max: init = "std::numeric_limits<" + ty + ">::lowest()"; f = "a > b ? a : b"; break;
       default: init = "std::numeric_limits<" + ty + ">::max()"; f = "a < b ? a : b"; break;
     }
+    const std::string fn = e.functor(e.op(), ty + " operator()(" + ty + " a, " + ty + " b) const { return " + f + "; }");
     std::string c = "static const bool mask[] = {" + (m.empty() ? std::string("false") : m) + "};\nrt::reduce(x0, I0, mask, y0, " +
-                    init + ", [](" + ty + " a, " + ty + " b) { return " + f + "; });\n";
+                    init + ", " + fn + "{});\n";
     if (K == RKind::Mean)
       c += "const int64_t cnt = " + cnt + ";\nconst int64_t no = O0.n();\nfor (int64_t j = 0; j < no; ++j) y0[j] /= static_cast<float>(cnt);\n";
     e.compute(c);

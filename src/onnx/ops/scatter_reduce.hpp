@@ -48,4 +48,10 @@ inline void scatter_apply(T& dst, const T& src, ScatterReduce r) {
   }
 }
 
+// ScatterND's kernel (ops/scatternd.cpp): y = x, then for each of the tuples (n of k int64 indices,
+// n = product of tuple_dims) the slice of y it names is replaced or reduced with the updates' slice.
+// Errors name the tuple or the dims that do not fit.
+void scatter_nd(ExecContext& ec, DType t, ScatterReduce red, const Tensor& x, const int64_t* tuples,
+                const std::vector<int64_t>& tuple_dims, int64_t k, const Tensor& upd);
+
 }  // namespace quiver::onnx

@@ -4,6 +4,79 @@
 #include "onnx/ops/scatter_reduce.hpp"
 namespace quiver::onnx {
 
+// ScatterND's kernel, shared with ScatterNDParts (ops/scatterndparts.cpp), which builds the tuples.
+void scatter_nd(ExecContext& ec, DType t, ScatterReduce red, const Tensor& x, const int64_t* pi,
+                const std::vector<int64_t>& tuple_dims, int64_t k, const Tensor& upd) {
+  const int64_t r = static_cast<int64_t>(x.rank());
+  if (k > r) ec.fail("indices last dim " + std::to_string(k) + " exceeds data rank " + std::to_string(r), "indices");
+  // updates.shape must be indices.shape[:-1] + data.shape[k:]
+  std::vector<int64_t> ud = tuple_dims;
+  ud.insert(ud.end(), x.dims().begin() + k, x.dims().end());
+  if (ud != upd.dims())
+    ec.fail("updates dims " + dims_to_string(upd.dims()) + " must be " + dims_to_string(ud), "updates");
+  Tensor& y = ec.output(0, t, x.dims());
+  const int64_t n = product(tuple_dims);
+  const int64_t slice = product(x.dims(), k);
+  const auto strides = contiguous_strides(x.dims());
+  visit_dtype(t, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    const T* pu = upd.data<T>();
+    if (px != py) copy_n_elems(px, py, x.numel());
+    // Fast path (element-wise scatter, e.g. ParT's pair matrices: k == rank, no reduction):
+    // unrolled offset computation, branch-free bounds check per tuple.
+    if (slice == 1 && red == ScatterReduce::None && k >= 1 && k <= 4) {
+      int64_t dims[4] = {1, 1, 1, 1}, st[4] = {0, 0, 0, 0};
+      for (int64_t d = 0; d < k; ++d) { dims[d] = x.dim(d); st[d] = strides[d]; }
+      auto run = [&](auto kc) {
+        constexpr int K = decltype(kc)::value;
+        for (int64_t j = 0; j < n; ++j) {
+          const int64_t* tup = pi + j * K;
+          int64_t off = 0;
+          bool ok = true;
+          for (int d = 0; d < K; ++d) {
+            const int64_t v = tup[d] + (tup[d] < 0 ? dims[d] : 0);
+            ok &= static_cast<uint64_t>(v) < static_cast<uint64_t>(dims[d]);
+            off += v * st[d];
+          }
+          if (!ok) return j;
+          py[off] = pu[j];
+        }
+        return n;
+      };
+      int64_t done;
+      switch (k) {
+        case 1: done = run(std::integral_constant<int, 1>{}); break;
+        case 2: done = run(std::integral_constant<int, 2>{}); break;
+        case 3: done = run(std::integral_constant<int, 3>{}); break;
+        default: done = run(std::integral_constant<int, 4>{}); break;
+      }
+      if (done == n) return;
+      ec.fail("index tuple " + std::to_string(done) + " of indices is out of range for data dims " +
+                  dims_to_string(x.dims()),
+              "indices");
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t off = 0;
+      for (int64_t d = 0; d < k; ++d) {
+        int64_t v = pi[j * k + d];
+        const int64_t dim = x.dim(d);
+        if (v < 0) v += dim;
+        if (v < 0 || v >= dim)
+          ec.fail("index " + std::to_string(pi[j * k + d]) + " out of range for dim " + std::to_string(d) +
+                  " of size " + std::to_string(dim), "indices");
+        off += v * strides[d];
+      }
+      T* dst = py + off;
+      const T* src = pu + j * slice;
+      if (red == ScatterReduce::None) copy_n_elems(src, dst, slice);
+      else
+        for (int64_t e = 0; e < slice; ++e) scatter_apply(dst[e], src[e], red);
+    }
+  });
+}
+
 QUIVER_REGISTER_OPS(scatternd) {
   registry.add({"", "ScatterND", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(3, 3);
@@ -16,78 +89,10 @@ QUIVER_REGISTER_OPS(scatternd) {
                     const Tensor& x = ec.input(0);
                     const Tensor& ind = ec.input(1);
                     const Tensor& upd = ec.input(2);
-                    const int64_t r = static_cast<int64_t>(x.rank());
                     const int64_t q = static_cast<int64_t>(ind.rank());
                     if (q < 1) ec.fail("indices must have rank >= 1", "indices");
-                    const int64_t k = ind.dim(q - 1);
-                    if (k > r) ec.fail("indices last dim " + std::to_string(k) + " exceeds data rank " + std::to_string(r), "indices");
-                    // updates.shape must be indices.shape[:-1] + data.shape[k:]
-                    std::vector<int64_t> ud(ind.dims().begin(), ind.dims().end() - 1);
-                    ud.insert(ud.end(), x.dims().begin() + k, x.dims().end());
-                    if (ud != upd.dims())
-                      ec.fail("updates dims " + dims_to_string(upd.dims()) + " must be " + dims_to_string(ud), "updates");
-                    Tensor& y = ec.output(0, t, x.dims());
-                    const int64_t n = product(ind.dims(), 0, q - 1);
-                    const int64_t slice = product(x.dims(), k);
-                    const auto strides = contiguous_strides(x.dims());
-                    const int64_t* pi = ind.data<int64_t>();
-                    visit_dtype(t, [&](auto tag) {
-                      using T = typename decltype(tag)::type;
-                      const T* px = x.data<T>();
-                      T* py = y.data<T>();
-                      const T* pu = upd.data<T>();
-                      if (px != py) copy_n_elems(px, py, x.numel());
-                      // Fast path (element-wise scatter, e.g. ParT's pair matrices: k == rank, no reduction):
-                      // unrolled offset computation, branch-free bounds check per tuple.
-                      if (slice == 1 && red == ScatterReduce::None && k >= 1 && k <= 4) {
-                        int64_t dims[4] = {1, 1, 1, 1}, st[4] = {0, 0, 0, 0};
-                        for (int64_t d = 0; d < k; ++d) { dims[d] = x.dim(d); st[d] = strides[d]; }
-                        auto run = [&](auto kc) {
-                          constexpr int K = decltype(kc)::value;
-                          for (int64_t j = 0; j < n; ++j) {
-                            const int64_t* tup = pi + j * K;
-                            int64_t off = 0;
-                            bool ok = true;
-                            for (int d = 0; d < K; ++d) {
-                              const int64_t v = tup[d] + (tup[d] < 0 ? dims[d] : 0);
-                              ok &= static_cast<uint64_t>(v) < static_cast<uint64_t>(dims[d]);
-                              off += v * st[d];
-                            }
-                            if (!ok) return j;
-                            py[off] = pu[j];
-                          }
-                          return n;
-                        };
-                        int64_t done;
-                        switch (k) {
-                          case 1: done = run(std::integral_constant<int, 1>{}); break;
-                          case 2: done = run(std::integral_constant<int, 2>{}); break;
-                          case 3: done = run(std::integral_constant<int, 3>{}); break;
-                          default: done = run(std::integral_constant<int, 4>{}); break;
-                        }
-                        if (done == n) return;
-                        ec.fail("index tuple " + std::to_string(done) + " of indices is out of range for data dims " +
-                                    dims_to_string(x.dims()),
-                                "indices");
-                      }
-                      for (int64_t j = 0; j < n; ++j) {
-                        int64_t off = 0;
-                        for (int64_t d = 0; d < k; ++d) {
-                          int64_t v = pi[j * k + d];
-                          const int64_t dim = x.dim(d);
-                          if (v < 0) v += dim;
-                          if (v < 0 || v >= dim)
-                            ec.fail("index " + std::to_string(pi[j * k + d]) + " out of range for dim " + std::to_string(d) +
-                                    " of size " + std::to_string(dim), "indices");
-                          off += v * strides[d];
-                        }
-                        T* dst = py + off;
-                        const T* src = pu + j * slice;
-                        if (red == ScatterReduce::None) copy_n_elems(src, dst, slice);
-                        else
-                          for (int64_t e = 0; e < slice; ++e) scatter_apply(dst[e], src[e], red);
-                      }
-                    });
+                    const std::vector<int64_t> tuple_dims(ind.dims().begin(), ind.dims().end() - 1);
+                    scatter_nd(ec, t, red, x, ind.data<int64_t>(), tuple_dims, ind.dim(q - 1), upd);
                   });
                 }}, Repro::Exact);
 }

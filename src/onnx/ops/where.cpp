@@ -8,7 +8,8 @@ void emit_where(Emit& e) {
   e.rank_in(0);
   const std::string t = e.tin(1);
   e.shape("rt::Shp t{};\nif (!rt::broadcast(I0, I1, t) || !rt::broadcast(t, I2, O0)) fail(\"inputs do not broadcast\");\n");
-  e.compute("rt::ternary(x0, I0, x1, I1, x2, I2, y0, O0, [](bool c, " + t + " a, " + t + " b) { return c ? a : b; });\n");
+  const std::string f = e.functor("Where", t + " operator()(bool c, " + t + " a, " + t + " b) const { return c ? a : b; }");
+  e.compute("rt::ternary(x0, I0, x1, I1, x2, I2, y0, O0, " + f + "{});\n");
 }
 
 QUIVER_REGISTER_OPS(where) {
