@@ -64,10 +64,13 @@ Tensor random_tensor(const std::vector<int64_t>& dims, std::mt19937& rng, std::u
 }
 
 // A test graph written as NAME.onnx, compiled, built with the tests' compiler (aot_test::compiler) and
-// loaded, and the engine on it; `lib_path`, when given, receives the built library's path.
+// loaded, and the engine on it; `lib_path`, when given, receives the built library's path. Files go to
+// out_root()/NAME, or out_root()/`dir_name` (tests that build the same model run as separate processes
+// at once under ctest -j: each needs its own directory).
 std::pair<std::shared_ptr<const Model>, std::shared_ptr<const Model>> compile_graph(const test::G& g, const std::string& name,
-                                                                                    std::string* lib_path = nullptr) {
-  const fs::path dir = out_root() / name;
+                                                                                    std::string* lib_path = nullptr,
+                                                                                    const std::string& dir_name = "") {
+  const fs::path dir = out_root() / (dir_name.empty() ? name : dir_name);
   fs::create_directories(dir);
   const std::string file = (dir / (name + ".onnx")).string();
   {
@@ -1346,11 +1349,13 @@ test::NumberedG<14> nonzero_outputs_graph() {
   return g;
 }
 
-// nonzero_outputs_graph() compiled and built once per process: the library's path and the engine.
+// nonzero_outputs_graph() compiled and built once per process, in a directory of the calling test's
+// own: the library's path and the engine.
 std::pair<std::string, std::shared_ptr<const Model>> nonzero_outputs_library() {
   static const auto built = [] {
     std::string path;
-    auto models = compile_graph(nonzero_outputs_graph(), "nonzero_out", &path);
+    const std::string test = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    auto models = compile_graph(nonzero_outputs_graph(), "nonzero_out", &path, "nonzero_out_" + test);
     return std::make_pair(path, models.second);
   }();
   return built;
@@ -1481,8 +1486,7 @@ TEST(Aot, DataDependentOutputDimsThroughTheCAbi) {
 
 // The C++ API of such a model: Outputs::dims, set by run(); a program built with the plain compiler.
 TEST(Aot, DataDependentOutputDimsThroughTheCxxApi) {
-  nonzero_outputs_library();
-  const fs::path dir = out_root() / "nonzero_out" / "out", app = out_root() / "nonzero_out_app";
+  const fs::path dir = fs::path(nonzero_outputs_library().first).parent_path(), app = out_root() / "nonzero_out_app";
   fs::create_directories(app);
   std::ofstream(app / "main.cpp")
       << "#include <cstdio>\n#include <vector>\n#include \"nonzero_out.hpp\"\n"
