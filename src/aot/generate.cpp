@@ -757,7 +757,7 @@ std::string Generator::header() const {
     if (dd_out_[i] != 0) {
       std::string axes;
       for (int64_t a : dd_axes(i)) axes += (axes.empty() ? "" : ", ") + std::to_string(a);
-      h << ": data-dependent dims (axes " << axes << ")";
+      h << ": data-dependent dims (" << (axes.find(',') == std::string::npos ? "axis " : "axes ") << axes << ")";
     }
     h << "\n";
   }

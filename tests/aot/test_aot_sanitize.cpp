@@ -1,8 +1,9 @@
 // The generated code under the sanitizers, in every build: a model's generated sources are compiled
 // together with a small driver with -fsanitize=address,undefined (UBSan fatal) and, separately, with
 // -fsanitize=thread, and run. The driver uses only the generated C ABI: one single-thread reference
-// run, then three threads calling the same code at once, each with its own workspace and outputs, which
-// must give the reference bits; each build runs every case (dims) given. Any sanitizer report fails the
+// run (NAME_run), then three threads calling the same code at once (NAME_run_dims), each with its own
+// workspace and outputs, which must give the reference bits and output_dims' dims; each build runs
+// every case (dims) given. Any sanitizer report fails the
 // run. The models cover dense layers, a forest, 2-D and 1-D convolutions, both LSTM forms and
 // ParticleNet's TopK / Gather over run-time particle counts. (In a -DQUIVER_SANITIZE build,
 // test_aot / test_aot_forest additionally build the libraries they load with the build's sanitizers,
@@ -45,9 +46,10 @@ std::string driver(const aot::CompileResult& r, size_t n_outputs) {
     << "    for (auto& v : in[i]) {\n      s = s * 1103515245u + 12345u;\n"
     << "      v = static_cast<float>((s >> 8) % 2001) / 1000.0f - 1.0f;\n    }\n    inp[i] = in[i].data();\n  }\n"
     << "  size_t ws = 0;\n  if (" << n << "_workspace_bytes(dims.data(), &ws, err, sizeof err)) { std::printf(\"%s\\n\", err); return 2; }\n"
-    << "  std::vector<size_t> out_elems(no);\n"
-    << "  for (size_t k = 0; k < no; ++k) {\n    int64_t od[8];\n    int rank = 0;\n"
+    << "  std::vector<size_t> out_elems(no);\n  std::vector<int64_t> out_dims(no * 8);\n  std::vector<int> out_ranks(no);\n"
+    << "  for (size_t k = 0; k < no; ++k) {\n    int64_t* od = out_dims.data() + k * 8;\n    int rank = 0;\n"
     << "    if (" << n << "_output_dims(dims.data(), static_cast<int>(k), od, &rank, err, sizeof err)) { std::printf(\"%s\\n\", err); return 2; }\n"
+    << "    out_ranks[k] = rank;\n"
     << "    size_t e = 1;\n    for (int a = 0; a < rank; ++a) e *= static_cast<size_t>(od[a]);\n    out_elems[k] = e;\n  }\n"
     // Outputs as float-sized elements: the models here have float outputs (the test checks).
     << "  auto run = [&](std::vector<std::vector<float>>& out, std::vector<unsigned char>& w) {\n"
@@ -61,7 +63,11 @@ std::string driver(const aot::CompileResult& r, size_t n_outputs) {
     << "      std::vector<unsigned char> w(ws);\n"
     << "      for (int it = 0; it < 20; ++it) {\n        char e2[512];\n        std::vector<void*> op(no);\n"
     << "        for (size_t k = 0; k < no; ++k) op[k] = out[k].data();\n"
-    << "        if (" << n << "_run(dims.data(), inp.data(), op.data(), w.data(), w.size(), e2, sizeof e2)) { ++bad[t]; continue; }\n"
+    // run_dims from the threads: the dims it reports are output_dims' (no output here depends on the data).
+    << "        int ranks[8];\n        int64_t od[8 * 8];\n"
+    << "        if (no > 8 || " << n << "_run_dims(dims.data(), inp.data(), op.data(), ranks, od, w.data(), w.size(), e2, sizeof e2)) { ++bad[t]; continue; }\n"
+    << "        for (size_t k = 0; k < no; ++k)\n"
+    << "          if (ranks[k] != out_ranks[k] || std::memcmp(od + k * 8, out_dims.data() + k * 8, static_cast<size_t>(ranks[k]) * 8) != 0) ++bad[t];\n"
     << "        for (size_t k = 0; k < no; ++k)\n"
     << "          if (std::memcmp(out[k].data(), ref[k].data(), out_elems[k] * sizeof(float)) != 0) ++bad[t];\n"
     << "      }\n    });\n"
