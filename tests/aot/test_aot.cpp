@@ -586,6 +586,51 @@ TEST(Aot, TransposedAGemmMatchesTheEngine) {
   }
 }
 
+// Gemms with bias + Relu in the tile's registers, their last panel partial (60, 30 and 20 outputs as
+// in the interaction net's MLP: one group of 4, 2 and 2 panels, a masked store), a transposed A read
+// per block, and B wider than one group with K = 400: row blocks of 48 rows (rt::gemm), here up to
+// three blocks and a rest, each running every group of panels.
+TEST(Aot, TallGemmsRunInRowBlocksWithPartialPanelsAsTheEngine) {
+  test::G g(13);
+  std::mt19937 rng(21);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  g.input("x", {-1, 12, 11});
+  g.input("w", {-1, 400});
+  g.init("W1", random_tensor({60, 12}, rng, u));
+  g.init("b1", random_tensor({60}, rng, u));
+  g.init("W2", random_tensor({30, 60}, rng, u));
+  g.init("b2", random_tensor({30}, rng, u));
+  g.init("W3", random_tensor({20, 30}, rng, u));
+  g.init("b3", random_tensor({20}, rng, u));
+  g.init("W4", random_tensor({70, 400}, rng, u));
+  g.init("b4", random_tensor({70}, rng, u));
+  Tensor t = Tensor::empty(DType::I64, {2});
+  t.data<int64_t>()[0] = -1;
+  t.data<int64_t>()[1] = 12;
+  g.init("t", t);
+  auto* n = g.node("Transpose", {"x"}, {"xt"});
+  test::attr_ints(n, "perm", {0, 2, 1});
+  g.node("Reshape", {"xt", "t"}, {"xr"});
+  n = g.node("Gemm", {"xr", "W1", "b1"}, {"h1"});
+  test::attr_int(n, "transB", 1);
+  g.node("Relu", {"h1"}, {"h1r"});
+  n = g.node("Gemm", {"h1r", "W2", "b2"}, {"h2"});
+  test::attr_int(n, "transB", 1);
+  g.node("Relu", {"h2"}, {"h2r"});
+  n = g.node("Gemm", {"h2r", "W3", "b3"}, {"h3"});
+  test::attr_int(n, "transB", 1);
+  n = g.node("Gemm", {"w", "W4", "b4"}, {"y4"});
+  test::attr_int(n, "transB", 1);
+  g.node("Relu", {"y4"}, {"y4r"});
+  g.output("h3", {-1, 20});
+  g.output("y4r", {-1, 70});
+  const auto [lib, engine] = compile_graph(g, "tall");
+  for (int64_t b : {int64_t{1}, int64_t{5}, int64_t{49}, int64_t{100}, int64_t{151}}) {
+    std::vector<Tensor> in{random_tensor({b, 12, 11}, rng, u), random_tensor({b, 400}, rng, u)};
+    expect_close(lib->run_once(in), engine->run_once(in), "tall gemms at batch " + std::to_string(b));
+  }
+}
+
 // Transposes as the runtime reduces them (rt::transpose: dims of 1 dropped, neighbours merged): TICL
 // energy-id's NHWC <-> NCHW switches of 3 channels (a 2-D transpose with a side of 3, compile-time
 // counts either way), sides of 2 and 4, 16 x 16 tiles with partial ones, x's last axis kept last
