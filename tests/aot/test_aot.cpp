@@ -697,6 +697,12 @@ TEST(Aot, OneHotGemmIsAGatherOrSegmentSumsAsInTheEngine) {
   Tensor twos = sel.clone();
   twos.data<float>()[src[0] * 5] = 2.f;  // not 0/1: the GEMM
   g.init("twos", twos);
+  // [40, 37]: a row of 40 values (its third vector holds 32..39) to 37 columns: two vectors of 16 by
+  // permutes, 5 one at a time.
+  Tensor pick = Tensor::empty(DType::F32, {40, 37});
+  std::fill(pick.data<float>(), pick.data<float>() + 40 * 37, 0.f);
+  for (int j = 0; j < 37; ++j) pick.data<float>()[((j * 7 + 3) % 40) * 37 + j] = 1.f;
+  g.init("pick", pick);
   g.node("Gemm", {"a", "sel", "bias"}, {"picked"});
   g.node("Relu", {"picked"}, {"picked_relu"});
   auto* n = g.node("Gemm", {"a", "seg"}, {"summed"});
@@ -704,14 +710,16 @@ TEST(Aot, OneHotGemmIsAGatherOrSegmentSumsAsInTheEngine) {
   test::attr_float(n, "alpha", 0.5f);
   g.node("Gemm", {"w", "wide"}, {"summed_wide"});
   g.node("Gemm", {"a", "twos"}, {"dense"});
+  g.node("Gemm", {"w", "pick"}, {"picked_wide"});
   g.output("picked_relu", {-1, 5});
   g.output("summed", {-1, 3});
   g.output("summed_wide", {-1, 2});
   g.output("dense", {-1, 5});
+  g.output("picked_wide", {-1, 37});
   const auto [lib, engine] = compile_graph(g, "one_hot");
   const std::string code = generated_code("one_hot");
   auto count = [&](const std::string& what) { return occurrences(code, what); };
-  EXPECT_EQ(count("rt::gather_columns(x0"), 1u);
+  EXPECT_EQ(count("rt::gather_columns(x0"), 2u);
   EXPECT_EQ(count("rt::segment_sums(x0"), 2u);
   EXPECT_EQ(count("rt::gemm(g);"), 1u);  // the B with a 2
   for (int64_t b : {int64_t{1}, int64_t{3}, int64_t{7}}) {
