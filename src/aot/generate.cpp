@@ -192,6 +192,11 @@ void write_array(std::ostringstream& os, const ConstRec& c) {
   os << "};\n";
 }
 
+// Whether the step reads input i's data at all: its compute, or values its shape code reads.
+bool reads_input(const EmittedStep& e, size_t i) {
+  return (i < e.reads_data.size() && e.reads_data[i]) || (i < e.reads_values.size() && e.reads_values[i]);
+}
+
 // Whether the shape pass reads input i's data: values its shape code reads, or a small step's compute.
 bool reads_in_shapes(const EmittedStep& e, bool small, size_t i) {
   const bool values = i < e.reads_values.size() && e.reads_values[i];
@@ -315,8 +320,7 @@ void Generator::mark_dims_only_steps() {
     if (e.data_dims) wanted[si] = 1;
     if (!wanted[si]) continue;
     for (size_t i = 0; i < from[si].size(); ++i) {
-      const bool reads = (i < e.reads_data.size() && e.reads_data[i]) || (i < e.reads_values.size() && e.reads_values[i]) ||
-                         static_cast<int>(i) == e.view_of;
+      const bool reads = reads_input(e, i) || static_cast<int>(i) == e.view_of;
       if (reads && from[si][i] >= 0) wanted[static_cast<size_t>(from[si][i])] = 1;
     }
   }
@@ -354,7 +358,7 @@ void Generator::walk() {
     std::vector<int> ins;
     for (size_t i = 0; i < s.inputs.size(); ++i) {
       const ValueRef r = s.inputs[i];
-      const bool reads = (i < e.reads_data.size() && e.reads_data[i]) || (i < e.reads_values.size() && e.reads_values[i]);
+      const bool reads = reads_input(e, i);
       if (r.kind == ValueRef::Absent) ins.push_back(-1);
       else if (r.kind == ValueRef::Input) ins.push_back(static_cast<int>(r.index));
       else if (r.kind == ValueRef::Const) {

@@ -543,6 +543,14 @@ TEST(Aot, BuffersShareBytesOnlyWhenTheirLifetimesAreDisjoint) {
   }
 }
 
+// Transpose(x, perm 0,2,1) -> Reshape(to [-1, cols]) into `out`: the rows the fusion's transposed-A
+// Gemm reads in place (the reshape target an initializer named out + "_to").
+void transposed_rows(test::G& g, const std::string& x, const std::string& out, int64_t cols) {
+  g.init(out + "_to", Tensor::from_vector<int64_t>({-1, cols}, {2}));
+  test::attr_ints(g.node("Transpose", {x}, {out + "_t"}), "perm", {0, 2, 1});
+  g.node("Reshape", {out + "_t", out + "_to"}, {out});
+}
+
 // Transpose(0,2,1) -> Reshape -> Gemm, fused as in the engine: each block of A read transposed in
 // place when the Reshape gives [B*L, C] (with transB, a bias row and Relu), the transpose
 // materialised first when the target mixes blocks ([B*L*C/8, 8]); no Transpose step is emitted.
@@ -555,23 +563,11 @@ TEST(Aot, TransposedAGemmMatchesTheEngine) {
   g.init("W", random_tensor({3, 5}, rng, u));
   g.init("b", random_tensor({3}, rng, u));
   g.init("W8", random_tensor({8, 2}, rng, u));
-  Tensor t1 = Tensor::empty(DType::I64, {2});
-  t1.data<int64_t>()[0] = -1;
-  t1.data<int64_t>()[1] = 5;
-  g.init("t1", t1);
-  Tensor t8 = Tensor::empty(DType::I64, {2});
-  t8.data<int64_t>()[0] = -1;
-  t8.data<int64_t>()[1] = 8;
-  g.init("t8", t8);
-  auto* n = g.node("Transpose", {"x"}, {"xt"});
-  test::attr_ints(n, "perm", {0, 2, 1});
-  g.node("Reshape", {"xt", "t1"}, {"xr"});
-  n = g.node("Gemm", {"xr", "W", "b"}, {"y"});
+  transposed_rows(g, "x", "xr", 5);
+  auto* n = g.node("Gemm", {"xr", "W", "b"}, {"y"});
   test::attr_int(n, "transB", 1);
   g.node("Relu", {"y"}, {"yr"});
-  n = g.node("Transpose", {"z"}, {"zt"});
-  test::attr_ints(n, "perm", {0, 2, 1});
-  g.node("Reshape", {"zt", "t8"}, {"zr"});
+  transposed_rows(g, "z", "zr", 8);
   g.node("Gemm", {"zr", "W8"}, {"y8"});
   g.output("yr", {-1, 3});
   g.output("y8", {-1, 2});
@@ -604,14 +600,8 @@ TEST(Aot, TallGemmsRunInRowBlocksWithPartialPanelsAsTheEngine) {
   g.init("b3", random_tensor({20}, rng, u));
   g.init("W4", random_tensor({70, 400}, rng, u));
   g.init("b4", random_tensor({70}, rng, u));
-  Tensor t = Tensor::empty(DType::I64, {2});
-  t.data<int64_t>()[0] = -1;
-  t.data<int64_t>()[1] = 12;
-  g.init("t", t);
-  auto* n = g.node("Transpose", {"x"}, {"xt"});
-  test::attr_ints(n, "perm", {0, 2, 1});
-  g.node("Reshape", {"xt", "t"}, {"xr"});
-  n = g.node("Gemm", {"xr", "W1", "b1"}, {"h1"});
+  transposed_rows(g, "x", "xr", 12);
+  auto* n = g.node("Gemm", {"xr", "W1", "b1"}, {"h1"});
   test::attr_int(n, "transB", 1);
   g.node("Relu", {"h1"}, {"h1r"});
   n = g.node("Gemm", {"h1r", "W2", "b2"}, {"h2"});
