@@ -252,6 +252,7 @@ class Generator {
   std::vector<Value> values_;                              // inputs, then step outputs
   std::vector<std::vector<int>> step_in_, step_out_;       // value id per step input / output (-1 none)
   std::vector<const EmittedStep*> emitted_;
+  std::vector<std::unique_ptr<EmittedStep>> data_forms_;  // steps emitted_ runs in their data form
   std::vector<ConstRec> consts_;                           // plan constants then emitter constants
   std::vector<std::vector<size_t>> step_consts_;           // per step: its K<j> in consts_
   std::vector<Buffer> buffers_;                            // Loc::Slot index: the workspace's buffers
@@ -317,7 +318,7 @@ void Generator::mark_dims_only_steps() {
     if (r.kind == ValueRef::Slot && holder.at(r.index) >= 0) wanted[static_cast<size_t>(holder[r.index])] = 1;
   for (size_t si = n; si-- > 0;) {
     const EmittedStep& e = *emitted_[si];
-    if (e.data_dims) wanted[si] = 1;
+    if (e.data_dims || !e.bound.empty()) wanted[si] = 1;  // (a data form's dims are set when it runs)
     if (!wanted[si]) continue;
     for (size_t i = 0; i < from[si].size(); ++i) {
       const bool reads = reads_input(e, i) || static_cast<int>(i) == e.view_of;
@@ -354,11 +355,11 @@ void Generator::walk() {
   std::string data_dependent;
   for (size_t si = 0; si < plan_.steps.size(); ++si) {
     const Step& s = plan_.steps[si];
-    const EmittedStep& e = *emitted_[si];
+    const EmittedStep& e0 = *emitted_[si];  // as emitted (the data form may replace it below)
     std::vector<int> ins;
     for (size_t i = 0; i < s.inputs.size(); ++i) {
       const ValueRef r = s.inputs[i];
-      const bool reads = reads_input(e, i);
+      const bool reads = reads_input(e0, i);
       if (r.kind == ValueRef::Absent) ins.push_back(-1);
       else if (r.kind == ValueRef::Input) ins.push_back(static_cast<int>(r.index));
       else if (r.kind == ValueRef::Const) {
@@ -374,11 +375,30 @@ void Generator::walk() {
       }
     }
     step_consts_.emplace_back();
-    for (const auto& k : e.consts) {
+    for (const auto& k : e0.consts) {
       step_consts_.back().push_back(consts_.size());
       consts_.push_back({k, "s" + std::to_string(si) + "_k" + std::to_string(step_consts_.back().size() - 1), true});
     }
     auto known = [&](int id) { return id <= -2 || (id >= 0 && values_[static_cast<size_t>(id)].small); };
+    // The shape code reads an input computed from tensor data: the step's data form, where it has one
+    // (its outputs are bounded, and their dims set when it runs).
+    bool from_data = false;
+    for (size_t i = 0; i < ins.size(); ++i)
+      if (i < e0.reads_values.size() && e0.reads_values[i] && !known(ins[i])) from_data = true;
+    if (from_data && !e0.bound.empty()) {
+      auto f = std::make_unique<EmittedStep>(e0);
+      f->shape = e0.bound;
+      f->data_dims = true;
+      f->bound.clear();
+      for (size_t i = 0; i < f->reads_values.size(); ++i)
+        if (f->reads_values[i]) {
+          f->reads_values[i] = 0;
+          f->reads_data[i] = 1;
+        }
+      data_forms_.push_back(std::move(f));
+      emitted_[si] = data_forms_.back().get();
+    }
+    const EmittedStep& e = *emitted_[si];
     for (size_t i = 0; i < ins.size(); ++i)
       if (i < e.reads_values.size() && e.reads_values[i] && !known(ins[i]))
         data_dependent += "\n  " + s.label + ": input " + std::to_string(i) +
@@ -645,8 +665,14 @@ std::string Generator::step_body(size_t si, bool shape_pass) const {
     }
     if (!e.scratch.empty()) os << "  [[maybe_unused]] void* scratch = base + F.scratch_off;\n";
     if (shape_pass) os << "  [[maybe_unused]] unsigned char* base = nullptr;\n";
+    // A data form sets its dims from the data and checks them before it writes.
+    const bool dims_first = !shape_pass && e.data_dims && !e.dims_from_data.empty();
+    if (dims_first) {
+      os << "  {\n" << indent(e.dims_from_data, "    ") << "  }\n";
+      fits();
+    }
     os << "  {\n" << indent(e.compute, "    ") << "  }\n";
-    if (!shape_pass && e.data_dims) fits();
+    if (!shape_pass && e.data_dims && !dims_first) fits();
   }
   return os.str();
 }

@@ -44,6 +44,12 @@ struct EmittedStep final : DeviceKernel {
   // again at run time and checked against what the layout holds.
   bool data_dims = false;
   std::vector<uint8_t> reads_values;  // per input: the shape code reads its data
+  // The step's form for when an input its shape code reads is computed from tensor data, so the shape
+  // pass cannot read it (TopK's k from a tensor): `bound` sets each O<k> to dims at least as large as
+  // the data can give without reading those inputs; `dims_from_data` (pass 2, with x<i>, before the
+  // compute) sets the actual ones. The generator then runs the step as data_dims. Empty: refused.
+  std::string bound;
+  std::string dims_from_data;
   std::vector<uint8_t> reads_data;    // per input: the compute code reads its data (0: dims only)
   std::vector<std::shared_ptr<const Tensor>> consts;  // K<j>: constants made by the emitter (packed weights)
   std::string comment;  // what the step does, for the reader of the generated code
@@ -113,6 +119,11 @@ class Emit {
   void dims_only(size_t i) { step_->reads_data.at(i) = 0; }
   void view(size_t i) { step_->view_of = static_cast<int>(i); }
   void data_dims() { step_->data_dims = true; }
+  // The form for read_values inputs computed from tensor data (EmittedStep::bound).
+  void data_form(const std::string& bound, const std::string& dims_from_data) {
+    step_->bound = bound;
+    step_->dims_from_data = dims_from_data;
+  }
   void scratch(const std::string& bytes) { step_->scratch = bytes; }
   void comment(const std::string& text) { step_->comment = text; }
   // A constant the emitter made (weights repacked at compile time); returns its name, K<j>.

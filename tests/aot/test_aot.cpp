@@ -1358,6 +1358,78 @@ void output_with_dims(test::G& g, const std::string& name, DType t, const std::v
   }
 }
 
+// TopK with k from tensor data, not from dims: a graph input (a run-time k), and the count of positive
+// elements of x (computed from its values). The workspace is sized for k = the axis' dim; each call
+// sets the outputs' dims (and the dims of the steps after them) from k. A k past the dim, or a K of two
+// elements, is an error naming the step, as in the engine.
+TEST(Aot, TopKWithKFromTensorDataIsBoundedByTheAxis) {
+  test::NumberedG<14> g;
+  g.input("x", {-1, -1});
+  g.input("kk", {1}, DType::I64);
+  test::attr_int(g.node("TopK", {"x", "kk"}, {"vals", "idx"}), "axis", 1);
+  g.node("Relu", {"vals"}, {"rv"});
+  g.init("ax1", Tensor::from_vector<int64_t>({1}, {1}));
+  test::attr_int(g.node("ReduceSum", {"vals", "ax1"}, {"rs"}), "keepdims", 0);
+  g.init("zero", Tensor::scalar<float>(0));
+  g.node("Greater", {"x", "zero"}, {"pos"});
+  test::attr_int(g.node("Cast", {"pos"}, {"posf"}), "to", 1);
+  test::attr_int(g.node("ReduceSum", {"posf"}, {"npos"}), "keepdims", 1);  // [1, 1]
+  g.init("one", Tensor::from_vector<int64_t>({1}, {1}));
+  g.node("Reshape", {"npos", "one"}, {"nposr"});
+  test::attr_int(g.node("Cast", {"nposr"}, {"k2"}), "to", 7);
+  g.init("flat", Tensor::from_vector<int64_t>({-1}, {1}));
+  g.node("Reshape", {"x", "flat"}, {"xf"});
+  test::attr_int(g.node("TopK", {"xf", "k2"}, {"top_pos", "top_pos_idx"}), "axis", 0);
+  output_with_dims(g, "vals", DType::F32, {"n", "k"});
+  output_with_dims(g, "idx", DType::I64, {"n", "k"});
+  output_with_dims(g, "rv", DType::F32, {"n", "k"});
+  output_with_dims(g, "rs", DType::F32, {"n"});
+  output_with_dims(g, "top_pos", DType::F32, {"npos"});
+  std::string path;
+  auto [lib, engine] = compile_graph(g, "topk_data_k", &path);
+  // No step refused, and the TopK steps set their dims when they run.
+  EXPECT_EQ(occurrences(generated_code("topk_data_k"), "k (input K) is outside"), 2u);
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1, 1);
+  const Tensor x = random_tensor({4, 6}, rng, u);
+  Tensor ties = Tensor::from_vector<float>({1, 1, 0, 1, 0, 0, -1, 2, 2, 2, 2, 2}, {2, 6});
+  auto k_of = [](int64_t k) { return Tensor::from_vector<int64_t>({k}, {1}); };
+  Session session(lib);
+  std::vector<Tensor> out;
+  for (const auto& [what, xs, k] : std::vector<std::tuple<std::string, Tensor, int64_t>>{
+           {"k 3", x, 3}, {"k 0", x, 0}, {"k = dim", x, 6}, {"k 1", x, 1}, {"ties, k 4", ties, 4},
+           {"all negative", Tensor::from_vector<float>(std::vector<float>(6, -1.0f), {1, 6}), 2}}) {
+    const std::vector<Tensor> in{xs, k_of(k)};
+    const auto want = engine->run_once(in);
+    const auto got = lib->run_once(in);
+    expect_close(got, want, what);
+    ASSERT_EQ(got.size(), 5u);
+    EXPECT_EQ(got[0].dims(), (std::vector<int64_t>{xs.dim(0), k})) << what;
+    EXPECT_EQ(got[1].dims(), (std::vector<int64_t>{xs.dim(0), k})) << what;
+    for (size_t i = 0; i < want.size(); ++i) {
+      if (want[i].dtype() != DType::I64) continue;
+      EXPECT_EQ(std::memcmp(got[i].data<int64_t>(), want[i].data<int64_t>(), want[i].nbytes()), 0) << what << " output " << i;
+    }
+    session.run(in, out);  // one state for k that shrinks and grows again
+    expect_close(out, want, what + " (one state for every case)");
+  }
+  // k past the axis' dim or negative: errors naming the TopK step; a K of two elements: the input.
+  for (const auto& [what, k, names] : std::vector<std::tuple<std::string, Tensor, std::string>>{
+           {"k past the dim", k_of(7), "TopK"},
+           {"negative k", k_of(-1), "TopK"},
+           {"two elements", Tensor::from_vector<int64_t>({2, 2}, {2}), "'kk'"}}) {
+    const std::vector<Tensor> in{x, k}, good{x, k_of(2)};
+    EXPECT_THROW(engine->run_once(in), Error) << what;
+    try {
+      lib->run_once(in);
+      ADD_FAILURE() << what << ": no error";
+    } catch (const Error& err) {
+      EXPECT_NE(std::string(err.what()).find(names), std::string::npos) << what << ": " << err.what();
+    }
+    expect_close(lib->run_once(good), engine->run_once(good), what + ", then a good call");
+  }
+}
+
 // Outputs whose dims depend on the data: NonZero itself, the values of x at its coordinates (Gather
 // of the flattened x at row * ncols + col), its transpose and the sum over its rows; next to them an
 // output of the input's dims (Relu) and a sum of everything (a scalar: computed again after NonZero,

@@ -41,6 +41,8 @@ void topk(const T* x, T* vals, int64_t* idx, int64_t outer, int64_t n, int64_t i
 }  // namespace
 
 // quiver compile: k from the attribute or read in the shape pass; partial sort with the engine's ties.
+// A k computed from tensor data (not from dims) cannot be read in the shape pass: then the axis' dim
+// bounds the outputs and the compute reads k and sets their dims (Emit::data_form).
 void emit_topk(Emit& e) {
   if (e.in(0).dtype != DType::F32 && e.in(0).dtype != DType::I64) e.refuse("element type");
   const int r = e.rank_in(0);
@@ -48,17 +50,19 @@ void emit_topk(Emit& e) {
   if (a < 0) a += r;
   if (a < 0 || a >= r) e.refuse("axis out of range");
   const bool largest = e.attrs().get_int("largest", 1) != 0;
-  std::string k;
+  const std::string A = std::to_string(a);
+  const std::string check = "if (k < 0 || k > I0.d[" + A + "]) fail(\"k (input K) is outside [0, the dim of the axis]\");\n";
   if (e.node().opset() < 10) {
-    k = std::to_string(e.attrs().get_int("k", 0));
+    e.shape("const int64_t k = " + std::to_string(e.attrs().get_int("k", 0)) + ";\n" + check + "O0 = I0;\nO0.d[" + A +
+            "] = k;\nO1 = O0;\n");
   } else {
     e.read_values(1);
     e.dims_only(1);
-    k = "static_cast<int64_t>(x1[0])";
+    const std::string one = "if (I1.n() != 1) fail(\"K must have exactly one element\");\n";
+    const std::string k = "const int64_t k = static_cast<int64_t>(x1[0]);\n" + check;
+    e.shape(one + k + "O0 = I0;\nO0.d[" + A + "] = k;\nO1 = O0;\n");
+    e.data_form(one + "O0 = I0;\nO1 = O0;\n", k + "O0.d[" + A + "] = k;\nO1.d[" + A + "] = k;\n");
   }
-  const std::string A = std::to_string(a);
-  e.shape("const int64_t k = " + k + ";\nif (k < 0 || k > I0.d[" + A + "]) fail(\"k is outside [0, dim]\");\nO0 = I0;\nO0.d[" + A +
-          "] = k;\nO1 = O0;\n");
   e.scratch("8 * I0.d[" + A + "]");
   e.compute(std::string("rt::topk(x0, y0, y1, I0.span(0, ") + A + "), I0.d[" + A + "], I0.span(" + A + " + 1, I0.r), O0.d[" + A +
             "], " + (largest ? "true" : "false") + ", static_cast<int64_t*>(scratch));\n");
