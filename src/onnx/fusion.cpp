@@ -43,8 +43,10 @@ class Fuser {
       pass({"ReduceMean"}, &Fuser::fuse_layer_norm);
     }
     pass({"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip"}, &Fuser::fuse_act);
+    // After fuse_act: takes the Conv's activation. The CPU engine's kernel (default numerics) and the
+    // emitter's step both compute (W1 - W2) x + W2 f; only the emitter goes on to the block.
+    if ((cpu_engine_ && default_numerics_) || emitter_) pass({"Conv"}, &Fuser::fuse_edge_conv);
     if (emitter_) {
-      pass({"Conv"}, &Fuser::fuse_edge_conv);  // after fuse_act: takes the Conv's activation
       pass({"ReduceMean"}, &Fuser::fuse_edge_mean);
       if (default_numerics_) pass({"Conv"}, &Fuser::fuse_pointwise_chain);
       pass({"ScatterND"}, &Fuser::fuse_scatter_parts);

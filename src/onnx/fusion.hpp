@@ -13,9 +13,11 @@
 // default numerics (rt::gemm reads A transposed). Gelu and LayerNormalization are the CPU engine's and
 // the code emitter's (`emitter_fusions`; rt::erf_v, rt::layer_norm): device targets have no kernels for
 // them. Both also need `default_numerics`: they have no reproducible kernels, so
-// numerics=reproducible keeps the unfused ops. EdgeConv (with its block) and PointwiseChain are the code
-// emitter's (`emitter_fusions`: CompileOptions::fuse_edge_conv, which quiver compile sets; default
-// numerics only): their steps sum in another order than the unfused nodes and run a tile of points or
+// numerics=reproducible keeps the unfused ops. EdgeConv without its block is also the CPU engine's in
+// default numerics (`cpu_engine_fusions`: ops/edgeconv.cpp EdgeConvKernel, two products over the points
+// and a gather-add over the edges). EdgeConv's block and PointwiseChain are the code emitter's only
+// (`emitter_fusions`: CompileOptions::fuse_edge_conv, which quiver compile sets; default numerics only).
+// These steps sum in another order than the unfused nodes; the emitter's run a tile of points or
 // positions at a time, so the values between the nodes never exist whole (ops/edgeconv.cpp,
 // ops/pointwisechain.cpp). ScatterNDParts is the code emitter's too (the same switch): bit-exact, it
 // spares the emitted code the index tuples (ops/scatterndparts.cpp).

@@ -286,6 +286,89 @@ TEST(Engine, LayerNormAndGeluFusionsMatchUnfused) {
   }
 }
 
+// ParticleNet's EdgeConv features into a 1x1 Conv (weaver's get_graph_feature_v2 as PyTorch exports
+// it) become one ai.quiver::EdgeConv step (CPU engine, default numerics) computing (W1 - W2) x + W2 f:
+// the same results as the graph's own nodes, with and without an Expand before the Tile, for points
+// tiled from [.., 1], [.., 3] and [.., 18], with Relu,
+// LeakyRelu or no activation, for neighbour indices that are negative or in another jet;
+// reproducible mode keeps the graph.
+TEST(Engine, EdgeConvFusionMatchesUnfused) {
+  const int64_t C = 5, k = 3, O = 6;
+  auto i64 = [](std::vector<int64_t> v) {
+    Tensor t = Tensor::empty(DType::I64, {static_cast<int64_t>(v.size())});
+    std::copy(v.begin(), v.end(), t.data<int64_t>());
+    return t;
+  };
+  struct Case { int64_t P, d; bool expand; const char* act; };
+  for (const Case& cs : {Case{7, 1, false, "Relu"}, Case{7, 1, true, ""}, Case{6, 3, false, "LeakyRelu"},
+                         Case{36, 18, true, "Relu"}}) {
+    const int64_t P = cs.P, d = cs.d, H = P / d;
+    const std::string what = "P " + std::to_string(P) + ", d " + std::to_string(d) + ", expand " +
+                             std::to_string(cs.expand) + ", act '" + cs.act + "'";
+    G g(13);
+    g.input("x", {-1, C, P});
+    g.io_any(g.g->add_input(), "idx", DType::I64);  // shapeless: its length is not the batch
+    g.output("y", {-1, O, H, d * k});
+    quiver::test::attr_ints(g.node("Transpose", {"x"}, {"xt"}), "perm", {1, 0, 2});
+    g.init("t2", i64({C, -1}));
+    g.node("Reshape", {"xt", "t2"}, {"xf"});
+    quiver::test::attr_int(g.node("Gather", {"xf", "idx"}, {"gf"}), "axis", 1);
+    g.init("t3", i64({C, -1, H, d * k}));
+    g.node("Reshape", {"gf", "t3"}, {"g4"});
+    quiver::test::attr_ints(g.node("Transpose", {"g4"}, {"nbr"}), "perm", {1, 0, 2, 3});
+    g.init("t4", i64({-1, C, H, d}));
+    g.node("Reshape", {"x", "t4"}, {"x4"});
+    std::string tiled = "x4";
+    if (cs.expand) {
+      g.init("ones", i64({1, 1, 1, 1}));
+      g.node("Expand", {"x4", "ones"}, {"x4e"});
+      tiled = "x4e";
+    }
+    g.init("reps", i64({1, 1, 1, k}));
+    g.node("Tile", {tiled, "reps"}, {"ctr"});
+    g.node("Sub", {"nbr", "ctr"}, {"e_d"});
+    quiver::test::attr_int(g.node("Concat", {"ctr", "e_d"}, {"e"}), "axis", 1);
+    Tensor w = Tensor::empty(DType::F32, {O, 2 * C, 1, 1}), b = Tensor::empty(DType::F32, {O});
+    for (int64_t i = 0; i < w.numel(); ++i) w.data<float>()[i] = 0.3f * std::cos(1.3f * static_cast<float>(i));
+    for (int64_t i = 0; i < O; ++i) b.data<float>()[i] = 0.1f * static_cast<float>(i) - 0.2f;
+    g.init("w", w);
+    g.init("b", b);
+    const std::string act = cs.act;
+    quiver::test::attr_ints(g.node("Conv", {"e", "w", "b"}, {act.empty() ? "y" : "c"}), "kernel_shape", {1, 1});
+    if (act == "Relu") g.node("Relu", {"c"}, {"y"});
+    if (act == "LeakyRelu") quiver::test::attr_float(g.node("LeakyRelu", {"c"}, {"y"}), "alpha", 0.1f);
+    quiver::onnx::CompileOptions nofuse;
+    nofuse.fuse = false;
+    auto fused = g.load(), plain = g.load(nofuse);
+    // Fused: the two transposes' Transpose and Reshapes of x, the Expand, and the EdgeConv step;
+    // reproducible: the ten nodes (the activation fused into the Conv) and the Expand.
+    const int64_t ex = cs.expand ? 1 : 0;
+    EXPECT_EQ(steps_line(*fused), "steps after compilation: " + std::to_string(4 + ex)) << what;
+    LoadOptions repro;
+    repro.params["numerics"] = "reproducible";
+    EXPECT_EQ(steps_line(*g.load({}, repro)), "steps after compilation: " + std::to_string(10 + ex)) << what;
+    for (int64_t B : {1, 3}) {
+      Tensor x = Tensor::empty(DType::F32, {B, C, P});
+      for (int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = std::sin(0.7f * static_cast<float>(i)) + 0.2f;
+      Tensor idx = Tensor::empty(DType::I64, {B * P * k});
+      for (int64_t i = 0; i < idx.numel(); ++i) {
+        const int64_t v = (i * 7 + 3) % (B * P);  // points of any jet
+        idx.data<int64_t>()[i] = i % 5 == 0 ? v - B * P : v;
+      }
+      const std::vector<Tensor> feeds{x, idx};
+      auto yf = fused->run_once(feeds);
+      auto yp = plain->run_once(feeds);
+      ASSERT_EQ(yf.size(), 1u);
+      EXPECT_EQ(yf[0].dims(), (std::vector<int64_t>{B, O, H, d * k})) << what;
+      EXPECT_EQ(quiver::onnx::compare_tensors(yf[0], yp[0], {1e-5, 1e-5}), "") << what << ", B=" << B;
+      // An index outside [-B P, B P) is a named error, as Gather's is.
+      idx.data<int64_t>()[4] = B * P;
+      const Error e = expect_error([&] { fused->run_once(std::vector<Tensor>{x, idx}); });
+      EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+    }
+  }
+}
+
 // Found by fuzz_onnx_loader: an initializer whose dims overflow int64 when multiplied must give a
 // clear error (and no signed overflow in the model summary, which UBSan reports).
 TEST(Engine, InitializerWithOverflowingDimsIsAClearError) {

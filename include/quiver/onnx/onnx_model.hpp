@@ -13,8 +13,8 @@ struct CompileOptions {
   bool fold_constants = true;
   bool fuse = true;  // MatMul+Add, Gemm/Conv+activation, BatchNorm into Conv
   bool fuse_transposed_gemm = true;  // CPU-engine fusions (Transpose->Reshape->Gemm read transposed, GELU,
-                                     // LayerNorm): CPU targets only, off for the code emitter
-  bool fuse_edge_conv = false;  // the code emitter's EdgeConv (onnx/fusion.hpp), default numerics only
+                                     // LayerNorm, EdgeConv): CPU targets only, off for the code emitter
+  bool fuse_edge_conv = false;  // the code emitter's EdgeConv and its block (onnx/fusion.hpp), default numerics only
 };
 
 // Load an .onnx file (external data resolved next to it) to run on the CPU. Throws quiver::Error naming

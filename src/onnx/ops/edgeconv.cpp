@@ -7,13 +7,20 @@
 // and, with mean_keepdims, y_l = acts[l](Conv(y_{l-1}, W_l [O_l, O_{l-1}, 1, 1], b_l)) for l = 1..L, then
 // ReduceMean(y_L, axis 3, keepdims = mean_keepdims)                        [N, O_L, H (, 1)]
 // G must have T's dims (the Sub does not broadcast): the step fails naming itself otherwise.
-// The CPU kernel computes that definition as written (the fused node exists only in plans for the
-// code emitter, whose step computes (W1 - W2) x + W2 f: rt::edge_conv, and the block a tile of points
-// at a time: rt::edge_mean).
+// The CPU engine fuses the edge features and their first Conv too (default numerics, without the
+// block) and runs EdgeConvKernel below: (W1 - W2) x + W2 f as two products over all points and one
+// gather-add over the edges. The block form exists only in plans for the code emitter (rt::edge_mean, a
+// tile of points at a time; the emitter's edge step is rt::edge_conv); for it, and for tests, the CPU
+// kernel computes the definition as written.
 #include "onnx/blas.hpp"
 #include "onnx/emit.hpp"
+#include "onnx/numerics.hpp"
 #include "onnx/ops/activation_attr.hpp"
 #include "onnx/ops/shape_ops.hpp"
+#include "onnx/simd.hpp"
+
+#include <cstring>
+#include <limits>
 
 namespace quiver::onnx {
 
@@ -63,6 +70,109 @@ Block read_block(const BuildContext& ctx, int64_t O0) {
     ctx.fail("b must be constant float [" + std::to_string(O0) + "]");
   return blk;
 }
+
+// One image's rows of y for one output channel o: y[h][r d + e] = act(bo + u[h d + e] + v[ix[h][r d + e]])
+// for the H points h, the k repeats r of the d tiled values e; u = (W1 - W2) x of the image's points
+// and v = W2 f, both row o. Default numerics only: the sum's order differs from the Conv's.
+QUIVER_HOT
+void edge_gather_add(float bo, const float* u, const float* v, const int32_t* ix, int64_t H, int64_t d, int64_t k,
+                     bool relu, float* y) {
+  const int64_t Kt = d * k;
+  for (int64_t h = 0; h < H; ++h, ix += Kt, y += Kt) {
+    if (d == 1) {
+      const float s = bo + u[h];
+      if (relu) {
+        for (int64_t j = 0; j < k; ++j) {
+          const float t = s + v[ix[j]];
+          y[j] = t > 0.f ? t : 0.f;
+        }
+      } else {
+        for (int64_t j = 0; j < k; ++j) y[j] = s + v[ix[j]];
+      }
+      continue;
+    }
+    for (int64_t r = 0; r < k; ++r)
+      for (int64_t e = 0; e < d; ++e) {
+        const float t = bo + u[h * d + e] + v[ix[r * d + e]];
+        y[r * d + e] = relu && !(t > 0.f) ? 0.f : t;
+      }
+  }
+}
+
+// The CPU engine's kernel for the edge features and their first Conv (no block): since
+// W1 x + W2 (f - x) = (W1 - W2) x + W2 f, one product U = (W1 - W2) [C, N H d] over the points (x's
+// rows stacked per channel) and one V = W2 f [C, M] over the features, then each edge's output is
+// U of its point + V of its neighbour: k times fewer multiply-adds than the Conv over the [N, 2C, H,
+// d k] concatenation, and none of the Tile / Gather / Sub / Concat tensors.
+class EdgeConvKernel final : public Kernel {
+ public:
+  EdgeConvKernel(std::shared_ptr<const Tensor> W, int64_t O, int64_t C, int64_t k, ActivationSpec act, Blas blas)
+      : W_(std::move(W)), O_(O), C_(C), k_(k), act_(act), blas_(blas), wd_(Tensor::empty(DType::F32, {O, C})) {
+    const float* w = W_->data<float>();
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t c = 0; c < C; ++c) wd_.data<float>()[o * C + c] = w[o * 2 * C + c] - w[o * 2 * C + C + c];
+  }
+
+  void run(ExecContext& ec) const override {
+    const Tensor& x = ec.input(0);
+    const Tensor& f = ec.input(1);
+    const Tensor& idx = ec.input(2);
+    const int64_t C = C_, O = O_, k = k_;
+    check_dims(x, f, idx, read_ints(ec.input(3)), C, k, ec);
+    const int64_t N = x.dim(0), H = x.dim(2), d = x.dim(3), Kt = d * k, M = f.dim(1), Q = N * H * d;
+    const float* b = ec.has_input(5) ? ec.input(5).data<float>() : nullptr;
+    if (b && ec.input(5).numel() != O) ec.fail("B must have " + std::to_string(O) + " values");
+    if (M > std::numeric_limits<int32_t>::max()) ec.fail("features must have fewer than 2^31 columns");
+    float* y = ec.output(0, DType::F32, {N, O, H, Kt}).data<float>();
+    if (N * H * Kt == 0 || O == 0) return;
+    // Scratch: U [O, Q], V [O, M], x stacked [C, Q] (N > 1), the indices as int32 in [0, M).
+    const auto pad = [](int64_t n) { return (n + 15) / 16 * 16; };
+    const int64_t xs = N > 1 ? pad(C * Q) : 0;
+    float* U = static_cast<float*>(ec.scratch(sizeof(float) * static_cast<size_t>(pad(O * Q) + pad(O * M) + xs) +
+                                              sizeof(int32_t) * static_cast<size_t>(N * H * Kt)));
+    float* V = U + pad(O * Q);
+    float* X = V + pad(O * M);
+    int32_t* ix = reinterpret_cast<int32_t*>(X + xs);
+    const int64_t E = N * H * Kt;
+    for (int64_t i = 0; i < E; ++i) {
+      const int64_t v = idx.dtype() == DType::I64 ? idx.data<int64_t>()[i] : idx.data<int32_t>()[i];
+      if (v < -M || v >= M) ec.fail("index " + std::to_string(v) + " out of range [" + std::to_string(-M) + ", " + std::to_string(M) + ")", "indices");
+      ix[i] = static_cast<int32_t>(v < 0 ? v + M : v);
+    }
+    const float* xp = x.data<float>();
+    if (N > 1) {
+      const int64_t Hd = H * d;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t c = 0; c < C; ++c) std::memcpy(X + c * Q + n * Hd, xp + (n * C + c) * Hd, sizeof(float) * static_cast<size_t>(Hd));
+      xp = X;
+    }
+    GemmArgs u;
+    u.M = O; u.N = Q; u.K = C;
+    u.A = wd_.data<float>(); u.lda = C;
+    u.B = xp; u.ldb = Q;
+    u.C = U; u.ldc = Q;
+    blas_.gemm(u);
+    GemmArgs g;
+    g.M = O; g.N = M; g.K = C;
+    g.A = W_->data<float>() + C; g.lda = 2 * C;
+    g.B = f.data<float>(); g.ldb = M;
+    g.C = V; g.ldc = M;
+    blas_.gemm(g);
+    const bool relu = act_.kind == Activation::Relu;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t o = 0; o < O; ++o)
+        edge_gather_add(b ? b[o] : 0.f, U + o * Q + n * H * d, V + o * M, ix + n * H * Kt, H, d, k, relu,
+                        y + (n * O + o) * H * Kt);
+    if (!relu && act_.kind != Activation::None) blas_.activation(y, N * O, H * Kt, H * Kt, act_);
+  }
+
+ private:
+  std::shared_ptr<const Tensor> W_;
+  int64_t O_, C_, k_;
+  ActivationSpec act_;
+  Blas blas_;
+  Tensor wd_;  // W1 - W2 [O, C]
+};
 
 }  // namespace
 
@@ -174,6 +284,8 @@ QUIVER_REGISTER_OPS(edgeconv) {
                   }
                   ctx.set_output(0, DType::F32, shape);
                   const ActivationSpec act = fused_activation(ctx);
+                  if (!block && !ctx.target().reproducible())
+                    return std::make_unique<EdgeConvKernel>(W, O, C, k, act, Blas(ctx.target()));
                   return make_kernel([W, O, C, k, act, block, blk, OL](ExecContext& ec) {
                     const Tensor& x = ec.input(0);
                     const Tensor& f = ec.input(1);
