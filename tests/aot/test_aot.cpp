@@ -621,6 +621,37 @@ TEST(Aot, TallGemmsRunInRowBlocksWithPartialPanelsAsTheEngine) {
   }
 }
 
+// One row (batch 1) as rt::gemv_tile runs it: every panel count from 1 to 8 in one pass (N = 1, 20,
+// 45, 100, 128 as 8 panels, 130 as 8 + 1, 200 as 8 + 5), K = 37 so that each count's KS interleaved
+// sums leave a rest of k, the register epilogue (bias, Relu, a masked partial panel) and gemm_store's
+// (Sigmoid, alpha, no bias), a B computed at run time (read in place, its partial panel packed).
+TEST(Aot, GemvRunsEachPanelCountInOnePassAsTheEngine) {
+  test::G g(13);
+  std::mt19937 rng(23);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  g.input("x", {-1, 37});
+  g.input("m", {37, 45});
+  const std::vector<int64_t> ns{1, 20, 45, 100, 128, 130, 200};
+  for (size_t i = 0; i < ns.size(); ++i) {
+    const std::string k = std::to_string(i);
+    g.init("W" + k, random_tensor({ns[i], 37}, rng, u));
+    g.init("b" + k, random_tensor({ns[i]}, rng, u));
+    const bool bias = i != 2;
+    auto* n = g.node("Gemm", bias ? std::vector<std::string>{"x", "W" + k, "b" + k} : std::vector<std::string>{"x", "W" + k}, {"h" + k});
+    test::attr_int(n, "transB", 1);
+    if (i == 4) test::attr_float(n, "alpha", 0.5f);
+    g.node(i == 0 || i == 5 ? "Sigmoid" : "Relu", {"h" + k}, {"y" + k});
+    g.output("y" + k, {-1, ns[i]});
+  }
+  g.node("MatMul", {"x", "m"}, {"ym"});
+  g.output("ym", {-1, 45});
+  const auto [lib, engine] = compile_graph(g, "gemv");
+  for (int64_t b : {int64_t{1}, int64_t{3}}) {
+    std::vector<Tensor> in{random_tensor({b, 37}, rng, u), random_tensor({37, 45}, rng, u)};
+    expect_close(lib->run_once(in), engine->run_once(in), "gemv at batch " + std::to_string(b));
+  }
+}
+
 // Transposes as the runtime reduces them (rt::transpose: dims of 1 dropped, neighbours merged): TICL
 // energy-id's NHWC <-> NCHW switches of 3 channels (a 2-D transpose with a side of 3, compile-time
 // counts either way), sides of 2 and 4, 16 x 16 tiles with partial ones, x's last axis kept last
