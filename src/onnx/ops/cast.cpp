@@ -5,9 +5,10 @@
 #include "onnx/emit.hpp"
 
 namespace quiver::onnx {
-// quiver compile: element conversion (bool: nonzero is true).
+// quiver compile: element conversion (bool: nonzero is true). CastLike: to input 1's type (dims only).
 void emit_cast(Emit& e) {
   const std::string ti = e.tin(0), to = e.tout(0);
+  if (e.num_inputs() > 1) e.dims_only(1);
   e.same_dims(0, 0);
   const bool float_to_int = (e.in(0).dtype == DType::F32 || e.in(0).dtype == DType::F64) && e.out(0).dtype != DType::Bool &&
                             e.out(0).dtype != DType::F32 && e.out(0).dtype != DType::F64;
@@ -24,6 +25,19 @@ void emit_cast(Emit& e) {
   e.bitwise();  // conversions between these types are exact or correctly rounded
 }
 
+std::unique_ptr<Kernel> cast_kernel(DType from, DType dst) {
+  return make_kernel([from, dst](ExecContext& ec) {
+    const Tensor& x = ec.input(0);
+    if (x.dtype() != from) ec.fail("input dtype " + dt_str(x.dtype()) + " differs from the declared " + dt_str(from));
+    Tensor& y = ec.output(0, dst, x.dims());
+    try {
+      convert_elements(from, x.raw(), dst, y.raw(), x.numel());
+    } catch (const Error& e) {
+      ec.fail(e.message());
+    }
+  });
+}
+
 QUIVER_REGISTER_OPS(cast) {
   registry.add({"", "Cast", [](BuildContext& ctx) -> std::unique_ptr<Kernel> {
                   ctx.expect_inputs(1, 1);
@@ -34,16 +48,7 @@ QUIVER_REGISTER_OPS(cast) {
                   if (from == DType::Undefined) ctx.unsupported("Cast from an unsupported element type");
                   const DType dst = *to;
                   ctx.set_output(0, dst, ctx.input(0).shape);
-                  return make_kernel([from, dst](ExecContext& ec) {
-                    const Tensor& x = ec.input(0);
-                    if (x.dtype() != from) ec.fail("input dtype " + dt_str(x.dtype()) + " differs from the declared " + dt_str(from));
-                    Tensor& y = ec.output(0, dst, x.dims());
-                    try {
-                      convert_elements(from, x.raw(), dst, y.raw(), x.numel());
-                    } catch (const Error& e) {
-                      ec.fail(e.message());
-                    }
-                  });
+                  return cast_kernel(from, dst);
                 }}, Repro::Exact);
 }
 

@@ -1,5 +1,7 @@
-// CastLike(input, target_type): Cast to the element type of the second input.
+// CastLike(input, target_type): Cast to the element type of the second input (Cast's kernel and
+// emitter, in cast.cpp).
 #include "onnx/ops/mathops.hpp"
+#include "onnx/emit.hpp"
 
 namespace quiver::onnx {
 QUIVER_REGISTER_OPS(castlike) {
@@ -10,16 +12,9 @@ QUIVER_REGISTER_OPS(castlike) {
                   if (from == DType::Undefined || dst == DType::Undefined)
                     ctx.unsupported("CastLike with an unsupported element type");
                   ctx.set_output(0, dst, ctx.input(0).shape);
-                  return make_kernel([from, dst](ExecContext& ec) {
-                    const Tensor& x = ec.input(0);
-                    if (x.dtype() != from) ec.fail("input dtype " + dt_str(x.dtype()) + " differs from the declared " + dt_str(from));
-                    Tensor& y = ec.output(0, dst, x.dims());
-                    try {
-                      convert_elements(from, x.raw(), dst, y.raw(), x.numel());
-                    } catch (const Error& e) {
-                      ec.fail(e.message());
-                    }
-                  });
+                  return cast_kernel(from, dst);
                 }}, Repro::Exact);
 }
+
+QUIVER_REGISTER_EMITTERS(castlike) { emitters.add("", "CastLike", emit_cast); }
 }  // namespace quiver::onnx

@@ -383,4 +383,9 @@ inline void convert_elements(DType sd, const void* src, DType dd, void* dst, int
   });
 }
 
+// Cast's kernel and emitter (src/onnx/ops/cast.cpp): `from` elements to `dst`; CastLike uses both.
+std::unique_ptr<Kernel> cast_kernel(DType from, DType dst);
+class Emit;
+void emit_cast(Emit& e);
+
 }  // namespace quiver::onnx
