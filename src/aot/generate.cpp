@@ -382,10 +382,10 @@ void Generator::walk() {
     auto known = [&](int id) { return id <= -2 || (id >= 0 && values_[static_cast<size_t>(id)].small); };
     // The shape code reads an input computed from tensor data: the step's data form, where it has one
     // (its outputs are bounded, and their dims set when it runs).
-    bool from_data = false;
+    std::vector<size_t> from_data;  // those inputs
     for (size_t i = 0; i < ins.size(); ++i)
-      if (i < e0.reads_values.size() && e0.reads_values[i] && !known(ins[i])) from_data = true;
-    if (from_data && !e0.bound.empty()) {
+      if (i < e0.reads_values.size() && e0.reads_values[i] && !known(ins[i])) from_data.push_back(i);
+    if (!from_data.empty() && !e0.bound.empty()) {
       auto f = std::make_unique<EmittedStep>(e0);
       f->shape = e0.bound;
       f->data_dims = true;
@@ -397,12 +397,12 @@ void Generator::walk() {
         }
       data_forms_.push_back(std::move(f));
       emitted_[si] = data_forms_.back().get();
-    }
-    const EmittedStep& e = *emitted_[si];
-    for (size_t i = 0; i < ins.size(); ++i)
-      if (i < e.reads_values.size() && e.reads_values[i] && !known(ins[i]))
+    } else {
+      for (size_t i : from_data)
         data_dependent += "\n  " + s.label + ": input " + std::to_string(i) +
                           " sets the output's dims but is computed from tensor data";
+    }
+    const EmittedStep& e = *emitted_[si];
     bool redo = false;
     for (int id : ins)
       if (id >= 0 && values_[static_cast<size_t>(id)].dyn) redo = true;
