@@ -34,6 +34,22 @@ std::string steps_line(const Model& m) {
   return p == std::string::npos ? "" : s.substr(p, s.find(',', p) - p);
 }
 
+// a[i] = sin(step * i + phase): deterministic operands of any shape.
+Tensor sine_tensor(std::vector<int64_t> dims, float step, float phase) {
+  Tensor t = Tensor::empty(DType::F32, std::move(dims));
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = std::sin(step * static_cast<float>(i) + phase);
+  return t;
+}
+
+// A [M, K] (stored [K, M] when ta) times B [K, N] row-major, in double.
+std::vector<double> naive_product(const float* a, bool ta, int64_t M, int64_t K, const float* b, int64_t N) {
+  std::vector<double> y(static_cast<size_t>(M * N), 0.0);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) y[static_cast<size_t>(i * N + n)] += double(a[ta ? k * M + i : i * K + k]) * b[k * N + n];
+  return y;
+}
+
 }  // namespace
 
 TEST(Engine, RunsUnsortedGraph) {
@@ -195,20 +211,67 @@ TEST(Engine, OneHotGemmMatchesNaiveProduct) {
       g.node("Relu", {"g"}, {"y"});
       auto m = g.load();
       for (int64_t M : {1, 5}) {
-        Tensor a = Tensor::empty(DType::F32, {M, K});
-        for (int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = std::sin(0.23f * static_cast<float>(i) + 0.1f);
+        const Tensor a = sine_tensor({M, K}, 0.23f, 0.1f);
         auto y = m->run_once(std::vector<Tensor>{a});
         ASSERT_EQ(y[0].dims(), (std::vector<int64_t>{M, N}));
+        const std::vector<double> ab = naive_product(a.data<float>(), false, M, K, bp, N);
         for (int64_t i = 0; i < M; ++i)
           for (int64_t n = 0; n < N; ++n) {
-            double want = 0;
-            for (int64_t k = 0; k < K; ++k) want += double(a.data<float>()[i * K + k]) * bp[k * N + n];
-            want = std::max(0.0, 2 * want + bias.data<float>()[n]);
+            const double want = std::max(0.0, 2 * ab[static_cast<size_t>(i * N + n)] + bias.data<float>()[n]);
             ASSERT_NEAR(y[0].data<float>()[i * N + n], want, 1e-5 * (1 + std::abs(want)))
                 << "form " << form << " transB " << tb << " M " << M << " (" << i << ", " << n << ")";
           }
       }
     }
+  }
+}
+
+// Tall Gemms of few columns with a bias or activation (the interaction net's edge MLPs) run in row
+// blocks on the tiled kernel with AVX-512 (N <= 64, K <= 128), on the library otherwise: against the
+// naive product across that boundary (N 64 / 65, K 128 / 129), A as is and transposed, 1 000 rows
+// (three full blocks and a partial one), a bias row with Relu, a bias without activation, and a full
+// C with beta 0.5 (no bias row: C is in the output before the product) with alpha 2.
+TEST(Engine, TallGemmWithEpilogueMatchesNaiveProduct) {
+  const int64_t M = 1000;
+  struct Case { int64_t N, K; bool ta; int form; };  // form 0: bias + Relu, 1: bias, 2: full C, beta 0.5, Relu
+  for (Case c : {Case{60, 60, true, 0}, Case{30, 60, false, 0}, Case{20, 30, false, 1}, Case{64, 128, false, 0},
+                 Case{64, 128, true, 2}, Case{65, 128, false, 0}, Case{64, 129, false, 0}, Case{17, 5, true, 2}}) {
+    const int64_t N = c.N, K = c.K;
+    G g;
+    g.input("a", c.ta ? std::vector<int64_t>{K, -1} : std::vector<int64_t>{-1, K});
+    g.output("y", {-1, N});
+    const Tensor w = sine_tensor({K, N}, 0.37f, 0.2f);
+    const Tensor bias = c.form == 2 ? sine_tensor({M, N}, 0.13f, 1.0f) : sine_tensor({N}, 0.13f, 1.0f);
+    g.init("w", w);
+    g.init("c", bias);
+    auto* gm = g.node("Gemm", {"a", "w", "c"}, {c.form == 1 ? "y" : "g"});
+    auto attr = [&](const char* name, float f, int64_t i, bool is_float) {
+      auto* at = gm->add_attribute();
+      at->set_name(name);
+      at->set_type(is_float ? ::onnx::AttributeProto::FLOAT : ::onnx::AttributeProto::INT);
+      if (is_float) at->set_f(f);
+      else at->set_i(i);
+    };
+    if (c.ta) attr("transA", 0, 1, false);
+    if (c.form == 2) {
+      attr("alpha", 2.0f, 0, true);
+      attr("beta", 0.5f, 0, true);
+    }
+    if (c.form != 1) g.node("Relu", {"g"}, {"y"});
+    auto m = g.load();
+    const Tensor a = c.ta ? sine_tensor({K, M}, 0.23f, 0.1f) : sine_tensor({M, K}, 0.23f, 0.1f);
+    auto y = m->run_once(std::vector<Tensor>{a});
+    ASSERT_EQ(y[0].dims(), (std::vector<int64_t>{M, N}));
+    const std::vector<double> ab = naive_product(a.data<float>(), c.ta, M, K, w.data<float>(), N);
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t n = 0; n < N; ++n) {
+        double want = ab[static_cast<size_t>(i * N + n)];
+        if (c.form == 2) want = 2 * want + 0.5 * bias.data<float>()[i * N + n];
+        else want += bias.data<float>()[n];
+        if (c.form != 1) want = std::max(0.0, want);
+        ASSERT_NEAR(y[0].data<float>()[i * N + n], want, 1e-4 * (1 + std::abs(want)))
+            << "N " << N << " K " << K << " transA " << c.ta << " form " << c.form << " (" << i << ", " << n << ")";
+      }
   }
 }
 
