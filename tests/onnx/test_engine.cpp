@@ -165,14 +165,18 @@ TEST(Engine, TransposeReshapeGemmFusionMatchesUnfused) {
 // A constant B of zeros and ones that selects columns (one 1 per column: a gather) or sums runs of
 // them (one 1 per row, columns non-decreasing, some empty: segment sums) runs without the GEMM in
 // default numerics; B that is neither (a second 1 in a row and a column, or a 0.5) takes the GEMM.
+// Gathers whose columns form long runs (an interaction net's receiver and sender matrices: one column
+// repeated, consecutive columns) are copied run by run (forms 4 and 5, with a run of one column).
 // All against the naive product, with a bias and Relu fused, B given as is and transposed, alpha 2.
 TEST(Engine, OneHotGemmMatchesNaiveProduct) {
   const int64_t K = 64, N = 23;  // the last segment has 33 rows
-  for (int form = 0; form < 4; ++form) {
+  for (int form = 0; form < 6; ++form) {
     Tensor b = Tensor::zeros(DType::F32, {K, N});
     float* bp = b.data<float>();
     for (int64_t n = 0; n < N; ++n) {
       if (form == 0) bp[((n * 7) % K) * N + n] = 1;  // gather, some rows picked twice
+      if (form == 4) bp[(n == 9 ? 40 : n / 8) * N + n] = 1;  // runs of one column (8, 1, 1, 6, 7 long)
+      if (form == 5) bp[(n + n / 6 + 30) * N + n] = 1;  // runs of 6 consecutive columns, each skipping one
     }
     if (form == 1) {  // segments of lengths 0..3 and a long last one (>= 16: the vector loop)
       int64_t k = 0;
@@ -180,7 +184,7 @@ TEST(Engine, OneHotGemmMatchesNaiveProduct) {
         for (int64_t j = 0; j < (n == N - 1 ? K : n % 4) && k < K; ++j) bp[k++ * N + n] = 1;
       for (; k < K; ++k) bp[k * N + N - 1] = 1;
     }
-    if (form >= 2) {
+    if (form == 2 || form == 3) {
       for (int64_t n = 0; n < N; ++n) bp[((n * 7) % K) * N + n] = 1;
       if (form == 2) bp[3 * N + 5] = bp[3 * N + 6] = 1;
       if (form == 3) bp[10 * N + 2] = 0.5f;
