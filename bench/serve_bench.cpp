@@ -59,6 +59,18 @@ class EchoService final : public inference::GRPCInferenceService::CallbackServic
     resp->set_model_name(req->model_name());
     resp->set_model_version("1");
     resp->set_id(req->id());
+    // Parameter "reply_bytes": answer with one FP32 output of that size instead of the inputs, so
+    // that the response is as large as a model's (the batcher-vs-engine rounds).
+    if (auto it = req->parameters().find("reply_bytes"); it != req->parameters().end()) {
+      const int64_t n = it->second.int64_param() / 4;
+      auto* o = resp->add_outputs();
+      o->set_name("OUTPUT0");
+      o->set_datatype("FP32");
+      o->add_shape(1);
+      o->add_shape(n);
+      resp->add_raw_output_contents(std::string(static_cast<size_t>(n) * 4, '\0'));
+      return done(ctx);
+    }
     for (int i = 0; i < req->inputs_size(); ++i) {
       auto* o = resp->add_outputs();
       o->set_name("OUTPUT0");
@@ -711,16 +723,33 @@ int main(int argc, char** argv) {
   // model file in-process on one thread at that batch (rounded). Target >= 0.8x.
   std::printf("\nbatcher vs engine, concurrency 64, dynamic batching (1 instance, max 64, 100 us delay) vs the in-process "
               "engine (1 thread) at the mean batch the batcher formed; median [min-max] of %d rounds\n\n", reps);
-  std::printf("| %-26s | %22s | %16s | %26s | %18s | %18s | %18s |\n", "model", "served req/s", "mean batch",
-              "engine rows/s at that batch", "served / engine", "process CPU cores", "instance busy cores");
-  std::printf("|%s|%s|%s|%s|%s|%s|%s|\n", std::string(28, '-').c_str(), std::string(24, '-').c_str(),
+  // The last two columns bound what any server could reach here: the raw echo carries the same
+  // request at concurrency 64 with no model (transport and load generator only), so its CPU per
+  // request is the transport's floor; with the engine's CPU per row added, the machine's cores
+  // serve at most cores / (echo CPU per request + 1 / engine rows/s) requests per second.
+  std::printf("| %-26s | %22s | %16s | %26s | %18s | %18s | %18s | %22s | %18s |\n", "model", "served req/s", "mean batch",
+              "engine rows/s at that batch", "served / engine", "process CPU cores", "instance busy cores",
+              "echo req/s (CPU us/req)", "machine bound / engine");
+  std::printf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n", std::string(28, '-').c_str(), std::string(24, '-').c_str(),
               std::string(18, '-').c_str(), std::string(28, '-').c_str(), std::string(20, '-').c_str(),
-              std::string(20, '-').c_str(), std::string(20, '-').c_str());
+              std::string(20, '-').c_str(), std::string(20, '-').c_str(), std::string(24, '-').c_str(),
+              std::string(20, '-').c_str());
   auto vs_engine = [&](const std::string& name, const char* label, const std::vector<NamedTensor>& event) {
     if (!fs::exists(fs::path(repo) / name)) return;
     const auto req = request_of(name, event);
     auto model = load_model((fs::path(repo) / name / "1/model.onnx").string());  // the same file, no server
-    std::vector<double> served, engine, ratio, batches, cpu, exec;
+    // The echo carries the same request and answers with as many bytes as the model's outputs.
+    auto echo_req = req;
+    {
+      std::vector<Tensor> in, out;
+      for (const auto& t : event) in.push_back(t.tensor);
+      auto st = model->make_state();
+      model->run(in, out, *st);
+      int64_t bytes = 0;
+      for (const auto& t : out) bytes += static_cast<int64_t>(t.nbytes());
+      (*echo_req.mutable_parameters())["reply_bytes"].set_int64_param(bytes);
+    }
+    std::vector<double> served, engine, ratio, batches, cpu, exec, echo_rps, echo_us, bound, phase_us[3];
     for (int r = 0; r < reps; ++r) {
       // Where the CPU goes while serving: the process's CPU time (load generator, gRPC on both
       // sides, the instance) and the instance's execution time, both in cores over the round.
@@ -732,27 +761,50 @@ int main(int argc, char** argv) {
       const double c1 = cpu_seconds();
       const auto s1 = server.repository().get(name)->scheduler->stats();
       cpu.push_back((c1 - c0) / wall);
-      // (per execution: the batch's input gather, model run and output split; the request-level
-      // compute_* sums count each batch once per request in it)
-      auto busy_ns = [](const serve::StatsSnapshot& st) {
+      // Phase k of every execution: 0 the batch's input gather, 1 the model run, 2 the output
+      // (slicing, encoding, handing each response over); from the per-batch-size statistics,
+      // since the request-level compute_* sums count each batch once per request in it.
+      auto phase_ns = [](const serve::StatsSnapshot& st, int k) {
         uint64_t n = 0;
-        for (const auto& [size, d] : st.batch) n += d[0].ns + d[1].ns + d[2].ns;
-        return n;
+        for (const auto& [size, d] : st.batch) n += d[k].ns;
+        return static_cast<double>(n);
       };
-      exec.push_back(static_cast<double>(busy_ns(s1) - busy_ns(s0)) * 1e-9 / wall);
+      double busy = 0;
+      for (int k = 0; k < 3; ++k) {
+        const double ns = phase_ns(s1, k) - phase_ns(s0, k);
+        busy += ns;
+        phase_us[k].push_back(ns * 1e-3 / static_cast<double>(s1.inference_count - s0.inference_count));
+      }
+      exec.push_back(busy * 1e-9 / wall);
       const double mb = s1.execution_count > s0.execution_count
                             ? double(s1.inference_count - s0.inference_count) / double(s1.execution_count - s0.execution_count)
                             : 1.0;
+      const double ec0 = cpu_seconds();
+      const int64_t ew0 = now_ns();
+      const Result echoed = load_request(eaddr, echo_req, 64, secs);
+      const double ewall = static_cast<double>(now_ns() - ew0) * 1e-9;
+      const double echo_cpu_per_req = (cpu_seconds() - ec0) / (echoed.rps * ewall);
       const double e = engine_rows_per_s(*model, event, std::max<int64_t>(1, std::llround(mb)), secs);
+      echo_rps.push_back(echoed.rps);
+      echo_us.push_back(echo_cpu_per_req * 1e6);
+      bound.push_back(std::thread::hardware_concurrency() / (echo_cpu_per_req + 1.0 / e) / e);
       if (s.errors) std::printf("  %s: %llu errors\n", name.c_str(), static_cast<unsigned long long>(s.errors));
       served.push_back(s.rps);
       engine.push_back(e);
       ratio.push_back(s.rps / e);
       batches.push_back(mb);
     }
-    std::printf("| %-26s | %22s | %16s | %26s | %18s | %18s | %18s |\n", label, med_spread(served, 0).c_str(),
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v[v.size() / 2];
+    };
+    char echo_col[64];
+    std::snprintf(echo_col, sizeof echo_col, "%s (%.1f)", med_spread(echo_rps, 0).c_str(), median(echo_us));
+    std::printf("| %-26s | %22s | %16s | %26s | %18s | %18s | %18s | %22s | %18s |\n", label, med_spread(served, 0).c_str(),
                 med_spread(batches, 1).c_str(), med_spread(engine, 0).c_str(), med_spread(ratio, 2).c_str(),
-                med_spread(cpu, 2).c_str(), med_spread(exec, 2).c_str());
+                med_spread(cpu, 2).c_str(), med_spread(exec, 2).c_str(), echo_col, med_spread(bound, 2).c_str());
+    std::printf("  %s: instance us per row: gather %.2f, run %.2f, output %.2f (engine alone: run %.2f)\n", name.c_str(),
+                median(phase_us[0]), median(phase_us[1]), median(phase_us[2]), 1e6 / median(engine));
     std::fflush(stdout);
   };
   vs_engine("pnak4", "ParticleNet-AK4 (HLT)", first_event(fs::path(QUIVER_SHARED_DIR) / "models/hep/particlenet_ak4_hlt"));

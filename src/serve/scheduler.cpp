@@ -165,10 +165,14 @@ void Scheduler::enqueue(std::unique_ptr<InferRequest> req) {
         return;
       }
       if (p.deadline_ns > 0) next_deadline_ns_ = std::min(next_deadline_ns_, p.deadline_ns);
+      const bool expires_sooner = p.deadline_ns > 0 && p.deadline_ns < delay_wake_ns_;
+      queued_rows_ += p.req->batch;
       queues_[level].push_back(std::move(p));
       ++queued_;
       ++in_flight_;
-      cv_.notify_one();
+      if (idle_waiters_ > 0 ||
+          (delay_waiters_ > 0 && (queued_rows_ >= opt_.max_batch || !opt_.preferred_batch_sizes.empty() || expires_sooner)))
+        cv_.notify_one();
       return;
     }
   }
@@ -196,7 +200,9 @@ std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mute
   for (;;) {
     if (queued_ == 0 || busy_ >= opt_.instances) {
       if (stopping_ && queued_ == 0) return {};
+      ++idle_waiters_;
       cv_.wait(lk);
+      --idle_waiters_;
       continue;
     }
     int64_t now = now_ns();
@@ -215,6 +221,7 @@ std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mute
             it->delayed = true;
             delayed_[l].push_back(std::move(*it));
           } else {
+            queued_rows_ -= it->req->batch;
             rejected.push_back(std::move(*it));
             --queued_;
           }
@@ -239,6 +246,7 @@ std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mute
       batch.push_back(std::move(head_q->front()));
       head_q->pop_front();
       --queued_;
+      queued_rows_ -= batch.back().req->batch;
       ++busy_;
       return batch;
     }
@@ -277,7 +285,13 @@ std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mute
       }
     }
     if (!run_now && now < deadline) {
-      cv_.wait_until(lk, std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline)));
+      // Wake for the batch's deadline or a queued request's expiry, whichever comes first (a
+      // request must not outlive its timeout because a long batching delay is running).
+      const int64_t wake = std::min(deadline, next_deadline_ns_);
+      ++delay_waiters_;
+      delay_wake_ns_ = std::min(delay_wake_ns_, wake);
+      cv_.wait_until(lk, std::chrono::steady_clock::time_point(std::chrono::nanoseconds(wake)));
+      if (--delay_waiters_ == 0) delay_wake_ns_ = INT64_MAX;
       continue;
     }
     // Remove picks (indices shift per queue: erase from the back).
@@ -285,6 +299,7 @@ std::vector<Scheduler::Pending> Scheduler::next_batch(std::unique_lock<std::mute
     for (size_t k = 0; k < take; ++k) batch.push_back(std::move((*picks[k].q)[picks[k].idx]));
     for (size_t k = take; k-- > 0;) picks[k].q->erase(picks[k].q->begin() + static_cast<long>(picks[k].idx));
     queued_ -= take;
+    queued_rows_ -= picks[take - 1].cum;
     ++busy_;
     if (queued_ > 0) cv_.notify_one();  // another instance may start on the rest
     return batch;

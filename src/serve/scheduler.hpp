@@ -141,6 +141,14 @@ class Scheduler {
   std::vector<std::deque<Pending>> queues_;   // per priority level, then delayed
   std::vector<std::deque<Pending>> delayed_;
   size_t queued_ = 0;
+  int64_t queued_rows_ = 0;  // the queued requests' rows (their batch sizes)
+  // Workers waiting for any work, and workers waiting for a batch to fill until delay_wake_ns_
+  // (the earliest of their deadlines). An arrival wakes a filling worker only when that can change
+  // what it decides (enough rows for a full batch, a preferred size, an earlier expiry): woken for
+  // every request, it paid a futex wake and a pass over the queue per request under load.
+  int idle_waiters_ = 0;
+  int delay_waiters_ = 0;
+  int64_t delay_wake_ns_ = INT64_MAX;
   // No request in queues_ expires before this (a lower bound): next_batch looks for expired ones
   // only from then, not through the whole queue for every batch (thousands queued under load).
   int64_t next_deadline_ns_ = INT64_MAX;

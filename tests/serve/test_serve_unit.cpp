@@ -486,6 +486,60 @@ TEST(ServeScheduler, MaxBatchAndPreferredSizes) {
   EXPECT_GE(ms, 150);
 }
 
+// A worker filling a batch is woken by the arrival that fills it, not only by its queue delay
+// (it is not woken for every arrival: see Scheduler::enqueue).
+TEST(ServeScheduler, FullBatchStartsWithoutWaitingForTheQueueDelay) {
+  auto model = std::make_shared<RecordingModel>(4, 0);
+  SchedulerOptions o;
+  o.max_batch = 4;
+  o.dynamic_batching = true;
+  o.max_queue_delay_us = 20000000;  // 20 s: only a full batch may start early
+  Collector c(8);  // before the scheduler: its destructor may still complete requests
+  Scheduler s(model, o, "rec");
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < 8; ++i) {
+    s.enqueue(c.make(static_cast<size_t>(i), i == 5 ? 2 : 1, 1, float(i)));
+    // let the worker go back to waiting between arrivals
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_TRUE(c.wait(7, 15000));  // 1+1+1+1 | 1+2+1: the eighth request (1 row) waits for the delay
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(ms, 10000);
+  auto b = model->batches();
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(b[0], 4);
+  EXPECT_EQ(b[1], 4);
+  s.stop();
+  ASSERT_TRUE(c.wait(8, 15000));  // stopping runs the leftover at once
+}
+
+// A queued request's timeout ends it on time even while a long batching delay is running.
+TEST(ServeScheduler, TimeoutExpiresDuringALongQueueDelay) {
+  auto model = std::make_shared<RecordingModel>(8, 0);
+  SchedulerOptions o;
+  o.max_batch = 8;
+  o.dynamic_batching = true;
+  o.max_queue_delay_us = 20000000;  // 20 s
+  o.default_policy.allow_timeout_override = true;
+  Collector c(2);  // before the scheduler: its destructor may still complete requests
+  Scheduler s(model, o, "rec");
+  const auto t0 = std::chrono::steady_clock::now();
+  s.enqueue(c.make(0, 1, 1, 0.f));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the worker now waits for the delay
+  s.enqueue(c.make(1, 1, 1, 1.f, 0, 30000));                  // 30 ms timeout
+  ASSERT_TRUE(c.wait(1, 15000));
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(ms, 10000);
+  {
+    std::lock_guard lk(c.mu);
+    EXPECT_FALSE(c.results[1].st.ok);
+    EXPECT_NE(c.results[1].st.message.find("timeout"), std::string::npos) << c.results[1].st.message;
+  }
+  s.stop();
+  ASSERT_TRUE(c.wait(2, 15000));
+  EXPECT_TRUE(c.results[0].st.ok);
+}
+
 // The transports refuse a batch above max_batch_size; the scheduler itself must still answer one
 // (found by fuzz_serve_request: the worker took an empty batch for "stopping" and drain() hung).
 TEST(ServeScheduler, RequestLargerThanMaxBatchRunsAloneInsteadOfStallingTheWorker) {
