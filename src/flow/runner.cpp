@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstddef>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -111,6 +112,10 @@ struct Lane {
   // ordered, before their turn). They stay here, in this core's cache, and this thread runs them
   // itself when it next takes the stage; it hands them over only when it goes idle (pump).
   std::vector<std::vector<EventCtx*>> parked;
+  // Per sequential stage: the events this thread runs in one round while it holds the stage. The
+  // thread's own buffer, not the stage's: a stage's buffer would move between the cores with the
+  // stage, a line for every 8 events.
+  std::vector<std::vector<EventCtx*>> run;
 };
 
 // Events of one group that reached a sequential stage, handed over together.
@@ -126,20 +131,24 @@ struct Hub {
   // reads one for each and spawns it). One word, so that letting go (a compare-and-swap) fails when
   // a want came in meanwhile, and the holder serves it first.
   static constexpr uint32_t kBusy = 1, kWant = 2;
+  // The holder's counters. During a turn the holder works on a copy of its own (emit) and stores
+  // them back just before it lets go, on the state word's line: the next holder gets the state and
+  // the counters in one line transfer, and the threads spinning on `state` see that line written
+  // only when the hub is taken and let go, not per event read.
+  struct Counters {
+    uint64_t next_seq = 0, skipped = 0, gen = 0, emitted = 0;
+    size_t out = 0;  // events read whose slots have not come back to the pool
+    uint32_t cur_source = 0;
+    bool done = false;
+  };
   alignas(64) std::atomic<uint32_t> state{0};
-  // The holder's counters, on one line (a waiting thread reads `state`, on its own line, while the
-  // holder writes these per event; they move to the next holder once per turn). `published` is
-  // `emitted` for in_flight() readers, stored once per group.
-  alignas(64) uint64_t next_seq = 0;
-  uint64_t skipped = 0, gen = 0, emitted = 0;
-  size_t out = 0;  // events read whose slots have not come back to the pool
-  size_t cur_source = 0;
-  std::atomic<uint64_t> published{0};
-  bool done = false;
+  Counters c;
+  std::atomic<uint64_t> published{0};  // `emitted` for in_flight() readers
   // The pool: written only when slots pass through it (not when a thread reads into its own group).
   alignas(64) std::vector<EventCtx*> free_slots;
   std::vector<Group*> free_groups;
 };
+static_assert(offsetof(Hub, published) + sizeof(Hub::published) <= 64, "the hub's state and counters share one line");
 
 // A sequential processor. The processor moves to the events, not the events to it: a thread whose
 // group reaches the stage takes it and runs its own events there (unordered: if no other thread
@@ -148,14 +157,16 @@ struct Hub {
 // of moving each event's lines to a drainer. Events handed over (a thread going idle, async
 // pipelines) come through the inbox; the holder runs them too: it owns the reorder window.
 struct SeqStage {
+  // What every visit writes, on one line: it moves once when the stage changes hands.
   alignas(64) std::mutex m;
-  std::vector<EventCtx*> inbox;
   bool draining = false;
   uint64_t next = 0;  // ordered: sequence of the next event to run (read by visitors under m while idle)
-  alignas(64) std::vector<EventCtx*> taken;  // holder only from here on
-  std::vector<EventCtx*> window;             // ordered: handed-over event of sequence s at s % size
-  std::vector<EventCtx*> out;
+  // Written only when events are handed over, so visits only read this line and it stays in both caches.
+  alignas(64) std::vector<EventCtx*> inbox;
+  std::vector<EventCtx*> taken;   // holder only from here on
+  std::vector<EventCtx*> window;  // ordered: handed-over event of sequence s at s % size
 };
+static_assert(offsetof(SeqStage, next) + sizeof(SeqStage::next) <= 64, "a visit writes one line of the stage");
 
 struct Runner final : Runtime {
   Application& app;
@@ -406,13 +417,13 @@ struct Runner final : Runtime {
     } while (!returned.compare_exchange_weak(head, list, std::memory_order_seq_cst, std::memory_order_relaxed));
   }
 
-  // Hub held: slots and records of finished groups go back to the pool.
-  void reclaim(Group* list) {
+  // Hub held (t: the holder's counters): slots and records of finished groups go back to the pool.
+  void reclaim(Hub::Counters& t, Group* list) {
     while (list) {
       Group* g = list;
       list = g->next;
       g->next = nullptr;
-      hub.out -= g->ev.size();
+      t.out -= g->ev.size();
       for (EventCtx* c : g->ev) hub.free_slots.push_back(c);
       g->ev.clear();
       hub.free_groups.push_back(g);
@@ -435,33 +446,37 @@ struct Runner final : Runtime {
       if (hub_request()) return nullptr;
     }
     Group* first = nullptr;
+    Hub::Counters t = hub.c;  // the turn's counters, stored back before letting go (Hub)
     Group* mine = L.returned;  // its slots and record are reused for this thread's next group
     if (mine) {
       L.returned = mine->next;
       mine->next = nullptr;
-      hub.out -= mine->ev.size();
+      t.out -= mine->ev.size();
     }
     uint32_t st = hub.state.load(std::memory_order_relaxed);
     for (;;) {
-      if (returned.load(std::memory_order_relaxed)) reclaim(returned.exchange(nullptr, std::memory_order_acquire));
-      reclaim(L.returned);
+      if (returned.load(std::memory_order_relaxed)) reclaim(t, returned.exchange(nullptr, std::memory_order_acquire));
+      reclaim(t, L.returned);
       L.returned = nullptr;
-      if (!first) first = next_group(mine);
+      if (!first) first = next_group(t, mine);
       if (mine) {  // not reused (nothing to read, the bound): back to the pool
-        hub.out += mine->ev.size();
-        reclaim(mine);
+        t.out += mine->ev.size();
+        reclaim(t, mine);
         mine = nullptr;
       }
       for (; st >> 1; st -= Hub::kWant) {
-        Group* g = next_group(mine);
+        Group* g = next_group(t, mine);
         if (!g) break;
         hub.state.fetch_sub(Hub::kWant, std::memory_order_relaxed);  // the holder alone removes wants
+        hub.published.store(t.emitted, std::memory_order_relaxed);  // before its events can finish
         spawn_group(g);
       }
       // Nothing to read (slots in flight, the read-ahead bound): want a group when slots come back,
       // so that this thread is not left idle while another reads only for itself.
       uint32_t next = st & ~Hub::kBusy;
-      if (!first && (st >> 1) < max_wants && !hub.done && !stopping()) next += Hub::kWant;
+      if (!first && (st >> 1) < max_wants && !t.done && !stopping()) next += Hub::kWant;
+      hub.c = t;
+      hub.published.store(t.emitted, std::memory_order_relaxed);
       if (hub.state.compare_exchange_strong(st, next, std::memory_order_seq_cst, std::memory_order_relaxed)) {
         // Slots handed over after the reclaim above by a thread that found the wants full: it
         // registered nothing (the exchange did not fail) and went idle counting on the holder. It
@@ -469,6 +484,7 @@ struct Runner final : Runtime {
         // sequentially consistent: we see them, or it saw the hub free and took it. Without this,
         // a run whose last events finish that way strands their slots and ends early.
         if (!returned.load(std::memory_order_seq_cst) || !hub_try_acquire()) break;
+        t = hub.c;
         st = hub.state.load(std::memory_order_relaxed);
         continue;
       }
@@ -480,24 +496,24 @@ struct Runner final : Runtime {
   // Hub held: the next group of up to K events, within the read-ahead bound, read into the slots of
   // `mine` (a finished group; null: the pool) and then the pool's. Null when there is nothing to read
   // (too few slots free, the bound, the end of the input, a stop). Clears `mine` when it used it.
-  Group* next_group(Group*& mine) {
-    if (hub.done || stopping()) return nullptr;
+  Group* next_group(Hub::Counters& t, Group*& mine) {
+    if (t.done || stopping()) return nullptr;
     // Only whole groups (or the last events of the input): with fewer than K slots free, more than
     // half the pool is in flight and will come back, so no thread waits long for them, and groups
     // do not fragment into the single slots events finish one by one.
     const size_t kg = group_k.load(std::memory_order_relaxed);
     size_t k = kg;
     if (max_events) {
-      if (hub.emitted >= max_events) {
-        hub.done = true;
+      if (t.emitted >= max_events) {
+        t.done = true;
         return nullptr;
       }
-      k = std::min<uint64_t>(k, max_events - hub.emitted);
+      k = std::min<uint64_t>(k, max_events - t.emitted);
     }
     if ((mine ? mine->ev.size() : 0) + hub.free_slots.size() < k) return nullptr;
     // Default pool: at most max(4, 2 x K) x nthreads events in flight (two groups per thread;
     // heavy events, K = 1, stay at the classic 4 per thread), however many slots are free.
-    if (bounded_read_ahead && hub.out + k > std::max<size_t>(4, 2 * kg) * nthreads_z) return nullptr;
+    if (bounded_read_ahead && t.out + k > std::max<size_t>(4, 2 * kg) * nthreads_z) return nullptr;
     // The record and slots to read into: mine's, or the pool's.
     std::array<EventCtx*, kMaxGroup> reuse;
     size_t nreuse = 0, used = 0;
@@ -513,7 +529,7 @@ struct Runner final : Runtime {
     }
     while (g->ev.size() < k) {
       EventCtx* c = used < nreuse ? reuse[used] : hub.free_slots.empty() ? nullptr : hub.free_slots.back();
-      if (!c || !fill(c)) break;
+      if (!c || !fill(t, c)) break;
       if (used < nreuse) ++used;
       else hub.free_slots.pop_back();
       c->group = g;
@@ -524,24 +540,23 @@ struct Runner final : Runtime {
       hub.free_groups.push_back(g);
       return nullptr;
     }
-    hub.out += g->ev.size();
+    t.out += g->ev.size();
     g->remaining.store(static_cast<uint32_t>(g->ev.size()), std::memory_order_relaxed);
-    hub.published.store(hub.emitted, std::memory_order_relaxed);
     return g;
   }
 
   // Hub held: reads one event into c. False: no event (end of input, nevents, source failure).
-  bool fill(EventCtx* c) {
+  bool fill(Hub::Counters& t, EventCtx* c) {
     for (;;) {
-      if ((max_events && hub.emitted >= max_events) || hub.cur_source >= sources.size()) {
-        hub.done = true;
+      if ((max_events && t.emitted >= max_events) || t.cur_source >= sources.size()) {
+        t.done = true;
         return false;
       }
-      Source* src = sources[hub.cur_source];
+      Source* src = sources[t.cur_source];
       Event& e = c->event;
-      e.gen_ = ++hub.gen;
-      e.sequence_ = hub.next_seq;
-      e.number_ = hub.next_seq + hub.skipped;
+      e.gen_ = ++t.gen;
+      e.sequence_ = t.next_seq;
+      e.number_ = t.next_seq + t.skipped;
       c->next_async = 0;
       if (c->failed) {  // only then: `error` lies on lines of its own (EventCtx)
         c->failed = false;
@@ -555,24 +570,24 @@ struct Runner final : Runtime {
           for (auto* o : src->outputs()) o->publish(e);
       } catch (...) {
         Error err = detail::to_error(std::current_exception(), src->name());
-        std::string msg = "source '" + src->name() + "' failed after " + std::to_string(hub.emitted) +
+        std::string msg = "source '" + src->name() + "' failed after " + std::to_string(t.emitted) +
                           " events (reading event " + std::to_string(e.number()) + "): " + err.what();
         spdlog::error("[flow] {}", msg);
         std::lock_guard<std::mutex> lk(fail_m);
         if (!fatal) fatal = Error(err.code(), msg, ErrorWhere{.node = src->name()});
-        hub.done = true;
+        t.done = true;
         return false;
       }
       if (!ok) {
-        ++hub.cur_source;
+        ++t.cur_source;
         continue;
       }
-      if (hub.skipped < nskip) {
-        ++hub.skipped;
+      if (t.skipped < nskip) {
+        ++t.skipped;
         continue;
       }
-      ++hub.next_seq;
-      ++hub.emitted;
+      ++t.next_seq;
+      ++t.emitted;
       return true;
     }
   }
@@ -768,34 +783,37 @@ struct Runner final : Runtime {
     SeqStage& s = *seqs[i];
     Processor* p = procs[i];
     std::vector<EventCtx*>& mine = L.parked[i];
+    std::vector<EventCtx*>& out = L.run[i];
     for (;;) {
-      s.out.clear();
+      out.clear();
       if (ordered) {
         for (EventCtx* x : s.taken) s.window[x->event.sequence() % s.window.size()] = x;
         size_t h = 0;
+        uint64_t next = s.next;  // stored once: a visitor locking m meanwhile takes that line away
         for (;;) {
-          EventCtx*& w = s.window[s.next % s.window.size()];
-          if (w && w->event.sequence() == s.next) {
-            s.out.push_back(w);
+          EventCtx*& w = s.window[next % s.window.size()];
+          if (w && w->event.sequence() == next) {
+            out.push_back(w);
             w = nullptr;
-          } else if (h < mine.size() && mine[h]->event.sequence() == s.next) {
-            s.out.push_back(mine[h++]);
+          } else if (h < mine.size() && mine[h]->event.sequence() == next) {
+            out.push_back(mine[h++]);
           } else {
             break;
           }
-          ++s.next;
+          ++next;
         }
+        s.next = next;
         mine.erase(mine.begin(), mine.begin() + static_cast<ptrdiff_t>(h));
       } else {
-        s.out.swap(s.taken);
-        s.out.insert(s.out.end(), mine.begin(), mine.end());
+        out.assign(s.taken.begin(), s.taken.end());
+        out.insert(out.end(), mine.begin(), mine.end());
         mine.clear();
       }
-      s.taken.clear();
+      if (!s.taken.empty()) s.taken.clear();  // a store even when empty: the line would move
       // Not `mine` from here on: a processor that waits inside TBB may run a group on this thread
       // meanwhile, whose events park there.
-      for (EventCtx* x : s.out) pass(p, x);
-      continue_after(L, i, s.out);
+      for (EventCtx* x : out) pass(p, x);
+      continue_after(L, i, out);
       std::lock_guard<std::mutex> lk(s.m);
       if (s.inbox.empty()) {
         const bool own = !mine.empty() && (!ordered || mine.front()->event.sequence() == s.next);
@@ -934,13 +952,16 @@ RunSummary Runner::run() {
       r.seqs[i]->window.assign(r.pool_n, nullptr);
       r.seqs[i]->inbox.reserve(r.pool_n);
       r.seqs[i]->taken.reserve(r.pool_n);
-      r.seqs[i]->out.reserve(r.pool_n);
     }
   }
   for (int t = 0; t <= r.threads; ++t) {
     r.lanes[t].parked.resize(nproc);
+    r.lanes[t].run.resize(nproc);
     for (size_t i = 0; i < nproc; ++i)
-      if (r.seqs[i]) r.lanes[t].parked[i].reserve(r.pool_n);
+      if (r.seqs[i]) {
+        r.lanes[t].parked[i].reserve(r.pool_n);
+        r.lanes[t].run[i].reserve(r.pool_n);
+      }
   }
 
   spdlog::set_level(spdlog::level::trace);  // components filter by their own level
@@ -1032,8 +1053,8 @@ RunSummary Runner::run() {
   if (lost != 0 && !r.fatal) r.fatal = Error(ErrorCode::Internal, std::to_string(lost) + " events were lost in flight");
   // Every task has ended: unless the input ended or a stop was asked for, a wake-up was lost. Say so
   // rather than report a short run as complete.
-  if (!r.hub.done && !r.stopping() && !r.fatal)
-    r.fatal = Error(ErrorCode::Internal, "the scheduler went idle after " + std::to_string(r.hub.emitted) +
+  if (!r.hub.c.done && !r.stopping() && !r.fatal)
+    r.fatal = Error(ErrorCode::Internal, "the scheduler went idle after " + std::to_string(r.hub.c.emitted) +
                                              " events before the input ended");
 
   sum.emitted = r.hub.published.load();
