@@ -73,7 +73,7 @@ inline void cpu_relax() {
 #endif
 }
 constexpr int64_t kGroupNs = 10000;  // inline work a group aims at: per-group costs stay a few %
-constexpr size_t kMaxGroup = 64;
+constexpr size_t kMaxGroup = Topology::Settings::kMaxGroup;
 }  // namespace
 
 struct Runner;
@@ -179,6 +179,7 @@ struct Runner final : Runtime {
   const bool ordered;
   const bool abort_policy;
   const bool bounded_read_ahead;
+  const size_t read_ahead_groups;  // default pool: groups per thread in flight (topology.cpp chose the pool for it)
   const size_t nthreads_z;
   const uint32_t max_wants;  // threads that may wait for a group at once: all but one
   // Events park at a busy sequential stage (SeqStage) only in synchronous pipelines with several
@@ -227,6 +228,8 @@ struct Runner final : Runtime {
         ordered(t.settings.ordered),
         abort_policy(t.settings.error_policy == ErrorPolicy::Abort),
         bounded_read_ahead(t.settings.bounded_read_ahead),
+        read_ahead_groups(std::max<size_t>(
+            1, t.settings.in_flight / (kMaxGroup * static_cast<size_t>(t.settings.threads)))),
         nthreads_z(static_cast<size_t>(t.settings.threads)),
         max_wants(static_cast<uint32_t>(t.settings.threads - 1)),
         park(t.settings.threads > 1 && t.asyncs.empty()),
@@ -511,9 +514,9 @@ struct Runner final : Runtime {
       k = std::min<uint64_t>(k, max_events - t.emitted);
     }
     if ((mine ? mine->ev.size() : 0) + hub.free_slots.size() < k) return nullptr;
-    // Default pool: at most max(4, 2 x K) x nthreads events in flight (two groups per thread;
+    // Default pool: at most max(4, G x K) x nthreads events in flight (G groups per thread, 2 or 8;
     // heavy events, K = 1, stay at the classic 4 per thread), however many slots are free.
-    if (bounded_read_ahead && t.out + k > std::max<size_t>(4, 2 * kg) * nthreads_z) return nullptr;
+    if (bounded_read_ahead && t.out + k > std::max<size_t>(4, read_ahead_groups * kg) * nthreads_z) return nullptr;
     // The record and slots to read into: mine's, or the pool's.
     std::array<EventCtx*, kMaxGroup> reuse;
     size_t nreuse = 0, used = 0;

@@ -201,11 +201,17 @@ Topology Application::build_topology() {
     }
 
   // The default pool: events of synchronous pipelines run in groups of up to 64, and two groups per
-  // thread in flight keep the source ahead of the workers (the runner bounds the read-ahead); async
-  // factories' events come back one at a time, so there every slot is usable and 4 per thread stay.
+  // thread in flight keep the source ahead of the workers (the runner bounds the read-ahead); eight
+  // where events park at a sequential stage (several threads), or a thread whose groups wait there
+  // runs out of slots and goes idle. Async factories' events come back one at a time, so there
+  // every slot is usable and 4 per thread stay.
   if (t.settings.bounded_read_ahead) {
+    const bool parks = t.settings.threads > 1 &&
+                       std::any_of(t.stages.begin(), t.stages.end(), [](const auto& st) { return st.sequential; });
     if (t.asyncs.empty())
-      t.settings.in_flight = Topology::Settings::kAutoSlotsPerThread * static_cast<size_t>(t.settings.threads);
+      t.settings.in_flight = (parks ? Topology::Settings::kAutoSlotsPerThreadSequential
+                                    : Topology::Settings::kAutoSlotsPerThread) *
+                             static_cast<size_t>(t.settings.threads);
     else
       t.settings.bounded_read_ahead = false;
   }
@@ -248,7 +254,11 @@ std::string Topology::describe() const {
   std::ostringstream os;
   const Settings& s = settings;
   os << "settings: nthreads=" << s.threads << " in_flight=" << s.in_flight
-     << (s.bounded_read_ahead ? " (default: max(4, 2 x K) x nthreads of them in flight)" : "") << " nevents=" << s.max_events
+     << (s.bounded_read_ahead ? " (default: max(4, " +
+                                    std::to_string(s.in_flight / (Settings::kMaxGroup * static_cast<size_t>(s.threads))) +
+                                    " x K) x nthreads of them in flight)"
+                              : "")
+     << " nevents=" << s.max_events
      << (s.max_events ? "" : " (until the sources end)") << " nskip=" << s.nskip
      << " ordered=" << (s.ordered ? "true" : "false")
      << " error_policy=" << (s.error_policy == ErrorPolicy::Abort ? "abort" : "skip") << " ticker=" << s.ticker_s

@@ -510,7 +510,8 @@ TEST(Flow, HandedOverSlotsAreNeverStranded) {
 }
 
 // Without async factories and without an in_flight parameter the pool is 128 x nthreads slots, but
-// the runner keeps only max(4, 2 x K) x nthreads events in flight: two groups per thread.
+// the runner keeps only max(4, 2 x K) x nthreads events in flight: two groups per thread; with a
+// sequential processor on several threads 512 x nthreads and eight groups per thread.
 // Returns the most events ever read and not yet collected.
 template <class Square>
 int default_pool_peak(int nevents, int threads, Processor::Mode mode) {
@@ -525,7 +526,8 @@ int default_pool_peak(int nevents, int threads, Processor::Mode mode) {
   auto s = run_with_timeout(app, 120);
   EXPECT_FALSE(s.fatal) << s.fatal->what();
   EXPECT_EQ(col.rows.size(), static_cast<size_t>(nevents));
-  EXPECT_EQ(col.pool_size(), 128u * static_cast<size_t>(threads));
+  const size_t per_thread = threads > 1 && mode == Processor::Mode::Sequential ? 512 : 128;
+  EXPECT_EQ(col.pool_size(), per_thread * static_cast<size_t>(threads));
   return src.max_live.load();
 }
 
@@ -539,6 +541,9 @@ TEST(Flow, DefaultPoolBoundsReadAheadByGroupSize) {
   const int heavy = default_pool_peak<SlowSquare>(100, 2, Processor::Mode::Parallel);
   EXPECT_GE(heavy, 1);
   EXPECT_LE(heavy, 8);
+  // Tiny events at a sequential stage, two threads: the larger pool (eight groups of 64 per thread).
+  const int parked = default_pool_peak<SquareFactory>(20000, 2, Processor::Mode::Sequential);
+  EXPECT_GE(parked, 4);
 }
 
 // ---- sequential stages without async factories: a thread runs its own events in the stage, or

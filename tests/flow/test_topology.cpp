@@ -193,9 +193,9 @@ TEST(Topology, DefaultInFlightWithoutAsyncFactories) {
   app.add<Step>("mid", "n", "m");
   app.add<Reader>("out", "m", Processor::Mode::Sequential);
   Topology t = app.build_topology();
-  EXPECT_EQ(t.settings.in_flight, 384u);  // 128 x nthreads slots
+  EXPECT_EQ(t.settings.in_flight, 1536u);  // 512 x nthreads slots: a sequential processor, 3 threads
   EXPECT_TRUE(t.settings.bounded_read_ahead);
-  EXPECT_NE(t.describe().find("in_flight=384 (default: max(4, 2 x K) x nthreads of them in flight)"), std::string::npos)
+  EXPECT_NE(t.describe().find("in_flight=1536 (default: max(4, 8 x K) x nthreads of them in flight)"), std::string::npos)
       << t.describe();
 
   app.set_parameter("in_flight", "12");

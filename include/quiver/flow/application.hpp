@@ -4,7 +4,8 @@
 //   nthreads (default: all cores)      nevents (0: until the source ends)    nskip (0)
 //   in_flight (event slots: back-pressure bound; default 4 * nthreads with async factories,
 //              otherwise 128 * nthreads slots of which max(4, 2 * K) * nthreads are used, K the
-//              events per group the runner picks; docs/flow.md, "Scheduling")
+//              events per group the runner picks; with a sequential processor and several threads
+//              512 * nthreads and max(4, 8 * K) * nthreads; docs/flow.md, "Scheduling")
 //   ordered (true: sequential processors see events in emission order)
 //   error_policy (abort | skip)        log_level (info), <component>.log_level
 //   ticker (seconds between progress lines; 0 = off)

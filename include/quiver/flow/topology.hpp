@@ -27,11 +27,16 @@ struct Topology {
     int threads = 1;
     size_t in_flight = 4;        // event slots (back-pressure bound)
     // in_flight was not set: a pipeline without async factories gets kAutoSlotsPerThread x nthreads
-    // slots, of which the runner keeps max(4, 2 x K) x nthreads in flight (K: events per group), so
-    // tiny events travel in large groups while heavy ones stay a few per thread. With async
-    // factories the default is 4 x nthreads, all of them usable.
+    // slots, of which the runner keeps max(4, G x K) x nthreads in flight (K: events per group, G:
+    // the slots per thread over the largest group), so tiny events travel in large groups while
+    // heavy ones stay a few per thread. With several threads and a sequential processor, events
+    // wait at its stage while their thread reads on (docs/flow.md, "Scheduling"): those pipelines
+    // get kAutoSlotsPerThreadSequential. With async factories the default is 4 x nthreads, all of
+    // them usable.
     bool bounded_read_ahead = false;
-    static constexpr size_t kAutoSlotsPerThread = 128;  // 2 x the largest group
+    static constexpr size_t kMaxGroup = 64;  // the most events the runner reads in one group
+    static constexpr size_t kAutoSlotsPerThread = 2 * kMaxGroup;
+    static constexpr size_t kAutoSlotsPerThreadSequential = 8 * kMaxGroup;
     uint64_t max_events = 0;     // 0: until the sources end
     uint64_t nskip = 0;
     bool ordered = true;         // sequential processors see events in emission order
