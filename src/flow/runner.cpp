@@ -165,6 +165,9 @@ struct SeqStage {
   alignas(64) std::vector<EventCtx*> inbox;
   std::vector<EventCtx*> taken;   // holder only from here on
   std::vector<EventCtx*> window;  // ordered: handed-over event of sequence s at s % size
+  // Address only (TSan annotations of the tasks spawned after this stage). Not the mutex's: TSan
+  // keeps one clock per address and a mutex unlock overwrites it, which would drop a spawn's release.
+  char task_token = 0;
 };
 static_assert(offsetof(SeqStage, next) + sizeof(SeqStage::next) <= 64, "a visit writes one line of the stage");
 
@@ -871,7 +874,7 @@ struct Runner final : Runtime {
       }
     };
     if (parallel_after[i] && threads > 1) {
-      spawn(seqs[i].get(), [this, go, evs = out] {
+      spawn(&seqs[i]->task_token, [this, go, evs = out] {
         Lane& R = lane();
         pump_guard(R, [&] { go(R, evs); });
       });
