@@ -458,10 +458,15 @@ double cpu_seconds() {
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
-std::string med_spread(std::vector<double> v, int digits) {
+double median_of(std::vector<double> v) {
   std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::string med_spread(const std::vector<double>& v, int digits) {
+  const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
   char buf[96];
-  std::snprintf(buf, sizeof buf, "%.*f [%.*f-%.*f]", digits, v[v.size() / 2], digits, v.front(), digits, v.back());
+  std::snprintf(buf, sizeof buf, "%.*f [%.*f-%.*f]", digits, median_of(v), digits, *lo, digits, *hi);
   return buf;
 }
 
@@ -794,17 +799,13 @@ int main(int argc, char** argv) {
       ratio.push_back(s.rps / e);
       batches.push_back(mb);
     }
-    auto median = [](std::vector<double> v) {
-      std::sort(v.begin(), v.end());
-      return v[v.size() / 2];
-    };
     char echo_col[64];
-    std::snprintf(echo_col, sizeof echo_col, "%s (%.1f)", med_spread(echo_rps, 0).c_str(), median(echo_us));
+    std::snprintf(echo_col, sizeof echo_col, "%s (%.1f)", med_spread(echo_rps, 0).c_str(), median_of(echo_us));
     std::printf("| %-26s | %22s | %16s | %26s | %18s | %18s | %18s | %22s | %18s |\n", label, med_spread(served, 0).c_str(),
                 med_spread(batches, 1).c_str(), med_spread(engine, 0).c_str(), med_spread(ratio, 2).c_str(),
                 med_spread(cpu, 2).c_str(), med_spread(exec, 2).c_str(), echo_col, med_spread(bound, 2).c_str());
     std::printf("  %s: instance us per row: gather %.2f, run %.2f, output %.2f (engine alone: run %.2f)\n", name.c_str(),
-                median(phase_us[0]), median(phase_us[1]), median(phase_us[2]), 1e6 / median(engine));
+                median_of(phase_us[0]), median_of(phase_us[1]), median_of(phase_us[2]), 1e6 / median_of(engine));
     std::fflush(stdout);
   };
   vs_engine("pnak4", "ParticleNet-AK4 (HLT)", first_event(fs::path(QUIVER_SHARED_DIR) / "models/hep/particlenet_ak4_hlt"));
