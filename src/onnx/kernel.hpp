@@ -140,6 +140,11 @@ class ExecContext {
   // State for subgraph k of this node (as returned in order by compile_subgraph).
   virtual PlanState& subgraph_state(size_t k) = 0;
   virtual const std::string& node_name() const = 0;
+  // For `quiver bench --profile`: a kernel of a GEMM-type operator whose call ran no product (a Gemm
+  // with a constant one-hot B runs as a gather or segment sums) says what it ran instead; the profile
+  // lists that as a row of its own ("Gemm (one-hot gather)") whose time counts without FLOPs, like an
+  // elementwise op's, so the GEMM rate is not inflated by 2*M*N*K never computed.
+  virtual void report_no_product(const char* ran) { (void)ran; }
   [[noreturn]] virtual void fail(const std::string& message, const std::string& tensor = "",
                                  ErrorCode code = ErrorCode::InvalidArgument) const = 0;
 };

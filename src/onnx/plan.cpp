@@ -57,6 +57,8 @@ class StepContext final : public ExecContext {
   }
   PlanState& subgraph_state(size_t k) override { return *st_.subs[step_.first_sub + k]; }
   const std::string& node_name() const override { return step_.label; }
+  void report_no_product(const char* ran) override { ran_instead = ran; }
+  const char* ran_instead = nullptr;  // set by report_no_product during this step's run
   [[noreturn]] void fail(const std::string& message, const std::string& tensor = "",
                          ErrorCode code = ErrorCode::InvalidArgument) const override {
     throw Error(code, message, {plan_.model_name, step_.label, tensor});
@@ -137,8 +139,12 @@ void Plan::run(std::span<const Tensor* const> inputs, PlanState& st) const {
       step.kernel->run(ctx);
       if (profile) {
         const int64_t ns = now_ns() - t0;
-        const Tensor* y = !step.outputs.empty() && step.outputs[0] >= 0 ? &st.slots[step.outputs[0]] : nullptr;
-        profile->add(step.op_type, ns, step_flops(step.op_type, fd, y));
+        if (ctx.ran_instead) {
+          profile->add(step.op_type + " (" + ctx.ran_instead + ")", ns, 0);
+        } else {
+          const Tensor* y = !step.outputs.empty() && step.outputs[0] >= 0 ? &st.slots[step.outputs[0]] : nullptr;
+          profile->add(step.op_type, ns, step_flops(step.op_type, fd, y));
+        }
       }
     } catch (const Error& e) {
       throw e.with_context({model_name, step.label});

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -693,4 +694,34 @@ TEST(Engine, ProfilingIsPerStateAndOffByDefault) {
   s.run(in, out);
   prof.merge(second);
   for (const auto& r : prof.rows()) EXPECT_EQ(r.calls, 4) << r.op;
+}
+
+// The profile counts a GEMM-type step's FLOPs only where a product ran: a Gemm whose constant B is
+// one-hot (a gather) is listed as a row of its own without FLOPs, beside a real Gemm's nominal
+// 2*M*N*K, so `quiver bench --profile` does not report work never done (it read 108 % of the GEMM
+// peak on the interaction net).
+TEST(Engine, ProfileCountsNoFlopsForOneHotGemms) {
+  const int64_t K = 8, N = 5, M = 3;
+  Tensor sel = Tensor::zeros(DType::F32, {K, N});
+  for (int64_t n = 0; n < N; ++n) sel.data<float>()[((n * 3) % K) * N + n] = 1;  // a gather
+  G g;
+  g.input("a", {-1, K});
+  g.output("y", {-1, N});
+  g.init("sel", sel);
+  g.init("w", sine_tensor({N, N}, 0.31f, 0.5f));
+  g.node("Gemm", {"a", "sel"}, {"g"});
+  g.node("Gemm", {"g", "w"}, {"y"});
+  auto model = g.load();
+  OpProfile prof;
+  auto st = model->make_state();
+  st->profile = &prof;
+  std::vector<Tensor> out;
+  model->run(std::vector<Tensor>{sine_tensor({M, K}, 0.17f, 1.0f)}, out, *st);
+  std::map<std::string, double> flops;
+  for (const auto& r : prof.rows()) flops[r.op] = r.flops;
+  ASSERT_EQ(flops.size(), 2u) << "rows: one-hot Gemm and Gemm";
+  ASSERT_TRUE(flops.count("Gemm (one-hot gather)"));
+  EXPECT_EQ(flops["Gemm (one-hot gather)"], 0.0);
+  ASSERT_TRUE(flops.count("Gemm"));
+  EXPECT_EQ(flops["Gemm"], 2.0 * M * N * N);
 }

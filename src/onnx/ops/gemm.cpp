@@ -182,6 +182,7 @@ class GemmKernel final : public Kernel {
     if (!one_hot_->runs.empty()) gather_column_runs(a.data<float>(), M, Ka, one_hot_->runs, N, yp);
     else if (one_hot_->gather) gather_columns(a.data<float>(), M, Ka, one_hot_->src.data(), N, yp);
     else segment_sums(a.data<float>(), M, Ka, one_hot_->begin.data(), N, yp);
+    ec.report_no_product(one_hot_->gather ? "one-hot gather" : "one-hot segment sums");
     if (alpha_ != 1.0f)
       for (int64_t i = 0; i < M * N; ++i) yp[i] *= alpha_;
     if (has_c) {
