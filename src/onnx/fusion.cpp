@@ -35,6 +35,13 @@ class Fuser {
   }
 
   void run() {
+    // First: the Convs and BatchNorms a transpose pair hid become adjacent for the passes below.
+    // Each rewrite can expose another pair (a node list need not be in order): until none is left.
+    if (cpu_engine_)
+      for (int before = -1; before != out_.fused_count;) {
+        before = out_.fused_count;
+        pass({"Transpose"}, &Fuser::fold_transposes);
+      }
     pass({"BatchNormalization"}, &Fuser::fold_bn);
     pass({"Add"}, &Fuser::fuse_bias);
     if (cpu_engine_ || (emitter_ && default_numerics_)) pass({"Gemm"}, &Fuser::fuse_transposed_a);
@@ -359,6 +366,78 @@ class Fuser {
     absorbed(n, {ti, ri});
     alive_[static_cast<size_t>(ri)] = false;
     alive_[static_cast<size_t>(ti)] = false;
+    ++out_.fused_count;
+  }
+
+  static std::optional<std::vector<int64_t>> perm_of(const ::onnx::NodeProto& n) {
+    const auto* p = attr(n, "perm");
+    if (!p || p->ints_size() == 0) return std::nullopt;  // the default (reversed) needs the rank
+    return std::vector<int64_t>(p->ints().begin(), p->ints().end());
+  }
+  // The default-domain node that produces `name` for its only reader `by`, looking through Identity
+  // nodes (each read only by the next; collected in `ids`); -1 when a link has another reader.
+  int producer_via_identity(std::string name, size_t by, std::vector<int>& ids) const {
+    for (;;) {
+      if (!single_use(name, by)) return -1;
+      const int p = producer(name);
+      if (p < 0 || !dom(static_cast<size_t>(p))) return -1;
+      if (nodes_[p]->op_type() != "Identity" || nodes_[p]->input_size() != 1) return p;
+      ids.push_back(p);
+      by = static_cast<size_t>(p);
+      name = nodes_[p]->input(0);
+    }
+  }
+  // Transpose(p) -> Transpose(q)                         =>  Transpose(p o q), or Identity (a view)
+  // Transpose(p) -> U -> Transpose(q), U elementwise unary  =>  U -> Transpose(p o q), or U -> Identity
+  // keras2onnx wraps every Conv1D and BatchNormalization in Transpose(0,2,1) pairs (DeepDoubleX: 18
+  // per call), so these meet back to back; Identity nodes between are looked through. Bit-exact: the
+  // same values, moved once or not at all.
+  void fold_transposes(size_t t2) {
+    const auto& t = *nodes_[t2];
+    if (t.input_size() != 1 || t.output_size() != 1) return;
+    const auto q = perm_of(t);
+    if (!q) return;
+    std::vector<int> gone;  // Identities between T1 and its reader, dead with T1
+    int p = producer_via_identity(t.input(0), t2, gone);
+    if (p < 0) return;
+    int u = -1;
+    static constexpr std::string_view kUnary[] = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Abs", "Neg", "Exp"};
+    if (std::find(std::begin(kUnary), std::end(kUnary), nodes_[p]->op_type()) != std::end(kUnary)) {
+      if (nodes_[p]->input_size() != 1 || nodes_[p]->output_size() != 1) return;
+      u = p;
+      gone.clear();  // the Identities between U and T2 stay: views of U's (now untransposed) output
+      p = producer_via_identity(nodes_[u]->input(0), static_cast<size_t>(u), gone);
+      if (p < 0) return;
+    }
+    if (nodes_[p]->op_type() != "Transpose" || nodes_[p]->input_size() != 1) return;
+    const auto pp = perm_of(*nodes_[p]);
+    if (!pp || pp->size() != q->size()) return;
+    std::vector<int64_t> c(q->size());
+    bool identity = true;
+    for (size_t i = 0; i < c.size(); ++i) {
+      if ((*q)[i] < 0 || (*q)[i] >= static_cast<int64_t>(c.size())) return;
+      c[i] = (*pp)[static_cast<size_t>((*q)[i])];  // output dim i is T1's dim q[i], i.e. x's dim p[q[i]]
+      identity &= c[i] == static_cast<int64_t>(i);
+    }
+    const std::string x = nodes_[p]->input(0);
+    if (u >= 0) clone(static_cast<size_t>(u))->set_input(0, x);
+    auto* n = clone(t2);
+    if (u < 0) n->set_input(0, x);
+    std::vector<std::string> had;
+    if (const auto* f = attr(*n, "_quiver_fused")) had.assign(f->strings().begin(), f->strings().end());
+    n->clear_attribute();
+    if (identity) {
+      n->set_op_type("Identity");
+    } else {
+      auto* a = n->add_attribute();
+      a->set_name("perm");
+      a->set_type(::onnx::AttributeProto::INTS);
+      for (auto v : c) a->add_ints(v);
+    }
+    for (auto& s : had) record(n)->add_strings(std::move(s));
+    absorbed(n, {p});
+    alive_[static_cast<size_t>(p)] = false;
+    for (int i : gone) alive_[static_cast<size_t>(i)] = false;
     ++out_.fused_count;
   }
 

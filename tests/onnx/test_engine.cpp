@@ -163,6 +163,52 @@ TEST(Engine, TransposeReshapeGemmFusionMatchesUnfused) {
   }
 }
 
+// Transposes that meet (directly, through Identity nodes, or around an elementwise unary op) are
+// composed into one or become a view, as keras2onnx's Conv1D wrappers leave them: the same values
+// and dims as the graph as written, for a composition that is not its own inverse (chain A: a wrong
+// order of composing gives other dims), a chain listed backwards (B: needs more than one sweep), and
+// a Transpose whose output is also a graph output (C: must stay).
+TEST(Engine, TransposePairsFoldMatchUnfused) {
+  using quiver::test::attr_float;
+  using quiver::test::attr_ints;
+  G g;
+  g.input("x", {-1, 5, 3});
+  g.output("ya", {3, -1, 5});
+  g.output("yb", {5, -1, 3});
+  g.output("yc", {-1, 5, 3});
+  g.output("c1", {-1, 3, 5});
+  attr_ints(g.node("Transpose", {"x"}, {"a1"}), "perm", {0, 2, 1});
+  g.node("Relu", {"a1"}, {"a2"});
+  g.node("Identity", {"a2"}, {"a3"});
+  attr_ints(g.node("Transpose", {"a3"}, {"ya"}), "perm", {1, 0, 2});
+  // B, last node first (the second sweep folds what the first made adjacent):
+  // x -> T(0,2,1) -> Identity -> LeakyRelu -> T(0,2,1) -> T(1,0,2) -> yb  =  T(1,0,2)(LeakyRelu(x))
+  attr_ints(g.node("Transpose", {"b4"}, {"yb"}), "perm", {1, 0, 2});
+  attr_ints(g.node("Transpose", {"b3"}, {"b4"}), "perm", {0, 2, 1});
+  attr_float(g.node("LeakyRelu", {"b2"}, {"b3"}), "alpha", 0.25f);
+  g.node("Identity", {"b1"}, {"b2"});
+  attr_ints(g.node("Transpose", {"x"}, {"b1"}), "perm", {0, 2, 1});
+  attr_ints(g.node("Transpose", {"x"}, {"c1"}), "perm", {0, 2, 1});
+  g.node("Tanh", {"c1"}, {"c2"});
+  attr_ints(g.node("Transpose", {"c2"}, {"yc"}), "perm", {0, 2, 1});
+  quiver::onnx::CompileOptions nofuse;
+  nofuse.fuse = false;
+  auto fused = g.load(), plain = g.load(nofuse);
+  auto steps = [](const Model& m) { return std::stoi(steps_line(m).substr(std::string("steps after compilation: ").size())); };
+  // A: T, Relu, Identity, T -> Relu, Identity, T; B: 5 steps -> LeakyRelu, T; C unchanged.
+  EXPECT_EQ(steps(*fused), steps(*plain) - 4) << steps_line(*fused) << " vs " << steps_line(*plain);
+  for (int64_t B : {1, 4}) {
+    Tensor x = sine_tensor({B, 5, 3}, 0.9f, 0.3f);
+    auto yf = fused->run_once(std::vector<Tensor>{x});
+    auto yp = plain->run_once(std::vector<Tensor>{x});
+    ASSERT_EQ(yf.size(), yp.size());
+    for (size_t k = 0; k < yf.size(); ++k) {
+      ASSERT_EQ(yf[k].dims(), yp[k].dims()) << "output " << k << " B=" << B;
+      EXPECT_EQ(quiver::onnx::compare_tensors(yf[k], yp[k], {0, 0}), "") << "output " << k << " B=" << B;
+    }
+  }
+}
+
 // A constant B of zeros and ones that selects columns (one 1 per column: a gather) or sums runs of
 // them (one 1 per row, columns non-decreasing, some empty: segment sums) runs without the GEMM in
 // default numerics; B that is neither (a second 1 in a row and a column, or a 0.5) takes the GEMM.
