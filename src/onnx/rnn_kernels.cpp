@@ -107,6 +107,46 @@ void lstm_cell_t(const float* g, int64_t H, int64_t B, int64_t ld, float* c, flo
   }
 }
 
+QUIVER_RNN_CLONES
+void gru_gates_t(float* g, int64_t H, int64_t B, int64_t ld, const float* bias, bool hard, float alpha, float beta,
+                 const float* h, float* rh) {
+  for (int64_t row = 0; row < 2 * H; ++row) {
+    float* __restrict p = g + row * ld;
+    const float bv = bias[row];
+    if (hard) {
+      for (int64_t n = 0; n < B; ++n) p[n] = std::max(0.0f, std::min(1.0f, alpha * (p[n] + bv) + beta));
+    } else {
+      for (int64_t n = 0; n < B; ++n) {
+        float e;
+        QUIVER_FAST_EXP(-(p[n] + bv), e);
+        p[n] = 1.0f / (1.0f + e);
+      }
+    }
+  }
+  for (int64_t k = 0; k < H; ++k) {
+    const float* __restrict r = g + (H + k) * ld;
+    const float* __restrict hk = h + k * B;
+    float* __restrict o = rh + k * B;
+    for (int64_t n = 0; n < B; ++n) o[n] = r[n] * hk[n];
+  }
+}
+
+QUIVER_RNN_CLONES
+void gru_cell_t(const float* g, int64_t H, int64_t B, int64_t ld, const float* bias, const float* h, float* hn) {
+  for (int64_t k = 0; k < H; ++k) {
+    const float* __restrict gz = g + k * ld;
+    const float* __restrict gh = g + (2 * H + k) * ld;
+    const float* __restrict hk = h + k * B;
+    float* __restrict o = hn + k * B;
+    const float bv = bias[2 * H + k];
+    for (int64_t n = 0; n < B; ++n) {
+      float th;
+      QUIVER_FAST_TANH(gh[n] + bv, th);
+      o[n] = (1.0f - gz[n]) * th + gz[n] * hk[n];
+    }
+  }
+}
+
 // y[N] = x[K] B[K, N] (one batch row's recurrent projection). Panels of NV x 16 columns with KS
 // independent chains over k, NV x KS >= 8 accumulators: with one chain of two accumulators (the
 // old form) every FMA waited on the previous one's latency (perf, DeepVertex batch 1: half the

@@ -186,8 +186,9 @@ struct RnnRef {
 
 RnnRef naive_rnn(bool lstm, bool lbr, int64_t T, int64_t D, int64_t B, int64_t I, int64_t H, const Tensor& x, const Tensor& w,
                  const Tensor& r, const Tensor& bias, const std::vector<int64_t>& lens, const Tensor& h0, const Tensor* c0,
-                 const Tensor* p) {
+                 const Tensor* p, bool hard = false) {
   const int64_t G = lstm ? 4 : 3;
+  auto gate = [hard](double v) { return hard ? std::max(0.0, std::min(1.0, 0.2 * v + 0.5)) : sig(v); };
   RnnRef out;
   out.y.assign(static_cast<size_t>(T * D * B * H), 0.0);
   out.yh.assign(static_cast<size_t>(D * B * H), 0.0);
@@ -230,8 +231,8 @@ RnnRef naive_rnn(bool lstm, bool lbr, int64_t T, int64_t D, int64_t B, int64_t I
         } else {
           std::vector<double> z(H), rr(H), rh(H);
           for (int64_t k = 0; k < H; ++k) {
-            z[k] = sig(xw(k) + hr(k, h) + Bv(d, G * H + k));
-            rr[k] = sig(xw(H + k) + hr(H + k, h) + Bv(d, G * H + H + k));
+            z[k] = gate(xw(k) + hr(k, h) + Bv(d, G * H + k));
+            rr[k] = gate(xw(H + k) + hr(H + k, h) + Bv(d, G * H + H + k));
           }
           for (int64_t k = 0; k < H; ++k) rh[k] = rr[k] * h[k];
           for (int64_t k = 0; k < H; ++k) {
@@ -259,12 +260,14 @@ RnnRef naive_rnn(bool lstm, bool lbr, int64_t T, int64_t D, int64_t B, int64_t I
 // linear_before_reset 0 and 1: Y, Y_h (and Y_c) against the naive recurrence. Variant 3: LSTM
 // without peepholes, 37 hidden units (not a multiple of any vector width). Variants 4 and 5: the
 // batched LSTM (20 rows, every sequence T long, no peepholes), with a random and a zero initial h.
+// Variants 6 and 7: the batched GRU (linear_before_reset 0, 20 rows), with a random initial h and
+// sigmoid gates, and with a zero initial h and Keras's hard sigmoid gates.
 TEST(NnOps, RecurrentMatchesNaive) {
   std::mt19937 rng(5);
   const int64_t T = 4, I = 3, D = 2;
-  for (int variant = 0; variant < 6; ++variant) {
-    const bool lstm = variant == 0 || variant >= 3, lbr = variant == 2, peep = variant == 0;
-    const bool batched = variant >= 4;
+  for (int variant = 0; variant < 8; ++variant) {
+    const bool lstm = variant == 0 || variant == 3 || variant == 4 || variant == 5, lbr = variant == 2, peep = variant == 0;
+    const bool batched = variant >= 4, hard = variant == 7;
     const int64_t H = variant >= 3 ? 37 : 5, B = batched ? 20 : 2;
     const int64_t G = lstm ? 4 : 3;
     std::vector<int64_t> lens(static_cast<size_t>(B), T);
@@ -272,7 +275,7 @@ TEST(NnOps, RecurrentMatchesNaive) {
     Tensor x = rnd({T, B, I}, rng), w = rnd({D, G * H, I}, rng, 0.5f), r = rnd({D, G * H, H}, rng, 0.5f),
            bias = rnd({D, 2 * G * H}, rng, 0.5f), h0 = rnd({D, B, H}, rng), c0 = rnd({D, B, H}, rng),
            p = rnd({D, 3 * H}, rng, 0.5f);
-    if (variant == 5) std::fill_n(h0.data<float>(), h0.numel(), 0.0f);
+    if (variant == 5 || variant == 7) std::fill_n(h0.data<float>(), h0.numel(), 0.0f);
     std::vector<int32_t> lens32(lens.begin(), lens.end());
     Tensor sl = Tensor::from_vector(lens32, {B});
     Graph g;
@@ -300,9 +303,16 @@ TEST(NnOps, RecurrentMatchesNaive) {
     one_int(n, "hidden_size", H);
     str(n, "direction", "bidirectional");
     if (!lstm) one_int(n, "linear_before_reset", lbr ? 1 : 0);
+    if (hard) {
+      auto* a = n->add_attribute();
+      a->set_name("activations");
+      a->set_type(::onnx::AttributeProto::STRINGS);
+      for (const char* f : {"HardSigmoid", "Tanh", "HardSigmoid", "Tanh"}) a->add_strings(f);
+    }
     auto res = g.load()->run_once(feeds);
-    auto want = naive_rnn(lstm, lbr, T, D, B, I, H, x, w, r, bias, lens, h0, lstm ? &c0 : nullptr, peep ? &p : nullptr);
-    const std::string what = batched ? "LSTM batched " + std::to_string(variant) : variant == 3 ? "LSTM (no peepholes)" : lstm ? "LSTM" : lbr ? "GRU lbr" : "GRU";
+    auto want = naive_rnn(lstm, lbr, T, D, B, I, H, x, w, r, bias, lens, h0, lstm ? &c0 : nullptr, peep ? &p : nullptr, hard);
+    const std::string what = batched ? (lstm ? "LSTM" : "GRU") + std::string(" batched ") + std::to_string(variant)
+                             : variant == 3 ? "LSTM (no peepholes)" : lstm ? "LSTM" : lbr ? "GRU lbr" : "GRU";
     EXPECT_EQ(res[0].dims(), (std::vector<int64_t>{T, D, B, H}));
     expect_close(res[0], want.y, what + " Y");
     expect_close(res[1], want.yh, what + " Y_h");

@@ -57,6 +57,13 @@ void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N,
 // c = tanh(g + bias), in place. lstm_cell_t: c = f * c + i * g, h = o * tanh(c), both [H, B].
 void lstm_gates_t(float* g, int64_t H, int64_t B, int64_t ld, const float* bias);
 void lstm_cell_t(const float* g, int64_t H, int64_t B, int64_t ld, float* c, float* h);
+// The GRU's (linear_before_reset = 0) batched step, same layout (RecurrentKernel::run_gru_batched):
+// g holds 3H rows [z, r, h] of B columns. gru_gates_t: z, r = f(g + bias) in place, f the logistic
+// sigmoid or (hard) max(0, min(1, alpha x + beta)); then rh [H, B] = r * h. gru_cell_t: the h rows
+// hold the h gate's products; hn = (1 - z) * tanh(g + bias) + z * h, [H, B].
+void gru_gates_t(float* g, int64_t H, int64_t B, int64_t ld, const float* bias, bool hard, float alpha, float beta,
+                 const float* h, float* rh);
+void gru_cell_t(const float* g, int64_t H, int64_t B, int64_t ld, const float* bias, const float* h, float* hn);
 
 // In-place activation over n values; `rk`: the reproducible kernels (numerics=reproducible), whose
 // sigmoid and tanh replace the polynomial clones (the other activations used there are exact).
@@ -101,7 +108,10 @@ class RecurrentKernel final : public Kernel {
     // kBatchedRows or more rows run run_lstm_batched (when there are no peepholes and every sequence
     // is T long).
     bool lstm_batched = false;
-    std::vector<float> wr;  // lstm_batched with constant W and R: per direction [W | R], [4H, I + H]
+    // GRU with linear_before_reset = 0, no clip, gates sigmoid or hard sigmoid and tanh, in default
+    // numerics: the same batches run run_gru_batched.
+    bool gru_batched = false;
+    std::vector<float> wr;  // a batched form with constant W and R: per direction [W | R], [G*H, I + H]
   };
   static constexpr int64_t kBatchedRows = 16;
 
@@ -156,6 +166,11 @@ class RecurrentKernel final : public Kernel {
     if (c_.lstm_batched && !peep && B >= kBatchedRows && T > 0 &&
         std::all_of(lens.begin(), lens.end(), [T](int64_t l) { return l == T; })) {
       run_lstm_batched(ec, x, w, r, bias, h0, c0, y, yh, yc, T, B, I);
+      return;
+    }
+    if (c_.gru_batched && B >= kBatchedRows && T > 0 &&
+        std::all_of(lens.begin(), lens.end(), [T](int64_t l) { return l == T; })) {
+      run_gru_batched(ec, x, w, r, bias, h0, y, yh, T, B, I);
       return;
     }
 
@@ -328,41 +343,19 @@ class RecurrentKernel final : public Kernel {
                         const Tensor* h0, const Tensor* c0, Tensor* y, Tensor* yh, Tensor* yc, int64_t T, int64_t B,
                         int64_t I) const {
     const int64_t H = c_.hidden, GH = 4 * H, D = c_.dirs, K = I + H, zs = K * B;
-    const bool packed = !c_.wr.empty();
-    if (packed && I != c_.input_size) ec.fail("X has input size " + std::to_string(I) + ", W was packed for " + std::to_string(c_.input_size));
-    const size_t n_wr = packed ? 0 : static_cast<size_t>(GH * K);
-    float* base = static_cast<float*>(ec.scratch(sizeof(float) * ((T + 1) * zs + GH * B + H * B + GH + n_wr + 64)));
-    float* zb = base;             // step s's operand [x_t^T; h_{s-1}^T], s = 0..T
+    float* wrb;                   // [W | R] when not packed at load
+    float* zb = batched_scratch(ec, I, GH, static_cast<size_t>((T + 1) * zs + GH * B + H * B + GH), wrb);
+    // zb: step s's operand [x_t^T; h_{s-1}^T], s = 0..T
     float* gb = zb + (T + 1) * zs;  // gates [4H, B]
     float* cs = gb + GH * B;      // c^T [H, B]
     float* fb = cs + H * B;       // folded bias [4H]
-    float* wrb = fb + GH;         // [W | R] when not packed at load
     const float* X = x.data<float>();
     for (int64_t d = 0; d < D; ++d) {
       const bool reverse = c_.reverse_only || d == 1;
-      const float* wr = packed ? c_.wr.data() + d * GH * K : wrb;
-      if (!packed) concat_wr(w.data<float>() + d * GH * I, r.data<float>() + d * GH * H, GH, I, H, wrb);
-      if (bias)
-        for (int64_t j = 0; j < GH; ++j) fb[j] = bias->data<float>()[d * 2 * GH + j] + bias->data<float>()[d * 2 * GH + GH + j];
-      else
-        std::fill_n(fb, GH, 0.0f);
-      bool h_zero = true;
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t off = state_offset(d, b, D, B, H);
-        for (int64_t k = 0; k < H; ++k) {
-          const float hv = h0 ? h0->data<float>()[off + k] : 0.0f;
-          h_zero = h_zero && hv == 0.0f;
-          zb[(I + k) * B + b] = hv;
-          cs[k * B + b] = c0 ? c0->data<float>()[off + k] : 0.0f;
-        }
-      }
+      const float* wr = direction_weights(w, r, bias, d, GH, I, wrb, fb);
+      const bool h_zero = load_states_t(h0, c0, d, D, B, H, zb + I * B, cs);
       for (int64_t s = 0; s < T; ++s) {
-        const int64_t t = reverse ? T - 1 - s : s;
-        float* z = zb + s * zs;
-        for (int64_t b = 0; b < B; ++b) {
-          const float* xr = X + row_of(t, b, T, B) * I;
-          for (int64_t i = 0; i < I; ++i) z[i * B + b] = xr[i];
-        }
+        float* z = step_operand(X, s, reverse, T, B, I, zb + s * zs);
         GemmArgs g;
         g.M = GH; g.N = B; g.K = s == 0 && h_zero ? I : K;
         g.A = wr; g.lda = K; g.B = z; g.ldb = B; g.C = gb; g.ldc = B;
@@ -370,21 +363,118 @@ class RecurrentKernel final : public Kernel {
         lstm_gates_t(gb, H, B, B, fb);
         lstm_cell_t(gb, H, B, B, cs, z + zs + I * B);
       }
-      // Back to the ONNX layouts: row b of a state is H values at state_offset(d, b).
-      const int64_t s0 = state_offset(d, 0, D, B, H), sld = state_offset(d, 1, D, B, H) - s0;
-      if (y)
-        for (int64_t s = 0; s < T; ++s) {
-          const int64_t t = reverse ? T - 1 - s : s;
-          const int64_t y0 = y_offset(t, d, 0, T, D, B, H);
-          transpose_into(zb + (s + 1) * zs + I * B, H, B, y->data<float>() + y0, y_offset(t, d, 1, T, D, B, H) - y0);
-        }
-      if (yh) transpose_into(zb + T * zs + I * B, H, B, yh->data<float>() + s0, sld);
-      if (yc) transpose_into(cs, H, B, yc->data<float>() + s0, sld);
+      store_states_t(zb, zs, I, T, B, H, d, D, reverse, y, yh);
+      const int64_t s0 = state_offset(d, 0, D, B, H);
+      if (yc) transpose_into(cs, H, B, yc->data<float>() + s0, state_offset(d, 1, D, B, H) - s0);
     }
   }
 
+  // GRU (Config::gru_batched), batch of B >= kBatchedRows rows, every sequence T long: the LSTM's
+  // transposed form. Per step [W_zr | R_zr] [2H, I + H] x [x_t^T; h_{t-1}^T] into the z and r rows
+  // of G [3H, B], a gate pass that also forms (r . h)^T under a copy of x_t^T, then [W_h | R_h]
+  // [H, I + H] x [x_t^T; (r . h)^T] into the h rows and a cell pass that writes h_t^T into the next
+  // step's operand. DeepDoubleX at batch 64: 1.4x the row-by-row step's speed (docs/benchmarks.md,
+  // #20 item 3 step 10).
+  void run_gru_batched(ExecContext& ec, const Tensor& x, const Tensor& w, const Tensor& r, const Tensor* bias,
+                       const Tensor* h0, Tensor* y, Tensor* yh, int64_t T, int64_t B, int64_t I) const {
+    const int64_t H = c_.hidden, GH = 3 * H, D = c_.dirs, K = I + H, zs = K * B;
+    float* wrb;                     // [W | R] when not packed at load
+    float* zb = batched_scratch(ec, I, GH, static_cast<size_t>((T + 2) * zs + GH * B + GH), wrb);
+    // zb: step s's operand [x_t^T; h_{s-1}^T], s = 0..T
+    float* qb = zb + (T + 1) * zs;  // [x_t^T; (r . h)^T]
+    float* gb = qb + zs;            // gates [3H, B]
+    float* fb = gb + GH * B;        // folded bias [3H]: W's and R's (linear_before_reset = 0 adds both)
+    const float* X = x.data<float>();
+    const size_t per_dir_acts = c_.acts.size() / static_cast<size_t>(D);
+    for (int64_t d = 0; d < D; ++d) {
+      const bool reverse = c_.reverse_only || d == 1;
+      const RnnActivation& f = c_.acts[static_cast<size_t>(d) * per_dir_acts];
+      const bool hard = f.kind == RnnAct::HardSigmoid;
+      const float* wr = direction_weights(w, r, bias, d, GH, I, wrb, fb);
+      const bool h_zero = load_states_t(h0, nullptr, d, D, B, H, zb + I * B, nullptr);
+      for (int64_t s = 0; s < T; ++s) {
+        float* z = step_operand(X, s, reverse, T, B, I, zb + s * zs);
+        std::copy_n(z, I * B, qb);
+        const bool first = s == 0 && h_zero;  // h = 0: only W's columns count
+        GemmArgs g;
+        g.M = 2 * H; g.N = B; g.K = first ? I : K;
+        g.A = wr; g.lda = K; g.B = z; g.ldb = B; g.C = gb; g.ldc = B;
+        c_.blas.gemm(g);
+        gru_gates_t(gb, H, B, B, fb, hard, f.alpha, f.beta, z + I * B, qb + I * B);
+        GemmArgs gh;
+        gh.M = H; gh.N = B; gh.K = first ? I : K;
+        gh.A = wr + 2 * H * K; gh.lda = K; gh.B = qb; gh.ldb = B; gh.C = gb + 2 * H * B; gh.ldc = B;
+        c_.blas.gemm(gh);
+        gru_cell_t(gb, H, B, B, fb, z + I * B, z + zs + I * B);
+      }
+      store_states_t(zb, zs, I, T, B, H, d, D, reverse, y, yh);
+    }
+  }
+
+  // The batched forms' scratch: `floats` of their own, then [W | R] (returned in wrb) when W and R
+  // were not packed at load.
+  float* batched_scratch(ExecContext& ec, int64_t I, int64_t GH, size_t floats, float*& wrb) const {
+    const bool packed = !c_.wr.empty();
+    if (packed && I != c_.input_size) ec.fail("X has input size " + std::to_string(I) + ", W was packed for " + std::to_string(c_.input_size));
+    const size_t n_wr = packed ? 0 : static_cast<size_t>(GH * (I + c_.hidden));
+    float* base = static_cast<float*>(ec.scratch(sizeof(float) * (floats + n_wr + 64)));
+    wrb = base + floats;
+    return base;
+  }
+  // The batched forms' weights of direction d: [W | R] [GH, I + H] (packed at load, else made in wrb)
+  // and the folded bias W_b + R_b [GH] in fb.
+  const float* direction_weights(const Tensor& w, const Tensor& r, const Tensor* bias, int64_t d, int64_t GH, int64_t I,
+                                 float* wrb, float* fb) const {
+    const int64_t H = c_.hidden;
+    if (c_.wr.empty()) concat_wr(w.data<float>() + d * GH * I, r.data<float>() + d * GH * H, GH, I, H, wrb);
+    if (bias)
+      for (int64_t j = 0; j < GH; ++j) fb[j] = bias->data<float>()[d * 2 * GH + j] + bias->data<float>()[d * 2 * GH + GH + j];
+    else
+      std::fill_n(fb, GH, 0.0f);
+    return c_.wr.empty() ? wrb : c_.wr.data() + d * GH * (I + H);
+  }
+  // The batched forms' operand blocks [x_t^T; h^T] ([I + H, B] each, zs = (I + H) B floats apart).
+  // h0 (zero when absent) of direction d as h^T [H, B] into ht, c0 likewise into ct when given;
+  // true when h0 is all zero (the first step then multiplies only W).
+  bool load_states_t(const Tensor* h0, const Tensor* c0, int64_t d, int64_t D, int64_t B, int64_t H, float* ht,
+                     float* ct) const {
+    bool h_zero = true;
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t off = state_offset(d, b, D, B, H);
+      for (int64_t k = 0; k < H; ++k) {
+        const float hv = h0 ? h0->data<float>()[off + k] : 0.0f;
+        h_zero = h_zero && hv == 0.0f;
+        ht[k * B + b] = hv;
+        if (ct) ct[k * B + b] = c0 ? c0->data<float>()[off + k] : 0.0f;
+      }
+    }
+    return h_zero;
+  }
+  // Step s's operand block z with x_t^T [I, B] loaded (t = s, or T - 1 - s in reverse).
+  float* step_operand(const float* X, int64_t s, bool reverse, int64_t T, int64_t B, int64_t I, float* z) const {
+    const int64_t t = reverse ? T - 1 - s : s;
+    for (int64_t b = 0; b < B; ++b) {
+      const float* xr = X + row_of(t, b, T, B) * I;
+      for (int64_t i = 0; i < I; ++i) z[i * B + b] = xr[i];
+    }
+    return z;
+  }
+  // Back to the ONNX layouts: Y from the h^T of blocks 1..T (step s wrote block s + 1), Y_h from
+  // block T's; row b of a state is H values at state_offset(d, b).
+  void store_states_t(const float* zb, int64_t zs, int64_t I, int64_t T, int64_t B, int64_t H, int64_t d, int64_t D,
+                      bool reverse, Tensor* y, Tensor* yh) const {
+    if (y)
+      for (int64_t s = 0; s < T; ++s) {
+        const int64_t t = reverse ? T - 1 - s : s;
+        const int64_t y0 = y_offset(t, d, 0, T, D, B, H);
+        transpose_into(zb + (s + 1) * zs + I * B, H, B, y->data<float>() + y0, y_offset(t, d, 1, T, D, B, H) - y0);
+      }
+    const int64_t s0 = state_offset(d, 0, D, B, H);
+    if (yh) transpose_into(zb + T * zs + I * B, H, B, yh->data<float>() + s0, state_offset(d, 1, D, B, H) - s0);
+  }
+
  public:
-  // [W | R] of one direction, [4H, I + H] (W [4H, I] and R [4H, H] as ONNX stores them).
+  // [W | R] of one direction, [G*H, I + H] (W [G*H, I] and R [G*H, H] as ONNX stores them).
   static void concat_wr(const float* w, const float* r, int64_t GH, int64_t I, int64_t H, float* out) {
     for (int64_t j = 0; j < GH; ++j) {
       std::copy_n(w + j * I, I, out + j * (I + H));
@@ -561,6 +651,10 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
   c.acts = parse_rnn_activations(at, kind, c.dirs);
   c.blas = Blas(ctx.target());
   c.lstm_batched = !ctx.target().reproducible() && lstm_default_cell(kind, c.clip, c.input_forget, c.acts);
+  c.gru_batched = !ctx.target().reproducible() && kind == CellKind::GRU && !c.linear_before_reset && c.clip == 0;
+  for (size_t i = 0; i < c.acts.size() && c.gru_batched; ++i)
+    c.gru_batched = i % 2 == 0 ? c.acts[i].kind == RnnAct::Sigmoid || c.acts[i].kind == RnnAct::HardSigmoid
+                               : c.acts[i].kind == RnnAct::Tanh;
   if (ctx.target().reproducible())
     for (const auto& a : c.acts)
       if (a.kind == RnnAct::ScaledTanh || a.kind == RnnAct::Elu || a.kind == RnnAct::Softplus)
@@ -581,7 +675,7 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
       RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, c.wt.data() + d * I * GH, GH);
       RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, c.rt.data() + d * H * GH, GH);
     }
-    if (c.lstm_batched) {
+    if (c.lstm_batched || c.gru_batched) {
       c.wr.resize(static_cast<size_t>(c.dirs * GH * (I + H)));
       for (int64_t d = 0; d < c.dirs; ++d)
         RecurrentKernel::concat_wr(w.data<float>() + d * GH * I, r.data<float>() + d * GH * H, GH, I, H, c.wr.data() + d * GH * (I + H));
