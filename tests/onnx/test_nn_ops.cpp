@@ -261,17 +261,19 @@ RnnRef naive_rnn(bool lstm, bool lbr, int64_t T, int64_t D, int64_t B, int64_t I
 // without peepholes, 37 hidden units (not a multiple of any vector width). Variants 4 and 5: the
 // batched LSTM (20 rows, every sequence T long, no peepholes), with a random and a zero initial h.
 // Variants 6 and 7: the batched GRU (linear_before_reset 0, 20 rows), with a random initial h and
-// sigmoid gates, and with a zero initial h and Keras's hard sigmoid gates.
+// sigmoid gates, and with a zero initial h and Keras's hard sigmoid gates. Variants 8 and 9: one row
+// (the recurrent GEMV), GRU and LSTM, 37 units: 74, 37 and 148 columns, none a multiple of 16.
 TEST(NnOps, RecurrentMatchesNaive) {
   std::mt19937 rng(5);
   const int64_t T = 4, I = 3, D = 2;
-  for (int variant = 0; variant < 8; ++variant) {
-    const bool lstm = variant == 0 || variant == 3 || variant == 4 || variant == 5, lbr = variant == 2, peep = variant == 0;
-    const bool batched = variant >= 4, hard = variant == 7;
-    const int64_t H = variant >= 3 ? 37 : 5, B = batched ? 20 : 2;
+  for (int variant = 0; variant < 10; ++variant) {
+    const bool lstm = variant == 0 || variant == 3 || variant == 4 || variant == 5 || variant == 9, lbr = variant == 2,
+               peep = variant == 0;
+    const bool batched = variant >= 4 && variant < 8, hard = variant == 7, one_row = variant >= 8;
+    const int64_t H = variant >= 3 ? 37 : 5, B = batched ? 20 : one_row ? 1 : 2;
     const int64_t G = lstm ? 4 : 3;
     std::vector<int64_t> lens(static_cast<size_t>(B), T);
-    if (!batched) lens[1] = 2;
+    if (B == 2) lens[1] = 2;
     Tensor x = rnd({T, B, I}, rng), w = rnd({D, G * H, I}, rng, 0.5f), r = rnd({D, G * H, H}, rng, 0.5f),
            bias = rnd({D, 2 * G * H}, rng, 0.5f), h0 = rnd({D, B, H}, rng), c0 = rnd({D, B, H}, rng),
            p = rnd({D, 3 * H}, rng, 0.5f);
@@ -311,7 +313,7 @@ TEST(NnOps, RecurrentMatchesNaive) {
     }
     auto res = g.load()->run_once(feeds);
     auto want = naive_rnn(lstm, lbr, T, D, B, I, H, x, w, r, bias, lens, h0, lstm ? &c0 : nullptr, peep ? &p : nullptr, hard);
-    const std::string what = batched ? (lstm ? "LSTM" : "GRU") + std::string(" batched ") + std::to_string(variant)
+    const std::string what = batched || one_row ? (lstm ? "LSTM" : "GRU") + std::string(batched ? " batched " : " one row ") + std::to_string(variant)
                              : variant == 3 ? "LSTM (no peepholes)" : lstm ? "LSTM" : lbr ? "GRU lbr" : "GRU";
     EXPECT_EQ(res[0].dims(), (std::vector<int64_t>{T, D, B, H}));
     expect_close(res[0], want.y, what + " Y");
