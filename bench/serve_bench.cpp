@@ -24,6 +24,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -53,34 +54,82 @@ using namespace quiver;
 namespace {
 
 // ---------------- raw echo server ----------------
+// The echo's answer to one request: its inputs back, or with parameter "reply_bytes" one FP32
+// output of that size, so that the response is as large as a model's (the batcher-vs-engine rounds).
+void echo_reply(const inference::ModelInferRequest& req, inference::ModelInferResponse& resp) {
+  resp.set_model_name(req.model_name());
+  resp.set_model_version("1");
+  resp.set_id(req.id());
+  if (auto it = req.parameters().find("reply_bytes"); it != req.parameters().end()) {
+    const int64_t n = it->second.int64_param() / 4;
+    auto* o = resp.add_outputs();
+    o->set_name("OUTPUT0");
+    o->set_datatype("FP32");
+    o->add_shape(1);
+    o->add_shape(n);
+    resp.add_raw_output_contents(std::string(static_cast<size_t>(n) * 4, '\0'));
+    return;
+  }
+  for (int i = 0; i < req.inputs_size(); ++i) {
+    auto* o = resp.add_outputs();
+    o->set_name("OUTPUT0");
+    o->set_datatype(req.inputs(i).datatype());
+    *o->mutable_shape() = req.inputs(i).shape();
+    *resp.add_raw_output_contents() = req.raw_input_contents(i);
+  }
+}
+
+// The echo over one bidirectional stream (Triton's ModelStreamInfer): each request read is answered
+// at once; answers are written one at a time, in order, as gRPC requires.
+class EchoStream final : public grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse> {
+ public:
+  EchoStream() { StartRead(&req_); }
+  void OnReadDone(bool ok) override {
+    std::lock_guard lk(mu_);
+    if (!ok) {
+      reading_ = false;
+      if (!writing_) finish();
+      return;
+    }
+    auto resp = std::make_unique<inference::ModelStreamInferResponse>();
+    echo_reply(req_, *resp->mutable_infer_response());
+    writes_.push_back(std::move(resp));
+    if (!writing_) {
+      writing_ = true;
+      StartWrite(writes_.front().get());
+    }
+    StartRead(&req_);
+  }
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lk(mu_);
+    writes_.pop_front();
+    writing_ = ok && !writes_.empty();
+    if (writing_) StartWrite(writes_.front().get());
+    else if (!reading_ || !ok) finish();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void finish() {  // mu_ held; once, whichever of the read and write sides ends last
+    if (!finished_) Finish(grpc::Status::OK);
+    finished_ = true;
+  }
+  bool finished_ = false;
+  std::mutex mu_;
+  inference::ModelInferRequest req_;
+  std::deque<std::unique_ptr<inference::ModelStreamInferResponse>> writes_;
+  bool reading_ = true, writing_ = false;
+};
+
 class EchoService final : public inference::GRPCInferenceService::CallbackService {
   grpc::ServerUnaryReactor* ModelInfer(grpc::CallbackServerContext* ctx, const inference::ModelInferRequest* req,
                                        inference::ModelInferResponse* resp) override {
-    resp->set_model_name(req->model_name());
-    resp->set_model_version("1");
-    resp->set_id(req->id());
-    // Parameter "reply_bytes": answer with one FP32 output of that size instead of the inputs, so
-    // that the response is as large as a model's (the batcher-vs-engine rounds).
-    if (auto it = req->parameters().find("reply_bytes"); it != req->parameters().end()) {
-      const int64_t n = it->second.int64_param() / 4;
-      auto* o = resp->add_outputs();
-      o->set_name("OUTPUT0");
-      o->set_datatype("FP32");
-      o->add_shape(1);
-      o->add_shape(n);
-      resp->add_raw_output_contents(std::string(static_cast<size_t>(n) * 4, '\0'));
-      return done(ctx);
-    }
-    for (int i = 0; i < req->inputs_size(); ++i) {
-      auto* o = resp->add_outputs();
-      o->set_name("OUTPUT0");
-      o->set_datatype(req->inputs(i).datatype());
-      *o->mutable_shape() = req->inputs(i).shape();
-      *resp->add_raw_output_contents() = req->raw_input_contents(i);
-    }
-    auto* r = ctx->DefaultReactor();
-    r->Finish(grpc::Status::OK);
-    return r;
+    echo_reply(*req, *resp);
+    return done(ctx);
+  }
+  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>* ModelStreamInfer(
+      grpc::CallbackServerContext*) override {
+    return new EchoStream;
   }
   // Just enough for `quiver perf` to drive it (echo-server mode): ready, and an FP32[-1,16] model
   // of any name.
@@ -256,6 +305,111 @@ Result load_request(const std::string& addr, const inference::ModelInferRequest&
     cv.wait(lk, [&] { return active == 0; });
   }
   return summarize(lat, ns, errors);
+}
+
+// Closed loop over one bidirectional stream (ModelStreamInfer, as Triton's perf_analyzer --streaming):
+// `concurrency` copies of `req` in flight, each rewritten when its answer arrives. A stream costs
+// no per-call set-up (no new HTTP/2 stream, headers or call object per request), so the transport's
+// share per request is smaller than the unary loop's. Answers may come back in any order: the id
+// says which copy each one answers.
+class StreamLoop final : public grpc::ClientBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse> {
+ public:
+  StreamLoop(inference::GRPCInferenceService::Stub& stub, const inference::ModelInferRequest& req, int concurrency)
+      : slots_(static_cast<size_t>(concurrency)) {
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      slots_[i].req = req;
+      slots_[i].req.set_id(std::to_string(i));
+    }
+    lat_.reserve(1 << 20);
+    stub.async()->ModelStreamInfer(&ctx_, this);
+    StartRead(&resp_);
+    {
+      std::lock_guard lk(mu_);
+      for (size_t i = 0; i < slots_.size(); ++i) queue_write(i);
+    }
+    StartCall();
+  }
+  std::atomic<bool> measuring{false};
+  void reset() {
+    std::lock_guard lk(mu_);
+    lat_.clear();
+    errors_ = 0;
+  }
+  // Stops reissuing, waits for the answers in flight and the stream's end; the window's latencies.
+  Result finish(int64_t ns) {
+    std::unique_lock lk(mu_);
+    stopping_ = true;
+    if (in_flight_ == 0 && !writing_) close_writes();
+    cv_.wait(lk, [&] { return done_; });
+    return summarize(lat_, ns, errors_);
+  }
+
+  void OnReadDone(bool ok) override {
+    std::lock_guard lk(mu_);
+    if (!ok) return;  // the stream ended; OnDone follows
+    const int64_t now = now_ns();
+    const size_t i = static_cast<size_t>(std::stoul(resp_.infer_response().id()));
+    if (!resp_.error_message().empty() && errors_++ == 0)
+      std::fprintf(stderr, "first stream error: %s\n", resp_.error_message().c_str());
+    if (measuring.load()) lat_.push_back(now - slots_[i].t0);
+    --in_flight_;
+    if (!stopping_) queue_write(i);
+    else if (in_flight_ == 0 && !writing_) close_writes();
+    StartRead(&resp_);
+  }
+  void OnWriteDone(bool ok) override {
+    std::lock_guard lk(mu_);
+    writing_ = false;
+    if (!ok) return;
+    if (!pending_.empty()) start_write();
+    else if (stopping_ && in_flight_ == 0) close_writes();
+  }
+  void OnDone(const grpc::Status& st) override {
+    std::lock_guard lk(mu_);
+    if (!st.ok()) std::fprintf(stderr, "stream ended: %s\n", st.error_message().c_str());
+    done_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  struct Slot {
+    inference::ModelInferRequest req;
+    int64_t t0 = 0;
+  };
+  void queue_write(size_t i) {  // mu_ held; the latency runs from here (a closed loop's wait included)
+    ++in_flight_;
+    slots_[i].t0 = now_ns();
+    pending_.push_back(i);
+    if (!writing_) start_write();
+  }
+  void start_write() {  // mu_ held
+    const size_t i = pending_.front();
+    pending_.pop_front();
+    writing_ = true;
+    StartWrite(&slots_[i].req);
+  }
+  void close_writes() {  // mu_ held
+    if (!closed_) StartWritesDone();
+    closed_ = true;
+  }
+  grpc::ClientContext ctx_;
+  inference::ModelStreamInferResponse resp_;
+  std::vector<Slot> slots_;
+  std::deque<size_t> pending_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<int64_t> lat_;
+  uint64_t errors_ = 0;
+  int in_flight_ = 0;
+  bool writing_ = false, stopping_ = false, closed_ = false, done_ = false;
+};
+
+Result load_stream(const std::string& addr, const inference::ModelInferRequest& req, int concurrency, double seconds) {
+  auto ch = grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+  auto stub = inference::GRPCInferenceService::NewStub(ch);
+  StreamLoop loop(*stub, req, concurrency);
+  const int64_t ns = measure_window(seconds, loop.measuring, [&] { loop.reset(); });
+  return loop.finish(ns);
 }
 
 void print(const char* what, int conc, const Result& r) {
@@ -755,6 +909,13 @@ int main(int argc, char** argv) {
       (*echo_req.mutable_parameters())["reply_bytes"].set_int64_param(bytes);
     }
     std::vector<double> served, engine, ratio, batches, cpu, exec, echo_rps, echo_us, bound, phase_us[3];
+    // The same over one bidirectional stream (served, mean batch, engine at it, ratio, echo, bound).
+    std::vector<double> st_served, st_batch, st_engine, st_ratio, st_echo, st_echo_us, st_bound;
+    auto mean_batch = [](const serve::StatsSnapshot& a, const serve::StatsSnapshot& b) {
+      return b.execution_count > a.execution_count
+                 ? double(b.inference_count - a.inference_count) / double(b.execution_count - a.execution_count)
+                 : 1.0;
+    };
     for (int r = 0; r < reps; ++r) {
       // Where the CPU goes while serving: the process's CPU time (load generator, gRPC on both
       // sides, the instance) and the instance's execution time, both in cores over the round.
@@ -781,9 +942,7 @@ int main(int argc, char** argv) {
         phase_us[k].push_back(ns * 1e-3 / static_cast<double>(s1.inference_count - s0.inference_count));
       }
       exec.push_back(busy * 1e-9 / wall);
-      const double mb = s1.execution_count > s0.execution_count
-                            ? double(s1.inference_count - s0.inference_count) / double(s1.execution_count - s0.execution_count)
-                            : 1.0;
+      const double mb = mean_batch(s0, s1);
       const double ec0 = cpu_seconds();
       const int64_t ew0 = now_ns();
       const Result echoed = load_request(eaddr, echo_req, 64, secs);
@@ -798,6 +957,27 @@ int main(int argc, char** argv) {
       engine.push_back(e);
       ratio.push_back(s.rps / e);
       batches.push_back(mb);
+
+      const auto t0 = server.repository().get(name)->scheduler->stats();
+      const Result ss = load_stream(qaddr, req, 64, secs);
+      const double smb = mean_batch(t0, server.repository().get(name)->scheduler->stats());
+      const double sc0 = cpu_seconds();
+      const int64_t sw0 = now_ns();
+      const Result se = load_stream(eaddr, echo_req, 64, secs);
+      const double se_cpu = (cpu_seconds() - sc0) / (se.rps * static_cast<double>(now_ns() - sw0) * 1e-9);
+      const double e2 = std::llround(smb) == std::llround(mb)
+                            ? e
+                            : engine_rows_per_s(*model, event, std::max<int64_t>(1, std::llround(smb)), secs);
+      if (ss.errors || se.errors)
+        std::printf("  %s: stream errors: %llu served, %llu echo\n", name.c_str(),
+                    static_cast<unsigned long long>(ss.errors), static_cast<unsigned long long>(se.errors));
+      st_served.push_back(ss.rps);
+      st_batch.push_back(smb);
+      st_engine.push_back(e2);
+      st_ratio.push_back(ss.rps / e2);
+      st_echo.push_back(se.rps);
+      st_echo_us.push_back(se_cpu * 1e6);
+      st_bound.push_back(std::thread::hardware_concurrency() / (se_cpu + 1.0 / e2) / e2);
     }
     char echo_col[64];
     std::snprintf(echo_col, sizeof echo_col, "%s (%.1f)", med_spread(echo_rps, 0).c_str(), median_of(echo_us));
@@ -806,6 +986,11 @@ int main(int argc, char** argv) {
                 med_spread(cpu, 2).c_str(), med_spread(exec, 2).c_str(), echo_col, med_spread(bound, 2).c_str());
     std::printf("  %s: instance us per row: gather %.2f, run %.2f, output %.2f (engine alone: run %.2f)\n", name.c_str(),
                 median_of(phase_us[0]), median_of(phase_us[1]), median_of(phase_us[2]), 1e6 / median_of(engine));
+    std::printf("  %s over one gRPC stream (ModelStreamInfer, 64 in flight): served %s req/s, mean batch %s, engine %s "
+                "rows/s: served / engine %s; echo over a stream %s req/s (CPU %.1f us/req), machine bound / engine %s\n",
+                name.c_str(), med_spread(st_served, 0).c_str(), med_spread(st_batch, 1).c_str(),
+                med_spread(st_engine, 0).c_str(), med_spread(st_ratio, 2).c_str(), med_spread(st_echo, 0).c_str(),
+                median_of(st_echo_us), med_spread(st_bound, 2).c_str());
     std::fflush(stdout);
   };
   vs_engine("pnak4", "ParticleNet-AK4 (HLT)", first_event(fs::path(QUIVER_SHARED_DIR) / "models/hep/particlenet_ak4_hlt"));
