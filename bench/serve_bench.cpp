@@ -348,7 +348,13 @@ class StreamLoop final : public grpc::ClientBidiReactor<inference::ModelInferReq
     std::lock_guard lk(mu_);
     if (!ok) return;  // the stream ended; OnDone follows
     const int64_t now = now_ns();
-    const size_t i = static_cast<size_t>(std::stoul(resp_.infer_response().id()));
+    const std::string& id = resp_.infer_response().id();
+    char* end = nullptr;
+    const size_t i = std::strtoul(id.c_str(), &end, 10);
+    if (id.empty() || *end || i >= slots_.size()) {  // an answer to no request of ours: nothing can be timed
+      std::fprintf(stderr, "serve_bench: a stream answer with id '%s', which no request had\n", id.c_str());
+      std::abort();
+    }
     if (!resp_.error_message().empty() && errors_++ == 0)
       std::fprintf(stderr, "first stream error: %s\n", resp_.error_message().c_str());
     if (measuring.load()) lat_.push_back(now - slots_[i].t0);
