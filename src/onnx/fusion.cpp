@@ -512,8 +512,18 @@ class Fuser {
   void fuse_act(size_t act_i) {
     const auto& act = *nodes_[act_i];
     if (act.input_size() < 1 || act.output_size() != 1) return;
-    const int pi = producer(act.input(0));
+    int pi = producer(act.input(0));
     if (pi < 0 || !dom(static_cast<size_t>(pi)) || !single_use(act.input(0), act_i)) return;
+    // Gemm -> Reshape -> activation (an interaction net's edge MLPs reshape [B*E, F] to [B, E, F]
+    // before their last ReLU): the activation is elementwise, so the producer takes it and the
+    // Reshape, a view, then gives the activation's output.
+    int ri = -1;
+    if (nodes_[pi]->op_type() == "Reshape" && nodes_[pi]->input_size() >= 1) {
+      const int qi = producer(nodes_[pi]->input(0));
+      if (qi < 0 || !dom(static_cast<size_t>(qi)) || !single_use(nodes_[pi]->input(0), static_cast<size_t>(pi))) return;
+      ri = pi;
+      pi = qi;
+    }
     const auto& p = *nodes_[pi];
     const auto& pop = p.op_type();
     if (attr(p, "_quiver_act")) return;
@@ -560,7 +570,8 @@ class Fuser {
     add_attr("_quiver_act", std::string(op));
     add_attr("_quiver_alpha", alpha);
     add_attr("_quiver_beta", beta);
-    n->set_output(0, act.output(0));
+    if (ri >= 0) clone(static_cast<size_t>(ri))->set_output(0, act.output(0));
+    else n->set_output(0, act.output(0));
     absorbed(n, {static_cast<int>(act_i)});
     alive_[act_i] = false;
     ++out_.fused_count;

@@ -1,7 +1,8 @@
 // Internal: graph rewrites applied before kernels are built (they pay on the HEP models):
 //   Conv + BatchNormalization          -> Conv with folded weights/bias
 //   MatMul(x, W) + Add(bias)           -> MatMul with a bias input (one GEMM with fused epilogue)
-//   Gemm/Conv/MatMul + Relu/LeakyRelu/Sigmoid/Tanh/Clip -> same op with a fused activation
+//   Gemm/Conv/MatMul (+ Reshape) + Relu/LeakyRelu/Sigmoid/Tanh/Clip -> same op with a fused activation
+//   Transpose(p) (+ elementwise unary op) + Transpose(q) -> the unary op and Transpose(p o q), or a view
 //   Transpose(0,2,1) -> Reshape(2-D) -> Gemm  -> Gemm reading the untransposed input (transA per block)
 //   Div(sqrt 2) -> Erf -> Add(1) -> Mul(x) -> Mul(0.5)           -> Gelu
 //   ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add (last axis) -> LayerNormalization
@@ -9,7 +10,8 @@
 //   EdgeConv -> 1x1 Conv ... -> ReduceMean over the edges                  -> EdgeConv with the block
 //   runs of 1x1 Conv / BatchNormalization / Gelu with >= 2 Convs           -> ai.quiver::PointwiseChain
 //   ScatterND(data, Concat(Unsqueeze(Expand(c, s), -1) ...), u)            -> ai.quiver::ScatterNDParts
-// The Transpose one is the CPU engine's (`cpu_engine_fusions`, every numerics) and the code emitter's in
+// Folding transposes that meet is the CPU engine's (every numerics: it only moves values). The
+// Transpose -> Reshape -> Gemm one is the CPU engine's (`cpu_engine_fusions`, every numerics) and the code emitter's in
 // default numerics (rt::gemm reads A transposed). Gelu and LayerNormalization are the CPU engine's and
 // the code emitter's (`emitter_fusions`; rt::erf_v, rt::layer_norm): device targets have no kernels for
 // them. Both also need `default_numerics`: they have no reproducible kernels, so

@@ -209,6 +209,36 @@ TEST(Engine, TransposePairsFoldMatchUnfused) {
   }
 }
 
+// Gemm -> Reshape -> Relu (an interaction net's edge MLP): the Gemm takes the ReLU, the Reshape gives
+// the ReLU's output (two steps, not three); against max(0, x W + b) computed here, half of x W + b
+// negative.
+TEST(Engine, ActivationAfterReshapeFusesIntoGemm) {
+  G g;
+  g.input("x", {-1, 4});
+  g.output("y", {-1, 3, 10});
+  const Tensor w = sine_tensor({4, 10}, 0.7f, 0.1f), b = sine_tensor({10}, 1.3f, 0.5f);
+  g.init("w", w);
+  g.init("b", b);
+  Tensor shape = Tensor::empty(DType::I64, {3});
+  const int64_t dims[3] = {-1, 3, 10};
+  std::copy_n(dims, 3, shape.data<int64_t>());
+  g.init("shape", shape);
+  g.node("Gemm", {"x", "w", "b"}, {"m"});
+  g.node("Reshape", {"m", "shape"}, {"r"});
+  g.node("Relu", {"r"}, {"y"});
+  const auto model = g.load();
+  EXPECT_EQ(steps_line(*model), "steps after compilation: 2");
+  for (int64_t B : {3, 6}) {
+    const Tensor x = sine_tensor({B, 4}, 0.9f, 0.2f);
+    const auto want = naive_product(x.data<float>(), false, B, 4, w.data<float>(), 10);
+    const auto y = model->run_once(std::vector<Tensor>{x});
+    ASSERT_EQ(y[0].dims(), (std::vector<int64_t>{B / 3, 3, 10}));
+    for (int64_t i = 0; i < B * 10; ++i)
+      EXPECT_NEAR(y[0].data<float>()[i], std::max(0.0, want[static_cast<size_t>(i)] + b.data<float>()[i % 10]), 1e-5)
+          << "B=" << B << " element " << i;
+  }
+}
+
 // A constant B of zeros and ones that selects columns (one 1 per column: a gather) or sums runs of
 // them (one 1 per row, columns non-decreasing, some empty: segment sums) runs without the GEMM in
 // default numerics; B that is neither (a second 1 in a row and a column, or a 0.5) takes the GEMM.
