@@ -3,19 +3,33 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <deque>
 
 #include "quiver/core/batching.hpp"
 #include "quiver/core/util.hpp"
 
 namespace quiver::serve {
 
+// A finished batch on its way to the responder: the requests and a copy of the outputs (the
+// instance's own are overwritten by its next batch).
+struct Scheduler::Responses {
+  std::vector<Pending> batch;
+  std::vector<Tensor> outputs;
+  int64_t total = 0;  // rows
+};
+
 struct Scheduler::Instance {
   std::unique_ptr<RunState> state;
   std::vector<Tensor> batch_inputs;
   std::vector<Tensor> outputs;
-  std::vector<Tensor> slices;
   std::vector<const Tensor*> parts;  // one input of every request of a batch
   std::thread thread;
+  // The responder (dynamic batching): batches handed over, answered in order.
+  std::thread responder;
+  std::mutex resp_mu;
+  std::condition_variable resp_cv;
+  std::deque<Responses> handed;
+  bool resp_stop = false;
 };
 
 static uint64_t wall_ms() {
@@ -40,6 +54,7 @@ Scheduler::Scheduler(std::shared_ptr<const Model> model, SchedulerOptions opt, s
   for (int i = 0; i < opt_.instances; ++i) instances_.push_back(new_instance());
   for (auto& inst : instances_) {
     Instance* p = inst.get();
+    if (opt_.dynamic_batching) p->responder = std::thread([this, p] { responder(*p); });
     p->thread = std::thread([this, p] { worker(*p); });
   }
 }
@@ -48,11 +63,21 @@ Scheduler::~Scheduler() {
   stop();
   for (auto& inst : instances_)
     if (inst->thread.joinable()) inst->thread.join();
+  // The instances have handed over their last batches: the responders answer them, then end.
+  for (auto& inst : instances_) {
+    {
+      std::lock_guard lk(inst->resp_mu);
+      inst->resp_stop = true;
+    }
+    inst->resp_cv.notify_one();
+    if (inst->responder.joinable()) inst->responder.join();
+  }
 }
 
 bool Scheduler::on_worker_thread() const {
   for (const auto& inst : instances_)
-    if (inst->thread.get_id() == std::this_thread::get_id()) return true;
+    if (inst->thread.get_id() == std::this_thread::get_id() || inst->responder.get_id() == std::this_thread::get_id())
+      return true;
   return false;
 }
 
@@ -387,7 +412,6 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
   // (perf_analyzer refuses unequal compute counts), and never lags behind what clients saw. The
   // output phase (slicing, encoding and handing each response to the transport) is timed after
   // the callbacks; its nanoseconds follow, without changing a count.
-  const uint64_t n = batch.size();
   {
     std::lock_guard lk(stats_mu_);
     stats_.execution_count++;
@@ -405,24 +429,64 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
       stats_.success.add(static_cast<uint64_t>(t2 - p.req->arrival_ns));
     }
   }
-  // Hand each request its rows of every output (views, valid during the callback).
+  Responses r;
+  r.total = total;
+  if (inst.responder.joinable() && inst.thread.get_id() == std::this_thread::get_id()) {
+    // Handed over: the copy costs a memcpy of the batch's outputs, the answers cost far more.
+    r.batch = std::move(batch);
+    r.outputs.reserve(inst.outputs.size());
+    for (const auto& t : inst.outputs) r.outputs.push_back(t.clone());
+    {
+      std::lock_guard lk(inst.resp_mu);
+      inst.handed.push_back(std::move(r));
+    }
+    inst.resp_cv.notify_one();
+    return;
+  }
+  r.batch = std::move(batch);
+  std::swap(r.outputs, inst.outputs);
+  respond(r);
+  std::swap(r.outputs, inst.outputs);  // the instance's buffers, reused by its next run
+}
+
+void Scheduler::responder(Instance& inst) {
+  std::unique_lock lk(inst.resp_mu);
+  for (;;) {
+    inst.resp_cv.wait(lk, [&] { return !inst.handed.empty() || inst.resp_stop; });
+    if (inst.handed.empty()) return;  // stopping, and everything handed over is answered
+    Responses r = std::move(inst.handed.front());
+    inst.handed.pop_front();
+    lk.unlock();
+    respond(r);
+    // The requests (a completion may hold the last reference to this model version) are released
+    // here, before this thread waits again; the version's owner never joins it from here
+    // (on_worker_thread).
+    r = Responses();
+    lk.lock();
+  }
+}
+
+// Hands each request of a finished batch its rows of every output (views, valid during the
+// callback); the output phase's time goes to the statistics.
+void Scheduler::respond(Responses& r) {
+  const int64_t t2 = now_ns();
+  const uint64_t n = r.batch.size();
+  std::vector<Tensor> slices;
   int64_t row = 0;
-  for (auto& p : batch) {
+  for (auto& p : r.batch) {
     const int64_t rows = p.req->batch;  // finish() may move the request away (preserve_ordering)
-    if (batch.size() == 1) {
-      finish(p, Status::success(), FailReason::Other, inst.outputs, -1);
+    if (r.batch.size() == 1) {
+      finish(p, Status::success(), FailReason::Other, r.outputs, -1);
     } else {
-      inst.slices.resize(inst.outputs.size());
-      for (size_t o = 0; o < inst.outputs.size(); ++o) inst.slices[o] = inst.outputs[o].rows(row, rows);
-      finish(p, Status::success(), FailReason::Other, inst.slices, -1);
+      slices.resize(r.outputs.size());
+      for (size_t o = 0; o < r.outputs.size(); ++o) slices[o] = r.outputs[o].rows(row, rows);
+      finish(p, Status::success(), FailReason::Other, slices, -1);
     }
     row += rows;
   }
-  // The slices share the outputs' storage: drop them so that the next run reuses it.
-  for (auto& t : inst.slices) t = Tensor();
   const uint64_t out_ns = static_cast<uint64_t>(now_ns() - t2);
   std::lock_guard lk(stats_mu_);
-  stats_.batch[static_cast<uint64_t>(total)][2].ns += out_ns;
+  stats_.batch[static_cast<uint64_t>(r.total)][2].ns += out_ns;
   stats_.compute_output.ns += out_ns * n;
   stats_.success.ns += out_ns * n;
 }

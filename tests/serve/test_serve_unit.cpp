@@ -513,6 +513,56 @@ TEST(ServeScheduler, FullBatchStartsWithoutWaitingForTheQueueDelay) {
   ASSERT_TRUE(c.wait(8, 15000));  // stopping runs the leftover at once
 }
 
+// With dynamic batching the instance hands a finished batch's responses to its responder and runs
+// the next batch meanwhile: here the first response's callback blocks (a slow transport), and the
+// second request still executes before it returns. Responses keep their order, and every result
+// and statistic is as before. Fails on an instance that answers its own batches.
+TEST(ServeScheduler, InstanceRunsTheNextBatchWhileTheLastOnesResponsesAreSent) {
+  auto model = std::make_shared<RecordingModel>(1, 0);
+  SchedulerOptions o;
+  o.max_batch = 1;
+  o.dynamic_batching = true;
+  o.max_queue_delay_us = 0;
+  Collector c(2);  // before the scheduler: its destructor may still complete requests
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false, release = false;
+  Scheduler s(model, o, "rec");
+  auto first = c.make(0, 1, 2, 1.f);
+  first->complete = [&, inner = std::move(first->complete)](const Status& st, FailReason why, std::span<const Tensor> outs) {
+    std::unique_lock lk(mu);
+    entered = true;
+    cv.notify_all();
+    cv.wait_for(lk, std::chrono::seconds(20), [&] { return release; });
+    lk.unlock();
+    inner(st, why, outs);
+  };
+  s.enqueue(std::move(first));
+  {
+    std::unique_lock lk(mu);
+    ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return entered; }));
+  }
+  s.enqueue(c.make(1, 1, 2, 5.f));
+  model->wait_started(2);  // bounded (10 s)
+  const size_t ran = model->batches().size();
+  {
+    std::lock_guard lk(mu);
+    release = true;
+  }
+  cv.notify_all();
+  EXPECT_EQ(ran, 2u) << "the second batch waited for the first one's responses";
+  ASSERT_TRUE(c.wait(2));
+  ASSERT_TRUE(c.results[0].st.ok && c.results[1].st.ok);
+  EXPECT_EQ(c.results[0].values, (std::vector<float>{2.f, 2.f}));
+  EXPECT_EQ(c.results[1].values, (std::vector<float>{6.f, 6.f}));
+  EXPECT_LT(c.results[0].order, c.results[1].order) << "responses leave in order";
+  s.drain();
+  const auto st = s.stats();
+  EXPECT_EQ(stats_inconsistency(st), "");
+  EXPECT_EQ(st.success.count, 2u);
+  EXPECT_EQ(st.pending, 0u);
+}
+
 // A queued request's timeout ends it on time even while a long batching delay is running.
 TEST(ServeScheduler, TimeoutExpiresDuringALongQueueDelay) {
   auto model = std::make_shared<RecordingModel>(8, 0);
