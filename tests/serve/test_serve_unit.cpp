@@ -413,13 +413,18 @@ struct Collector {
   }
 };
 
-TEST(ServeScheduler, DynamicBatchingFormsBatchesAndSplitsResults) {
-  auto model = std::make_shared<RecordingModel>(16, 30);
+// One instance behind a dynamic batcher that starts a batch as soon as the instance is free.
+SchedulerOptions batcher_without_delay(int64_t max_batch) {
   SchedulerOptions o;
-  o.max_batch = 16;
+  o.max_batch = max_batch;
   o.dynamic_batching = true;
   o.max_queue_delay_us = 0;
-  Scheduler s(model, o, "rec");
+  return o;
+}
+
+TEST(ServeScheduler, DynamicBatchingFormsBatchesAndSplitsResults) {
+  auto model = std::make_shared<RecordingModel>(16, 30);
+  Scheduler s(model, batcher_without_delay(16), "rec");
   Collector c(9);
   // First request occupies the single instance; the next 8 (batch 1 + one of batch 2) queue up.
   s.enqueue(c.make(0, 1, 3, 0.f));
@@ -519,15 +524,11 @@ TEST(ServeScheduler, FullBatchStartsWithoutWaitingForTheQueueDelay) {
 // and statistic is as before. Fails on an instance that answers its own batches.
 TEST(ServeScheduler, InstanceRunsTheNextBatchWhileTheLastOnesResponsesAreSent) {
   auto model = std::make_shared<RecordingModel>(1, 0);
-  SchedulerOptions o;
-  o.max_batch = 1;
-  o.dynamic_batching = true;
-  o.max_queue_delay_us = 0;
   Collector c(2);  // before the scheduler: its destructor may still complete requests
   std::mutex mu;
   std::condition_variable cv;
   bool entered = false, release = false;
-  Scheduler s(model, o, "rec");
+  Scheduler s(model, batcher_without_delay(1), "rec");
   auto first = c.make(0, 1, 2, 1.f);
   first->complete = [&, inner = std::move(first->complete)](const Status& st, FailReason why, std::span<const Tensor> outs) {
     std::unique_lock lk(mu);
