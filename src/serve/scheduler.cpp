@@ -429,24 +429,21 @@ void Scheduler::execute(Instance& inst, std::vector<Pending>& batch) {
       stats_.success.add(static_cast<uint64_t>(t2 - p.req->arrival_ns));
     }
   }
-  Responses r;
-  r.total = total;
-  if (inst.responder.joinable() && inst.thread.get_id() == std::this_thread::get_id()) {
-    // Handed over: the copy costs a memcpy of the batch's outputs, the answers cost far more.
-    r.batch = std::move(batch);
-    r.outputs.reserve(inst.outputs.size());
-    for (const auto& t : inst.outputs) r.outputs.push_back(t.clone());
-    {
-      std::lock_guard lk(inst.resp_mu);
-      inst.handed.push_back(std::move(r));
-    }
-    inst.resp_cv.notify_one();
+  if (!inst.responder.joinable() || inst.thread.get_id() != std::this_thread::get_id()) {
+    respond(batch, inst.outputs, total);
     return;
   }
+  // Handed over: the copy costs a memcpy of the batch's outputs, the answers cost far more.
+  Responses r;
+  r.total = total;
   r.batch = std::move(batch);
-  std::swap(r.outputs, inst.outputs);
-  respond(r);
-  std::swap(r.outputs, inst.outputs);  // the instance's buffers, reused by its next run
+  r.outputs.reserve(inst.outputs.size());
+  for (const auto& t : inst.outputs) r.outputs.push_back(t.clone());
+  {
+    std::lock_guard lk(inst.resp_mu);
+    inst.handed.push_back(std::move(r));
+  }
+  inst.resp_cv.notify_one();
 }
 
 void Scheduler::responder(Instance& inst) {
@@ -457,7 +454,7 @@ void Scheduler::responder(Instance& inst) {
     Responses r = std::move(inst.handed.front());
     inst.handed.pop_front();
     lk.unlock();
-    respond(r);
+    respond(r.batch, r.outputs, r.total);
     // The requests (a completion may hold the last reference to this model version) are released
     // here, before this thread waits again; the version's owner never joins it from here
     // (on_worker_thread).
@@ -468,25 +465,25 @@ void Scheduler::responder(Instance& inst) {
 
 // Hands each request of a finished batch its rows of every output (views, valid during the
 // callback); the output phase's time goes to the statistics.
-void Scheduler::respond(Responses& r) {
+void Scheduler::respond(std::vector<Pending>& batch, std::span<const Tensor> outputs, int64_t total) {
   const int64_t t2 = now_ns();
-  const uint64_t n = r.batch.size();
+  const uint64_t n = batch.size();
   std::vector<Tensor> slices;
   int64_t row = 0;
-  for (auto& p : r.batch) {
+  for (auto& p : batch) {
     const int64_t rows = p.req->batch;  // finish() may move the request away (preserve_ordering)
-    if (r.batch.size() == 1) {
-      finish(p, Status::success(), FailReason::Other, r.outputs, -1);
+    if (batch.size() == 1) {
+      finish(p, Status::success(), FailReason::Other, outputs, -1);
     } else {
-      slices.resize(r.outputs.size());
-      for (size_t o = 0; o < r.outputs.size(); ++o) slices[o] = r.outputs[o].rows(row, rows);
+      slices.resize(outputs.size());
+      for (size_t o = 0; o < outputs.size(); ++o) slices[o] = outputs[o].rows(row, rows);
       finish(p, Status::success(), FailReason::Other, slices, -1);
     }
     row += rows;
   }
   const uint64_t out_ns = static_cast<uint64_t>(now_ns() - t2);
   std::lock_guard lk(stats_mu_);
-  stats_.batch[static_cast<uint64_t>(r.total)][2].ns += out_ns;
+  stats_.batch[static_cast<uint64_t>(total)][2].ns += out_ns;
   stats_.compute_output.ns += out_ns * n;
   stats_.success.ns += out_ns * n;
 }

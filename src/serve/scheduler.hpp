@@ -128,7 +128,8 @@ class Scheduler {
   // encoding and sending every response itself (the transport's send may run on the calling
   // thread: ~9-25 us per row, a fifth of a batch's time on small models, serial on the instance).
   void responder(Instance& inst);
-  void respond(Responses& r);
+  // Answers a finished batch: each request gets its rows of every output (views during the call).
+  void respond(std::vector<Pending>& batch, std::span<const Tensor> outputs, int64_t total);
   // Picks the next batch under lock; may wait for the batching delay. Returns empty to exit.
   std::vector<Pending> next_batch(std::unique_lock<std::mutex>& lk, std::vector<Pending>& rejected);
   void execute(Instance& inst, std::vector<Pending>& batch);
