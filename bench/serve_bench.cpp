@@ -31,6 +31,7 @@
 #include <mutex>
 #include <random>
 #include <string>
+#include <map>
 #include <thread>
 #include <vector>
 
@@ -609,6 +610,38 @@ double engine_rows_per_s(const Model& model, const std::vector<NamedTensor>& eve
   }
   return static_cast<double>(calls * batch) / (static_cast<double>(t - t0) * 1e-9);
 }
+
+// The engine over the same mix of batches the batcher formed (size -> executions): its rows per
+// second. Per-row cost falls steeply with the batch (a batch of 1 streams all weights for one
+// row), so the engine at the mean batch alone overstates what any server could reach with the
+// batches it actually formed.
+double engine_rows_per_s_mix(const Model& model, const std::vector<NamedTensor>& event,
+                             const std::map<int64_t, uint64_t>& mix) {
+  std::vector<Tensor> one;
+  for (const auto& t : event) one.push_back(t.tensor);
+  std::map<int64_t, std::vector<Tensor>> inputs;
+  auto st = model.make_state();
+  std::vector<Tensor> out;
+  for (auto it = mix.rbegin(); it != mix.rend(); ++it) {  // largest first: the state is sized once
+    inputs[it->first] = tile_rows(one, it->first);
+    for (int i = 0; i < 3; ++i) model.run(inputs[it->first], out, *st);
+  }
+  // Round-robin over the sizes, as the batcher interleaves them, until each ran its count.
+  std::map<int64_t, uint64_t> left = mix;
+  int64_t rows = 0;
+  const int64_t t0 = now_ns();
+  for (bool any = true; any;) {
+    any = false;
+    for (auto& [size, n] : left) {
+      if (n == 0) continue;
+      model.run(inputs[size], out, *st);
+      rows += size;
+      --n;
+      any = true;
+    }
+  }
+  return static_cast<double>(rows) / (static_cast<double>(now_ns() - t0) * 1e-9);
+}
 #endif
 
 double cpu_seconds() {
@@ -805,6 +838,13 @@ int main(int argc, char** argv) {
   if (argc > 1 && std::string(argv[1]) == "echo-server") return echo_server_only(argc > 2 ? std::atof(argv[2]) : 60);
   // serve_bench batching [SECS [REPS]]: only the dynamic-batching comparisons.
   const bool only_batching = argc > 1 && std::string(argv[1]) == "batching";
+  // QUIVER_BENCH_ONLY=name[,name]: only these models' batching rounds (pnak4, energyid, mlpwide,
+  // mlp), e.g. to profile one of them.
+  const char* only_env = std::getenv("QUIVER_BENCH_ONLY");
+  auto wanted = [only = std::string(only_env ? only_env : "")](const std::string& name) {
+    if (only.empty()) return true;
+    return ("," + only + ",").find("," + name + ",") != std::string::npos;
+  };
   if (only_batching) {
     --argc;
     ++argv;
@@ -859,16 +899,21 @@ int main(int argc, char** argv) {
     Result h16 = http_load(server.http_port(), 16, secs);
     print("quiver serve HTTP (binary ext.), identity", 16, h16);
   }
-  auto nd = alternate({[&] { return load(qaddr, "mlp_nobatch", 64, secs); }, [&] { return load(qaddr, "mlp", 64, secs); }});
-  Result n64 = nd[0], d64 = nd[1];
-  print("quiver serve, MLP 16-64-32-32-5, no batching", 64, n64);
-  print("quiver serve, MLP, dynamic batching", 64, d64);
+  Result n64, d64;
+  if (!only_env) {
+    auto nd = alternate({[&] { return load(qaddr, "mlp_nobatch", 64, secs); }, [&] { return load(qaddr, "mlp", 64, secs); }});
+    n64 = nd[0], d64 = nd[1];
+  }
+  if (!only_env) {
+    print("quiver serve, MLP 16-64-32-32-5, no batching", 64, n64);
+    print("quiver serve, MLP, dynamic batching", 64, d64);
+  }
 
   // The same comparison where one execution costs more than the transport: the wide MLP, and the
   // real TICL MLP. Reported whether or not they reach the 5x target.
   std::vector<std::pair<std::string, double>> gains;
   auto batching_pair = [&](const std::string& base, const char* label, int width) {
-    if (!fs::exists(fs::path(repo) / base)) return;
+    if (!fs::exists(fs::path(repo) / base) || only_env) return;
     auto r = alternate({[&] { return load(qaddr, base + "_nobatch", 64, secs, width); },
                         [&] { return load(qaddr, base, 64, secs, width); }});
     Result n = r[0], d = r[1];
@@ -900,7 +945,7 @@ int main(int argc, char** argv) {
               std::string(20, '-').c_str(), std::string(20, '-').c_str(), std::string(24, '-').c_str(),
               std::string(20, '-').c_str());
   auto vs_engine = [&](const std::string& name, const char* label, const std::vector<NamedTensor>& event) {
-    if (!fs::exists(fs::path(repo) / name)) return;
+    if (!fs::exists(fs::path(repo) / name) || !wanted(name)) return;
     const auto req = request_of(name, event);
     auto model = load_model((fs::path(repo) / name / "1/model.onnx").string());  // the same file, no server
     // The echo carries the same request and answers with as many bytes as the model's outputs.
@@ -917,6 +962,17 @@ int main(int argc, char** argv) {
     std::vector<double> served, engine, ratio, batches, cpu, exec, echo_rps, echo_us, bound, phase_us[3];
     // The same over one bidirectional stream (served, mean batch, engine at it, ratio, echo, bound).
     std::vector<double> st_served, st_batch, st_engine, st_ratio, st_echo, st_echo_us, st_bound;
+    // Served against the engine over the same mix of batch sizes (unary; stream).
+    std::vector<double> mix_engine, mix_ratio, st_mix_engine, st_mix_ratio;
+    auto mix_of = [](const serve::StatsSnapshot& a, const serve::StatsSnapshot& b) {
+      std::map<int64_t, uint64_t> mix;
+      for (const auto& [size, d] : b.batch) {
+        auto it = a.batch.find(size);
+        const uint64_t n = d[1].count - (it == a.batch.end() ? 0 : it->second[1].count);
+        if (n > 0) mix[static_cast<int64_t>(size)] = n;
+      }
+      return mix;
+    };
     auto mean_batch = [](const serve::StatsSnapshot& a, const serve::StatsSnapshot& b) {
       return b.execution_count > a.execution_count
                  ? double(b.inference_count - a.inference_count) / double(b.execution_count - a.execution_count)
@@ -963,10 +1019,17 @@ int main(int argc, char** argv) {
       engine.push_back(e);
       ratio.push_back(s.rps / e);
       batches.push_back(mb);
+      const double em = engine_rows_per_s_mix(*model, event, mix_of(s0, s1));
+      mix_engine.push_back(em);
+      mix_ratio.push_back(s.rps / em);
 
       const auto t0 = server.repository().get(name)->scheduler->stats();
       const Result ss = load_stream(qaddr, req, 64, secs);
-      const double smb = mean_batch(t0, server.repository().get(name)->scheduler->stats());
+      const auto t1 = server.repository().get(name)->scheduler->stats();
+      const double smb = mean_batch(t0, t1);
+      const double sem = engine_rows_per_s_mix(*model, event, mix_of(t0, t1));
+      st_mix_engine.push_back(sem);
+      st_mix_ratio.push_back(ss.rps / sem);
       const double sc0 = cpu_seconds();
       const int64_t sw0 = now_ns();
       const Result se = load_stream(eaddr, echo_req, 64, secs);
@@ -992,6 +1055,10 @@ int main(int argc, char** argv) {
                 med_spread(cpu, 2).c_str(), med_spread(exec, 2).c_str(), echo_col, med_spread(bound, 2).c_str());
     std::printf("  %s: instance us per row: gather %.2f, run %.2f, output %.2f (engine alone: run %.2f)\n", name.c_str(),
                 median_of(phase_us[0]), median_of(phase_us[1]), median_of(phase_us[2]), 1e6 / median_of(engine));
+    std::printf("  %s against the engine over the same mix of batch sizes the batcher formed: unary: engine %s rows/s, "
+                "served / engine %s; stream: engine %s rows/s, served / engine %s\n",
+                name.c_str(), med_spread(mix_engine, 0).c_str(), med_spread(mix_ratio, 2).c_str(),
+                med_spread(st_mix_engine, 0).c_str(), med_spread(st_mix_ratio, 2).c_str());
     std::printf("  %s over one gRPC stream (ModelStreamInfer, 64 in flight): served %s req/s, mean batch %s, engine %s "
                 "rows/s: served / engine %s; echo over a stream %s req/s (CPU %.1f us/req), machine bound / engine %s\n",
                 name.c_str(), med_spread(st_served, 0).c_str(), med_spread(st_batch, 1).c_str(),
@@ -1007,7 +1074,7 @@ int main(int argc, char** argv) {
     vs_engine("mlpwide", "wide MLP 16-1024x3-5", {{"input_1_0", x}});
   }
 #endif
-  {
+  if (wanted("mlp")) {
     // The tiny MLP behind the batcher against the raw echo at the same concurrency (same payload).
     std::vector<double> echo, served, ratio;
     for (int r = 0; r < reps; ++r) {
@@ -1036,8 +1103,9 @@ int main(int argc, char** argv) {
                 q16.rps / e16.rps);
     std::printf("server-side overhead (p50 identity - p50 echo, concurrency 1): %.1f us\n", q1.p50 - e1.p50);
   }
-  std::printf("dynamic batching gain at concurrency 64, MLP 16-64-32-32-5: %.2fx (mean executed batch %.1f)\n", d64.rps / n64.rps,
-              avg_batch);
+  if (!only_env)
+    std::printf("dynamic batching gain at concurrency 64, MLP 16-64-32-32-5: %.2fx (mean executed batch %.1f)\n",
+                d64.rps / n64.rps, avg_batch);
   server.shutdown();
   echo_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   fs::remove_all(repo);
