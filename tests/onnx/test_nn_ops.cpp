@@ -322,6 +322,57 @@ TEST(NnOps, RecurrentMatchesNaive) {
   }
 }
 
+// Batch 1 with constant weights reads R^T from a panel-major copy made at load (Config::rp); with R
+// fed at run time it reads R^T in place. 61 units: the LSTM's 244 columns take the 128-, 64-, 32- and
+// 16-column panels and a last one ending at N, the GRU's [z, r] (122) and h (61) products the
+// narrower ones. Both must match the naive recurrence, and each other bit for bit (the same panels
+// sum in the same order); a panel packed from the wrong columns or rows fails both.
+TEST(NnOps, RecurrentPackedGemvMatchesInPlace) {
+  std::mt19937 rng(11);
+  const int64_t T = 3, I = 5, D = 2, B = 1, H = 61;
+  for (bool lstm : {true, false}) {
+    const int64_t G = lstm ? 4 : 3;
+    const std::vector<int64_t> lens(1, T);
+    Tensor x = rnd({T, B, I}, rng), w = rnd({D, G * H, I}, rng, 0.3f), r = rnd({D, G * H, H}, rng, 0.3f),
+           bias = rnd({D, 2 * G * H}, rng, 0.3f), h0 = rnd({D, B, H}, rng), c0 = rnd({D, B, H}, rng);
+    std::vector<std::vector<Tensor>> res;
+    for (bool const_r : {true, false}) {
+      Graph g;
+      g.input("x");
+      g.input("h0");
+      g.init("w", w);
+      g.init("b", bias);
+      std::vector<Tensor> feeds = {x, h0};
+      if (const_r) {
+        g.init("r", r);
+      } else {
+        g.input("r");
+        feeds.push_back(r);
+      }
+      std::vector<std::string> in = {"x", "w", "r", "b", "", "h0"};
+      if (lstm) {
+        g.input("c0");
+        in.push_back("c0");
+        feeds.push_back(c0);
+      }
+      g.output("y");
+      g.output("yh");
+      auto* n = g.node(lstm ? "LSTM" : "GRU", in, {"y", "yh"});
+      one_int(n, "hidden_size", H);
+      str(n, "direction", "bidirectional");
+      res.push_back(g.load()->run_once(feeds));
+    }
+    const auto want = naive_rnn(lstm, false, T, D, B, I, H, x, w, r, bias, lens, h0, lstm ? &c0 : nullptr, nullptr);
+    const std::string what = lstm ? "LSTM" : "GRU";
+    for (size_t k = 0; k < 2; ++k) {
+      expect_close(res[k][0], want.y, what + (k == 0 ? " packed" : " in place") + " Y");
+      expect_close(res[k][1], want.yh, what + (k == 0 ? " packed" : " in place") + " Y_h");
+    }
+    for (int64_t i = 0; i < res[0][0].numel(); ++i)
+      ASSERT_EQ(res[0][0].data<float>()[i], res[1][0].data<float>()[i]) << what << " Y element " << i;
+  }
+}
+
 // Default numerics: the recurrent kernels treat subnormals as zero while they run and give the
 // caller's MXCSR back (numerics.hpp, SubnormalsAsZero); reproducible mode keeps them. One hidden
 // unit, one step, zero weights: o = sigmoid(-80) ~ 1.8e-35, i ~ 1, c = tanh(1e-4) ~ 1e-4, so

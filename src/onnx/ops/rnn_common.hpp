@@ -8,6 +8,7 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,10 @@ void rnn_sigmoid_inplace(float* x, int64_t n);
 void rnn_tanh_inplace(float* x, int64_t n);
 // y[0:N] = x[0:K] x B[K, N] (row stride ldb): the batch-1 recurrent step, accumulating in registers.
 void rnn_gemv(const float* x, int64_t K, const float* B, int64_t ldb, int64_t N, float* y);
+// The same product from a panel-major copy of B (N >= 16): rnn_gemv_pack writes it into out (when
+// not null) and returns its size in floats, a multiple of 16; rnn_gemv_packed reads it.
+int64_t rnn_gemv_pack(const float* B, int64_t K, int64_t ldb, int64_t N, float* out);
+void rnn_gemv_packed(const float* x, int64_t K, const float* P, int64_t N, float* y);
 // The LSTM's batched step in the transposed layout (default numerics, default activations; see
 // RecurrentKernel::run_lstm_batched): g holds the gate pre-activations as 4H rows [i, o, f, c] of B
 // columns (row stride ld), bias one value per row. lstm_gates_t: i, o, f = sigmoid(g + bias),
@@ -112,6 +117,11 @@ class RecurrentKernel final : public Kernel {
     // numerics: the same batches run run_gru_batched.
     bool gru_batched = false;
     std::vector<float> wr;  // a batched form with constant W and R: per direction [W | R], [G*H, I + H]
+    // Default numerics, constant R, H >= 16: R^T panel-major for the one-row GEMV (rnn_gemv_pack),
+    // per direction rp_stride floats apart from the first 64-byte boundary in rp; GRU with
+    // linear_before_reset 0 as two products ([z, r] columns, then h's at rp_h), else one of G*H.
+    std::vector<float> rp;
+    int64_t rp_stride = 0, rp_h = 0;
   };
   static constexpr int64_t kBatchedRows = 16;
 
@@ -235,10 +245,10 @@ class RecurrentKernel final : public Kernel {
       for (int64_t s = 0; s < T; ++s) {
         // Recurrent projection for all batch rows.
         if (c_.kind == CellKind::GRU && !c_.linear_before_reset) {
-          gru_step_batched(s, T, B, reverse, lens, xw, rt, hp, h, tmp, acts, y, d, D);
+          gru_step_batched(s, T, B, reverse, lens, xw, rt, packed_r(d), hp, h, tmp, acts, y, d, D);
           continue;
         }
-        mm(h, B, H, rt, GH, GH, hp, GH);
+        mm(h, B, H, rt, GH, GH, hp, GH, packed_r(d));
         for (int64_t b = 0; b < B; ++b) {
           if (s >= lens[b]) continue;
           const int64_t t = reverse ? lens[b] - 1 - s : s;
@@ -277,10 +287,19 @@ class RecurrentKernel final : public Kernel {
     return c_.layout == 0 ? ((t * D + d) * B + b) * H : ((b * T + t) * D + d) * H;
   }
 
-  // C[B, n] = A[B, k] x Bm[k, n] with ldb.
-  void mm(const float* a, int64_t m, int64_t k, const float* bm, int64_t ldb, int64_t n, float* cm, int64_t ldc) const {
+  // Direction d's panel-major R^T (Config::rp), null when there is none.
+  const float* packed_r(int64_t d) const {
+    if (c_.rp.empty()) return nullptr;
+    const auto p = reinterpret_cast<uintptr_t>(c_.rp.data());
+    return reinterpret_cast<const float*>((p + 63) & ~uintptr_t{63}) + d * c_.rp_stride;
+  }
+
+  // C[B, n] = A[B, k] x Bm[k, n] with ldb; `packed`: the same Bm columns from Config::rp.
+  void mm(const float* a, int64_t m, int64_t k, const float* bm, int64_t ldb, int64_t n, float* cm, int64_t ldc,
+          const float* packed) const {
     if (m == 1 && !c_.blas.repro()) {  // reproducible: the same GEMM for every batch size
-      rnn_gemv(a, k, bm, ldb, n, cm);
+      if (packed) rnn_gemv_packed(a, k, packed, n, cm);
+      else rnn_gemv(a, k, bm, ldb, n, cm);
       return;
     }
     GemmArgs g;
@@ -292,11 +311,11 @@ class RecurrentKernel final : public Kernel {
   // GRU with linear_before_reset = 0 (h gate = g(x Wh + (r . h) Rh + b)), one step for all batch
   // rows: the (r . h) x Rh^T product is one [B, H] x [H, H] GEMM instead of B row-by-row products.
   void gru_step_batched(int64_t s, int64_t T, int64_t B, bool reverse, const std::vector<int64_t>& lens,
-                        const float* xw, const float* rt, float* hp, float* h, float* tmp, const RnnActivation* acts,
-                        Tensor* y, int64_t d, int64_t D) const {
+                        const float* xw, const float* rt, const float* rp, float* hp, float* h, float* tmp,
+                        const RnnActivation* acts, Tensor* y, int64_t d, int64_t D) const {
     const int64_t H = c_.hidden, GH = c_.gates * H;
     const RnnActivation &f = acts[0], &gg = acts[1];
-    mm(h, B, H, rt, GH, 2 * H, hp, GH);  // z, r gates
+    mm(h, B, H, rt, GH, 2 * H, hp, GH, rp);  // z, r gates
     for (int64_t b = 0; b < B; ++b) {
       float* hr = hp + b * GH;
       float* tb = tmp + b * H;
@@ -313,7 +332,7 @@ class RecurrentKernel final : public Kernel {
       const float* hb = h + b * H;
       for (int64_t k = 0; k < H; ++k) tb[k] = hr[H + k] * hb[k];
     }
-    mm(tmp, B, H, rt + 2 * H, GH, H, hp + 2 * H, GH);  // (r . h) x Rh^T
+    mm(tmp, B, H, rt + 2 * H, GH, H, hp + 2 * H, GH, rp ? rp + c_.rp_h : nullptr);  // (r . h) x Rh^T
     for (int64_t b = 0; b < B; ++b) {
       if (s >= lens[b]) continue;
       const int64_t t = reverse ? lens[b] - 1 - s : s;
@@ -674,6 +693,25 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
     for (int64_t d = 0; d < c.dirs; ++d) {
       RecurrentKernel::transpose_into(w.data<float>() + d * GH * I, GH, I, c.wt.data() + d * I * GH, GH);
       RecurrentKernel::transpose_into(r.data<float>() + d * GH * H, GH, H, c.rt.data() + d * H * GH, GH);
+    }
+    if (!ctx.target().reproducible() && H >= 16) {
+      // Batch 1's GEMV reads R^T panel-major (Config::rp); the choice is the load's, not the call's.
+      const bool split = kind == CellKind::GRU && !c.linear_before_reset;
+      c.rp_h = split ? rnn_gemv_pack(nullptr, H, GH, 2 * H, nullptr) : 0;
+      c.rp_stride = c.rp_h + rnn_gemv_pack(nullptr, H, GH, split ? H : GH, nullptr);
+      c.rp.resize(static_cast<size_t>(c.dirs * c.rp_stride + 16));
+      const auto base = reinterpret_cast<uintptr_t>(c.rp.data());
+      float* rp = reinterpret_cast<float*>((base + 63) & ~uintptr_t{63});
+      for (int64_t d = 0; d < c.dirs; ++d) {
+        const float* rt = c.rt.data() + d * H * GH;
+        float* out = rp + d * c.rp_stride;
+        if (split) {
+          rnn_gemv_pack(rt, H, GH, 2 * H, out);
+          rnn_gemv_pack(rt + 2 * H, H, GH, H, out + c.rp_h);
+        } else {
+          rnn_gemv_pack(rt, H, GH, GH, out);
+        }
+      }
     }
     if (c.lstm_batched || c.gru_batched) {
       c.wr.resize(static_cast<size_t>(c.dirs * GH * (I + H)));
