@@ -617,6 +617,7 @@ double engine_rows_per_s(const Model& model, const std::vector<NamedTensor>& eve
 // batches it actually formed.
 double engine_rows_per_s_mix(const Model& model, const std::vector<NamedTensor>& event,
                              const std::map<int64_t, uint64_t>& mix) {
+  if (mix.empty()) return std::nan("");  // no execution in the round (its errors are printed)
   std::vector<Tensor> one;
   for (const auto& t : event) one.push_back(t.tensor);
   std::map<int64_t, std::vector<Tensor>> inputs;
