@@ -56,8 +56,9 @@ class Fuser {
     if (emitter_) {
       pass({"ReduceMean"}, &Fuser::fuse_edge_mean);
       if (default_numerics_) pass({"Conv"}, &Fuser::fuse_pointwise_chain);
-      pass({"ScatterND"}, &Fuser::fuse_scatter_parts);
     }
+    // Bit-exact (it only moves values): every numerics. Devices have no kernel for it.
+    if (cpu_engine_ || emitter_) pass({"ScatterND"}, &Fuser::fuse_scatter_parts);
     for (size_t i = 0; i < nodes_.size(); ++i)
       if (alive_[i]) out_.nodes.push_back(nodes_[i]);
   }

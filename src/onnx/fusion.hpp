@@ -21,8 +21,9 @@
 // (`emitter_fusions`: CompileOptions::fuse_edge_conv, which quiver compile sets; default numerics only).
 // These steps sum in another order than the unfused nodes; the emitter's run a tile of points or
 // positions at a time, so the values between the nodes never exist whole (ops/edgeconv.cpp,
-// ops/pointwisechain.cpp). ScatterNDParts is the code emitter's too (the same switch): bit-exact, it
-// spares the emitted code the index tuples (ops/scatterndparts.cpp).
+// ops/pointwisechain.cpp). ScatterNDParts is the CPU engine's (`cpu_engine_fusions`) and the code
+// emitter's (`emitter_fusions`), every numerics: bit-exact, it spares both the index tuples
+// (ops/scatterndparts.cpp).
 #pragma once
 #include <cmath>
 #include <cstdint>

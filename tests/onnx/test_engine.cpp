@@ -513,6 +513,72 @@ TEST(Engine, EdgeConvFusionMatchesUnfused) {
   }
 }
 
+// ParT's pair-embedding scatter, ScatterND(data, Concat(Unsqueeze(Expand(c, s), -1) ..., axis -1), u),
+// becomes ai.quiver::ScatterNDParts, whose kernel reads each index part through its broadcast strides
+// instead of building the int64 tuples: parts b [N, 1, 1], h [1, 3, 1] and i [pairs] expanded to s =
+// [N, 3, pairs], j given whole; one float per tuple and slices of 2. Bit for bit the graph as written
+// (every numerics: reproducible mode fuses too), fewer steps, and an index out of range is an error.
+TEST(Engine, ScatterNDPartsFusionMatchesUnfused) {
+  auto i64 = [](std::vector<int64_t> v, std::vector<int64_t> d) {
+    Tensor t = Tensor::empty(DType::I64, std::move(d));
+    std::copy(v.begin(), v.end(), t.data<int64_t>());
+    return t;
+  };
+  const int64_t N = 2, P = 4, pairs = 5;
+  for (int64_t slice : {1, 2}) {
+    std::vector<int64_t> xd{N, 3, P, P}, ud{N, 3, pairs};
+    if (slice > 1) {
+      xd.push_back(slice);
+      ud.push_back(slice);
+    }
+    G g(14);
+    g.input("x", xd);
+    g.input("b", {N, 1, 1}, DType::I64);
+    g.input("h", {1, 3, 1}, DType::I64);
+    g.input("i", {pairs}, DType::I64);
+    g.input("j", {N, 3, pairs}, DType::I64);
+    g.input("u", ud);
+    g.output("y", xd);
+    g.init("s", i64({N, 3, pairs}, {3}));
+    g.init("ax", i64({-1}, {1}));
+    std::vector<std::string> cat;
+    for (const char* p : {"b", "h", "i", "j"}) {
+      std::string part = p;
+      if (part != "j") {
+        g.node("Expand", {part, "s"}, {part + "_e"});
+        part += "_e";
+      }
+      g.node("Unsqueeze", {part, "ax"}, {std::string(p) + "_q"});
+      cat.push_back(std::string(p) + "_q");
+    }
+    quiver::test::attr_int(g.node("Concat", cat, {"idx"}), "axis", -1);
+    g.node("ScatterND", {"x", "idx", "u"}, {"y"});
+    quiver::onnx::CompileOptions nofuse;
+    nofuse.fuse = false;
+    LoadOptions repro;
+    repro.params["numerics"] = "reproducible";
+    auto fused = g.load(), plain = g.load(nofuse), fused_repro = g.load({}, repro);
+    EXPECT_EQ(steps_line(*fused), "steps after compilation: 1") << "vs " << steps_line(*plain);
+    EXPECT_EQ(steps_line(*fused_repro), "steps after compilation: 1");
+    const std::string what = "slice " + std::to_string(slice);
+    const Tensor x = sine_tensor(xd, 0.3f, 0.1f), u = sine_tensor(ud, 0.7f, 0.5f);
+    const Tensor b = i64({1, -2}, {N, 1, 1}), h = i64({0, -1, 1}, {1, 3, 1}), i = i64({1, 2, 2, 3, -1}, {pairs});
+    Tensor j = Tensor::empty(DType::I64, {N, 3, pairs});
+    for (int64_t e = 0; e < j.numel(); ++e) j.data<int64_t>()[e] = (e * 3) % P - (e % 4 == 0 ? P : 0);
+    const std::vector<Tensor> feeds{x, b, h, i, j, u};
+    const auto want = plain->run_once(feeds);
+    for (const auto* m : {fused.get(), fused_repro.get()}) {
+      const auto got = m->run_once(feeds);
+      ASSERT_EQ(got.size(), 1u);
+      EXPECT_EQ(quiver::onnx::compare_tensors(got[0], want[0], {0, 0}), "") << what;
+    }
+    Tensor bad = j;
+    bad.data<int64_t>()[7] = P;
+    const Error e = expect_error([&] { fused->run_once(std::vector<Tensor>{x, b, h, i, bad, u}); });
+    EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+  }
+}
+
 // Found by fuzz_onnx_loader: an initializer whose dims overflow int64 when multiplied must give a
 // clear error (and no signed overflow in the model summary, which UBSan reports).
 TEST(Engine, InitializerWithOverflowingDimsIsAClearError) {
