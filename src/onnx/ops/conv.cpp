@@ -248,9 +248,11 @@ class ConvKernel final : public Kernel {
     // Past the last plane: what the dropped columns and the last block of 32 read.
     const int64_t slack = P - Ho * Wp + (g.k[1] - 1) * g.d[1] * Wp + (g.k[2] - 1) * g.d[2] + 32;
     const size_t xfloats = static_cast<size_t>(C * plane + slack), afloats = static_cast<size_t>(4 * P);
-    float* xp = static_cast<float*>(ec.scratch((xfloats + afloats) * sizeof(float) + T * sizeof(int64_t)));
+    // The taps follow the floats at an even float count: int64 needs 8-byte alignment (UBSan).
+    const size_t floats = (xfloats + afloats + 1) & ~size_t{1};
+    float* xp = static_cast<float*>(ec.scratch(floats * sizeof(float) + T * sizeof(int64_t)));
     float* acc = xp + xfloats;
-    int64_t* taps = reinterpret_cast<int64_t*>(acc + afloats);
+    int64_t* taps = reinterpret_cast<int64_t*>(xp + floats);
     for (int64_t a = 0; a < g.k[1]; ++a)
       for (int64_t b = 0; b < g.k[2]; ++b) taps[a * g.k[2] + b] = a * g.d[1] * Wp + b * g.d[2];
     std::fill_n(xp, xfloats, 0.0f);  // borders and slack; the interior is overwritten per image
