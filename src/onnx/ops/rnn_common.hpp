@@ -290,8 +290,7 @@ class RecurrentKernel final : public Kernel {
   // Direction d's panel-major R^T (Config::rp), null when there is none.
   const float* packed_r(int64_t d) const {
     if (c_.rp.empty()) return nullptr;
-    const auto p = reinterpret_cast<uintptr_t>(c_.rp.data());
-    return reinterpret_cast<const float*>((p + 63) & ~uintptr_t{63}) + d * c_.rp_stride;
+    return c_.rp.data() + line_offset(c_.rp.data()) + d * c_.rp_stride;
   }
 
   // C[B, n] = A[B, k] x Bm[k, n] with ldb; `packed`: the same Bm columns from Config::rp.
@@ -493,6 +492,11 @@ class RecurrentKernel final : public Kernel {
   }
 
  public:
+  // Floats from p to the next 64-byte boundary: where Config::rp's panels start (the load writes
+  // them there and every call reads them there; computed from the pointer, so a copied Config agrees).
+  static int64_t line_offset(const float* p) {
+    return static_cast<int64_t>((64 - (reinterpret_cast<uintptr_t>(p) & 63)) & 63) / static_cast<int64_t>(sizeof(float));
+  }
   // [W | R] of one direction, [G*H, I + H] (W [G*H, I] and R [G*H, H] as ONNX stores them).
   static void concat_wr(const float* w, const float* r, int64_t GH, int64_t I, int64_t H, float* out) {
     for (int64_t j = 0; j < GH; ++j) {
@@ -700,8 +704,7 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
       c.rp_h = split ? rnn_gemv_pack(nullptr, H, GH, 2 * H, nullptr) : 0;
       c.rp_stride = c.rp_h + rnn_gemv_pack(nullptr, H, GH, split ? H : GH, nullptr);
       c.rp.resize(static_cast<size_t>(c.dirs * c.rp_stride + 16));
-      const auto base = reinterpret_cast<uintptr_t>(c.rp.data());
-      float* rp = reinterpret_cast<float*>((base + 63) & ~uintptr_t{63});
+      float* rp = c.rp.data() + RecurrentKernel::line_offset(c.rp.data());
       for (int64_t d = 0; d < c.dirs; ++d) {
         const float* rt = c.rt.data() + d * H * GH;
         float* out = rp + d * c.rp_stride;
