@@ -904,8 +904,6 @@ int main(int argc, char** argv) {
   if (!only_env) {
     auto nd = alternate({[&] { return load(qaddr, "mlp_nobatch", 64, secs); }, [&] { return load(qaddr, "mlp", 64, secs); }});
     n64 = nd[0], d64 = nd[1];
-  }
-  if (!only_env) {
     print("quiver serve, MLP 16-64-32-32-5, no batching", 64, n64);
     print("quiver serve, MLP, dynamic batching", 64, d64);
   }
