@@ -56,6 +56,7 @@ struct alignas(64) EventCtx {
   Event event;
   Group* group = nullptr;
   size_t next_async = 0;
+  uint32_t source = 0;  // light hub turn (runner.cpp): the source that read it, for prepare()
   bool failed = false;
   std::exception_ptr async_error;
   std::optional<Error> error;

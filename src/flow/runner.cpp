@@ -189,10 +189,19 @@ struct Runner final : Runtime {
   // threads: async factories' events come back one at a time on any thread, and a parked event
   // holds its slot, which those pipelines need in flight.
   const bool park;
+  // Ordered pipelines with a sequential stage read events with a lighter hub turn: emit and the
+  // sequence numbers only; the thread that runs the event resets its slot and publishes the
+  // source's products (prepare). There it lowered the 2-thread CPU per event by ~5 % (for ~2 % on
+  // one thread); elsewhere it gained nothing (unordered) or slowed one thread by ~5 % (parallel)
+  // (docs/benchmarks.md, #22), so only these pipelines take it.
+  const bool light_turn;
 
   const std::vector<Source*>& sources;
   const std::vector<AsyncFactory*>& asyncs;
   std::vector<Processor*> procs;
+  // Light turn: per source, the product slots of its outputs. prepare() publishes them from here,
+  // not through the source object, whose lines the thread holding the hub is writing meanwhile.
+  std::vector<std::vector<size_t>> source_outputs;
   std::vector<std::unique_ptr<SeqStage>> seqs;  // per processor; null for parallel ones
   std::vector<size_t> next_seq_stage;           // per position: first sequential stage at or after it
   std::vector<bool> parallel_after;             // per stage: a parallel processor comes later
@@ -236,9 +245,16 @@ struct Runner final : Runtime {
         nthreads_z(static_cast<size_t>(t.settings.threads)),
         max_wants(static_cast<uint32_t>(t.settings.threads - 1)),
         park(t.settings.threads > 1 && t.asyncs.empty()),
+        light_turn(t.settings.ordered &&
+                   std::any_of(t.stages.begin(), t.stages.end(), [](const auto& st) { return st.sequential; })),
         sources(t.sources),
         asyncs(t.asyncs) {
     for (auto& st : t.stages) procs.push_back(st.processor);
+    if (light_turn)
+      for (Source* src : sources) {
+        source_outputs.emplace_back();
+        for (const OutputBase* o : src->outputs()) source_outputs.back().push_back(o->index());
+      }
   }
 
   RunSummary run();
@@ -538,7 +554,7 @@ struct Runner final : Runtime {
       if (!c || !fill(t, c)) break;
       if (used < nreuse) ++used;
       else hub.free_slots.pop_back();
-      c->group = g;
+      if (!light_turn) c->group = g;  // else prepare()
       g->ev.push_back(c);
     }
     for (; used < nreuse; ++used) hub.free_slots.push_back(reuse[used]);  // a smaller K, the end of input
@@ -563,16 +579,12 @@ struct Runner final : Runtime {
       e.gen_ = ++t.gen;
       e.sequence_ = t.next_seq;
       e.number_ = t.next_seq + t.skipped;
-      c->next_async = 0;
-      if (c->failed) {  // only then: `error` lies on lines of its own (EventCtx)
-        c->failed = false;
-        c->error.reset();
-      }
-      c->async_error = nullptr;
+      if (light_turn) c->source = t.cur_source;
+      else reset_slot(c);
       bool ok;
       try {
         ok = src->emit(e);
-        if (ok)
+        if (ok && !light_turn)
           for (auto* o : src->outputs()) o->publish(e);
       } catch (...) {
         Error err = detail::to_error(std::current_exception(), src->name());
@@ -618,6 +630,7 @@ struct Runner final : Runtime {
     const bool timed = kmax > 1 && (L.groups_run++ % 8 == 0);
     const int64_t t0 = timed ? now_ns() : 0;
     for (size_t j = 0; j < n; ++j) {
+      if (light_turn) prepare(run[j], g);
       run_event(L, run[j], &handoff);
       if (L.returned && j + 1 < n && threads > 1) {
         // Another group finished here (a resumed or drained event): its slots must not wait for
@@ -641,6 +654,28 @@ struct Runner final : Runtime {
   }
 
   // ---- event steps
+  // What the previous event of a slot left: cleared before the slot's next event runs.
+  static void reset_slot(EventCtx* c) {
+    c->next_async = 0;
+    if (c->failed) {  // only then: `error` lies on lines of its own (EventCtx)
+      c->failed = false;
+      c->error.reset();
+    }
+    c->async_error = nullptr;
+  }
+  // Light turn: what reading an event needs besides the source's emit, done by the thread that runs
+  // it after the hub is let go (the hub's turn is the serial part of a run): the slot's reset and
+  // the source's products published, before the event's first step.
+  void prepare(EventCtx* c, Group* g) {
+    c->group = g;
+    reset_slot(c);
+    try {
+      const uint64_t gen = c->event.generation();
+      for (size_t index : source_outputs[c->source]) c->event.slot_ref(index).publish(gen);
+    } catch (...) {
+      fail_event(c, sources[c->source]->name(), std::current_exception());
+    }
+  }
   // `handoff`: where events that reach the first sequential stage go (null: submit each at once).
   void run_event(Lane& L, EventCtx* c, Handoff* handoff) {
     if (c->next_async < asyncs.size() && !c->failed) {

@@ -57,19 +57,6 @@ struct ProductKey {
 std::string demangle(const char* mangled);
 std::string product_name(const ProductKey& k);  // "std::vector<Jet> 'jets'"
 
-// A cache line (or more) of its own: events run by different threads never share one.
-class alignas(64) SlotBase {
- public:
-  virtual ~SlotBase() = default;
-  std::atomic<uint64_t> present_gen{0};  // == event generation when the product exists
-  uint64_t touched_gen = 0;              // generation it was last cleared for (by an Output)
-};
-template <class T>
-class Slot final : public SlotBase {
- public:
-  T value{};
-};
-
 // Products are reused from event to event: an Output clears the previous value (keeping the
 // capacity of containers) the first time it is touched in a new event.
 template <class T>
@@ -80,6 +67,35 @@ void clear_product(T& v) {
     v = T{};
   }
 }
+
+// A cache line (or more) of its own: events run by different threads never share one.
+class alignas(64) SlotBase {
+ public:
+  virtual ~SlotBase() = default;
+  std::atomic<uint64_t> present_gen{0};  // == event generation when the product exists
+  uint64_t touched_gen = 0;              // generation it was last cleared for (by an Output)
+  // Marks the product present in event generation `gen`, clearing it first when its producer never
+  // touched it in that event. Needs only the slot: the runner publishes a source's products this
+  // way, without reading the source object.
+  virtual void publish(uint64_t gen) = 0;
+};
+template <class T>
+class Slot final : public SlotBase {
+ public:
+  T value{};
+  // The value to fill in generation `gen`: cleared on the first touch in each generation.
+  T& touch(uint64_t gen) {
+    if (touched_gen != gen) {
+      clear_product(value);
+      touched_gen = gen;
+    }
+    return value;
+  }
+  void publish(uint64_t gen) override {
+    (void)touch(gen);
+    present_gen.store(gen, std::memory_order_release);
+  }
+};
 
 // ---------------------------------------------------------------- event
 class Event {
@@ -194,19 +210,10 @@ class Output final : public OutputBase {
  public:
   Output(Component* owner, std::string tag = {}) : OutputBase(owner, typeid(T), std::move(tag)) {}
   // The product to fill in `e` (cleared on first access in each event).
-  T& operator()(Event& e) const {
-    auto& s = static_cast<Slot<T>&>(e.slot_ref(index_));
-    if (s.touched_gen != e.generation()) {
-      clear_product(s.value);
-      s.touched_gen = e.generation();
-    }
-    return s.value;
-  }
+  T& operator()(Event& e) const { return static_cast<Slot<T>&>(e.slot_ref(index_)).touch(e.generation()); }
   std::unique_ptr<SlotBase> make_slot() const override { return std::make_unique<Slot<T>>(); }
-  void publish(Event& e) const override {
-    (void)(*this)(e);
-    e.slot_ref(index_).present_gen.store(e.generation(), std::memory_order_release);
-  }
+  // Slot<T> is final: a direct, inlined call.
+  void publish(Event& e) const override { static_cast<Slot<T>&>(e.slot_ref(index_)).publish(e.generation()); }
 };
 
 // Parameter values come from the TOML config and -Pcomponent.name=value.
