@@ -13,8 +13,8 @@ const {execFileSync} = require('child_process');
 const fs = require('fs');
 const path = require('path');
 
-const args = process.argv.slice(2);
-const opt = (name, def) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : def; };
+const {opt, has} = require('./cli_args').parse(__filename, ['--build', '--batches', '--seconds', '--rounds', '--models'],
+                                                ['--reproducible']);
 const root = path.resolve(__dirname, '..');
 const build = path.resolve(opt('--build', path.join(root, 'build')));
 const quiver = path.join(build, 'src/cli/quiver');
@@ -24,7 +24,7 @@ const batches = opt('--batches', '1,64').split(',').map(Number);
 const seconds = opt('--seconds', '2');
 const rounds = Number(opt('--rounds', '5'));
 const models = opt("--models", "hls4ml_three_layer,ticl_supercls,ticl_energy_id,higgs_interaction_net,deepboostedjet_resnet,deepdoublex_bvl_102x,deepdoublex_ddb_94x_unsorted,deepjet_run3,deepvertex_phase1,particlenet_ak4_hlt,particlenet_ak8_hlt").split(',');
-const repro = args.includes('--reproducible');
+const repro = has('--reproducible');
 const outDir = path.join(build, repro ? 'bench-aot-repro' : 'bench-aot');
 
 const json = (cmd, a) => JSON.parse(execFileSync(cmd, a, {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}).trim().split('\n').pop());

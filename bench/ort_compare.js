@@ -22,24 +22,24 @@ const {execFileSync} = require('child_process');
 const fs = require('fs');
 const path = require('path');
 
-const args = process.argv.slice(2);
-const opt = (name, def) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : def; };
+const {opt, has} = require('./cli_args').parse(__filename, ['--quiver', '--batches', '--seconds', '--threads', '--models', '--runs'],
+                                                ['--reproducible', '--first-call']);
 const root = path.resolve(__dirname, '..');
 const quiver = path.resolve(opt('--quiver', path.join(root, 'build/src/cli/quiver')));
 const hep = path.resolve(root, '../shared/models/hep');
 const batches = opt('--batches', '1,64').split(',').map(Number);
 const seconds = opt('--seconds', '3');
-if (!(parseFloat(seconds) >= 3) && !args.includes('--first-call')) console.log(`note: --seconds ${seconds} is under the 3 s an honest point needs`);
+if (!(parseFloat(seconds) >= 3) && !has('--first-call')) console.log(`note: --seconds ${seconds} is under the 3 s an honest point needs`);
 const threads = opt('--threads', '1');
 const runs = parseInt(opt('--runs', '5'));
 if (!(runs >= 5)) console.log(`note: --runs ${runs} is under the 5 alternating rounds an honest point needs`);
-const repro = args.includes('--reproducible');
+const repro = has('--reproducible');
 const models = opt('--models', fs.readdirSync(hep).filter((m) => fs.existsSync(path.join(hep, m, 'model.onnx'))).join(',')).split(',');
 
 const run = (cmd, a) => JSON.parse(execFileSync(cmd, a, {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}).trim().split('\n').pop());
 const median = (v) => { const s = [...v].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2; };
 const spread = (v, d = 0) => `${Math.min(...v).toFixed(d)}-${Math.max(...v).toFixed(d)}`;
-const firstCall = args.includes('--first-call');
+const firstCall = has('--first-call');
 if (firstCall) {
   console.log(`quiver: ${quiver}\nfirst calls, ${runs} alternating rounds per point (fresh process per side and round), medians [min-max]\n`);
   console.log('model                          batch  quiver fresh 1st us  quiver prepared 1st us       ORT 1st us   quiver / ORT warm p50 us  ORT 1st / quiver prepared 1st');
