@@ -177,6 +177,60 @@ void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
   }
 }
 
+// C[m] = alpha * dot(A row m, x) + beta * C[m]: a product of one column (N = 1, B's column x
+// contiguous), e.g. TICL supercls's 100 -> 1 output layer. The register-tiled kernel vectorises
+// along N, so there one lane of each 16 did work in a chain of K dependent multiply-adds per row
+// (64 x 1 x 100: 1.8 us, oneDNN 0.45 us); here 16 lanes run along K, 4 rows at a time so their
+// sums are independent chains. The sums' order differs from a GEMM's: default numerics only.
+QUIVER_HOT
+void gemv_rows(int64_t M, int64_t K, const float* A, int64_t lda, const float* x, float* C, int64_t ldc, float alpha,
+               float beta) {
+  const int64_t kv = K - K % 16;
+  float xt[16] = {};  // x's last K % 16 values, zero-padded to one vector
+  std::memcpy(xt, x + kv, sizeof(float) * static_cast<size_t>(K - kv));
+  const v16f xr = vload<v16f>(xt);
+  auto finish = [&](v16f acc, int64_t m) {
+    float s = 0;
+    for (int i = 0; i < 16; ++i) s += acc[i];
+    float* c = C + m * ldc;
+    *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+  };
+  auto tail = [&](const float* a) {  // row a's last K % 16 values, zero-padded
+    float at[16] = {};
+    std::memcpy(at, a + kv, sizeof(float) * static_cast<size_t>(K - kv));
+    return vload<v16f>(at) * xr;
+  };
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) {
+    const float* a = A + m * lda;
+    v16f s0{}, s1{}, s2{}, s3{};
+    for (int64_t k = 0; k < kv; k += 16) {
+      const v16f xv = vload<v16f>(x + k);
+      s0 += vload<v16f>(a + k) * xv;
+      s1 += vload<v16f>(a + lda + k) * xv;
+      s2 += vload<v16f>(a + 2 * lda + k) * xv;
+      s3 += vload<v16f>(a + 3 * lda + k) * xv;
+    }
+    if (kv < K) {
+      s0 += tail(a);
+      s1 += tail(a + lda);
+      s2 += tail(a + 2 * lda);
+      s3 += tail(a + 3 * lda);
+    }
+    finish(s0, m);
+    finish(s1, m + 1);
+    finish(s2, m + 2);
+    finish(s3, m + 3);
+  }
+  for (; m < M; ++m) {
+    const float* a = A + m * lda;
+    v16f s0{};
+    for (int64_t k = 0; k < kv; k += 16) s0 += vload<v16f>(a + k) * vload<v16f>(x + k);
+    if (kv < K) s0 += tail(a);
+    finish(s0, m);
+  }
+}
+
 QUIVER_HOT
 void epilogue(float* C, int64_t M, int64_t N, int64_t ldc, const float* bias, ActivationSpec act) {
   // Contiguous rows without a bias are one run: rows of 20-60 values otherwise end in scalar tails
@@ -275,6 +329,12 @@ void gemm(const GemmArgs& g) {
   // fma is a library call, so the baseline keeps the engine's own small kernel (no transposes).
   const int64_t macs = g.M * g.N * g.K;
   const bool has_epilogue = g.bias || g.act.kind != Activation::None;
+  // One output column with A's rows and B's column contiguous: row dot products (gemv_rows).
+  if (g.N == 1 && !g.transA && (g.transB || g.ldb == 1) && g.alpha != 0.0f) {
+    gemv_rows(g.M, g.K, g.A, g.lda, g.B, g.C, g.ldc, g.alpha, g.beta);
+    if (has_epilogue) epilogue(g.C, g.M, 1, g.ldc, g.bias, g.act);
+    return;
+  }
   static const repro::Kernels* const tiled =
       repro::best_isa() == repro::Isa::Baseline ? nullptr : &repro::kernels(repro::best_isa());
   if (tiled && !g.transB && g.alpha != 0.0f && (macs <= (int64_t{1} << 18) || g.M <= 4)) {

@@ -356,6 +356,47 @@ TEST(Engine, TallGemmWithEpilogueMatchesNaiveProduct) {
   }
 }
 
+// Gemms of one output column (a classifier's last layer, TICL supercls's 100 -> 1) run as row dot
+// products along K in default numerics (blas.cpp gemv_rows): against the naive product for rows in
+// groups of 4 and the rest (M 1, 3, 4, 7, 64), K below, at and across the 16-lane vectors (1, 15,
+// 16, 17, 100, 161), B as [K, 1] and as transB [1, K], with bias + Sigmoid and with a full C, alpha
+// 2 and beta 0.5.
+TEST(Engine, OneColumnGemmMatchesNaiveProduct) {
+  for (int64_t K : {1, 15, 16, 17, 100, 161})
+    for (bool tb : {false, true})
+      for (int form : {0, 1}) {  // 0: bias [1] + Sigmoid, 1: full C [M, 1], alpha 2, beta 0.5
+        for (int64_t M : {1, 3, 4, 7, 64}) {
+          const Tensor w = sine_tensor(tb ? std::vector<int64_t>{1, K} : std::vector<int64_t>{K, 1}, 0.37f, 0.2f);
+          const Tensor c = form == 0 ? sine_tensor({1}, 0.13f, 1.0f) : sine_tensor({M, 1}, 0.13f, 1.0f);
+          G g;
+          g.input("a", {-1, K});
+          g.output("y", {-1, 1});
+          g.init("w", w);
+          g.init("c", c);
+          auto* gm = g.node("Gemm", {"a", "w", "c"}, {form == 0 ? "g" : "y"});
+          if (tb) quiver::test::attr_int(gm, "transB", 1);
+          if (form == 1) {
+            quiver::test::attr_float(gm, "alpha", 2.0f);
+            quiver::test::attr_float(gm, "beta", 0.5f);
+          } else {
+            g.node("Sigmoid", {"g"}, {"y"});
+          }
+          auto m = g.load();
+          const Tensor a = sine_tensor({M, K}, 0.23f, 0.1f);
+          auto y = m->run_once(std::vector<Tensor>{a});
+          ASSERT_EQ(y[0].dims(), (std::vector<int64_t>{M, 1}));
+          const std::vector<double> ab = naive_product(a.data<float>(), false, M, K, w.data<float>(), 1);
+          for (int64_t i = 0; i < M; ++i) {
+            double want = ab[static_cast<size_t>(i)];
+            if (form == 1) want = 2 * want + 0.5 * c.data<float>()[i];
+            else want = 1.0 / (1.0 + std::exp(-(want + c.data<float>()[0])));
+            ASSERT_NEAR(y[0].data<float>()[i], want, 1e-5 * (1 + std::abs(want)))
+                << "M " << M << " K " << K << " transB " << tb << " form " << form << " row " << i;
+          }
+        }
+      }
+}
+
 // PyTorch's pre-opset-17 LayerNorm and exact GELU decompositions become one LayerNormalization and one
 // Gelu node (CPU engine): same results as the unfused graph; an intermediate that is also a graph
 // output keeps its pattern unfused (and correct).
