@@ -42,6 +42,8 @@ class Fuser {
         before = out_.fused_count;
         pass({"Transpose"}, &Fuser::fold_transposes);
       }
+    // Bit-exact (Y_h holds the same floats as Y's last step): every numerics, the CPU engine's.
+    if (cpu_engine_) pass({"Gather"}, &Fuser::lstm_last_step);
     pass({"BatchNormalization"}, &Fuser::fold_bn);
     pass({"Add"}, &Fuser::fuse_bias);
     if (cpu_engine_ || (emitter_ && default_numerics_)) pass({"Gemm"}, &Fuser::fuse_transposed_a);
@@ -439,6 +441,62 @@ class Fuser {
     absorbed(n, {p});
     alive_[static_cast<size_t>(p)] = false;
     for (int i : gone) alive_[static_cast<size_t>(i)] = false;
+    ++out_.fused_count;
+  }
+
+  // Gather(Transpose(Squeeze(LSTM.Y, axes [1]), perm [1, 0, 2]), scalar -1, axis 1): the last step of
+  // a forward, one-direction LSTM's Y as [B, H] (PyTorch's `out[:, -1]` of a batch_first LSTM; each
+  // of DeepJet's three). With no sequence_lens every sequence runs all T steps, so that is Y_h [1, B,
+  // H]: the LSTM gives Y_h, a Flatten(axis 2) makes it [B, H], and Y is never written. At batch 64
+  // DeepJet's LSTMs transposed all T steps of h into Y and the Transpose copied them again, to keep
+  // one step in T (25). (T = 0 differs: the graph as written fails on the index, Y_h is h0.)
+  void lstm_last_step(size_t gi) {
+    const auto& ga = *nodes_[gi];
+    if (ga.input_size() != 2 || ga.output_size() != 1) return;
+    const auto* ax = attr(ga, "axis");
+    const auto idx = i64_const(ga.input(1));
+    if (!ax || ax->i() != 1 || !idx || idx->rank() != 0 || idx->data<int64_t>()[0] != -1) return;
+    const int ti = producer(ga.input(0));
+    if (ti < 0 || nodes_[ti]->op_type() != "Transpose" || !dom(static_cast<size_t>(ti)) || !single_use(ga.input(0), gi))
+      return;
+    if (perm_of(*nodes_[ti]) != std::vector<int64_t>{1, 0, 2} || nodes_[ti]->input_size() != 1) return;
+    const int si = producer(nodes_[ti]->input(0));
+    if (si < 0 || nodes_[si]->op_type() != "Squeeze" || !dom(static_cast<size_t>(si)) ||
+        !single_use(nodes_[ti]->input(0), static_cast<size_t>(ti)))
+      return;
+    const auto& sq = *nodes_[si];
+    std::vector<int64_t> axes;  // opset 13: an input; before: an attribute
+    if (sq.input_size() > 1) {
+      if (const auto t = i64_const(sq.input(1))) axes.assign(t->data<int64_t>(), t->data<int64_t>() + t->numel());
+    } else if (const auto* a = attr(sq, "axes")) {
+      axes.assign(a->ints().begin(), a->ints().end());
+    }
+    if (axes != std::vector<int64_t>{1}) return;
+    const int li = producer(sq.input(0));
+    if (li < 0 || nodes_[li]->op_type() != "LSTM" || !dom(static_cast<size_t>(li)) || nodes_[li]->output(0) != sq.input(0) ||
+        !single_use(sq.input(0), static_cast<size_t>(si)))
+      return;
+    const auto& l = *nodes_[li];
+    if (const auto* d = attr(l, "direction"); d && d->s() != "forward") return;
+    if (const auto* lay = attr(l, "layout"); lay && lay->i() != 0) return;
+    if (l.input_size() > 4 && !l.input(4).empty()) return;  // sequence_lens
+    auto* ln = clone(static_cast<size_t>(li));
+    while (ln->output_size() < 2) ln->add_output("");
+    if (ln->output(1).empty()) ln->set_output(1, ga.output(0) + "__quiver_yh");
+    ln->set_output(0, "");
+    const std::string yh = ln->output(1);
+    auto* f = clone(gi);
+    f->set_op_type("Flatten");
+    f->clear_input();
+    f->add_input(yh);
+    f->clear_attribute();
+    auto* a = f->add_attribute();
+    a->set_name("axis");
+    a->set_type(::onnx::AttributeProto::INT);
+    a->set_i(2);
+    absorbed(f, {si, ti}, node_label(ga));
+    alive_[static_cast<size_t>(si)] = false;
+    alive_[static_cast<size_t>(ti)] = false;
     ++out_.fused_count;
   }
 

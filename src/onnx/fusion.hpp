@@ -10,6 +10,7 @@
 //   EdgeConv -> 1x1 Conv ... -> ReduceMean over the edges                  -> EdgeConv with the block
 //   runs of 1x1 Conv / BatchNormalization / Gelu with >= 2 Convs           -> ai.quiver::PointwiseChain
 //   ScatterND(data, Concat(Unsqueeze(Expand(c, s), -1) ...), u)            -> ai.quiver::ScatterNDParts
+//   Gather(Transpose(Squeeze(LSTM.Y)), -1) (the last step of a forward LSTM)  -> Flatten(LSTM.Y_h)
 // Folding transposes that meet is the CPU engine's (every numerics: it only moves values). The
 // Transpose -> Reshape -> Gemm one is the CPU engine's (`cpu_engine_fusions`, every numerics) and the code emitter's in
 // default numerics (rt::gemm reads A transposed). Gelu and LayerNormalization are the CPU engine's and
@@ -23,7 +24,8 @@
 // positions at a time, so the values between the nodes never exist whole (ops/edgeconv.cpp,
 // ops/pointwisechain.cpp). ScatterNDParts is the CPU engine's (`cpu_engine_fusions`) and the code
 // emitter's (`emitter_fusions`), every numerics: bit-exact, it spares both the index tuples
-// (ops/scatterndparts.cpp).
+// (ops/scatterndparts.cpp). The LSTM's last step from Y_h is the CPU engine's, every numerics
+// (the same floats; the LSTM then writes no Y).
 #pragma once
 #include <cmath>
 #include <cstdint>

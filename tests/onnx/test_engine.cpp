@@ -51,6 +51,26 @@ std::vector<double> naive_product(const float* a, bool ta, int64_t M, int64_t K,
   return y;
 }
 
+// An int64 tensor of dims d holding v.
+Tensor i64(std::vector<int64_t> v, std::vector<int64_t> d) {
+  Tensor t = Tensor::empty(DType::I64, std::move(d));
+  std::copy(v.begin(), v.end(), t.data<int64_t>());
+  return t;
+}
+
+// Load options for the graph as written (no fusion) and for reproducible numerics: the fusion tests'
+// references.
+quiver::onnx::CompileOptions no_fusion() {
+  quiver::onnx::CompileOptions o;
+  o.fuse = false;
+  return o;
+}
+LoadOptions reproducible_numerics() {
+  LoadOptions o;
+  o.params["numerics"] = "reproducible";
+  return o;
+}
+
 }  // namespace
 
 TEST(Engine, RunsUnsortedGraph) {
@@ -560,11 +580,6 @@ TEST(Engine, EdgeConvFusionMatchesUnfused) {
 // [N, 3, pairs], j given whole; one float per tuple and slices of 2. Bit for bit the graph as written
 // (every numerics: reproducible mode fuses too), fewer steps, and an index out of range is an error.
 TEST(Engine, ScatterNDPartsFusionMatchesUnfused) {
-  auto i64 = [](std::vector<int64_t> v, std::vector<int64_t> d) {
-    Tensor t = Tensor::empty(DType::I64, std::move(d));
-    std::copy(v.begin(), v.end(), t.data<int64_t>());
-    return t;
-  };
   const int64_t N = 2, P = 4, pairs = 5;
   for (int64_t slice : {1, 2}) {
     std::vector<int64_t> xd{N, 3, P, P}, ud{N, 3, pairs};
@@ -594,10 +609,8 @@ TEST(Engine, ScatterNDPartsFusionMatchesUnfused) {
     }
     quiver::test::attr_int(g.node("Concat", cat, {"idx"}), "axis", -1);
     g.node("ScatterND", {"x", "idx", "u"}, {"y"});
-    quiver::onnx::CompileOptions nofuse;
-    nofuse.fuse = false;
-    LoadOptions repro;
-    repro.params["numerics"] = "reproducible";
+    const quiver::onnx::CompileOptions nofuse = no_fusion();
+    const LoadOptions repro = reproducible_numerics();
     auto fused = g.load(), plain = g.load(nofuse), fused_repro = g.load({}, repro);
     EXPECT_EQ(steps_line(*fused), "steps after compilation: 1") << "vs " << steps_line(*plain);
     EXPECT_EQ(steps_line(*fused_repro), "steps after compilation: 1");
@@ -617,6 +630,52 @@ TEST(Engine, ScatterNDPartsFusionMatchesUnfused) {
     bad.data<int64_t>()[7] = P;
     const Error e = expect_error([&] { fused->run_once(std::vector<Tensor>{x, b, h, i, bad, u}); });
     EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+  }
+}
+
+// PyTorch's `out[:, -1]` of a batch_first LSTM, Gather(Transpose(Squeeze(Y, [1]), [1, 0, 2]), -1,
+// axis 1), is the LSTM's Y_h flattened (fusion.cpp lstm_last_step): bit for bit the graph as written,
+// in default and reproducible numerics, at 3 rows (row by row) and 20 (the batched LSTM of default
+// numerics), with and without an initial h, with Y_h also a graph output; fewer steps. A reverse
+// LSTM, whose last step of Y is not Y_h, keeps the graph as written.
+TEST(Engine, LstmLastStepFromYhMatchesUnfused) {
+  const int64_t T = 5, I = 3, H = 7;
+  for (int variant = 0; variant < 4; ++variant) {  // 0: plain, 1: initial h, 2: Y_h also an output, 3: reverse
+    G g(14);
+    g.input("x", {-1, T, I});
+    if (variant == 1) g.input("h0", {1, -1, H});
+    g.output("y", {-1, H});
+    if (variant == 2) g.output("yh", {1, -1, H});
+    g.init("w", sine_tensor({1, 4 * H, I}, 0.31f, 0.2f));
+    g.init("r", sine_tensor({1, 4 * H, H}, 0.17f, 0.4f));
+    g.init("b", sine_tensor({1, 8 * H}, 0.23f, 0.1f));
+    g.init("ax", i64({1}, {1}));
+    g.init("last", i64({-1}, {}));
+    quiver::test::attr_ints(g.node("Transpose", {"x"}, {"xt"}), "perm", {1, 0, 2});
+    auto* l = g.node("LSTM", {"xt", "w", "r", "b", "", variant == 1 ? "h0" : ""}, {"Y", variant == 2 ? "yh" : ""});
+    quiver::test::attr_int(l, "hidden_size", H);
+    if (variant == 3) quiver::test::attr_str(l, "direction", "reverse");
+    g.node("Squeeze", {"Y", "ax"}, {"ys"});
+    quiver::test::attr_ints(g.node("Transpose", {"ys"}, {"yt"}), "perm", {1, 0, 2});
+    quiver::test::attr_int(g.node("Gather", {"yt", "last"}, {"y"}), "axis", 1);
+    const quiver::onnx::CompileOptions nofuse = no_fusion();
+    const LoadOptions repro = reproducible_numerics();
+    auto fused = g.load(), plain = g.load(nofuse), fused_repro = g.load({}, repro), plain_repro = g.load(nofuse, repro);
+    if (variant == 3) EXPECT_EQ(steps_line(*fused), steps_line(*plain));
+    else EXPECT_NE(steps_line(*fused), steps_line(*plain)) << "Squeeze, Transpose and Gather should become a Flatten";
+    for (int64_t B : {3, 20}) {
+      std::vector<Tensor> feeds{sine_tensor({B, T, I}, 0.37f, 0.3f)};
+      if (variant == 1) feeds.push_back(sine_tensor({1, B, H}, 0.41f, 0.7f));
+      const std::string what = "variant " + std::to_string(variant) + " batch " + std::to_string(B);
+      for (auto [m, ref] : {std::pair{fused.get(), plain.get()}, std::pair{fused_repro.get(), plain_repro.get()}}) {
+        const auto want = ref->run_once(feeds), got = m->run_once(feeds);
+        ASSERT_EQ(got.size(), want.size()) << what;
+        for (size_t o = 0; o < got.size(); ++o) {
+          ASSERT_EQ(got[o].dims(), want[o].dims()) << what;
+          EXPECT_EQ(quiver::onnx::compare_tensors(got[o], want[o], {0, 0}), "") << what << " output " << o;
+        }
+      }
+    }
   }
 }
 
