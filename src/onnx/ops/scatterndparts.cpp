@@ -41,37 +41,101 @@ std::vector<Part> read_parts(const BuildContext& ctx) {
 // as 1), as rt::scatter_parts does for the emitted code. Building the [S, k] tuples first, as the
 // unfused Concat did, cost ParT at batch 64 more than the scatter (int64 tuples of 4 x 8 bytes per
 // written float).
-void scatter_parts(ExecContext& ec, DType t, const Tensor& x, const std::vector<Part>& ps, const std::vector<int64_t>& S,
-                   const Tensor& upd) {
-  const int64_t K = static_cast<int64_t>(ps.size()), r = static_cast<int64_t>(S.size());
+void scatter_parts(ExecContext& ec, DType t, const Tensor& x, const std::vector<Part>& ps, const Tensor& upd) {
+  const int64_t K = static_cast<int64_t>(ps.size());
   if (K > static_cast<int64_t>(x.rank()))
     ec.fail(std::to_string(K) + " index parts exceed data rank " + std::to_string(x.rank()), "indices");
-  std::vector<int64_t> ud = S;
-  ud.insert(ud.end(), x.dims().begin() + K, x.dims().end());
-  if (ud != upd.dims()) ec.fail("updates dims " + dims_to_string(upd.dims()) + " must be " + dims_to_string(ud), "updates");
+  // Every per-call array lives in one block of the call's scratch (no heap allocation per call): S
+  // and a part's broadcast dims need r (the largest rank among the parts and their Expand shapes);
+  // the row offsets need S's last dim, at most the largest last dim among them.
+  int64_t r = 0, inner_max = 1;
+  for (const Part& p : ps) {
+    const Tensor& c = ec.input(p.value);
+    r = std::max(r, static_cast<int64_t>(c.rank()));
+    if (c.rank()) inner_max = std::max(inner_max, c.dim(c.rank() - 1));
+    if (p.shape >= 0) {
+      const Tensor& sh = ec.input(static_cast<size_t>(p.shape));
+      r = std::max(r, sh.numel());
+      if (sh.numel()) inner_max = std::max(inner_max, sh.data<int64_t>()[sh.numel() - 1]);
+    }
+  }
+  const size_t n64 = static_cast<size_t>(2 * r + K * r + 4 * K + r + inner_max);
+  int64_t* S = static_cast<int64_t*>(ec.scratch(n64 * sizeof(int64_t) + 2 * static_cast<size_t>(K) * sizeof(const int64_t*)));
+  int64_t* d = S + r;           // a part's dims broadcast to its Expand shape
+  int64_t* cs = d + r;          // [K, r]
+  int64_t* base = cs + K * r;   // [K]
+  int64_t* step = base + K;     // [K]
+  int64_t* dims = step + K;     // [K]
+  int64_t* ys = dims + K;       // [K]: y's strides along the indexed axes
+  int64_t* idx = ys + K;        // [r]
+  int64_t* offs = idx + r;      // [inner_max]
+  const int64_t** c = reinterpret_cast<const int64_t**>(S + n64);  // [K]
+  const int64_t** row = c + K;                                       // [K]
+  // S: each part's dims right-aligned to r and broadcast to its Expand shape (numpy rules, as
+  // broadcast_dims); every part must give the same S.
+  for (int64_t p = 0; p < K; ++p) {
+    const Part& pt = ps[static_cast<size_t>(p)];
+    const Tensor& cp = ec.input(pt.value);
+    const int64_t* spec = pt.shape >= 0 ? ec.input(static_cast<size_t>(pt.shape)).data<int64_t>() : nullptr;
+    const int64_t ns = pt.shape >= 0 ? ec.input(static_cast<size_t>(pt.shape)).numel() : 0;
+    const int64_t rp = pt.shape >= 0 ? std::max(static_cast<int64_t>(cp.rank()), ns) : static_cast<int64_t>(cp.rank());
+    bool ok = true;
+    for (int64_t i = 0; i < rp; ++i) {
+      const int64_t ca = i - (rp - static_cast<int64_t>(cp.rank())), sa = i - (rp - ns);
+      const int64_t da = ca < 0 ? 1 : cp.dim(static_cast<size_t>(ca));
+      const int64_t db = !spec || sa < 0 ? 1 : spec[sa];
+      if (da == db || db == 1) d[i] = da;
+      else if (da == 1) d[i] = db;
+      else ok = false;
+    }
+    const std::span<const int64_t> dp(d, static_cast<size_t>(rp));
+    if (!ok)
+      ec.fail("index part " + std::to_string(p) + " of dims " + dims_to_string(cp.dims()) + " does not broadcast to " +
+              dims_to_string(std::vector<int64_t>(spec, spec + ns)));
+    if (p == 0) {
+      std::copy_n(d, rp, S);
+      r = rp;
+    } else if (rp != r || !std::equal(d, d + rp, S)) {
+      ec.fail("index part " + std::to_string(p) + " has dims " + dims_to_string(std::vector<int64_t>(dp.begin(), dp.end())) +
+              ", part 0 " + dims_to_string(std::vector<int64_t>(S, S + r)));
+    }
+  }
+  bool ud_ok = static_cast<int64_t>(upd.rank()) == r + static_cast<int64_t>(x.rank()) - K;
+  for (int64_t a = 0; ud_ok && a < r; ++a) ud_ok = upd.dim(static_cast<size_t>(a)) == S[a];
+  for (int64_t a = K; ud_ok && a < static_cast<int64_t>(x.rank()); ++a)
+    ud_ok = upd.dim(static_cast<size_t>(r + a - K)) == x.dim(static_cast<size_t>(a));
+  if (!ud_ok) {
+    std::vector<int64_t> ud(S, S + r);
+    ud.insert(ud.end(), x.dims().begin() + K, x.dims().end());
+    ec.fail("updates dims " + dims_to_string(upd.dims()) + " must be " + dims_to_string(ud), "updates");
+  }
   Tensor& y = ec.output(0, t, x.dims());
-  const int64_t n = product(S), slice = product(x.dims(), static_cast<size_t>(K));
-  const auto ys = contiguous_strides(x.dims());
+  const int64_t n = product(std::span<const int64_t>(S, static_cast<size_t>(r))), slice = product(x.dims(), static_cast<size_t>(K));
+  for (int64_t p = K - 1, st = slice; p >= 0; --p) {
+    ys[p] = st;
+    st *= x.dim(static_cast<size_t>(p));
+  }
   // cs[p * r + a]: part p's stride along axis a of S (its dims right-aligned to S, 0 where it is 1).
-  std::vector<int64_t> cs(static_cast<size_t>(K * r), 0), base(static_cast<size_t>(K), 0), idx(static_cast<size_t>(r), 0);
-  std::vector<const int64_t*> c(static_cast<size_t>(K));
+  std::fill_n(cs, K * r, 0);
+  std::fill_n(base, K, 0);
+  std::fill_n(idx, r, 0);
   for (int64_t p = 0; p < K; ++p) {
     const Tensor& cp = ec.input(ps[static_cast<size_t>(p)].value);
-    c[static_cast<size_t>(p)] = cp.data<int64_t>();
-    const auto st = contiguous_strides(cp.dims());
+    c[p] = cp.data<int64_t>();
     const int64_t off = r - static_cast<int64_t>(cp.rank());
-    for (int64_t a = std::max<int64_t>(off, 0); a < r; ++a)
-      if (cp.dim(static_cast<size_t>(a - off)) != 1) cs[static_cast<size_t>(p * r + a)] = st[static_cast<size_t>(a - off)];
+    int64_t st = 1;
+    for (int64_t a = r - 1; a >= std::max<int64_t>(off, 0); --a) {
+      const int64_t dm = cp.dim(static_cast<size_t>(a - off));
+      if (dm != 1) cs[p * r + a] = st;
+      st *= dm;
+    }
   }
   const int64_t inner = r ? S[static_cast<size_t>(r - 1)] : 1;
   // Per row of S (its last axis): the offsets into y, then the copy, so that only the offsets'
   // loop depends on the number of parts (unrolled for up to 4) and only the copy on the dtype.
-  std::vector<int64_t> offs(static_cast<size_t>(inner));
-  std::vector<const int64_t*> row(static_cast<size_t>(K));
-  std::vector<int64_t> step(static_cast<size_t>(K)), dims(static_cast<size_t>(K));
   for (int64_t p = 0; p < K; ++p) {
-    step[static_cast<size_t>(p)] = r ? cs[static_cast<size_t>(p * r + r - 1)] : 0;
-    dims[static_cast<size_t>(p)] = x.dim(static_cast<size_t>(p));
+    step[p] = r ? cs[p * r + r - 1] : 0;
+    dims[p] = x.dim(static_cast<size_t>(p));
   }
   auto offsets = [&](auto kc) {  // the first column whose tuple is out of range, else inner
     constexpr int KC = decltype(kc)::value;
@@ -80,12 +144,12 @@ void scatter_parts(ExecContext& ec, DType t, const Tensor& x, const std::vector<
     const int64_t* rw[8];
     int64_t st[8], dm[8], yy[8];
     for (int64_t p = 0; p < k; ++p) {
-      rw[p] = row[static_cast<size_t>(p)];
-      st[p] = step[static_cast<size_t>(p)];
-      dm[p] = dims[static_cast<size_t>(p)];
-      yy[p] = ys[static_cast<size_t>(p)];
+      rw[p] = row[p];
+      st[p] = step[p];
+      dm[p] = dims[p];
+      yy[p] = ys[p];
     }
-    int64_t* __restrict out = offs.data();
+    int64_t* __restrict out = offs;
     for (int64_t i = 0; i < inner; ++i) {
       int64_t off = 0;
       bool ok = true;
@@ -106,7 +170,7 @@ void scatter_parts(ExecContext& ec, DType t, const Tensor& x, const std::vector<
     if (x.data<T>() != py) copy_n_elems(x.data<T>(), py, x.numel());
     const T* pu = upd.data<T>();
     for (int64_t o = 0; o < n; o += inner) {
-      for (int64_t p = 0; p < K; ++p) row[static_cast<size_t>(p)] = c[static_cast<size_t>(p)] + base[static_cast<size_t>(p)];
+      for (int64_t p = 0; p < K; ++p) row[p] = c[p] + base[p];
       int64_t done;
       switch (K) {
         case 1: done = offsets(std::integral_constant<int, 1>{}); break;
@@ -118,19 +182,19 @@ void scatter_parts(ExecContext& ec, DType t, const Tensor& x, const std::vector<
       if (done != inner) {
         std::string bad;
         for (int64_t p = 0; p < K; ++p)
-          bad += (p ? ", " : "") + std::to_string(row[static_cast<size_t>(p)][done * step[static_cast<size_t>(p)]]);
+          bad += (p ? ", " : "") + std::to_string(row[p][done * step[p]]);
         ec.fail("index tuple (" + bad + ") of the index parts is out of range for data dims " + dims_to_string(x.dims()),
                 "indices");
       }
       if (slice == 1)
-        for (int64_t i = 0; i < inner; ++i) py[offs[static_cast<size_t>(i)]] = pu[o + i];
+        for (int64_t i = 0; i < inner; ++i) py[offs[i]] = pu[o + i];
       else
-        for (int64_t i = 0; i < inner; ++i) copy_n_elems(pu + (o + i) * slice, py + offs[static_cast<size_t>(i)], slice);
+        for (int64_t i = 0; i < inner; ++i) copy_n_elems(pu + (o + i) * slice, py + offs[i], slice);
       for (int64_t a = r - 2; a >= 0; --a) {
-        for (int64_t p = 0; p < K; ++p) base[static_cast<size_t>(p)] += cs[static_cast<size_t>(p * r + a)];
-        if (++idx[static_cast<size_t>(a)] < S[static_cast<size_t>(a)]) break;
-        for (int64_t p = 0; p < K; ++p) base[static_cast<size_t>(p)] -= cs[static_cast<size_t>(p * r + a)] * S[static_cast<size_t>(a)];
-        idx[static_cast<size_t>(a)] = 0;
+        for (int64_t p = 0; p < K; ++p) base[p] += cs[p * r + a];
+        if (++idx[a] < S[a]) break;
+        for (int64_t p = 0; p < K; ++p) base[p] -= cs[p * r + a] * S[a];
+        idx[a] = 0;
       }
     }
   });
@@ -185,26 +249,7 @@ QUIVER_REGISTER_OPS(scatterndparts) {
                   const DType t = ctx.input_dtype(0);
                   if (ctx.input_dtype(1) != t) ctx.fail("updates must have the data's dtype", ctx.input_name(1));
                   ctx.set_output(0, t, ctx.input(0).shape);
-                  return make_kernel([t, ps](ExecContext& ec) {
-                    const Tensor& x = ec.input(0);
-                    const Tensor& upd = ec.input(1);
-                    std::vector<int64_t> S;
-                    for (size_t p = 0; p < ps.size(); ++p) {
-                      const Tensor& c = ec.input(ps[p].value);
-                      std::vector<int64_t> d(c.dims().begin(), c.dims().end());
-                      if (ps[p].shape >= 0) {
-                        const std::vector<int64_t> spec = read_ints(ec.input(static_cast<size_t>(ps[p].shape)));
-                        if (!broadcast_dims(c.dims(), spec, d))
-                          ec.fail("index part " + std::to_string(p) + " of dims " + dims_to_string(c.dims()) +
-                                  " does not broadcast to " + dims_to_string(spec));
-                      }
-                      if (p == 0) S = d;
-                      else if (d != S)
-                        ec.fail("index part " + std::to_string(p) + " has dims " + dims_to_string(d) + ", part 0 " +
-                                dims_to_string(S));
-                    }
-                    scatter_parts(ec, t, x, ps, S, upd);
-                  });
+                  return make_kernel([t, ps](ExecContext& ec) { scatter_parts(ec, t, ec.input(0), ps, ec.input(1)); });
                 }}, Repro::Exact);
 }
 
