@@ -449,7 +449,8 @@ class Fuser {
   // of DeepJet's three). With no sequence_lens every sequence runs all T steps, so that is Y_h [1, B,
   // H]: the LSTM gives Y_h, a Flatten(axis 2) makes it [B, H], and Y is never written. At batch 64
   // DeepJet's LSTMs transposed all T steps of h into Y and the Transpose copied them again, to keep
-  // one step in T (25). (T = 0 differs: the graph as written fails on the index, Y_h is h0.)
+  // one step in T (25). With T = 0 the graph as written fails on the index (Y_h would be h0): the LSTM
+  // is told the Gather's name (_quiver_last_step_of) and fails there the same way.
   void lstm_last_step(size_t gi) {
     const auto& ga = *nodes_[gi];
     if (ga.input_size() != 2 || ga.output_size() != 1) return;
@@ -484,6 +485,10 @@ class Fuser {
     while (ln->output_size() < 2) ln->add_output("");
     if (ln->output(1).empty()) ln->set_output(1, ga.output(0) + "__quiver_yh");
     ln->set_output(0, "");
+    auto* ls = ln->add_attribute();
+    ls->set_name("_quiver_last_step_of");
+    ls->set_type(::onnx::AttributeProto::STRING);
+    ls->set_s("Gather '" + node_label(ga) + "'");
     const std::string yh = ln->output(1);
     auto* f = clone(gi);
     f->set_op_type("Flatten");

@@ -679,6 +679,40 @@ TEST(Engine, LstmLastStepFromYhMatchesUnfused) {
   }
 }
 
+// The same with the sequence length dynamic: a sequence of 0 steps has no last step, so the graph
+// as written fails on Gather's index; read from Y_h it would silently be the initial state. The fused
+// model fails too, naming the Gather; 2 steps still match bit for bit.
+TEST(Engine, LstmLastStepOfNoStepsFailsAsWritten) {
+  const int64_t I = 3, H = 7;
+  G g(14);
+  g.input("x", {-1, -1, I});
+  g.output("y", {-1, H});
+  g.init("w", sine_tensor({1, 4 * H, I}, 0.31f, 0.2f));
+  g.init("r", sine_tensor({1, 4 * H, H}, 0.17f, 0.4f));
+  g.init("ax", i64({1}, {1}));
+  g.init("last", i64({-1}, {}));
+  quiver::test::attr_ints(g.node("Transpose", {"x"}, {"xt"}), "perm", {1, 0, 2});
+  quiver::test::attr_int(g.node("LSTM", {"xt", "w", "r"}, {"Y"}), "hidden_size", H);
+  g.node("Squeeze", {"Y", "ax"}, {"ys"});
+  quiver::test::attr_ints(g.node("Transpose", {"ys"}, {"yt"}), "perm", {1, 0, 2});
+  auto* gather = g.node("Gather", {"yt", "last"}, {"y"});
+  gather->set_name("last_step");
+  quiver::test::attr_int(gather, "axis", 1);
+  const quiver::onnx::CompileOptions nofuse = no_fusion();
+  auto fused = g.load(), plain = g.load(nofuse), fused_repro = g.load({}, reproducible_numerics());
+  ASSERT_NE(steps_line(*fused), steps_line(*plain));
+  const std::vector<Tensor> two{sine_tensor({4, 2, I}, 0.37f, 0.3f)};
+  EXPECT_EQ(quiver::onnx::compare_tensors(fused->run_once(two)[0], plain->run_once(two)[0], {0, 0}), "");
+  const std::vector<Tensor> none{Tensor::zeros(DType::F32, {4, 0, I})};
+  const Error want = expect_error([&] { plain->run_once(none); });
+  EXPECT_NE(std::string(want.what()).find("out of range"), std::string::npos) << want.what();
+  for (const auto* m : {fused.get(), fused_repro.get()}) {
+    const Error e = expect_error([&] { m->run_once(none); });
+    EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("last_step"), std::string::npos) << e.what();
+  }
+}
+
 // Found by fuzz_onnx_loader: an initializer whose dims overflow int64 when multiplied must give a
 // clear error (and no signed overflow in the model summary, which UBSan reports).
 TEST(Engine, InitializerWithOverflowingDimsIsAClearError) {

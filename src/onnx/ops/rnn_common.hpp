@@ -122,6 +122,9 @@ class RecurrentKernel final : public Kernel {
     // linear_before_reset 0 as two products ([z, r] columns, then h's at rp_h), else one of G*H.
     std::vector<float> rp;
     int64_t rp_stride = 0, rp_h = 0;
+    // Set when the CPU engine reads a Gather(..., -1)'s last step from Y_h instead of Y (fusion.cpp
+    // lstm_last_step): that Gather, whose index has no step to take when T is 0.
+    std::string last_step_of;
   };
   static constexpr int64_t kBatchedRows = 16;
 
@@ -136,6 +139,8 @@ class RecurrentKernel final : public Kernel {
     const int64_t T = c_.layout == 0 ? x.dim(0) : x.dim(1);
     const int64_t B = c_.layout == 0 ? x.dim(1) : x.dim(0);
     const int64_t I = x.dim(2);
+    if (T == 0 && !c_.last_step_of.empty())  // the graph as written fails there; Y_h would be h0
+      ec.fail("the last step of a sequence of 0 steps: " + c_.last_step_of + "'s index -1 is out of range for an axis of size 0");
     if (w.rank() != 3 || w.dim(0) != D || w.dim(1) != GH || w.dim(2) != I)
       ec.fail("W must be [" + std::to_string(D) + ", " + std::to_string(GH) + ", " + std::to_string(I) + "], got " +
               dims_to_string(w.dims()));
@@ -672,6 +677,7 @@ inline std::unique_ptr<Kernel> build_recurrent(BuildContext& ctx, CellKind kind)
   if (c.hidden <= 0 && ri.shape && ri.shape->size() == 3) c.hidden = (*ri.shape)[2];
   if (c.hidden <= 0) ctx.fail("hidden_size is missing and R's shape is unknown");
   c.acts = parse_rnn_activations(at, kind, c.dirs);
+  c.last_step_of = at.get_string("_quiver_last_step_of", "");
   c.blas = Blas(ctx.target());
   c.lstm_batched = !ctx.target().reproducible() && lstm_default_cell(kind, c.clip, c.input_forget, c.acts);
   c.gru_batched = !ctx.target().reproducible() && kind == CellKind::GRU && !c.linear_before_reset && c.clip == 0;
