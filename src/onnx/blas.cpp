@@ -177,29 +177,53 @@ void small_gemm_nn(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
   }
 }
 
-// R rows of a product of one column (gemv_rows): R independent sums of 16 lanes along K, the last
-// K % 16 values zero-padded (xt: x's, padded once per call). Always inlined, as gemm_tile_v: a
-// 64-byte vector may not cross a call boundary outside the AVX-512 clone (clang refuses it there).
-template <int R>
-[[gnu::always_inline]] inline void gemv_row_block(int64_t K, int64_t kv, const float* a, int64_t lda, const float* x,
-                                                  const float* xt, float* C, int64_t ldc, float alpha, float beta) {
+// gemv_rows's parts, always inlined as gemm_tile_v is: a 64-byte vector may not cross a call
+// boundary outside the AVX-512 clone (clang refuses it there), so vectors go by reference.
+// s += row a's last K % 16 values times x's (xr), both zero-padded.
+[[gnu::always_inline]] inline void gemv_add_tail(v16f& s, const float* a, int64_t kv, int64_t K, const v16f& xr) {
+  float at[16] = {};
+  std::memcpy(at, a + kv, sizeof(float) * static_cast<size_t>(K - kv));
+  s += vload<v16f>(at) * xr;
+}
+[[gnu::always_inline]] inline void gemv_store(const v16f& acc, float* c, float alpha, float beta) {
+  float s = 0;
+  for (int i = 0; i < 16; ++i) s += acc[i];
+  *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+}
+[[gnu::always_inline]] inline void gemv_rows_v(int64_t M, int64_t K, const float* A, int64_t lda, const float* x, float* C,
+                                               int64_t ldc, float alpha, float beta) {
+  const int64_t kv = K - K % 16;
+  float xt[16] = {};  // x's last K % 16 values, zero-padded to one vector
+  std::memcpy(xt, x + kv, sizeof(float) * static_cast<size_t>(K - kv));
   const v16f xr = vload<v16f>(xt);
-  v16f s[R];
-  for (int r = 0; r < R; ++r) s[r] = v16f{};
-  for (int64_t k = 0; k < kv; k += 16) {
-    const v16f xv = vload<v16f>(x + k);
-    for (int r = 0; r < R; ++r) s[r] += vload<v16f>(a + r * lda + k) * xv;
-  }
-  for (int r = 0; r < R; ++r) {
-    if (kv < K) {
-      float at[16] = {};  // row r's last K % 16 values
-      std::memcpy(at, a + r * lda + kv, sizeof(float) * static_cast<size_t>(K - kv));
-      s[r] += vload<v16f>(at) * xr;
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) {
+    const float* a = A + m * lda;
+    v16f s0{}, s1{}, s2{}, s3{};
+    for (int64_t k = 0; k < kv; k += 16) {
+      const v16f xv = vload<v16f>(x + k);
+      s0 += vload<v16f>(a + k) * xv;
+      s1 += vload<v16f>(a + lda + k) * xv;
+      s2 += vload<v16f>(a + 2 * lda + k) * xv;
+      s3 += vload<v16f>(a + 3 * lda + k) * xv;
     }
-    float sum = 0;
-    for (int i = 0; i < 16; ++i) sum += s[r][i];
-    float* c = C + r * ldc;
-    *c = beta == 0.0f ? alpha * sum : alpha * sum + beta * *c;
+    if (kv < K) {
+      gemv_add_tail(s0, a, kv, K, xr);
+      gemv_add_tail(s1, a + lda, kv, K, xr);
+      gemv_add_tail(s2, a + 2 * lda, kv, K, xr);
+      gemv_add_tail(s3, a + 3 * lda, kv, K, xr);
+    }
+    gemv_store(s0, C + m * ldc, alpha, beta);
+    gemv_store(s1, C + (m + 1) * ldc, alpha, beta);
+    gemv_store(s2, C + (m + 2) * ldc, alpha, beta);
+    gemv_store(s3, C + (m + 3) * ldc, alpha, beta);
+  }
+  for (; m < M; ++m) {
+    const float* a = A + m * lda;
+    v16f s0{};
+    for (int64_t k = 0; k < kv; k += 16) s0 += vload<v16f>(a + k) * vload<v16f>(x + k);
+    if (kv < K) gemv_add_tail(s0, a, kv, K, xr);
+    gemv_store(s0, C + m * ldc, alpha, beta);
   }
 }
 
@@ -211,12 +235,7 @@ template <int R>
 QUIVER_HOT
 void gemv_rows(int64_t M, int64_t K, const float* A, int64_t lda, const float* x, float* C, int64_t ldc, float alpha,
                float beta) {
-  const int64_t kv = K - K % 16;
-  float xt[16] = {};  // x's last K % 16 values, zero-padded to one vector
-  std::memcpy(xt, x + kv, sizeof(float) * static_cast<size_t>(K - kv));
-  int64_t m = 0;
-  for (; m + 4 <= M; m += 4) gemv_row_block<4>(K, kv, A + m * lda, lda, x, xt, C + m * ldc, ldc, alpha, beta);
-  for (; m < M; ++m) gemv_row_block<1>(K, kv, A + m * lda, lda, x, xt, C + m * ldc, ldc, alpha, beta);
+  gemv_rows_v(M, K, A, lda, x, C, ldc, alpha, beta);
 }
 
 QUIVER_HOT
