@@ -638,26 +638,38 @@ TEST(Engine, ScatterNDPartsFusionMatchesUnfused) {
 // in default and reproducible numerics, at 3 rows (row by row) and 20 (the batched LSTM of default
 // numerics), with and without an initial h, with Y_h also a graph output; fewer steps. A reverse
 // LSTM, whose last step of Y is not Y_h, keeps the graph as written.
+namespace {
+// Into an empty g: x [B, T, I] (T -1: dynamic, a symbol of its own) -> Transpose -> LSTM (hidden H)
+// -> Squeeze -> Transpose -> Gather -1 (named "last_step") -> y [B, H]. variant 0: plain, 1: initial
+// h, 2: Y_h also an output, 3: reverse.
+void lstm_last_step_graph(G& g, int64_t T, int64_t I, int64_t H, int variant) {
+  g.numbered_dims = T < 0;
+  g.input("x", {-1, T, I});
+  if (variant == 1) g.input("h0", {1, -1, H});
+  g.output("y", {-1, H});
+  if (variant == 2) g.output("yh", {1, -1, H});
+  g.init("w", sine_tensor({1, 4 * H, I}, 0.31f, 0.2f));
+  g.init("r", sine_tensor({1, 4 * H, H}, 0.17f, 0.4f));
+  g.init("b", sine_tensor({1, 8 * H}, 0.23f, 0.1f));
+  g.init("ax", i64({1}, {1}));
+  g.init("last", i64({-1}, {}));
+  quiver::test::attr_ints(g.node("Transpose", {"x"}, {"xt"}), "perm", {1, 0, 2});
+  auto* l = g.node("LSTM", {"xt", "w", "r", "b", "", variant == 1 ? "h0" : ""}, {"Y", variant == 2 ? "yh" : ""});
+  quiver::test::attr_int(l, "hidden_size", H);
+  if (variant == 3) quiver::test::attr_str(l, "direction", "reverse");
+  g.node("Squeeze", {"Y", "ax"}, {"ys"});
+  quiver::test::attr_ints(g.node("Transpose", {"ys"}, {"yt"}), "perm", {1, 0, 2});
+  auto* gather = g.node("Gather", {"yt", "last"}, {"y"});
+  gather->set_name("last_step");
+  quiver::test::attr_int(gather, "axis", 1);
+}
+}  // namespace
+
 TEST(Engine, LstmLastStepFromYhMatchesUnfused) {
   const int64_t T = 5, I = 3, H = 7;
-  for (int variant = 0; variant < 4; ++variant) {  // 0: plain, 1: initial h, 2: Y_h also an output, 3: reverse
+  for (int variant = 0; variant < 4; ++variant) {
     G g(14);
-    g.input("x", {-1, T, I});
-    if (variant == 1) g.input("h0", {1, -1, H});
-    g.output("y", {-1, H});
-    if (variant == 2) g.output("yh", {1, -1, H});
-    g.init("w", sine_tensor({1, 4 * H, I}, 0.31f, 0.2f));
-    g.init("r", sine_tensor({1, 4 * H, H}, 0.17f, 0.4f));
-    g.init("b", sine_tensor({1, 8 * H}, 0.23f, 0.1f));
-    g.init("ax", i64({1}, {1}));
-    g.init("last", i64({-1}, {}));
-    quiver::test::attr_ints(g.node("Transpose", {"x"}, {"xt"}), "perm", {1, 0, 2});
-    auto* l = g.node("LSTM", {"xt", "w", "r", "b", "", variant == 1 ? "h0" : ""}, {"Y", variant == 2 ? "yh" : ""});
-    quiver::test::attr_int(l, "hidden_size", H);
-    if (variant == 3) quiver::test::attr_str(l, "direction", "reverse");
-    g.node("Squeeze", {"Y", "ax"}, {"ys"});
-    quiver::test::attr_ints(g.node("Transpose", {"ys"}, {"yt"}), "perm", {1, 0, 2});
-    quiver::test::attr_int(g.node("Gather", {"yt", "last"}, {"y"}), "axis", 1);
+    lstm_last_step_graph(g, T, I, H, variant);
     const quiver::onnx::CompileOptions nofuse = no_fusion();
     const LoadOptions repro = reproducible_numerics();
     auto fused = g.load(), plain = g.load(nofuse), fused_repro = g.load({}, repro), plain_repro = g.load(nofuse, repro);
@@ -685,19 +697,7 @@ TEST(Engine, LstmLastStepFromYhMatchesUnfused) {
 TEST(Engine, LstmLastStepOfNoStepsFailsAsWritten) {
   const int64_t I = 3, H = 7;
   G g(14);
-  g.input("x", {-1, -1, I});
-  g.output("y", {-1, H});
-  g.init("w", sine_tensor({1, 4 * H, I}, 0.31f, 0.2f));
-  g.init("r", sine_tensor({1, 4 * H, H}, 0.17f, 0.4f));
-  g.init("ax", i64({1}, {1}));
-  g.init("last", i64({-1}, {}));
-  quiver::test::attr_ints(g.node("Transpose", {"x"}, {"xt"}), "perm", {1, 0, 2});
-  quiver::test::attr_int(g.node("LSTM", {"xt", "w", "r"}, {"Y"}), "hidden_size", H);
-  g.node("Squeeze", {"Y", "ax"}, {"ys"});
-  quiver::test::attr_ints(g.node("Transpose", {"ys"}, {"yt"}), "perm", {1, 0, 2});
-  auto* gather = g.node("Gather", {"yt", "last"}, {"y"});
-  gather->set_name("last_step");
-  quiver::test::attr_int(gather, "axis", 1);
+  lstm_last_step_graph(g, -1, I, H, 0);
   const quiver::onnx::CompileOptions nofuse = no_fusion();
   auto fused = g.load(), plain = g.load(nofuse), fused_repro = g.load({}, reproducible_numerics());
   ASSERT_NE(steps_line(*fused), steps_line(*plain));
