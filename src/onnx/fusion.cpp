@@ -263,7 +263,7 @@ class Fuser {
     const auto axes = reduce_axes(n);
     return axes && *axes == std::vector<int64_t>{-1};
   }
-  // The constant axes of a Reduce* or Unsqueeze node (attribute before opset 18 / 13, input after);
+  // The constant axes of a Reduce*, Unsqueeze or Squeeze node (attribute before opset 18 / 13, input after);
   // nullopt when they are not constant, or empty with noop_with_empty_axes.
   std::optional<std::vector<int64_t>> reduce_axes(const ::onnx::NodeProto& n) const {
     if (const auto* nw = attr(n, "noop_with_empty_axes"); nw && nw->i() != 0) return std::nullopt;
@@ -466,13 +466,7 @@ class Fuser {
         !single_use(nodes_[ti]->input(0), static_cast<size_t>(ti)))
       return;
     const auto& sq = *nodes_[si];
-    std::vector<int64_t> axes;  // opset 13: an input; before: an attribute
-    if (sq.input_size() > 1) {
-      if (const auto t = i64_const(sq.input(1))) axes.assign(t->data<int64_t>(), t->data<int64_t>() + t->numel());
-    } else if (const auto* a = attr(sq, "axes")) {
-      axes.assign(a->ints().begin(), a->ints().end());
-    }
-    if (axes != std::vector<int64_t>{1}) return;
+    if (reduce_axes(sq) != std::vector<int64_t>{1}) return;
     const int li = producer(sq.input(0));
     if (li < 0 || nodes_[li]->op_type() != "LSTM" || !dom(static_cast<size_t>(li)) || nodes_[li]->output(0) != sq.input(0) ||
         !single_use(sq.input(0), static_cast<size_t>(si)))
